@@ -1,0 +1,119 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { parseDuration } from "../domain/duration.js";
+import { TurnoutError } from "../domain/errors.js";
+
+/**
+ * Server settings, resolved once at start-up: flags > environment > settings
+ * file > defaults. This is the only module (with the manifest loader) that
+ * reads process.env; everything else receives a ServerSettings.
+ */
+export interface ServerSettings {
+  host: string;
+  port: number;
+  dataDir: string;
+  configDir: string;
+  /** postgres://… to use PostgreSQL; undefined for the embedded SQLite in dataDir. */
+  databaseUrl: string | undefined;
+  /** Deploys one server process runs at once, across all environments. */
+  concurrency: number;
+  leaseMs: number;
+  /** Grace period between SIGTERM and SIGKILL when a deploy is cancelled or times out. */
+  killGraceMs: number;
+  logFlushMs: number;
+  /** Defaults for deploys whose manifest sets no timeout. */
+  defaultTimeoutMs: number;
+  defaultIdleTimeoutMs: number;
+  /** Create the demo app and its repository if the config directory has no apps. */
+  demo: boolean;
+  /** Largest request body accepted, in bytes. */
+  bodyLimit: number;
+  /** Extra environment (e.g. the server's own) the manifest loader may resolve token_env / secret_env from. */
+  environment: Record<string, string | undefined>;
+}
+
+export interface SettingsFlags {
+  host?: string;
+  port?: string | number;
+  dataDir?: string;
+  configDir?: string;
+  databaseUrl?: string;
+  concurrency?: string | number;
+  settingsFile?: string;
+  demo?: boolean;
+}
+
+const fileSchema = z
+  .object({
+    host: z.string().optional(),
+    port: z.number().int().min(0).max(65535).optional(),
+    data_dir: z.string().optional(),
+    config_dir: z.string().optional(),
+    database_url: z.string().optional(),
+    concurrency: z.number().int().min(1).max(256).optional(),
+    lease: z.union([z.string(), z.number()]).optional(),
+    kill_grace: z.union([z.string(), z.number()]).optional(),
+    default_timeout: z.union([z.string(), z.number()]).optional(),
+    default_idle_timeout: z.union([z.string(), z.number()]).optional(),
+  })
+  .strict();
+
+export function resolveSettings(
+  flags: SettingsFlags,
+  env: Record<string, string | undefined> = process.env,
+  cwd: string = process.cwd(),
+): ServerSettings {
+  const settingsFile = flags.settingsFile ?? env["TURNOUT_SETTINGS_FILE"];
+  const file = settingsFile ? readSettingsFile(path.resolve(cwd, settingsFile)) : {};
+
+  const dataDir = path.resolve(cwd, flags.dataDir ?? env["TURNOUT_HOME"] ?? file.data_dir ?? ".turnout");
+  const configDir = path.resolve(cwd, flags.configDir ?? env["TURNOUT_CONFIG_DIR"] ?? file.config_dir ?? "turnout.d");
+  const port = toInt("port", flags.port ?? env["TURNOUT_PORT"] ?? file.port ?? 7700, 0, 65535);
+  const concurrency = toInt("concurrency", flags.concurrency ?? env["TURNOUT_CONCURRENCY"] ?? file.concurrency ?? 4, 1, 256);
+  const databaseUrl = flags.databaseUrl ?? env["TURNOUT_DATABASE_URL"] ?? file.database_url ?? undefined;
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new TurnoutError("E_CONFIG", "TURNOUT_DATABASE_URL must be a postgres:// URL");
+  }
+
+  return {
+    host: flags.host ?? env["TURNOUT_HOST"] ?? file.host ?? "127.0.0.1",
+    port,
+    dataDir,
+    configDir,
+    databaseUrl: databaseUrl || undefined,
+    concurrency,
+    leaseMs: parseDuration(env["TURNOUT_LEASE"] ?? file.lease ?? "30s"),
+    killGraceMs: parseDuration(env["TURNOUT_KILL_GRACE"] ?? file.kill_grace ?? "10s"),
+    logFlushMs: 250,
+    defaultTimeoutMs: parseDuration(file.default_timeout ?? "1h"),
+    defaultIdleTimeoutMs: parseDuration(file.default_idle_timeout ?? "30m"),
+    demo: flags.demo ?? env["TURNOUT_DEMO"] === "1",
+    bodyLimit: 1024 * 1024,
+    environment: env,
+  };
+}
+
+function readSettingsFile(file: string): z.infer<typeof fileSchema> {
+  let raw: unknown;
+  try {
+    raw = parseYaml(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new TurnoutError("E_CONFIG", `cannot read settings file ${file}: ${(error as Error).message}`);
+  }
+  const parsed = fileSchema.safeParse(raw ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new TurnoutError("E_CONFIG", `${file}: ${issue.path.join(".") || "(root)"}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+function toInt(name: string, value: string | number, min: number, max: number): number {
+  const n = typeof value === "number" ? value : Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new TurnoutError("E_CONFIG", `${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}

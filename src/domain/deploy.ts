@@ -1,0 +1,100 @@
+/**
+ * The deploy: one request to bring an environment to a revision.
+ *
+ *   queued ──▶ running ──▶ succeeded
+ *     │    ╲      │   ╲──▶ failed     (with an outcome code: interrupted, timeout, …)
+ *     │     ╲     ╰─────▶ cancelled
+ *     │      waiting ──▶ running      (waiting: held by a gate before running)
+ *     ╰────────────────▶ cancelled
+ *
+ * `waiting` and `running` are the active states: the schema allows at most one
+ * active deploy per environment.
+ */
+export const DEPLOY_STATUSES = ["queued", "waiting", "running", "succeeded", "failed", "cancelled"] as const;
+export type DeployStatus = (typeof DEPLOY_STATUSES)[number];
+
+export const ACTIVE_STATUSES: readonly DeployStatus[] = ["waiting", "running"];
+export const FINISHED_STATUSES: readonly DeployStatus[] = ["succeeded", "failed", "cancelled"];
+
+export const TRIGGERS = ["api", "cli", "ui", "auto", "webhook", "push", "chat", "rollback", "promote"] as const;
+export type Trigger = (typeof TRIGGERS)[number];
+
+/**
+ * Why a deploy failed. These are outcome codes stored on the deploy, distinct
+ * from the E_* codes of a refused request: the request was fine, the deploy
+ * did not work out.
+ */
+export const FAILURE_CODES = [
+  "interrupted",
+  "timeout",
+  "idle_timeout",
+  "command_failed",
+  "git_failed",
+  "internal",
+] as const;
+export type FailureCode = (typeof FAILURE_CODES)[number];
+
+export type Components = Record<string, string>;
+
+export interface Deploy {
+  id: number;
+  app: string;
+  env: string;
+  number: number;
+  status: DeployStatus;
+  /** What the deploy is doing now while active (`fetch`, `workspace`, `deploy`, …). */
+  phase: string | null;
+  trigger: Trigger;
+  user: string;
+  ref: string;
+  sha: string;
+  /** Every component's commit; for single-repo apps `{ main: sha }`. */
+  components: Components;
+  previousSha: string | null;
+  params: Record<string, string>;
+  force: boolean;
+  /** Safeties that did not apply because of `force` or a rollback, e.g. `lock`. */
+  ignoredSafeties: string[];
+  /** For a rollback, the deploy number whose release it brings back. */
+  rollbackOf: number | null;
+  errorCode: FailureCode | null;
+  errorMessage: string | null;
+  releaseId: number | null;
+  configRevision: string;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  cancelRequested: boolean;
+}
+
+export function deployLabel(d: Pick<Deploy, "app" | "env" | "number">): string {
+  return `${d.app}/${d.env}#${d.number}`;
+}
+
+export function isFinished(status: DeployStatus): boolean {
+  return FINISHED_STATUSES.includes(status);
+}
+
+export function isActive(status: DeployStatus): boolean {
+  return ACTIVE_STATUSES.includes(status);
+}
+
+const TRANSITIONS: Record<DeployStatus, readonly DeployStatus[]> = {
+  queued: ["waiting", "running", "cancelled", "failed"],
+  waiting: ["running", "failed", "cancelled"],
+  running: ["succeeded", "failed", "cancelled"],
+  succeeded: [],
+  failed: [],
+  cancelled: [],
+};
+
+export function canTransition(from: DeployStatus, to: DeployStatus): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** `shop/production#42` → parts; anything else → undefined. */
+export function parseDeployLabel(value: string): { app: string; env: string; number: number } | undefined {
+  const match = /^([a-z0-9][a-z0-9-]*)\/([a-z0-9][a-z0-9-]*)#([0-9]{1,9})$/.exec(value);
+  if (!match) return undefined;
+  return { app: match[1]!, env: match[2]!, number: Number(match[3]) };
+}

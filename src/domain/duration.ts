@@ -1,0 +1,28 @@
+import { TurnoutError } from "./errors.js";
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** "90s", "30m", "1h30m", "500ms" or a plain number of seconds → milliseconds. */
+export function parseDuration(value: string | number): number {
+  if (typeof value === "number") {
+    if (!Number.isFinite(value) || value < 0) throw badDuration(String(value));
+    return Math.round(value * 1000);
+  }
+  const text = value.trim();
+  if (/^[0-9]+(\.[0-9]+)?$/.test(text)) return Math.round(Number(text) * 1000);
+  const parts = [...text.matchAll(/([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join("") !== text) throw badDuration(text);
+  return Math.round(parts.reduce((sum, p) => sum + Number(p[1]) * UNIT_MS[p[2]!]!, 0));
+}
+
+function badDuration(text: string): TurnoutError {
+  return new TurnoutError("E_VALIDATION", `invalid duration ${JSON.stringify(text)}: use e.g. 90s, 30m or 1h30m`);
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms}ms`;
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  return s % 60 === 0 ? `${m}m` : `${m}m${s % 60}s`;
+}

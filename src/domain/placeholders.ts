@@ -1,0 +1,37 @@
+import { TurnoutError } from "./errors.js";
+
+/**
+ * Placeholders in an argv command. They are substituted inside single
+ * arguments only: an argument stays one argument whatever the value holds, and
+ * no shell ever parses it. Values are still validated (names, SHAs, refs were
+ * checked on the way in; this is the last line of defence).
+ */
+export const PLACEHOLDERS = ["app", "env", "sha", "ref", "previous_sha", "deploy"] as const;
+export type Placeholder = (typeof PLACEHOLDERS)[number];
+export type PlaceholderValues = Record<Placeholder, string>;
+
+const SAFE_VALUE = /^[A-Za-z0-9._\/+=@#-]*$/;
+
+export function substitute(argv: readonly string[], values: PlaceholderValues): string[] {
+  for (const [key, value] of Object.entries(values)) {
+    if (!SAFE_VALUE.test(value) || value.startsWith("-")) {
+      throw new TurnoutError("E_VALIDATION", `placeholder {${key}} has an unsafe value`, { placeholder: key });
+    }
+  }
+  return argv.map((arg) =>
+    arg.replace(/\{([a-z_]+)\}/g, (whole, key: string) =>
+      (PLACEHOLDERS as readonly string[]).includes(key) ? values[key as Placeholder] : whole,
+    ),
+  );
+}
+
+/** Placeholders used in a command that Turnout does not know: a manifest error. */
+export function unknownPlaceholders(argv: readonly string[]): string[] {
+  const unknown = new Set<string>();
+  for (const arg of argv) {
+    for (const match of arg.matchAll(/\{([a-z_]+)\}/g)) {
+      if (!(PLACEHOLDERS as readonly string[]).includes(match[1]!)) unknown.add(match[1]!);
+    }
+  }
+  return [...unknown];
+}

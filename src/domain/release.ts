@@ -1,0 +1,23 @@
+import type { Components } from "./deploy.js";
+
+/** The immutable thing a deploy installed. */
+export interface Release {
+  id: number;
+  app: string;
+  env: string;
+  deployId: number;
+  deployNumber: number;
+  fingerprint: string;
+  components: Components;
+  configRevision: string;
+  /** The environment settings the release was deployed with, so a rollback brings back exactly this. */
+  environmentConfig: unknown;
+  createdAt: string;
+}
+
+export interface EnvironmentState {
+  app: string;
+  env: string;
+  currentReleaseId: number | null;
+  currentDeployId: number | null;
+}
