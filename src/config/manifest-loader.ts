@@ -62,7 +62,12 @@ export function parseManifest(
   if (!APP_NAME.test(name)) {
     return {
       problems: [
-        { file, line: null, field: "(file name)", message: `app name '${name}' must use lowercase letters, digits and '-'` },
+        {
+          file,
+          line: null,
+          field: "(file name)",
+          message: `app name '${name}' must use lowercase letters, digits and '-'`,
+        },
       ],
     };
   }
@@ -80,7 +85,9 @@ export function parseManifest(
   }
   const parsed = manifestSchema.safeParse(doc.toJS() ?? {});
   if (!parsed.success) {
-    return { problems: parsed.error.issues.map((issue) => toProblem(file, issue, doc.contents, lineCounter)) };
+    return {
+      problems: parsed.error.issues.map((issue) => toProblem(file, issue, doc.contents, lineCounter)),
+    };
   }
   const missing: ConfigProblem[] = [];
   const app = toAppConfig(name, file, parsed.data, options, missing);
@@ -89,7 +96,12 @@ export function parseManifest(
 
 function toProblem(file: string, issue: z.core.$ZodIssue, root: unknown, lines: LineCounter): ConfigProblem {
   const field = issue.path.map(String).join(".") || "(root)";
-  return { file, line: lineOf(root, issue.path as (string | number)[], lines), field, message: issue.message };
+  return {
+    file,
+    line: lineOf(root, issue.path as (string | number)[], lines),
+    field,
+    message: issue.message,
+  };
 }
 
 /** The line of the deepest YAML node along `fieldPath` that exists. */
@@ -124,7 +136,12 @@ function toAppConfig(
   for (const variable of input.secret_env ?? []) {
     const value = options.environment[variable];
     if (value === undefined) {
-      problems.push({ file, line: null, field: "secret_env", message: `environment variable ${variable} is not set` });
+      problems.push({
+        file,
+        line: null,
+        field: "secret_env",
+        message: `environment variable ${variable} is not set`,
+      });
     } else {
       secretEnv[variable] = value;
     }
@@ -153,7 +170,8 @@ function toAppConfig(
         ...(d.command ? { command: d.command } : {}),
         ...(d.script ? { script: d.script } : {}),
         timeoutMs: d.timeout !== undefined ? parseDuration(d.timeout) : options.defaultTimeoutMs,
-        idleTimeoutMs: d.idle_timeout !== undefined ? parseDuration(d.idle_timeout) : options.defaultIdleTimeoutMs,
+        idleTimeoutMs:
+          d.idle_timeout !== undefined ? parseDuration(d.idle_timeout) : options.defaultIdleTimeoutMs,
         env: d.env ?? {},
       },
     };

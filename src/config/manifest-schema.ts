@@ -8,7 +8,10 @@ import { PLACEHOLDERS, unknownPlaceholders } from "../domain/placeholders.js";
  */
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const duration = z.union([z.string().regex(/^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$|^[0-9]+$/, "a duration like 90s, 30m or 1h"), z.number().positive()]);
+const duration = z.union([
+  z.string().regex(/^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$|^[0-9]+$/, "a duration like 90s, 30m or 1h"),
+  z.number().positive(),
+]);
 
 const argv = z
   .array(z.string().min(1))

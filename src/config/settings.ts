@@ -69,9 +69,17 @@ export function resolveSettings(
   const file = settingsFile ? readSettingsFile(path.resolve(cwd, settingsFile)) : {};
 
   const dataDir = path.resolve(cwd, flags.dataDir ?? env["TURNOUT_HOME"] ?? file.data_dir ?? ".turnout");
-  const configDir = path.resolve(cwd, flags.configDir ?? env["TURNOUT_CONFIG_DIR"] ?? file.config_dir ?? "turnout.d");
+  const configDir = path.resolve(
+    cwd,
+    flags.configDir ?? env["TURNOUT_CONFIG_DIR"] ?? file.config_dir ?? "turnout.d",
+  );
   const port = toInt("port", flags.port ?? env["TURNOUT_PORT"] ?? file.port ?? 7700, 0, 65535);
-  const concurrency = toInt("concurrency", flags.concurrency ?? env["TURNOUT_CONCURRENCY"] ?? file.concurrency ?? 4, 1, 256);
+  const concurrency = toInt(
+    "concurrency",
+    flags.concurrency ?? env["TURNOUT_CONCURRENCY"] ?? file.concurrency ?? 4,
+    1,
+    256,
+  );
   const databaseUrl = flags.databaseUrl ?? env["TURNOUT_DATABASE_URL"] ?? file.database_url ?? undefined;
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new TurnoutError("E_CONFIG", "TURNOUT_DATABASE_URL must be a postgres:// URL");
@@ -113,7 +121,10 @@ function readSettingsFile(file: string): z.infer<typeof fileSchema> {
 function toInt(name: string, value: string | number, min: number, max: number): number {
   const n = typeof value === "number" ? value : Number(value);
   if (!Number.isInteger(n) || n < min || n > max) {
-    throw new TurnoutError("E_CONFIG", `${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
+    throw new TurnoutError(
+      "E_CONFIG",
+      `${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`,
+    );
   }
   return n;
 }

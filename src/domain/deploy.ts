@@ -16,7 +16,17 @@ export type DeployStatus = (typeof DEPLOY_STATUSES)[number];
 export const ACTIVE_STATUSES: readonly DeployStatus[] = ["waiting", "running"];
 export const FINISHED_STATUSES: readonly DeployStatus[] = ["succeeded", "failed", "cancelled"];
 
-export const TRIGGERS = ["api", "cli", "ui", "auto", "webhook", "push", "chat", "rollback", "promote"] as const;
+export const TRIGGERS = [
+  "api",
+  "cli",
+  "ui",
+  "auto",
+  "webhook",
+  "push",
+  "chat",
+  "rollback",
+  "promote",
+] as const;
 export type Trigger = (typeof TRIGGERS)[number];
 
 /**

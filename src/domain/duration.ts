@@ -16,7 +16,10 @@ export function parseDuration(value: string | number): number {
 }
 
 function badDuration(text: string): TurnoutError {
-  return new TurnoutError("E_VALIDATION", `invalid duration ${JSON.stringify(text)}: use e.g. 90s, 30m or 1h30m`);
+  return new TurnoutError(
+    "E_VALIDATION",
+    `invalid duration ${JSON.stringify(text)}: use e.g. 90s, 30m or 1h30m`,
+  );
 }
 
 export function formatDuration(ms: number): string {

@@ -10,12 +10,14 @@ export const PLACEHOLDERS = ["app", "env", "sha", "ref", "previous_sha", "deploy
 export type Placeholder = (typeof PLACEHOLDERS)[number];
 export type PlaceholderValues = Record<Placeholder, string>;
 
-const SAFE_VALUE = /^[A-Za-z0-9._\/+=@#-]*$/;
+const SAFE_VALUE = /^[A-Za-z0-9._/+=@#-]*$/;
 
 export function substitute(argv: readonly string[], values: PlaceholderValues): string[] {
   for (const [key, value] of Object.entries(values)) {
     if (!SAFE_VALUE.test(value) || value.startsWith("-")) {
-      throw new TurnoutError("E_VALIDATION", `placeholder {${key}} has an unsafe value`, { placeholder: key });
+      throw new TurnoutError("E_VALIDATION", `placeholder {${key}} has an unsafe value`, {
+        placeholder: key,
+      });
     }
   }
   return argv.map((arg) =>

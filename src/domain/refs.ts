@@ -7,7 +7,7 @@ import { TurnoutError } from "./errors.js";
  * read as an option, and no shell or control characters at all.
  */
 const MAX_REF_LENGTH = 200;
-const ALLOWED = /^[A-Za-z0-9._\/+=@-]+$/;
+const ALLOWED = /^[A-Za-z0-9._/+=@-]+$/;
 
 export function refProblem(ref: string): string | undefined {
   if (ref.length === 0) return "is empty";
@@ -44,6 +44,7 @@ export function isFullSha(value: string): boolean {
 }
 
 export function assertSha(value: string): string {
-  if (!isFullSha(value)) throw new TurnoutError("E_INVALID_REF", `not a full commit SHA: ${JSON.stringify(value)}`);
+  if (!isFullSha(value))
+    throw new TurnoutError("E_INVALID_REF", `not a full commit SHA: ${JSON.stringify(value)}`);
   return value;
 }

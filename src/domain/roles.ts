@@ -28,7 +28,10 @@ export function can(principal: Principal, permission: Permission, app?: string):
 
 export function authorize(principal: Principal, permission: Permission, app?: string): void {
   if (!GRANTS[principal.role].includes(permission)) {
-    throw new TurnoutError("E_FORBIDDEN", `token '${principal.name}' (${principal.role}) may not ${permission}`);
+    throw new TurnoutError(
+      "E_FORBIDDEN",
+      `token '${principal.name}' (${principal.role}) may not ${permission}`,
+    );
   }
   if (app !== undefined && principal.apps !== null && !principal.apps.includes(app)) {
     throw new TurnoutError("E_FORBIDDEN", `token '${principal.name}' is not allowed to use app '${app}'`);

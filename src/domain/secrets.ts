@@ -10,7 +10,9 @@ export class SecretMasker {
 
   constructor(secrets: Iterable<string>) {
     // Longest first, so that a secret containing another is masked whole.
-    this.secrets = [...new Set([...secrets].filter((s) => s.length >= 4))].sort((a, b) => b.length - a.length);
+    this.secrets = [...new Set([...secrets].filter((s) => s.length >= 4))].sort(
+      (a, b) => b.length - a.length,
+    );
   }
 
   mask(text: string): string {

@@ -1,0 +1,33 @@
+/**
+ * Where SQLite and PostgreSQL differ, the difference is named here once and
+ * the rest of the store asks for the capability instead of the dialect.
+ */
+export type Dialect = "sqlite" | "postgres";
+
+export interface Capabilities {
+  dialect: Dialect;
+  /** Column type + constraint text for an auto-incrementing integer primary key. */
+  autoIncrementPrimaryKey: "integer-autoincrement" | "serial";
+  /** Several server processes may share the database (leases really compete). */
+  sharedBetweenProcesses: boolean;
+  /** SQLSTATE / message test for a unique-constraint violation. */
+  isUniqueViolation(error: unknown): boolean;
+}
+
+export const SQLITE: Capabilities = {
+  dialect: "sqlite",
+  autoIncrementPrimaryKey: "integer-autoincrement",
+  sharedBetweenProcesses: false,
+  isUniqueViolation: (error) =>
+    typeof error === "object" &&
+    error !== null &&
+    String((error as { code?: unknown }).code ?? "").startsWith("SQLITE_CONSTRAINT"),
+};
+
+export const POSTGRES: Capabilities = {
+  dialect: "postgres",
+  autoIncrementPrimaryKey: "serial",
+  sharedBetweenProcesses: true,
+  isUniqueViolation: (error) =>
+    typeof error === "object" && error !== null && (error as { code?: unknown }).code === "23505",
+};

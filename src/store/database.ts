@@ -1,0 +1,70 @@
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import SqliteDatabase from "better-sqlite3";
+import { Kysely, type Migration as KyselyMigration, Migrator, PostgresDialect, SqliteDialect } from "kysely";
+import pg from "pg";
+import { TurnoutError } from "../domain/errors.js";
+import { type Capabilities, POSTGRES, SQLITE } from "./capabilities.js";
+import { MIGRATIONS } from "./migrations/index.js";
+import type { Schema } from "./schema.js";
+
+export interface Database {
+  db: Kysely<Schema>;
+  caps: Capabilities;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  /** postgres://… ; undefined for SQLite at `sqliteFile`. */
+  url?: string | undefined;
+  sqliteFile?: string;
+}
+
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  const database = options.url ? openPostgres(options.url) : openSqlite(options.sqliteFile);
+  try {
+    await migrate(database);
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+  return database;
+}
+
+function openSqlite(file: string | undefined): Database {
+  if (!file) throw new TurnoutError("E_CONFIG", "no SQLite file given");
+  mkdirSync(path.dirname(file), { recursive: true });
+  const sqlite = new SqliteDatabase(file);
+  // WAL lets readers (log tails, status pages) run while a deploy writes;
+  // synchronous=FULL makes every acknowledged write survive a machine crash.
+  sqlite.pragma("journal_mode = WAL");
+  sqlite.pragma("synchronous = FULL");
+  sqlite.pragma("busy_timeout = 5000");
+  sqlite.pragma("foreign_keys = ON");
+  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
+  return { db, caps: SQLITE, close: () => db.destroy() };
+}
+
+function openPostgres(url: string): Database {
+  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
+  return { db, caps: POSTGRES, close: () => db.destroy() };
+}
+
+async function migrate({ db, caps }: Database): Promise<void> {
+  const migrations: Record<string, KyselyMigration> = {};
+  for (const [name, migration] of Object.entries(MIGRATIONS)) {
+    migrations[name] = { up: (k) => migration.up(k, caps) };
+  }
+  const migrator = new Migrator({
+    db,
+    provider: { getMigrations: async () => migrations },
+    migrationTableName: "turnout_migrations",
+    migrationLockTableName: "turnout_migrations_lock",
+  });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === "Error")?.migrationName ?? "unknown";
+    throw new TurnoutError("E_INTERNAL", `database migration ${failed} failed: ${(error as Error).message}`);
+  }
+}

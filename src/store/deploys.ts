@@ -1,0 +1,398 @@
+import { type Kysely, sql, type Transaction } from "kysely";
+import type { Components, Deploy, DeployStatus, FailureCode, Trigger } from "../domain/deploy.js";
+import { notFound, TurnoutError } from "../domain/errors.js";
+import type { Lock } from "../domain/lock.js";
+import type { Capabilities } from "./capabilities.js";
+import { isoIn, nowIso, toDeploy, toJson, toLock } from "./rows.js";
+import type { Schema } from "./schema.js";
+
+export interface NewDeploy {
+  app: string;
+  env: string;
+  trigger: Trigger;
+  user: string;
+  ref: string;
+  sha: string;
+  components: Components;
+  params: Record<string, string>;
+  force: boolean;
+  configRevision: string;
+  rollbackOf?: number | null;
+  environmentConfig?: unknown;
+}
+
+/**
+ * Decides, inside the transaction that creates the deploy and with the lock
+ * row read in that same transaction, whether the deploy may enter; returns the
+ * safeties it ignored (or throws E_LOCKED).
+ */
+export type AdmissionGuard = (lock: Lock | undefined) => { ignoredSafeties: string[] };
+
+export interface DeployFilter {
+  app?: string;
+  env?: string;
+  status?: DeployStatus;
+  /** Only deploys with an id below this (pagination, newest first). */
+  before?: number;
+  limit: number;
+}
+
+export interface Outcome {
+  status: "succeeded" | "failed" | "cancelled";
+  errorCode?: FailureCode | null;
+  errorMessage?: string | null;
+  /** For a success: the release to record and make current. */
+  release?: { fingerprint: string; environmentConfig: unknown };
+}
+
+const ACTIVE = ["waiting", "running"] as const;
+
+export class DeployStore {
+  constructor(
+    private readonly db: Kysely<Schema>,
+    private readonly caps: Capabilities,
+  ) {}
+
+  /** Numbers and inserts a deploy; the environment row's counter serialises numbering per environment. */
+  async create(input: NewDeploy, guard: AdmissionGuard): Promise<Deploy> {
+    return this.db.transaction().execute(async (trx) => {
+      const now = nowIso();
+      await trx
+        .insertInto("environments")
+        .values({ app: input.app, env: input.env, deploy_seq: 0, updated_at: now })
+        .onConflict((oc) => oc.columns(["app", "env"]).doNothing())
+        .execute();
+      const seq = await trx
+        .updateTable("environments")
+        .set({ deploy_seq: sql`deploy_seq + 1`, updated_at: now })
+        .where("app", "=", input.app)
+        .where("env", "=", input.env)
+        .returning(["deploy_seq", "current_deploy_id"])
+        .executeTakeFirstOrThrow();
+      const lockRow = await trx
+        .selectFrom("locks")
+        .selectAll()
+        .where("app", "=", input.app)
+        .where("env", "=", input.env)
+        .executeTakeFirst();
+      const { ignoredSafeties } = guard(lockRow ? toLock(lockRow) : undefined);
+      const previousSha = await previousShaOf(trx, seq.current_deploy_id);
+      const row = await trx
+        .insertInto("deploys")
+        .values({
+          app: input.app,
+          env: input.env,
+          number: seq.deploy_seq,
+          status: "queued",
+          phase: null,
+          trigger: input.trigger,
+          user_name: input.user,
+          ref: input.ref,
+          sha: input.sha,
+          components: toJson(input.components),
+          previous_sha: previousSha,
+          params: toJson(input.params),
+          force: input.force ? 1 : 0,
+          ignored_safeties: toJson(ignoredSafeties),
+          rollback_of: input.rollbackOf ?? null,
+          config_revision: input.configRevision,
+          environment_config: input.environmentConfig === undefined ? null : toJson(input.environmentConfig),
+          created_at: now,
+          cancel_requested: 0,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return toDeploy(row);
+    });
+  }
+
+  async get(id: number): Promise<Deploy> {
+    const row = await this.db.selectFrom("deploys").selectAll().where("id", "=", id).executeTakeFirst();
+    if (!row) throw notFound(`deploy ${id}`, { id });
+    return toDeploy(row);
+  }
+
+  async getByNumber(app: string, env: string, number: number): Promise<Deploy> {
+    const row = await this.db
+      .selectFrom("deploys")
+      .selectAll()
+      .where("app", "=", app)
+      .where("env", "=", env)
+      .where("number", "=", number)
+      .executeTakeFirst();
+    if (!row) throw notFound(`deploy ${app}/${env}#${number}`, { app, env, number });
+    return toDeploy(row);
+  }
+
+  async list(filter: DeployFilter): Promise<Deploy[]> {
+    let query = this.db.selectFrom("deploys").selectAll().orderBy("id", "desc").limit(filter.limit);
+    if (filter.app) query = query.where("app", "=", filter.app);
+    if (filter.env) query = query.where("env", "=", filter.env);
+    if (filter.status) query = query.where("status", "=", filter.status);
+    if (filter.before !== undefined) query = query.where("id", "<", filter.before);
+    return (await query.execute()).map(toDeploy);
+  }
+
+  /** The queued deploys of an environment, in the order they will run. */
+  async queued(app: string, env: string): Promise<Deploy[]> {
+    const rows = await this.db
+      .selectFrom("deploys")
+      .selectAll()
+      .where("app", "=", app)
+      .where("env", "=", env)
+      .where("status", "=", "queued")
+      .orderBy("id", "asc")
+      .execute();
+    return rows.map(toDeploy);
+  }
+
+  async active(app: string, env: string): Promise<Deploy | undefined> {
+    const row = await this.db
+      .selectFrom("deploys")
+      .selectAll()
+      .where("app", "=", app)
+      .where("env", "=", env)
+      .where("status", "in", ACTIVE)
+      .executeTakeFirst();
+    return row ? toDeploy(row) : undefined;
+  }
+
+  /**
+   * Claims the oldest queued deploy of an environment that has no active
+   * deploy, under a lease. Two claimers racing for the same row: the
+   * `status = 'queued'` recheck lets one win; for the same environment the
+   * unique partial index does, and the loser simply tries again.
+   */
+  async claimNext(owner: string, leaseMs: number): Promise<Deploy | undefined> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const candidate = await this.db
+        .selectFrom("deploys as d")
+        .select("d.id")
+        .where("d.status", "=", "queued")
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom("deploys as a")
+                .select("a.id")
+                .whereRef("a.app", "=", "d.app")
+                .whereRef("a.env", "=", "d.env")
+                .where("a.status", "in", ACTIVE),
+            ),
+          ),
+        )
+        .where(({ eb, selectFrom }) =>
+          eb(
+            "d.id",
+            "=",
+            selectFrom("deploys as q")
+              .select(({ fn }) => fn.min("q.id").as("m"))
+              .whereRef("q.app", "=", "d.app")
+              .whereRef("q.env", "=", "d.env")
+              .where("q.status", "=", "queued"),
+          ),
+        )
+        .orderBy("d.id", "asc")
+        .limit(1)
+        .executeTakeFirst();
+      if (!candidate) return undefined;
+      try {
+        const row = await this.db
+          .updateTable("deploys")
+          .set({
+            status: "running",
+            phase: "starting",
+            started_at: nowIso(),
+            lease_owner: owner,
+            lease_expires_at: isoIn(leaseMs),
+          })
+          .where("id", "=", candidate.id)
+          .where("status", "=", "queued")
+          .returningAll()
+          .executeTakeFirst();
+        if (row) return toDeploy(row);
+      } catch (error) {
+        if (!this.caps.isUniqueViolation(error)) throw error;
+      }
+    }
+    return undefined;
+  }
+
+  /** Extends the lease; false when it was lost (recovered by someone else, or finished). */
+  async renewLease(
+    id: number,
+    owner: string,
+    leaseMs: number,
+  ): Promise<{ held: boolean; cancelRequested: boolean }> {
+    const row = await this.db
+      .updateTable("deploys")
+      .set({ lease_expires_at: isoIn(leaseMs) })
+      .where("id", "=", id)
+      .where("lease_owner", "=", owner)
+      .where("status", "in", ACTIVE)
+      .returning(["cancel_requested"])
+      .executeTakeFirst();
+    return { held: row !== undefined, cancelRequested: row?.cancel_requested === 1 };
+  }
+
+  async update(
+    id: number,
+    owner: string,
+    changes: { phase?: string; pid?: number | null; sha?: string; previousSha?: string | null },
+  ): Promise<void> {
+    const set: Record<string, unknown> = {};
+    if (changes.phase !== undefined) set["phase"] = changes.phase;
+    if (changes.pid !== undefined) set["pid"] = changes.pid;
+    if (changes.sha !== undefined) set["sha"] = changes.sha;
+    if (changes.previousSha !== undefined) set["previous_sha"] = changes.previousSha;
+    if (Object.keys(set).length === 0) return;
+    await this.db
+      .updateTable("deploys")
+      .set(set)
+      .where("id", "=", id)
+      .where("lease_owner", "=", owner)
+      .execute();
+  }
+
+  /**
+   * Ends a deploy this owner holds. A success records the release and makes
+   * it the environment's current one in the same transaction, so the history
+   * never shows a deploy succeeded without its release.
+   */
+  async finish(id: number, owner: string, outcome: Outcome): Promise<Deploy> {
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .selectFrom("deploys")
+        .selectAll()
+        .where("id", "=", id)
+        .where("lease_owner", "=", owner)
+        .where("status", "in", ACTIVE)
+        .executeTakeFirst();
+      if (!row) throw new TurnoutError("E_CONFLICT", `deploy ${id} is no longer held by this worker`);
+      const now = nowIso();
+      let releaseId: number | null = null;
+      if (outcome.status === "succeeded" && outcome.release) {
+        const release = await trx
+          .insertInto("releases")
+          .values({
+            app: row.app,
+            env: row.env,
+            deploy_id: row.id,
+            deploy_number: row.number,
+            fingerprint: outcome.release.fingerprint,
+            components: row.components,
+            config_revision: row.config_revision,
+            environment_config: toJson(outcome.release.environmentConfig),
+            created_at: now,
+          })
+          .returning("id")
+          .executeTakeFirstOrThrow();
+        releaseId = release.id;
+        await trx
+          .updateTable("environments")
+          .set({ current_release_id: releaseId, current_deploy_id: row.id, updated_at: now })
+          .where("app", "=", row.app)
+          .where("env", "=", row.env)
+          .execute();
+      }
+      const updated = await trx
+        .updateTable("deploys")
+        .set({
+          status: outcome.status,
+          phase: null,
+          error_code: outcome.errorCode ?? null,
+          error_message: outcome.errorMessage ?? null,
+          release_id: releaseId,
+          finished_at: now,
+          lease_owner: null,
+          lease_expires_at: null,
+          pid: null,
+        })
+        .where("id", "=", id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return toDeploy(updated);
+    });
+  }
+
+  /**
+   * Asks a deploy to stop. A queued one is cancelled on the spot; an active
+   * one is flagged and its worker stops it (and records the outcome).
+   */
+  async requestCancel(id: number): Promise<Deploy> {
+    const now = nowIso();
+    const queued = await this.db
+      .updateTable("deploys")
+      .set({
+        status: "cancelled",
+        finished_at: now,
+        cancel_requested: 1,
+        error_message: "cancelled before it started",
+      })
+      .where("id", "=", id)
+      .where("status", "=", "queued")
+      .returningAll()
+      .executeTakeFirst();
+    if (queued) return toDeploy(queued);
+    const active = await this.db
+      .updateTable("deploys")
+      .set({ cancel_requested: 1 })
+      .where("id", "=", id)
+      .where("status", "in", ACTIVE)
+      .returningAll()
+      .executeTakeFirst();
+    if (active) return toDeploy(active);
+    const current = await this.get(id);
+    throw new TurnoutError(
+      "E_NOT_CANCELLABLE",
+      `deploy ${current.app}/${current.env}#${current.number} is already ${current.status}`,
+      {
+        status: current.status,
+      },
+    );
+  }
+
+  /** Active deploys whose lease has run out, or is held by an owner the caller knows is dead. */
+  async abandoned(
+    ownerIsDead: (owner: string) => boolean,
+  ): Promise<{ deploy: Deploy; owner: string | null; pid: number | null }[]> {
+    const rows = await this.db.selectFrom("deploys").selectAll().where("status", "in", ACTIVE).execute();
+    const now = nowIso();
+    return rows
+      .filter((r) => r.lease_owner === null || (r.lease_expires_at ?? "") < now || ownerIsDead(r.lease_owner))
+      .map((r) => ({ deploy: toDeploy(r), owner: r.lease_owner, pid: r.pid }));
+  }
+
+  /** Marks an abandoned deploy failed with `interrupted`, if it is still held by `owner`. */
+  async markInterrupted(id: number, owner: string | null, message: string): Promise<boolean> {
+    let query = this.db
+      .updateTable("deploys")
+      .set({
+        status: "failed",
+        phase: null,
+        error_code: "interrupted",
+        error_message: message,
+        finished_at: nowIso(),
+        lease_owner: null,
+        lease_expires_at: null,
+        pid: null,
+      })
+      .where("id", "=", id)
+      .where("status", "in", ACTIVE);
+    query = owner === null ? query.where("lease_owner", "is", null) : query.where("lease_owner", "=", owner);
+    const result = await query.executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+}
+
+async function previousShaOf(
+  trx: Transaction<Schema>,
+  currentDeployId: number | null,
+): Promise<string | null> {
+  if (currentDeployId === null) return null;
+  const row = await trx
+    .selectFrom("deploys")
+    .select("sha")
+    .where("id", "=", currentDeployId)
+    .executeTakeFirst();
+  return row?.sha ?? null;
+}

@@ -1,0 +1,16 @@
+import type { Kysely } from "kysely";
+import type { Capabilities } from "../capabilities.js";
+import * as m0001 from "./0001-initial.js";
+
+/**
+ * The numbered migrations, in order. One list serves both backends; a
+ * migration asks the capabilities where they differ. Never edit a migration
+ * that has shipped: add the next number.
+ */
+export interface Migration {
+  up(db: Kysely<unknown>, caps: Capabilities): Promise<void>;
+}
+
+export const MIGRATIONS: Record<string, Migration> = {
+  "0001-initial": m0001,
+};

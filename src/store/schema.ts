@@ -1,0 +1,111 @@
+import type { Generated } from "kysely";
+
+/**
+ * The tables as Kysely sees them. Portable types only: timestamps are ISO-8601
+ * text (they sort and compare as text on both backends), JSON is text,
+ * booleans are 0/1 integers.
+ */
+export interface DeploysTable {
+  id: Generated<number>;
+  app: string;
+  env: string;
+  number: number;
+  status: string;
+  phase: string | null;
+  trigger: string;
+  user_name: string;
+  ref: string;
+  sha: string;
+  components: string;
+  previous_sha: string | null;
+  params: string;
+  force: number;
+  ignored_safeties: string;
+  rollback_of: number | null;
+  error_code: string | null;
+  error_message: string | null;
+  release_id: number | null;
+  config_revision: string;
+  /** For rollbacks: the environment settings of the release brought back. */
+  environment_config: string | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  cancel_requested: number;
+  lease_owner: string | null;
+  lease_expires_at: string | null;
+  /** Process group of the running command, so a crashed server's orphans can be stopped. */
+  pid: number | null;
+}
+
+export interface EnvironmentsTable {
+  app: string;
+  env: string;
+  deploy_seq: number;
+  current_release_id: number | null;
+  current_deploy_id: number | null;
+  updated_at: string;
+}
+
+export interface ReleasesTable {
+  id: Generated<number>;
+  app: string;
+  env: string;
+  deploy_id: number;
+  deploy_number: number;
+  fingerprint: string;
+  components: string;
+  config_revision: string;
+  environment_config: string;
+  created_at: string;
+}
+
+export interface LocksTable {
+  app: string;
+  env: string;
+  locked_by: string;
+  reason: string;
+  created_at: string;
+}
+
+export interface LogChunksTable {
+  deploy_id: number;
+  seq: number;
+  /** Byte offset of this chunk's first byte in the deploy's whole log. */
+  offset: number;
+  length: number;
+  text: string;
+  created_at: string;
+}
+
+export interface TokensTable {
+  id: Generated<number>;
+  name: string;
+  hash: string;
+  role: string;
+  apps: string | null;
+  created_at: string;
+  created_by: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+export interface AuditEventsTable {
+  id: Generated<number>;
+  at: string;
+  actor: string;
+  action: string;
+  app: string | null;
+  env: string | null;
+  details: string;
+}
+
+export interface Schema {
+  deploys: DeploysTable;
+  environments: EnvironmentsTable;
+  releases: ReleasesTable;
+  locks: LocksTable;
+  log_chunks: LogChunksTable;
+  tokens: TokensTable;
+  audit_events: AuditEventsTable;
+}

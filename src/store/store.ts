@@ -1,0 +1,38 @@
+import { AuditStore } from "./audit.js";
+import type { Capabilities } from "./capabilities.js";
+import { type Database, type DatabaseOptions, openDatabase } from "./database.js";
+import { DeployStore } from "./deploys.js";
+import { LockStore } from "./locks.js";
+import { LogStore } from "./logs.js";
+import { ReleaseStore } from "./releases.js";
+import { TokenStore } from "./tokens.js";
+
+/** Everything Turnout keeps, one repository per table family, over one database. */
+export class Store {
+  readonly deploys: DeployStore;
+  readonly releases: ReleaseStore;
+  readonly locks: LockStore;
+  readonly logs: LogStore;
+  readonly tokens: TokenStore;
+  readonly audit: AuditStore;
+  readonly caps: Capabilities;
+
+  private constructor(private readonly database: Database) {
+    const { db, caps } = database;
+    this.caps = caps;
+    this.deploys = new DeployStore(db, caps);
+    this.releases = new ReleaseStore(db);
+    this.locks = new LockStore(db);
+    this.logs = new LogStore(db);
+    this.tokens = new TokenStore(db, caps);
+    this.audit = new AuditStore(db);
+  }
+
+  static async open(options: DatabaseOptions): Promise<Store> {
+    return new Store(await openDatabase(options));
+  }
+
+  close(): Promise<void> {
+    return this.database.close();
+  }
+}

@@ -1,0 +1,146 @@
+import { createHash, randomBytes } from "node:crypto";
+import type { Kysely } from "kysely";
+import { notFound, TurnoutError } from "../domain/errors.js";
+import type { Principal, Role } from "../domain/roles.js";
+import type { Capabilities } from "./capabilities.js";
+import { fromJson, nowIso, toJson } from "./rows.js";
+import type { Schema } from "./schema.js";
+
+export interface TokenInfo {
+  id: number;
+  name: string;
+  role: Role;
+  apps: string[] | null;
+  createdAt: string;
+  createdBy: string;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+}
+
+/**
+ * API tokens. Only a sha256 of each token is stored: the token itself is shown
+ * once, when created. (A fast hash is right here: tokens are 256 random bits,
+ * not passwords, so there is nothing to brute-force.)
+ */
+export class TokenStore {
+  constructor(
+    private readonly db: Kysely<Schema>,
+    private readonly caps: Capabilities,
+  ) {}
+
+  async create(input: {
+    name: string;
+    role: Role;
+    apps: string[] | null;
+    createdBy: string;
+  }): Promise<{ token: string; info: TokenInfo }> {
+    const token = `tnt_${randomBytes(32).toString("base64url")}`;
+    const now = nowIso();
+    try {
+      const row = await this.db.transaction().execute(async (trx) => {
+        const inserted = await trx
+          .insertInto("tokens")
+          .values({
+            name: input.name,
+            hash: hashToken(token),
+            role: input.role,
+            apps: input.apps === null ? null : toJson(input.apps),
+            created_at: now,
+            created_by: input.createdBy,
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await trx
+          .insertInto("audit_events")
+          .values({
+            at: now,
+            actor: input.createdBy,
+            action: "token.create",
+            app: null,
+            env: null,
+            details: toJson({ name: input.name, role: input.role, apps: input.apps }),
+          })
+          .execute();
+        return inserted;
+      });
+      return { token, info: toInfo(row) };
+    } catch (error) {
+      if (this.caps.isUniqueViolation(error)) {
+        throw new TurnoutError("E_CONFLICT", `a token named '${input.name}' already exists`, {
+          name: input.name,
+        });
+      }
+      throw error;
+    }
+  }
+
+  async authenticate(token: string): Promise<Principal | undefined> {
+    const row = await this.db
+      .selectFrom("tokens")
+      .selectAll()
+      .where("hash", "=", hashToken(token))
+      .where("revoked_at", "is", null)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    return { tokenId: row.id, name: row.name, role: row.role as Role, apps: fromJson(row.apps) };
+  }
+
+  async count(): Promise<number> {
+    const row = await this.db
+      .selectFrom("tokens")
+      .select(({ fn }) => fn.countAll<number>().as("n"))
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  async list(): Promise<TokenInfo[]> {
+    return (await this.db.selectFrom("tokens").selectAll().orderBy("id").execute()).map(toInfo);
+  }
+
+  async revoke(name: string, by: string): Promise<void> {
+    const result = await this.db
+      .updateTable("tokens")
+      .set({ revoked_at: nowIso() })
+      .where("name", "=", name)
+      .where("revoked_at", "is", null)
+      .executeTakeFirst();
+    if (Number(result.numUpdatedRows) === 0) throw notFound(`token '${name}'`);
+    await this.db
+      .insertInto("audit_events")
+      .values({
+        at: nowIso(),
+        actor: by,
+        action: "token.revoke",
+        app: null,
+        env: null,
+        details: toJson({ name }),
+      })
+      .execute();
+  }
+}
+
+export function hashToken(token: string): string {
+  return createHash("sha256").update(token).digest("hex");
+}
+
+function toInfo(row: {
+  id: number;
+  name: string;
+  role: string;
+  apps: string | null;
+  created_at: string;
+  created_by: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}): TokenInfo {
+  return {
+    id: row.id,
+    name: row.name,
+    role: row.role as Role,
+    apps: fromJson(row.apps),
+    createdAt: row.created_at,
+    createdBy: row.created_by,
+    lastUsedAt: row.last_used_at,
+    revokedAt: row.revoked_at,
+  };
+}

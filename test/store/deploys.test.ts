@@ -1,0 +1,171 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { TurnoutError } from "../../src/domain/errors.js";
+import { checkLock } from "../../src/domain/lock.js";
+import type { Principal } from "../../src/domain/roles.js";
+import type { NewDeploy } from "../../src/store/deploys.js";
+import type { Store } from "../../src/store/store.js";
+import { BACKENDS, createTestDatabase, type TestDatabase } from "../helpers/databases.js";
+
+const SHA = "a".repeat(40);
+const admin: Principal = { tokenId: 1, name: "root", role: "admin", apps: null };
+const deployer: Principal = { tokenId: 2, name: "dev", role: "deployer", apps: null };
+
+function newDeploy(overrides: Partial<NewDeploy> = {}): NewDeploy {
+  return {
+    app: "shop",
+    env: "staging",
+    trigger: "api",
+    user: "dev",
+    ref: "main",
+    sha: SHA,
+    components: { main: SHA },
+    params: {},
+    force: false,
+    configRevision: "dir-1",
+    ...overrides,
+  };
+}
+
+describe.each(BACKENDS)("deploy store on %s", (backend) => {
+  let database: TestDatabase;
+  let store: Store;
+
+  beforeEach(async () => {
+    database = await createTestDatabase(backend);
+    store = await database.open();
+  });
+  afterEach(async () => {
+    await store.close();
+    await database.drop();
+  });
+
+  it("numbers deploys per environment", async () => {
+    const a = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    const b = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    const c = await store.deploys.create(newDeploy({ env: "production" }), () => ({ ignoredSafeties: [] }));
+    expect([a.number, b.number, c.number]).toEqual([1, 2, 1]);
+    expect(a.status).toBe("queued");
+  });
+
+  it("numbers 30 concurrent creations without gaps or duplicates", async () => {
+    const created = await Promise.all(
+      Array.from({ length: 30 }, () => store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }))),
+    );
+    expect(created.map((d) => d.number).sort((x, y) => x - y)).toEqual(
+      Array.from({ length: 30 }, (_, i) => i + 1),
+    );
+  });
+
+  it("refuses a second active deploy per environment at the schema level", async () => {
+    const a = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    const b = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    const claimed = await store.deploys.claimNext("w1", 30_000);
+    expect(claimed?.id).toBe(a.id);
+    // Nothing else is claimable in that environment while a runs.
+    expect(await store.deploys.claimNext("w2", 30_000)).toBeUndefined();
+    // And even a direct write cannot make b active too.
+    const raw = (store as unknown as { database: { db: import("kysely").Kysely<any> } }).database.db;
+    await expect(
+      raw.updateTable("deploys").set({ status: "running" }).where("id", "=", b.id).execute(),
+    ).rejects.toThrow();
+  });
+
+  it("refuses duplicate deploy numbers at the schema level", async () => {
+    const a = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    const raw = (store as unknown as { database: { db: import("kysely").Kysely<any> } }).database.db;
+    const { id: _id, ...row } = await raw
+      .selectFrom("deploys")
+      .selectAll()
+      .where("id", "=", a.id)
+      .executeTakeFirstOrThrow();
+    await expect(raw.insertInto("deploys").values(row).execute()).rejects.toThrow();
+  });
+
+  it("claims FIFO per environment and lets environments run side by side", async () => {
+    const s1 = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    const s2 = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    const p1 = await store.deploys.create(newDeploy({ env: "production" }), () => ({ ignoredSafeties: [] }));
+    const first = await store.deploys.claimNext("w", 30_000);
+    const second = await store.deploys.claimNext("w", 30_000);
+    expect([first?.id, second?.id]).toEqual([s1.id, p1.id]);
+    expect(await store.deploys.claimNext("w", 30_000)).toBeUndefined();
+    await store.deploys.finish(s1.id, "w", { status: "failed", errorCode: "command_failed" });
+    expect((await store.deploys.claimNext("w", 30_000))?.id).toBe(s2.id);
+  });
+
+  it("records a release and the current release when a deploy succeeds", async () => {
+    const d = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    await store.deploys.claimNext("w", 30_000);
+    const done = await store.deploys.finish(d.id, "w", {
+      status: "succeeded",
+      release: { fingerprint: "f".repeat(64), environmentConfig: { x: 1 } },
+    });
+    expect(done.status).toBe("succeeded");
+    const current = await store.releases.current("shop", "staging");
+    expect(current?.deployNumber).toBe(1);
+    expect(current?.components).toEqual({ main: SHA });
+    expect(current?.environmentConfig).toEqual({ x: 1 });
+    const next = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    expect(next.previousSha).toBe(SHA);
+  });
+
+  it("only the lease owner finishes a deploy, and a lost lease is reported", async () => {
+    const d = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    await store.deploys.claimNext("w1", 30_000);
+    await expect(store.deploys.finish(d.id, "w2", { status: "succeeded" })).rejects.toThrow(TurnoutError);
+    expect((await store.deploys.renewLease(d.id, "w1", 30_000)).held).toBe(true);
+    expect((await store.deploys.renewLease(d.id, "w2", 30_000)).held).toBe(false);
+  });
+
+  it("recovers expired leases as interrupted", async () => {
+    const d = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    await store.deploys.claimNext("w1", -1000);
+    const abandoned = await store.deploys.abandoned(() => false);
+    expect(abandoned.map((a) => a.deploy.id)).toEqual([d.id]);
+    expect(await store.deploys.markInterrupted(d.id, "w1", "server stopped")).toBe(true);
+    const after = await store.deploys.get(d.id);
+    expect(after.status).toBe("failed");
+    expect(after.errorCode).toBe("interrupted");
+    expect(await store.deploys.abandoned(() => false)).toEqual([]);
+  });
+
+  it("cancels a queued deploy at once and flags a running one", async () => {
+    const a = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    const b = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    await store.deploys.claimNext("w", 30_000);
+    expect((await store.deploys.requestCancel(b.id)).status).toBe("cancelled");
+    const running = await store.deploys.requestCancel(a.id);
+    expect(running.status).toBe("running");
+    expect((await store.deploys.renewLease(a.id, "w", 30_000)).cancelRequested).toBe(true);
+    await expect(store.deploys.requestCancel(b.id)).rejects.toMatchObject({ code: "E_NOT_CANCELLABLE" });
+  });
+
+  it("checks the lock inside the creating transaction", async () => {
+    await store.locks.lock("shop", "staging", "ops", "incident 12");
+    await expect(
+      store.deploys.create(newDeploy(), (lock) => checkLock(lock, deployer, false)),
+    ).rejects.toMatchObject({
+      code: "E_LOCKED",
+    });
+    const forced = await store.deploys.create(newDeploy({ force: true }), (lock) =>
+      checkLock(lock, admin, true),
+    );
+    expect(forced.ignoredSafeties).toEqual(["lock"]);
+    expect(forced.force).toBe(true);
+    const audit = await store.audit.list({ app: "shop", limit: 10 });
+    expect(audit.map((e) => e.action)).toEqual(["lock"]);
+    await store.locks.unlock("shop", "staging", "ops");
+    expect((await store.audit.list({ app: "shop", limit: 10 })).map((e) => e.action)).toEqual([
+      "unlock",
+      "lock",
+    ]);
+  });
+
+  it("pages the deploy list newest first", async () => {
+    for (let i = 0; i < 5; i++) await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    const page1 = await store.deploys.list({ limit: 2 });
+    const page2 = await store.deploys.list({ limit: 2, before: page1[1]!.id });
+    expect(page1.map((d) => d.number)).toEqual([5, 4]);
+    expect(page2.map((d) => d.number)).toEqual([3, 2]);
+  });
+});
