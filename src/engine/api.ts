@@ -1,0 +1,47 @@
+import type { ConfigSnapshot } from "../domain/app-config.js";
+import type { Deploy, Trigger } from "../domain/deploy.js";
+import type { Lock } from "../domain/lock.js";
+import type { Principal } from "../domain/roles.js";
+
+/**
+ * What the outside (http/, the scheduler, tests) may ask of the engine. Every
+ * method checks the principal's permissions itself, so no caller can forget.
+ *
+ * Glossary: a *deploy request* is admitted (validated, ref resolved, lock
+ * checked) and stored as `queued`; a *worker* later claims it under a lease and
+ * runs its pipeline; *log events* announce new log bytes and state changes to
+ * live followers in this process (others poll the store).
+ */
+export interface DeployRequest {
+  app: string;
+  env: string;
+  /** Branch, tag, full or short SHA; defaults to the environment's branch. */
+  ref?: string | undefined;
+  force?: boolean | undefined;
+  params?: Record<string, unknown> | undefined;
+  trigger: Trigger;
+}
+
+export interface RollbackRequest {
+  app: string;
+  env: string;
+  /** Deploy number whose release to bring back; default: the release before the current one. */
+  to?: number | undefined;
+  trigger?: Trigger | undefined;
+}
+
+export type DeployEvent =
+  | { type: "log"; deployId: number; offset: number; text: string }
+  | { type: "status"; deploy: Deploy };
+
+export interface EngineApi {
+  requestDeploy(principal: Principal, request: DeployRequest): Promise<Deploy>;
+  requestRollback(principal: Principal, request: RollbackRequest): Promise<Deploy>;
+  cancel(principal: Principal, deployId: number): Promise<Deploy>;
+  lock(principal: Principal, app: string, env: string, reason: string): Promise<Lock>;
+  unlock(principal: Principal, app: string, env: string): Promise<Lock | undefined>;
+  /** Live events of one deploy in this process; returns the unsubscribe function. */
+  subscribe(deployId: number, listener: (event: DeployEvent) => void): () => void;
+  /** The active configuration (valid apps, problems, revision). */
+  config(): ConfigSnapshot;
+}
