@@ -112,6 +112,12 @@ export class DeployStore {
     return toDeploy(row);
   }
 
+  /** The environment settings a deploy must run with, when pinned (rollbacks); null: the current configuration. */
+  async environmentConfigOf(id: number): Promise<unknown | null> {
+    const row = await this.db.selectFrom("deploys").select("environment_config").where("id", "=", id).executeTakeFirst();
+    return row?.environment_config ? JSON.parse(row.environment_config) : null;
+  }
+
   async getByNumber(app: string, env: string, number: number): Promise<Deploy> {
     const row = await this.db
       .selectFrom("deploys")

@@ -1,0 +1,92 @@
+import type { Deploy } from "../domain/deploy.js";
+import type { Lock } from "../domain/lock.js";
+import type { Role } from "../domain/roles.js";
+
+/** The shapes of API v1 responses, as the CLI reads them. */
+export type DeployJson = Deploy & { label: string; url: string };
+
+export interface CurrentRelease {
+  releaseId: number;
+  deployId: number;
+  deployNumber: number;
+  sha: string;
+  fingerprint: string;
+  createdAt: string;
+}
+
+export interface EnvSummary {
+  app: string;
+  name: string;
+  branch: string;
+  autoDeploy: boolean;
+  provider: string;
+  lock: Lock | null;
+  current: CurrentRelease | null;
+  active: DeployJson | null;
+  queued: number;
+}
+
+export interface EnvDetail extends EnvSummary {
+  queue: DeployJson[];
+  recent: DeployJson[];
+}
+
+export interface AppSummary {
+  name: string;
+  repo: string;
+  environments: EnvSummary[];
+}
+
+export interface ConfigProblemJson {
+  file: string;
+  line: number | null;
+  field: string;
+  message: string;
+}
+
+export interface AppsResponse {
+  apps: AppSummary[];
+  problems: ConfigProblemJson[];
+}
+
+export interface ReleaseJson {
+  id: number;
+  app: string;
+  env: string;
+  deployId: number;
+  deployNumber: number;
+  fingerprint: string;
+  components: Record<string, string>;
+  configRevision: string;
+  createdAt: string;
+  deploy: { number: number; user: string; trigger: string; finishedAt: string | null };
+}
+
+export interface LogChunk {
+  offset: number;
+  text: string;
+}
+
+export interface LogResponse {
+  chunks: LogChunk[];
+  nextOffset: number;
+  complete: boolean;
+  status: string;
+}
+
+export interface TokenInfoJson {
+  id: number;
+  name: string;
+  role: Role;
+  apps: string[] | null;
+  createdAt: string;
+  createdBy: string;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+}
+
+export interface ConfigStatusJson {
+  revision: string;
+  loadedAt: string;
+  problems: ConfigProblemJson[];
+}

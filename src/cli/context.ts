@@ -1,0 +1,57 @@
+import { resolveClientSettings } from "../config/client-settings.js";
+import { ApiClient } from "./api-client.js";
+
+/**
+ * What a command may touch of the outside world. main.ts passes the real
+ * process streams and environment; tests pass buffers and temp directories.
+ */
+export interface Output {
+  write(text: string): unknown;
+  isTTY?: boolean | undefined;
+}
+
+export interface CliContext {
+  stdout: Output;
+  stderr: Output;
+  env: Record<string, string | undefined>;
+  homeDir: string;
+  cwd: string;
+  /** Resolves when the user asks the process to stop (SIGINT, SIGTERM). */
+  waitForStop(): Promise<string>;
+}
+
+export interface GlobalOptions {
+  server?: string | undefined;
+  token?: string | undefined;
+  json?: boolean | undefined;
+}
+
+/** A command's outcome that is not an API error but still not a success (exit 1). */
+export class CommandFailed extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CommandFailed";
+  }
+}
+
+export function clientFor(ctx: CliContext, options: GlobalOptions): ApiClient {
+  const settings = resolveClientSettings(options, ctx.env, ctx.homeDir, ctx.cwd);
+  return new ApiClient({ server: settings.server, token: settings.token });
+}
+
+export function println(out: Output, text = ""): void {
+  out.write(text.endsWith("\n") ? text : `${text}\n`);
+}
+
+/** `--json`: the server's body exactly, as one document on its own line(s). */
+export function printJson(ctx: CliContext, text: string): void {
+  println(ctx.stdout, text === "" ? "{}" : text);
+}
+
+export function path(...segments: (string | number)[]): string {
+  return segments.map((s) => encodeURIComponent(String(s))).join("/");
+}
+
+export function envPath(app: string, env: string, ...rest: string[]): string {
+  return `/api/v1/apps/${path(app)}/environments/${path(env)}${rest.map((r) => `/${r}`).join("")}`;
+}

@@ -1,0 +1,165 @@
+import type {
+  ConfigProblemJson,
+  DeployJson,
+  EnvSummary,
+  ReleaseJson,
+  TokenInfoJson,
+} from "./api-types.js";
+
+/**
+ * Human output of the CLI. Everything here is pure, so the formats are unit
+ * tested and stay stable for people who grep them. Server-provided text that
+ * ends up in tables is stripped of control characters: a lock reason must not
+ * be able to move the cursor or recolor the terminal.
+ */
+
+export function shortSha(sha: string | null | undefined): string {
+  return sha ? sha.slice(0, 12) : "-";
+}
+
+export function clean(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]+/g, " ");
+}
+
+/** `2024-05-01 12:03:04Z`: UTC, second precision, the same everywhere. */
+export function formatDate(iso: string | null | undefined): string {
+  if (!iso) return "-";
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return clean(iso);
+  return `${date.toISOString().slice(0, 19).replace("T", " ")}Z`;
+}
+
+/** `14s`, `2m05s`, `1h02m`. */
+export function formatDuration(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
+  if (seconds < 60) return `${seconds}s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes}m${String(seconds % 60).padStart(2, "0")}s`;
+  return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, "0")}m`;
+}
+
+/** Columns padded to their widest cell, two spaces apart, no trailing blanks. */
+export function table(header: string[], rows: string[][]): string {
+  const all = [header, ...rows].map((row) => row.map(clean));
+  const widths = header.map((_, i) => Math.max(...all.map((row) => (row[i] ?? "").length)));
+  return all
+    .map((row) =>
+      row
+        .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!)))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
+}
+
+export function lockText(lock: EnvSummary["lock"]): string {
+  return lock ? `${lock.lockedBy}: ${lock.reason}` : "-";
+}
+
+export function currentText(env: EnvSummary): string {
+  return env.current ? `#${env.current.deployNumber} ${shortSha(env.current.sha)}` : "-";
+}
+
+/** `idle`, `running #4`, `queued 2`, `running #4, queued 2`. */
+export function stateText(env: EnvSummary): string {
+  const parts: string[] = [];
+  if (env.active) parts.push(`${env.active.status} #${env.active.number}`);
+  if (env.queued > 0) parts.push(`queued ${env.queued}`);
+  return parts.length > 0 ? parts.join(", ") : "idle";
+}
+
+export function environmentsTable(envs: EnvSummary[]): string {
+  if (envs.length === 0) return "no apps configured";
+  return table(
+    ["APP", "ENV", "CURRENT", "STATE", "LOCK"],
+    envs.map((env) => [env.app, env.name, currentText(env), stateText(env), lockText(env.lock)]),
+  );
+}
+
+export function releaseSha(release: Pick<ReleaseJson, "components">): string {
+  const components = release.components ?? {};
+  return components["main"] ?? Object.values(components)[0] ?? "";
+}
+
+/** One history line: `#N  sha12  fingerprint12  user  trigger  date`. */
+export function releaseRow(release: ReleaseJson): string[] {
+  return [
+    `#${release.deployNumber}`,
+    shortSha(releaseSha(release)),
+    shortSha(release.fingerprint),
+    release.deploy?.user ?? "-",
+    release.deploy?.trigger ?? "-",
+    formatDate(release.createdAt),
+  ];
+}
+
+export function historyLines(releases: ReleaseJson[], withEnv: boolean): string {
+  if (releases.length === 0) return "no releases yet";
+  const rows = releases.map((r) => (withEnv ? [r.env, ...releaseRow(r)] : releaseRow(r)));
+  // No header: the format is the one documented (`#N  sha  fingerprint  user  trigger  date`).
+  const all = rows.map((row) => row.map(clean));
+  const widths = all[0]!.map((_, i) => Math.max(...all.map((row) => row[i]!.length)));
+  return all
+    .map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  "))
+    .join("\n");
+}
+
+export function problemLine(problem: ConfigProblemJson): string {
+  const where = problem.line === null || problem.line === undefined ? problem.file : `${problem.file}:${problem.line}`;
+  return clean(`${where} ${problem.field}: ${problem.message}`);
+}
+
+export function deployLabelOf(deploy: Pick<DeployJson, "app" | "env" | "number" | "label">): string {
+  return deploy.label ?? `${deploy.app}/${deploy.env}#${deploy.number}`;
+}
+
+/** `queued shop/staging#4 (id 17) at 0123456789ab`. */
+export function queuedLine(deploy: DeployJson): string {
+  const what = deploy.rollbackOf !== null && deploy.rollbackOf !== undefined
+    ? `rollback to #${deploy.rollbackOf} as ${deployLabelOf(deploy)}`
+    : deployLabelOf(deploy);
+  const forced = deploy.ignoredSafeties?.length ? ` (ignoring: ${deploy.ignoredSafeties.join(", ")})` : "";
+  return `queued ${what} (id ${deploy.id}) at ${shortSha(deploy.sha)}${forced}`;
+}
+
+/** `shop/staging#4 running (deploy) 12s`: the live progress line. */
+export function progressLine(deploy: DeployJson, nowMs: number): string {
+  const since = Date.parse(deploy.startedAt ?? deploy.createdAt);
+  const phase = deploy.phase && deploy.status === "running" ? ` (${deploy.phase})` : "";
+  const elapsed = Number.isNaN(since) ? "" : ` ${formatDuration(nowMs - since)}`;
+  return clean(`${deployLabelOf(deploy)} ${deploy.status}${phase}${elapsed}`);
+}
+
+/** The last line of a followed deploy. */
+export function outcomeLine(deploy: DeployJson): string {
+  const label = deployLabelOf(deploy);
+  switch (deploy.status) {
+    case "succeeded": {
+      const start = Date.parse(deploy.startedAt ?? deploy.createdAt);
+      const end = Date.parse(deploy.finishedAt ?? "");
+      const took = Number.isNaN(start) || Number.isNaN(end) ? "" : ` in ${formatDuration(end - start)}`;
+      return `${label} succeeded${took}`;
+    }
+    case "failed":
+      return clean(`${label} failed: ${deploy.errorCode ?? "unknown"}: ${deploy.errorMessage ?? "no message"}`);
+    case "cancelled":
+      return `${label} cancelled`;
+    default:
+      return `${label} ${deploy.status}`;
+  }
+}
+
+export function tokensTable(tokens: TokenInfoJson[]): string {
+  if (tokens.length === 0) return "no tokens";
+  return table(
+    ["NAME", "ROLE", "APPS", "CREATED", "LAST USED", "REVOKED"],
+    tokens.map((t) => [
+      t.name,
+      t.role,
+      t.apps === null ? "*" : t.apps.join(",") || "-",
+      formatDate(t.createdAt),
+      formatDate(t.lastUsedAt),
+      formatDate(t.revokedAt),
+    ]),
+  );
+}

@@ -1,0 +1,39 @@
+import type { FastifyRequest } from "fastify";
+import { TurnoutError } from "../domain/errors.js";
+import type { Principal } from "../domain/roles.js";
+import type { Store } from "../store/store.js";
+
+/**
+ * Bearer tokens → Principal. Authentication happens in an onRequest hook, i.e.
+ * before the body is read, so an anonymous caller cannot make the server
+ * buffer a request body. The token is only ever hashed by the store; it is
+ * never logged or echoed back.
+ */
+const PRINCIPAL = Symbol("turnout.principal");
+
+type WithPrincipal = FastifyRequest & { [PRINCIPAL]?: Principal };
+
+export function bearerToken(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  const match = /^Bearer[ \t]+(\S+)\s*$/i.exec(header);
+  return match?.[1];
+}
+
+export function authenticator(store: Store): (request: FastifyRequest) => Promise<void> {
+  return async (request) => {
+    const token = bearerToken(request.headers.authorization);
+    if (!token) {
+      throw new TurnoutError("E_UNAUTHORIZED", "missing bearer token: send 'Authorization: Bearer <token>'");
+    }
+    const principal = await store.tokens.authenticate(token);
+    if (!principal) throw new TurnoutError("E_UNAUTHORIZED", "invalid or revoked token");
+    (request as WithPrincipal)[PRINCIPAL] = principal;
+  };
+}
+
+/** The caller of an authenticated route; throws if a route forgot to sit behind the hook. */
+export function principalOf(request: FastifyRequest): Principal {
+  const principal = (request as WithPrincipal)[PRINCIPAL];
+  if (!principal) throw new TurnoutError("E_UNAUTHORIZED", "not authenticated");
+  return principal;
+}

@@ -1,0 +1,49 @@
+import type { FastifyInstance } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { assertName } from "../../domain/names.js";
+import { authorize } from "../../domain/roles.js";
+import { principalOf } from "../auth.js";
+import type { HttpDeps } from "../deps.js";
+
+const auditQuery = z.object({
+  app: z.string().optional(),
+  env: z.string().optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+});
+
+/** The active configuration and the audit trail: what the server runs on and who changed what. */
+export function registerConfigRoutes(app: FastifyInstance, { engine, store }: HttpDeps): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  r.get(
+    "/config",
+    { schema: { tags: ["config"], summary: "Active configuration revision and its problems" } },
+    async (request) => {
+      authorize(principalOf(request), "read");
+      const { revision, loadedAt, problems } = engine.config();
+      return { revision, loadedAt, problems };
+    },
+  );
+
+  r.get(
+    "/audit",
+    { schema: { tags: ["config"], summary: "Audit events, newest first", querystring: auditQuery } },
+    async (request) => {
+      const principal = principalOf(request);
+      const { app: appName, env, limit } = request.query;
+      if (appName !== undefined) assertName("app", appName);
+      if (env !== undefined) assertName("environment", env);
+      authorize(principal, "read", appName);
+      const events = await store.audit.list({
+        limit,
+        ...(appName !== undefined ? { app: appName } : {}),
+        ...(env !== undefined ? { env } : {}),
+      });
+      // A token limited to some apps sees only their events: not other apps',
+      // nor server-wide ones such as token changes.
+      const allowed = principal.apps;
+      return { events: allowed === null ? events : events.filter((e) => e.app !== null && allowed.includes(e.app)) };
+    },
+  );
+}

@@ -1,0 +1,137 @@
+import type { FastifyInstance } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { principalOf } from "../auth.js";
+import type { HttpDeps } from "../deps.js";
+import { resolveEnvironment } from "../environments.js";
+import { envParams, positiveInt } from "../schemas.js";
+import { deployJson, deployUrl, releaseJson } from "../serializers.js";
+
+// Clients may only claim to be one of the interactive front ends; `auto`,
+// `webhook`, `rollback`, … are set by the server itself.
+const deployBody = z
+  .object({
+    ref: z.string().optional().describe("branch, tag or SHA; default: the environment's branch"),
+    force: z.boolean().optional().describe("admins only: deploy past a lock"),
+    params: z.record(z.string(), z.string()).optional().describe("passed to the deploy as TURNOUT_PARAM_<NAME>"),
+    trigger: z.enum(["api", "cli", "ui"]).optional(),
+  })
+  .strict()
+  .optional();
+
+const rollbackBody = z
+  .object({ to: positiveInt.optional().describe("deploy number whose release to bring back") })
+  .strict()
+  .optional();
+
+const releasesQuery = z.object({ limit: z.coerce.number().int().min(1).max(200).default(20) });
+
+/** Starting deploys and rollbacks on an environment, and its history. */
+export function registerEnvironmentDeployRoutes(app: FastifyInstance, { engine, store }: HttpDeps): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  r.post(
+    "/apps/:app/environments/:env/deploys",
+    {
+      schema: {
+        tags: ["deploys"],
+        summary: "Request a deploy (202, Location: the deploy)",
+        params: envParams,
+        body: deployBody,
+      },
+    },
+    async (request, reply) => {
+      const principal = principalOf(request);
+      const { app: appConfig, env } = resolveEnvironment(
+        engine,
+        principal,
+        request.params.app,
+        request.params.env,
+        "deploy",
+      );
+      const body = request.body ?? {};
+      const deploy = await engine.requestDeploy(principal, {
+        app: appConfig.name,
+        env: env.name,
+        ref: body.ref,
+        force: body.force,
+        params: body.params,
+        trigger: body.trigger ?? "api",
+      });
+      return reply.code(202).header("location", deployUrl(deploy.id)).send({ deploy: deployJson(deploy) });
+    },
+  );
+
+  r.get(
+    "/apps/:app/environments/:env/deploys/:number",
+    {
+      schema: {
+        tags: ["deploys"],
+        summary: "A deploy by its number in the environment",
+        params: envParams.extend({ number: positiveInt }),
+      },
+    },
+    async (request) => {
+      const { app: appConfig, env } = resolveEnvironment(
+        engine,
+        principalOf(request),
+        request.params.app,
+        request.params.env,
+        "read",
+      );
+      const deploy = await store.deploys.getByNumber(appConfig.name, env.name, request.params.number);
+      return { deploy: deployJson(deploy) };
+    },
+  );
+
+  r.get(
+    "/apps/:app/environments/:env/releases",
+    {
+      schema: {
+        tags: ["releases"],
+        summary: "What was live in the environment, newest first",
+        params: envParams,
+        querystring: releasesQuery,
+      },
+    },
+    async (request) => {
+      const { app: appConfig, env } = resolveEnvironment(
+        engine,
+        principalOf(request),
+        request.params.app,
+        request.params.env,
+        "read",
+      );
+      const releases = await store.releases.history(appConfig.name, env.name, request.query.limit);
+      return { releases: await Promise.all(releases.map((release) => releaseJson(store, release))) };
+    },
+  );
+
+  r.post(
+    "/apps/:app/environments/:env/rollback",
+    {
+      schema: {
+        tags: ["deploys"],
+        summary: "Bring back an earlier release (202, Location: the rollback deploy)",
+        params: envParams,
+        body: rollbackBody,
+      },
+    },
+    async (request, reply) => {
+      const principal = principalOf(request);
+      const { app: appConfig, env } = resolveEnvironment(
+        engine,
+        principal,
+        request.params.app,
+        request.params.env,
+        "deploy",
+      );
+      const deploy = await engine.requestRollback(principal, {
+        app: appConfig.name,
+        env: env.name,
+        to: request.body?.to,
+      });
+      return reply.code(202).header("location", deployUrl(deploy.id)).send({ deploy: deployJson(deploy) });
+    },
+  );
+}

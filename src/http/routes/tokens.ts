@@ -1,0 +1,69 @@
+import type { FastifyInstance } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { TurnoutError } from "../../domain/errors.js";
+import { assertName } from "../../domain/names.js";
+import { authorize, type Principal, ROLES } from "../../domain/roles.js";
+import { principalOf } from "../auth.js";
+import type { HttpDeps } from "../deps.js";
+
+const createBody = z
+  .object({
+    name: z.string().describe("unique token name"),
+    role: z.enum(ROLES),
+    apps: z.array(z.string()).max(1000).optional().describe("limit the token to these apps; default: every app"),
+  })
+  .strict();
+
+const nameParams = z.object({ name: z.string() });
+
+/**
+ * Managing tokens takes an admin token for every app: an admin limited to
+ * some apps could otherwise mint itself an unlimited token.
+ */
+function authorizeTokenAdmin(principal: Principal): void {
+  authorize(principal, "admin");
+  if (principal.apps !== null) {
+    throw new TurnoutError("E_FORBIDDEN", `token '${principal.name}' is limited to some apps and may not manage tokens`);
+  }
+}
+
+export function registerTokenRoutes(app: FastifyInstance, { store }: HttpDeps): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  r.post(
+    "/tokens",
+    { schema: { tags: ["tokens"], summary: "Create a token (shown once)", body: createBody } },
+    async (request, reply) => {
+      const principal = principalOf(request);
+      authorizeTokenAdmin(principal);
+      const { name, role, apps } = request.body;
+      assertName("token", name);
+      for (const appName of apps ?? []) assertName("app", appName);
+      const created = await store.tokens.create({
+        name,
+        role,
+        apps: apps === undefined ? null : [...new Set(apps)],
+        createdBy: principal.name,
+      });
+      return reply.code(201).send({ token: created.token, info: created.info });
+    },
+  );
+
+  r.get("/tokens", { schema: { tags: ["tokens"], summary: "Every token (never the secret)" } }, async (request) => {
+    authorizeTokenAdmin(principalOf(request));
+    return { tokens: await store.tokens.list() };
+  });
+
+  r.delete(
+    "/tokens/:name",
+    { schema: { tags: ["tokens"], summary: "Revoke a token", params: nameParams } },
+    async (request) => {
+      const principal = principalOf(request);
+      authorizeTokenAdmin(principal);
+      const name = assertName("token", request.params.name);
+      await store.tokens.revoke(name, principal.name);
+      return { revoked: name };
+    },
+  );
+}

@@ -1,0 +1,152 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { resolveSettings, type ServerSettings } from "../../src/config/settings.js";
+import type { Engine } from "../../src/engine/engine.js";
+import { type RunningServer, startServer } from "../../src/server/start-server.js";
+import type { Store } from "../../src/store/store.js";
+import { type Backend, createTestDatabase, type TestDatabase } from "./databases.js";
+import { makeRepo, type TestRepo } from "./git-fixtures.js";
+
+/**
+ * The whole server, in-process, on a loopback port: real store (SQLite by
+ * default, or the machine's PostgreSQL), real git repository, real shell
+ * commands. The app `shop` has `staging` (a script) and `production` (argv).
+ */
+export interface TestTurnout {
+  url: string;
+  adminToken: string;
+  store: Store;
+  engine: Engine;
+  dataDir: string;
+  configDir: string;
+  repo: TestRepo;
+  settings: ServerSettings;
+  server: RunningServer;
+  /** Writes a manifest into the config directory and reloads the configuration. */
+  writeManifest(app: string, yaml: string): void;
+  /** Authenticated JSON request against the API. */
+  api(method: string, urlPath: string, body?: unknown, token?: string): Promise<{ status: number; body: any; headers: Headers }>;
+  /** Polls a deploy until it is finished. */
+  waitForDeploy(id: number, timeoutMs?: number): Promise<any>;
+  stop(): Promise<void>;
+}
+
+export interface TestTurnoutOptions {
+  backend?: Backend;
+  /** Manifest of `shop`; `{repo}` is replaced by the test repository's path. */
+  manifest?: string;
+  leaseMs?: number;
+  concurrency?: number;
+  environment?: Record<string, string>;
+}
+
+export const DEFAULT_MANIFEST = `repo: "{repo}"
+environments:
+  staging:
+    branch: main
+    deploy:
+      provider: shell
+      script: |
+        echo "deploying $TURNOUT_APP/$TURNOUT_ENV at $TURNOUT_SHA"
+        cat VERSION
+        echo "done"
+      timeout: 2m
+  production:
+    branch: main
+    deploy:
+      provider: shell
+      command: [bash, deploy.sh, "{env}", "{sha}", "{ref}"]
+      timeout: 2m
+`;
+
+export async function startTurnout(options: TestTurnoutOptions = {}): Promise<TestTurnout> {
+  const root = await mkdtemp(path.join(tmpdir(), "turnout-test-"));
+  const dataDir = path.join(root, "data");
+  const configDir = path.join(root, "turnout.d");
+  const repo = await makeRepo(path.join(root, "origin"));
+  await repo.commit(
+    {
+      VERSION: "1.0.0\n",
+      "deploy.sh": 'set -eu\necho "deploy.sh env=$1 sha=$2 ref=$3"\ncat VERSION\n',
+    },
+    "first",
+  );
+  let database: TestDatabase | undefined;
+  if (options.backend === "postgres") database = await createTestDatabase("postgres");
+  const env: Record<string, string | undefined> = {
+    PATH: process.env["PATH"],
+    HOME: process.env["HOME"],
+    ...options.environment,
+    TURNOUT_LEASE: options.leaseMs !== undefined ? `${options.leaseMs}ms` : undefined,
+    TURNOUT_KILL_GRACE: "2s",
+  };
+  const settings = resolveSettings(
+    {
+      port: 0,
+      dataDir,
+      configDir,
+      ...(database?.url ? { databaseUrl: database.url } : {}),
+      ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+    },
+    env,
+    root,
+  );
+  const { mkdirSync } = await import("node:fs");
+  mkdirSync(configDir, { recursive: true });
+  writeFileSync(path.join(configDir, "shop.yaml"), (options.manifest ?? DEFAULT_MANIFEST).replaceAll("{repo}", repo.path));
+
+  const server = await startServer(settings, { print: () => undefined, configReloadMs: 60_000 });
+  const adminToken = readFileSync(path.join(dataDir, "admin-token"), "utf8").trim();
+
+  const api: TestTurnout["api"] = async (method, urlPath, body, token = adminToken) => {
+    const response = await fetch(server.url + urlPath, {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body !== undefined ? { "content-type": "application/json" } : {}),
+      },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await response.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // not JSON
+    }
+    return { status: response.status, body: parsed, headers: response.headers };
+  };
+
+  return {
+    url: server.url,
+    adminToken,
+    store: server.store,
+    engine: server.engine,
+    dataDir,
+    configDir,
+    repo,
+    settings,
+    server,
+    writeManifest(app, yaml) {
+      writeFileSync(path.join(configDir, `${app}.yaml`), yaml.replaceAll("{repo}", repo.path));
+      server.config.reload();
+    },
+    api,
+    async waitForDeploy(id, timeoutMs = 30_000) {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        const deploy = await server.store.deploys.get(id);
+        if (["succeeded", "failed", "cancelled"].includes(deploy.status)) return deploy;
+        if (Date.now() > until) throw new Error(`deploy ${id} still ${deploy.status} after ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    async stop() {
+      await server.close();
+      await database?.drop();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
