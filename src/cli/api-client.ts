@@ -21,7 +21,6 @@ export class ApiError extends Error {
 /** The server could not be reached at all (refused, unknown host, reset). */
 export class ConnectionError extends Error {
   readonly server: string;
-  readonly cause: unknown;
 
   constructor(server: string, cause: unknown) {
     const code = networkErrorCode(cause);
@@ -29,10 +28,10 @@ export class ConnectionError extends Error {
       code === "ECONNREFUSED" || code === undefined
         ? `cannot reach the Turnout server at ${server} (is it running? start it with: npm start)`
         : `cannot reach the Turnout server at ${server} (${code})`,
+      { cause },
     );
     this.name = "ConnectionError";
     this.server = server;
-    this.cause = cause;
   }
 }
 

@@ -111,7 +111,9 @@ class Follower {
       for (const chunk of page.chunks) this.#log(chunk);
       if (typeof page.nextOffset === "number") this.#offset = Math.max(this.#offset, page.nextOffset);
       if (page.complete) {
-        const { body } = await this.o.client.get<{ deploy: DeployJson }>(`/api/v1/deploys/${this.o.deployId}`);
+        const { body } = await this.o.client.get<{ deploy: DeployJson }>(
+          `/api/v1/deploys/${this.o.deployId}`,
+        );
         this.#end(body.deploy);
       }
       return "poll";

@@ -1,10 +1,4 @@
-import type {
-  ConfigProblemJson,
-  DeployJson,
-  EnvSummary,
-  ReleaseJson,
-  TokenInfoJson,
-} from "./api-types.js";
+import type { ConfigProblemJson, DeployJson, EnvSummary, ReleaseJson, TokenInfoJson } from "./api-types.js";
 
 /**
  * Human output of the CLI. Everything here is pure, so the formats are unit
@@ -105,7 +99,8 @@ export function historyLines(releases: ReleaseJson[], withEnv: boolean): string 
 }
 
 export function problemLine(problem: ConfigProblemJson): string {
-  const where = problem.line === null || problem.line === undefined ? problem.file : `${problem.file}:${problem.line}`;
+  const where =
+    problem.line === null || problem.line === undefined ? problem.file : `${problem.file}:${problem.line}`;
   return clean(`${where} ${problem.field}: ${problem.message}`);
 }
 
@@ -115,9 +110,10 @@ export function deployLabelOf(deploy: Pick<DeployJson, "app" | "env" | "number" 
 
 /** `queued shop/staging#4 (id 17) at 0123456789ab`. */
 export function queuedLine(deploy: DeployJson): string {
-  const what = deploy.rollbackOf !== null && deploy.rollbackOf !== undefined
-    ? `rollback to #${deploy.rollbackOf} as ${deployLabelOf(deploy)}`
-    : deployLabelOf(deploy);
+  const what =
+    deploy.rollbackOf !== null && deploy.rollbackOf !== undefined
+      ? `rollback to #${deploy.rollbackOf} as ${deployLabelOf(deploy)}`
+      : deployLabelOf(deploy);
   const forced = deploy.ignoredSafeties?.length ? ` (ignoring: ${deploy.ignoredSafeties.join(", ")})` : "";
   return `queued ${what} (id ${deploy.id}) at ${shortSha(deploy.sha)}${forced}`;
 }
@@ -141,7 +137,9 @@ export function outcomeLine(deploy: DeployJson): string {
       return `${label} succeeded${took}`;
     }
     case "failed":
-      return clean(`${label} failed: ${deploy.errorCode ?? "unknown"}: ${deploy.errorMessage ?? "no message"}`);
+      return clean(
+        `${label} failed: ${deploy.errorCode ?? "unknown"}: ${deploy.errorMessage ?? "no message"}`,
+      );
     case "cancelled":
       return `${label} cancelled`;
     default:

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { InvalidSettingError } from "../config/client-settings.js";
 import { isTurnoutError } from "../domain/errors.js";
+import { VERSION } from "../server/version.js";
 import { ApiError, ConnectionError } from "./api-client.js";
 import { registerConfigCommands } from "./commands/config.js";
 import { registerDeployCommands } from "./commands/deploy.js";
@@ -47,13 +48,17 @@ export async function runCli(argv: string[], ctx: CliContext, options: ProgramOp
 
   const program = new Command("turnout")
     .description("Turnout: continuous deployment from git to environments and fleets")
+    .version(VERSION, "-V, --version")
     .exitOverride()
     .configureOutput({
       writeOut: (text) => ctx.stdout.write(text),
       writeErr: (text) => ctx.stderr.write(text),
     })
     .showHelpAfterError("(run turnout --help for usage)")
-    .option("--server <url>", "the Turnout server (env TURNOUT_SERVER; default: the saved login, else http://127.0.0.1:7700)")
+    .option(
+      "--server <url>",
+      "the Turnout server (env TURNOUT_SERVER; default: the saved login, else http://127.0.0.1:7700)",
+    )
     .option("--token <token>", "API token (env TURNOUT_TOKEN; default: the saved login)")
     .option("--json", "print the API's JSON response as is");
 

@@ -1,7 +1,12 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import type { ConfigSource } from "../config/config-source.js";
-import { type AppConfig, appSecrets, type ConfigSnapshot, type EnvironmentConfig } from "../domain/app-config.js";
+import {
+  type AppConfig,
+  appSecrets,
+  type ConfigSnapshot,
+  type EnvironmentConfig,
+} from "../domain/app-config.js";
 import { type Deploy, deployLabel } from "../domain/deploy.js";
 import { notFound, TurnoutError } from "../domain/errors.js";
 import { checkLock, type Lock } from "../domain/lock.js";
@@ -67,7 +72,10 @@ export class Engine implements EngineApi {
     this.stopped = false;
     await this.recover();
     this.pollTimer = setInterval(() => this.wake(), 1000);
-    this.recoveryTimer = setInterval(() => void this.recover().catch((e) => this.report(e)), Math.max(1000, this.options.leaseMs / 2));
+    this.recoveryTimer = setInterval(
+      () => void this.recover().catch((e) => this.report(e)),
+      Math.max(1000, this.options.leaseMs / 2),
+    );
     this.wake();
   }
 
@@ -146,12 +154,9 @@ export class Engine implements EngineApi {
   async cancel(principal: Principal, deployId: number): Promise<Deploy> {
     const existing = await this.options.store.deploys.get(deployId);
     authorize(principal, "deploy", existing.app);
-    const deploy = await this.options.store.deploys.requestCancel(deployId);
+    const deploy = await this.options.store.deploys.requestCancel(deployId, principal.name);
     this.running.get(deployId)?.abort();
-    if (deploy.status === "cancelled") {
-      await this.appendNote(deploy.id, `==> cancelled by ${principal.name} before it started`);
-      this.hub.emit({ type: "status", deploy });
-    }
+    if (deploy.status === "cancelled") this.hub.emit({ type: "status", deploy });
     await this.options.store.audit.record({
       actor: principal.name,
       action: "deploy.cancel",
@@ -220,29 +225,46 @@ export class Engine implements EngineApi {
     await store.deploys.update(claimed.id, this.owner, { previousSha });
     const deploy: Deploy = { ...claimed, previousSha };
     const target = await this.targetForRun(deploy);
-    const masker = new SecretMasker([...(this.options.secrets ?? []), ...(target ? appSecrets(target.app) : [])]);
-    const log = new LogWriter(deploy.id, store.logs, this.hub, masker, this.options.logFlushMs, await store.logs.end(deploy.id));
+    const masker = new SecretMasker([
+      ...(this.options.secrets ?? []),
+      ...(target ? appSecrets(target.app) : []),
+    ]);
+    const log = new LogWriter(
+      deploy.id,
+      store.logs,
+      this.hub,
+      masker,
+      this.options.logFlushMs,
+      await store.logs.end(deploy.id),
+    );
 
     let leaseLost = false;
-    const renew = setInterval(async () => {
-      try {
-        const lease = await store.deploys.renewLease(deploy.id, this.owner, this.options.leaseMs);
-        if (!lease.held) {
-          leaseLost = true;
-          controller.abort();
-        } else if (lease.cancelRequested) {
-          controller.abort();
+    const renew = setInterval(
+      async () => {
+        try {
+          const lease = await store.deploys.renewLease(deploy.id, this.owner, this.options.leaseMs);
+          if (!lease.held) {
+            leaseLost = true;
+            controller.abort();
+          } else if (lease.cancelRequested) {
+            controller.abort();
+          }
+        } catch (error) {
+          this.report(error);
         }
-      } catch (error) {
-        this.report(error);
-      }
-    }, Math.max(200, Math.floor(this.options.leaseMs / 3)));
+      },
+      Math.max(200, Math.floor(this.options.leaseMs / 3)),
+    );
 
     let outcome: PipelineOutcome;
     try {
       if (!target) {
         log.line(`==> ${deployLabel(deploy)}: app or environment is no longer configured`);
-        outcome = { status: "failed", errorCode: "internal", errorMessage: "the app or environment is no longer configured" };
+        outcome = {
+          status: "failed",
+          errorCode: "internal",
+          errorMessage: "the app or environment is no longer configured",
+        };
       } else {
         outcome = await runPipeline({
           deploy,
@@ -270,7 +292,7 @@ export class Engine implements EngineApi {
       await log.close().catch(() => undefined);
       return;
     }
-    if (outcome.status === "cancelled") log.line(`==> cancelled`);
+    if (outcome.status === "cancelled") log.line("==> cancelled");
     await log.close();
     const finished = await store.deploys.finish(deploy.id, this.owner, {
       status: outcome.status,
@@ -294,7 +316,8 @@ export class Engine implements EngineApi {
     let recovered = 0;
     for (const { deploy, owner, pid } of abandoned) {
       if (owner === this.owner) continue;
-      if (!(await store.deploys.markInterrupted(deploy.id, owner, "the server running this deploy stopped"))) continue;
+      if (!(await store.deploys.markInterrupted(deploy.id, owner, "the server running this deploy stopped")))
+        continue;
       recovered++;
       if (pid !== null && orphanBelongsTo(pid, deploy.id)) {
         try {
@@ -303,17 +326,10 @@ export class Engine implements EngineApi {
           // Already gone.
         }
       }
-      await this.appendNote(deploy.id, "==> interrupted: the server running this deploy stopped; marked failed (interrupted)");
       this.hub.emit({ type: "status", deploy: await store.deploys.get(deploy.id) });
     }
     if (recovered > 0) this.wake();
     return recovered;
-  }
-
-  private async appendNote(deployId: number, text: string): Promise<void> {
-    const log = new LogWriter(deployId, this.options.store.logs, this.hub, new SecretMasker([]), 0, await this.options.store.logs.end(deployId));
-    log.line(text);
-    await log.close();
   }
 
   private announce(deploy: Deploy): void {
@@ -332,7 +348,9 @@ export class Engine implements EngineApi {
   }
 
   /** What a claimed deploy runs with: a rollback brings back its release's settings. */
-  private async targetForRun(deploy: Deploy): Promise<{ app: AppConfig; environment: EnvironmentConfig } | undefined> {
+  private async targetForRun(
+    deploy: Deploy,
+  ): Promise<{ app: AppConfig; environment: EnvironmentConfig } | undefined> {
     const app = this.config().apps.get(deploy.app);
     if (!app) return undefined;
     const recorded = await this.options.store.deploys.environmentConfigOf(deploy.id);
@@ -344,13 +362,22 @@ export class Engine implements EngineApi {
     const { releases } = this.options.store;
     if (to !== undefined) {
       const release = await releases.byDeployNumber(app, env, to);
-      if (!release) throw new TurnoutError("E_NO_RELEASE", `${app}/${env}#${to} did not produce a release`, { app, env, to });
+      if (!release)
+        throw new TurnoutError("E_NO_RELEASE", `${app}/${env}#${to} did not produce a release`, {
+          app,
+          env,
+          to,
+        });
       return release;
     }
     const history = await releases.history(app, env, 100);
     const current = history[0];
     const previous = current && history.find((r) => r.fingerprint !== current.fingerprint);
-    if (!previous) throw new TurnoutError("E_NO_RELEASE", `${app}/${env} has no earlier release to roll back to`, { app, env });
+    if (!previous)
+      throw new TurnoutError("E_NO_RELEASE", `${app}/${env} has no earlier release to roll back to`, {
+        app,
+        env,
+      });
     return previous;
   }
 

@@ -42,8 +42,11 @@ export async function runPipeline(ctx: PipelineContext): Promise<PipelineOutcome
   const started = Date.now();
   const remote: GitRemote = { url: ctx.app.repo, auth: ctx.app.auth };
   const workspaceDir = path.join(ctx.workspacesDir, String(deploy.id));
-  log.line(`==> ${deployLabel(deploy)}: ${deploy.ref} at ${deploy.sha} (trigger ${deploy.trigger}, by ${deploy.user})`);
-  if (deploy.ignoredSafeties.length > 0) log.line(`==> ignoring safeties: ${deploy.ignoredSafeties.join(", ")}`);
+  log.line(
+    `==> ${deployLabel(deploy)}: ${deploy.ref} at ${deploy.sha} (trigger ${deploy.trigger}, by ${deploy.user})`,
+  );
+  if (deploy.ignoredSafeties.length > 0)
+    log.line(`==> ignoring safeties: ${deploy.ignoredSafeties.join(", ")}`);
 
   try {
     await ctx.setPhase("workspace");
@@ -64,7 +67,9 @@ export async function runPipeline(ctx: PipelineContext): Promise<PipelineOutcome
     await ctx.setPhase("deploy");
     const config = ctx.environment.deploy;
     log.line(
-      config.command ? `==> running ${JSON.stringify(config.command)}` : "==> running the deploy script (bash)",
+      config.command
+        ? `==> running ${JSON.stringify(config.command)}`
+        : "==> running the deploy script (bash)",
     );
     const result = await runShellDeploy({
       app: ctx.app,
@@ -81,7 +86,9 @@ export async function runPipeline(ctx: PipelineContext): Promise<PipelineOutcome
     const outcome = outcomeOf(result, config.timeoutMs, config.idleTimeoutMs);
     if (outcome.status === "succeeded") {
       const fingerprint = releaseFingerprint(deploy.components, deploy.configRevision);
-      log.line(`==> succeeded in ${formatDuration(Date.now() - started)} (release ${fingerprint.slice(0, 12)})`);
+      log.line(
+        `==> succeeded in ${formatDuration(Date.now() - started)} (release ${fingerprint.slice(0, 12)})`,
+      );
       return { status: "succeeded", fingerprint };
     }
     log.line(`==> ${outcome.status}: ${outcome.errorMessage}`);
@@ -89,9 +96,14 @@ export async function runPipeline(ctx: PipelineContext): Promise<PipelineOutcome
   } catch (error) {
     if (ctx.signal.aborted) return { status: "cancelled", errorMessage: "cancelled" };
     const message = isTurnoutError(error) ? error.message : `internal error: ${(error as Error).message}`;
-    const code: FailureCode = isTurnoutError(error) && error.code.startsWith("E_GIT") ? "git_failed" : "internal";
+    const code: FailureCode =
+      isTurnoutError(error) && error.code.startsWith("E_GIT") ? "git_failed" : "internal";
     log.line(`==> failed: ${message}`);
-    return { status: "failed", errorCode: isTurnoutError(error) && error.code === "E_REF_NOT_FOUND" ? "git_failed" : code, errorMessage: message };
+    return {
+      status: "failed",
+      errorCode: isTurnoutError(error) && error.code === "E_REF_NOT_FOUND" ? "git_failed" : code,
+      errorMessage: message,
+    };
   } finally {
     await rm(workspaceDir, { recursive: true, force: true }).catch(() => undefined);
   }
@@ -108,10 +120,16 @@ function outcomeOf(
       return {
         status: "failed",
         errorCode: "command_failed",
-        errorMessage: result.signal ? `the command was killed by ${result.signal}` : `the command exited with status ${result.exitCode}`,
+        errorMessage: result.signal
+          ? `the command was killed by ${result.signal}`
+          : `the command exited with status ${result.exitCode}`,
       };
     case "timeout":
-      return { status: "failed", errorCode: "timeout", errorMessage: `the command ran longer than ${formatDuration(timeoutMs)}` };
+      return {
+        status: "failed",
+        errorCode: "timeout",
+        errorMessage: `the command ran longer than ${formatDuration(timeoutMs)}`,
+      };
     case "idle_timeout":
       return {
         status: "failed",
@@ -121,6 +139,10 @@ function outcomeOf(
     case "aborted":
       return { status: "cancelled", errorMessage: "cancelled" };
     case "spawn_error":
-      return { status: "failed", errorCode: "command_failed", errorMessage: `the command could not start: ${result.message}` };
+      return {
+        status: "failed",
+        errorCode: "command_failed",
+        errorMessage: `the command could not start: ${result.message}`,
+      };
   }
 }

@@ -10,6 +10,7 @@ export function encodeCursor(lastId: number): string {
 
 export function decodeCursor(cursor: string): number {
   const match = /^d1:([0-9]{1,15})$/.exec(Buffer.from(cursor, "base64url").toString("utf8"));
-  if (!match) throw new TurnoutError("E_VALIDATION", "invalid cursor: pass back a nextCursor unchanged", { cursor });
+  if (!match)
+    throw new TurnoutError("E_VALIDATION", "invalid cursor: pass back a nextCursor unchanged", { cursor });
   return Number(match[1]);
 }

@@ -1,4 +1,4 @@
-import { parseDeployLabel, type Deploy } from "../domain/deploy.js";
+import { type Deploy, parseDeployLabel } from "../domain/deploy.js";
 import { TurnoutError } from "../domain/errors.js";
 import { authorize, type Permission, type Principal } from "../domain/roles.js";
 import type { Store } from "../store/store.js";
@@ -19,9 +19,13 @@ export async function findDeploy(
   } else {
     const label = parseDeployLabel(idOrLabel);
     if (!label) {
-      throw new TurnoutError("E_VALIDATION", `invalid deploy ${JSON.stringify(idOrLabel)}: use an id or app/env#n`, {
-        value: idOrLabel,
-      });
+      throw new TurnoutError(
+        "E_VALIDATION",
+        `invalid deploy ${JSON.stringify(idOrLabel)}: use an id or app/env#n`,
+        {
+          value: idOrLabel,
+        },
+      );
     }
     deploy = await store.deploys.getByNumber(label.app, label.env, label.number);
   }

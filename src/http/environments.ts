@@ -10,7 +10,12 @@ import type { EngineApi } from "../engine/api.js";
  * right to the app (403, whether or not the app exists, so a token limited to
  * other apps cannot probe for names), then existence (404).
  */
-export function resolveApp(engine: EngineApi, principal: Principal, app: string, permission: Permission): AppConfig {
+export function resolveApp(
+  engine: EngineApi,
+  principal: Principal,
+  app: string,
+  permission: Permission,
+): AppConfig {
   assertName("app", app);
   authorize(principal, permission, app);
   const config = engine.config().apps.get(app);

@@ -49,7 +49,12 @@ export function statusOf(code: ErrorCode): number {
   return STATUS[code];
 }
 
-function make(code: ErrorCode, message: string, details?: Record<string, unknown>, status?: number): HttpError {
+function make(
+  code: ErrorCode,
+  message: string,
+  details?: Record<string, unknown>,
+  status?: number,
+): HttpError {
   const headers: Record<string, string> = {};
   if (code === "E_UNAUTHORIZED") headers["www-authenticate"] = 'Bearer realm="turnout"';
   const body: ErrorBody =
@@ -82,12 +87,18 @@ export function toHttpError(error: unknown): HttpError & { internal: boolean } {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
       return { ...make("E_PAYLOAD_TOO_LARGE", "request body is too large"), internal: false };
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
-      return { ...make("E_BAD_REQUEST", "unsupported content type: send application/json", undefined, 415), internal: false };
+      return {
+        ...make("E_BAD_REQUEST", "unsupported content type: send application/json", undefined, 415),
+        internal: false,
+      };
   }
   const status = fastifyError.statusCode;
   if (typeof status === "number" && status >= 400 && status < 500) {
     // Fastify's own client errors (bad URL, bad content length, …): their messages are safe to show.
-    return { ...make("E_BAD_REQUEST", fastifyError.message ?? "bad request", undefined, status), internal: false };
+    return {
+      ...make("E_BAD_REQUEST", fastifyError.message ?? "bad request", undefined, status),
+      internal: false,
+    };
   }
   return { ...make("E_INTERNAL", GENERIC_MESSAGE), internal: true };
 }

@@ -68,9 +68,18 @@ export function publicRepo(repo: string): string {
   return url.toString();
 }
 
-/** The commit a release installed: `main` for single-repo apps, else the first component. */
-function releaseSha(release: Release): string {
-  return release.components["main"] ?? Object.values(release.components)[0] ?? "";
+/** The commit a release installed, as its deploy recorded it (whatever its components are named). */
+async function currentJson(store: Store, release: Release | undefined): Promise<CurrentJson | null> {
+  if (!release) return null;
+  const deploy = await store.deploys.get(release.deployId);
+  return {
+    releaseId: release.id,
+    deployId: release.deployId,
+    deployNumber: release.deployNumber,
+    sha: deploy.sha,
+    fingerprint: release.fingerprint,
+    createdAt: release.createdAt,
+  };
 }
 
 export async function envSummary(
@@ -91,23 +100,16 @@ export async function envSummary(
     autoDeploy: env.autoDeploy,
     provider: env.deploy.provider,
     lock: lock ?? null,
-    current: current
-      ? {
-          releaseId: current.id,
-          deployId: current.deployId,
-          deployNumber: current.deployNumber,
-          sha: releaseSha(current),
-          fingerprint: current.fingerprint,
-          createdAt: current.createdAt,
-        }
-      : null,
+    current: await currentJson(store, current),
     active: active ? deployJson(active) : null,
     queued: queued.length,
   };
 }
 
 export async function appSummary(store: Store, app: AppConfig): Promise<AppSummaryJson> {
-  const environments = await Promise.all(Object.values(app.environments).map((env) => envSummary(store, app, env)));
+  const environments = await Promise.all(
+    Object.values(app.environments).map((env) => envSummary(store, app, env)),
+  );
   return { name: app.name, repo: publicRepo(app.repo), environments };
 }
 
@@ -116,6 +118,11 @@ export async function releaseJson(store: Store, release: Release): Promise<Relea
   const deploy = await store.deploys.get(release.deployId);
   return {
     ...rest,
-    deploy: { number: deploy.number, user: deploy.user, trigger: deploy.trigger, finishedAt: deploy.finishedAt },
+    deploy: {
+      number: deploy.number,
+      user: deploy.user,
+      trigger: deploy.trigger,
+      finishedAt: deploy.finishedAt,
+    },
   };
 }

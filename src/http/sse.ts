@@ -118,12 +118,16 @@ export class LogStream {
     // it will ever have is already stored, and the reads below see them all.
     const deploy = await store.deploys.get(deployId);
     for (;;) {
-      const { chunks } = await store.logs.read(deployId, this.sent);
+      const { chunks, nextOffset } = await store.logs.read(deployId, this.sent);
       if (this.closed) return;
       let progressed = false;
-      for (const chunk of chunks) {
-        if (chunk.offset !== this.sent || chunk.text.length === 0) continue;
-        this.sendLog(chunk.offset, chunk.text);
+      for (const [i, chunk] of chunks.entries()) {
+        // Where a chunk ends comes from the store's offsets, not from the
+        // decoded text: a start offset inside a multi-byte character decodes
+        // to a replacement character of a different byte length.
+        const end = chunks[i + 1]?.offset ?? nextOffset;
+        if (chunk.offset !== this.sent || end <= chunk.offset) continue;
+        this.sendLog(chunk.offset, chunk.text, end);
         progressed = true;
       }
       await this.drained();
@@ -141,8 +145,7 @@ export class LogStream {
     }
   }
 
-  private sendLog(offset: number, text: string): void {
-    const end = offset + Buffer.byteLength(text);
+  private sendLog(offset: number, text: string, end = offset + Buffer.byteLength(text)): void {
     this.event("log", JSON.stringify({ offset, text }), end);
     this.sent = end;
   }

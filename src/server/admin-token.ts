@@ -13,7 +13,12 @@ export const ADMIN_TOKEN_FILE = "admin-token";
 export async function bootstrapAdminToken(store: Store, dataDir: string): Promise<string | undefined> {
   if ((await store.tokens.count()) > 0) return undefined;
   try {
-    const { token } = await store.tokens.create({ name: "admin", role: "admin", apps: null, createdBy: "turnout" });
+    const { token } = await store.tokens.create({
+      name: "admin",
+      role: "admin",
+      apps: null,
+      createdBy: "turnout",
+    });
     writeFileSync(path.join(dataDir, ADMIN_TOKEN_FILE), `${token}\n`, { mode: 0o600 });
     return token;
   } catch (error) {

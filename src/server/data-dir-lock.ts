@@ -18,7 +18,10 @@ export function lockDataDir(dataDir: string): () => void {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
       const pid = Number(readFileSync(file, "utf8").trim());
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isProcessAlive(pid)) {
-        throw new TurnoutError("E_CONFIG", `another Turnout server (pid ${pid}) is using the data directory ${dataDir}`);
+        throw new TurnoutError(
+          "E_CONFIG",
+          `another Turnout server (pid ${pid}) is using the data directory ${dataDir}`,
+        );
       }
       rmSync(file, { force: true }); // left by a server that died
     }

@@ -40,7 +40,7 @@ function createDemoRepo(repo: string): void {
     [
       "#!/usr/bin/env bash",
       "# Called by the demo's production environment as: bash deploy.sh ENV SHA",
-      'set -euo pipefail',
+      "set -euo pipefail",
       'echo "deploy.sh: releasing version $(cat VERSION) ($2) to $1"',
       'for host in web-1 web-2; do echo "  $host: switched"; sleep 0.5; done',
       "",

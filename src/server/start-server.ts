@@ -37,7 +37,10 @@ const PASSED_THROUGH = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ
  * The composition root of `turnout server`: settings → store → configuration
  * → git → engine → HTTP. Nothing here decides anything; it wires and starts.
  */
-export async function startServer(settings: ServerSettings, options: StartOptions = {}): Promise<RunningServer> {
+export async function startServer(
+  settings: ServerSettings,
+  options: StartOptions = {},
+): Promise<RunningServer> {
   const print = options.print ?? ((line: string) => console.log(line));
   mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
   const unlock = lockDataDir(settings.dataDir);
@@ -46,7 +49,10 @@ export async function startServer(settings: ServerSettings, options: StartOption
     if (settings.demo && ensureDemo(settings.dataDir, settings.configDir).created) {
       print(`demo: created the app 'demo' in ${settings.configDir}`);
     }
-    const store = await Store.open({ url: settings.databaseUrl, sqliteFile: path.join(settings.dataDir, "turnout.db") });
+    const store = await Store.open({
+      url: settings.databaseUrl,
+      sqliteFile: path.join(settings.dataDir, "turnout.db"),
+    });
     cleanups.unshift(() => store.close());
     const createdAdminToken = await bootstrapAdminToken(store, settings.dataDir);
 
@@ -90,12 +96,16 @@ export async function startServer(settings: ServerSettings, options: StartOption
     const port = (http.server.address() as AddressInfo).port;
     const url = `http://${settings.host.includes(":") ? `[${settings.host}]` : settings.host}:${port}`;
 
-    print(`Turnout ${VERSION} listening on ${url} (${settings.databaseUrl ? "PostgreSQL" : `SQLite in ${settings.dataDir}`})`);
+    print(
+      `Turnout ${VERSION} listening on ${url} (${settings.databaseUrl ? "PostgreSQL" : `SQLite in ${settings.dataDir}`})`,
+    );
     const apps = [...config.current().apps.keys()];
     print(`apps from ${settings.configDir}: ${apps.length > 0 ? apps.join(", ") : "(none)"}`);
     reportProblems(config, print);
     if (createdAdminToken) {
-      print(`admin token (shown once; also saved to ${path.join(settings.dataDir, "admin-token")}, mode 0600):`);
+      print(
+        `admin token (shown once; also saved to ${path.join(settings.dataDir, "admin-token")}, mode 0600):`,
+      );
       print(`  ${createdAdminToken}`);
     }
 

@@ -1,7 +1,14 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import SqliteDatabase from "better-sqlite3";
-import { Kysely, type Migration as KyselyMigration, Migrator, PostgresDialect, SqliteDialect } from "kysely";
+import {
+  Kysely,
+  type Migration as KyselyMigration,
+  Migrator,
+  PostgresDialect,
+  SqliteDialect,
+  sql,
+} from "kysely";
 import pg from "pg";
 import { TurnoutError } from "../domain/errors.js";
 import { type Capabilities, POSTGRES, SQLITE } from "./capabilities.js";
@@ -56,11 +63,18 @@ async function migrate({ db, caps }: Database): Promise<void> {
   for (const [name, migration] of Object.entries(MIGRATIONS)) {
     migrations[name] = { up: (k) => migration.up(k, caps) };
   }
+  // Kysely looks for its bookkeeping tables by name across all schemas; pin
+  // them to ours, or a database with several Turnout schemas confuses it.
+  const schema =
+    caps.dialect === "postgres"
+      ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0]?.schema
+      : undefined;
   const migrator = new Migrator({
     db,
     provider: { getMigrations: async () => migrations },
     migrationTableName: "turnout_migrations",
     migrationLockTableName: "turnout_migrations_lock",
+    ...(schema ? { migrationTableSchema: schema } : {}),
   });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {

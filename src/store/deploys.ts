@@ -3,6 +3,7 @@ import type { Components, Deploy, DeployStatus, FailureCode, Trigger } from "../
 import { notFound, TurnoutError } from "../domain/errors.js";
 import type { Lock } from "../domain/lock.js";
 import type { Capabilities } from "./capabilities.js";
+import { appendNote } from "./logs.js";
 import { isoIn, nowIso, toDeploy, toJson, toLock } from "./rows.js";
 import type { Schema } from "./schema.js";
 
@@ -114,7 +115,11 @@ export class DeployStore {
 
   /** The environment settings a deploy must run with, when pinned (rollbacks); null: the current configuration. */
   async environmentConfigOf(id: number): Promise<unknown | null> {
-    const row = await this.db.selectFrom("deploys").select("environment_config").where("id", "=", id).executeTakeFirst();
+    const row = await this.db
+      .selectFrom("deploys")
+      .select("environment_config")
+      .where("id", "=", id)
+      .executeTakeFirst();
     return row?.environment_config ? JSON.parse(row.environment_config) : null;
   }
 
@@ -324,20 +329,24 @@ export class DeployStore {
    * Asks a deploy to stop. A queued one is cancelled on the spot; an active
    * one is flagged and its worker stops it (and records the outcome).
    */
-  async requestCancel(id: number): Promise<Deploy> {
+  async requestCancel(id: number, by: string): Promise<Deploy> {
     const now = nowIso();
-    const queued = await this.db
-      .updateTable("deploys")
-      .set({
-        status: "cancelled",
-        finished_at: now,
-        cancel_requested: 1,
-        error_message: "cancelled before it started",
-      })
-      .where("id", "=", id)
-      .where("status", "=", "queued")
-      .returningAll()
-      .executeTakeFirst();
+    const queued = await this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable("deploys")
+        .set({
+          status: "cancelled",
+          finished_at: now,
+          cancel_requested: 1,
+          error_message: `cancelled by ${by} before it started`,
+        })
+        .where("id", "=", id)
+        .where("status", "=", "queued")
+        .returningAll()
+        .executeTakeFirst();
+      if (row) await appendNote(trx, id, `==> cancelled by ${by} before it started`);
+      return row;
+    });
     if (queued) return toDeploy(queued);
     const active = await this.db
       .updateTable("deploys")
@@ -370,23 +379,28 @@ export class DeployStore {
 
   /** Marks an abandoned deploy failed with `interrupted`, if it is still held by `owner`. */
   async markInterrupted(id: number, owner: string | null, message: string): Promise<boolean> {
-    let query = this.db
-      .updateTable("deploys")
-      .set({
-        status: "failed",
-        phase: null,
-        error_code: "interrupted",
-        error_message: message,
-        finished_at: nowIso(),
-        lease_owner: null,
-        lease_expires_at: null,
-        pid: null,
-      })
-      .where("id", "=", id)
-      .where("status", "in", ACTIVE);
-    query = owner === null ? query.where("lease_owner", "is", null) : query.where("lease_owner", "=", owner);
-    const result = await query.executeTakeFirst();
-    return Number(result.numUpdatedRows) === 1;
+    return this.db.transaction().execute(async (trx) => {
+      let query = trx
+        .updateTable("deploys")
+        .set({
+          status: "failed",
+          phase: null,
+          error_code: "interrupted",
+          error_message: message,
+          finished_at: nowIso(),
+          lease_owner: null,
+          lease_expires_at: null,
+          pid: null,
+        })
+        .where("id", "=", id)
+        .where("status", "in", ACTIVE);
+      query =
+        owner === null ? query.where("lease_owner", "is", null) : query.where("lease_owner", "=", owner);
+      const result = await query.executeTakeFirst();
+      if (Number(result.numUpdatedRows) !== 1) return false;
+      await appendNote(trx, id, `==> interrupted: ${message}; marked failed (interrupted)`);
+      return true;
+    });
   }
 }
 

@@ -1,4 +1,4 @@
-import type { Kysely } from "kysely";
+import type { Kysely, Transaction } from "kysely";
 import type { Schema } from "./schema.js";
 
 export interface LogChunk {
@@ -71,4 +71,32 @@ export class LogStore {
     }
     return { chunks, nextOffset: next };
   }
+}
+
+/**
+ * Appends one line at the end of a deploy's log inside the caller's
+ * transaction, for notes written together with a state change (cancelled
+ * while queued, interrupted): a follower that sees the change also sees the
+ * note. Only for deploys no worker is writing to.
+ */
+export async function appendNote(trx: Transaction<Schema>, deployId: number, line: string): Promise<void> {
+  const last = await trx
+    .selectFrom("log_chunks")
+    .select(["seq", "offset", "length"])
+    .where("deploy_id", "=", deployId)
+    .orderBy("seq", "desc")
+    .limit(1)
+    .executeTakeFirst();
+  const text = `${line}\n`;
+  await trx
+    .insertInto("log_chunks")
+    .values({
+      deploy_id: deployId,
+      seq: last ? last.seq + 1 : 0,
+      offset: last ? last.offset + last.length : 0,
+      length: Buffer.byteLength(text),
+      text,
+      created_at: new Date().toISOString(),
+    })
+    .execute();
 }

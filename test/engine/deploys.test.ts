@@ -96,7 +96,15 @@ environments:
       command: [echo, "ref={ref}"]
 `,
     });
-    for (const ref of [`$(touch ${marker})`, `\`touch ${marker}\``, `--upload-pack=touch ${marker}`, "-x", "a..b", "x;touch y", "a\nb"]) {
+    for (const ref of [
+      `$(touch ${marker})`,
+      `\`touch ${marker}\``,
+      `--upload-pack=touch ${marker}`,
+      "-x",
+      "a..b",
+      "x;touch y",
+      "a\nb",
+    ]) {
       const res = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", { ref });
       expect(res.status, ref).toBeGreaterThanOrEqual(400);
       expect(res.body.error.code, ref).toBe("E_INVALID_REF");
@@ -104,7 +112,9 @@ environments:
     const bad = await t.api("POST", "/api/v1/apps/shop;touch/environments/staging/deploys", {});
     expect(bad.body.error.code).toBe("E_INVALID_NAME");
     const hostile = `$(touch ${marker}); \`touch ${marker}\` && touch ${marker}`;
-    const res = await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", { params: { note: hostile } });
+    const res = await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {
+      params: { note: hostile },
+    });
     const deploy = await t.waitForDeploy(res.body.deploy.id);
     expect(deploy.status).toBe("succeeded");
     expect(await logOf(t, deploy.id)).toContain(`param=[${hostile}]`);
@@ -171,8 +181,22 @@ environments:
     t = await startTurnout();
     const created = await t.api("POST", "/api/v1/tokens", { name: "dev", role: "deployer" });
     const devToken = created.body.token;
-    expect((await t.api("PUT", "/api/v1/apps/shop/environments/staging/lock", { reason: "db migration" }, devToken)).status).toBe(200);
-    const refused = await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", { force: true }, devToken);
+    expect(
+      (
+        await t.api(
+          "PUT",
+          "/api/v1/apps/shop/environments/staging/lock",
+          { reason: "db migration" },
+          devToken,
+        )
+      ).status,
+    ).toBe(200);
+    const refused = await t.api(
+      "POST",
+      "/api/v1/apps/shop/environments/staging/deploys",
+      { force: true },
+      devToken,
+    );
     expect(refused.status).toBe(409);
     expect(refused.body.error.code).toBe("E_LOCKED");
     expect(refused.body.error.message).toContain("db migration");
@@ -190,9 +214,13 @@ environments:
   it("rolls back to the previous release or a given deploy number", async () => {
     t = await startTurnout();
     const first = t.repo.head;
-    const d1 = await t.waitForDeploy((await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {})).body.deploy.id);
+    const d1 = await t.waitForDeploy(
+      (await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {})).body.deploy.id,
+    );
     const second = await t.repo.commit({ VERSION: "2.0.0\n" }, "two");
-    const d2 = await t.waitForDeploy((await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {})).body.deploy.id);
+    const d2 = await t.waitForDeploy(
+      (await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {})).body.deploy.id,
+    );
     expect([d1.sha, d2.sha]).toEqual([first, second]);
     const rb = await t.api("POST", "/api/v1/apps/shop/environments/staging/rollback", {});
     expect(rb.status).toBe(202);
@@ -201,7 +229,9 @@ environments:
     expect(await logOf(t, rolled.id)).toContain("1.0.0");
     const history = await t.api("GET", "/api/v1/apps/shop/environments/staging/releases");
     expect(history.body.releases.map((r: { deployNumber: number }) => r.deployNumber)).toEqual([3, 2, 1]);
-    const to2 = await t.waitForDeploy((await t.api("POST", "/api/v1/apps/shop/environments/staging/rollback", { to: 2 })).body.deploy.id);
+    const to2 = await t.waitForDeploy(
+      (await t.api("POST", "/api/v1/apps/shop/environments/staging/rollback", { to: 2 })).body.deploy.id,
+    );
     expect([to2.sha, to2.rollbackOf]).toEqual([second, 2]);
     const none = await t.api("POST", "/api/v1/apps/shop/environments/production/rollback", {});
     expect(none.body.error.code).toBe("E_NO_RELEASE");
@@ -220,7 +250,9 @@ environments:
         echo "key is $SHOP_API_KEY"
 `,
     });
-    const deploy = await t.waitForDeploy((await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {})).body.deploy.id);
+    const deploy = await t.waitForDeploy(
+      (await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {})).body.deploy.id,
+    );
     const log = await logOf(t, deploy.id);
     expect(log).toContain("key is ********");
     expect(log).not.toContain("sk-very-secret-value");

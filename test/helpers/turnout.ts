@@ -27,7 +27,12 @@ export interface TestTurnout {
   /** Writes a manifest into the config directory and reloads the configuration. */
   writeManifest(app: string, yaml: string): void;
   /** Authenticated JSON request against the API. */
-  api(method: string, urlPath: string, body?: unknown, token?: string): Promise<{ status: number; body: any; headers: Headers }>;
+  api(
+    method: string,
+    urlPath: string,
+    body?: unknown,
+    token?: string,
+  ): Promise<{ status: number; body: any; headers: Headers }>;
   /** Polls a deploy until it is finished. */
   waitForDeploy(id: number, timeoutMs?: number): Promise<any>;
   stop(): Promise<void>;
@@ -95,7 +100,10 @@ export async function startTurnout(options: TestTurnoutOptions = {}): Promise<Te
   );
   const { mkdirSync } = await import("node:fs");
   mkdirSync(configDir, { recursive: true });
-  writeFileSync(path.join(configDir, "shop.yaml"), (options.manifest ?? DEFAULT_MANIFEST).replaceAll("{repo}", repo.path));
+  writeFileSync(
+    path.join(configDir, "shop.yaml"),
+    (options.manifest ?? DEFAULT_MANIFEST).replaceAll("{repo}", repo.path),
+  );
 
   const server = await startServer(settings, { print: () => undefined, configReloadMs: 60_000 });
   const adminToken = readFileSync(path.join(dataDir, "admin-token"), "utf8").trim();

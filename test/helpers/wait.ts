@@ -1,5 +1,9 @@
 /** Polls until `check` holds; fails the test with `what` after `timeoutMs`. */
-export async function until(check: () => Promise<boolean> | boolean, timeoutMs = 10_000, what = "condition"): Promise<void> {
+export async function until(
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 10_000,
+  what = "condition",
+): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > end) throw new Error(`${what} not met within ${timeoutMs} ms`);

@@ -126,6 +126,7 @@ describe.each(BACKENDS)("deploy store on %s", (backend) => {
     const after = await store.deploys.get(d.id);
     expect(after.status).toBe("failed");
     expect(after.errorCode).toBe("interrupted");
+    expect((await store.logs.read(d.id, 0)).chunks.map((c) => c.text).join("")).toContain("interrupted");
     expect(await store.deploys.abandoned(() => false)).toEqual([]);
   });
 
@@ -133,11 +134,17 @@ describe.each(BACKENDS)("deploy store on %s", (backend) => {
     const a = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
     const b = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
     await store.deploys.claimNext("w", 30_000);
-    expect((await store.deploys.requestCancel(b.id)).status).toBe("cancelled");
-    const running = await store.deploys.requestCancel(a.id);
+    expect((await store.deploys.requestCancel(b.id, "ops")).status).toBe("cancelled");
+    // The note lands in the same transaction as the state change.
+    expect((await store.logs.read(b.id, 0)).chunks.map((c) => c.text).join("")).toBe(
+      "==> cancelled by ops before it started\n",
+    );
+    const running = await store.deploys.requestCancel(a.id, "ops");
     expect(running.status).toBe("running");
     expect((await store.deploys.renewLease(a.id, "w", 30_000)).cancelRequested).toBe(true);
-    await expect(store.deploys.requestCancel(b.id)).rejects.toMatchObject({ code: "E_NOT_CANCELLABLE" });
+    await expect(store.deploys.requestCancel(b.id, "ops")).rejects.toMatchObject({
+      code: "E_NOT_CANCELLABLE",
+    });
   });
 
   it("checks the lock inside the creating transaction", async () => {

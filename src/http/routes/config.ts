@@ -43,7 +43,9 @@ export function registerConfigRoutes(app: FastifyInstance, { engine, store }: Ht
       // A token limited to some apps sees only their events: not other apps',
       // nor server-wide ones such as token changes.
       const allowed = principal.apps;
-      return { events: allowed === null ? events : events.filter((e) => e.app !== null && allowed.includes(e.app)) };
+      return {
+        events: allowed === null ? events : events.filter((e) => e.app !== null && allowed.includes(e.app)),
+      };
     },
   );
 }

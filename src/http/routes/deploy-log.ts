@@ -3,8 +3,8 @@ import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { isFinished } from "../../domain/deploy.js";
 import { principalOf } from "../auth.js";
-import type { HttpDeps } from "../deps.js";
 import { findDeploy } from "../deploy-lookup.js";
+import type { HttpDeps } from "../deps.js";
 import { deployIdParams, offsetInt } from "../schemas.js";
 import { LogStream, type SseTiming } from "../sse.js";
 

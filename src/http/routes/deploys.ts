@@ -1,14 +1,14 @@
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { type Deploy, DEPLOY_STATUSES } from "../../domain/deploy.js";
+import { DEPLOY_STATUSES, type Deploy } from "../../domain/deploy.js";
 import { assertName } from "../../domain/names.js";
 import { authorize, type Principal } from "../../domain/roles.js";
 import type { Store } from "../../store/store.js";
 import { principalOf } from "../auth.js";
 import { decodeCursor, encodeCursor } from "../cursor.js";
-import type { HttpDeps } from "../deps.js";
 import { findDeploy } from "../deploy-lookup.js";
+import type { HttpDeps } from "../deps.js";
 import { deployIdParams } from "../schemas.js";
 import { deployJson } from "../serializers.js";
 
@@ -69,7 +69,13 @@ export function registerDeployRoutes(app: FastifyInstance, { engine, store }: Ht
 
   r.get(
     "/deploys",
-    { schema: { tags: ["deploys"], summary: "Deploys, newest first, paged with nextCursor", querystring: listQuery } },
+    {
+      schema: {
+        tags: ["deploys"],
+        summary: "Deploys, newest first, paged with nextCursor",
+        querystring: listQuery,
+      },
+    },
     async (request) => {
       const principal = principalOf(request);
       const { app: appName, env, status, limit, cursor } = request.query;
@@ -99,7 +105,11 @@ export function registerDeployRoutes(app: FastifyInstance, { engine, store }: Ht
   r.post(
     "/deploys/:id/cancel",
     {
-      schema: { tags: ["deploys"], summary: "Cancel a queued or running deploy (202)", params: deployIdParams },
+      schema: {
+        tags: ["deploys"],
+        summary: "Cancel a queued or running deploy (202)",
+        params: deployIdParams,
+      },
     },
     async (request, reply) => {
       const principal = principalOf(request);

@@ -13,16 +13,19 @@ const deployBody = z
   .object({
     ref: z.string().optional().describe("branch, tag or SHA; default: the environment's branch"),
     force: z.boolean().optional().describe("admins only: deploy past a lock"),
-    params: z.record(z.string(), z.string()).optional().describe("passed to the deploy as TURNOUT_PARAM_<NAME>"),
+    params: z
+      .record(z.string(), z.string())
+      .optional()
+      .describe("passed to the deploy as TURNOUT_PARAM_<NAME>"),
     trigger: z.enum(["api", "cli", "ui"]).optional(),
   })
   .strict()
-  .optional();
+  .nullish();
 
 const rollbackBody = z
   .object({ to: positiveInt.optional().describe("deploy number whose release to bring back") })
   .strict()
-  .optional();
+  .nullish();
 
 const releasesQuery = z.object({ limit: z.coerce.number().int().min(1).max(200).default(20) });
 
@@ -58,7 +61,10 @@ export function registerEnvironmentDeployRoutes(app: FastifyInstance, { engine, 
         params: body.params,
         trigger: body.trigger ?? "api",
       });
-      return reply.code(202).header("location", deployUrl(deploy.id)).send({ deploy: deployJson(deploy) });
+      return reply
+        .code(202)
+        .header("location", deployUrl(deploy.id))
+        .send({ deploy: deployJson(deploy) });
     },
   );
 
@@ -131,7 +137,10 @@ export function registerEnvironmentDeployRoutes(app: FastifyInstance, { engine, 
         env: env.name,
         to: request.body?.to,
       });
-      return reply.code(202).header("location", deployUrl(deploy.id)).send({ deploy: deployJson(deploy) });
+      return reply
+        .code(202)
+        .header("location", deployUrl(deploy.id))
+        .send({ deploy: deployJson(deploy) });
     },
   );
 }

@@ -6,7 +6,9 @@ import type { HttpDeps } from "../deps.js";
 import { resolveEnvironment } from "../environments.js";
 import { envParams } from "../schemas.js";
 
-const lockBody = z.object({ reason: z.string().trim().min(1).max(500).describe("why deploys are held") }).strict();
+const lockBody = z
+  .object({ reason: z.string().trim().min(1).max(500).describe("why deploys are held") })
+  .strict();
 
 /** Holding and releasing an environment. */
 export function registerLockRoutes(app: FastifyInstance, { engine }: HttpDeps): void {
@@ -14,7 +16,14 @@ export function registerLockRoutes(app: FastifyInstance, { engine }: HttpDeps): 
 
   r.put(
     "/apps/:app/environments/:env/lock",
-    { schema: { tags: ["locks"], summary: "Lock an environment against new deploys", params: envParams, body: lockBody } },
+    {
+      schema: {
+        tags: ["locks"],
+        summary: "Lock an environment against new deploys",
+        params: envParams,
+        body: lockBody,
+      },
+    },
     async (request) => {
       const principal = principalOf(request);
       const { app: appConfig, env } = resolveEnvironment(
@@ -30,7 +39,13 @@ export function registerLockRoutes(app: FastifyInstance, { engine }: HttpDeps): 
 
   r.delete(
     "/apps/:app/environments/:env/lock",
-    { schema: { tags: ["locks"], summary: "Unlock an environment; returns the removed lock", params: envParams } },
+    {
+      schema: {
+        tags: ["locks"],
+        summary: "Unlock an environment; returns the removed lock",
+        params: envParams,
+      },
+    },
     async (request) => {
       const principal = principalOf(request);
       const { app: appConfig, env } = resolveEnvironment(

@@ -11,7 +11,12 @@ const createBody = z
   .object({
     name: z.string().describe("unique token name"),
     role: z.enum(ROLES),
-    apps: z.array(z.string()).max(1000).optional().describe("limit the token to these apps; default: every app"),
+    apps: z
+      .array(z.string())
+      .min(1)
+      .max(1000)
+      .optional()
+      .describe("limit the token to these apps; default: every app"),
   })
   .strict();
 
@@ -24,7 +29,10 @@ const nameParams = z.object({ name: z.string() });
 function authorizeTokenAdmin(principal: Principal): void {
   authorize(principal, "admin");
   if (principal.apps !== null) {
-    throw new TurnoutError("E_FORBIDDEN", `token '${principal.name}' is limited to some apps and may not manage tokens`);
+    throw new TurnoutError(
+      "E_FORBIDDEN",
+      `token '${principal.name}' is limited to some apps and may not manage tokens`,
+    );
   }
 }
 
@@ -50,10 +58,14 @@ export function registerTokenRoutes(app: FastifyInstance, { store }: HttpDeps): 
     },
   );
 
-  r.get("/tokens", { schema: { tags: ["tokens"], summary: "Every token (never the secret)" } }, async (request) => {
-    authorizeTokenAdmin(principalOf(request));
-    return { tokens: await store.tokens.list() };
-  });
+  r.get(
+    "/tokens",
+    { schema: { tags: ["tokens"], summary: "Every token (never the secret)" } },
+    async (request) => {
+      authorizeTokenAdmin(principalOf(request));
+      return { tokens: await store.tokens.list() };
+    },
+  );
 
   r.delete(
     "/tokens/:name",

@@ -34,7 +34,17 @@ export async function runShellDeploy(run: ShellRun): Promise<RunResult> {
         previous_sha: deploy.previousSha ?? "",
         deploy: String(deploy.id),
       })
-    : ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", config.script!, `turnout:${deployLabel(deploy)}`];
+    : [
+        "bash",
+        "--noprofile",
+        "--norc",
+        "-e",
+        "-o",
+        "pipefail",
+        "-c",
+        config.script!,
+        `turnout:${deployLabel(deploy)}`,
+      ];
   return runProcess({
     argv,
     cwd: run.workspace,
@@ -53,7 +63,9 @@ export async function runShellDeploy(run: ShellRun): Promise<RunResult> {
  * server's own (which may hold database URLs and tokens): a few basics, the
  * manifest's `env`, the app's `secret_env`, and the TURNOUT_* values.
  */
-export function commandEnvironment(run: Pick<ShellRun, "app" | "config" | "deploy" | "workspace" | "baseEnv">): Record<string, string> {
+export function commandEnvironment(
+  run: Pick<ShellRun, "app" | "config" | "deploy" | "workspace" | "baseEnv">,
+): Record<string, string> {
   const { deploy } = run;
   const env: Record<string, string> = { ...run.baseEnv, ...run.config.env, ...run.app.secretEnv };
   env["TURNOUT_APP"] = deploy.app;
@@ -66,6 +78,7 @@ export function commandEnvironment(run: Pick<ShellRun, "app" | "config" | "deplo
   env["TURNOUT_WORKSPACE"] = run.workspace;
   env["TURNOUT_USER"] = deploy.user;
   env["TURNOUT_TRIGGER"] = deploy.trigger;
-  for (const [name, value] of Object.entries(deploy.params)) env[`TURNOUT_PARAM_${name.toUpperCase()}`] = value;
+  for (const [name, value] of Object.entries(deploy.params))
+    env[`TURNOUT_PARAM_${name.toUpperCase()}`] = value;
   return env;
 }

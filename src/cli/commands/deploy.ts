@@ -1,0 +1,76 @@
+import type { Command } from "commander";
+import type { DeployJson } from "../api-types.js";
+import { collectParam, parseName, parsePositiveInt } from "../args.js";
+import { clientFor, envPath, printJson, println } from "../context.js";
+import { queuedLine } from "../output.js";
+import type { Kit } from "../program.js";
+import { followAndReport } from "./follow-and-report.js";
+
+export function registerDeployCommands(program: Command, kit: Kit): void {
+  const { ctx, action, globals } = kit;
+
+  program
+    .command("deploy")
+    .description("deploy a ref (default: the environment's branch) to an environment")
+    .argument("<app>", "app name", parseName("app"))
+    .argument("<env>", "environment name", parseName("environment"))
+    .argument("[ref]", "branch, tag or commit SHA")
+    .option("--force", "deploy past a lock (admin only)")
+    .option("--param <name=value>", "deploy parameter, repeatable", collectParam)
+    .option("--follow", "stream the log until the deploy finishes; exit 1 unless it succeeded")
+    .action(
+      action(
+        async (
+          app: string,
+          env: string,
+          ref: string | undefined,
+          flags: { force?: boolean; param?: Record<string, string>; follow?: boolean },
+          command: Command,
+        ) => {
+          const options = globals(command);
+          const client = clientFor(ctx, options);
+          const body: Record<string, unknown> = { trigger: "cli" };
+          if (ref !== undefined) body["ref"] = ref;
+          if (flags.force) body["force"] = true;
+          if (flags.param && Object.keys(flags.param).length > 0) body["params"] = flags.param;
+          const response = await client.post<{ deploy: DeployJson }>(envPath(app, env, "deploys"), body);
+          return queuedThenMaybeFollow(kit, client, response, Boolean(options.json), Boolean(flags.follow));
+        },
+      ),
+    );
+
+  program
+    .command("rollback")
+    .description("bring back an earlier release (default: the one before the current)")
+    .argument("<app>", "app name", parseName("app"))
+    .argument("<env>", "environment name", parseName("environment"))
+    .option("--to <n>", "deploy number whose release to bring back", parsePositiveInt)
+    .option("--follow", "stream the log until the rollback finishes; exit 1 unless it succeeded")
+    .action(
+      action(async (app: string, env: string, flags: { to?: number; follow?: boolean }, command: Command) => {
+        const options = globals(command);
+        const client = clientFor(ctx, options);
+        const body = flags.to === undefined ? {} : { to: flags.to };
+        const response = await client.post<{ deploy: DeployJson }>(envPath(app, env, "rollback"), body);
+        return queuedThenMaybeFollow(kit, client, response, Boolean(options.json), Boolean(flags.follow));
+      }),
+    );
+}
+
+async function queuedThenMaybeFollow(
+  { ctx }: Kit,
+  client: Parameters<typeof followAndReport>[1],
+  response: { text: string; body: { deploy: DeployJson } },
+  json: boolean,
+  follow: boolean,
+): Promise<number> {
+  const deploy = response.body.deploy;
+  if (!follow) {
+    if (json) printJson(ctx, response.text);
+    else println(ctx.stdout, queuedLine(deploy));
+    return 0;
+  }
+  if (json) println(ctx.stdout, JSON.stringify({ event: "queued", deploy }));
+  else println(ctx.stderr, queuedLine(deploy));
+  return followAndReport(ctx, client, deploy, json);
+}

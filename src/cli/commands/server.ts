@@ -1,0 +1,51 @@
+import type { Command } from "commander";
+import type { ServerSettings } from "../../config/settings.js";
+import { parsePort } from "../args.js";
+import type { Kit } from "../program.js";
+
+/** main.ts loads the server lazily, so client commands never pay for its dependencies. */
+export type StartServer = (settings: ServerSettings) => Promise<{ url: string; close(): Promise<void> }>;
+
+export function registerServerCommand(
+  program: Command,
+  { ctx, action }: Kit,
+  startServer: StartServer,
+): void {
+  program
+    .command("server")
+    .description("run the Turnout server: API, web UI, scheduler and workers")
+    .option("--port <n>", "port to listen on (default 7700, env TURNOUT_PORT)", parsePort)
+    .option("--host <host>", "address to listen on (default 127.0.0.1, env TURNOUT_HOST)")
+    .option("--data-dir <dir>", "data directory (default ./.turnout, env TURNOUT_HOME)")
+    .option("--config-dir <dir>", "app manifests (default ./turnout.d, env TURNOUT_CONFIG_DIR)")
+    .option("--demo", "create a demo app if no app is configured")
+    .action(
+      action(
+        async (flags: {
+          port?: number;
+          host?: string;
+          dataDir?: string;
+          configDir?: string;
+          demo?: boolean;
+        }) => {
+          // Loaded here: settings pull in yaml and zod, which client commands never need.
+          const { resolveSettings } = await import("../../config/settings.js");
+          const settings = resolveSettings(
+            {
+              port: flags.port,
+              host: flags.host,
+              dataDir: flags.dataDir,
+              configDir: flags.configDir,
+              demo: flags.demo,
+            },
+            ctx.env,
+            ctx.cwd,
+          );
+          const server = await startServer(settings);
+          await ctx.waitForStop();
+          await server.close();
+          return 0;
+        },
+      ),
+    );
+}

@@ -1,0 +1,225 @@
+import { randomBytes } from "node:crypto";
+import { access, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import path from "node:path";
+import type { RepoAuth } from "../domain/app-config.js";
+import { TurnoutError } from "../domain/errors.js";
+import { assertRef, assertSha } from "../domain/refs.js";
+import { SecretMasker } from "../domain/secrets.js";
+import { FetchQueue } from "./fetch-queue.js";
+import { baseGitEnv, credentialEnv, remoteSecrets } from "./git-env.js";
+import { mirrorName, redactUrl, remoteKind } from "./remote-url.js";
+import { pickResolved, refCandidates } from "./resolve-ref.js";
+import { type GitOutput, runGit } from "./run-git.js";
+import { ensureSshWrapper } from "./ssh-wrapper.js";
+import { createWorkspaceFromMirror, type Workspace } from "./workspace.js";
+
+export type { GitOutput } from "./run-git.js";
+export type { Workspace } from "./workspace.js";
+
+/** url: ssh (git@host:x.git, ssh://), https://, file:// or a local path. */
+export interface GitRemote {
+  url: string;
+  auth: RepoAuth;
+}
+
+const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
+// Refs a mirror holds: branches and tags, nothing else (no pull/merge-request refs).
+const MIRROR_REFSPECS = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+
+/**
+ * The server's copies of app repositories: one bare mirror per URL under
+ * `<dataDir>/git`, cloned from the origin once and fetched incrementally after
+ * that, so every deploy costs only what is new. The origin URL is never stored
+ * in a mirror (it is given to each fetch), so neither are credentials in it.
+ */
+export class GitMirrors {
+  private readonly dir: string;
+  private readonly timeoutMs: number;
+  private readonly queue = new FetchQueue();
+  private sshWrapper: Promise<string> | undefined;
+
+  constructor(options: { dir: string; timeoutMs?: number }) {
+    this.dir = path.resolve(options.dir);
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  /**
+   * Clones the mirror on first use, fetches it after. One fetch at a time per
+   * mirror; callers arriving while one runs share the next (whose progress goes
+   * to the first of them's `output`).
+   */
+  async fetch(remote: GitRemote, output?: GitOutput): Promise<void> {
+    remoteKind(remote.url); // refuse unsupported URLs before queueing anything
+    return this.queue.run(this.mirrorPath(remote), () => this.fetchNow(remote, output));
+  }
+
+  /** Fetches, then resolves a branch, tag, full or short SHA to a full commit SHA. */
+  async resolve(remote: GitRemote, ref: string, output?: GitOutput): Promise<string> {
+    assertRef(ref);
+    await this.fetch(remote, output);
+    return this.resolveLocal(remote, ref);
+  }
+
+  /** Resolves against the mirror as it is (fetching only if there is no mirror yet). */
+  async resolveLocal(remote: GitRemote, ref: string): Promise<string> {
+    assertRef(ref);
+    const mirror = this.mirrorPath(remote);
+    if (!(await exists(mirror))) await this.fetch(remote);
+    const candidates = refCandidates(ref);
+    const stdout = await runGit(["-c", "core.disambiguate=commit", "cat-file", "--batch-check"], {
+      what: `resolving ${JSON.stringify(ref)} in ${redactUrl(remote.url)}`,
+      cwd: mirror,
+      env: baseGitEnv(),
+      input: candidates.input,
+      timeoutMs: this.timeoutMs,
+      masker: this.maskerFor(remote),
+    });
+    return pickResolved(ref, candidates, stdout, redactUrl(remote.url));
+  }
+
+  /** A fresh checkout of `sha` (40 hex) in `dir`, which must not exist yet, submodules included. */
+  async createWorkspace(remote: GitRemote, sha: string, dir: string, output?: GitOutput): Promise<Workspace> {
+    assertSha(sha);
+    const mirror = this.mirrorPath(remote);
+    if (!(await this.hasCommit(remote, sha))) {
+      await this.fetch(remote, output);
+      if (!(await this.hasCommit(remote, sha))) {
+        throw new TurnoutError("E_REF_NOT_FOUND", `commit ${sha} not found in ${redactUrl(remote.url)}`, {
+          ref: sha,
+        });
+      }
+    }
+    return createWorkspaceFromMirror({
+      mirror,
+      url: this.gitUrl(remote),
+      sha,
+      dir,
+      localEnv: baseGitEnv(),
+      remoteEnv: await this.remoteEnv(remote),
+      masker: this.maskerFor(remote),
+      timeoutMs: this.timeoutMs,
+      output,
+    });
+  }
+
+  /** Secret values git might print for this remote, for the caller's log masker. */
+  secretsOf(remote: GitRemote): string[] {
+    return remoteSecrets(remote.url, remote.auth);
+  }
+
+  /** Where the mirror of this remote lives (named by a hash of the URL). */
+  mirrorPath(remote: GitRemote): string {
+    return path.join(this.dir, mirrorName(remote.url));
+  }
+
+  private async fetchNow(remote: GitRemote, output?: GitOutput): Promise<void> {
+    const mirror = this.mirrorPath(remote);
+    if (await exists(mirror)) {
+      output?.(`fetching ${redactUrl(remote.url)}`);
+      await this.fetchInto(mirror, remote, output);
+      return;
+    }
+    output?.(`cloning ${redactUrl(remote.url)} (first use)`);
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await this.sweepStaleClones(path.basename(mirror));
+    // Cloned under a temporary name and renamed when complete: a crash or a
+    // failed clone never leaves a half-filled mirror under the real name.
+    const temp = path.join(this.dir, `.tmp-${path.basename(mirror)}-${randomBytes(6).toString("hex")}`);
+    try {
+      await runGit(["init", "--bare", "--quiet", "--", temp], {
+        what: "git init of a mirror",
+        env: baseGitEnv(),
+        timeoutMs: this.timeoutMs,
+        masker: this.maskerFor(remote),
+        output,
+      });
+      await this.fetchInto(temp, remote, output);
+      await rename(temp, mirror).catch(async (err: NodeJS.ErrnoException) => {
+        // Another process finished the same clone first: theirs is as good as ours.
+        if (err.code !== "ENOTEMPTY" && err.code !== "EEXIST") throw err;
+        await rm(temp, { recursive: true, force: true });
+      });
+    } catch (err) {
+      await rm(temp, { recursive: true, force: true }).catch(() => {});
+      throw err;
+    }
+  }
+
+  private async fetchInto(gitDir: string, remote: GitRemote, output?: GitOutput): Promise<void> {
+    await runGit(
+      [
+        "fetch",
+        "--prune",
+        "--no-tags",
+        "--no-write-fetch-head",
+        "--",
+        this.gitUrl(remote),
+        ...MIRROR_REFSPECS,
+      ],
+      {
+        what: `git fetch from ${redactUrl(remote.url)}`,
+        cwd: gitDir,
+        env: await this.remoteEnv(remote),
+        timeoutMs: this.timeoutMs,
+        masker: this.maskerFor(remote),
+        output,
+      },
+    );
+  }
+
+  private async hasCommit(remote: GitRemote, sha: string): Promise<boolean> {
+    const mirror = this.mirrorPath(remote);
+    if (!(await exists(mirror))) return false;
+    const stdout = await runGit(["cat-file", "--batch-check"], {
+      what: `looking up ${sha} in ${redactUrl(remote.url)}`,
+      cwd: mirror,
+      env: baseGitEnv(),
+      input: `${sha}^{commit}\n`,
+      timeoutMs: this.timeoutMs,
+      masker: this.maskerFor(remote),
+    });
+    return stdout.startsWith(`${sha} commit`);
+  }
+
+  // Leftovers of clones interrupted by a crash; anything older than two timeouts is dead.
+  private async sweepStaleClones(name: string): Promise<void> {
+    const prefix = `.tmp-${name}-`;
+    const entries = await readdir(this.dir).catch(() => [] as string[]);
+    for (const entry of entries) {
+      if (!entry.startsWith(prefix)) continue;
+      const full = path.join(this.dir, entry);
+      const info = await stat(full).catch(() => undefined);
+      if (info && Date.now() - info.mtimeMs > 2 * this.timeoutMs) {
+        await rm(full, { recursive: true, force: true }).catch(() => {});
+      }
+    }
+  }
+
+  private async remoteEnv(remote: GitRemote): Promise<Record<string, string>> {
+    if (!this.sshWrapper) {
+      this.sshWrapper = mkdir(this.dir, { recursive: true, mode: 0o700 }).then(() =>
+        ensureSshWrapper(this.dir),
+      );
+      this.sshWrapper.catch(() => {
+        this.sshWrapper = undefined; // let the next call try again
+      });
+    }
+    return { ...baseGitEnv(), ...credentialEnv(remote.url, remote.auth, await this.sshWrapper) };
+  }
+
+  // Local paths are made absolute: git runs with the mirror as its working directory.
+  private gitUrl(remote: GitRemote): string {
+    return remoteKind(remote.url) === "local" ? path.resolve(remote.url) : remote.url;
+  }
+
+  private maskerFor(remote: GitRemote): SecretMasker {
+    return new SecretMasker(this.secretsOf(remote));
+  }
+}
+
+function exists(file: string): Promise<boolean> {
+  return access(file).then(
+    () => true,
+    () => false,
+  );
+}

@@ -1,0 +1,91 @@
+import Fastify, { type FastifyInstance } from "fastify";
+import { serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import { TurnoutError } from "../domain/errors.js";
+import { authenticator } from "./auth.js";
+import type { HttpDeps } from "./deps.js";
+import { installErrorHandlers } from "./error-mapping.js";
+import { registerOpenApi } from "./openapi.js";
+import { registerAppRoutes } from "./routes/apps.js";
+import { registerConfigRoutes } from "./routes/config.js";
+import { registerDeployLogRoutes } from "./routes/deploy-log.js";
+import { registerDeployRoutes } from "./routes/deploys.js";
+import { registerEnvironmentDeployRoutes } from "./routes/environment-deploys.js";
+import { registerHealthRoutes } from "./routes/health.js";
+import { registerLockRoutes } from "./routes/locks.js";
+import { registerTokenRoutes } from "./routes/tokens.js";
+import { DEFAULT_SSE_TIMING, type LogStream, type SseTiming } from "./sse.js";
+
+export type { HttpDeps } from "./deps.js";
+
+export interface HttpOptions {
+  /** Shorter SSE poll/heartbeat intervals, for tests. */
+  sseTiming?: Partial<SseTiming>;
+}
+
+/**
+ * The only body parser: JSON (anything else is 415). An empty body counts as
+ * no body (clients commonly send `Content-Type: application/json` on a bare
+ * POST) and a malformed one is a Turnout E_BAD_REQUEST. `__proto__` keys
+ * are refused outright rather than trusted to be harmless further down.
+ */
+function installJsonParser(app: FastifyInstance): void {
+  // JSON only: a text/plain body would otherwise reach the schemas as a string.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
+    const text = typeof body === "string" ? body : body.toString("utf8");
+    if (text.trim() === "") {
+      done(null, undefined);
+      return;
+    }
+    try {
+      done(
+        null,
+        JSON.parse(text, (key, value) => {
+          if (key === "__proto__") throw new SyntaxError("'__proto__' is not allowed as a key");
+          return value;
+        }),
+      );
+    } catch (error) {
+      done(new TurnoutError("E_BAD_REQUEST", `malformed JSON body: ${(error as Error).message}`), undefined);
+    }
+  });
+}
+
+/** Builds the HTTP API (not listening: the caller listens, and may add routes such as the web UI first). */
+export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
+    bodyLimit: deps.settings.bodyLimit,
+    routerOptions: { ignoreTrailingSlash: true },
+  }) as unknown as FastifyInstance;
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  installErrorHandlers(app);
+  installJsonParser(app);
+
+  await registerOpenApi(app, deps.version);
+  registerHealthRoutes(app, deps.version);
+
+  const timing: SseTiming = { ...DEFAULT_SSE_TIMING, ...options.sseTiming };
+  const streams = new Set<LogStream>();
+  // Live log streams never end by themselves while a deploy runs; without
+  // this, closing the server would wait for every follower to hang up.
+  app.addHook("preClose", async () => {
+    for (const stream of [...streams]) stream.close();
+  });
+
+  await app.register(
+    async (api) => {
+      api.addHook("onRequest", authenticator(deps.store));
+      registerAppRoutes(api, deps);
+      registerEnvironmentDeployRoutes(api, deps);
+      registerLockRoutes(api, deps);
+      registerDeployRoutes(api, deps);
+      registerDeployLogRoutes(api, deps, { timing, streams });
+      registerTokenRoutes(api, deps);
+      registerConfigRoutes(api, deps);
+    },
+    { prefix: "/api/v1" },
+  );
+  return app;
+}

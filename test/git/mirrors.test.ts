@@ -1,0 +1,120 @@
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { GitMirrors } from "../../src/git/mirrors.js";
+import { git, makeRepo, type TestRepo } from "../helpers/git-fixtures.js";
+import { withGitLog } from "./git-spy.js";
+
+let root: string;
+let origin: TestRepo;
+let mirrorsDir: string;
+
+beforeEach(async () => {
+  root = mkdtempSync(path.join(tmpdir(), "turnout-git-mirrors-"));
+  origin = await makeRepo(path.join(root, "origin"));
+  await origin.commit({ "README.md": "hello\n" });
+  mirrorsDir = path.join(root, "mirrors");
+});
+
+afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+describe("GitMirrors.fetch", () => {
+  it("clones a bare mirror named by a hash of the URL, holding branches and tags", async () => {
+    await origin.tag("v1", true);
+    await origin.branch("release");
+    const mirrors = new GitMirrors({ dir: mirrorsDir });
+    const remote = { url: origin.path, auth: {} };
+    await mirrors.fetch(remote);
+    const mirror = mirrors.mirrorPath(remote);
+    expect(path.dirname(mirror)).toBe(mirrorsDir);
+    expect(path.basename(mirror)).toMatch(/^[0-9a-f]{24}\.git$/);
+    expect(path.basename(mirror)).not.toContain("origin");
+    expect(await git(mirror, "rev-parse", "--is-bare-repository")).toBe("true");
+    const refs = (await git(mirror, "for-each-ref", "--format=%(refname)")).split("\n").sort();
+    expect(refs).toEqual(["refs/heads/main", "refs/heads/release", "refs/tags/v1"]);
+    // No leftovers of the temporary clone.
+    expect(readdirSync(mirrorsDir).filter((e) => e.startsWith(".tmp-"))).toEqual([]);
+  });
+
+  it("fetches incrementally: the mirror is kept and picks up new commits and deletions", async () => {
+    await origin.branch("doomed");
+    const mirrors = new GitMirrors({ dir: mirrorsDir });
+    const remote = { url: origin.path, auth: {} };
+    await mirrors.fetch(remote);
+    const mirror = mirrors.mirrorPath(remote);
+    const marker = path.join(mirror, "turnout-marker");
+    writeFileSync(marker, "still here");
+    const inode = statSync(mirror).ino;
+
+    const next = await origin.commit({ "README.md": "hello again\n" });
+    await git(origin.path, "branch", "-D", "doomed");
+    const lines: string[] = [];
+    await mirrors.fetch(remote, (line) => lines.push(line));
+
+    expect(existsSync(marker)).toBe(true);
+    expect(statSync(mirror).ino).toBe(inode);
+    expect(await git(mirror, "rev-parse", "refs/heads/main")).toBe(next);
+    expect(await git(mirror, "for-each-ref", "--format=%(refname)", "refs/heads/doomed")).toBe("");
+    expect(lines.join("\n")).toContain("fetching");
+    expect(lines.join("\n")).not.toContain("cloning");
+  });
+
+  it("serialises concurrent fetches of one repository and shares the queued one", async () => {
+    const mirrors = new GitMirrors({ dir: mirrorsDir });
+    const remote = { url: origin.path, auth: {} };
+    await mirrors.fetch(remote);
+    const log = await withGitLog(async () => {
+      await Promise.all(Array.from({ length: 6 }, () => mirrors.fetch(remote)));
+    });
+    const fetches = log.filter((entry) => entry.argv[0] === "fetch");
+    // One running, one shared by everyone who arrived while it ran.
+    expect(fetches.length).toBeGreaterThanOrEqual(1);
+    expect(fetches.length).toBeLessThanOrEqual(2);
+  });
+
+  it("a new commit pushed while a fetch runs is seen by callers that arrived after it started", async () => {
+    const mirrors = new GitMirrors({ dir: mirrorsDir });
+    const remote = { url: origin.path, auth: {} };
+    await mirrors.fetch(remote);
+    const firstFetch = mirrors.fetch(remote);
+    const next = await origin.commit({ "README.md": "later\n" });
+    const sha = await mirrors.resolve(remote, "main");
+    await firstFetch;
+    expect(sha).toBe(next);
+  });
+
+  it("a failed first clone leaves neither a mirror nor a temporary directory", async () => {
+    const mirrors = new GitMirrors({ dir: mirrorsDir });
+    const remote = { url: path.join(root, "does-not-exist"), auth: {} };
+    await expect(mirrors.fetch(remote)).rejects.toMatchObject({
+      code: "E_GIT",
+      message: expect.stringContaining("git fetch from"),
+    });
+    expect(existsSync(mirrors.mirrorPath(remote))).toBe(false);
+    expect(readdirSync(mirrorsDir).filter((e) => e.startsWith(".tmp-"))).toEqual([]);
+  });
+
+  it("a resolve on an up-to-date mirror costs two git invocations", async () => {
+    const mirrors = new GitMirrors({ dir: mirrorsDir });
+    const remote = { url: origin.path, auth: {} };
+    await mirrors.fetch(remote);
+    const log = await withGitLog(async () => {
+      expect(await mirrors.resolve(remote, "main")).toBe(origin.head);
+    });
+    expect(log.map((entry) => entry.argv.find((a) => !a.startsWith("-") && !a.includes("=")))).toEqual([
+      "fetch",
+      "cat-file",
+    ]);
+  });
+
+  it("refuses transport helpers and option-like URLs without running git", async () => {
+    const mirrors = new GitMirrors({ dir: mirrorsDir });
+    const marker = path.join(root, "pwned");
+    for (const url of [`ext::sh -c touch% ${marker}`, "--upload-pack=touch /tmp/x", "fd::17"]) {
+      await expect(mirrors.fetch({ url, auth: {} })).rejects.toMatchObject({ code: "E_CONFIG" });
+    }
+    expect(existsSync(marker)).toBe(false);
+    expect(existsSync(mirrorsDir)).toBe(false);
+  });
+});
