@@ -1,8 +1,8 @@
 import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureBuilt, turnout } from "../helpers/built-cli.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
-import { ensureBuilt, turnout } from "./built-cli.js";
 import { tempDir } from "./helpers.js";
 
 /**

@@ -1,12 +1,9 @@
-import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
-import { ensureBuilt, turnout } from "./built-cli.js";
+import { ensureBuilt, turnout } from "../helpers/built-cli.js";
+import { startServerProcess } from "../helpers/server-process.js";
 import { tempDir } from "./helpers.js";
-
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../bin/turnout.js");
 
 beforeAll(ensureBuilt, 120_000);
 
@@ -17,28 +14,9 @@ describe("turnout server", () => {
     const configDir = path.join(root, "turnout.d");
     mkdirSync(configDir);
     const env = { PATH: process.env["PATH"], HOME: root, XDG_CONFIG_HOME: path.join(root, "xdg") };
-    const server = spawn(
-      process.execPath,
-      [BIN, "server", "--port", "0", "--data-dir", dataDir, "--config-dir", configDir],
-      { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] },
-    );
-    let output = "";
-    server.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      output += chunk;
-    });
-    server.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      output += chunk;
-    });
-    const exited = new Promise<number | null>((resolve) => server.on("close", (code) => resolve(code)));
+    const server = await startServerProcess({ dataDir, configDir, cwd: root, env });
+    const { url } = server;
     try {
-      const deadline = Date.now() + 20_000;
-      let url: string | undefined;
-      while (!url) {
-        url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
-        if (Date.now() > deadline) throw new Error(`server did not start:\n${output}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-
       // The quick start: the server's data directory holds the admin token.
       const apps = await turnout(["apps", "--server", url], {
         env: { ...env, TURNOUT_HOME: dataDir },
@@ -48,8 +26,8 @@ describe("turnout server", () => {
       expect(apps.stdout).toBe("no apps configured\n");
       expect(apps.code).toBe(0);
     } finally {
-      server.kill("SIGTERM");
+      server.child.kill("SIGTERM");
     }
-    expect(await exited).toBe(0);
+    expect(await server.exited).toBe(0);
   });
 });
