@@ -80,7 +80,8 @@ export function resolveSettings(
     1,
     256,
   );
-  const databaseUrl = flags.databaseUrl ?? env["TURNOUT_DATABASE_URL"] ?? file.database_url ?? undefined;
+  // An empty variable means "not set", as shells and CI files often leave them.
+  const databaseUrl = flags.databaseUrl || env["TURNOUT_DATABASE_URL"] || file.database_url || undefined;
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new TurnoutError("E_CONFIG", "TURNOUT_DATABASE_URL must be a postgres:// URL");
   }

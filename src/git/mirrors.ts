@@ -80,17 +80,8 @@ export class GitMirrors {
   /** A fresh checkout of `sha` (40 hex) in `dir`, which must not exist yet, submodules included. */
   async createWorkspace(remote: GitRemote, sha: string, dir: string, output?: GitOutput): Promise<Workspace> {
     assertSha(sha);
-    const mirror = this.mirrorPath(remote);
-    if (!(await this.hasCommit(remote, sha))) {
-      await this.fetch(remote, output);
-      if (!(await this.hasCommit(remote, sha))) {
-        throw new TurnoutError("E_REF_NOT_FOUND", `commit ${sha} not found in ${redactUrl(remote.url)}`, {
-          ref: sha,
-        });
-      }
-    }
-    return createWorkspaceFromMirror({
-      mirror,
+    const job = {
+      mirror: this.mirrorPath(remote),
       url: this.gitUrl(remote),
       sha,
       dir,
@@ -99,7 +90,21 @@ export class GitMirrors {
       masker: this.maskerFor(remote),
       timeoutMs: this.timeoutMs,
       output,
-    });
+    };
+    try {
+      return await createWorkspaceFromMirror(job);
+    } catch (error) {
+      // Checking out is the fast path; only when it fails do we ask whether the
+      // mirror lacks the commit (another server resolved it, or no mirror yet).
+      if ((await exists(job.mirror)) && (await this.hasCommit(remote, sha))) throw error;
+      await this.fetch(remote, output);
+      if (!(await this.hasCommit(remote, sha))) {
+        throw new TurnoutError("E_REF_NOT_FOUND", `commit ${sha} not found in ${redactUrl(remote.url)}`, {
+          ref: sha,
+        });
+      }
+      return createWorkspaceFromMirror(job);
+    }
   }
 
   /** Secret values git might print for this remote, for the caller's log masker. */

@@ -1,4 +1,4 @@
-import { access, lstat, mkdir, rm } from "node:fs/promises";
+import { access, cp, lstat, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { TurnoutError } from "../domain/errors.js";
 import type { SecretMasker } from "../domain/secrets.js";
@@ -26,10 +26,15 @@ export interface WorkspaceJob {
 }
 
 /**
- * Clones the mirror with --shared (objects stay in the mirror, so this costs no
- * copy; the mirror only prunes unreachable objects after gc's two-week grace,
- * far longer than a workspace lives), detaches HEAD at the commit, then brings
- * in submodules from their own origins with the origin's credentials.
+ * A workspace is what `git clone --shared --no-checkout <mirror>` followed by
+ * `git checkout --detach <sha>` makes, but its repository skeleton is written
+ * here instead of by `git clone`: the deploy request → first command path has
+ * a 50 ms budget, and clone's own start-up and ref copying cost most of it.
+ * The skeleton is git's documented layout: objects borrowed from the mirror
+ * through `objects/info/alternates` (no copy; the mirror only prunes
+ * unreachable objects after gc's two-week grace, far longer than a workspace
+ * lives), the mirror's tags (so `git describe` works), `origin` pointing at
+ * the real origin (without URL credentials), and a detached HEAD.
  */
 export async function createWorkspaceFromMirror(job: WorkspaceJob): Promise<Workspace> {
   const dir = path.resolve(job.dir);
@@ -47,15 +52,7 @@ export async function createWorkspaceFromMirror(job: WorkspaceJob): Promise<Work
   const run = (args: string[], what: string, env = job.localEnv, cwd = dir) =>
     runGit(args, { what, env, cwd, timeoutMs: job.timeoutMs, masker: job.masker, output: job.output });
   try {
-    await run(
-      ["clone", "--quiet", "--no-checkout", "--shared", "--", job.mirror, dir],
-      `git clone of the mirror of ${origin}`,
-      job.localEnv,
-      path.dirname(dir),
-    );
-    // The real origin (without URL credentials, which must not stay in .git/config),
-    // so that relative submodule URLs and any later `git remote -v` make sense.
-    await run(["config", "remote.origin.url", origin], "git config in the workspace");
+    await writeSkeleton(path.join(dir, ".git"), job.mirror, origin, job.sha);
     await run(["checkout", "--quiet", "--detach", job.sha, "--"], `git checkout of ${job.sha}`);
     if (await exists(path.join(dir, ".gitmodules"))) {
       job.output?.("updating submodules");
@@ -75,6 +72,61 @@ export async function createWorkspaceFromMirror(job: WorkspaceJob): Promise<Work
     await workspace.remove().catch(() => {});
     throw err;
   }
+}
+
+async function writeSkeleton(gitDir: string, mirror: string, origin: string, sha: string): Promise<void> {
+  await mkdir(path.join(gitDir, "objects", "info"), { recursive: true });
+  await mkdir(path.join(gitDir, "refs", "heads"), { recursive: true });
+  await writeFile(
+    path.join(gitDir, "objects", "info", "alternates"),
+    `${path.join(path.resolve(mirror), "objects")}\n`,
+  );
+  await writeFile(
+    path.join(gitDir, "config"),
+    [
+      "[core]",
+      "\trepositoryformatversion = 0",
+      "\tfilemode = true",
+      "\tbare = false",
+      "\tlogallrefupdates = true",
+      '[remote "origin"]',
+      `\turl = ${configValue(origin)}`,
+      "\tfetch = +refs/heads/*:refs/remotes/origin/*",
+      "",
+    ].join("\n"),
+  );
+  await writeFile(path.join(gitDir, "HEAD"), `${sha}\n`);
+  await copyTags(mirror, gitDir);
+}
+
+/** The mirror's tags, packed and loose (refs are written by git with lock-and-rename, so a copy never sees half a ref). */
+async function copyTags(mirror: string, gitDir: string): Promise<void> {
+  const packed = await readFile(path.join(mirror, "packed-refs"), "utf8").catch(() => "");
+  const lines: string[] = [];
+  let keepPeel = false;
+  for (const line of packed.split("\n")) {
+    if (line.startsWith("^")) {
+      if (keepPeel) lines.push(line);
+      continue;
+    }
+    keepPeel = / refs\/tags\//.test(line);
+    if (keepPeel) lines.push(line);
+  }
+  if (lines.length > 0)
+    await writeFile(
+      path.join(gitDir, "packed-refs"),
+      `# pack-refs with: peeled fully-peeled sorted \n${lines.join("\n")}\n`,
+    );
+  await cp(path.join(mirror, "refs", "tags"), path.join(gitDir, "refs", "tags"), { recursive: true }).catch(
+    (error) => {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    },
+  );
+}
+
+/** A value in git's config syntax: quoted, with backslash and quote escaped (the URL has no control characters). */
+function configValue(value: string): string {
+  return `"${value.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
 }
 
 function exists(file: string): Promise<boolean> {

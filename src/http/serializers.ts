@@ -2,6 +2,7 @@ import type { AppConfig, EnvironmentConfig } from "../domain/app-config.js";
 import { type Deploy, deployLabel } from "../domain/deploy.js";
 import type { Lock } from "../domain/lock.js";
 import type { Release } from "../domain/release.js";
+import { type EnvironmentOverview, overviewKey } from "../store/overview.js";
 import type { Store } from "../store/store.js";
 
 /**
@@ -68,17 +69,33 @@ export function publicRepo(repo: string): string {
   return url.toString();
 }
 
-/** The commit a release installed, as its deploy recorded it (whatever its components are named). */
-async function currentJson(store: Store, release: Release | undefined): Promise<CurrentJson | null> {
-  if (!release) return null;
-  const deploy = await store.deploys.get(release.deployId);
+const EMPTY: EnvironmentOverview = { lock: undefined, current: undefined, active: undefined, queued: 0 };
+
+function envSummaryOf(
+  app: AppConfig,
+  env: EnvironmentConfig,
+  state: EnvironmentOverview = EMPTY,
+): EnvSummaryJson {
+  const current = state.current;
   return {
-    releaseId: release.id,
-    deployId: release.deployId,
-    deployNumber: release.deployNumber,
-    sha: deploy.sha,
-    fingerprint: release.fingerprint,
-    createdAt: release.createdAt,
+    app: app.name,
+    name: env.name,
+    branch: env.branch,
+    autoDeploy: env.autoDeploy,
+    provider: env.deploy.provider,
+    lock: state.lock ?? null,
+    current: current
+      ? {
+          releaseId: current.release.id,
+          deployId: current.release.deployId,
+          deployNumber: current.release.deployNumber,
+          sha: current.sha,
+          fingerprint: current.release.fingerprint,
+          createdAt: current.release.createdAt,
+        }
+      : null,
+    active: state.active ? deployJson(state.active) : null,
+    queued: state.queued,
   };
 }
 
@@ -87,30 +104,24 @@ export async function envSummary(
   app: AppConfig,
   env: EnvironmentConfig,
 ): Promise<EnvSummaryJson> {
-  const [lock, current, active, queued] = await Promise.all([
-    store.locks.get(app.name, env.name),
-    store.releases.current(app.name, env.name),
-    store.deploys.active(app.name, env.name),
-    store.deploys.queued(app.name, env.name),
-  ]);
-  return {
-    app: app.name,
-    name: env.name,
-    branch: env.branch,
-    autoDeploy: env.autoDeploy,
-    provider: env.deploy.provider,
-    lock: lock ?? null,
-    current: await currentJson(store, current),
-    active: active ? deployJson(active) : null,
-    queued: queued.length,
-  };
+  const states = await store.overview.environments([app.name]);
+  return envSummaryOf(app, env, states.get(overviewKey(app.name, env.name)));
+}
+
+/** Summaries of many apps from one overview read (a constant number of queries). */
+export async function appSummaries(store: Store, apps: AppConfig[]): Promise<AppSummaryJson[]> {
+  const states = await store.overview.environments(apps.map((a) => a.name));
+  return apps.map((app) => ({
+    name: app.name,
+    repo: publicRepo(app.repo),
+    environments: Object.values(app.environments).map((env) =>
+      envSummaryOf(app, env, states.get(overviewKey(app.name, env.name))),
+    ),
+  }));
 }
 
 export async function appSummary(store: Store, app: AppConfig): Promise<AppSummaryJson> {
-  const environments = await Promise.all(
-    Object.values(app.environments).map((env) => envSummary(store, app, env)),
-  );
-  return { name: app.name, repo: publicRepo(app.repo), environments };
+  return (await appSummaries(store, [app]))[0]!;
 }
 
 export async function releaseJson(store: Store, release: Release): Promise<ReleaseJson> {

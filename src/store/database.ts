@@ -14,6 +14,7 @@ import { TurnoutError } from "../domain/errors.js";
 import { type Capabilities, POSTGRES, SQLITE } from "./capabilities.js";
 import { MIGRATIONS } from "./migrations/index.js";
 import type { Schema } from "./schema.js";
+import { withStatementCache } from "./statement-cache.js";
 
 export interface Database {
   db: Kysely<Schema>;
@@ -48,7 +49,7 @@ function openSqlite(file: string | undefined): Database {
   sqlite.pragma("synchronous = FULL");
   sqlite.pragma("busy_timeout = 5000");
   sqlite.pragma("foreign_keys = ON");
-  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   return { db, caps: SQLITE, close: () => db.destroy() };
 }
 

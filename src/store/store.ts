@@ -4,6 +4,7 @@ import { type Database, type DatabaseOptions, openDatabase } from "./database.js
 import { DeployStore } from "./deploys.js";
 import { LockStore } from "./locks.js";
 import { LogStore } from "./logs.js";
+import { OverviewStore } from "./overview.js";
 import { ReleaseStore } from "./releases.js";
 import { TokenStore } from "./tokens.js";
 
@@ -15,6 +16,7 @@ export class Store {
   readonly logs: LogStore;
   readonly tokens: TokenStore;
   readonly audit: AuditStore;
+  readonly overview: OverviewStore;
   readonly caps: Capabilities;
 
   private constructor(private readonly database: Database) {
@@ -26,6 +28,7 @@ export class Store {
     this.logs = new LogStore(db);
     this.tokens = new TokenStore(db, caps);
     this.audit = new AuditStore(db);
+    this.overview = new OverviewStore(db);
   }
 
   static async open(options: DatabaseOptions): Promise<Store> {

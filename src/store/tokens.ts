@@ -22,7 +22,18 @@ export interface TokenInfo {
  * once, when created. (A fast hash is right here: tokens are 256 random bits,
  * not passwords, so there is nothing to brute-force.)
  */
+/**
+ * Successful look-ups are remembered for a second: every API request
+ * authenticates, and the read endpoints must serve thousands a second. A
+ * revocation in this process takes effect at once (it clears the memory); in
+ * another server process sharing the database, within that second.
+ */
+const AUTH_CACHE_MS = 1000;
+const AUTH_CACHE_SIZE = 1000;
+
 export class TokenStore {
+  private readonly recent = new Map<string, { principal: Principal; until: number }>();
+
   constructor(
     private readonly db: Kysely<Schema>,
     private readonly caps: Capabilities,
@@ -75,14 +86,28 @@ export class TokenStore {
   }
 
   async authenticate(token: string): Promise<Principal | undefined> {
+    const hash = hashToken(token);
+    const remembered = this.recent.get(hash);
+    if (remembered && remembered.until > Date.now()) return remembered.principal;
     const row = await this.db
       .selectFrom("tokens")
       .selectAll()
-      .where("hash", "=", hashToken(token))
+      .where("hash", "=", hash)
       .where("revoked_at", "is", null)
       .executeTakeFirst();
-    if (!row) return undefined;
-    return { tokenId: row.id, name: row.name, role: row.role as Role, apps: fromJson(row.apps) };
+    if (!row) {
+      this.recent.delete(hash);
+      return undefined;
+    }
+    const principal: Principal = {
+      tokenId: row.id,
+      name: row.name,
+      role: row.role as Role,
+      apps: fromJson(row.apps),
+    };
+    if (this.recent.size >= AUTH_CACHE_SIZE) this.recent.clear();
+    this.recent.set(hash, { principal, until: Date.now() + AUTH_CACHE_MS });
+    return principal;
   }
 
   async count(): Promise<number> {
@@ -104,6 +129,7 @@ export class TokenStore {
       .where("name", "=", name)
       .where("revoked_at", "is", null)
       .executeTakeFirst();
+    this.recent.clear();
     if (Number(result.numUpdatedRows) === 0) throw notFound(`token '${name}'`);
     await this.db
       .insertInto("audit_events")

@@ -32,12 +32,18 @@ describe("quick start with the demo app", () => {
     expect(server.output()).toContain("demo: created the app 'demo'");
     expect(server.output()).toMatch(/admin token \(shown once/);
 
-    const staging = await turnout(["deploy", "demo", "staging", "--follow", "--server", server.url], { env, cwd: root });
+    const staging = await turnout(["deploy", "demo", "staging", "--follow", "--server", server.url], {
+      env,
+      cwd: root,
+    });
     expect(staging.code).toBe(0);
     expect(staging.stdout).toContain("staging is now on 1.1.0");
     expect(staging.stderr).toMatch(/demo\/staging#1 succeeded/);
 
-    const production = await turnout(["deploy", "demo", "production", "--follow", "--server", server.url], { env, cwd: root });
+    const production = await turnout(["deploy", "demo", "production", "--follow", "--server", server.url], {
+      env,
+      cwd: root,
+    });
     expect(production.code).toBe(0);
     expect(production.stdout).toContain("deploy.sh: releasing version 1.1.0");
 

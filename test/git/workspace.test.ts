@@ -71,6 +71,29 @@ describe("GitMirrors.createWorkspace", () => {
     expect(existsSync(path.join(root, "w-bad"))).toBe(false);
   });
 
+  it("is a working repository: history, tags for git describe, and the real origin", async () => {
+    const origin = await makeRepo(path.join(root, "origin"));
+    await origin.commit({ "a.txt": "1\n" });
+    await origin.tag("v1.0.0", true);
+    await origin.commit({ "a.txt": "2\n" });
+    await origin.tag("light");
+    const sha = await origin.commit({ "a.txt": "3\n" });
+    const mirrors = new GitMirrors({ dir: path.join(root, "mirrors") });
+    const remote = { url: origin.path, auth: {} };
+    await mirrors.fetch(remote);
+    // Pack the mirror's refs so both packed and loose tags are exercised.
+    await git(mirrors.mirrorPath(remote), "pack-refs", "--all");
+    await origin.tag("v1.1.0", true);
+    await mirrors.fetch(remote);
+    const ws = await mirrors.createWorkspace(remote, sha, path.join(root, "w"));
+    expect(await git(ws.path, "describe", "--tags")).toMatch(/^v1\.1\.0$/);
+    expect(await git(ws.path, "describe", "--tags", "HEAD~1")).toBe("light");
+    expect(await git(ws.path, "describe", "HEAD~2")).toBe("v1.0.0");
+    expect(await git(ws.path, "rev-list", "--count", "HEAD")).toBe("3");
+    expect(await git(ws.path, "remote", "get-url", "origin")).toBe(origin.path);
+    expect(await git(ws.path, "status", "--porcelain", "--ignored")).toBe("");
+  });
+
   it("refuses a directory that already exists and leaves it alone", async () => {
     const origin = await makeRepo(path.join(root, "origin"));
     const sha = await origin.commit({ "a.txt": "1\n" });

@@ -175,4 +175,27 @@ describe.each(BACKENDS)("deploy store on %s", (backend) => {
     expect(page1.map((d) => d.number)).toEqual([5, 4]);
     expect(page2.map((d) => d.number)).toEqual([3, 2]);
   });
+
+  it("summarises many environments at once: lock, current release, active deploy, queue length", async () => {
+    const first = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    await store.deploys.claimNext("w", 30_000);
+    await store.deploys.finish(first.id, "w", {
+      status: "succeeded",
+      release: { fingerprint: "f".repeat(64), environmentConfig: {} },
+    });
+    await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    await store.deploys.claimNext("w", 30_000);
+    await store.locks.lock("shop", "production", "ops", "freeze");
+    await store.deploys.create(newDeploy({ app: "other" }), () => ({ ignoredSafeties: [] }));
+    const overview = await store.overview.environments(["shop"]);
+    const staging = overview.get("shop/staging");
+    expect(staging?.queued).toBe(2);
+    expect(staging?.active?.number).toBe(2);
+    expect(staging?.current?.sha).toBe(SHA);
+    expect(staging?.current?.release.deployNumber).toBe(1);
+    expect(overview.get("shop/production")?.lock?.reason).toBe("freeze");
+    expect(overview.has("other/staging")).toBe(false);
+  });
 });

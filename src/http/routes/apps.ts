@@ -5,7 +5,7 @@ import { principalOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
 import { resolveApp, resolveEnvironment } from "../environments.js";
 import { appParams, envParams } from "../schemas.js";
-import { appSummary, deployJson, envSummary } from "../serializers.js";
+import { appSummaries, appSummary, deployJson, envSummary } from "../serializers.js";
 
 /** What is configured and what state each environment is in. */
 export function registerAppRoutes(app: FastifyInstance, { engine, store }: HttpDeps): void {
@@ -19,7 +19,10 @@ export function registerAppRoutes(app: FastifyInstance, { engine, store }: HttpD
       authorize(principal, "read");
       const config = engine.config();
       const names = visibleApps(principal, [...config.apps.keys()].sort());
-      const apps = await Promise.all(names.map((name) => appSummary(store, config.apps.get(name)!)));
+      const apps = await appSummaries(
+        store,
+        names.map((name) => config.apps.get(name)!),
+      );
       return { apps, problems: config.problems };
     },
   );
