@@ -1,8 +1,10 @@
+import type { FastifyRequest } from "fastify";
 import type { AppConfig, EnvironmentConfig } from "../domain/app-config.js";
 import { notFound } from "../domain/errors.js";
 import { assertName } from "../domain/names.js";
 import { authorize, type Permission, type Principal } from "../domain/roles.js";
 import type { EngineApi } from "../engine/api.js";
+import { principalOf } from "./auth.js";
 
 /**
  * Turns `:app` / `:env` path segments into configuration, in the order that
@@ -36,4 +38,17 @@ export function resolveEnvironment(
   const envConfig = appConfig.environments[env];
   if (!envConfig) throw notFound(`environment '${app}/${env}'`, { app, env });
   return { app: appConfig, env: envConfig };
+}
+
+/** The caller and the `:app/:env` of a request, checked for `permission`: the common head of environment routes. */
+export function environmentOf(
+  engine: EngineApi,
+  request: FastifyRequest & { params: { app: string; env: string } },
+  permission: Permission,
+): { principal: Principal; app: AppConfig; env: EnvironmentConfig } {
+  const principal = principalOf(request);
+  return {
+    principal,
+    ...resolveEnvironment(engine, principal, request.params.app, request.params.env, permission),
+  };
 }

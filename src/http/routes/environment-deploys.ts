@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { principalOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
-import { resolveEnvironment } from "../environments.js";
+import { environmentOf, resolveEnvironment } from "../environments.js";
 import { envParams, positiveInt } from "../schemas.js";
 import { deployJson, deployUrl, releaseJson } from "../serializers.js";
 
@@ -44,14 +44,7 @@ export function registerEnvironmentDeployRoutes(app: FastifyInstance, { engine, 
       },
     },
     async (request, reply) => {
-      const principal = principalOf(request);
-      const { app: appConfig, env } = resolveEnvironment(
-        engine,
-        principal,
-        request.params.app,
-        request.params.env,
-        "deploy",
-      );
+      const { principal, app: appConfig, env } = environmentOf(engine, request, "deploy");
       const body = request.body ?? {};
       const deploy = await engine.requestDeploy(principal, {
         app: appConfig.name,
@@ -124,14 +117,7 @@ export function registerEnvironmentDeployRoutes(app: FastifyInstance, { engine, 
       },
     },
     async (request, reply) => {
-      const principal = principalOf(request);
-      const { app: appConfig, env } = resolveEnvironment(
-        engine,
-        principal,
-        request.params.app,
-        request.params.env,
-        "deploy",
-      );
+      const { principal, app: appConfig, env } = environmentOf(engine, request, "deploy");
       const deploy = await engine.requestRollback(principal, {
         app: appConfig.name,
         env: env.name,

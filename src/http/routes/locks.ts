@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { principalOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
-import { resolveEnvironment } from "../environments.js";
+import { environmentOf } from "../environments.js";
 import { envParams } from "../schemas.js";
 
 const lockBody = z
@@ -25,14 +25,7 @@ export function registerLockRoutes(app: FastifyInstance, { engine }: HttpDeps): 
       },
     },
     async (request) => {
-      const principal = principalOf(request);
-      const { app: appConfig, env } = resolveEnvironment(
-        engine,
-        principal,
-        request.params.app,
-        request.params.env,
-        "deploy",
-      );
+      const { principal, app: appConfig, env } = environmentOf(engine, request, "deploy");
       return { lock: await engine.lock(principal, appConfig.name, env.name, request.body.reason) };
     },
   );
@@ -47,14 +40,7 @@ export function registerLockRoutes(app: FastifyInstance, { engine }: HttpDeps): 
       },
     },
     async (request) => {
-      const principal = principalOf(request);
-      const { app: appConfig, env } = resolveEnvironment(
-        engine,
-        principal,
-        request.params.app,
-        request.params.env,
-        "deploy",
-      );
+      const { principal, app: appConfig, env } = environmentOf(engine, request, "deploy");
       return { lock: (await engine.unlock(principal, appConfig.name, env.name)) ?? null };
     },
   );
