@@ -1,7 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { principalOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
 import { environmentOf } from "../environments.js";
 import { envParams } from "../schemas.js";
