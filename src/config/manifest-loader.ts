@@ -3,9 +3,9 @@ import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { isMap, isSeq, LineCounter, parseDocument, type Node as YamlNode } from "yaml";
 import type { z } from "zod";
-import type { AppConfig, ConfigProblem, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
-import { parseDuration } from "../domain/duration.js";
-import { APP_NAME, type ManifestInput, manifestSchema } from "./manifest-schema.js";
+import type { AppConfig, ConfigProblem, ConfigSnapshot } from "../domain/app-config.js";
+import { toAppConfig } from "./app-builder.js";
+import { APP_NAME, manifestSchema } from "./manifest-schema.js";
 
 /**
  * Loads every `<app>.yaml` of a configuration directory. A broken manifest is
@@ -18,6 +18,8 @@ export interface LoadOptions {
   defaultIdleTimeoutMs: number;
   /** Where `token_env` and `secret_env` values are looked up (the server's environment). */
   environment: Record<string, string | undefined>;
+  /** Where repositories Turnout hosts itself live (`<dataDir>/hosted`). */
+  hostedReposDir: string;
 }
 
 export function loadConfigDir(dir: string, options: LoadOptions): ConfigSnapshot {
@@ -123,70 +125,4 @@ function lineOf(root: unknown, fieldPath: (string | number)[], lines: LineCounte
     }
   }
   return best;
-}
-
-function toAppConfig(
-  name: string,
-  file: string,
-  input: ManifestInput,
-  options: LoadOptions,
-  problems: ConfigProblem[],
-): AppConfig {
-  const secretEnv: Record<string, string> = {};
-  for (const variable of input.secret_env ?? []) {
-    const value = options.environment[variable];
-    if (value === undefined) {
-      problems.push({
-        file,
-        line: null,
-        field: "secret_env",
-        message: `environment variable ${variable} is not set`,
-      });
-    } else {
-      secretEnv[variable] = value;
-    }
-  }
-  let token: string | undefined;
-  if (input.auth?.token_env) {
-    token = options.environment[input.auth.token_env];
-    if (token === undefined) {
-      problems.push({
-        file,
-        line: null,
-        field: "auth.token_env",
-        message: `environment variable ${input.auth.token_env} is not set`,
-      });
-    }
-  }
-  const environments: Record<string, EnvironmentConfig> = {};
-  for (const [envName, env] of Object.entries(input.environments)) {
-    const d = env.deploy;
-    environments[envName] = {
-      name: envName,
-      branch: env.branch,
-      autoDeploy: env.auto_deploy,
-      deploy: {
-        provider: "shell",
-        ...(d.command ? { command: d.command } : {}),
-        ...(d.script ? { script: d.script } : {}),
-        timeoutMs: d.timeout !== undefined ? parseDuration(d.timeout) : options.defaultTimeoutMs,
-        idleTimeoutMs:
-          d.idle_timeout !== undefined ? parseDuration(d.idle_timeout) : options.defaultIdleTimeoutMs,
-        env: d.env ?? {},
-      },
-    };
-  }
-  return {
-    name,
-    repo: input.repo,
-    auth: {
-      ...(input.auth?.ssh_key_file ? { sshKeyFile: input.auth.ssh_key_file } : {}),
-      ...(input.auth?.known_hosts_file ? { knownHostsFile: input.auth.known_hosts_file } : {}),
-      ...(token !== undefined ? { token } : {}),
-      ...(input.auth?.token_env ? { tokenEnv: input.auth.token_env } : {}),
-    },
-    secretEnv,
-    environments,
-    source: file,
-  };
 }

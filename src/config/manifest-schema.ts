@@ -12,6 +12,8 @@ const duration = z.union([
   z.string().regex(/^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$|^[0-9]+$/, "a duration like 90s, 30m or 1h"),
   z.number().positive(),
 ]);
+const envVarName = z.string().regex(ENV_NAME, "not a valid variable name");
+const branchName = z.string().min(1).max(200);
 
 const argv = z
   .array(z.string().min(1))
@@ -27,38 +29,81 @@ const shellDeploy = z
     script: z.string().min(1).optional(),
     timeout: duration.optional(),
     idle_timeout: duration.optional(),
-    env: z.record(z.string().regex(ENV_NAME, "not a valid variable name"), z.string()).optional(),
+    env: z.record(envVarName, z.string()).optional(),
   })
   .strict()
   .refine((d) => (d.command === undefined) !== (d.script === undefined), {
     message: "give exactly one of `command` (argv) or `script`",
   });
 
+const auth = z
+  .object({
+    ssh_key_file: z.string().min(1).optional(),
+    known_hosts_file: z.string().min(1).optional(),
+    token_env: envVarName.optional(),
+  })
+  .strict();
+
 const environment = z
   .object({
-    branch: z.string().min(1).default("main"),
+    branch: branchName.optional(),
+    /** Per-component branches of a multi-repo app. */
+    branches: z
+      .record(z.string().regex(NAME, "component names use lowercase letters, digits and '-'"), branchName)
+      .optional(),
     auto_deploy: z.boolean().default(false),
+    checks: z.array(z.string().min(1).max(200)).optional(),
+    check_command: argv.optional(),
+    checks_timeout: duration.optional(),
+    checks_poll: duration.optional(),
     deploy: shellDeploy,
   })
   .strict();
 
+const component = z
+  .object({
+    repo: z.string().min(1).optional(),
+    hosted: z.literal(true).optional(),
+    branch: branchName.optional(),
+    auth: auth.optional(),
+  })
+  .strict()
+  .refine((c) => (c.repo === undefined) !== (c.hosted === undefined), {
+    message: "give exactly one of `repo` or `hosted: true`",
+  });
+
 export const manifestSchema = z
   .object({
-    repo: z.string().min(1),
-    auth: z
+    repo: z.string().min(1).optional(),
+    /** Turnout hosts the repository itself: push to http://<server>/git/<app>.git */
+    hosted: z.literal(true).optional(),
+    auth: auth.optional(),
+    components: z
+      .record(z.string().regex(NAME, "component names use lowercase letters, digits and '-'"), component)
+      .refine((c) => Object.keys(c).length > 0, { message: "declare at least one component" })
+      .optional(),
+    poll_interval: duration.optional(),
+    webhook: z.object({ secret_env: envVarName }).strict().optional(),
+    github: z
       .object({
-        ssh_key_file: z.string().min(1).optional(),
-        known_hosts_file: z.string().min(1).optional(),
-        token_env: z.string().regex(ENV_NAME, "not a valid variable name").optional(),
+        repository: z
+          .string()
+          .regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "owner/name")
+          .optional(),
+        api_url: z.string().url().optional(),
+        token_env: envVarName.optional(),
       })
       .strict()
       .optional(),
-    secret_env: z.array(z.string().regex(ENV_NAME, "not a valid variable name")).optional(),
+    secret_env: z.array(envVarName).optional(),
     environments: z
       .record(z.string().regex(NAME, "environment names use lowercase letters, digits and '-'"), environment)
       .refine((e) => Object.keys(e).length > 0, { message: "declare at least one environment" }),
   })
-  .strict();
+  .strict()
+  .refine((m) => [m.repo, m.hosted, m.components].filter((x) => x !== undefined).length === 1, {
+    message: "give exactly one of `repo`, `hosted: true` or `components`",
+  });
 
 export type ManifestInput = z.infer<typeof manifestSchema>;
 export const APP_NAME = NAME;

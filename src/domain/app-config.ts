@@ -27,17 +27,68 @@ export interface ShellDeployConfig {
 
 export type DeployConfig = ShellDeployConfig;
 
+/**
+ * A CI gate: the deploy waits (status `waiting`, phase `checks`) until every
+ * required check on its commit succeeded, and fails when one fails or the
+ * timeout passes.
+ */
+export interface ChecksConfig {
+  /** GitHub commit-status contexts or check-run names that must succeed. */
+  required: string[];
+  /** argv run in the workspace: exit 0 passes, 75 (EX_TEMPFAIL) means "not yet", anything else fails. */
+  command?: string[];
+  timeoutMs: number;
+  pollMs: number;
+}
+
+/** Where the commit statuses and check runs of an app's commits are read. */
+export interface GithubConfig {
+  /** API base: https://api.github.com, or GitHub Enterprise's https://host/api/v3. */
+  apiUrl: string;
+  /** owner/name */
+  repository: string;
+  token?: string;
+  tokenEnv?: string;
+}
+
 export interface EnvironmentConfig {
   name: string;
+  /** Branch of the primary component (single-repo apps: the repository's branch). */
   branch: string;
+  /** Branch of every component, primary included. */
+  branches: Record<string, string>;
   autoDeploy: boolean;
+  checks?: ChecksConfig;
   deploy: DeployConfig;
+}
+
+/** One repository of an app. Single-repo apps have one component, named `app`. */
+export interface ComponentConfig {
+  name: string;
+  /** URL or path; for a hosted repository, the path of Turnout's own copy. */
+  repo: string;
+  auth: RepoAuth;
+  /** Turnout hosts this repository itself (push-to-deploy). */
+  hosted: boolean;
+}
+
+export interface WebhookConfig {
+  /** Shared secret: HMAC key for GitHub and generic hooks, the token GitLab sends. */
+  secret: string;
+  secretEnv: string;
 }
 
 export interface AppConfig {
   name: string;
+  /** The primary component's repository (for display and single-repo code paths). */
   repo: string;
   auth: RepoAuth;
+  /** Every repository of the app, the primary first. */
+  components: ComponentConfig[];
+  /** How often the app's repositories are fetched to look for new commits. */
+  pollIntervalMs: number;
+  webhook?: WebhookConfig;
+  github?: GithubConfig;
   /** Values resolved from `secret_env`: passed to commands and masked in every log line. */
   secretEnv: Record<string, string>;
   environments: Record<string, EnvironmentConfig>;
@@ -63,6 +114,11 @@ export interface ConfigSnapshot {
 /** Every secret value an app's deploys may print, for masking. */
 export function appSecrets(app: AppConfig): string[] {
   const values = Object.values(app.secretEnv);
-  if (app.auth.token) values.push(app.auth.token);
+  for (const component of app.components) if (component.auth.token) values.push(component.auth.token);
+  if (app.github?.token) values.push(app.github.token);
+  if (app.webhook) values.push(app.webhook.secret);
   return values;
 }
+
+/** The name of the component of single-repo apps. */
+export const PRIMARY_COMPONENT = "app";

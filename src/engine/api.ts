@@ -1,3 +1,4 @@
+import type { ConfigStatus } from "../config/config-provider.js";
 import type { ConfigSnapshot } from "../domain/app-config.js";
 import type { Deploy, Trigger } from "../domain/deploy.js";
 import type { Lock } from "../domain/lock.js";
@@ -15,8 +16,10 @@ import type { Principal } from "../domain/roles.js";
 export interface DeployRequest {
   app: string;
   env: string;
-  /** Branch, tag, full or short SHA; defaults to the environment's branch. */
+  /** Branch, tag, full or short SHA of the primary component; defaults to the environment's branch. */
   ref?: string | undefined;
+  /** Refs of other components of a multi-repo app, by component name; the rest use their branch. */
+  refs?: Record<string, string> | undefined;
   force?: boolean | undefined;
   params?: Record<string, unknown> | undefined;
   trigger: Trigger;
@@ -28,6 +31,31 @@ export interface RollbackRequest {
   /** Deploy number whose release to bring back; default: the release before the current one. */
   to?: number | undefined;
   trigger?: Trigger | undefined;
+}
+
+/** Why the engine is asked to look at an app's repositories now. */
+export type PokeSource = "poll" | "webhook" | "push" | "config";
+
+/** A commit the next deploy would ship. */
+export interface PendingCommit {
+  sha: string;
+  author: string;
+  date: string;
+  subject: string;
+  /** success | pending | failure of the environment's required checks on it; null when the environment has none. */
+  checks: "success" | "pending" | "failure" | null;
+}
+
+export interface PendingComponent {
+  component: string;
+  branch: string;
+  /** The environment's current release's commit (null: never deployed). */
+  from: string | null;
+  /** The branch head. */
+  to: string;
+  /** Newest first; at most 100. */
+  commits: PendingCommit[];
+  truncated: boolean;
 }
 
 export type DeployEvent =
@@ -44,4 +72,14 @@ export interface EngineApi {
   subscribe(deployId: number, listener: (event: DeployEvent) => void): () => void;
   /** The active configuration (valid apps, problems, revision). */
   config(): ConfigSnapshot;
+  /** Where the configuration comes from, its revision and the last refused one. */
+  configStatus(): ConfigStatus;
+  /**
+   * Fetches an app's repositories now and enqueues the auto-deploys new
+   * commits call for (webhooks, pushes). Resolves when that is done.
+   * Concurrent pokes of one app share the work.
+   */
+  poke(app: string, source: PokeSource): Promise<void>;
+  /** What the next deploy of an environment would ship, per component. */
+  pending(principal: Principal, app: string, env: string): Promise<PendingComponent[]>;
 }

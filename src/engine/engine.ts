@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import type { ConfigSource } from "../config/config-source.js";
+import type { ConfigProvider, ConfigStatus } from "../config/config-provider.js";
 import {
   type AppConfig,
   appSecrets,
@@ -18,7 +18,14 @@ import { authorize, type Principal } from "../domain/roles.js";
 import { SecretMasker } from "../domain/secrets.js";
 import type { GitMirrors } from "../git/mirrors.js";
 import type { Store } from "../store/store.js";
-import type { DeployEvent, DeployRequest, EngineApi, RollbackRequest } from "./api.js";
+import type {
+  DeployEvent,
+  DeployRequest,
+  EngineApi,
+  PendingComponent,
+  PokeSource,
+  RollbackRequest,
+} from "./api.js";
 import { EventHub } from "./event-hub.js";
 import { LogWriter } from "./log-writer.js";
 import { newOwnerId, orphanBelongsTo, ownerIsDead } from "./owner.js";
@@ -26,7 +33,7 @@ import { type PipelineOutcome, runPipeline } from "./pipeline.js";
 
 export interface EngineOptions {
   store: Store;
-  config: ConfigSource;
+  config: ConfigProvider;
   git: GitMirrors;
   dataDir: string;
   concurrency: number;
@@ -90,6 +97,20 @@ export class Engine implements EngineApi {
 
   config(): ConfigSnapshot {
     return this.options.config.current();
+  }
+
+  configStatus(): ConfigStatus {
+    return this.options.config.status();
+  }
+
+  async poke(app: string, source: PokeSource): Promise<void> {
+    throw new TurnoutError("E_UNAVAILABLE", `poke(${app}, ${source}) is not implemented yet`);
+  }
+
+  async pending(principal: Principal, app: string, env: string): Promise<PendingComponent[]> {
+    const target = this.target(app, env);
+    authorize(principal, "read", target.app.name);
+    throw new TurnoutError("E_UNAVAILABLE", "pending is not implemented yet");
   }
 
   subscribe(deployId: number, listener: (event: DeployEvent) => void): () => void {

@@ -1,7 +1,8 @@
 import { mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
-import { ConfigSource } from "../config/config-source.js";
+import type { ConfigProvider } from "../config/config-provider.js";
+import { DirConfigSource } from "../config/dir-config-source.js";
 import type { ServerSettings } from "../config/settings.js";
 import { Engine } from "../engine/engine.js";
 import { GitMirrors } from "../git/mirrors.js";
@@ -17,7 +18,7 @@ export interface RunningServer {
   port: number;
   store: Store;
   engine: Engine;
-  config: ConfigSource;
+  config: ConfigProvider;
   /** Set only on the very first start, when the admin token was created. */
   createdAdminToken: string | undefined;
   close(): Promise<void>;
@@ -56,17 +57,17 @@ export async function startServer(
     cleanups.unshift(() => store.close());
     const createdAdminToken = await bootstrapAdminToken(store, settings.dataDir);
 
-    const config = new ConfigSource(settings.configDir, {
+    const config = new DirConfigSource(settings.configDir, {
       defaultTimeoutMs: settings.defaultTimeoutMs,
       defaultIdleTimeoutMs: settings.defaultIdleTimeoutMs,
       environment: settings.environment,
+      hostedReposDir: path.join(settings.dataDir, "hosted"),
     });
     const reload = setInterval(() => {
-      try {
-        if (config.reload()) reportProblems(config, print);
-      } catch (error) {
-        print(`config: reload failed: ${(error as Error).message}`);
-      }
+      config.refresh().then(
+        (changed) => changed && reportProblems(config, print),
+        (error: Error) => print(`config: reload failed: ${error.message}`),
+      );
     }, options.configReloadMs ?? 3000);
     cleanups.unshift(() => clearInterval(reload));
 
@@ -139,7 +140,7 @@ async function runCleanups(cleanups: (() => Promise<void> | void)[]): Promise<vo
   }
 }
 
-function reportProblems(config: ConfigSource, print: (line: string) => void): void {
+function reportProblems(config: ConfigProvider, print: (line: string) => void): void {
   for (const p of config.current().problems) {
     print(`config: ${p.file}${p.line ? `:${p.line}` : ""}: ${p.field}: ${p.message}`);
   }

@@ -36,6 +36,8 @@ export interface DeploysTable {
   lease_expires_at: string | null;
   /** Process group of the running command, so a crashed server's orphans can be stopped. */
   pid: number | null;
+  /** On a rollback: the components of the release it replaced (JSON), which auto-deploy must not bring back. */
+  rolled_back_from: string | null;
 }
 
 export interface EnvironmentsTable {
@@ -100,6 +102,13 @@ export interface AuditEventsTable {
   details: string;
 }
 
+export interface WebhookDeliveriesTable {
+  provider: string;
+  delivery_id: string;
+  app: string | null;
+  received_at: string;
+}
+
 export interface Schema {
   deploys: DeploysTable;
   environments: EnvironmentsTable;
@@ -108,4 +117,5 @@ export interface Schema {
   log_chunks: LogChunksTable;
   tokens: TokensTable;
   audit_events: AuditEventsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
 }

@@ -7,6 +7,7 @@ import { LogStore } from "./logs.js";
 import { OverviewStore } from "./overview.js";
 import { ReleaseStore } from "./releases.js";
 import { TokenStore } from "./tokens.js";
+import { WebhookStore } from "./webhooks.js";
 
 /** Everything Turnout keeps, one repository per table family, over one database. */
 export class Store {
@@ -17,6 +18,7 @@ export class Store {
   readonly tokens: TokenStore;
   readonly audit: AuditStore;
   readonly overview: OverviewStore;
+  readonly webhooks: WebhookStore;
   readonly caps: Capabilities;
 
   private constructor(private readonly database: Database) {
@@ -29,6 +31,7 @@ export class Store {
     this.tokens = new TokenStore(db, caps);
     this.audit = new AuditStore(db);
     this.overview = new OverviewStore(db);
+    this.webhooks = new WebhookStore(db, caps);
   }
 
   static async open(options: DatabaseOptions): Promise<Store> {

@@ -61,7 +61,7 @@ environments:
 beforeAll(async () => {
   await ensureBuilt();
   t = await startTurnout();
-  for (const [name, yaml] of Object.entries(extraApps("{repo}"))) t.writeManifest(name, yaml);
+  for (const [name, yaml] of Object.entries(extraApps("{repo}"))) await t.writeManifest(name, yaml);
   home = tempDir("turnout-cli-home-");
   auth = ["--server", t.url, "--token", t.adminToken];
 }, 120_000);

@@ -25,7 +25,7 @@ export interface TestTurnout {
   settings: ServerSettings;
   server: RunningServer;
   /** Writes a manifest into the config directory and reloads the configuration. */
-  writeManifest(app: string, yaml: string): void;
+  writeManifest(app: string, yaml: string): Promise<void>;
   /** Authenticated JSON request against the API. */
   api(
     method: string,
@@ -137,9 +137,9 @@ export async function startTurnout(options: TestTurnoutOptions = {}): Promise<Te
     repo,
     settings,
     server,
-    writeManifest(app, yaml) {
+    async writeManifest(app, yaml) {
       writeFileSync(path.join(configDir, `${app}.yaml`), yaml.replaceAll("{repo}", repo.path));
-      server.config.reload();
+      await server.config.refresh();
     },
     api,
     async waitForDeploy(id, timeoutMs = 30_000) {

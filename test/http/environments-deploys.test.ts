@@ -35,8 +35,8 @@ environments:
 
 beforeAll(async () => {
   t = await startTurnout();
-  t.writeManifest("slow", SLOW_MANIFEST);
-  t.writeManifest("blog", BLOG_MANIFEST);
+  await t.writeManifest("slow", SLOW_MANIFEST);
+  await t.writeManifest("blog", BLOG_MANIFEST);
   deployerToken = (await t.api("POST", "/api/v1/tokens", { name: "deployer", role: "deployer" })).body.token;
   viewerToken = (await t.api("POST", "/api/v1/tokens", { name: "viewer", role: "viewer" })).body.token;
 });
@@ -82,7 +82,7 @@ describe("apps and environments", () => {
   });
 
   it("shows configuration problems to readers", async () => {
-    t.writeManifest("broken", "repo: 42\nenvironments: nope\n");
+    await t.writeManifest("broken", "repo: 42\nenvironments: nope\n");
     try {
       const res = await t.api("GET", "/api/v1/apps", undefined, viewerToken);
       expect(res.body.problems.length).toBeGreaterThan(0);
@@ -92,7 +92,7 @@ describe("apps and environments", () => {
     } finally {
       const { rmSync } = await import("node:fs");
       rmSync(`${t.configDir}/broken.yaml`);
-      t.server.config.reload();
+      await t.server.config.refresh();
     }
   });
 });

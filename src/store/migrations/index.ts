@@ -1,6 +1,7 @@
 import type { Kysely } from "kysely";
 import type { Capabilities } from "../capabilities.js";
 import * as m0001 from "./0001-initial.js";
+import * as m0002 from "./0002-delivery.js";
 
 /**
  * The numbered migrations, in order. One list serves both backends; a
@@ -13,4 +14,5 @@ export interface Migration {
 
 export const MIGRATIONS: Record<string, Migration> = {
   "0001-initial": m0001,
+  "0002-delivery": m0002,
 };

@@ -1,0 +1,180 @@
+import path from "node:path";
+import {
+  type AppConfig,
+  type ChecksConfig,
+  type ComponentConfig,
+  type ConfigProblem,
+  type EnvironmentConfig,
+  type GithubConfig,
+  PRIMARY_COMPONENT,
+  type RepoAuth,
+} from "../domain/app-config.js";
+import { parseDuration } from "../domain/duration.js";
+import type { LoadOptions } from "./manifest-loader.js";
+import type { ManifestInput } from "./manifest-schema.js";
+
+/**
+ * A validated manifest → the AppConfig the engine works from: defaults
+ * applied, durations parsed, secrets resolved from the server's environment
+ * (a missing variable is a problem of the manifest, reported like any other).
+ */
+const DEFAULT_POLL_INTERVAL = "60s";
+const DEFAULT_CHECKS_TIMEOUT = "30m";
+const DEFAULT_CHECKS_POLL = "10s";
+const DEFAULT_BRANCH = "main";
+
+export function toAppConfig(
+  name: string,
+  file: string,
+  input: ManifestInput,
+  options: LoadOptions,
+  problems: ConfigProblem[],
+): AppConfig {
+  const variable = (field: string, envName: string): string | undefined => {
+    const value = options.environment[envName];
+    if (value === undefined) {
+      problems.push({ file, line: null, field, message: `environment variable ${envName} is not set` });
+    }
+    return value;
+  };
+  const toAuth = (field: string, raw: ManifestInput["auth"]): RepoAuth => {
+    const token = raw?.token_env ? variable(`${field}.token_env`, raw.token_env) : undefined;
+    return {
+      ...(raw?.ssh_key_file ? { sshKeyFile: raw.ssh_key_file } : {}),
+      ...(raw?.known_hosts_file ? { knownHostsFile: raw.known_hosts_file } : {}),
+      ...(token !== undefined ? { token } : {}),
+      ...(raw?.token_env ? { tokenEnv: raw.token_env } : {}),
+    };
+  };
+  const hostedPath = (component: string) =>
+    path.join(
+      options.hostedReposDir,
+      component === PRIMARY_COMPONENT ? `${name}.git` : `${name}-${component}.git`,
+    );
+
+  const secretEnv: Record<string, string> = {};
+  for (const envName of input.secret_env ?? []) {
+    const value = variable("secret_env", envName);
+    if (value !== undefined) secretEnv[envName] = value;
+  }
+
+  const components: ComponentConfig[] = [];
+  const defaultBranches: Record<string, string> = {};
+  if (input.components) {
+    for (const [componentName, c] of Object.entries(input.components)) {
+      components.push({
+        name: componentName,
+        repo: c.hosted ? hostedPath(componentName) : c.repo!,
+        auth: toAuth(`components.${componentName}.auth`, c.auth),
+        hosted: c.hosted === true,
+      });
+      defaultBranches[componentName] = c.branch ?? DEFAULT_BRANCH;
+    }
+  } else {
+    components.push({
+      name: PRIMARY_COMPONENT,
+      repo: input.hosted ? hostedPath(PRIMARY_COMPONENT) : input.repo!,
+      auth: toAuth("auth", input.auth),
+      hosted: input.hosted === true,
+    });
+    defaultBranches[PRIMARY_COMPONENT] = DEFAULT_BRANCH;
+  }
+  const primary = components[0]!;
+
+  const environments: Record<string, EnvironmentConfig> = {};
+  for (const [envName, env] of Object.entries(input.environments)) {
+    const branches: Record<string, string> = {};
+    for (const c of components)
+      branches[c.name] = env.branches?.[c.name] ?? env.branch ?? defaultBranches[c.name]!;
+    for (const unknown of Object.keys(env.branches ?? {}).filter((n) => !(n in branches))) {
+      problems.push({
+        file,
+        line: null,
+        field: `environments.${envName}.branches.${unknown}`,
+        message: `no component named '${unknown}'`,
+      });
+    }
+    const d = env.deploy;
+    environments[envName] = {
+      name: envName,
+      branch: branches[primary.name]!,
+      branches,
+      autoDeploy: env.auto_deploy,
+      ...(env.checks || env.check_command ? { checks: toChecks(env) } : {}),
+      deploy: {
+        provider: "shell",
+        ...(d.command ? { command: d.command } : {}),
+        ...(d.script ? { script: d.script } : {}),
+        timeoutMs: d.timeout !== undefined ? parseDuration(d.timeout) : options.defaultTimeoutMs,
+        idleTimeoutMs:
+          d.idle_timeout !== undefined ? parseDuration(d.idle_timeout) : options.defaultIdleTimeoutMs,
+        env: d.env ?? {},
+      },
+    };
+  }
+
+  const webhookSecret = input.webhook ? variable("webhook.secret_env", input.webhook.secret_env) : undefined;
+  const github = toGithub(input, primary, variable);
+  const needsGithub = Object.values(environments).some((e) => (e.checks?.required.length ?? 0) > 0);
+  if (needsGithub && !github) {
+    problems.push({
+      file,
+      line: null,
+      field: "github.repository",
+      message:
+        "`checks` are read from GitHub: name the repository (github.repository) or use a github.com repo URL",
+    });
+  }
+
+  return {
+    name,
+    repo: primary.repo,
+    auth: primary.auth,
+    components,
+    pollIntervalMs: parseDuration(input.poll_interval ?? DEFAULT_POLL_INTERVAL),
+    ...(webhookSecret !== undefined
+      ? { webhook: { secret: webhookSecret, secretEnv: input.webhook!.secret_env } }
+      : {}),
+    ...(github ? { github } : {}),
+    secretEnv,
+    environments,
+    source: file,
+  };
+}
+
+function toChecks(env: ManifestInput["environments"][string]): ChecksConfig {
+  return {
+    required: env.checks ?? [],
+    ...(env.check_command ? { command: env.check_command } : {}),
+    timeoutMs: parseDuration(env.checks_timeout ?? DEFAULT_CHECKS_TIMEOUT),
+    pollMs: parseDuration(env.checks_poll ?? DEFAULT_CHECKS_POLL),
+  };
+}
+
+/** owner/name of a github.com URL (https or ssh), if it is one. */
+export function githubRepository(url: string): string | undefined {
+  const match =
+    /^(?:https:\/\/(?:[^@/]+@)?github\.com\/|git@github\.com:|ssh:\/\/git@github\.com\/)([A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+?)(?:\.git)?\/?$/.exec(
+      url,
+    );
+  return match?.[1];
+}
+
+function toGithub(
+  input: ManifestInput,
+  primary: ComponentConfig,
+  variable: (field: string, envName: string) => string | undefined,
+): GithubConfig | undefined {
+  const repository = input.github?.repository ?? githubRepository(primary.repo);
+  if (!repository) return undefined;
+  const tokenEnv = input.github?.token_env ?? primary.auth.tokenEnv;
+  const token = input.github?.token_env
+    ? variable("github.token_env", input.github.token_env)
+    : primary.auth.token;
+  return {
+    apiUrl: (input.github?.api_url ?? "https://api.github.com").replace(/\/+$/, ""),
+    repository,
+    ...(token !== undefined ? { token } : {}),
+    ...(tokenEnv !== undefined ? { tokenEnv } : {}),
+  };
+}
