@@ -41,6 +41,8 @@ export const FAILURE_CODES = [
   "command_failed",
   "git_failed",
   "internal",
+  "E_CHECKS_FAILED",
+  "E_CHECKS_TIMEOUT",
 ] as const;
 export type FailureCode = (typeof FAILURE_CODES)[number];
 

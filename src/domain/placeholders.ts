@@ -1,3 +1,4 @@
+import type { Deploy } from "./deploy.js";
 import { TurnoutError } from "./errors.js";
 
 /**
@@ -36,4 +37,16 @@ export function unknownPlaceholders(argv: readonly string[]): string[] {
     }
   }
   return [...unknown];
+}
+
+/** The placeholder values of a deploy. */
+export function placeholderValues(deploy: Deploy): PlaceholderValues {
+  return {
+    app: deploy.app,
+    env: deploy.env,
+    sha: deploy.sha,
+    ref: deploy.ref,
+    previous_sha: deploy.previousSha ?? "",
+    deploy: String(deploy.id),
+  };
 }

@@ -30,6 +30,8 @@ export interface RollbackRequest {
   env: string;
   /** Deploy number whose release to bring back; default: the release before the current one. */
   to?: number | undefined;
+  /** Only an admin may force a rollback past a lock. */
+  force?: boolean | undefined;
   trigger?: Trigger | undefined;
 }
 

@@ -1,22 +1,14 @@
-import { mkdirSync } from "node:fs";
-import path from "node:path";
+import { GithubChecks } from "../checks/github-checks.js";
 import type { ConfigProvider, ConfigStatus } from "../config/config-provider.js";
-import {
-  type AppConfig,
-  appSecrets,
-  type ConfigSnapshot,
-  type EnvironmentConfig,
-} from "../domain/app-config.js";
-import { type Deploy, deployLabel } from "../domain/deploy.js";
+import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
+import { type Deploy, deployLabel, type Trigger } from "../domain/deploy.js";
 import { notFound, TurnoutError } from "../domain/errors.js";
 import { checkLock, type Lock } from "../domain/lock.js";
 import { assertName, assertParams } from "../domain/names.js";
-import { freeSlots } from "../domain/queue-policy.js";
-import { assertRef } from "../domain/refs.js";
 import type { Release } from "../domain/release.js";
 import { authorize, type Principal } from "../domain/roles.js";
-import { SecretMasker } from "../domain/secrets.js";
 import type { GitMirrors } from "../git/mirrors.js";
+import type { AutoOutcome } from "../store/auto-admission.js";
 import type { Store } from "../store/store.js";
 import type {
   DeployEvent,
@@ -26,10 +18,13 @@ import type {
   PokeSource,
   RollbackRequest,
 } from "./api.js";
+import { lookAtApp, redeployChangedEnvironments } from "./auto-deploy.js";
+import { resolveComponents } from "./components.js";
 import { EventHub } from "./event-hub.js";
-import { LogWriter } from "./log-writer.js";
-import { newOwnerId, orphanBelongsTo, ownerIsDead } from "./owner.js";
-import { type PipelineOutcome, runPipeline } from "./pipeline.js";
+import { newOwnerId } from "./owner.js";
+import { pendingChanges } from "./pending.js";
+import { Poller } from "./poller.js";
+import { Worker } from "./worker.js";
 
 export interface EngineOptions {
   store: Store;
@@ -46,53 +41,66 @@ export interface EngineOptions {
   secrets?: string[];
   /** Where the engine reports its own trouble (not deploy output). */
   report?: (message: string) => void;
+  /** Look at repositories on their poll intervals (default on; tests may poke by hand instead). */
+  polling?: boolean;
+  /** GitHub client for CI gates and the change preview (tests point it at a local server through the manifest). */
+  githubChecks?: GithubChecks;
 }
 
-/** Single-repo apps have one component; multi-repo apps will name theirs. */
-export const MAIN_COMPONENT = "app";
-
 /**
- * The engine admits deploy requests into the queue and runs them: a worker
- * loop claims queued deploys under a lease (renewed while running, and the
- * channel through which a cancel from another process arrives), runs the
- * pipeline, and records the outcome. Recovery turns deploys whose holder died
- * into `interrupted` failures so their environment's queue moves on.
+ * The engine admits deploy requests into the queue (names, params, refs and
+ * locks checked, refs resolved to commits) and owns the two loops that act
+ * on them: the worker (runs queued deploys) and the poller (turns new commits
+ * and configurations into auto-deploys).
  */
 export class Engine implements EngineApi {
   readonly owner = newOwnerId();
   private readonly hub = new EventHub();
-  private readonly running = new Map<number, AbortController>();
-  private readonly finished = new Set<Promise<void>>();
-  private pumping = false;
-  private pumpAgain = false;
-  private stopped = true;
-  private pollTimer: NodeJS.Timeout | undefined;
-  private recoveryTimer: NodeJS.Timeout | undefined;
-  private readonly workspacesDir: string;
+  private readonly worker: Worker;
+  private readonly poller: Poller;
+  private readonly githubChecks: GithubChecks;
+  private unsubscribeConfig: (() => void) | undefined;
 
   constructor(private readonly options: EngineOptions) {
-    this.workspacesDir = path.join(options.dataDir, "workspaces");
+    this.githubChecks = options.githubChecks ?? new GithubChecks();
+    this.worker = new Worker({
+      owner: this.owner,
+      store: options.store,
+      config: options.config,
+      git: options.git,
+      githubChecks: this.githubChecks,
+      hub: this.hub,
+      dataDir: options.dataDir,
+      concurrency: options.concurrency,
+      leaseMs: options.leaseMs,
+      killGraceMs: options.killGraceMs,
+      logFlushMs: options.logFlushMs,
+      baseEnv: options.baseEnv,
+      secrets: options.secrets ?? [],
+      report: (error) => this.report(error),
+    });
+    this.poller = new Poller({
+      config: options.config,
+      look: async (app, source) => {
+        await this.look(app, source);
+      },
+      report: (error) => this.report(error),
+    });
   }
 
   async start(): Promise<void> {
-    mkdirSync(this.workspacesDir, { recursive: true });
-    this.stopped = false;
-    await this.recover();
-    this.pollTimer = setInterval(() => this.wake(), 1000);
-    this.recoveryTimer = setInterval(
-      () => void this.recover().catch((e) => this.report(e)),
-      Math.max(1000, this.options.leaseMs / 2),
-    );
-    this.wake();
+    await this.worker.start();
+    this.unsubscribeConfig = this.options.config.onChange((previous, next) => {
+      void redeployChangedEnvironments(this.autoDeps(), previous, next).catch((error) => this.report(error));
+    });
+    if (this.options.polling !== false) this.poller.start();
   }
 
-  /** Stops claiming work; running deploys are stopped and recorded as interrupted by the next start. */
+  /** Stops both loops; with cancelRunning, running deploys are stopped too. */
   async stop(options: { cancelRunning?: boolean } = {}): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.pollTimer);
-    clearInterval(this.recoveryTimer);
-    if (options.cancelRunning) for (const controller of this.running.values()) controller.abort();
-    await Promise.allSettled([...this.finished]);
+    this.poller.stop();
+    this.unsubscribeConfig?.();
+    await this.worker.stop(options);
   }
 
   config(): ConfigSnapshot {
@@ -103,44 +111,60 @@ export class Engine implements EngineApi {
     return this.options.config.status();
   }
 
-  async poke(app: string, source: PokeSource): Promise<void> {
-    throw new TurnoutError("E_UNAVAILABLE", `poke(${app}, ${source}) is not implemented yet`);
+  subscribe(deployId: number, listener: (event: DeployEvent) => void): () => void {
+    return this.hub.subscribe(deployId, listener);
+  }
+
+  poke(app: string, source: PokeSource): Promise<void> {
+    assertName("app", app);
+    if (!this.config().apps.has(app)) throw notFound(`app '${app}'`, { app });
+    return this.poller.poke(app, source);
   }
 
   async pending(principal: Principal, app: string, env: string): Promise<PendingComponent[]> {
     const target = this.target(app, env);
     authorize(principal, "read", target.app.name);
-    throw new TurnoutError("E_UNAVAILABLE", "pending is not implemented yet");
-  }
-
-  subscribe(deployId: number, listener: (event: DeployEvent) => void): () => void {
-    return this.hub.subscribe(deployId, listener);
+    return pendingChanges({
+      git: this.options.git,
+      store: this.options.store,
+      githubChecks: this.githubChecks,
+      app: target.app,
+      environment: target.environment,
+    });
   }
 
   async requestDeploy(principal: Principal, request: DeployRequest): Promise<Deploy> {
     const { app, environment } = this.target(request.app, request.env);
     authorize(principal, "deploy", app.name);
     const params = assertParams(request.params);
-    const ref = assertRef(request.ref ?? environment.branch);
     const force = request.force === true;
     // Refuse early (before fetching) when locked; the transaction checks again.
     checkLock(await this.options.store.locks.get(app.name, environment.name), principal, force);
-    const sha = await this.options.git.resolve({ url: app.repo, auth: app.auth }, ref);
-    const snapshot = this.config();
+    const resolved = await resolveComponents(
+      this.options.git,
+      app,
+      environment,
+      { primary: request.ref, others: request.refs },
+      { fetch: true },
+    );
+    const skipsChecks = force && environment.checks !== undefined;
     const deploy = await this.options.store.deploys.create(
       {
         app: app.name,
         env: environment.name,
         trigger: request.trigger,
         user: principal.name,
-        ref,
-        sha,
-        components: { [MAIN_COMPONENT]: sha },
+        ref: resolved.ref,
+        sha: resolved.sha,
+        components: resolved.components,
         params,
         force,
-        configRevision: snapshot.revision,
+        configRevision: this.config().revision,
       },
-      (lock) => checkLock(lock, principal, force),
+      (lock) => {
+        const { ignoredSafeties } = checkLock(lock, principal, force);
+        return { ignoredSafeties: skipsChecks ? [...ignoredSafeties, "checks"] : ignoredSafeties };
+      },
     );
     this.announce(deploy);
     return deploy;
@@ -150,23 +174,32 @@ export class Engine implements EngineApi {
     const { app, environment } = this.target(request.app, request.env);
     authorize(principal, "deploy", app.name);
     const release = await this.rollbackTarget(app.name, environment.name, request.to);
-    const sha = release.components[MAIN_COMPONENT] ?? Object.values(release.components)[0]!;
+    const current = await this.options.store.releases.current(app.name, environment.name);
+    const primary = app.components[0]!.name;
+    const sha = release.components[primary] ?? Object.values(release.components)[0]!;
+    const force = request.force === true;
     const deploy = await this.options.store.deploys.create(
       {
         app: app.name,
         env: environment.name,
-        trigger: request.trigger ?? "rollback",
+        trigger: (request.trigger ?? "rollback") as Trigger,
         user: principal.name,
         ref: sha,
         sha,
         components: release.components,
         params: {},
-        force: false,
+        force,
         configRevision: release.configRevision,
         rollbackOf: release.deployNumber,
+        rolledBackFrom: current?.components ?? null,
         environmentConfig: release.environmentConfig,
       },
-      (lock) => checkLock(lock, principal, false),
+      (lock) => {
+        // A rollback brings back code that already ran here: its checks passed then.
+        const { ignoredSafeties } = checkLock(lock, principal, force);
+        const gated = (release.environmentConfig as EnvironmentConfig | null)?.checks !== undefined;
+        return { ignoredSafeties: gated ? [...ignoredSafeties, "checks"] : ignoredSafeties };
+      },
     );
     this.announce(deploy);
     return deploy;
@@ -176,7 +209,7 @@ export class Engine implements EngineApi {
     const existing = await this.options.store.deploys.get(deployId);
     authorize(principal, "deploy", existing.app);
     const deploy = await this.options.store.deploys.requestCancel(deployId, principal.name);
-    this.running.get(deployId)?.abort();
+    this.worker.abort(deployId);
     if (deploy.status === "cancelled") this.hub.emit({ type: "status", deploy });
     await this.options.store.audit.record({
       actor: principal.name,
@@ -199,163 +232,40 @@ export class Engine implements EngineApi {
   async unlock(principal: Principal, app: string, env: string): Promise<Lock | undefined> {
     const target = this.target(app, env);
     authorize(principal, "deploy", target.app.name);
-    return this.options.store.locks.unlock(target.app.name, target.environment.name, principal.name);
-  }
-
-  /** Nudges the worker loop: called on new work, finished work, and by a timer (other processes enqueue too). */
-  wake(): void {
-    if (this.stopped) return;
-    if (this.pumping) {
-      this.pumpAgain = true;
-      return;
-    }
-    this.pumping = true;
-    void this.pump()
-      .catch((error) => this.report(error))
-      .finally(() => {
-        this.pumping = false;
-        if (this.pumpAgain) {
-          this.pumpAgain = false;
-          this.wake();
-        }
-      });
-  }
-
-  private async pump(): Promise<void> {
-    while (!this.stopped && freeSlots(this.running.size, this.options.concurrency) > 0) {
-      const deploy = await this.options.store.deploys.claimNext(this.owner, this.options.leaseMs);
-      if (!deploy) return;
-      const controller = new AbortController();
-      this.running.set(deploy.id, controller);
-      const done = this.execute(deploy, controller)
-        .catch((error) => this.report(error))
-        .finally(() => {
-          this.running.delete(deploy.id);
-          this.finished.delete(done);
-          this.wake();
-        });
-      this.finished.add(done);
-    }
-  }
-
-  private async execute(claimed: Deploy, controller: AbortController): Promise<void> {
-    const { store } = this.options;
-    this.hub.emit({ type: "status", deploy: claimed });
-    const current = await store.releases.current(claimed.app, claimed.env);
-    const previousSha = current ? (current.components[MAIN_COMPONENT] ?? null) : null;
-    await store.deploys.update(claimed.id, this.owner, { previousSha });
-    const deploy: Deploy = { ...claimed, previousSha };
-    const target = await this.targetForRun(deploy);
-    const masker = new SecretMasker([
-      ...(this.options.secrets ?? []),
-      ...(target ? appSecrets(target.app) : []),
-    ]);
-    const log = new LogWriter(
-      deploy.id,
-      store.logs,
-      this.hub,
-      masker,
-      this.options.logFlushMs,
-      await store.logs.end(deploy.id),
+    const removed = await this.options.store.locks.unlock(
+      target.app.name,
+      target.environment.name,
+      principal.name,
     );
+    // Auto-deploys held back by the lock catch up now rather than at the next poll.
+    if (removed && target.environment.autoDeploy) void this.poller.poke(target.app.name, "poll");
+    return removed;
+  }
 
-    let leaseLost = false;
-    const renew = setInterval(
-      async () => {
-        try {
-          const lease = await store.deploys.renewLease(deploy.id, this.owner, this.options.leaseMs);
-          if (!lease.held) {
-            leaseLost = true;
-            controller.abort();
-          } else if (lease.cancelRequested) {
-            controller.abort();
-          }
-        } catch (error) {
-          this.report(error);
-        }
+  /** Runs recovery now (also runs on start and periodically). */
+  recover(): Promise<number> {
+    return this.worker.recover();
+  }
+
+  private look(app: string, source: PokeSource): Promise<AutoOutcome[]> {
+    return lookAtApp(this.autoDeps(), app, source);
+  }
+
+  private autoDeps() {
+    return {
+      git: this.options.git,
+      store: this.options.store,
+      config: () => this.config(),
+      admitted: (outcome: AutoOutcome) => {
+        if (outcome.outcome !== "skipped") this.announce(outcome.deploy);
       },
-      Math.max(200, Math.floor(this.options.leaseMs / 3)),
-    );
-
-    let outcome: PipelineOutcome;
-    try {
-      if (!target) {
-        log.line(`==> ${deployLabel(deploy)}: app or environment is no longer configured`);
-        outcome = {
-          status: "failed",
-          errorCode: "internal",
-          errorMessage: "the app or environment is no longer configured",
-        };
-      } else {
-        outcome = await runPipeline({
-          deploy,
-          app: target.app,
-          environment: target.environment,
-          store,
-          git: this.options.git,
-          log,
-          workspacesDir: this.workspacesDir,
-          baseEnv: this.options.baseEnv,
-          killGraceMs: this.options.killGraceMs,
-          signal: controller.signal,
-          setPhase: async (phase) => {
-            await store.deploys.update(deploy.id, this.owner, { phase });
-            this.hub.emit({ type: "status", deploy: { ...deploy, phase } });
-          },
-          setPid: (pid) => store.deploys.update(deploy.id, this.owner, { pid }),
-        });
-      }
-    } finally {
-      clearInterval(renew);
-    }
-    if (leaseLost) {
-      // Someone recovered this deploy as interrupted; recording more would contradict them.
-      await log.close().catch(() => undefined);
-      return;
-    }
-    if (outcome.status === "cancelled") log.line("==> cancelled");
-    await log.close();
-    const finished = await store.deploys.finish(deploy.id, this.owner, {
-      status: outcome.status,
-      errorCode: outcome.status === "failed" ? outcome.errorCode : null,
-      errorMessage: outcome.status === "succeeded" ? null : outcome.errorMessage,
-      ...(outcome.status === "succeeded" && target
-        ? { release: { fingerprint: outcome.fingerprint, environmentConfig: target.environment } }
-        : {}),
-    });
-    this.hub.emit({ type: "status", deploy: finished });
-  }
-
-  /**
-   * Deploys whose holder died are failed as `interrupted`, with a last log
-   * line saying so; a command the dead server left running is stopped.
-   */
-  async recover(): Promise<number> {
-    const { store } = this.options;
-    const shared = store.caps.sharedBetweenProcesses;
-    const abandoned = await store.deploys.abandoned((owner) => ownerIsDead(owner, this.owner, shared));
-    let recovered = 0;
-    for (const { deploy, owner, pid } of abandoned) {
-      if (owner === this.owner) continue;
-      if (!(await store.deploys.markInterrupted(deploy.id, owner, "the server running this deploy stopped")))
-        continue;
-      recovered++;
-      if (pid !== null && orphanBelongsTo(pid, deploy.id)) {
-        try {
-          process.kill(-pid, "SIGKILL");
-        } catch {
-          // Already gone.
-        }
-      }
-      this.hub.emit({ type: "status", deploy: await store.deploys.get(deploy.id) });
-    }
-    if (recovered > 0) this.wake();
-    return recovered;
+      report: (message: string) => this.report(message),
+    };
   }
 
   private announce(deploy: Deploy): void {
     this.hub.emit({ type: "status", deploy });
-    this.wake();
+    this.worker.wake();
   }
 
   private target(appName: string, envName: string): { app: AppConfig; environment: EnvironmentConfig } {
@@ -368,37 +278,28 @@ export class Engine implements EngineApi {
     return { app, environment };
   }
 
-  /** What a claimed deploy runs with: a rollback brings back its release's settings. */
-  private async targetForRun(
-    deploy: Deploy,
-  ): Promise<{ app: AppConfig; environment: EnvironmentConfig } | undefined> {
-    const app = this.config().apps.get(deploy.app);
-    if (!app) return undefined;
-    const recorded = await this.options.store.deploys.environmentConfigOf(deploy.id);
-    const environment = (recorded as EnvironmentConfig | null) ?? app.environments[deploy.env];
-    return environment ? { app, environment } : undefined;
-  }
-
   private async rollbackTarget(app: string, env: string, to: number | undefined): Promise<Release> {
     const { releases } = this.options.store;
     if (to !== undefined) {
       const release = await releases.byDeployNumber(app, env, to);
-      if (!release)
+      if (!release) {
         throw new TurnoutError("E_NO_RELEASE", `${app}/${env}#${to} did not produce a release`, {
           app,
           env,
           to,
         });
+      }
       return release;
     }
     const history = await releases.history(app, env, 100);
     const current = history[0];
     const previous = current && history.find((r) => r.fingerprint !== current.fingerprint);
-    if (!previous)
+    if (!previous) {
       throw new TurnoutError("E_NO_RELEASE", `${app}/${env} has no earlier release to roll back to`, {
         app,
         env,
       });
+    }
     return previous;
   }
 

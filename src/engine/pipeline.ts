@@ -1,34 +1,37 @@
-import { rm } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
+import { waitForChecks } from "../checks/gate.js";
+import type { GithubChecks } from "../checks/github-checks.js";
 import type { AppConfig, EnvironmentConfig } from "../domain/app-config.js";
 import { type Deploy, deployLabel, type FailureCode } from "../domain/deploy.js";
 import { formatDuration } from "../domain/duration.js";
 import { isTurnoutError } from "../domain/errors.js";
 import { releaseFingerprint } from "../domain/fingerprint.js";
-import type { GitMirrors, GitRemote } from "../git/mirrors.js";
+import { placeholderValues, substitute } from "../domain/placeholders.js";
+import type { GitMirrors } from "../git/mirrors.js";
 import type { RunResult } from "../providers/process-runner.js";
-import { runShellDeploy } from "../providers/shell/shell-provider.js";
-import type { Store } from "../store/store.js";
+import { commandEnvironment, runShellDeploy } from "../providers/shell/shell-provider.js";
+import { remoteOf } from "./components.js";
 import type { LogWriter } from "./log-writer.js";
 
 /**
- * The pipeline of one claimed deploy: workspace at the deploy's SHA, the
- * provider, then the outcome (a release on success). It returns the outcome
- * instead of writing it, so the caller — which holds the lease — decides
- * whether it may still record anything.
+ * The pipeline of one claimed deploy: workspace at the deploy's commits, the
+ * CI gate, the provider, then the outcome (a release on success). It returns
+ * the outcome instead of writing it, so the caller — which holds the lease —
+ * decides whether it may still record anything.
  */
 export interface PipelineContext {
   deploy: Deploy;
   app: AppConfig;
   environment: EnvironmentConfig;
-  store: Store;
   git: GitMirrors;
+  githubChecks: GithubChecks;
   log: LogWriter;
   workspacesDir: string;
   baseEnv: Record<string, string>;
   killGraceMs: number;
   signal: AbortSignal;
-  setPhase(phase: string): Promise<void>;
+  setPhase(phase: string, status?: "waiting" | "running"): Promise<void>;
   setPid(pid: number | null): Promise<void>;
 }
 
@@ -37,34 +40,27 @@ export type PipelineOutcome =
   | { status: "failed"; errorCode: FailureCode; errorMessage: string }
   | { status: "cancelled"; errorMessage: string };
 
+const CANCELLED: PipelineOutcome = { status: "cancelled", errorMessage: "cancelled" };
+
 export async function runPipeline(ctx: PipelineContext): Promise<PipelineOutcome> {
   const { deploy, log } = ctx;
   const started = Date.now();
-  const remote: GitRemote = { url: ctx.app.repo, auth: ctx.app.auth };
   const workspaceDir = path.join(ctx.workspacesDir, String(deploy.id));
   log.line(
-    `==> ${deployLabel(deploy)}: ${deploy.ref} at ${deploy.sha} (trigger ${deploy.trigger}, by ${deploy.user})`,
+    `==> ${deployLabel(deploy)}: ${describeTarget(ctx)} (trigger ${deploy.trigger}, by ${deploy.user})`,
   );
   if (deploy.ignoredSafeties.length > 0)
     log.line(`==> ignoring safeties: ${deploy.ignoredSafeties.join(", ")}`);
 
   try {
     await ctx.setPhase("workspace");
-    await rm(workspaceDir, { recursive: true, force: true });
-    const output = (line: string) => log.line(line);
-    try {
-      await ctx.git.createWorkspace(remote, deploy.sha, workspaceDir, output);
-    } catch {
-      // The mirror may lack the commit (another server resolved it, or it was
-      // pruned): fetch once and try again before giving up.
-      await rm(workspaceDir, { recursive: true, force: true });
-      log.line("==> fetching the repository");
-      await ctx.git.fetch(remote, output);
-      await ctx.git.createWorkspace(remote, deploy.sha, workspaceDir, output);
-    }
-    if (ctx.signal.aborted) return { status: "cancelled", errorMessage: "cancelled" };
+    await makeWorkspace(ctx, workspaceDir);
+    if (ctx.signal.aborted) return CANCELLED;
 
-    await ctx.setPhase("deploy");
+    const gate = await runGate(ctx, workspaceDir);
+    if (gate) return gate;
+
+    await ctx.setPhase("deploy", "running");
     const config = ctx.environment.deploy;
     log.line(
       config.command
@@ -91,22 +87,81 @@ export async function runPipeline(ctx: PipelineContext): Promise<PipelineOutcome
       );
       return { status: "succeeded", fingerprint };
     }
-    log.line(`==> ${outcome.status}: ${outcome.errorMessage}`);
+    if (outcome.status === "failed") log.line(`==> failed: ${outcome.errorMessage}`);
     return outcome;
   } catch (error) {
-    if (ctx.signal.aborted) return { status: "cancelled", errorMessage: "cancelled" };
+    if (ctx.signal.aborted) return CANCELLED;
     const message = isTurnoutError(error) ? error.message : `internal error: ${(error as Error).message}`;
-    const code: FailureCode =
-      isTurnoutError(error) && error.code.startsWith("E_GIT") ? "git_failed" : "internal";
+    const gitTrouble = isTurnoutError(error) && (error.code === "E_GIT" || error.code === "E_REF_NOT_FOUND");
     log.line(`==> failed: ${message}`);
-    return {
-      status: "failed",
-      errorCode: isTurnoutError(error) && error.code === "E_REF_NOT_FOUND" ? "git_failed" : code,
-      errorMessage: message,
-    };
+    return { status: "failed", errorCode: gitTrouble ? "git_failed" : "internal", errorMessage: message };
   } finally {
     await rm(workspaceDir, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+function describeTarget({ app, deploy }: PipelineContext): string {
+  const commits =
+    app.components.length === 1
+      ? deploy.sha
+      : app.components.map((c) => `${c.name} ${deploy.components[c.name]?.slice(0, 12) ?? "?"}`).join(", ");
+  if (deploy.rollbackOf !== null) return `rolling back to the release of #${deploy.rollbackOf} (${commits})`;
+  return app.components.length === 1 ? `${deploy.ref} at ${commits}` : commits;
+}
+
+/**
+ * A single-repo app's workspace is its checkout; a multi-repo app's workspace
+ * holds one checkout per component, named after it.
+ */
+async function makeWorkspace(ctx: PipelineContext, dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+  const output = (line: string) => ctx.log.line(line);
+  const single = ctx.app.components.length === 1;
+  if (!single) await mkdir(dir, { recursive: true });
+  for (const component of ctx.app.components) {
+    const sha = ctx.deploy.components[component.name];
+    if (!sha) throw new Error(`the deploy has no commit for component '${component.name}'`);
+    await ctx.git.createWorkspace(
+      remoteOf(component),
+      sha,
+      single ? dir : path.join(dir, component.name),
+      output,
+    );
+  }
+}
+
+/** The CI gate; undefined when the deploy may go on. */
+async function runGate(ctx: PipelineContext, workspace: string): Promise<PipelineOutcome | undefined> {
+  const checks = ctx.environment.checks;
+  if (!checks || ctx.deploy.ignoredSafeties.includes("checks")) return undefined;
+  await ctx.setPhase("checks", "waiting");
+  const names = [...checks.required, ...(checks.command ? ["check_command"] : [])];
+  ctx.log.line(`==> waiting for checks on ${ctx.deploy.sha.slice(0, 12)}: ${names.join(", ")}`);
+  const env = commandEnvironment({
+    app: ctx.app,
+    config: ctx.environment.deploy,
+    deploy: ctx.deploy,
+    workspace,
+    baseEnv: ctx.baseEnv,
+  });
+  const outcome = await waitForChecks({
+    config: checks,
+    github: ctx.app.github,
+    sha: ctx.deploy.sha,
+    ...(checks.command ? { commandArgv: substitute(checks.command, placeholderValues(ctx.deploy)) } : {}),
+    workspace,
+    env,
+    githubChecks: ctx.githubChecks,
+    signal: ctx.signal,
+    log: (line) => ctx.log.line(`    ${line}`),
+  });
+  if (outcome.ok) {
+    ctx.log.line("==> checks passed");
+    return undefined;
+  }
+  if (outcome.code === "cancelled") return CANCELLED;
+  ctx.log.line(`==> failed: ${outcome.message}`);
+  return { status: "failed", errorCode: outcome.code, errorMessage: outcome.message };
 }
 
 function outcomeOf(
@@ -137,7 +192,7 @@ function outcomeOf(
         errorMessage: `the command printed nothing for ${formatDuration(idleTimeoutMs)}`,
       };
     case "aborted":
-      return { status: "cancelled", errorMessage: "cancelled" };
+      return CANCELLED;
     case "spawn_error":
       return {
         status: "failed",

@@ -16,6 +16,15 @@ import { createWorkspaceFromMirror, type Workspace } from "./workspace.js";
 export type { GitOutput } from "./run-git.js";
 export type { Workspace } from "./workspace.js";
 
+/** One commit as the change preview shows it. */
+export interface CommitInfo {
+  sha: string;
+  author: string;
+  /** ISO 8601 author date. */
+  date: string;
+  subject: string;
+}
+
 /** url: ssh (git@host:x.git, ssh://), https://, file:// or a local path. */
 export interface GitRemote {
   url: string;
@@ -75,6 +84,42 @@ export class GitMirrors {
       masker: this.maskerFor(remote),
     });
     return pickResolved(ref, candidates, stdout, redactUrl(remote.url));
+  }
+
+  /**
+   * Commits reachable from `to` but not from `from` (all of `to`'s history when
+   * `from` is null), newest first, at most `limit`. Read from the mirror as
+   * it is: fetch first if it must be current.
+   */
+  async log(remote: GitRemote, from: string | null, to: string, limit: number): Promise<CommitInfo[]> {
+    assertSha(to);
+    if (from !== null) assertSha(from);
+    const range = from === null ? [to] : [to, `^${from}`];
+    const stdout = await runGit(
+      [
+        "log",
+        "--no-color",
+        `--max-count=${Math.max(1, Math.floor(limit))}`,
+        "--format=%H%x00%an%x00%aI%x00%s%x1e",
+        ...range,
+        "--",
+      ],
+      {
+        what: `git log of ${redactUrl(remote.url)}`,
+        cwd: this.mirrorPath(remote),
+        env: baseGitEnv(),
+        timeoutMs: this.timeoutMs,
+        masker: this.maskerFor(remote),
+      },
+    );
+    return stdout
+      .split("\x1e")
+      .map((record) => record.trim())
+      .filter((record) => record.length > 0)
+      .map((record) => {
+        const [sha, author, date, subject] = record.split("\0");
+        return { sha: sha!, author: author ?? "", date: date ?? "", subject: subject ?? "" };
+      });
   }
 
   /** A fresh checkout of `sha` (40 hex) in `dir`, which must not exist yet, submodules included. */

@@ -19,6 +19,8 @@ export interface NewDeploy {
   force: boolean;
   configRevision: string;
   rollbackOf?: number | null;
+  /** On a rollback: the components of the release being replaced. */
+  rolledBackFrom?: Components | null;
   environmentConfig?: unknown;
 }
 
@@ -57,19 +59,7 @@ export class DeployStore {
   /** Numbers and inserts a deploy; the environment row's counter serialises numbering per environment. */
   async create(input: NewDeploy, guard: AdmissionGuard): Promise<Deploy> {
     return this.db.transaction().execute(async (trx) => {
-      const now = nowIso();
-      await trx
-        .insertInto("environments")
-        .values({ app: input.app, env: input.env, deploy_seq: 0, updated_at: now })
-        .onConflict((oc) => oc.columns(["app", "env"]).doNothing())
-        .execute();
-      const seq = await trx
-        .updateTable("environments")
-        .set({ deploy_seq: sql`deploy_seq + 1`, updated_at: now })
-        .where("app", "=", input.app)
-        .where("env", "=", input.env)
-        .returning(["deploy_seq", "current_deploy_id"])
-        .executeTakeFirstOrThrow();
+      const environment = await lockEnvironment(trx, input.app, input.env);
       const lockRow = await trx
         .selectFrom("locks")
         .selectAll()
@@ -77,33 +67,7 @@ export class DeployStore {
         .where("env", "=", input.env)
         .executeTakeFirst();
       const { ignoredSafeties } = guard(lockRow ? toLock(lockRow) : undefined);
-      const previousSha = await previousShaOf(trx, seq.current_deploy_id);
-      const row = await trx
-        .insertInto("deploys")
-        .values({
-          app: input.app,
-          env: input.env,
-          number: seq.deploy_seq,
-          status: "queued",
-          phase: null,
-          trigger: input.trigger,
-          user_name: input.user,
-          ref: input.ref,
-          sha: input.sha,
-          components: toJson(input.components),
-          previous_sha: previousSha,
-          params: toJson(input.params),
-          force: input.force ? 1 : 0,
-          ignored_safeties: toJson(ignoredSafeties),
-          rollback_of: input.rollbackOf ?? null,
-          config_revision: input.configRevision,
-          environment_config: input.environmentConfig === undefined ? null : toJson(input.environmentConfig),
-          created_at: now,
-          cancel_requested: 0,
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return toDeploy(row);
+      return insertDeploy(trx, input, environment, ignoredSafeties);
     });
   }
 
@@ -248,9 +212,18 @@ export class DeployStore {
   async update(
     id: number,
     owner: string,
-    changes: { phase?: string; pid?: number | null; sha?: string; previousSha?: string | null },
+    changes: {
+      phase?: string;
+      pid?: number | null;
+      sha?: string;
+      previousSha?: string | null;
+      configRevision?: string;
+      status?: "waiting" | "running";
+    },
   ): Promise<void> {
     const set: Record<string, unknown> = {};
+    if (changes.configRevision !== undefined) set["config_revision"] = changes.configRevision;
+    if (changes.status !== undefined) set["status"] = changes.status;
     if (changes.phase !== undefined) set["phase"] = changes.phase;
     if (changes.pid !== undefined) set["pid"] = changes.pid;
     if (changes.sha !== undefined) set["sha"] = changes.sha;
@@ -404,15 +377,90 @@ export class DeployStore {
   }
 }
 
-async function previousShaOf(
+export interface LockedEnvironment {
+  deploySeq: number;
+  currentDeployId: number | null;
+  currentReleaseId: number | null;
+}
+
+/**
+ * Makes sure the environment's row exists and locks it for the rest of the
+ * transaction (PostgreSQL: a row lock; SQLite: the write transaction), so
+ * numbering and admission decisions for one environment never interleave.
+ */
+export async function lockEnvironment(
   trx: Transaction<Schema>,
-  currentDeployId: number | null,
-): Promise<string | null> {
-  if (currentDeployId === null) return null;
+  app: string,
+  env: string,
+): Promise<LockedEnvironment> {
+  const now = nowIso();
+  await trx
+    .insertInto("environments")
+    .values({ app, env, deploy_seq: 0, updated_at: now })
+    .onConflict((oc) => oc.columns(["app", "env"]).doNothing())
+    .execute();
   const row = await trx
-    .selectFrom("deploys")
-    .select("sha")
-    .where("id", "=", currentDeployId)
-    .executeTakeFirst();
-  return row?.sha ?? null;
+    .updateTable("environments")
+    .set({ updated_at: now })
+    .where("app", "=", app)
+    .where("env", "=", env)
+    .returning(["deploy_seq", "current_deploy_id", "current_release_id"])
+    .executeTakeFirstOrThrow();
+  return {
+    deploySeq: row.deploy_seq,
+    currentDeployId: row.current_deploy_id,
+    currentReleaseId: row.current_release_id,
+  };
+}
+
+/** Inserts a queued deploy with the environment's next number (the environment row must be locked). */
+export async function insertDeploy(
+  trx: Transaction<Schema>,
+  input: NewDeploy,
+  environment: LockedEnvironment,
+  ignoredSafeties: string[],
+): Promise<Deploy> {
+  const now = nowIso();
+  const number = environment.deploySeq + 1;
+  await trx
+    .updateTable("environments")
+    .set({ deploy_seq: number })
+    .where("app", "=", input.app)
+    .where("env", "=", input.env)
+    .execute();
+  const previous =
+    environment.currentDeployId === null
+      ? undefined
+      : await trx
+          .selectFrom("deploys")
+          .select("sha")
+          .where("id", "=", environment.currentDeployId)
+          .executeTakeFirst();
+  const row = await trx
+    .insertInto("deploys")
+    .values({
+      app: input.app,
+      env: input.env,
+      number,
+      status: "queued",
+      phase: null,
+      trigger: input.trigger,
+      user_name: input.user,
+      ref: input.ref,
+      sha: input.sha,
+      components: toJson(input.components),
+      previous_sha: previous?.sha ?? null,
+      params: toJson(input.params),
+      force: input.force ? 1 : 0,
+      ignored_safeties: toJson(ignoredSafeties),
+      rollback_of: input.rollbackOf ?? null,
+      rolled_back_from: input.rolledBackFrom ? toJson(input.rolledBackFrom) : null,
+      config_revision: input.configRevision,
+      environment_config: input.environmentConfig === undefined ? null : toJson(input.environmentConfig),
+      created_at: now,
+      cancel_requested: 0,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return toDeploy(row);
 }

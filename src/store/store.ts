@@ -1,4 +1,5 @@
 import { AuditStore } from "./audit.js";
+import { AutoAdmission } from "./auto-admission.js";
 import type { Capabilities } from "./capabilities.js";
 import { type Database, type DatabaseOptions, openDatabase } from "./database.js";
 import { DeployStore } from "./deploys.js";
@@ -19,6 +20,7 @@ export class Store {
   readonly audit: AuditStore;
   readonly overview: OverviewStore;
   readonly webhooks: WebhookStore;
+  readonly autoDeploys: AutoAdmission;
   readonly caps: Capabilities;
 
   private constructor(private readonly database: Database) {
@@ -32,6 +34,7 @@ export class Store {
     this.audit = new AuditStore(db);
     this.overview = new OverviewStore(db);
     this.webhooks = new WebhookStore(db, caps);
+    this.autoDeploys = new AutoAdmission(db);
   }
 
   static async open(options: DatabaseOptions): Promise<Store> {

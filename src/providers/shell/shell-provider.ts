@@ -1,6 +1,6 @@
 import type { AppConfig, ShellDeployConfig } from "../../domain/app-config.js";
 import { type Deploy, deployLabel } from "../../domain/deploy.js";
-import { substitute } from "../../domain/placeholders.js";
+import { placeholderValues, substitute } from "../../domain/placeholders.js";
 import { type RunResult, runProcess } from "../process-runner.js";
 
 /**
@@ -26,14 +26,7 @@ export interface ShellRun {
 export async function runShellDeploy(run: ShellRun): Promise<RunResult> {
   const { deploy, config } = run;
   const argv = config.command
-    ? substitute(config.command, {
-        app: deploy.app,
-        env: deploy.env,
-        sha: deploy.sha,
-        ref: deploy.ref,
-        previous_sha: deploy.previousSha ?? "",
-        deploy: String(deploy.id),
-      })
+    ? substitute(config.command, placeholderValues(deploy))
     : [
         "bash",
         "--noprofile",
@@ -81,4 +74,9 @@ export function commandEnvironment(
   for (const [name, value] of Object.entries(deploy.params))
     env[`TURNOUT_PARAM_${name.toUpperCase()}`] = value;
   return env;
+}
+
+/** A component name as the tail of a variable name: `web-api` → `WEB_API`. */
+function envSuffix(name: string): string {
+  return name.toUpperCase().replaceAll("-", "_");
 }
