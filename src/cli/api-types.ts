@@ -60,6 +60,24 @@ export interface ReleaseJson {
   configRevision: string;
   createdAt: string;
   deploy: { number: number; user: string; trigger: string; finishedAt: string | null };
+  /** Components whose commit differs from the release live before this one. */
+  changes?: { component: string; from: string | null; to: string | null }[];
+  configChanged?: boolean;
+}
+
+export interface PendingComponentJson {
+  component: string;
+  branch: string;
+  from: string | null;
+  to: string;
+  commits: {
+    sha: string;
+    author: string;
+    date: string;
+    subject: string;
+    checks: "success" | "pending" | "failure" | null;
+  }[];
+  truncated: boolean;
 }
 
 export interface LogChunk {

@@ -1,4 +1,11 @@
-import type { ConfigProblemJson, DeployJson, EnvSummary, ReleaseJson, TokenInfoJson } from "./api-types.js";
+import type {
+  ConfigProblemJson,
+  DeployJson,
+  EnvSummary,
+  PendingComponentJson,
+  ReleaseJson,
+  TokenInfoJson,
+} from "./api-types.js";
 
 /**
  * Human output of the CLI. Everything here is pure, so the formats are unit
@@ -72,12 +79,15 @@ export function environmentsTable(envs: EnvSummary[]): string {
 
 export function releaseSha(release: Pick<ReleaseJson, "components">): string {
   const components = release.components ?? {};
-  return components["main"] ?? Object.values(components)[0] ?? "";
+  return components["app"] ?? Object.values(components)[0] ?? "";
 }
 
-/** One history line: `#N  sha12  fingerprint12  user  trigger  date`. */
+/**
+ * One history line: `#N  sha12  fingerprint12  user  trigger  date`, and for
+ * multi-repo apps what changed in which component (`core 1a2b3c4→5d6e7f8`).
+ */
 export function releaseRow(release: ReleaseJson): string[] {
-  return [
+  const row = [
     `#${release.deployNumber}`,
     shortSha(releaseSha(release)),
     shortSha(release.fingerprint),
@@ -85,6 +95,35 @@ export function releaseRow(release: ReleaseJson): string[] {
     release.deploy?.trigger ?? "-",
     formatDate(release.createdAt),
   ];
+  const multi = Object.keys(release.components ?? {}).some((name) => name !== "app");
+  if (multi) row.push(changesText(release));
+  return row;
+}
+
+function changesText(release: ReleaseJson): string {
+  const parts = (release.changes ?? []).map(
+    (c) => `${c.component} ${c.from ? c.from.slice(0, 7) : "(new)"}→${c.to ? c.to.slice(0, 7) : "(removed)"}`,
+  );
+  if (release.configChanged) parts.push("config");
+  return parts.length > 0 ? parts.join(", ") : "(no change)";
+}
+
+/** The change preview: per component, the commits the next deploy would ship. */
+export function pendingLines(components: PendingComponentJson[]): string {
+  const lines: string[] = [];
+  for (const c of components) {
+    const from = c.from ? shortSha(c.from) : "(never deployed)";
+    lines.push(
+      c.commits.length === 0
+        ? `${c.component} (${c.branch}): up to date at ${shortSha(c.to)}`
+        : `${c.component} (${c.branch}): ${c.commits.length}${c.truncated ? "+" : ""} commit${c.commits.length === 1 ? "" : "s"} from ${from} to ${shortSha(c.to)}`,
+    );
+    for (const commit of c.commits) {
+      const checks = commit.checks ? `  [${commit.checks}]` : "";
+      lines.push(`  ${shortSha(commit.sha)}  ${clean(commit.author)}  ${clean(commit.subject)}${checks}`);
+    }
+  }
+  return lines.join("\n");
 }
 
 export function historyLines(releases: ReleaseJson[], withEnv: boolean): string {

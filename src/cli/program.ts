@@ -9,6 +9,7 @@ import { registerHistoryCommand } from "./commands/history.js";
 import { registerLockCommands } from "./commands/lock.js";
 import { registerLoginCommand } from "./commands/login.js";
 import { registerLogsCommands } from "./commands/logs.js";
+import { registerPendingCommand } from "./commands/pending.js";
 import { registerServerCommand, type StartServer } from "./commands/server.js";
 import { registerStatusCommands } from "./commands/status.js";
 import { registerTokenCommands } from "./commands/token.js";
@@ -66,6 +67,7 @@ export async function runCli(argv: string[], ctx: CliContext, options: ProgramOp
   registerLoginCommand(program, kit);
   registerStatusCommands(program, kit);
   registerHistoryCommand(program, kit);
+  registerPendingCommand(program, kit);
   registerDeployCommands(program, kit);
   registerLogsCommands(program, kit);
   registerLockCommands(program, kit);

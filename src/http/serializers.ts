@@ -46,8 +46,20 @@ export interface AppSummaryJson {
   environments: EnvSummaryJson[];
 }
 
+/** What changed in one component between a release and the one live before it. */
+export interface ComponentChange {
+  component: string;
+  /** null: the component was not part of the earlier release (or there was none). */
+  from: string | null;
+  to: string | null;
+}
+
 export type ReleaseJson = Omit<Release, "environmentConfig"> & {
   deploy: { number: number; user: string; trigger: string; finishedAt: string | null };
+  /** Components whose commit differs from the release live before this one. */
+  changes: ComponentChange[];
+  /** Whether the configuration revision differs from the release live before this one. */
+  configChanged: boolean;
 };
 
 /**
@@ -124,11 +136,13 @@ export async function appSummary(store: Store, app: AppConfig): Promise<AppSumma
   return (await appSummaries(store, [app]))[0]!;
 }
 
-export async function releaseJson(store: Store, release: Release): Promise<ReleaseJson> {
+export async function releaseJson(store: Store, release: Release, before?: Release): Promise<ReleaseJson> {
   const { environmentConfig: _omitted, ...rest } = release;
   const deploy = await store.deploys.get(release.deployId);
   return {
     ...rest,
+    changes: componentChanges(before, release),
+    configChanged: before !== undefined && before.configRevision !== release.configRevision,
     deploy: {
       number: deploy.number,
       user: deploy.user,
@@ -136,4 +150,16 @@ export async function releaseJson(store: Store, release: Release): Promise<Relea
       finishedAt: deploy.finishedAt,
     },
   };
+}
+
+export function componentChanges(before: Release | undefined, after: Release): ComponentChange[] {
+  const names = new Set([...Object.keys(before?.components ?? {}), ...Object.keys(after.components)]);
+  return [...names]
+    .sort()
+    .map((component) => ({
+      component,
+      from: before?.components[component] ?? null,
+      to: after.components[component] ?? null,
+    }))
+    .filter((change) => change.from !== change.to);
 }

@@ -17,6 +17,7 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
     .argument("[ref]", "branch, tag or commit SHA")
     .option("--force", "deploy past a lock (admin only)")
     .option("--param <name=value>", "deploy parameter, repeatable", collectParam)
+    .option("--component <name=ref>", "multi-repo apps: ref of another component, repeatable", collectParam)
     .option("--follow", "stream the log until the deploy finishes; exit 1 unless it succeeded")
     .action(
       action(
@@ -24,7 +25,12 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
           app: string,
           env: string,
           ref: string | undefined,
-          flags: { force?: boolean; param?: Record<string, string>; follow?: boolean },
+          flags: {
+            force?: boolean;
+            param?: Record<string, string>;
+            component?: Record<string, string>;
+            follow?: boolean;
+          },
           command: Command,
         ) => {
           const options = globals(command);
@@ -33,6 +39,7 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
           if (ref !== undefined) body["ref"] = ref;
           if (flags.force) body["force"] = true;
           if (flags.param && Object.keys(flags.param).length > 0) body["params"] = flags.param;
+          if (flags.component && Object.keys(flags.component).length > 0) body["refs"] = flags.component;
           const response = await client.post<{ deploy: DeployJson }>(envPath(app, env, "deploys"), body);
           return queuedThenMaybeFollow(kit, client, response, Boolean(options.json), Boolean(flags.follow));
         },
@@ -45,15 +52,25 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
     .argument("<app>", "app name", parseName("app"))
     .argument("<env>", "environment name", parseName("environment"))
     .option("--to <n>", "deploy number whose release to bring back", parsePositiveInt)
+    .option("--force", "roll back past a lock (admin only)")
     .option("--follow", "stream the log until the rollback finishes; exit 1 unless it succeeded")
     .action(
-      action(async (app: string, env: string, flags: { to?: number; follow?: boolean }, command: Command) => {
-        const options = globals(command);
-        const client = clientFor(ctx, options);
-        const body = flags.to === undefined ? {} : { to: flags.to };
-        const response = await client.post<{ deploy: DeployJson }>(envPath(app, env, "rollback"), body);
-        return queuedThenMaybeFollow(kit, client, response, Boolean(options.json), Boolean(flags.follow));
-      }),
+      action(
+        async (
+          app: string,
+          env: string,
+          flags: { to?: number; force?: boolean; follow?: boolean },
+          command: Command,
+        ) => {
+          const options = globals(command);
+          const client = clientFor(ctx, options);
+          const body: Record<string, unknown> = {};
+          if (flags.to !== undefined) body["to"] = flags.to;
+          if (flags.force) body["force"] = true;
+          const response = await client.post<{ deploy: DeployJson }>(envPath(app, env, "rollback"), body);
+          return queuedThenMaybeFollow(kit, client, response, Boolean(options.json), Boolean(flags.follow));
+        },
+      ),
     );
 }
 

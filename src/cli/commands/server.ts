@@ -18,6 +18,8 @@ export function registerServerCommand(
     .option("--host <host>", "address to listen on (default 127.0.0.1, env TURNOUT_HOST)")
     .option("--data-dir <dir>", "data directory (default ./.turnout, env TURNOUT_HOME)")
     .option("--config-dir <dir>", "app manifests (default ./turnout.d, env TURNOUT_CONFIG_DIR)")
+    .option("--config-repo <url>", "app manifests from this git repository instead (env TURNOUT_CONFIG_REPO)")
+    .option("--config-branch <branch>", "branch of --config-repo (default main, env TURNOUT_CONFIG_BRANCH)")
     .option("--demo", "create a demo app if no app is configured")
     .action(
       action(
@@ -26,6 +28,8 @@ export function registerServerCommand(
           host?: string;
           dataDir?: string;
           configDir?: string;
+          configRepo?: string;
+          configBranch?: string;
           demo?: boolean;
         }) => {
           // Loaded here: settings pull in yaml and zod, which client commands never need.
@@ -36,6 +40,8 @@ export function registerServerCommand(
               host: flags.host,
               dataDir: flags.dataDir,
               configDir: flags.configDir,
+              configRepo: flags.configRepo,
+              configBranch: flags.configBranch,
               demo: flags.demo,
             },
             ctx.env,

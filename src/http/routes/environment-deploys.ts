@@ -12,6 +12,10 @@ import { deployJson, deployUrl, releaseJson } from "../serializers.js";
 const deployBody = z
   .object({
     ref: z.string().optional().describe("branch, tag or SHA; default: the environment's branch"),
+    refs: z
+      .record(z.string(), z.string())
+      .optional()
+      .describe("multi-repo apps: refs of the other components by name; default: their branches"),
     force: z.boolean().optional().describe("admins only: deploy past a lock"),
     params: z
       .record(z.string(), z.string())
@@ -23,7 +27,10 @@ const deployBody = z
   .nullish();
 
 const rollbackBody = z
-  .object({ to: positiveInt.optional().describe("deploy number whose release to bring back") })
+  .object({
+    to: positiveInt.optional().describe("deploy number whose release to bring back"),
+    force: z.boolean().optional().describe("admins only: roll back past a lock"),
+  })
   .strict()
   .nullish();
 
@@ -50,6 +57,7 @@ export function registerEnvironmentDeployRoutes(app: FastifyInstance, { engine, 
         app: appConfig.name,
         env: env.name,
         ref: body.ref,
+        refs: body.refs,
         force: body.force,
         params: body.params,
         trigger: body.trigger ?? "api",
@@ -101,8 +109,12 @@ export function registerEnvironmentDeployRoutes(app: FastifyInstance, { engine, 
         request.params.env,
         "read",
       );
-      const releases = await store.releases.history(appConfig.name, env.name, request.query.limit);
-      return { releases: await Promise.all(releases.map((release) => releaseJson(store, release))) };
+      // One more than asked, so the oldest shown can say what it changed too.
+      const releases = await store.releases.history(appConfig.name, env.name, request.query.limit + 1);
+      const shown = releases.slice(0, request.query.limit);
+      return {
+        releases: await Promise.all(shown.map((release, i) => releaseJson(store, release, releases[i + 1]))),
+      };
     },
   );
 
@@ -122,6 +134,7 @@ export function registerEnvironmentDeployRoutes(app: FastifyInstance, { engine, 
         app: appConfig.name,
         env: env.name,
         to: request.body?.to,
+        force: request.body?.force,
       });
       return reply
         .code(202)
