@@ -1,5 +1,6 @@
 import type { AppConfig, ConfigSnapshot } from "../domain/app-config.js";
 import { isTurnoutError } from "../domain/errors.js";
+import { ensureHostedRepo } from "../git/hosted-repos.js";
 import type { GitMirrors } from "../git/mirrors.js";
 import type { AutoOutcome } from "../store/auto-admission.js";
 import type { Store } from "../store/store.js";
@@ -30,6 +31,9 @@ export async function lookAtApp(
   const snapshot = deps.config();
   const app = snapshot.apps.get(appName);
   if (!app) return [];
+  // A hosted repository exists from the app's first look on, so that the
+  // first push has somewhere to go and fetching it is never an error.
+  await Promise.all(app.components.filter((c) => c.hosted).map((c) => ensureHostedRepo(c.repo)));
   const fetched = await Promise.allSettled(app.components.map((c) => deps.git.fetch(remoteOf(c))));
   const failed = fetched.find((r) => r.status === "rejected");
   if (failed) {

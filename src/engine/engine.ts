@@ -98,8 +98,8 @@ export class Engine implements EngineApi {
 
   /** Stops both loops; with cancelRunning, running deploys are stopped too. */
   async stop(options: { cancelRunning?: boolean } = {}): Promise<void> {
-    this.poller.stop();
     this.unsubscribeConfig?.();
+    await this.poller.stop();
     await this.worker.stop(options);
   }
 

@@ -38,9 +38,12 @@ export class Poller {
     this.timer = setInterval(() => this.tick(), TICK_MS);
   }
 
-  stop(): void {
+  /** Stops polling and waits for looks in progress, so nothing fetches into a directory being removed. */
+  async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
+    const inFlight = [...this.apps.values()].flatMap((state) => [state.running, state.next]);
+    await Promise.allSettled(inFlight.filter((p): p is Promise<void> => p !== undefined));
   }
 
   /** Looks at `app` now (or right after the look in progress); resolves when that look is done. */

@@ -10,9 +10,12 @@ import { registerConfigRoutes } from "./routes/config.js";
 import { registerDeployLogRoutes } from "./routes/deploy-log.js";
 import { registerDeployRoutes } from "./routes/deploys.js";
 import { registerEnvironmentDeployRoutes } from "./routes/environment-deploys.js";
+import { gitPushRoutes } from "./routes/git-push.js";
 import { registerHealthRoutes } from "./routes/health.js";
 import { registerLockRoutes } from "./routes/locks.js";
+import { registerPendingRoutes } from "./routes/pending.js";
 import { registerTokenRoutes } from "./routes/tokens.js";
+import { registerWebhookRoutes } from "./routes/webhooks.js";
 import { DEFAULT_SSE_TIMING, type LogStream, type SseTiming } from "./sse.js";
 
 export type { HttpDeps } from "./deps.js";
@@ -65,6 +68,8 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
 
   await registerOpenApi(app, deps.version);
   registerHealthRoutes(app, deps.version);
+  // Authenticated by signatures, not bearer tokens: outside the bearer hook, with raw bodies.
+  await registerWebhookRoutes(app, deps);
 
   const timing: SseTiming = { ...DEFAULT_SSE_TIMING, ...options.sseTiming };
   const streams = new Set<LogStream>();
@@ -80,6 +85,7 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
       registerAppRoutes(api, deps);
       registerEnvironmentDeployRoutes(api, deps);
       registerLockRoutes(api, deps);
+      registerPendingRoutes(api, deps);
       registerDeployRoutes(api, deps);
       registerDeployLogRoutes(api, deps, { timing, streams });
       registerTokenRoutes(api, deps);
@@ -87,5 +93,6 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
     },
     { prefix: "/api/v1" },
   );
+  await app.register(gitPushRoutes(deps));
   return app;
 }

@@ -2,8 +2,11 @@ import { mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import type { ConfigProvider } from "../config/config-provider.js";
+import { configRepoAuth } from "../config/config-repo-auth.js";
 import { DirConfigSource } from "../config/dir-config-source.js";
+import { GitConfigSource } from "../config/git-config-source.js";
 import type { ServerSettings } from "../config/settings.js";
+import type { ConfigProblem } from "../domain/app-config.js";
 import { Engine } from "../engine/engine.js";
 import { GitMirrors } from "../git/mirrors.js";
 import { buildHttpApp } from "../http/app.js";
@@ -27,8 +30,10 @@ export interface RunningServer {
 export interface StartOptions {
   /** Where the banner and warnings go; default stdout/stderr. */
   print?: (line: string) => void;
-  /** How often the configuration directory is re-read. */
+  /** How often the configuration is looked at again (default: settings.configPollMs). */
   configReloadMs?: number;
+  /** Look at repositories on their poll intervals (default true; tests poke by hand). */
+  polling?: boolean;
 }
 
 /** Variables a deploy command inherits from the server; everything else stays out. */
@@ -47,7 +52,8 @@ export async function startServer(
   const unlock = lockDataDir(settings.dataDir);
   const cleanups: (() => Promise<void> | void)[] = [unlock];
   try {
-    if (settings.demo && ensureDemo(settings.dataDir, settings.configDir).created) {
+    // The demo writes a manifest into the config directory, which a config repository replaces.
+    if (settings.demo && !settings.configRepo && ensureDemo(settings.dataDir, settings.configDir).created) {
       print(`demo: created the app 'demo' in ${settings.configDir}`);
     }
     const store = await Store.open({
@@ -57,18 +63,20 @@ export async function startServer(
     cleanups.unshift(() => store.close());
     const createdAdminToken = await bootstrapAdminToken(store, settings.dataDir);
 
-    const config = new DirConfigSource(settings.configDir, {
-      defaultTimeoutMs: settings.defaultTimeoutMs,
-      defaultIdleTimeoutMs: settings.defaultIdleTimeoutMs,
-      environment: settings.environment,
-      hostedReposDir: path.join(settings.dataDir, "hosted"),
-    });
+    const git = new GitMirrors({ dir: path.join(settings.dataDir, "git") });
+    const config = await openConfig(settings, git, print);
+    // Reported once per change: a refused commit stays the branch head until fixed.
+    let reported = config.status().lastError?.revision;
     const reload = setInterval(() => {
       config.refresh().then(
-        (changed) => changed && reportProblems(config, print),
+        (changed) => {
+          const refused = config.status().lastError?.revision;
+          if (changed || refused !== reported) reportConfig(config, print);
+          reported = refused;
+        },
         (error: Error) => print(`config: reload failed: ${error.message}`),
       );
-    }, options.configReloadMs ?? 3000);
+    }, options.configReloadMs ?? settings.configPollMs);
     cleanups.unshift(() => clearInterval(reload));
 
     const baseEnv: Record<string, string> = {};
@@ -79,7 +87,8 @@ export async function startServer(
     const engine = new Engine({
       store,
       config,
-      git: new GitMirrors({ dir: path.join(settings.dataDir, "git") }),
+      git,
+      polling: options.polling !== false,
       dataDir: settings.dataDir,
       concurrency: settings.concurrency,
       leaseMs: settings.leaseMs,
@@ -101,8 +110,11 @@ export async function startServer(
       `Turnout ${VERSION} listening on ${url} (${settings.databaseUrl ? "PostgreSQL" : `SQLite in ${settings.dataDir}`})`,
     );
     const apps = [...config.current().apps.keys()];
-    print(`apps from ${settings.configDir}: ${apps.length > 0 ? apps.join(", ") : "(none)"}`);
-    reportProblems(config, print);
+    const status = config.status();
+    const from =
+      status.source.kind === "git" ? `${status.source.url}@${status.source.branch}` : settings.configDir;
+    print(`apps from ${from}: ${apps.length > 0 ? apps.join(", ") : "(none)"}`);
+    reportConfig(config, print);
     if (createdAdminToken) {
       print(
         `admin token (shown once; also saved to ${path.join(settings.dataDir, "admin-token")}, mode 0600):`,
@@ -140,8 +152,44 @@ async function runCleanups(cleanups: (() => Promise<void> | void)[]): Promise<vo
   }
 }
 
-function reportProblems(config: ConfigProvider, print: (line: string) => void): void {
-  for (const p of config.current().problems) {
-    print(`config: ${p.file}${p.line ? `:${p.line}` : ""}: ${p.field}: ${p.message}`);
+async function openConfig(
+  settings: ServerSettings,
+  git: GitMirrors,
+  print: (line: string) => void,
+): Promise<ConfigProvider> {
+  const load = {
+    defaultTimeoutMs: settings.defaultTimeoutMs,
+    defaultIdleTimeoutMs: settings.defaultIdleTimeoutMs,
+    environment: settings.environment,
+    hostedReposDir: path.join(settings.dataDir, "hosted"),
+  };
+  if (!settings.configRepo) return new DirConfigSource(settings.configDir, load);
+  return GitConfigSource.open({
+    url: settings.configRepo,
+    branch: settings.configBranch,
+    auth: configRepoAuth(settings),
+    git,
+    load,
+    report: print,
+  });
+}
+
+function reportConfig(config: ConfigProvider, print: (line: string) => void): void {
+  const { source, revision } = config.status();
+  if (source.kind === "git") {
+    print(
+      `config: ${source.url}@${source.branch} ${revision ? revision.slice(0, 12) : "(no valid commit yet)"}`,
+    );
   }
+  for (const p of config.current().problems) print(`config: ${problemText(p)}`);
+  const refused = config.status().lastError;
+  if (refused) {
+    const keeping = revision ? `keeping ${revision.slice(0, 12)}` : "no apps until a valid commit";
+    print(`config: refused ${refused.revision.slice(0, 12)}, ${keeping}:`);
+    for (const p of refused.problems) print(`config:   ${problemText(p)}`);
+  }
+}
+
+function problemText(p: ConfigProblem): string {
+  return `${p.file}${p.line ? `:${p.line}` : ""}: ${p.field}: ${p.message}`;
 }

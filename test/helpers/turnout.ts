@@ -45,6 +45,8 @@ export interface TestTurnoutOptions {
   leaseMs?: number;
   concurrency?: number;
   environment?: Record<string, string>;
+  /** Let the poller look at repositories on its own (default false: tests poke). */
+  polling?: boolean;
 }
 
 export const DEFAULT_MANIFEST = `repo: "{repo}"
@@ -105,7 +107,11 @@ export async function startTurnout(options: TestTurnoutOptions = {}): Promise<Te
     (options.manifest ?? DEFAULT_MANIFEST).replaceAll("{repo}", repo.path),
   );
 
-  const server = await startServer(settings, { print: () => undefined, configReloadMs: 60_000 });
+  const server = await startServer(settings, {
+    print: () => undefined,
+    configReloadMs: 60_000,
+    polling: options.polling === true,
+  });
   const adminToken = readFileSync(path.join(dataDir, "admin-token"), "utf8").trim();
 
   const api: TestTurnout["api"] = async (method, urlPath, body, token = adminToken) => {

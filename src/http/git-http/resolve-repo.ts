@@ -1,0 +1,72 @@
+import path from "node:path";
+import type { AppConfig, ComponentConfig, ConfigSnapshot } from "../../domain/app-config.js";
+import { can, type Principal } from "../../domain/roles.js";
+import type { GitService } from "./pkt-line.js";
+
+/**
+ * `/git/<name>.git` → the app and hosted component it names, or the refusal
+ * git will show. The URL names the repository file, which for the primary
+ * component of a single-repo app is `<app>.git` and for a component of a
+ * multi-repo app `<app>-<component>.git` (see config/app-builder.ts); looking
+ * the file name up among the hosted components covers both without guessing.
+ */
+export type HostedTarget =
+  | { ok: true; app: AppConfig; component: ComponentConfig }
+  | { ok: false; message: string };
+
+/** `<name>.git`, with the same alphabet as app names; anything else never reaches git. */
+export const REPO_SEGMENT = /^([a-z0-9][a-z0-9-]{0,126})\.git$/;
+
+function findHosted(
+  snapshot: ConfigSnapshot,
+  file: string,
+): { app: AppConfig; component: ComponentConfig } | undefined {
+  for (const app of snapshot.apps.values()) {
+    for (const component of app.components) {
+      if (component.hosted && path.basename(component.repo) === file) return { app, component };
+    }
+  }
+  return undefined;
+}
+
+export function resolveHostedTarget(
+  snapshot: ConfigSnapshot,
+  principal: Principal,
+  name: string,
+  service: GitService,
+): HostedTarget {
+  const hosted = findHosted(snapshot, `${name}.git`);
+  const appName = hosted?.app.name ?? name;
+  // Checked before existence, so a token limited to some apps learns nothing about the others.
+  if (principal.apps !== null && !principal.apps.includes(appName)) {
+    return {
+      ok: false,
+      message: `turnout: token '${principal.name}' may not use app '${appName}' (it is limited to: ${principal.apps.join(", ")})`,
+    };
+  }
+  if (!hosted) {
+    const app = snapshot.apps.get(name);
+    if (!app) return { ok: false, message: `turnout: no app named '${name}'` };
+    const others = app.components.filter((c) => c.hosted).map((c) => path.basename(c.repo));
+    return {
+      ok: false,
+      message:
+        others.length > 0
+          ? `turnout: app '${name}' hosts its repositories as ${others.join(", ")}`
+          : `turnout: app '${name}' is not hosted by Turnout (its repository is elsewhere)`,
+    };
+  }
+  if (service === "git-receive-pack" && !can(principal, "deploy", appName)) {
+    return {
+      ok: false,
+      message: `turnout: token '${principal.name}' (${principal.role}) may not push to ${appName}: a deployer token is needed`,
+    };
+  }
+  if (!can(principal, "read", appName)) {
+    return {
+      ok: false,
+      message: `turnout: token '${principal.name}' (${principal.role}) may not fetch from ${appName}`,
+    };
+  }
+  return { ok: true, ...hosted };
+}
