@@ -136,7 +136,7 @@ export function reduceChecks(
       continue;
     }
     // The worse report explains the state; on a tie the commit status comes first.
-    const result = candidates.reduce((a, b) => (SEVERITY[b.state] < SEVERITY[a.state] ? b : a));
+    const result = candidates.reduce((a, b) => (SEVERITY[b.state] > SEVERITY[a.state] ? b : a));
     checks.push(result);
     if (result.state === "failure" && failed === undefined) failed = name;
   }

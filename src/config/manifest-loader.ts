@@ -79,7 +79,8 @@ export function parseManifest(
     return {
       problems: doc.errors.map((e) => ({
         file,
-        line: e.linePos?.[0]?.line ?? null,
+        // Without prettyErrors the parser leaves linePos unset; the offset is always there.
+        line: e.linePos?.[0]?.line ?? lineCounter.linePos(e.pos[0]).line,
         field: "(yaml)",
         message: e.message.split("\n")[0] ?? e.message,
       })),

@@ -4,6 +4,8 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { parseDuration } from "../domain/duration.js";
 import { TurnoutError } from "../domain/errors.js";
+import { refProblem } from "../domain/refs.js";
+import { remoteKind } from "../git/remote-url.js";
 
 /**
  * Server settings, resolved once at start-up: flags > environment > settings
@@ -14,7 +16,18 @@ export interface ServerSettings {
   host: string;
   port: number;
   dataDir: string;
+  /** App manifests in a directory: used unless configRepo is set. */
   configDir: string;
+  /** App manifests from a git repository (configuration as code) instead of configDir. */
+  configRepo?: string;
+  /** The branch of configRepo whose head is the configuration. */
+  configBranch: string;
+  /** Name of the variable holding an https token for a private configRepo (the value never sits in settings). */
+  configRepoTokenEnv?: string;
+  /** SSH private key for an ssh:// or scp-like configRepo. */
+  configRepoSshKey?: string;
+  /** How often the configuration is looked at again: 3 s for a directory, 30 s for a repository by default. */
+  configPollMs: number;
   /** postgres://… to use PostgreSQL; undefined for the embedded SQLite in dataDir. */
   databaseUrl: string | undefined;
   /** Deploys one server process runs at once, across all environments. */
@@ -39,6 +52,8 @@ export interface SettingsFlags {
   port?: string | number;
   dataDir?: string;
   configDir?: string;
+  configRepo?: string;
+  configBranch?: string;
   databaseUrl?: string;
   concurrency?: string | number;
   settingsFile?: string;
@@ -51,6 +66,11 @@ const fileSchema = z
     port: z.number().int().min(0).max(65535).optional(),
     data_dir: z.string().optional(),
     config_dir: z.string().optional(),
+    config_repo: z.string().optional(),
+    config_branch: z.string().optional(),
+    config_repo_token_env: z.string().optional(),
+    config_repo_ssh_key: z.string().optional(),
+    config_poll: z.union([z.string(), z.number()]).optional(),
     database_url: z.string().optional(),
     concurrency: z.number().int().min(1).max(256).optional(),
     lease: z.union([z.string(), z.number()]).optional(),
@@ -73,6 +93,20 @@ export function resolveSettings(
     cwd,
     flags.configDir ?? env["TURNOUT_CONFIG_DIR"] ?? file.config_dir ?? "turnout.d",
   );
+  // Empty means "not set" here too: TURNOUT_CONFIG_REPO= falls back to the directory.
+  const configRepo = flags.configRepo || env["TURNOUT_CONFIG_REPO"] || file.config_repo || undefined;
+  const configBranch = flags.configBranch || env["TURNOUT_CONFIG_BRANCH"] || file.config_branch || "main";
+  const branchProblem = refProblem(configBranch);
+  if (branchProblem) {
+    throw new TurnoutError("E_CONFIG", `config branch ${JSON.stringify(configBranch)} ${branchProblem}`);
+  }
+  const configRepoTokenEnv = env["TURNOUT_CONFIG_REPO_TOKEN_ENV"] || file.config_repo_token_env || undefined;
+  const configRepoSshKey = env["TURNOUT_CONFIG_REPO_SSH_KEY"] || file.config_repo_ssh_key || undefined;
+  // A repository is fetched over the network: polling it as often as a local directory would be rude.
+  const configPollMs = parseDuration(
+    env["TURNOUT_CONFIG_POLL"] || file.config_poll || (configRepo ? "30s" : "3s"),
+  );
+  if (configPollMs < 100) throw new TurnoutError("E_CONFIG", "config poll interval must be at least 100ms");
   const port = toInt("port", flags.port ?? env["TURNOUT_PORT"] ?? file.port ?? 7700, 0, 65535);
   const concurrency = toInt(
     "concurrency",
@@ -91,6 +125,11 @@ export function resolveSettings(
     port,
     dataDir,
     configDir,
+    ...(configRepo !== undefined ? { configRepo: absoluteRemote(configRepo, cwd) } : {}),
+    configBranch,
+    ...(configRepoTokenEnv !== undefined ? { configRepoTokenEnv } : {}),
+    ...(configRepoSshKey !== undefined ? { configRepoSshKey: path.resolve(cwd, configRepoSshKey) } : {}),
+    configPollMs,
     databaseUrl: databaseUrl || undefined,
     concurrency,
     leaseMs: parseDuration(env["TURNOUT_LEASE"] ?? file.lease ?? "30s"),
@@ -117,6 +156,12 @@ function readSettingsFile(file: string): z.infer<typeof fileSchema> {
     throw new TurnoutError("E_CONFIG", `${file}: ${issue.path.join(".") || "(root)"}: ${issue.message}`);
   }
   return parsed.data;
+}
+
+// A relative path means relative to where the server was started, not to wherever git runs;
+// it is made absolute once so the repository always maps to the same mirror.
+function absoluteRemote(url: string, cwd: string): string {
+  return remoteKind(url) === "local" ? path.resolve(cwd, url) : url;
 }
 
 function toInt(name: string, value: string | number, min: number, max: number): number {

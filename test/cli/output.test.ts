@@ -68,6 +68,20 @@ describe("history", () => {
     expect(lines[1]).toBe("#12  0123456789ab  ffffffffffff  bo     rollback  2024-05-01 12:00:15Z");
   });
 
+  it("says which component changed for multi-repo apps", () => {
+    const line = historyLines(
+      [
+        releaseFixture({
+          components: { core: "1".repeat(40), extensions: "2".repeat(40) },
+          changes: [{ component: "extensions", from: "3".repeat(40), to: "2".repeat(40) }],
+          configChanged: true,
+        }),
+      ],
+      false,
+    );
+    expect(line).toMatch(/ {2}extensions 3333333→2222222, config$/);
+  });
+
   it("leads with the environment when several are shown", () => {
     expect(historyLines([releaseFixture({ env: "production" })], true)).toMatch(
       /^production {2}#4 {2}0123456789ab/,

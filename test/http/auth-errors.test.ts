@@ -324,6 +324,8 @@ describe("tokens, config and audit", () => {
       revision: t.engine.config().revision,
       loadedAt: t.engine.config().loadedAt,
       problems: [],
+      source: { kind: "dir", path: t.configDir },
+      lastError: null,
     });
   });
 

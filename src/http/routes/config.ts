@@ -18,11 +18,17 @@ export function registerConfigRoutes(app: FastifyInstance, { engine, store }: Ht
 
   r.get(
     "/config",
-    { schema: { tags: ["config"], summary: "Active configuration revision and its problems" } },
+    {
+      schema: {
+        tags: ["config"],
+        summary:
+          "Where the configuration comes from, its active revision, its problems, the last refused one",
+      },
+    },
     async (request) => {
       authorize(principalOf(request), "read");
-      const { revision, loadedAt, problems } = engine.config();
-      return { revision, loadedAt, problems };
+      const { source, revision, loadedAt, problems, lastError } = engine.configStatus();
+      return { source, revision, loadedAt, problems, lastError };
     },
   );
 

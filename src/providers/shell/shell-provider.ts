@@ -71,6 +71,7 @@ export function commandEnvironment(
   env["TURNOUT_WORKSPACE"] = run.workspace;
   env["TURNOUT_USER"] = deploy.user;
   env["TURNOUT_TRIGGER"] = deploy.trigger;
+  for (const [name, sha] of Object.entries(deploy.components)) env[`TURNOUT_SHA_${envSuffix(name)}`] = sha;
   for (const [name, value] of Object.entries(deploy.params))
     env[`TURNOUT_PARAM_${name.toUpperCase()}`] = value;
   return env;
