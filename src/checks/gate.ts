@@ -96,7 +96,7 @@ export async function waitForChecks(options: GateOptions): Promise<GateOutcome> 
       } catch (error) {
         if (signal.aborted) return cancelled();
         if (!isTurnoutError(error)) throw error;
-        if (false) return failed(`checks: ${error.message}`);
+        if (error.details?.["retryable"] !== true) return failed(`checks: ${error.message}`);
         // A request cut short by the deadline says nothing about GitHub.
         if (now() < deadline) {
           // A GitHub hiccup is narrated once, not on every poll while it lasts.

@@ -58,6 +58,7 @@ export async function lookAtApp(
         components: resolved.components,
         configRevision: snapshot.revision,
         configChanged: false,
+        trigger: source === "push" ? "push" : source === "webhook" ? "webhook" : "auto",
       });
       outcomes.push(outcome);
       if (outcome.outcome !== "skipped") deps.admitted(outcome);

@@ -23,7 +23,12 @@ export type AutoOutcome =
   | { outcome: "created" | "replaced"; deploy: Deploy }
   | { outcome: "skipped"; why: "locked" | "current" | "rolled-back" | "active" | "queued" };
 
+/** Deploys nobody asked for by hand: the ones a newer commit may replace while queued. */
+export const AUTOMATIC_TRIGGERS = ["auto", "webhook", "push"] as const;
+
 export interface AutoRequest extends Omit<NewDeploy, "trigger" | "force" | "params"> {
+  /** What noticed the change: the poller (`auto`), a webhook, or a push to a hosted repository. */
+  trigger?: (typeof AUTOMATIC_TRIGGERS)[number];
   /** A new configuration revision: redeploy even if the commits are the same. */
   configChanged: boolean;
 }
@@ -77,7 +82,9 @@ export class AutoAdmission {
           continue;
         return { outcome: "skipped", why: row.status === "queued" ? "queued" : "active" };
       }
-      const queuedAuto = pending.find((row) => row.status === "queued" && row.trigger === "auto");
+      const queuedAuto = pending.find(
+        (row) => row.status === "queued" && (AUTOMATIC_TRIGGERS as readonly string[]).includes(row.trigger),
+      );
       if (queuedAuto) {
         const replaced = await trx
           .updateTable("deploys")
@@ -86,6 +93,7 @@ export class AutoAdmission {
             sha: request.sha,
             components: toJson(request.components),
             config_revision: request.configRevision,
+            trigger: request.trigger ?? "auto",
             created_at: nowIso(),
           })
           .where("id", "=", queuedAuto.id)
@@ -96,7 +104,7 @@ export class AutoAdmission {
       }
       const deploy = await insertDeploy(
         trx,
-        { ...request, trigger: "auto", force: false, params: {} },
+        { ...request, trigger: request.trigger ?? "auto", force: false, params: {} },
         environment,
         [],
       );
