@@ -60,7 +60,7 @@ environments:
     const token = readFileSync(path.join(root, "data", "admin-token"), "utf8").trim();
     await config.commit({ "turnout.d/shop.yaml": `${manifest("broken")}    nonsense: true\n` }, "break");
     expect(await server.config.refresh()).toBe(false);
-    const status = await (
+    const status: any = await (
       await fetch(`${server.url}/api/v1/config`, { headers: { authorization: `Bearer ${token}` } })
     ).json();
     expect(status.revision).toBe(rev2);
