@@ -1,6 +1,10 @@
 import { TurnoutError } from "./errors.js";
 
-export const ROLES = ["viewer", "deployer", "admin"] as const;
+/**
+ * `agent` tokens are for hosts only: they enroll an agent and download the
+ * blobs of releases, and read nothing else.
+ */
+export const ROLES = ["viewer", "deployer", "admin", "agent"] as const;
 export type Role = (typeof ROLES)[number];
 
 /** What a caller is: resolved from a bearer token by the store, checked here. */
@@ -12,12 +16,13 @@ export interface Principal {
   apps: string[] | null;
 }
 
-export type Permission = "read" | "deploy" | "admin";
+export type Permission = "read" | "deploy" | "admin" | "agent";
 
 const GRANTS: Record<Role, readonly Permission[]> = {
   viewer: ["read"],
   deployer: ["read", "deploy"],
-  admin: ["read", "deploy", "admin"],
+  admin: ["read", "deploy", "admin", "agent"],
+  agent: ["agent"],
 };
 
 export function can(principal: Principal, permission: Permission, app?: string): boolean {

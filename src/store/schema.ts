@@ -38,6 +38,10 @@ export interface DeploysTable {
   pid: number | null;
   /** On a rollback: the components of the release it replaced (JSON), which auto-deploy must not bring back. */
   rolled_back_from: string | null;
+  /** Fleet deploys may target a named slot instead of `current`. */
+  slot: string | null;
+  /** A pre-built (uploaded) artifact to deploy instead of building one. */
+  artifact: string | null;
 }
 
 export interface EnvironmentsTable {
@@ -60,6 +64,8 @@ export interface ReleasesTable {
   config_revision: string;
   environment_config: string;
   created_at: string;
+  /** Fleet releases: the artifact's digest. */
+  artifact: string | null;
 }
 
 export interface LocksTable {
@@ -109,6 +115,65 @@ export interface WebhookDeliveriesTable {
   received_at: string;
 }
 
+export interface ArtifactsTable {
+  digest: string;
+  app: string;
+  fingerprint: string | null;
+  files: number;
+  /** bigint on PostgreSQL: read it through Number(). */
+  bytes: number | string;
+  source: string;
+  created_at: string;
+}
+
+export interface HostsTable {
+  id: Generated<number>;
+  name: string;
+  kind: string;
+  labels: string;
+  address: string | null;
+  pool_state: string;
+  connected: number;
+  connected_to: string | null;
+  last_seen_at: string | null;
+  token_hash: string | null;
+  created_at: string;
+}
+
+export interface HostAppsTable {
+  host_id: number;
+  app: string;
+  current_release: string | null;
+  slots: string;
+  releases: string;
+  updated_at: string;
+}
+
+export interface HostTargetsTable {
+  host_id: number;
+  app: string;
+  env: string;
+  desired_release: string | null;
+  actual_release: string | null;
+  previous_release: string | null;
+  deploy_id: number | null;
+  updated_at: string;
+}
+
+export interface DeployHostsTable {
+  deploy_id: number;
+  host_id: number;
+  host_name: string;
+  step: string;
+  batch: number | null;
+  release_id: string;
+  previous_release: string | null;
+  switched: number;
+  bytes_fetched: number | string;
+  error: string | null;
+  updated_at: string;
+}
+
 export interface Schema {
   deploys: DeploysTable;
   environments: EnvironmentsTable;
@@ -118,4 +183,9 @@ export interface Schema {
   tokens: TokensTable;
   audit_events: AuditEventsTable;
   webhook_deliveries: WebhookDeliveriesTable;
+  artifacts: ArtifactsTable;
+  hosts: HostsTable;
+  host_apps: HostAppsTable;
+  host_targets: HostTargetsTable;
+  deploy_hosts: DeployHostsTable;
 }

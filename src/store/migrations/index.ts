@@ -2,6 +2,7 @@ import type { Kysely } from "kysely";
 import type { Capabilities } from "../capabilities.js";
 import * as m0001 from "./0001-initial.js";
 import * as m0002 from "./0002-delivery.js";
+import * as m0003 from "./0003-fleets.js";
 
 /**
  * The numbered migrations, in order. One list serves both backends; a
@@ -15,4 +16,5 @@ export interface Migration {
 export const MIGRATIONS: Record<string, Migration> = {
   "0001-initial": m0001,
   "0002-delivery": m0002,
+  "0003-fleets": m0003,
 };

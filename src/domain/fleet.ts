@@ -1,0 +1,158 @@
+import { TurnoutError } from "./errors.js";
+
+/**
+ * Fleets: hosts (reached through an agent that connects out, or plain SSH),
+ * what each holds, and the strategy a fleet deploy follows. Pure types and
+ * rules; the orchestration lives in providers/fleet/.
+ */
+
+/** A count of hosts, or a share of the fleet. */
+export type Amount = { count: number } | { percent: number };
+
+export interface HealthCheckConfig {
+  /** GET this URL on the host (from the host itself): 2xx is healthy. */
+  http?: string;
+  /** …or run this argv in the release directory: exit 0 is healthy. */
+  command?: string[];
+  retries: number;
+  intervalMs: number;
+  timeoutMs: number;
+}
+
+export interface StrategyConfig {
+  /** Hosts switched first, health-checked and baked before the rest. */
+  canary: Amount;
+  /** Size of each following switch step. */
+  batch: Amount;
+  /** Failed hosts tolerated (staging or after switching) before the deploy stops or rolls back. */
+  failureLimit: Amount;
+  bakeMs: number;
+  /** Wait for `turnout approve` after the canary (until approvalTimeoutMs). */
+  approval: boolean;
+  approvalTimeoutMs: number;
+  /** Hosts staged at once. */
+  stageConcurrency: number;
+}
+
+export interface SshHostConfig {
+  name: string;
+  address: string;
+  port: number;
+  user: string;
+  keyFile: string;
+  knownHostsFile: string;
+  /** The release root on that host (default /srv/turnout). */
+  root: string;
+  labels: Record<string, string>;
+}
+
+export interface FleetDeployConfig {
+  provider: "fleet";
+  /** Agent hosts whose labels include all of these. */
+  hostLabels: Record<string, string> | null;
+  ssh: SshHostConfig[];
+  /** Run in the workspace before the artifact is taken. */
+  build?: { command?: string[]; script?: string };
+  /** Directory of the workspace that becomes the artifact (default: the whole workspace without .git). */
+  artifactPath: string;
+  /** Paths linked from <root>/<app>/shared/ into every release. */
+  shared: string[];
+  beforeSwitch?: string[];
+  restart?: string[];
+  depool?: string[];
+  pool?: string[];
+  health?: HealthCheckConfig;
+  strategy: StrategyConfig;
+  keepReleases: number;
+  selfHeal: boolean;
+  timeoutMs: number;
+  idleTimeoutMs: number;
+  env: Record<string, string>;
+}
+
+export type HostKind = "agent" | "ssh";
+export type PoolState = "pooled" | "depooled";
+
+export interface Host {
+  id: number;
+  name: string;
+  kind: HostKind;
+  labels: Record<string, string>;
+  address: string | null;
+  poolState: PoolState;
+  connected: boolean;
+  lastSeenAt: string | null;
+}
+
+/** What a host holds of one app, as it reported it. */
+export interface HostAppInventory {
+  app: string;
+  /** Release ids present under releases/. */
+  releases: string[];
+  /** Where `current` points (null: nowhere yet). */
+  current: string | null;
+  /** Other slots → release ids. */
+  slots: Record<string, string>;
+}
+
+/** Per-host progress of one fleet deploy. */
+export const HOST_STEPS = [
+  "pending",
+  "staging",
+  "staged",
+  "stage_failed",
+  "switching",
+  "switched",
+  "healthy",
+  "failed",
+  "rolled_back",
+  "depooled",
+] as const;
+export type HostStep = (typeof HOST_STEPS)[number];
+
+export function amountOf(amount: Amount, total: number): number {
+  if ("count" in amount) return Math.min(total, Math.max(0, Math.floor(amount.count)));
+  return Math.min(total, Math.ceil((amount.percent / 100) * total));
+}
+
+/** Failures tolerated among `total` hosts: a count, or a percentage rounded down. */
+export function failureBudget(limit: Amount, total: number): number {
+  if ("count" in limit) return Math.max(0, Math.floor(limit.count));
+  return Math.floor((limit.percent / 100) * total);
+}
+
+/**
+ * The switch order: the canary batch first (at least one host when a canary
+ * is asked for), then batches of `batch` hosts (at least one).
+ */
+export function planBatches<T>(hosts: readonly T[], strategy: Pick<StrategyConfig, "canary" | "batch">): T[][] {
+  const batches: T[][] = [];
+  let rest = [...hosts];
+  const canary = Math.min(rest.length, amountOf(strategy.canary, hosts.length));
+  if (canary > 0) {
+    batches.push(rest.slice(0, canary));
+    rest = rest.slice(canary);
+  }
+  const size = Math.max(1, amountOf(strategy.batch, hosts.length));
+  while (rest.length > 0) {
+    batches.push(rest.slice(0, size));
+    rest = rest.slice(size);
+  }
+  return batches;
+}
+
+/** "25%" | 3 → Amount. */
+export function parseAmount(value: string | number, field: string): Amount {
+  if (typeof value === "number" && Number.isInteger(value) && value >= 0) return { count: value };
+  if (typeof value === "string") {
+    const match = /^([0-9]{1,3}(?:\.[0-9]+)?)%$/.exec(value.trim());
+    if (match && Number(match[1]) <= 100) return { percent: Number(match[1]) };
+    if (/^[0-9]+$/.test(value.trim())) return { count: Number(value) };
+  }
+  throw new TurnoutError("E_VALIDATION", `${field}: expected a count (3) or a percentage ("25%"), got ${JSON.stringify(value)}`);
+}
+
+/** Whether a host's labels include every wanted label. */
+export function labelsMatch(wanted: Record<string, string>, labels: Record<string, string>): boolean {
+  return Object.entries(wanted).every(([k, v]) => labels[k] === v);
+}

@@ -1,0 +1,60 @@
+import type { Readable } from "node:stream";
+import type { ArtifactManifest } from "../../domain/artifact.js";
+import type { HealthCheckConfig, HostAppInventory } from "../../domain/fleet.js";
+
+/**
+ * What the fleet orchestrator can do on one host. Agents (connected over
+ * WebSocket) and SSH hosts implement the same operations with the same host
+ * layout (DESIGN.md "Hosts and fleets"):
+ *
+ *   <root>/<app>/releases/<release-id>/   never changed after staging
+ *   <root>/<app>/current -> releases/<id>  switched atomically (symlink to a temp name, then rename)
+ *   <root>/<app>/slots/<name> -> ../releases/<id>
+ *   <root>/<app>/shared/                  state that outlives releases, linked into each
+ *   <root>/.turnout/blobs/<sha256>        the host's blob cache
+ *
+ * A half-staged release is never visible under its final name: staging
+ * happens in `releases/.staging-<id>-<nonce>` and is renamed when complete.
+ * Every operation validates app names, release ids, slot names and artifact
+ * paths on the host side too.
+ */
+export type HostLog = (line: string) => void;
+
+/** Where a host gets the blobs it lacks. */
+export interface BlobSource {
+  open(sha256: string): Promise<Readable>;
+}
+
+export interface StageSpec {
+  app: string;
+  releaseId: string;
+  manifest: ArtifactManifest;
+  /** Paths inside the release replaced by links to <root>/<app>/shared/<path>. */
+  shared: string[];
+  /** argv run in the staged release before it is renamed into place; non-zero fails staging. */
+  beforeSwitch?: string[];
+  env: Record<string, string>;
+  timeoutMs: number;
+}
+
+export interface StageResult {
+  /** false: the release was already staged (nothing done). */
+  staged: boolean;
+  blobsFetched: number;
+  bytesFetched: number;
+}
+
+export interface HostOps {
+  readonly name: string;
+  stage(spec: StageSpec, blobs: BlobSource, log: HostLog, signal: AbortSignal): Promise<StageResult>;
+  /** Points `slot` ("current" or a slot name) at a staged release, atomically; returns what it pointed at before. */
+  switchTo(app: string, releaseId: string, slot: string): Promise<{ previous: string | null }>;
+  /** Points `current` where `slot` points, atomically; returns the previous and new targets. */
+  promoteSlot(app: string, slot: string): Promise<{ previous: string | null; current: string }>;
+  /** Runs argv in <root>/<app>/current (restart, depool, pool); resolves with the exit code. */
+  run(app: string, argv: string[], env: Record<string, string>, timeoutMs: number, log: HostLog, signal: AbortSignal): Promise<number>;
+  health(app: string, check: HealthCheckConfig, log: HostLog, signal: AbortSignal): Promise<boolean>;
+  /** Removes all but the newest `keep` releases; never one `current` or a slot points at. */
+  prune(app: string, keep: number): Promise<{ removed: string[] }>;
+  inventory(): Promise<HostAppInventory[]>;
+}
