@@ -74,3 +74,17 @@ export function collectName(kind: string): (value: string, previous?: string[]) 
   const parse = parseName(kind);
   return (value, previous = []) => [...previous, parse(value)];
 }
+
+/** `--component name=ref`, repeatable: component names follow app-name rules, refs are checked by the server. */
+export function collectComponentRef(
+  value: string,
+  previous: Record<string, string> = {},
+): Record<string, string> {
+  const eq = value.indexOf("=");
+  const name = eq > 0 ? value.slice(0, eq) : "";
+  const ref = eq > 0 ? value.slice(eq + 1) : "";
+  if (!isValidName(name) || ref.length === 0) {
+    throw new InvalidArgumentError(`expected COMPONENT=REF (e.g. web-ui=v1.2.0), got '${value}'`);
+  }
+  return { ...previous, [name]: ref };
+}

@@ -8,8 +8,10 @@ import {
   type GithubConfig,
   PRIMARY_COMPONENT,
   type RepoAuth,
+  type ShellDeployConfig,
 } from "../domain/app-config.js";
 import { parseDuration } from "../domain/duration.js";
+import { type FleetDeployConfig, parseAmount } from "../domain/fleet.js";
 import type { LoadOptions } from "./manifest-loader.js";
 import type { ManifestInput } from "./manifest-schema.js";
 
@@ -101,15 +103,8 @@ export function toAppConfig(
       branches,
       autoDeploy: env.auto_deploy,
       ...(env.checks || env.check_command ? { checks: toChecks(env) } : {}),
-      deploy: {
-        provider: "shell",
-        ...(d.command ? { command: d.command } : {}),
-        ...(d.script ? { script: d.script } : {}),
-        timeoutMs: d.timeout !== undefined ? parseDuration(d.timeout) : options.defaultTimeoutMs,
-        idleTimeoutMs:
-          d.idle_timeout !== undefined ? parseDuration(d.idle_timeout) : options.defaultIdleTimeoutMs,
-        env: d.env ?? {},
-      },
+      selfHeal: env.self_heal === true,
+      deploy: d.provider === "fleet" ? toFleetDeploy(d, options) : toShellDeploy(d, options),
     };
   }
 
@@ -139,6 +134,86 @@ export function toAppConfig(
     secretEnv,
     environments,
     source: file,
+  };
+}
+
+type DeployInput = ManifestInput["environments"][string]["deploy"];
+
+function toShellDeploy(
+  d: Extract<DeployInput, { provider: "shell" }>,
+  options: LoadOptions,
+): ShellDeployConfig {
+  return {
+    provider: "shell",
+    ...(d.command ? { command: d.command } : {}),
+    ...(d.script ? { script: d.script } : {}),
+    timeoutMs: d.timeout !== undefined ? parseDuration(d.timeout) : options.defaultTimeoutMs,
+    idleTimeoutMs:
+      d.idle_timeout !== undefined ? parseDuration(d.idle_timeout) : options.defaultIdleTimeoutMs,
+    env: d.env ?? {},
+  };
+}
+
+const DEFAULT_KEEP_RELEASES = 5;
+
+function toFleetDeploy(
+  d: Extract<DeployInput, { provider: "fleet" }>,
+  options: LoadOptions,
+): FleetDeployConfig {
+  const s = d.strategy ?? {};
+  return {
+    provider: "fleet",
+    hostLabels: d.hosts?.labels ?? null,
+    ssh: (d.ssh ?? []).map((h) => ({
+      name: h.name,
+      address: h.address,
+      port: h.port,
+      user: h.user,
+      keyFile: h.key_file,
+      knownHostsFile: h.known_hosts_file,
+      root: h.root,
+      labels: h.labels ?? {},
+    })),
+    ...(d.build || d.build_script
+      ? {
+          build: {
+            ...(d.build ? { command: d.build } : {}),
+            ...(d.build_script ? { script: d.build_script } : {}),
+          },
+        }
+      : {}),
+    artifactPath: d.artifact ?? ".",
+    shared: d.shared ?? [],
+    ...(d.before_switch ? { beforeSwitch: d.before_switch } : {}),
+    ...(d.restart ? { restart: d.restart } : {}),
+    ...(d.depool ? { depool: d.depool } : {}),
+    ...(d.pool ? { pool: d.pool } : {}),
+    ...(d.health
+      ? {
+          health: {
+            ...(d.health.http ? { http: d.health.http } : {}),
+            ...(d.health.command ? { command: d.health.command } : {}),
+            retries: d.health.retries ?? 3,
+            intervalMs: parseDuration(d.health.interval ?? "2s"),
+            timeoutMs: parseDuration(d.health.timeout ?? "5s"),
+          },
+        }
+      : {}),
+    strategy: {
+      canary: parseAmount(s.canary ?? 0, "strategy.canary"),
+      batch: parseAmount(s.batch ?? "100%", "strategy.batch"),
+      failureLimit: parseAmount(s.failure_limit ?? 0, "strategy.failure_limit"),
+      bakeMs: parseDuration(s.bake ?? "0s"),
+      approval: s.approval === true,
+      approvalTimeoutMs: parseDuration(s.approval_timeout ?? "1h"),
+      stageConcurrency: s.concurrency ?? 10,
+    },
+    keepReleases: d.keep_releases ?? DEFAULT_KEEP_RELEASES,
+    selfHeal: false,
+    timeoutMs: d.timeout !== undefined ? parseDuration(d.timeout) : options.defaultTimeoutMs,
+    idleTimeoutMs:
+      d.idle_timeout !== undefined ? parseDuration(d.idle_timeout) : options.defaultIdleTimeoutMs,
+    env: d.env ?? {},
   };
 }
 

@@ -24,7 +24,7 @@ const argv = z
 
 const shellDeploy = z
   .object({
-    provider: z.literal("shell", { message: "provider must be 'shell' (the only provider of this version)" }),
+    provider: z.literal("shell"),
     command: argv.optional(),
     script: z.string().min(1).optional(),
     timeout: duration.optional(),
@@ -34,6 +34,87 @@ const shellDeploy = z
   .strict()
   .refine((d) => (d.command === undefined) !== (d.script === undefined), {
     message: "give exactly one of `command` (argv) or `script`",
+  });
+
+const amount = z.union([
+  z.number().int().min(0),
+  z.string().regex(/^[0-9]{1,3}(\.[0-9]+)?%$|^[0-9]+$/, 'a count (3) or a percentage ("25%")'),
+]);
+const relativePath = z
+  .string()
+  .min(1)
+  .refine((p) => !p.startsWith("/") && !p.split("/").some((part) => part === ".." || part === ""), {
+    message: "a relative path inside the tree (no '..', not absolute)",
+  });
+
+const sshHost = z
+  .object({
+    name: z.string().regex(NAME, "host names use lowercase letters, digits and '-'"),
+    address: z.string().regex(/^[A-Za-z0-9.:-]+$/, "a host name or IP address"),
+    port: z.number().int().min(1).max(65535).default(22),
+    user: z.string().regex(/^[a-z_][a-z0-9_-]*$/i, "a user name"),
+    key_file: z.string().min(1),
+    known_hosts_file: z.string().min(1),
+    root: z
+      .string()
+      .regex(/^\/[A-Za-z0-9/._-]*$/, "an absolute path")
+      .default("/srv/turnout"),
+    labels: z.record(z.string(), z.string()).optional(),
+  })
+  .strict();
+
+const fleetDeploy = z
+  .object({
+    provider: z.literal("fleet"),
+    hosts: z
+      .object({ labels: z.record(z.string(), z.string()) })
+      .strict()
+      .optional(),
+    ssh: z.array(sshHost).optional(),
+    build: argv.optional(),
+    build_script: z.string().min(1).optional(),
+    artifact: relativePath.or(z.literal(".")).optional(),
+    shared: z.array(relativePath).optional(),
+    before_switch: argv.optional(),
+    restart: argv.optional(),
+    depool: argv.optional(),
+    pool: argv.optional(),
+    health: z
+      .object({
+        http: z.string().url().optional(),
+        command: argv.optional(),
+        retries: z.number().int().min(0).max(100).optional(),
+        interval: duration.optional(),
+        timeout: duration.optional(),
+      })
+      .strict()
+      .refine((h) => (h.http === undefined) !== (h.command === undefined), {
+        message: "give exactly one of `http` or `command`",
+      })
+      .optional(),
+    strategy: z
+      .object({
+        canary: amount.optional(),
+        batch: amount.optional(),
+        failure_limit: amount.optional(),
+        bake: duration.optional(),
+        approval: z.boolean().optional(),
+        approval_timeout: duration.optional(),
+        concurrency: z.number().int().min(1).max(256).optional(),
+      })
+      .strict()
+      .optional(),
+    keep_releases: z.number().int().min(1).max(100).optional(),
+    timeout: duration.optional(),
+    idle_timeout: duration.optional(),
+    env: z.record(envVarName, z.string()).optional(),
+  })
+  .strict()
+  .refine((d) => d.hosts !== undefined || (d.ssh?.length ?? 0) > 0, {
+    message: "a fleet needs `hosts: {labels: …}` (agents), `ssh: [...]` hosts, or both",
+  })
+  .refine((d) => d.build === undefined || d.build_script === undefined, {
+    message: "give at most one of `build` (argv) or `build_script`",
   });
 
 const auth = z
@@ -56,7 +137,11 @@ const environment = z
     check_command: argv.optional(),
     checks_timeout: duration.optional(),
     checks_poll: duration.optional(),
-    deploy: shellDeploy,
+    /** Bring drifted or newly joined fleet hosts to the environment's release by itself. */
+    self_heal: z.boolean().optional(),
+    deploy: z.discriminatedUnion("provider", [shellDeploy, fleetDeploy], {
+      message: "provider must be 'shell' or 'fleet'",
+    }),
   })
   .strict();
 

@@ -1,3 +1,5 @@
+import type { FleetDeployConfig } from "./fleet.js";
+
 /**
  * An app as the manifests describe it, after validation: what the engine and
  * the providers work from. (The YAML form and its validation live in config/.)
@@ -25,7 +27,7 @@ export interface ShellDeployConfig {
   env: Record<string, string>;
 }
 
-export type DeployConfig = ShellDeployConfig;
+export type DeployConfig = ShellDeployConfig | FleetDeployConfig;
 
 /**
  * A CI gate: the deploy waits (status `waiting`, phase `checks`) until every
@@ -58,6 +60,8 @@ export interface EnvironmentConfig {
   /** Branch of every component, primary included. */
   branches: Record<string, string>;
   autoDeploy: boolean;
+  /** Fleets: bring drifted or newly joined hosts to the environment's release by themselves. */
+  selfHeal: boolean;
   checks?: ChecksConfig;
   deploy: DeployConfig;
 }

@@ -43,7 +43,10 @@ export function isSha256(value: string): boolean {
 /** Throws E_VALIDATION unless `path` is a clean relative path inside the tree. */
 export function assertEntryPath(path: string): string {
   const problem = entryPathProblem(path);
-  if (problem) throw new TurnoutError("E_VALIDATION", `unsafe artifact path ${JSON.stringify(path)}: ${problem}`, { path });
+  if (problem)
+    throw new TurnoutError("E_VALIDATION", `unsafe artifact path ${JSON.stringify(path)}: ${problem}`, {
+      path,
+    });
   return path;
 }
 
@@ -87,14 +90,21 @@ export function assertManifest(manifest: ArtifactManifest): ArtifactManifest {
   let previous = "";
   for (const entry of manifest.entries) {
     assertEntryPath(entry.path);
-    if (entry.path <= previous) throw new TurnoutError("E_VALIDATION", `artifact manifest not sorted at ${entry.path}`);
+    if (entry.path <= previous)
+      throw new TurnoutError("E_VALIDATION", `artifact manifest not sorted at ${entry.path}`);
     previous = entry.path;
-    if (entry.type === "file" && (!isSha256(entry.sha256) || !Number.isInteger(entry.size) || entry.size < 0)) {
+    if (
+      entry.type === "file" &&
+      (!isSha256(entry.sha256) || !Number.isInteger(entry.size) || entry.size < 0)
+    ) {
       throw new TurnoutError("E_VALIDATION", `bad file entry ${entry.path}`);
     }
     if (entry.type === "symlink") {
       const problem = linkProblem(entry.path, entry.target);
-      if (problem) throw new TurnoutError("E_VALIDATION", `unsafe symlink ${entry.path}: ${problem}`, { path: entry.path });
+      if (problem)
+        throw new TurnoutError("E_VALIDATION", `unsafe symlink ${entry.path}: ${problem}`, {
+          path: entry.path,
+        });
     }
   }
   return manifest;

@@ -26,6 +26,7 @@ export const TRIGGERS = [
   "chat",
   "rollback",
   "promote",
+  "reconcile",
 ] as const;
 export type Trigger = (typeof TRIGGERS)[number];
 
@@ -43,6 +44,10 @@ export const FAILURE_CODES = [
   "internal",
   "E_CHECKS_FAILED",
   "E_CHECKS_TIMEOUT",
+  "E_STAGE_FAILED",
+  "E_ROLLED_BACK",
+  "E_NO_HOSTS",
+  "E_APPROVAL",
 ] as const;
 export type FailureCode = (typeof FAILURE_CODES)[number];
 
@@ -77,6 +82,12 @@ export interface Deploy {
   startedAt: string | null;
   finishedAt: string | null;
   cancelRequested: boolean;
+  /** Fleets: the slot this deploy points (null: `current`). */
+  slot: string | null;
+  /** Fleets: an uploaded artifact deployed instead of building one. */
+  artifact: string | null;
+  /** Fleets: a deploy waiting after its canary — requested, approved or aborted. */
+  approval: string | null;
 }
 
 export function deployLabel(d: Pick<Deploy, "app" | "env" | "number">): string {
@@ -94,7 +105,8 @@ export function isActive(status: DeployStatus): boolean {
 const TRANSITIONS: Record<DeployStatus, readonly DeployStatus[]> = {
   queued: ["waiting", "running", "cancelled", "failed"],
   waiting: ["running", "failed", "cancelled"],
-  running: ["succeeded", "failed", "cancelled"],
+  // running → waiting: a gate (CI checks, approval) holds a claimed deploy.
+  running: ["waiting", "succeeded", "failed", "cancelled"],
   succeeded: [],
   failed: [],
   cancelled: [],

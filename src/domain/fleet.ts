@@ -125,7 +125,10 @@ export function failureBudget(limit: Amount, total: number): number {
  * The switch order: the canary batch first (at least one host when a canary
  * is asked for), then batches of `batch` hosts (at least one).
  */
-export function planBatches<T>(hosts: readonly T[], strategy: Pick<StrategyConfig, "canary" | "batch">): T[][] {
+export function planBatches<T>(
+  hosts: readonly T[],
+  strategy: Pick<StrategyConfig, "canary" | "batch">,
+): T[][] {
   const batches: T[][] = [];
   let rest = [...hosts];
   const canary = Math.min(rest.length, amountOf(strategy.canary, hosts.length));
@@ -149,7 +152,10 @@ export function parseAmount(value: string | number, field: string): Amount {
     if (match && Number(match[1]) <= 100) return { percent: Number(match[1]) };
     if (/^[0-9]+$/.test(value.trim())) return { count: Number(value) };
   }
-  throw new TurnoutError("E_VALIDATION", `${field}: expected a count (3) or a percentage ("25%"), got ${JSON.stringify(value)}`);
+  throw new TurnoutError(
+    "E_VALIDATION",
+    `${field}: expected a count (3) or a percentage ("25%"), got ${JSON.stringify(value)}`,
+  );
 }
 
 /** Whether a host's labels include every wanted label. */

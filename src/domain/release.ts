@@ -12,6 +12,8 @@ export interface Release {
   configRevision: string;
   /** The environment settings the release was deployed with, so a rollback brings back exactly this. */
   environmentConfig: unknown;
+  /** Fleet releases: the artifact's digest (hosts hold it as releases/<first 16 hex>). */
+  artifact: string | null;
   createdAt: string;
 }
 

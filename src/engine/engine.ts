@@ -147,7 +147,14 @@ export class Engine implements EngineApi {
       { primary: request.ref, others: request.refs },
       { fetch: true },
     );
+    // Forcing past a CI gate, like past a lock, is an admin's call.
     const skipsChecks = force && environment.checks !== undefined;
+    if (skipsChecks && principal.role !== "admin") {
+      throw new TurnoutError(
+        "E_FORBIDDEN",
+        `only an admin may force a deploy past the checks of ${app.name}/${environment.name}`,
+      );
+    }
     const deploy = await this.options.store.deploys.create(
       {
         app: app.name,

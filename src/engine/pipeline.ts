@@ -2,13 +2,15 @@ import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { waitForChecks } from "../checks/gate.js";
 import type { GithubChecks } from "../checks/github-checks.js";
-import type { AppConfig, EnvironmentConfig } from "../domain/app-config.js";
+import type { AppConfig, EnvironmentConfig, ShellDeployConfig } from "../domain/app-config.js";
 import { type Deploy, deployLabel, type FailureCode } from "../domain/deploy.js";
 import { formatDuration } from "../domain/duration.js";
 import { isTurnoutError } from "../domain/errors.js";
 import { releaseFingerprint } from "../domain/fingerprint.js";
+import type { FleetDeployConfig } from "../domain/fleet.js";
 import { placeholderValues, substitute } from "../domain/placeholders.js";
 import type { GitMirrors } from "../git/mirrors.js";
+import { type FleetDeps, runFleetDeploy } from "../providers/fleet/fleet-provider.js";
 import type { RunResult } from "../providers/process-runner.js";
 import { commandEnvironment, runShellDeploy } from "../providers/shell/shell-provider.js";
 import { remoteOf } from "./components.js";
@@ -33,10 +35,14 @@ export interface PipelineContext {
   signal: AbortSignal;
   setPhase(phase: string, status?: "waiting" | "running"): Promise<void>;
   setPid(pid: number | null): Promise<void>;
+  /** Fleet deploys: where artifacts, agents and SSH hosts come from (absent: shell only). */
+  fleet?: FleetDeps | undefined;
+  /** Fleet deploys with `approval`: waits for `turnout approve|abort`. */
+  awaitApproval(timeoutMs: number): Promise<"approved" | "aborted" | "timeout">;
 }
 
 export type PipelineOutcome =
-  | { status: "succeeded"; fingerprint: string }
+  | { status: "succeeded"; fingerprint: string; artifact?: string }
   | { status: "failed"; errorCode: FailureCode; errorMessage: string }
   | { status: "cancelled"; errorMessage: string };
 
@@ -61,31 +67,16 @@ export async function runPipeline(ctx: PipelineContext): Promise<PipelineOutcome
     if (gate) return gate;
 
     await ctx.setPhase("deploy", "running");
-    const config = ctx.environment.deploy;
-    log.line(
-      config.command
-        ? `==> running ${JSON.stringify(config.command)}`
-        : "==> running the deploy script (bash)",
-    );
-    const result = await runShellDeploy({
-      app: ctx.app,
-      config,
-      deploy,
-      workspace: workspaceDir,
-      baseEnv: ctx.baseEnv,
-      killGraceMs: ctx.killGraceMs,
-      signal: ctx.signal,
-      onOutput: (text) => log.write(text),
-      onSpawn: (pid) => void ctx.setPid(pid),
-    });
-    await ctx.setPid(null);
-    const outcome = outcomeOf(result, config.timeoutMs, config.idleTimeoutMs);
+    const fingerprint = releaseFingerprint(deploy.components, deploy.configRevision);
+    const outcome =
+      ctx.environment.deploy.provider === "fleet"
+        ? await runFleetStep(ctx, ctx.environment.deploy, workspaceDir, fingerprint)
+        : await runShellStep(ctx, ctx.environment.deploy, workspaceDir);
     if (outcome.status === "succeeded") {
-      const fingerprint = releaseFingerprint(deploy.components, deploy.configRevision);
       log.line(
         `==> succeeded in ${formatDuration(Date.now() - started)} (release ${fingerprint.slice(0, 12)})`,
       );
-      return { status: "succeeded", fingerprint };
+      return { ...outcome, fingerprint };
     }
     if (outcome.status === "failed") log.line(`==> failed: ${outcome.errorMessage}`);
     return outcome;
@@ -98,6 +89,63 @@ export async function runPipeline(ctx: PipelineContext): Promise<PipelineOutcome
   } finally {
     await rm(workspaceDir, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+type StepOutcome =
+  | { status: "succeeded"; artifact?: string }
+  | Exclude<PipelineOutcome, { status: "succeeded" }>;
+
+async function runShellStep(
+  ctx: PipelineContext,
+  config: ShellDeployConfig,
+  workspace: string,
+): Promise<StepOutcome> {
+  ctx.log.line(
+    config.command ? `==> running ${JSON.stringify(config.command)}` : "==> running the deploy script (bash)",
+  );
+  const result = await runShellDeploy({
+    app: ctx.app,
+    config,
+    deploy: ctx.deploy,
+    workspace,
+    baseEnv: ctx.baseEnv,
+    killGraceMs: ctx.killGraceMs,
+    signal: ctx.signal,
+    onOutput: (text) => ctx.log.write(text),
+    onSpawn: (pid) => void ctx.setPid(pid),
+  });
+  await ctx.setPid(null);
+  return outcomeOf(result, config.timeoutMs, config.idleTimeoutMs);
+}
+
+async function runFleetStep(
+  ctx: PipelineContext,
+  config: FleetDeployConfig,
+  workspace: string,
+  fingerprint: string,
+): Promise<StepOutcome> {
+  if (!ctx.fleet)
+    return {
+      status: "failed",
+      errorCode: "internal",
+      errorMessage: "this server has no fleet support configured",
+    };
+  const outcome = await runFleetDeploy(ctx.fleet, {
+    deploy: ctx.deploy,
+    app: ctx.app,
+    config,
+    workspace,
+    env: commandEnvironment({ app: ctx.app, config, deploy: ctx.deploy, workspace, baseEnv: ctx.baseEnv }),
+    killGraceMs: ctx.killGraceMs,
+    log: (line) => ctx.log.line(line),
+    write: (text) => ctx.log.write(text),
+    signal: ctx.signal,
+    fingerprint,
+    repair: ctx.deploy.trigger === "reconcile" || ctx.deploy.trigger === "rollback",
+    setPhase: ctx.setPhase,
+    awaitApproval: ctx.awaitApproval,
+  });
+  return outcome.status === "succeeded" ? { status: "succeeded", artifact: outcome.artifact } : outcome;
 }
 
 function describeTarget({ app, deploy }: PipelineContext): string {
@@ -164,11 +212,7 @@ async function runGate(ctx: PipelineContext, workspace: string): Promise<Pipelin
   return { status: "failed", errorCode: outcome.code, errorMessage: outcome.message };
 }
 
-function outcomeOf(
-  result: RunResult,
-  timeoutMs: number,
-  idleTimeoutMs: number,
-): { status: "succeeded" } | Exclude<PipelineOutcome, { status: "succeeded" }> {
+function outcomeOf(result: RunResult, timeoutMs: number, idleTimeoutMs: number): StepOutcome {
   switch (result.reason) {
     case "exit":
       if (result.exitCode === 0) return { status: "succeeded" };

@@ -7,6 +7,7 @@ import { type Deploy, deployLabel } from "../domain/deploy.js";
 import { freeSlots } from "../domain/queue-policy.js";
 import { SecretMasker } from "../domain/secrets.js";
 import type { GitMirrors } from "../git/mirrors.js";
+import type { FleetDeps } from "../providers/fleet/fleet-provider.js";
 import type { Store } from "../store/store.js";
 import { primarySha } from "./components.js";
 import type { EventHub } from "./event-hub.js";
@@ -34,6 +35,8 @@ export interface WorkerOptions {
   logFlushMs: number;
   baseEnv: Record<string, string>;
   secrets: string[];
+  /** Fleet deploys' dependencies (artifacts, agents, SSH); absent: shell deploys only. */
+  fleet?: FleetDeps | undefined;
   report(error: unknown): void;
 }
 
@@ -176,6 +179,8 @@ export class Worker {
             hub.emit({ type: "status", deploy: shown });
           },
           setPid: (pid) => store.deploys.update(deploy.id, owner, { pid }),
+          fleet: this.options.fleet,
+          awaitApproval: (timeoutMs) => awaitApproval(store, deploy.id, timeoutMs, controller.signal),
         });
       }
     } finally {
@@ -193,7 +198,13 @@ export class Worker {
       errorCode: outcome.status === "failed" ? outcome.errorCode : null,
       errorMessage: outcome.status === "succeeded" ? null : outcome.errorMessage,
       ...(outcome.status === "succeeded" && target
-        ? { release: { fingerprint: outcome.fingerprint, environmentConfig: target.environment } }
+        ? {
+            release: {
+              fingerprint: outcome.fingerprint,
+              environmentConfig: target.environment,
+              artifact: outcome.artifact ?? null,
+            },
+          }
         : {}),
     });
     hub.emit({ type: "status", deploy: finished });
@@ -239,4 +250,25 @@ export class Worker {
     const environment = recorded ?? app.environments[deploy.env];
     return environment ? { app, environment, pinned: recorded !== null } : undefined;
   }
+}
+
+/**
+ * Waits for `turnout approve|abort` on a deploy. The answer is read from the
+ * store, so it may come through any server process.
+ */
+async function awaitApproval(
+  store: Store,
+  deployId: number,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<"approved" | "aborted" | "timeout"> {
+  await store.fleet.requestApproval(deployId);
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (signal.aborted) return "aborted";
+    const { state } = await store.fleet.approval(deployId);
+    if (state === "approved" || state === "aborted") return state;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return "timeout";
 }

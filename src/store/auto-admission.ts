@@ -16,12 +16,14 @@ import type { Schema } from "./schema.js";
  *   with the same commits, is not deployed again;
  * - commits a rollback moved away from are not brought back until a newer
  *   commit arrives;
+ * - commits whose last deploy here failed or was cancelled are not retried by
+ *   themselves (a person may deploy them again; a newer commit goes ahead);
  * - a queued auto-deploy is replaced by the newer one instead of queueing a
  *   second (coalescing); deploys someone asked for are never replaced.
  */
 export type AutoOutcome =
   | { outcome: "created" | "replaced"; deploy: Deploy }
-  | { outcome: "skipped"; why: "locked" | "current" | "rolled-back" | "active" | "queued" };
+  | { outcome: "skipped"; why: "locked" | "current" | "rolled-back" | "active" | "queued" | "failed" };
 
 /** Deploys nobody asked for by hand: the ones a newer commit may replace while queued. */
 export const AUTOMATIC_TRIGGERS = ["auto", "webhook", "push"] as const;
@@ -81,6 +83,19 @@ export class AutoAdmission {
         )
           continue;
         return { outcome: "skipped", why: row.status === "queued" ? "queued" : "active" };
+      }
+      if (!request.configChanged) {
+        const last = await trx
+          .selectFrom("deploys")
+          .select(["status", "components"])
+          .where("app", "=", request.app)
+          .where("env", "=", request.env)
+          .where("status", "in", ["succeeded", "failed", "cancelled"])
+          .orderBy("id", "desc")
+          .limit(20)
+          .execute();
+        const lastOfThese = last.find((row) => canonical(JSON.parse(row.components)) === wanted);
+        if (lastOfThese && lastOfThese.status !== "succeeded") return { outcome: "skipped", why: "failed" };
       }
       const queuedAuto = pending.find(
         (row) => row.status === "queued" && (AUTOMATIC_TRIGGERS as readonly string[]).includes(row.trigger),

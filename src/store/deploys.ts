@@ -21,6 +21,10 @@ export interface NewDeploy {
   rollbackOf?: number | null;
   /** On a rollback: the components of the release being replaced. */
   rolledBackFrom?: Components | null;
+  /** Fleets: point this slot instead of `current`. */
+  slot?: string | null;
+  /** Fleets: deploy this uploaded artifact. */
+  artifact?: string | null;
   environmentConfig?: unknown;
 }
 
@@ -45,7 +49,7 @@ export interface Outcome {
   errorCode?: FailureCode | null;
   errorMessage?: string | null;
   /** For a success: the release to record and make current. */
-  release?: { fingerprint: string; environmentConfig: unknown };
+  release?: { fingerprint: string; environmentConfig: unknown; artifact?: string | null };
 }
 
 const ACTIVE = ["waiting", "running"] as const;
@@ -267,6 +271,7 @@ export class DeployStore {
             config_revision: row.config_revision,
             environment_config: toJson(outcome.release.environmentConfig),
             created_at: now,
+            artifact: outcome.release.artifact ?? null,
           })
           .returning("id")
           .executeTakeFirstOrThrow();
@@ -455,6 +460,8 @@ export async function insertDeploy(
       ignored_safeties: toJson(ignoredSafeties),
       rollback_of: input.rollbackOf ?? null,
       rolled_back_from: input.rolledBackFrom ? toJson(input.rolledBackFrom) : null,
+      slot: input.slot ?? null,
+      artifact: input.artifact ?? null,
       config_revision: input.configRevision,
       environment_config: input.environmentConfig === undefined ? null : toJson(input.environmentConfig),
       created_at: now,

@@ -38,6 +38,21 @@ export class ReleaseStore {
     return row ? toRelease(row) : undefined;
   }
 
+  /** The newest release deployed to a slot of an environment (fleets). */
+  async latestForSlot(app: string, env: string, slot: string): Promise<Release | undefined> {
+    const row = await this.db
+      .selectFrom("releases as r")
+      .innerJoin("deploys as d", "d.id", "r.deploy_id")
+      .selectAll("r")
+      .where("r.app", "=", app)
+      .where("r.env", "=", env)
+      .where("d.slot", "=", slot)
+      .orderBy("r.id", "desc")
+      .limit(1)
+      .executeTakeFirst();
+    return row ? toRelease(row) : undefined;
+  }
+
   async environment(app: string, env: string): Promise<EnvironmentState> {
     const row = await this.db
       .selectFrom("environments")

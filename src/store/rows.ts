@@ -47,6 +47,9 @@ export function toDeploy(row: Selectable<DeploysTable>): Deploy {
     startedAt: row.started_at,
     finishedAt: row.finished_at,
     cancelRequested: row.cancel_requested === 1,
+    slot: row.slot ?? null,
+    artifact: row.artifact ?? null,
+    approval: row.approval ?? null,
   };
 }
 
@@ -61,6 +64,7 @@ export function toRelease(row: Selectable<ReleasesTable>): Release {
     components: fromJson(row.components),
     configRevision: row.config_revision,
     environmentConfig: fromJson(row.environment_config),
+    artifact: row.artifact ?? null,
     createdAt: row.created_at,
   };
 }

@@ -42,6 +42,8 @@ export interface DeploysTable {
   slot: string | null;
   /** A pre-built (uploaded) artifact to deploy instead of building one. */
   artifact: string | null;
+  approval: string | null;
+  approval_by: string | null;
 }
 
 export interface EnvironmentsTable {

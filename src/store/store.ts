@@ -1,8 +1,11 @@
+import { ArtifactRecords } from "./artifacts.js";
 import { AuditStore } from "./audit.js";
 import { AutoAdmission } from "./auto-admission.js";
 import type { Capabilities } from "./capabilities.js";
 import { type Database, type DatabaseOptions, openDatabase } from "./database.js";
 import { DeployStore } from "./deploys.js";
+import { FleetStore } from "./fleet.js";
+import { HostStore } from "./hosts.js";
 import { LockStore } from "./locks.js";
 import { LogStore } from "./logs.js";
 import { OverviewStore } from "./overview.js";
@@ -21,6 +24,9 @@ export class Store {
   readonly overview: OverviewStore;
   readonly webhooks: WebhookStore;
   readonly autoDeploys: AutoAdmission;
+  readonly artifacts: ArtifactRecords;
+  readonly hosts: HostStore;
+  readonly fleet: FleetStore;
   readonly caps: Capabilities;
 
   private constructor(private readonly database: Database) {
@@ -35,6 +41,9 @@ export class Store {
     this.overview = new OverviewStore(db);
     this.webhooks = new WebhookStore(db, caps);
     this.autoDeploys = new AutoAdmission(db);
+    this.artifacts = new ArtifactRecords(db, caps);
+    this.hosts = new HostStore(db, caps);
+    this.fleet = new FleetStore(db);
   }
 
   static async open(options: DatabaseOptions): Promise<Store> {

@@ -52,3 +52,14 @@ describe("names and numbers", () => {
     for (const bad of ["0", "1.5", "x", "-1", ""]) expect(() => parsePositiveInt(bad)).toThrow();
   });
 });
+
+describe("--component name=ref", () => {
+  it("accepts component names with dashes and refs with '=' and '/'", async () => {
+    const { collectComponentRef } = await import("../../src/cli/args.js");
+    let refs = collectComponentRef("web-ui=release/1.2");
+    refs = collectComponentRef("core=a=b", refs);
+    expect(refs).toEqual({ "web-ui": "release/1.2", core: "a=b" });
+    expect(() => collectComponentRef("Web=main")).toThrow(/COMPONENT=REF/);
+    expect(() => collectComponentRef("core=")).toThrow(/COMPONENT=REF/);
+  });
+});

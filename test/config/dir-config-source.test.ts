@@ -4,6 +4,7 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DirConfigSource } from "../../src/config/dir-config-source.js";
 import type { LoadOptions } from "../../src/config/manifest-loader.js";
+import type { ShellDeployConfig } from "../../src/domain/app-config.js";
 
 /**
  * A configuration directory serves every valid manifest and reports the
@@ -91,7 +92,9 @@ describe("DirConfigSource", () => {
     expect(seen).toEqual([`${first.revision}→${now.revision}`]);
     expect([...now.apps.keys()].sort()).toEqual(["blog", "shop"]);
     expect(now.apps.get("shop")).toBe(first.apps.get("shop"));
-    expect(now.apps.get("blog")?.environments["staging"]?.deploy.command).toEqual(["printf", "{sha}"]);
+    expect(
+      (now.apps.get("blog")?.environments["staging"]?.deploy as ShellDeployConfig | undefined)?.command,
+    ).toEqual(["printf", "{sha}"]);
     expect(now.problems).toEqual([
       expect.objectContaining({
         file: path.join(dir, "shop.yaml"),

@@ -4,7 +4,7 @@ import path from "node:path";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { GitConfigSource } from "../../src/config/git-config-source.js";
 import type { LoadOptions } from "../../src/config/manifest-loader.js";
-import type { ConfigSnapshot } from "../../src/domain/app-config.js";
+import type { ConfigSnapshot, ShellDeployConfig } from "../../src/domain/app-config.js";
 import { GitMirrors } from "../../src/git/mirrors.js";
 import { withGitLog } from "../git/git-spy.js";
 import { makeRepo, startGitHttpServer, type TestRepo } from "../helpers/git-fixtures.js";
@@ -125,7 +125,7 @@ describe("GitConfigSource", () => {
     expect(seen).toEqual([[first, second]]);
     expect(config.current().revision).toBe(second);
     const deploy = config.current().apps.get("shop")?.environments["staging"]?.deploy;
-    expect(deploy?.command).toEqual(["printf", "{sha}"]);
+    expect((deploy as ShellDeployConfig | undefined)?.command).toEqual(["printf", "{sha}"]);
   });
 
   it("refuses a commit with any invalid manifest as a whole and keeps the last valid one active", async () => {
@@ -147,10 +147,10 @@ describe("GitConfigSource", () => {
     expect(changes).toEqual([]);
     expect(config.current().revision).toBe(good);
     expect(appNames(config.current())).toEqual(["blog", "shop"]);
-    expect(config.current().apps.get("blog")?.environments["staging"]?.deploy.command).toEqual([
-      "echo",
-      "{sha}",
-    ]);
+    expect(
+      (config.current().apps.get("blog")?.environments["staging"]?.deploy as ShellDeployConfig | undefined)
+        ?.command,
+    ).toEqual(["echo", "{sha}"]);
 
     const status = config.status();
     expect(status.revision).toBe(good);

@@ -108,6 +108,29 @@ describe.each(BACKENDS)("auto-deploy on %s", (backend) => {
     ]);
   });
 
+  it("does not retry a commit whose deploy failed until a newer commit arrives", async () => {
+    t = await startTurnout({
+      backend,
+      manifest: AUTO('if [ -f "$TURNOUT_WORKSPACE/BROKEN" ]; then exit 3; fi'),
+    });
+    await t.engine.poke("shop", "poll");
+    await settle(t);
+    const broken = await t.repo.commit({ BROKEN: "1\n" }, "broken");
+    await t.engine.poke("shop", "poll");
+    await settle(t);
+    await t.engine.poke("shop", "poll");
+    await t.engine.poke("shop", "poll");
+    await settle(t);
+    expect((await deploysOf(t)).map((d) => [d.sha, d.status])).toEqual([
+      [(await deploysOf(t))[0]!.sha, "succeeded"],
+      [broken, "failed"],
+    ]);
+    const fixed = await t.repo.commit({ BROKEN: null }, "fix");
+    await t.engine.poke("shop", "poll");
+    await settle(t);
+    expect((await deploysOf(t)).at(-1)).toMatchObject({ sha: fixed, status: "succeeded" });
+  });
+
   it("makes one deploy when a poll and a webhook race on the same commit", async () => {
     t = await startTurnout({ backend, manifest: AUTO() });
     await Promise.all([

@@ -91,6 +91,19 @@ environments:
     expect(await logOf(done.id)).toContain("ignoring safeties: checks");
   });
 
+  it("lets only admins force past the checks", async () => {
+    const deployer = (await t.api("POST", "/api/v1/tokens", { name: "dev", role: "deployer" })).body.token;
+    const refused = await t.api(
+      "POST",
+      "/api/v1/apps/shop/environments/staging/deploys",
+      { force: true },
+      deployer,
+    );
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.code).toBe("E_FORBIDDEN");
+    expect(await t.store.deploys.list({ limit: 5 })).toEqual([]);
+  });
+
   it("shows each pending commit's check state in the change preview", async () => {
     github.setStatus("acme/shop", t.repo.head, "ci/build", "success");
     github.setStatus("acme/shop", t.repo.head, "lint", "success");

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import type { DeployJson } from "../api-types.js";
-import { collectParam, parseName, parsePositiveInt } from "../args.js";
+import { collectComponentRef, collectParam, parseName, parsePositiveInt } from "../args.js";
 import { clientFor, envPath, printJson, println } from "../context.js";
 import { queuedLine } from "../output.js";
 import type { Kit } from "../program.js";
@@ -17,7 +17,11 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
     .argument("[ref]", "branch, tag or commit SHA")
     .option("--force", "deploy past a lock (admin only)")
     .option("--param <name=value>", "deploy parameter, repeatable", collectParam)
-    .option("--component <name=ref>", "multi-repo apps: ref of another component, repeatable", collectParam)
+    .option(
+      "--component <name=ref>",
+      "multi-repo apps: ref of another component, repeatable",
+      collectComponentRef,
+    )
     .option("--follow", "stream the log until the deploy finishes; exit 1 unless it succeeded")
     .action(
       action(

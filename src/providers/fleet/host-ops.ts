@@ -52,7 +52,14 @@ export interface HostOps {
   /** Points `current` where `slot` points, atomically; returns the previous and new targets. */
   promoteSlot(app: string, slot: string): Promise<{ previous: string | null; current: string }>;
   /** Runs argv in <root>/<app>/current (restart, depool, pool); resolves with the exit code. */
-  run(app: string, argv: string[], env: Record<string, string>, timeoutMs: number, log: HostLog, signal: AbortSignal): Promise<number>;
+  run(
+    app: string,
+    argv: string[],
+    env: Record<string, string>,
+    timeoutMs: number,
+    log: HostLog,
+    signal: AbortSignal,
+  ): Promise<number>;
   health(app: string, check: HealthCheckConfig, log: HostLog, signal: AbortSignal): Promise<boolean>;
   /** Removes all but the newest `keep` releases; never one `current` or a slot points at. */
   prune(app: string, keep: number): Promise<{ removed: string[] }>;

@@ -23,7 +23,11 @@ export async function up(db: Kysely<unknown>, caps: Capabilities): Promise<void>
     .addColumn("source", "text", (c) => c.notNull())
     .addColumn("created_at", "text", (c) => c.notNull())
     .execute();
-  await db.schema.createIndex("artifacts_fingerprint").on("artifacts").columns(["app", "fingerprint"]).execute();
+  await db.schema
+    .createIndex("artifacts_fingerprint")
+    .on("artifacts")
+    .columns(["app", "fingerprint"])
+    .execute();
 
   await withId("hosts")
     .addColumn("name", "text", (c) => c.notNull().unique())

@@ -1,0 +1,179 @@
+import type { AppConfig, EnvironmentConfig } from "../domain/app-config.js";
+import { hostReleaseId } from "../domain/artifact.js";
+import type { Deploy } from "../domain/deploy.js";
+import { TurnoutError } from "../domain/errors.js";
+import { labelsMatch } from "../domain/fleet.js";
+import { checkLock } from "../domain/lock.js";
+import { assertName } from "../domain/names.js";
+import type { Release } from "../domain/release.js";
+import { authorize, type Principal } from "../domain/roles.js";
+import type { Store } from "../store/store.js";
+
+/**
+ * The fleet side of the engine: which hosts an environment targets and
+ * whether they drifted, reconciling them, promoting a slot, answering
+ * approvals, and rolling back what an interrupted deploy switched.
+ */
+export interface FleetHostState {
+  name: string;
+  kind: "agent" | "ssh";
+  connected: boolean;
+  poolState: string;
+  lastSeenAt: string | null;
+  /** The release the host runs for this app (agents: as reported; SSH: as last switched). */
+  current: string | null;
+  /** The environment's release, as hosts name it. */
+  desired: string | null;
+  drifted: boolean;
+}
+
+type Target = { app: AppConfig; environment: EnvironmentConfig };
+
+export class FleetOps {
+  constructor(
+    private readonly store: Store,
+    private readonly announce: (deploy: Deploy) => void,
+  ) {}
+
+  async hosts(target: Target): Promise<FleetHostState[]> {
+    const config = fleetConfig(target);
+    const release = await this.store.releases.current(target.app.name, target.environment.name);
+    const desired = release?.artifact ? hostReleaseId(release.artifact) : null;
+    const recorded = new Map(
+      (await this.store.fleet.targets(target.app.name, target.environment.name)).map((t) => [t.hostId, t]),
+    );
+    const all = await this.store.hosts.list();
+    const sshNames = new Set(config.ssh.map((h) => h.name));
+    const mine = all.filter((h) =>
+      h.kind === "ssh"
+        ? sshNames.has(h.name)
+        : config.hostLabels !== null && labelsMatch(config.hostLabels, h.labels),
+    );
+    return mine.map((h) => {
+      const current =
+        h.kind === "agent"
+          ? (h.apps.find((a) => a.app === target.app.name)?.current ?? null)
+          : (recorded.get(h.id)?.actualRelease ?? null);
+      return {
+        name: h.name,
+        kind: h.kind,
+        connected: h.connected,
+        poolState: h.poolState,
+        lastSeenAt: h.lastSeenAt,
+        current,
+        desired,
+        drifted: desired !== null && current !== desired,
+      };
+    });
+  }
+
+  /** Brings drifted hosts to the environment's release: a deploy of that release that leaves hosts already on it alone. */
+  async reconcile(principal: Principal, target: Target, trigger: "reconcile" = "reconcile"): Promise<Deploy> {
+    authorize(principal, "deploy", target.app.name);
+    fleetConfig(target);
+    const release = await this.currentWithArtifact(target);
+    return this.enqueueRelease(principal, target, release, { trigger, slot: null });
+  }
+
+  /** Makes `current` point where `slot` points on every host: a `promote` deploy of the slot's release. */
+  async switchSlot(principal: Principal, target: Target, slot: string): Promise<Deploy> {
+    authorize(principal, "deploy", target.app.name);
+    assertName("slot", slot);
+    fleetConfig(target);
+    const release = await this.store.releases.latestForSlot(target.app.name, target.environment.name, slot);
+    if (!release?.artifact) {
+      throw new TurnoutError(
+        "E_NO_RELEASE",
+        `nothing was deployed to slot '${slot}' of ${target.app.name}/${target.environment.name}`,
+      );
+    }
+    return this.enqueueRelease(principal, target, release, { trigger: "promote", slot });
+  }
+
+  async answer(principal: Principal, deployId: number, answer: "approved" | "aborted"): Promise<Deploy> {
+    const deploy = await this.store.deploys.get(deployId);
+    authorize(principal, "deploy", deploy.app);
+    await this.store.fleet.answerApproval(deployId, answer, principal.name);
+    await this.store.audit.record({
+      actor: principal.name,
+      action: answer === "approved" ? "deploy.approve" : "deploy.abort",
+      app: deploy.app,
+      env: deploy.env,
+      details: { deploy: deploy.id },
+    });
+    return this.store.deploys.get(deployId);
+  }
+
+  /**
+   * After a fleet deploy was interrupted part-way, "roll back" means: put the
+   * hosts it switched back on the environment's release (still the one before
+   * it). Undefined when the newest deploy switched nothing.
+   */
+  async interruptedRepairTarget(target: Target): Promise<Release | undefined> {
+    if (target.environment.deploy.provider !== "fleet") return undefined;
+    const [latest] = await this.store.deploys.list({
+      app: target.app.name,
+      env: target.environment.name,
+      limit: 1,
+    });
+    if (!latest || latest.status !== "failed") return undefined;
+    const switched = (await this.store.fleet.deployHosts(latest.id)).some((h) => h.switched);
+    if (!switched) return undefined;
+    return (await this.store.releases.current(target.app.name, target.environment.name)) ?? undefined;
+  }
+
+  private async currentWithArtifact(target: Target): Promise<Release> {
+    const release = await this.store.releases.current(target.app.name, target.environment.name);
+    if (!release?.artifact) {
+      throw new TurnoutError(
+        "E_NO_RELEASE",
+        `${target.app.name}/${target.environment.name} has no fleet release yet`,
+      );
+    }
+    return release;
+  }
+
+  private async enqueueRelease(
+    principal: Principal,
+    target: Target,
+    release: Release,
+    options: { trigger: "reconcile" | "promote"; slot: string | null },
+  ): Promise<Deploy> {
+    const primary = target.app.components[0]!.name;
+    const sha = release.components[primary] ?? Object.values(release.components)[0]!;
+    const deploy = await this.store.deploys.create(
+      {
+        app: target.app.name,
+        env: target.environment.name,
+        trigger: options.trigger,
+        user: principal.name,
+        ref: sha,
+        sha,
+        components: release.components,
+        params: {},
+        force: false,
+        configRevision: release.configRevision,
+        environmentConfig: release.environmentConfig,
+        artifact: release.artifact,
+        slot: options.slot,
+      },
+      (lock) => {
+        const { ignoredSafeties } = checkLock(lock, principal, false);
+        return { ignoredSafeties: [...ignoredSafeties, ...(target.environment.checks ? ["checks"] : [])] };
+      },
+    );
+    this.announce(deploy);
+    return deploy;
+  }
+}
+
+function fleetConfig(target: Target) {
+  const deploy = target.environment.deploy;
+  if (deploy.provider !== "fleet") {
+    throw new TurnoutError(
+      "E_VALIDATION",
+      `${target.app.name}/${target.environment.name} does not deploy to a fleet`,
+    );
+  }
+  return deploy;
+}

@@ -1,0 +1,216 @@
+import path from "node:path";
+import type { Readable } from "node:stream";
+import type { AppConfig } from "../../domain/app-config.js";
+import { type ArtifactManifest, hostReleaseId } from "../../domain/artifact.js";
+import type { Deploy, FailureCode } from "../../domain/deploy.js";
+import { formatDuration } from "../../domain/duration.js";
+import type { FleetDeployConfig, Host, SshHostConfig } from "../../domain/fleet.js";
+import { labelsMatch } from "../../domain/fleet.js";
+import type { Store } from "../../store/store.js";
+import { runProcess } from "../process-runner.js";
+import type { BlobSource, HostLog, HostOps } from "./host-ops.js";
+import { type FleetTarget, orchestrate } from "./orchestrator.js";
+
+/**
+ * The `fleet` provider: build in the workspace, turn the result into a
+ * content-addressed artifact (or reuse the one built for the same fingerprint,
+ * or take an uploaded one), pick the environment's hosts (agents by labels,
+ * SSH hosts by address) and hand them to the orchestrator.
+ */
+export interface ArtifactSource {
+  fromDirectory(
+    dir: string,
+    options?: { exclude?: string[] },
+  ): Promise<{ digest: string; manifest: ArtifactManifest; files: number; bytes: number }>;
+  manifest(digest: string): Promise<ArtifactManifest>;
+  openBlob(sha256: string): Promise<Readable>;
+}
+
+export interface AgentDirectory {
+  /** Every agent host the server knows, connected or not. */
+  hosts(): Promise<Host[]>;
+  opsFor(name: string): HostOps | undefined;
+}
+
+export interface SshConnector {
+  open(config: SshHostConfig): HostOps & { close(): Promise<void> };
+}
+
+export interface FleetDeps {
+  store: Store;
+  artifacts: ArtifactSource;
+  agents: AgentDirectory;
+  ssh: SshConnector;
+}
+
+export interface FleetRun {
+  deploy: Deploy;
+  app: AppConfig;
+  config: FleetDeployConfig;
+  workspace: string;
+  env: Record<string, string>;
+  killGraceMs: number;
+  log: HostLog;
+  write(text: string): void;
+  signal: AbortSignal;
+  fingerprint: string;
+  /** Repairs (reconcile, rollback after an interrupt) skip hosts already on the release. */
+  repair: boolean;
+  setPhase(phase: string, status?: "waiting" | "running"): Promise<void>;
+  awaitApproval(timeoutMs: number): Promise<"approved" | "aborted" | "timeout">;
+}
+
+export type FleetOutcome =
+  | { status: "succeeded"; artifact: string }
+  | { status: "failed"; errorCode: FailureCode; errorMessage: string }
+  | { status: "cancelled"; errorMessage: string };
+
+export async function runFleetDeploy(deps: FleetDeps, run: FleetRun): Promise<FleetOutcome> {
+  const { deploy, config, log } = run;
+  const artifact = await artifactFor(deps, run);
+  if ("status" in artifact) return artifact;
+  const releaseId = hostReleaseId(artifact.digest);
+  const manifest = await deps.artifacts.manifest(artifact.digest);
+  const blobs: BlobSource = { open: (sha) => deps.artifacts.openBlob(sha) };
+
+  const { targets, close } = await targetsFor(deps, run);
+  try {
+    const outcome = await orchestrate({
+      deploy,
+      releaseId,
+      manifest,
+      blobs,
+      config,
+      slot: deploy.slot ?? "current",
+      targets,
+      skipHostsOnRelease: run.repair,
+      fleet: deps.store.fleet,
+      log,
+      signal: run.signal,
+      env: run.env,
+      runOnServer: (argv, host) => runOnServer(run, argv, host),
+      awaitApproval: run.awaitApproval,
+      setPhase: run.setPhase,
+    });
+    if (outcome.ok) {
+      log(
+        `==> ${outcome.switched} host(s) switched to ${releaseId}${outcome.skipped ? `, ${outcome.skipped} already on it` : ""}`,
+      );
+      return { status: "succeeded", artifact: artifact.digest };
+    }
+    if (outcome.code === "cancelled") return { status: "cancelled", errorMessage: outcome.message };
+    return { status: "failed", errorCode: outcome.code, errorMessage: outcome.message };
+  } finally {
+    await close();
+  }
+}
+
+async function artifactFor(deps: FleetDeps, run: FleetRun): Promise<{ digest: string } | FleetOutcome> {
+  const { deploy, log } = run;
+  if (deploy.artifact) {
+    log(`==> deploying the uploaded artifact ${deploy.artifact.slice(0, 12)}`);
+    return { digest: deploy.artifact };
+  }
+  const known = await deps.store.artifacts.byFingerprint(deploy.app, run.fingerprint);
+  if (known) {
+    log(`==> reusing artifact ${known.digest.slice(0, 12)} built for the same release`);
+    return { digest: known.digest };
+  }
+  const build = run.config.build;
+  if (build) {
+    await run.setPhase("build");
+    const argv = build.command ?? [
+      "bash",
+      "--noprofile",
+      "--norc",
+      "-e",
+      "-o",
+      "pipefail",
+      "-c",
+      build.script!,
+      "turnout-build",
+    ];
+    log(`==> building: ${build.command ? JSON.stringify(build.command) : "build script (bash)"}`);
+    const started = Date.now();
+    const result = await runProcess({
+      argv,
+      cwd: run.workspace,
+      env: run.env,
+      timeoutMs: run.config.timeoutMs,
+      idleTimeoutMs: run.config.idleTimeoutMs,
+      killGraceMs: run.killGraceMs,
+      signal: run.signal,
+      onOutput: run.write,
+    });
+    if (result.reason === "aborted")
+      return { status: "cancelled", errorMessage: "cancelled during the build" };
+    if (result.reason !== "exit" || result.exitCode !== 0) {
+      const why = result.reason === "exit" ? `exited with status ${result.exitCode}` : result.reason;
+      return { status: "failed", errorCode: "command_failed", errorMessage: `the build ${why}` };
+    }
+    log(`==> built in ${formatDuration(Date.now() - started)}`);
+  }
+  await run.setPhase("artifact");
+  const dir = path.resolve(run.workspace, run.config.artifactPath);
+  if (dir !== run.workspace && !dir.startsWith(`${run.workspace}${path.sep}`)) {
+    return {
+      status: "failed",
+      errorCode: "internal",
+      errorMessage: "the artifact path leaves the workspace",
+    };
+  }
+  const stored = await deps.artifacts.fromDirectory(dir, { exclude: dir === run.workspace ? [".git"] : [] });
+  await deps.store.artifacts.record({
+    digest: stored.digest,
+    app: deploy.app,
+    fingerprint: run.fingerprint,
+    files: stored.files,
+    bytes: stored.bytes,
+    source: "built",
+  });
+  log(`==> artifact ${stored.digest.slice(0, 12)}: ${stored.files} files, ${stored.bytes} bytes`);
+  return { digest: stored.digest };
+}
+
+async function targetsFor(
+  deps: FleetDeps,
+  run: FleetRun,
+): Promise<{ targets: FleetTarget[]; close(): Promise<void> }> {
+  const targets: FleetTarget[] = [];
+  const opened: (HostOps & { close(): Promise<void> })[] = [];
+  if (run.config.hostLabels) {
+    const wanted = run.config.hostLabels;
+    for (const host of await deps.agents.hosts()) {
+      if (host.kind !== "agent" || !labelsMatch(wanted, host.labels)) continue;
+      targets.push({ hostId: host.id, name: host.name, ops: () => deps.agents.opsFor(host.name) });
+    }
+  }
+  for (const ssh of run.config.ssh) {
+    const hostId = await deps.store.fleet.ensureSshHost(ssh.name, ssh.address, ssh.labels);
+    const ops = deps.ssh.open(ssh);
+    opened.push(ops);
+    targets.push({ hostId, name: ssh.name, ops: () => ops });
+  }
+  targets.sort((a, b) => a.name.localeCompare(b.name));
+  return {
+    targets,
+    close: async () => {
+      await Promise.allSettled(opened.map((o) => o.close()));
+    },
+  };
+}
+
+/** depool/pool commands run on the Turnout server, told the host by TURNOUT_HOST and `{host}`. */
+async function runOnServer(run: FleetRun, argv: string[], host: string): Promise<number> {
+  const result = await runProcess({
+    argv: argv.map((a) => a.replaceAll("{host}", host)),
+    cwd: run.workspace,
+    env: { ...run.env, TURNOUT_HOST: host },
+    timeoutMs: run.config.timeoutMs,
+    idleTimeoutMs: run.config.idleTimeoutMs,
+    killGraceMs: run.killGraceMs,
+    signal: new AbortController().signal,
+    onOutput: run.write,
+  });
+  return result.reason === "exit" ? (result.exitCode ?? 1) : 1;
+}

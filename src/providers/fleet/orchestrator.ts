@@ -1,0 +1,430 @@
+import type { ArtifactManifest } from "../../domain/artifact.js";
+import type { Deploy } from "../../domain/deploy.js";
+import { formatDuration } from "../../domain/duration.js";
+import { isTurnoutError } from "../../domain/errors.js";
+import {
+  amountOf,
+  type FleetDeployConfig,
+  failureBudget,
+  type HostStep,
+  planBatches,
+} from "../../domain/fleet.js";
+import type { FleetStore } from "../../store/fleet.js";
+import type { BlobSource, HostLog, HostOps } from "./host-ops.js";
+
+/**
+ * One fleet deploy, host by host, the way DESIGN.md describes it: stage on
+ * every target (bounded concurrency); more staging failures than the budget →
+ * stop with nothing switched; otherwise depool the failed hosts and switch the
+ * canary, restart, health-check, bake, maybe wait for approval; then the rest
+ * in batches. Failures past the budget after switching began → every switched
+ * host goes back to its previous release and the deploy fails E_ROLLED_BACK.
+ * Each step of each host is recorded (store.fleet) before and after it runs,
+ * so a crash leaves a record of exactly which hosts were switched.
+ */
+export interface FleetTarget {
+  hostId: number;
+  name: string;
+  /** The host's operations now (an agent may reconnect: ask again after a failure). */
+  ops(): HostOps | undefined;
+}
+
+export interface OrchestrateInput {
+  deploy: Deploy;
+  releaseId: string;
+  manifest: ArtifactManifest;
+  blobs: BlobSource;
+  config: FleetDeployConfig;
+  /** "current", or a named slot (no restart or health check then: nothing serves from it yet). */
+  slot: string;
+  targets: FleetTarget[];
+  /** Repairs (reconcile, rollback after an interrupted deploy) leave hosts already on the release alone. */
+  skipHostsOnRelease: boolean;
+  fleet: FleetStore;
+  log: HostLog;
+  signal: AbortSignal;
+  env: Record<string, string>;
+  /** Runs a depool/pool command on the server for a host; resolves with its exit code. */
+  runOnServer(argv: string[], host: string): Promise<number>;
+  /** Waits for `turnout approve|abort` (status `waiting`, phase `approval`). */
+  awaitApproval(timeoutMs: number): Promise<"approved" | "aborted" | "timeout">;
+  setPhase(phase: string, status?: "waiting" | "running"): Promise<void>;
+  /** How long to wait for a disconnected agent to come back before counting the host failed. */
+  reconnectGraceMs?: number;
+}
+
+export type OrchestrateOutcome =
+  | { ok: true; switched: number; skipped: number }
+  | { ok: false; code: "E_STAGE_FAILED" | "E_ROLLED_BACK" | "E_NO_HOSTS" | "E_APPROVAL"; message: string }
+  | { ok: false; code: "cancelled"; message: string };
+
+interface HostRun {
+  target: FleetTarget;
+  step: HostStep;
+  previous: string | null;
+  switched: boolean;
+  failed: boolean;
+}
+
+export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateOutcome> {
+  const { deploy, config, fleet, log, signal } = input;
+  const strategy = config.strategy;
+  if (input.targets.length === 0) {
+    return { ok: false, code: "E_NO_HOSTS", message: "no hosts match this environment's fleet" };
+  }
+  const runs: HostRun[] = input.targets.map((target) => ({
+    target,
+    step: "pending",
+    previous: null,
+    switched: false,
+    failed: false,
+  }));
+  await fleet.addDeployHosts(
+    deploy.id,
+    input.targets.map((t) => ({ id: t.hostId, name: t.name })),
+    input.releaseId,
+  );
+  const budget = failureBudget(strategy.failureLimit, runs.length);
+  const failures = () => runs.filter((r) => r.failed).length;
+  const hostLog = (run: HostRun) => (line: string) => log(`[${run.target.name}] ${line}`);
+  const record = (
+    run: HostRun,
+    step: HostStep,
+    extra: Parameters<FleetStore["updateDeployHost"]>[2] = {},
+  ) => {
+    run.step = step;
+    return fleet.updateDeployHost(deploy.id, run.target.hostId, { step, ...extra });
+  };
+
+  // 1. Stage everywhere.
+  await input.setPhase("stage");
+  log(
+    `==> staging release ${input.releaseId} on ${runs.length} host(s), ${strategy.stageConcurrency} at a time; failure budget ${budget}`,
+  );
+  await inParallel(runs, strategy.stageConcurrency, async (run) => {
+    if (signal.aborted) return;
+    await record(run, "staging");
+    try {
+      const result = await withHost(input, run.target, (ops) =>
+        ops.stage(
+          {
+            app: deploy.app,
+            releaseId: input.releaseId,
+            manifest: input.manifest,
+            shared: config.shared,
+            ...(config.beforeSwitch ? { beforeSwitch: config.beforeSwitch } : {}),
+            env: input.env,
+            timeoutMs: config.timeoutMs,
+          },
+          input.blobs,
+          hostLog(run),
+          signal,
+        ),
+      );
+      hostLog(run)(
+        result.staged
+          ? `staged (${result.blobsFetched} blobs, ${result.bytesFetched} bytes fetched)`
+          : "already staged",
+      );
+      await record(run, "staged", { bytesFetched: result.bytesFetched });
+    } catch (error) {
+      run.failed = true;
+      hostLog(run)(`staging failed: ${messageOf(error)}`);
+      await record(run, "stage_failed", { error: messageOf(error) });
+    }
+  });
+  if (signal.aborted)
+    return { ok: false, code: "cancelled", message: "cancelled before anything was switched" };
+  if (failures() > budget) {
+    return {
+      ok: false,
+      code: "E_STAGE_FAILED",
+      message: `${failures()} of ${runs.length} host(s) failed to stage (budget ${budget}); nothing was switched`,
+    };
+  }
+  for (const run of runs.filter((r) => r.failed)) await depool(input, run, hostLog(run), record);
+
+  // 2. Switch: canary first, then batches.
+  let candidates = runs.filter((r) => !r.failed);
+  let skipped = 0;
+  if (input.skipHostsOnRelease) {
+    const onRelease: HostRun[] = [];
+    for (const run of candidates) {
+      const current = await currentOf(input, run.target, deploy.app, input.slot);
+      if (current === input.releaseId) onRelease.push(run);
+    }
+    for (const run of onRelease) {
+      hostLog(run)(`already on ${input.releaseId}: left alone`);
+      await record(run, "healthy");
+    }
+    skipped = onRelease.length;
+    candidates = candidates.filter((r) => !onRelease.includes(r));
+  }
+  const batches = planBatches(candidates, strategy);
+  const canaryCount = amountOf(strategy.canary, candidates.length);
+  for (const [index, batch] of batches.entries()) {
+    if (signal.aborted) return rollBack(input, runs, hostLog, record, "cancelled");
+    const isCanary = index === 0 && canaryCount > 0;
+    await input.setPhase(
+      isCanary
+        ? "canary"
+        : `batch ${canaryCount > 0 ? index : index + 1}/${batches.length - (canaryCount > 0 ? 1 : 0)}`,
+      "running",
+    );
+    log(`==> ${isCanary ? "canary" : "batch"}: ${batch.map((r) => r.target.name).join(", ")}`);
+    await Promise.all(batch.map((run) => switchHost(input, run, index, hostLog(run), record)));
+    if (failures() > budget) return rollBack(input, runs, hostLog, record, "budget");
+    if (isCanary && batches.length > 1) {
+      if (strategy.bakeMs > 0) {
+        log(`==> baking the canary for ${formatDuration(strategy.bakeMs)}`);
+        await sleep(strategy.bakeMs, signal);
+        if (signal.aborted) return rollBack(input, runs, hostLog, record, "cancelled");
+      }
+      if (strategy.approval) {
+        await input.setPhase("approval", "waiting");
+        log(
+          "==> waiting for approval: turnout approve|abort " + `${deploy.app}/${deploy.env}#${deploy.number}`,
+        );
+        const answer = await input.awaitApproval(strategy.approvalTimeoutMs);
+        if (answer !== "approved") {
+          log(`==> ${answer === "aborted" ? "aborted" : "no approval in time"}: switching the canary back`);
+          const outcome = await rollBack(input, runs, hostLog, record, "approval");
+          return outcome.ok
+            ? outcome
+            : {
+                ...outcome,
+                code: signal.aborted ? "cancelled" : "E_APPROVAL",
+                message:
+                  answer === "aborted"
+                    ? "aborted after the canary; the canary was switched back"
+                    : "no approval before the timeout; the canary was switched back",
+              };
+        }
+        log("==> approved");
+        await input.setPhase("rollout", "running");
+      }
+    }
+  }
+
+  // 3. Keep the hosts tidy: old releases go, never one a slot points at.
+  for (const run of candidates.filter((r) => !r.failed)) {
+    try {
+      const { removed } = await withHost(input, run.target, (ops) =>
+        ops.prune(deploy.app, config.keepReleases),
+      );
+      if (removed.length > 0) hostLog(run)(`pruned ${removed.join(", ")}`);
+    } catch (error) {
+      hostLog(run)(`prune failed (ignored): ${messageOf(error)}`);
+    }
+  }
+  return { ok: true, switched: candidates.filter((r) => r.switched).length, skipped };
+}
+
+async function switchHost(
+  input: OrchestrateInput,
+  run: HostRun,
+  batch: number,
+  log: HostLog,
+  record: (
+    run: HostRun,
+    step: HostStep,
+    extra?: Parameters<FleetStore["updateDeployHost"]>[2],
+  ) => Promise<void>,
+): Promise<void> {
+  const { deploy, config } = input;
+  await record(run, "switching", { batch });
+  try {
+    const { previous } = await withHost(input, run.target, (ops) =>
+      ops.switchTo(deploy.app, input.releaseId, input.slot),
+    );
+    run.previous = previous;
+    run.switched = true;
+    await record(run, "switched", { previousRelease: previous, switched: true });
+    await input.fleet.setTarget({
+      hostId: run.target.hostId,
+      app: deploy.app,
+      env: deploy.env,
+      desiredRelease: input.releaseId,
+      actualRelease: input.releaseId,
+      previousRelease: previous,
+      deployId: deploy.id,
+    });
+    log(`switched ${input.slot} to ${input.releaseId}${previous ? ` (was ${previous})` : ""}`);
+    if (input.slot === "current") {
+      if (config.restart) {
+        const code = await withHost(input, run.target, (ops) =>
+          ops.run(deploy.app, config.restart!, input.env, config.timeoutMs, log, input.signal),
+        );
+        if (code !== 0) throw new Error(`restart exited with status ${code}`);
+      }
+      if (config.health) {
+        const healthy = await withHost(input, run.target, (ops) =>
+          ops.health(deploy.app, config.health!, log, input.signal),
+        );
+        if (!healthy) throw new Error("health check failed");
+        log("healthy");
+      }
+    }
+    await record(run, "healthy");
+  } catch (error) {
+    run.failed = true;
+    log(`failed: ${messageOf(error)}`);
+    await record(run, "failed", { error: messageOf(error) });
+  }
+}
+
+async function rollBack(
+  input: OrchestrateInput,
+  runs: HostRun[],
+  hostLog: (run: HostRun) => HostLog,
+  record: (
+    run: HostRun,
+    step: HostStep,
+    extra?: Parameters<FleetStore["updateDeployHost"]>[2],
+  ) => Promise<void>,
+  why: "budget" | "cancelled" | "approval",
+): Promise<OrchestrateOutcome> {
+  const switched = runs.filter((r) => r.switched);
+  const failed = runs.filter((r) => r.failed).length;
+  input.log(
+    `==> ${why === "budget" ? `${failed} host(s) failed, past the budget` : why === "cancelled" ? "cancelled" : "not approved"}: switching ${switched.length} host(s) back`,
+  );
+  await input.setPhase("rollback", "running");
+  await Promise.all(
+    switched.map(async (run) => {
+      const log = hostLog(run);
+      if (run.previous === null) {
+        log("had no previous release: left on the new one");
+        return;
+      }
+      try {
+        // The switch back must happen even when the deploy is being cancelled.
+        const never = new AbortController().signal;
+        await withHost(input, run.target, (ops) => ops.switchTo(input.deploy.app, run.previous!, input.slot));
+        if (input.slot === "current" && input.config.restart) {
+          await withHost(input, run.target, (ops) =>
+            ops.run(input.deploy.app, input.config.restart!, input.env, input.config.timeoutMs, log, never),
+          );
+        }
+        await input.fleet.setTarget({
+          hostId: run.target.hostId,
+          app: input.deploy.app,
+          env: input.deploy.env,
+          desiredRelease: run.previous,
+          actualRelease: run.previous,
+          previousRelease: input.releaseId,
+          deployId: input.deploy.id,
+        });
+        run.switched = false;
+        await record(run, "rolled_back", { switched: false });
+        log(`switched back to ${run.previous}`);
+      } catch (error) {
+        log(`switching back failed: ${messageOf(error)}`);
+      }
+    }),
+  );
+  if (why === "cancelled")
+    return { ok: false, code: "cancelled", message: "cancelled; switched hosts were switched back" };
+  return {
+    ok: false,
+    code: "E_ROLLED_BACK",
+    message: `${failed} of ${runs.length} host(s) failed (budget ${failureBudget(input.config.strategy.failureLimit, runs.length)}); every switched host was switched back`,
+  };
+}
+
+async function depool(
+  input: OrchestrateInput,
+  run: HostRun,
+  log: HostLog,
+  record: (
+    run: HostRun,
+    step: HostStep,
+    extra?: Parameters<FleetStore["updateDeployHost"]>[2],
+  ) => Promise<void>,
+): Promise<void> {
+  if (input.config.depool) {
+    try {
+      const code = await input.runOnServer(input.config.depool, run.target.name);
+      log(code === 0 ? "depooled" : `depool command exited with status ${code}`);
+    } catch (error) {
+      log(`depool command failed: ${messageOf(error)}`);
+    }
+  } else {
+    log("marked depooled");
+  }
+  await input.fleet.setPoolState(run.target.hostId, "depooled");
+  await record(run, "depooled");
+}
+
+async function currentOf(
+  input: OrchestrateInput,
+  target: FleetTarget,
+  app: string,
+  slot: string,
+): Promise<string | null> {
+  try {
+    const inventory = await withHost(input, target, (ops) => ops.inventory());
+    const mine = inventory.find((i) => i.app === app);
+    return slot === "current" ? (mine?.current ?? null) : (mine?.slots[slot] ?? null);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Runs an operation on a host; if the host's connection dropped (an agent
+ * reconnecting), waits for it to come back and tries once more. Host
+ * operations are idempotent (staging an existing release is a no-op,
+ * switching to the same release too), so a retry is safe.
+ */
+async function withHost<T>(
+  input: OrchestrateInput,
+  target: FleetTarget,
+  op: (ops: HostOps) => Promise<T>,
+): Promise<T> {
+  const first = target.ops();
+  if (first) {
+    try {
+      return await op(first);
+    } catch (error) {
+      if (!(isTurnoutError(error) && error.code === "E_UNAVAILABLE") || input.signal.aborted) throw error;
+    }
+  }
+  const until = Date.now() + (input.reconnectGraceMs ?? 15_000);
+  while (Date.now() < until && !input.signal.aborted) {
+    await sleep(250, input.signal);
+    const again = target.ops();
+    if (again && again !== first) return op(again);
+  }
+  const last = target.ops();
+  if (last) return op(last);
+  throw new Error(`host ${target.name} is not connected`);
+}
+
+async function inParallel<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      await work(item);
+    }
+  });
+  await Promise.all(workers);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,223 @@
+import type { Kysely } from "kysely";
+import { TurnoutError } from "../domain/errors.js";
+import type { HostStep } from "../domain/fleet.js";
+import { nowIso } from "./rows.js";
+import type { Schema } from "./schema.js";
+
+/**
+ * The server's record of fleet deploys: per deploy and host, the step reached
+ * and what was switched (so a crash mid-deploy can be rolled back from the
+ * record, never from directory timestamps); per host and environment, the
+ * desired and actual release.
+ */
+export interface DeployHost {
+  deployId: number;
+  hostId: number;
+  hostName: string;
+  step: HostStep;
+  batch: number | null;
+  releaseId: string;
+  previousRelease: string | null;
+  switched: boolean;
+  bytesFetched: number;
+  error: string | null;
+  updatedAt: string;
+}
+
+export interface HostTarget {
+  hostId: number;
+  app: string;
+  env: string;
+  desiredRelease: string | null;
+  actualRelease: string | null;
+  previousRelease: string | null;
+  deployId: number | null;
+}
+
+export type Approval = "requested" | "approved" | "aborted";
+
+export class FleetStore {
+  constructor(private readonly db: Kysely<Schema>) {}
+
+  async addDeployHosts(
+    deployId: number,
+    hosts: { id: number; name: string }[],
+    releaseId: string,
+  ): Promise<void> {
+    if (hosts.length === 0) return;
+    const now = nowIso();
+    await this.db
+      .insertInto("deploy_hosts")
+      .values(
+        hosts.map((h) => ({
+          deploy_id: deployId,
+          host_id: h.id,
+          host_name: h.name,
+          step: "pending",
+          batch: null,
+          release_id: releaseId,
+          previous_release: null,
+          switched: 0,
+          bytes_fetched: 0,
+          error: null,
+          updated_at: now,
+        })),
+      )
+      .onConflict((oc) => oc.columns(["deploy_id", "host_id"]).doNothing())
+      .execute();
+  }
+
+  async updateDeployHost(
+    deployId: number,
+    hostId: number,
+    changes: Partial<
+      Pick<DeployHost, "step" | "batch" | "previousRelease" | "switched" | "bytesFetched" | "error">
+    >,
+  ): Promise<void> {
+    const set: Record<string, unknown> = { updated_at: nowIso() };
+    if (changes.step !== undefined) set["step"] = changes.step;
+    if (changes.batch !== undefined) set["batch"] = changes.batch;
+    if (changes.previousRelease !== undefined) set["previous_release"] = changes.previousRelease;
+    if (changes.switched !== undefined) set["switched"] = changes.switched ? 1 : 0;
+    if (changes.bytesFetched !== undefined) set["bytes_fetched"] = changes.bytesFetched;
+    if (changes.error !== undefined) set["error"] = changes.error;
+    await this.db
+      .updateTable("deploy_hosts")
+      .set(set)
+      .where("deploy_id", "=", deployId)
+      .where("host_id", "=", hostId)
+      .execute();
+  }
+
+  async deployHosts(deployId: number): Promise<DeployHost[]> {
+    const rows = await this.db
+      .selectFrom("deploy_hosts")
+      .selectAll()
+      .where("deploy_id", "=", deployId)
+      .orderBy("host_name")
+      .execute();
+    return rows.map((r) => ({
+      deployId: r.deploy_id,
+      hostId: r.host_id,
+      hostName: r.host_name,
+      step: r.step as HostStep,
+      batch: r.batch,
+      releaseId: r.release_id,
+      previousRelease: r.previous_release,
+      switched: r.switched === 1,
+      bytesFetched: Number(r.bytes_fetched),
+      error: r.error,
+      updatedAt: r.updated_at,
+    }));
+  }
+
+  /** Records what a host should run and what it runs now for an environment. */
+  async setTarget(target: HostTarget): Promise<void> {
+    const now = nowIso();
+    await this.db
+      .insertInto("host_targets")
+      .values({
+        host_id: target.hostId,
+        app: target.app,
+        env: target.env,
+        desired_release: target.desiredRelease,
+        actual_release: target.actualRelease,
+        previous_release: target.previousRelease,
+        deploy_id: target.deployId,
+        updated_at: now,
+      })
+      .onConflict((oc) =>
+        oc.columns(["host_id", "app", "env"]).doUpdateSet({
+          desired_release: target.desiredRelease,
+          actual_release: target.actualRelease,
+          previous_release: target.previousRelease,
+          deploy_id: target.deployId,
+          updated_at: now,
+        }),
+      )
+      .execute();
+  }
+
+  async targets(app: string, env: string): Promise<HostTarget[]> {
+    const rows = await this.db
+      .selectFrom("host_targets")
+      .selectAll()
+      .where("app", "=", app)
+      .where("env", "=", env)
+      .execute();
+    return rows.map((r) => ({
+      hostId: r.host_id,
+      app: r.app,
+      env: r.env,
+      desiredRelease: r.desired_release,
+      actualRelease: r.actual_release,
+      previousRelease: r.previous_release,
+      deployId: r.deploy_id,
+    }));
+  }
+
+  async approval(deployId: number): Promise<{ state: Approval | null; by: string | null }> {
+    const row = await this.db
+      .selectFrom("deploys")
+      .select(["approval", "approval_by"])
+      .where("id", "=", deployId)
+      .executeTakeFirst();
+    return { state: (row?.approval as Approval | null) ?? null, by: row?.approval_by ?? null };
+  }
+
+  async requestApproval(deployId: number): Promise<void> {
+    await this.db
+      .updateTable("deploys")
+      .set({ approval: "requested", approval_by: null })
+      .where("id", "=", deployId)
+      .execute();
+  }
+
+  /** Answers a pending approval; only a deploy waiting for one can be answered. */
+  async answerApproval(deployId: number, answer: "approved" | "aborted", by: string): Promise<void> {
+    const result = await this.db
+      .updateTable("deploys")
+      .set({ approval: answer, approval_by: by })
+      .where("id", "=", deployId)
+      .where("approval", "=", "requested")
+      .where("status", "=", "waiting")
+      .executeTakeFirst();
+    if (Number(result.numUpdatedRows) === 0) {
+      throw new TurnoutError("E_CONFLICT", `deploy ${deployId} is not waiting for approval`, { deployId });
+    }
+  }
+
+  async setPoolState(hostId: number, state: "pooled" | "depooled"): Promise<void> {
+    await this.db.updateTable("hosts").set({ pool_state: state }).where("id", "=", hostId).execute();
+  }
+
+  /** Creates (or finds) the hosts row of an SSH host from the manifest. */
+  async ensureSshHost(name: string, address: string, labels: Record<string, string>): Promise<number> {
+    const existing = await this.db
+      .selectFrom("hosts")
+      .select(["id", "kind"])
+      .where("name", "=", name)
+      .executeTakeFirst();
+    if (existing) return existing.id;
+    const row = await this.db
+      .insertInto("hosts")
+      .values({
+        name,
+        kind: "ssh",
+        labels: JSON.stringify(labels),
+        address,
+        pool_state: "pooled",
+        connected: 0,
+        connected_to: null,
+        last_seen_at: null,
+        token_hash: null,
+        created_at: nowIso(),
+      })
+      .onConflict((oc) => oc.column("name").doNothing())
+      .returning("id")
+      .executeTakeFirst();
+    if (row) return row.id;
+    return (await this.db.selectFrom("hosts").select("id").where("name", "=", name).executeTakeFirstOrThrow())
+      .id;
+  }
+}
