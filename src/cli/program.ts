@@ -3,11 +3,14 @@ import { InvalidSettingError } from "../config/client-settings.js";
 import { isTurnoutError } from "../domain/errors.js";
 import { VERSION } from "../server/version.js";
 import { ApiError, ConnectionError } from "./api-client.js";
+import { registerAgentCommand } from "./commands/agent.js";
 import { registerConfigCommands } from "./commands/config.js";
 import { registerDeployCommands } from "./commands/deploy.js";
 import { registerHistoryCommand } from "./commands/history.js";
+import { registerHostsCommand } from "./commands/hosts.js";
 import { registerLockCommands } from "./commands/lock.js";
 import { registerLoginCommand } from "./commands/login.js";
+import { registerFleetCommands } from "./commands/fleet.js";
 import { registerLogsCommands } from "./commands/logs.js";
 import { registerPendingCommand } from "./commands/pending.js";
 import { registerServerCommand, type StartServer } from "./commands/server.js";
@@ -68,11 +71,14 @@ export async function runCli(argv: string[], ctx: CliContext, options: ProgramOp
   registerStatusCommands(program, kit);
   registerHistoryCommand(program, kit);
   registerPendingCommand(program, kit);
+  registerFleetCommands(program, kit);
   registerDeployCommands(program, kit);
   registerLogsCommands(program, kit);
   registerLockCommands(program, kit);
   registerTokenCommands(program, kit);
   registerConfigCommands(program, kit);
+  registerAgentCommand(program, kit);
+  registerHostsCommand(program, kit);
 
   try {
     await program.parseAsync(argv, { from: "user" });

@@ -3,6 +3,7 @@ import type { ConfigSnapshot } from "../domain/app-config.js";
 import type { Deploy, Trigger } from "../domain/deploy.js";
 import type { Lock } from "../domain/lock.js";
 import type { Principal } from "../domain/roles.js";
+import type { FleetHostState } from "./fleet-ops.js";
 
 /**
  * What the outside (http/, the scheduler, tests) may ask of the engine. Every
@@ -20,6 +21,10 @@ export interface DeployRequest {
   ref?: string | undefined;
   /** Refs of other components of a multi-repo app, by component name; the rest use their branch. */
   refs?: Record<string, string> | undefined;
+  /** Fleets: point this slot instead of `current`. */
+  slot?: string | undefined;
+  /** Fleets: deploy this uploaded artifact (its digest) instead of building one. */
+  artifact?: string | undefined;
   force?: boolean | undefined;
   params?: Record<string, unknown> | undefined;
   trigger: Trigger;
@@ -84,4 +89,12 @@ export interface EngineApi {
   poke(app: string, source: PokeSource): Promise<void>;
   /** What the next deploy of an environment would ship, per component. */
   pending(principal: Principal, app: string, env: string): Promise<PendingComponent[]>;
+  /** Fleets: the environment's hosts, what each runs, and whether it drifted. */
+  fleetHosts(principal: Principal, app: string, env: string): Promise<FleetHostState[]>;
+  /** Fleets: bring drifted hosts to the environment's release. */
+  reconcile(principal: Principal, app: string, env: string): Promise<Deploy>;
+  /** Fleets: make `current` point where `slot` points, on every host. */
+  switchSlot(principal: Principal, app: string, env: string, slot: string): Promise<Deploy>;
+  /** Fleets: answer a deploy waiting for approval after its canary. */
+  answerApproval(principal: Principal, deployId: number, answer: "approved" | "aborted"): Promise<Deploy>;
 }

@@ -3,11 +3,13 @@ import type { ConfigProvider, ConfigStatus } from "../config/config-provider.js"
 import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
 import { type Deploy, deployLabel, type Trigger } from "../domain/deploy.js";
 import { notFound, TurnoutError } from "../domain/errors.js";
+import { isSha256 } from "../domain/artifact.js";
 import { checkLock, type Lock } from "../domain/lock.js";
 import { assertName, assertParams } from "../domain/names.js";
 import type { Release } from "../domain/release.js";
 import { authorize, type Principal } from "../domain/roles.js";
 import type { GitMirrors } from "../git/mirrors.js";
+import type { FleetDeps } from "../providers/fleet/fleet-provider.js";
 import type { AutoOutcome } from "../store/auto-admission.js";
 import type { Store } from "../store/store.js";
 import type {
@@ -20,6 +22,7 @@ import type {
 } from "./api.js";
 import { lookAtApp, redeployChangedEnvironments } from "./auto-deploy.js";
 import { resolveComponents } from "./components.js";
+import { FleetOps, type FleetHostState } from "./fleet-ops.js";
 import { EventHub } from "./event-hub.js";
 import { newOwnerId } from "./owner.js";
 import { pendingChanges } from "./pending.js";
@@ -27,6 +30,8 @@ import { Poller } from "./poller.js";
 import { Worker } from "./worker.js";
 
 export interface EngineOptions {
+  /** This process's lease-holder identity (default: a new one). */
+  owner?: string;
   store: Store;
   config: ConfigProvider;
   git: GitMirrors;
@@ -45,6 +50,8 @@ export interface EngineOptions {
   polling?: boolean;
   /** GitHub client for CI gates and the change preview (tests point it at a local server through the manifest). */
   githubChecks?: GithubChecks;
+  /** Fleet deploys: artifacts, agents and SSH hosts (absent: shell deploys only). */
+  fleet?: FleetDeps & { onHostsChange?(listener: () => void): () => void };
 }
 
 /**
@@ -54,14 +61,18 @@ export interface EngineOptions {
  * and configurations into auto-deploys).
  */
 export class Engine implements EngineApi {
-  readonly owner = newOwnerId();
+  readonly owner: string;
   private readonly hub = new EventHub();
   private readonly worker: Worker;
   private readonly poller: Poller;
   private readonly githubChecks: GithubChecks;
   private unsubscribeConfig: (() => void) | undefined;
+  private unsubscribeHosts: (() => void) | undefined;
+  private readonly fleetOps: FleetOps;
+  private readonly healing = new Map<string, number>();
 
   constructor(private readonly options: EngineOptions) {
+    this.owner = options.owner ?? newOwnerId();
     this.githubChecks = options.githubChecks ?? new GithubChecks();
     this.worker = new Worker({
       owner: this.owner,
@@ -77,8 +88,10 @@ export class Engine implements EngineApi {
       logFlushMs: options.logFlushMs,
       baseEnv: options.baseEnv,
       secrets: options.secrets ?? [],
+      fleet: options.fleet,
       report: (error) => this.report(error),
     });
+    this.fleetOps = new FleetOps(options.store, (deploy) => this.announce(deploy));
     this.poller = new Poller({
       config: options.config,
       look: async (app, source) => {
@@ -94,11 +107,15 @@ export class Engine implements EngineApi {
       void redeployChangedEnvironments(this.autoDeps(), previous, next).catch((error) => this.report(error));
     });
     if (this.options.polling !== false) this.poller.start();
+    this.unsubscribeHosts = this.options.fleet?.onHostsChange?.(() => {
+      void this.selfHeal().catch((error) => this.report(error));
+    });
   }
 
   /** Stops both loops; with cancelRunning, running deploys are stopped too. */
   async stop(options: { cancelRunning?: boolean } = {}): Promise<void> {
     this.unsubscribeConfig?.();
+    this.unsubscribeHosts?.();
     await this.poller.stop();
     await this.worker.stop(options);
   }
@@ -133,11 +150,67 @@ export class Engine implements EngineApi {
     });
   }
 
+  async fleetHosts(principal: Principal, app: string, env: string): Promise<FleetHostState[]> {
+    const target = this.target(app, env);
+    authorize(principal, "read", target.app.name);
+    return this.fleetOps.hosts(target);
+  }
+
+  reconcile(principal: Principal, app: string, env: string): Promise<Deploy> {
+    return this.fleetOps.reconcile(principal, this.target(app, env));
+  }
+
+  switchSlot(principal: Principal, app: string, env: string, slot: string): Promise<Deploy> {
+    return this.fleetOps.switchSlot(principal, this.target(app, env), slot);
+  }
+
+  answerApproval(principal: Principal, deployId: number, answer: "approved" | "aborted"): Promise<Deploy> {
+    return this.fleetOps.answer(principal, deployId, answer);
+  }
+
+  /**
+   * `self_heal`: fleet environments whose hosts drifted (or a host joined)
+   * get a reconcile, unless the environment is locked or already has a
+   * deploy queued or running (a rollback in progress included). At most one
+   * attempt per environment every 10 seconds.
+   */
+  async selfHeal(): Promise<void> {
+    const system: Principal = { tokenId: 0, name: "turnout (self-heal)", role: "admin", apps: null };
+    for (const app of this.config().apps.values()) {
+      for (const environment of Object.values(app.environments)) {
+        if (!environment.selfHeal || environment.deploy.provider !== "fleet") continue;
+        const key = `${app.name}/${environment.name}`;
+        if ((this.healing.get(key) ?? 0) > Date.now()) continue;
+        const target = { app, environment };
+        const hosts = await this.fleetOps.hosts(target);
+        if (!hosts.some((h) => h.drifted && h.connected)) continue;
+        if (await this.options.store.locks.get(app.name, environment.name)) continue;
+        if (await this.options.store.deploys.active(app.name, environment.name)) continue;
+        if ((await this.options.store.deploys.queued(app.name, environment.name)).length > 0) continue;
+        this.healing.set(key, Date.now() + 10_000);
+        await this.fleetOps.reconcile(system, target);
+      }
+    }
+  }
+
   async requestDeploy(principal: Principal, request: DeployRequest): Promise<Deploy> {
     const { app, environment } = this.target(request.app, request.env);
     authorize(principal, "deploy", app.name);
     const params = assertParams(request.params);
     const force = request.force === true;
+    if (request.slot !== undefined || request.artifact !== undefined) {
+      if (environment.deploy.provider !== "fleet") {
+        throw new TurnoutError("E_VALIDATION", "slots and uploaded artifacts are for fleet environments");
+      }
+      if (request.slot !== undefined) assertName("slot", request.slot);
+      if (request.artifact !== undefined) {
+        if (!isSha256(request.artifact)) throw new TurnoutError("E_VALIDATION", "artifact must be a sha256 digest");
+        const known = await this.options.store.artifacts.get(request.artifact).catch(() => undefined);
+        if (!known || known.app !== app.name) {
+          throw new TurnoutError("E_NOT_FOUND", `artifact ${request.artifact.slice(0, 12)} was not uploaded for ${app.name}`);
+        }
+      }
+    }
     // Refuse early (before fetching) when locked; the transaction checks again.
     checkLock(await this.options.store.locks.get(app.name, environment.name), principal, force);
     const resolved = await resolveComponents(
@@ -167,6 +240,8 @@ export class Engine implements EngineApi {
         params,
         force,
         configRevision: this.config().revision,
+        slot: request.slot ?? null,
+        artifact: request.artifact ?? null,
       },
       (lock) => {
         const { ignoredSafeties } = checkLock(lock, principal, force);
@@ -180,7 +255,10 @@ export class Engine implements EngineApi {
   async requestRollback(principal: Principal, request: RollbackRequest): Promise<Deploy> {
     const { app, environment } = this.target(request.app, request.env);
     authorize(principal, "deploy", app.name);
-    const release = await this.rollbackTarget(app.name, environment.name, request.to);
+    // After an interrupted fleet deploy, "roll back" puts the hosts it switched
+    // back on the environment's release; otherwise it goes to an earlier one.
+    const repair = request.to === undefined ? await this.fleetOps.interruptedRepairTarget({ app, environment }) : undefined;
+    const release = repair ?? (await this.rollbackTarget(app.name, environment.name, request.to));
     const current = await this.options.store.releases.current(app.name, environment.name);
     const primary = app.components[0]!.name;
     const sha = release.components[primary] ?? Object.values(release.components)[0]!;
@@ -198,8 +276,9 @@ export class Engine implements EngineApi {
         force,
         configRevision: release.configRevision,
         rollbackOf: release.deployNumber,
-        rolledBackFrom: current?.components ?? null,
+        rolledBackFrom: repair ? null : (current?.components ?? null),
         environmentConfig: release.environmentConfig,
+        artifact: release.artifact,
       },
       (lock) => {
         // A rollback brings back code that already ran here: its checks passed then.

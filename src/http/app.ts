@@ -5,13 +5,17 @@ import { authenticator } from "./auth.js";
 import type { HttpDeps } from "./deps.js";
 import { installErrorHandlers } from "./error-mapping.js";
 import { registerOpenApi } from "./openapi.js";
+import { registerAgentConnect } from "./routes/agent-connect.js";
 import { registerAppRoutes } from "./routes/apps.js";
+import { registerArtifactRoutes } from "./routes/artifacts.js";
 import { registerConfigRoutes } from "./routes/config.js";
 import { registerDeployLogRoutes } from "./routes/deploy-log.js";
 import { registerDeployRoutes } from "./routes/deploys.js";
 import { registerEnvironmentDeployRoutes } from "./routes/environment-deploys.js";
 import { gitPushRoutes } from "./routes/git-push.js";
 import { registerHealthRoutes } from "./routes/health.js";
+import { registerHostRoutes } from "./routes/hosts.js";
+import { registerFleetRoutes } from "./routes/fleet.js";
 import { registerLockRoutes } from "./routes/locks.js";
 import { registerPendingRoutes } from "./routes/pending.js";
 import { registerTokenRoutes } from "./routes/tokens.js";
@@ -70,6 +74,8 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
   registerHealthRoutes(app, deps.version);
   // Authenticated by signatures, not bearer tokens: outside the bearer hook, with raw bodies.
   await registerWebhookRoutes(app, deps);
+  // Authenticated on the upgrade request, before any socket exists.
+  registerAgentConnect(app, deps);
 
   const timing: SseTiming = { ...DEFAULT_SSE_TIMING, ...options.sseTiming };
   const streams = new Set<LogStream>();
@@ -86,10 +92,13 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
       registerEnvironmentDeployRoutes(api, deps);
       registerLockRoutes(api, deps);
       registerPendingRoutes(api, deps);
+      registerFleetRoutes(api, deps);
       registerDeployRoutes(api, deps);
       registerDeployLogRoutes(api, deps, { timing, streams });
       registerTokenRoutes(api, deps);
       registerConfigRoutes(api, deps);
+      registerArtifactRoutes(api, deps);
+      registerHostRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );

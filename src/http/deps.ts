@@ -1,6 +1,8 @@
 import type { FastifyBaseLogger } from "fastify";
+import type { ArtifactStore } from "../artifacts/artifact-store.js";
 import type { ServerSettings } from "../config/settings.js";
 import type { EngineApi } from "../engine/api.js";
+import type { AgentHub } from "../providers/fleet/agent-hub.js";
 import type { Store } from "../store/store.js";
 
 /** What the HTTP layer needs from the rest of the server: it owns none of it. */
@@ -14,4 +16,8 @@ export interface HttpDeps {
    * Authorization header) is logged unless the composition asks for it.
    */
   logger?: FastifyBaseLogger;
+  /** Agent connections (fleet hosts); without it the agent endpoint answers nothing and hosts come from the store. */
+  agents?: AgentHub;
+  /** Content-addressed artifacts (uploads, blob downloads by agents). */
+  artifacts?: ArtifactStore;
 }

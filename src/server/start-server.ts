@@ -8,8 +8,13 @@ import { GitConfigSource } from "../config/git-config-source.js";
 import type { ServerSettings } from "../config/settings.js";
 import type { ConfigProblem } from "../domain/app-config.js";
 import { Engine } from "../engine/engine.js";
+import { ownerIsDead } from "../engine/owner.js";
 import { GitMirrors } from "../git/mirrors.js";
 import { buildHttpApp } from "../http/app.js";
+import { ArtifactStore } from "../artifacts/artifact-store.js";
+import { newOwnerId } from "../engine/owner.js";
+import { AgentHub, type AgentHubTiming } from "../providers/fleet/agent-hub.js";
+import { SshHostOps } from "../providers/fleet/ssh/ssh-host-ops.js";
 import { Store } from "../store/store.js";
 import { bootstrapAdminToken } from "./admin-token.js";
 import { lockDataDir } from "./data-dir-lock.js";
@@ -22,6 +27,8 @@ export interface RunningServer {
   store: Store;
   engine: Engine;
   config: ConfigProvider;
+  /** Connected host agents: HostOps for fleet deploys, connection changes. */
+  agents: AgentHub;
   /** Set only on the very first start, when the admin token was created. */
   createdAdminToken: string | undefined;
   close(): Promise<void>;
@@ -34,6 +41,8 @@ export interface StartOptions {
   configReloadMs?: number;
   /** Look at repositories on their poll intervals (default true; tests poke by hand). */
   polling?: boolean;
+  /** Agent heartbeat and call timeouts (tests shorten them). */
+  agentTiming?: Partial<AgentHubTiming>;
 }
 
 /** Variables a deploy command inherits from the server; everything else stays out. */
@@ -84,10 +93,23 @@ export async function startServer(
       const value = settings.environment[name];
       if (value !== undefined) baseEnv[name] = value;
     }
+    // One identity for this process: it holds deploy leases and agent connections.
+    const owner = newOwnerId();
+    const artifacts = new ArtifactStore({ dir: path.join(settings.dataDir, "artifacts") });
+    const agents = new AgentHub({
+      store,
+      owner,
+      timing: options.agentTiming,
+      report: print,
+    });
+    await agents.start((holder) => ownerIsDead(holder, owner, store.caps.sharedBetweenProcesses));
+    cleanups.unshift(() => agents.close());
+
     const engine = new Engine({
       store,
       config,
       git,
+      owner,
       polling: options.polling !== false,
       dataDir: settings.dataDir,
       concurrency: settings.concurrency,
@@ -95,14 +117,23 @@ export async function startServer(
       killGraceMs: settings.killGraceMs,
       logFlushMs: settings.logFlushMs,
       baseEnv,
+      fleet: {
+        store,
+        artifacts,
+        agents: { hosts: () => agents.hosts(), opsFor: (name) => agents.opsFor(name) },
+        ssh: { open: (host) => new SshHostOps(host) },
+        onHostsChange: (listener) => agents.onChange(() => listener()),
+      },
       report: (message) => print(`engine: ${message}`),
     });
     await engine.start();
     cleanups.unshift(() => engine.stop({ cancelRunning: true }));
 
-    const http = await buildHttpApp({ engine, store, settings, version: VERSION });
+    const http = await buildHttpApp({ engine, store, settings, version: VERSION, agents, artifacts });
     await http.listen({ port: settings.port, host: settings.host });
     cleanups.unshift(() => http.close());
+    // Agent sockets are long-lived: they are closed before the HTTP server waits for its connections.
+    cleanups.unshift(() => agents.close());
     const port = (http.server.address() as AddressInfo).port;
     const url = `http://${settings.host.includes(":") ? `[${settings.host}]` : settings.host}:${port}`;
 
@@ -129,6 +160,7 @@ export async function startServer(
       store,
       engine,
       config,
+      agents,
       createdAdminToken,
       close: async () => {
         if (closed) return;

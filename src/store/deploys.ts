@@ -276,7 +276,11 @@ export class DeployStore {
           .returning("id")
           .executeTakeFirstOrThrow();
         releaseId = release.id;
-        await trx
+        // A deploy to a named slot puts a second version beside the live one:
+        // it is recorded, but the environment's current release stays.
+        const live = row.slot === null || row.trigger === "promote";
+        if (live)
+          await trx
           .updateTable("environments")
           .set({ current_release_id: releaseId, current_deploy_id: row.id, updated_at: now })
           .where("app", "=", row.app)

@@ -22,6 +22,8 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
       "multi-repo apps: ref of another component, repeatable",
       collectComponentRef,
     )
+    .option("--slot <name>", "fleets: point this slot instead of current", parseName("slot"))
+    .option("--artifact <digest>", "fleets: deploy this uploaded artifact instead of building")
     .option("--follow", "stream the log until the deploy finishes; exit 1 unless it succeeded")
     .action(
       action(
@@ -33,6 +35,8 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
             force?: boolean;
             param?: Record<string, string>;
             component?: Record<string, string>;
+            slot?: string;
+            artifact?: string;
             follow?: boolean;
           },
           command: Command,
@@ -44,6 +48,8 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
           if (flags.force) body["force"] = true;
           if (flags.param && Object.keys(flags.param).length > 0) body["params"] = flags.param;
           if (flags.component && Object.keys(flags.component).length > 0) body["refs"] = flags.component;
+          if (flags.slot) body["slot"] = flags.slot;
+          if (flags.artifact) body["artifact"] = flags.artifact;
           const response = await client.post<{ deploy: DeployJson }>(envPath(app, env, "deploys"), body);
           return queuedThenMaybeFollow(kit, client, response, Boolean(options.json), Boolean(flags.follow));
         },

@@ -17,6 +17,8 @@ const deployBody = z
       .optional()
       .describe("multi-repo apps: refs of the other components by name; default: their branches"),
     force: z.boolean().optional().describe("admins only: deploy past a lock"),
+    slot: z.string().optional().describe("fleets: point this slot instead of current"),
+    artifact: z.string().optional().describe("fleets: deploy this uploaded artifact (sha256 digest)"),
     params: z
       .record(z.string(), z.string())
       .optional()
@@ -58,6 +60,8 @@ export function registerEnvironmentDeployRoutes(app: FastifyInstance, { engine, 
         env: env.name,
         ref: body.ref,
         refs: body.refs,
+        slot: body.slot,
+        artifact: body.artifact,
         force: body.force,
         params: body.params,
         trigger: body.trigger ?? "api",

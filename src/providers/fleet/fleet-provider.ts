@@ -75,6 +75,9 @@ export async function runFleetDeploy(deps: FleetDeps, run: FleetRun): Promise<Fl
 
   const { targets, close } = await targetsFor(deps, run);
   try {
+    if (deploy.trigger === "promote" && deploy.slot) {
+      return await promote(deps, run, targets, deploy.slot, artifact.digest);
+    }
     const outcome = await orchestrate({
       deploy,
       releaseId,
@@ -103,6 +106,66 @@ export async function runFleetDeploy(deps: FleetDeps, run: FleetRun): Promise<Fl
   } finally {
     await close();
   }
+}
+
+/**
+ * `turnout switch --slot`: on every host, `current` takes the slot's target
+ * (atomically per host), then restart and health check. A host that fails is
+ * switched back; the deploy fails if any did.
+ */
+async function promote(
+  deps: FleetDeps,
+  run: FleetRun,
+  targets: FleetTarget[],
+  slot: string,
+  digest: string,
+): Promise<FleetOutcome> {
+  const { deploy, config, log } = run;
+  await deps.store.fleet.addDeployHosts(deploy.id, targets.map((t) => ({ id: t.hostId, name: t.name })), hostReleaseId(digest));
+  let failed = 0;
+  for (const target of targets) {
+    const hostLog = (line: string) => log(`[${target.name}] ${line}`);
+    const ops = target.ops();
+    if (!ops) {
+      failed++;
+      hostLog("not connected");
+      await deps.store.fleet.updateDeployHost(deploy.id, target.hostId, { step: "failed", error: "not connected" });
+      continue;
+    }
+    let previous: string | null = null;
+    try {
+      const switched = await ops.promoteSlot(deploy.app, slot);
+      previous = switched.previous;
+      hostLog(`current → ${switched.current} (was ${switched.previous ?? "nothing"})`);
+      await deps.store.fleet.updateDeployHost(deploy.id, target.hostId, { step: "switched", switched: true, previousRelease: previous });
+      if (config.restart && (await ops.run(deploy.app, config.restart, run.env, config.timeoutMs, hostLog, run.signal)) !== 0) {
+        throw new Error("restart failed");
+      }
+      if (config.health && !(await ops.health(deploy.app, config.health, hostLog, run.signal))) throw new Error("health check failed");
+      await deps.store.fleet.setTarget({
+        hostId: target.hostId,
+        app: deploy.app,
+        env: deploy.env,
+        desiredRelease: switched.current,
+        actualRelease: switched.current,
+        previousRelease: previous,
+        deployId: deploy.id,
+      });
+      await deps.store.fleet.updateDeployHost(deploy.id, target.hostId, { step: "healthy" });
+    } catch (error) {
+      failed++;
+      hostLog(`failed: ${(error as Error).message}`);
+      if (previous) await ops.switchTo(deploy.app, previous, "current").catch(() => undefined);
+      await deps.store.fleet.updateDeployHost(deploy.id, target.hostId, {
+        step: previous ? "rolled_back" : "failed",
+        error: (error as Error).message,
+      });
+    }
+  }
+  if (failed > 0) {
+    return { status: "failed", errorCode: "E_ROLLED_BACK", errorMessage: `${failed} host(s) could not switch to slot ${slot}` };
+  }
+  return { status: "succeeded", artifact: digest };
 }
 
 async function artifactFor(deps: FleetDeps, run: FleetRun): Promise<{ digest: string } | FleetOutcome> {

@@ -1,0 +1,163 @@
+import { readFile } from "node:fs/promises";
+import type { Readable } from "node:stream";
+import {
+  type ArtifactManifest,
+  assertManifest,
+  canonicalManifest,
+  isSha256,
+  manifestDigest,
+} from "../domain/artifact.js";
+import { notFound } from "../domain/errors.js";
+import { BlobDir, type TempBlob } from "./blob-dir.js";
+import { readDirectory } from "./directory-source.js";
+import { compileExcludes } from "./exclude.js";
+import { readTar } from "./tar-source.js";
+import { summarize, TreeBuilder } from "./tree-builder.js";
+
+export interface StoredArtifact {
+  digest: string;
+  manifest: ArtifactManifest;
+  files: number;
+  bytes: number;
+}
+
+export interface ArtifactStoreOptions {
+  /** `<dataDir>/artifacts`. */
+  dir: string;
+  /** Flush blobs and directories to disk before trusting them (default true; off only for throwaway stores). */
+  durable?: boolean;
+}
+
+export interface FromTarOptions {
+  /** Bytes of the uncompressed tar stream (default 1 GiB). */
+  maxBytes?: number;
+  /** Entries of the archive (default 200,000). */
+  maxEntries?: number;
+}
+
+export const DEFAULT_MAX_TAR_BYTES = 1024 * 1024 * 1024;
+export const DEFAULT_MAX_TAR_ENTRIES = 200_000;
+
+/**
+ * Content-addressed artifacts: every file's content is a blob named by its
+ * sha256, stored once however many artifacts hold it, and the manifest is a
+ * blob too, named by its digest (sha256 of its canonical JSON), which is the
+ * artifact's identity. So equal trees get equal digests, a rebuild of an
+ * unchanged tree writes nothing new, and hosts fetch only blobs they lack.
+ * Blobs are written before the manifest that names them, and the manifest
+ * before the caller records the artifact, so whatever a record or manifest
+ * names exists on disk.
+ */
+export class ArtifactStore {
+  private readonly blobs: BlobDir;
+
+  constructor(options: ArtifactStoreOptions) {
+    this.blobs = new BlobDir(options.dir, options.durable !== false);
+  }
+
+  /**
+   * The artifact of a directory: everything but a top-level `.git` and what
+   * `exclude` names (see exclude.ts). Symlinks are kept as links and must
+   * stay inside the tree; fifos, sockets and devices are refused (E_VALIDATION
+   * naming the path); of file modes only the executable bit is kept.
+   */
+  async fromDirectory(dir: string, options: { exclude?: string[] } = {}): Promise<StoredArtifact> {
+    await this.blobs.ensureReady();
+    const builder = new TreeBuilder();
+    const touched = new Set<string>();
+    await readDirectory(dir, compileExcludes(options.exclude), builder, this.blobs, touched);
+    return this.finish(builder, touched);
+  }
+
+  /**
+   * The artifact of a tar stream (gzip recognized by its magic number), read
+   * as it arrives and never extracted. Absolute paths, `..`, links leaving
+   * the tree, hard links to anything but a file of the archive, devices,
+   * fifos, duplicates and entries below a file or link are refused with
+   * E_VALIDATION (details.path names the entry), more than maxBytes with
+   * E_PAYLOAD_TOO_LARGE; a refused archive leaves no blob behind.
+   */
+  async fromTar(stream: Readable, options: FromTarOptions = {}): Promise<StoredArtifact> {
+    await this.blobs.ensureReady();
+    const builder = new TreeBuilder();
+    const limits = {
+      maxBytes: options.maxBytes ?? DEFAULT_MAX_TAR_BYTES,
+      maxEntries: options.maxEntries ?? DEFAULT_MAX_TAR_ENTRIES,
+    };
+    const temps = await readTar(stream, limits, builder, this.blobs);
+    let manifest: ArtifactManifest;
+    try {
+      manifest = builder.finish();
+    } catch (error) {
+      await Promise.all(temps.map((temp) => this.blobs.discard(temp)));
+      throw error;
+    }
+    const touched = new Set<string>();
+    await commitAll(this.blobs, temps, touched);
+    return this.finish(builder, touched, manifest);
+  }
+
+  private async finish(
+    builder: TreeBuilder,
+    touched: Set<string>,
+    manifest: ArtifactManifest = builder.finish(),
+  ): Promise<StoredArtifact> {
+    // The blobs must be on disk before a manifest names them.
+    await this.blobs.sync(touched);
+    const canonical = Buffer.from(canonicalManifest(manifest));
+    const digest = manifestDigest(manifest);
+    if (!(await this.blobs.has(digest))) {
+      await this.blobs.commit(await this.blobs.writeTemp(canonical), touched);
+      await this.blobs.sync(touched);
+    }
+    return { digest, manifest, ...summarize(manifest) };
+  }
+
+  /** The manifest of a stored artifact; E_NOT_FOUND unless `digest` names one. */
+  async manifest(digest: string): Promise<ArtifactManifest> {
+    if (!isSha256(digest)) throw notFound(`artifact ${digest}`, { digest });
+    let text: string;
+    try {
+      text = await readFile(this.blobs.blobPath(digest), "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT")
+        throw notFound(`artifact ${digest}`, { digest });
+      throw error;
+    }
+    // Any blob has a digest; only a manifest's parses, validates and hashes back to it.
+    try {
+      const manifest = assertManifest(JSON.parse(text) as ArtifactManifest);
+      if (manifestDigest(manifest) === digest) return manifest;
+    } catch {
+      // not a manifest
+    }
+    throw notFound(`artifact ${digest}`, { digest });
+  }
+
+  hasBlob(sha256: string): Promise<boolean> {
+    return isSha256(sha256) ? this.blobs.has(sha256) : Promise.resolve(false);
+  }
+
+  /** E_NOT_FOUND when absent, E_VALIDATION when `sha256` is not a digest. */
+  async openBlob(sha256: string): Promise<Readable> {
+    return (await this.openBlobWithSize(sha256)).stream;
+  }
+
+  /** The blob and its size (for Content-Length), opened before returning. */
+  openBlobWithSize(sha256: string): Promise<{ stream: Readable; size: number }> {
+    return this.blobs.open(sha256);
+  }
+
+  blobPath(sha256: string): string {
+    return this.blobs.blobPath(sha256);
+  }
+}
+
+async function commitAll(blobs: BlobDir, temps: TempBlob[], touched: Set<string>): Promise<void> {
+  try {
+    for (const temp of temps) await blobs.commit(temp, touched);
+  } catch (error) {
+    await Promise.all(temps.map((temp) => blobs.discard(temp)));
+    throw error;
+  }
+}

@@ -1,0 +1,155 @@
+import { createHash, randomBytes } from "node:crypto";
+import { type FileHandle, mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
+import path from "node:path";
+import type { Readable } from "node:stream";
+import { isSha256 } from "../domain/artifact.js";
+import { notFound, TurnoutError } from "../domain/errors.js";
+
+export interface TempBlob {
+  /** A file under tmp/, never under its final name until committed. */
+  file: string;
+  sha256: string;
+  size: number;
+}
+
+/** Temp files older than this belong to a process that died mid-write. */
+const STALE_TEMP_MS = 60 * 60 * 1000;
+
+/**
+ * Blobs by sha256 under `blobs/<first two hex>/<sha256>`. A blob is written
+ * to `tmp/` (same file system), flushed to disk, and only then renamed to
+ * its final name, so a crash never leaves a half-written file where a reader
+ * trusts its name; renaming over an identical blob is harmless, so writers
+ * need no lock. The 256 fan-out directories are made once, up front.
+ */
+export class BlobDir {
+  readonly blobsDir: string;
+  readonly tmpDir: string;
+  private ready: Promise<void> | undefined;
+
+  constructor(
+    dir: string,
+    private readonly durable: boolean,
+  ) {
+    this.blobsDir = path.join(dir, "blobs");
+    this.tmpDir = path.join(dir, "tmp");
+  }
+
+  ensureReady(): Promise<void> {
+    this.ready ??= this.prepare().catch((error: unknown) => {
+      this.ready = undefined;
+      throw error;
+    });
+    return this.ready;
+  }
+
+  private async prepare(): Promise<void> {
+    await mkdir(this.tmpDir, { recursive: true });
+    const fanOut = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+    await Promise.all(fanOut.map((prefix) => mkdir(path.join(this.blobsDir, prefix), { recursive: true })));
+    if (this.durable) await syncDir(this.blobsDir);
+    const now = Date.now();
+    for (const name of await readdir(this.tmpDir)) {
+      const file = path.join(this.tmpDir, name);
+      const info = await stat(file).catch(() => undefined);
+      if (info && now - info.mtimeMs > STALE_TEMP_MS) await unlink(file).catch(() => undefined);
+    }
+  }
+
+  /** Refuses anything but 64 lowercase hex digits, so no caller can turn a digest into a path elsewhere. */
+  blobPath(sha256: string): string {
+    if (!isSha256(sha256)) throw new TurnoutError("E_VALIDATION", "a blob digest is 64 lowercase hex digits");
+    return path.join(this.blobsDir, sha256.slice(0, 2), sha256);
+  }
+
+  async has(sha256: string): Promise<boolean> {
+    const info = await stat(this.blobPath(sha256)).catch(() => undefined);
+    return info?.isFile() === true;
+  }
+
+  /** Opened before returning, so a missing blob is E_NOT_FOUND and not a stream error later. */
+  async open(sha256: string): Promise<{ stream: Readable; size: number }> {
+    const file = this.blobPath(sha256);
+    let handle: FileHandle;
+    try {
+      handle = await open(file, "r");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") throw notFound(`blob ${sha256}`, { sha256 });
+      throw error;
+    }
+    try {
+      const info = await handle.stat();
+      const stream = handle.createReadStream({ highWaterMark: 256 * 1024 });
+      return { stream, size: info.size };
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+  }
+
+  /** Writes bytes to a fresh temp file, hashing them on the way. */
+  async writeTemp(source: Uint8Array | AsyncIterable<Uint8Array>): Promise<TempBlob> {
+    const file = path.join(this.tmpDir, `${process.pid}-${randomBytes(8).toString("hex")}`);
+    const handle = await open(file, "wx", 0o644);
+    const hash = createHash("sha256");
+    let size = 0;
+    try {
+      const chunks = source instanceof Uint8Array ? [source] : source;
+      for await (const chunk of chunks) {
+        hash.update(chunk);
+        size += chunk.byteLength;
+        await writeAll(handle, chunk);
+      }
+      if (this.durable) await handle.sync();
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      await unlink(file).catch(() => undefined);
+      throw error;
+    }
+    await handle.close();
+    return { file, sha256: hash.digest("hex"), size };
+  }
+
+  /**
+   * Moves a temp blob to its final name, or drops it when that blob exists.
+   * Returns whether it was new; `touched` collects the directories to sync.
+   */
+  async commit(temp: TempBlob, touched: Set<string>): Promise<boolean> {
+    const final = this.blobPath(temp.sha256);
+    if (await this.has(temp.sha256)) {
+      await this.discard(temp);
+      return false;
+    }
+    await rename(temp.file, final);
+    touched.add(path.dirname(final));
+    return true;
+  }
+
+  async discard(temp: TempBlob): Promise<void> {
+    await unlink(temp.file).catch(() => undefined);
+  }
+
+  /** Makes the renames durable, once per directory rather than once per blob. */
+  async sync(touched: Set<string>): Promise<void> {
+    if (!this.durable) return;
+    await Promise.all([...touched].map(syncDir));
+    touched.clear();
+  }
+}
+
+async function writeAll(handle: FileHandle, chunk: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < chunk.byteLength) {
+    const { bytesWritten } = await handle.write(chunk, offset, chunk.byteLength - offset);
+    offset += bytesWritten;
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

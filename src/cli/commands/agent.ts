@@ -1,0 +1,96 @@
+import path from "node:path";
+import { type Command, InvalidArgumentError, Option } from "commander";
+import { labelProblem } from "../../agent/agent-labels.js";
+import { InvalidSettingError, normalizeServerUrl } from "../../config/client-settings.js";
+import { parseName, parsePositiveInt } from "../args.js";
+import { println } from "../context.js";
+import type { Kit } from "../program.js";
+
+export const DEFAULT_AGENT_ROOT = "/srv/turnout";
+
+interface AgentFlags {
+  name?: string;
+  label: Record<string, string>;
+  root?: string;
+  heartbeat?: number;
+}
+
+/**
+ * `turnout agent`: the process on each fleet host. It only ever dials out,
+ * so hosts behind a firewall need no inbound rule. Everything heavy (ws, the
+ * host layout) is loaded when the command runs, like the server.
+ */
+export function registerAgentCommand(program: Command, { ctx, action, globals }: Kit): void {
+  program
+    .command("agent")
+    .description("run the host agent: connects out to the server (never listens) and installs releases here")
+    .option("--name <name>", "this host's name (default: the machine's host name)", parseName("host"))
+    .option("--label <key=value>", "a label deploys select hosts by, repeatable", collectLabel, {})
+    .option("--root <dir>", `where releases live (default ${DEFAULT_AGENT_ROOT})`)
+    .addOption(
+      new Option("--heartbeat <ms>", "heartbeat interval in ms (tests)")
+        .argParser(parsePositiveInt)
+        .hideHelp(),
+    )
+    .addHelpText(
+      "after",
+      "\nThe first connection uses --token (an agent token: turnout token create NAME --role agent);" +
+        "\nthe server then issues this host its own token, saved in ROOT/.turnout/host-token and used from then on.",
+    )
+    .action(
+      action(async (flags: AgentFlags, command: Command) => {
+        const options = globals(command);
+        const serverValue = options.server || ctx.env["TURNOUT_SERVER"];
+        if (!serverValue)
+          throw new InvalidSettingError("turnout agent needs --server URL (or TURNOUT_SERVER)");
+        const server = normalizeServerUrl(serverValue);
+        const root = path.resolve(ctx.cwd, flags.root ?? DEFAULT_AGENT_ROOT);
+
+        const [{ Agent }, state, { LocalHostOps }, { assertLabels }, { VERSION }] = await Promise.all([
+          import("../../agent/agent.js"),
+          import("../../agent/agent-state.js"),
+          import("../../agent/host-layout/index.js"),
+          import("../../agent/agent-labels.js"),
+          import("../../server/version.js"),
+        ]);
+        const token = options.token || ctx.env["TURNOUT_TOKEN"] || undefined;
+        if (!token && !state.readHostToken(root)) {
+          throw new InvalidSettingError(
+            `turnout agent needs --token TOKEN (an agent token) until it has a host token in ${state.hostTokenPath(root)}`,
+          );
+        }
+        const name = flags.name ?? state.defaultHostName();
+        if (!name)
+          throw new InvalidSettingError("cannot make a host name from this machine's name: pass --name");
+        const labels = assertLabels(flags.label);
+
+        const stop = new AbortController();
+        void ctx.waitForStop().then(() => stop.abort());
+        const print = (line: string) => println(ctx.stdout, line);
+        print(`agent ${name}: connecting to ${server}, releases in ${root}`);
+        await new Agent({
+          server,
+          enrollmentToken: token,
+          name,
+          labels,
+          root,
+          version: VERSION,
+          ops: new LocalHostOps({ name, root }),
+          print,
+          ...(flags.heartbeat ? { heartbeatMs: flags.heartbeat } : {}),
+        }).run(stop.signal);
+        return 0;
+      }),
+    );
+}
+
+/** Commander reducer for repeated `--label key=value`; the same rule as the server's. */
+function collectLabel(value: string, previous: Record<string, string>): Record<string, string> {
+  const eq = value.indexOf("=");
+  if (eq <= 0) throw new InvalidArgumentError(`expected KEY=VALUE, got '${value}'`);
+  const key = value.slice(0, eq);
+  const labelValue = value.slice(eq + 1);
+  const problem = labelProblem(key, labelValue);
+  if (problem) throw new InvalidArgumentError(problem);
+  return { ...previous, [key]: labelValue };
+}

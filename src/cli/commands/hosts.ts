@@ -1,0 +1,78 @@
+import type { Command } from "commander";
+import { parseName } from "../args.js";
+import { clientFor, printJson, println } from "../context.js";
+import { formatDate, table } from "../output.js";
+import type { Kit } from "../program.js";
+
+/** GET /api/v1/hosts, as the CLI reads it. */
+export interface HostJson {
+  id: number;
+  name: string;
+  kind: string;
+  labels: Record<string, string>;
+  address: string | null;
+  poolState: string;
+  connected: boolean;
+  lastSeenAt: string | null;
+  apps: { app: string; current: string | null; slots: Record<string, string>; releases: string[] }[];
+}
+
+interface Column {
+  header: string;
+  cell(host: HostJson): string;
+}
+
+export function registerHostsCommand(program: Command, { ctx, action, globals }: Kit): void {
+  program
+    .command("hosts")
+    .description("fleet hosts: connection, pool state, labels and what each runs (of APP)")
+    .argument("[app]", "show this app's current release", parseName("app"))
+    .argument("[env]", "environment of APP", parseName("environment"))
+    .action(
+      action(async (app: string | undefined, env: string | undefined, _flags: unknown, command: Command) => {
+        const options = globals(command);
+        const response = await clientFor(ctx, options).get<{ hosts: HostJson[] }>("/api/v1/hosts");
+        if (options.json) printJson(ctx, response.text);
+        else println(ctx.stdout, hostsTable(response.body.hosts, app, env));
+        return 0;
+      }),
+    );
+}
+
+/** The host table; pure, so its format is unit tested. */
+export function hostsTable(hosts: HostJson[], app?: string, env?: string): string {
+  if (hosts.length === 0) return "no hosts (start `turnout agent` on a host, or configure ssh hosts)";
+  const columns = hostColumns(app, env);
+  return table(
+    columns.map((c) => c.header),
+    hosts.map((host) => columns.map((c) => c.cell(host))),
+  );
+}
+
+function hostColumns(app: string | undefined, _env: string | undefined): Column[] {
+  const columns: Column[] = [
+    { header: "NAME", cell: (h) => h.name },
+    { header: "KIND", cell: (h) => h.kind },
+    { header: "STATE", cell: (h) => (h.kind === "ssh" ? "-" : h.connected ? "connected" : "disconnected") },
+    { header: "LAST SEEN", cell: (h) => formatDate(h.lastSeenAt) },
+    { header: "POOL", cell: (h) => h.poolState },
+    { header: "LABELS", cell: (h) => labelsText(h.labels) },
+    { header: "CURRENT", cell: (h) => (app === undefined ? currentPairs(h) : currentOf(h, app)) },
+  ];
+  // With APP ENV, a DRIFT column (the environment's release vs this host's) goes here.
+  return columns;
+}
+
+export function labelsText(labels: Record<string, string>): string {
+  const entries = Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return entries.length === 0 ? "-" : entries.map(([k, v]) => `${k}=${v}`).join(",");
+}
+
+function currentOf(host: HostJson, app: string): string {
+  return host.apps.find((a) => a.app === app)?.current ?? "-";
+}
+
+function currentPairs(host: HostJson): string {
+  const pairs = host.apps.filter((a) => a.current !== null).map((a) => `${a.app}=${a.current}`);
+  return pairs.length === 0 ? "-" : pairs.join(",");
+}

@@ -1,0 +1,225 @@
+import path from "node:path";
+import type { Readable } from "node:stream";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { ArtifactStore } from "../../artifacts/artifact-store.js";
+import { isSha256 } from "../../domain/artifact.js";
+import { isTurnoutError, TurnoutError } from "../../domain/errors.js";
+import { authorize } from "../../domain/roles.js";
+import { principalOf } from "../auth.js";
+import type { HttpDeps } from "../deps.js";
+import { resolveApp } from "../environments.js";
+import { sendError, toHttpError } from "../error-mapping.js";
+import { appParams, positiveInt } from "../schemas.js";
+
+/** Uploads up to 1 GiB: a built tree, not a request body in the usual sense. */
+export const MAX_UPLOAD_BYTES = 1024 * 1024 * 1024;
+const UPLOAD_TYPES = [
+  "application/x-tar",
+  "application/gzip",
+  "application/x-gzip",
+  "application/x-gtar",
+  "application/octet-stream",
+];
+/** Content-addressed: what a digest names never changes, so caches may keep it forever. */
+const IMMUTABLE = "private, max-age=31536000, immutable";
+
+const digestParams = z.object({ digest: z.string().describe("the artifact's digest (64 hex digits)") });
+const blobParams = z.object({ sha256: z.string().describe("the blob's sha256 (64 hex digits)") });
+const listQuery = z.object({
+  limit: positiveInt.max(500).optional().describe("at most this many (default 50)"),
+});
+
+/**
+ * Artifacts: uploads of pre-built trees (for teams whose CI builds
+ * elsewhere), reading what was stored, and the two hot-path downloads of
+ * fleet deploys, manifests and blobs, which agents fetch and which stream
+ * from disk as they are. In their own plugin context so that only the upload
+ * route accepts raw tar bodies; the bearer hook of /api/v1 still applies.
+ */
+export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): void {
+  const artifacts = deps.artifacts ?? openFromSettings(deps);
+  const { engine, store } = deps;
+
+  api.register(async (scope) => {
+    // The stream itself, unread: the artifact store reads it as it arrives.
+    scope.addContentTypeParser(UPLOAD_TYPES, (_request, payload, done) => done(null, payload));
+    const r = scope.withTypeProvider<ZodTypeProvider>();
+
+    r.post(
+      "/apps/:app/artifacts",
+      {
+        bodyLimit: MAX_UPLOAD_BYTES,
+        schema: {
+          tags: ["artifacts"],
+          summary: "Upload a pre-built artifact (tar or tar.gz body)",
+          description:
+            "The body is a tar archive, optionally gzipped, of the tree to deploy. Absolute paths, '..', " +
+            "links leaving the tree, devices and duplicates are refused (422, details.path). Up to 1 GiB.",
+          params: appParams,
+        },
+      },
+      async (request, reply) => {
+        const app = resolveApp(engine, principalOf(request), request.params.app, "deploy").name;
+        const declared = Number(request.headers["content-length"] ?? Number.NaN);
+        if (declared > MAX_UPLOAD_BYTES) {
+          throw new TurnoutError(
+            "E_PAYLOAD_TOO_LARGE",
+            `an artifact upload is at most ${MAX_UPLOAD_BYTES} bytes`,
+          );
+        }
+        const stored = await artifacts
+          .fromTar(request.body as Readable, { maxBytes: MAX_UPLOAD_BYTES })
+          .catch((error: unknown) => {
+            drain(request);
+            throw error;
+          })
+          .catch((error: unknown) => refusal(reply, error));
+        if (!stored) return reply;
+        await store.artifacts.record({
+          digest: stored.digest,
+          app,
+          fingerprint: null,
+          files: stored.files,
+          bytes: stored.bytes,
+          source: "uploaded",
+        });
+        return reply.code(201).send({ artifact: await store.artifacts.get(stored.digest) });
+      },
+    );
+
+    r.get(
+      "/apps/:app/artifacts",
+      {
+        schema: {
+          tags: ["artifacts"],
+          summary: "Artifacts of an app, newest first",
+          params: appParams,
+          querystring: listQuery,
+        },
+      },
+      async (request) => {
+        const app = resolveApp(engine, principalOf(request), request.params.app, "read").name;
+        return { artifacts: await store.artifacts.list(app, request.query.limit ?? 50) };
+      },
+    );
+
+    r.get(
+      "/artifacts/:digest",
+      { schema: { tags: ["artifacts"], summary: "One artifact and its manifest", params: digestParams } },
+      async (request) => {
+        const digest = assertDigest(request.params.digest);
+        const artifact = await store.artifacts.get(digest);
+        authorize(principalOf(request), "read", artifact.app);
+        return { artifact, manifest: await artifacts.manifest(digest) };
+      },
+    );
+
+    r.get(
+      "/artifacts/:digest/manifest",
+      {
+        schema: {
+          tags: ["artifacts"],
+          summary: "An artifact's manifest, for agents (canonical JSON, immutable)",
+          params: digestParams,
+        },
+      },
+      async (request, reply) => {
+        const principal = principalOf(request);
+        authorize(principal, "agent");
+        const digest = assertDigest(request.params.digest);
+        const artifact = await store.artifacts.get(digest);
+        authorize(principal, "agent", artifact.app);
+        if (notModified(request, digest)) return reply.code(304).header("etag", `"${digest}"`).send();
+        // The manifest blob is the canonical JSON already: streamed, not parsed and re-serialized.
+        const { stream, size } = await artifacts.openBlobWithSize(digest);
+        return reply
+          .header("content-type", "application/json")
+          .header("content-length", size)
+          .header("etag", `"${digest}"`)
+          .header("cache-control", IMMUTABLE)
+          .send(stream);
+      },
+    );
+
+    r.get(
+      "/blobs/:sha256",
+      {
+        schema: {
+          tags: ["artifacts"],
+          summary: "A blob by its sha256, for agents",
+          params: blobParams,
+        },
+      },
+      async (request, reply) => {
+        authorize(principalOf(request), "agent");
+        const sha256 = assertDigest(request.params.sha256);
+        if (notModified(request, sha256)) return reply.code(304).header("etag", `"${sha256}"`).send();
+        const { stream, size } = await artifacts.openBlobWithSize(sha256);
+        return reply
+          .header("content-type", "application/octet-stream")
+          .header("content-length", size)
+          .header("etag", `"${sha256}"`)
+          .header("cache-control", IMMUTABLE)
+          .send(stream);
+      },
+    );
+  });
+}
+
+/**
+ * Settings carry the data directory in the running server; the composition
+ * root may instead pass the store it shares with the engine (preferred).
+ */
+function openFromSettings(deps: HttpDeps): ArtifactStore {
+  const dataDir = (deps.settings as { dataDir?: unknown }).dataDir;
+  if (typeof dataDir !== "string") {
+    throw new TurnoutError("E_CONFIG", "the HTTP API needs an artifact store or settings.dataDir");
+  }
+  return new ArtifactStore({ dir: path.join(dataDir, "artifacts") });
+}
+
+/** Checked before any path is built from it. */
+function assertDigest(value: string): string {
+  if (!isSha256(value)) {
+    throw new TurnoutError("E_BAD_REQUEST", "a digest is 64 lowercase hex digits", { digest: value });
+  }
+  return value;
+}
+
+function notModified(request: FastifyRequest, digest: string): boolean {
+  const tags = request.headers["if-none-match"];
+  return (
+    typeof tags === "string" &&
+    tags.split(",").some((tag) => tag.trim().replace(/^W\//, "") === `"${digest}"`)
+  );
+}
+
+/**
+ * A refused archive is a well-formed request naming something invalid:
+ * 422, like the other "fix your input" answers, with the entry in details.
+ */
+function refusal(reply: FastifyReply, error: unknown): undefined {
+  if (isTurnoutError(error) && error.code === "E_VALIDATION") {
+    const mapped = toHttpError(error);
+    sendError(reply, { ...mapped, status: 422 });
+    return undefined;
+  }
+  throw error;
+}
+
+/**
+ * The rest of a refused upload is read and dropped, so the client gets its
+ * answer instead of a reset; a sender that keeps going past the limit is cut off.
+ */
+function drain(request: FastifyRequest): void {
+  const raw = request.raw;
+  if (raw.complete) return;
+  let dropped = 0;
+  raw.on("data", (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > MAX_UPLOAD_BYTES) raw.destroy();
+  });
+  raw.resume();
+}

@@ -1,0 +1,68 @@
+import type { FastifyInstance } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { assertHostName } from "../../agent/protocol.js";
+import { notFound } from "../../domain/errors.js";
+import { authorize, type Principal } from "../../domain/roles.js";
+import type { HostRecord } from "../../store/hosts.js";
+import { principalOf } from "../auth.js";
+import type { HttpDeps } from "../deps.js";
+
+const hostParams = z.object({ name: z.string().describe("host name") });
+
+export interface HostJson {
+  id: number;
+  name: string;
+  kind: string;
+  labels: Record<string, string>;
+  address: string | null;
+  poolState: string;
+  connected: boolean;
+  lastSeenAt: string | null;
+  apps: { app: string; current: string | null; slots: Record<string, string>; releases: string[] }[];
+}
+
+/**
+ * Fleet hosts: labels, connection and pool state, and what each holds per
+ * app. Reading them takes `read`; agent tokens have no business here. A token
+ * limited to some apps sees every host but only those apps' releases.
+ */
+export function registerHostRoutes(app: FastifyInstance, { store, agents }: HttpDeps): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  r.get("/hosts", { schema: { tags: ["hosts"], summary: "Every host of every fleet" } }, async (request) => {
+    const principal = principalOf(request);
+    authorize(principal, "read");
+    const hosts = agents ? await agents.hosts() : await store.hosts.list();
+    return { hosts: hosts.map((host) => hostJson(host, principal)) };
+  });
+
+  r.get(
+    "/hosts/:name",
+    { schema: { tags: ["hosts"], summary: "One host", params: hostParams } },
+    async (request) => {
+      const principal = principalOf(request);
+      authorize(principal, "read");
+      const name = assertHostName(request.params.name);
+      const host = agents ? await agents.host(name) : await store.hosts.get(name);
+      if (!host) throw notFound(`host '${name}'`, { host: name });
+      return { host: hostJson(host, principal) };
+    },
+  );
+}
+
+export function hostJson(host: HostRecord, principal: Principal): HostJson {
+  return {
+    id: host.id,
+    name: host.name,
+    kind: host.kind,
+    labels: host.labels,
+    address: host.address,
+    poolState: host.poolState,
+    connected: host.connected,
+    lastSeenAt: host.lastSeenAt,
+    apps: host.apps
+      .filter((a) => principal.apps === null || principal.apps.includes(a.app))
+      .map((a) => ({ app: a.app, current: a.current, slots: a.slots, releases: a.releases })),
+  };
+}

@@ -1,0 +1,160 @@
+import type { WebSocket } from "ws";
+import { ERROR_CODES, type ErrorCode, TurnoutError } from "../../domain/errors.js";
+import {
+  type AgentMessage,
+  type CallArgs,
+  type CallResult,
+  callResults,
+  closeReason,
+  type HostOp,
+  type ServerMessage,
+} from "../../agent/protocol.js";
+import type { HostLog } from "./host-ops.js";
+
+interface Pending {
+  op: HostOp;
+  log: HostLog | undefined;
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
+
+export interface CallOptions {
+  log?: HostLog | undefined;
+  signal?: AbortSignal | undefined;
+  timeoutMs: number;
+  /** After a cancel, how long the agent gets to answer before the call gives up on it. */
+  cancelGraceMs: number;
+}
+
+/**
+ * One live agent connection after its hello: calls multiplexed over the
+ * socket by id, answered by `result` messages, with `log` lines routed to the
+ * caller. When the socket goes, every call still waiting fails with
+ * E_UNAVAILABLE, so an orchestrator never waits on a host that is gone.
+ */
+export class AgentConnection {
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closedError: TurnoutError | undefined;
+  lastMessageAt = Date.now();
+  /** When last_seen_at was last written to the store. */
+  lastPersistedAt = 0;
+
+  constructor(
+    readonly hostId: number,
+    readonly name: string,
+    readonly version: string,
+    private readonly socket: WebSocket,
+  ) {}
+
+  get closed(): boolean {
+    return this.closedError !== undefined;
+  }
+
+  send(message: ServerMessage): void {
+    if (this.closed || this.socket.readyState !== this.socket.OPEN) return;
+    this.socket.send(JSON.stringify(message));
+  }
+
+  close(code: number, reason: string): void {
+    this.socket.close(code, closeReason(reason));
+    // A peer that does not answer the close handshake is dropped anyway.
+    setTimeout(() => this.socket.terminate(), 2000).unref();
+  }
+
+  terminate(): void {
+    this.socket.terminate();
+  }
+
+  async call<Op extends HostOp>(op: Op, args: CallArgs<Op>, options: CallOptions): Promise<CallResult<Op>> {
+    if (this.closedError) throw this.closedError;
+    const { signal } = options;
+    if (signal?.aborted) throw abortError(this.name, op);
+    const id = this.nextId++;
+    return new Promise<CallResult<Op>>((resolve, reject) => {
+      let graceTimer: NodeJS.Timeout | undefined;
+      const finish = () => {
+        clearTimeout(timer);
+        clearTimeout(graceTimer);
+        signal?.removeEventListener("abort", onAbort);
+        this.pending.delete(id);
+      };
+      const timer = setTimeout(() => {
+        this.send({ type: "cancel", id });
+        finish();
+        reject(
+          new TurnoutError("E_UNAVAILABLE", `host ${this.name}: ${op} timed out after ${options.timeoutMs} ms`, {
+            host: this.name,
+            op,
+          }),
+        );
+      }, options.timeoutMs);
+      // The host is told to stop; its own answer (usually its abort error) settles the call.
+      const onAbort = () => {
+        this.send({ type: "cancel", id });
+        graceTimer = setTimeout(() => {
+          finish();
+          reject(abortError(this.name, op));
+        }, options.cancelGraceMs);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.pending.set(id, {
+        op,
+        log: options.log,
+        resolve: (value) => {
+          finish();
+          resolve(value as CallResult<Op>);
+        },
+        reject: (error) => {
+          finish();
+          reject(error);
+        },
+      });
+      this.send({ type: "call", id, op, args });
+    });
+  }
+
+  /** A result or log line from the agent. Unknown ids are late answers to calls given up on. */
+  receive(message: Extract<AgentMessage, { type: "result" | "log" }>): void {
+    const pending = this.pending.get(message.id);
+    if (!pending) return;
+    if (message.type === "log") {
+      pending.log?.(message.line);
+      return;
+    }
+    if (!message.ok) {
+      pending.reject(new TurnoutError(errorCode(message.error.code), `host ${this.name}: ${message.error.message}`));
+      return;
+    }
+    const parsed = callResults[pending.op].safeParse(message.result);
+    if (!parsed.success) {
+      pending.reject(
+        new TurnoutError("E_INTERNAL", `host ${this.name}: malformed ${pending.op} result from the agent`),
+      );
+      return;
+    }
+    pending.resolve(parsed.data);
+  }
+
+  /** The socket is gone: every waiting call fails. */
+  closedWith(reason: string): void {
+    if (this.closedError) return;
+    this.closedError = new TurnoutError("E_UNAVAILABLE", `host ${this.name} disconnected${reason ? `: ${reason}` : ""}`, {
+      host: this.name,
+    });
+    for (const pending of [...this.pending.values()]) pending.reject(this.closedError);
+    this.pending.clear();
+  }
+
+  get callsInFlight(): number {
+    return this.pending.size;
+  }
+}
+
+function errorCode(code: string): ErrorCode {
+  return (ERROR_CODES as readonly string[]).includes(code) ? (code as ErrorCode) : "E_INTERNAL";
+}
+
+function abortError(host: string, op: string): TurnoutError {
+  return new TurnoutError("E_UNAVAILABLE", `host ${host}: ${op} cancelled`, { host, op, cancelled: true });
+}

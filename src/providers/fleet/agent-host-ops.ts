@@ -1,0 +1,88 @@
+import type { HealthCheckConfig, HostAppInventory } from "../../domain/fleet.js";
+import { TurnoutError } from "../../domain/errors.js";
+import type { CallArgs, CallResult, HostOp } from "../../agent/protocol.js";
+import type { AgentConnection } from "./agent-connection.js";
+import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "./host-ops.js";
+
+export interface AgentCallTiming {
+  /** Operations without a timeout of their own (switch, promote, prune, inventory). */
+  callTimeoutMs: number;
+  /** Added to an operation's own timeout, for the round trip and the agent's clean-up. */
+  callMarginMs: number;
+  cancelGraceMs: number;
+}
+
+/**
+ * HostOps for an agent host: each method is one `call` over the agent's
+ * WebSocket. It is bound to the host's name, not to one connection, so an
+ * agent that reconnects serves the next call on its new connection; a call
+ * in flight when the socket drops fails with E_UNAVAILABLE.
+ */
+export class AgentHostOps implements HostOps {
+  constructor(
+    readonly name: string,
+    private readonly connection: () => AgentConnection | undefined,
+    private readonly timing: AgentCallTiming,
+  ) {}
+
+  /** The agent downloads the blobs itself from the server's blob endpoint; `blobs` is for SSH hosts. */
+  stage(spec: StageSpec, _blobs: BlobSource, log: HostLog, signal: AbortSignal): Promise<StageResult> {
+    return this.call("stage", { spec }, spec.timeoutMs + this.timing.callMarginMs, log, signal);
+  }
+
+  switchTo(app: string, releaseId: string, slot: string): Promise<{ previous: string | null }> {
+    return this.call("switchTo", { app, releaseId, slot }, this.timing.callTimeoutMs);
+  }
+
+  promoteSlot(app: string, slot: string): Promise<{ previous: string | null; current: string }> {
+    return this.call("promoteSlot", { app, slot }, this.timing.callTimeoutMs);
+  }
+
+  async run(
+    app: string,
+    argv: string[],
+    env: Record<string, string>,
+    timeoutMs: number,
+    log: HostLog,
+    signal: AbortSignal,
+  ): Promise<number> {
+    const result = await this.call(
+      "run",
+      { app, argv, env, timeoutMs },
+      timeoutMs + this.timing.callMarginMs,
+      log,
+      signal,
+    );
+    return result.exitCode;
+  }
+
+  async health(app: string, check: HealthCheckConfig, log: HostLog, signal: AbortSignal): Promise<boolean> {
+    const attempts = check.retries + 1;
+    const budget = attempts * (check.timeoutMs + check.intervalMs) + this.timing.callMarginMs;
+    return (await this.call("health", { app, check }, budget, log, signal)).healthy;
+  }
+
+  prune(app: string, keep: number): Promise<{ removed: string[] }> {
+    return this.call("prune", { app, keep }, this.timing.callTimeoutMs);
+  }
+
+  async inventory(): Promise<HostAppInventory[]> {
+    return (await this.call("inventory", {}, this.timing.callTimeoutMs)).inventory;
+  }
+
+  private call<Op extends HostOp>(
+    op: Op,
+    args: CallArgs<Op>,
+    timeoutMs: number,
+    log?: HostLog,
+    signal?: AbortSignal,
+  ): Promise<CallResult<Op>> {
+    const connection = this.connection();
+    if (!connection || connection.closed) {
+      return Promise.reject(
+        new TurnoutError("E_UNAVAILABLE", `host ${this.name} is not connected`, { host: this.name }),
+      );
+    }
+    return connection.call(op, args, { log, signal, timeoutMs, cancelGraceMs: this.timing.cancelGraceMs });
+  }
+}

@@ -1,0 +1,271 @@
+import { spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import type { Writable } from "node:stream";
+import { TurnoutError } from "../../../domain/errors.js";
+import type { SshHostConfig } from "../../../domain/fleet.js";
+import { EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_UNUSABLE, type RemoteOp, remoteCommand } from "./remote-script.js";
+
+/**
+ * One SSH host as a place to run the remote script. ssh always gets an argv
+ * (never a shell), an empty configuration (`-F /dev/null`: nothing of the
+ * server user's ~/.ssh/config applies), key authentication only, and the
+ * host's pinned key: strict checking against its known_hosts file alone, no
+ * global file, no learning or updating of keys. Operations share one
+ * connection (ControlMaster) through a socket in a private directory.
+ */
+export interface SshClientOptions {
+  /** The ssh program (tests pass a wrapper that records its invocations). */
+  sshCommand?: string;
+  connectTimeoutSeconds?: number;
+  /** How long the shared connection outlives its last operation. */
+  controlPersistSeconds?: number;
+}
+
+export interface ExecOptions {
+  /** The script's stdin: text, or a writer that streams into it (and must end it). */
+  input?: string | Buffer | ((stdin: Writable) => Promise<void>);
+  onStderrLine?(line: string): void;
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+export interface ExecResult {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  stopped: "timeout" | "aborted" | null;
+  stdout: string;
+  /** The tail of stderr, for messages. */
+  stderr: string;
+}
+
+const MAX_STDOUT = 16 * 1024 * 1024;
+const STDERR_TAIL = 8 * 1024;
+const KILL_GRACE_MS = 2000;
+const HOST_KEY_FAILURE =
+  /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No [A-Za-z0-9-]+ host key is known|Host key for .* has changed/i;
+
+export class SshConnection {
+  private controlDir: Promise<string> | null = null;
+  private readonly ssh: string;
+  private readonly connectTimeout: number;
+  private readonly persist: number;
+
+  constructor(
+    readonly host: SshHostConfig,
+    options: SshClientOptions = {},
+  ) {
+    this.ssh = options.sshCommand ?? "ssh";
+    this.connectTimeout = options.connectTimeoutSeconds ?? 10;
+    this.persist = options.controlPersistSeconds ?? 60;
+  }
+
+  /** Runs one operation of the remote script. Never throws for a non-zero exit: see `failure`. */
+  async exec(op: RemoteOp, args: readonly string[], options: ExecOptions): Promise<ExecResult> {
+    const command = remoteCommand(op, args);
+    const argv = [...(await this.options()), "--", this.host.address, command];
+    return new Promise<ExecResult>((resolve, reject) => {
+      const child = spawn(this.ssh, argv, { stdio: ["pipe", "pipe", "pipe"], detached: true, shell: false });
+      let stdout = "";
+      let stderr = "";
+      let partial = "";
+      let stopped: ExecResult["stopped"] = null;
+      let inputError: unknown;
+      let killTimer: NodeJS.Timeout | undefined;
+      const signalGroup = (sig: NodeJS.Signals) => {
+        if (child.pid === undefined) return;
+        try {
+          process.kill(-child.pid, sig);
+        } catch {
+          // Already gone.
+        }
+      };
+      const stop = (reason: "timeout" | "aborted") => {
+        if (stopped || child.exitCode !== null) return;
+        stopped = reason;
+        signalGroup("SIGTERM");
+        killTimer = setTimeout(() => signalGroup("SIGKILL"), KILL_GRACE_MS);
+      };
+      const timer = setTimeout(() => stop("timeout"), options.timeoutMs);
+      const onAbort = () => stop("aborted");
+      if (options.signal?.aborted) queueMicrotask(onAbort);
+      else options.signal?.addEventListener("abort", onAbort, { once: true });
+
+      child.stdout.setEncoding("utf8");
+      child.stdout.on("data", (text: string) => {
+        stdout += text;
+        if (stdout.length > MAX_STDOUT) stop("aborted");
+      });
+      child.stderr.setEncoding("utf8");
+      child.stderr.on("data", (text: string) => {
+        stderr = (stderr + text).slice(-STDERR_TAIL);
+        if (!options.onStderrLine) return;
+        const lines = (partial + text).split("\n");
+        partial = lines.pop()!;
+        for (const line of lines) options.onStderrLine(line);
+      });
+      // The remote side may stop reading early (a release already staged): not an error here.
+      child.stdin.on("error", () => undefined);
+      child.on("error", (error) => {
+        clearTimeout(timer);
+        reject(new TurnoutError("E_UNAVAILABLE", `cannot run ssh for host ${this.host.name}: ${error.message}`));
+      });
+      child.on("close", (code, sig) => {
+        clearTimeout(timer);
+        clearTimeout(killTimer);
+        options.signal?.removeEventListener("abort", onAbort);
+        if (partial && options.onStderrLine) options.onStderrLine(partial);
+        if (inputError !== undefined) reject(inputError);
+        else resolve({ exitCode: code, signal: sig, stopped, stdout, stderr });
+      });
+
+      const input = options.input;
+      if (typeof input === "function") {
+        input(child.stdin).catch((error: unknown) => {
+          inputError = error;
+          stop("aborted");
+        });
+      } else {
+        child.stdin.end(input ?? "");
+      }
+    });
+  }
+
+  /** The error for a failed operation: ssh's own failures, refusals and failures of the script. */
+  failure(result: ExecResult, what: string): TurnoutError {
+    const name = this.host.name;
+    const details = { host: name, exitCode: result.exitCode };
+    if (result.stopped === "timeout") return new TurnoutError("E_UNAVAILABLE", `${what} on ${name} timed out`, details);
+    if (result.stopped === "aborted") return new TurnoutError("E_UNAVAILABLE", `${what} on ${name} was stopped`, details);
+    if (result.exitCode === 255) {
+      if (HOST_KEY_FAILURE.test(result.stderr)) {
+        return new TurnoutError(
+          "E_UNAVAILABLE",
+          `host key verification failed for ${name} (${this.host.address}:${this.host.port}): its key is not the one pinned in ${this.host.knownHostsFile}`,
+          { ...details, hostKey: "mismatch" },
+        );
+      }
+      return new TurnoutError("E_UNAVAILABLE", `ssh to ${name} failed: ${lastLine(result.stderr) || "no answer"}`, details);
+    }
+    const said = hostMessage(result.stderr) ?? lastLine(result.stderr);
+    const message = `${what} on ${name} failed: ${said || `exit status ${result.exitCode ?? result.signal}`}`;
+    switch (result.exitCode) {
+      case EXIT_REFUSED:
+        return new TurnoutError("E_VALIDATION", message, details);
+      case EXIT_NOT_FOUND:
+        return new TurnoutError("E_NOT_FOUND", message, details);
+      case EXIT_UNUSABLE:
+        return new TurnoutError("E_UNAVAILABLE", message, details);
+      default:
+        return new TurnoutError("E_CONFLICT", message, details);
+    }
+  }
+
+  /** Ends the shared connection and removes its socket directory. */
+  async close(): Promise<void> {
+    const pending = this.controlDir;
+    this.controlDir = null;
+    if (!pending) return;
+    const dir = await pending.catch(() => null);
+    if (!dir) return;
+    await new Promise<void>((resolve) => {
+      const child = spawn(
+        this.ssh,
+        [
+          "-F",
+          "/dev/null",
+          "-o",
+          `ControlPath=${path.join(dir, "m")}`,
+          "-O",
+          "exit",
+          "-p",
+          String(this.host.port),
+          "-l",
+          this.host.user,
+          "--",
+          this.host.address,
+        ],
+        { stdio: "ignore", detached: true },
+      );
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+      child.on("error", () => resolve());
+      child.on("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  private async options(): Promise<string[]> {
+    this.controlDir ??= mkdtemp(path.join(controlBase(), "turnout-ssh-"));
+    const dir = await this.controlDir;
+    return [
+      "-F",
+      "/dev/null",
+      "-T",
+      "-x",
+      "-a",
+      "-o",
+      "BatchMode=yes",
+      "-o",
+      "StrictHostKeyChecking=yes",
+      "-o",
+      `UserKnownHostsFile=${this.host.knownHostsFile}`,
+      "-o",
+      "GlobalKnownHostsFile=/dev/null",
+      "-o",
+      "UpdateHostKeys=no",
+      "-o",
+      "CheckHostIP=no",
+      "-o",
+      "IdentitiesOnly=yes",
+      "-o",
+      `IdentityFile=${this.host.keyFile}`,
+      "-o",
+      "PreferredAuthentications=publickey",
+      "-o",
+      "ClearAllForwardings=yes",
+      "-o",
+      `ConnectTimeout=${this.connectTimeout}`,
+      "-o",
+      "ServerAliveInterval=15",
+      "-o",
+      "ServerAliveCountMax=4",
+      "-o",
+      "LogLevel=ERROR",
+      "-o",
+      "ControlMaster=auto",
+      "-o",
+      `ControlPath=${path.join(dir, "m")}`,
+      "-o",
+      `ControlPersist=${this.persist}`,
+      "-p",
+      String(this.host.port),
+      "-l",
+      this.host.user,
+    ];
+  }
+}
+
+/**
+ * A directory for control sockets: mkdtemp makes it 0700, so no other user can
+ * reach the authenticated connection. Socket paths are short (108 bytes) and
+ * ssh expands `%` in them, hence /tmp when TMPDIR is long or odd.
+ */
+function controlBase(): string {
+  const tmp = os.tmpdir();
+  return tmp.length <= 60 && /^[A-Za-z0-9/._-]+$/.test(tmp) ? tmp : "/tmp";
+}
+
+function lastLine(text: string): string {
+  const lines = text.split("\n").filter((l) => l.trim() !== "");
+  return lines.at(-1)?.trim() ?? "";
+}
+
+/** The script's own last word (`turnout-host: …`), when it gave one. */
+function hostMessage(stderr: string): string | undefined {
+  const lines = stderr.split("\n").filter((l) => l.startsWith("turnout-host: "));
+  return lines.at(-1)?.slice("turnout-host: ".length);
+}

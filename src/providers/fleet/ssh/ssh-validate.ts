@@ -1,0 +1,137 @@
+import path from "node:path";
+import { TreeBuilder } from "../../../artifacts/tree-builder.js";
+import { type ArtifactManifest, assertEntryPath, assertManifest, isHostReleaseId, isSha256 } from "../../../domain/artifact.js";
+import { TurnoutError } from "../../../domain/errors.js";
+import type { SshHostConfig } from "../../../domain/fleet.js";
+import { assertName } from "../../../domain/names.js";
+
+/**
+ * Checks on the server side, before ssh is started: whatever reaches the
+ * remote command line must match a strict pattern, and whatever travels as
+ * data must satisfy the artifact rules. The remote script checks again.
+ */
+
+const ROOT = /^\/[A-Za-z0-9/._-]{0,4095}$/;
+const ADDRESS = /^[A-Za-z0-9.:][A-Za-z0-9.:-]{0,252}$/;
+const USER = /^[A-Za-z_][A-Za-z0-9_-]{0,31}$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
+/** ssh reads -o values as config text: whitespace, quotes, `%` tokens and `~` would change their meaning. */
+const SSH_PATH_PROBLEM = /[\s"'\\%\u0000-\u001f\u007f]|^~/;
+
+function invalid(message: string, details?: Record<string, unknown>): TurnoutError {
+  return new TurnoutError("E_VALIDATION", message, details);
+}
+
+export function assertAppName(app: string): string {
+  return assertName("app", app);
+}
+
+export function assertSlotName(slot: string): string {
+  return assertName("slot", slot);
+}
+
+export function assertReleaseId(id: string): string {
+  if (typeof id !== "string" || !isHostReleaseId(id)) {
+    throw invalid(`invalid release id ${JSON.stringify(id)}: 16 lowercase hex digits expected`, { releaseId: id });
+  }
+  return id;
+}
+
+export function assertRoot(root: string): string {
+  if (!ROOT.test(root) || root.split("/").some((part) => part === "." || part === "..")) {
+    throw invalid(`invalid release root ${JSON.stringify(root)}: an absolute path of letters, digits, '/', '.', '_' and '-'`);
+  }
+  return root;
+}
+
+/** The host's connection settings, with local file paths made absolute. */
+export function checkHostConfig(host: SshHostConfig): SshHostConfig {
+  if (!ADDRESS.test(host.address)) throw invalid(`invalid address ${JSON.stringify(host.address)} of host ${host.name}`);
+  if (!Number.isInteger(host.port) || host.port < 1 || host.port > 65535) {
+    throw invalid(`invalid port ${host.port} of host ${host.name}`);
+  }
+  if (!USER.test(host.user)) throw invalid(`invalid user ${JSON.stringify(host.user)} of host ${host.name}`);
+  for (const [field, value] of [
+    ["key_file", host.keyFile],
+    ["known_hosts_file", host.knownHostsFile],
+  ] as const) {
+    if (!value || SSH_PATH_PROBLEM.test(value)) {
+      throw invalid(`${field} of host ${host.name} must be a path without spaces, quotes, '%' or '~'`, {
+        host: host.name,
+      });
+    }
+  }
+  assertRoot(host.root);
+  return {
+    ...host,
+    keyFile: path.resolve(host.keyFile),
+    knownHostsFile: path.resolve(host.knownHostsFile),
+  };
+}
+
+/**
+ * A manifest a host may write: the artifact rules (paths, order, digests,
+ * links as text), plus the rules the artifact builder enforces on whole trees
+ * (nothing below a file or a symlink, no link escaping through other links).
+ */
+export function checkManifest(manifest: ArtifactManifest): ArtifactManifest {
+  assertManifest(manifest);
+  const tree = new TreeBuilder();
+  for (const entry of manifest.entries) tree.add(entry);
+  tree.finish();
+  for (const entry of manifest.entries) {
+    if ((entry.type === "file" || entry.type === "dir") && (!Number.isInteger(entry.mode) || entry.mode < 0)) {
+      throw invalid(`bad mode of artifact entry ${JSON.stringify(entry.path)}`, { path: entry.path });
+    }
+  }
+  return manifest;
+}
+
+export function checkSharedPaths(shared: readonly string[]): string[] {
+  return shared.map((p) => assertEntryPath(p));
+}
+
+/** argv of a command run on a host: any text but NUL, which no process argument can hold. */
+export function checkArgv(argv: readonly string[], what: string): string[] {
+  if (!Array.isArray(argv) || argv.length === 0 || argv.some((a) => typeof a !== "string")) {
+    throw invalid(`${what}: a non-empty argv array is needed`);
+  }
+  if (argv.some((a) => a.includes("\0"))) throw invalid(`${what}: arguments cannot contain NUL`);
+  if (argv[0] === "") throw invalid(`${what}: the program name is empty`);
+  return [...argv];
+}
+
+export function checkEnv(env: Record<string, string>): Record<string, string> {
+  for (const [name, value] of Object.entries(env)) {
+    if (!ENV_NAME.test(name)) throw invalid(`invalid environment variable name ${JSON.stringify(name)}`);
+    if (typeof value !== "string" || value.includes("\0")) {
+      throw invalid(`invalid value of environment variable ${name}`);
+    }
+  }
+  return env;
+}
+
+/** A health URL checked on the host with curl or wget: plain http(s), nothing a command line could misread. */
+export function checkHealthUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw invalid(`invalid health check URL ${JSON.stringify(url)}`);
+  }
+  if ((parsed.protocol !== "http:" && parsed.protocol !== "https:") || /[\s\u0000-\u001f\u007f]/.test(url)) {
+    throw invalid(`invalid health check URL ${JSON.stringify(url)}: http or https, without spaces`);
+  }
+  return url;
+}
+
+export function checkSha256(sha: string): string {
+  if (!isSha256(sha)) throw invalid(`invalid sha256 ${JSON.stringify(sha)}`);
+  return sha;
+}
+
+/** Whole seconds for the host's `timeout`, at least one. */
+export function timeoutSeconds(ms: number): number {
+  if (!Number.isFinite(ms) || ms <= 0) throw invalid(`invalid timeout ${ms}`);
+  return Math.min(9_999_999, Math.max(1, Math.ceil(ms / 1000)));
+}

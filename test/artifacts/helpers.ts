@@ -1,0 +1,85 @@
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { pack } from "tar-stream";
+
+const run = promisify(execFile);
+
+export async function tempDir(prefix: string): Promise<{ dir: string; cleanup(): Promise<void> }> {
+  const dir = await mkdtemp(path.join(tmpdir(), `turnout-${prefix}-`));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** Files (string content), executables (`{ content, mode }`), symlinks (`{ link }`), empty dirs (`{ dir: true }`). */
+export type TreeSpec = Record<
+  string,
+  string | { content: string; mode: number } | { link: string } | { dir: true }
+>;
+
+export async function makeTree(root: string, spec: TreeSpec): Promise<void> {
+  await mkdir(root, { recursive: true });
+  for (const [name, value] of Object.entries(spec)) {
+    const file = path.join(root, name);
+    await mkdir(path.dirname(file), { recursive: true });
+    if (typeof value === "string") await writeFile(file, value, { mode: 0o644 });
+    else if ("link" in value) await symlink(value.link, file);
+    else if ("dir" in value) await mkdir(file, { recursive: true });
+    else await writeFile(file, value.content, { mode: value.mode });
+  }
+}
+
+/** Every file under blobs/ (the content store's final names). */
+export async function blobFiles(storeDir: string): Promise<string[]> {
+  const blobs = path.join(storeDir, "blobs");
+  const found: string[] = [];
+  for (const prefix of await readdir(blobs).catch(() => [] as string[])) {
+    for (const name of await readdir(path.join(blobs, prefix))) found.push(name);
+  }
+  return found.sort();
+}
+
+export async function tmpFiles(storeDir: string): Promise<string[]> {
+  return readdir(path.join(storeDir, "tmp")).catch(() => [] as string[]);
+}
+
+/** `tar -cf - -C dir .`, gzipped with -z: what a CI job would upload. */
+export async function realTar(dir: string, gzip: boolean): Promise<Buffer> {
+  const { stdout } = await run("tar", [gzip ? "-czf" : "-cf", "-", "-C", dir, "."], {
+    encoding: "buffer",
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return stdout;
+}
+
+export interface TarItem {
+  name: string;
+  type?: "file" | "directory" | "symlink" | "link" | "character-device" | "block-device" | "fifo";
+  content?: string;
+  linkname?: string;
+  mode?: number;
+}
+
+/** An archive written entry by entry, hostile ones included: tar-stream writes whatever it is told. */
+export async function packTar(items: TarItem[]): Promise<Buffer> {
+  const archive = pack();
+  const chunks: Buffer[] = [];
+  const collected = (async () => {
+    for await (const chunk of archive) chunks.push(chunk as Buffer);
+  })();
+  for (const item of items) {
+    const header = {
+      name: item.name,
+      type: item.type ?? "file",
+      mode: item.mode ?? 0o644,
+      ...(item.linkname !== undefined ? { linkname: item.linkname } : {}),
+      ...(item.type === "character-device" ? { devmajor: 1, devminor: 3 } : {}),
+    };
+    if ((item.type ?? "file") === "file") archive.entry(header, item.content ?? "");
+    else archive.entry(header);
+  }
+  archive.finalize();
+  await collected;
+  return Buffer.concat(chunks);
+}

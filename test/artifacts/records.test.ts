@@ -1,0 +1,85 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { Store } from "../../src/store/store.js";
+import { BACKENDS, createTestDatabase, type TestDatabase } from "../helpers/databases.js";
+
+describe.each(BACKENDS)("artifact records on %s", (backend) => {
+  let database: TestDatabase;
+  let store: Store;
+
+  beforeEach(async () => {
+    database = await createTestDatabase(backend);
+    store = await database.open();
+  });
+  afterEach(async () => {
+    await store.close();
+    await database.drop();
+  });
+
+  const digest = (c: string) => c.repeat(64);
+
+  it("records once, finds by fingerprint, lists newest first, reads bytes as numbers", async () => {
+    const big = 5 * 1024 * 1024 * 1024; // above 32 bits: bigint on PostgreSQL
+    await store.artifacts.record({
+      digest: digest("a"),
+      app: "shop",
+      fingerprint: "fp1",
+      files: 3,
+      bytes: big,
+      source: "built",
+    });
+    await new Promise((r) => setTimeout(r, 5));
+    await store.artifacts.record({
+      digest: digest("b"),
+      app: "shop",
+      fingerprint: null,
+      files: 1,
+      bytes: 9,
+      source: "uploaded",
+    });
+    // Idempotent: the same digest again changes nothing and does not throw.
+    await store.artifacts.record({
+      digest: digest("a"),
+      app: "shop",
+      fingerprint: "fp1",
+      files: 3,
+      bytes: big,
+      source: "built",
+    });
+
+    expect(await store.artifacts.byFingerprint("shop", "fp1")).toMatchObject({
+      digest: digest("a"),
+      bytes: big,
+      files: 3,
+      source: "built",
+      fingerprint: "fp1",
+    });
+    expect(await store.artifacts.byFingerprint("shop", "fp2")).toBeUndefined();
+    expect(await store.artifacts.byFingerprint("blog", "fp1")).toBeUndefined();
+    expect((await store.artifacts.list("shop", 10)).map((a) => a.digest)).toEqual([digest("b"), digest("a")]);
+    expect((await store.artifacts.list("shop", 1)).map((a) => a.digest)).toEqual([digest("b")]);
+    expect(await store.artifacts.list("blog", 10)).toEqual([]);
+    await expect(store.artifacts.get(digest("c"))).rejects.toMatchObject({ code: "E_NOT_FOUND" });
+  });
+
+  it("an uploaded artifact later built for a release gains that fingerprint", async () => {
+    await store.artifacts.record({
+      digest: digest("d"),
+      app: "shop",
+      fingerprint: null,
+      files: 1,
+      bytes: 1,
+      source: "uploaded",
+    });
+    await store.artifacts.record({
+      digest: digest("d"),
+      app: "shop",
+      fingerprint: "fp9",
+      files: 1,
+      bytes: 1,
+      source: "built",
+    });
+    const info = await store.artifacts.get(digest("d"));
+    expect(info).toMatchObject({ fingerprint: "fp9", source: "uploaded" });
+    expect((await store.artifacts.byFingerprint("shop", "fp9"))?.digest).toBe(digest("d"));
+  });
+});
