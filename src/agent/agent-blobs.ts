@@ -20,7 +20,8 @@ export class HttpBlobSource implements BlobSource {
   ) {}
 
   async open(sha256: string): Promise<Readable> {
-    if (!isSha256(sha256)) throw new TurnoutError("E_VALIDATION", `not a blob digest: ${JSON.stringify(sha256)}`);
+    if (!isSha256(sha256))
+      throw new TurnoutError("E_VALIDATION", `not a blob digest: ${JSON.stringify(sha256)}`);
     const url = `${this.server}/api/v1/blobs/${sha256}`;
     // The token that worked last goes first: one request per blob, not one refusal and a retry.
     const tokens = [...new Set([this.working, ...this.tokens()])].filter((t): t is string => t !== undefined);
@@ -29,7 +30,10 @@ export class HttpBlobSource implements BlobSource {
       try {
         response = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
       } catch (error) {
-        throw new TurnoutError("E_UNAVAILABLE", `cannot fetch blob ${sha256.slice(0, 12)}: ${causeOf(error)}`);
+        throw new TurnoutError(
+          "E_UNAVAILABLE",
+          `cannot fetch blob ${sha256.slice(0, 12)}: ${causeOf(error)}`,
+        );
       }
       // A host token the blob endpoint does not take: the enrollment token may still be valid.
       if (response.status !== 401) {
@@ -42,8 +46,15 @@ export class HttpBlobSource implements BlobSource {
     if (!response.ok || !response.body) {
       const message = await errorMessage(response);
       const code =
-        response.status === 404 ? "E_NOT_FOUND" : response.status === 401 ? "E_UNAUTHORIZED" : "E_UNAVAILABLE";
-      throw new TurnoutError(code, `blob ${sha256.slice(0, 12)}: HTTP ${response.status}${message ? `: ${message}` : ""}`);
+        response.status === 404
+          ? "E_NOT_FOUND"
+          : response.status === 401
+            ? "E_UNAUTHORIZED"
+            : "E_UNAVAILABLE";
+      throw new TurnoutError(
+        code,
+        `blob ${sha256.slice(0, 12)}: HTTP ${response.status}${message ? `: ${message}` : ""}`,
+      );
     }
     return Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
   }

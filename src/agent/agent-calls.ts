@@ -1,4 +1,4 @@
-import { z } from "zod";
+import type { z } from "zod";
 import { assertManifest } from "../domain/artifact.js";
 import { isTurnoutError, TurnoutError } from "../domain/errors.js";
 import type { BlobSource, HostLog, HostOps } from "../providers/fleet/host-ops.js";

@@ -47,7 +47,11 @@ export const DEFAULT_BACKOFF: Backoff = { minMs: 500, maxMs: 30_000 };
  * to maxMs, jittered within the upper half (never below minMs) so a fleet that lost its server
  * does not come back in one stampede.
  */
-export function backoffDelay(attempt: number, backoff: Backoff = DEFAULT_BACKOFF, random = Math.random): number {
+export function backoffDelay(
+  attempt: number,
+  backoff: Backoff = DEFAULT_BACKOFF,
+  random = Math.random,
+): number {
   const ceiling = Math.min(backoff.maxMs, backoff.minMs * 2 ** Math.min(attempt, 30));
   return Math.round(Math.max(backoff.minMs, ceiling / 2 + random() * (ceiling / 2)));
 }

@@ -172,19 +172,21 @@ export class Agent {
         const controller = new AbortController();
         calls.set(id, controller);
         const log = (line: string) => send({ type: "log", id, line: line.slice(0, 65_536) });
-        executeCall(this.options.ops, this.blobs, op, args, log, controller.signal).then(
-          (result) => send({ type: "result", id, ok: true, result }),
-          (error: unknown) => send({ type: "result", id, ok: false, error: errorBody(error) }),
-        ).finally(() => {
-          calls.delete(id);
-          // What the host holds changed: tell the server now rather than at the next beat.
-          if (MUTATING_OPS.has(op) && !reportSoon) {
-            reportSoon = true;
-            void sendHeartbeat().finally(() => {
-              reportSoon = false;
-            });
-          }
-        });
+        executeCall(this.options.ops, this.blobs, op, args, log, controller.signal)
+          .then(
+            (result) => send({ type: "result", id, ok: true, result }),
+            (error: unknown) => send({ type: "result", id, ok: false, error: errorBody(error) }),
+          )
+          .finally(() => {
+            calls.delete(id);
+            // What the host holds changed: tell the server now rather than at the next beat.
+            if (MUTATING_OPS.has(op) && !reportSoon) {
+              reportSoon = true;
+              void sendHeartbeat().finally(() => {
+                reportSoon = false;
+              });
+            }
+          });
       };
 
       const onMessage = (message: ServerMessage) => {

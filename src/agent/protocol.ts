@@ -166,7 +166,9 @@ export const agentMessageSchema = z.discriminatedUnion("type", [
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
 
 export const serverMessageSchema = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("welcome"), hostId: z.number().int(), hostToken: z.string().optional() }).strict(),
+  z
+    .object({ type: z.literal("welcome"), hostId: z.number().int(), hostToken: z.string().optional() })
+    .strict(),
   z.object({ type: z.literal("call"), id: callId, op: z.enum(HOST_OPS), args: z.unknown() }).strict(),
   z.object({ type: z.literal("cancel"), id: callId }).strict(),
   z.object({ type: z.literal("ping") }).strict(),
@@ -193,5 +195,10 @@ export function parseMessage<T>(schema: z.ZodType<T>, data: unknown): T {
 /** Close reasons are limited to 123 bytes by the protocol. */
 export function closeReason(text: string): string {
   const buffer = Buffer.from(text, "utf8");
-  return buffer.length <= 123 ? text : buffer.subarray(0, 120).toString("utf8").replace(/\uFFFD$/, "") + "...";
+  return buffer.length <= 123
+    ? text
+    : buffer
+        .subarray(0, 120)
+        .toString("utf8")
+        .replace(/\uFFFD$/, "") + "...";
 }

@@ -1,9 +1,9 @@
 import { GithubChecks } from "../checks/github-checks.js";
 import type { ConfigProvider, ConfigStatus } from "../config/config-provider.js";
 import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
+import { isSha256 } from "../domain/artifact.js";
 import { type Deploy, deployLabel, type Trigger } from "../domain/deploy.js";
 import { notFound, TurnoutError } from "../domain/errors.js";
-import { isSha256 } from "../domain/artifact.js";
 import { checkLock, type Lock } from "../domain/lock.js";
 import { assertName, assertParams } from "../domain/names.js";
 import type { Release } from "../domain/release.js";
@@ -22,8 +22,8 @@ import type {
 } from "./api.js";
 import { lookAtApp, redeployChangedEnvironments } from "./auto-deploy.js";
 import { resolveComponents } from "./components.js";
-import { FleetOps, type FleetHostState } from "./fleet-ops.js";
 import { EventHub } from "./event-hub.js";
+import { type FleetHostState, FleetOps } from "./fleet-ops.js";
 import { newOwnerId } from "./owner.js";
 import { pendingChanges } from "./pending.js";
 import { Poller } from "./poller.js";
@@ -204,10 +204,14 @@ export class Engine implements EngineApi {
       }
       if (request.slot !== undefined) assertName("slot", request.slot);
       if (request.artifact !== undefined) {
-        if (!isSha256(request.artifact)) throw new TurnoutError("E_VALIDATION", "artifact must be a sha256 digest");
+        if (!isSha256(request.artifact))
+          throw new TurnoutError("E_VALIDATION", "artifact must be a sha256 digest");
         const known = await this.options.store.artifacts.get(request.artifact).catch(() => undefined);
         if (!known || known.app !== app.name) {
-          throw new TurnoutError("E_NOT_FOUND", `artifact ${request.artifact.slice(0, 12)} was not uploaded for ${app.name}`);
+          throw new TurnoutError(
+            "E_NOT_FOUND",
+            `artifact ${request.artifact.slice(0, 12)} was not uploaded for ${app.name}`,
+          );
         }
       }
     }
@@ -257,7 +261,10 @@ export class Engine implements EngineApi {
     authorize(principal, "deploy", app.name);
     // After an interrupted fleet deploy, "roll back" puts the hosts it switched
     // back on the environment's release; otherwise it goes to an earlier one.
-    const repair = request.to === undefined ? await this.fleetOps.interruptedRepairTarget({ app, environment }) : undefined;
+    const repair =
+      request.to === undefined
+        ? await this.fleetOps.interruptedRepairTarget({ app, environment })
+        : undefined;
     const release = repair ?? (await this.rollbackTarget(app.name, environment.name, request.to));
     const current = await this.options.store.releases.current(app.name, environment.name);
     const primary = app.components[0]!.name;

@@ -281,11 +281,11 @@ export class DeployStore {
         const live = row.slot === null || row.trigger === "promote";
         if (live)
           await trx
-          .updateTable("environments")
-          .set({ current_release_id: releaseId, current_deploy_id: row.id, updated_at: now })
-          .where("app", "=", row.app)
-          .where("env", "=", row.env)
-          .execute();
+            .updateTable("environments")
+            .set({ current_release_id: releaseId, current_deploy_id: row.id, updated_at: now })
+            .where("app", "=", row.app)
+            .where("env", "=", row.env)
+            .execute();
       }
       const updated = await trx
         .updateTable("deploys")

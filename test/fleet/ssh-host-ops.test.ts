@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { readdir, readFile, readlink, realpath, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, readlink, realpath, stat, writeFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -28,7 +28,15 @@ afterAll(async () => {
 });
 
 function spec(app: string, release: MemoryRelease, extra: Partial<StageSpec> = {}): StageSpec {
-  return { app, releaseId: release.id, manifest: release.manifest, shared: [], env: {}, timeoutMs: 30_000, ...extra };
+  return {
+    app,
+    releaseId: release.id,
+    manifest: release.manifest,
+    shared: [],
+    env: {},
+    timeoutMs: 30_000,
+    ...extra,
+  };
 }
 
 const appDir = (app: string) => path.join(sshd.root, app);
@@ -90,7 +98,9 @@ describe("SshHostOps staging", () => {
     const blob = await stat(cached(sha(v1, "hello.txt")));
     expect(file.ino).toBe(blob.ino);
     expect(file.nlink).toBeGreaterThanOrEqual(2);
-    expect((await stat(path.join(dir, "bin/run"))).ino).toBe((await stat(`${cached(sha(v1, "bin/run"))}.755`)).ino);
+    expect((await stat(path.join(dir, "bin/run"))).ino).toBe(
+      (await stat(`${cached(sha(v1, "bin/run"))}.755`)).ino,
+    );
     expect((await stat(cached(sha(v1, "bin/run")))).mode & 0o777).toBe(0o644);
 
     // Shared paths replace what the release had, pointing into <app>/shared.
@@ -107,9 +117,15 @@ describe("SshHostOps staging", () => {
 
   it("sends only the blobs the host lacks: one changed file, one blob", async () => {
     const result = await host.stage(spec("shop", v2, { shared: ["log"] }), v2.source, () => {}, never);
-    expect(result).toEqual({ staged: true, blobsFetched: 1, bytesFetched: "export const b = 22222;\n".length });
+    expect(result).toEqual({
+      staged: true,
+      blobsFetched: 1,
+      bytesFetched: "export const b = 22222;\n".length,
+    });
     expect(v2.source.opened).toEqual([sha(v2, "lib/b.js")]);
-    expect(await readFile(path.join(releaseDir("shop", v2.id), "lib/b.js"), "utf8")).toBe("export const b = 22222;\n");
+    expect(await readFile(path.join(releaseDir("shop", v2.id), "lib/b.js"), "utf8")).toBe(
+      "export const b = 22222;\n",
+    );
     // Shared state carries over to the new release.
     expect(await readFile(path.join(releaseDir("shop", v2.id), "log/app.log"), "utf8")).toBe("line\n");
     expect(await releaseOrder("shop")).toEqual([v1.id, v2.id]);
@@ -129,7 +145,9 @@ describe("SshHostOps staging", () => {
     expect(await host.switchTo("shop", v1.id, "current")).toEqual({ previous: null });
     expect(await readlink(path.join(appDir("shop"), "current"))).toBe(`releases/${v1.id}`);
     expect(await host.switchTo("shop", v2.id, "current")).toEqual({ previous: v1.id });
-    expect(await readFile(path.join(appDir("shop"), "current/lib/b.js"), "utf8")).toBe("export const b = 22222;\n");
+    expect(await readFile(path.join(appDir("shop"), "current/lib/b.js"), "utf8")).toBe(
+      "export const b = 22222;\n",
+    );
     expect(await host.switchTo("shop", v1.id, "current")).toEqual({ previous: v2.id });
     expect(await readlink(path.join(appDir("shop"), "current"))).toBe(`releases/${v1.id}`);
     // No temporary link is left behind.
@@ -182,7 +200,10 @@ describe("SshHostOps staging", () => {
         (l) => logs.push(l),
         never,
       ),
-    ).rejects.toMatchObject({ code: "E_CONFLICT", message: expect.stringMatching(/before_switch failed \(exit status 3\)/) });
+    ).rejects.toMatchObject({
+      code: "E_CONFLICT",
+      message: expect.stringMatching(/before_switch failed \(exit status 3\)/),
+    });
     expect(logs).toContain("migration broke");
     expect(await readdir(path.join(appDir("failing"), "releases"))).toEqual([ok.id]);
     expect(await releaseOrder("failing")).toEqual([ok.id]);
@@ -193,7 +214,12 @@ describe("SshHostOps staging", () => {
     const r = memoryRelease({ "slow.txt": "slow\n" });
     const started = Date.now();
     await expect(
-      host.stage(spec("slow", r, { beforeSwitch: ["sleep", "30"], timeoutMs: 1500 }), r.source, () => {}, never),
+      host.stage(
+        spec("slow", r, { beforeSwitch: ["sleep", "30"], timeoutMs: 1500 }),
+        r.source,
+        () => {},
+        never,
+      ),
     ).rejects.toMatchObject({ message: expect.stringMatching(/timed out/) });
     expect(Date.now() - started).toBeLessThan(15_000);
     expect(await readdir(path.join(appDir("slow"), "releases"))).toEqual([]);
@@ -209,12 +235,19 @@ describe("SshHostOps layout invariant", () => {
     const tree: Record<string, string> = {};
     for (let i = 0; i < 40; i++) tree[`files/f${i}.txt`] = `file ${i}\n`;
     const next = memoryRelease(tree);
-    const staging = host.stage(spec("inv", next, { beforeSwitch: ["sleep", "1"] }), next.source, () => {}, never);
+    const staging = host.stage(
+      spec("inv", next, { beforeSwitch: ["sleep", "1"] }),
+      next.source,
+      () => {},
+      never,
+    );
     let done = false;
     staging.finally(() => {
       done = true;
     });
     const seen = new Set<string>();
+    let switched = false;
+    let refusals = 0;
     while (!done) {
       const names = await readdir(path.join(appDir("inv"), "releases"));
       for (const name of names) seen.add(name.startsWith(".staging-") ? ".staging" : name);
@@ -224,17 +257,24 @@ describe("SshHostOps layout invariant", () => {
       }
       // current always resolves to a whole release.
       expect(existsSync(path.join(appDir("inv"), "current/v.txt"))).toBe(true);
-      if (!names.includes(next.id)) {
-        await expect(host.switchTo("inv", next.id, "current")).rejects.toMatchObject({ code: "E_NOT_FOUND" });
-        await expect(host.switchTo("inv", next.id, "canary")).rejects.toMatchObject({ code: "E_NOT_FOUND" });
+      // A slot can be pointed at the release only once it is complete.
+      if (!switched) {
+        try {
+          await host.switchTo("inv", next.id, "canary");
+          switched = true;
+          expect(await readdir(path.join(appDir("inv"), "slots/canary/files"))).toHaveLength(40);
+        } catch (error) {
+          expect(error).toMatchObject({ code: "E_NOT_FOUND" });
+          refusals++;
+        }
       }
       await new Promise((r) => setTimeout(r, 20));
     }
     await staging;
     expect(seen.has(".staging")).toBe(true);
+    expect(refusals).toBeGreaterThan(0);
     expect(await readlink(path.join(appDir("inv"), "current"))).toBe(`releases/${base.id}`);
-    expect(existsSync(path.join(appDir("inv"), "slots/canary"))).toBe(false);
-    expect(await host.switchTo("inv", next.id, "canary")).toEqual({ previous: null });
+    expect(await host.switchTo("inv", next.id, "current")).toEqual({ previous: base.id });
   });
 });
 
@@ -337,13 +377,18 @@ describe("SshHostOps run and health", () => {
     const port = (server.address() as AddressInfo).port;
     try {
       const check = { retries: 2, intervalMs: 50, timeoutMs: 5000 };
-      expect(await host.health("svc", { ...check, http: `http://127.0.0.1:${port}/healthz` }, () => {}, never)).toBe(
-        true,
-      );
+      expect(
+        await host.health("svc", { ...check, http: `http://127.0.0.1:${port}/healthz` }, () => {}, never),
+      ).toBe(true);
       expect(hits).toBe(1);
       const logs: string[] = [];
       expect(
-        await host.health("svc", { ...check, http: `http://127.0.0.1:${port}/broken` }, (l) => logs.push(l), never),
+        await host.health(
+          "svc",
+          { ...check, http: `http://127.0.0.1:${port}/broken` },
+          (l) => logs.push(l),
+          never,
+        ),
       ).toBe(false);
       expect(hits).toBe(4);
       expect(logs.filter((l) => /health check \d\/3 failed/.test(l))).toHaveLength(3);
@@ -354,27 +399,38 @@ describe("SshHostOps run and health", () => {
 
   it("checks health with a command in the current release", async () => {
     const check = { retries: 1, intervalMs: 10, timeoutMs: 5000 };
-    expect(await host.health("svc", { ...check, command: ["test", "-f", "hello.txt"] }, () => {}, never)).toBe(true);
+    expect(
+      await host.health("svc", { ...check, command: ["test", "-f", "hello.txt"] }, () => {}, never),
+    ).toBe(true);
     const logs: string[] = [];
-    expect(await host.health("svc", { ...check, command: ["test", "-f", "missing.txt"] }, (l) => logs.push(l), never)).toBe(
-      false,
-    );
+    expect(
+      await host.health(
+        "svc",
+        { ...check, command: ["test", "-f", "missing.txt"] },
+        (l) => logs.push(l),
+        never,
+      ),
+    ).toBe(false);
     expect(logs.filter((l) => /health check \d\/2 failed/.test(l))).toHaveLength(2);
   });
 });
 
 describe("SshHostOps connection", () => {
   it("shares one connection and ends it on close; the next operation connects again", async () => {
-    const own = new SshHostOps(sshd.config("web-2"));
-    await own.inventory();
-    const control = (await readdir("/tmp")).filter((n) => n.startsWith("turnout-ssh-"));
-    expect(control.length).toBeGreaterThan(0);
-    const before = new Set(control);
+    const base = path.join(sshd.dir, "control");
+    await mkdir(base);
+    const own = new SshHostOps(sshd.config("web-2"), { controlBase: base });
+    await Promise.all([own.inventory(), own.inventory(), own.inventory()]);
+    const dirs = await readdir(base);
+    expect(dirs).toHaveLength(1);
+    expect(((await stat(path.join(base, dirs[0]!))).mode & 0o777).toString(8)).toBe("700");
+    expect((await stat(path.join(base, dirs[0]!, "m"))).isSocket()).toBe(true);
     await own.close();
-    const after = (await readdir("/tmp")).filter((n) => n.startsWith("turnout-ssh-"));
-    expect(after.length).toBe(before.size - 1);
+    expect(await readdir(base)).toEqual([]);
     expect(Array.isArray(await own.inventory())).toBe(true);
+    expect(await readdir(base)).toHaveLength(1);
     await own.close();
+    expect(await readdir(base)).toEqual([]);
   });
 
   it("reports an unreachable host clearly", async () => {

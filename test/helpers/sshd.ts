@@ -172,7 +172,9 @@ function accepts(port: number): Promise<boolean> {
 async function kill(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   if (child.pid !== undefined) {
-    const { stdout } = await run("ps", ["-o", "pid=", "--ppid", String(child.pid)]).catch(() => ({ stdout: "" }));
+    const { stdout } = await run("ps", ["-o", "pid=", "--ppid", String(child.pid)]).catch(() => ({
+      stdout: "",
+    }));
     for (const pid of stdout.split(/\s+/).filter(Boolean)) {
       try {
         process.kill(Number(pid), "SIGTERM");
@@ -196,7 +198,12 @@ export interface MemoryRelease {
   source: BlobSource & { opened: string[] };
 }
 
-export type MemoryEntry = string | Buffer | { content: string | Buffer; mode: number } | { link: string } | { dir: number };
+export type MemoryEntry =
+  | string
+  | Buffer
+  | { content: string | Buffer; mode: number }
+  | { link: string }
+  | { dir: number };
 
 /** `{ "bin/run": { content: "…", mode: 0o755 }, "docs": { dir: 0o755 }, "latest": { link: "bin/run" } }` → a release. */
 export function memoryRelease(tree: Record<string, MemoryEntry>): MemoryRelease {
@@ -204,7 +211,9 @@ export function memoryRelease(tree: Record<string, MemoryEntry>): MemoryRelease 
   const blobs = new Map<string, Buffer>();
   for (const [p, value] of Object.entries(tree)) {
     if (typeof value === "string" || Buffer.isBuffer(value) || "content" in value) {
-      const content = Buffer.from(typeof value === "string" || Buffer.isBuffer(value) ? value : value.content);
+      const content = Buffer.from(
+        typeof value === "string" || Buffer.isBuffer(value) ? value : value.content,
+      );
       const mode = typeof value === "object" && "mode" in value ? value.mode : 0o644;
       const sha256 = createHash("sha256").update(content).digest("hex");
       blobs.set(sha256, content);

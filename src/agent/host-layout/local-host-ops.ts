@@ -1,6 +1,5 @@
 import { mkdir, readdir, rename } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import type { ArtifactManifest } from "../../domain/artifact.js";
 import { TurnoutError } from "../../domain/errors.js";
 import type { HealthCheckConfig, HostAppInventory } from "../../domain/fleet.js";
 import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "../../providers/fleet/host-ops.js";
@@ -101,7 +100,7 @@ export class LocalHostOps implements HostOps {
     // Everything is checked before the first write.
     const layout = new AppLayout(this.root, spec.app);
     const id = assertReleaseId(spec.releaseId);
-    const plan = planRelease(spec.manifest as ArtifactManifest, spec.shared ?? []);
+    const plan = planRelease(spec.manifest, spec.shared ?? []);
     const beforeSwitch =
       spec.beforeSwitch === undefined ? undefined : assertArgv(spec.beforeSwitch, "before_switch");
     const env = assertEnv(spec.env);

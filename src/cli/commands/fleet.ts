@@ -26,7 +26,11 @@ export function registerFleetCommands(program: Command, kit: Kit): void {
           const id = "id" in ref ? ref.id : (await fetchDeploy(client, ref)).id;
           const response = await client.post<{ deploy: DeployJson }>(`/api/v1/deploys/${id}/${answer}`);
           if (options.json) printJson(ctx, response.text);
-          else println(ctx.stdout, `${answer === "approve" ? "approved" : "aborted"} ${deployLabelOf(response.body.deploy)}`);
+          else
+            println(
+              ctx.stdout,
+              `${answer === "approve" ? "approved" : "aborted"} ${deployLabelOf(response.body.deploy)}`,
+            );
           return 0;
         }),
       );
@@ -41,25 +45,28 @@ export function registerFleetCommands(program: Command, kit: Kit): void {
       .description(description)
       .argument("<app>", "app name", parseName("app"))
       .argument("<env>", "environment name", parseName("environment"));
-    if (name === "switch") cmd.requiredOption("--slot <name>", "the slot whose release becomes current", parseName("slot"));
+    if (name === "switch")
+      cmd.requiredOption("--slot <name>", "the slot whose release becomes current", parseName("slot"));
     cmd.option("--follow", "stream the log until it finishes; exit 1 unless it succeeded").action(
-      action(async (app: string, env: string, flags: { slot?: string; follow?: boolean }, command: Command) => {
-        const options = globals(command);
-        const client = clientFor(ctx, options);
-        const response =
-          name === "switch"
-            ? await client.post<{ deploy: DeployJson }>(envPath(app, env, "switch"), { slot: flags.slot })
-            : await client.post<{ deploy: DeployJson }>(envPath(app, env, "reconcile"));
-        const deploy = response.body.deploy;
-        if (!flags.follow) {
-          if (options.json) printJson(ctx, response.text);
-          else println(ctx.stdout, queuedLine(deploy));
-          return 0;
-        }
-        if (options.json) println(ctx.stdout, JSON.stringify({ event: "queued", deploy }));
-        else println(ctx.stderr, queuedLine(deploy));
-        return followAndReport(ctx, client, deploy, Boolean(options.json));
-      }),
+      action(
+        async (app: string, env: string, flags: { slot?: string; follow?: boolean }, command: Command) => {
+          const options = globals(command);
+          const client = clientFor(ctx, options);
+          const response =
+            name === "switch"
+              ? await client.post<{ deploy: DeployJson }>(envPath(app, env, "switch"), { slot: flags.slot })
+              : await client.post<{ deploy: DeployJson }>(envPath(app, env, "reconcile"));
+          const deploy = response.body.deploy;
+          if (!flags.follow) {
+            if (options.json) printJson(ctx, response.text);
+            else println(ctx.stdout, queuedLine(deploy));
+            return 0;
+          }
+          if (options.json) println(ctx.stdout, JSON.stringify({ event: "queued", deploy }));
+          else println(ctx.stderr, queuedLine(deploy));
+          return followAndReport(ctx, client, deploy, Boolean(options.json));
+        },
+      ),
     );
   }
 }

@@ -3,11 +3,11 @@ import type { Duplex } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import { WebSocketServer } from "ws";
 import { AGENT_CONNECT_PATH } from "../../agent/protocol.js";
+import { TurnoutError } from "../../domain/errors.js";
 import type { AgentHub } from "../../providers/fleet/agent-hub.js";
 import { bearerToken } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
 import { toHttpError } from "../error-mapping.js";
-import { TurnoutError } from "../../domain/errors.js";
 
 /** Agent messages are small (hello, inventories, log lines); a stage manifest only goes the other way. */
 const MAX_AGENT_MESSAGE = 16 * 1024 * 1024;
@@ -24,7 +24,12 @@ export function registerAgentConnect(app: FastifyInstance, { agents }: HttpDeps)
     reply
       .code(426)
       .header("upgrade", "websocket")
-      .send({ error: { code: "E_BAD_REQUEST", message: "this endpoint takes a WebSocket upgrade from turnout agent" } }),
+      .send({
+        error: {
+          code: "E_BAD_REQUEST",
+          message: "this endpoint takes a WebSocket upgrade from turnout agent",
+        },
+      }),
   );
   if (!agents) return;
 

@@ -39,7 +39,13 @@ const listQuery = z.object({
  * route accepts raw tar bodies; the bearer hook of /api/v1 still applies.
  */
 export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): void {
-  const artifacts = deps.artifacts ?? openFromSettings(deps);
+  // Opened on first use: an HTTP app built without a data directory (tests of
+  // other routes) still starts, and only these routes answer "unavailable".
+  let opened: ArtifactStore | undefined = deps.artifacts;
+  const artifactStore = (): ArtifactStore => {
+    opened ??= openFromSettings(deps);
+    return opened;
+  };
   const { engine, store } = deps;
 
   api.register(async (scope) => {
@@ -69,7 +75,7 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
             `an artifact upload is at most ${MAX_UPLOAD_BYTES} bytes`,
           );
         }
-        const stored = await artifacts
+        const stored = await artifactStore()
           .fromTar(request.body as Readable, { maxBytes: MAX_UPLOAD_BYTES })
           .catch((error: unknown) => {
             drain(request);
@@ -112,7 +118,7 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
         const digest = assertDigest(request.params.digest);
         const artifact = await store.artifacts.get(digest);
         authorize(principalOf(request), "read", artifact.app);
-        return { artifact, manifest: await artifacts.manifest(digest) };
+        return { artifact, manifest: await artifactStore().manifest(digest) };
       },
     );
 
@@ -133,7 +139,7 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
         authorize(principal, "agent", artifact.app);
         if (notModified(request, digest)) return reply.code(304).header("etag", `"${digest}"`).send();
         // The manifest blob is the canonical JSON already: streamed, not parsed and re-serialized.
-        const { stream, size } = await artifacts.openBlobWithSize(digest);
+        const { stream, size } = await artifactStore().openBlobWithSize(digest);
         return reply
           .header("content-type", "application/json")
           .header("content-length", size)
@@ -156,7 +162,7 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
         authorize(principalOf(request), "agent");
         const sha256 = assertDigest(request.params.sha256);
         if (notModified(request, sha256)) return reply.code(304).header("etag", `"${sha256}"`).send();
-        const { stream, size } = await artifacts.openBlobWithSize(sha256);
+        const { stream, size } = await artifactStore().openBlobWithSize(sha256);
         return reply
           .header("content-type", "application/octet-stream")
           .header("content-length", size)
@@ -175,7 +181,7 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
 function openFromSettings(deps: HttpDeps): ArtifactStore {
   const dataDir = (deps.settings as { dataDir?: unknown }).dataDir;
   if (typeof dataDir !== "string") {
-    throw new TurnoutError("E_CONFIG", "the HTTP API needs an artifact store or settings.dataDir");
+    throw new TurnoutError("E_UNAVAILABLE", "the HTTP API needs an artifact store or settings.dataDir");
   }
   return new ArtifactStore({ dir: path.join(dataDir, "artifacts") });
 }

@@ -41,7 +41,10 @@ export function registerFleetRoutes(app: FastifyInstance, { engine, store }: Htt
     async (request, reply) => {
       const { principal, app: appConfig, env } = environmentOf(engine, request, "deploy");
       const deploy = await engine.reconcile(principal, appConfig.name, env.name);
-      return reply.code(202).header("location", deployUrl(deploy.id)).send({ deploy: deployJson(deploy) });
+      return reply
+        .code(202)
+        .header("location", deployUrl(deploy.id))
+        .send({ deploy: deployJson(deploy) });
     },
   );
 
@@ -58,7 +61,10 @@ export function registerFleetRoutes(app: FastifyInstance, { engine, store }: Htt
     async (request, reply) => {
       const { principal, app: appConfig, env } = environmentOf(engine, request, "deploy");
       const deploy = await engine.switchSlot(principal, appConfig.name, env.name, request.body.slot);
-      return reply.code(202).header("location", deployUrl(deploy.id)).send({ deploy: deployJson(deploy) });
+      return reply
+        .code(202)
+        .header("location", deployUrl(deploy.id))
+        .send({ deploy: deployJson(deploy) });
     },
   );
 
@@ -79,14 +85,21 @@ export function registerFleetRoutes(app: FastifyInstance, { engine, store }: Htt
       {
         schema: {
           tags: ["fleet"],
-          summary: answer === "approve" ? "Let a deploy waiting after its canary go on" : "Stop it: the canary is switched back",
+          summary:
+            answer === "approve"
+              ? "Let a deploy waiting after its canary go on"
+              : "Stop it: the canary is switched back",
           params: deployIdParams,
         },
       },
       async (request) => {
         const principal = principalOf(request);
         const found = await findDeploy(store, principal, request.params.id, "deploy");
-        const deploy = await engine.answerApproval(principal, found.id, answer === "approve" ? "approved" : "aborted");
+        const deploy = await engine.answerApproval(
+          principal,
+          found.id,
+          answer === "approve" ? "approved" : "aborted",
+        );
         return { deploy: deployJson(deploy) };
       },
     );

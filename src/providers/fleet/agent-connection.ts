@@ -1,5 +1,4 @@
 import type { WebSocket } from "ws";
-import { ERROR_CODES, type ErrorCode, TurnoutError } from "../../domain/errors.js";
 import {
   type AgentMessage,
   type CallArgs,
@@ -9,6 +8,7 @@ import {
   type HostOp,
   type ServerMessage,
 } from "../../agent/protocol.js";
+import { ERROR_CODES, type ErrorCode, TurnoutError } from "../../domain/errors.js";
 import type { HostLog } from "./host-ops.js";
 
 interface Pending {
@@ -83,10 +83,14 @@ export class AgentConnection {
         this.send({ type: "cancel", id });
         finish();
         reject(
-          new TurnoutError("E_UNAVAILABLE", `host ${this.name}: ${op} timed out after ${options.timeoutMs} ms`, {
-            host: this.name,
-            op,
-          }),
+          new TurnoutError(
+            "E_UNAVAILABLE",
+            `host ${this.name}: ${op} timed out after ${options.timeoutMs} ms`,
+            {
+              host: this.name,
+              op,
+            },
+          ),
         );
       }, options.timeoutMs);
       // The host is told to stop; its own answer (usually its abort error) settles the call.
@@ -123,7 +127,9 @@ export class AgentConnection {
       return;
     }
     if (!message.ok) {
-      pending.reject(new TurnoutError(errorCode(message.error.code), `host ${this.name}: ${message.error.message}`));
+      pending.reject(
+        new TurnoutError(errorCode(message.error.code), `host ${this.name}: ${message.error.message}`),
+      );
       return;
     }
     const parsed = callResults[pending.op].safeParse(message.result);
@@ -139,9 +145,13 @@ export class AgentConnection {
   /** The socket is gone: every waiting call fails. */
   closedWith(reason: string): void {
     if (this.closedError) return;
-    this.closedError = new TurnoutError("E_UNAVAILABLE", `host ${this.name} disconnected${reason ? `: ${reason}` : ""}`, {
-      host: this.name,
-    });
+    this.closedError = new TurnoutError(
+      "E_UNAVAILABLE",
+      `host ${this.name} disconnected${reason ? `: ${reason}` : ""}`,
+      {
+        host: this.name,
+      },
+    );
     for (const pending of [...this.pending.values()]) pending.reject(this.closedError);
     this.pending.clear();
   }

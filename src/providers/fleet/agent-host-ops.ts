@@ -1,6 +1,6 @@
-import type { HealthCheckConfig, HostAppInventory } from "../../domain/fleet.js";
-import { TurnoutError } from "../../domain/errors.js";
 import type { CallArgs, CallResult, HostOp } from "../../agent/protocol.js";
+import { TurnoutError } from "../../domain/errors.js";
+import type { HealthCheckConfig, HostAppInventory } from "../../domain/fleet.js";
 import type { AgentConnection } from "./agent-connection.js";
 import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "./host-ops.js";
 

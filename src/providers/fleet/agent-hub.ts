@@ -5,6 +5,7 @@ import {
   agentMessageSchema,
   assertHostName,
   CLOSE,
+  closeReason,
   HOST_TOKEN_PREFIX,
   PROTOCOL_VERSION,
   parseMessage,
@@ -90,7 +91,8 @@ export class AgentHub {
   /** Marks hosts left "connected" by a server process that is gone; call once at start. */
   async start(isDead: (owner: string) => boolean): Promise<void> {
     const released = await this.store.hosts.releaseOrphans((owner) => owner !== this.owner && isDead(owner));
-    if (released.length > 0) this.report(`agents: ${released.length} host(s) of a previous server marked disconnected`);
+    if (released.length > 0)
+      this.report(`agents: ${released.length} host(s) of a previous server marked disconnected`);
   }
 
   /**
@@ -106,7 +108,10 @@ export class AgentHub {
     const principal = await this.store.tokens.authenticate(token);
     if (!principal) return undefined;
     if (!can(principal, "agent")) {
-      throw new TurnoutError("E_FORBIDDEN", `token '${principal.name}' (${principal.role}) may not connect agents`);
+      throw new TurnoutError(
+        "E_FORBIDDEN",
+        `token '${principal.name}' (${principal.role}) may not connect agents`,
+      );
     }
     return { kind: "enrollment", principal };
   }
@@ -127,7 +132,7 @@ export class AgentHub {
       try {
         message = parseMessage(agentMessageSchema, data);
       } catch (error) {
-        socket.close(CLOSE.protocolError, (error as Error).message);
+        socket.close(CLOSE.protocolError, closeReason((error as Error).message));
         return;
       }
       if (connection) {
@@ -147,7 +152,7 @@ export class AgentHub {
         (error: Error) => {
           const code = isTurnoutError(error) && error.code !== "E_INTERNAL" ? CLOSE.refused : 1011;
           this.report(`agents: refused a hello: ${error.message}`);
-          socket.close(code, isTurnoutError(error) ? error.message : "internal error");
+          socket.close(code, closeReason(isTurnoutError(error) ? error.message : "internal error"));
         },
       );
     });
@@ -225,7 +230,8 @@ export class AgentHub {
         return;
       case "heartbeat":
         if (message.inventory) this.inventory(connection, message.inventory);
-        else if (Date.now() - connection.lastPersistedAt >= this.timing.persistSeenMs) this.persistSeen(connection);
+        else if (Date.now() - connection.lastPersistedAt >= this.timing.persistSeenMs)
+          this.persistSeen(connection);
         return;
       case "hello":
         connection.close(CLOSE.protocolError, "hello twice");
@@ -241,7 +247,8 @@ export class AgentHub {
       await this.store.hosts.markSeen(connection.hostId, this.owner, seen);
     }).then(
       () => this.emit({ type: "inventory", host: connection.name }),
-      (error: Error) => this.report(`agents: saving the inventory of ${connection.name} failed: ${error.message}`),
+      (error: Error) =>
+        this.report(`agents: saving the inventory of ${connection.name} failed: ${error.message}`),
     );
   }
 
@@ -266,7 +273,8 @@ export class AgentHub {
       await this.store.hosts.markDisconnected(connection.hostId, this.owner, seen);
     }).then(
       () => this.emit({ type: "disconnected", host: connection.name }),
-      (error: Error) => this.report(`agents: recording ${connection.name} as disconnected failed: ${error.message}`),
+      (error: Error) =>
+        this.report(`agents: recording ${connection.name} as disconnected failed: ${error.message}`),
     );
   }
 
@@ -349,7 +357,12 @@ export class AgentHub {
     if (host.kind !== "agent") return host;
     const live = this.connections.get(host.name);
     if (live) {
-      return { ...host, connected: true, connectedTo: this.owner, lastSeenAt: new Date(live.lastMessageAt).toISOString() };
+      return {
+        ...host,
+        connected: true,
+        connectedTo: this.owner,
+        lastSeenAt: new Date(live.lastMessageAt).toISOString(),
+      };
     }
     if (!host.connected) return host;
     if (host.connectedTo === this.owner) return { ...host, connected: false };

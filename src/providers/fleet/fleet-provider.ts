@@ -121,7 +121,11 @@ async function promote(
   digest: string,
 ): Promise<FleetOutcome> {
   const { deploy, config, log } = run;
-  await deps.store.fleet.addDeployHosts(deploy.id, targets.map((t) => ({ id: t.hostId, name: t.name })), hostReleaseId(digest));
+  await deps.store.fleet.addDeployHosts(
+    deploy.id,
+    targets.map((t) => ({ id: t.hostId, name: t.name })),
+    hostReleaseId(digest),
+  );
   let failed = 0;
   for (const target of targets) {
     const hostLog = (line: string) => log(`[${target.name}] ${line}`);
@@ -129,7 +133,10 @@ async function promote(
     if (!ops) {
       failed++;
       hostLog("not connected");
-      await deps.store.fleet.updateDeployHost(deploy.id, target.hostId, { step: "failed", error: "not connected" });
+      await deps.store.fleet.updateDeployHost(deploy.id, target.hostId, {
+        step: "failed",
+        error: "not connected",
+      });
       continue;
     }
     let previous: string | null = null;
@@ -137,11 +144,19 @@ async function promote(
       const switched = await ops.promoteSlot(deploy.app, slot);
       previous = switched.previous;
       hostLog(`current → ${switched.current} (was ${switched.previous ?? "nothing"})`);
-      await deps.store.fleet.updateDeployHost(deploy.id, target.hostId, { step: "switched", switched: true, previousRelease: previous });
-      if (config.restart && (await ops.run(deploy.app, config.restart, run.env, config.timeoutMs, hostLog, run.signal)) !== 0) {
+      await deps.store.fleet.updateDeployHost(deploy.id, target.hostId, {
+        step: "switched",
+        switched: true,
+        previousRelease: previous,
+      });
+      if (
+        config.restart &&
+        (await ops.run(deploy.app, config.restart, run.env, config.timeoutMs, hostLog, run.signal)) !== 0
+      ) {
         throw new Error("restart failed");
       }
-      if (config.health && !(await ops.health(deploy.app, config.health, hostLog, run.signal))) throw new Error("health check failed");
+      if (config.health && !(await ops.health(deploy.app, config.health, hostLog, run.signal)))
+        throw new Error("health check failed");
       await deps.store.fleet.setTarget({
         hostId: target.hostId,
         app: deploy.app,
@@ -163,7 +178,11 @@ async function promote(
     }
   }
   if (failed > 0) {
-    return { status: "failed", errorCode: "E_ROLLED_BACK", errorMessage: `${failed} host(s) could not switch to slot ${slot}` };
+    return {
+      status: "failed",
+      errorCode: "E_ROLLED_BACK",
+      errorMessage: `${failed} host(s) could not switch to slot ${slot}`,
+    };
   }
   return { status: "succeeded", artifact: digest };
 }

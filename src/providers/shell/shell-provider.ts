@@ -57,7 +57,9 @@ export async function runShellDeploy(run: ShellRun): Promise<RunResult> {
  * manifest's `env`, the app's `secret_env`, and the TURNOUT_* values.
  */
 export function commandEnvironment(
-  run: Pick<ShellRun, "app" | "deploy" | "workspace" | "baseEnv"> & { config: { env: Record<string, string> } },
+  run: Pick<ShellRun, "app" | "deploy" | "workspace" | "baseEnv"> & {
+    config: { env: Record<string, string> };
+  },
 ): Record<string, string> {
   const { deploy } = run;
   const env: Record<string, string> = { ...run.baseEnv, ...run.config.env, ...run.app.secretEnv };

@@ -57,7 +57,8 @@ export async function writeBlobTar(
         for await (const chunk of input as AsyncIterable<Buffer>) {
           sent += chunk.length;
           if (sent > blob.size) break;
-          if (!sink.write(chunk)) await Promise.race([once(sink as unknown as NodeJS.EventEmitter, "drain"), failed]);
+          if (!sink.write(chunk))
+            await Promise.race([once(sink as unknown as NodeJS.EventEmitter, "drain"), failed]);
         }
       } finally {
         input.destroy();

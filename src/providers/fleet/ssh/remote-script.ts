@@ -304,12 +304,12 @@ op_stage() {
 op_switch() {
   set_root "$1"; set_app "$2"; valid_id "$3" || refuse "bad release id"
   valid_nonce "$5" || refuse "bad nonce"; NONCE=$5
+  valid_name "$4" || refuse "bad slot name"
   [ -d "$REL/$3" ] && [ ! -L "$REL/$3" ] || die 11 "release $3 is not staged"
   lock_app
   [ -d "$REL/$3" ] || die 11 "release $3 is not staged"
   if [ "$4" = current ]; then _link=$APPDIR/current; _target=releases/$3
   else
-    valid_name "$4" || refuse "bad slot name"
     mkdir -p -- "$APPDIR/slots" || die 12 "cannot create $APPDIR/slots"
     _link=$APPDIR/slots/$4; _target=../releases/$3
   fi

@@ -5,7 +5,13 @@ import path from "node:path";
 import type { Writable } from "node:stream";
 import { TurnoutError } from "../../../domain/errors.js";
 import type { SshHostConfig } from "../../../domain/fleet.js";
-import { EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_UNUSABLE, type RemoteOp, remoteCommand } from "./remote-script.js";
+import {
+  EXIT_NOT_FOUND,
+  EXIT_REFUSED,
+  EXIT_UNUSABLE,
+  type RemoteOp,
+  remoteCommand,
+} from "./remote-script.js";
 
 /**
  * One SSH host as a place to run the remote script. ssh always gets an argv
@@ -21,6 +27,8 @@ export interface SshClientOptions {
   connectTimeoutSeconds?: number;
   /** How long the shared connection outlives its last operation. */
   controlPersistSeconds?: number;
+  /** Where the private directory of the control socket is made (default: the temp directory). */
+  controlBase?: string;
 }
 
 export interface ExecOptions {
@@ -51,6 +59,7 @@ export class SshConnection {
   private readonly ssh: string;
   private readonly connectTimeout: number;
   private readonly persist: number;
+  private readonly base: string;
 
   constructor(
     readonly host: SshHostConfig,
@@ -59,6 +68,7 @@ export class SshConnection {
     this.ssh = options.sshCommand ?? "ssh";
     this.connectTimeout = options.connectTimeoutSeconds ?? 10;
     this.persist = options.controlPersistSeconds ?? 60;
+    this.base = controlBase(options.controlBase);
   }
 
   /** Runs one operation of the remote script. Never throws for a non-zero exit: see `failure`. */
@@ -109,7 +119,9 @@ export class SshConnection {
       child.stdin.on("error", () => undefined);
       child.on("error", (error) => {
         clearTimeout(timer);
-        reject(new TurnoutError("E_UNAVAILABLE", `cannot run ssh for host ${this.host.name}: ${error.message}`));
+        reject(
+          new TurnoutError("E_UNAVAILABLE", `cannot run ssh for host ${this.host.name}: ${error.message}`),
+        );
       });
       child.on("close", (code, sig) => {
         clearTimeout(timer);
@@ -136,8 +148,10 @@ export class SshConnection {
   failure(result: ExecResult, what: string): TurnoutError {
     const name = this.host.name;
     const details = { host: name, exitCode: result.exitCode };
-    if (result.stopped === "timeout") return new TurnoutError("E_UNAVAILABLE", `${what} on ${name} timed out`, details);
-    if (result.stopped === "aborted") return new TurnoutError("E_UNAVAILABLE", `${what} on ${name} was stopped`, details);
+    if (result.stopped === "timeout")
+      return new TurnoutError("E_UNAVAILABLE", `${what} on ${name} timed out`, details);
+    if (result.stopped === "aborted")
+      return new TurnoutError("E_UNAVAILABLE", `${what} on ${name} was stopped`, details);
     if (result.exitCode === 255) {
       if (HOST_KEY_FAILURE.test(result.stderr)) {
         return new TurnoutError(
@@ -146,7 +160,11 @@ export class SshConnection {
           { ...details, hostKey: "mismatch" },
         );
       }
-      return new TurnoutError("E_UNAVAILABLE", `ssh to ${name} failed: ${lastLine(result.stderr) || "no answer"}`, details);
+      return new TurnoutError(
+        "E_UNAVAILABLE",
+        `ssh to ${name} failed: ${lastLine(result.stderr) || "no answer"}`,
+        details,
+      );
     }
     const said = hostMessage(result.stderr) ?? lastLine(result.stderr);
     const message = `${what} on ${name} failed: ${said || `exit status ${result.exitCode ?? result.signal}`}`;
@@ -199,7 +217,7 @@ export class SshConnection {
   }
 
   private async options(): Promise<string[]> {
-    this.controlDir ??= mkdtemp(path.join(controlBase(), "turnout-ssh-"));
+    this.controlDir ??= mkdtemp(path.join(this.base, "turnout-ssh-"));
     const dir = await this.controlDir;
     return [
       "-F",
@@ -254,9 +272,9 @@ export class SshConnection {
  * reach the authenticated connection. Socket paths are short (108 bytes) and
  * ssh expands `%` in them, hence /tmp when TMPDIR is long or odd.
  */
-function controlBase(): string {
-  const tmp = os.tmpdir();
-  return tmp.length <= 60 && /^[A-Za-z0-9/._-]+$/.test(tmp) ? tmp : "/tmp";
+function controlBase(wanted: string | undefined): string {
+  const dir = path.resolve(wanted ?? os.tmpdir());
+  return dir.length <= 60 && /^[A-Za-z0-9/._-]+$/.test(dir) ? dir : "/tmp";
 }
 
 function lastLine(text: string): string {

@@ -120,14 +120,22 @@ export class SshHostOps implements HostOps {
     assertAppName(app);
     assertReleaseId(releaseId);
     if (slot !== "current") assertSlotName(slot);
-    const result = await this.simple("switch", [this.host.root, app, releaseId, slot, nonce()], `switching ${app}`);
+    const result = await this.simple(
+      "switch",
+      [this.host.root, app, releaseId, slot, nonce()],
+      `switching ${app}`,
+    );
     return { previous: releaseOrNull(result.last.replace(/^ok previous /, "")) };
   }
 
   async promoteSlot(app: string, slot: string): Promise<{ previous: string | null; current: string }> {
     assertAppName(app);
     assertSlotName(slot);
-    const result = await this.simple("promote", [this.host.root, app, slot, nonce()], `promoting slot ${slot} of ${app}`);
+    const result = await this.simple(
+      "promote",
+      [this.host.root, app, slot, nonce()],
+      `promoting slot ${slot} of ${app}`,
+    );
     const [, , previous, current] = result.last.split(" ");
     return { previous: releaseOrNull(previous ?? "-"), current: assertReleaseId(current ?? "") };
   }
@@ -151,7 +159,12 @@ export class SshHostOps implements HostOps {
       this.call(
         "run",
         [this.host.root, app, String(seconds), job],
-        { input: commandInput(command, env), onStderrLine: log, timeoutMs: timeoutMs + LOCAL_GRACE_MS, signal },
+        {
+          input: commandInput(command, env),
+          onStderrLine: log,
+          timeoutMs: timeoutMs + LOCAL_GRACE_MS,
+          signal,
+        },
         `running ${command[0]} for ${app}`,
       ),
     );
@@ -217,7 +230,8 @@ export class SshHostOps implements HostOps {
       else if (kind === "release" && a && current) current.releases.push(assertReleaseId(a));
       else if (kind === "current" && a && current) current.current = assertReleaseId(a);
       else if (kind === "slot" && a && b && current) current.slots[assertSlotName(a)] = assertReleaseId(b);
-      else throw new TurnoutError("E_UNAVAILABLE", `host ${this.name} answered oddly: ${JSON.stringify(line)}`);
+      else
+        throw new TurnoutError("E_UNAVAILABLE", `host ${this.name} answered oddly: ${JSON.stringify(line)}`);
     }
     return apps;
   }

@@ -1,6 +1,12 @@
 import path from "node:path";
 import { TreeBuilder } from "../../../artifacts/tree-builder.js";
-import { type ArtifactManifest, assertEntryPath, assertManifest, isHostReleaseId, isSha256 } from "../../../domain/artifact.js";
+import {
+  type ArtifactManifest,
+  assertEntryPath,
+  assertManifest,
+  isHostReleaseId,
+  isSha256,
+} from "../../../domain/artifact.js";
 import { TurnoutError } from "../../../domain/errors.js";
 import type { SshHostConfig } from "../../../domain/fleet.js";
 import { assertName } from "../../../domain/names.js";
@@ -32,21 +38,26 @@ export function assertSlotName(slot: string): string {
 
 export function assertReleaseId(id: string): string {
   if (typeof id !== "string" || !isHostReleaseId(id)) {
-    throw invalid(`invalid release id ${JSON.stringify(id)}: 16 lowercase hex digits expected`, { releaseId: id });
+    throw invalid(`invalid release id ${JSON.stringify(id)}: 16 lowercase hex digits expected`, {
+      releaseId: id,
+    });
   }
   return id;
 }
 
 export function assertRoot(root: string): string {
   if (!ROOT.test(root) || root.split("/").some((part) => part === "." || part === "..")) {
-    throw invalid(`invalid release root ${JSON.stringify(root)}: an absolute path of letters, digits, '/', '.', '_' and '-'`);
+    throw invalid(
+      `invalid release root ${JSON.stringify(root)}: an absolute path of letters, digits, '/', '.', '_' and '-'`,
+    );
   }
   return root;
 }
 
 /** The host's connection settings, with local file paths made absolute. */
 export function checkHostConfig(host: SshHostConfig): SshHostConfig {
-  if (!ADDRESS.test(host.address)) throw invalid(`invalid address ${JSON.stringify(host.address)} of host ${host.name}`);
+  if (!ADDRESS.test(host.address))
+    throw invalid(`invalid address ${JSON.stringify(host.address)} of host ${host.name}`);
   if (!Number.isInteger(host.port) || host.port < 1 || host.port > 65535) {
     throw invalid(`invalid port ${host.port} of host ${host.name}`);
   }
@@ -80,7 +91,10 @@ export function checkManifest(manifest: ArtifactManifest): ArtifactManifest {
   for (const entry of manifest.entries) tree.add(entry);
   tree.finish();
   for (const entry of manifest.entries) {
-    if ((entry.type === "file" || entry.type === "dir") && (!Number.isInteger(entry.mode) || entry.mode < 0)) {
+    if (
+      (entry.type === "file" || entry.type === "dir") &&
+      (!Number.isInteger(entry.mode) || entry.mode < 0)
+    ) {
       throw invalid(`bad mode of artifact entry ${JSON.stringify(entry.path)}`, { path: entry.path });
     }
   }

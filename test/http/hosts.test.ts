@@ -1,0 +1,404 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
+import { AGENT_CONNECT_PATH, PROTOCOL_VERSION } from "../../src/agent/protocol.js";
+import { hostsTable } from "../../src/cli/commands/hosts.js";
+import type { AgentChange } from "../../src/providers/fleet/agent-hub.js";
+import { AgentHub } from "../../src/providers/fleet/agent-hub.js";
+import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
+import { until } from "../helpers/wait.js";
+
+/**
+ * The server side of agents, driven by a scripted client speaking the
+ * protocol over a real WebSocket: authentication before the upgrade, hello
+ * and welcome, host tokens, replacement, inventories, calls and their
+ * failures, and the hosts API.
+ */
+let t: TestTurnout;
+let enroll: string;
+
+beforeAll(async () => {
+  t = await startTurnout();
+  enroll = (await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent" })).body.token;
+});
+
+afterAll(async () => {
+  await t.stop();
+});
+
+interface Fake {
+  socket: WebSocket;
+  messages: any[];
+  closed: Promise<{ code: number; reason: string }>;
+  send(message: unknown): void;
+  next(type: string): Promise<any>;
+}
+
+/** Opens a socket; resolves with the HTTP status when the upgrade is refused. */
+function open(token: string | undefined): Promise<Fake | { status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(`${t.url.replace("http", "ws")}${AGENT_CONNECT_PATH}`, {
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+    });
+    const messages: any[] = [];
+    const closed = new Promise<{ code: number; reason: string }>((done) =>
+      socket.on("close", (code, reason) => done({ code, reason: reason.toString() })),
+    );
+    socket.on("message", (data) => messages.push(JSON.parse(String(data))));
+    socket.on("unexpected-response", (request, response) => {
+      let text = "";
+      response.on("data", (chunk) => {
+        text += chunk;
+      });
+      response.on("end", () => {
+        request.destroy();
+        resolve({ status: response.statusCode!, body: text ? JSON.parse(text) : undefined });
+      });
+    });
+    socket.on("error", () => undefined);
+    socket.on("open", () =>
+      resolve({
+        socket,
+        messages,
+        closed,
+        send: (message) => socket.send(JSON.stringify(message)),
+        async next(type) {
+          let found: any;
+          await until(
+            () => {
+              const index = messages.findIndex((m) => m.type === type);
+              if (index >= 0) found = messages.splice(index, 1)[0];
+              return index >= 0;
+            },
+            5_000,
+            `a ${type} message`,
+          );
+          return found;
+        },
+      }),
+    );
+    setTimeout(() => reject(new Error("no answer to the upgrade")), 5_000);
+  });
+}
+
+async function connect(token: string): Promise<Fake> {
+  const fake = await open(token);
+  if (!("socket" in fake)) throw new Error(`refused: ${fake.status}`);
+  return fake;
+}
+
+function hello(name: string, extra: Record<string, unknown> = {}) {
+  return {
+    type: "hello",
+    protocol: PROTOCOL_VERSION,
+    name,
+    labels: { role: "web" },
+    version: "test",
+    inventory: [],
+    ...extra,
+  };
+}
+
+async function enrolled(name: string, labels: Record<string, string> = { role: "web" }) {
+  const fake = await connect(enroll);
+  fake.send(hello(name, { labels }));
+  const welcome = await fake.next("welcome");
+  return { fake, welcome };
+}
+
+describe("agent connect endpoint", () => {
+  it("refuses bad tokens with an HTTP status before upgrading", async () => {
+    expect(await open(undefined)).toMatchObject({ status: 401, body: { error: { code: "E_UNAUTHORIZED" } } });
+    expect(await open("tnt_nope")).toMatchObject({ status: 401 });
+    expect(await open("tnh_nope")).toMatchObject({ status: 401 });
+    const viewer = (await t.api("POST", "/api/v1/tokens", { name: "viewer", role: "viewer" })).body.token;
+    expect(await open(viewer)).toMatchObject({ status: 403, body: { error: { code: "E_FORBIDDEN" } } });
+    // Admin tokens carry `agent` too.
+    const admin = await connect(t.adminToken);
+    admin.socket.close();
+
+    const plain = await fetch(`${t.url}${AGENT_CONNECT_PATH}`);
+    expect(plain.status).toBe(426);
+  });
+
+  it("closes sockets that do not follow the protocol", async () => {
+    const notJson = await connect(enroll);
+    notJson.socket.send("hello?");
+    expect(await notJson.closed).toMatchObject({ code: 4003, reason: "message is not JSON" });
+
+    const noHello = await connect(enroll);
+    noHello.send({ type: "heartbeat" });
+    expect((await noHello.closed).code).toBe(4003);
+
+    const badName = await connect(enroll);
+    badName.send(hello("Not_A_Name"));
+    expect(await badName.closed).toMatchObject({
+      code: 4001,
+      reason: expect.stringMatching(/invalid host name/),
+    });
+
+    const badLabel = await connect(enroll);
+    badLabel.send(hello("lbl", { labels: { "bad key": "x" } }));
+    expect((await badLabel.closed).code).toBe(4003);
+
+    const badInventory = await connect(enroll);
+    badInventory.send(
+      hello("inv", { inventory: [{ app: "../etc", releases: [], current: null, slots: {} }] }),
+    );
+    expect((await badInventory.closed).code).toBe(4003);
+
+    t.server.agents.timing.helloTimeoutMs = 300;
+    try {
+      const silent = await connect(enroll);
+      expect(await silent.closed).toMatchObject({ code: 4008, reason: "no hello" });
+    } finally {
+      t.server.agents.timing.helloTimeoutMs = 10_000;
+    }
+    for (const name of ["lbl", "inv", "not-a-name"]) expect(await t.store.hosts.get(name)).toBeUndefined();
+  });
+
+  it("issues a host token once, accepts it for that host only, and replaces a second connection", async () => {
+    const changes: AgentChange[] = [];
+    const unsubscribe = t.server.agents.onChange((c) => changes.push(c));
+    const { fake: first, welcome } = await enrolled("web-7");
+    expect(welcome).toMatchObject({ type: "welcome", hostId: expect.any(Number) });
+    expect(welcome.hostToken).toMatch(/^tnh_/);
+    const row = await t.store.hosts.get("web-7");
+    expect(row).toMatchObject({ kind: "agent", connected: true, labels: { role: "web" } });
+
+    // The host token: no new token issued, labels updated, the first socket replaced.
+    const second = await connect(welcome.hostToken);
+    second.send(hello("web-7", { labels: { role: "web", zone: "b" } }));
+    const again = await second.next("welcome");
+    expect(again.hostToken).toBeUndefined();
+    expect(again.hostId).toBe(welcome.hostId);
+    expect(await first.closed).toMatchObject({ code: 4002 });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(t.server.agents.isConnected("web-7")).toBe(true);
+    expect(await t.store.hosts.get("web-7")).toMatchObject({ connected: true, labels: { zone: "b" } });
+
+    // Another host's name with this token: refused.
+    const impostor = await connect(welcome.hostToken);
+    impostor.send(hello("db-1"));
+    expect(await impostor.closed).toMatchObject({
+      code: 4001,
+      reason: expect.stringMatching(/belongs to host 'web-7'/),
+    });
+
+    second.socket.close();
+    await until(async () => (await t.store.hosts.get("web-7"))?.connected === false, 5_000, "disconnected");
+    await until(() => changes.some((c) => c.type === "disconnected"), 2_000, "disconnect event");
+    unsubscribe();
+    expect(changes.map((c) => `${c.type}:${c.host}`)).toEqual([
+      "connected:web-7",
+      "connected:web-7",
+      "disconnected:web-7",
+    ]);
+  });
+
+  it("keeps host_apps in step with reported inventories", async () => {
+    const { fake } = await enrolled("web-8");
+    const inventory = [
+      {
+        app: "shop",
+        releases: ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"],
+        current: "bbbbbbbbbbbbbbbb",
+        slots: { blue: "aaaaaaaaaaaaaaaa" },
+      },
+      { app: "api", releases: ["cccccccccccccccc"], current: "cccccccccccccccc", slots: {} },
+    ];
+    fake.send({ type: "heartbeat", inventory });
+    await until(async () => (await t.store.hosts.get("web-8"))?.apps.length === 2, 5_000, "inventory saved");
+    fake.send({ type: "heartbeat", inventory: [inventory[0]] });
+    await until(async () => (await t.store.hosts.get("web-8"))?.apps.length === 1, 5_000, "api dropped");
+
+    const shown = await t.api("GET", "/api/v1/hosts/web-8");
+    expect(shown.status).toBe(200);
+    expect(shown.body.host).toEqual({
+      id: expect.any(Number),
+      name: "web-8",
+      kind: "agent",
+      labels: { role: "web" },
+      address: null,
+      poolState: "pooled",
+      connected: true,
+      lastSeenAt: expect.any(String),
+      apps: [
+        {
+          app: "shop",
+          current: "bbbbbbbbbbbbbbbb",
+          slots: { blue: "aaaaaaaaaaaaaaaa" },
+          releases: inventory[0]!.releases,
+        },
+      ],
+    });
+
+    // A token limited to other apps sees the host, not what it holds of shop.
+    const limited = (
+      await t.api("POST", "/api/v1/tokens", { name: "api-only", role: "viewer", apps: ["api"] })
+    ).body.token;
+    const seen = await t.api("GET", "/api/v1/hosts/web-8", undefined, limited);
+    expect(seen.body.host.apps).toEqual([]);
+    fake.socket.close();
+  });
+
+  it("routes calls and their answers, and fails them on errors, timeouts, cancels and disconnects", async () => {
+    const { fake } = await enrolled("web-9");
+    const ops = t.server.agents.opsFor("web-9")!;
+    const logs: string[] = [];
+    const signal = new AbortController().signal;
+
+    const switched = ops.switchTo("shop", "aaaaaaaaaaaaaaaa", "current");
+    const call = await fake.next("call");
+    expect(call).toEqual({
+      type: "call",
+      id: expect.any(Number),
+      op: "switchTo",
+      args: { app: "shop", releaseId: "aaaaaaaaaaaaaaaa", slot: "current" },
+    });
+    fake.send({ type: "result", id: call.id, ok: true, result: { previous: null } });
+    expect(await switched).toEqual({ previous: null });
+
+    const ran = ops.run("shop", ["echo", "hi"], {}, 10_000, (line) => logs.push(line), signal);
+    const runCall = await fake.next("call");
+    fake.send({ type: "log", id: runCall.id, line: "hi" });
+    fake.send({ type: "result", id: runCall.id, ok: true, result: { exitCode: 3 } });
+    expect(await ran).toBe(3);
+    expect(logs).toEqual(["hi"]);
+
+    const failed = ops.prune("shop", 5);
+    const pruneCall = await fake.next("call");
+    fake.send({
+      type: "result",
+      id: pruneCall.id,
+      ok: false,
+      error: { code: "E_CONFLICT", message: "busy" },
+    });
+    await expect(failed).rejects.toMatchObject({ code: "E_CONFLICT", message: "host web-9: busy" });
+
+    const malformed = ops.inventory();
+    const inventoryCall = await fake.next("call");
+    fake.send({ type: "result", id: inventoryCall.id, ok: true, result: { inventory: "lots" } });
+    await expect(malformed).rejects.toMatchObject({ code: "E_INTERNAL" });
+
+    // Cancelled: the agent is told, and its answer settles the call.
+    const controller = new AbortController();
+    const cancelled = ops.health(
+      "shop",
+      { http: "http://127.0.0.1:1/", retries: 0, intervalMs: 0, timeoutMs: 1000 },
+      () => undefined,
+      controller.signal,
+    );
+    const healthCall = await fake.next("call");
+    controller.abort();
+    expect(await fake.next("cancel")).toEqual({ type: "cancel", id: healthCall.id });
+    fake.send({
+      type: "result",
+      id: healthCall.id,
+      ok: false,
+      error: { code: "E_UNAVAILABLE", message: "aborted" },
+    });
+    await expect(cancelled).rejects.toMatchObject({ code: "E_UNAVAILABLE" });
+
+    // No answer in time: E_UNAVAILABLE, and the agent is told to stop.
+    t.server.agents.timing.callTimeoutMs = 300;
+    try {
+      const slow = ops.promoteSlot("shop", "blue");
+      const slowCall = await fake.next("call");
+      await expect(slow).rejects.toMatchObject({
+        code: "E_UNAVAILABLE",
+        message: expect.stringMatching(/timed out/),
+      });
+      expect(await fake.next("cancel")).toEqual({ type: "cancel", id: slowCall.id });
+    } finally {
+      t.server.agents.timing.callTimeoutMs = 120_000;
+    }
+
+    // The socket goes mid-call.
+    const pending = ops.inventory();
+    await fake.next("call");
+    fake.socket.terminate();
+    await expect(pending).rejects.toMatchObject({
+      code: "E_UNAVAILABLE",
+      message: expect.stringMatching(/^host web-9 disconnected/),
+    });
+    await expect(ops.inventory()).rejects.toMatchObject({
+      code: "E_UNAVAILABLE",
+      message: "host web-9 is not connected",
+    });
+  });
+});
+
+describe("hosts API", () => {
+  it("lists hosts for readers only", async () => {
+    const listed = await t.api("GET", "/api/v1/hosts");
+    expect(listed.status).toBe(200);
+    expect(listed.body.hosts.map((h: any) => h.name)).toEqual(expect.arrayContaining(["web-7", "web-8"]));
+    expect(await t.api("GET", "/api/v1/hosts", undefined, enroll)).toMatchObject({ status: 403 });
+    expect(await t.api("GET", "/api/v1/hosts/web-7", undefined, enroll)).toMatchObject({ status: 403 });
+    expect(await t.api("GET", "/api/v1/hosts/nowhere")).toMatchObject({ status: 404 });
+    expect(await t.api("GET", "/api/v1/hosts/..%2Fetc")).toMatchObject({ status: 422 });
+  });
+
+  it("marks hosts a dead server left connected as disconnected at start", async () => {
+    await t.store.hosts.enrollAgent({
+      name: "orphan",
+      labels: {},
+      owner: "gone:99999999:abcdef",
+      tokenHash: null,
+    });
+    expect((await t.store.hosts.get("orphan"))?.connected).toBe(true);
+    // A crashed server leaves rows like this one; the next server to start corrects them.
+    const hub = new AgentHub({ store: t.store, owner: "test:1:000000" });
+    await hub.start(() => true);
+    expect((await t.store.hosts.get("orphan"))?.connected).toBe(false);
+    await hub.close();
+  });
+});
+
+describe("hostsTable", () => {
+  const base = {
+    id: 1,
+    kind: "agent",
+    address: null,
+    poolState: "pooled",
+    labels: { role: "web", env: "prod" },
+  };
+  const hosts = [
+    {
+      ...base,
+      name: "web-1",
+      connected: true,
+      lastSeenAt: "2024-05-01T12:03:04.567Z",
+      apps: [
+        { app: "shop", current: "aaaaaaaaaaaaaaaa", slots: {}, releases: ["aaaaaaaaaaaaaaaa"] },
+        { app: "api", current: "bbbbbbbbbbbbbbbb", slots: {}, releases: ["bbbbbbbbbbbbbbbb"] },
+      ],
+    },
+    {
+      ...base,
+      name: "web-2",
+      labels: {},
+      poolState: "depooled",
+      connected: false,
+      lastSeenAt: null,
+      apps: [],
+    },
+  ];
+
+  it("shows state, last seen, pool, labels and app=release pairs", () => {
+    expect(hostsTable(hosts)).toBe(
+      [
+        "NAME   KIND   STATE         LAST SEEN             POOL      LABELS             CURRENT",
+        "web-1  agent  connected     2024-05-01 12:03:04Z  pooled    env=prod,role=web  shop=aaaaaaaaaaaaaaaa,api=bbbbbbbbbbbbbbbb",
+        "web-2  agent  disconnected  -                     depooled  -                  -",
+      ].join("\n"),
+    );
+  });
+
+  it("shows one app's current release when given APP", () => {
+    const lines = hostsTable(hosts, "api").split("\n");
+    expect(lines[1]).toMatch(/ bbbbbbbbbbbbbbbb$/);
+    expect(lines[2]).toMatch(/ -$/);
+    expect(hostsTable([])).toMatch(/^no hosts/);
+  });
+});
