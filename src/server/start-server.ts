@@ -42,6 +42,8 @@ export interface StartOptions {
   polling?: boolean;
   /** Agent heartbeat and call timeouts (tests shorten them). */
   agentTiming?: Partial<AgentHubTiming>;
+  /** How long a fleet deploy waits for a disconnected agent (tests shorten it). */
+  fleetReconnectGraceMs?: number;
 }
 
 /** Variables a deploy command inherits from the server; everything else stays out. */
@@ -122,6 +124,9 @@ export async function startServer(
         agents: { hosts: () => agents.hosts(), opsFor: (name) => agents.opsFor(name) },
         ssh: { open: (host) => new SshHostOps(host) },
         onHostsChange: (listener) => agents.onChange(() => listener()),
+        ...(options.fleetReconnectGraceMs !== undefined
+          ? { reconnectGraceMs: options.fleetReconnectGraceMs }
+          : {}),
       },
       report: (message) => print(`engine: ${message}`),
     });

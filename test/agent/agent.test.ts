@@ -72,11 +72,20 @@ async function connected(name = "web-1", server: { url: string } = t): Promise<b
   return (await host(name, server))?.connected === true;
 }
 
+/** Connected as both ends see it: the agent has printed its `times`-th welcome, the server lists it. */
+async function online(a: AgentProcess, times = 1, server: { url: string } = t): Promise<void> {
+  await until(
+    async () => a.count(/connected to http/) >= times && (await connected("web-1", server)),
+    15_000,
+    `connection ${times}`,
+  );
+}
+
 describe("turnout agent", () => {
   it("connects out, says hello with its labels, shows up connected, and never listens", async () => {
     const before = Date.now();
     const a = agent();
-    await until(() => connected(), 15_000, "web-1 connected");
+    await online(a);
 
     const shown = await host();
     expect(shown).toMatchObject({
@@ -123,14 +132,14 @@ describe("turnout agent", () => {
 
   it("reconnects with its host token after the enrollment token is revoked", async () => {
     const first = agent();
-    await until(() => first.count(/connected to http/) === 1, 15_000, "first connection");
+    await online(first);
     expect(first.output()).toMatch(/enrolled; host token saved/);
     await first.kill("SIGKILL");
     await until(async () => !(await connected()), 5_000, "disconnected after kill");
 
     expect((await t.api("DELETE", "/api/v1/tokens/enroll")).status).toBe(200);
     const second = agent();
-    await until(() => second.count(/connected to http/) === 1, 15_000, "reconnected with the host token");
+    await online(second);
     expect(second.output()).not.toMatch(/enrolled/);
     expect(second.output()).not.toMatch(/refused/);
 
@@ -160,15 +169,14 @@ describe("turnout agent", () => {
 
   it("reconnects by itself when the server restarts on the same port and data directory", async () => {
     const a = agent();
-    await until(() => connected(), 15_000, "connected to the first server");
+    await online(a);
     const port = t.server.port;
     await t.server.close();
     await until(() => a.count(/disconnected/) >= 1, 5_000, "agent noticed the server going away");
 
     const next = await startServer({ ...t.settings, port }, { print: () => undefined, polling: false });
     extraServers.push(next);
-    await until(() => a.count(/connected to http/) === 2, 15_000, "reconnected to the new server");
-    expect(await connected("web-1", next)).toBe(true);
+    await online(a, 2, next);
     // The second server knows it by its host token: no second enrollment.
     expect(a.count(/enrolled/)).toBe(1);
     const row = await next.store.hosts.get("web-1");
@@ -179,7 +187,7 @@ describe("turnout agent", () => {
     t.server.agents.timing.heartbeatTimeoutMs = 2_500;
     t.server.agents.timing.pingIntervalMs = 500;
     const a = agent(["--heartbeat", "500"]);
-    await until(() => connected(), 15_000, "connected");
+    await online(a);
     // Heartbeats keep it connected well past the timeout.
     await new Promise((r) => setTimeout(r, 3_000));
     expect(await connected()).toBe(true);
@@ -193,7 +201,7 @@ describe("turnout agent", () => {
     } finally {
       process.kill(a.pid, "SIGCONT");
     }
-    await until(() => connected(), 15_000, "reconnected after SIGCONT");
+    await online(a, 2);
 
     // Killed: the server sees the socket close right away.
     await a.kill("SIGKILL");
@@ -202,7 +210,7 @@ describe("turnout agent", () => {
 
   it("runs calls from the hub: inventory, run with logs, cancel, and fails calls when the agent dies", async () => {
     const a = agent();
-    await until(() => connected(), 15_000, "connected");
+    await online(a);
     const ops = t.server.agents.opsFor("web-1");
     expect(ops).toBeDefined();
     expect(t.server.agents.opsFor("nobody")).toBeUndefined();
@@ -246,8 +254,7 @@ describe("turnout agent", () => {
   it("stages a release with blobs from the server, switches to it, and reports the new inventory", async () => {
     const changes: string[] = [];
     t.server.agents.onChange((change) => changes.push(`${change.type}:${change.host}`));
-    agent();
-    await until(() => connected(), 15_000, "connected");
+    await online(agent());
 
     // An artifact on the server, as CI would upload it.
     const tree = path.join(root, "..", `${path.basename(root)}-tree`);

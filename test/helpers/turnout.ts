@@ -47,6 +47,8 @@ export interface TestTurnoutOptions {
   environment?: Record<string, string>;
   /** Let the poller look at repositories on its own (default false: tests poke). */
   polling?: boolean;
+  /** Fleet deploys: how long to wait for a disconnected agent. */
+  fleetReconnectGraceMs?: number;
 }
 
 export const DEFAULT_MANIFEST = `repo: "{repo}"
@@ -111,6 +113,7 @@ export async function startTurnout(options: TestTurnoutOptions = {}): Promise<Te
     print: () => undefined,
     configReloadMs: 60_000,
     polling: options.polling === true,
+    fleetReconnectGraceMs: options.fleetReconnectGraceMs ?? 3000,
   });
   const adminToken = readFileSync(path.join(dataDir, "admin-token"), "utf8").trim();
 

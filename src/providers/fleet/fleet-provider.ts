@@ -41,6 +41,8 @@ export interface FleetDeps {
   artifacts: ArtifactSource;
   agents: AgentDirectory;
   ssh: SshConnector;
+  /** How long a deploy waits for a disconnected agent to come back before counting its host failed (default 15 s). */
+  reconnectGraceMs?: number;
 }
 
 export interface FleetRun {
@@ -94,6 +96,7 @@ export async function runFleetDeploy(deps: FleetDeps, run: FleetRun): Promise<Fl
       runOnServer: (argv, host) => runOnServer(run, argv, host),
       awaitApproval: run.awaitApproval,
       setPhase: run.setPhase,
+      ...(deps.reconnectGraceMs !== undefined ? { reconnectGraceMs: deps.reconnectGraceMs } : {}),
     });
     if (outcome.ok) {
       log(

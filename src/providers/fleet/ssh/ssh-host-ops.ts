@@ -5,7 +5,7 @@ import type { HealthCheckConfig, HostAppInventory, SshHostConfig } from "../../.
 import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "../host-ops.js";
 import { writeBlobTar } from "./blob-tar.js";
 import type { RemoteOp } from "./remote-script.js";
-import { type ExecOptions, type SshClientOptions, SshConnection } from "./ssh-connection.js";
+import { type ExecOptions, type ExecResult, type SshClientOptions, SshConnection } from "./ssh-connection.js";
 import {
   assertAppName,
   assertReleaseId,
@@ -14,28 +14,33 @@ import {
   checkEnv,
   checkHealthUrl,
   checkHostConfig,
-  checkManifest,
-  checkSharedPaths,
+  planForHost,
   timeoutSeconds,
 } from "./ssh-validate.js";
 import { blobListInput, commandInput, stageInput } from "./stage-input.js";
 
 export interface SshHostOpsOptions extends SshClientOptions {
-  /** Time limit of operations that run no user command (switch, prune, inventory…). */
+  /** Time limit of steps that run no user command (switch, prune, inventory, materializing). */
   opTimeoutMs?: number;
 }
 
 /** How much longer than the host's own `timeout` the local ssh may take: the host reports first. */
 const LOCAL_GRACE_MS = 20_000;
 const CANCEL_TIMEOUT_MS = 15_000;
+/** Slowest link we wait for while sending blobs, on top of opTimeoutMs. */
+const MIN_BYTES_PER_SECOND = 256 * 1024;
+/** Exit codes for outcomes without one, as the agent reports them. */
+const EXIT_TIMEOUT = 124;
+const EXIT_ABORTED = 130;
 
 /**
- * HostOps over SSH: the same layout and the same operations as an agent's
- * host, carried out by one constant remote script (remote-script.ts). Every
- * name, id and path is checked here before ssh starts, and again on the host.
- * Commands (before_switch, restart, health) run on the host under `timeout`;
- * aborting stops the local ssh and, through a second connection, the remote
- * job (its pid is recorded under <root>/.turnout/jobs/<nonce>).
+ * HostOps over SSH: the same layout and the same behaviour as an agent's
+ * LocalHostOps (same release plan, cache, pointers, order file, environment
+ * of commands, log lines), carried out by one constant remote script
+ * (remote-script.ts). Every name, id and path is checked here before ssh
+ * starts, and again on the host. Commands run on the host under `timeout`;
+ * an abort stops the local ssh and, through a second session, the job on
+ * the host (its pid is recorded under <root>/.turnout/jobs/).
  */
 export class SshHostOps implements HostOps {
   readonly name: string;
@@ -52,91 +57,98 @@ export class SshHostOps implements HostOps {
   }
 
   async stage(spec: StageSpec, blobs: BlobSource, log: HostLog, signal: AbortSignal): Promise<StageResult> {
+    // Everything is checked before ssh starts.
     const app = assertAppName(spec.app);
     const id = assertReleaseId(spec.releaseId);
-    const manifest = checkManifest(spec.manifest);
-    const shared = checkSharedPaths(spec.shared);
-    const hook = spec.beforeSwitch ? checkArgv(spec.beforeSwitch, "before_switch") : null;
+    const plan = planForHost(spec.manifest, spec.shared ?? []);
+    const hook = spec.beforeSwitch === undefined ? null : checkArgv(spec.beforeSwitch, "before_switch");
     const env = checkEnv(spec.env);
-    timeoutSeconds(spec.timeoutMs);
+    const hookSeconds = timeoutSeconds(spec.timeoutMs);
     signal.throwIfAborted();
-    const deadline = Date.now() + spec.timeoutMs;
-    const remaining = () => Math.max(1000, deadline - Date.now());
-    await this.connect(signal);
+    try {
+      await this.connect(signal);
+      const sizes = new Map<string, number>();
+      for (const file of plan.files) sizes.set(file.sha256, file.size);
+      // A file that seeds a shared path may be left out of the tree, but its blob is needed.
+      for (const seed of plan.seeds.values()) sizes.set(seed.sha256, seed.size);
 
-    const sizes = new Map<string, number>();
-    for (const entry of manifest.entries) if (entry.type === "file") sizes.set(entry.sha256, entry.size);
-    const asked = await this.call(
-      "missing",
-      [this.host.root, app, id],
-      { input: blobListInput(sizes.keys()), timeoutMs: remaining(), signal },
-      `staging ${app} ${id}`,
-    );
-    if (asked.last === "ok exists") return { staged: false, blobsFetched: 0, bytesFetched: 0 };
-    const missing = asked.lines.map((line) => {
-      const sha = line.slice("missing ".length);
-      if (!line.startsWith("missing ") || !sizes.has(sha)) {
-        throw new TurnoutError("E_UNAVAILABLE", `host ${this.name} answered oddly: ${JSON.stringify(line)}`);
-      }
-      return { sha256: sha, size: sizes.get(sha)! };
-    });
-
-    let bytesFetched = 0;
-    if (missing.length > 0) {
-      const total = missing.reduce((sum, b) => sum + b.size, 0);
-      log(`${this.name}: sending ${missing.length} of ${sizes.size} blobs (${total} bytes)`);
-      await this.call(
-        "receive",
-        [this.host.root, nonce()],
-        {
-          input: async (stdin) => {
-            bytesFetched = await writeBlobTar(stdin, missing, blobs, signal);
-          },
-          timeoutMs: remaining(),
-          signal,
-        },
-        `sending blobs of ${app} ${id}`,
-      );
-    }
-
-    const job = nonce();
-    const staged = await this.withCancel(job, signal, () =>
-      this.call(
-        "stage",
-        [this.host.root, app, id, String(timeoutSeconds(remaining())), job],
-        {
-          input: stageInput(manifest, shared, hook, env),
-          onStderrLine: log,
-          timeoutMs: remaining() + LOCAL_GRACE_MS,
-          signal,
-        },
+      const asked = await this.call(
+        "missing",
+        [this.host.root, app, id],
+        { input: blobListInput(sizes.keys()), timeoutMs: this.opTimeoutMs, signal },
         `staging ${app} ${id}`,
-      ),
-    );
-    return { staged: staged.last === "ok staged", blobsFetched: missing.length, bytesFetched };
+      );
+      if (asked.last === "ok exists") {
+        log(`release ${id} is already staged`);
+        return { staged: false, blobsFetched: 0, bytesFetched: 0 };
+      }
+      const missing = asked.lines.map((line) => {
+        const sha = line.slice("missing ".length);
+        if (!line.startsWith("missing ") || !sizes.has(sha)) {
+          throw new TurnoutError("E_UNAVAILABLE", `host ${this.name} answered oddly: ${JSON.stringify(line)}`);
+        }
+        return { sha256: sha, size: sizes.get(sha)! };
+      });
+      const total = missing.reduce((sum, blob) => sum + blob.size, 0);
+      log(
+        `staging ${id}: ${plan.files.length} files, fetching ${missing.length} of ${sizes.size} blobs (${total} bytes)`,
+      );
+
+      let bytesFetched = 0;
+      if (missing.length > 0) {
+        await this.call(
+          "receive",
+          [this.host.root, nonce()],
+          {
+            input: async (stdin) => {
+              bytesFetched = await writeBlobTar(stdin, missing, blobs, signal);
+            },
+            timeoutMs: this.opTimeoutMs + (total / MIN_BYTES_PER_SECOND) * 1000,
+            signal,
+          },
+          `sending blobs of ${app} ${id}`,
+        );
+      }
+
+      if (plan.dropped > 0) log(`staging ${id}: ${plan.dropped} entries replaced by links to shared/`);
+      if (hook) log(`before_switch: ${JSON.stringify(hook)}`);
+      const job = nonce();
+      const staged = await this.withCancel(job, signal, () =>
+        this.call(
+          "stage",
+          [this.host.root, app, id, String(hookSeconds), job],
+          {
+            input: stageInput(plan, hook, env),
+            onStderrLine: log,
+            timeoutMs: this.opTimeoutMs + (hook ? spec.timeoutMs + LOCAL_GRACE_MS : 0),
+            signal,
+          },
+          `staging ${app} ${id}`,
+        ),
+      );
+      if (staged.last === "ok staged") log(`staged ${id}`);
+      return { staged: staged.last === "ok staged", blobsFetched: missing.length, bytesFetched };
+    } catch (error) {
+      // Aborted: say so the way an agent does, whatever the connection made of it.
+      if (signal.aborted) throw signal.reason ?? error;
+      throw error;
+    }
   }
 
   async switchTo(app: string, releaseId: string, slot: string): Promise<{ previous: string | null }> {
     assertAppName(app);
     assertReleaseId(releaseId);
     if (slot !== "current") assertSlotName(slot);
-    const result = await this.simple(
-      "switch",
-      [this.host.root, app, releaseId, slot, nonce()],
-      `switching ${app}`,
-    );
-    return { previous: releaseOrNull(result.last.replace(/^ok previous /, "")) };
+    const { last } = await this.simple("switch", [this.host.root, app, releaseId, slot, nonce()], `switching ${app}`);
+    return { previous: releaseOrNull(last.replace(/^ok previous /, "")) };
   }
 
   async promoteSlot(app: string, slot: string): Promise<{ previous: string | null; current: string }> {
     assertAppName(app);
     assertSlotName(slot);
-    const result = await this.simple(
-      "promote",
-      [this.host.root, app, slot, nonce()],
-      `promoting slot ${slot} of ${app}`,
-    );
-    const [, , previous, current] = result.last.split(" ");
+    if (slot === "current") throw new TurnoutError("E_VALIDATION", "promote a slot, not current itself");
+    const { last } = await this.simple("promote", [this.host.root, app, slot, nonce()], `promoting ${app}/${slot}`);
+    const [, , previous, current] = last.split(" ");
     return { previous: releaseOrNull(previous ?? "-"), current: assertReleaseId(current ?? "") };
   }
 
@@ -150,63 +162,45 @@ export class SshHostOps implements HostOps {
   ): Promise<number> {
     assertAppName(app);
     const command = checkArgv(argv, "command");
-    checkEnv(env);
-    const seconds = timeoutSeconds(timeoutMs);
-    signal.throwIfAborted();
-    await this.connect(signal);
-    const job = nonce();
-    const result = await this.withCancel(job, signal, () =>
-      this.call(
-        "run",
-        [this.host.root, app, String(seconds), job],
-        {
-          input: commandInput(command, env),
-          onStderrLine: log,
-          timeoutMs: timeoutMs + LOCAL_GRACE_MS,
-          signal,
-        },
-        `running ${command[0]} for ${app}`,
-      ),
-    );
-    const status = exitStatus(result.last);
-    if (status === 124) log(`${this.name}: ${command[0]} timed out after ${seconds} s`);
-    return status;
+    const vars = checkEnv(env);
+    timeoutSeconds(timeoutMs);
+    const result = await this.runJob(app, command, vars, timeoutMs, "any", log, signal);
+    return result === "nocurrent" ? EXIT_ABORTED : result;
   }
 
+  /**
+   * One try, then `retries` more, `intervalMs` apart, each within
+   * `timeoutMs`; http: a GET from the host answered 2xx (redirects not
+   * followed), command: exit 0 in the current release. An abort is unhealthy.
+   */
   async health(app: string, check: HealthCheckConfig, log: HostLog, signal: AbortSignal): Promise<boolean> {
     assertAppName(app);
-    const url = check.http !== undefined ? checkHealthUrl(check.http) : undefined;
-    const command = check.command ? checkArgv(check.command, "health command") : undefined;
-    if (!url && !command) return true;
-    const seconds = timeoutSeconds(check.timeoutMs);
-    const attempts = Math.max(1, Math.floor(check.retries) + 1);
-    for (let attempt = 1; attempt <= attempts; attempt++) {
-      signal.throwIfAborted();
-      try {
-        const status = url
-          ? exitStatus(
-              (
-                await this.call(
-                  "http",
-                  [String(seconds)],
-                  {
-                    input: `U ${url}\nEND\n`,
-                    onStderrLine: log,
-                    timeoutMs: check.timeoutMs + LOCAL_GRACE_MS,
-                    signal,
-                  },
-                  "health check",
-                )
-              ).last,
-            )
-          : await this.run(app, command!, {}, check.timeoutMs, log, signal);
-        if (status === 0) return true;
-        log(`${this.name}: health check ${attempt}/${attempts} failed (exit status ${status})`);
-      } catch (error) {
-        if (signal.aborted) throw error;
-        log(`${this.name}: health check ${attempt}/${attempts} failed: ${(error as Error).message}`);
+    if ((check.http === undefined) === (check.command === undefined)) {
+      throw new TurnoutError("E_VALIDATION", "a health check needs exactly one of http or command");
+    }
+    const url = check.http === undefined ? undefined : checkHealthUrl(check.http);
+    const argv = check.command === undefined ? undefined : checkArgv(check.command, "health command");
+    timeoutSeconds(check.timeoutMs);
+    const tries = Math.max(0, Math.floor(check.retries ?? 0)) + 1;
+    for (let attempt = 1; attempt <= tries; attempt++) {
+      if (signal.aborted) {
+        log("health: aborted");
+        return false;
       }
-      if (attempt < attempts) await sleep(check.intervalMs, undefined, { signal });
+      const problem = url ? await this.httpTry(url, check.timeoutMs, signal) : await this.commandTry(app, argv!, check.timeoutMs, log, signal);
+      if (problem === undefined) {
+        if (attempt > 1) log(`health: healthy on try ${attempt}/${tries}`);
+        return true;
+      }
+      log(`health: try ${attempt}/${tries} failed: ${problem}`);
+      if (attempt < tries) {
+        try {
+          await sleep(Math.max(0, check.intervalMs ?? 0), undefined, { signal });
+        } catch {
+          log("health: aborted");
+          return false;
+        }
+      }
     }
     return false;
   }
@@ -214,32 +208,98 @@ export class SshHostOps implements HostOps {
   async prune(app: string, keep: number): Promise<{ removed: string[] }> {
     assertAppName(app);
     if (!Number.isInteger(keep) || keep < 0 || keep > 9_999_999) {
-      throw new TurnoutError("E_VALIDATION", `invalid number of releases to keep: ${keep}`);
+      throw new TurnoutError("E_VALIDATION", `keep must be a whole number of releases, got ${keep}`);
     }
-    const result = await this.simple("prune", [this.host.root, app, String(keep)], `pruning ${app}`);
-    return { removed: result.lines.map((line) => assertReleaseId(line.replace(/^removed /, ""))) };
+    const { lines } = await this.simple("prune", [this.host.root, app, String(keep)], `pruning ${app}`);
+    return { removed: lines.map((line) => assertReleaseId(line.replace(/^removed /, ""))) };
   }
 
   async inventory(): Promise<HostAppInventory[]> {
-    const result = await this.simple("inventory", [this.host.root], "inventory");
+    const { lines } = await this.simple("inventory", [this.host.root], "inventory");
     const apps: HostAppInventory[] = [];
-    for (const line of result.lines) {
+    for (const line of lines) {
       const [kind, a, b] = line.split(" ");
       const current = apps.at(-1);
       if (kind === "app" && a) apps.push({ app: assertAppName(a), releases: [], current: null, slots: {} });
       else if (kind === "release" && a && current) current.releases.push(assertReleaseId(a));
       else if (kind === "current" && a && current) current.current = assertReleaseId(a);
       else if (kind === "slot" && a && b && current) current.slots[assertSlotName(a)] = assertReleaseId(b);
-      else
-        throw new TurnoutError("E_UNAVAILABLE", `host ${this.name} answered oddly: ${JSON.stringify(line)}`);
+      else throw new TurnoutError("E_UNAVAILABLE", `host ${this.name} answered oddly: ${JSON.stringify(line)}`);
     }
-    return apps;
+    return apps.sort((x, y) => (x.app < y.app ? -1 : 1));
   }
 
   /** Ends the shared SSH connection. The object stays usable: the next operation connects again. */
   async close(): Promise<void> {
     this.ready = null;
     await this.connection.close();
+  }
+
+  private async httpTry(url: string, timeoutMs: number, signal: AbortSignal): Promise<string | undefined> {
+    try {
+      const { last, result } = await this.call(
+        "http",
+        [String(timeoutSeconds(timeoutMs))],
+        { input: `U ${url}\nEND\n`, timeoutMs: timeoutMs + LOCAL_GRACE_MS, signal },
+        "health check",
+      );
+      return last === "ok status 0" ? undefined : lastLine(result.stderr) || "the request failed";
+    } catch (error) {
+      return signal.aborted ? "aborted" : (error as Error).message;
+    }
+  }
+
+  private async commandTry(
+    app: string,
+    argv: string[],
+    timeoutMs: number,
+    log: HostLog,
+    signal: AbortSignal,
+  ): Promise<string | undefined> {
+    try {
+      const code = await this.runJob(app, argv, {}, timeoutMs, "current", log, signal, "health");
+      if (code === "nocurrent") return "the app has no current release";
+      return code === 0 ? undefined : `exit code ${code}`;
+    } catch (error) {
+      return signal.aborted ? "aborted" : (error as Error).message;
+    }
+  }
+
+  /** argv on the host, in the current release; its exit code (124 timed out, 130 aborted). */
+  private async runJob(
+    app: string,
+    argv: string[],
+    env: Record<string, string>,
+    timeoutMs: number,
+    mode: "any" | "current",
+    log: HostLog,
+    signal: AbortSignal,
+    label = argv[0]!,
+  ): Promise<number | "nocurrent"> {
+    if (signal.aborted) {
+      log(`${label}: aborted`);
+      return EXIT_ABORTED;
+    }
+    const job = nonce();
+    try {
+      await this.connect(signal);
+      const { last } = await this.withCancel(job, signal, () =>
+        this.call(
+          "run",
+          [this.host.root, app, String(timeoutSeconds(timeoutMs)), job, mode],
+          { input: commandInput(argv, env), onStderrLine: log, timeoutMs: timeoutMs + LOCAL_GRACE_MS, signal },
+          `running ${label} for ${app}`,
+        ),
+      );
+      if (last === "ok nocurrent") return "nocurrent";
+      const code = exitStatus(last);
+      if (code === EXIT_TIMEOUT) log(`${label}: timed out after ${timeoutMs} ms, stopped`);
+      return code;
+    } catch (error) {
+      if (!signal.aborted) throw error;
+      log(`${label}: aborted`);
+      return EXIT_ABORTED;
+    }
   }
 
   /**
@@ -271,20 +331,20 @@ export class SshHostOps implements HostOps {
     args: string[],
     options: ExecOptions,
     what: string,
-  ): Promise<{ lines: string[]; last: string }> {
+  ): Promise<{ lines: string[]; last: string; result: ExecResult }> {
     const result = await this.connection.exec(op, args, options);
     const lines = result.stdout.split("\n").filter((line) => line !== "");
     const last = lines.at(-1) ?? "";
-    if (result.exitCode !== 0 || result.stopped || !last.startsWith("ok")) {
-      if (result.exitCode === 0 && !result.stopped) {
-        throw new TurnoutError("E_UNAVAILABLE", `${what} on ${this.name}: the host gave no complete answer`);
-      }
-      throw this.connection.failure(result, what);
+    if (result.exitCode === 0 && !result.stopped && last.startsWith("ok")) {
+      return { lines: lines.slice(0, -1), last, result };
     }
-    return { lines: lines.slice(0, -1), last };
+    if (result.exitCode === 0 && !result.stopped) {
+      throw new TurnoutError("E_UNAVAILABLE", `${what} on ${this.name}: the host gave no complete answer`);
+    }
+    throw this.connection.failure(result, what);
   }
 
-  /** On abort, also stop the job on the host (its ssh session alone would not end it). */
+  /** On abort, also stop the job on the host: its ssh session ending would not. */
   private async withCancel<T>(job: string, signal: AbortSignal, work: () => Promise<T>): Promise<T> {
     let cancelled: Promise<unknown> | undefined;
     const onAbort = () => {
@@ -314,4 +374,14 @@ function exitStatus(last: string): number {
   const match = /^ok status ([0-9]{1,3})$/.exec(last);
   if (!match) throw new TurnoutError("E_UNAVAILABLE", `unexpected answer from host: ${JSON.stringify(last)}`);
   return Number(match[1]);
+}
+
+function lastLine(text: string): string {
+  return (
+    text
+      .split("\n")
+      .filter((line) => line.trim() !== "")
+      .at(-1)
+      ?.trim() ?? ""
+  );
 }

@@ -1,12 +1,7 @@
 import path from "node:path";
-import { TreeBuilder } from "../../../artifacts/tree-builder.js";
-import {
-  type ArtifactManifest,
-  assertEntryPath,
-  assertManifest,
-  isHostReleaseId,
-  isSha256,
-} from "../../../domain/artifact.js";
+import { planRelease, type ReleasePlan } from "../../../agent/host-layout/release-plan.js";
+import { linkEscapeProblem } from "../../../artifacts/link-resolution.js";
+import { type ArtifactManifest, isHostReleaseId } from "../../../domain/artifact.js";
 import { TurnoutError } from "../../../domain/errors.js";
 import type { SshHostConfig } from "../../../domain/fleet.js";
 import { assertName } from "../../../domain/names.js";
@@ -81,28 +76,23 @@ export function checkHostConfig(host: SshHostConfig): SshHostConfig {
 }
 
 /**
- * A manifest a host may write: the artifact rules (paths, order, digests,
- * links as text), plus the rules the artifact builder enforces on whole trees
- * (nothing below a file or a symlink, no link escaping through other links).
+ * What a host will write, planned exactly as an agent plans it (planRelease:
+ * the manifest rules, nothing below a file or a symlink, shared paths), and
+ * refused, as the artifact builder does, when links leave the tree once
+ * followed through each other.
  */
-export function checkManifest(manifest: ArtifactManifest): ArtifactManifest {
-  assertManifest(manifest);
-  const tree = new TreeBuilder();
-  for (const entry of manifest.entries) tree.add(entry);
-  tree.finish();
+export function planForHost(manifest: ArtifactManifest, shared: readonly string[]): ReleasePlan {
+  const plan = planRelease(manifest, shared);
+  const entries = new Map(manifest.entries.map((entry) => [entry.path, entry]));
   for (const entry of manifest.entries) {
-    if (
-      (entry.type === "file" || entry.type === "dir") &&
-      (!Number.isInteger(entry.mode) || entry.mode < 0)
-    ) {
+    if (entry.type === "symlink") {
+      const problem = linkEscapeProblem(entries, entry.path);
+      if (problem) throw invalid(`unsafe symlink ${entry.path}: ${problem}`, { path: entry.path });
+    } else if (!Number.isInteger(entry.mode) || entry.mode < 0) {
       throw invalid(`bad mode of artifact entry ${JSON.stringify(entry.path)}`, { path: entry.path });
     }
   }
-  return manifest;
-}
-
-export function checkSharedPaths(shared: readonly string[]): string[] {
-  return shared.map((p) => assertEntryPath(p));
+  return plan;
 }
 
 /** argv of a command run on a host: any text but NUL, which no process argument can hold. */
@@ -137,11 +127,6 @@ export function checkHealthUrl(url: string): string {
     throw invalid(`invalid health check URL ${JSON.stringify(url)}: http or https, without spaces`);
   }
   return url;
-}
-
-export function checkSha256(sha: string): string {
-  if (!isSha256(sha)) throw invalid(`invalid sha256 ${JSON.stringify(sha)}`);
-  return sha;
 }
 
 /** Whole seconds for the host's `timeout`, at least one. */

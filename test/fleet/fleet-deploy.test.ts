@@ -1,0 +1,282 @@
+import { mkdirSync, rmSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ensureBuilt } from "../helpers/built-cli.js";
+import {
+  type AgentProcess,
+  assertConsistent,
+  currentOf,
+  startAgent,
+  waitForHosts,
+} from "../helpers/fleet.js";
+import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
+import { until } from "../helpers/wait.js";
+
+beforeAll(ensureBuilt, 120_000);
+
+/**
+ * Fleet deploys end to end: the real server in-process, real `turnout agent`
+ * processes with separate roots, real builds and artifacts. After every test,
+ * no host's `current` points at a release that was not fully staged.
+ */
+const fleetManifest = (strategy: string, extra = "") => `repo: "{repo}"
+environments:
+  production:
+    deploy:
+      provider: fleet
+      hosts: { labels: { role: web } }
+      build_script: |
+        mkdir -p dist
+        cp VERSION dist/VERSION
+        if [ -f BIG ]; then cp BIG dist/BIG; fi
+        echo "built $TURNOUT_SHA" > dist/BUILD
+      artifact: dist
+      restart: [sh, -c, 'echo restarted >> "$TURNOUT_RELEASE_DIR/../../restarts"']
+      health: { command: [sh, -c, '! grep -q bad VERSION'], retries: 0, interval: 100ms }
+      strategy: ${strategy}
+${extra}`;
+
+describe("fleet deploys through agents", () => {
+  let t: TestTurnout;
+  let work: string;
+  let agents: AgentProcess[] = [];
+
+  afterEach(async () => {
+    for (const a of agents) await a.kill().catch(() => undefined);
+    await assertConsistent(agents.map((a) => a.root));
+    agents = [];
+    await t?.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  async function start(strategy: string, count = 3, extra = "") {
+    t = await startTurnout({ manifest: fleetManifest(strategy, extra) });
+    work = await mkdtemp(path.join(tmpdir(), "turnout-fleet-"));
+    const token = (await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent" })).body.token;
+    agents = Array.from({ length: count }, (_, i) =>
+      startAgent({
+        serverUrl: t.url,
+        token,
+        name: `web-${i + 1}`,
+        root: path.join(work, `web-${i + 1}`),
+        labels: { role: "web" },
+      }),
+    );
+    await waitForHosts(
+      t.api,
+      agents.map((a) => a.name),
+    );
+    return token;
+  }
+
+  const deploy = async (body: Record<string, unknown> = {}) =>
+    t.waitForDeploy(
+      (await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", body)).body.deploy.id,
+      60_000,
+    );
+  const hostsOf = async (id: number) =>
+    (await t.api("GET", `/api/v1/deploys/${id}/hosts`)).body.hosts as any[];
+  const logOf = async (id: number) => (await t.store.logs.read(id, 0)).chunks.map((c) => c.text).join("");
+
+  it("stages everywhere, switches canary then batches, and a one-file change moves one blob", async () => {
+    await start("{ canary: 1, batch: 1 }");
+    const first = await deploy();
+    expect(first.status, await logOf(first.id)).toBe("succeeded");
+    const release = await t.store.releases.current("shop", "production");
+    expect(release?.artifact).toMatch(/^[0-9a-f]{64}$/);
+    const releaseId = release!.artifact!.slice(0, 16);
+    for (const a of agents) expect(await currentOf(a.root, "shop")).toBe(releaseId);
+    const steps = await hostsOf(first.id);
+    expect(steps.map((h) => [h.hostName, h.step, h.switched])).toEqual([
+      ["web-1", "healthy", true],
+      ["web-2", "healthy", true],
+      ["web-3", "healthy", true],
+    ]);
+    expect(steps.map((h) => h.batch)).toEqual([0, 1, 2]);
+    const log = await logOf(first.id);
+    expect(log).toContain("==> canary: web-1");
+    expect(log).toContain("[web-2] switched current to");
+
+    await t.repo.commit({ BIG: "x".repeat(200_000) }, "big file");
+    const second = await deploy();
+    expect(second.status).toBe("succeeded");
+    await t.repo.commit({ VERSION: "1.0.1\n" }, "one small change");
+    const third = await deploy();
+    expect(third.status).toBe("succeeded");
+    for (const h of await hostsOf(third.id)) expect(h.bytesFetched).toBeLessThan(2_000);
+    const drift = (await t.api("GET", "/api/v1/apps/shop/environments/production/hosts")).body.hosts;
+    expect(drift.map((h: any) => [h.name, h.drifted])).toEqual([
+      ["web-1", false],
+      ["web-2", false],
+      ["web-3", false],
+    ]);
+  });
+
+  it("a canary whose health check fails: nothing beyond the canary switched, canary switched back", async () => {
+    await start("{ canary: 1, batch: 1 }");
+    expect((await deploy()).status).toBe("succeeded");
+    const before = await Promise.all(agents.map((a) => currentOf(a.root, "shop")));
+    await t.repo.commit({ VERSION: "bad\n" }, "broken release");
+    const broken = await deploy();
+    expect(broken).toMatchObject({ status: "failed", errorCode: "E_ROLLED_BACK" });
+    expect(await Promise.all(agents.map((a) => currentOf(a.root, "shop")))).toEqual(before);
+    const steps = await hostsOf(broken.id);
+    expect(steps.find((h) => h.hostName === "web-1")).toMatchObject({ step: "rolled_back", switched: false });
+    expect(steps.filter((h) => h.hostName !== "web-1").every((h) => h.step === "staged")).toBe(true);
+  });
+
+  it("a host whose disk write fails during staging: over the budget nothing switches; within it, it is depooled", async () => {
+    await start("{ canary: 1, batch: 2, failure_limit: 0 }");
+    // The blob cache's directory is a file: every write of web-2's staging fails.
+    const cache = path.join(agents[1]!.root, ".turnout", "blobs");
+    rmSync(cache, { recursive: true, force: true });
+    mkdirSync(path.dirname(cache), { recursive: true });
+    await writeFile(cache, "not a directory");
+    const refused = await deploy();
+    expect(refused).toMatchObject({ status: "failed", errorCode: "E_STAGE_FAILED" });
+    for (const a of agents) expect(await currentOf(a.root, "shop")).toBeNull();
+
+    await t.writeManifest("shop", fleetManifest("{ canary: 1, batch: 2, failure_limit: 1 }"));
+    const tolerated = await deploy();
+    expect(tolerated.status, await logOf(tolerated.id)).toBe("succeeded");
+    expect(await currentOf(agents[1]!.root, "shop")).toBeNull();
+    expect(await currentOf(agents[0]!.root, "shop")).not.toBeNull();
+    const hosts = (await t.api("GET", "/api/v1/hosts")).body.hosts;
+    expect(hosts.find((h: any) => h.name === "web-2").poolState).toBe("depooled");
+    expect((await hostsOf(tolerated.id)).find((h) => h.hostName === "web-2").step).toBe("depooled");
+  });
+
+  it("an agent killed during download counts against the budget; the others proceed", async () => {
+    await start("{ canary: 1, batch: 2, failure_limit: 1 }");
+    await t.repo.commit({ BIG: "y".repeat(30_000_000) }, "a big artifact");
+    const res = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", {});
+    const id = res.body.deploy.id;
+    await until(
+      async () => (await hostsOf(id)).some((h) => h.hostName === "web-3" && h.step === "staging"),
+      30_000,
+      "web-3 staging",
+    );
+    await agents[2]!.kill();
+    const done = await t.waitForDeploy(id, 90_000);
+    expect(done.status, await logOf(id)).toBe("succeeded");
+    const steps = await hostsOf(id);
+    expect(steps.find((h) => h.hostName === "web-3").step).toBe("depooled");
+    expect(steps.filter((h) => h.hostName !== "web-3").every((h) => h.step === "healthy")).toBe(true);
+  });
+
+  it("an agent that reconnects during a deploy: the deploy carries on", async () => {
+    await start("{ canary: 1, batch: 2 }");
+    await t.repo.commit({ BIG: "z".repeat(20_000_000) }, "a big artifact");
+    const res = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", {});
+    const id = res.body.deploy.id;
+    await until(
+      async () => (await hostsOf(id)).some((h) => h.hostName === "web-2" && h.step === "staging"),
+      30_000,
+      "web-2 staging",
+    );
+    agents[1] = await agents[1]!.restart();
+    const done = await t.waitForDeploy(id, 90_000);
+    expect(done.status, await logOf(id)).toBe("succeeded");
+    expect((await hostsOf(id)).every((h) => h.step === "healthy")).toBe(true);
+  });
+
+  it("waits for approval after the canary; abort switches the canary back, approve goes on", async () => {
+    await start("{ canary: 1, batch: 2, approval: true, approval_timeout: 1m }");
+    expect(
+      (await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", { force: true })).status,
+    ).toBe(202);
+    const first = (await t.store.deploys.list({ limit: 1 }))[0]!;
+    await until(
+      async () => (await t.store.deploys.get(first.id)).phase === "approval",
+      30_000,
+      "waiting for approval",
+    );
+    expect((await t.store.deploys.get(first.id)).status).toBe("waiting");
+    expect((await t.api("POST", `/api/v1/deploys/${first.id}/approve`)).status).toBe(200);
+    expect((await t.waitForDeploy(first.id, 60_000)).status).toBe("succeeded");
+    const live = await currentOf(agents[0]!.root, "shop");
+
+    await t.repo.commit({ VERSION: "2.0.0\n" }, "two");
+    const second = (await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", {})).body.deploy;
+    await until(
+      async () => (await t.store.deploys.get(second.id)).phase === "approval",
+      30_000,
+      "waiting again",
+    );
+    expect(await currentOf(agents[0]!.root, "shop")).not.toBe(live);
+    expect((await t.api("POST", `/api/v1/deploys/${second.id}/abort`)).status).toBe(200);
+    const aborted = await t.waitForDeploy(second.id, 60_000);
+    expect(aborted).toMatchObject({ status: "failed", errorCode: "E_APPROVAL" });
+    for (const a of agents) expect(await currentOf(a.root, "shop")).toBe(live);
+  });
+
+  it("slots: deploy next beside current, then switch current to it on every host", async () => {
+    await start("{ batch: 100% }");
+    expect((await deploy()).status).toBe("succeeded");
+    const live = await currentOf(agents[0]!.root, "shop");
+    await t.repo.commit({ VERSION: "next\n" }, "next version");
+    const next = await deploy({ slot: "next" });
+    expect(next.status, await logOf(next.id)).toBe("succeeded");
+    expect((await t.store.releases.current("shop", "production"))!.deployNumber).toBe(1);
+    for (const a of agents) expect(await currentOf(a.root, "shop")).toBe(live);
+    const switched = await t.waitForDeploy(
+      (await t.api("POST", "/api/v1/apps/shop/environments/production/switch", { slot: "next" })).body.deploy
+        .id,
+      60_000,
+    );
+    expect(switched, await logOf(switched.id)).toMatchObject({ status: "succeeded", trigger: "promote" });
+    const nextId = (await t.store.releases.current("shop", "production"))!.artifact!.slice(0, 16);
+    expect(nextId).not.toBe(live);
+    for (const a of agents) expect(await currentOf(a.root, "shop")).toBe(nextId);
+  });
+
+  it("a host that joins later is drifted until reconciled; self_heal does it by itself", async () => {
+    const token = await start("{ batch: 100% }", 2, "    self_heal: false\n");
+    expect((await deploy()).status).toBe("succeeded");
+    agents.push(
+      startAgent({
+        serverUrl: t.url,
+        token,
+        name: "web-9",
+        root: path.join(work, "web-9"),
+        labels: { role: "web" },
+      }),
+    );
+    await waitForHosts(t.api, ["web-9"]);
+    const drift = async () =>
+      ((await t.api("GET", "/api/v1/apps/shop/environments/production/hosts")).body.hosts as any[])
+        .filter((h) => h.drifted)
+        .map((h) => h.name);
+    expect(await drift()).toEqual(["web-9"]);
+    const reconcile = await t.api("POST", "/api/v1/apps/shop/environments/production/reconcile");
+    expect(reconcile.status).toBe(202);
+    const done = await t.waitForDeploy(reconcile.body.deploy.id, 60_000);
+    expect(done, await logOf(done.id)).toMatchObject({ status: "succeeded", trigger: "reconcile" });
+    expect(await logOf(done.id)).toContain("[web-1] already on");
+    await until(async () => (await drift()).length === 0, 10_000, "no drift");
+
+    // self_heal: a new host is brought to the release without anyone asking.
+    const manifest = fleetManifest("{ batch: 100% }").replace(
+      "    deploy:\n",
+      "    self_heal: true\n    deploy:\n",
+    );
+    await t.writeManifest("shop", manifest);
+    agents.push(
+      startAgent({
+        serverUrl: t.url,
+        token,
+        name: "web-10",
+        root: path.join(work, "web-10"),
+        labels: { role: "web" },
+      }),
+    );
+    await until(
+      async () => (await currentOf(path.join(work, "web-10"), "shop")) !== null,
+      30_000,
+      "self-healed web-10",
+    );
+    await until(async () => (await drift()).length === 0, 10_000, "no drift after self-heal");
+  });
+});
