@@ -105,3 +105,14 @@ export async function currentOf(root: string, app: string): Promise<string | nul
 export async function assertConsistent(roots: string[]): Promise<void> {
   for (const root of roots) await assertHostConsistent(root);
 }
+
+/** A port free right now on loopback. */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}

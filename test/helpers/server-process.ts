@@ -19,6 +19,8 @@ export async function startServerProcess(options: {
   cwd: string;
   env: Record<string, string | undefined>;
   args?: string[];
+  /** A fixed port (default: any free one), e.g. to restart a server where agents expect it. */
+  port?: number;
 }): Promise<ServerProcess> {
   const child = spawn(
     process.execPath,
@@ -26,7 +28,7 @@ export async function startServerProcess(options: {
       BIN,
       "server",
       "--port",
-      "0",
+      String(options.port ?? 0),
       "--data-dir",
       options.dataDir,
       "--config-dir",
