@@ -280,3 +280,49 @@ describe("fleet deploys through agents", () => {
     await until(async () => (await drift()).length === 0, 10_000, "no drift after self-heal");
   });
 });
+
+describe("uploaded artifacts", () => {
+  let t: TestTurnout;
+  let work: string;
+  let agents: AgentProcess[] = [];
+  afterEach(async () => {
+    for (const a of agents) await a.kill().catch(() => undefined);
+    await assertConsistent(agents.map((a) => a.root));
+    agents = [];
+    await t?.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it("deploys a tar built elsewhere, without building", async () => {
+    t = await startTurnout({ manifest: fleetManifest("{ batch: 100% }") });
+    work = await mkdtemp(path.join(tmpdir(), "turnout-fleet-upload-"));
+    const token = (await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent" })).body.token;
+    agents = [startAgent({ serverUrl: t.url, token, name: "web-1", root: path.join(work, "web-1"), labels: { role: "web" } })];
+    await waitForHosts(t.api, ["web-1"]);
+    const tree = path.join(work, "tree");
+    mkdirSync(path.join(tree, "bin"), { recursive: true });
+    await writeFile(path.join(tree, "VERSION"), "from-ci\n");
+    await writeFile(path.join(tree, "bin", "run"), "#!/bin/sh\necho run\n", { mode: 0o755 });
+    const { execFileSync } = await import("node:child_process");
+    const tarball = execFileSync("tar", ["-czf", "-", "-C", tree, "."]);
+    const upload = await fetch(`${t.url}/api/v1/apps/shop/artifacts`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${t.adminToken}`, "content-type": "application/gzip" },
+      body: tarball,
+    });
+    expect(upload.status).toBe(201);
+    const digest = ((await upload.json()) as any).artifact.digest;
+    const res = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", { artifact: digest });
+    expect(res.status).toBe(202);
+    const done = await t.waitForDeploy(res.body.deploy.id, 60_000);
+    const log = (await t.store.logs.read(done.id, 0)).chunks.map((c) => c.text).join("");
+    expect(done.status, log).toBe("succeeded");
+    expect(log).toContain("uploaded artifact");
+    expect(log).not.toContain("building");
+    expect(await currentOf(agents[0]!.root, "shop")).toBe(digest.slice(0, 16));
+    const { readFileSync } = await import("node:fs");
+    expect(readFileSync(path.join(agents[0]!.root, "shop", "current", "VERSION"), "utf8")).toBe("from-ci\n");
+    const unknown = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", { artifact: "0".repeat(64) });
+    expect(unknown.status).toBe(404);
+  });
+});
