@@ -75,41 +75,38 @@ export const inventorySchema = z.array(
     .strict(),
 );
 
+// Stage specs and health checks are built by the orchestrator from records
+// and configuration: keys this agent does not know are dropped, not refused,
+// so a newer server can add optional fields without breaking older agents.
 const manifestEntry = z.discriminatedUnion("type", [
-  z.object({ path: z.string(), type: z.literal("dir"), mode: z.number().int() }).strict(),
-  z
-    .object({
-      path: z.string(),
-      type: z.literal("file"),
-      mode: z.number().int(),
-      size: z.number().int().nonnegative(),
-      sha256: z.string().regex(/^[0-9a-f]{64}$/),
-    })
-    .strict(),
-  z.object({ path: z.string(), type: z.literal("symlink"), target: z.string() }).strict(),
+  z.object({ path: z.string(), type: z.literal("dir"), mode: z.number().int() }),
+  z.object({
+    path: z.string(),
+    type: z.literal("file"),
+    mode: z.number().int(),
+    size: z.number().int().nonnegative(),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  }),
+  z.object({ path: z.string(), type: z.literal("symlink"), target: z.string() }),
 ]);
 
-const stageSpec = z
-  .object({
-    app: name,
-    releaseId,
-    manifest: z.object({ version: z.literal(1), entries: z.array(manifestEntry) }).strict(),
-    shared: z.array(z.string()),
-    beforeSwitch: argv.optional(),
-    env,
-    timeoutMs,
-  })
-  .strict();
+const stageSpec = z.object({
+  app: name,
+  releaseId,
+  manifest: z.object({ version: z.literal(1), entries: z.array(manifestEntry) }),
+  shared: z.array(z.string()),
+  beforeSwitch: argv.optional(),
+  env,
+  timeoutMs,
+});
 
-const healthCheck = z
-  .object({
-    http: z.string().optional(),
-    command: argv.optional(),
-    retries: z.number().int().nonnegative(),
-    intervalMs: z.number().int().nonnegative(),
-    timeoutMs,
-  })
-  .strict();
+const healthCheck = z.object({
+  http: z.string().optional(),
+  command: argv.optional(),
+  retries: z.number().int().nonnegative(),
+  intervalMs: z.number().int().nonnegative(),
+  timeoutMs,
+});
 
 /** Arguments of each operation, as the server sends them (HostOps, minus callbacks and signals). */
 export const callArgs = {

@@ -25,7 +25,8 @@ export function authenticator(store: Store): (request: FastifyRequest) => Promis
     if (!token) {
       throw new TurnoutError("E_UNAUTHORIZED", "missing bearer token: send 'Authorization: Bearer <token>'");
     }
-    const principal = await store.tokens.authenticate(token);
+    // API tokens first; then host tokens, which agents use after enrollment (agent permission only).
+    const principal = (await store.tokens.authenticate(token)) ?? (await store.hosts.authenticate(token));
     if (!principal) throw new TurnoutError("E_UNAUTHORIZED", "invalid or revoked token");
     (request as WithPrincipal)[PRINCIPAL] = principal;
   };

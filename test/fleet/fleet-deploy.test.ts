@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ensureBuilt } from "../helpers/built-cli.js";
+import { ensureBuilt, turnout } from "../helpers/built-cli.js";
 import {
   type AgentProcess,
   assertConsistent,
@@ -112,6 +112,18 @@ describe("fleet deploys through agents", () => {
       ["web-2", false],
       ["web-3", false],
     ]);
+  });
+
+  it("keeps deploying with host tokens after the enrollment token is revoked; `turnout hosts APP ENV` shows drift", async () => {
+    await start("{ batch: 100% }", 2);
+    await t.api("DELETE", "/api/v1/tokens/enroll");
+    const done = await deploy();
+    expect(done.status, await logOf(done.id)).toBe("succeeded");
+    const cli = await turnout(["hosts", "shop", "production", "--server", t.url, "--token", t.adminToken]);
+    expect(cli.code).toBe(0);
+    const lines = cli.stdout.trim().split("\n");
+    expect(lines[0]).toMatch(/^NAME\s+KIND\s+STATE\s+POOL\s+CURRENT\s+DESIRED\s+DRIFT$/);
+    expect(lines.slice(1).every((l) => /connected\s+pooled\s+([0-9a-f]{16})\s+\1\s+ok$/.test(l))).toBe(true);
   });
 
   it("a canary whose health check fails: nothing beyond the canary switched, canary switched back", async () => {
@@ -297,7 +309,15 @@ describe("uploaded artifacts", () => {
     t = await startTurnout({ manifest: fleetManifest("{ batch: 100% }") });
     work = await mkdtemp(path.join(tmpdir(), "turnout-fleet-upload-"));
     const token = (await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent" })).body.token;
-    agents = [startAgent({ serverUrl: t.url, token, name: "web-1", root: path.join(work, "web-1"), labels: { role: "web" } })];
+    agents = [
+      startAgent({
+        serverUrl: t.url,
+        token,
+        name: "web-1",
+        root: path.join(work, "web-1"),
+        labels: { role: "web" },
+      }),
+    ];
     await waitForHosts(t.api, ["web-1"]);
     const tree = path.join(work, "tree");
     mkdirSync(path.join(tree, "bin"), { recursive: true });
@@ -312,7 +332,9 @@ describe("uploaded artifacts", () => {
     });
     expect(upload.status).toBe(201);
     const digest = ((await upload.json()) as any).artifact.digest;
-    const res = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", { artifact: digest });
+    const res = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", {
+      artifact: digest,
+    });
     expect(res.status).toBe(202);
     const done = await t.waitForDeploy(res.body.deploy.id, 60_000);
     const log = (await t.store.logs.read(done.id, 0)).chunks.map((c) => c.text).join("");
@@ -322,7 +344,9 @@ describe("uploaded artifacts", () => {
     expect(await currentOf(agents[0]!.root, "shop")).toBe(digest.slice(0, 16));
     const { readFileSync } = await import("node:fs");
     expect(readFileSync(path.join(agents[0]!.root, "shop", "current", "VERSION"), "utf8")).toBe("from-ci\n");
-    const unknown = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", { artifact: "0".repeat(64) });
+    const unknown = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", {
+      artifact: "0".repeat(64),
+    });
     expect(unknown.status).toBe(404);
   });
 });

@@ -328,12 +328,12 @@ describe("the host checks again", () => {
     const shaOfGood = [...r.blobs.keys()][0]!;
     const forged = blobSource(new Map([[shaOfGood, Buffer.from("evil")]]));
     await expect(host.stage(spec("forged", r), forged, () => {}, never)).rejects.toMatchObject({
-      code: "E_CONFLICT",
+      code: "E_VALIDATION",
       message: expect.stringMatching(/does not match its digest/),
     });
     expect(existsSync(path.join(sshd.root, ".turnout/blobs", shaOfGood.slice(0, 2), shaOfGood))).toBe(false);
     expect(existsSync(path.join(sshd.root, "forged/releases", r.id))).toBe(false);
-    expect(await readdir(path.join(sshd.root, ".turnout/incoming"))).toEqual([]);
+    expect(await readdir(path.join(sshd.root, ".turnout/blobs/tmp"))).toEqual([]);
     // The honest blob then goes through.
     expect(await host.stage(spec("forged", r), r.source, () => {}, never)).toMatchObject({ staged: true });
   });

@@ -10,7 +10,7 @@ export const DEFAULT_AGENT_ROOT = "/srv/turnout";
 
 interface AgentFlags {
   name?: string;
-  label: Record<string, string>;
+  label?: Record<string, string>;
   root?: string;
   heartbeat?: number;
 }
@@ -25,7 +25,7 @@ export function registerAgentCommand(program: Command, { ctx, action, globals }:
     .command("agent")
     .description("run the host agent: connects out to the server (never listens) and installs releases here")
     .option("--name <name>", "this host's name (default: the machine's host name)", parseName("host"))
-    .option("--label <key=value>", "a label deploys select hosts by, repeatable", collectLabel, {})
+    .option("--label <key=value>", "a label deploys select hosts by, repeatable", collectLabel)
     .option("--root <dir>", `where releases live (default ${DEFAULT_AGENT_ROOT})`)
     .addOption(
       new Option("--heartbeat <ms>", "heartbeat interval in ms (tests)")
@@ -35,7 +35,7 @@ export function registerAgentCommand(program: Command, { ctx, action, globals }:
     .addHelpText(
       "after",
       "\nThe first connection uses --token (an agent token: turnout token create NAME --role agent);" +
-        "\nthe server then issues this host its own token, saved in ROOT/.turnout/host-token and used from then on.",
+        "\nthe server then issues this host its own token, saved in ROOT/.turnout/host-token and used from then on.\n",
     )
     .action(
       action(async (flags: AgentFlags, command: Command) => {
@@ -62,7 +62,7 @@ export function registerAgentCommand(program: Command, { ctx, action, globals }:
         const name = flags.name ?? state.defaultHostName();
         if (!name)
           throw new InvalidSettingError("cannot make a host name from this machine's name: pass --name");
-        const labels = assertLabels(flags.label);
+        const labels = assertLabels(flags.label ?? {});
 
         const stop = new AbortController();
         void ctx.waitForStop().then(() => stop.abort());
@@ -85,7 +85,7 @@ export function registerAgentCommand(program: Command, { ctx, action, globals }:
 }
 
 /** Commander reducer for repeated `--label key=value`; the same rule as the server's. */
-function collectLabel(value: string, previous: Record<string, string>): Record<string, string> {
+function collectLabel(value: string, previous: Record<string, string> = {}): Record<string, string> {
   const eq = value.indexOf("=");
   if (eq <= 0) throw new InvalidArgumentError(`expected KEY=VALUE, got '${value}'`);
   const key = value.slice(0, eq);

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { parseName } from "../args.js";
-import { clientFor, printJson, println } from "../context.js";
+import { clientFor, envPath, printJson, println } from "../context.js";
 import { formatDate, table } from "../output.js";
 import type { Kit } from "../program.js";
 
@@ -31,12 +31,49 @@ export function registerHostsCommand(program: Command, { ctx, action, globals }:
     .action(
       action(async (app: string | undefined, env: string | undefined, _flags: unknown, command: Command) => {
         const options = globals(command);
-        const response = await clientFor(ctx, options).get<{ hosts: HostJson[] }>("/api/v1/hosts");
+        const client = clientFor(ctx, options);
+        if (app !== undefined && env !== undefined) {
+          // One environment: its hosts, what each runs against the environment's release, drift.
+          const response = await client.get<{ hosts: FleetHostJson[] }>(envPath(app, env, "hosts"));
+          if (options.json) printJson(ctx, response.text);
+          else println(ctx.stdout, driftTable(response.body.hosts));
+          return 0;
+        }
+        const response = await client.get<{ hosts: HostJson[] }>("/api/v1/hosts");
         if (options.json) printJson(ctx, response.text);
         else println(ctx.stdout, hostsTable(response.body.hosts, app, env));
         return 0;
       }),
     );
+}
+
+/** A fleet environment's hosts as `GET …/environments/:env/hosts` returns them. */
+export interface FleetHostJson {
+  name: string;
+  kind: "agent" | "ssh";
+  connected: boolean;
+  poolState: string;
+  lastSeenAt: string | null;
+  current: string | null;
+  desired: string | null;
+  drifted: boolean;
+}
+
+/** NAME KIND STATE POOL CURRENT DESIRED DRIFT: what `turnout reconcile` would fix. */
+export function driftTable(hosts: FleetHostJson[]): string {
+  if (hosts.length === 0) return "no hosts match this environment";
+  return table(
+    ["NAME", "KIND", "STATE", "POOL", "CURRENT", "DESIRED", "DRIFT"],
+    hosts.map((h) => [
+      h.name,
+      h.kind,
+      h.kind === "ssh" ? "-" : h.connected ? "connected" : "disconnected",
+      h.poolState,
+      h.current ?? "-",
+      h.desired ?? "-",
+      h.drifted ? "drifted" : "ok",
+    ]),
+  );
 }
 
 /** The host table; pure, so its format is unit tested. */
@@ -59,7 +96,6 @@ function hostColumns(app: string | undefined, _env: string | undefined): Column[
     { header: "LABELS", cell: (h) => labelsText(h.labels) },
     { header: "CURRENT", cell: (h) => (app === undefined ? currentPairs(h) : currentOf(h, app)) },
   ];
-  // With APP ENV, a DRIFT column (the environment's release vs this host's) goes here.
   return columns;
 }
 

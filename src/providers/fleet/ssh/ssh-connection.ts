@@ -6,6 +6,7 @@ import type { Writable } from "node:stream";
 import { TurnoutError } from "../../../domain/errors.js";
 import type { SshHostConfig } from "../../../domain/fleet.js";
 import {
+  EXIT_HOOK_FAILED,
   EXIT_NOT_FOUND,
   EXIT_REFUSED,
   EXIT_UNUSABLE,
@@ -173,6 +174,10 @@ export class SshConnection {
         return new TurnoutError("E_VALIDATION", message, details);
       case EXIT_NOT_FOUND:
         return new TurnoutError("E_NOT_FOUND", message, details);
+      case EXIT_HOOK_FAILED: {
+        const exitCode = Number(/exit code ([0-9]+)/.exec(said)?.[1] ?? Number.NaN);
+        return new TurnoutError("E_VALIDATION", said, { host: name, exitCode });
+      }
       case EXIT_UNUSABLE:
         return new TurnoutError("E_UNAVAILABLE", message, details);
       default:

@@ -85,7 +85,10 @@ export class SshHostOps implements HostOps {
       const missing = asked.lines.map((line) => {
         const sha = line.slice("missing ".length);
         if (!line.startsWith("missing ") || !sizes.has(sha)) {
-          throw new TurnoutError("E_UNAVAILABLE", `host ${this.name} answered oddly: ${JSON.stringify(line)}`);
+          throw new TurnoutError(
+            "E_UNAVAILABLE",
+            `host ${this.name} answered oddly: ${JSON.stringify(line)}`,
+          );
         }
         return { sha256: sha, size: sizes.get(sha)! };
       });
@@ -139,7 +142,11 @@ export class SshHostOps implements HostOps {
     assertAppName(app);
     assertReleaseId(releaseId);
     if (slot !== "current") assertSlotName(slot);
-    const { last } = await this.simple("switch", [this.host.root, app, releaseId, slot, nonce()], `switching ${app}`);
+    const { last } = await this.simple(
+      "switch",
+      [this.host.root, app, releaseId, slot, nonce()],
+      `switching ${app}`,
+    );
     return { previous: releaseOrNull(last.replace(/^ok previous /, "")) };
   }
 
@@ -147,7 +154,11 @@ export class SshHostOps implements HostOps {
     assertAppName(app);
     assertSlotName(slot);
     if (slot === "current") throw new TurnoutError("E_VALIDATION", "promote a slot, not current itself");
-    const { last } = await this.simple("promote", [this.host.root, app, slot, nonce()], `promoting ${app}/${slot}`);
+    const { last } = await this.simple(
+      "promote",
+      [this.host.root, app, slot, nonce()],
+      `promoting ${app}/${slot}`,
+    );
     const [, , previous, current] = last.split(" ");
     return { previous: releaseOrNull(previous ?? "-"), current: assertReleaseId(current ?? "") };
   }
@@ -165,7 +176,8 @@ export class SshHostOps implements HostOps {
     const vars = checkEnv(env);
     timeoutSeconds(timeoutMs);
     const result = await this.runJob(app, command, vars, timeoutMs, "any", log, signal);
-    return result === "nocurrent" ? EXIT_ABORTED : result;
+    // "any" runs in the app directory when there is no current release: never "nocurrent".
+    return typeof result === "number" ? result : 1;
   }
 
   /**
@@ -187,7 +199,9 @@ export class SshHostOps implements HostOps {
         log("health: aborted");
         return false;
       }
-      const problem = url ? await this.httpTry(url, check.timeoutMs, signal) : await this.commandTry(app, argv!, check.timeoutMs, log, signal);
+      const problem = url
+        ? await this.httpTry(url, check.timeoutMs, signal)
+        : await this.commandTry(app, argv!, check.timeoutMs, log, signal);
       if (problem === undefined) {
         if (attempt > 1) log(`health: healthy on try ${attempt}/${tries}`);
         return true;
@@ -224,7 +238,8 @@ export class SshHostOps implements HostOps {
       else if (kind === "release" && a && current) current.releases.push(assertReleaseId(a));
       else if (kind === "current" && a && current) current.current = assertReleaseId(a);
       else if (kind === "slot" && a && b && current) current.slots[assertSlotName(a)] = assertReleaseId(b);
-      else throw new TurnoutError("E_UNAVAILABLE", `host ${this.name} answered oddly: ${JSON.stringify(line)}`);
+      else
+        throw new TurnoutError("E_UNAVAILABLE", `host ${this.name} answered oddly: ${JSON.stringify(line)}`);
     }
     return apps.sort((x, y) => (x.app < y.app ? -1 : 1));
   }
@@ -287,7 +302,12 @@ export class SshHostOps implements HostOps {
         this.call(
           "run",
           [this.host.root, app, String(timeoutSeconds(timeoutMs)), job, mode],
-          { input: commandInput(argv, env), onStderrLine: log, timeoutMs: timeoutMs + LOCAL_GRACE_MS, signal },
+          {
+            input: commandInput(argv, env),
+            onStderrLine: log,
+            timeoutMs: timeoutMs + LOCAL_GRACE_MS,
+            signal,
+          },
           `running ${label} for ${app}`,
         ),
       );

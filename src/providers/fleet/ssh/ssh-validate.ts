@@ -105,7 +105,9 @@ export function checkArgv(argv: readonly string[], what: string): string[] {
   return [...argv];
 }
 
-export function checkEnv(env: Record<string, string>): Record<string, string> {
+export function checkEnv(env: Record<string, string> | undefined): Record<string, string> {
+  if (env === undefined || env === null) return {};
+  if (typeof env !== "object" || Array.isArray(env)) throw invalid("env must be an object");
   for (const [name, value] of Object.entries(env)) {
     if (!ENV_NAME.test(name)) throw invalid(`invalid environment variable name ${JSON.stringify(name)}`);
     if (typeof value !== "string" || value.includes("\0")) {

@@ -1,0 +1,430 @@
+// Fleets (docs/benchmarks.md, "Fleets"): a generated app of about 3,000
+// files and 50 MB deployed by the built server to 1, 5, 20 and 50 real
+// `turnout agent` processes on this machine, each with a root of its own:
+// first a full release, then a release with one changed file. Next to it, the
+// physical baseline: `git archive | tar -x` of the same commit into N
+// directories at once. Run through bench/run.js (`npm run bench:fleet`).
+import { execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import Database from "better-sqlite3";
+import { api, BIN, cpuTimes, sleep, startServer, stealPercent, track } from "./lib.js";
+
+const FILES = 3000;
+const BYTES = 50 * 1024 * 1024;
+/** Fleet sizes; TURNOUT_BENCH_FLEET=1,5 runs fewer (trials only: the documented figures use all four). */
+const SIZES = (process.env.TURNOUT_BENCH_FLEET ?? "1,5,20,50").split(",").map(Number);
+const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+const DEPLOYS = "/api/v1/apps/bench/environments/production/deploys";
+
+const gitEnv = {
+  ...process.env,
+  GIT_AUTHOR_NAME: "b",
+  GIT_AUTHOR_EMAIL: "b@b",
+  GIT_COMMITTER_NAME: "b",
+  GIT_COMMITTER_EMAIL: "b@b",
+};
+const git = (cwd, ...args) => execFileSync("git", args, { cwd, env: gitEnv, encoding: "utf8" }).trim();
+
+/** Deterministic sizes and paths (so every run deploys the same shape), random content (so nothing compresses). */
+function generateApp(dir) {
+  let seed = 0x7e57;
+  const random = () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  // Most files small to medium (100 B – 64 KiB, log-uniform), 24 large ones take the rest.
+  const large = 24;
+  const sizes = Array.from({ length: FILES - large }, () =>
+    Math.round(100 * Math.exp(random() * Math.log(655.36))),
+  );
+  const rest = BYTES - sizes.reduce((a, b) => a + b, 0);
+  const weights = Array.from({ length: large }, () => 0.5 + random());
+  const weightSum = weights.reduce((a, b) => a + b, 0);
+  for (const w of weights) sizes.push(Math.round((rest * w) / weightSum));
+  const files = sizes.map((size, i) => {
+    const depth = i % 4;
+    const parts = [`pkg${i % 9}`, `mod${i % 7}`, `part${i % 5}`].slice(0, depth);
+    return { path: path.join(...parts, `f${i}.${i >= FILES - large ? "bin" : "dat"}`), size };
+  });
+  mkdirSync(dir, { recursive: true });
+  for (const file of files) {
+    mkdirSync(path.join(dir, path.dirname(file.path)), { recursive: true });
+    writeFileSync(path.join(dir, file.path), randomBytes(file.size));
+  }
+  // The file the second release changes: 8 KiB, new random content.
+  const changed = path.join(dir, "pkg1", "changed.dat");
+  writeFileSync(changed, randomBytes(8192));
+  git(dir, "init", "-q", "--initial-branch=main");
+  git(dir, "config", "gc.auto", "0");
+  git(dir, "add", "-A");
+  git(dir, "commit", "-qm", "a generated app");
+  const base = git(dir, "rev-parse", "HEAD");
+  writeFileSync(changed, randomBytes(8192));
+  git(dir, "commit", "-qam", "one changed file");
+  const oneFile = git(dir, "rev-parse", "HEAD");
+  return { base, oneFile, files: files.length + 1, bytes: BYTES + 8192 };
+}
+
+const manifest = (repo) => `repo: ${JSON.stringify(repo)}
+environments:
+  production:
+    deploy:
+      provider: fleet
+      hosts: { labels: { role: web } }
+      strategy: { batch: 100%, concurrency: 50 }
+      timeout: 20m
+`;
+
+function startAgent(serverUrl, token, name, root) {
+  mkdirSync(root, { recursive: true });
+  const child = spawn(
+    process.execPath,
+    [
+      BIN,
+      "agent",
+      "--server",
+      serverUrl,
+      "--token",
+      token,
+      "--name",
+      name,
+      "--root",
+      root,
+      "--label",
+      "role=web",
+    ],
+    { env: { PATH: process.env.PATH, HOME: root }, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  track(child);
+  let output = "";
+  child.stdout.setEncoding("utf8").on("data", (d) => (output += d));
+  child.stderr.setEncoding("utf8").on("data", (d) => (output += d));
+  return { name, root, child, output: () => output };
+}
+
+async function stopAgents(agents) {
+  await Promise.all(
+    agents.map(
+      ({ child }) =>
+        new Promise((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          const hard = setTimeout(() => child.kill("SIGKILL"), 5000);
+          child.once("exit", () => {
+            clearTimeout(hard);
+            resolve();
+          });
+          child.kill("SIGTERM");
+        }),
+    ),
+  );
+}
+
+async function waitForHosts(server, agents, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { hosts } = await api(server, "GET", "/api/v1/hosts");
+    const connected = new Set(hosts.filter((h) => h.connected).map((h) => h.name));
+    if (agents.every((a) => connected.has(a.name))) return;
+    const dead = agents.find((a) => a.child.exitCode !== null);
+    if (dead) throw new Error(`agent ${dead.name} exited: ${dead.output()}`);
+    if (Date.now() > deadline) {
+      throw new Error(`only ${connected.size} of ${agents.length} agents connected after ${timeoutMs} ms`);
+    }
+    await sleep(250);
+  }
+}
+
+/** The server process's own CPU time (utime + stime) and that of the children it waited for (git), in ms. */
+function processCpu(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(")").pop().trim().split(/\s+/).map(Number);
+  const ms = (ticks) => (ticks * 1000) / CLK_TCK;
+  return { own: ms(fields[11] + fields[12]), children: ms(fields[13] + fields[14]) };
+}
+
+/**
+ * Bytes the agents' TCP sockets to the server have received (what the server
+ * sent them: WebSocket messages, blob responses, headers), from the kernel's
+ * per-socket counters (`ss -ti`). Keyed by socket, so a socket that closed
+ * between two readings can be noticed.
+ */
+function agentSocketBytes(port, agentPids) {
+  const out = execFileSync("ss", ["-tinpH", "state", "connected", `( dport = :${port} )`], {
+    encoding: "utf8",
+  });
+  const sockets = new Map();
+  let current;
+  for (const line of out.split("\n")) {
+    if (!line.trim()) continue;
+    if (!/^\s/.test(line)) {
+      const pid = Number(/pid=(\d+)/.exec(line)?.[1]);
+      const local = line.trim().split(/\s+/)[2];
+      current = agentPids.has(pid) ? local : undefined;
+      continue;
+    }
+    const received = /bytes_received:(\d+)/.exec(line);
+    if (current) sockets.set(current, received ? Number(received[1]) : 0);
+  }
+  return sockets;
+}
+
+function wireDelta(before, after) {
+  let bytes = 0;
+  let closed = 0;
+  for (const [socket, value] of after) bytes += value - (before.get(socket) ?? 0);
+  for (const socket of before.keys()) if (!after.has(socket)) closed++;
+  return { bytes, closed };
+}
+
+function currentOf(root) {
+  try {
+    return readlinkSync(path.join(root, "bench", "current"));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Phases of a deploy from the server's own record (read from its SQLite file
+ * after the deploy): log chunks are stored at least every 250 ms, so each
+ * boundary is known to within that.
+ */
+function phasesOf(dataDir, deployId) {
+  const db = new Database(path.join(dataDir, "turnout.db"), { readonly: true, fileMustExist: true });
+  try {
+    const deploy = db
+      .prepare("select created_at, started_at, finished_at from deploys where id = ?")
+      .get(deployId);
+    const chunks = db
+      .prepare("select created_at, text from log_chunks where deploy_id = ? order by seq")
+      .all(deployId);
+    const at = (iso) => Date.parse(iso);
+    const firstWith = (needle) => chunks.find((c) => c.text.includes(needle));
+    const lastWith = (needle) => [...chunks].reverse().find((c) => c.text.includes(needle));
+    const created = at(deploy.created_at);
+    const started = at(deploy.started_at);
+    const finished = at(deploy.finished_at);
+    const staging = firstWith("==> staging release");
+    const staged = lastWith("] staged (") ?? lastWith("already staged");
+    const stageStart = staging ? at(staging.created_at) : started;
+    const stageEnd = staged ? at(staged.created_at) : stageStart;
+    return {
+      wallMs: finished - created,
+      queueMs: started - created,
+      prepareMs: stageStart - started,
+      stageMs: stageEnd - stageStart,
+      switchMs: finished - stageEnd,
+      log: chunks.map((c) => c.text).join(""),
+    };
+  } finally {
+    db.close();
+  }
+}
+
+async function deployAndMeasure(server, ref, agents, artifactBytes) {
+  const pids = new Set(agents.map((a) => a.child.pid));
+  const before = agents.map((a) => currentOf(a.root));
+  const wireBefore = agentSocketBytes(server.port, pids);
+  const cpuBefore = processCpu(server.child.pid);
+  const started = performance.now();
+  const { deploy } = await api(server, "POST", DEPLOYS, { ref });
+  // Watch the hosts' `current` links rather than poll the server, so the
+  // harness adds next to nothing to the server's CPU time; ask the server once
+  // a second (and at the end) whether the deploy is over.
+  let final;
+  let lastAsked = performance.now();
+  for (;;) {
+    const allSwitched = agents.every((a, i) => {
+      const now = currentOf(a.root);
+      return now !== null && now !== before[i];
+    });
+    if (allSwitched || performance.now() - lastAsked > 1000) {
+      lastAsked = performance.now();
+      const answer = (await api(server, "GET", `/api/v1/deploys/${deploy.id}`)).deploy;
+      if (["succeeded", "failed", "cancelled"].includes(answer.status)) {
+        final = answer;
+        break;
+      }
+    }
+    await sleep(allSwitched ? 20 : 50);
+  }
+  const harnessMs = performance.now() - started;
+  const cpuAfter = processCpu(server.child.pid);
+  const wire = wireDelta(wireBefore, agentSocketBytes(server.port, pids));
+  const phases = phasesOf(server.dataDir, deploy.id);
+  if (final.status !== "succeeded") {
+    throw new Error(
+      `deploy ${deploy.id} ${final.status}: ${final.errorMessage ?? ""}\n${phases.log.slice(-4000)}`,
+    );
+  }
+  const { hosts } = await api(server, "GET", `/api/v1/deploys/${deploy.id}/hosts`);
+  const notHealthy = hosts.filter((h) => h.step !== "healthy" || !h.switched);
+  if (hosts.length !== agents.length || notHealthy.length > 0) {
+    throw new Error(`deploy ${deploy.id}: hosts ${JSON.stringify(hosts.map((h) => [h.hostName, h.step]))}`);
+  }
+  const bytesPerHost = hosts.reduce((sum, h) => sum + h.bytesFetched, 0) / hosts.length;
+  // The artifact's size as the server counted it (the files of the tree, without .git).
+  const counted = /==> artifact \w+: (\d+) files, (\d+) bytes/.exec(phases.log);
+  if (counted) artifactBytes = Number(counted[2]);
+  return {
+    artifactFiles: counted ? Number(counted[1]) : undefined,
+    artifactBytes,
+    id: deploy.id,
+    ...phases,
+    harnessMs,
+    bytesPerHost,
+    bytesPct: (bytesPerHost / artifactBytes) * 100,
+    wirePerHost: wire.bytes / agents.length,
+    wirePct: (wire.bytes / agents.length / artifactBytes) * 100,
+    socketsClosed: wire.closed,
+    cpuMs: cpuAfter.own - cpuBefore.own,
+    cpuPerHostMs: (cpuAfter.own - cpuBefore.own) / agents.length,
+    childCpuMs: cpuAfter.children - cpuBefore.children,
+  };
+}
+
+/** `git archive <sha> | tar -x -C dir_i` into n directories, all n pipelines at once. */
+async function baseline(repo, sha, n, dir) {
+  const dirs = Array.from({ length: n }, (_, i) => path.join(dir, `copy-${i}`));
+  for (const d of dirs) mkdirSync(d, { recursive: true });
+  const started = performance.now();
+  await Promise.all(
+    dirs.map(
+      (d) =>
+        new Promise((resolve, reject) => {
+          const child = track(
+            spawn("sh", ["-c", 'git archive --format=tar "$1" | tar -x -C "$2"', "sh", sha, d], {
+              cwd: repo,
+              stdio: ["ignore", "ignore", "inherit"],
+            }),
+          );
+          child.once("error", reject);
+          child.once("exit", (code) =>
+            code === 0 ? resolve() : reject(new Error(`baseline exited ${code}`)),
+          );
+        }),
+    ),
+  );
+  const ms = performance.now() - started;
+  rmSync(dir, { recursive: true, force: true });
+  return ms;
+}
+
+const fmt = (v, digits = 1) => v.toFixed(digits).padStart(9);
+const int = (v) => Math.round(v).toLocaleString("en-US");
+
+export async function runFleet(work) {
+  const repo = path.join(work, "app");
+  const generatedAt = performance.now();
+  const app = generateApp(repo);
+  console.log(
+    `fleet: generated app ${int(app.files)} files, ${(app.bytes / 1048576).toFixed(1)} MiB (random content) in ${((performance.now() - generatedAt) / 1000).toFixed(1)} s; fleet sizes ${SIZES.join(", ")}`,
+  );
+  const rows = [];
+  for (const n of SIZES) {
+    const dir = path.join(work, `n${n}`);
+    const cpuStart = cpuTimes();
+    const baselineMs = await baseline(repo, app.base, n, path.join(dir, "baseline"));
+    const server = await startServer(path.join(dir, "server"), manifest(repo));
+    let agents = [];
+    try {
+      const { token } = await api(server, "POST", "/api/v1/tokens", { name: "bench", role: "agent" });
+      agents = Array.from({ length: n }, (_, i) =>
+        startAgent(
+          server.url,
+          token,
+          `web-${String(i + 1).padStart(2, "0")}`,
+          path.join(dir, "hosts", `web-${i + 1}`),
+        ),
+      );
+      await waitForHosts(server, agents, 120_000);
+      const full = await deployAndMeasure(server, app.base, agents, app.bytes);
+      const one = await deployAndMeasure(server, app.oneFile, agents, app.bytes);
+      const steal = stealPercent(cpuStart, cpuTimes());
+      const row = { n, baselineMs, full, one, steal };
+      rows.push(row);
+      printRow(row);
+    } finally {
+      await stopAgents(agents);
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  printSummary(rows);
+  return rows;
+}
+
+function printRow({ n, baselineMs, full, one, steal }) {
+  const tag = `fleet N=${String(n).padEnd(2)}`;
+  const ratio = full.wallMs / baselineMs;
+  const speedup = full.wallMs / one.wallMs;
+  console.log(
+    `${tag} full release                ${fmt(full.wallMs)} ms   baseline git archive|tar x${n} ${fmt(baselineMs)} ms   ratio ${ratio.toFixed(2)}  budget < 1.3 at N=20`,
+  );
+  console.log(
+    `${tag} one-file release            ${fmt(one.wallMs)} ms   speedup ${speedup.toFixed(1)}x  budget >= 10x`,
+  );
+  console.log(
+    `${tag} one-file bytes per host     ${fmt(one.bytesPerHost, 0)} B    ${one.bytesPct.toFixed(3)}% of the artifact  budget < 1%   (on the wire ${int(one.wirePerHost)} B, ${one.wirePct.toFixed(2)}%)`,
+  );
+  console.log(
+    `${tag} one-file server CPU per host ${fmt(one.cpuPerHostMs)} ms   (whole deploy ${one.cpuMs.toFixed(0)} ms, git children ${one.childCpuMs.toFixed(0)} ms)  budget < 20 ms, flat in N`,
+  );
+  console.log(
+    `${tag} full: ${int(full.bytesPerHost)} B per host (wire ${int(full.wirePerHost)} B), server CPU ${full.cpuMs.toFixed(0)} ms = ${full.cpuPerHostMs.toFixed(1)} ms per host, git children ${full.childCpuMs.toFixed(0)} ms`,
+  );
+  for (const [label, d] of [
+    ["full", full],
+    ["one-file", one],
+  ]) {
+    console.log(
+      `${tag} ${label} phases: queued ${d.queueMs} ms, fetch+workspace+artifact ${d.prepareMs} ms, stage ${d.stageMs} ms, switch+finish ${d.switchMs} ms (harness saw ${d.harnessMs.toFixed(0)} ms${d.socketsClosed ? `; ${d.socketsClosed} agent sockets closed mid-deploy, wire bytes are a lower bound` : ""})`,
+    );
+  }
+  console.log(`${tag} CPU steal ${steal.toFixed(1)}%`);
+}
+
+function printSummary(rows) {
+  console.log("");
+  console.log(
+    "   N | full ms | baseline ms | ratio | one-file ms | speedup | one-file B/host (%) | wire B/host | server CPU ms/host one-file (deploy) | full (deploy)",
+  );
+  for (const { n, baselineMs, full, one } of rows) {
+    console.log(
+      [
+        String(n).padStart(4),
+        full.wallMs.toFixed(0).padStart(7),
+        baselineMs.toFixed(0).padStart(11),
+        (full.wallMs / baselineMs).toFixed(2).padStart(5),
+        one.wallMs.toFixed(0).padStart(11),
+        `${(full.wallMs / one.wallMs).toFixed(1)}x`.padStart(7),
+        `${int(one.bytesPerHost)} (${one.bytesPct.toFixed(3)}%)`.padStart(19),
+        int(one.wirePerHost).padStart(11),
+        `${one.cpuPerHostMs.toFixed(1)} (${one.cpuMs.toFixed(0)})`.padStart(36),
+        ` ${full.cpuPerHostMs.toFixed(1)} (${full.cpuMs.toFixed(0)})`,
+      ].join(" |"),
+    );
+  }
+  // The server's work split into a fixed part per deploy and a part per host:
+  // least squares of CPU = fixed + perHost * N over the fleet sizes.
+  if (rows.length >= 2) {
+    for (const [label, pick] of [
+      ["one-file", (r) => r.one.cpuMs],
+      ["full", (r) => r.full.cpuMs],
+    ]) {
+      const xs = rows.map((r) => r.n);
+      const ys = rows.map(pick);
+      const mx = xs.reduce((a, b) => a + b, 0) / xs.length;
+      const my = ys.reduce((a, b) => a + b, 0) / ys.length;
+      const slope =
+        xs.reduce((s, x, i) => s + (x - mx) * (ys[i] - my), 0) / xs.reduce((s, x) => s + (x - mx) ** 2, 0);
+      console.log(
+        `fleet server CPU, ${label} release: ${(my - slope * mx).toFixed(0)} ms per deploy + ${slope.toFixed(1)} ms per host (least squares over N = ${xs.join(", ")})`,
+      );
+    }
+  }
+}

@@ -1,0 +1,129 @@
+// Shared by the benchmarks of bench/: the built server as a real process, its
+// API, and the figures' output format.
+import { spawn } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+export const BIN = path.join(ROOT, "bin", "turnout.js");
+
+export function freePort() {
+  return new Promise((resolve) => {
+    const srv = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Every child process a benchmark started and has not seen exit: killed if the run is interrupted. */
+export const children = new Set();
+export function track(child) {
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  return child;
+}
+export function killAll() {
+  for (const child of children) child.kill("SIGKILL");
+}
+
+/** `turnout server` from bin/, with a data and a config directory of its own under `dir`. */
+export async function startServer(dir, manifest) {
+  const configDir = path.join(dir, "turnout.d");
+  const dataDir = path.join(dir, "data");
+  mkdirSync(configDir, { recursive: true });
+  if (manifest) writeFileSync(path.join(configDir, "bench.yaml"), manifest);
+  const port = await freePort();
+  const started = process.hrtime.bigint();
+  const child = spawn(
+    process.execPath,
+    [BIN, "server", "--port", String(port), "--data-dir", dataDir, "--config-dir", configDir],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, TURNOUT_DATABASE_URL: "" },
+    },
+  );
+  track(child);
+  let output = "";
+  child.stdout.on("data", (d) => (output += d));
+  child.stderr.on("data", (d) => (output += d));
+  const url = `http://127.0.0.1:${port}`;
+  for (;;) {
+    try {
+      const res = await fetch(`${url}/healthz`);
+      if (res.ok) break;
+    } catch {
+      // not up yet
+    }
+    if (child.exitCode !== null) throw new Error(`server exited: ${output}`);
+    await sleep(5);
+  }
+  const coldStartMs = Number(process.hrtime.bigint() - started) / 1e6;
+  const token = readFileSync(path.join(dataDir, "admin-token"), "utf8").trim();
+  return {
+    url,
+    port,
+    token,
+    child,
+    dataDir,
+    coldStartMs,
+    output: () => output,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once("exit", resolve);
+        child.kill("SIGTERM");
+      }),
+  };
+}
+
+export async function api(server, method, urlPath, body) {
+  const res = await fetch(server.url + urlPath, {
+    method,
+    headers: { authorization: `Bearer ${server.token}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = await res.json();
+  if (!res.ok) throw new Error(`${method} ${urlPath}: HTTP ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+export async function waitFinished(server, id, intervalMs = 50) {
+  for (;;) {
+    const { deploy } = await api(server, "GET", `/api/v1/deploys/${id}`);
+    if (["succeeded", "failed", "cancelled"].includes(deploy.status)) return deploy;
+    await sleep(intervalMs);
+  }
+}
+
+export function rssMb(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024;
+}
+
+// CPU time the hypervisor gave to other guests ("steal"): on a shared VM it
+// can halve throughput, so every run reports it next to its figures.
+export function cpuTimes() {
+  const fields = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  return { total: fields.reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 };
+}
+
+export function stealPercent(from, to) {
+  return ((to.steal - from.steal) / Math.max(1, to.total - from.total)) * 100;
+}
+
+export function report(name, value, unit, budget) {
+  const line = `${name.padEnd(44)} ${value.toFixed(unit === "req/s" ? 0 : 1).padStart(9)} ${unit.padEnd(6)} budget ${budget}`;
+  console.log(line);
+  return line;
+}
