@@ -162,7 +162,11 @@ function agentSocketBytes(port, agentPids) {
     if (!line.trim()) continue;
     if (!/^\s/.test(line)) {
       const pid = Number(/pid=(\d+)/.exec(line)?.[1]);
-      const local = line.trim().split(/\s+/)[2];
+      // The first address:port column is the local end (the State column comes first).
+      const local = line
+        .trim()
+        .split(/\s+/)
+        .find((field) => /:\d+$/.test(field));
       current = agentPids.has(pid) ? local : undefined;
       continue;
     }
@@ -213,12 +217,13 @@ function phasesOf(dataDir, deployId) {
     const stageStart = staging ? at(staging.created_at) : started;
     const stageEnd = staged ? at(staged.created_at) : stageStart;
     return {
-      wallMs: finished - created,
+      recordedMs: finished - created,
       queueMs: started - created,
       prepareMs: stageStart - started,
       stageMs: stageEnd - stageStart,
       switchMs: finished - stageEnd,
       log: chunks.map((c) => c.text).join(""),
+      timeline: chunks.map((c) => `+${at(c.created_at) - started} ms\n${c.text}`).join(""),
     };
   } finally {
     db.close();
@@ -230,6 +235,7 @@ async function deployAndMeasure(server, ref, agents, artifactBytes) {
   const before = agents.map((a) => currentOf(a.root));
   const wireBefore = agentSocketBytes(server.port, pids);
   const cpuBefore = processCpu(server.child.pid);
+  const agentCpuBefore = agents.reduce((sum, a) => sum + processCpu(a.child.pid).own, 0);
   const started = performance.now();
   const { deploy } = await api(server, "POST", DEPLOYS, { ref });
   // Watch the hosts' `current` links rather than poll the server, so the
@@ -254,6 +260,7 @@ async function deployAndMeasure(server, ref, agents, artifactBytes) {
   }
   const harnessMs = performance.now() - started;
   const cpuAfter = processCpu(server.child.pid);
+  const agentCpu = agents.reduce((sum, a) => sum + processCpu(a.child.pid).own, 0) - agentCpuBefore;
   const wire = wireDelta(wireBefore, agentSocketBytes(server.port, pids));
   const phases = phasesOf(server.dataDir, deploy.id);
   if (final.status !== "succeeded") {
@@ -284,6 +291,7 @@ async function deployAndMeasure(server, ref, agents, artifactBytes) {
     cpuMs: cpuAfter.own - cpuBefore.own,
     cpuPerHostMs: (cpuAfter.own - cpuBefore.own) / agents.length,
     childCpuMs: cpuAfter.children - cpuBefore.children,
+    agentCpuPerHostMs: agentCpu / agents.length,
   };
 }
 
@@ -375,14 +383,14 @@ function printRow({ n, baselineMs, full, one, steal }) {
     `${tag} one-file server CPU per host ${fmt(one.cpuPerHostMs)} ms   (whole deploy ${one.cpuMs.toFixed(0)} ms, git children ${one.childCpuMs.toFixed(0)} ms)  budget < 20 ms, flat in N`,
   );
   console.log(
-    `${tag} full: ${int(full.bytesPerHost)} B per host (wire ${int(full.wirePerHost)} B), server CPU ${full.cpuMs.toFixed(0)} ms = ${full.cpuPerHostMs.toFixed(1)} ms per host, git children ${full.childCpuMs.toFixed(0)} ms`,
+    `${tag} full: ${int(full.bytesPerHost)} B per host (wire ${int(full.wirePerHost)} B), server CPU ${full.cpuMs.toFixed(0)} ms = ${full.cpuPerHostMs.toFixed(1)} ms per host, git children ${full.childCpuMs.toFixed(0)} ms; agent CPU per host: full ${full.agentCpuPerHostMs.toFixed(0)} ms, one-file ${one.agentCpuPerHostMs.toFixed(0)} ms`,
   );
   for (const [label, d] of [
     ["full", full],
     ["one-file", one],
   ]) {
     console.log(
-      `${tag} ${label} phases: queued ${d.queueMs} ms, fetch+workspace+artifact ${d.prepareMs} ms, stage ${d.stageMs} ms, switch+finish ${d.switchMs} ms (harness saw ${d.harnessMs.toFixed(0)} ms${d.socketsClosed ? `; ${d.socketsClosed} agent sockets closed mid-deploy, wire bytes are a lower bound` : ""})`,
+      `${tag} ${label} phases: request (git fetch, resolve) + polling ${d.requestMs.toFixed(0)} ms, queued ${d.queueMs} ms, workspace+artifact ${d.prepareMs} ms, stage ${d.stageMs} ms, switch+finish ${d.switchMs} ms (deploy record: ${d.recordedMs} ms${d.socketsClosed ? `; ${d.socketsClosed} agent sockets closed mid-deploy, wire bytes are a lower bound` : ""})`,
     );
   }
   console.log(`${tag} CPU steal ${steal.toFixed(1)}%`);

@@ -1,6 +1,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -172,12 +172,9 @@ function accepts(port: number): Promise<boolean> {
 async function kill(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   if (child.pid !== undefined) {
-    const { stdout } = await run("ps", ["-o", "pid=", "--ppid", String(child.pid)]).catch(() => ({
-      stdout: "",
-    }));
-    for (const pid of stdout.split(/\s+/).filter(Boolean)) {
+    for (const pid of await childrenOf(child.pid)) {
       try {
-        process.kill(Number(pid), "SIGTERM");
+        process.kill(pid, "SIGTERM");
       } catch {
         // Already gone.
       }
@@ -188,6 +185,19 @@ async function kill(child: ChildProcess): Promise<void> {
   const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
   await closed;
   clearTimeout(timer);
+}
+
+/** Direct children of `parent`, from /proc (no ps needed). */
+async function childrenOf(parent: number): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir("/proc").catch(() => [] as string[])) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    const stat = await readFile(`/proc/${name}/stat`, "utf8").catch(() => "");
+    // "pid (comm) state ppid …": comm may hold spaces and parentheses, so read after the last ")".
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (ppid === parent) pids.push(Number(name));
+  }
+  return pids;
 }
 
 /** A release built in memory: its manifest, its blobs and the id hosts know it by. */

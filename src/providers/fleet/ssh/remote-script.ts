@@ -18,7 +18,8 @@ import { sh } from "./sh-source.js";
  * symlink targets) travels base64-encoded and reaches commands only as quoted
  * expansions: commands run as `exec timeout … "$@"`, never through `eval`.
  *
- * stdout carries the protocol (`ok …` last on success), stderr the log.
+ * stdout carries the protocol (after a `turnout-host:begin` line, `ok …` last
+ * on success), stderr the log.
  * Exit codes: see EXIT_*. The script checks every name, id and path again.
  *
  * Written for POSIX sh (dash) with GNU coreutils (`mv -T`, `ln -T`,
@@ -32,6 +33,8 @@ trap "exit 130" INT
 trap "exit 141" PIPE
 trap "exit 143" TERM
 [ "$#" -ge 1 ] || refuse "no operation"
+# Whatever a login script printed before this line is not the answer.
+echo "turnout-host:begin"
 _op=$1; shift
 case $_op in
   hello) [ "$#" -eq 0 ] || refuse "usage"; op_hello;;
@@ -62,6 +65,9 @@ export const REMOTE_SCRIPT: string = [
   .map((line) => line.trim())
   .filter((line) => line !== "" && !line.startsWith("#"))
   .join("\n");
+
+/** The first line of every answer: what a login script may print before it is ignored. */
+export const ANSWER_BEGINS = "turnout-host:begin";
 
 export type RemoteOp =
   | "hello"

@@ -67,9 +67,15 @@ op_receive() {
     done <"$INCOMING.sums"
     find . -mindepth 1 -maxdepth 1 -type f -exec chmod 444 -- {} + || die 12 "cannot set blob modes"
     find . -mindepth 1 -maxdepth 1 -type f -exec sync -- {} + 2>/dev/null || sync
+    # One mv per shard directory, not per blob.
+    _shards=
     for _f in *; do
-      blob_path "$_f"
-      mkdir -p -- "\${BLOB%/*}" && mv -f -- "$_f" "$BLOB" || die 12 "cannot store blob $_f"
+      _s=\${_f%\${_f#??}}
+      case " $_shards " in *" $_s "*) ;; *) _shards="$_shards $_s";; esac
+    done
+    for _s in $_shards; do
+      real_dir "$CACHE/$_s" || ensure_real_dir "$CACHE/$_s"
+      mv -f -t "$CACHE/$_s" -- "$_s"* || die 12 "cannot store the blobs"
     done
     durable "$CACHE"/??
   fi

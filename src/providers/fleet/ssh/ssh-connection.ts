@@ -114,7 +114,7 @@ export class SshConnection {
         if (!options.onStderrLine) return;
         const lines = (partial + text).split("\n");
         partial = lines.pop()!;
-        for (const line of lines) options.onStderrLine(line);
+        for (const line of lines) options.onStderrLine(line.replace(/\r$/, ""));
       });
       // The remote side may stop reading early (a release already staged): not an error here.
       child.stdin.on("error", () => undefined);

@@ -4,7 +4,7 @@ import { TurnoutError } from "../../../domain/errors.js";
 import type { HealthCheckConfig, HostAppInventory, SshHostConfig } from "../../../domain/fleet.js";
 import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "../host-ops.js";
 import { writeBlobTar } from "./blob-tar.js";
-import type { RemoteOp } from "./remote-script.js";
+import { ANSWER_BEGINS, type RemoteOp } from "./remote-script.js";
 import { type ExecOptions, type ExecResult, type SshClientOptions, SshConnection } from "./ssh-connection.js";
 import {
   assertAppName,
@@ -66,7 +66,7 @@ export class SshHostOps implements HostOps {
     const hookSeconds = timeoutSeconds(spec.timeoutMs);
     signal.throwIfAborted();
     try {
-      await this.connect(signal);
+      await this.connect();
       const sizes = new Map<string, number>();
       for (const file of plan.files) sizes.set(file.sha256, file.size);
       // A file that seeds a shared path may be left out of the tree, but its blob is needed.
@@ -297,7 +297,7 @@ export class SshHostOps implements HostOps {
     }
     const job = nonce();
     try {
-      await this.connect(signal);
+      await this.connect();
       const { last } = await this.withCancel(job, signal, () =>
         this.call(
           "run",
@@ -326,8 +326,9 @@ export class SshHostOps implements HostOps {
    * The first operation opens the shared connection alone (concurrent first
    * calls would each open their own) and checks the tools the script needs.
    */
-  private connect(signal?: AbortSignal): Promise<void> {
-    this.ready ??= this.call("hello", [], { timeoutMs: 60_000, signal }, "connecting").then(
+  private connect(): Promise<void> {
+    // Not the caller's signal: others may be waiting on the same connection.
+    this.ready ??= this.call("hello", [], { timeoutMs: 60_000 }, "connecting").then(
       () => undefined,
       (error: unknown) => {
         this.ready = null;
@@ -353,7 +354,9 @@ export class SshHostOps implements HostOps {
     what: string,
   ): Promise<{ lines: string[]; last: string; result: ExecResult }> {
     const result = await this.connection.exec(op, args, options);
-    const lines = result.stdout.split("\n").filter((line) => line !== "");
+    const all = result.stdout.split("\n");
+    const begin = all.indexOf(ANSWER_BEGINS);
+    const lines = begin === -1 ? [] : all.slice(begin + 1).filter((line) => line !== "");
     const last = lines.at(-1) ?? "";
     if (result.exitCode === 0 && !result.stopped && last.startsWith("ok")) {
       return { lines: lines.slice(0, -1), last, result };

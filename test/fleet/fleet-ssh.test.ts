@@ -1,0 +1,104 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { assertConsistent, currentOf } from "../helpers/fleet.js";
+import { type SshdInstance, startSshd } from "../helpers/sshd.js";
+import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
+
+/**
+ * SSH hosts through the whole engine: a real sshd per host on a loopback
+ * port, pinned host keys, the same staging, switch, health, rollback and
+ * prune as agents.
+ */
+describe("fleet deploys to SSH hosts", () => {
+  let t: TestTurnout;
+  let hosts: SshdInstance[] = [];
+  afterEach(async () => {
+    await assertConsistent(hosts.map((h) => h.root));
+    await t?.stop();
+    for (const h of hosts) await h.stop();
+    hosts = [];
+  });
+
+  const manifest = () => `repo: "{repo}"
+environments:
+  production:
+    deploy:
+      provider: fleet
+      ssh:
+${hosts
+  .map(
+    (h, i) => `        - name: box-${i + 1}
+          address: 127.0.0.1
+          port: ${h.port}
+          user: ${h.user}
+          key_file: ${h.keyFile}
+          known_hosts_file: ${h.knownHostsFile}
+          root: ${h.root}`,
+  )
+  .join("\n")}
+      health: { command: [sh, -c, '! grep -q bad VERSION'], retries: 0 }
+      strategy: { canary: 1, batch: 1 }
+      keep_releases: 2
+`;
+
+  it("stages, switches, health-checks and rolls back over SSH with strict host keys", async () => {
+    hosts = [await startSshd(), await startSshd()];
+    t = await startTurnout({
+      manifest:
+        'repo: "{repo}"\nenvironments:\n  x:\n    deploy:\n      provider: shell\n      command: ["true"]\n',
+    });
+    await t.writeManifest("shop", manifest());
+    const deploy = async () =>
+      t.waitForDeploy(
+        (await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", {})).body.deploy.id,
+        60_000,
+      );
+    const logOf = async (id: number) => (await t.store.logs.read(id, 0)).chunks.map((c) => c.text).join("");
+
+    const first = await deploy();
+    expect(first.status, await logOf(first.id)).toBe("succeeded");
+    const r1 = (await t.store.releases.current("shop", "production"))!.artifact!.slice(0, 16);
+    for (const h of hosts) expect(await currentOf(h.root, "shop")).toBe(r1);
+
+    await t.repo.commit({ VERSION: "bad\n" }, "broken");
+    const broken = await deploy();
+    expect(broken).toMatchObject({ status: "failed", errorCode: "E_ROLLED_BACK" });
+    for (const h of hosts) expect(await currentOf(h.root, "shop")).toBe(r1);
+
+    for (const v of ["2", "3", "4"]) {
+      await t.repo.commit({ VERSION: `${v}\n` }, v);
+      expect((await deploy()).status).toBe("succeeded");
+    }
+    const { readdirSync } = await import("node:fs");
+    for (const h of hosts) {
+      const kept = readdirSync(`${h.root}/shop/releases`).filter((n) => !n.startsWith("."));
+      expect(kept).toHaveLength(2);
+    }
+    const drift = (await t.api("GET", "/api/v1/apps/shop/environments/production/hosts")).body.hosts;
+    expect(drift.map((h: any) => [h.name, h.kind, h.drifted])).toEqual([
+      ["box-1", "ssh", false],
+      ["box-2", "ssh", false],
+    ]);
+  });
+
+  it("refuses a host whose key does not match the pinned one, and switches nothing", async () => {
+    hosts = [await startSshd(), await startSshd()];
+    // box-2's known_hosts pins box-1's key: strict checking must refuse it.
+    const { readFileSync, writeFileSync } = await import("node:fs");
+    const otherKey = readFileSync(hosts[0]!.knownHostsFile, "utf8").replace(
+      `:${hosts[0]!.port}]`,
+      `:${hosts[1]!.port}]`,
+    );
+    writeFileSync(hosts[1]!.knownHostsFile, otherKey);
+    t = await startTurnout({
+      manifest:
+        'repo: "{repo}"\nenvironments:\n  x:\n    deploy:\n      provider: shell\n      command: ["true"]\n',
+    });
+    await t.writeManifest("shop", manifest());
+    const res = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", {});
+    const done = await t.waitForDeploy(res.body.deploy.id, 60_000);
+    const log = (await t.store.logs.read(done.id, 0)).chunks.map((c) => c.text).join("");
+    expect(done, log).toMatchObject({ status: "failed", errorCode: "E_STAGE_FAILED" });
+    expect(log).toMatch(/box-2.*host key/i);
+    for (const h of hosts) expect(await currentOf(h.root, "shop")).toBeNull();
+  });
+});
