@@ -206,7 +206,15 @@ describe("fleet deploys through agents", () => {
       "waiting for approval",
     );
     expect((await t.store.deploys.get(first.id)).status).toBe("waiting");
-    expect((await t.api("POST", `/api/v1/deploys/${first.id}/approve`)).status).toBe(200);
+    const approved = await turnout([
+      "approve",
+      `shop/production#${first.number}`,
+      "--server",
+      t.url,
+      "--token",
+      t.adminToken,
+    ]);
+    expect(approved.stdout).toBe(`approved shop/production#${first.number}\n`);
     expect((await t.waitForDeploy(first.id, 60_000)).status).toBe("succeeded");
     const live = await currentOf(agents[0]!.root, "shop");
 
@@ -218,7 +226,8 @@ describe("fleet deploys through agents", () => {
       "waiting again",
     );
     expect(await currentOf(agents[0]!.root, "shop")).not.toBe(live);
-    expect((await t.api("POST", `/api/v1/deploys/${second.id}/abort`)).status).toBe(200);
+    const aborting = await turnout(["abort", String(second.id), "--server", t.url, "--token", t.adminToken]);
+    expect(aborting.code).toBe(0);
     const aborted = await t.waitForDeploy(second.id, 60_000);
     expect(aborted).toMatchObject({ status: "failed", errorCode: "E_APPROVAL" });
     for (const a of agents) expect(await currentOf(a.root, "shop")).toBe(live);
@@ -262,9 +271,18 @@ describe("fleet deploys through agents", () => {
         .filter((h) => h.drifted)
         .map((h) => h.name);
     expect(await drift()).toEqual(["web-9"]);
-    const reconcile = await t.api("POST", "/api/v1/apps/shop/environments/production/reconcile");
-    expect(reconcile.status).toBe(202);
-    const done = await t.waitForDeploy(reconcile.body.deploy.id, 60_000);
+    const reconcile = await turnout([
+      "reconcile",
+      "shop",
+      "production",
+      "--follow",
+      "--server",
+      t.url,
+      "--token",
+      t.adminToken,
+    ]);
+    expect(reconcile.code, reconcile.stderr).toBe(0);
+    const done = (await t.store.deploys.list({ app: "shop", limit: 1 }))[0]!;
     expect(done, await logOf(done.id)).toMatchObject({ status: "succeeded", trigger: "reconcile" });
     expect(await logOf(done.id)).toContain("[web-1] already on");
     await until(async () => (await drift()).length === 0, 10_000, "no drift");

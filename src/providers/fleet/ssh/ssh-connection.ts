@@ -157,7 +157,7 @@ export class SshConnection {
       if (HOST_KEY_FAILURE.test(result.stderr)) {
         return new TurnoutError(
           "E_UNAVAILABLE",
-          `host key verification failed for ${name} (${this.host.address}:${this.host.port}): its key is not the one pinned in ${this.host.knownHostsFile}`,
+          `host key verification failed for ${name} (${this.host.address}:${this.host.port}): the key it presented is not the one pinned in ${this.host.knownHostsFile}`,
           { ...details, hostKey: "mismatch" },
         );
       }
