@@ -282,7 +282,10 @@ async function deployAndMeasure(server, ref, agents, artifactBytes) {
     artifactBytes,
     id: deploy.id,
     ...phases,
-    harnessMs,
+    // POST sent to the deploy seen finished: the request's own git fetch
+    // (for a new mirror, the clone) happens before the deploy is recorded.
+    wallMs: harnessMs,
+    requestMs: harnessMs - phases.recordedMs,
     bytesPerHost,
     bytesPct: (bytesPerHost / artifactBytes) * 100,
     wirePerHost: wire.bytes / agents.length,

@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { authorize, visibleApps } from "../../domain/roles.js";
 import { principalOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
-import { resolveApp, resolveEnvironment } from "../environments.js";
+import { environmentOf, resolveApp } from "../environments.js";
 import { appParams, envParams } from "../schemas.js";
 import { appSummaries, appSummary, deployJson, envSummary } from "../serializers.js";
 
@@ -46,13 +46,7 @@ export function registerAppRoutes(app: FastifyInstance, { engine, store }: HttpD
       },
     },
     async (request) => {
-      const { app: appConfig, env } = resolveEnvironment(
-        engine,
-        principalOf(request),
-        request.params.app,
-        request.params.env,
-        "read",
-      );
+      const { app: appConfig, env } = environmentOf(engine, request, "read");
       const [summary, queue, recent] = await Promise.all([
         envSummary(store, appConfig, env),
         store.deploys.queued(appConfig.name, env.name),

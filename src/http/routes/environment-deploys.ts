@@ -1,9 +1,8 @@
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { principalOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
-import { environmentOf, resolveEnvironment } from "../environments.js";
+import { environmentOf } from "../environments.js";
 import { envParams, positiveInt } from "../schemas.js";
 import { deployJson, deployUrl, releaseJson } from "../serializers.js";
 
@@ -83,13 +82,7 @@ export function registerEnvironmentDeployRoutes(app: FastifyInstance, { engine, 
       },
     },
     async (request) => {
-      const { app: appConfig, env } = resolveEnvironment(
-        engine,
-        principalOf(request),
-        request.params.app,
-        request.params.env,
-        "read",
-      );
+      const { app: appConfig, env } = environmentOf(engine, request, "read");
       const deploy = await store.deploys.getByNumber(appConfig.name, env.name, request.params.number);
       return { deploy: deployJson(deploy) };
     },
@@ -106,13 +99,7 @@ export function registerEnvironmentDeployRoutes(app: FastifyInstance, { engine, 
       },
     },
     async (request) => {
-      const { app: appConfig, env } = resolveEnvironment(
-        engine,
-        principalOf(request),
-        request.params.app,
-        request.params.env,
-        "read",
-      );
+      const { app: appConfig, env } = environmentOf(engine, request, "read");
       // One more than asked, so the oldest shown can say what it changed too.
       const releases = await store.releases.history(appConfig.name, env.name, request.query.limit + 1);
       const shown = releases.slice(0, request.query.limit);
