@@ -338,6 +338,9 @@ export async function runFleet(work) {
   const rows = [];
   for (const n of SIZES) {
     const dir = path.join(work, `n${n}`);
+    // Dirty pages of the previous step (the generated repository, the last
+    // fleet's files) are written back first, so no figure pays for another's.
+    execFileSync("sync");
     const cpuStart = cpuTimes();
     const baselineMs = await baseline(repo, app.base, n, path.join(dir, "baseline"));
     const server = await startServer(path.join(dir, "server"), manifest(repo));
@@ -353,6 +356,7 @@ export async function runFleet(work) {
         ),
       );
       await waitForHosts(server, agents, 120_000);
+      execFileSync("sync");
       const full = await deployAndMeasure(server, app.base, agents, app.bytes);
       const one = await deployAndMeasure(server, app.oneFile, agents, app.bytes);
       const steal = stealPercent(cpuStart, cpuTimes());

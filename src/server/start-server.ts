@@ -46,6 +46,9 @@ export interface StartOptions {
   fleetReconnectGraceMs?: number;
 }
 
+/** How long webhook delivery ids are remembered for spotting redeliveries. */
+const WEBHOOK_MEMORY_MS = 7 * 24 * 3_600_000;
+
 /** Variables a deploy command inherits from the server; everything else stays out. */
 const PASSED_THROUGH = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSH_AUTH_SOCK"];
 
@@ -88,6 +91,16 @@ export async function startServer(
       );
     }, options.configReloadMs ?? settings.configPollMs);
     cleanups.unshift(() => clearInterval(reload));
+
+    // Providers redeliver webhooks within hours, never after a week: forget older deliveries.
+    const pruneDeliveries = () =>
+      store.webhooks
+        .prune(new Date(Date.now() - WEBHOOK_MEMORY_MS).toISOString())
+        .catch((error: Error) => print(`webhooks: pruning deliveries failed: ${error.message}`));
+    void pruneDeliveries();
+    const deliveries = setInterval(pruneDeliveries, 3_600_000);
+    deliveries.unref();
+    cleanups.unshift(() => clearInterval(deliveries));
 
     const baseEnv: Record<string, string> = {};
     for (const name of PASSED_THROUGH) {

@@ -47,4 +47,12 @@ describe.each(BACKENDS)("log and token stores on %s", (backend) => {
     await store.tokens.revoke("ci", "admin");
     expect(await store.tokens.authenticate(token)).toBeUndefined();
   });
+
+  it("remembers webhook deliveries until they are pruned", async () => {
+    expect(await store.webhooks.recordDelivery("github", "d-1", "shop")).toBe(true);
+    expect(await store.webhooks.recordDelivery("github", "d-1", "shop")).toBe(false);
+    expect(await store.webhooks.prune(new Date(Date.now() - 60_000).toISOString())).toBe(0);
+    expect(await store.webhooks.prune(new Date(Date.now() + 60_000).toISOString())).toBe(1);
+    expect(await store.webhooks.recordDelivery("github", "d-1", "shop")).toBe(true);
+  });
 });
