@@ -3,6 +3,14 @@
 // `npm run build` (which `npm start` and `npm test` run first).
 import { main } from "../dist/main.js";
 
+// `turnout logs … | head` closes the pipe early: that is the reader's choice, not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (error) => {
+    if (error.code === "EPIPE") process.exit(process.exitCode ?? 0);
+    throw error;
+  });
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     if (typeof code === "number") process.exitCode = code;

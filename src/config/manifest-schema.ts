@@ -22,6 +22,14 @@ const argv = z
     message: `uses an unknown placeholder (known: ${PLACEHOLDERS.map((p) => `{${p}}`).join(" ")})`,
   });
 
+/** depool/pool commands run on the server once per host, so they may name the host too. */
+const hostArgv = z
+  .array(z.string().min(1))
+  .min(1, "must name a program")
+  .refine((a) => unknownPlaceholders(a, ["host"]).length === 0, {
+    message: `uses an unknown placeholder (known: ${[...PLACEHOLDERS, "host"].map((p) => `{${p}}`).join(" ")})`,
+  });
+
 const shellDeploy = z
   .object({
     provider: z.literal("shell"),
@@ -77,8 +85,8 @@ const fleetDeploy = z
     shared: z.array(relativePath).optional(),
     before_switch: argv.optional(),
     restart: argv.optional(),
-    depool: argv.optional(),
-    pool: argv.optional(),
+    depool: hostArgv.optional(),
+    pool: hostArgv.optional(),
     health: z
       .object({
         http: z.string().url().optional(),

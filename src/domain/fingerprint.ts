@@ -2,14 +2,22 @@ import { createHash } from "node:crypto";
 import type { Components } from "./deploy.js";
 
 /**
- * sha256 over the sorted component SHAs and the configuration revision: two
+ * sha256 over the sorted component SHAs and the configuration revision (and,
+ * for fleet releases, the artifact's digest): two
  * deploys with the same fingerprint install the same thing. (Hashing is pure
  * computation, so it belongs to the domain even though it uses node:crypto.)
  */
-export function releaseFingerprint(components: Components, configRevision: string): string {
+export function releaseFingerprint(
+  components: Components,
+  configRevision: string,
+  artifact?: string | null,
+): string {
   const lines = Object.keys(components)
     .sort()
     .map((name) => `${name}=${components[name]}`);
   lines.push(`config=${configRevision}`);
+  // Fleet releases install an artifact: an uploaded one may differ from what
+  // the commits would build, so it is part of what "the same thing" means.
+  if (artifact) lines.push(`artifact=${artifact}`);
   return createHash("sha256").update(lines.join("\n")).digest("hex");
 }

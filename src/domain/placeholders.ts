@@ -29,11 +29,12 @@ export function substitute(argv: readonly string[], values: PlaceholderValues): 
 }
 
 /** Placeholders used in a command that Turnout does not know: a manifest error. */
-export function unknownPlaceholders(argv: readonly string[]): string[] {
+export function unknownPlaceholders(argv: readonly string[], extra: readonly string[] = []): string[] {
+  const known: readonly string[] = [...PLACEHOLDERS, ...extra];
   const unknown = new Set<string>();
   for (const arg of argv) {
     for (const match of arg.matchAll(/\{([a-z_]+)\}/g)) {
-      if (!(PLACEHOLDERS as readonly string[]).includes(match[1]!)) unknown.add(match[1]!);
+      if (!known.includes(match[1]!)) unknown.add(match[1]!);
     }
   }
   return [...unknown];

@@ -73,10 +73,13 @@ export async function runPipeline(ctx: PipelineContext): Promise<PipelineOutcome
         ? await runFleetStep(ctx, ctx.environment.deploy, workspaceDir, fingerprint)
         : await runShellStep(ctx, ctx.environment.deploy, workspaceDir);
     if (outcome.status === "succeeded") {
-      log.line(
-        `==> succeeded in ${formatDuration(Date.now() - started)} (release ${fingerprint.slice(0, 12)})`,
-      );
-      return { ...outcome, fingerprint };
+      // `fingerprint` is the build key (commits + configuration); a fleet
+      // release is also what was installed: its artifact.
+      const release = outcome.artifact
+        ? releaseFingerprint(deploy.components, deploy.configRevision, outcome.artifact)
+        : fingerprint;
+      log.line(`==> succeeded in ${formatDuration(Date.now() - started)} (release ${release.slice(0, 12)})`);
+      return { ...outcome, fingerprint: release };
     }
     if (outcome.status === "failed") log.line(`==> failed: ${outcome.errorMessage}`);
     return outcome;

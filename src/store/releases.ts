@@ -10,12 +10,16 @@ export class ReleaseStore {
 
   /** What was live in an environment, newest first. */
   async history(app: string, env: string, limit = 50): Promise<Release[]> {
+    // Releases deployed to a side slot were never live: they are not history
+    // (nor rollback targets) until a `promote` makes them current.
     const rows = await this.db
-      .selectFrom("releases")
-      .selectAll()
-      .where("app", "=", app)
-      .where("env", "=", env)
-      .orderBy("id", "desc")
+      .selectFrom("releases as r")
+      .innerJoin("deploys as d", "d.id", "r.deploy_id")
+      .selectAll("r")
+      .where("r.app", "=", app)
+      .where("r.env", "=", env)
+      .where((eb) => eb.or([eb("d.slot", "is", null), eb("d.trigger", "=", "promote")]))
+      .orderBy("r.id", "desc")
       .limit(limit)
       .execute();
     return rows.map(toRelease);

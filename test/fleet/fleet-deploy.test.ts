@@ -135,7 +135,9 @@ describe("fleet deploys through agents", () => {
     expect(broken).toMatchObject({ status: "failed", errorCode: "E_ROLLED_BACK" });
     expect(await Promise.all(agents.map((a) => currentOf(a.root, "shop")))).toEqual(before);
     const steps = await hostsOf(broken.id);
-    expect(steps.find((h) => h.hostName === "web-1")).toMatchObject({ step: "rolled_back", switched: false });
+    // The canary went back to its release and out of the pool; nobody else was switched.
+    expect(steps.find((h) => h.hostName === "web-1")).toMatchObject({ step: "depooled", switched: false });
+    expect(await logOf(broken.id)).toContain("[web-1] switched back to");
     expect(steps.filter((h) => h.hostName !== "web-1").every((h) => h.step === "staged")).toBe(true);
   });
 
@@ -150,7 +152,14 @@ describe("fleet deploys through agents", () => {
     expect(refused).toMatchObject({ status: "failed", errorCode: "E_STAGE_FAILED" });
     for (const a of agents) expect(await currentOf(a.root, "shop")).toBeNull();
 
-    await t.writeManifest("shop", fleetManifest("{ canary: 1, batch: 2, failure_limit: 1 }"));
+    const depooled = path.join(work, "depooled");
+    await t.writeManifest(
+      "shop",
+      fleetManifest("{ canary: 1, batch: 2, failure_limit: 1 }").replace(
+        "      artifact: dist\n",
+        `      artifact: dist\n      depool: [sh, -c, 'echo "$0 $1 $TURNOUT_HOST" >> ${depooled}', "{host}", "{sha}"]\n`,
+      ),
+    );
     const tolerated = await deploy();
     expect(tolerated.status, await logOf(tolerated.id)).toBe("succeeded");
     expect(await currentOf(agents[1]!.root, "shop")).toBeNull();
@@ -158,6 +167,9 @@ describe("fleet deploys through agents", () => {
     const hosts = (await t.api("GET", "/api/v1/hosts")).body.hosts;
     expect(hosts.find((h: any) => h.name === "web-2").poolState).toBe("depooled");
     expect((await hostsOf(tolerated.id)).find((h) => h.hostName === "web-2").step).toBe("depooled");
+    // The depool command ran on the server with the host and the deploy's placeholders filled in.
+    const { readFileSync } = await import("node:fs");
+    expect(readFileSync(depooled, "utf8")).toBe(`web-2 ${tolerated.sha} web-2\n`);
   });
 
   it("an agent killed during download counts against the budget; the others proceed", async () => {
@@ -241,6 +253,9 @@ describe("fleet deploys through agents", () => {
     const next = await deploy({ slot: "next" });
     expect(next.status, await logOf(next.id)).toBe("succeeded");
     expect((await t.store.releases.current("shop", "production"))!.deployNumber).toBe(1);
+    // A side slot's release was never live: not in the history, not a rollback target.
+    const history = (await t.api("GET", "/api/v1/apps/shop/environments/production/releases")).body.releases;
+    expect(history.map((r: any) => r.deployNumber)).toEqual([1]);
     for (const a of agents) expect(await currentOf(a.root, "shop")).toBe(live);
     const switched = await t.waitForDeploy(
       (await t.api("POST", "/api/v1/apps/shop/environments/production/switch", { slot: "next" })).body.deploy

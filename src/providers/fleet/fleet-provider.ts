@@ -6,6 +6,7 @@ import type { Deploy, FailureCode } from "../../domain/deploy.js";
 import { formatDuration } from "../../domain/duration.js";
 import type { FleetDeployConfig, Host, SshHostConfig } from "../../domain/fleet.js";
 import { labelsMatch } from "../../domain/fleet.js";
+import { placeholderValues, substitute } from "../../domain/placeholders.js";
 import type { Store } from "../../store/store.js";
 import { runProcess } from "../process-runner.js";
 import type { BlobSource, HostLog, HostOps } from "./host-ops.js";
@@ -67,7 +68,8 @@ export type FleetOutcome =
   | { status: "failed"; errorCode: FailureCode; errorMessage: string }
   | { status: "cancelled"; errorMessage: string };
 
-export async function runFleetDeploy(deps: FleetDeps, run: FleetRun): Promise<FleetOutcome> {
+export async function runFleetDeploy(deps: FleetDeps, given: FleetRun): Promise<FleetOutcome> {
+  const run: FleetRun = { ...given, config: withPlaceholders(given.config, given.deploy) };
   const { deploy, config, log } = run;
   const artifact = await artifactFor(deps, run);
   if ("status" in artifact) return artifact;
@@ -193,7 +195,11 @@ async function promote(
 async function artifactFor(deps: FleetDeps, run: FleetRun): Promise<{ digest: string } | FleetOutcome> {
   const { deploy, log } = run;
   if (deploy.artifact) {
-    log(`==> deploying the uploaded artifact ${deploy.artifact.slice(0, 12)}`);
+    log(
+      deploy.trigger === "api" || deploy.trigger === "cli" || deploy.trigger === "ui"
+        ? `==> deploying the uploaded artifact ${deploy.artifact.slice(0, 12)}`
+        : `==> deploying artifact ${deploy.artifact.slice(0, 12)} of the release being brought back`,
+    );
     return { digest: deploy.artifact };
   }
   const known = await deps.store.artifacts.byFingerprint(deploy.app, run.fingerprint);
@@ -298,4 +304,30 @@ async function runOnServer(run: FleetRun, argv: string[], host: string): Promise
     onOutput: run.write,
   });
   return result.reason === "exit" ? (result.exitCode ?? 1) : 1;
+}
+
+/**
+ * The fleet's commands with the deploy's placeholders filled in, inside single
+ * argv elements as everywhere else (`{host}` of depool/pool is filled per host
+ * when they run).
+ */
+function withPlaceholders(config: FleetDeployConfig, deploy: Deploy): FleetDeployConfig {
+  const values = placeholderValues(deploy);
+  const sub = (argv: string[] | undefined) => (argv ? substitute(argv, values) : undefined);
+  return {
+    ...config,
+    ...(config.build
+      ? {
+          build: {
+            ...config.build,
+            ...(config.build.command ? { command: sub(config.build.command)! } : {}),
+          },
+        }
+      : {}),
+    ...(config.beforeSwitch ? { beforeSwitch: sub(config.beforeSwitch)! } : {}),
+    ...(config.restart ? { restart: sub(config.restart)! } : {}),
+    ...(config.depool ? { depool: sub(config.depool)! } : {}),
+    ...(config.pool ? { pool: sub(config.pool)! } : {}),
+    ...(config.health?.command ? { health: { ...config.health, command: sub(config.health.command)! } } : {}),
+  };
 }

@@ -270,6 +270,55 @@ async function switchHost(
     run.failed = true;
     log(`failed: ${messageOf(error)}`);
     await record(run, "failed", { error: messageOf(error) });
+    // A host that took the release but does not serve it goes back to what it
+    // served before and out of the pool, whether or not the deploy goes on.
+    if (run.switched) {
+      await switchBack(input, run, log, record);
+      await depool(input, run, log, record);
+    }
+  }
+}
+
+/** Puts one switched host back on the release it ran before (and restarts it). */
+async function switchBack(
+  input: OrchestrateInput,
+  run: HostRun,
+  log: HostLog,
+  record: (
+    run: HostRun,
+    step: HostStep,
+    extra?: Parameters<FleetStore["updateDeployHost"]>[2],
+  ) => Promise<void>,
+): Promise<boolean> {
+  if (run.previous === null) {
+    log("had no previous release: left on the new one");
+    return false;
+  }
+  try {
+    // The switch back must happen even when the deploy is being cancelled.
+    const never = new AbortController().signal;
+    await withHost(input, run.target, (ops) => ops.switchTo(input.deploy.app, run.previous!, input.slot));
+    if (input.slot === "current" && input.config.restart) {
+      await withHost(input, run.target, (ops) =>
+        ops.run(input.deploy.app, input.config.restart!, input.env, input.config.timeoutMs, log, never),
+      );
+    }
+    await input.fleet.setTarget({
+      hostId: run.target.hostId,
+      app: input.deploy.app,
+      env: input.deploy.env,
+      desiredRelease: run.previous,
+      actualRelease: run.previous,
+      previousRelease: input.releaseId,
+      deployId: input.deploy.id,
+    });
+    run.switched = false;
+    await record(run, "rolled_back", { switched: false });
+    log(`switched back to ${run.previous}`);
+    return true;
+  } catch (error) {
+    log(`switching back failed: ${messageOf(error)}`);
+    return false;
   }
 }
 
@@ -290,39 +339,7 @@ async function rollBack(
     `==> ${why === "budget" ? `${failed} host(s) failed, past the budget` : why === "cancelled" ? "cancelled" : "not approved"}: switching ${switched.length} host(s) back`,
   );
   await input.setPhase("rollback", "running");
-  await Promise.all(
-    switched.map(async (run) => {
-      const log = hostLog(run);
-      if (run.previous === null) {
-        log("had no previous release: left on the new one");
-        return;
-      }
-      try {
-        // The switch back must happen even when the deploy is being cancelled.
-        const never = new AbortController().signal;
-        await withHost(input, run.target, (ops) => ops.switchTo(input.deploy.app, run.previous!, input.slot));
-        if (input.slot === "current" && input.config.restart) {
-          await withHost(input, run.target, (ops) =>
-            ops.run(input.deploy.app, input.config.restart!, input.env, input.config.timeoutMs, log, never),
-          );
-        }
-        await input.fleet.setTarget({
-          hostId: run.target.hostId,
-          app: input.deploy.app,
-          env: input.deploy.env,
-          desiredRelease: run.previous,
-          actualRelease: run.previous,
-          previousRelease: input.releaseId,
-          deployId: input.deploy.id,
-        });
-        run.switched = false;
-        await record(run, "rolled_back", { switched: false });
-        log(`switched back to ${run.previous}`);
-      } catch (error) {
-        log(`switching back failed: ${messageOf(error)}`);
-      }
-    }),
-  );
+  await Promise.all(switched.map((run) => switchBack(input, run, hostLog(run), record)));
   if (why === "cancelled")
     return { ok: false, code: "cancelled", message: "cancelled; switched hosts were switched back" };
   return {
