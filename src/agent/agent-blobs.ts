@@ -1,5 +1,6 @@
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { extract } from "tar-stream";
 import { isSha256 } from "../domain/artifact.js";
 import { TurnoutError } from "../domain/errors.js";
 import type { BlobSource } from "../providers/fleet/host-ops.js";
@@ -7,8 +8,9 @@ import type { BlobSource } from "../providers/fleet/host-ops.js";
 /**
  * The agent's BlobSource: `GET {server}/api/v1/blobs/<sha256>` with the
  * agent's own token, the body streamed (never buffered) into the host's
- * cache. The host verifies each blob's digest itself; the server is trusted
- * for availability, not for content.
+ * cache, or many at once as one tar (`openMany`, POST /api/v1/blobs/batch).
+ * The host verifies each blob's digest itself; the server is trusted for
+ * availability, not for content.
  */
 export class HttpBlobSource implements BlobSource {
   private working: string | undefined;
@@ -22,18 +24,81 @@ export class HttpBlobSource implements BlobSource {
   async open(sha256: string): Promise<Readable> {
     if (!isSha256(sha256))
       throw new TurnoutError("E_VALIDATION", `not a blob digest: ${JSON.stringify(sha256)}`);
-    const url = `${this.server}/api/v1/blobs/${sha256}`;
+    const response = await this.request(
+      `${this.server}/api/v1/blobs/${sha256}`,
+      {},
+      `blob ${sha256.slice(0, 12)}`,
+    );
+    return Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
+  }
+
+  /**
+   * `POST {server}/api/v1/blobs/batch {digests}`: one tar stream with an
+   * entry per blob, named by its digest. Each entry is yielded as it arrives;
+   * anything not asked for, asked for twice, or missing at the end is an error.
+   */
+  async *openMany(digests: string[]): AsyncGenerator<{ sha256: string; stream: Readable }> {
+    for (const sha256 of digests) {
+      if (!isSha256(sha256))
+        throw new TurnoutError("E_VALIDATION", `not a blob digest: ${JSON.stringify(sha256)}`);
+    }
+    const what = `${digests.length} blobs`;
+    const response = await this.request(
+      `${this.server}/api/v1/blobs/batch`,
+      { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ digests }) },
+      what,
+    );
+    const body = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
+    const entries = extract();
+    const fail = (error: Error) => entries.destroy(error);
+    body.on("error", fail);
+    body.pipe(entries as unknown as NodeJS.WritableStream);
+    const pending = new Set(digests);
+    try {
+      for await (const entry of entries) {
+        const { name, type } = entry.header;
+        if (type !== "file" || !pending.delete(name)) {
+          throw new TurnoutError(
+            "E_VALIDATION",
+            `the blob batch holds ${JSON.stringify(name)} (${type}), which was not asked for`,
+          );
+        }
+        yield { sha256: name, stream: entry as unknown as Readable };
+      }
+    } catch (error) {
+      throw asBatchError(error, what);
+    } finally {
+      body.off("error", fail);
+      body.unpipe();
+      body.destroy();
+      // Ended early (a consumer's error): whatever the parser says now has no one to hear it.
+      entries.on("error", () => undefined);
+      entries.destroy();
+    }
+    if (pending.size > 0) {
+      throw new TurnoutError(
+        "E_UNAVAILABLE",
+        `the blob batch ended without ${pending.size} of its ${digests.length} blobs`,
+      );
+    }
+  }
+
+  /** One request with the token that works: the one that worked last first, then the others on 401. */
+  private async request(url: string, init: RequestInit, what: string): Promise<Response> {
     // The token that worked last goes first: one request per blob, not one refusal and a retry.
     const tokens = [...new Set([this.working, ...this.tokens()])].filter((t): t is string => t !== undefined);
     let response: Response | undefined;
     for (const token of tokens) {
       try {
-        response = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+        response = await fetch(url, {
+          ...init,
+          headers: {
+            ...(init.headers as Record<string, string> | undefined),
+            authorization: `Bearer ${token}`,
+          },
+        });
       } catch (error) {
-        throw new TurnoutError(
-          "E_UNAVAILABLE",
-          `cannot fetch blob ${sha256.slice(0, 12)}: ${causeOf(error)}`,
-        );
+        throw new TurnoutError("E_UNAVAILABLE", `cannot fetch ${what}: ${causeOf(error)}`);
       }
       // A host token the blob endpoint does not take: the enrollment token may still be valid.
       if (response.status !== 401) {
@@ -51,13 +116,24 @@ export class HttpBlobSource implements BlobSource {
           : response.status === 401
             ? "E_UNAUTHORIZED"
             : "E_UNAVAILABLE";
-      throw new TurnoutError(
-        code,
-        `blob ${sha256.slice(0, 12)}: HTTP ${response.status}${message ? `: ${message}` : ""}`,
-      );
+      throw new TurnoutError(code, `${what}: HTTP ${response.status}${message ? `: ${message}` : ""}`);
     }
-    return Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
+    return response;
   }
+}
+
+/** tar-stream's words for a cut-short or malformed stream become "unavailable", ours stay as they are. */
+function asBatchError(error: unknown, what: string): unknown {
+  if (error instanceof TurnoutError) return error;
+  const { code, message } = error as NodeJS.ErrnoException;
+  if (
+    code === "STREAM_DESTROYED" ||
+    /Invalid header|Unexpected end of data|Invalid tar header/i.test(message ?? "")
+  )
+    return new TurnoutError("E_UNAVAILABLE", `${what}: the batch stream broke off (${message})`);
+  if (typeof code === "string" || error instanceof TypeError)
+    return new TurnoutError("E_UNAVAILABLE", `${what}: ${causeOf(error)}`);
+  return error;
 }
 
 async function errorMessage(response: Response): Promise<string> {

@@ -1,18 +1,12 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import type { Store } from "../../src/store/store.js";
-import { BACKENDS, createTestDatabase, type TestDatabase } from "../helpers/databases.js";
+import { BACKENDS, useTestStore } from "../helpers/databases.js";
 
 describe.each(BACKENDS)("artifact records on %s", (backend) => {
-  let database: TestDatabase;
+  const current = useTestStore(backend);
   let store: Store;
-
-  beforeEach(async () => {
-    database = await createTestDatabase(backend);
-    store = await database.open();
-  });
-  afterEach(async () => {
-    await store.close();
-    await database.drop();
+  beforeEach(() => {
+    store = current();
   });
 
   const digest = (c: string) => c.repeat(64);

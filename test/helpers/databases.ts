@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
+import { afterEach, beforeEach } from "vitest";
 import { Store } from "../../src/store/store.js";
 
 /**
@@ -51,4 +52,22 @@ export async function createTestDatabase(backend: Backend): Promise<TestDatabase
       await client.end();
     },
   };
+}
+
+/**
+ * A fresh store per test on `backend` (SQLite file or PostgreSQL schema),
+ * closed and dropped after it: call inside a describe, read it in tests.
+ */
+export function useTestStore(backend: Backend): () => Store {
+  let database: TestDatabase | undefined;
+  let store: Store | undefined;
+  beforeEach(async () => {
+    database = await createTestDatabase(backend);
+    store = await database.open();
+  });
+  afterEach(async () => {
+    await store?.close();
+    await database?.drop();
+  });
+  return () => store!;
 }

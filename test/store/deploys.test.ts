@@ -1,10 +1,10 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { TurnoutError } from "../../src/domain/errors.js";
 import { checkLock } from "../../src/domain/lock.js";
 import type { Principal } from "../../src/domain/roles.js";
 import type { NewDeploy } from "../../src/store/deploys.js";
 import type { Store } from "../../src/store/store.js";
-import { BACKENDS, createTestDatabase, type TestDatabase } from "../helpers/databases.js";
+import { BACKENDS, useTestStore } from "../helpers/databases.js";
 
 const SHA = "a".repeat(40);
 const admin: Principal = { tokenId: 1, name: "root", role: "admin", apps: null };
@@ -27,16 +27,10 @@ function newDeploy(overrides: Partial<NewDeploy> = {}): NewDeploy {
 }
 
 describe.each(BACKENDS)("deploy store on %s", (backend) => {
-  let database: TestDatabase;
+  const current = useTestStore(backend);
   let store: Store;
-
-  beforeEach(async () => {
-    database = await createTestDatabase(backend);
-    store = await database.open();
-  });
-  afterEach(async () => {
-    await store.close();
-    await database.drop();
+  beforeEach(() => {
+    store = current();
   });
 
   it("numbers deploys per environment", async () => {

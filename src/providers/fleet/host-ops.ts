@@ -23,6 +23,15 @@ export type HostLog = (line: string) => void;
 /** Where a host gets the blobs it lacks. */
 export interface BlobSource {
   open(sha256: string): Promise<Readable>;
+  /**
+   * Optional: many blobs in one exchange (the agent's HTTP source asks for a
+   * tar of them). Yields each requested blob once, named by its digest; a
+   * blob that was not asked for, or one that is missing, is an error. The
+   * consumer must read each stream to its end (or fail) before asking for the
+   * next one: the streams are consecutive parts of one response, as tar-stream's
+   * extract hands them out. Breaking out of the loop ends the exchange.
+   */
+  openMany?(digests: string[]): AsyncIterable<{ sha256: string; stream: Readable }>;
 }
 
 export interface StageSpec {

@@ -58,6 +58,13 @@ export type OrchestrateOutcome =
   | { ok: false; code: "E_STAGE_FAILED" | "E_ROLLED_BACK" | "E_NO_HOSTS" | "E_APPROVAL"; message: string }
   | { ok: false; code: "cancelled"; message: string };
 
+/** Records a host's step (and what changed with it) in the deploy's per-host record. */
+type Recorder = (
+  run: HostRun,
+  step: HostStep,
+  extra?: Parameters<FleetStore["updateDeployHost"]>[2],
+) => Promise<void>;
+
 interface HostRun {
   target: FleetTarget;
   step: HostStep;
@@ -225,11 +232,7 @@ async function switchHost(
   run: HostRun,
   batch: number,
   log: HostLog,
-  record: (
-    run: HostRun,
-    step: HostStep,
-    extra?: Parameters<FleetStore["updateDeployHost"]>[2],
-  ) => Promise<void>,
+  record: Recorder,
 ): Promise<void> {
   const { deploy, config } = input;
   await record(run, "switching", { batch });
@@ -284,11 +287,7 @@ async function switchBack(
   input: OrchestrateInput,
   run: HostRun,
   log: HostLog,
-  record: (
-    run: HostRun,
-    step: HostStep,
-    extra?: Parameters<FleetStore["updateDeployHost"]>[2],
-  ) => Promise<void>,
+  record: Recorder,
 ): Promise<boolean> {
   if (run.previous === null) {
     log("had no previous release: left on the new one");
@@ -326,11 +325,7 @@ async function rollBack(
   input: OrchestrateInput,
   runs: HostRun[],
   hostLog: (run: HostRun) => HostLog,
-  record: (
-    run: HostRun,
-    step: HostStep,
-    extra?: Parameters<FleetStore["updateDeployHost"]>[2],
-  ) => Promise<void>,
+  record: Recorder,
   why: "budget" | "cancelled" | "approval",
 ): Promise<OrchestrateOutcome> {
   const switched = runs.filter((r) => r.switched);
@@ -349,16 +344,7 @@ async function rollBack(
   };
 }
 
-async function depool(
-  input: OrchestrateInput,
-  run: HostRun,
-  log: HostLog,
-  record: (
-    run: HostRun,
-    step: HostStep,
-    extra?: Parameters<FleetStore["updateDeployHost"]>[2],
-  ) => Promise<void>,
-): Promise<void> {
+async function depool(input: OrchestrateInput, run: HostRun, log: HostLog, record: Recorder): Promise<void> {
   if (input.config.depool) {
     try {
       const code = await input.runOnServer(input.config.depool, run.target.name);

@@ -1,0 +1,128 @@
+import { createHash } from "node:crypto";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Readable } from "node:stream";
+import tar from "tar-stream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { HttpBlobSource } from "../../src/agent/agent-blobs.js";
+import { LocalHostOps } from "../../src/agent/host-layout/index.js";
+import { hostReleaseId } from "../../src/domain/artifact.js";
+import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
+import { makeTree, realTar, tempDir } from "./helpers.js";
+
+let t: TestTurnout;
+let scratch: { dir: string; cleanup(): Promise<void> };
+const tokens: Record<string, string> = {};
+const sha = (data: string | Buffer) => createHash("sha256").update(data).digest("hex");
+const files: Record<string, string> = {};
+for (let i = 0; i < 30; i++) files[`f${i}.txt`] = `content of file ${i}\n`.repeat(i * 50 + 1);
+files["big.bin"] = "x".repeat(3 * 1024 * 1024 + 7);
+let artifactDigest: string;
+
+beforeAll(async () => {
+  t = await startTurnout();
+  scratch = await tempDir("blob-batch");
+  for (const [name, role] of [
+    ["viewer", "viewer"],
+    ["agent", "agent"],
+  ] as const) {
+    tokens[name] = (await t.store.tokens.create({ name, role, apps: null, createdBy: "test" })).token;
+  }
+  await makeTree(path.join(scratch.dir, "tree"), files);
+  const res = await fetch(`${t.url}/api/v1/apps/shop/artifacts`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${t.adminToken}`, "content-type": "application/gzip" },
+    body: await realTar(path.join(scratch.dir, "tree"), true),
+  });
+  expect(res.status).toBe(201);
+  artifactDigest = ((await res.json()) as any).artifact.digest;
+}, 30_000);
+
+afterAll(async () => {
+  await t?.stop();
+  await scratch?.cleanup();
+});
+
+const batch = (body: unknown, token = tokens.agent!) =>
+  fetch(`${t.url}/api/v1/blobs/batch`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+
+async function untar(res: Response): Promise<{ name: string; size: number; data: Buffer }[]> {
+  const out: { name: string; size: number; data: Buffer }[] = [];
+  const extract = tar.extract();
+  Readable.fromWeb(res.body as any).pipe(extract as unknown as NodeJS.WritableStream);
+  for await (const entry of extract) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of entry) chunks.push(chunk as Buffer);
+    out.push({ name: entry.header.name, size: entry.header.size ?? -1, data: Buffer.concat(chunks) });
+  }
+  return out;
+}
+
+describe("POST /api/v1/blobs/batch", () => {
+  it("streams the asked blobs as one tar, in order, named by digest (agent token)", async () => {
+    const wanted = ["big.bin", "f3.txt", "f0.txt", "f29.txt"].map((f) => sha(files[f]!));
+    const res = await batch({ digests: wanted });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/x-tar");
+    const entries = await untar(res);
+    expect(entries.map((e) => e.name)).toEqual(wanted);
+    for (const [i, name] of ["big.bin", "f3.txt", "f0.txt", "f29.txt"].entries()) {
+      expect(entries[i]!.data.equals(Buffer.from(files[name]!))).toBe(true);
+      expect(entries[i]!.size).toBe(Buffer.byteLength(files[name]!));
+    }
+  });
+
+  it("refuses viewers (403), bad digests (400), unknown blobs (404) and empty or oversize lists (400)", async () => {
+    const known = sha(files["f1.txt"]!);
+    expect((await batch({ digests: [known] }, tokens.viewer)).status).toBe(403);
+    expect((await batch({ digests: [known, "../../etc/passwd"] })).status).toBe(400);
+    expect((await batch({ digests: [known.toUpperCase()] })).status).toBe(400);
+    expect((await batch({ digests: [] })).status).toBe(400);
+    expect((await batch({ digests: Array(1001).fill(known) })).status).toBe(400);
+    expect((await batch({})).status).toBe(400);
+    const unknown = await batch({ digests: [known, sha("never stored")] });
+    expect(unknown.status).toBe(404);
+    expect(((await unknown.json()) as any).error.code).toBe("E_NOT_FOUND");
+  });
+
+  it("feeds HttpBlobSource.openMany and a host's staging end to end", async () => {
+    const source = new HttpBlobSource(t.url, () => [tokens.agent!]);
+    const wanted = [sha(files["f7.txt"]!), sha(files["big.bin"]!)];
+    const got: string[] = [];
+    for await (const { sha256, stream } of source.openMany(wanted)) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of stream) chunks.push(chunk as Buffer);
+      expect(sha(Buffer.concat(chunks))).toBe(sha256);
+      got.push(sha256);
+    }
+    expect(got).toEqual(wanted);
+
+    const manifest = (await (
+      await fetch(`${t.url}/api/v1/artifacts/${artifactDigest}/manifest`, {
+        headers: { authorization: `Bearer ${tokens.agent}` },
+      })
+    ).json()) as any;
+    const root = await mkdtemp(path.join(tmpdir(), "turnout-batch-host-"));
+    try {
+      const host = new LocalHostOps({ name: "h", root, fsyncs: false });
+      const id = hostReleaseId(artifactDigest);
+      const result = await host.stage(
+        { app: "shop", releaseId: id, manifest, shared: [], env: {}, timeoutMs: 10_000 },
+        source,
+        () => {},
+        new AbortController().signal,
+      );
+      expect(result.blobsFetched).toBe(31);
+      expect(await readFile(path.join(root, "shop", "releases", id, "f12.txt"), "utf8")).toBe(
+        files["f12.txt"],
+      );
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
