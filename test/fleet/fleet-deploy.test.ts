@@ -31,12 +31,23 @@ environments:
         mkdir -p dist
         cp VERSION dist/VERSION
         if [ -f BIG ]; then cp BIG dist/BIG; fi
+        if [ -d many ]; then cp -r many dist/many; fi
         echo "built $TURNOUT_SHA" > dist/BUILD
       artifact: dist
       restart: [sh, -c, 'echo restarted >> "$TURNOUT_RELEASE_DIR/../../restarts"']
       health: { command: [sh, -c, '! grep -q bad VERSION'], retries: 0, interval: 100ms }
       strategy: ${strategy}
 ${extra}`;
+
+/** 1,500 distinct 2 KiB files: staging them takes a few seconds on every host. */
+function manyFiles(seed: string): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (let i = 0; i < 1500; i++)
+    files[`many/${i % 30}/f${i}`] = `${seed}${i}`
+      .repeat(2048 / (seed.length + String(i).length) + 1)
+      .slice(0, 2048);
+  return files;
+}
 
 describe("fleet deploys through agents", () => {
   let t: TestTurnout;
@@ -174,7 +185,8 @@ describe("fleet deploys through agents", () => {
 
   it("an agent killed during download counts against the budget; the others proceed", async () => {
     await start("{ canary: 1, batch: 2, failure_limit: 1 }");
-    await t.repo.commit({ BIG: "y".repeat(30_000_000) }, "a big artifact");
+    // Many distinct files make staging last long enough to be caught in the middle.
+    await t.repo.commit(manyFiles("y"), "a large artifact");
     const res = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", {});
     const id = res.body.deploy.id;
     await until(
@@ -185,6 +197,7 @@ describe("fleet deploys through agents", () => {
     await agents[2]!.kill();
     const done = await t.waitForDeploy(id, 90_000);
     expect(done.status, await logOf(id)).toBe("succeeded");
+    expect(await logOf(id)).toContain("[web-3] staging failed");
     const steps = await hostsOf(id);
     expect(steps.find((h) => h.hostName === "web-3").step).toBe("depooled");
     expect(steps.filter((h) => h.hostName !== "web-3").every((h) => h.step === "healthy")).toBe(true);
@@ -192,7 +205,7 @@ describe("fleet deploys through agents", () => {
 
   it("an agent that reconnects during a deploy: the deploy carries on", async () => {
     await start("{ canary: 1, batch: 2 }");
-    await t.repo.commit({ BIG: "z".repeat(20_000_000) }, "a big artifact");
+    await t.repo.commit(manyFiles("z"), "a large artifact");
     const res = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", {});
     const id = res.body.deploy.id;
     await until(
@@ -323,19 +336,6 @@ describe("fleet deploys through agents", () => {
       "self-healed web-10",
     );
     await until(async () => (await drift()).length === 0, 10_000, "no drift after self-heal");
-  });
-});
-
-describe("uploaded artifacts", () => {
-  let t: TestTurnout;
-  let work: string;
-  let agents: AgentProcess[] = [];
-  afterEach(async () => {
-    for (const a of agents) await a.kill().catch(() => undefined);
-    await assertConsistent(agents.map((a) => a.root));
-    agents = [];
-    await t?.stop();
-    await rm(work, { recursive: true, force: true });
   });
 
   it("deploys a tar built elsewhere, without building", async () => {

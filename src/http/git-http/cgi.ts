@@ -100,7 +100,8 @@ function headerEnd(buffer: Buffer): { at: number; skip: number } | undefined {
   return undefined;
 }
 
-function parseCgiHeaders(text: string): { status: number; headers: Record<string, string> } {
+/** The `Status:` and other header lines a CGI program (git http-backend) prints before its body. */
+export function parseCgiHeaders(text: string): { status: number; headers: Record<string, string> } {
   let status = 200;
   const headers: Record<string, string> = {};
   for (const line of text.split(/\r?\n/)) {
