@@ -95,6 +95,11 @@ export interface HostAppInventory {
   slots: Record<string, string>;
 }
 
+/** A host with what it holds, as the hosts API shows it. */
+export interface HostWithApps extends Host {
+  apps: HostAppInventory[];
+}
+
 /** Per-host progress of one fleet deploy. */
 export const HOST_STEPS = [
   "pending",

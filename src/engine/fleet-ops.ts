@@ -116,7 +116,7 @@ export class FleetOps {
       env: target.environment.name,
       limit: 1,
     });
-    if (!latest || latest.status !== "failed") return undefined;
+    if (latest?.status !== "failed") return undefined;
     const switched = (await this.store.fleet.deployHosts(latest.id)).some((h) => h.switched);
     if (!switched) return undefined;
     return (await this.store.releases.current(target.app.name, target.environment.name)) ?? undefined;

@@ -1,4 +1,4 @@
-import { type Kysely, sql, type Transaction } from "kysely";
+import type { Kysely, Transaction } from "kysely";
 import type { Components, Deploy, DeployStatus, FailureCode, Trigger } from "../domain/deploy.js";
 import { notFound, TurnoutError } from "../domain/errors.js";
 import type { Lock } from "../domain/lock.js";

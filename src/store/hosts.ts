@@ -1,6 +1,6 @@
 import type { Kysely, Selectable } from "kysely";
 import { TurnoutError } from "../domain/errors.js";
-import type { Host, HostAppInventory, HostKind, PoolState } from "../domain/fleet.js";
+import type { HostAppInventory, HostKind, HostWithApps, PoolState } from "../domain/fleet.js";
 import type { Principal } from "../domain/roles.js";
 import type { Capabilities } from "./capabilities.js";
 import { fromJson, nowIso, toJson } from "./rows.js";
@@ -8,10 +8,9 @@ import type { HostAppsTable, HostsTable, Schema } from "./schema.js";
 import { hashToken } from "./tokens.js";
 
 /** A host with what it last reported holding, per app (sorted by app). */
-export interface HostRecord extends Host {
+export interface HostRecord extends HostWithApps {
   /** Which server process holds the agent's connection (null: none, or an SSH host). */
   connectedTo: string | null;
-  apps: HostAppInventory[];
 }
 
 /**

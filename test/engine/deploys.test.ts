@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { BACKENDS } from "../helpers/databases.js";
-import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
+import { stagingScript, startTurnout, type TestTurnout } from "../helpers/turnout.js";
 import { isAlive as alive, until } from "../helpers/wait.js";
 
 async function logOf(t: TestTurnout, id: number): Promise<string> {
@@ -37,16 +37,11 @@ describe.each(BACKENDS)("deploys through the engine on %s", (backend) => {
     t = await startTurnout({
       backend,
       concurrency: 4,
-      manifest: `repo: "{repo}"
-environments:
-  staging:
-    deploy:
-      provider: shell
-      script: |
-        echo "start $TURNOUT_DEPLOY_NUMBER" >> ${trace}
-        sleep 0.02
-        echo "end $TURNOUT_DEPLOY_NUMBER" >> ${trace}
-`,
+      manifest: stagingScript(`
+echo "start $TURNOUT_DEPLOY_NUMBER" >> ${trace}
+sleep 0.02
+echo "end $TURNOUT_DEPLOY_NUMBER" >> ${trace}
+`),
     });
     const responses = await Promise.all(
       Array.from({ length: 50 }, () => t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {})),
@@ -125,17 +120,12 @@ environments:
   it("cancels a running deploy by stopping its whole process group", async () => {
     const pidFile = path.join(tmpdir(), `turnout-child-${Date.now()}`);
     t = await startTurnout({
-      manifest: `repo: "{repo}"
-environments:
-  staging:
-    deploy:
-      provider: shell
-      script: |
-        sleep 60 &
-        echo $! > ${pidFile}
-        echo "started"
-        wait
-`,
+      manifest: stagingScript(`
+sleep 60 &
+echo $! > ${pidFile}
+echo "started"
+wait
+`),
     });
     const res = await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {});
     const id = res.body.deploy.id;
@@ -260,15 +250,10 @@ environments:
 
   it("stores output while the command still runs (flushed within a second)", async () => {
     t = await startTurnout({
-      manifest: `repo: "{repo}"
-environments:
-  staging:
-    deploy:
-      provider: shell
-      script: |
-        echo "early line"
-        sleep 5
-`,
+      manifest: stagingScript(`
+echo "early line"
+sleep 5
+`),
     });
     const id = (await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {})).body.deploy.id;
     await until(async () => (await logOf(t, id)).includes("early line"), 3000);

@@ -70,6 +70,15 @@ environments:
       timeout: 2m
 `;
 
+/** A manifest for `shop` whose only environment, `staging`, runs `script` (one command per line). */
+export function stagingScript(script: string): string {
+  const lines = script
+    .trim()
+    .split("\n")
+    .map((line) => `        ${line}`);
+  return `repo: "{repo}"\nenvironments:\n  staging:\n    deploy:\n      provider: shell\n      script: |\n${lines.join("\n")}\n`;
+}
+
 export async function startTurnout(options: TestTurnoutOptions = {}): Promise<TestTurnout> {
   const root = await mkdtemp(path.join(tmpdir(), "turnout-test-"));
   const dataDir = path.join(root, "data");

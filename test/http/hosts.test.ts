@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { AGENT_CONNECT_PATH, PROTOCOL_VERSION } from "../../src/agent/protocol.js";
+import type { HostJson } from "../../src/cli/commands/hosts.js";
 import { hostsTable } from "../../src/cli/commands/hosts.js";
 import type { AgentChange } from "../../src/providers/fleet/agent-hub.js";
 import { AgentHub } from "../../src/providers/fleet/agent-hub.js";
@@ -358,12 +359,12 @@ describe("hosts API", () => {
 describe("hostsTable", () => {
   const base = {
     id: 1,
-    kind: "agent",
+    kind: "agent" as const,
     address: null,
-    poolState: "pooled",
+    poolState: "pooled" as const,
     labels: { role: "web", env: "prod" },
   };
-  const hosts = [
+  const hosts: HostJson[] = [
     {
       ...base,
       name: "web-1",
@@ -378,7 +379,7 @@ describe("hostsTable", () => {
       ...base,
       name: "web-2",
       labels: {},
-      poolState: "depooled",
+      poolState: "depooled" as const,
       connected: false,
       lastSeenAt: null,
       apps: [],

@@ -1,21 +1,12 @@
 import type { Command } from "commander";
+import type { HostWithApps } from "../../domain/fleet.js";
 import { parseName } from "../args.js";
 import { clientFor, envPath, printJson, println } from "../context.js";
 import { formatDate, table } from "../output.js";
 import type { Kit } from "../program.js";
 
 /** GET /api/v1/hosts, as the CLI reads it. */
-export interface HostJson {
-  id: number;
-  name: string;
-  kind: string;
-  labels: Record<string, string>;
-  address: string | null;
-  poolState: string;
-  connected: boolean;
-  lastSeenAt: string | null;
-  apps: { app: string; current: string | null; slots: Record<string, string>; releases: string[] }[];
-}
+export type HostJson = HostWithApps;
 
 interface Column {
   header: string;

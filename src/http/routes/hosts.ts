@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { assertHostName } from "../../agent/protocol.js";
 import { notFound } from "../../domain/errors.js";
+import type { HostWithApps } from "../../domain/fleet.js";
 import { authorize, type Principal } from "../../domain/roles.js";
 import type { HostRecord } from "../../store/hosts.js";
 import { principalOf } from "../auth.js";
@@ -10,17 +11,7 @@ import type { HttpDeps } from "../deps.js";
 
 const hostParams = z.object({ name: z.string().describe("host name") });
 
-export interface HostJson {
-  id: number;
-  name: string;
-  kind: string;
-  labels: Record<string, string>;
-  address: string | null;
-  poolState: string;
-  connected: boolean;
-  lastSeenAt: string | null;
-  apps: { app: string; current: string | null; slots: Record<string, string>; releases: string[] }[];
-}
+export type HostJson = HostWithApps;
 
 /**
  * Fleet hosts: labels, connection and pool state, and what each holds per

@@ -1,6 +1,7 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
+import type { AppConfig } from "../../domain/app-config.js";
 import { TurnoutError } from "../../domain/errors.js";
 import type { HttpDeps } from "../deps.js";
 import { deliver } from "../webhooks/deliver.js";
@@ -10,6 +11,7 @@ import {
   gitlabRepository,
   parsePayload,
   pushSummary,
+  type RepositoryIdentity,
   rawBodyOf,
   tryParsePayload,
 } from "../webhooks/payload.js";
@@ -58,17 +60,13 @@ export async function registerWebhookRoutes(app: FastifyInstance, deps: HttpDeps
           ),
         },
         async (request, reply) => {
-          const raw = rawBodyOf(request.body);
-          const contentType = request.headers["content-type"];
-          const named = request.query.app !== undefined;
-          const candidates = candidateApps(deps.engine.config(), request.query.app, () =>
-            githubRepository(parsePayload(raw, contentType)),
+          const { raw, contentType, apps } = verifiedHook(
+            deps,
+            request,
+            githubRepository,
+            "X-Hub-Signature-256",
+            hmacOf,
           );
-          const apps = verifiedApps(candidates, named, {
-            header: "X-Hub-Signature-256",
-            presented: headerOf(request, "x-hub-signature-256"),
-            matches: (secret, presented) => hmacSha256Matches(secret, raw, presented),
-          });
           const event = requiredToken(request, "X-GitHub-Event");
           if (event === "ping") return { ok: true, event: "ping" };
           if (event !== "push") return reply.code(202).send({ ignored: event });
@@ -94,17 +92,13 @@ export async function registerWebhookRoutes(app: FastifyInstance, deps: HttpDeps
           ),
         },
         async (request, reply) => {
-          const raw = rawBodyOf(request.body);
-          const contentType = request.headers["content-type"];
-          const named = request.query.app !== undefined;
-          const candidates = candidateApps(deps.engine.config(), request.query.app, () =>
-            gitlabRepository(parsePayload(raw, contentType)),
+          const { raw, contentType, apps } = verifiedHook(
+            deps,
+            request,
+            gitlabRepository,
+            "X-Gitlab-Token",
+            () => tokenMatches,
           );
-          const apps = verifiedApps(candidates, named, {
-            header: "X-Gitlab-Token",
-            presented: headerOf(request, "x-gitlab-token"),
-            matches: tokenMatches,
-          });
           const event = requiredToken(request, "X-Gitlab-Event");
           if (!GITLAB_PUSH_EVENTS.has(event)) return reply.code(202).send({ ignored: event });
           // The event UUID is shared by the hooks of one event (deliveries are scoped per app);
@@ -137,13 +131,7 @@ export async function registerWebhookRoutes(app: FastifyInstance, deps: HttpDeps
           if (request.query.app === undefined) {
             throw new TurnoutError("E_BAD_REQUEST", "name the app: POST /api/v1/webhooks/generic?app=NAME");
           }
-          const raw = rawBodyOf(request.body);
-          const candidates = candidateApps(deps.engine.config(), request.query.app, () => ({ urls: [] }));
-          const apps = verifiedApps(candidates, true, {
-            header: "X-Turnout-Signature",
-            presented: headerOf(request, "x-turnout-signature"),
-            matches: (secret, presented) => hmacSha256Matches(secret, raw, presented),
-          });
+          const { apps } = verifiedHook(deps, request, () => ({ urls: [] }), "X-Turnout-Signature", hmacOf);
           const id = requiredToken(request, "X-Turnout-Delivery");
           const outcome = await deliver(deps, request.log, {
             provider: "generic",
@@ -157,4 +145,33 @@ export async function registerWebhookRoutes(app: FastifyInstance, deps: HttpDeps
     },
     { prefix: "/api/v1/webhooks" },
   );
+}
+
+/** HMAC-SHA256 of the exact bytes received, compared with the presented `sha256=<hex>`. */
+const hmacOf = (raw: Buffer) => (secret: string, presented: string) =>
+  hmacSha256Matches(secret, raw, presented);
+
+/**
+ * The common head of every webhook: the raw body, the candidate apps (named
+ * by `?app=` or matched by the payload's repository), and those whose secret
+ * verifies the request's credential header. Refuses (401) when none does.
+ */
+function verifiedHook(
+  deps: HttpDeps,
+  request: FastifyRequest & { query: { app?: string | undefined } },
+  repositoryOf: (payload: unknown) => RepositoryIdentity,
+  header: string,
+  matchesFor: (raw: Buffer) => (secret: string, presented: string) => boolean,
+): { raw: Buffer; contentType: string | undefined; apps: AppConfig[] } {
+  const raw = rawBodyOf(request.body);
+  const contentType = request.headers["content-type"];
+  const candidates = candidateApps(deps.engine.config(), request.query.app, () =>
+    repositoryOf(parsePayload(raw, contentType)),
+  );
+  const apps = verifiedApps(candidates, request.query.app !== undefined, {
+    header,
+    presented: headerOf(request, header),
+    matches: matchesFor(raw),
+  });
+  return { raw, contentType, apps };
 }
