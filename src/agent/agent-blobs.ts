@@ -1,6 +1,5 @@
-import { Readable } from "node:stream";
+import { PassThrough, Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
-import { extract } from "tar-stream";
 import { isSha256 } from "../domain/artifact.js";
 import { TurnoutError } from "../domain/errors.js";
 import type { BlobSource } from "../providers/fleet/host-ops.js";
@@ -8,7 +7,7 @@ import type { BlobSource } from "../providers/fleet/host-ops.js";
 /**
  * The agent's BlobSource: `GET {server}/api/v1/blobs/<sha256>` with the
  * agent's own token, the body streamed (never buffered) into the host's
- * cache, or many at once as one tar (`openMany`, POST /api/v1/blobs/batch).
+ * cache, or many at once back to back (`openConcatenated`, POST /api/v1/blobs/batch).
  * The host verifies each blob's digest itself; the server is trusted for
  * availability, not for content.
  */
@@ -33,11 +32,11 @@ export class HttpBlobSource implements BlobSource {
   }
 
   /**
-   * `POST {server}/api/v1/blobs/batch {digests}`: one tar stream with an
-   * entry per blob, named by its digest. Each entry is yielded as it arrives;
-   * anything not asked for, asked for twice, or missing at the end is an error.
+   * `POST {server}/api/v1/blobs/batch {digests}`: the blobs' bytes back to
+   * back, in the order asked. The host splits and verifies them by the
+   * manifest's sizes and digests; a stream that breaks off is E_UNAVAILABLE.
    */
-  async *openMany(digests: string[]): AsyncGenerator<{ sha256: string; stream: Readable }> {
+  async openConcatenated(digests: string[]): Promise<Readable> {
     for (const sha256 of digests) {
       if (!isSha256(sha256))
         throw new TurnoutError("E_VALIDATION", `not a blob digest: ${JSON.stringify(sha256)}`);
@@ -49,38 +48,11 @@ export class HttpBlobSource implements BlobSource {
       what,
     );
     const body = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
-    const entries = extract();
-    const fail = (error: Error) => entries.destroy(error);
-    body.on("error", fail);
-    body.pipe(entries as unknown as NodeJS.WritableStream);
-    const pending = new Set(digests);
-    try {
-      for await (const entry of entries) {
-        const { name, type } = entry.header;
-        if (type !== "file" || !pending.delete(name)) {
-          throw new TurnoutError(
-            "E_VALIDATION",
-            `the blob batch holds ${JSON.stringify(name)} (${type}), which was not asked for`,
-          );
-        }
-        yield { sha256: name, stream: entry as unknown as Readable };
-      }
-    } catch (error) {
-      throw asBatchError(error, what);
-    } finally {
-      body.off("error", fail);
-      body.unpipe();
-      body.destroy();
-      // Ended early (a consumer's error): whatever the parser says now has no one to hear it.
-      entries.on("error", () => undefined);
-      entries.destroy();
-    }
-    if (pending.size > 0) {
-      throw new TurnoutError(
-        "E_UNAVAILABLE",
-        `the blob batch ended without ${pending.size} of its ${digests.length} blobs`,
-      );
-    }
+    // undici's words for a cut-short body become E_UNAVAILABLE; a consumer that stops early ends the request.
+    const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+    body.on("error", (error) => out.destroy(asStreamError(error, what) as Error));
+    out.on("close", () => body.destroy());
+    return body.pipe(out);
   }
 
   /** One request with the token that works: the one that worked last first, then the others on 401. */
@@ -122,18 +94,10 @@ export class HttpBlobSource implements BlobSource {
   }
 }
 
-/** tar-stream's words for a cut-short or malformed stream become "unavailable", ours stay as they are. */
-function asBatchError(error: unknown, what: string): unknown {
+/** A body cut short (the server went away, the connection reset) is "unavailable"; ours stay as they are. */
+function asStreamError(error: unknown, what: string): unknown {
   if (error instanceof TurnoutError) return error;
-  const { code, message } = error as NodeJS.ErrnoException;
-  if (
-    code === "STREAM_DESTROYED" ||
-    /Invalid header|Unexpected end of data|Invalid tar header/i.test(message ?? "")
-  )
-    return new TurnoutError("E_UNAVAILABLE", `${what}: the batch stream broke off (${message})`);
-  if (typeof code === "string" || error instanceof TypeError)
-    return new TurnoutError("E_UNAVAILABLE", `${what}: ${causeOf(error)}`);
-  return error;
+  return new TurnoutError("E_UNAVAILABLE", `${what}: the stream broke off (${causeOf(error)})`);
 }
 
 async function errorMessage(response: Response): Promise<string> {

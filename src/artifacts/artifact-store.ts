@@ -148,6 +148,11 @@ export class ArtifactStore {
     return this.blobs.open(sha256);
   }
 
+  /** The blobs back to back (see BlobDir.openConcatenated); E_NOT_FOUND before any byte when one is missing. */
+  openConcatenated(digests: readonly string[]): { stream: Readable; size: number } {
+    return this.blobs.openConcatenated(digests);
+  }
+
   blobPath(sha256: string): string {
     return this.blobs.blobPath(sha256);
   }

@@ -3,7 +3,6 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import tar from "tar-stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { assertHostConsistent, LocalHostOps } from "../../src/agent/host-layout/index.js";
 import {
@@ -36,8 +35,9 @@ function artifact(count: number) {
 }
 
 /**
- * Serves batches as a real tar stream through tar-stream (as HttpBlobSource
- * does), counts requests; `corrupt` changes one blob's bytes (same size).
+ * Serves batches back to back (as the server's /blobs/batch does), in chunks
+ * that do not line up with blob boundaries, counts requests; `corrupt`
+ * changes one blob's bytes (same size).
  */
 class BatchSource implements BlobSource {
   readonly requests: string[][] = [];
@@ -50,19 +50,17 @@ class BatchSource implements BlobSource {
     this.opened.push(digest);
     return Readable.from([this.blobs.get(digest)!]);
   }
-  async *openMany(digests: string[]): AsyncGenerator<{ sha256: string; stream: Readable }> {
+  async openConcatenated(digests: string[]): Promise<Readable> {
     this.requests.push(digests);
-    const pack = tar.pack();
-    for (const digest of digests) {
-      let data = this.blobs.get(digest)!;
-      if (digest === this.corrupt) data = Buffer.from(data.toString().toUpperCase());
-      pack.entry({ name: digest, size: data.length }, data);
-    }
-    pack.finalize();
-    const extract = tar.extract();
-    pack.pipe(extract, () => {});
-    for await (const entry of extract)
-      yield { sha256: entry.header.name, stream: entry as unknown as Readable };
+    const all = Buffer.concat(
+      digests.map((digest) => {
+        const data = this.blobs.get(digest)!;
+        return digest === this.corrupt ? Buffer.from(data.toString().toUpperCase()) : data;
+      }),
+    );
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < all.length; at += 77) chunks.push(all.subarray(at, at + 77));
+    return Readable.from(chunks);
   }
 }
 
@@ -96,7 +94,7 @@ afterEach(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-describe("batched blob fetching (BlobSource.openMany)", () => {
+describe("batched blob fetching (BlobSource.openConcatenated)", () => {
   it("stages 3,000 small blobs in a handful of requests, none per blob", async () => {
     const a = artifact(3000);
     const source = new BatchSource(a.blobs);
@@ -134,31 +132,57 @@ describe("batched blob fetching (BlobSource.openMany)", () => {
     expect(await readdir(join(root, "web", "releases")).catch(() => [])).toEqual([]);
   });
 
-  it("a blob that was not asked for, or one missing from the batch, fails staging", async () => {
+  it("a stream longer or shorter than the blobs asked for fails staging, naming nothing", async () => {
     const a = artifact(10);
-    const keys = [...a.blobs.keys()];
-    const extra: BlobSource = {
-      open: async () => {
-        throw new Error("not used");
-      },
-      async *openMany(digests) {
-        yield { sha256: digests[0]!, stream: Readable.from([a.blobs.get(digests[0]!)!]) };
-        yield { sha256: digests[0]!, stream: Readable.from([a.blobs.get(digests[0]!)!]) };
-      },
+    const bytes = (digests: string[]) => Buffer.concat(digests.map((d) => a.blobs.get(d)!));
+    const unused = async (): Promise<Readable> => {
+      throw new Error("not used");
     };
-    await expect(host.stage(spec(a), extra, () => {}, live())).rejects.toMatchObject({
+    const long: BlobSource = {
+      open: unused,
+      openConcatenated: async (digests) => Readable.from([bytes(digests), Buffer.from("x")]),
+    };
+    await expect(host.stage(spec(a), long, () => {}, live())).rejects.toMatchObject({
       code: "E_VALIDATION",
+      message: expect.stringContaining("more bytes than the manifest says"),
     });
     const short: BlobSource = {
-      open: extra.open,
-      async *openMany(digests) {
-        for (const d of digests.slice(1)) yield { sha256: d, stream: Readable.from([a.blobs.get(d)!]) };
-      },
+      open: unused,
+      openConcatenated: async (digests) => Readable.from([bytes(digests.slice(1))]),
     };
     await expect(host.stage(spec(a), short, () => {}, live())).rejects.toMatchObject({
-      code: "E_UNAVAILABLE",
+      code: expect.stringMatching(/E_UNAVAILABLE|E_VALIDATION/),
+    });
+    const cut: BlobSource = {
+      open: unused,
+      openConcatenated: async (digests) => Readable.from([bytes(digests).subarray(0, 30)]),
+    };
+    await expect(host.stage(spec(a), cut, () => {}, live())).rejects.toMatchObject({
+      code: expect.stringMatching(/E_UNAVAILABLE|E_VALIDATION/),
     });
     expect(await cacheEntries()).toEqual([]);
-    expect(keys.length).toBe(10);
+  });
+
+  it("empty blobs take no bytes of the stream", async () => {
+    const empty = Buffer.alloc(0);
+    const full = Buffer.from("content\n");
+    const entries: ArtifactEntry[] = [
+      { path: "a-empty", type: "file", mode: 0o644, size: 0, sha256: sha(empty) },
+      { path: "b-full", type: "file", mode: 0o644, size: full.length, sha256: sha(full) },
+    ];
+    const manifest: ArtifactManifest = { version: 1, entries };
+    const a = {
+      manifest,
+      blobs: new Map([
+        [sha(empty), empty],
+        [sha(full), full],
+      ]),
+      id: hostReleaseId(manifestDigest(manifest)),
+    };
+    const result = await host.stage(spec(a), new BatchSource(a.blobs), () => {}, live());
+    expect(result.blobsFetched).toBe(2);
+    const release = join(root, "web", "releases", a.id);
+    expect(await readFile(join(release, "a-empty"), "utf8")).toBe("");
+    expect(await readFile(join(release, "b-full"), "utf8")).toBe("content\n");
   });
 });

@@ -2,8 +2,6 @@ import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Readable } from "node:stream";
-import tar from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HttpBlobSource } from "../../src/agent/agent-blobs.js";
 import { LocalHostOps } from "../../src/agent/host-layout/index.js";
@@ -51,30 +49,16 @@ const batch = (body: unknown, token = tokens.agent!) =>
     body: JSON.stringify(body),
   });
 
-async function untar(res: Response): Promise<{ name: string; size: number; data: Buffer }[]> {
-  const out: { name: string; size: number; data: Buffer }[] = [];
-  const extract = tar.extract();
-  Readable.fromWeb(res.body as any).pipe(extract as unknown as NodeJS.WritableStream);
-  for await (const entry of extract) {
-    const chunks: Buffer[] = [];
-    for await (const chunk of entry) chunks.push(chunk as Buffer);
-    out.push({ name: entry.header.name, size: entry.header.size ?? -1, data: Buffer.concat(chunks) });
-  }
-  return out;
-}
-
 describe("POST /api/v1/blobs/batch", () => {
-  it("streams the asked blobs as one tar, in order, named by digest (agent token)", async () => {
-    const wanted = ["big.bin", "f3.txt", "f0.txt", "f29.txt"].map((f) => sha(files[f]!));
+  it("streams the asked blobs back to back, in order, with their total length (agent token)", async () => {
+    const names = ["big.bin", "f3.txt", "f0.txt", "f29.txt", "f3.txt"];
+    const wanted = names.map((f) => sha(files[f]!));
     const res = await batch({ digests: wanted });
     expect(res.status).toBe(200);
-    expect(res.headers.get("content-type")).toBe("application/x-tar");
-    const entries = await untar(res);
-    expect(entries.map((e) => e.name)).toEqual(wanted);
-    for (const [i, name] of ["big.bin", "f3.txt", "f0.txt", "f29.txt"].entries()) {
-      expect(entries[i]!.data.equals(Buffer.from(files[name]!))).toBe(true);
-      expect(entries[i]!.size).toBe(Buffer.byteLength(files[name]!));
-    }
+    expect(res.headers.get("content-type")).toBe("application/octet-stream");
+    const expected = Buffer.concat(names.map((f) => Buffer.from(files[f]!)));
+    expect(Number(res.headers.get("content-length"))).toBe(expected.length);
+    expect(Buffer.from(await res.arrayBuffer()).equals(expected)).toBe(true);
   });
 
   it("refuses viewers (403), bad digests (400), unknown blobs (404) and empty or oversize lists (400)", async () => {
@@ -90,17 +74,15 @@ describe("POST /api/v1/blobs/batch", () => {
     expect(((await unknown.json()) as any).error.code).toBe("E_NOT_FOUND");
   });
 
-  it("feeds HttpBlobSource.openMany and a host's staging end to end", async () => {
+  it("feeds HttpBlobSource.openConcatenated and a host's staging end to end", async () => {
     const source = new HttpBlobSource(t.url, () => [tokens.agent!]);
     const wanted = [sha(files["f7.txt"]!), sha(files["big.bin"]!)];
-    const got: string[] = [];
-    for await (const { sha256, stream } of source.openMany(wanted)) {
-      const chunks: Buffer[] = [];
-      for await (const chunk of stream) chunks.push(chunk as Buffer);
-      expect(sha(Buffer.concat(chunks))).toBe(sha256);
-      got.push(sha256);
-    }
-    expect(got).toEqual(wanted);
+    const chunks: Buffer[] = [];
+    for await (const chunk of await source.openConcatenated(wanted)) chunks.push(chunk as Buffer);
+    expect(Buffer.concat(chunks).equals(Buffer.from(files["f7.txt"]! + files["big.bin"]!))).toBe(true);
+    await expect(source.openConcatenated([sha("never stored")])).rejects.toMatchObject({
+      code: "E_NOT_FOUND",
+    });
 
     const manifest = (await (
       await fetch(`${t.url}/api/v1/artifacts/${artifactDigest}/manifest`, {

@@ -1,22 +1,13 @@
 import { createHash } from "node:crypto";
-import {
-  chmod,
-  constants,
-  copyFile,
-  type FileHandle,
-  lstat,
-  mkdir,
-  open,
-  readdir,
-  rename,
-  rm,
-} from "node:fs/promises";
+import { closeSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { chmod, constants, copyFile, lstat, mkdir, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { isSha256 } from "../../domain/artifact.js";
 import { TurnoutError } from "../../domain/errors.js";
+import { flushFilesystem } from "../../fs/flush-filesystem.js";
 import type { BlobSource } from "../../providers/fleet/host-ops.js";
-import { ensureRealDir, errorCode, fsyncPath, nonce, raceAbort } from "./fs-util.js";
+import { ensureRealDir, errorCode, fsyncPath, mapLimit, nonce, raceAbort } from "./fs-util.js";
 
 /**
  * The host's blob cache: `<dir>/<aa>/<sha256>` holds a blob's bytes, verified
@@ -38,13 +29,23 @@ export function cachedFileMode(entryMode: number): number {
   return entryMode & FILE_MODE_MASK;
 }
 
-/** fsyncs in flight at once when a batch of blobs is made durable. */
+/** fsyncs in flight at once where the filesystem cannot be flushed in one call. */
 const SYNC_CONCURRENCY = 32;
+
+/** One request for the blobs of a release: at most this many blobs or bytes, this many requests at once. */
+const BATCH_BLOBS = 1000;
+const BATCH_BYTES = 128 * 1024 * 1024;
+const BATCHES_IN_FLIGHT = 2;
 
 interface Received {
   sha256: string;
   tmp: string;
   bytes: number;
+}
+
+interface Wanted {
+  sha256: string;
+  size: number;
 }
 
 async function eachLimit<T>(
@@ -66,8 +67,85 @@ async function eachLimit<T>(
   if (failure) throw failure.error;
 }
 
+/** Consecutive runs of `files` within the batch limits (a blob larger than the byte limit goes alone). */
+export function blobBatches<T extends { size: number }>(files: readonly T[]): T[][] {
+  const batches: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const file of files) {
+    if (current.length > 0 && (current.length >= BATCH_BLOBS || bytes + file.size > BATCH_BYTES)) {
+      batches.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(file);
+    bytes += file.size;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}
+
+/** The blobs' bytes back to back: the source's own exchange, or one `open` after another. */
+function concatenated(source: BlobSource, digests: string[]): Promise<Readable> {
+  return source.openConcatenated
+    ? source.openConcatenated(digests)
+    : Promise.resolve(oneByOne(source, digests));
+}
+
+/**
+ * `open` after `open` as one stream. Destroying it destroys the blob being
+ * read, so an abort lands even while a source has stopped sending.
+ */
+function oneByOne(source: BlobSource, digests: readonly string[]): Readable {
+  let index = 0;
+  let current: Readable | undefined;
+  let opening = false;
+  const next = async () => {
+    if (index >= digests.length) {
+      out.push(null);
+      return;
+    }
+    opening = true;
+    try {
+      const stream = await source.open(digests[index++]!);
+      if (out.destroyed) {
+        stream.destroy();
+        return;
+      }
+      current = stream;
+      stream.on("data", (chunk: Buffer) => {
+        if (!out.push(chunk)) stream.pause();
+      });
+      stream.once("end", () => {
+        current = undefined;
+        void next();
+      });
+      stream.once("error", (error) => out.destroy(error));
+    } catch (error) {
+      out.destroy(error as Error);
+    } finally {
+      opening = false;
+    }
+  };
+  const out = new Readable({
+    read() {
+      if (current) current.resume();
+      else if (!opening) void next();
+    },
+    destroy(error, callback) {
+      current?.destroy();
+      current = undefined;
+      callback(error);
+    },
+  });
+  return out;
+}
+
 export class BlobCache {
   private readonly tmpDir: string;
+  /** Shard directories known to exist (made once, not per blob). */
+  private readonly shards = new Set<string>();
+  private temps = 0;
 
   constructor(
     readonly dir: string,
@@ -85,11 +163,12 @@ export class BlobCache {
   /**
    * Whether a usable copy is there. The size is checked (cheap, and catches a
    * truncated file); the content is trusted, as it was verified on the way in
-   * and is read-only since.
+   * and is read-only since. Synchronous: a release asks this of thousands of
+   * blobs, and an lstat costs less than a trip through the thread pool.
    */
-  async has(sha256: string, size: number, mode = 0o444): Promise<boolean> {
+  has(sha256: string, size: number, mode = 0o444): boolean {
     try {
-      const stat = await lstat(this.path(sha256, mode));
+      const stat = lstatSync(this.path(sha256, mode));
       return stat.isFile() && stat.size === size;
     } catch (error) {
       if (errorCode(error) === "ENOENT") return false;
@@ -98,110 +177,131 @@ export class BlobCache {
   }
 
   /**
-   * Downloads one blob into a temp file while hashing it, and gives it its
-   * name only when digest and size match. Returns the bytes written.
+   * Downloads `files` (distinct digests) in a few exchanges, writes each
+   * blob to a temp file while hashing it, and names none of them before all
+   * arrived and matched their digest and size. Then the data is made durable
+   * before the names, and the names before this returns (see commit). On
+   * any failure every temp file is removed and nothing is named. Returns the
+   * bytes written.
    */
-  async fetch(sha256: string, size: number, source: BlobSource, signal: AbortSignal): Promise<number> {
-    this.path(sha256); // validates the digest before anything is opened
-    await ensureRealDir(this.tmpDir);
-    const opening = source.open(sha256);
-    const stream = await raceAbort(opening, signal).catch((error: unknown) => {
-      // Aborted before the source answered: close whatever it hands over later.
-      opening.then(
-        (late) => late.destroy(),
-        () => undefined,
-      );
-      throw error;
-    });
-    const received = await this.receive(sha256, size, stream, signal);
-    await this.commit([received], signal);
-    return received.bytes;
-  }
-
-  /**
-   * Many blobs from one `openMany` exchange, each written and verified as
-   * `fetch` does; none is named before all of them arrived and matched, and
-   * then their data is synced (together) before their renames, and each
-   * shard directory once after. On any failure every temp file is removed
-   * and no blob of the batch is named. Returns the bytes written.
-   */
-  async fetchMany(
-    files: readonly { sha256: string; size: number }[],
-    source: Required<Pick<BlobSource, "openMany">>,
-    signal: AbortSignal,
-  ): Promise<number> {
-    const sizes = new Map<string, number>();
-    for (const file of files) {
-      this.path(file.sha256); // validates the digest
-      sizes.set(file.sha256, file.size);
-    }
+  async fetchAll(files: readonly Wanted[], source: BlobSource, signal: AbortSignal): Promise<number> {
+    for (const file of files) this.path(file.sha256); // validates every digest before anything is asked
+    if (files.length === 0) return 0;
     await ensureRealDir(this.tmpDir);
     const received: Received[] = [];
     try {
-      signal.throwIfAborted();
-      for await (const { sha256, stream } of source.openMany([...sizes.keys()])) {
-        const size = sizes.get(sha256);
-        if (size === undefined) {
-          stream.destroy();
-          throw new TurnoutError("E_VALIDATION", `blob ${sha256} was not asked for (or came twice)`, {
-            sha256,
+      await mapLimit(
+        blobBatches(files),
+        BATCHES_IN_FLIGHT,
+        async (batch, inner) => {
+          const opening = concatenated(
+            source,
+            batch.map((f) => f.sha256),
+          );
+          const stream = await raceAbort(opening, inner).catch((error: unknown) => {
+            // Aborted before the source answered: close whatever it hands over later.
+            opening.then(
+              (late) => late.destroy(),
+              () => undefined,
+            );
+            throw error;
           });
-        }
-        sizes.delete(sha256);
-        received.push(await this.receive(sha256, size, stream, signal));
-      }
-      signal.throwIfAborted();
-      if (sizes.size > 0) {
-        throw new TurnoutError("E_UNAVAILABLE", `${sizes.size} blobs of a batch did not arrive`);
-      }
+          await this.receive(batch, stream, received, inner);
+        },
+        signal,
+      );
       await this.commit(received, signal);
     } catch (error) {
-      await Promise.all(received.map((r) => rm(r.tmp, { force: true })));
+      for (const r of received) rmSync(r.tmp, { force: true });
       throw error;
     }
     return received.reduce((sum, r) => sum + r.bytes, 0);
   }
 
   /**
-   * Writes `stream` to a new temp file while hashing and counting it; resolves
-   * only when digest and size match (the temp file is removed otherwise).
-   * Reads the stream to its end (a batch's next blob follows it).
+   * Splits `stream` into `files` by their sizes, each into a new temp file
+   * (read-only from birth: the descriptor that writes it is the only one),
+   * hashed on the way; a blob joins `received` only when digest and size
+   * match. Writes are synchronous: they go to the page cache, and thousands
+   * of small files cost far less that way than through the thread pool.
    */
   private async receive(
-    sha256: string,
-    size: number,
+    files: readonly Wanted[],
     stream: Readable,
+    received: Received[],
     signal: AbortSignal,
-  ): Promise<Received> {
-    const tmp = join(this.tmpDir, `${sha256}.${nonce()}`);
-    const hash = createHash("sha256");
-    let bytes = 0;
-    const mismatch = (why: string) =>
+  ): Promise<void> {
+    const mismatch = (sha256: string, why: string) =>
       new TurnoutError("E_VALIDATION", `blob ${sha256} does not match its digest (${why})`, { sha256 });
     const onAbort = () => stream.destroy(signal.reason as Error);
-    let handle: FileHandle | undefined;
+    let index = 0;
+    let fd = -1;
+    let tmp = "";
+    let written = 0;
+    let hash = createHash("sha256");
+    const begin = (file: Wanted) => {
+      tmp = join(this.tmpDir, `${file.sha256}.${process.pid}-${++this.temps}`);
+      fd = openSync(tmp, "wx", 0o444);
+      hash = createHash("sha256");
+      written = 0;
+    };
+    const finish = (file: Wanted) => {
+      closeSync(fd);
+      fd = -1;
+      const entry = { sha256: file.sha256, tmp, bytes: written };
+      const digest = hash.digest("hex");
+      if (digest !== file.sha256) {
+        rmSync(tmp, { force: true });
+        throw mismatch(file.sha256, `got ${digest.slice(0, 12)}…`);
+      }
+      received.push(entry);
+      index++;
+    };
+    // Empty blobs take no bytes of the stream: they are done as soon as their turn comes.
+    const skipEmpty = () => {
+      while (index < files.length && files[index]!.size === 0) {
+        begin(files[index]!);
+        finish(files[index]!);
+      }
+    };
     try {
       signal.throwIfAborted();
       signal.addEventListener("abort", onAbort, { once: true });
-      handle = await open(tmp, "wx", 0o600);
+      skipEmpty();
       for await (const chunk of stream as AsyncIterable<Buffer>) {
-        bytes += chunk.length;
-        // Stop early rather than fill the disk with more than the manifest promised.
-        if (bytes > size) throw mismatch(`more than the ${size} bytes the manifest says`);
-        hash.update(chunk);
-        for (let at = 0; at < chunk.length; ) at += (await handle.write(chunk, at)).bytesWritten;
+        let at = 0;
+        while (at < chunk.length) {
+          const file = files[index];
+          // Stop early rather than fill the disk with more than the manifest promised.
+          if (!file) throw mismatch(files[files.length - 1]!.sha256, "more bytes than the manifest says");
+          if (fd === -1) begin(file);
+          const take = Math.min(chunk.length - at, file.size - written);
+          const part = chunk.subarray(at, at + take);
+          hash.update(part);
+          for (let done = 0; done < part.length; ) done += writeSync(fd, part, done);
+          written += take;
+          at += take;
+          if (written === file.size) {
+            finish(file);
+            skipEmpty();
+          }
+        }
       }
       signal.throwIfAborted();
-      const digest = hash.digest("hex");
-      if (digest !== sha256) throw mismatch(`got ${digest.slice(0, 12)}…`);
-      if (bytes !== size) throw mismatch(`${bytes} bytes, the manifest says ${size}`);
-      await handle.close();
-      handle = undefined;
-      return { sha256, tmp, bytes };
+      if (index < files.length) {
+        const file = files[index]!;
+        if (fd !== -1) throw mismatch(file.sha256, `${written} bytes, the manifest says ${file.size}`);
+        throw new TurnoutError(
+          "E_UNAVAILABLE",
+          `the blob stream ended after ${index} of ${files.length} blobs`,
+        );
+      }
     } catch (error) {
       stream.destroy();
-      await handle?.close().catch(() => undefined);
-      await rm(tmp, { force: true });
+      if (fd !== -1) {
+        closeSync(fd);
+        rmSync(tmp, { force: true });
+      }
       throw error;
     } finally {
       signal.removeEventListener("abort", onAbort);
@@ -210,30 +310,35 @@ export class BlobCache {
 
   /**
    * Names verified temp files. The data must be on disk before the name is:
-   * a crash must not leave a correctly named blob with missing bytes. So all
-   * temp files are synced first (concurrently, so the journal commits them
-   * together), then renamed, then each shard directory synced once.
+   * a crash must not leave a correctly named blob with missing bytes. So the
+   * data is flushed first (one syncfs for the whole filesystem, or else every
+   * temp file concurrently so the journal commits them together), then the
+   * files are renamed, then the renames are flushed the same way.
    */
   private async commit(received: readonly Received[], signal: AbortSignal): Promise<void> {
-    if (this.fsyncs) await eachLimit(received, SYNC_CONCURRENCY, (r) => fsyncPath(r.tmp));
+    if (this.fsyncs && !(await flushFilesystem(this.tmpDir)))
+      await eachLimit(received, SYNC_CONCURRENCY, (r) => fsyncPath(r.tmp));
     signal.throwIfAborted();
-    const shards = new Set<string>();
+    const touched = new Set<string>();
     for (const r of received) {
       const final = this.path(r.sha256);
       const shard = final.slice(0, final.lastIndexOf("/"));
-      await chmod(r.tmp, 0o444);
-      if (!shards.has(shard)) await mkdir(shard, { recursive: true, mode: 0o755 });
-      shards.add(shard);
+      if (!this.shards.has(shard)) {
+        mkdirSync(shard, { recursive: true, mode: 0o755 });
+        this.shards.add(shard);
+      }
+      touched.add(shard);
       // A concurrent fetch of the same blob may win the rename: same bytes, no harm.
-      await rename(r.tmp, final);
+      renameSync(r.tmp, final);
     }
-    if (this.fsyncs) await eachLimit([...shards], SYNC_CONCURRENCY, fsyncPath);
+    if (this.fsyncs && !(await flushFilesystem(this.dir)))
+      await eachLimit([...touched], SYNC_CONCURRENCY, fsyncPath);
   }
 
   /** The (digest, mode) inode, made from the 0444 blob when missing; returns its path. */
   async variant(sha256: string, size: number, mode: number): Promise<string> {
     const path = this.path(sha256, mode);
-    if (mode === 0o444 || (await this.has(sha256, size, mode))) return path;
+    if (mode === 0o444 || this.has(sha256, size, mode)) return path;
     await ensureRealDir(this.tmpDir);
     const tmp = join(this.tmpDir, `${sha256}.${nonce()}`);
     try {

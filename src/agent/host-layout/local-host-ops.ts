@@ -53,36 +53,11 @@ export interface LocalHostOptions {
   baseEnv?: Record<string, string>;
   /** SIGTERM → SIGKILL grace for commands (default 5 s). */
   killGraceMs?: number;
-  /** Blobs downloaded at once per staging (default 8). */
-  fetchConcurrency?: number;
   /** Remove cache blobs no release links any more after each prune (default true). */
   collectBlobs?: boolean;
 }
 
 const PASSED_ENV = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "SHELL", "TMPDIR"];
-
-/** Blob batches (BlobSource.openMany): at most this many blobs or bytes each, this many at once. */
-const BATCH_BLOBS = 500;
-const BATCH_BYTES = 64 * 1024 * 1024;
-const BATCHES_IN_FLIGHT = 2;
-
-/** Consecutive runs of `files` within the batch limits (a blob larger than the byte limit goes alone). */
-export function blobBatches<T extends { size: number }>(files: readonly T[]): T[][] {
-  const batches: T[][] = [];
-  let current: T[] = [];
-  let bytes = 0;
-  for (const file of files) {
-    if (current.length > 0 && (current.length >= BATCH_BLOBS || bytes + file.size > BATCH_BYTES)) {
-      batches.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(file);
-    bytes += file.size;
-  }
-  if (current.length > 0) batches.push(current);
-  return batches;
-}
 
 export class LocalHostOps implements HostOps {
   readonly name: string;
@@ -91,7 +66,6 @@ export class LocalHostOps implements HostOps {
   private readonly fsyncs: boolean;
   private readonly baseEnv: Record<string, string>;
   private readonly killGraceMs: number;
-  private readonly fetchConcurrency: number;
   private readonly collectBlobs: boolean;
   private readonly locks = new KeyedMutex();
   /** Staging directories in progress here: the stale-staging sweep leaves them alone. */
@@ -115,7 +89,6 @@ export class LocalHostOps implements HostOps {
         PASSED_ENV.flatMap((k) => (process.env[k] === undefined ? [] : [[k, process.env[k]!]])),
       );
     this.killGraceMs = options.killGraceMs ?? 5000;
-    this.fetchConcurrency = Math.max(1, options.fetchConcurrency ?? 8);
     this.collectBlobs = options.collectBlobs ?? true;
   }
 
@@ -152,36 +125,12 @@ export class LocalHostOps implements HostOps {
       for (const file of plan.files) needed.set(file.sha256, file);
       for (const { seed } of missingSharedPaths) if (seed) needed.set(seed.sha256, seed);
       const toFetch: FileEntry[] = [];
-      for (const file of needed.values())
-        if (!(await this.cache.has(file.sha256, file.size))) toFetch.push(file);
+      for (const file of needed.values()) if (!this.cache.has(file.sha256, file.size)) toFetch.push(file);
       const total = toFetch.reduce((sum, f) => sum + f.size, 0);
       log(
         `staging ${id}: ${plan.files.length} files, fetching ${toFetch.length} of ${needed.size} blobs (${total} bytes)`,
       );
-      let bytesFetched = 0;
-      const batchSource = blobs.openMany ? (blobs as Required<Pick<BlobSource, "openMany">>) : undefined;
-      if (batchSource) {
-        // Many blobs per request: the per-request cost, not the bytes, dominates small files.
-        await mapLimit(
-          blobBatches(toFetch),
-          BATCHES_IN_FLIGHT,
-          async (batch, inner) => {
-            const bytes = await this.cache.fetchMany(batch, batchSource, inner);
-            bytesFetched += bytes;
-          },
-          signal,
-        );
-      } else
-        await mapLimit(
-          toFetch,
-          this.fetchConcurrency,
-          async (file, inner) => {
-            // Not `+= await`: that would read the total before the await and lose concurrent adds.
-            const bytes = await this.cache.fetch(file.sha256, file.size, blobs, inner);
-            bytesFetched += bytes;
-          },
-          signal,
-        );
+      const bytesFetched = await this.cache.fetchAll(toFetch, blobs, signal);
 
       // 2. The tree, privately, under its staging name.
       await mkdir(staging, { mode: 0o700 });

@@ -24,14 +24,13 @@ export type HostLog = (line: string) => void;
 export interface BlobSource {
   open(sha256: string): Promise<Readable>;
   /**
-   * Optional: many blobs in one exchange (the agent's HTTP source asks for a
-   * tar of them). Yields each requested blob once, named by its digest; a
-   * blob that was not asked for, or one that is missing, is an error. The
-   * consumer must read each stream to its end (or fail) before asking for the
-   * next one: the streams are consecutive parts of one response, as tar-stream's
-   * extract hands them out. Breaking out of the loop ends the exchange.
+   * Optional: many blobs in one exchange (the agent's HTTP source asks the
+   * server for them in one request). The stream is the blobs' bytes back to
+   * back, in the order asked, with no framing: the host knows every size from
+   * the manifest and verifies every digest itself, so a short, long or wrong
+   * stream fails the blob it lands in.
    */
-  openMany?(digests: string[]): AsyncIterable<{ sha256: string; stream: Readable }>;
+  openConcatenated?(digests: string[]): Promise<Readable>;
 }
 
 export interface StageSpec {
