@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import path from "node:path";
 import type { Readable } from "node:stream";
 import {
   type ArtifactManifest,
@@ -8,9 +9,12 @@ import {
   manifestDigest,
 } from "../domain/artifact.js";
 import { notFound } from "../domain/errors.js";
+import type { GitTreeReader } from "../git/tree-reader.js";
+import { BlobDigestMemo } from "./blob-digest-memo.js";
 import { BlobDir, type TempBlob } from "./blob-dir.js";
 import { readDirectory } from "./directory-source.js";
 import { compileExcludes } from "./exclude.js";
+import { readGitTree } from "./git-tree-source.js";
 import { readTar } from "./tar-source.js";
 import { summarize, TreeBuilder } from "./tree-builder.js";
 
@@ -50,9 +54,26 @@ export const DEFAULT_MAX_TAR_ENTRIES = 200_000;
  */
 export class ArtifactStore {
   private readonly blobs: BlobDir;
+  private readonly memo: BlobDigestMemo;
 
   constructor(options: ArtifactStoreOptions) {
-    this.blobs = new BlobDir(options.dir, options.durable !== false);
+    const durable = options.durable !== false;
+    this.blobs = new BlobDir(options.dir, durable);
+    this.memo = new BlobDigestMemo(path.join(options.dir, "git-blob-digests"), durable);
+  }
+
+  /**
+   * The artifact of a commit's tree (or of `subdir` in it), read from git
+   * without a checkout; the same manifest a checkout's fromDirectory would
+   * give. Blobs git ids already known are not read again. Null, having
+   * stored nothing, when the tree needs a real checkout (submodules,
+   * .gitattributes): see git-tree-source.ts.
+   */
+  async fromGitTree(reader: GitTreeReader, subdir: string | null): Promise<StoredArtifact | null> {
+    await this.blobs.ensureReady();
+    const builder = new TreeBuilder();
+    if (!(await readGitTree(reader, subdir, builder, this.blobs, this.memo))) return null;
+    return this.finish(builder, new Set());
   }
 
   /**

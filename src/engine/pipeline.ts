@@ -58,10 +58,20 @@ export async function runPipeline(ctx: PipelineContext): Promise<PipelineOutcome
   if (deploy.ignoredSafeties.length > 0)
     log.line(`==> ignoring safeties: ${deploy.ignoredSafeties.join(", ")}`);
 
+  // Made on first use: a fleet release with nothing to build is read from
+  // the mirror and never needs a checkout (see fleet-provider's artifactFor).
+  let made: Promise<void> | undefined;
+  const ensureWorkspace = async (): Promise<string> => {
+    made ??= makeWorkspace(ctx, workspaceDir);
+    await made;
+    return workspaceDir;
+  };
   try {
     await ctx.setPhase("workspace");
-    await makeWorkspace(ctx, workspaceDir);
-    if (ctx.signal.aborted) return CANCELLED;
+    if (ctx.environment.deploy.provider !== "fleet" || ctx.environment.checks?.command) {
+      await ensureWorkspace();
+      if (ctx.signal.aborted) return CANCELLED;
+    }
 
     const gate = await runGate(ctx, workspaceDir);
     if (gate) return gate;
@@ -70,7 +80,7 @@ export async function runPipeline(ctx: PipelineContext): Promise<PipelineOutcome
     const fingerprint = releaseFingerprint(deploy.components, deploy.configRevision);
     const outcome =
       ctx.environment.deploy.provider === "fleet"
-        ? await runFleetStep(ctx, ctx.environment.deploy, workspaceDir, fingerprint)
+        ? await runFleetStep(ctx, ctx.environment.deploy, workspaceDir, ensureWorkspace, fingerprint)
         : await runShellStep(ctx, ctx.environment.deploy, workspaceDir);
     if (outcome.status === "succeeded") {
       // `fingerprint` is the build key (commits + configuration); a fleet
@@ -125,6 +135,7 @@ async function runFleetStep(
   ctx: PipelineContext,
   config: FleetDeployConfig,
   workspace: string,
+  ensureWorkspace: () => Promise<string>,
   fingerprint: string,
 ): Promise<StepOutcome> {
   if (!ctx.fleet)
@@ -138,6 +149,10 @@ async function runFleetStep(
     app: ctx.app,
     config,
     workspace,
+    ensureWorkspace,
+    ...(ctx.app.components.length === 1
+      ? { gitTree: ctx.git.treeReader(remoteOf(ctx.app.components[0]!), ctx.deploy.sha) }
+      : {}),
     env: commandEnvironment({ app: ctx.app, config, deploy: ctx.deploy, workspace, baseEnv: ctx.baseEnv }),
     killGraceMs: ctx.killGraceMs,
     log: (line) => ctx.log.line(line),

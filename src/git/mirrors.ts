@@ -11,9 +11,11 @@ import { mirrorName, redactUrl, remoteKind } from "./remote-url.js";
 import { pickResolved, refCandidates } from "./resolve-ref.js";
 import { type GitOutput, runGit } from "./run-git.js";
 import { ensureSshWrapper } from "./ssh-wrapper.js";
+import { type GitTreeReader, gitTreeReader } from "./tree-reader.js";
 import { createWorkspaceFromMirror, type Workspace } from "./workspace.js";
 
 export type { GitOutput } from "./run-git.js";
+export type { GitBlobSink, GitTreeEntry, GitTreeReader } from "./tree-reader.js";
 export type { Workspace } from "./workspace.js";
 
 /** One commit as the change preview shows it. */
@@ -150,6 +152,22 @@ export class GitMirrors {
       }
       return createWorkspaceFromMirror(job);
     }
+  }
+
+  /**
+   * Reads a commit's tree straight from the mirror, without a checkout (fleet
+   * artifacts with nothing to build). The mirror must hold the commit: a
+   * deploy's commits were fetched when it was requested.
+   */
+  treeReader(remote: GitRemote, sha: string): GitTreeReader {
+    assertSha(sha);
+    return gitTreeReader({
+      gitDir: this.mirrorPath(remote),
+      sha,
+      env: baseGitEnv(),
+      masker: this.maskerFor(remote),
+      timeoutMs: this.timeoutMs,
+    });
   }
 
   /** Secret values git might print for this remote, for the caller's log masker. */

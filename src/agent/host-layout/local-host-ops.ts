@@ -11,7 +11,6 @@ import {
   fsyncPath,
   isRealDir,
   KeyedMutex,
-  mapLimit,
   nonce,
   removeTree,
 } from "./fs-util.js";

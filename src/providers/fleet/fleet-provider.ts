@@ -4,9 +4,11 @@ import type { AppConfig } from "../../domain/app-config.js";
 import { type ArtifactManifest, hostReleaseId } from "../../domain/artifact.js";
 import type { Deploy, FailureCode } from "../../domain/deploy.js";
 import { formatDuration } from "../../domain/duration.js";
+import { isTurnoutError } from "../../domain/errors.js";
 import type { FleetDeployConfig, Host, SshHostConfig } from "../../domain/fleet.js";
 import { labelsMatch } from "../../domain/fleet.js";
 import { placeholderValues, substitute } from "../../domain/placeholders.js";
+import type { GitTreeReader } from "../../git/tree-reader.js";
 import type { Store } from "../../store/store.js";
 import { runProcess } from "../process-runner.js";
 import type { BlobSource, HostLog, HostOps } from "./host-ops.js";
@@ -23,6 +25,10 @@ export interface ArtifactSource {
     dir: string,
     options?: { exclude?: string[] },
   ): Promise<{ digest: string; manifest: ArtifactManifest; files: number; bytes: number }>;
+  fromGitTree(
+    reader: GitTreeReader,
+    subdir: string | null,
+  ): Promise<{ digest: string; manifest: ArtifactManifest; files: number; bytes: number } | null>;
   manifest(digest: string): Promise<ArtifactManifest>;
   openBlob(sha256: string): Promise<Readable>;
 }
@@ -50,7 +56,12 @@ export interface FleetRun {
   deploy: Deploy;
   app: AppConfig;
   config: FleetDeployConfig;
+  /** Where the workspace is (or will be): for TURNOUT_WORKSPACE and the like. */
   workspace: string;
+  /** Checks the deploy's commits out into `workspace`, once, when something needs the files. */
+  ensureWorkspace(): Promise<string>;
+  /** The primary commit's tree straight from its mirror (single-repo apps): artifacts without a checkout. */
+  gitTree?: GitTreeReader;
   env: Record<string, string>;
   killGraceMs: number;
   log: HostLog;
@@ -74,7 +85,7 @@ export async function runFleetDeploy(deps: FleetDeps, given: FleetRun): Promise<
   const artifact = await artifactFor(deps, run);
   if ("status" in artifact) return artifact;
   const releaseId = hostReleaseId(artifact.digest);
-  const manifest = await deps.artifacts.manifest(artifact.digest);
+  const manifest = artifact.manifest ?? (await deps.artifacts.manifest(artifact.digest));
   const blobs: BlobSource = { open: (sha) => deps.artifacts.openBlob(sha) };
 
   const { targets, close } = await targetsFor(deps, run);
@@ -192,7 +203,10 @@ async function promote(
   return { status: "succeeded", artifact: digest };
 }
 
-async function artifactFor(deps: FleetDeps, run: FleetRun): Promise<{ digest: string } | FleetOutcome> {
+async function artifactFor(
+  deps: FleetDeps,
+  run: FleetRun,
+): Promise<{ digest: string; manifest?: ArtifactManifest } | FleetOutcome> {
   const { deploy, log } = run;
   if (deploy.artifact) {
     log(
@@ -208,6 +222,11 @@ async function artifactFor(deps: FleetDeps, run: FleetRun): Promise<{ digest: st
     return { digest: known.digest };
   }
   const build = run.config.build;
+  if (!build && run.gitTree) {
+    const fromGit = await artifactFromGit(deps, run, run.gitTree);
+    if (fromGit) return fromGit;
+  }
+  await run.ensureWorkspace();
   if (build) {
     await run.setPhase("build");
     const argv = build.command ?? [
@@ -251,16 +270,52 @@ async function artifactFor(deps: FleetDeps, run: FleetRun): Promise<{ digest: st
     };
   }
   const stored = await deps.artifacts.fromDirectory(dir, { exclude: dir === run.workspace ? [".git"] : [] });
+  return recordBuilt(deps, run, stored);
+}
+
+/**
+ * Nothing to build: the artifact is the commit's tree (or its `artifact`
+ * subdirectory), read from the mirror with no checkout, hashing only blobs
+ * not seen before. Undefined when a checkout is needed after all (the tree
+ * has submodules or .gitattributes, or git cannot list it here).
+ */
+async function artifactFromGit(
+  deps: FleetDeps,
+  run: FleetRun,
+  reader: GitTreeReader,
+): Promise<{ digest: string; manifest: ArtifactManifest } | undefined> {
+  await run.setPhase("artifact");
+  const subdir = run.config.artifactPath === "." ? null : path.posix.normalize(run.config.artifactPath);
+  let stored: Awaited<ReturnType<ArtifactSource["fromGitTree"]>>;
+  try {
+    stored = await deps.artifacts.fromGitTree(reader, subdir);
+  } catch (error) {
+    if (!isTurnoutError(error) || error.code !== "E_GIT") throw error;
+    run.log(`==> cannot read the tree from git (${error.message}); using a checkout`);
+    return undefined;
+  }
+  if (!stored) {
+    run.log("==> the tree has submodules or .gitattributes: building the artifact from a checkout");
+    return undefined;
+  }
+  return recordBuilt(deps, run, stored);
+}
+
+async function recordBuilt(
+  deps: FleetDeps,
+  run: FleetRun,
+  stored: { digest: string; manifest: ArtifactManifest; files: number; bytes: number },
+): Promise<{ digest: string; manifest: ArtifactManifest }> {
   await deps.store.artifacts.record({
     digest: stored.digest,
-    app: deploy.app,
+    app: run.deploy.app,
     fingerprint: run.fingerprint,
     files: stored.files,
     bytes: stored.bytes,
     source: "built",
   });
-  log(`==> artifact ${stored.digest.slice(0, 12)}: ${stored.files} files, ${stored.bytes} bytes`);
-  return { digest: stored.digest };
+  run.log(`==> artifact ${stored.digest.slice(0, 12)}: ${stored.files} files, ${stored.bytes} bytes`);
+  return { digest: stored.digest, manifest: stored.manifest };
 }
 
 async function targetsFor(
@@ -295,7 +350,7 @@ async function targetsFor(
 async function runOnServer(run: FleetRun, argv: string[], host: string): Promise<number> {
   const result = await runProcess({
     argv: argv.map((a) => a.replaceAll("{host}", host)),
-    cwd: run.workspace,
+    cwd: await run.ensureWorkspace(),
     env: { ...run.env, TURNOUT_HOST: host },
     timeoutMs: run.config.timeoutMs,
     idleTimeoutMs: run.config.idleTimeoutMs,
