@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "no
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import Database from "better-sqlite3";
-import { api, BIN, cpuTimes, sleep, startServer, stealPercent, track } from "./lib.js";
+import { api, BIN, cpuTimes, nodeArgs, sleep, startServer, stealPercent, track } from "./lib.js";
 
 const FILES = 3000;
 const BYTES = 50 * 1024 * 1024;
@@ -85,6 +85,7 @@ function startAgent(serverUrl, token, name, root) {
   const child = spawn(
     process.execPath,
     [
+      ...nodeArgs("TURNOUT_BENCH_AGENT_NODE_ARGS"),
       BIN,
       "agent",
       "--server",
@@ -98,7 +99,13 @@ function startAgent(serverUrl, token, name, root) {
       "--label",
       "role=web",
     ],
-    { env: { PATH: process.env.PATH, HOME: root }, stdio: ["ignore", "pipe", "pipe"] },
+    {
+      env: {
+        PATH: process.env.PATH,
+        HOME: root,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
   );
   track(child);
   let output = "";

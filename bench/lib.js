@@ -37,6 +37,15 @@ export function killAll() {
   for (const child of children) child.kill("SIGKILL");
 }
 
+/**
+ * Extra node flags for the processes a benchmark starts, from the environment
+ * (space-separated), e.g. TURNOUT_BENCH_SERVER_NODE_ARGS="--cpu-prof
+ * --cpu-prof-dir=/tmp/prof" to profile the server (NODE_OPTIONS refuses --cpu-prof).
+ */
+export function nodeArgs(variable) {
+  return (process.env[variable] ?? "").split(" ").filter(Boolean);
+}
+
 /** `turnout server` from bin/, with a data and a config directory of its own under `dir`. */
 export async function startServer(dir, manifest) {
   const configDir = path.join(dir, "turnout.d");
@@ -47,7 +56,17 @@ export async function startServer(dir, manifest) {
   const started = process.hrtime.bigint();
   const child = spawn(
     process.execPath,
-    [BIN, "server", "--port", String(port), "--data-dir", dataDir, "--config-dir", configDir],
+    [
+      ...nodeArgs("TURNOUT_BENCH_SERVER_NODE_ARGS"),
+      BIN,
+      "server",
+      "--port",
+      String(port),
+      "--data-dir",
+      dataDir,
+      "--config-dir",
+      configDir,
+    ],
     {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, TURNOUT_DATABASE_URL: "" },
