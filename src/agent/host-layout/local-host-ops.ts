@@ -1,9 +1,11 @@
-import { mkdir, readdir, rename } from "node:fs/promises";
+import { rmSync } from "node:fs";
+import { readdir, rename } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { TurnoutError } from "../../domain/errors.js";
 import type { HealthCheckConfig, HostAppInventory } from "../../domain/fleet.js";
 import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "../../providers/fleet/host-ops.js";
-import { BlobCache } from "./blob-cache.js";
+import { BlobCache, cachedFileMode } from "./blob-cache.js";
+import { type BlobToFetch, fetchBlobs } from "./blob-fetch.js";
 import { assertArgv, assertEnv, assertTimeout, checkHealth, runCommand } from "./commands.js";
 import {
   atomicSymlink,
@@ -25,7 +27,7 @@ import {
   readPointer,
   STAGING_PREFIX,
 } from "./layout.js";
-import { materialize, syncTree } from "./materialize.js";
+import { createDirectories, materialize, syncTree } from "./materialize.js";
 import { appendOrder, readOrder, writeOrder } from "./release-order.js";
 import { type FileEntry, planRelease } from "./release-plan.js";
 import { createShared, missingShared } from "./shared-paths.js";
@@ -111,6 +113,8 @@ export class LocalHostOps implements HostOps {
     }
 
     const staging = join(layout.releases, `${STAGING_PREFIX}${id}-${nonce()}`);
+    /** Seeds downloaded beside the cache: removed once adopted, or on failure. */
+    const temps: string[] = [];
     this.staging.add(staging);
     this.cacheUsers++;
     try {
@@ -118,22 +122,40 @@ export class LocalHostOps implements HostOps {
       await this.locks.run(layout.app, () => this.sweep(layout));
       await ensureRealDir(this.cache.dir);
 
-      // 1. Blobs this host lacks: downloaded once each, verified, then named.
+      // 1. Blobs this host lacks, each downloaded once, verified, and written
+      //    where it will live: at its first path in the release, or (a shared
+      //    file's seed that no path holds) beside the cache.
       const missingSharedPaths = await missingShared(layout.shared, plan);
-      const needed = new Map<string, FileEntry>();
-      for (const file of plan.files) needed.set(file.sha256, file);
-      for (const { seed } of missingSharedPaths) if (seed) needed.set(seed.sha256, seed);
-      const toFetch: FileEntry[] = [];
-      for (const file of needed.values()) if (!this.cache.has(file.sha256, file.size)) toFetch.push(file);
+      const needed = new Map<string, { file: FileEntry; inTree: boolean }>();
+      for (const file of plan.files)
+        if (!needed.has(file.sha256)) needed.set(file.sha256, { file, inTree: true });
+      for (const { seed } of missingSharedPaths)
+        if (seed && !needed.has(seed.sha256)) needed.set(seed.sha256, { file: seed, inTree: false });
+      const toFetch: BlobToFetch[] = [];
+      const written = new Set<string>();
+      for (const [sha256, { file, inTree }] of needed) {
+        if (this.cache.has(sha256, file.size)) continue;
+        const dest = inTree ? join(staging, file.path) : this.cache.tempFile(sha256);
+        toFetch.push({ sha256, size: file.size, dest, mode: cachedFileMode(file.mode) });
+        if (inTree) written.add(file.path);
+        else temps.push(dest);
+      }
       const total = toFetch.reduce((sum, f) => sum + f.size, 0);
       log(
         `staging ${id}: ${plan.files.length} files, fetching ${toFetch.length} of ${needed.size} blobs (${total} bytes)`,
       );
-      const bytesFetched = await this.cache.fetchAll(toFetch, blobs, signal);
+      createDirectories(plan, staging);
+      if (temps.length > 0) await ensureRealDir(this.cache.tmpDir);
+      const bytesFetched = await fetchBlobs(toFetch, blobs, signal);
+      // Verified: named in the cache (hard links), once their data is durable.
+      await this.cache.adopt(
+        toFetch.map((f) => ({ sha256: f.sha256, file: f.dest, mode: f.mode })),
+        signal,
+      );
+      for (const temp of temps.splice(0)) rmSync(temp, { force: true });
 
-      // 2. The tree, privately, under its staging name.
-      await mkdir(staging, { mode: 0o700 });
-      const { copied } = await materialize(plan, staging, this.cache, signal);
+      // 2. The rest of the tree, privately, under its staging name.
+      const { copied } = await materialize(plan, staging, this.cache, written, signal);
       if (copied > 0) {
         this.copiedFiles = true;
         log(`staging ${id}: ${copied} files copied (the cache cannot be hard-linked from the release)`);
@@ -179,6 +201,7 @@ export class LocalHostOps implements HostOps {
       return { staged: true, blobsFetched: toFetch.length, bytesFetched };
     } catch (error) {
       await removeTree(staging);
+      for (const temp of temps) rmSync(temp, { force: true });
       throw error;
     } finally {
       this.staging.delete(staging);

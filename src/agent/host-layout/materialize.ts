@@ -27,31 +27,43 @@ export interface MaterializeResult {
   copied: number;
 }
 
+/** The staging directory and every directory of the release, owner-only while being built. */
+export function createDirectories(plan: ReleasePlan, staging: string): void {
+  mkdirSync(staging, { mode: 0o700 });
+  for (const dir of plan.dirs) mkdirSync(join(staging, dir.path), { mode: 0o700 });
+}
+
+/**
+ * Everything but the directories (createDirectories) and the files already
+ * written in place by the download (`written`, paths of the release): links
+ * from the cache, symlinks, shared links, then the final modes.
+ */
 export async function materialize(
   plan: ReleasePlan,
   staging: string,
   cache: BlobCache,
+  written: ReadonlySet<string>,
   signal: AbortSignal,
 ): Promise<MaterializeResult> {
-  // Owner-only while being built; final modes are set once everything is in.
-  for (const dir of plan.dirs) mkdirSync(join(staging, dir.path), { mode: 0o700 });
   signal.throwIfAborted();
 
   // One inode per (digest, mode) in the cache; make the missing variants first.
   const variants = new Map<string, { sha256: string; size: number; mode: number }>();
   for (const file of plan.files) {
+    if (written.has(file.path)) continue;
     const mode = cachedFileMode(file.mode);
     variants.set(`${file.sha256}.${mode}`, { sha256: file.sha256, size: file.size, mode });
   }
   const sources = new Map<string, string>();
   for (const [key, v] of variants) {
-    sources.set(key, v.mode === 0o444 ? cache.path(v.sha256) : await cache.variant(v.sha256, v.size, v.mode));
+    sources.set(key, await cache.variant(v.sha256, v.size, v.mode));
   }
 
   let copied = 0;
   let count = 0;
   for (const file of plan.files) {
     if (++count % CHECK_EVERY === 0) signal.throwIfAborted();
+    if (written.has(file.path)) continue;
     const mode = cachedFileMode(file.mode);
     const source = sources.get(`${file.sha256}.${mode}`)!;
     const dest = join(staging, file.path);
