@@ -1,0 +1,125 @@
+import { appendFile, chmod, mkdir, readFile, symlink, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ArtifactStore } from "../../src/artifacts/artifact-store.js";
+import { SecretMasker } from "../../src/domain/secrets.js";
+import { type GitTreeReader, gitTreeReader } from "../../src/git/tree-reader.js";
+import { fixtureGitEnv, git, makeRepo, type TestRepo } from "../helpers/git-fixtures.js";
+import { blobFiles, tempDir, tmpFiles } from "./helpers.js";
+
+let scratch: { dir: string; cleanup(): Promise<void> };
+let repo: TestRepo;
+let store: ArtifactStore;
+let storeDir: string;
+
+/** A reader over the repository's own .git, counting the blobs it is asked to read. */
+function reader(sha: string, asked: string[][] = []): GitTreeReader {
+  const inner = gitTreeReader({
+    gitDir: path.join(repo.path, ".git"),
+    sha,
+    env: fixtureGitEnv(),
+    masker: new SecretMasker([]),
+    timeoutMs: 30_000,
+  });
+  return {
+    list: (subdir) => inner.list(subdir),
+    readBlobs: (ids, sink) => {
+      asked.push([...ids]);
+      return inner.readBlobs(ids, sink);
+    },
+  };
+}
+
+/** The same commit checked out, for fromDirectory to compare with. */
+async function checkout(sha: string): Promise<string> {
+  const dir = path.join(scratch.dir, `checkout-${sha.slice(0, 8)}`);
+  await git(repo.path, "worktree", "add", "--detach", "--quiet", dir, sha);
+  return dir;
+}
+
+beforeEach(async () => {
+  scratch = await tempDir("git-tree");
+  repo = await makeRepo(path.join(scratch.dir, "repo"));
+  storeDir = path.join(scratch.dir, "artifacts");
+  store = new ArtifactStore({ dir: storeDir });
+  const big = Buffer.alloc(3 * 1024 * 1024 + 5, 7);
+  await mkdir(path.join(repo.path, "bin"), { recursive: true });
+  await writeFile(path.join(repo.path, "bin", "run"), "#!/bin/sh\necho run\n");
+  await chmod(path.join(repo.path, "bin", "run"), 0o755);
+  await writeFile(path.join(repo.path, "big.bin"), big);
+  await symlink("bin/run", path.join(repo.path, "start"));
+  await repo.commit({
+    "README.md": "hello\n",
+    "src/app/main.js": "console.log(1)\n",
+    "src/app/empty.txt": "",
+    "src/a file with spaces ü.txt": "spaces\n",
+    "src/copy.txt": "hello\n",
+  });
+});
+
+afterEach(async () => {
+  await scratch.cleanup();
+});
+
+describe("ArtifactStore.fromGitTree", () => {
+  it("gives the manifest a checkout would: modes, symlinks, empty files, odd names, large blobs", async () => {
+    const fromGit = await store.fromGitTree(reader(repo.head), null);
+    const fromDir = await new ArtifactStore({ dir: path.join(scratch.dir, "other") }).fromDirectory(
+      await checkout(repo.head),
+      { exclude: [".git"] },
+    );
+    expect(fromGit).not.toBeNull();
+    expect(fromGit!.manifest).toEqual(fromDir.manifest);
+    expect(fromGit!.digest).toBe(fromDir.digest);
+    expect(fromGit!.manifest.entries).toContainEqual({ path: "start", type: "symlink", target: "bin/run" });
+    expect(fromGit!.manifest.entries.find((e) => e.path === "bin/run")).toMatchObject({ mode: 0o755 });
+    // Every blob is stored once (README and copy share one), and the manifest too.
+    const big = fromGit!.manifest.entries.find((e) => e.path === "big.bin");
+    expect(big?.type === "file" && (await readFile(store.blobPath(big.sha256))).length).toBe(3 * 1024 * 1024 + 5);
+    expect((await blobFiles(storeDir)).length).toBe(6 + 1);
+    expect(await tmpFiles(storeDir)).toEqual([]);
+  });
+
+  it("reads only the blobs it has not seen: a one-file change reads one file (and the symlink)", async () => {
+    const asked: string[][] = [];
+    await store.fromGitTree(reader(repo.head, asked), null);
+    expect(asked.flat().length).toBe(7); // 6 distinct file blobs + the symlink's
+    await repo.commit({ "src/app/main.js": "console.log(2)\n" });
+    const second: string[][] = [];
+    const next = await store.fromGitTree(reader(repo.head, second), null);
+    expect(second.flat().length).toBe(2);
+    const main = next!.manifest.entries.find((e) => e.path === "src/app/main.js");
+    expect(main?.type === "file" && (await readFile(store.blobPath(main.sha256), "utf8"))).toBe("console.log(2)\n");
+
+    // A new store object over the same directory remembers (the memo is on disk) and ignores a torn last line.
+    await appendFile(path.join(storeDir, "git-blob-digests"), "0123abc");
+    const third: string[][] = [];
+    const again = await new ArtifactStore({ dir: storeDir }).fromGitTree(reader(repo.head, third), null);
+    expect(third.flat().length).toBe(1);
+    expect(again!.digest).toBe(next!.digest);
+  });
+
+  it("reads a subdirectory as the artifact root, as fromDirectory of that directory would", async () => {
+    const fromGit = await store.fromGitTree(reader(repo.head), "src/app");
+    const fromDir = await store.fromDirectory(path.join(await checkout(repo.head), "src", "app"));
+    expect(fromGit!.digest).toBe(fromDir.digest);
+    expect(fromGit!.manifest.entries.map((e) => e.path)).toEqual(["empty.txt", "main.js"]);
+  });
+
+  it("declines trees a checkout would not reproduce from their blobs, storing nothing", async () => {
+    await repo.commit({ "docs/.gitattributes": "*.txt eol=crlf\n" });
+    expect(await store.fromGitTree(reader(repo.head), null)).toBeNull();
+    const sub = await makeRepo(path.join(scratch.dir, "sub"));
+    await sub.commit({ "lib.txt": "lib\n" });
+    await repo.commit({ "docs/.gitattributes": null });
+    await repo.addSubmodule(sub.path, "vendor/lib");
+    expect(await store.fromGitTree(reader(repo.head), null)).toBeNull();
+    expect(await blobFiles(storeDir)).toEqual([]);
+  });
+
+  it("fails with E_GIT, storing nothing, when the commit or the subdirectory is not there", async () => {
+    await expect(store.fromGitTree(reader("0".repeat(40)), null)).rejects.toMatchObject({ code: "E_GIT" });
+    await expect(store.fromGitTree(reader(repo.head), "no/such/dir")).rejects.toMatchObject({ code: "E_GIT" });
+    expect(await blobFiles(storeDir)).toEqual([]);
+  });
+});
