@@ -1,18 +1,11 @@
 import { createHash, randomBytes } from "node:crypto";
-import { closeSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, createReadStream, openSync, readSync, statSync } from "node:fs";
 import { type FileHandle, mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { isSha256 } from "../domain/artifact.js";
 import { notFound, TurnoutError } from "../domain/errors.js";
-import { flushFilesystem } from "../fs/flush-filesystem.js";
-
-export interface TempWriter {
-  write(chunk: Uint8Array): void;
-  finish(): TempBlob;
-  /** Closes and removes the temp file. */
-  abort(): void;
-}
+import { BlobPacks, type PackWriter } from "./blob-packs.js";
 
 export interface TempBlob {
   /** A file under tmp/, never under its final name until committed. */
@@ -32,11 +25,13 @@ const STALE_TEMP_MS = 60 * 60 * 1000;
  * to `tmp/` (same file system), flushed to disk, and only then renamed to
  * its final name, so a crash never leaves a half-written file where a reader
  * trusts its name; renaming over an identical blob is harmless, so writers
- * need no lock. The 256 fan-out directories are made once, up front.
+ * need no lock. The 256 fan-out directories are made once, up front. Blobs
+ * of bulk builds live in packs instead (blob-packs.ts); readers see both.
  */
 export class BlobDir {
   readonly blobsDir: string;
   readonly tmpDir: string;
+  private readonly packs: BlobPacks;
   private ready: Promise<void> | undefined;
 
   constructor(
@@ -45,6 +40,7 @@ export class BlobDir {
   ) {
     this.blobsDir = path.join(dir, "blobs");
     this.tmpDir = path.join(dir, "tmp");
+    this.packs = new BlobPacks(path.join(dir, "packs"), durable);
   }
 
   ensureReady(): Promise<void> {
@@ -76,12 +72,24 @@ export class BlobDir {
 
   async has(sha256: string): Promise<boolean> {
     const info = await stat(this.blobPath(sha256)).catch(() => undefined);
-    return info?.isFile() === true;
+    return info?.isFile() === true || this.packs.locate(sha256) !== undefined;
   }
 
   /** Opened before returning, so a missing blob is E_NOT_FOUND and not a stream error later. */
   async open(sha256: string): Promise<{ stream: Readable; size: number }> {
     const file = this.blobPath(sha256);
+    const packed = this.packs.locate(sha256);
+    if (packed && !statSync(file, { throwIfNoEntry: false })?.isFile()) {
+      const stream =
+        packed.size === 0
+          ? Readable.from([])
+          : createReadStream(packed.pack, {
+              start: packed.offset,
+              end: packed.offset + packed.size - 1,
+              highWaterMark: 256 * 1024,
+            });
+      return { stream, size: packed.size };
+    }
     let handle: FileHandle;
     try {
       handle = await open(file, "r");
@@ -108,19 +116,21 @@ export class BlobDir {
    * not bytes, and a page-cache read costs less than a thread-pool round trip.
    */
   openConcatenated(digests: readonly string[]): { stream: Readable; size: number } {
-    const sizes: number[] = [];
-    for (const sha256 of digests) {
-      const info = statSync(this.blobPath(sha256), { throwIfNoEntry: false });
-      if (!info?.isFile()) throw notFound(`blob ${sha256}`, { sha256 });
-      sizes.push(info.size);
-    }
-    const paths = digests.map((d) => this.blobPath(d));
+    const segments = digests.map((sha256) => {
+      const found = this.locate(sha256);
+      if (!found) throw notFound(`blob ${sha256}`, { sha256 });
+      return found;
+    });
     let index = 0;
     let fd = -1;
+    let openFile = "";
+    let position = 0;
     let left = 0;
+    let started = false;
     const closeCurrent = () => {
       if (fd !== -1) closeSync(fd);
       fd = -1;
+      openFile = "";
     };
     const stream = new Readable({
       highWaterMark: CONCAT_CHUNK,
@@ -128,24 +138,37 @@ export class BlobDir {
         try {
           const buffer = Buffer.allocUnsafe(CONCAT_CHUNK);
           let filled = 0;
-          while (filled < buffer.length && index < paths.length) {
-            if (fd === -1) {
-              fd = openSync(paths[index]!, "r");
-              left = sizes[index]!;
+          while (filled < buffer.length && index < segments.length) {
+            const segment = segments[index]!;
+            if (!started) {
+              // Consecutive blobs of one pack share a descriptor.
+              if (openFile !== segment.file) {
+                closeCurrent();
+                fd = openSync(segment.file, "r");
+                openFile = segment.file;
+              }
+              position = segment.offset;
+              left = segment.size;
+              started = true;
             }
-            const n =
-              left === 0 ? 0 : readSync(fd, buffer, filled, Math.min(left, buffer.length - filled), null);
-            // A blob never changes under its name; a short one means the store was tampered with.
-            if (n === 0 && left > 0) throw new Error(`blob ${digests[index]} is shorter than it was`);
-            filled += n;
-            left -= n;
+            if (left > 0) {
+              const n = readSync(fd, buffer, filled, Math.min(left, buffer.length - filled), position);
+              // A blob never changes under its name; a short one means the store was tampered with.
+              if (n === 0) throw new Error(`blob ${digests[index]} is shorter than it was`);
+              filled += n;
+              left -= n;
+              position += n;
+            }
             if (left === 0) {
-              closeCurrent();
               index++;
+              started = false;
             }
           }
           if (filled > 0) this.push(filled === buffer.length ? buffer : buffer.subarray(0, filled));
-          if (index >= paths.length) this.push(null);
+          if (index >= segments.length) {
+            closeCurrent();
+            this.push(null);
+          }
         } catch (error) {
           this.destroy(error as Error);
         }
@@ -155,7 +178,21 @@ export class BlobDir {
         callback(error);
       },
     });
-    return { stream, size: sizes.reduce((a, b) => a + b, 0) };
+    return { stream, size: segments.reduce((sum, s) => sum + s.size, 0) };
+  }
+
+  /** Where a blob's bytes are: its own file, or a range of a pack. */
+  private locate(sha256: string): { file: string; offset: number; size: number } | undefined {
+    const file = this.blobPath(sha256);
+    const info = statSync(file, { throwIfNoEntry: false });
+    if (info?.isFile()) return { file, offset: 0, size: info.size };
+    const packed = this.packs.locate(sha256);
+    return packed ? { file: packed.pack, offset: packed.offset, size: packed.size } : undefined;
+  }
+
+  /** A pack for the new blobs of one bulk build (see blob-packs.ts). */
+  beginPack(): PackWriter {
+    return this.packs.writer();
   }
 
   /** Writes bytes to a fresh temp file, hashing them on the way. */
@@ -179,64 +216,6 @@ export class BlobDir {
     }
     await handle.close();
     return { file, sha256: hash.digest("hex"), size };
-  }
-
-  /**
-   * A temp blob written synchronously as its bytes come, for many blobs in a
-   * row (a git tree): no thread-pool round trip and no fsync per blob; the
-   * batch is made durable by commitMany.
-   */
-  beginTemp(): TempWriter {
-    const file = path.join(this.tmpDir, `${process.pid}-${randomBytes(8).toString("hex")}`);
-    const fd = openSync(file, "wx", 0o644);
-    const hash = createHash("sha256");
-    let size = 0;
-    let open = true;
-    const close = () => {
-      if (open) closeSync(fd);
-      open = false;
-    };
-    return {
-      write(chunk: Uint8Array) {
-        hash.update(chunk);
-        size += chunk.byteLength;
-        for (let done = 0; done < chunk.byteLength; ) done += writeSync(fd, chunk, done);
-      },
-      finish() {
-        close();
-        return { file, sha256: hash.digest("hex"), size };
-      },
-      abort() {
-        close();
-        rmSync(file, { force: true });
-      },
-    };
-  }
-
-  /**
-   * Names many temp blobs at once: their data made durable first (one flush
-   * of the filesystem, else an fsync each), then renamed (or dropped where
-   * the blob exists), then the renames made durable. Returns how many were new.
-   */
-  async commitMany(temps: readonly TempBlob[]): Promise<number> {
-    if (temps.length === 0) return 0;
-    if (this.durable && !(await flushFilesystem(this.tmpDir))) {
-      for (const temp of temps) await syncPath(temp.file);
-    }
-    const touched = new Set<string>();
-    let added = 0;
-    for (const temp of temps) {
-      const final = this.blobPath(temp.sha256);
-      if (statSync(final, { throwIfNoEntry: false })?.isFile()) {
-        rmSync(temp.file, { force: true });
-        continue;
-      }
-      renameSync(temp.file, final);
-      touched.add(path.dirname(final));
-      added++;
-    }
-    if (this.durable && touched.size > 0 && !(await flushFilesystem(this.blobsDir))) await this.sync(touched);
-    return added;
   }
 
   /**

@@ -1,13 +1,13 @@
 import type { GitTreeReader } from "../git/tree-reader.js";
 import type { BlobDigestMemo } from "./blob-digest-memo.js";
-import type { BlobDir, TempBlob, TempWriter } from "./blob-dir.js";
+import type { BlobDir } from "./blob-dir.js";
 import { refuse, type TreeBuilder } from "./tree-builder.js";
 
 /**
  * A commit's tree → entries and blobs, read from the mirror without a
  * checkout. Only blobs the memo does not know are read (one `git cat-file
- * --batch`), hashed and stored; symlink targets are always read (they are
- * few and their text is the entry).
+ * --batch`), hashed and stored, together in one pack; symlink targets are
+ * always read (they are few and their text is the entry).
  *
  * Returns false, having stored nothing, for trees a checkout would not
  * reproduce byte for byte from their blobs: submodules (their content is
@@ -39,37 +39,34 @@ export async function readGitTree(
   }
 
   const targets = new Map<string, string>();
-  const temps: TempBlob[] = [];
   const learned: { objectId: string; sha256: string; size: number }[] = [];
-  let writer: TempWriter | undefined;
+  // New blobs go into one pack: two files created however many blobs are new.
+  const pack = unknown.size > 0 ? blobs.beginPack() : undefined;
   let link: Buffer[] | undefined;
+  let packing = false;
   let current = "";
   try {
     await reader.readBlobs([...new Set([...unknown.keys(), ...linkIds])], {
       begin(objectId) {
         current = objectId;
-        writer = unknown.has(objectId) ? blobs.beginTemp() : undefined;
+        packing = unknown.has(objectId);
+        if (packing) pack!.begin();
         link = linkIds.has(objectId) ? [] : undefined;
       },
       data(chunk) {
-        writer?.write(chunk);
+        if (packing) pack!.write(chunk);
         link?.push(Buffer.from(chunk));
       },
       end() {
-        if (writer) {
-          const temp = writer.finish();
-          writer = undefined;
-          temps.push(temp);
-          learned.push({ objectId: current, sha256: temp.sha256, size: temp.size });
-        }
+        if (packing) learned.push({ objectId: current, ...pack!.finish() });
         if (link) targets.set(current, Buffer.concat(link).toString("utf8"));
+        packing = false;
         link = undefined;
       },
     });
-    await blobs.commitMany(temps);
+    await pack?.commit();
   } catch (error) {
-    writer?.abort();
-    for (const temp of temps) await blobs.discard(temp);
+    pack?.abort();
     throw error;
   }
   memo.remember(learned);

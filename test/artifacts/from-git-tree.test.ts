@@ -1,5 +1,6 @@
-import { appendFile, chmod, mkdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { appendFile, chmod, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
+import type { Readable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ArtifactStore } from "../../src/artifacts/artifact-store.js";
 import { SecretMasker } from "../../src/domain/secrets.js";
@@ -73,11 +74,23 @@ describe("ArtifactStore.fromGitTree", () => {
     expect(fromGit!.digest).toBe(fromDir.digest);
     expect(fromGit!.manifest.entries).toContainEqual({ path: "start", type: "symlink", target: "bin/run" });
     expect(fromGit!.manifest.entries.find((e) => e.path === "bin/run")).toMatchObject({ mode: 0o755 });
-    // Every blob is stored once (README and copy share one), and the manifest too.
-    const big = fromGit!.manifest.entries.find((e) => e.path === "big.bin");
-    expect(big?.type === "file" && (await readFile(store.blobPath(big.sha256))).length).toBe(3 * 1024 * 1024 + 5);
-    expect((await blobFiles(storeDir)).length).toBe(6 + 1);
+    // The new blobs are stored once each (README and copy share one), in one pack; the manifest alone is loose.
+    expect(await blobFiles(storeDir)).toEqual([fromGit!.digest]);
+    expect((await readdir(path.join(storeDir, "packs"))).map((n) => path.extname(n)).sort()).toEqual([
+      ".idx",
+      ".pack",
+    ]);
     expect(await tmpFiles(storeDir)).toEqual([]);
+    // Served from the pack, alone or back to back, byte for byte.
+    const files = fromGit!.manifest.entries.filter((e) => e.type === "file");
+    for (const file of files) {
+      const source = path.join(repo.path, file.path);
+      expect((await readAll(await store.openBlob(file.sha256))).equals(await readFile(source))).toBe(true);
+    }
+    const all = store.openConcatenated(files.map((f) => f.sha256));
+    const expected = Buffer.concat(await Promise.all(files.map((f) => readFile(path.join(repo.path, f.path)))));
+    expect(all.size).toBe(expected.length);
+    expect((await readAll(all.stream)).equals(expected)).toBe(true);
   });
 
   it("reads only the blobs it has not seen: a one-file change reads one file (and the symlink)", async () => {
@@ -89,7 +102,9 @@ describe("ArtifactStore.fromGitTree", () => {
     const next = await store.fromGitTree(reader(repo.head, second), null);
     expect(second.flat().length).toBe(2);
     const main = next!.manifest.entries.find((e) => e.path === "src/app/main.js");
-    expect(main?.type === "file" && (await readFile(store.blobPath(main.sha256), "utf8"))).toBe("console.log(2)\n");
+    expect(main?.type === "file" && (await readAll(await store.openBlob(main.sha256))).toString()).toBe(
+      "console.log(2)\n",
+    );
 
     // A new store object over the same directory remembers (the memo is on disk) and ignores a torn last line.
     await appendFile(path.join(storeDir, "git-blob-digests"), "0123abc");
@@ -115,11 +130,19 @@ describe("ArtifactStore.fromGitTree", () => {
     await repo.addSubmodule(sub.path, "vendor/lib");
     expect(await store.fromGitTree(reader(repo.head), null)).toBeNull();
     expect(await blobFiles(storeDir)).toEqual([]);
+    expect(await readdir(path.join(storeDir, "packs")).catch(() => [])).toEqual([]);
   });
 
   it("fails with E_GIT, storing nothing, when the commit or the subdirectory is not there", async () => {
     await expect(store.fromGitTree(reader("0".repeat(40)), null)).rejects.toMatchObject({ code: "E_GIT" });
     await expect(store.fromGitTree(reader(repo.head), "no/such/dir")).rejects.toMatchObject({ code: "E_GIT" });
     expect(await blobFiles(storeDir)).toEqual([]);
+    expect(await readdir(path.join(storeDir, "packs")).catch(() => [])).toEqual([]);
   });
 });
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}

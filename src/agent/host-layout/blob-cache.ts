@@ -51,7 +51,7 @@ async function eachLimit<T>(
   if (failure) throw failure.error;
 }
 
-/** The two variants artifacts can ask for: plain files and executables. */
+/** The variants looked for first: plain files and executables (other modes are asked for by name). */
 const MODES = [0o444, 0o555];
 
 export class BlobCache {
@@ -80,9 +80,9 @@ export class BlobCache {
    * asks this of thousands of blobs, and an lstat costs less than a trip
    * through the thread pool.
    */
-  find(sha256: string, size: number): string | undefined {
-    for (const mode of MODES) {
-      const path = this.path(sha256, mode);
+  find(sha256: string, size: number, mode?: number): string | undefined {
+    for (const candidate of mode === undefined || MODES.includes(mode) ? MODES : [...MODES, mode]) {
+      const path = this.path(sha256, candidate);
       try {
         const stat = lstatSync(path);
         if (stat.isFile() && stat.size === size) return path;
@@ -93,8 +93,8 @@ export class BlobCache {
     return undefined;
   }
 
-  has(sha256: string, size: number): boolean {
-    return this.find(sha256, size) !== undefined;
+  has(sha256: string, size: number, mode?: number): boolean {
+    return this.find(sha256, size, mode) !== undefined;
   }
 
   /** A fresh name for a blob no path of the release holds (a shared file's seed); adopt links it, then it goes. */
@@ -113,7 +113,7 @@ export class BlobCache {
    * it is published covers them anyway.
    */
   async adopt(
-    files: readonly { sha256: string; file: string; mode: number }[],
+    files: readonly { sha256: string; size: number; file: string; mode: number }[],
     signal: AbortSignal,
   ): Promise<void> {
     if (files.length === 0) return;
@@ -134,12 +134,14 @@ export class BlobCache {
         if (errorCode(error) !== "EEXIST") throw error;
       }
     }
+    // The plain 0444 inode is always there too (what SSH hosts keep, and what has() looks for first).
+    for (const f of files) if (f.mode !== 0o444) await this.variant(f.sha256, f.size, 0o444);
   }
 
   /** The (digest, mode) inode, copied from another variant when missing; returns its path. */
   async variant(sha256: string, size: number, mode: number): Promise<string> {
     const path = this.path(sha256, mode);
-    const found = this.find(sha256, size);
+    const found = this.find(sha256, size, mode);
     if (found === path || found === undefined) return path; // missing altogether: linking it fails clearly
     try {
       lstatSync(path);

@@ -134,9 +134,10 @@ export class LocalHostOps implements HostOps {
       const toFetch: BlobToFetch[] = [];
       const written = new Set<string>();
       for (const [sha256, { file, inTree }] of needed) {
-        if (this.cache.has(sha256, file.size)) continue;
+        const mode = inTree ? cachedFileMode(file.mode) : 0o444;
+        if (this.cache.has(sha256, file.size, mode)) continue;
         const dest = inTree ? join(staging, file.path) : this.cache.tempFile(sha256);
-        toFetch.push({ sha256, size: file.size, dest, mode: cachedFileMode(file.mode) });
+        toFetch.push({ sha256, size: file.size, dest, mode });
         if (inTree) written.add(file.path);
         else temps.push(dest);
       }
@@ -149,7 +150,7 @@ export class LocalHostOps implements HostOps {
       const bytesFetched = await fetchBlobs(toFetch, blobs, signal);
       // Verified: named in the cache (hard links), once their data is durable.
       await this.cache.adopt(
-        toFetch.map((f) => ({ sha256: f.sha256, file: f.dest, mode: f.mode })),
+        toFetch.map((f) => ({ sha256: f.sha256, size: f.size, file: f.dest, mode: f.mode })),
         signal,
       );
       for (const temp of temps.splice(0)) rmSync(temp, { force: true });
