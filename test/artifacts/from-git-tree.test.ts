@@ -88,7 +88,9 @@ describe("ArtifactStore.fromGitTree", () => {
       expect((await readAll(await store.openBlob(file.sha256))).equals(await readFile(source))).toBe(true);
     }
     const all = store.openConcatenated(files.map((f) => f.sha256));
-    const expected = Buffer.concat(await Promise.all(files.map((f) => readFile(path.join(repo.path, f.path)))));
+    const expected = Buffer.concat(
+      await Promise.all(files.map((f) => readFile(path.join(repo.path, f.path)))),
+    );
     expect(all.size).toBe(expected.length);
     expect((await readAll(all.stream)).equals(expected)).toBe(true);
   });
@@ -135,7 +137,9 @@ describe("ArtifactStore.fromGitTree", () => {
 
   it("fails with E_GIT, storing nothing, when the commit or the subdirectory is not there", async () => {
     await expect(store.fromGitTree(reader("0".repeat(40)), null)).rejects.toMatchObject({ code: "E_GIT" });
-    await expect(store.fromGitTree(reader(repo.head), "no/such/dir")).rejects.toMatchObject({ code: "E_GIT" });
+    await expect(store.fromGitTree(reader(repo.head), "no/such/dir")).rejects.toMatchObject({
+      code: "E_GIT",
+    });
     expect(await blobFiles(storeDir)).toEqual([]);
     expect(await readdir(path.join(storeDir, "packs")).catch(() => [])).toEqual([]);
   });
