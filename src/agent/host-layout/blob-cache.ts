@@ -1,4 +1,4 @@
-import { linkSync, lstatSync, mkdirSync } from "node:fs";
+import { existsSync, linkSync, mkdirSync } from "node:fs";
 import { chmod, constants, copyFile, lstat, mkdir, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { isSha256 } from "../../domain/artifact.js";
@@ -51,9 +51,6 @@ async function eachLimit<T>(
   if (failure) throw failure.error;
 }
 
-/** The variants looked for first: plain files and executables (other modes are asked for by name). */
-const MODES = [0o444, 0o555];
-
 export class BlobCache {
   readonly tmpDir: string;
   /** Shard directories known to exist (made once, not per blob). */
@@ -70,31 +67,19 @@ export class BlobCache {
   path(sha256: string, mode = 0o444): string {
     if (!isSha256(sha256)) throw new TurnoutError("E_VALIDATION", `not a sha256: ${JSON.stringify(sha256)}`);
     const name = mode === 0o444 ? sha256 : `${sha256}.${mode.toString(8)}`;
-    return join(this.dir, sha256.slice(0, 2), name);
+    // Concatenated, not path.join: the parts are already clean, and this runs per file of a release.
+    return `${this.dir}/${sha256.slice(0, 2)}/${name}`;
   }
 
   /**
-   * A usable copy of the blob in any mode, or undefined. The size is checked
-   * (cheap, and catches a truncated file); the content is trusted, as it was
-   * verified on the way in and is read-only since. Synchronous: a release
-   * asks this of thousands of blobs, and an lstat costs less than a trip
-   * through the thread pool.
+   * Whether the blob is cached. Every cached blob has its plain (0444)
+   * inode, and a name is only ever given to bytes that matched their digest
+   * and were flushed, read-only since: the name is trusted. existsSync, not
+   * lstat: a release asks this of thousands of blobs, and building a Stats
+   * object for each cost more than the call.
    */
-  find(sha256: string, size: number, mode?: number): string | undefined {
-    for (const candidate of mode === undefined || MODES.includes(mode) ? MODES : [...MODES, mode]) {
-      const path = this.path(sha256, candidate);
-      try {
-        const stat = lstatSync(path);
-        if (stat.isFile() && stat.size === size) return path;
-      } catch (error) {
-        if (errorCode(error) !== "ENOENT") throw error;
-      }
-    }
-    return undefined;
-  }
-
-  has(sha256: string, size: number, mode?: number): boolean {
-    return this.find(sha256, size, mode) !== undefined;
+  has(sha256: string): boolean {
+    return existsSync(this.path(sha256));
   }
 
   /** A fresh name for a blob no path of the release holds (a shared file's seed); adopt links it, then it goes. */
@@ -135,24 +120,18 @@ export class BlobCache {
       }
     }
     // The plain 0444 inode is always there too (what SSH hosts keep, and what has() looks for first).
-    for (const f of files) if (f.mode !== 0o444) await this.variant(f.sha256, f.size, 0o444);
+    for (const f of files)
+      if (f.mode !== 0o444) await this.variant(f.sha256, 0o444, this.path(f.sha256, f.mode));
   }
 
-  /** The (digest, mode) inode, copied from another variant when missing; returns its path. */
-  async variant(sha256: string, size: number, mode: number): Promise<string> {
+  /** The (digest, mode) inode, copied from `from` (the plain one) when missing; returns its path. */
+  async variant(sha256: string, mode: number, from = this.path(sha256)): Promise<string> {
     const path = this.path(sha256, mode);
-    const found = this.find(sha256, size, mode);
-    if (found === path || found === undefined) return path; // missing altogether: linking it fails clearly
-    try {
-      lstatSync(path);
-      return path;
-    } catch (error) {
-      if (errorCode(error) !== "ENOENT") throw error;
-    }
+    if (path === from || existsSync(path)) return path;
     await ensureRealDir(this.tmpDir);
     const tmp = join(this.tmpDir, `${sha256}.${nonce()}`);
     try {
-      await copyFile(found, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+      await copyFile(from, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
       if (this.fsyncs) await fsyncPath(tmp); // before chmod: the new mode may not allow reading
       await chmod(tmp, mode);
       await this.publish(tmp, path);

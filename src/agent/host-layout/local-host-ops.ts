@@ -135,7 +135,7 @@ export class LocalHostOps implements HostOps {
       const written = new Set<string>();
       for (const [sha256, { file, inTree }] of needed) {
         const mode = inTree ? cachedFileMode(file.mode) : 0o444;
-        if (this.cache.has(sha256, file.size, mode)) continue;
+        if (this.cache.has(sha256)) continue;
         const dest = inTree ? join(staging, file.path) : this.cache.tempFile(sha256);
         toFetch.push({ sha256, size: file.size, dest, mode });
         if (inTree) written.add(file.path);

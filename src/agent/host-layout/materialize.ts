@@ -56,7 +56,7 @@ export async function materialize(
   }
   const sources = new Map<string, string>();
   for (const [key, v] of variants) {
-    sources.set(key, await cache.variant(v.sha256, v.size, v.mode));
+    sources.set(key, await cache.variant(v.sha256, v.mode));
   }
 
   let copied = 0;
@@ -66,7 +66,8 @@ export async function materialize(
     if (written.has(file.path)) continue;
     const mode = cachedFileMode(file.mode);
     const source = sources.get(`${file.sha256}.${mode}`)!;
-    const dest = join(staging, file.path);
+    // Concatenated, not path.join: plan paths are checked clean, and this runs per file.
+    const dest = `${staging}/${file.path}`;
     try {
       linkSync(source, dest);
     } catch (error) {

@@ -1,6 +1,5 @@
 import { chmod, constants, copyFile, lstat, mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { TurnoutError } from "../../domain/errors.js";
 import type { HostLog } from "../../providers/fleet/host-ops.js";
 import type { BlobCache } from "./blob-cache.js";
 import { errorCode } from "./fs-util.js";
@@ -43,10 +42,7 @@ export async function createShared(
     try {
       if (seed) {
         // A copy, not a link: shared files are written to, the cache must never be.
-        const source = cache.find(seed.sha256, seed.size);
-        if (!source)
-          throw new TurnoutError("E_NOT_FOUND", `blob ${seed.sha256} of shared ${path} is not in the cache`);
-        await copyFile(source, target, constants.COPYFILE_EXCL);
+        await copyFile(cache.path(seed.sha256), target, constants.COPYFILE_EXCL);
         await chmod(target, (seed.mode & 0o777) | 0o600);
         log(`shared: created ${path} from the release's copy`);
       } else {
