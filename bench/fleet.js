@@ -150,7 +150,12 @@ async function waitForHosts(server, agents, timeoutMs) {
 function processCpu(pid) {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(")").pop().trim().split(/\s+/).map(Number);
   const ms = (ticks) => (ticks * 1000) / CLK_TCK;
-  return { own: ms(fields[11] + fields[12]), children: ms(fields[13] + fields[14]) };
+  return {
+    own: ms(fields[11] + fields[12]),
+    user: ms(fields[11]),
+    system: ms(fields[12]),
+    children: ms(fields[13] + fields[14]),
+  };
 }
 
 /**
@@ -242,7 +247,9 @@ async function deployAndMeasure(server, ref, agents, artifactBytes) {
   const before = agents.map((a) => currentOf(a.root));
   const wireBefore = agentSocketBytes(server.port, pids);
   const cpuBefore = processCpu(server.child.pid);
+  const agentUser = () => agents.reduce((sum, a) => sum + processCpu(a.child.pid).user, 0);
   const agentCpuBefore = agents.reduce((sum, a) => sum + processCpu(a.child.pid).own, 0);
+  const agentUserBefore = agentUser();
   const started = performance.now();
   const { deploy } = await api(server, "POST", DEPLOYS, { ref });
   // Watch the hosts' `current` links rather than poll the server, so the
@@ -268,6 +275,7 @@ async function deployAndMeasure(server, ref, agents, artifactBytes) {
   const harnessMs = performance.now() - started;
   const cpuAfter = processCpu(server.child.pid);
   const agentCpu = agents.reduce((sum, a) => sum + processCpu(a.child.pid).own, 0) - agentCpuBefore;
+  const agentUserMs = agentUser() - agentUserBefore;
   const wire = wireDelta(wireBefore, agentSocketBytes(server.port, pids));
   const phases = phasesOf(server.dataDir, deploy.id);
   if (final.status !== "succeeded") {
@@ -302,6 +310,7 @@ async function deployAndMeasure(server, ref, agents, artifactBytes) {
     cpuPerHostMs: (cpuAfter.own - cpuBefore.own) / agents.length,
     childCpuMs: cpuAfter.children - cpuBefore.children,
     agentCpuPerHostMs: agentCpu / agents.length,
+    agentUserPerHostMs: agentUserMs / agents.length,
   };
 }
 
@@ -310,6 +319,7 @@ async function baseline(repo, sha, n, dir) {
   const dirs = Array.from({ length: n }, (_, i) => path.join(dir, `copy-${i}`));
   for (const d of dirs) mkdirSync(d, { recursive: true });
   const started = performance.now();
+  const cpuBefore = processCpu(process.pid).children;
   await Promise.all(
     dirs.map(
       (d) =>
@@ -328,7 +338,7 @@ async function baseline(repo, sha, n, dir) {
     ),
   );
   // Kept until the run ends: see SETTLE_MS.
-  return performance.now() - started;
+  return { ms: performance.now() - started, cpuMs: processCpu(process.pid).children - cpuBefore };
 }
 
 const fmt = (v, digits = 1) => v.toFixed(digits).padStart(9);
@@ -360,7 +370,12 @@ export async function runFleet(work) {
     // fleet's files) are written back first, so no figure pays for another's.
     execFileSync("sync");
     const cpuStart = cpuTimes();
-    const baselineMs = await baseline(repo, app.base, n, path.join(dir, "baseline"));
+    const { ms: baselineMs, cpuMs: baselineCpuMs } = await baseline(
+      repo,
+      app.base,
+      n,
+      path.join(dir, "baseline"),
+    );
     const server = await startServer(path.join(dir, "server"), manifest(repo));
     let agents = [];
     try {
@@ -383,7 +398,7 @@ export async function runFleet(work) {
       const full = await deployAndMeasure(server, app.base, agents, app.bytes);
       const one = await deployAndMeasure(server, app.oneFile, agents, app.bytes);
       const steal = stealPercent(cpuStart, cpuTimes());
-      const row = { n, baselineMs, cloneMs, full, one, steal };
+      const row = { n, baselineMs, baselineCpuMs, cloneMs, full, one, steal };
       rows.push(row);
       printRow(row);
       // TURNOUT_BENCH_TIMELINE=1 prints the one-file deploy's log with times (where the time goes).
@@ -397,7 +412,7 @@ export async function runFleet(work) {
   return rows;
 }
 
-function printRow({ n, baselineMs, cloneMs, full, one, steal }) {
+function printRow({ n, baselineMs, baselineCpuMs, cloneMs, full, one, steal }) {
   const tag = `fleet N=${String(n).padEnd(2)}`;
   console.log(
     `${tag} mirror's first clone (before the releases, not counted in them) ${cloneMs.toFixed(0)} ms`,
@@ -417,7 +432,7 @@ function printRow({ n, baselineMs, cloneMs, full, one, steal }) {
     `${tag} one-file server CPU per host ${fmt(one.cpuPerHostMs)} ms   (whole deploy ${one.cpuMs.toFixed(0)} ms, git children ${one.childCpuMs.toFixed(0)} ms)  budget < 20 ms, flat in N`,
   );
   console.log(
-    `${tag} full: ${int(full.bytesPerHost)} B per host (wire ${int(full.wirePerHost)} B), server CPU ${full.cpuMs.toFixed(0)} ms = ${full.cpuPerHostMs.toFixed(1)} ms per host, git children ${full.childCpuMs.toFixed(0)} ms; agent CPU per host: full ${full.agentCpuPerHostMs.toFixed(0)} ms, one-file ${one.agentCpuPerHostMs.toFixed(0)} ms`,
+    `${tag} full: ${int(full.bytesPerHost)} B per host (wire ${int(full.wirePerHost)} B), server CPU ${full.cpuMs.toFixed(0)} ms = ${full.cpuPerHostMs.toFixed(1)} ms per host, git children ${full.childCpuMs.toFixed(0)} ms; agent CPU per host: full ${full.agentCpuPerHostMs.toFixed(0)} ms (user ${full.agentUserPerHostMs.toFixed(0)}), one-file ${one.agentCpuPerHostMs.toFixed(0)} ms (user ${one.agentUserPerHostMs.toFixed(0)}); baseline CPU per copy ${(baselineCpuMs / n).toFixed(0)} ms`,
   );
   for (const [label, d] of [
     ["full", full],

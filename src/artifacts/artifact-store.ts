@@ -14,7 +14,7 @@ import { BlobDigestMemo } from "./blob-digest-memo.js";
 import { BlobDir, type TempBlob } from "./blob-dir.js";
 import { readDirectory } from "./directory-source.js";
 import { compileExcludes } from "./exclude.js";
-import { readGitTree } from "./git-tree-source.js";
+import { readGitTree, readGitTreeChanges } from "./git-tree-source.js";
 import { readTar } from "./tar-source.js";
 import { summarize, TreeBuilder } from "./tree-builder.js";
 
@@ -55,6 +55,8 @@ export const DEFAULT_MAX_TAR_ENTRIES = 200_000;
 export class ArtifactStore {
   private readonly blobs: BlobDir;
   private readonly memo: BlobDigestMemo;
+  /** The last tree built per repository and subdirectory: the next release is usually a small diff from it. */
+  private readonly lastTree = new Map<string, { commit: string; manifest: ArtifactManifest }>();
 
   constructor(options: ArtifactStoreOptions) {
     const durable = options.durable !== false;
@@ -65,15 +67,29 @@ export class ArtifactStore {
   /**
    * The artifact of a commit's tree (or of `subdir` in it), read from git
    * without a checkout; the same manifest a checkout's fromDirectory would
-   * give. Blobs git ids already known are not read again. Null, having
+   * give. Blobs git ids already known are not read again, and after the
+   * first tree of a repository, a release that only changed files' content
+   * is a diff from the last one (readGitTreeChanges). Null, having
    * stored nothing, when the tree needs a real checkout (submodules,
    * .gitattributes): see git-tree-source.ts.
    */
   async fromGitTree(reader: GitTreeReader, subdir: string | null): Promise<StoredArtifact | null> {
     await this.blobs.ensureReady();
-    const builder = new TreeBuilder();
-    if (!(await readGitTree(reader, subdir, builder, this.blobs, this.memo))) return null;
-    return this.finish(builder, new Set());
+    const key = `${reader.repository}\0${subdir ?? ""}`;
+    const previous = this.lastTree.get(key);
+    const changed = previous
+      ? await readGitTreeChanges(reader, subdir, previous, this.blobs, this.memo)
+      : null;
+    let stored: StoredArtifact;
+    if (changed) {
+      stored = await this.finish(new TreeBuilder(), new Set(), changed);
+    } else {
+      const builder = new TreeBuilder();
+      if (!(await readGitTree(reader, subdir, builder, this.blobs, this.memo))) return null;
+      stored = await this.finish(builder, new Set());
+    }
+    this.lastTree.set(key, { commit: reader.commit, manifest: stored.manifest });
+    return stored;
   }
 
   /**

@@ -1,5 +1,6 @@
-import type { GitTreeReader } from "../git/tree-reader.js";
-import type { BlobDigestMemo } from "./blob-digest-memo.js";
+import type { ArtifactEntry, ArtifactManifest } from "../domain/artifact.js";
+import type { GitTreeChange, GitTreeReader } from "../git/tree-reader.js";
+import type { BlobDigestMemo, KnownBlob } from "./blob-digest-memo.js";
 import type { BlobDir } from "./blob-dir.js";
 import { refuse, type TreeBuilder } from "./tree-builder.js";
 
@@ -23,35 +24,107 @@ export async function readGitTree(
   memo: BlobDigestMemo,
 ): Promise<boolean> {
   const entries = await reader.list(subdir);
-  if (
-    entries.some(
-      (e) => e.kind === "submodule" || e.path === ".gitattributes" || e.path.endsWith("/.gitattributes"),
-    )
-  )
-    return false;
+  if (entries.some((e) => e.kind === "submodule" || isAttributes(e.path))) return false;
 
-  const unknown = new Map<string, number>(); // object id → size ls-tree gave
+  const unknown = new Set<string>();
   const linkIds = new Set<string>();
   for (const entry of entries) {
     builder.checkPath(entry.path);
     if (entry.kind === "symlink") linkIds.add(entry.objectId);
-    else if (!memo.get(entry.objectId)) unknown.set(entry.objectId, entry.size);
+    else if (!memo.get(entry.objectId)) unknown.add(entry.objectId);
   }
+  const targets = await storeBlobs(reader, unknown, linkIds, blobs, memo);
 
+  for (const entry of entries) {
+    if (entry.kind === "symlink") {
+      builder.add({ path: entry.path, type: "symlink", target: targets.get(entry.objectId)! });
+      continue;
+    }
+    builder.add(fileEntry(entry.path, entry.kind === "executable", entry.size, memo.get(entry.objectId)));
+  }
+  return true;
+}
+
+/**
+ * The manifest of `reader`'s commit from the manifest of an earlier commit
+ * of the same tree, when all that changed is the content or executable bit
+ * of existing files (`git diff-tree`): the common case of a release, and
+ * then nothing but the changed files is listed, read or checked, as the
+ * tree's shape (paths, links, directories) is the earlier one's, which was
+ * checked when it was built. Null when anything else changed (a path added,
+ * removed or turned into a link): the caller lists the whole tree.
+ */
+export async function readGitTreeChanges(
+  reader: GitTreeReader,
+  subdir: string | null,
+  previous: { commit: string; manifest: ArtifactManifest },
+  blobs: BlobDir,
+  memo: BlobDigestMemo,
+): Promise<ArtifactManifest | null> {
+  const changes = await reader.diff(previous.commit, subdir);
+  if (changes === null) return null;
+  const byPath = new Map<string, GitTreeChange>();
+  for (const change of changes) {
+    if (change.kind !== "file" && change.kind !== "executable") return null;
+    if (isAttributes(change.path)) return null;
+    byPath.set(change.path, change);
+  }
+  const unknown = new Set<string>();
+  for (const change of changes) if (!memo.get(change.objectId)) unknown.add(change.objectId);
+  let found = 0;
+  for (const entry of previous.manifest.entries) if (entry.type === "file" && byPath.has(entry.path)) found++;
+  if (found !== byPath.size) return null; // a change to a path that was not a file: not a content change
+  await storeBlobs(reader, unknown, new Set(), blobs, memo);
+  const entries: ArtifactEntry[] = previous.manifest.entries.map((entry) => {
+    const change = byPath.get(entry.path);
+    if (!change) return entry;
+    return fileEntry(entry.path, change.kind === "executable", undefined, memo.get(change.objectId));
+  });
+  return { version: 1, entries };
+}
+
+function isAttributes(path: string): boolean {
+  return path === ".gitattributes" || path.endsWith("/.gitattributes");
+}
+
+/** `size`: what git listed, checked against what it gave; undefined where git listed none (a diff). */
+function fileEntry(
+  path: string,
+  executable: boolean,
+  size: number | undefined,
+  blob: KnownBlob | undefined,
+): ArtifactEntry {
+  if (!blob || (size !== undefined && blob.size !== size))
+    throw refuse(path, "git reported another size than it gave");
+  return { path, type: "file", mode: executable ? 0o755 : 0o644, size: blob.size, sha256: blob.sha256 };
+}
+
+/**
+ * Reads `unknown` blobs into one pack (two files created however many blobs
+ * are new) and remembers their digests once the pack is durable; returns
+ * the text of the `links` blobs (symlink targets).
+ */
+async function storeBlobs(
+  reader: GitTreeReader,
+  unknown: ReadonlySet<string>,
+  links: ReadonlySet<string>,
+  blobs: BlobDir,
+  memo: BlobDigestMemo,
+): Promise<Map<string, string>> {
   const targets = new Map<string, string>();
-  const learned: { objectId: string; sha256: string; size: number }[] = [];
-  // New blobs go into one pack: two files created however many blobs are new.
+  if (unknown.size === 0 && links.size === 0) return targets;
+  const learned: (KnownBlob & { objectId: string })[] = [];
   const pack = unknown.size > 0 ? blobs.beginPack() : undefined;
   let link: Buffer[] | undefined;
   let packing = false;
   let current = "";
   try {
-    await reader.readBlobs([...new Set([...unknown.keys(), ...linkIds])], {
+    await reader.readBlobs([...new Set([...unknown, ...links])], {
       begin(objectId) {
         current = objectId;
         packing = unknown.has(objectId);
         if (packing) pack!.begin();
-        link = linkIds.has(objectId) ? [] : undefined;
+        link = links.has(objectId) ? [] : undefined;
       },
       data(chunk) {
         if (packing) pack!.write(chunk);
@@ -70,22 +143,5 @@ export async function readGitTree(
     throw error;
   }
   memo.remember(learned);
-
-  const byId = new Map(learned.map((l) => [l.objectId, l]));
-  for (const entry of entries) {
-    if (entry.kind === "symlink") {
-      builder.add({ path: entry.path, type: "symlink", target: targets.get(entry.objectId)! });
-      continue;
-    }
-    const blob = memo.get(entry.objectId) ?? byId.get(entry.objectId);
-    if (!blob || blob.size !== entry.size) throw refuse(entry.path, "git reported another size than it gave");
-    builder.add({
-      path: entry.path,
-      type: "file",
-      mode: entry.kind === "executable" ? 0o755 : 0o644,
-      size: blob.size,
-      sha256: blob.sha256,
-    });
-  }
-  return true;
+  return targets;
 }

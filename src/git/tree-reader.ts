@@ -19,6 +19,13 @@ export interface GitTreeEntry {
   size: number;
 }
 
+/** A file whose content or mode changed between two commits (`git diff-tree`, status M). */
+export interface GitTreeChange {
+  path: string;
+  kind: GitTreeEntry["kind"];
+  objectId: string;
+}
+
 /** Receives blobs one after another, each as begin, its bytes, end. Throwing stops the read. */
 export interface GitBlobSink {
   begin(objectId: string, size: number): void;
@@ -27,8 +34,18 @@ export interface GitBlobSink {
 }
 
 export interface GitTreeReader {
+  /** The repository (its mirror's directory): what an earlier tree must share to be diffed against. */
+  readonly repository: string;
+  /** The commit read. */
+  readonly commit: string;
   /** Every blob and submodule of the commit's tree, or of its subdirectory `subdir` (clean relative path). */
   list(subdir: string | null): Promise<GitTreeEntry[]>;
+  /**
+   * What changed from `from` (an earlier commit) to this one, in the tree
+   * or `subdir`: null unless every change is a file whose content or mode
+   * changed (anything added, removed, renamed or of another type).
+   */
+  diff(from: string, subdir: string | null): Promise<GitTreeChange[] | null>;
   /** The blobs' contents, in the order asked. */
   readBlobs(objectIds: readonly string[], sink: GitBlobSink): Promise<void>;
 }
@@ -51,7 +68,10 @@ const OBJECT_ID = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
 
 export function gitTreeReader(options: TreeReaderOptions): GitTreeReader {
   return {
+    repository: options.gitDir,
+    commit: options.sha,
     list: (subdir) => listTree(options, subdir),
+    diff: (from, subdir) => diffTree(options, from, subdir),
     readBlobs: (ids, sink) => readBlobs(options, ids, sink),
   };
 }
@@ -87,6 +107,36 @@ async function listTree(options: TreeReaderOptions, subdir: string | null): Prom
     });
   }
   return entries;
+}
+
+async function diffTree(
+  options: TreeReaderOptions,
+  from: string,
+  subdir: string | null,
+): Promise<GitTreeChange[] | null> {
+  if (!OBJECT_ID.test(from))
+    throw new TurnoutError("E_VALIDATION", `not a commit id: ${JSON.stringify(from)}`);
+  const at = (sha: string) => (subdir === null ? sha : `${sha}:${subdir}`);
+  // Both tree-ishes start with a hex commit id, so neither can be read as an option.
+  const out = await runGit(["diff-tree", "-r", "-z", "--no-renames", at(from), at(options.sha)], {
+    what: `git diff-tree of ${at(from)} and ${at(options.sha)}`,
+    cwd: options.gitDir,
+    env: options.env,
+    masker: options.masker,
+    timeoutMs: options.timeoutMs,
+  });
+  // :<old mode> <new mode> <old id> <new id> <status> NUL <path> NUL
+  const fields = out.split("\0");
+  const changes: GitTreeChange[] = [];
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const [oldMode, newMode, , objectId, status] = fields[i]!.replace(/^:/, "").split(" ");
+    const before = MODES[oldMode ?? ""];
+    const kind = MODES[newMode ?? ""];
+    if (status !== "M" || !kind || !OBJECT_ID.test(objectId ?? "")) return null;
+    if (before !== "file" && before !== "executable") return null;
+    changes.push({ path: fields[i + 1]!, kind, objectId: objectId! });
+  }
+  return changes;
 }
 
 /**

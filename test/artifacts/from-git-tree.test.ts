@@ -1,4 +1,4 @@
-import { appendFile, chmod, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { appendFile, chmod, mkdir, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -13,8 +13,8 @@ let repo: TestRepo;
 let store: ArtifactStore;
 let storeDir: string;
 
-/** A reader over the repository's own .git, counting the blobs it is asked to read. */
-function reader(sha: string, asked: string[][] = []): GitTreeReader {
+/** A reader over the repository's own .git, counting the blobs it is asked to read and the listings. */
+function reader(sha: string, asked: string[][] = [], listed: string[] = []): GitTreeReader {
   const inner = gitTreeReader({
     gitDir: path.join(repo.path, ".git"),
     sha,
@@ -23,12 +23,26 @@ function reader(sha: string, asked: string[][] = []): GitTreeReader {
     timeoutMs: 30_000,
   });
   return {
-    list: (subdir) => inner.list(subdir),
+    repository: inner.repository,
+    commit: inner.commit,
+    diff: (from, subdir) => inner.diff(from, subdir),
+    list: (subdir) => {
+      listed.push(subdir ?? ".");
+      return inner.list(subdir);
+    },
     readBlobs: (ids, sink) => {
       asked.push([...ids]);
       return inner.readBlobs(ids, sink);
     },
   };
+}
+
+/** The artifact a store that never saw the repository makes of `sha`: the reference. */
+async function fresh(sha: string, subdir: string | null = null) {
+  const other = new ArtifactStore({
+    dir: path.join(scratch.dir, `fresh-${sha.slice(0, 8)}-${Math.random()}`),
+  });
+  return (await other.fromGitTree(reader(sha), subdir))!;
 }
 
 /** The same commit checked out, for fromDirectory to compare with. */
@@ -95,14 +109,14 @@ describe("ArtifactStore.fromGitTree", () => {
     expect((await readAll(all.stream)).equals(expected)).toBe(true);
   });
 
-  it("reads only the blobs it has not seen: a one-file change reads one file (and the symlink)", async () => {
+  it("reads only the blobs it has not seen: a one-file change reads one file", async () => {
     const asked: string[][] = [];
     await store.fromGitTree(reader(repo.head, asked), null);
     expect(asked.flat().length).toBe(7); // 6 distinct file blobs + the symlink's
     await repo.commit({ "src/app/main.js": "console.log(2)\n" });
     const second: string[][] = [];
     const next = await store.fromGitTree(reader(repo.head, second), null);
-    expect(second.flat().length).toBe(2);
+    expect(second.flat().length).toBe(1); // a diff from the last tree: not even the symlink is read again
     const main = next!.manifest.entries.find((e) => e.path === "src/app/main.js");
     expect(main?.type === "file" && (await readAll(await store.openBlob(main.sha256))).toString()).toBe(
       "console.log(2)\n",
@@ -114,6 +128,38 @@ describe("ArtifactStore.fromGitTree", () => {
     const again = await new ArtifactStore({ dir: storeDir }).fromGitTree(reader(repo.head, third), null);
     expect(third.flat().length).toBe(1);
     expect(again!.digest).toBe(next!.digest);
+  });
+
+  it("after the first tree, a content-only change is a diff: no listing, one blob read, the same digest", async () => {
+    await store.fromGitTree(reader(repo.head), null);
+    await repo.commit({ "src/app/main.js": "console.log(3)\n", "README.md": "changed\n" });
+    await chmod(path.join(repo.path, "bin", "run"), 0o644);
+    await repo.commit({});
+    const asked: string[][] = [];
+    const listed: string[] = [];
+    const next = await store.fromGitTree(reader(repo.head, asked, listed), null);
+    expect(listed).toEqual([]);
+    expect(asked.flat().length).toBe(2);
+    const reference = await fresh(repo.head);
+    expect(next!.digest).toBe(reference.digest);
+    expect(next!.manifest.entries.find((e) => e.path === "bin/run")).toMatchObject({ mode: 0o644 });
+
+    // Anything else (a file added, one removed, a link changed) lists the whole tree again.
+    const structural: Record<string, string | null>[] = [{ "new.txt": "new\n" }, { "src/copy.txt": null }];
+    for (const change of structural) {
+      await repo.commit(change);
+      const relisted: string[] = [];
+      const built = await store.fromGitTree(reader(repo.head, [], relisted), null);
+      expect(relisted).toEqual(["."]);
+      expect(built!.digest).toBe((await fresh(repo.head)).digest);
+    }
+    await rm(path.join(repo.path, "start"));
+    await symlink("README.md", path.join(repo.path, "start"));
+    await repo.commit({});
+    const relisted: string[] = [];
+    const built = await store.fromGitTree(reader(repo.head, [], relisted), null);
+    expect(relisted).toEqual(["."]);
+    expect(built!.manifest.entries).toContainEqual({ path: "start", type: "symlink", target: "README.md" });
   });
 
   it("reads a subdirectory as the artifact root, as fromDirectory of that directory would", async () => {
