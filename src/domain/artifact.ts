@@ -89,6 +89,9 @@ export function assertManifest(manifest: ArtifactManifest): ArtifactManifest {
   }
   let previous = "";
   for (const entry of manifest.entries) {
+    // Manifests also arrive from the network (an agent's stage call): every field is checked here.
+    const problem = entryShapeProblem(entry);
+    if (problem) throw new TurnoutError("E_VALIDATION", `bad manifest entry: ${problem}`);
     assertEntryPath(entry.path);
     if (entry.path <= previous)
       throw new TurnoutError("E_VALIDATION", `artifact manifest not sorted at ${entry.path}`);
@@ -108,6 +111,23 @@ export function assertManifest(manifest: ArtifactManifest): ArtifactManifest {
     }
   }
   return manifest;
+}
+
+function entryShapeProblem(entry: unknown): string | undefined {
+  if (typeof entry !== "object" || entry === null) return "not an object";
+  const e = entry as Record<string, unknown>;
+  if (typeof e.path !== "string") return "path is not a string";
+  const mode = (m: unknown) => Number.isInteger(m) && (m as number) >= 0 && (m as number) <= 0o7777;
+  switch (e.type) {
+    case "dir":
+      return mode(e.mode) ? undefined : `${e.path}: bad mode`;
+    case "file":
+      return mode(e.mode) && typeof e.sha256 === "string" ? undefined : `${e.path}: bad mode or digest`;
+    case "symlink":
+      return typeof e.target === "string" ? undefined : `${e.path}: target is not a string`;
+    default:
+      return `${e.path}: unknown type ${JSON.stringify(e.type)}`;
+  }
 }
 
 /** sha256 of the manifest's canonical JSON: the artifact's identity. */

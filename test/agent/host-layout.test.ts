@@ -439,6 +439,22 @@ describe("hostile input", () => {
         },
       }),
     ).rejects.toMatchObject({ code: "E_VALIDATION" });
+    // Entries of any shape arrive over the agent protocol: each is refused on its own terms.
+    const shapes: unknown[] = [
+      null,
+      "a.txt",
+      { path: "a.txt", type: "device" },
+      { path: "a.txt", type: "file", mode: "644", size: 1, sha256: sha("a") },
+      { path: "a.txt", type: "file", mode: 0o644, size: -1, sha256: sha("a") },
+      { path: "d", type: "dir", mode: 1e9 },
+      { path: "l", type: "symlink", target: 7 },
+      { path: 42, type: "dir", mode: 0o755 },
+    ];
+    for (const entry of shapes) {
+      await expect(
+        attempt({ manifest: { version: 1, entries: [entry as ArtifactEntry] } }),
+      ).rejects.toMatchObject({ code: "E_VALIDATION" });
+    }
     await expect(attempt({ shared: ["../../outside"] })).rejects.toMatchObject({ code: "E_VALIDATION" });
     await expect(attempt({ beforeSwitch: [] })).rejects.toMatchObject({ code: "E_VALIDATION" });
     await expect(attempt({ env: { "BAD=NAME": "x" } })).rejects.toMatchObject({ code: "E_VALIDATION" });
