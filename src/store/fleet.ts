@@ -1,6 +1,6 @@
 import type { Kysely } from "kysely";
 import { TurnoutError } from "../domain/errors.js";
-import type { HostStep } from "../domain/fleet.js";
+import type { HostStep, PoolState } from "../domain/fleet.js";
 import { nowIso } from "./rows.js";
 import type { Schema } from "./schema.js";
 
@@ -192,14 +192,17 @@ export class FleetStore {
   }
 
   /** Creates (or finds) the hosts row of an SSH host from the manifest. */
-  async ensureSshHost(name: string, address: string, labels: Record<string, string>): Promise<number> {
-    const existing = await this.db
-      .selectFrom("hosts")
-      .select(["id", "kind"])
-      .where("name", "=", name)
-      .executeTakeFirst();
-    if (existing) return existing.id;
-    const row = await this.db
+  /** The SSH host of that name (made pooled on first sight), with its pool state. */
+  async ensureSshHost(
+    name: string,
+    address: string,
+    labels: Record<string, string>,
+  ): Promise<{ id: number; poolState: PoolState }> {
+    const existing = () =>
+      this.db.selectFrom("hosts").select(["id", "pool_state"]).where("name", "=", name).executeTakeFirst();
+    const found = await existing();
+    if (found) return { id: found.id, poolState: found.pool_state as PoolState };
+    await this.db
       .insertInto("hosts")
       .values({
         name,
@@ -214,10 +217,9 @@ export class FleetStore {
         created_at: nowIso(),
       })
       .onConflict((oc) => oc.column("name").doNothing())
-      .returning("id")
-      .executeTakeFirst();
-    if (row) return row.id;
-    return (await this.db.selectFrom("hosts").select("id").where("name", "=", name).executeTakeFirstOrThrow())
-      .id;
+      .execute();
+    const made = await existing();
+    if (!made) throw new Error(`host ${name} could not be recorded`);
+    return { id: made.id, poolState: made.pool_state as PoolState };
   }
 }

@@ -152,7 +152,7 @@ describe("fleet deploys through agents", () => {
     expect(steps.filter((h) => h.hostName !== "web-1").every((h) => h.step === "staged")).toBe(true);
   });
 
-  it("a host whose disk write fails during staging: over the budget nothing switches; within it, it is depooled", async () => {
+  it("a host whose disk write fails during staging: over the budget nothing switches; within it, it is depooled until a healthy deploy pools it again", async () => {
     await start("{ canary: 1, batch: 2, failure_limit: 0 }");
     // The blob cache's directory is a file: every write of web-2's staging fails.
     const cache = path.join(agents[1]!.root, ".turnout", "blobs");
@@ -181,6 +181,24 @@ describe("fleet deploys through agents", () => {
     // The depool command ran on the server with the host and the deploy's placeholders filled in.
     const { readFileSync } = await import("node:fs");
     expect(readFileSync(depooled, "utf8")).toBe(`web-2 ${tolerated.sha} web-2\n`);
+
+    // Fixed, the next deploy takes web-2 and, once it is healthy, puts it back in the pool.
+    rmSync(cache, { force: true });
+    const pooled = path.join(work, "pooled");
+    await t.writeManifest(
+      "shop",
+      fleetManifest("{ canary: 1, batch: 2, failure_limit: 1 }").replace(
+        "      artifact: dist\n",
+        `      artifact: dist\n      pool: [sh, -c, 'echo "$0" >> ${pooled}', "{host}"]\n`,
+      ),
+    );
+    const again = await deploy();
+    expect(again.status, await logOf(again.id)).toBe("succeeded");
+    expect(await currentOf(agents[1]!.root, "shop")).not.toBeNull();
+    const after = (await t.api("GET", "/api/v1/hosts")).body.hosts;
+    expect(after.find((h: any) => h.name === "web-2").poolState).toBe("pooled");
+    expect(readFileSync(pooled, "utf8")).toBe("web-2\n");
+    expect(await logOf(again.id)).toContain("[web-2] healthy again: back in the pool");
   });
 
   it("an agent killed during download counts against the budget; the others proceed", async () => {

@@ -328,14 +328,19 @@ async function targetsFor(
     const wanted = run.config.hostLabels;
     for (const host of await deps.agents.hosts()) {
       if (host.kind !== "agent" || !labelsMatch(wanted, host.labels)) continue;
-      targets.push({ hostId: host.id, name: host.name, ops: () => deps.agents.opsFor(host.name) });
+      targets.push({
+        hostId: host.id,
+        name: host.name,
+        depooled: host.poolState === "depooled",
+        ops: () => deps.agents.opsFor(host.name),
+      });
     }
   }
   for (const ssh of run.config.ssh) {
-    const hostId = await deps.store.fleet.ensureSshHost(ssh.name, ssh.address, ssh.labels);
+    const { id, poolState } = await deps.store.fleet.ensureSshHost(ssh.name, ssh.address, ssh.labels);
     const ops = deps.ssh.open(ssh);
     opened.push(ops);
-    targets.push({ hostId, name: ssh.name, ops: () => ops });
+    targets.push({ hostId: id, name: ssh.name, depooled: poolState === "depooled", ops: () => ops });
   }
   targets.sort((a, b) => a.name.localeCompare(b.name));
   return {

@@ -25,6 +25,8 @@ import type { BlobSource, HostLog, HostOps } from "./host-ops.js";
 export interface FleetTarget {
   hostId: number;
   name: string;
+  /** Out of the pool since an earlier deploy: a healthy switch here puts it back (see repool). */
+  depooled: boolean;
   /** The host's operations now (an agent may reconnect: ask again after a failure). */
   ops(): HostOps | undefined;
 }
@@ -269,6 +271,7 @@ async function switchHost(
       }
     }
     await record(run, "healthy");
+    if (run.target.depooled && input.slot === "current") await repool(input, run, log);
   } catch (error) {
     run.failed = true;
     log(`failed: ${messageOf(error)}`);
@@ -342,6 +345,29 @@ async function rollBack(
     code: "E_ROLLED_BACK",
     message: `${failed} of ${runs.length} host(s) failed (budget ${failureBudget(input.config.strategy.failureLimit, runs.length)}); every switched host was switched back`,
   };
+}
+
+/**
+ * A depooled host that took this release and passed its checks serves
+ * again: the `pool` command runs for it (on the server, like depool) and it
+ * is marked pooled. A failing pool command is logged and leaves it depooled.
+ */
+async function repool(input: OrchestrateInput, run: HostRun, log: HostLog): Promise<void> {
+  if (input.config.pool) {
+    try {
+      const code = await input.runOnServer(input.config.pool, run.target.name);
+      if (code !== 0) {
+        log(`pool command exited with status ${code}: left depooled`);
+        return;
+      }
+    } catch (error) {
+      log(`pool command failed: ${messageOf(error)}; left depooled`);
+      return;
+    }
+  }
+  await input.fleet.setPoolState(run.target.hostId, "pooled");
+  run.target.depooled = false;
+  log("healthy again: back in the pool");
 }
 
 async function depool(input: OrchestrateInput, run: HostRun, log: HostLog, record: Recorder): Promise<void> {
