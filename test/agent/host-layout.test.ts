@@ -393,6 +393,29 @@ describe("prune", () => {
     const source = new MemorySource().add(a.blobs);
     expect((await stage(a, {}, source)).blobsFetched).toBe(1);
   });
+
+  it("with the cache on another filesystem, the cache keeps copies and nothing in use is collected", async () => {
+    const shm = await mkdtemp("/dev/shm/turnout-cache-");
+    try {
+      const split = new LocalHostOps({ name: "h2", root, cacheDir: shm, fsyncs: false });
+      const a = artifact({ "common.txt": "common", "only-a.txt": "only in a" });
+      const b = artifact({ "common.txt": "common", "only-b.txt": "only in b" });
+      const source = new MemorySource().add(a.blobs).add(b.blobs);
+      expect((await split.stage(spec("web", a), source, noLog, live())).blobsFetched).toBe(2);
+      const second = await split.stage(spec("web", b), source, noLog, live());
+      expect(second.blobsFetched).toBe(1); // common.txt came from the cache's copy
+      expect(await readFile(join(rel(b.id), "common.txt"), "utf8")).toBe("common");
+      expect(await readFile(join(shm, sha("common").slice(0, 2), sha("common")), "utf8")).toBe("common");
+      await split.switchTo("web", b.id, "current");
+      await split.prune("web", 1);
+      expect(await split.collectGarbage()).toBeNull();
+      expect(await readFile(join(shm, sha("only in b").slice(0, 2), sha("only in b")), "utf8")).toBe(
+        "only in b",
+      );
+    } finally {
+      await rm(shm, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("hostile input", () => {

@@ -100,8 +100,9 @@ export class BlobCache {
   async adopt(
     files: readonly { sha256: string; size: number; file: string; mode: number }[],
     signal: AbortSignal,
-  ): Promise<void> {
-    if (files.length === 0) return;
+  ): Promise<{ copies: number }> {
+    let copies = 0;
+    if (files.length === 0) return { copies };
     if (this.fsyncs && !(await flushFilesystem(this.dir)))
       await eachLimit(files, SYNC_CONCURRENCY, (f) => fsyncPath(f.file));
     signal.throwIfAborted();
@@ -116,12 +117,31 @@ export class BlobCache {
         linkSync(f.file, name);
       } catch (error) {
         // A concurrent staging named the same blob first: same bytes, no harm.
-        if (errorCode(error) !== "EEXIST") throw error;
+        if (errorCode(error) === "EEXIST") continue;
+        // The cache is on another filesystem than the release: it gets a copy of its own.
+        if (errorCode(error) !== "EXDEV") throw error;
+        await this.copyIn(f.file, name);
+        copies++;
       }
     }
     // The plain 0444 inode is always there too (what SSH hosts keep, and what has() looks for first).
     for (const f of files)
       if (f.mode !== 0o444) await this.variant(f.sha256, 0o444, this.path(f.sha256, f.mode));
+    return { copies };
+  }
+
+  /** A durable copy of `file` under `name`, through a temp file (a name is only given to whole bytes). */
+  private async copyIn(file: string, name: string): Promise<void> {
+    await ensureRealDir(this.tmpDir);
+    const tmp = join(this.tmpDir, `${name.slice(-64)}.${nonce()}`);
+    try {
+      await copyFile(file, tmp, constants.COPYFILE_EXCL);
+      if (this.fsyncs) await fsyncPath(tmp);
+      await this.publish(tmp, name);
+    } catch (error) {
+      await rm(tmp, { force: true });
+      throw error;
+    }
   }
 
   /** The (digest, mode) inode, copied from `from` (the plain one) when missing; returns its path. */

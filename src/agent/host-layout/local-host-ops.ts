@@ -134,8 +134,8 @@ export class LocalHostOps implements HostOps {
       const toFetch: BlobToFetch[] = [];
       const written = new Set<string>();
       for (const [sha256, { file, inTree }] of needed) {
-        const mode = inTree ? cachedFileMode(file.mode) : 0o444;
         if (this.cache.has(sha256)) continue;
+        const mode = inTree ? cachedFileMode(file.mode) : 0o444;
         const dest = inTree ? join(staging, file.path) : this.cache.tempFile(sha256);
         toFetch.push({ sha256, size: file.size, dest, mode });
         if (inTree) written.add(file.path);
@@ -149,10 +149,12 @@ export class LocalHostOps implements HostOps {
       if (temps.length > 0) await ensureRealDir(this.cache.tmpDir);
       const bytesFetched = await fetchBlobs(toFetch, blobs, signal);
       // Verified: named in the cache (hard links), once their data is durable.
-      await this.cache.adopt(
+      const adopted = await this.cache.adopt(
         toFetch.map((f) => ({ sha256: f.sha256, size: f.size, file: f.dest, mode: f.mode })),
         signal,
       );
+      // Copies share no inode with a release: link counts no longer say what is in use (see collectGarbage).
+      if (adopted.copies > 0) this.copiedFiles = true;
       for (const temp of temps.splice(0)) rmSync(temp, { force: true });
 
       // 2. The rest of the tree, privately, under its staging name.
