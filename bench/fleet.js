@@ -401,8 +401,8 @@ export async function runFleet(work) {
       const row = { n, baselineMs, baselineCpuMs, cloneMs, full, one, steal };
       rows.push(row);
       printRow(row);
-      // TURNOUT_BENCH_TIMELINE=1 prints the one-file deploy's log with times (where the time goes).
-      if (process.env.TURNOUT_BENCH_TIMELINE) console.log(one.timeline);
+      // TURNOUT_BENCH_TIMELINE=1 prints both deploys' logs with times (where the time goes).
+      if (process.env.TURNOUT_BENCH_TIMELINE) console.log(`${full.timeline}\n${one.timeline}`);
     } finally {
       await stopAgents(agents);
       await server.stop();

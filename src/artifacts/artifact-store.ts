@@ -11,7 +11,7 @@ import {
 import { notFound } from "../domain/errors.js";
 import type { GitTreeReader } from "../git/tree-reader.js";
 import { BlobDigestMemo } from "./blob-digest-memo.js";
-import { BlobDir, type TempBlob } from "./blob-dir.js";
+import { BlobDir, type ConcatenatedBlobs, type TempBlob } from "./blob-dir.js";
 import { readDirectory } from "./directory-source.js";
 import { compileExcludes } from "./exclude.js";
 import { readGitTree, readGitTreeChanges } from "./git-tree-source.js";
@@ -185,9 +185,9 @@ export class ArtifactStore {
     return this.blobs.open(sha256);
   }
 
-  /** The blobs back to back (see BlobDir.openConcatenated); E_NOT_FOUND before any byte when one is missing. */
-  openConcatenated(digests: readonly string[]): { stream: Readable; size: number } {
-    return this.blobs.openConcatenated(digests);
+  /** The blobs back to back (see BlobDir.concatenated); E_NOT_FOUND before any byte when one is missing. */
+  concatenated(digests: readonly string[]): ConcatenatedBlobs {
+    return this.blobs.concatenated(digests);
   }
 
   blobPath(sha256: string): string {

@@ -176,9 +176,25 @@ export class HostStore {
   }
 
   /** Replaces what a host holds with what it just reported (apps it no longer has are dropped). */
-  async saveInventory(hostId: number, inventory: HostAppInventory[]): Promise<void> {
+  /**
+   * Replaces what the host reports holding; with `seen`, also records it as
+   * seen, in the same transaction (one commit per heartbeat, not two).
+   */
+  async saveInventory(
+    hostId: number,
+    inventory: HostAppInventory[],
+    seen?: { owner: string; at: string },
+  ): Promise<void> {
     const now = nowIso();
     await this.db.transaction().execute(async (trx) => {
+      if (seen) {
+        await trx
+          .updateTable("hosts")
+          .set({ last_seen_at: seen.at, connected: 1 })
+          .where("id", "=", hostId)
+          .where("connected_to", "=", seen.owner)
+          .execute();
+      }
       await trx.deleteFrom("host_apps").where("host_id", "=", hostId).execute();
       if (inventory.length === 0) return;
       await trx

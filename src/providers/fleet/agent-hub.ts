@@ -243,8 +243,7 @@ export class AgentHub {
     connection.lastPersistedAt = Date.now();
     const seen = new Date(connection.lastMessageAt).toISOString();
     this.serial(connection.name, async () => {
-      await this.store.hosts.saveInventory(connection.hostId, inventory);
-      await this.store.hosts.markSeen(connection.hostId, this.owner, seen);
+      await this.store.hosts.saveInventory(connection.hostId, inventory, { owner: this.owner, at: seen });
     }).then(
       () => this.emit({ type: "inventory", host: connection.name }),
       (error: Error) =>
