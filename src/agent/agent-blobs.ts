@@ -1,6 +1,6 @@
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
-import { PassThrough, type Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import { isSha256 } from "../domain/artifact.js";
 import { TurnoutError } from "../domain/errors.js";
 import type { BlobSource } from "../providers/fleet/host-ops.js";
@@ -32,23 +32,26 @@ export class HttpBlobSource implements BlobSource {
   async open(sha256: string): Promise<Readable> {
     if (!isSha256(sha256))
       throw new TurnoutError("E_VALIDATION", `not a blob digest: ${JSON.stringify(sha256)}`);
-    const what = `blob ${sha256.slice(0, 12)}`;
-    return body(await this.request("GET", `/api/v1/blobs/${sha256}`, undefined, what), what);
+    // The body itself is the stream: a read of a body cut short fails, and the consumer says so.
+    return this.request("GET", `/api/v1/blobs/${sha256}`, undefined, `blob ${sha256.slice(0, 12)}`);
   }
 
   /**
    * `POST {server}/api/v1/blobs/batch {digests}`: the blobs' bytes back to
    * back, in the order asked. The host splits and verifies them by the
-   * manifest's sizes and digests; a stream that breaks off is E_UNAVAILABLE.
+   * manifest's sizes and digests; a stream that breaks off fails its read.
    */
   async openConcatenated(digests: string[]): Promise<Readable> {
     for (const sha256 of digests) {
       if (!isSha256(sha256))
         throw new TurnoutError("E_VALIDATION", `not a blob digest: ${JSON.stringify(sha256)}`);
     }
-    const what = `${digests.length} blobs`;
-    const response = await this.request("POST", "/api/v1/blobs/batch", JSON.stringify({ digests }), what);
-    return body(response, what);
+    return this.request(
+      "POST",
+      "/api/v1/blobs/batch",
+      JSON.stringify({ digests }),
+      `${digests.length} blobs`,
+    );
   }
 
   /** One request with the token that works: the one that worked last first, then the others on 401. */
@@ -112,21 +115,6 @@ export class HttpBlobSource implements BlobSource {
 function ok(response: IncomingMessage): boolean {
   const status = response.statusCode ?? 0;
   return status >= 200 && status < 300;
-}
-
-/**
- * The response body as the consumer's stream: a body cut short (the server
- * went away, the connection reset) is E_UNAVAILABLE, and a consumer that
- * stops early ends the request.
- */
-function body(response: IncomingMessage, what: string): Readable {
-  const out = new PassThrough({ highWaterMark: 1024 * 1024 });
-  const broke = (why: string) =>
-    out.destroy(new TurnoutError("E_UNAVAILABLE", `${what}: the stream broke off (${why})`));
-  response.on("error", (error: NodeJS.ErrnoException) => broke(error.code ?? error.message));
-  response.on("aborted", () => broke("aborted"));
-  out.on("close", () => response.destroy());
-  return response.pipe(out);
 }
 
 async function errorMessage(response: IncomingMessage): Promise<string> {

@@ -160,6 +160,21 @@ describe("batched blob fetching (BlobSource.openConcatenated)", () => {
     await expect(host.stage(spec(a), cut, () => {}, live())).rejects.toMatchObject({
       code: expect.stringMatching(/E_UNAVAILABLE|E_VALIDATION/),
     });
+    // A stream that breaks (the server went away): the blobs are unavailable, in so many words.
+    const broken: BlobSource = {
+      open: unused,
+      openConcatenated: async (digests) =>
+        Readable.from(
+          (async function* () {
+            yield bytes(digests).subarray(0, 30);
+            throw Object.assign(new Error("aborted"), { code: "ECONNRESET" });
+          })(),
+        ),
+    };
+    await expect(host.stage(spec(a), broken, () => {}, live())).rejects.toMatchObject({
+      code: "E_UNAVAILABLE",
+      message: expect.stringContaining("ECONNRESET"),
+    });
     expect(await cacheEntries()).toEqual([]);
   });
 

@@ -217,7 +217,13 @@ async function receive(
   } catch (error) {
     stream.destroy();
     if (fd !== -1) closeSync(fd);
-    throw error;
+    if (error instanceof TurnoutError || signal.aborted) throw error;
+    // The source's own words for a stream cut short (a reset, "aborted"): the blobs are unavailable.
+    const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new TurnoutError(
+      "E_UNAVAILABLE",
+      `the blob stream broke off after ${index} of ${files.length} blobs (${why})`,
+    );
   } finally {
     signal.removeEventListener("abort", onAbort);
   }
