@@ -139,6 +139,11 @@ export class BlobDir {
     return info?.isFile() === true || this.packs.locate(sha256) !== undefined;
   }
 
+  /** has(), synchronously: a pack's index is in memory, a loose blob costs one stat. */
+  holds(sha256: string): boolean {
+    return this.locate(sha256) !== undefined;
+  }
+
   /** Opened before returning, so a missing blob is E_NOT_FOUND and not a stream error later. */
   async open(sha256: string): Promise<{ stream: Readable; size: number }> {
     const file = this.blobPath(sha256);

@@ -31,7 +31,7 @@ export async function readGitTree(
   for (const entry of entries) {
     builder.checkPath(entry.path);
     if (entry.kind === "symlink") linkIds.add(entry.objectId);
-    else if (!memo.get(entry.objectId)) unknown.add(entry.objectId);
+    else if (!stored(memo, blobs, entry.objectId)) unknown.add(entry.objectId);
   }
   const targets = await storeBlobs(reader, unknown, linkIds, blobs, memo);
 
@@ -70,7 +70,7 @@ export async function readGitTreeChanges(
     byPath.set(change.path, change);
   }
   const unknown = new Set<string>();
-  for (const change of changes) if (!memo.get(change.objectId)) unknown.add(change.objectId);
+  for (const change of changes) if (!stored(memo, blobs, change.objectId)) unknown.add(change.objectId);
   let found = 0;
   for (const entry of previous.manifest.entries) if (entry.type === "file" && byPath.has(entry.path)) found++;
   if (found !== byPath.size) return null; // a change to a path that was not a file: not a content change
@@ -81,6 +81,12 @@ export async function readGitTreeChanges(
     return fileEntry(entry.path, change.kind === "executable", undefined, memo.get(change.objectId));
   });
   return { version: 1, entries };
+}
+
+/** Known to the memo and still in the store (a pack removed by hand is read again, not trusted). */
+function stored(memo: BlobDigestMemo, blobs: BlobDir, objectId: string): boolean {
+  const blob = memo.get(objectId);
+  return blob !== undefined && blobs.holds(blob.sha256);
 }
 
 function isAttributes(path: string): boolean {

@@ -170,6 +170,20 @@ describe("ArtifactStore.fromGitTree", () => {
     expect(built!.manifest.entries).toContainEqual({ path: "start", type: "symlink", target: "README.md" });
   });
 
+  it("reads again what the memo knows but the store lost (packs removed by hand)", async () => {
+    const first = await store.fromGitTree(reader(repo.head), null);
+    await rm(path.join(storeDir, "packs"), { recursive: true, force: true });
+    const asked: string[][] = [];
+    const reopened = new ArtifactStore({ dir: storeDir });
+    const again = await reopened.fromGitTree(reader(repo.head, asked), null);
+    expect(asked.flat().length).toBe(7);
+    expect(again!.digest).toBe(first!.digest);
+    const main = again!.manifest.entries.find((e) => e.path === "src/app/main.js");
+    expect(main?.type === "file" && (await readAll(await reopened.openBlob(main.sha256))).toString()).toBe(
+      "console.log(1)\n",
+    );
+  });
+
   it("reads a subdirectory as the artifact root, as fromDirectory of that directory would", async () => {
     const fromGit = await store.fromGitTree(reader(repo.head), "src/app");
     const fromDir = await store.fromDirectory(path.join(await checkout(repo.head), "src", "app"));
