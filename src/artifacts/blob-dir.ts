@@ -30,11 +30,25 @@ export interface ChunkSink {
 
 export interface ConcatenatedBlobs {
   size: number;
-  /** Writes every byte; rejects on a read or write error (the sink is then the caller's to destroy). */
-  writeTo(sink: ChunkSink): Promise<void>;
+  /**
+   * Writes every byte; rejects on a read or write error, or when `signal`
+   * aborts (a client gone away may never call a pending write back). The
+   * sink is then the caller's to destroy.
+   */
+  writeTo(sink: ChunkSink, signal?: AbortSignal): Promise<void>;
 }
 
-async function writeSegments(segments: readonly Segment[], digests: readonly string[], sink: ChunkSink) {
+async function writeSegments(
+  segments: readonly Segment[],
+  digests: readonly string[],
+  sink: ChunkSink,
+  signal: AbortSignal | undefined,
+) {
+  const aborted = new Promise<never>((_, reject) => {
+    if (signal?.aborted) reject(signal.reason);
+    signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
+  });
+  aborted.catch(() => undefined);
   const buffers = [Buffer.allocUnsafe(CONCAT_CHUNK), Buffer.allocUnsafe(CONCAT_CHUNK)];
   let current = 0;
   let filled = 0;
@@ -46,7 +60,7 @@ async function writeSegments(segments: readonly Segment[], digests: readonly str
       sink.write(chunk, (error) => (error ? reject(error) : resolve())),
     );
     written.catch(() => undefined); // awaited below, on the next flush or at the end
-    await inFlight;
+    await Promise.race([inFlight, aborted]);
     inFlight = written;
     current ^= 1;
     filled = 0;
@@ -75,7 +89,7 @@ async function writeSegments(segments: readonly Segment[], digests: readonly str
       }
     }
     if (filled > 0) await flush();
-    await inFlight;
+    await Promise.race([inFlight, aborted]);
   } finally {
     if (fd !== -1) closeSync(fd);
   }
@@ -194,7 +208,7 @@ export class BlobDir {
     });
     return {
       size: segments.reduce((sum, s) => sum + s.size, 0),
-      writeTo: (sink) => writeSegments(segments, digests, sink),
+      writeTo: (sink, signal) => writeSegments(segments, digests, sink, signal),
     };
   }
 

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { readdirSync, readlinkSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -72,6 +73,34 @@ describe("POST /api/v1/blobs/batch", () => {
     const unknown = await batch({ digests: [known, sha("never stored")] });
     expect(unknown.status).toBe(404);
     expect(((await unknown.json()) as any).error.code).toBe("E_NOT_FOUND");
+  });
+
+  it("a client that goes away mid-batch leaves nothing open on the server", async () => {
+    const big = sha(files["big.bin"]!);
+    const controller = new AbortController();
+    const res = await fetch(`${t.url}/api/v1/blobs/batch`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${tokens.agent}`, "content-type": "application/json" },
+      body: JSON.stringify({ digests: Array(200).fill(big) }),
+      signal: controller.signal,
+    });
+    expect(Number(res.headers.get("content-length"))).toBe(200 * Buffer.byteLength(files["big.bin"]!));
+    const reader = res.body!.getReader();
+    await reader.read();
+    controller.abort();
+    const openInStore = () =>
+      readdirSync("/proc/self/fd").filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).includes(`${path.sep}artifacts${path.sep}`);
+        } catch {
+          return false;
+        }
+      }).length;
+    const deadline = Date.now() + 10_000;
+    while (openInStore() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(openInStore()).toBe(0);
+    // And the server still answers.
+    expect((await batch({ digests: [big] })).status).toBe(200);
   });
 
   it("feeds HttpBlobSource.openConcatenated and a host's staging end to end", async () => {

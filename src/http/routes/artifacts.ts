@@ -202,9 +202,11 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
         // Written by hand, not sent as a stream: the store recycles its buffers on the write callbacks.
         reply.hijack();
         const raw = reply.raw;
+        const gone = new AbortController();
+        raw.once("close", () => gone.abort(new Error("the client went away")));
         raw.writeHead(200, { "content-type": "application/octet-stream", "content-length": blobs.size });
         try {
-          await blobs.writeTo(raw);
+          await blobs.writeTo(raw, gone.signal);
           raw.end();
         } catch (error) {
           // Headers are out: cutting the connection is the only way to say the body is not whole.
