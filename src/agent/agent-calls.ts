@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { type ArtifactManifest, assertManifest } from "../domain/artifact.js";
+import type { ArtifactManifest } from "../domain/artifact.js";
 import { isTurnoutError, TurnoutError } from "../domain/errors.js";
 import type { BlobSource, HostLog, HostOps } from "../providers/fleet/host-ops.js";
 import { type CallResult, callArgs, type HostOp } from "./protocol.js";
@@ -23,9 +23,9 @@ export async function executeCall(
   switch (op) {
     case "stage": {
       const { spec } = parse(op, raw);
-      // The schema takes entries as they come; this is where each one is checked.
-      const manifest = assertManifest(spec.manifest as ArtifactManifest);
-      return ops.stage({ ...spec, manifest }, blobs, log, signal);
+      // The schema takes entries as they come: staging checks every one (planRelease →
+      // assertManifest) before it writes anything.
+      return ops.stage({ ...spec, manifest: spec.manifest as ArtifactManifest }, blobs, log, signal);
     }
     case "switchTo": {
       const args = parse(op, raw);

@@ -149,8 +149,7 @@ export class BlobDir {
   }
 
   async has(sha256: string): Promise<boolean> {
-    const info = await stat(this.blobPath(sha256)).catch(() => undefined);
-    return info?.isFile() === true || this.packs.locate(sha256) !== undefined;
+    return this.holds(sha256);
   }
 
   /** has(), synchronously: a pack's index is in memory, a loose blob costs one stat. */
