@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
@@ -142,7 +143,8 @@ export class ArtifactStore {
     // The blobs must be on disk before a manifest names them.
     await this.blobs.sync(touched);
     const canonical = Buffer.from(canonicalManifest(manifest));
-    const digest = manifestDigest(manifest);
+    // manifestDigest(manifest), without serialising thousands of entries a second time.
+    const digest = createHash("sha256").update(canonical).digest("hex");
     if (!(await this.blobs.has(digest))) {
       await this.blobs.commit(await this.blobs.writeTemp(canonical), touched);
       await this.blobs.sync(touched);
