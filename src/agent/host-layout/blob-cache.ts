@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { isSha256 } from "../../domain/artifact.js";
 import { TurnoutError } from "../../domain/errors.js";
 import { flushFilesystem } from "../../fs/flush-filesystem.js";
-import { ensureRealDir, errorCode, fsyncPath, nonce } from "./fs-util.js";
+import { ensureRealDir, errorCode, fsyncPath, mapLimit, nonce } from "./fs-util.js";
 
 /**
  * The host's blob cache: `<dir>/<aa>/<sha256>` holds a blob's bytes, verified
@@ -31,25 +31,6 @@ export function cachedFileMode(entryMode: number): number {
 
 /** fsyncs in flight at once where the filesystem cannot be flushed in one call. */
 const SYNC_CONCURRENCY = 32;
-
-async function eachLimit<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let failure: { error: unknown } | undefined;
-  const worker = async () => {
-    while (!failure && next < items.length) {
-      const item = items[next++]!;
-      await fn(item).catch((error: unknown) => {
-        failure ??= { error };
-      });
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failure) throw failure.error;
-}
 
 export class BlobCache {
   readonly tmpDir: string;
@@ -92,7 +73,7 @@ export class BlobCache {
    * where they are, in a staging tree). The data must be on disk before the
    * name is: a crash must not leave a correctly named blob with missing
    * bytes. So the data is flushed first (one syncfs for the filesystem, or
-   * else every file, concurrently, so the journal commits them together),
+   * else every file, concurrently),
    * then the links are made. They need no flush of their own: a lost name
    * only means the blob is fetched again, and the release's flush before
    * it is published covers them anyway.
@@ -104,7 +85,7 @@ export class BlobCache {
     let copies = 0;
     if (files.length === 0) return { copies };
     if (this.fsyncs && !(await flushFilesystem(this.dir)))
-      await eachLimit(files, SYNC_CONCURRENCY, (f) => fsyncPath(f.file));
+      await mapLimit(files, SYNC_CONCURRENCY, (f) => fsyncPath(f.file), signal);
     signal.throwIfAborted();
     for (const f of files) {
       const name = this.path(f.sha256, f.mode);
@@ -120,7 +101,7 @@ export class BlobCache {
         if (errorCode(error) === "EEXIST") continue;
         // The cache is on another filesystem than the release: it gets a copy of its own.
         if (errorCode(error) !== "EXDEV") throw error;
-        await this.copyIn(f.file, name);
+        await this.copyTo(f.file, name);
         copies++;
       }
     }
@@ -130,32 +111,26 @@ export class BlobCache {
     return { copies };
   }
 
-  /** A durable copy of `file` under `name`, through a temp file (a name is only given to whole bytes). */
-  private async copyIn(file: string, name: string): Promise<void> {
-    await ensureRealDir(this.tmpDir);
-    const tmp = join(this.tmpDir, `${name.slice(-64)}.${nonce()}`);
-    try {
-      await copyFile(file, tmp, constants.COPYFILE_EXCL);
-      if (this.fsyncs) await fsyncPath(tmp);
-      await this.publish(tmp, name);
-    } catch (error) {
-      await rm(tmp, { force: true });
-      throw error;
-    }
-  }
-
   /** The (digest, mode) inode, copied from `from` (the plain one) when missing; returns its path. */
   async variant(sha256: string, mode: number, from = this.path(sha256)): Promise<string> {
     const path = this.path(sha256, mode);
     if (path === from || existsSync(path)) return path;
+    await this.copyTo(from, path, mode);
+    return path;
+  }
+
+  /**
+   * A durable copy of `from` under the cache name `name` (with `mode`, else
+   * the source's), through a temp file: a name is only given to whole bytes.
+   */
+  private async copyTo(from: string, name: string, mode?: number): Promise<void> {
     await ensureRealDir(this.tmpDir);
-    const tmp = join(this.tmpDir, `${sha256}.${nonce()}`);
+    const tmp = join(this.tmpDir, `${name.slice(name.lastIndexOf("/") + 1)}.${nonce()}`);
     try {
       await copyFile(from, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
       if (this.fsyncs) await fsyncPath(tmp); // before chmod: the new mode may not allow reading
-      await chmod(tmp, mode);
-      await this.publish(tmp, path);
-      return path;
+      if (mode !== undefined) await chmod(tmp, mode);
+      await this.publish(tmp, name);
     } catch (error) {
       await rm(tmp, { force: true });
       throw error;

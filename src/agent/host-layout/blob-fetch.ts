@@ -31,7 +31,7 @@ const BATCH_BYTES = 128 * 1024 * 1024;
 const BATCHES_IN_FLIGHT = 2;
 
 /** Consecutive runs of `files` within the batch limits (a blob larger than the byte limit goes alone). */
-export function blobBatches<T extends { size: number }>(files: readonly T[]): T[][] {
+function blobBatches<T extends { size: number }>(files: readonly T[]): T[][] {
   const batches: T[][] = [];
   let current: T[] = [];
   let bytes = 0;
