@@ -114,8 +114,15 @@ export class AgentConnection {
           reject(error);
         },
       });
-      this.send({ type: "call", id, op, args });
+      this.sendCall(id, op, args);
     });
+  }
+
+  /** `{type: "call", id, op, args}`, with the arguments' JSON made once per arguments object (see argsJson). */
+  private sendCall(id: number, op: HostOp, args: object): void {
+    if (this.closed || this.socket.readyState !== this.socket.OPEN) return;
+    const head = Buffer.from(`{"type":"call","id":${id},"op":${JSON.stringify(op)},"args":`);
+    this.socket.send(Buffer.concat([head, argsJson(args), CLOSING_BRACE]), { binary: false });
   }
 
   /** A result or log line from the agent. Unknown ids are late answers to calls given up on. */
@@ -159,6 +166,25 @@ export class AgentConnection {
   get callsInFlight(): number {
     return this.pending.size;
   }
+}
+
+/**
+ * Call arguments as JSON bytes, serialised once per arguments object: the
+ * orchestrator hands one stage spec (the whole manifest, hundreds of KB for
+ * a large release) to every host of a fleet, and serialising and encoding it
+ * per host was most of the server's CPU for a one-file release. The cache is
+ * keyed weakly, so it lives exactly as long as the arguments do.
+ */
+const serializedArgs = new WeakMap<object, Buffer>();
+const CLOSING_BRACE = Buffer.from("}");
+
+function argsJson(args: object): Buffer {
+  let json = serializedArgs.get(args);
+  if (json === undefined) {
+    json = Buffer.from(JSON.stringify(args));
+    serializedArgs.set(args, json);
+  }
+  return json;
 }
 
 function errorCode(code: string): ErrorCode {

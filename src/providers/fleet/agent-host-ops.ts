@@ -4,6 +4,13 @@ import type { HealthCheckConfig, HostAppInventory } from "../../domain/fleet.js"
 import type { AgentConnection } from "./agent-connection.js";
 import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "./host-ops.js";
 
+/**
+ * One arguments object per stage spec, so that a fleet's hosts, which all get
+ * the same spec, share its serialised form (AgentConnection serialises once
+ * per arguments object).
+ */
+const stageArgs = new WeakMap<StageSpec, CallArgs<"stage">>();
+
 export interface AgentCallTiming {
   /** Operations without a timeout of their own (switch, promote, prune, inventory). */
   callTimeoutMs: number;
@@ -27,7 +34,12 @@ export class AgentHostOps implements HostOps {
 
   /** The agent downloads the blobs itself from the server's blob endpoint; `blobs` is for SSH hosts. */
   stage(spec: StageSpec, _blobs: BlobSource, log: HostLog, signal: AbortSignal): Promise<StageResult> {
-    return this.call("stage", { spec }, spec.timeoutMs + this.timing.callMarginMs, log, signal);
+    let args = stageArgs.get(spec);
+    if (!args) {
+      args = { spec };
+      stageArgs.set(spec, args);
+    }
+    return this.call("stage", args, spec.timeoutMs + this.timing.callMarginMs, log, signal);
   }
 
   switchTo(app: string, releaseId: string, slot: string): Promise<{ previous: string | null }> {

@@ -10,7 +10,7 @@ import {
   planBatches,
 } from "../../domain/fleet.js";
 import type { FleetStore } from "../../store/fleet.js";
-import type { BlobSource, HostLog, HostOps } from "./host-ops.js";
+import type { BlobSource, HostLog, HostOps, StageSpec } from "./host-ops.js";
 
 /**
  * One fleet deploy, host by host, the way DESIGN.md describes it: stage on
@@ -110,25 +110,22 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
   log(
     `==> staging release ${input.releaseId} on ${runs.length} host(s), ${strategy.stageConcurrency} at a time; failure budget ${budget}`,
   );
+  // One spec for every host: agent calls serialise it once (see AgentConnection).
+  const spec: StageSpec = {
+    app: deploy.app,
+    releaseId: input.releaseId,
+    manifest: input.manifest,
+    shared: config.shared,
+    ...(config.beforeSwitch ? { beforeSwitch: config.beforeSwitch } : {}),
+    env: input.env,
+    timeoutMs: config.timeoutMs,
+  };
   await inParallel(runs, strategy.stageConcurrency, async (run) => {
     if (signal.aborted) return;
     await record(run, "staging");
     try {
       const result = await withHost(input, run.target, (ops) =>
-        ops.stage(
-          {
-            app: deploy.app,
-            releaseId: input.releaseId,
-            manifest: input.manifest,
-            shared: config.shared,
-            ...(config.beforeSwitch ? { beforeSwitch: config.beforeSwitch } : {}),
-            env: input.env,
-            timeoutMs: config.timeoutMs,
-          },
-          input.blobs,
-          hostLog(run),
-          signal,
-        ),
+        ops.stage(spec, input.blobs, hostLog(run), signal),
       );
       hostLog(run)(
         result.staged
