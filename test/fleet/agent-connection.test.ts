@@ -1,5 +1,5 @@
-import type { WebSocket } from "ws";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import type { WebSocket } from "ws";
 import { AgentConnection } from "../../src/providers/fleet/agent-connection.js";
 
 /** A socket that keeps what is sent on it, as an open ws WebSocket would take it. */
