@@ -462,6 +462,21 @@ describe("hostile input", () => {
         },
       }),
     ).rejects.toMatchObject({ code: "E_VALIDATION" });
+    // Deeper under a link or a file, with the directories between never listed.
+    await expect(
+      attempt({
+        manifest: { version: 1, entries: [{ path: "d", type: "symlink", target: "." }, file("d/y/z/x")] },
+      }),
+    ).rejects.toMatchObject({
+      code: "E_VALIDATION",
+      message: expect.stringContaining("inside d, which is a symlink"),
+    });
+    await expect(
+      attempt({ manifest: { version: 1, entries: [file("f"), file("f/g/h")] } }),
+    ).rejects.toMatchObject({
+      code: "E_VALIDATION",
+      message: expect.stringContaining("inside f, which is a file"),
+    });
     // Entries of any shape arrive over the agent protocol: each is refused on its own terms.
     const shapes: unknown[] = [
       null,

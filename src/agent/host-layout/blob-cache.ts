@@ -31,6 +31,8 @@ export function cachedFileMode(entryMode: number): number {
 
 /** fsyncs in flight at once where the filesystem cannot be flushed in one call. */
 const SYNC_CONCURRENCY = 32;
+/** Up to this many new blobs, adopt fsyncs each rather than flush the filesystem. */
+const FSYNC_EACH_UP_TO = 32;
 
 export class BlobCache {
   readonly tmpDir: string;
@@ -72,8 +74,8 @@ export class BlobCache {
    * Names verified files in the cache, as hard links to them (the files stay
    * where they are, in a staging tree). The data must be on disk before the
    * name is: a crash must not leave a correctly named blob with missing
-   * bytes. So the data is flushed first (one syncfs for the filesystem, or
-   * else every file, concurrently),
+   * bytes. So the data is flushed first (a few files each on its own, many
+   * with one syncfs for the filesystem, or else every file, concurrently),
    * then the links are made. They need no flush of their own: a lost name
    * only means the blob is fetched again, and the release's flush before
    * it is published covers them anyway.
@@ -84,8 +86,13 @@ export class BlobCache {
   ): Promise<{ copies: number }> {
     let copies = 0;
     if (files.length === 0) return { copies };
-    if (this.fsyncs && !(await flushFilesystem(this.dir)))
-      await mapLimit(files, SYNC_CONCURRENCY, (f) => fsyncPath(f.file), signal);
+    if (this.fsyncs) {
+      // A few files: each flushed on its own. Many: one flush of the whole
+      // filesystem, far cheaper than thousands of fsyncs, but it forks a
+      // process and waits for everything dirty there, other stagings' too.
+      const flushed = files.length > FSYNC_EACH_UP_TO && (await flushFilesystem(this.dir));
+      if (!flushed) await mapLimit(files, SYNC_CONCURRENCY, (f) => fsyncPath(f.file), signal);
+    }
     signal.throwIfAborted();
     for (const f of files) {
       const name = this.path(f.sha256, f.mode);

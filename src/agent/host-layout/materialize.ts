@@ -47,25 +47,21 @@ export async function materialize(
 ): Promise<MaterializeResult> {
   signal.throwIfAborted();
 
-  // One inode per (digest, mode) in the cache; make the missing variants first.
-  const variants = new Map<string, { sha256: string; size: number; mode: number }>();
-  for (const file of plan.files) {
-    if (written.has(file.path)) continue;
-    const mode = cachedFileMode(file.mode);
-    variants.set(`${file.sha256}.${mode}`, { sha256: file.sha256, size: file.size, mode });
-  }
+  // One inode per (digest, mode) in the cache: the plain one is always there
+  // (adopted or found by staging); another mode's is made the first time it is wanted.
   const sources = new Map<string, string>();
-  for (const [key, v] of variants) {
-    sources.set(key, await cache.variant(v.sha256, v.mode));
-  }
-
   let copied = 0;
   let count = 0;
   for (const file of plan.files) {
     if (++count % CHECK_EVERY === 0) signal.throwIfAborted();
     if (written.has(file.path)) continue;
     const mode = cachedFileMode(file.mode);
-    const source = sources.get(`${file.sha256}.${mode}`)!;
+    const key = mode === 0o444 ? file.sha256 : `${file.sha256}.${mode}`;
+    let source = sources.get(key);
+    if (source === undefined) {
+      source = mode === 0o444 ? cache.path(file.sha256) : await cache.variant(file.sha256, mode);
+      sources.set(key, source);
+    }
     // Concatenated, not path.join: plan paths are checked clean, and this runs per file.
     const dest = `${staging}/${file.path}`;
     try {

@@ -57,13 +57,16 @@ export function planRelease(manifest: ArtifactManifest, shared: readonly string[
     seeds: new Map(),
     dropped: 0,
   };
+  // Every path's parents are recorded before the path itself, so a parent
+  // known as a directory has all its own parents known too: the walk up stops
+  // there, and a release of thousands of files costs a lookup or two per entry.
   const addParents = (path: string) => {
-    for (const parent of ancestors(path)) {
+    const missing: string[] = [];
+    for (let end = path.lastIndexOf("/"); end > 0; end = path.lastIndexOf("/", end - 1)) {
+      const parent = path.slice(0, end);
       const kind = kinds.get(parent);
-      if (kind === undefined) {
-        kinds.set(parent, "dir");
-        plan.dirs.push({ path: parent, mode: 0o755 });
-      } else if (kind !== "dir") {
+      if (kind === "dir") break;
+      if (kind !== undefined) {
         throw new TurnoutError(
           "E_VALIDATION",
           `artifact path ${path} is inside ${parent}, which is a ${kind}`,
@@ -72,8 +75,15 @@ export function planRelease(manifest: ArtifactManifest, shared: readonly string[
           },
         );
       }
+      missing.push(parent);
+    }
+    for (let i = missing.length - 1; i >= 0; i--) {
+      kinds.set(missing[i]!, "dir");
+      plan.dirs.push({ path: missing[i]!, mode: 0o755 });
     }
   };
+  const underShared = (path: string) =>
+    sharedSet.size > 0 && (sharedSet.has(path) || ancestors(path).some((a) => sharedSet.has(a)));
 
   const sizes = new Map<string, number>();
   for (const entry of manifest.entries) {
@@ -93,8 +103,7 @@ export function planRelease(manifest: ArtifactManifest, shared: readonly string[
       });
     }
     kinds.set(entry.path, entry.type);
-    const underShared = sharedSet.has(entry.path) || ancestors(entry.path).some((a) => sharedSet.has(a));
-    if (underShared) {
+    if (underShared(entry.path)) {
       if (entry.type === "file" && sharedSet.has(entry.path)) plan.seeds.set(entry.path, entry);
       // Keep the kind recorded (children must still sit under a directory) but write nothing.
       plan.dropped++;
@@ -107,9 +116,7 @@ export function planRelease(manifest: ArtifactManifest, shared: readonly string[
 
   // A shared link's own parents must be real directories of the release (made if missing).
   for (const path of sharedSet) addParents(path);
-  plan.dirs = plan.dirs.filter(
-    (d) => !sharedSet.has(d.path) && !ancestors(d.path).some((a) => sharedSet.has(a)),
-  );
+  if (sharedSet.size > 0) plan.dirs = plan.dirs.filter((d) => !underShared(d.path));
   return plan;
 }
 
