@@ -36,6 +36,14 @@ export interface HostTarget {
 
 export type Approval = "requested" | "approved" | "aborted";
 
+interface PendingHostUpdate {
+  deployId: number;
+  hostId: number;
+  set: Record<string, unknown>;
+  resolve(): void;
+  reject(error: Error): void;
+}
+
 export class FleetStore {
   constructor(private readonly db: Kysely<Schema>) {}
 
@@ -67,7 +75,14 @@ export class FleetStore {
       .execute();
   }
 
-  async updateDeployHost(
+  /**
+   * One host's step of a deploy. Updates asked for in the same turn of the
+   * event loop are written in one transaction (group commit): a fleet's hosts
+   * move through their steps together, and one durable commit per host and
+   * step was a flush each, with the event loop waiting on SQLite for every
+   * one of them. Each promise still settles only once its update is durable.
+   */
+  updateDeployHost(
     deployId: number,
     hostId: number,
     changes: Partial<
@@ -81,12 +96,33 @@ export class FleetStore {
     if (changes.switched !== undefined) set["switched"] = changes.switched ? 1 : 0;
     if (changes.bytesFetched !== undefined) set["bytes_fetched"] = changes.bytesFetched;
     if (changes.error !== undefined) set["error"] = changes.error;
-    await this.db
-      .updateTable("deploy_hosts")
-      .set(set)
-      .where("deploy_id", "=", deployId)
-      .where("host_id", "=", hostId)
-      .execute();
+    return new Promise((resolve, reject) => {
+      this.hostUpdates.push({ deployId, hostId, set, resolve, reject });
+      if (this.hostUpdates.length === 1) setImmediate(() => void this.writeHostUpdates());
+    });
+  }
+
+  private readonly hostUpdates: PendingHostUpdate[] = [];
+
+  private async writeHostUpdates(): Promise<void> {
+    const batch = this.hostUpdates.splice(0);
+    try {
+      await this.db.transaction().execute(async (trx) => {
+        // In the order asked: two steps of one host in a batch end on the later.
+        for (const u of batch) {
+          await trx
+            .updateTable("deploy_hosts")
+            .set(u.set)
+            .where("deploy_id", "=", u.deployId)
+            .where("host_id", "=", u.hostId)
+            .execute();
+        }
+      });
+    } catch (error) {
+      for (const u of batch) u.reject(error as Error);
+      return;
+    }
+    for (const u of batch) u.resolve();
   }
 
   async deployHosts(deployId: number): Promise<DeployHost[]> {
