@@ -346,16 +346,32 @@ const int = (v) => Math.round(v).toLocaleString("en-US");
 
 /**
  * Nothing is deleted while the run measures (bench/run.js removes the work
- * directory at the end). This machine's ext4 has no journal, and there a new
- * inode is allocated only past the ones freed in the last half minute, each
- * skipped at a cost: creating files right after deleting thousands is several
- * times slower than before, which would charge one measurement for the last
- * one's clean-up. For the same reason the run starts by waiting that long.
+ * directory at the end). This machine's ext4 has no journal, and there the
+ * kernel will not reuse an inode freed less than 60 s ago (6 minutes while
+ * its inode table block is still dirty): a new file, directory or symlink is
+ * placed only after skipping every such inode of its block group, each skip
+ * a buffer-cache lookup (`recently_deleted()` in fs/ext4/ialloc.c). Right
+ * after thousands of deletions nearby (a test run, an earlier bench) creating
+ * an inode costs 0.2–0.5 ms instead of ~20 µs, link and rename do not change,
+ * and every figure here that creates files moves with it. So the run starts
+ * with a flush (inode tables written back: the 60 s rule) and waits that
+ * long, and each fleet size prints an inode probe (`mkdir` cost in its own
+ * directory, just before its baseline) so a reader can see the conditions.
  */
-const SETTLE_MS = 35_000;
+const SETTLE_MS = 65_000;
+
+/** Microseconds per mkdir of 400 empty directories under `dir` (kept: nothing is deleted while measuring). */
+function inodeProbe(dir) {
+  const probe = path.join(dir, "inode-probe");
+  mkdirSync(probe, { recursive: true });
+  const started = performance.now();
+  for (let i = 0; i < 400; i++) mkdirSync(path.join(probe, String(i)));
+  return ((performance.now() - started) * 1000) / 400;
+}
 
 export async function runFleet(work) {
   console.log(`fleet: waiting ${SETTLE_MS / 1000} s for earlier deletions to settle (see SETTLE_MS)`);
+  execFileSync("sync");
   await sleep(SETTLE_MS);
   const repo = path.join(work, "app");
   const generatedAt = performance.now();
@@ -369,6 +385,7 @@ export async function runFleet(work) {
     // Dirty pages of the previous step (the generated repository, the last
     // fleet's files) are written back first, so no figure pays for another's.
     execFileSync("sync");
+    const probeUs = inodeProbe(dir);
     const cpuStart = cpuTimes();
     const { ms: baselineMs, cpuMs: baselineCpuMs } = await baseline(
       repo,
@@ -398,7 +415,7 @@ export async function runFleet(work) {
       const full = await deployAndMeasure(server, app.base, agents, app.bytes);
       const one = await deployAndMeasure(server, app.oneFile, agents, app.bytes);
       const steal = stealPercent(cpuStart, cpuTimes());
-      const row = { n, baselineMs, baselineCpuMs, cloneMs, full, one, steal };
+      const row = { n, baselineMs, baselineCpuMs, cloneMs, probeUs, full, one, steal };
       rows.push(row);
       printRow(row);
       // TURNOUT_BENCH_TIMELINE=1 prints both deploys' logs with times (where the time goes).
@@ -412,8 +429,9 @@ export async function runFleet(work) {
   return rows;
 }
 
-function printRow({ n, baselineMs, baselineCpuMs, cloneMs, full, one, steal }) {
+function printRow({ n, baselineMs, baselineCpuMs, cloneMs, probeUs, full, one, steal }) {
   const tag = `fleet N=${String(n).padEnd(2)}`;
+  console.log(`${tag} inode probe: ${probeUs.toFixed(0)} µs per mkdir here (about 20 when no recent deletions nearby; see SETTLE_MS)`);
   console.log(
     `${tag} mirror's first clone (before the releases, not counted in them) ${cloneMs.toFixed(0)} ms`,
   );
