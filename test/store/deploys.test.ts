@@ -2,29 +2,12 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { TurnoutError } from "../../src/domain/errors.js";
 import { checkLock } from "../../src/domain/lock.js";
 import type { Principal } from "../../src/domain/roles.js";
-import type { NewDeploy } from "../../src/store/deploys.js";
 import type { Store } from "../../src/store/store.js";
 import { BACKENDS, useTestStore } from "../helpers/databases.js";
+import { newDeploy, SHA } from "./fixtures.js";
 
-const SHA = "a".repeat(40);
 const admin: Principal = { tokenId: 1, name: "root", role: "admin", apps: null };
 const deployer: Principal = { tokenId: 2, name: "dev", role: "deployer", apps: null };
-
-function newDeploy(overrides: Partial<NewDeploy> = {}): NewDeploy {
-  return {
-    app: "shop",
-    env: "staging",
-    trigger: "api",
-    user: "dev",
-    ref: "main",
-    sha: SHA,
-    components: { main: SHA },
-    params: {},
-    force: false,
-    configRevision: "dir-1",
-    ...overrides,
-  };
-}
 
 describe.each(BACKENDS)("deploy store on %s", (backend) => {
   const current = useTestStore(backend);

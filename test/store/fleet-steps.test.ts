@@ -5,25 +5,12 @@ import { FleetStore } from "../../src/store/fleet.js";
 import type { Schema } from "../../src/store/schema.js";
 import type { Store } from "../../src/store/store.js";
 import { BACKENDS, createTestDatabase, useTestStore } from "../helpers/databases.js";
-
-const SHA = "a".repeat(40);
+import { newDeploy } from "./fixtures.js";
 
 async function deployWithHosts(store: Store, count: number) {
-  const deploy = await store.deploys.create(
-    {
-      app: "shop",
-      env: "production",
-      trigger: "api",
-      user: "dev",
-      ref: "main",
-      sha: SHA,
-      components: { main: SHA },
-      params: {},
-      force: false,
-      configRevision: "dir-1",
-    },
-    () => ({ ignoredSafeties: [] }),
-  );
+  const deploy = await store.deploys.create(newDeploy({ env: "production" }), () => ({
+    ignoredSafeties: [],
+  }));
   const hosts = [];
   for (let i = 1; i <= count; i++)
     hosts.push(await store.hosts.enrollAgent({ name: `web-${i}`, labels: {}, owner: "s1", tokenHash: null }));
