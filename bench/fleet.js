@@ -431,7 +431,9 @@ export async function runFleet(work) {
 
 function printRow({ n, baselineMs, baselineCpuMs, cloneMs, probeUs, full, one, steal }) {
   const tag = `fleet N=${String(n).padEnd(2)}`;
-  console.log(`${tag} inode probe: ${probeUs.toFixed(0)} µs per mkdir here (about 20 when no recent deletions nearby; see SETTLE_MS)`);
+  console.log(
+    `${tag} inode probe: ${probeUs.toFixed(0)} µs per mkdir here (about 20 when no recent deletions nearby; see SETTLE_MS)`,
+  );
   console.log(
     `${tag} mirror's first clone (before the releases, not counted in them) ${cloneMs.toFixed(0)} ms`,
   );
