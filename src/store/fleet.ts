@@ -80,7 +80,8 @@ export class FleetStore {
    * event loop are written in one transaction (group commit): a fleet's hosts
    * move through their steps together, and one durable commit per host and
    * step was a flush each, with the event loop waiting on SQLite for every
-   * one of them. Each promise still settles only once its update is durable.
+   * one of them. Each promise still settles only once its update is durable;
+   * a failed transaction fails every update of its turn (none was written).
    */
   updateDeployHost(
     deployId: number,
