@@ -173,7 +173,9 @@ export class AgentConnection {
  * orchestrator hands one stage spec (the whole manifest, hundreds of KB for
  * a large release) to every host of a fleet, and serialising and encoding it
  * per host was most of the server's CPU for a one-file release. The cache is
- * keyed weakly, so it lives exactly as long as the arguments do.
+ * keyed weakly, so it lives exactly as long as the arguments do; arguments
+ * are never changed once sent (callers build a fresh object per call, or
+ * one per deploy for a stage).
  */
 const serializedArgs = new WeakMap<object, Buffer>();
 const CLOSING_BRACE = Buffer.from("}");
