@@ -14,6 +14,7 @@ import type { EventHub } from "./event-hub.js";
 import { LogWriter } from "./log-writer.js";
 import { orphanBelongsTo, ownerIsDead } from "./owner.js";
 import { type PipelineOutcome, runPipeline } from "./pipeline.js";
+import { sweepWorkspaces } from "./workspace-sweep.js";
 
 /**
  * The worker loop of one server process: claims queued deploys under a lease
@@ -56,6 +57,8 @@ export class Worker {
 
   async start(): Promise<void> {
     mkdirSync(this.workspacesDir, { recursive: true });
+    // Before the first claim: whatever is there was left by a process that is gone.
+    await this.sweep();
     this.stopped = false;
     await this.recover();
     this.pollTimer = setInterval(() => this.wake(), 1000);
@@ -73,6 +76,7 @@ export class Worker {
     clearInterval(this.recoveryTimer);
     if (options.cancelRunning) for (const controller of this.running.values()) controller.abort();
     await Promise.allSettled([...this.finished]);
+    await this.sweeping;
   }
 
   /** Stops a deploy this process runs at once (the store flag reaches other processes). */
@@ -110,10 +114,34 @@ export class Worker {
         .finally(() => {
           this.running.delete(deploy.id);
           this.finished.delete(done);
+          // A deploy cleans up its own workspace; this catches what an earlier crash left.
+          void this.sweep();
           this.wake();
         });
       this.finished.add(done);
     }
+  }
+
+  private sweeping: Promise<void> = Promise.resolve();
+
+  /** Removes workspaces of deploys this process is not running (see workspace-sweep.ts); one sweep at a time. */
+  private sweep(): Promise<void> {
+    this.sweeping = this.sweeping.then(async () => {
+      try {
+        const removed = await sweepWorkspaces(
+          this.workspacesDir,
+          (name) => /^[0-9]+$/.test(name) && this.running.has(Number(name)),
+        );
+        if (removed.length > 0) {
+          this.options.report(
+            `removed ${removed.length} workspace(s) left by deploys that are no longer running: ${removed.join(", ")}`,
+          );
+        }
+      } catch (error) {
+        this.options.report(error);
+      }
+    });
+    return this.sweeping;
   }
 
   private async execute(claimed: Deploy, controller: AbortController): Promise<void> {
