@@ -9,6 +9,7 @@ import {
   type HostStep,
   planBatches,
 } from "../../domain/fleet.js";
+import { interruptionOf } from "../../domain/interruption.js";
 import type { FleetStore } from "../../store/fleet.js";
 import type { BlobSource, HostLog, HostOps, StageSpec } from "./host-ops.js";
 
@@ -20,7 +21,10 @@ import type { BlobSource, HostLog, HostOps, StageSpec } from "./host-ops.js";
  * in batches. Failures past the budget after switching began → every switched
  * host goes back to its previous release and the deploy fails E_ROLLED_BACK.
  * Each step of each host is recorded (store.fleet) before and after it runs,
- * so a crash leaves a record of exactly which hosts were switched.
+ * so a crash leaves a record of exactly which hosts were switched. A cancel
+ * switches hosts back; an interruption (the server shutting down) does
+ * nothing more to any host, exactly as a crash would, and leaves the repair
+ * to `turnout rollback` (see leftAsIs).
  */
 export interface FleetTarget {
   hostId: number;
@@ -169,6 +173,7 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
   const batches = planBatches(candidates, strategy);
   const canaryCount = amountOf(strategy.canary, candidates.length);
   for (const [index, batch] of batches.entries()) {
+    if (interruptionOf(signal)) return leftAsIs(input, runs);
     if (signal.aborted) return rollBack(input, runs, hostLog, record, "cancelled");
     const isCanary = index === 0 && canaryCount > 0;
     await input.setPhase(
@@ -179,11 +184,13 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
     );
     log(`==> ${isCanary ? "canary" : "batch"}: ${batch.map((r) => r.target.name).join(", ")}`);
     await Promise.all(batch.map((run) => switchHost(input, run, index, hostLog(run), record)));
+    if (interruptionOf(signal)) return leftAsIs(input, runs);
     if (failures() > budget) return rollBack(input, runs, hostLog, record, "budget");
     if (isCanary && batches.length > 1) {
       if (strategy.bakeMs > 0) {
         log(`==> baking the canary for ${formatDuration(strategy.bakeMs)}`);
         await sleep(strategy.bakeMs, signal);
+        if (interruptionOf(signal)) return leftAsIs(input, runs);
         if (signal.aborted) return rollBack(input, runs, hostLog, record, "cancelled");
       }
       if (strategy.approval) {
@@ -192,6 +199,7 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
           "==> waiting for approval: turnout approve|abort " + `${deploy.app}/${deploy.env}#${deploy.number}`,
         );
         const answer = await input.awaitApproval(strategy.approvalTimeoutMs);
+        if (interruptionOf(signal)) return leftAsIs(input, runs);
         if (answer !== "approved") {
           log(`==> ${answer === "aborted" ? "aborted" : "no approval in time"}: switching the canary back`);
           const outcome = await rollBack(input, runs, hostLog, record, "approval");
@@ -274,8 +282,10 @@ async function switchHost(
     log(`failed: ${messageOf(error)}`);
     await record(run, "failed", { error: messageOf(error) });
     // A host that took the release but does not serve it goes back to what it
-    // served before and out of the pool, whether or not the deploy goes on.
-    if (run.switched) {
+    // served before and out of the pool, whether or not the deploy goes on —
+    // unless the server is shutting down: then it stays as it is, recorded
+    // switched, like every other host (leftAsIs).
+    if (run.switched && !interruptionOf(input.signal)) {
       await switchBack(input, run, log, record);
       await depool(input, run, log, record);
     }
@@ -319,6 +329,25 @@ async function switchBack(
     log(`switching back failed: ${messageOf(error)}`);
     return false;
   }
+}
+
+/**
+ * The server is shutting down and this deploy's grace is over: nothing more
+ * is done to any host (switching back means restarts that may take longer
+ * than the server has left). As after a crash, the record says which hosts
+ * were switched, and `turnout rollback APP ENV` puts exactly those back.
+ * The worker records the deploy `interrupted`.
+ */
+function leftAsIs(input: OrchestrateInput, runs: HostRun[]): OrchestrateOutcome {
+  const switched = runs.filter((r) => r.switched).map((r) => r.target.name);
+  const { app, env } = input.deploy;
+  input.log(
+    switched.length === 0
+      ? "==> interrupted: no host was switched"
+      : `==> interrupted: ${switched.length} host(s) left switched (${switched.join(", ")}); ` +
+          `\`turnout rollback ${app} ${env}\` puts them back`,
+  );
+  return { ok: false, code: "cancelled", message: "interrupted" };
 }
 
 async function rollBack(
