@@ -27,7 +27,7 @@ import { type FleetHostState, FleetOps } from "./fleet-ops.js";
 import { newOwnerId } from "./owner.js";
 import { pendingChanges } from "./pending.js";
 import { Poller } from "./poller.js";
-import { Worker } from "./worker.js";
+import { type DeployLifecycleEvents, type DrainOptions, Worker } from "./worker.js";
 
 export interface EngineOptions {
   /** This process's lease-holder identity (default: a new one). */
@@ -46,6 +46,8 @@ export interface EngineOptions {
   secrets?: string[];
   /** Where the engine reports its own trouble (not deploy output). */
   report?: (message: string) => void;
+  /** Told when a deploy starts and ends in this process (the server prints a line for each). */
+  events?: DeployLifecycleEvents;
   /** Look at repositories on their poll intervals (default on; tests may poke by hand instead). */
   polling?: boolean;
   /** GitHub client for CI gates and the change preview (tests point it at a local server through the manifest). */
@@ -70,6 +72,7 @@ export class Engine implements EngineApi {
   private unsubscribeHosts: (() => void) | undefined;
   private readonly fleetOps: FleetOps;
   private readonly healing = new Map<string, number>();
+  private stopping = false;
 
   constructor(private readonly options: EngineOptions) {
     this.owner = options.owner ?? newOwnerId();
@@ -89,6 +92,7 @@ export class Engine implements EngineApi {
       baseEnv: options.baseEnv,
       secrets: options.secrets ?? [],
       fleet: options.fleet,
+      events: options.events,
       report: (error) => this.report(error),
     });
     this.fleetOps = new FleetOps(options.store, (deploy) => this.announce(deploy));
@@ -112,12 +116,42 @@ export class Engine implements EngineApi {
     });
   }
 
-  /** Stops both loops; with cancelRunning, running deploys are stopped too. */
-  async stop(options: { cancelRunning?: boolean } = {}): Promise<void> {
+  /**
+   * The first step of a shutdown: stops taking work — no more polling,
+   * claims, or reactions to configuration and host changes — while running
+   * deploys go on; shuttingDown() turns true, so the HTTP layer refuses new
+   * requests that would change anything.
+   */
+  async stopTakingWork(): Promise<void> {
+    this.stopping = true;
     this.unsubscribeConfig?.();
     this.unsubscribeHosts?.();
+    this.worker.stopClaiming();
     await this.poller.stop();
-    await this.worker.stop(options);
+  }
+
+  shuttingDown(): boolean {
+    return this.stopping;
+  }
+
+  /** The deploys this process is running now. */
+  runningDeploys(): Deploy[] {
+    return this.worker.runningDeploys();
+  }
+
+  /**
+   * Lets running deploys finish within `graceMs` (less if `now` aborts), then
+   * interrupts the rest (recorded `failed (interrupted)`); resolves once all
+   * have ended. Stops taking work first if that was not done yet.
+   */
+  async finishRunning(options: DrainOptions): Promise<void> {
+    await this.stopTakingWork();
+    await this.worker.drain(options);
+  }
+
+  /** Stops at once: running deploys are interrupted. */
+  async stop(): Promise<void> {
+    await this.finishRunning({ graceMs: 0 });
   }
 
   config(): ConfigSnapshot {

@@ -20,6 +20,7 @@ import { registerLockRoutes } from "./routes/locks.js";
 import { registerPendingRoutes } from "./routes/pending.js";
 import { registerTokenRoutes } from "./routes/tokens.js";
 import { registerWebhookRoutes } from "./routes/webhooks.js";
+import { installShutdownGate } from "./shutdown-gate.js";
 import { DEFAULT_SSE_TIMING, type LogStream, type SseTiming } from "./sse.js";
 
 export type { HttpDeps } from "./deps.js";
@@ -69,6 +70,8 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandlers(app);
   installJsonParser(app);
+  // Before any route, so that it covers every one of them.
+  installShutdownGate(app, () => deps.engine.shuttingDown());
 
   await registerOpenApi(app, deps.version);
   registerHealthRoutes(app, deps.version);
