@@ -14,7 +14,12 @@ import { until } from "../helpers/wait.js";
 describe("HTTP while the server shuts down", () => {
   let t: TestTurnout | undefined;
   let marks: string;
+  let running: number | undefined;
   afterEach(async () => {
+    // A failed test leaves its deploy running: end it, or the shutdown waits for its whole grace.
+    if (running !== undefined)
+      await t?.api("POST", `/api/v1/deploys/${running}/cancel`, {}).catch(() => undefined);
+    running = undefined;
     await t?.stop();
     t = undefined;
     await rm(marks, { recursive: true, force: true });
@@ -38,6 +43,7 @@ environments:
     const turnout = t;
     const deploy = (await turnout.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {})).body
       .deploy;
+    running = deploy.id;
     await until(() => existsSync(started), 20_000, "deploy running");
 
     // A grace far longer than this test may take: only the cancel below can end the wait.
@@ -51,12 +57,17 @@ environments:
       turnout.api("DELETE", "/api/v1/apps/shop/environments/staging/lock"),
       turnout.api("POST", "/api/v1/tokens", { name: "late", role: "viewer" }),
       turnout.api("POST", "/api/v1/no-such-route", {}),
+      turnout.api("POST", "/api/v1/webhooks/github", {}),
     ]);
     for (const refused of refusals) {
-      expect(refused.status).toBe(503);
+      expect(refused.status, JSON.stringify(refused.body)).toBe(503);
       expect(refused.body.error.code).toBe("E_UNAVAILABLE");
       expect(refused.body.error.message).toMatch(/^the server is shutting down/);
     }
+    // A push too; git clients are answered in text, which git shows.
+    const push = await turnout.api("POST", "/git/shop.git/git-receive-pack", {});
+    expect(push.status).toBe(503);
+    expect(push.body).toMatch(/^turnout: the server is shutting down/);
     // Reads answer as before.
     expect((await turnout.api("GET", "/api/v1/apps")).status).toBe(200);
     expect((await turnout.api("GET", `/api/v1/deploys/${deploy.id}`)).body.deploy.status).toBe("running");
