@@ -118,7 +118,7 @@ export function decideAutoDeploy(facts: AutoFacts, wish: AutoWish): AutoDecision
     if (!sameCommits(deploy.components, components)) continue;
     if (deploy.status === "queued") return { action: "skip", why: "queued" };
     // Running with older settings: one more deploy after it brings the new ones.
-    if (!settingsOnly || deploy.appRevision === null || deploy.appRevision === appRevision) {
+    if (deploy.appRevision === null || deploy.appRevision === appRevision) {
       return { action: "skip", why: "active" };
     }
   }

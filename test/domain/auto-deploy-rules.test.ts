@@ -136,6 +136,16 @@ describe("auto-deploy rules", () => {
         wish({ appRevision: "R2" }),
       ),
     ).toEqual({ action: "skip", why: "active" });
+    // New commits running with the settings of before the decision: one more after them.
+    expect(
+      decideAutoDeploy(
+        facts({
+          ...decided("R2"),
+          pending: [pending({ status: "running", components: V2, appRevision: "R1" })],
+        }),
+        wish({ components: V2, appRevision: "R2" }),
+      ),
+    ).toMatchObject({ action: "create", components: V2, settingsOnly: false });
   });
 
   it("coalesces into a queued automatic deploy, never into one someone asked for", () => {
