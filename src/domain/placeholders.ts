@@ -51,3 +51,13 @@ export function placeholderValues(deploy: Deploy): PlaceholderValues {
     deploy: String(deploy.id),
   };
 }
+
+/** The variable holding a component's commit: `web-api` → `TURNOUT_SHA_WEB_API`. */
+export function componentShaVariable(component: string): string {
+  return `TURNOUT_SHA_${component.toUpperCase().replaceAll("-", "_")}`;
+}
+
+/** The variable holding a deploy parameter: `note` → `TURNOUT_PARAM_NOTE`. */
+export function paramVariable(name: string): string {
+  return `TURNOUT_PARAM_${name.toUpperCase()}`;
+}

@@ -1,6 +1,7 @@
 import { GithubChecks } from "../checks/github-checks.js";
 import type { ConfigProvider, ConfigStatus } from "../config/config-provider.js";
 import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
+import { appRevision } from "../domain/app-revision.js";
 import { isSha256 } from "../domain/artifact.js";
 import { type Deploy, deployLabel, type Trigger } from "../domain/deploy.js";
 import { notFound, TurnoutError } from "../domain/errors.js";
@@ -20,7 +21,7 @@ import type {
   PokeSource,
   RollbackRequest,
 } from "./api.js";
-import { lookAtApp, redeployChangedEnvironments } from "./auto-deploy.js";
+import { changedEnvironments, lookAtApp, type ReconcileReason, reconcile } from "./auto-deploy.js";
 import { resolveComponents } from "./components.js";
 import { EventHub } from "./event-hub.js";
 import { type FleetHostState, FleetOps } from "./fleet-ops.js";
@@ -48,8 +49,14 @@ export interface EngineOptions {
   report?: (message: string) => void;
   /** Told when a deploy starts and ends in this process (the server prints a line for each). */
   events?: DeployLifecycleEvents;
-  /** Look at repositories on their poll intervals (default on; tests may poke by hand instead). */
+  /**
+   * Look at repositories on their poll intervals, and reconcile auto_deploy
+   * environments every `reconcileMs` (default on; tests may poke and
+   * reconcile by hand instead).
+   */
   polling?: boolean;
+  /** How often the periodic reconcile runs (default 60 s). */
+  reconcileMs?: number;
   /** GitHub client for CI gates and the change preview (tests point it at a local server through the manifest). */
   githubChecks?: GithubChecks;
   /** Fleet deploys: artifacts, agents and SSH hosts (absent: shell deploys only). */
@@ -73,6 +80,11 @@ export class Engine implements EngineApi {
   private readonly fleetOps: FleetOps;
   private readonly healing = new Map<string, number>();
   private stopping = false;
+  private reconcileTimer: NodeJS.Timeout | undefined;
+  /** Reconciles in progress, so that stop() waits for them before the store closes. */
+  private readonly reconciling = new Set<Promise<unknown>>();
+  /** The last reconcile error said per environment: a lasting problem is said once, not every minute. */
+  private readonly reconcileErrors = new Map<string, string>();
 
   constructor(private readonly options: EngineOptions) {
     this.owner = options.owner ?? newOwnerId();
@@ -108,9 +120,19 @@ export class Engine implements EngineApi {
   async start(): Promise<void> {
     await this.worker.start();
     this.unsubscribeConfig = this.options.config.onChange((previous, next) => {
-      void redeployChangedEnvironments(this.autoDeps(), previous, next).catch((error) => this.report(error));
+      const changed = changedEnvironments(previous, next);
+      if (changed.size > 0) this.reconcileInBackground("config", changed);
     });
-    if (this.options.polling !== false) this.poller.start();
+    // Changes made while no server ran (configuration edited, or an upgrade)
+    // are deployed now, not at the next change.
+    this.reconcileInBackground("start");
+    if (this.options.polling !== false) {
+      this.poller.start();
+      this.reconcileTimer = setInterval(
+        () => this.reconcileInBackground("periodic"),
+        this.options.reconcileMs ?? 60_000,
+      );
+    }
     this.unsubscribeHosts = this.options.fleet?.onHostsChange?.(() => {
       void this.selfHeal().catch((error) => this.report(error));
     });
@@ -127,6 +149,8 @@ export class Engine implements EngineApi {
     this.unsubscribeConfig?.();
     this.unsubscribeHosts?.();
     this.worker.stopClaiming();
+    clearInterval(this.reconcileTimer);
+    await Promise.allSettled([...this.reconciling]);
     await this.poller.stop();
   }
 
@@ -164,6 +188,16 @@ export class Engine implements EngineApi {
 
   subscribe(deployId: number, listener: (event: DeployEvent) => void): () => void {
     return this.hub.subscribe(deployId, listener);
+  }
+
+  /**
+   * The reconcile step, without fetching: every auto_deploy environment gets
+   * one deploy if it does not run its desired state (branch heads as the
+   * mirrors have them, settings as decided). Runs on start, when the
+   * configuration changes and periodically; callable by hand (tests).
+   */
+  reconcileAutoDeploys(reason: ReconcileReason = "periodic"): Promise<AutoOutcome[]> {
+    return this.track(reconcile(this.reconcileDeps(), reason));
   }
 
   poke(app: string, source: PokeSource): Promise<void> {
@@ -278,6 +312,7 @@ export class Engine implements EngineApi {
         params,
         force,
         configRevision: this.config().revision,
+        appRevision: appRevision(app, environment),
         slot: request.slot ?? null,
         artifact: request.artifact ?? null,
       },
@@ -316,6 +351,7 @@ export class Engine implements EngineApi {
         params: {},
         force,
         configRevision: release.configRevision,
+        appRevision: release.appRevision,
         rollbackOf: release.deployNumber,
         rolledBackFrom: repair ? null : (current?.components ?? null),
         environmentConfig: release.environmentConfig,
@@ -376,6 +412,35 @@ export class Engine implements EngineApi {
 
   private look(app: string, source: PokeSource): Promise<AutoOutcome[]> {
     return lookAtApp(this.autoDeps(), app, source);
+  }
+
+  private reconcileDeps() {
+    return {
+      ...this.autoDeps(),
+      reportFor: (key: string, message: string | undefined) => {
+        if (message === undefined) {
+          this.reconcileErrors.delete(key);
+        } else if (this.reconcileErrors.get(key) !== message) {
+          this.reconcileErrors.set(key, message);
+          this.report(message);
+        }
+      },
+    };
+  }
+
+  private track<T>(work: Promise<T>): Promise<T> {
+    const settled = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.reconciling.add(settled);
+    void settled.then(() => this.reconciling.delete(settled));
+    return work;
+  }
+
+  /** Runs a reconcile in the background: its own errors are reported per environment, anything else here. */
+  private reconcileInBackground(reason: ReconcileReason, only?: Map<string, Set<string>>): void {
+    this.track(reconcile(this.reconcileDeps(), reason, only)).catch((error) => this.report(error));
   }
 
   private autoDeps() {

@@ -77,16 +77,18 @@ export async function runPipeline(ctx: PipelineContext): Promise<PipelineOutcome
     if (gate) return gate;
 
     await ctx.setPhase("deploy", "running");
-    const fingerprint = releaseFingerprint(deploy.components, deploy.configRevision);
+    // Per-app revision: editing another app's manifest never changes this
+    // release's identity. (A deploy recorded before it existed has none.)
+    const settings = deploy.appRevision ?? deploy.configRevision;
+    const fingerprint = releaseFingerprint(deploy.components, settings);
     const outcome =
       ctx.environment.deploy.provider === "fleet"
         ? await runFleetStep(ctx, ctx.environment.deploy, workspaceDir, ensureWorkspace, fingerprint)
         : await runShellStep(ctx, ctx.environment.deploy, workspaceDir);
     if (outcome.status === "succeeded") {
-      // `fingerprint` is the build key (commits + configuration); a fleet
-      // release is also what was installed: its artifact.
+      // A fleet release is also what was installed: its artifact.
       const release = outcome.artifact
-        ? releaseFingerprint(deploy.components, deploy.configRevision, outcome.artifact)
+        ? releaseFingerprint(deploy.components, settings, outcome.artifact)
         : fingerprint;
       log.line(`==> succeeded in ${formatDuration(Date.now() - started)} (release ${release.slice(0, 12)})`);
       return { ...outcome, fingerprint: release };
@@ -154,6 +156,7 @@ async function runFleetStep(
       ? { gitTree: ctx.git.treeReader(remoteOf(ctx.app.components[0]!), ctx.deploy.sha) }
       : {}),
     env: commandEnvironment({ app: ctx.app, config, deploy: ctx.deploy, workspace, baseEnv: ctx.baseEnv }),
+    baseEnv: ctx.baseEnv,
     killGraceMs: ctx.killGraceMs,
     log: (line) => ctx.log.line(line),
     write: (text) => ctx.log.write(text),

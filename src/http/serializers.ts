@@ -58,7 +58,7 @@ export type ReleaseJson = Omit<Release, "environmentConfig"> & {
   deploy: { number: number; user: string; trigger: string; finishedAt: string | null };
   /** Components whose commit differs from the release live before this one. */
   changes: ComponentChange[];
-  /** Whether the configuration revision differs from the release live before this one. */
+  /** Whether the settings (per-app revision) differ from the release live before this one. */
   configChanged: boolean;
 };
 
@@ -142,7 +142,7 @@ export async function releaseJson(store: Store, release: Release, before?: Relea
   return {
     ...rest,
     changes: componentChanges(before, release),
-    configChanged: before !== undefined && before.configRevision !== release.configRevision,
+    configChanged: before !== undefined && settingsChanged(before, release),
     deploy: {
       number: deploy.number,
       user: deploy.user,
@@ -150,6 +150,17 @@ export async function releaseJson(store: Store, release: Release, before?: Relea
       finishedAt: deploy.finishedAt,
     },
   };
+}
+
+/**
+ * Whether a release ran with other settings than the one before it: by the
+ * per-app revision, so that another app's edit is no change here; by the
+ * global revision only for releases recorded before per-app revisions.
+ */
+function settingsChanged(before: Release, after: Release): boolean {
+  if (before.appRevision !== null && after.appRevision !== null)
+    return before.appRevision !== after.appRevision;
+  return before.configRevision !== after.configRevision;
 }
 
 export function componentChanges(before: Release | undefined, after: Release): ComponentChange[] {

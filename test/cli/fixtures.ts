@@ -24,6 +24,7 @@ export function deployFixture(overrides: Partial<DeployJson> = {}): DeployJson {
     errorMessage: null,
     releaseId: null,
     configRevision: "rev1",
+    appRevision: null,
     createdAt: "2024-05-01T12:00:00.000Z",
     startedAt: "2024-05-01T12:00:01.000Z",
     finishedAt: null,

@@ -2,6 +2,7 @@ import path from "node:path";
 import type { Readable } from "node:stream";
 import type { AppConfig } from "../../domain/app-config.js";
 import { type ArtifactManifest, hostReleaseId } from "../../domain/artifact.js";
+import { type BuildInputs, buildEnvironment, buildInputsOf, buildKey } from "../../domain/build-key.js";
 import type { Deploy, FailureCode } from "../../domain/deploy.js";
 import { formatDuration } from "../../domain/duration.js";
 import { isTurnoutError } from "../../domain/errors.js";
@@ -16,9 +17,10 @@ import { type FleetTarget, orchestrate } from "./orchestrator.js";
 
 /**
  * The `fleet` provider: build in the workspace, turn the result into a
- * content-addressed artifact (or reuse the one built for the same fingerprint,
- * or take an uploaded one), pick the environment's hosts (agents by labels,
- * SSH hosts by address) and hand them to the orchestrator.
+ * content-addressed artifact (or reuse the one built from the same build
+ * inputs, by any environment of the app, or take an uploaded one), pick the
+ * environment's hosts (agents by labels, SSH hosts by address) and hand them
+ * to the orchestrator.
  */
 export interface ArtifactSource {
   fromDirectory(
@@ -63,10 +65,13 @@ export interface FleetRun {
   /** The primary commit's tree straight from its mirror (single-repo apps): artifacts without a checkout. */
   gitTree?: GitTreeReader;
   env: Record<string, string>;
+  /** The server's basic variables (PATH, HOME, …): the build gets these and its inputs, nothing else. */
+  baseEnv: Record<string, string>;
   killGraceMs: number;
   log: HostLog;
   write(text: string): void;
   signal: AbortSignal;
+  /** The release fingerprint before the artifact (commits + per-app revision): recorded with a new artifact. */
   fingerprint: string;
   /** Repairs (reconcile, rollback after an interrupt) skip hosts already on the release. */
   repair: boolean;
@@ -216,14 +221,21 @@ async function artifactFor(
     );
     return { digest: deploy.artifact };
   }
-  const known = await deps.store.artifacts.byFingerprint(deploy.app, run.fingerprint);
+  // Reuse is by everything the build reads (domain/build-key.ts), not by the
+  // release: two environments whose builds read the same share an artifact,
+  // and one whose build reads anything else gets its own.
+  const inputs = buildInputsOf(run.app, deploy, run.config);
+  const key = buildKey(inputs);
+  const known = await deps.store.artifacts.byBuildKey(deploy.app, key);
   if (known) {
-    log(`==> reusing artifact ${known.digest.slice(0, 12)} built for the same release`);
+    log(
+      `==> reusing artifact ${known.digest.slice(0, 12)}: built before from the same inputs (build key ${key.slice(0, 12)})`,
+    );
     return { digest: known.digest };
   }
   const build = run.config.build;
   if (!build && run.gitTree) {
-    const fromGit = await artifactFromGit(deps, run, run.gitTree);
+    const fromGit = await artifactFromGit(deps, run, run.gitTree, inputs, key);
     if (fromGit) return fromGit;
   }
   await run.ensureWorkspace();
@@ -245,7 +257,7 @@ async function artifactFor(
     const result = await runProcess({
       argv,
       cwd: run.workspace,
-      env: run.env,
+      env: buildEnvironment(inputs, run.baseEnv, run.workspace),
       timeoutMs: run.config.timeoutMs,
       idleTimeoutMs: run.config.idleTimeoutMs,
       killGraceMs: run.killGraceMs,
@@ -261,7 +273,7 @@ async function artifactFor(
     log(`==> built in ${formatDuration(Date.now() - started)}`);
   }
   await run.setPhase("artifact");
-  const dir = path.resolve(run.workspace, run.config.artifactPath);
+  const dir = path.resolve(run.workspace, inputs.artifactPath);
   if (dir !== run.workspace && !dir.startsWith(`${run.workspace}${path.sep}`)) {
     return {
       status: "failed",
@@ -269,8 +281,8 @@ async function artifactFor(
       errorMessage: "the artifact path leaves the workspace",
     };
   }
-  const stored = await deps.artifacts.fromDirectory(dir, { exclude: dir === run.workspace ? [".git"] : [] });
-  return recordBuilt(deps, run, stored);
+  const stored = await deps.artifacts.fromDirectory(dir, { exclude: inputs.exclude });
+  return recordBuilt(deps, run, stored, key);
 }
 
 /**
@@ -283,9 +295,11 @@ async function artifactFromGit(
   deps: FleetDeps,
   run: FleetRun,
   reader: GitTreeReader,
+  inputs: BuildInputs,
+  key: string,
 ): Promise<{ digest: string; manifest: ArtifactManifest } | undefined> {
   await run.setPhase("artifact");
-  const subdir = run.config.artifactPath === "." ? null : path.posix.normalize(run.config.artifactPath);
+  const subdir = inputs.artifactPath === "." ? null : path.posix.normalize(inputs.artifactPath);
   let stored: Awaited<ReturnType<ArtifactSource["fromGitTree"]>>;
   try {
     stored = await deps.artifacts.fromGitTree(reader, subdir);
@@ -298,13 +312,14 @@ async function artifactFromGit(
     run.log("==> the tree has submodules or .gitattributes: building the artifact from a checkout");
     return undefined;
   }
-  return recordBuilt(deps, run, stored);
+  return recordBuilt(deps, run, stored, key);
 }
 
 async function recordBuilt(
   deps: FleetDeps,
   run: FleetRun,
   stored: { digest: string; manifest: ArtifactManifest; files: number; bytes: number },
+  key: string,
 ): Promise<{ digest: string; manifest: ArtifactManifest }> {
   await deps.store.artifacts.record({
     digest: stored.digest,
@@ -314,6 +329,8 @@ async function recordBuilt(
     bytes: stored.bytes,
     source: "built",
   });
+  // After the artifact's row: a key never names an artifact that is not whole.
+  await deps.store.artifacts.recordBuild(run.deploy.app, key, stored.digest);
   run.log(`==> artifact ${stored.digest.slice(0, 12)}: ${stored.files} files, ${stored.bytes} bytes`);
   return { digest: stored.digest, manifest: stored.manifest };
 }
