@@ -156,6 +156,11 @@ async function runFleetStep(
     env: commandEnvironment({ app: ctx.app, config, deploy: ctx.deploy, workspace, baseEnv: ctx.baseEnv }),
     killGraceMs: ctx.killGraceMs,
     log: (line) => ctx.log.line(line),
+    hostLog: (name) => {
+      const channel = ctx.log.channel(`[${name}] `);
+      return (line, continued) => channel.line(line, continued);
+    },
+    mask: (text) => ctx.log.masker.mask(text),
     write: (text) => ctx.log.write(text),
     signal: ctx.signal,
     fingerprint,
@@ -192,6 +197,7 @@ async function makeWorkspace(ctx: PipelineContext, dir: string): Promise<void> {
       sha,
       single ? dir : path.join(dir, component.name),
       output,
+      ctx.log.masker.values,
     );
   }
 }
@@ -218,6 +224,7 @@ async function runGate(ctx: PipelineContext, workspace: string): Promise<Pipelin
     workspace,
     env,
     githubChecks: ctx.githubChecks,
+    masker: ctx.log.masker,
     signal: ctx.signal,
     log: (line) => ctx.log.line(`    ${line}`),
   });
