@@ -248,6 +248,56 @@ environments:
     expect(log).not.toContain("sk-very-secret-value");
   });
 
+  it("masks a secret printed in two halves, a flush apart, at the end of a line longer than 16 KiB", async () => {
+    const secret = "sk-very-secret-value";
+    t = await startTurnout({
+      environment: { SHOP_API_KEY: secret },
+      manifest: `repo: "{repo}"
+secret_env: [SHOP_API_KEY]
+environments:
+  staging:
+    deploy:
+      provider: shell
+      script: |
+        printf '%16380s' '' | tr ' ' x
+        printf '%s' "\${SHOP_API_KEY:0:7}"
+        sleep 0.6
+        printf '%s\\n' "\${SHOP_API_KEY:7}"
+`,
+    });
+    const deploy = await t.waitForDeploy(
+      (await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {})).body.deploy.id,
+    );
+    expect(deploy.status).toBe("succeeded");
+    const log = await logOf(t, deploy.id);
+    expect(log).toContain(`\n${"x".repeat(16_380)}********\n`);
+    for (const piece of ["sk-v", "secret", "value"]) expect(log).not.toContain(piece);
+  });
+
+  it("masks a check_command's output before it is capped: no half of a secret at the cap", async () => {
+    const secret = "sk-very-secret-value";
+    t = await startTurnout({
+      environment: { SHOP_API_KEY: secret },
+      manifest: `repo: "{repo}"
+secret_env: [SHOP_API_KEY]
+environments:
+  staging:
+    check_command: [bash, -c, 'printf "%65530s" "" | tr " " x; printf "%s" "\${SHOP_API_KEY:0:7}"; sleep 0.6; printf "%s\\n" "\${SHOP_API_KEY:7}"']
+    checks_poll: 100ms
+    deploy:
+      provider: shell
+      script: echo deployed
+`,
+    });
+    const deploy = await t.waitForDeploy(
+      (await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {})).body.deploy.id,
+    );
+    expect(deploy.status).toBe("succeeded");
+    const log = await logOf(t, deploy.id);
+    expect(log).toContain(`check_command| ${"x".repeat(65_530)}********\n`);
+    for (const piece of ["sk-v", "secret", "value"]) expect(log).not.toContain(piece);
+  });
+
   it("stores output while the command still runs (flushed within a second)", async () => {
     t = await startTurnout({
       manifest: stagingScript(`
