@@ -124,8 +124,18 @@ export class GitMirrors {
       });
   }
 
-  /** A fresh checkout of `sha` (40 hex) in `dir`, which must not exist yet, submodules included. */
-  async createWorkspace(remote: GitRemote, sha: string, dir: string, output?: GitOutput): Promise<Workspace> {
+  /**
+   * A fresh checkout of `sha` (40 hex) in `dir`, which must not exist yet,
+   * submodules included. `secrets`: more values to mask in git's output (a
+   * deploy's), since git's lines are cut to length before they reach the log.
+   */
+  async createWorkspace(
+    remote: GitRemote,
+    sha: string,
+    dir: string,
+    output?: GitOutput,
+    secrets: readonly string[] = [],
+  ): Promise<Workspace> {
     assertSha(sha);
     const job = {
       mirror: this.mirrorPath(remote),
@@ -134,7 +144,7 @@ export class GitMirrors {
       dir,
       localEnv: baseGitEnv(),
       remoteEnv: await this.remoteEnv(remote),
-      masker: this.maskerFor(remote),
+      masker: this.maskerFor(remote).with(secrets),
       timeoutMs: this.timeoutMs,
       output,
     };
