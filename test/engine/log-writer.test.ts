@@ -23,8 +23,7 @@ describe("LogWriter", () => {
     hub = new EventHub();
   });
 
-  const stored = async (id: number) =>
-    (await store.logs.read(id, 0)).chunks.map((c) => c.text).join("");
+  const stored = async (id: number) => (await store.logs.read(id, 0)).chunks.map((c) => c.text).join("");
   const writer = (id: number, flushMs = 10_000, secrets = [SECRET]) =>
     new LogWriter(id, store.logs, hub, new SecretMasker(secrets), flushMs);
 
