@@ -113,8 +113,11 @@ async function runShellStep(
   config: ShellDeployConfig,
   workspace: string,
 ): Promise<StepOutcome> {
+  // The command as it will run, placeholders filled in (secrets in it are masked by the log writer).
   ctx.log.line(
-    config.command ? `==> running ${JSON.stringify(config.command)}` : "==> running the deploy script (bash)",
+    config.command
+      ? `==> running ${JSON.stringify(substitute(config.command, placeholderValues(ctx.deploy)))}`
+      : "==> running the deploy script (bash)",
   );
   const result = await runShellDeploy({
     app: ctx.app,

@@ -72,7 +72,10 @@ describe("deploy lifecycle", () => {
     const res = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", { ref: "main" });
     const deploy = await t.waitForDeploy(res.body.deploy.id);
     expect(deploy.status).toBe("succeeded");
-    expect(await logOf(t, deploy.id)).toContain(`deploy.sh env=production sha=${t.repo.head} ref=main`);
+    const log = await logOf(t, deploy.id);
+    expect(log).toContain(`deploy.sh env=production sha=${t.repo.head} ref=main`);
+    // The header shows the command as it ran, not its placeholders.
+    expect(log).toContain(`==> running ["bash","deploy.sh","production","${t.repo.head}","main"]\n`);
   });
 
   it("never executes shell syntax from refs, params or names", async () => {
