@@ -99,7 +99,7 @@ export function runGit(args: string[], options: RunGitOptions): Promise<string> 
       }
       const status = code === null ? `killed by ${signal}` : `exit ${code}`;
       const detail = tail.length > 0 ? `: ${tail.join("; ")}` : "";
-      reject(new TurnoutError("E_GIT", `${options.what} failed (${status})${detail}`));
+      reject(new TurnoutError("E_GIT", `${options.what} failed (${status})${detail}`, { exitCode: code }));
     });
   });
 }

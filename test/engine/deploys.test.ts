@@ -78,6 +78,28 @@ describe("deploy lifecycle", () => {
     expect(log).toContain(`==> running ["bash","deploy.sh","production","${t.repo.head}","main"]\n`);
   });
 
+  it("deploys main~1 and v1.2^: the commit they name, with the ref as asked in {ref}", async () => {
+    t = await startTurnout();
+    const first = t.repo.head;
+    await t.repo.commit({ VERSION: "2.0.0\n" }, "second");
+    await t.repo.tag("v1.2", true);
+    await t.repo.commit({ VERSION: "3.0.0\n" }, "third");
+    for (const ref of ["main~2", "v1.2^"]) {
+      const res = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", { ref });
+      expect(res.status, JSON.stringify(res.body)).toBe(202);
+      expect(res.body.deploy).toMatchObject({ ref, sha: first });
+      const deploy = await t.waitForDeploy(res.body.deploy.id);
+      expect(deploy.status).toBe("succeeded");
+      expect(await logOf(t, deploy.id)).toContain(
+        `deploy.sh env=production sha=${first} ref=${ref}\n1.0.0\n`,
+      );
+    }
+    const tooFar = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", {
+      ref: "main~9",
+    });
+    expect([tooFar.status, tooFar.body.error.code]).toEqual([422, "E_REF_NOT_FOUND"]);
+  });
+
   it("never executes shell syntax from refs, params or names", async () => {
     const marker = path.join(tmpdir(), `turnout-pwned-${Date.now()}`);
     t = await startTurnout({
