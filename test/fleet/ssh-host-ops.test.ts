@@ -434,6 +434,7 @@ describe("SshHostOps run and health", () => {
       [
         "sh",
         "-c",
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansions, for the shell on the host
         'printf "%16380s" "" | tr " " x; printf "%s" "${KEY%-secret-value}"; sleep 0.5; printf "%s and more\\n" "${KEY#sk-very}"',
       ],
       { KEY: secret },
