@@ -11,7 +11,8 @@ export const PLACEHOLDERS = ["app", "env", "sha", "ref", "previous_sha", "deploy
 export type Placeholder = (typeof PLACEHOLDERS)[number];
 export type PlaceholderValues = Record<Placeholder, string>;
 
-const SAFE_VALUE = /^[A-Za-z0-9._/+=@#-]*$/;
+// `~` and `^`: a ref may walk back from a branch or tag (main~1, v1.2^); argv elements are never parsed by a shell.
+const SAFE_VALUE = /^[A-Za-z0-9._/+=@#~^-]*$/;
 
 export function substitute(argv: readonly string[], values: PlaceholderValues): string[] {
   for (const [key, value] of Object.entries(values)) {

@@ -115,8 +115,11 @@ async function runShellStep(
   config: ShellDeployConfig,
   workspace: string,
 ): Promise<StepOutcome> {
+  // The command as it will run, placeholders filled in (secrets in it are masked by the log writer).
   ctx.log.line(
-    config.command ? `==> running ${JSON.stringify(config.command)}` : "==> running the deploy script (bash)",
+    config.command
+      ? `==> running ${JSON.stringify(substitute(config.command, placeholderValues(ctx.deploy)))}`
+      : "==> running the deploy script (bash)",
   );
   const result = await runShellDeploy({
     app: ctx.app,
@@ -159,6 +162,11 @@ async function runFleetStep(
     baseEnv: ctx.baseEnv,
     killGraceMs: ctx.killGraceMs,
     log: (line) => ctx.log.line(line),
+    hostLog: (name) => {
+      const channel = ctx.log.channel(`[${name}] `);
+      return (line, continued) => channel.line(line, continued);
+    },
+    mask: (text) => ctx.log.masker.mask(text),
     write: (text) => ctx.log.write(text),
     signal: ctx.signal,
     fingerprint,
@@ -195,6 +203,7 @@ async function makeWorkspace(ctx: PipelineContext, dir: string): Promise<void> {
       sha,
       single ? dir : path.join(dir, component.name),
       output,
+      ctx.log.masker.values,
     );
   }
 }
@@ -221,6 +230,7 @@ async function runGate(ctx: PipelineContext, workspace: string): Promise<Pipelin
     workspace,
     env,
     githubChecks: ctx.githubChecks,
+    masker: ctx.log.masker,
     signal: ctx.signal,
     log: (line) => ctx.log.line(`    ${line}`),
   });

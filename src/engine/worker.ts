@@ -327,7 +327,8 @@ export class Worker {
     const finished = await store.deploys.finish(deploy.id, owner, {
       status: outcome.status,
       errorCode: outcome.status === "failed" ? outcome.errorCode : null,
-      errorMessage: outcome.status === "succeeded" ? null : outcome.errorMessage,
+      // Messages quote git, hosts and commands: they are masked like the log they end.
+      errorMessage: outcome.status === "succeeded" ? null : log.masker.mask(outcome.errorMessage),
       ...(outcome.status === "succeeded" && target
         ? {
             release: {

@@ -55,7 +55,7 @@ export interface ComponentChange {
 }
 
 export type ReleaseJson = Omit<Release, "environmentConfig"> & {
-  deploy: { number: number; user: string; trigger: string; finishedAt: string | null };
+  deploy: { number: number; ref: string; user: string; trigger: string; finishedAt: string | null };
   /** Components whose commit differs from the release live before this one. */
   changes: ComponentChange[];
   /** Whether the settings (per-app revision) differ from the release live before this one. */
@@ -145,6 +145,7 @@ export async function releaseJson(store: Store, release: Release, before?: Relea
     configChanged: before !== undefined && settingsChanged(before, release),
     deploy: {
       number: deploy.number,
+      ref: deploy.ref,
       user: deploy.user,
       trigger: deploy.trigger,
       finishedAt: deploy.finishedAt,

@@ -64,7 +64,7 @@ export function releaseFixture(overrides: Partial<ReleaseJson> = {}): ReleaseJso
     components: { app: SHA },
     configRevision: "rev1",
     createdAt: "2024-05-01T12:00:15.000Z",
-    deploy: { number: 4, user: "alice", trigger: "cli", finishedAt: "2024-05-01T12:00:15.000Z" },
+    deploy: { number: 4, ref: "main", user: "alice", trigger: "cli", finishedAt: "2024-05-01T12:00:15.000Z" },
     ...overrides,
   };
 }

@@ -69,6 +69,10 @@ export interface FleetRun {
   baseEnv: Record<string, string>;
   killGraceMs: number;
   log: HostLog;
+  /** One host's lines: a channel of the deploy log, masked on its own stream (see engine/log-channel.ts). */
+  hostLog(name: string): HostLog;
+  /** Masks secrets in text stored outside the log (per-host errors). */
+  mask(text: string): string;
   write(text: string): void;
   signal: AbortSignal;
   /** The release fingerprint before the artifact (commits + per-app revision): recorded with a new artifact. */
@@ -109,6 +113,8 @@ export async function runFleetDeploy(deps: FleetDeps, given: FleetRun): Promise<
       skipHostsOnRelease: run.repair,
       fleet: deps.store.fleet,
       log,
+      hostLog: run.hostLog,
+      mask: run.mask,
       signal: run.signal,
       env: run.env,
       runOnServer: (argv, host) => runOnServer(run, argv, host),
@@ -141,7 +147,7 @@ async function promote(
   slot: string,
   digest: string,
 ): Promise<FleetOutcome> {
-  const { deploy, config, log } = run;
+  const { deploy, config } = run;
   await deps.store.fleet.addDeployHosts(
     deploy.id,
     targets.map((t) => ({ id: t.hostId, name: t.name })),
@@ -149,7 +155,7 @@ async function promote(
   );
   let failed = 0;
   for (const target of targets) {
-    const hostLog = (line: string) => log(`[${target.name}] ${line}`);
+    const hostLog = run.hostLog(target.name);
     const ops = target.ops();
     if (!ops) {
       failed++;
@@ -194,7 +200,7 @@ async function promote(
       if (previous) await ops.switchTo(deploy.app, previous, "current").catch(() => undefined);
       await deps.store.fleet.updateDeployHost(deploy.id, target.hostId, {
         step: previous ? "rolled_back" : "failed",
-        error: (error as Error).message,
+        error: run.mask((error as Error).message),
       });
     }
   }

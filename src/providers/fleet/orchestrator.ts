@@ -48,6 +48,10 @@ export interface OrchestrateInput {
   skipHostsOnRelease: boolean;
   fleet: FleetStore;
   log: HostLog;
+  /** Where one host's lines go: a channel of the deploy log of its own, masked before it is cut into lines. */
+  hostLog(name: string): HostLog;
+  /** Masks secrets in text stored outside the log (a host's error in the per-host record). */
+  mask(text: string): string;
   signal: AbortSignal;
   env: Record<string, string>;
   /** Runs a depool/pool command on the server for a host; resolves with its exit code. */
@@ -99,14 +103,16 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
   );
   const budget = failureBudget(strategy.failureLimit, runs.length);
   const failures = () => runs.filter((r) => r.failed).length;
-  const hostLog = (run: HostRun) => (line: string) => log(`[${run.target.name}] ${line}`);
+  const hostLog = (run: HostRun) => input.hostLog(run.target.name);
   const record = (
     run: HostRun,
     step: HostStep,
     extra: Parameters<FleetStore["updateDeployHost"]>[2] = {},
   ) => {
     run.step = step;
-    return fleet.updateDeployHost(deploy.id, run.target.hostId, { step, ...extra });
+    // A host's error may quote its output: stored masked, like the log.
+    const error = typeof extra.error === "string" ? { error: input.mask(extra.error) } : {};
+    return fleet.updateDeployHost(deploy.id, run.target.hostId, { step, ...extra, ...error });
   };
 
   // 1. Stage everywhere.
