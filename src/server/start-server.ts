@@ -17,7 +17,7 @@ import { SshHostOps } from "../providers/fleet/ssh/ssh-host-ops.js";
 import { Store } from "../store/store.js";
 import { bootstrapAdminToken } from "./admin-token.js";
 import { lockDataDir } from "./data-dir-lock.js";
-import { ensureDemo } from "./demo.js";
+import { DEMO_FIRST_VERSION, ensureDemo, releaseDemoFirstVersion } from "./demo.js";
 import { VERSION } from "./version.js";
 
 export interface RunningServer {
@@ -66,9 +66,9 @@ export async function startServer(
   const cleanups: (() => Promise<void> | void)[] = [unlock];
   try {
     // The demo writes a manifest into the config directory, which a config repository replaces.
-    if (settings.demo && !settings.configRepo && ensureDemo(settings.dataDir, settings.configDir).created) {
-      print(`demo: created the app 'demo' in ${settings.configDir}`);
-    }
+    const demoCreated =
+      settings.demo && !settings.configRepo && ensureDemo(settings.dataDir, settings.configDir).created;
+    if (demoCreated) print(`demo: created the app 'demo' in ${settings.configDir}`);
     const store = await Store.open({
       url: settings.databaseUrl,
       sqliteFile: path.join(settings.dataDir, "turnout.db"),
@@ -168,6 +168,16 @@ export async function startServer(
         `admin token (shown once; also saved to ${path.join(settings.dataDir, "admin-token")}, mode 0600):`,
       );
       print(`  ${createdAdminToken}`);
+    }
+    if (demoCreated) {
+      // The server is usable without it: a refusal is reported, not fatal.
+      await releaseDemoFirstVersion(engine).then(
+        (first) =>
+          print(
+            `demo: deploying ${DEMO_FIRST_VERSION} to staging (demo/staging#${first.number}), its first release`,
+          ),
+        (error: Error) => print(`demo: could not deploy ${DEMO_FIRST_VERSION} to staging: ${error.message}`),
+      );
     }
 
     let closed = false;
