@@ -15,8 +15,9 @@
 //   node bin/build-if-changed.js           build if needed (silent when up to date)
 //   node bin/build-if-changed.js --force   build anyway
 //
-// Only this repository's development uses it: the published package ships
-// dist/ already built (see "files" in package.json).
+// The published package ships dist/ already built, and no src/ (see "files"
+// in package.json): there this does nothing, should an npm run `prepare` when
+// installing the package from a tarball.
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -37,6 +38,7 @@ function main(argv) {
     process.stderr.write(`usage: node bin/build-if-changed.js [--force] (unknown: ${unknown.join(" ")})\n`);
     return 2;
   }
+  if (!statSync(path.join(ROOT, "src"), { throwIfNoEntry: false })) return 0;
   if (!force && upToDate(inputs())) return 0;
   return withLock(() => {
     // Whoever held the lock may just have built the same inputs.
