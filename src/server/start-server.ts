@@ -16,7 +16,7 @@ import { SshHostOps } from "../providers/fleet/ssh/ssh-host-ops.js";
 import { Store } from "../store/store.js";
 import { bootstrapAdminToken } from "./admin-token.js";
 import { lockDataDir } from "./data-dir-lock.js";
-import { ensureDemo } from "./demo.js";
+import { DEMO_FIRST_VERSION, ensureDemo, releaseDemoFirstVersion } from "./demo.js";
 import { ServerLog } from "./server-log.js";
 import { VERSION } from "./version.js";
 
@@ -80,9 +80,9 @@ export async function startServer(
   const cleanups: (() => Promise<void> | void)[] = [unlock];
   try {
     // The demo writes a manifest into the config directory, which a config repository replaces.
-    if (settings.demo && !settings.configRepo && ensureDemo(settings.dataDir, settings.configDir).created) {
-      print(`demo: created the app 'demo' in ${settings.configDir}`);
-    }
+    const demoCreated =
+      settings.demo && !settings.configRepo && ensureDemo(settings.dataDir, settings.configDir).created;
+    if (demoCreated) print(`demo: created the app 'demo' in ${settings.configDir}`);
     const store = await Store.open({
       url: settings.databaseUrl,
       sqliteFile: path.join(settings.dataDir, "turnout.db"),
@@ -180,6 +180,16 @@ export async function startServer(
     log.apps(from, [...config.current().apps.keys()]);
     log.config(config);
     if (createdAdminToken) log.adminToken(createdAdminToken, path.join(settings.dataDir, "admin-token"));
+    if (demoCreated) {
+      // The server is usable without it: a refusal is reported, not fatal.
+      await releaseDemoFirstVersion(engine).then(
+        (first) =>
+          print(
+            `demo: deploying ${DEMO_FIRST_VERSION} to staging (demo/staging#${first.number}), its first release`,
+          ),
+        (error: Error) => print(`demo: could not deploy ${DEMO_FIRST_VERSION} to staging: ${error.message}`),
+      );
+    }
 
     let closing: Promise<void> | undefined;
     return {

@@ -363,7 +363,13 @@ async function targetsFor(
     const { id, poolState } = await deps.store.fleet.ensureSshHost(ssh.name, ssh.address, ssh.labels);
     const ops = deps.ssh.open(ssh);
     opened.push(ops);
-    targets.push({ hostId: id, name: ssh.name, depooled: poolState === "depooled", ops: () => ops });
+    targets.push({
+      hostId: id,
+      name: ssh.name,
+      depooled: poolState === "depooled",
+      ops: () => ops,
+      reconnects: false,
+    });
   }
   targets.sort((a, b) => a.name.localeCompare(b.name));
   return {

@@ -33,6 +33,12 @@ export interface FleetTarget {
   depooled: boolean;
   /** The host's operations now (an agent may reconnect: ask again after a failure). */
   ops(): HostOps | undefined;
+  /**
+   * false: ops() never changes (an SSH host: its next operation just connects again),
+   * so a failed operation is tried once more at once instead of after
+   * waiting for a reconnection that cannot come. Default true (agents).
+   */
+  reconnects?: boolean;
 }
 
 export interface OrchestrateInput {
@@ -436,7 +442,10 @@ async function currentOf(
  * Runs an operation on a host; if the host's connection dropped (an agent
  * reconnecting), waits for it to come back and tries once more. Host
  * operations are idempotent (staging an existing release is a no-op,
- * switching to the same release too), so a retry is safe.
+ * switching to the same release too), so a retry is safe. A host that does
+ * not reconnect (SSH) gets its second try at once: waiting the grace for it
+ * only delayed every SSH failure (a changed host key, a refused connection)
+ * by the whole grace.
  */
 async function withHost<T>(
   input: OrchestrateInput,
@@ -449,6 +458,7 @@ async function withHost<T>(
       return await op(first);
     } catch (error) {
       if (!(isTurnoutError(error) && error.code === "E_UNAVAILABLE") || input.signal.aborted) throw error;
+      if (target.reconnects === false) return op(first);
     }
   }
   const until = Date.now() + (input.reconnectGraceMs ?? 15_000);
