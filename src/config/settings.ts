@@ -5,7 +5,7 @@ import { z } from "zod";
 import { parseDuration } from "../domain/duration.js";
 import { TurnoutError } from "../domain/errors.js";
 import { refProblem } from "../domain/refs.js";
-import { remoteKind } from "../git/remote-url.js";
+import { isRelativeRemotePath, remoteKind } from "../git/remote-url.js";
 
 /**
  * Server settings, resolved once at start-up: flags > environment > settings
@@ -159,9 +159,12 @@ function readSettingsFile(file: string): z.infer<typeof fileSchema> {
 }
 
 // A relative path means relative to where the server was started, not to wherever git runs;
-// it is made absolute once so the repository always maps to the same mirror.
+// it is made absolute once so the repository always maps to the same mirror. Then the URL
+// passes the same check as a manifest's `repo` (E_CONFIG naming the problem stops the start).
 function absoluteRemote(url: string, cwd: string): string {
-  return remoteKind(url) === "local" ? path.resolve(cwd, url) : url;
+  const absolute = isRelativeRemotePath(url) ? path.resolve(cwd, url) : url;
+  remoteKind(absolute);
+  return absolute;
 }
 
 function toInt(name: string, value: string | number, min: number, max: number): number {
