@@ -6,6 +6,8 @@ import type { ConfigProvider } from "../config/config-provider.js";
 import { configRepoAuth } from "../config/config-repo-auth.js";
 import { DirConfigSource } from "../config/dir-config-source.js";
 import { GitConfigSource } from "../config/git-config-source.js";
+import type { LoadOptions } from "../config/manifest-loader.js";
+import { ManifestParser, type ManifestParserOptions } from "../config/manifest-parser.js";
 import type { ServerSettings } from "../config/settings.js";
 import type { ConfigProblem } from "../domain/app-config.js";
 import { Engine } from "../engine/engine.js";
@@ -44,6 +46,10 @@ export interface StartOptions {
   agentTiming?: Partial<AgentHubTiming>;
   /** How long a fleet deploy waits for a disconnected agent (tests shorten it). */
   fleetReconnectGraceMs?: number;
+  /** How long start-up waits for the first load of the manifests (default: settings.configStartupWaitMs). */
+  configStartupWaitMs?: number;
+  /** The manifest parser's limits, and a hold to observe a parse in progress (tests). */
+  manifestParser?: Partial<Omit<ManifestParserOptions, "load">>;
 }
 
 /** How long webhook delivery ids are remembered for spotting redeliveries. */
@@ -69,6 +75,19 @@ export async function startServer(
     if (settings.demo && !settings.configRepo && ensureDemo(settings.dataDir, settings.configDir).created) {
       print(`demo: created the app 'demo' in ${settings.configDir}`);
     }
+    // The manifests are loaded first, in the parser's worker thread, while the store opens.
+    const parser = new ManifestParser({ ...options.manifestParser, load: loadOptions(settings) });
+    cleanups.unshift(() => parser.close());
+    const git = new GitMirrors({ dir: path.join(settings.dataDir, "git") });
+    const opening = openConfig(
+      settings,
+      git,
+      parser,
+      print,
+      options.configStartupWaitMs ?? settings.configStartupWaitMs,
+    );
+    opening.catch(() => undefined); // awaited below; it must not count as unhandled meanwhile
+
     const store = await Store.open({
       url: settings.databaseUrl,
       sqliteFile: path.join(settings.dataDir, "turnout.db"),
@@ -76,16 +95,19 @@ export async function startServer(
     cleanups.unshift(() => store.close());
     const createdAdminToken = await bootstrapAdminToken(store, settings.dataDir);
 
-    const git = new GitMirrors({ dir: path.join(settings.dataDir, "git") });
-    const config = await openConfig(settings, git, print);
-    // Reported once per change: a refused commit stays the branch head until fixed.
+    const config = await opening;
+    const unsubscribe = config.onChange(() => reportConfig(config, print));
+    cleanups.unshift(() => {
+      unsubscribe();
+    });
+    // An unreadable head commit is reported once, not at every poll.
     let reported = config.status().lastError?.revision;
     const reload = setInterval(() => {
       config.refresh().then(
-        (changed) => {
-          const refused = config.status().lastError?.revision;
-          if (changed || refused !== reported) reportConfig(config, print);
-          reported = refused;
+        () => {
+          const unreadable = config.status().lastError?.revision;
+          if (unreadable !== undefined && unreadable !== reported) reportConfig(config, print);
+          reported = unreadable;
         },
         (error: Error) => print(`config: reload failed: ${error.message}`),
       );
@@ -157,12 +179,18 @@ export async function startServer(
     print(
       `Turnout ${VERSION} listening on ${url} (${settings.databaseUrl ? "PostgreSQL" : `SQLite in ${settings.dataDir}`})`,
     );
-    const apps = [...config.current().apps.keys()];
-    const status = config.status();
-    const from =
-      status.source.kind === "git" ? `${status.source.url}@${status.source.branch}` : settings.configDir;
-    print(`apps from ${from}: ${apps.length > 0 ? apps.join(", ") : "(none)"}`);
-    reportConfig(config, print);
+    const loading = config.status().loading;
+    if (loading.length === 0) {
+      printApps(config, print);
+      reportConfig(config, print);
+    } else {
+      // Start-up does not wait on a slow manifest: its app is served once parsed.
+      print(`config: still loading ${loading.map((l) => l.file).join(", ")}`);
+      void config.loaded().then(() => {
+        printApps(config, print);
+        reportConfig(config, print);
+      });
+    }
     if (createdAdminToken) {
       print(
         `admin token (shown once; also saved to ${path.join(settings.dataDir, "admin-token")}, mode 0600):`,
@@ -201,26 +229,39 @@ async function runCleanups(cleanups: (() => Promise<void> | void)[]): Promise<vo
   }
 }
 
-async function openConfig(
-  settings: ServerSettings,
-  git: GitMirrors,
-  print: (line: string) => void,
-): Promise<ConfigProvider> {
-  const load = {
+function loadOptions(settings: ServerSettings): LoadOptions {
+  return {
     defaultTimeoutMs: settings.defaultTimeoutMs,
     defaultIdleTimeoutMs: settings.defaultIdleTimeoutMs,
     environment: settings.environment,
     hostedReposDir: path.join(settings.dataDir, "hosted"),
   };
-  if (!settings.configRepo) return new DirConfigSource(settings.configDir, load);
+}
+
+async function openConfig(
+  settings: ServerSettings,
+  git: GitMirrors,
+  parser: ManifestParser,
+  print: (line: string) => void,
+  startupWaitMs: number,
+): Promise<ConfigProvider> {
+  if (!settings.configRepo) return DirConfigSource.open(settings.configDir, { parser, startupWaitMs });
   return GitConfigSource.open({
     url: settings.configRepo,
     branch: settings.configBranch,
     auth: configRepoAuth(settings),
     git,
-    load,
+    parser,
     report: print,
+    startupWaitMs,
   });
+}
+
+function printApps(config: ConfigProvider, print: (line: string) => void): void {
+  const apps = [...config.current().apps.keys()];
+  const { source } = config.status();
+  const from = source.kind === "git" ? `${source.url}@${source.branch}` : source.path;
+  print(`apps from ${from}: ${apps.length > 0 ? apps.join(", ") : "(none)"}`);
 }
 
 function reportConfig(config: ConfigProvider, print: (line: string) => void): void {
@@ -233,8 +274,8 @@ function reportConfig(config: ConfigProvider, print: (line: string) => void): vo
   for (const p of config.current().problems) print(`config: ${problemText(p)}`);
   const refused = config.status().lastError;
   if (refused) {
-    const keeping = revision ? `keeping ${revision.slice(0, 12)}` : "no apps until a valid commit";
-    print(`config: refused ${refused.revision.slice(0, 12)}, ${keeping}:`);
+    const keeping = revision ? `keeping ${revision.slice(0, 12)}` : "no apps until a readable commit";
+    print(`config: cannot read ${refused.revision.slice(0, 12)}, ${keeping}:`);
     for (const p of refused.problems) print(`config:   ${problemText(p)}`);
   }
 }

@@ -35,7 +35,12 @@ export async function startServerProcess(options: {
       options.configDir,
       ...(options.args ?? []),
     ],
-    { cwd: options.cwd, env: options.env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] },
+    {
+      cwd: options.cwd,
+      // Tests use the server right after start: it waits for every manifest, however loaded the machine.
+      env: { TURNOUT_CONFIG_STARTUP_WAIT: "60s", ...options.env } as NodeJS.ProcessEnv,
+      stdio: ["ignore", "pipe", "pipe"],
+    },
   );
   let output = "";
   child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
