@@ -140,22 +140,31 @@ describe("an alias bomb in one manifest", () => {
 describe("parsing stays off the request path", () => {
   it("/healthz and the API answer while a manifest is being parsed; its app is 'loading' until then", async () => {
     Atomics.store(hold, 0, 0); // the worker now waits before each parse
+    const release = () => {
+      Atomics.store(hold, 0, 1);
+      Atomics.notify(hold, 0);
+    };
     writeFileSync(path.join(configDir, "big.yaml"), manyKeys(manifest(repo.path), 5_000));
     const reload = server.config.refresh();
-    await until(() => server.config.status().loading.length > 0, 30_000, "the manifest reaching the parser");
+    try {
+      await until(
+        () => server.config.status().loading.length > 0,
+        30_000,
+        "the manifest reaching the parser",
+      );
 
-    const health = await fetch(`${server.url}/healthz`);
-    expect(health.status).toBe(200);
-    const config = await api("GET", "/api/v1/config");
-    expect(config.body.loading).toEqual([{ app: "big", file: path.join(configDir, "big.yaml") }]);
-    const early = await api("POST", "/api/v1/apps/big/environments/staging/deploys", {});
-    expect(early.status).toBe(503);
-    expect(early.body.error.code).toBe("E_UNAVAILABLE");
-    // The apps already served are served all the while.
-    expect((await api("GET", "/api/v1/apps/shop")).status).toBe(200);
-
-    Atomics.store(hold, 0, 1);
-    Atomics.notify(hold, 0);
+      const health = await fetch(`${server.url}/healthz`);
+      expect(health.status).toBe(200);
+      const config = await api("GET", "/api/v1/config");
+      expect(config.body.loading).toEqual([{ app: "big", file: path.join(configDir, "big.yaml") }]);
+      const early = await api("POST", "/api/v1/apps/big/environments/staging/deploys", {});
+      expect(early.status).toBe(503);
+      expect(early.body.error.code).toBe("E_UNAVAILABLE");
+      // The apps already served are served all the while.
+      expect((await api("GET", "/api/v1/apps/shop")).status).toBe(200);
+    } finally {
+      release();
+    }
     expect(await reload).toBe(true);
     expect(server.config.status().loading).toEqual([]);
     expect(server.config.current().apps.get("big")?.environments["staging"]?.deploy.env["KEY_4999"]).toBe(
