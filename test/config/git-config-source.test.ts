@@ -152,7 +152,7 @@ describe("GitConfigSource", () => {
   });
 
   it("takes a commit app by app: a broken manifest keeps its app's last valid version, the others change", async () => {
-    const good = await repo.commit({
+    await repo.commit({
       "turnout.d/shop.yaml": manifest(),
       "turnout.d/blog.yaml": manifest(),
     });
