@@ -13,7 +13,8 @@ import type { LoadOptions, ManifestResult } from "./manifest-loader.js";
  * a file that would take the parser too long or too much memory costs that
  * worker (stopped, and a new one started for the next file) and is refused
  * with a problem naming it. Requests, deploys and `/healthz` never wait on
- * a parse.
+ * a parse. Manifests change rarely, so an idle worker is stopped after
+ * idleMs (it holds some 25 MB) and started again for the next change.
  */
 export interface ManifestParserOptions {
   load: LoadOptions;
@@ -21,6 +22,8 @@ export interface ManifestParserOptions {
   timeoutMs?: number;
   /** The worker's heap (default PARSER_HEAP_MB). */
   heapMb?: number;
+  /** How long an idle worker is kept (default 30 s). */
+  idleMs?: number;
   /**
    * For tests: the worker waits before each parse while `hold[0]` is 0, so
    * the server can be observed while a parse is in progress.
@@ -70,6 +73,7 @@ interface StartedWorker {
 
 /** How long a new worker may take to load the parser (a loaded machine is slow, not stuck). */
 const BOOT_TIMEOUT_MS = 60_000;
+const IDLE_MS = 30_000;
 
 export class ManifestParser {
   private worker: StartedWorker | undefined;
@@ -77,6 +81,7 @@ export class ManifestParser {
   private waiting = 0;
   private nextId = 1;
   private closed = false;
+  private idleTimer: NodeJS.Timeout | undefined;
   private readonly counts: ParserStats = { parsed: 0, stopped: 0, workersStarted: 0 };
   private readonly timeoutMs: number;
   private readonly heapMb: number;
@@ -89,12 +94,16 @@ export class ManifestParser {
   /** Parses one manifest; never rejects (a parser failure is a problem of that file). */
   parse(file: string, text: string): Promise<ManifestResult> {
     this.waiting += 1;
+    clearTimeout(this.idleTimer);
     const run = this.queue.then(() => this.run(file, text));
     this.queue = run;
     return run.finally(() => {
       this.waiting -= 1;
+      if (this.waiting > 0) return;
       // An idle worker must not keep a process alive that has nothing else to do.
-      if (this.waiting === 0) this.worker?.thread.unref();
+      this.worker?.thread.unref();
+      this.idleTimer = setTimeout(() => this.retire(), this.options.idleMs ?? IDLE_MS);
+      this.idleTimer.unref();
     });
   }
 
@@ -103,12 +112,18 @@ export class ManifestParser {
     return this.waiting;
   }
 
+  /** Whether no worker thread is running (none started yet, or stopped when idle). */
+  idle(): boolean {
+    return this.worker === undefined;
+  }
+
   stats(): ParserStats {
     return { ...this.counts };
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.idleTimer);
     const worker = this.worker;
     this.worker = undefined;
     await worker?.thread.terminate();
@@ -204,6 +219,14 @@ export class ManifestParser {
     this.counts.workersStarted += 1;
     this.worker = { thread, ready };
     return this.worker;
+  }
+
+  /** Stops an idle worker; the next parse starts a new one. */
+  private retire(): void {
+    const worker = this.worker;
+    if (this.waiting > 0 || !worker) return;
+    this.worker = undefined;
+    void worker.thread.terminate();
   }
 
   private discard(thread: Worker): void {

@@ -270,6 +270,18 @@ describe("the first load", () => {
     }
   });
 
+  it("an idle worker is stopped, and started again for the next manifest", async () => {
+    const idle = new ManifestParser({ load: LOAD, idleMs: 0 });
+    try {
+      expect("app" in (await idle.parse(path.join(dir, "a.yaml"), manifest()))).toBe(true);
+      await until(() => idle.idle(), 30_000, "the idle worker to stop");
+      expect("app" in (await idle.parse(path.join(dir, "b.yaml"), manifest()))).toBe(true);
+      expect(idle.stats()).toEqual({ parsed: 2, stopped: 0, workersStarted: 2 });
+    } finally {
+      await idle.close();
+    }
+  });
+
   it("a manifest the parser cannot finish in time is refused, and the next one gets a fresh worker", async () => {
     const hold = new Int32Array(new SharedArrayBuffer(4));
     const slow = new ManifestParser({ load: LOAD, hold, timeoutMs: 300 });
