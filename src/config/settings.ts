@@ -5,7 +5,8 @@ import { z } from "zod";
 import { parseDuration } from "../domain/duration.js";
 import { TurnoutError } from "../domain/errors.js";
 import { refProblem } from "../domain/refs.js";
-import { remoteKind } from "../git/remote-url.js";
+import { isRelativeRemotePath, remoteKind } from "../git/remote-url.js";
+import { STARTUP_WAIT_MS } from "./manifest-limits.js";
 
 /**
  * Server settings, resolved once at start-up: flags > environment > settings
@@ -28,6 +29,8 @@ export interface ServerSettings {
   configRepoSshKey?: string;
   /** How often the configuration is looked at again: 3 s for a directory, 30 s for a repository by default. */
   configPollMs: number;
+  /** How long start-up waits for the manifests to be parsed before it starts with the rest "loading". */
+  configStartupWaitMs: number;
   /** postgres://… to use PostgreSQL; undefined for the embedded SQLite in dataDir. */
   databaseUrl: string | undefined;
   /** Deploys one server process runs at once, across all environments. */
@@ -76,6 +79,7 @@ const fileSchema = z
     config_repo_token_env: z.string().optional(),
     config_repo_ssh_key: z.string().optional(),
     config_poll: z.union([z.string(), z.number()]).optional(),
+    config_startup_wait: z.union([z.string(), z.number()]).optional(),
     database_url: z.string().optional(),
     concurrency: z.number().int().min(1).max(256).optional(),
     lease: z.union([z.string(), z.number()]).optional(),
@@ -113,6 +117,8 @@ export function resolveSettings(
     env["TURNOUT_CONFIG_POLL"] || file.config_poll || (configRepo ? "30s" : "3s"),
   );
   if (configPollMs < 100) throw new TurnoutError("E_CONFIG", "config poll interval must be at least 100ms");
+  const startupWait = env["TURNOUT_CONFIG_STARTUP_WAIT"] || file.config_startup_wait;
+  const configStartupWaitMs = startupWait !== undefined ? parseDuration(startupWait) : STARTUP_WAIT_MS;
   const port = toInt("port", flags.port ?? env["TURNOUT_PORT"] ?? file.port ?? 7700, 0, 65535);
   const concurrency = toInt(
     "concurrency",
@@ -136,6 +142,7 @@ export function resolveSettings(
     ...(configRepoTokenEnv !== undefined ? { configRepoTokenEnv } : {}),
     ...(configRepoSshKey !== undefined ? { configRepoSshKey: path.resolve(cwd, configRepoSshKey) } : {}),
     configPollMs,
+    configStartupWaitMs,
     databaseUrl: databaseUrl || undefined,
     concurrency,
     leaseMs: parseDuration(env["TURNOUT_LEASE"] ?? file.lease ?? "30s"),
@@ -168,9 +175,12 @@ function readSettingsFile(file: string): z.infer<typeof fileSchema> {
 }
 
 // A relative path means relative to where the server was started, not to wherever git runs;
-// it is made absolute once so the repository always maps to the same mirror.
+// it is made absolute once so the repository always maps to the same mirror. Then the URL
+// passes the same check as a manifest's `repo` (E_CONFIG naming the problem stops the start).
 function absoluteRemote(url: string, cwd: string): string {
-  return remoteKind(url) === "local" ? path.resolve(cwd, url) : url;
+  const absolute = isRelativeRemotePath(url) ? path.resolve(cwd, url) : url;
+  remoteKind(absolute);
+  return absolute;
 }
 
 function toInt(name: string, value: string | number, min: number, max: number): number {

@@ -101,6 +101,8 @@ export interface AppConfig {
 }
 
 export interface ConfigProblem {
+  /** The app the manifest declares (from its file name), when the problem is one manifest's. */
+  app?: string;
   file: string;
   line: number | null;
   field: string;

@@ -1,4 +1,5 @@
 import { GithubChecks } from "../checks/github-checks.js";
+import { configProblemFor } from "../config/app-availability.js";
 import type { ConfigProvider, ConfigStatus } from "../config/config-provider.js";
 import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
 import { appRevision } from "../domain/app-revision.js";
@@ -464,7 +465,8 @@ export class Engine implements EngineApi {
     assertName("app", appName);
     assertName("environment", envName);
     const app = this.config().apps.get(appName);
-    if (!app) throw notFound(`app '${appName}'`, { app: appName });
+    if (!app)
+      throw configProblemFor(this.configStatus(), appName) ?? notFound(`app '${appName}'`, { app: appName });
     const environment = app.environments[envName];
     if (!environment) throw notFound(`environment '${appName}/${envName}'`, { app: appName, env: envName });
     return { app, environment };

@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { TurnoutError } from "../domain/errors.js";
 import type { SecretMasker } from "../domain/secrets.js";
+import { withTransportPolicy } from "./git-env.js";
 import { redactUrl } from "./remote-url.js";
 
 /** Progress lines for a deploy log, already masked. */
@@ -26,6 +27,7 @@ const MAX_LINE = 500;
  * timeout kills git together with its helpers (ssh, git-remote-https). Stderr
  * is masked as a stream (domain/secrets.ts) before it is split into lines and
  * cut to length for the output or an error message.
+ * Whatever environment the caller built, git gets Turnout's transport policy.
  * Resolves with stdout on exit 0, otherwise throws E_GIT.
  */
 export function runGit(args: string[], options: RunGitOptions): Promise<string> {
@@ -34,7 +36,7 @@ export function runGit(args: string[], options: RunGitOptions): Promise<string> 
   return new Promise((resolve, reject) => {
     const child = spawn("git", args, {
       cwd: options.cwd,
-      env: options.env,
+      env: withTransportPolicy(options.env),
       shell: false,
       detached: true,
       stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from "fastify";
+import { configProblemFor } from "../config/app-availability.js";
 import type { AppConfig, EnvironmentConfig } from "../domain/app-config.js";
 import { notFound } from "../domain/errors.js";
 import { assertName } from "../domain/names.js";
@@ -21,7 +22,7 @@ export function resolveApp(
   assertName("app", app);
   authorize(principal, permission, app);
   const config = engine.config().apps.get(app);
-  if (!config) throw notFound(`app '${app}'`, { app });
+  if (!config) throw configProblemFor(engine.configStatus(), app) ?? notFound(`app '${app}'`, { app });
   return config;
 }
 

@@ -35,7 +35,11 @@ export async function startServerProcess(options: {
       options.configDir,
       ...(options.args ?? []),
     ],
-    { cwd: options.cwd, env: options.env },
+    {
+      cwd: options.cwd,
+      // Tests use the server right after start: it waits for every manifest, however loaded the machine.
+      env: { TURNOUT_CONFIG_STARTUP_WAIT: "60s", ...options.env },
+    },
   );
 }
 

@@ -326,6 +326,7 @@ describe("tokens, config and audit", () => {
       problems: [],
       source: { kind: "dir", path: t.configDir },
       lastError: null,
+      loading: [],
     });
   });
 

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { baseGitEnv } from "../../git/git-env.js";
+import { baseGitEnv, withTransportPolicy } from "../../git/git-env.js";
 
 /**
  * Git's smart-HTTP protocol is served by `git http-backend`, run as a CGI
@@ -124,7 +124,8 @@ export function runHttpBackend(
 ): Promise<CgiOutcome> {
   return new Promise((resolve) => {
     const child = spawn("git", ["http-backend"], {
-      env: cgiEnv(request, cgi),
+      // http-backend fetches nothing, but every git Turnout starts gets the same transport policy.
+      env: withTransportPolicy(cgiEnv(request, cgi)),
       shell: false,
       detached: true,
       stdio: [cgi.method === "POST" ? "pipe" : "ignore", "pipe", "pipe"],

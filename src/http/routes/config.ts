@@ -27,8 +27,8 @@ export function registerConfigRoutes(app: FastifyInstance, { engine, store }: Ht
     },
     async (request) => {
       authorize(principalOf(request), "read");
-      const { source, revision, loadedAt, problems, lastError } = engine.configStatus();
-      return { source, revision, loadedAt, problems, lastError };
+      const { source, revision, loadedAt, problems, lastError, loading } = engine.configStatus();
+      return { source, revision, loadedAt, problems, lastError, loading };
     },
   );
 
