@@ -53,3 +53,8 @@ export function isTurnoutError(value: unknown): value is TurnoutError {
 export function notFound(what: string, details?: Record<string, unknown>): TurnoutError {
   return new TurnoutError("E_NOT_FOUND", `${what} not found`, details);
 }
+
+/** The answer for an app that does not exist, or that the caller may not see (the two must not differ). */
+export function appNotFound(app: string): TurnoutError {
+  return notFound(`app '${app}'`, { app });
+}

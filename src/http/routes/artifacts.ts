@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { ArtifactStore } from "../../artifacts/artifact-store.js";
-import { isSha256 } from "../../domain/artifact.js";
+import { artifactNotFound, isSha256 } from "../../domain/artifact.js";
 import { isTurnoutError, TurnoutError } from "../../domain/errors.js";
 import { authorize } from "../../domain/roles.js";
 import { principalOf } from "../auth.js";
@@ -124,9 +124,12 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
       "/artifacts/:digest",
       { schema: { tags: ["artifacts"], summary: "One artifact and its manifest", params: digestParams } },
       async (request) => {
+        const principal = principalOf(request);
+        // The role first: whether a digest is stored is not for callers who may not read.
+        authorize(principal, "read");
         const digest = assertDigest(request.params.digest);
         const artifact = await store.artifacts.get(digest);
-        authorize(principalOf(request), "read", artifact.app);
+        authorize(principal, "read", artifact.app, () => artifactNotFound(digest));
         return { artifact, manifest: await artifactStore().manifest(digest) };
       },
     );
@@ -145,7 +148,7 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
         authorize(principal, "agent");
         const digest = assertDigest(request.params.digest);
         const artifact = await store.artifacts.get(digest);
-        authorize(principal, "agent", artifact.app);
+        authorize(principal, "agent", artifact.app, () => artifactNotFound(digest));
         if (notModified(request, digest)) return reply.code(304).header("etag", `"${digest}"`).send();
         // The manifest blob is the canonical JSON already: streamed, not parsed and re-serialized.
         const { stream, size } = await artifactStore().openBlobWithSize(digest);

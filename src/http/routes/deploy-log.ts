@@ -53,7 +53,7 @@ export function registerDeployLogRoutes(
       },
     },
     async (request, reply) => {
-      const deploy = await findDeploy(store, principalOf(request), request.params.id, "read");
+      const deploy = await findDeploy(engine, principalOf(request), request.params.id, "read");
 
       if (wantsEventStream(request)) {
         const from = resumeOffset(request) ?? request.query.offset;

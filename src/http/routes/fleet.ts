@@ -74,7 +74,7 @@ export function registerFleetRoutes(app: FastifyInstance, { engine, store }: Htt
       schema: { tags: ["fleet"], summary: "Per-host progress of a fleet deploy", params: deployIdParams },
     },
     async (request) => {
-      const deploy = await findDeploy(store, principalOf(request), request.params.id, "read");
+      const deploy = await findDeploy(engine, principalOf(request), request.params.id, "read");
       return { hosts: await store.fleet.deployHosts(deploy.id) };
     },
   );
@@ -94,7 +94,7 @@ export function registerFleetRoutes(app: FastifyInstance, { engine, store }: Htt
       },
       async (request) => {
         const principal = principalOf(request);
-        const found = await findDeploy(store, principal, request.params.id, "deploy");
+        const found = await findDeploy(engine, principal, request.params.id, "deploy");
         const deploy = await engine.answerApproval(
           principal,
           found.id,

@@ -16,7 +16,7 @@ import {
   tryParsePayload,
 } from "../webhooks/payload.js";
 import { acceptRawBodies } from "../webhooks/raw-body.js";
-import { candidateApps, verifiedApps } from "../webhooks/select-apps.js";
+import { verifiedApps } from "../webhooks/select-apps.js";
 import { hmacSha256Matches, sha256, tokenMatches } from "../webhooks/signatures.js";
 
 const webhookQuery = z.object({
@@ -152,9 +152,10 @@ const hmacOf = (raw: Buffer) => (secret: string, presented: string) =>
   hmacSha256Matches(secret, raw, presented);
 
 /**
- * The common head of every webhook: the raw body, the candidate apps (named
- * by `?app=` or matched by the payload's repository), and those whose secret
- * verifies the request's credential header. Refuses (401) when none does.
+ * The common head of every webhook: the raw body, and the apps (named by
+ * `?app=` or matched by the payload's repository) whose secret verifies the
+ * request's credential header. Refuses (401, worded the same whatever the
+ * reason) when none does.
  */
 function verifiedHook(
   deps: HttpDeps,
@@ -165,13 +166,11 @@ function verifiedHook(
 ): { raw: Buffer; contentType: string | undefined; apps: AppConfig[] } {
   const raw = rawBodyOf(request.body);
   const contentType = request.headers["content-type"];
-  const candidates = candidateApps(deps.engine.config(), request.query.app, () =>
-    repositoryOf(parsePayload(raw, contentType)),
-  );
-  const apps = verifiedApps(candidates, request.query.app !== undefined, {
-    header,
-    presented: headerOf(request, header),
-    matches: matchesFor(raw),
+  const apps = verifiedApps(deps.engine.config(), {
+    requested: request.query.app,
+    identify: () => repositoryOf(parsePayload(raw, contentType)),
+    credential: { header, presented: headerOf(request, header), matches: matchesFor(raw) },
+    explain: (reason) => request.log.warn(`webhook refused: ${reason}`),
   });
   return { raw, contentType, apps };
 }
