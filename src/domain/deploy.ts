@@ -130,7 +130,8 @@ export function deployNotFound(ref: number | { app: string; env: string; number:
 }
 
 export function parseDeployLabel(value: string): { app: string; env: string; number: number } | undefined {
-  const match = /^([a-z0-9][a-z0-9-]*)\/([a-z0-9][a-z0-9-]*)#([0-9]{1,9})$/.exec(value);
+  // App and environment follow the name rule (names.ts), length included.
+  const match = /^([a-z0-9][a-z0-9-]{0,62})\/([a-z0-9][a-z0-9-]{0,62})#([0-9]{1,9})$/.exec(value);
   if (!match) return undefined;
   return { app: match[1]!, env: match[2]!, number: Number(match[3]) };
 }

@@ -21,6 +21,12 @@ export const ERROR_CODES = [
   "E_REF_NOT_FOUND",
   "E_CONFIG",
   "E_PAYLOAD_TOO_LARGE",
+  // Transport problems the HTTP server itself answers (see http/error-mapping.ts).
+  "E_METHOD_NOT_ALLOWED",
+  "E_REQUEST_TIMEOUT",
+  "E_URI_TOO_LONG",
+  "E_UNSUPPORTED_MEDIA_TYPE",
+  "E_HEADERS_TOO_LARGE",
   "E_RATE_LIMITED",
   "E_UNAVAILABLE",
   "E_INTERNAL",

@@ -1,9 +1,15 @@
 import Fastify, { type FastifyInstance } from "fastify";
 import { serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import { TurnoutError } from "../domain/errors.js";
+import { AllowedMethods } from "./allowed-methods.js";
 import { authenticator } from "./auth.js";
 import type { HttpDeps } from "./deps.js";
-import { installErrorHandlers } from "./error-mapping.js";
+import {
+  clientErrorHandler,
+  frameworkErrorHandler,
+  installErrorHandlers,
+  MAX_PARAM_LENGTH,
+} from "./error-mapping.js";
 import { registerOpenApi } from "./openapi.js";
 import { registerAgentConnect } from "./routes/agent-connect.js";
 import { registerAppRoutes } from "./routes/apps.js";
@@ -63,11 +69,19 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
   const app = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
     bodyLimit: deps.settings.bodyLimit,
-    routerOptions: { ignoreTrailingSlash: true },
+    // Long enough that an over-long name is refused by the name rule (422
+    // E_INVALID_NAME) rather than by the router; longer still is 414.
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PARAM_LENGTH },
+    // Every error in Turnout's format, the framework's and Node's included.
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler,
+    return503OnClosing: false,
   }) as unknown as FastifyInstance;
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
-  installErrorHandlers(app);
+  const allowed = new AllowedMethods();
+  allowed.install(app);
+  installErrorHandlers(app, allowed);
   installJsonParser(app);
 
   await registerOpenApi(app, deps.version);

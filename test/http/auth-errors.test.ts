@@ -297,7 +297,7 @@ describe("request errors", () => {
       body: "reason=because",
     });
     expect(res.status).toBe(415);
-    expect(((await res.json()) as any).error.code).toBe("E_BAD_REQUEST");
+    expect(((await res.json()) as any).error.code).toBe("E_UNSUPPORTED_MEDIA_TYPE");
   });
 });
 
