@@ -27,6 +27,7 @@ import { registerPendingRoutes } from "./routes/pending.js";
 import { registerTokenRoutes } from "./routes/tokens.js";
 import { registerWebhookRoutes } from "./routes/webhooks.js";
 import { DEFAULT_SSE_TIMING, type LogStream, type SseTiming } from "./sse.js";
+import { installStrictRequests } from "./strict-requests.js";
 
 export type { HttpDeps } from "./deps.js";
 
@@ -83,6 +84,8 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
   allowed.install(app);
   installErrorHandlers(app, allowed);
   installJsonParser(app);
+  // Before any route: every route registered after this is checked and guarded.
+  installStrictRequests(app);
 
   await registerOpenApi(app, deps.version);
   registerHealthRoutes(app, deps.version);

@@ -29,14 +29,14 @@ const digestParams = z.object({ digest: z.string().describe("the artifact's dige
 const blobParams = z.object({ sha256: z.string().describe("the blob's sha256 (64 hex digits)") });
 /** Digests per batch request: enough to amortize a request, small enough to validate up front. */
 export const MAX_BATCH_DIGESTS = 1000;
-const batchBody = z.object({
+const batchBody = z.strictObject({
   digests: z
     .array(z.string())
     .min(1)
     .max(MAX_BATCH_DIGESTS)
     .describe(`the blobs' sha256 digests (1..${MAX_BATCH_DIGESTS}), in the order wanted`),
 });
-const listQuery = z.object({
+const listQuery = z.strictObject({
   limit: positiveInt.max(500).optional().describe("at most this many (default 50)"),
 });
 
@@ -66,6 +66,8 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
       "/apps/:app/artifacts",
       {
         bodyLimit: MAX_UPLOAD_BYTES,
+        // A tar stream, read by the artifact store as it arrives.
+        config: { rawBody: true },
         schema: {
           tags: ["artifacts"],
           summary: "Upload a pre-built artifact (tar or tar.gz body)",
@@ -77,6 +79,13 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
       },
       async (request, reply) => {
         const app = resolveApp(engine, principalOf(request), request.params.app, "deploy").name;
+        // Only the archive types reach here as a stream; JSON (which the API parses) is not an archive.
+        if (typeof (request.body as Readable | undefined)?.pipe !== "function") {
+          throw new TurnoutError(
+            "E_UNSUPPORTED_MEDIA_TYPE",
+            `an artifact upload is a tar archive: send it as ${UPLOAD_TYPES.join(", ")}`,
+          );
+        }
         const declared = Number(request.headers["content-length"] ?? Number.NaN);
         if (declared > MAX_UPLOAD_BYTES) {
           throw new TurnoutError(

@@ -7,7 +7,7 @@ import { principalOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
 import { visibleProblems } from "../visibility.js";
 
-const auditQuery = z.object({
+const auditQuery = z.strictObject({
   app: z.string().optional(),
   env: z.string().optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),

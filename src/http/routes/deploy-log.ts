@@ -8,7 +8,7 @@ import type { HttpDeps } from "../deps.js";
 import { deployIdParams, offsetInt } from "../schemas.js";
 import { LogStream, type SseTiming } from "../sse.js";
 
-const logQuery = z.object({
+const logQuery = z.strictObject({
   offset: offsetInt.default(0).describe("byte offset to read from"),
 });
 

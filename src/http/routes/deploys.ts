@@ -12,7 +12,7 @@ import type { HttpDeps } from "../deps.js";
 import { deployIdParams } from "../schemas.js";
 import { deployJson } from "../serializers.js";
 
-const listQuery = z.object({
+const listQuery = z.strictObject({
   app: z.string().optional(),
   env: z.string().optional(),
   status: z.enum(DEPLOY_STATUSES).optional(),

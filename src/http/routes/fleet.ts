@@ -8,7 +8,7 @@ import { environmentOf } from "../environments.js";
 import { deployIdParams, envParams } from "../schemas.js";
 import { deployJson, deployUrl } from "../serializers.js";
 
-const switchBody = z.object({ slot: z.string().describe("the slot whose release becomes current") }).strict();
+const switchBody = z.strictObject({ slot: z.string().describe("the slot whose release becomes current") });
 
 /** Fleet operations: per-host state, drift, reconcile, slot switches, approvals. */
 export function registerFleetRoutes(app: FastifyInstance, { engine, store }: HttpDeps): void {

@@ -137,7 +137,12 @@ export function gitPushRoutes({ engine, store }: HttpDeps): FastifyPluginAsync {
       );
     };
 
-    const hidden = { schema: { hide: true }, exposeHeadRoute: false } as const;
+    // Git's protocol: bodies and query strings are git's, checked here and by http-backend.
+    const hidden = {
+      schema: { hide: true },
+      exposeHeadRoute: false,
+      config: { rawBody: true, rawQuery: true },
+    } as const;
 
     git.get<{ Params: { repo: string }; Querystring: { service?: string } }>(
       "/git/:repo/info/refs",

@@ -19,7 +19,7 @@ import { acceptRawBodies } from "../webhooks/raw-body.js";
 import { verifiedApps } from "../webhooks/select-apps.js";
 import { hmacSha256Matches, sha256, tokenMatches } from "../webhooks/signatures.js";
 
-const webhookQuery = z.object({
+const webhookQuery = z.strictObject({
   app: z
     .string()
     .optional()
@@ -41,6 +41,8 @@ export async function registerWebhookRoutes(app: FastifyInstance, deps: HttpDeps
     async (scope) => {
       acceptRawBodies(scope);
       const r = scope.withTypeProvider<ZodTypeProvider>();
+      // Signed raw bytes: the handlers read the body (see webhooks/raw-body.ts).
+      const raw = { rawBody: true };
       const schema = (summary: string, description: string) => ({
         tags: ["webhooks"],
         summary,
@@ -53,6 +55,7 @@ export async function registerWebhookRoutes(app: FastifyInstance, deps: HttpDeps
       r.post(
         "/github",
         {
+          config: raw,
           schema: schema(
             "GitHub webhook (push, ping)",
             "Verified with X-Hub-Signature-256 (HMAC-SHA256 of the body with the app's webhook secret). " +
@@ -85,6 +88,7 @@ export async function registerWebhookRoutes(app: FastifyInstance, deps: HttpDeps
       r.post(
         "/gitlab",
         {
+          config: raw,
           schema: schema(
             "GitLab webhook (push and tag push)",
             "Verified with X-Gitlab-Token (the app's webhook secret). " +
@@ -121,6 +125,7 @@ export async function registerWebhookRoutes(app: FastifyInstance, deps: HttpDeps
       r.post(
         "/generic",
         {
+          config: raw,
           schema: schema(
             "Generic webhook: fetch an app's repositories now",
             "Requires ?app=NAME, X-Turnout-Signature: sha256=<hex HMAC-SHA256 of the body with the app's " +
