@@ -207,6 +207,8 @@ export function installErrorHandlers(app: FastifyInstance, allowed: AllowedMetho
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const mapped = toHttpError(error);
     if (mapped.internal) request.log.error({ err: error }, "request failed");
+    // The rest of a body that did not arrive in time is not waited for: the connection goes.
+    if (mapped.body.error.code === "E_REQUEST_TIMEOUT") reply.header("connection", "close");
     return sendError(reply, mapped);
   });
   app.setNotFoundHandler((request, reply) => {

@@ -66,8 +66,8 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
       "/apps/:app/artifacts",
       {
         bodyLimit: MAX_UPLOAD_BYTES,
-        // A tar stream, read by the artifact store as it arrives.
-        config: { rawBody: true },
+        // A tar stream, read by the artifact store as it arrives, for as long as it keeps moving.
+        config: { rawBody: true, streamedBody: true },
         schema: {
           tags: ["artifacts"],
           summary: "Upload a pre-built artifact (tar or tar.gz body)",
@@ -96,7 +96,8 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
         const stored = await artifactStore()
           .fromTar(request.body as Readable, { maxBytes: MAX_UPLOAD_BYTES })
           .catch((error: unknown) => {
-            drain(request);
+            // A stalled sender is not waited for; any other refusal lets the client finish sending.
+            if (!(isTurnoutError(error) && error.code === "E_REQUEST_TIMEOUT")) drain(request);
             throw error;
           })
           .catch((error: unknown) => refusal(reply, error));
@@ -278,6 +279,8 @@ function refusal(reply: FastifyReply, error: unknown): undefined {
 function drain(request: FastifyRequest): void {
   const raw = request.raw;
   if (raw.complete) return;
+  // Not through the body watch (request-timeouts.ts) any more: nobody reads that now.
+  raw.unpipe();
   let dropped = 0;
   raw.on("data", (chunk: Buffer) => {
     dropped += chunk.length;
