@@ -223,6 +223,8 @@ describe("agent connect endpoint", () => {
       poolState: "pooled",
       connected: true,
       lastSeenAt: expect.any(String),
+      // Enrolled with an enrollment token: its new host token has not been used yet.
+      tokenLastUsedAt: null,
       apps: [
         {
           app: "shop",

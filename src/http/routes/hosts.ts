@@ -12,7 +12,7 @@ import { visibleHosts } from "../visibility.js";
 
 const hostParams = z.object({ name: z.string().describe("host name") });
 
-export type HostJson = HostWithApps;
+export type HostJson = HostWithApps & Pick<HostRecord, "tokenLastUsedAt">;
 
 /**
  * Fleet hosts: labels, connection and pool state, and what each holds per
@@ -56,6 +56,7 @@ export function hostJson(host: HostRecord): HostJson {
     poolState: host.poolState,
     connected: host.connected,
     lastSeenAt: host.lastSeenAt,
+    tokenLastUsedAt: host.tokenLastUsedAt,
     apps: host.apps.map((a) => ({ app: a.app, current: a.current, slots: a.slots, releases: a.releases })),
   };
 }
