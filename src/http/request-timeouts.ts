@@ -15,11 +15,14 @@ import { TurnoutError } from "../domain/errors.js";
  *   least `minRate` bytes a second over every `bodyTimeoutMs` window, except
  *   while the server itself is the slow side (its reader is behind).
  *
- * The body is watched on its way through (a pass-through stream set in
- * preParsing, which everything that reads the body reads), never read twice.
- * A body that fails the rule ends in E_REQUEST_TIMEOUT (408, the connection
- * closed after it), raised where the body is read, so the answer goes
- * through the usual error handling.
+ * The clock starts with the headers (onRequest), so a body the server never
+ * reads — a request refused before its body was parsed, a 401 say, which
+ * Node then reads to discard — is bounded too. Where the body is read, it is
+ * watched on its way through (a pass-through stream set in preParsing, which
+ * everything that reads the body reads), never read twice; a body that fails
+ * the rule ends there in E_REQUEST_TIMEOUT (408, the connection closed after
+ * it), so the answer goes through the usual error handling. A request that
+ * was already answered has its connection closed instead.
  */
 export interface BodyTimeouts {
   bodyTimeoutMs: number;
@@ -44,6 +47,9 @@ class WatchedBody extends Transform {
   }
 }
 
+const WATCH = Symbol("turnout.body-watch");
+type Watched = FastifyRequest & { [WATCH]?: { body?: WatchedBody } };
+
 function declaresBody(request: FastifyRequest): boolean {
   const length = request.headers["content-length"];
   return (length !== undefined && length !== "0") || request.headers["transfer-encoding"] !== undefined;
@@ -63,47 +69,65 @@ function aborted(): Error {
 }
 
 export function installBodyTimeouts(app: FastifyInstance, limits: BodyTimeouts): void {
-  app.addHook("preParsing", async (request, reply, payload) => {
-    // GET and HEAD bodies are never read (and refused, see strict-requests.ts).
-    if (!declaresBody(request) || request.method === "GET" || request.method === "HEAD") return payload;
-    const raw = request.raw as IncomingMessage;
-    // Fastify hands the raw request here; anything else is another hook's stream, left alone.
-    if (payload !== raw) return payload;
-    const body = new WatchedBody();
-    raw.pipe(body);
-    const gone = () => {
-      if (!raw.complete) body.destroy(aborted());
-    };
-    raw.once("close", gone);
+  app.addHook("onRequest", async (raw) => {
+    const request = raw as Watched;
+    if (!declaresBody(request)) return;
+    const message = request.raw as IncomingMessage;
+    const watch: { body?: WatchedBody } = {};
+    request[WATCH] = watch;
 
-    const stop = (error: Error) => {
-      raw.unpipe(body);
-      // The client gets its answer (the error handler closes the connection); nothing more is read.
-      raw.pause();
-      body.destroy(error);
+    const expire = () => {
+      if (message.complete) return;
+      const body = watch.body;
+      if (body && !body.destroyed) {
+        message.unpipe(body);
+        // The client gets its answer (the error handler closes the connection); nothing more is read.
+        message.pause();
+        body.destroy(requestTimeoutError());
+      } else {
+        // Answered already (or never to be parsed): nothing to say, the connection goes.
+        message.socket?.destroy();
+      }
     };
     let timer: NodeJS.Timeout;
-    if (request.routeOptions.config.streamedBody) {
+    if (request.routeOptions.config?.streamedBody && limits.minRate > 0) {
       let seen = 0;
       const perWindow = (limits.minRate * limits.bodyTimeoutMs) / 1000;
       timer = setInterval(() => {
-        const moved = body.received - seen;
-        seen = body.received;
+        const received = watch.body?.received ?? 0;
+        const moved = received - seen;
+        seen = received;
         // Unread data waiting in the pass-through: the server is behind, not the client.
-        if (moved < perWindow && body.readableLength === 0) stop(requestTimeoutError());
+        if (moved < perWindow && (watch.body?.readableLength ?? 0) === 0) expire();
       }, limits.bodyTimeoutMs);
+    } else if (!request.routeOptions.config?.streamedBody) {
+      timer = setTimeout(expire, limits.bodyTimeoutMs);
     } else {
-      timer = setTimeout(() => stop(requestTimeoutError()), limits.bodyTimeoutMs);
+      return;
     }
+    timer.unref();
     const done = () => {
       clearTimeout(timer);
       clearInterval(timer);
-      raw.off("close", gone);
     };
-    // The whole body was received (read or not): nothing left to wait for.
-    body.once("finish", done);
-    body.once("close", done);
-    reply.raw.once("close", done);
+    message.once("end", done);
+    message.once("close", done);
+  });
+
+  app.addHook("preParsing", async (raw, _reply, payload) => {
+    const request = raw as Watched;
+    const watch = request[WATCH];
+    // Fastify hands the raw request here; anything else is another hook's stream, left alone.
+    if (!watch || payload !== request.raw) return payload;
+    const message = request.raw as IncomingMessage;
+    const body = new WatchedBody();
+    watch.body = body;
+    message.pipe(body);
+    const gone = () => {
+      if (!message.complete) body.destroy(aborted());
+    };
+    message.once("close", gone);
+    body.once("close", () => message.off("close", gone));
     return body;
   });
 }

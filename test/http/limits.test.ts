@@ -83,6 +83,23 @@ describe("stalled clients are cut off", () => {
     expect(await t.store.locks.get("shop", "staging")).toBeUndefined();
   });
 
+  it("a request answered before its body was read (401), whose body then stalls: the connection is closed", async () => {
+    const socket = await openSocket(t.url);
+    const answer = readUntilClosed(socket, BOUND_MS);
+    socket.write(
+      "PUT /api/v1/apps/shop/environments/staging/lock HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tnt_wrong\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{",
+    );
+    // Trickled more slowly than any body may arrive, but often enough that nothing else would close it.
+    const trickle = setInterval(() => socket.write(" "), 200);
+    try {
+      const { text, closed } = await answer;
+      expect(parseResponse(text)?.status).toBe(401);
+      expect(closed).toBe(true);
+    } finally {
+      clearInterval(trickle);
+    }
+  });
+
   it("headers that never end: 408 E_REQUEST_TIMEOUT and the connection is closed", async () => {
     const socket = await openSocket(t.url);
     const answer = readUntilClosed(socket, BOUND_MS);
