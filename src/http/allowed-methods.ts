@@ -22,7 +22,6 @@ export class AllowedMethods {
     for (const route of this.routes) {
       if (route.pattern.test(path)) for (const method of route.methods) found.add(method);
     }
-    if (found.has("GET")) found.add("HEAD");
     return [...found].sort();
   }
 }
