@@ -25,10 +25,14 @@ async function startServer(settings: ServerSettings) {
   return module.startServer(settings);
 }
 
+/**
+ * Resolves on the next SIGINT or SIGTERM. Once it has, a further signal gets
+ * Node's default (exit at once) unless the caller waits again — as `turnout
+ * server` does once, so that a second signal interrupts running deploys.
+ */
 function waitForStop(): Promise<string> {
   return new Promise((resolve) => {
     const stop = (signal: NodeJS.Signals) => {
-      // A second Ctrl-C during shutdown then gets Node's default: exit now.
       process.off("SIGINT", stop);
       process.off("SIGTERM", stop);
       resolve(signal);

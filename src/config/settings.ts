@@ -35,6 +35,11 @@ export interface ServerSettings {
   leaseMs: number;
   /** Grace period between SIGTERM and SIGKILL when a deploy is cancelled or times out. */
   killGraceMs: number;
+  /**
+   * How long a stopping server lets its running deploys finish before it
+   * interrupts them (recorded `interrupted`). 0: interrupt at once.
+   */
+  shutdownGraceMs: number;
   logFlushMs: number;
   /** Defaults for deploys whose manifest sets no timeout. */
   defaultTimeoutMs: number;
@@ -89,6 +94,7 @@ const fileSchema = z
     concurrency: z.number().int().min(1).max(256).optional(),
     lease: z.union([z.string(), z.number()]).optional(),
     kill_grace: z.union([z.string(), z.number()]).optional(),
+    shutdown_grace: z.union([z.string(), z.number()]).optional(),
     default_timeout: z.union([z.string(), z.number()]).optional(),
     default_idle_timeout: z.union([z.string(), z.number()]).optional(),
     headers_timeout: z.union([z.string(), z.number()]).optional(),
@@ -170,6 +176,9 @@ export function resolveSettings(
     concurrency,
     leaseMs: parseDuration(env["TURNOUT_LEASE"] ?? file.lease ?? "30s"),
     killGraceMs: parseDuration(env["TURNOUT_KILL_GRACE"] ?? file.kill_grace ?? "10s"),
+    // 60 s covers a typical deploy, and with kill_grace (10 s) still ends within
+    // systemd's default TimeoutStopSec (90 s), after which it would SIGKILL us.
+    shutdownGraceMs: parseDuration(env["TURNOUT_SHUTDOWN_GRACE"] || file.shutdown_grace || "60s"),
     logFlushMs: 250,
     defaultTimeoutMs: parseDuration(file.default_timeout ?? "1h"),
     defaultIdleTimeoutMs: parseDuration(file.default_idle_timeout ?? "30m"),

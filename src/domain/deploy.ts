@@ -79,7 +79,14 @@ export interface Deploy {
   errorCode: FailureCode | null;
   errorMessage: string | null;
   releaseId: number | null;
+  /** The global configuration revision (`dir-…` or the config repository's commit): which configuration it came from. */
   configRevision: string;
+  /**
+   * The per-app revision (domain/app-revision.ts): the settings it is meant to
+   * run with until it starts, then those it runs with. Null for deploys
+   * recorded before per-app revisions existed.
+   */
+  appRevision: string | null;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;

@@ -115,4 +115,6 @@ export interface EngineApi {
   switchSlot(principal: Principal, app: string, env: string, slot: string): Promise<Deploy>;
   /** Fleets: answer a deploy waiting for approval after its canary. */
   answerApproval(principal: Principal, deployId: number, answer: "approved" | "aborted"): Promise<Deploy>;
+  /** True once the server began to shut down: it takes no new work, running deploys finish. */
+  shuttingDown(): boolean;
 }

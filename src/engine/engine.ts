@@ -1,6 +1,7 @@
 import { GithubChecks } from "../checks/github-checks.js";
 import type { ConfigProvider, ConfigStatus } from "../config/config-provider.js";
 import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
+import { appRevision } from "../domain/app-revision.js";
 import { isSha256 } from "../domain/artifact.js";
 import { type Deploy, deployLabel, deployNotFound, type Trigger } from "../domain/deploy.js";
 import { appNotFound, notFound, TurnoutError } from "../domain/errors.js";
@@ -20,14 +21,14 @@ import type {
   PokeSource,
   RollbackRequest,
 } from "./api.js";
-import { lookAtApp, redeployChangedEnvironments } from "./auto-deploy.js";
+import { changedEnvironments, lookAtApp, type ReconcileReason, reconcile } from "./auto-deploy.js";
 import { resolveComponents } from "./components.js";
 import { EventHub } from "./event-hub.js";
 import { type FleetHostState, FleetOps } from "./fleet-ops.js";
 import { newOwnerId } from "./owner.js";
 import { pendingChanges } from "./pending.js";
 import { Poller } from "./poller.js";
-import { Worker } from "./worker.js";
+import { type DeployLifecycleEvents, type DrainOptions, Worker } from "./worker.js";
 
 export interface EngineOptions {
   /** This process's lease-holder identity (default: a new one). */
@@ -46,8 +47,16 @@ export interface EngineOptions {
   secrets?: string[];
   /** Where the engine reports its own trouble (not deploy output). */
   report?: (message: string) => void;
-  /** Look at repositories on their poll intervals (default on; tests may poke by hand instead). */
+  /** Told when a deploy starts and ends in this process (the server prints a line for each). */
+  events?: DeployLifecycleEvents;
+  /**
+   * Look at repositories on their poll intervals, and reconcile auto_deploy
+   * environments every `reconcileMs` (default on; tests may poke and
+   * reconcile by hand instead).
+   */
   polling?: boolean;
+  /** How often the periodic reconcile runs (default 60 s). */
+  reconcileMs?: number;
   /** GitHub client for CI gates and the change preview (tests point it at a local server through the manifest). */
   githubChecks?: GithubChecks;
   /** Fleet deploys: artifacts, agents and SSH hosts (absent: shell deploys only). */
@@ -70,6 +79,12 @@ export class Engine implements EngineApi {
   private unsubscribeHosts: (() => void) | undefined;
   private readonly fleetOps: FleetOps;
   private readonly healing = new Map<string, number>();
+  private stopping = false;
+  private reconcileTimer: NodeJS.Timeout | undefined;
+  /** Reconciles in progress, so that stop() waits for them before the store closes. */
+  private readonly reconciling = new Set<Promise<unknown>>();
+  /** The last reconcile error said per environment: a lasting problem is said once, not every minute. */
+  private readonly reconcileErrors = new Map<string, string>();
 
   constructor(private readonly options: EngineOptions) {
     this.owner = options.owner ?? newOwnerId();
@@ -89,6 +104,7 @@ export class Engine implements EngineApi {
       baseEnv: options.baseEnv,
       secrets: options.secrets ?? [],
       fleet: options.fleet,
+      events: options.events,
       report: (error) => this.report(error),
     });
     this.fleetOps = new FleetOps(options.store, (deploy) => this.announce(deploy));
@@ -104,20 +120,62 @@ export class Engine implements EngineApi {
   async start(): Promise<void> {
     await this.worker.start();
     this.unsubscribeConfig = this.options.config.onChange((previous, next) => {
-      void redeployChangedEnvironments(this.autoDeps(), previous, next).catch((error) => this.report(error));
+      const changed = changedEnvironments(previous, next);
+      if (changed.size > 0) this.reconcileInBackground("config", changed);
     });
-    if (this.options.polling !== false) this.poller.start();
+    // Changes made while no server ran (configuration edited, or an upgrade)
+    // are deployed now, not at the next change.
+    this.reconcileInBackground("start");
+    if (this.options.polling !== false) {
+      this.poller.start();
+      this.reconcileTimer = setInterval(
+        () => this.reconcileInBackground("periodic"),
+        this.options.reconcileMs ?? 60_000,
+      );
+    }
     this.unsubscribeHosts = this.options.fleet?.onHostsChange?.(() => {
       void this.selfHeal().catch((error) => this.report(error));
     });
   }
 
-  /** Stops both loops; with cancelRunning, running deploys are stopped too. */
-  async stop(options: { cancelRunning?: boolean } = {}): Promise<void> {
+  /**
+   * The first step of a shutdown: stops taking work — no more polling,
+   * claims, or reactions to configuration and host changes — while running
+   * deploys go on; shuttingDown() turns true, so the HTTP layer refuses new
+   * requests that would change anything.
+   */
+  async stopTakingWork(): Promise<void> {
+    this.stopping = true;
     this.unsubscribeConfig?.();
     this.unsubscribeHosts?.();
+    this.worker.stopClaiming();
+    clearInterval(this.reconcileTimer);
+    await Promise.allSettled([...this.reconciling]);
     await this.poller.stop();
-    await this.worker.stop(options);
+  }
+
+  shuttingDown(): boolean {
+    return this.stopping;
+  }
+
+  /** The deploys this process is running now. */
+  runningDeploys(): Deploy[] {
+    return this.worker.runningDeploys();
+  }
+
+  /**
+   * Lets running deploys finish within `graceMs` (less if `now` aborts), then
+   * interrupts the rest (recorded `failed (interrupted)`); resolves once all
+   * have ended. Stops taking work first if that was not done yet.
+   */
+  async finishRunning(options: DrainOptions): Promise<void> {
+    await this.stopTakingWork();
+    await this.worker.drain(options);
+  }
+
+  /** Stops at once: running deploys are interrupted. */
+  async stop(): Promise<void> {
+    await this.finishRunning({ graceMs: 0 });
   }
 
   config(): ConfigSnapshot {
@@ -130,6 +188,16 @@ export class Engine implements EngineApi {
 
   subscribe(deployId: number, listener: (event: DeployEvent) => void): () => void {
     return this.hub.subscribe(deployId, listener);
+  }
+
+  /**
+   * The reconcile step, without fetching: every auto_deploy environment gets
+   * one deploy if it does not run its desired state (branch heads as the
+   * mirrors have them, settings as decided). Runs on start, when the
+   * configuration changes and periodically; callable by hand (tests).
+   */
+  reconcileAutoDeploys(reason: ReconcileReason = "periodic"): Promise<AutoOutcome[]> {
+    return this.track(reconcile(this.reconcileDeps(), reason));
   }
 
   poke(app: string, source: PokeSource): Promise<void> {
@@ -246,6 +314,7 @@ export class Engine implements EngineApi {
         params,
         force,
         configRevision: this.config().revision,
+        appRevision: appRevision(app, environment),
         slot: request.slot ?? null,
         artifact: request.artifact ?? null,
       },
@@ -283,6 +352,7 @@ export class Engine implements EngineApi {
         params: {},
         force,
         configRevision: release.configRevision,
+        appRevision: release.appRevision,
         rollbackOf: release.deployNumber,
         rolledBackFrom: repair ? null : (current?.components ?? null),
         environmentConfig: release.environmentConfig,
@@ -340,6 +410,35 @@ export class Engine implements EngineApi {
 
   private look(app: string, source: PokeSource): Promise<AutoOutcome[]> {
     return lookAtApp(this.autoDeps(), app, source);
+  }
+
+  private reconcileDeps() {
+    return {
+      ...this.autoDeps(),
+      reportFor: (key: string, message: string | undefined) => {
+        if (message === undefined) {
+          this.reconcileErrors.delete(key);
+        } else if (this.reconcileErrors.get(key) !== message) {
+          this.reconcileErrors.set(key, message);
+          this.report(message);
+        }
+      },
+    };
+  }
+
+  private track<T>(work: Promise<T>): Promise<T> {
+    const settled = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.reconciling.add(settled);
+    void settled.then(() => this.reconciling.delete(settled));
+    return work;
+  }
+
+  /** Runs a reconcile in the background: its own errors are reported per environment, anything else here. */
+  private reconcileInBackground(reason: ReconcileReason, only?: Map<string, Set<string>>): void {
+    this.track(reconcile(this.reconcileDeps(), reason, only)).catch((error) => this.report(error));
   }
 
   private autoDeps() {

@@ -3,7 +3,10 @@ import path from "node:path";
 import type { GithubChecks } from "../checks/github-checks.js";
 import type { ConfigProvider } from "../config/config-provider.js";
 import { type AppConfig, appSecrets, type EnvironmentConfig } from "../domain/app-config.js";
+import { appRevision } from "../domain/app-revision.js";
 import { type Deploy, deployLabel } from "../domain/deploy.js";
+import { formatDuration } from "../domain/duration.js";
+import { Interruption, interruptionOf } from "../domain/interruption.js";
 import { freeSlots } from "../domain/queue-policy.js";
 import { SecretMasker } from "../domain/secrets.js";
 import type { GitMirrors } from "../git/mirrors.js";
@@ -14,12 +17,15 @@ import type { EventHub } from "./event-hub.js";
 import { LogWriter } from "./log-writer.js";
 import { orphanBelongsTo, ownerIsDead } from "./owner.js";
 import { type PipelineOutcome, runPipeline } from "./pipeline.js";
+import { sweepWorkspaces } from "./workspace-sweep.js";
 
 /**
  * The worker loop of one server process: claims queued deploys under a lease
  * (renewed while running, and the channel through which a cancel from another
  * process arrives), runs their pipeline, records the outcome; and recovers
  * deploys whose holder died as `interrupted`, so their queue moves on.
+ * When the server stops, it drains: no more claims, running deploys finish
+ * within a grace period, the rest are interrupted and recorded as such.
  */
 export interface WorkerOptions {
   owner: string;
@@ -37,13 +43,41 @@ export interface WorkerOptions {
   secrets: string[];
   /** Fleet deploys' dependencies (artifacts, agents, SSH); absent: shell deploys only. */
   fleet?: FleetDeps | undefined;
+  /** Told when a deploy starts and ends here, and when a dead holder's deploy is recovered. */
+  events?: DeployLifecycleEvents | undefined;
   report(error: unknown): void;
 }
 
+/** What the server prints about deploys (server-log.ts): one call per start, end and recovery. */
+export interface DeployLifecycleEvents {
+  started(deploy: Deploy): void;
+  finished(deploy: Deploy): void;
+  recovered(deploy: Deploy): void;
+}
+
+/** A deploy this process runs. */
+interface Run {
+  deploy: Deploy;
+  controller: AbortController;
+  /** Waiting for `turnout approve|abort`: only a person ends that, so a shutdown does not wait for it. */
+  awaitingApproval: boolean;
+}
+
+export interface DrainOptions {
+  /** How long running deploys may take to finish before they are interrupted. */
+  graceMs: number;
+  /** Aborted: stop waiting and interrupt now (a second signal). */
+  now?: AbortSignal | undefined;
+  /** Told right before deploys are interrupted, and why. */
+  interrupting?: ((deploys: Deploy[], why: "grace" | "now") => void) | undefined;
+}
+
+const APPROVAL_INTERRUPTED = "the server shut down while this deploy waited for approval";
+
 export class Worker {
-  private readonly running = new Map<number, AbortController>();
+  private readonly running = new Map<number, Run>();
   private readonly finished = new Set<Promise<void>>();
-  private pumping = false;
+  private pumping: Promise<void> | undefined;
   private pumpAgain = false;
   private stopped = true;
   private pollTimer: NodeJS.Timeout | undefined;
@@ -56,6 +90,8 @@ export class Worker {
 
   async start(): Promise<void> {
     mkdirSync(this.workspacesDir, { recursive: true });
+    // Before the first claim: whatever is there was left by a process that is gone.
+    await this.sweep();
     this.stopped = false;
     await this.recover();
     this.pollTimer = setInterval(() => this.wake(), 1000);
@@ -66,18 +102,64 @@ export class Worker {
     this.wake();
   }
 
-  /** Stops claiming work; with cancelRunning, running deploys are stopped (and recorded cancelled). */
-  async stop(options: { cancelRunning?: boolean } = {}): Promise<void> {
+  /** The deploys this process is running now. */
+  runningDeploys(): Deploy[] {
+    return [...this.running.values()].map((run) => run.deploy);
+  }
+
+  /**
+   * Stops taking work: no more claims, no recovery of others' deploys. A
+   * deploy waiting for approval is interrupted at once (only a person ends
+   * that wait); every other running deploy goes on, renewing its lease.
+   */
+  stopClaiming(): void {
     this.stopped = true;
     clearInterval(this.pollTimer);
     clearInterval(this.recoveryTimer);
-    if (options.cancelRunning) for (const controller of this.running.values()) controller.abort();
-    await Promise.allSettled([...this.finished]);
+    for (const run of this.running.values()) {
+      if (run.awaitingApproval) run.controller.abort(new Interruption(APPROVAL_INTERRUPTED));
+    }
+  }
+
+  /**
+   * Stops claiming, waits up to `graceMs` for the running deploys to finish
+   * (less when `now` aborts: a second signal), then interrupts the rest; they
+   * record `failed (interrupted)` with a closing log line. Resolves when every
+   * deploy has ended.
+   */
+  async drain(options: DrainOptions): Promise<void> {
+    this.stopClaiming();
+    // A claim in flight when the drain began still starts: wait for it, so it is waited for too.
+    await this.pumping;
+    const ended = Promise.allSettled([...this.finished]);
+    if (this.running.size > 0) {
+      const waited = await waitFor(ended, options.graceMs, options.now);
+      if (waited !== "ended") {
+        const message =
+          waited === "now"
+            ? "the server was told a second time to stop and did not wait for this deploy to finish"
+            : `the server shut down before this deploy finished (grace ${formatDuration(options.graceMs)})`;
+        // One already stopping (cancelled, or interrupted while waiting for approval) keeps its reason.
+        const stopping = [...this.running.values()].filter((run) => !run.controller.signal.aborted);
+        options.interrupting?.(
+          stopping.map((run) => run.deploy),
+          waited,
+        );
+        for (const run of stopping) run.controller.abort(new Interruption(message));
+      }
+    }
+    await ended;
+    await this.sweeping;
+  }
+
+  /** Stops at once: no claims, running deploys interrupted (start-up failed, or no grace). */
+  async stop(): Promise<void> {
+    await this.drain({ graceMs: 0 });
   }
 
   /** Stops a deploy this process runs at once (the store flag reaches other processes). */
   abort(deployId: number): void {
-    this.running.get(deployId)?.abort();
+    this.running.get(deployId)?.controller.abort();
   }
 
   /** Nudges the loop: called on new work, finished work, and by a timer (other processes enqueue too). */
@@ -87,11 +169,10 @@ export class Worker {
       this.pumpAgain = true;
       return;
     }
-    this.pumping = true;
-    void this.pump()
+    this.pumping = this.pump()
       .catch((error) => this.options.report(error))
       .finally(() => {
-        this.pumping = false;
+        this.pumping = undefined;
         if (this.pumpAgain) {
           this.pumpAgain = false;
           this.wake();
@@ -103,30 +184,65 @@ export class Worker {
     while (!this.stopped && freeSlots(this.running.size, this.options.concurrency) > 0) {
       const deploy = await this.options.store.deploys.claimNext(this.options.owner, this.options.leaseMs);
       if (!deploy) return;
-      const controller = new AbortController();
-      this.running.set(deploy.id, controller);
-      const done = this.execute(deploy, controller)
+      const run: Run = { deploy, controller: new AbortController(), awaitingApproval: false };
+      this.running.set(deploy.id, run);
+      const done = this.execute(run)
         .catch((error) => this.options.report(error))
         .finally(() => {
           this.running.delete(deploy.id);
           this.finished.delete(done);
+          // A deploy cleans up its own workspace; this catches what an earlier crash left.
+          void this.sweep();
           this.wake();
         });
       this.finished.add(done);
     }
   }
 
-  private async execute(claimed: Deploy, controller: AbortController): Promise<void> {
+  private sweeping: Promise<void> = Promise.resolve();
+
+  /** Removes workspaces of deploys this process is not running (see workspace-sweep.ts); one sweep at a time. */
+  private sweep(): Promise<void> {
+    this.sweeping = this.sweeping.then(async () => {
+      try {
+        const removed = await sweepWorkspaces(
+          this.workspacesDir,
+          (name) => /^[0-9]+$/.test(name) && this.running.has(Number(name)),
+        );
+        if (removed.length > 0) {
+          this.options.report(
+            `removed ${removed.length} workspace(s) left by deploys that are no longer running: ${removed.join(", ")}`,
+          );
+        }
+      } catch (error) {
+        this.options.report(error);
+      }
+    });
+    return this.sweeping;
+  }
+
+  private async execute(run: Run): Promise<void> {
+    const { controller } = run;
+    const claimed = run.deploy;
     const { store, hub, owner } = this.options;
     const target = await this.targetForRun(claimed);
     const current = await store.releases.current(claimed.app, claimed.env);
     const previousSha = current ? (primarySha(target?.app, current.components) ?? null) : null;
     // A deploy runs with the configuration of the moment it starts (unless it
-    // is pinned to a release's, as rollbacks are): record that revision.
+    // is pinned to a release's, as rollbacks are): record that revision, and
+    // the per-app revision of exactly what it runs with (a pinned environment
+    // block with the app's current components and secrets).
     const configRevision = target?.pinned ? claimed.configRevision : this.options.config.current().revision;
-    await store.deploys.update(claimed.id, owner, { previousSha, configRevision });
-    const deploy: Deploy = { ...claimed, previousSha, configRevision };
+    const runsWith = target ? appRevision(target.app, target.environment) : claimed.appRevision;
+    await store.deploys.update(claimed.id, owner, {
+      previousSha,
+      configRevision,
+      ...(runsWith !== null ? { appRevision: runsWith } : {}),
+    });
+    const deploy: Deploy = { ...claimed, previousSha, configRevision, appRevision: runsWith };
+    run.deploy = deploy;
     hub.emit({ type: "status", deploy });
+    this.options.events?.started(deploy);
     const masker = new SecretMasker([...this.options.secrets, ...(target ? appSecrets(target.app) : [])]);
     const log = new LogWriter(
       deploy.id,
@@ -180,7 +296,15 @@ export class Worker {
           },
           setPid: (pid) => store.deploys.update(deploy.id, owner, { pid }),
           fleet: this.options.fleet,
-          awaitApproval: (timeoutMs) => awaitApproval(store, deploy.id, timeoutMs, controller.signal),
+          awaitApproval: async (timeoutMs) => {
+            run.awaitingApproval = true;
+            if (this.stopped) controller.abort(new Interruption(APPROVAL_INTERRUPTED));
+            try {
+              return await awaitApproval(store, deploy.id, timeoutMs, controller.signal);
+            } finally {
+              run.awaitingApproval = false;
+            }
+          },
         });
       }
     } finally {
@@ -189,14 +313,22 @@ export class Worker {
     if (leaseLost) {
       // Someone recovered this deploy as interrupted; recording more would contradict them.
       await log.close().catch(() => undefined);
+      this.options.events?.finished(await store.deploys.get(deploy.id));
       return;
     }
-    if (outcome.status === "cancelled") log.line("==> cancelled");
+    // Stopped by this server's shutdown rather than by a person: whatever the
+    // provider made of the abort, the outcome is `interrupted`.
+    const interruption = interruptionOf(controller.signal);
+    if (interruption && outcome.status === "cancelled") {
+      outcome = { status: "failed", errorCode: "interrupted", errorMessage: interruption.message };
+      log.line(`==> interrupted: ${interruption.message}`);
+    } else if (outcome.status === "cancelled") log.line("==> cancelled");
     await log.close();
     const finished = await store.deploys.finish(deploy.id, owner, {
       status: outcome.status,
       errorCode: outcome.status === "failed" ? outcome.errorCode : null,
-      errorMessage: outcome.status === "succeeded" ? null : outcome.errorMessage,
+      // Messages quote git, hosts and commands: they are masked like the log they end.
+      errorMessage: outcome.status === "succeeded" ? null : log.masker.mask(outcome.errorMessage),
       ...(outcome.status === "succeeded" && target
         ? {
             release: {
@@ -208,6 +340,7 @@ export class Worker {
         : {}),
     });
     hub.emit({ type: "status", deploy: finished });
+    this.options.events?.finished(finished);
   }
 
   /**
@@ -232,7 +365,9 @@ export class Worker {
           // Already gone.
         }
       }
-      hub.emit({ type: "status", deploy: await store.deploys.get(deploy.id) });
+      const marked = await store.deploys.get(deploy.id);
+      hub.emit({ type: "status", deploy: marked });
+      this.options.events?.recovered(marked);
     }
     if (recovered > 0) this.wake();
     return recovered;
@@ -271,4 +406,30 @@ async function awaitApproval(
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   return "timeout";
+}
+
+/** Which comes first: every deploy ended, the grace ran out, or `now` was aborted. */
+async function waitFor(
+  ended: Promise<unknown>,
+  graceMs: number,
+  now: AbortSignal | undefined,
+): Promise<"ended" | "grace" | "now"> {
+  if (now?.aborted) return "now";
+  let timer: NodeJS.Timeout | undefined;
+  let onNow: (() => void) | undefined;
+  try {
+    return await Promise.race([
+      ended.then(() => "ended" as const),
+      new Promise<"grace">((resolve) => {
+        timer = setTimeout(() => resolve("grace"), graceMs);
+      }),
+      new Promise<"now">((resolve) => {
+        onNow = () => resolve("now");
+        now?.addEventListener("abort", onNow, { once: true });
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    if (onNow) now?.removeEventListener("abort", onNow);
+  }
 }

@@ -28,6 +28,7 @@ import { registerLockRoutes } from "./routes/locks.js";
 import { registerPendingRoutes } from "./routes/pending.js";
 import { registerTokenRoutes } from "./routes/tokens.js";
 import { registerWebhookRoutes } from "./routes/webhooks.js";
+import { installShutdownGate } from "./shutdown-gate.js";
 import { DEFAULT_SSE_TIMING, type LogStream, type SseTiming } from "./sse.js";
 import { installStrictRequests } from "./strict-requests.js";
 
@@ -115,6 +116,8 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
   installJsonParser(app);
   // Before any route: every route registered after this is checked and guarded.
   installStrictRequests(app);
+  // Before any route, so that it covers every one of them.
+  installShutdownGate(app, () => deps.engine.shuttingDown());
 
   await registerOpenApi(app, deps.version);
   registerHealthRoutes(app, deps.version);

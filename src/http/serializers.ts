@@ -55,10 +55,10 @@ export interface ComponentChange {
 }
 
 export type ReleaseJson = Omit<Release, "environmentConfig"> & {
-  deploy: { number: number; user: string; trigger: string; finishedAt: string | null };
+  deploy: { number: number; ref: string; user: string; trigger: string; finishedAt: string | null };
   /** Components whose commit differs from the release live before this one. */
   changes: ComponentChange[];
-  /** Whether the configuration revision differs from the release live before this one. */
+  /** Whether the settings (per-app revision) differ from the release live before this one. */
   configChanged: boolean;
 };
 
@@ -142,14 +142,26 @@ export async function releaseJson(store: Store, release: Release, before?: Relea
   return {
     ...rest,
     changes: componentChanges(before, release),
-    configChanged: before !== undefined && before.configRevision !== release.configRevision,
+    configChanged: before !== undefined && settingsChanged(before, release),
     deploy: {
       number: deploy.number,
+      ref: deploy.ref,
       user: deploy.user,
       trigger: deploy.trigger,
       finishedAt: deploy.finishedAt,
     },
   };
+}
+
+/**
+ * Whether a release ran with other settings than the one before it: by the
+ * per-app revision, so that another app's edit is no change here; by the
+ * global revision only for releases recorded before per-app revisions.
+ */
+function settingsChanged(before: Release, after: Release): boolean {
+  if (before.appRevision !== null && after.appRevision !== null)
+    return before.appRevision !== after.appRevision;
+  return before.configRevision !== after.configRevision;
 }
 
 export function componentChanges(before: Release | undefined, after: Release): ComponentChange[] {

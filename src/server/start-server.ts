@@ -7,7 +7,6 @@ import { configRepoAuth } from "../config/config-repo-auth.js";
 import { DirConfigSource } from "../config/dir-config-source.js";
 import { GitConfigSource } from "../config/git-config-source.js";
 import type { ServerSettings } from "../config/settings.js";
-import type { ConfigProblem } from "../domain/app-config.js";
 import { Engine } from "../engine/engine.js";
 import { newOwnerId, ownerIsDead } from "../engine/owner.js";
 import { GitMirrors } from "../git/mirrors.js";
@@ -17,7 +16,8 @@ import { SshHostOps } from "../providers/fleet/ssh/ssh-host-ops.js";
 import { Store } from "../store/store.js";
 import { bootstrapAdminToken } from "./admin-token.js";
 import { lockDataDir } from "./data-dir-lock.js";
-import { ensureDemo } from "./demo.js";
+import { DEMO_FIRST_VERSION, ensureDemo, releaseDemoFirstVersion } from "./demo.js";
+import { ServerLog } from "./server-log.js";
 import { VERSION } from "./version.js";
 
 export interface RunningServer {
@@ -30,7 +30,20 @@ export interface RunningServer {
   agents: AgentHub;
   /** Set only on the very first start, when the admin token was created. */
   createdAdminToken: string | undefined;
-  close(): Promise<void>;
+  /**
+   * Shuts down: stops taking work, lets running deploys finish within the
+   * grace (settings.shutdownGraceMs unless given), interrupts the rest, then
+   * closes agent connections, HTTP and the store. Calling it again returns the
+   * same shutdown.
+   */
+  close(options?: CloseOptions): Promise<void>;
+}
+
+export interface CloseOptions {
+  /** How long running deploys may take to finish (default: settings.shutdownGraceMs). */
+  graceMs?: number;
+  /** Aborted (a second SIGTERM or Ctrl-C): stop waiting, interrupt running deploys now. */
+  now?: AbortSignal;
 }
 
 export interface StartOptions {
@@ -60,15 +73,16 @@ export async function startServer(
   settings: ServerSettings,
   options: StartOptions = {},
 ): Promise<RunningServer> {
-  const print = options.print ?? ((line: string) => console.log(line));
+  const log = new ServerLog(options.print ?? ((line: string) => console.log(line)));
+  const print = (line: string) => log.line(line);
   mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
   const unlock = lockDataDir(settings.dataDir);
   const cleanups: (() => Promise<void> | void)[] = [unlock];
   try {
     // The demo writes a manifest into the config directory, which a config repository replaces.
-    if (settings.demo && !settings.configRepo && ensureDemo(settings.dataDir, settings.configDir).created) {
-      print(`demo: created the app 'demo' in ${settings.configDir}`);
-    }
+    const demoCreated =
+      settings.demo && !settings.configRepo && ensureDemo(settings.dataDir, settings.configDir).created;
+    if (demoCreated) print(`demo: created the app 'demo' in ${settings.configDir}`);
     const store = await Store.open({
       url: settings.databaseUrl,
       sqliteFile: path.join(settings.dataDir, "turnout.db"),
@@ -82,15 +96,19 @@ export async function startServer(
     let reported = config.status().lastError?.revision;
     const reload = setInterval(() => {
       config.refresh().then(
-        (changed) => {
+        () => {
+          // A change is told by the onChange listener below; a refusal changes nothing active.
           const refused = config.status().lastError?.revision;
-          if (changed || refused !== reported) reportConfig(config, print);
+          if (refused !== reported) log.refused(config);
           reported = refused;
         },
-        (error: Error) => print(`config: reload failed: ${error.message}`),
+        (error: Error) => log.reloadFailed(error.message),
       );
     }, options.configReloadMs ?? settings.configPollMs);
-    cleanups.unshift(() => clearInterval(reload));
+    const stopReload = () => clearInterval(reload);
+    cleanups.unshift(stopReload);
+    // Whoever refreshed it (the timer above, a webhook on the config repository): say what changed.
+    cleanups.unshift(config.onChange((previous, next) => log.configChanged(previous, next, config)));
 
     // Providers redeliver webhooks within hours, never after a week: forget older deliveries.
     const pruneDeliveries = () =>
@@ -142,9 +160,10 @@ export async function startServer(
           : {}),
       },
       report: (message) => print(`engine: ${message}`),
+      events: log,
     });
     await engine.start();
-    cleanups.unshift(() => engine.stop({ cancelRunning: true }));
+    cleanups.unshift(() => engine.stop());
 
     const http = await buildHttpApp({ engine, store, settings, version: VERSION, agents, artifacts });
     await http.listen({ port: settings.port, host: settings.host });
@@ -154,23 +173,25 @@ export async function startServer(
     const port = (http.server.address() as AddressInfo).port;
     const url = `http://${settings.host.includes(":") ? `[${settings.host}]` : settings.host}:${port}`;
 
-    print(
-      `Turnout ${VERSION} listening on ${url} (${settings.databaseUrl ? "PostgreSQL" : `SQLite in ${settings.dataDir}`})`,
-    );
-    const apps = [...config.current().apps.keys()];
+    log.listening(VERSION, url, settings.databaseUrl ? "PostgreSQL" : `SQLite in ${settings.dataDir}`);
     const status = config.status();
     const from =
       status.source.kind === "git" ? `${status.source.url}@${status.source.branch}` : settings.configDir;
-    print(`apps from ${from}: ${apps.length > 0 ? apps.join(", ") : "(none)"}`);
-    reportConfig(config, print);
-    if (createdAdminToken) {
-      print(
-        `admin token (shown once; also saved to ${path.join(settings.dataDir, "admin-token")}, mode 0600):`,
+    log.apps(from, [...config.current().apps.keys()]);
+    log.config(config);
+    if (createdAdminToken) log.adminToken(createdAdminToken, path.join(settings.dataDir, "admin-token"));
+    if (demoCreated) {
+      // The server is usable without it: a refusal is reported, not fatal.
+      await releaseDemoFirstVersion(engine).then(
+        (first) =>
+          print(
+            `demo: deploying ${DEMO_FIRST_VERSION} to staging (demo/staging#${first.number}), its first release`,
+          ),
+        (error: Error) => print(`demo: could not deploy ${DEMO_FIRST_VERSION} to staging: ${error.message}`),
       );
-      print(`  ${createdAdminToken}`);
     }
 
-    let closed = false;
+    let closing: Promise<void> | undefined;
     return {
       url,
       port,
@@ -179,10 +200,23 @@ export async function startServer(
       config,
       agents,
       createdAdminToken,
-      close: async () => {
-        if (closed) return;
-        closed = true;
-        await runCleanups(cleanups);
+      close: (options: CloseOptions = {}) => {
+        closing ??= (async () => {
+          // Running deploys may need agents, blob downloads and their log
+          // followers: those close only after the last deploy ended.
+          const graceMs = options.graceMs ?? settings.shutdownGraceMs;
+          log.shuttingDown(engine.runningDeploys(), graceMs);
+          stopReload();
+          await engine.finishRunning({
+            graceMs,
+            now: options.now,
+            interrupting: (deploys, why) => log.interrupting(deploys, why, graceMs),
+          });
+          log.closing();
+          await runCleanups(cleanups);
+          log.stopped();
+        })();
+        return closing;
       },
     };
   } catch (error) {
@@ -221,24 +255,4 @@ async function openConfig(
     load,
     report: print,
   });
-}
-
-function reportConfig(config: ConfigProvider, print: (line: string) => void): void {
-  const { source, revision } = config.status();
-  if (source.kind === "git") {
-    print(
-      `config: ${source.url}@${source.branch} ${revision ? revision.slice(0, 12) : "(no valid commit yet)"}`,
-    );
-  }
-  for (const p of config.current().problems) print(`config: ${problemText(p)}`);
-  const refused = config.status().lastError;
-  if (refused) {
-    const keeping = revision ? `keeping ${revision.slice(0, 12)}` : "no apps until a valid commit";
-    print(`config: refused ${refused.revision.slice(0, 12)}, ${keeping}:`);
-    for (const p of refused.problems) print(`config:   ${problemText(p)}`);
-  }
-}
-
-function problemText(p: ConfigProblem): string {
-  return `${p.file}${p.line ? `:${p.line}` : ""}: ${p.field}: ${p.message}`;
 }

@@ -25,6 +25,8 @@ export interface NewDeploy {
   params: Record<string, string>;
   force: boolean;
   configRevision: string;
+  /** The per-app revision it is meant to run with (the worker records the one it runs with when it starts). */
+  appRevision?: string | null;
   rollbackOf?: number | null;
   /** On a rollback: the components of the release being replaced. */
   rolledBackFrom?: Components | null;
@@ -229,11 +231,13 @@ export class DeployStore {
       sha?: string;
       previousSha?: string | null;
       configRevision?: string;
+      appRevision?: string;
       status?: "waiting" | "running";
     },
   ): Promise<void> {
     const set: Record<string, unknown> = {};
     if (changes.configRevision !== undefined) set["config_revision"] = changes.configRevision;
+    if (changes.appRevision !== undefined) set["app_revision"] = changes.appRevision;
     if (changes.status !== undefined) set["status"] = changes.status;
     if (changes.phase !== undefined) set["phase"] = changes.phase;
     if (changes.pid !== undefined) set["pid"] = changes.pid;
@@ -276,6 +280,7 @@ export class DeployStore {
             fingerprint: outcome.release.fingerprint,
             components: row.components,
             config_revision: row.config_revision,
+            app_revision: row.app_revision ?? null,
             environment_config: toJson(outcome.release.environmentConfig),
             created_at: now,
             artifact: outcome.release.artifact ?? null,
@@ -474,6 +479,7 @@ export async function insertDeploy(
       slot: input.slot ?? null,
       artifact: input.artifact ?? null,
       config_revision: input.configRevision,
+      app_revision: input.appRevision ?? null,
       environment_config: input.environmentConfig === undefined ? null : toJson(input.environmentConfig),
       created_at: now,
       cancel_requested: 0,

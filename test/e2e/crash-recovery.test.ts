@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -15,7 +15,7 @@ beforeAll(ensureBuilt, 120_000);
  * The crash the design promises to survive: the server is SIGKILLed in the
  * middle of a deploy. After a restart the deploy is `interrupted`, its log up
  * to the kill is still there, the command the dead server left behind is
- * stopped, and the next queued deploy runs.
+ * stopped, its workspace is removed, and the next queued deploy runs.
  */
 describe.each(BACKENDS)("server killed during a deploy, on %s", (backend) => {
   let root: string;
@@ -29,7 +29,7 @@ describe.each(BACKENDS)("server killed during a deploy, on %s", (backend) => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it("marks the deploy interrupted, keeps its log, stops its orphan and runs the next one", async () => {
+  it("marks the deploy interrupted, keeps its log, stops its orphan, removes its workspace and runs the next one", async () => {
     root = await mkdtemp(path.join(tmpdir(), "turnout-e2e-crash-"));
     const dataDir = path.join(root, "data");
     const configDir = path.join(root, "turnout.d");
@@ -78,11 +78,17 @@ environments:
     );
     const commandPid = Number(readFileSync(pidFile, "utf8"));
     expect(isAlive(commandPid)).toBe(true);
+    const workspace = path.join(dataDir, "workspaces", String(slow.id));
+    expect(existsSync(path.join(workspace, "VERSION"))).toBe(true);
 
     server.child.kill("SIGKILL");
     await server.exited;
+    // Nobody removes the killed deploy's checkout but the next server.
+    expect(existsSync(workspace)).toBe(true);
 
     server = await startServerProcess({ dataDir, configDir, cwd: root, env });
+    // Swept before the new server took any work.
+    expect(existsSync(workspace)).toBe(false);
 
     // The interrupted deploy: failed with `interrupted`, its log kept up to the kill.
     const shown = JSON.parse((await cli("logs", String(slow.id), "--json")).stdout);

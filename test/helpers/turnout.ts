@@ -96,6 +96,8 @@ export async function startTurnout(options: TestTurnoutOptions = {}): Promise<Te
   const env: Record<string, string | undefined> = {
     PATH: process.env["PATH"],
     HOME: process.env["HOME"],
+    // stop() ends a test at once: a deploy still running is interrupted, not waited for.
+    TURNOUT_SHUTDOWN_GRACE: "0s",
     ...options.environment,
     TURNOUT_LEASE: options.leaseMs !== undefined ? `${options.leaseMs}ms` : undefined,
     TURNOUT_KILL_GRACE: "2s",

@@ -3,6 +3,7 @@ import type { ConfigProblemJson, ConfigStatusJson } from "../api-types.js";
 import { clientFor, printJson, println } from "../context.js";
 import { clean, formatDate, problemLine } from "../output.js";
 import type { Kit } from "../program.js";
+import { escapeLines } from "../terminal-text.js";
 
 export function registerConfigCommands(program: Command, { ctx, action, globals }: Kit): void {
   const config = program.command("config").description("the server's app configuration");
@@ -18,7 +19,7 @@ export function registerConfigCommands(program: Command, { ctx, action, globals 
           printJson(ctx, response.text);
           return 0;
         }
-        println(ctx.stdout, configStatusText(response.body));
+        println(ctx.stdout, escapeLines(configStatusText(response.body)));
         return 0;
       }),
     );

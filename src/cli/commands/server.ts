@@ -4,7 +4,9 @@ import { parsePort } from "../args.js";
 import type { Kit } from "../program.js";
 
 /** main.ts loads the server lazily, so client commands never pay for its dependencies. */
-export type StartServer = (settings: ServerSettings) => Promise<{ url: string; close(): Promise<void> }>;
+export type StartServer = (
+  settings: ServerSettings,
+) => Promise<{ url: string; close(options?: { now?: AbortSignal }): Promise<void> }>;
 
 export function registerServerCommand(
   program: Command,
@@ -49,7 +51,11 @@ export function registerServerCommand(
           );
           const server = await startServer(settings);
           await ctx.waitForStop();
-          await server.close();
+          // The first signal drains (running deploys get the grace); a second
+          // one interrupts them now; a third gets Node's default: exit at once.
+          const now = new AbortController();
+          void ctx.waitForStop().then(() => now.abort());
+          await server.close({ now: now.signal });
           return 0;
         },
       ),

@@ -197,6 +197,8 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
     r.post(
       "/blobs/batch",
       {
+        // A read (POST only for the list of digests): running fleet deploys need it while the server drains.
+        config: { duringShutdown: true },
         schema: {
           tags: ["artifacts"],
           summary: "Many blobs in one stream, for agents",

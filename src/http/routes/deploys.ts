@@ -107,6 +107,8 @@ export function registerDeployRoutes(app: FastifyInstance, { engine, store }: Ht
   r.post(
     "/deploys/:id/cancel",
     {
+      // A cancel during a shutdown leaves one deploy fewer to wait for.
+      config: { duringShutdown: true },
       schema: {
         tags: ["deploys"],
         summary: "Cancel a queued or running deploy (202)",

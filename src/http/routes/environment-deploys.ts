@@ -10,7 +10,12 @@ import { deployJson, deployUrl, releaseJson } from "../serializers.js";
 // `webhook`, `rollback`, … are set by the server itself.
 const deployBody = z
   .strictObject({
-    ref: z.string().optional().describe("branch, tag or SHA; default: the environment's branch"),
+    ref: z
+      .string()
+      .optional()
+      .describe(
+        "branch, tag or SHA, optionally walked back with ~N or ^N (main~1); default: the environment's branch",
+      ),
     refs: z
       .record(z.string(), z.string())
       .optional()

@@ -169,7 +169,12 @@ export function gitPushRoutes({ engine, store }: HttpDeps): FastifyPluginAsync {
     );
 
     for (const service of SERVICES) {
-      git.post<{ Params: { repo: string } }>(`/git/:repo/${service}`, hidden, async (request, reply) => {
+      // A fetch (upload-pack) only reads and goes on while the server shuts down; a push does not.
+      const options = {
+        ...hidden,
+        config: { ...hidden.config, duringShutdown: service === "git-upload-pack" },
+      };
+      git.post<{ Params: { repo: string } }>(`/git/:repo/${service}`, options, async (request, reply) => {
         const type = request.headers["content-type"]?.split(";")[0]?.trim().toLowerCase();
         if (type !== `application/x-${service}-request`) {
           return text(reply, 415, `turnout: expected a body of type application/x-${service}-request`);

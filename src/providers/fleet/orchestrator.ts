@@ -9,6 +9,7 @@ import {
   type HostStep,
   planBatches,
 } from "../../domain/fleet.js";
+import { interruptionOf } from "../../domain/interruption.js";
 import type { FleetStore } from "../../store/fleet.js";
 import type { BlobSource, HostLog, HostOps, StageSpec } from "./host-ops.js";
 
@@ -20,7 +21,10 @@ import type { BlobSource, HostLog, HostOps, StageSpec } from "./host-ops.js";
  * in batches. Failures past the budget after switching began → every switched
  * host goes back to its previous release and the deploy fails E_ROLLED_BACK.
  * Each step of each host is recorded (store.fleet) before and after it runs,
- * so a crash leaves a record of exactly which hosts were switched.
+ * so a crash leaves a record of exactly which hosts were switched. A cancel
+ * switches hosts back; an interruption (the server shutting down) does
+ * nothing more to any host, exactly as a crash would, and leaves the repair
+ * to `turnout rollback` (see leftAsIs).
  */
 export interface FleetTarget {
   hostId: number;
@@ -29,6 +33,12 @@ export interface FleetTarget {
   depooled: boolean;
   /** The host's operations now (an agent may reconnect: ask again after a failure). */
   ops(): HostOps | undefined;
+  /**
+   * false: ops() never changes (an SSH host: its next operation just connects again),
+   * so a failed operation is tried once more at once instead of after
+   * waiting for a reconnection that cannot come. Default true (agents).
+   */
+  reconnects?: boolean;
 }
 
 export interface OrchestrateInput {
@@ -44,6 +54,10 @@ export interface OrchestrateInput {
   skipHostsOnRelease: boolean;
   fleet: FleetStore;
   log: HostLog;
+  /** Where one host's lines go: a channel of the deploy log of its own, masked before it is cut into lines. */
+  hostLog(name: string): HostLog;
+  /** Masks secrets in text stored outside the log (a host's error in the per-host record). */
+  mask(text: string): string;
   signal: AbortSignal;
   env: Record<string, string>;
   /** Runs a depool/pool command on the server for a host; resolves with its exit code. */
@@ -95,14 +109,16 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
   );
   const budget = failureBudget(strategy.failureLimit, runs.length);
   const failures = () => runs.filter((r) => r.failed).length;
-  const hostLog = (run: HostRun) => (line: string) => log(`[${run.target.name}] ${line}`);
+  const hostLog = (run: HostRun) => input.hostLog(run.target.name);
   const record = (
     run: HostRun,
     step: HostStep,
     extra: Parameters<FleetStore["updateDeployHost"]>[2] = {},
   ) => {
     run.step = step;
-    return fleet.updateDeployHost(deploy.id, run.target.hostId, { step, ...extra });
+    // A host's error may quote its output: stored masked, like the log.
+    const error = typeof extra.error === "string" ? { error: input.mask(extra.error) } : {};
+    return fleet.updateDeployHost(deploy.id, run.target.hostId, { step, ...extra, ...error });
   };
 
   // 1. Stage everywhere.
@@ -169,6 +185,7 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
   const batches = planBatches(candidates, strategy);
   const canaryCount = amountOf(strategy.canary, candidates.length);
   for (const [index, batch] of batches.entries()) {
+    if (interruptionOf(signal)) return leftAsIs(input, runs);
     if (signal.aborted) return rollBack(input, runs, hostLog, record, "cancelled");
     const isCanary = index === 0 && canaryCount > 0;
     await input.setPhase(
@@ -179,11 +196,13 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
     );
     log(`==> ${isCanary ? "canary" : "batch"}: ${batch.map((r) => r.target.name).join(", ")}`);
     await Promise.all(batch.map((run) => switchHost(input, run, index, hostLog(run), record)));
+    if (interruptionOf(signal)) return leftAsIs(input, runs);
     if (failures() > budget) return rollBack(input, runs, hostLog, record, "budget");
     if (isCanary && batches.length > 1) {
       if (strategy.bakeMs > 0) {
         log(`==> baking the canary for ${formatDuration(strategy.bakeMs)}`);
         await sleep(strategy.bakeMs, signal);
+        if (interruptionOf(signal)) return leftAsIs(input, runs);
         if (signal.aborted) return rollBack(input, runs, hostLog, record, "cancelled");
       }
       if (strategy.approval) {
@@ -192,6 +211,7 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
           "==> waiting for approval: turnout approve|abort " + `${deploy.app}/${deploy.env}#${deploy.number}`,
         );
         const answer = await input.awaitApproval(strategy.approvalTimeoutMs);
+        if (interruptionOf(signal)) return leftAsIs(input, runs);
         if (answer !== "approved") {
           log(`==> ${answer === "aborted" ? "aborted" : "no approval in time"}: switching the canary back`);
           const outcome = await rollBack(input, runs, hostLog, record, "approval");
@@ -274,8 +294,10 @@ async function switchHost(
     log(`failed: ${messageOf(error)}`);
     await record(run, "failed", { error: messageOf(error) });
     // A host that took the release but does not serve it goes back to what it
-    // served before and out of the pool, whether or not the deploy goes on.
-    if (run.switched) {
+    // served before and out of the pool, whether or not the deploy goes on —
+    // unless the server is shutting down: then it stays as it is, recorded
+    // switched, like every other host (leftAsIs).
+    if (run.switched && !interruptionOf(input.signal)) {
       await switchBack(input, run, log, record);
       await depool(input, run, log, record);
     }
@@ -319,6 +341,25 @@ async function switchBack(
     log(`switching back failed: ${messageOf(error)}`);
     return false;
   }
+}
+
+/**
+ * The server is shutting down and this deploy's grace is over: nothing more
+ * is done to any host (switching back means restarts that may take longer
+ * than the server has left). As after a crash, the record says which hosts
+ * were switched, and `turnout rollback APP ENV` puts exactly those back.
+ * The worker records the deploy `interrupted`.
+ */
+function leftAsIs(input: OrchestrateInput, runs: HostRun[]): OrchestrateOutcome {
+  const switched = runs.filter((r) => r.switched).map((r) => r.target.name);
+  const { app, env } = input.deploy;
+  input.log(
+    switched.length === 0
+      ? "==> interrupted: no host was switched"
+      : `==> interrupted: ${switched.length} host(s) left switched (${switched.join(", ")}); ` +
+          `\`turnout rollback ${app} ${env}\` puts them back`,
+  );
+  return { ok: false, code: "cancelled", message: "interrupted" };
 }
 
 async function rollBack(
@@ -401,7 +442,10 @@ async function currentOf(
  * Runs an operation on a host; if the host's connection dropped (an agent
  * reconnecting), waits for it to come back and tries once more. Host
  * operations are idempotent (staging an existing release is a no-op,
- * switching to the same release too), so a retry is safe.
+ * switching to the same release too), so a retry is safe. A host that does
+ * not reconnect (SSH) gets its second try at once: waiting the grace for it
+ * only delayed every SSH failure (a changed host key, a refused connection)
+ * by the whole grace.
  */
 async function withHost<T>(
   input: OrchestrateInput,
@@ -414,6 +458,7 @@ async function withHost<T>(
       return await op(first);
     } catch (error) {
       if (!(isTurnoutError(error) && error.code === "E_UNAVAILABLE") || input.signal.aborted) throw error;
+      if (target.reconnects === false) return op(first);
     }
   }
   const until = Date.now() + (input.reconnectGraceMs ?? 15_000);
