@@ -4,12 +4,12 @@ import type { ConfigProvider, ConfigStatus } from "../config/config-provider.js"
 import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
 import { appRevision } from "../domain/app-revision.js";
 import { isSha256 } from "../domain/artifact.js";
-import { type Deploy, deployLabel, type Trigger } from "../domain/deploy.js";
-import { notFound, TurnoutError } from "../domain/errors.js";
+import { type Deploy, deployLabel, deployNotFound, type Trigger } from "../domain/deploy.js";
+import { appNotFound, notFound, TurnoutError } from "../domain/errors.js";
 import { checkLock, type Lock } from "../domain/lock.js";
 import { assertName, assertParams } from "../domain/names.js";
 import type { Release } from "../domain/release.js";
-import { authorize, type Principal } from "../domain/roles.js";
+import { authorize, canSee, type Permission, type Principal } from "../domain/roles.js";
 import type { GitMirrors } from "../git/mirrors.js";
 import type { FleetDeps } from "../providers/fleet/fleet-provider.js";
 import type { AutoOutcome } from "../store/auto-admission.js";
@@ -203,13 +203,12 @@ export class Engine implements EngineApi {
 
   poke(app: string, source: PokeSource): Promise<void> {
     assertName("app", app);
-    if (!this.config().apps.has(app)) throw notFound(`app '${app}'`, { app });
+    if (!this.config().apps.has(app)) throw appNotFound(app);
     return this.poller.poke(app, source);
   }
 
   async pending(principal: Principal, app: string, env: string): Promise<PendingComponent[]> {
-    const target = this.target(app, env);
-    authorize(principal, "read", target.app.name);
+    const target = this.target(principal, app, env, "read");
     return pendingChanges({
       git: this.options.git,
       store: this.options.store,
@@ -220,20 +219,24 @@ export class Engine implements EngineApi {
   }
 
   async fleetHosts(principal: Principal, app: string, env: string): Promise<FleetHostState[]> {
-    const target = this.target(app, env);
-    authorize(principal, "read", target.app.name);
+    const target = this.target(principal, app, env, "read");
     return this.fleetOps.hosts(target);
   }
 
   reconcile(principal: Principal, app: string, env: string): Promise<Deploy> {
-    return this.fleetOps.reconcile(principal, this.target(app, env));
+    return this.fleetOps.reconcile(principal, this.target(principal, app, env, "deploy"));
   }
 
   switchSlot(principal: Principal, app: string, env: string, slot: string): Promise<Deploy> {
-    return this.fleetOps.switchSlot(principal, this.target(app, env), slot);
+    return this.fleetOps.switchSlot(principal, this.target(principal, app, env, "deploy"), slot);
   }
 
-  answerApproval(principal: Principal, deployId: number, answer: "approved" | "aborted"): Promise<Deploy> {
+  async answerApproval(
+    principal: Principal,
+    deployId: number,
+    answer: "approved" | "aborted",
+  ): Promise<Deploy> {
+    await this.findDeploy(principal, deployId, "deploy");
     return this.fleetOps.answer(principal, deployId, answer);
   }
 
@@ -263,8 +266,7 @@ export class Engine implements EngineApi {
   }
 
   async requestDeploy(principal: Principal, request: DeployRequest): Promise<Deploy> {
-    const { app, environment } = this.target(request.app, request.env);
-    authorize(principal, "deploy", app.name);
+    const { app, environment } = this.target(principal, request.app, request.env, "deploy");
     const params = assertParams(request.params);
     const force = request.force === true;
     if (request.slot !== undefined || request.artifact !== undefined) {
@@ -327,8 +329,7 @@ export class Engine implements EngineApi {
   }
 
   async requestRollback(principal: Principal, request: RollbackRequest): Promise<Deploy> {
-    const { app, environment } = this.target(request.app, request.env);
-    authorize(principal, "deploy", app.name);
+    const { app, environment } = this.target(principal, request.app, request.env, "deploy");
     // After an interrupted fleet deploy, "roll back" puts the hosts it switched
     // back on the environment's release; otherwise it goes to an earlier one.
     const repair =
@@ -370,8 +371,7 @@ export class Engine implements EngineApi {
   }
 
   async cancel(principal: Principal, deployId: number): Promise<Deploy> {
-    const existing = await this.options.store.deploys.get(deployId);
-    authorize(principal, "deploy", existing.app);
+    await this.findDeploy(principal, deployId, "deploy");
     const deploy = await this.options.store.deploys.requestCancel(deployId, principal.name);
     this.worker.abort(deployId);
     if (deploy.status === "cancelled") this.hub.emit({ type: "status", deploy });
@@ -386,16 +386,14 @@ export class Engine implements EngineApi {
   }
 
   async lock(principal: Principal, app: string, env: string, reason: string): Promise<Lock> {
-    const target = this.target(app, env);
-    authorize(principal, "deploy", target.app.name);
+    const target = this.target(principal, app, env, "deploy");
     const text = reason.trim();
     if (!text) throw new TurnoutError("E_VALIDATION", "a lock needs a reason");
     return this.options.store.locks.lock(target.app.name, target.environment.name, principal.name, text);
   }
 
   async unlock(principal: Principal, app: string, env: string): Promise<Lock | undefined> {
-    const target = this.target(app, env);
-    authorize(principal, "deploy", target.app.name);
+    const target = this.target(principal, app, env, "deploy");
     const removed = await this.options.store.locks.unlock(
       target.app.name,
       target.environment.name,
@@ -461,15 +459,56 @@ export class Engine implements EngineApi {
     this.worker.wake();
   }
 
-  private target(appName: string, envName: string): { app: AppConfig; environment: EnvironmentConfig } {
+  /**
+   * An app named in a request, in the order that leaks least: a malformed
+   * name is refused (422); an app the caller may not see is "not found",
+   * exactly like a missing one; the caller's role is checked (403); then
+   * whether the app exists (404). Every app-scoped entry point goes through
+   * here (or `target`), so none can answer differently for "not yours" and
+   * "not there".
+   */
+  app(principal: Principal, appName: string, permission: Permission): AppConfig {
+    assertName("app", appName);
+    authorize(principal, permission, appName);
+    const app = this.config().apps.get(appName);
+    // An app whose manifest is broken (or still being parsed) says so, rather than "not found".
+    if (!app) throw configProblemFor(this.configStatus(), appName) ?? appNotFound(appName);
+    return app;
+  }
+
+  /** `app`, then its environment: an environment of an app the caller may not see is the app not found. */
+  target(
+    principal: Principal,
+    appName: string,
+    envName: string,
+    permission: Permission,
+  ): { app: AppConfig; environment: EnvironmentConfig } {
     assertName("app", appName);
     assertName("environment", envName);
-    const app = this.config().apps.get(appName);
-    if (!app)
-      throw configProblemFor(this.configStatus(), appName) ?? notFound(`app '${appName}'`, { app: appName });
+    const app = this.app(principal, appName, permission);
     const environment = app.environments[envName];
     if (!environment) throw notFound(`environment '${appName}/${envName}'`, { app: appName, env: envName });
     return { app, environment };
+  }
+
+  /**
+   * A deploy by id or by label. One of an app the caller may not see is
+   * answered exactly as a deploy that does not exist; a label naming such an
+   * app is answered so without even looking.
+   */
+  async findDeploy(
+    principal: Principal,
+    ref: number | { app: string; env: string; number: number },
+    permission: Permission,
+  ): Promise<Deploy> {
+    const hidden = () => deployNotFound(ref);
+    if (typeof ref !== "number" && !canSee(principal, ref.app)) throw hidden();
+    const deploy =
+      typeof ref === "number"
+        ? await this.options.store.deploys.get(ref)
+        : await this.options.store.deploys.getByNumber(ref.app, ref.env, ref.number);
+    authorize(principal, permission, deploy.app, hidden);
+    return deploy;
   }
 
   private async rollbackTarget(app: string, env: string, to: number | undefined): Promise<Release> {

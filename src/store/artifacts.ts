@@ -1,6 +1,5 @@
 import type { Kysely, Selectable } from "kysely";
-import type { ArtifactInfo } from "../domain/artifact.js";
-import { notFound } from "../domain/errors.js";
+import { type ArtifactInfo, artifactNotFound } from "../domain/artifact.js";
 import type { Capabilities } from "./capabilities.js";
 import { nowIso } from "./rows.js";
 import type { ArtifactsTable, Schema } from "./schema.js";
@@ -104,7 +103,7 @@ export class ArtifactRecords {
 
   async get(digest: string): Promise<ArtifactInfo> {
     const info = await this.find(digest);
-    if (!info) throw notFound(`artifact ${digest}`, { digest });
+    if (!info) throw artifactNotFound(digest);
     return info;
   }
 

@@ -1,6 +1,13 @@
 import type { Kysely, Transaction } from "kysely";
-import type { Components, Deploy, DeployStatus, FailureCode, Trigger } from "../domain/deploy.js";
-import { notFound, TurnoutError } from "../domain/errors.js";
+import {
+  type Components,
+  type Deploy,
+  type DeployStatus,
+  deployNotFound,
+  type FailureCode,
+  type Trigger,
+} from "../domain/deploy.js";
+import { TurnoutError } from "../domain/errors.js";
 import type { Lock } from "../domain/lock.js";
 import type { Capabilities } from "./capabilities.js";
 import { appendNote } from "./logs.js";
@@ -79,7 +86,7 @@ export class DeployStore {
 
   async get(id: number): Promise<Deploy> {
     const row = await this.db.selectFrom("deploys").selectAll().where("id", "=", id).executeTakeFirst();
-    if (!row) throw notFound(`deploy ${id}`, { id });
+    if (!row) throw deployNotFound(id);
     return toDeploy(row);
   }
 
@@ -101,7 +108,7 @@ export class DeployStore {
       .where("env", "=", env)
       .where("number", "=", number)
       .executeTakeFirst();
-    if (!row) throw notFound(`deploy ${app}/${env}#${number}`, { app, env, number });
+    if (!row) throw deployNotFound({ app, env, number });
     return toDeploy(row);
   }
 

@@ -154,6 +154,7 @@ export interface HostsTable {
   connected_to: string | null;
   last_seen_at: string | null;
   token_hash: string | null;
+  token_last_used_at: string | null;
   created_at: string;
 }
 

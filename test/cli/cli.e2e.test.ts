@@ -386,7 +386,10 @@ describe("turnout CLI against a real server", () => {
     expect(refused.stderr).toMatch(/\(E_FORBIDDEN\)\n$/);
 
     const list = await cli(["token", "list"]);
-    expect(list.stdout).toMatch(/^ci-viewer +viewer +shop /m);
+    // Used by the status above: LAST USED says when.
+    expect(list.stdout).toMatch(
+      /^ci-viewer +viewer +shop +\d{4}-\d\d-\d\d [\d:]+Z +\d{4}-\d\d-\d\d [\d:]+Z +- *$/m,
+    );
     expect(list.stdout).not.toContain(token);
 
     expect((await cli(["token", "revoke", "ci-viewer"])).code).toBe(0);

@@ -5,6 +5,7 @@ import * as m0002 from "./0002-delivery.js";
 import * as m0003 from "./0003-fleets.js";
 import * as m0004 from "./0004-approvals.js";
 import * as m0006 from "./0006-release-identity.js";
+import * as m0008 from "./0008-host-token-use.js";
 
 /**
  * The numbered migrations, in order. One list serves both backends; a
@@ -21,4 +22,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0003-fleets": m0003,
   "0004-approvals": m0004,
   "0006-release-identity": m0006,
+  "0008-host-token-use": m0008,
 };
