@@ -10,6 +10,7 @@ import type { ServerSettings } from "../config/settings.js";
 import type { ConfigProblem } from "../domain/app-config.js";
 import { Engine } from "../engine/engine.js";
 import { newOwnerId, ownerIsDead } from "../engine/owner.js";
+import { moveLegacyHostedRepos } from "../git/hosted-repos.js";
 import { GitMirrors } from "../git/mirrors.js";
 import { buildHttpApp } from "../http/app.js";
 import { AgentHub, type AgentHubTiming } from "../providers/fleet/agent-hub.js";
@@ -78,6 +79,10 @@ export async function startServer(
 
     const git = new GitMirrors({ dir: path.join(settings.dataDir, "git") });
     const config = await openConfig(settings, git, print);
+    // Before anything creates a hosted repository at its new place (engine, pushes).
+    for (const line of await moveLegacyHostedRepos(hostedDir(settings), config.current().apps.values())) {
+      print(line);
+    }
     // Reported once per change: a refused commit stays the branch head until fixed.
     let reported = config.status().lastError?.revision;
     const reload = setInterval(() => {
@@ -210,7 +215,7 @@ async function openConfig(
     defaultTimeoutMs: settings.defaultTimeoutMs,
     defaultIdleTimeoutMs: settings.defaultIdleTimeoutMs,
     environment: settings.environment,
-    hostedReposDir: path.join(settings.dataDir, "hosted"),
+    hostedReposDir: hostedDir(settings),
   };
   if (!settings.configRepo) return new DirConfigSource(settings.configDir, load);
   return GitConfigSource.open({
@@ -221,6 +226,10 @@ async function openConfig(
     load,
     report: print,
   });
+}
+
+function hostedDir(settings: ServerSettings): string {
+  return path.join(settings.dataDir, "hosted");
 }
 
 function reportConfig(config: ConfigProvider, print: (line: string) => void): void {
