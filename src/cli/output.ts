@@ -189,14 +189,27 @@ export function outcomeLine(deploy: DeployJson): string {
 export function tokensTable(tokens: TokenInfoJson[]): string {
   if (tokens.length === 0) return "no tokens";
   return table(
-    ["NAME", "ROLE", "APPS", "CREATED", "LAST USED", "REVOKED"],
+    ["NAME", "ROLE", "APPS", "HOST LABELS", "CREATED", "LAST USED", "REVOKED"],
     tokens.map((t) => [
       t.name,
       t.role,
       t.apps === null ? "*" : t.apps.join(",") || "-",
+      t.role === "agent" ? labelGrantText(t.labels ?? null) : "",
       formatDate(t.createdAt),
       formatDate(t.lastUsedAt),
       formatDate(t.revokedAt),
     ]),
   );
+}
+
+/** The labels a grant lets count: `*` flagged when hosts choose their own. */
+export function labelGrantText(labels: string[] | null): string {
+  if (labels === null) return "* (unrestricted)";
+  return labels.length === 0 ? "-" : labels.join(",");
+}
+
+/** A host grant in one phrase: `apps=shop labels=env=prod,role=web`. */
+export function grantText(grant: { apps: string[] | null; labels: string[] | null }): string {
+  const apps = grant.apps === null ? "*" : grant.apps.join(",") || "-";
+  return `apps=${apps} labels=${labelGrantText(grant.labels)}`;
 }

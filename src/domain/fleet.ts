@@ -1,4 +1,5 @@
 import { TurnoutError } from "./errors.js";
+import { grantAllowsApp, type HostGrant } from "./host-grant.js";
 
 /**
  * Fleets: hosts (reached through an agent that connects out, or plain SSH),
@@ -77,7 +78,17 @@ export interface Host {
   id: number;
   name: string;
   kind: HostKind;
+  /**
+   * The labels that count: for an agent, those it declared that its grant
+   * allows (see host-grant.ts); for an SSH host, its manifest's.
+   */
   labels: Record<string, string>;
+  /** Labels an agent declared that its grant does not allow: ignored, shown so the operator sees why. */
+  ungrantedLabels: Record<string, string>;
+  /** What an agent host may receive (SSH hosts: their app, labels from the manifest). */
+  grant: HostGrant;
+  /** SSH hosts: the app whose manifest declares it (null: a row from before apps owned them). */
+  app: string | null;
   address: string | null;
   poolState: PoolState;
   connected: boolean;
@@ -160,6 +171,27 @@ export function parseAmount(value: string | number, field: string): Amount {
   throw new TurnoutError(
     "E_VALIDATION",
     `${field}: expected a count (3) or a percentage ("25%"), got ${JSON.stringify(value)}`,
+  );
+}
+
+/**
+ * Whether a host belongs to an app's fleet environment: the one rule that
+ * deploys (and so `secret_env`), drift views and self-heal share. An agent
+ * needs a grant that includes the app and granted labels that include every
+ * wanted one; an SSH host must be one the app's own manifest declares.
+ */
+export function inFleet(
+  host: Host,
+  app: string,
+  config: Pick<FleetDeployConfig, "hostLabels" | "ssh">,
+): boolean {
+  if (host.kind === "ssh") {
+    return (host.app === null || host.app === app) && config.ssh.some((s) => s.name === host.name);
+  }
+  return (
+    config.hostLabels !== null &&
+    grantAllowsApp(host.grant, app) &&
+    labelsMatch(config.hostLabels, host.labels)
   );
 }
 
