@@ -204,3 +204,48 @@ describe("a host reads only what the server sent it", () => {
     expect((await get(`/api/v1/artifacts/${shop}/manifest`, other)).status).toBe(404);
   });
 });
+
+describe("SSH hosts belong to the app whose manifest declares them", () => {
+  // Host names are global: a manifest must not be able to take over an agent's record, or
+  // another app's SSH host, by naming it (pool state, per-host records, what a host was sent).
+  const sshManifest = (host: string) => `repo: "{repo}"
+environments:
+  production:
+    deploy:
+      provider: fleet
+      ssh:
+        - { name: ${host}, address: 127.0.0.1, port: 1, user: deploy, key_file: /nonexistent/key, known_hosts_file: /nonexistent/known_hosts }
+      build_script: |
+        mkdir -p dist
+        echo "$TURNOUT_APP" > dist/APP
+      artifact: dist
+`;
+
+  it("a manifest naming an agent host is refused, and the agent is sent nothing", async () => {
+    await t.writeManifest("gamma", sshManifest("a-1"));
+    const done = await deploy("gamma");
+    expect(done.status).toBe("failed");
+    expect(await logOf(done.id)).toContain("host name 'a-1' belongs to an agent host");
+    const gamma = (await t.store.artifacts.list("gamma", 1))[0]!.digest;
+    const token = readFileSync(path.join(agents[0]!.root, HOST_TOKEN_FILE), "utf8").trim();
+    const res = await fetch(`${t.url}/api/v1/artifacts/${gamma}/manifest`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(res.status).toBe(404);
+    expect((await t.store.hosts.get("a-1"))?.kind).toBe("agent");
+  });
+
+  it("a second app naming an SSH host the first one declares is refused", async () => {
+    await t.writeManifest("delta", sshManifest("shared-1"));
+    await t.writeManifest("epsilon", sshManifest("shared-1"));
+    // delta's deploy claims the name (and fails later: nothing listens on port 1).
+    const first = await deploy("delta");
+    expect(await logOf(first.id)).not.toContain("declared by another app");
+    const second = await deploy("epsilon");
+    expect(second.status).toBe("failed");
+    expect(await logOf(second.id)).toContain(
+      "SSH host 'shared-1' is declared by another app: host names are global, give this one another name",
+    );
+    expect(await t.store.hosts.get("shared-1")).toMatchObject({ kind: "ssh", app: "delta" });
+  });
+});
