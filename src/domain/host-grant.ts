@@ -56,11 +56,14 @@ export function applyGrant(
  * token can take a host away from a grant it does not hold itself.
  */
 export function grantCovers(outer: HostGrant, inner: HostGrant): boolean {
-  const apps =
-    outer.apps === null || (inner.apps !== null && inner.apps.every((a) => outer.apps!.includes(a)));
-  const labels =
-    outer.labels === null || (inner.labels !== null && inner.labels.every((l) => outer.labels!.includes(l)));
-  return apps && labels;
+  return covers(outer.apps, inner.apps) && covers(outer.labels, inner.labels);
+}
+
+/** One dimension of a grant (null: everything). */
+function covers(outer: string[] | null, inner: string[] | null): boolean {
+  if (outer === null) return true;
+  if (inner === null) return false;
+  return inner.every((x) => outer.includes(x));
 }
 
 /**
