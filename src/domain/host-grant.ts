@@ -23,8 +23,6 @@ export interface HostGrant {
   labels: string[] | null;
 }
 
-export const UNRESTRICTED_GRANT: HostGrant = { apps: null, labels: null };
-
 /** A host that chooses its own labels chooses its own fleets: the operator should know. */
 export function isUnrestricted(grant: HostGrant): boolean {
   return grant.labels === null;
