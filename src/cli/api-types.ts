@@ -98,6 +98,10 @@ export interface TokenInfoJson {
   name: string;
   role: Role;
   apps: string[] | null;
+  /** Agent tokens: the labels their hosts are granted (null: whatever a host declares). */
+  labels?: string[] | null;
+  /** Agent tokens: hosts enrolled with it choose their own labels. */
+  unrestricted?: boolean;
   createdAt: string;
   createdBy: string;
   lastUsedAt: string | null;

@@ -11,6 +11,7 @@ import { ManifestParser, type ManifestParserOptions } from "../config/manifest-p
 import type { ServerSettings } from "../config/settings.js";
 import { Engine } from "../engine/engine.js";
 import { newOwnerId, ownerIsDead } from "../engine/owner.js";
+import { moveLegacyHostedRepos } from "../git/hosted-repos.js";
 import { GitMirrors } from "../git/mirrors.js";
 import { buildHttpApp } from "../http/app.js";
 import { AgentHub, type AgentHubTiming } from "../providers/fleet/agent-hub.js";
@@ -110,6 +111,18 @@ export async function startServer(
     const createdAdminToken = await bootstrapAdminToken(store, settings.dataDir);
 
     const config = await opening;
+    // Hosted repositories of older versions move to their new place before
+    // anything creates one there (engine, pushes); apps whose manifest is
+    // still being parsed get the same once it is.
+    const moveLegacyRepos = async () => {
+      for (const line of await moveLegacyHostedRepos(hostedDir(settings), config.current().apps.values())) {
+        print(line);
+      }
+    };
+    await moveLegacyRepos();
+    if (config.status().loading.length > 0) {
+      void config.loaded().then(moveLegacyRepos, () => undefined);
+    }
     // An unreadable head commit is reported once, not at every poll.
     let reported = config.status().lastError?.revision;
     const reload = setInterval(() => {
@@ -191,7 +204,6 @@ export async function startServer(
     const port = (http.server.address() as AddressInfo).port;
     const url = `http://${settings.host.includes(":") ? `[${settings.host}]` : settings.host}:${port}`;
 
-    log.listening(VERSION, url, settings.databaseUrl ? "PostgreSQL" : `SQLite in ${settings.dataDir}`);
     const status = config.status();
     const from =
       status.source.kind === "git" ? `${status.source.url}@${status.source.branch}` : settings.configDir;
@@ -220,6 +232,8 @@ export async function startServer(
         (error: Error) => print(`demo: could not deploy ${DEMO_FIRST_VERSION} to staging: ${error.message}`),
       );
     }
+    // Last, so that whoever waits for this line finds the server ready, its demo release queued.
+    log.listening(VERSION, url, settings.databaseUrl ? "PostgreSQL" : `SQLite in ${settings.dataDir}`);
 
     let closing: Promise<void> | undefined;
     return {
@@ -270,7 +284,7 @@ function loadOptions(settings: ServerSettings): LoadOptions {
     defaultTimeoutMs: settings.defaultTimeoutMs,
     defaultIdleTimeoutMs: settings.defaultIdleTimeoutMs,
     environment: settings.environment,
-    hostedReposDir: path.join(settings.dataDir, "hosted"),
+    hostedReposDir: hostedDir(settings),
   };
 }
 
@@ -291,4 +305,8 @@ async function openConfig(
     report: print,
     startupWaitMs,
   });
+}
+
+function hostedDir(settings: ServerSettings): string {
+  return path.join(settings.dataDir, "hosted");
 }

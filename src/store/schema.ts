@@ -101,6 +101,8 @@ export interface TokensTable {
   hash: string;
   role: string;
   apps: string | null;
+  /** Agent tokens: JSON list of granted `key=value` labels (NULL: any the host declares). */
+  labels: string | null;
   created_at: string;
   created_by: string;
   last_used_at: string | null;
@@ -156,6 +158,19 @@ export interface HostsTable {
   token_hash: string | null;
   token_last_used_at: string | null;
   created_at: string;
+  /** Agent hosts: JSON list of granted apps (NULL: every app). */
+  grant_apps: string | null;
+  /** Agent hosts: JSON list of granted `key=value` labels (NULL: any they declare). */
+  grant_labels: string | null;
+  /** SSH hosts: the app whose manifest declares it. */
+  app: string | null;
+}
+
+export interface HostArtifactsTable {
+  host_id: number;
+  digest: string;
+  app: string;
+  sent_at: string;
 }
 
 export interface HostAppsTable {
@@ -207,4 +222,5 @@ export interface Schema {
   host_apps: HostAppsTable;
   host_targets: HostTargetsTable;
   deploy_hosts: DeployHostsTable;
+  host_artifacts: HostArtifactsTable;
 }

@@ -7,7 +7,7 @@ import type { Deploy, FailureCode } from "../../domain/deploy.js";
 import { formatDuration } from "../../domain/duration.js";
 import { isTurnoutError } from "../../domain/errors.js";
 import type { FleetDeployConfig, Host, SshHostConfig } from "../../domain/fleet.js";
-import { labelsMatch } from "../../domain/fleet.js";
+import { inFleet } from "../../domain/fleet.js";
 import { placeholderValues, substitute } from "../../domain/placeholders.js";
 import type { GitTreeReader } from "../../git/tree-reader.js";
 import type { Store } from "../../store/store.js";
@@ -105,6 +105,7 @@ export async function runFleetDeploy(deps: FleetDeps, given: FleetRun): Promise<
     const outcome = await orchestrate({
       deploy,
       releaseId,
+      artifact: artifact.digest,
       manifest,
       blobs,
       config,
@@ -348,9 +349,9 @@ async function targetsFor(
   const targets: FleetTarget[] = [];
   const opened: (HostOps & { close(): Promise<void> })[] = [];
   if (run.config.hostLabels) {
-    const wanted = run.config.hostLabels;
     for (const host of await deps.agents.hosts()) {
-      if (host.kind !== "agent" || !labelsMatch(wanted, host.labels)) continue;
+      // Granted labels and apps only: a host's own hello cannot put it into another app's fleet.
+      if (host.kind !== "agent" || !inFleet(host, run.deploy.app, run.config)) continue;
       targets.push({
         hostId: host.id,
         name: host.name,
@@ -360,7 +361,12 @@ async function targetsFor(
     }
   }
   for (const ssh of run.config.ssh) {
-    const { id, poolState } = await deps.store.fleet.ensureSshHost(ssh.name, ssh.address, ssh.labels);
+    const { id, poolState } = await deps.store.fleet.ensureSshHost(
+      run.deploy.app,
+      ssh.name,
+      ssh.address,
+      ssh.labels,
+    );
     const ops = deps.ssh.open(ssh);
     opened.push(ops);
     targets.push({

@@ -4,6 +4,7 @@ import * as m0001 from "./0001-initial.js";
 import * as m0002 from "./0002-delivery.js";
 import * as m0003 from "./0003-fleets.js";
 import * as m0004 from "./0004-approvals.js";
+import * as m0005 from "./0005-isolation.js";
 import * as m0006 from "./0006-release-identity.js";
 import * as m0008 from "./0008-host-token-use.js";
 
@@ -21,6 +22,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0002-delivery": m0002,
   "0003-fleets": m0003,
   "0004-approvals": m0004,
+  "0005-isolation": m0005,
   "0006-release-identity": m0006,
   "0008-host-token-use": m0008,
 };
