@@ -9,6 +9,7 @@ import { GitConfigSource } from "../config/git-config-source.js";
 import type { ServerSettings } from "../config/settings.js";
 import type { ConfigProblem } from "../domain/app-config.js";
 import { Engine } from "../engine/engine.js";
+import { GarbageCollector } from "../engine/garbage-collector.js";
 import { newOwnerId, ownerIsDead } from "../engine/owner.js";
 import { GitMirrors } from "../git/mirrors.js";
 import { buildHttpApp } from "../http/app.js";
@@ -28,6 +29,8 @@ export interface RunningServer {
   config: ConfigProvider;
   /** Connected host agents: HostOps for fleet deploys, connection changes. */
   agents: AgentHub;
+  /** Retention's garbage collector. */
+  gc: GarbageCollector;
   /** Set only on the very first start, when the admin token was created. */
   createdAdminToken: string | undefined;
   close(): Promise<void>;
@@ -146,7 +149,12 @@ export async function startServer(
     await engine.start();
     cleanups.unshift(() => engine.stop({ cancelRunning: true }));
 
-    const http = await buildHttpApp({ engine, store, settings, version: VERSION, agents, artifacts });
+    // Retention: on its own timer, and on demand through the API.
+    const gc = new GarbageCollector({ store, artifacts, settings: settings.retention, report: print });
+    gc.start();
+    cleanups.unshift(() => gc.stop());
+
+    const http = await buildHttpApp({ engine, store, settings, version: VERSION, agents, artifacts, gc });
     await http.listen({ port: settings.port, host: settings.host });
     cleanups.unshift(() => http.close());
     // Agent sockets are long-lived: they are closed before the HTTP server waits for its connections.
@@ -178,6 +186,7 @@ export async function startServer(
       engine,
       config,
       agents,
+      gc,
       createdAdminToken,
       close: async () => {
         if (closed) return;

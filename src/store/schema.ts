@@ -44,6 +44,10 @@ export interface DeploysTable {
   artifact: string | null;
   approval: string | null;
   approval_by: string | null;
+  /** Fleets: the artifact the deploy installs, once known (before staging): kept by the garbage collector while active. */
+  installs_artifact: string | null;
+  /** When retention removed the deploy's log (null: the log is there). */
+  log_pruned_at: string | null;
 }
 
 export interface EnvironmentsTable {
@@ -126,6 +130,8 @@ export interface ArtifactsTable {
   bytes: number | string;
   source: string;
   created_at: string;
+  /** When it was last stored (uploaded or built again); null: at created_at. */
+  stored_at: string | null;
 }
 
 export interface HostsTable {

@@ -10,6 +10,7 @@ import { LockStore } from "./locks.js";
 import { LogStore } from "./logs.js";
 import { OverviewStore } from "./overview.js";
 import { ReleaseStore } from "./releases.js";
+import { RetentionStore } from "./retention.js";
 import { TokenStore } from "./tokens.js";
 import { WebhookStore } from "./webhooks.js";
 
@@ -27,6 +28,7 @@ export class Store {
   readonly artifacts: ArtifactRecords;
   readonly hosts: HostStore;
   readonly fleet: FleetStore;
+  readonly retention: RetentionStore;
   readonly caps: Capabilities;
 
   private constructor(private readonly database: Database) {
@@ -44,6 +46,7 @@ export class Store {
     this.artifacts = new ArtifactRecords(db, caps);
     this.hosts = new HostStore(db, caps);
     this.fleet = new FleetStore(db);
+    this.retention = new RetentionStore(db);
   }
 
   static async open(options: DatabaseOptions): Promise<Store> {
