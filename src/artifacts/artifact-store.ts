@@ -12,7 +12,6 @@ import {
 import { notFound } from "../domain/errors.js";
 import type { GitTreeReader } from "../git/tree-reader.js";
 import { ArtifactCollector } from "./artifact-collector.js";
-import type { Durability } from "./blob-batch.js";
 import { BlobDigestMemo } from "./blob-digest-memo.js";
 import { BlobDir, type ConcatenatedBlobs } from "./blob-dir.js";
 import { readDirectory } from "./directory-source.js";
@@ -21,6 +20,7 @@ import { readGitTree, readGitTreeChanges } from "./git-tree-source.js";
 import { StoreGate } from "./store-gate.js";
 import { readTar } from "./tar-source.js";
 import { summarize, TreeBuilder } from "./tree-builder.js";
+import type { Durability } from "./write-batch.js";
 
 export interface StoredArtifact {
   digest: string;

@@ -5,10 +5,10 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { isSha256 } from "../domain/artifact.js";
 import { notFound, TurnoutError } from "../domain/errors.js";
-import { BlobBatch, type Durability, SYSTEM_DURABILITY, type TempBlob } from "./blob-batch.js";
 import { BlobPacks, type PackWriter } from "./blob-packs.js";
+import { type Durability, SYSTEM_DURABILITY, type TempBlob, WriteBatch } from "./write-batch.js";
 
-export type { TempBlob } from "./blob-batch.js";
+export type { TempBlob } from "./write-batch.js";
 
 /** Bytes read from disk at a time when many blobs are served as one stream. */
 const CONCAT_CHUNK = 1024 * 1024;
@@ -235,8 +235,8 @@ export class BlobDir {
   }
 
   /** A batch of new loose blobs: write each with writeTemp, add it, then commit them all at once. */
-  batch(): BlobBatch {
-    return new BlobBatch(this);
+  batch(): WriteBatch {
+    return new WriteBatch(this);
   }
 
   /**

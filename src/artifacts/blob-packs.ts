@@ -14,7 +14,7 @@ import {
   writeSync,
 } from "node:fs";
 import path from "node:path";
-import type { Durability } from "./blob-batch.js";
+import type { Durability } from "./write-batch.js";
 
 /**
  * Packs: the new blobs of one bulk write (a git tree read without a

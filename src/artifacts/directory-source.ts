@@ -4,12 +4,12 @@ import { type FileHandle, open, readdir, readlink, stat } from "node:fs/promises
 import path from "node:path";
 import { setImmediate as yieldToEvents } from "node:timers/promises";
 import { TurnoutError } from "../domain/errors.js";
-import type { BlobBatch } from "./blob-batch.js";
 import type { BlobDir } from "./blob-dir.js";
 import type { PackWriter } from "./blob-packs.js";
 import type { ExcludeMatcher } from "./exclude.js";
 import { forEachLimited } from "./limit.js";
 import { fileMode, refuse, type TreeBuilder } from "./tree-builder.js";
+import type { WriteBatch } from "./write-batch.js";
 
 const CONCURRENCY = 16;
 /** Files up to this size are read once into memory and written from there when new. */
@@ -39,7 +39,7 @@ export async function readDirectory(
   exclude: ExcludeMatcher,
   builder: TreeBuilder,
   blobs: BlobDir,
-  out: { pack: PackWriter; batch: BlobBatch },
+  out: { pack: PackWriter; batch: WriteBatch },
 ): Promise<void> {
   // A build that produced no output directory should say so, not fail on ENOENT.
   const info = await stat(root).catch(() => undefined);
@@ -148,7 +148,7 @@ function changedOr(file: FoundFile, error: unknown): unknown {
 async function storeFile(
   file: FoundFile,
   blobs: BlobDir,
-  batch: BlobBatch,
+  batch: WriteBatch,
 ): Promise<{ sha256: string; size: number; mode: number }> {
   const handle = await open(file.absolute, OPEN_FLAGS).catch((error: unknown) => {
     throw changedOr(file, error);

@@ -47,7 +47,7 @@ const CONCURRENCY = 16;
  * caller that writes a manifest or a record after `commit` relies only on
  * what survives a crash.
  */
-export class BlobBatch {
+export class WriteBatch {
   private readonly temps: TempBlob[] = [];
   private closed = false;
 
