@@ -89,6 +89,11 @@ export class ArtifactStore {
     return this.gate.runShared(fn);
   }
 
+  /** Whether a collection waits for `hold` sections to end. */
+  get collectionWaiting(): boolean {
+    return this.gate.collectorWaiting;
+  }
+
   /**
    * Runs `fn` with the store's collector alone: no `hold` runs meanwhile.
    * The caller reads the references again inside, then sweeps.

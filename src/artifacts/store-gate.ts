@@ -24,6 +24,11 @@ export class StoreGate {
   private readonly waitingShared: (() => void)[] = [];
   private readonly waitingExclusive: (() => void)[] = [];
 
+  /** Whether a collector waits for shared sections to end (what a caller holding one keeps waiting). */
+  get collectorWaiting(): boolean {
+    return this.waitingExclusive.length > 0;
+  }
+
   /** Runs `fn` in a shared section (immediately when the caller already is in one). */
   async runShared<T>(fn: () => Promise<T>): Promise<T> {
     if (this.inside.getStore()) return fn();
