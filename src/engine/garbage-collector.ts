@@ -23,6 +23,8 @@ export interface GarbageCollectorOptions {
   report?: (line: string) => void;
   /** The clock (tests move it). */
   now?: () => number;
+  /** How often the timer looks whether a collection is due (default: a minute, or the interval if shorter). */
+  checkEveryMs?: number;
 }
 
 /** The periodic check's pace: a collection due after N deploys waits at most this long. */
@@ -60,7 +62,8 @@ export class GarbageCollector implements GarbageCollectorApi {
   start(): void {
     const { gcIntervalMs, gcAfterDeploys } = this.options.settings;
     if (gcIntervalMs <= 0 && gcAfterDeploys <= 0) return;
-    const every = gcIntervalMs > 0 ? Math.min(gcIntervalMs, CHECK_EVERY_MS) : CHECK_EVERY_MS;
+    const every =
+      this.options.checkEveryMs ?? (gcIntervalMs > 0 ? Math.min(gcIntervalMs, CHECK_EVERY_MS) : CHECK_EVERY_MS);
     this.timer = setInterval(() => void this.checkDue(), every);
     this.timer.unref();
   }
