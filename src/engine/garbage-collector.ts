@@ -63,7 +63,8 @@ export class GarbageCollector implements GarbageCollectorApi {
     const { gcIntervalMs, gcAfterDeploys } = this.options.settings;
     if (gcIntervalMs <= 0 && gcAfterDeploys <= 0) return;
     const every =
-      this.options.checkEveryMs ?? (gcIntervalMs > 0 ? Math.min(gcIntervalMs, CHECK_EVERY_MS) : CHECK_EVERY_MS);
+      this.options.checkEveryMs ??
+      (gcIntervalMs > 0 ? Math.min(gcIntervalMs, CHECK_EVERY_MS) : CHECK_EVERY_MS);
     this.timer = setInterval(() => void this.checkDue(), every);
     this.timer.unref();
   }
