@@ -1,4 +1,4 @@
-import { readdir, readFile, stat, unlink } from "node:fs/promises";
+import { readdir, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { isSha256 } from "../domain/artifact.js";
 import { emptyAmount, type GcAmount, packFate } from "../domain/retention.js";
@@ -93,6 +93,8 @@ export class ArtifactCollector {
     if (hostReleases.size > 0) {
       for (const sha256 of inventory.loose.keys())
         if (hostReleases.has(sha256.slice(0, 16))) roots.add(sha256);
+      for (const pack of inventory.packs)
+        for (const e of pack.entries) if (hostReleases.has(e.sha256.slice(0, 16))) roots.add(e.sha256);
     }
     const missing: string[] = [];
     for (const digest of roots) {
@@ -174,20 +176,16 @@ export class ArtifactCollector {
   }
 
   /**
-   * The blobs an artifact's manifest names, read straight from its file:
+   * The blobs an artifact's manifest names, read straight from the store:
    * a manifest's name is its content's digest, checked when it was stored,
    * so it is not hashed and validated again (thousands of entries each).
    */
   private async manifestBlobs(digest: string): Promise<string[] | undefined> {
-    let text: string;
-    try {
-      text = await readFile(this.blobs.blobPath(digest), "utf8");
-    } catch {
-      return undefined;
-    }
+    const bytes = await this.blobs.read(digest).catch(() => undefined);
+    if (!bytes) return undefined;
     let parsed: unknown;
     try {
-      parsed = JSON.parse(text);
+      parsed = JSON.parse(bytes.toString("utf8"));
     } catch {
       return undefined;
     }

@@ -1,5 +1,4 @@
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import {
@@ -204,14 +203,9 @@ export class ArtifactStore {
   /** The manifest of a stored artifact; E_NOT_FOUND unless `digest` names one. */
   async manifest(digest: string): Promise<ArtifactManifest> {
     if (!isSha256(digest)) throw notFound(`artifact ${digest}`, { digest });
-    let text: string;
-    try {
-      text = await readFile(this.blobs.blobPath(digest), "utf8");
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT")
-        throw notFound(`artifact ${digest}`, { digest });
-      throw error;
-    }
+    const bytes = await this.blobs.read(digest);
+    if (!bytes) throw notFound(`artifact ${digest}`, { digest });
+    const text = bytes.toString("utf8");
     // Any blob has a digest; only a manifest's parses, validates and hashes back to it.
     try {
       const manifest = assertManifest(JSON.parse(text) as ArtifactManifest);

@@ -220,6 +220,40 @@ export class BlobDir {
     };
   }
 
+  /**
+   * A whole blob's bytes, wherever it is stored (manifests are loose files,
+   * but a file's content may equal a manifest and be in a pack first).
+   * Undefined when it is not stored.
+   */
+  async read(sha256: string): Promise<Buffer | undefined> {
+    this.blobPath(sha256);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const found = this.locate(sha256);
+      if (!found) return undefined;
+      let handle: FileHandle;
+      try {
+        handle = await open(found.file, "r");
+      } catch (error) {
+        // A pack the collector rewrote since the lookup: look again, once.
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") continue;
+        throw error;
+      }
+      try {
+        const bytes = Buffer.allocUnsafe(found.size);
+        let done = 0;
+        while (done < found.size) {
+          const { bytesRead } = await handle.read(bytes, done, found.size - done, found.offset + done);
+          if (bytesRead === 0) throw new Error(`blob ${sha256} is shorter than it was`);
+          done += bytesRead;
+        }
+        return bytes;
+      } finally {
+        await handle.close();
+      }
+    }
+    return undefined;
+  }
+
   /** Where a blob's bytes are: a range of a pack (looked up in memory first), or its own file. */
   locate(sha256: string): Segment | undefined {
     const packed = this.packs.locate(sha256);

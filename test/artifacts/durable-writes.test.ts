@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, statSync } from "node:fs";
-import { mkdir, open, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -180,5 +180,20 @@ describe("durable per write, not per file", () => {
     expect(existsSync(path.join(storeDir, "packs", fresh))).toBe(true);
     expect(statSync(path.join(storeDir, "packs", fresh)).size).toBe(1);
     expect(await tmpFiles(storeDir)).toEqual([]);
+  });
+
+  it("finds a manifest whose bytes an earlier upload stored in a pack as a plain file", async () => {
+    const tree = [{ name: "app.js", content: "console.log(1)\n" }];
+    const elsewhere = new ArtifactStore({ dir: path.join(scratch.dir, "elsewhere") });
+    const future = await elsewhere.fromTar(Readable.from([await packTar(tree)]));
+    // Someone uploads a file whose content is exactly that artifact's manifest: it lands in a pack.
+    const canonical = await readFile(elsewhere.blobPath(future.digest), "utf8");
+    await store.fromTar(
+      Readable.from([await packTar([{ name: "looks-like-a-manifest.json", content: canonical }])]),
+    );
+    expect(await looseFiles(storeDir)).not.toContain(future.digest);
+    const built = await store.fromTar(Readable.from([await packTar(tree)]));
+    expect(built.digest).toBe(future.digest);
+    expect(await store.manifest(built.digest)).toEqual(future.manifest);
   });
 });
