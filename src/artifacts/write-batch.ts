@@ -63,7 +63,7 @@ export class WriteBatch {
 
   /** Adds a blob already written to tmp/ (see BlobDir.writeTemp). */
   add(temp: TempBlob): void {
-    if (this.closed) throw new Error("this blob batch is already committed or discarded");
+    if (this.closed) throw new Error("this write batch is already committed or discarded");
     this.temps.push(temp);
   }
 

@@ -51,6 +51,7 @@ export class GarbageCollector implements GarbageCollectorApi {
   private timer: NodeJS.Timeout | undefined;
   private lastRun: number;
   private checking = false;
+  private stopped = false;
   private readonly now: () => number;
 
   constructor(private readonly options: GarbageCollectorOptions) {
@@ -69,8 +70,9 @@ export class GarbageCollector implements GarbageCollectorApi {
     this.timer.unref();
   }
 
-  /** Stops the timer and waits for a collection in progress. */
+  /** Stops the timer and waits for a collection in progress; a due check under way starts none. */
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
     this.timer = undefined;
     await this.running?.catch(() => undefined);
@@ -100,7 +102,7 @@ export class GarbageCollector implements GarbageCollectorApi {
         (gcAfterDeploys > 0 &&
           (await this.options.store.retention.finishedSince(new Date(this.lastRun).toISOString())) >=
             gcAfterDeploys);
-      if (!due) return;
+      if (!due || this.stopped) return;
       const report = await this.run({ dryRun: false });
       if (somethingRemoved(report)) this.options.report?.(`gc: ${summary(report)}`);
     } catch (error) {
