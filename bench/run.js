@@ -4,17 +4,19 @@
 // budget next to it, then the CPU steal of the run. Nothing here is asserted
 // by the test suite.
 //
-//   node bench/run.js            everything: core (server and API), then fleet
+//   node bench/run.js            everything: core (server and API), fleet, then uploads
 //   node bench/run.js fleet      only the fleet benchmark (npm run bench:fleet)
 //   node bench/run.js core       only the server and API figures
+//   node bench/run.js upload     only artifact uploads (npm run bench:upload)
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { runCore } from "./core.js";
 import { runFleet } from "./fleet.js";
 import { cpuTimes, killAll, stealPercent } from "./lib.js";
+import { runUpload } from "./upload.js";
 
-const suites = { core: runCore, fleet: runFleet };
+const suites = { core: runCore, fleet: runFleet, upload: runUpload };
 const wanted = process.argv.slice(2);
 for (const name of wanted) {
   if (!(name in suites)) {

@@ -91,6 +91,8 @@ export interface LogResponse {
   nextOffset: number;
   complete: boolean;
   status: string;
+  /** When retention removed the log (servers before 0.1 omit it). */
+  prunedAt?: string | null;
 }
 
 export interface TokenInfoJson {

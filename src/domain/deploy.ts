@@ -97,6 +97,8 @@ export interface Deploy {
   artifact: string | null;
   /** Fleets: a deploy waiting after its canary — requested, approved or aborted. */
   approval: string | null;
+  /** When retention removed this deploy's log (null: the log is kept). */
+  logPrunedAt: string | null;
 }
 
 export function deployLabel(d: Pick<Deploy, "app" | "env" | "number">): string {

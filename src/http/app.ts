@@ -21,6 +21,7 @@ import { registerDeployLogRoutes } from "./routes/deploy-log.js";
 import { registerDeployRoutes } from "./routes/deploys.js";
 import { registerEnvironmentDeployRoutes } from "./routes/environment-deploys.js";
 import { registerFleetRoutes } from "./routes/fleet.js";
+import { registerGcRoutes } from "./routes/gc.js";
 import { gitPushRoutes } from "./routes/git-push.js";
 import { registerHealthRoutes } from "./routes/health.js";
 import { registerHostRoutes } from "./routes/hosts.js";
@@ -148,6 +149,7 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
       registerConfigRoutes(api, deps);
       registerArtifactRoutes(api, deps);
       registerHostRoutes(api, deps);
+      registerGcRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );

@@ -10,6 +10,7 @@ import type { LoadOptions } from "../config/manifest-loader.js";
 import { ManifestParser, type ManifestParserOptions } from "../config/manifest-parser.js";
 import type { ServerSettings } from "../config/settings.js";
 import { Engine } from "../engine/engine.js";
+import { GarbageCollector } from "../engine/garbage-collector.js";
 import { newOwnerId, ownerIsDead } from "../engine/owner.js";
 import { moveLegacyHostedRepos } from "../git/hosted-repos.js";
 import { GitMirrors } from "../git/mirrors.js";
@@ -31,6 +32,8 @@ export interface RunningServer {
   config: ConfigProvider;
   /** Connected host agents: HostOps for fleet deploys, connection changes. */
   agents: AgentHub;
+  /** Retention's garbage collector. */
+  gc: GarbageCollector;
   /** Set only on the very first start, when the admin token was created. */
   createdAdminToken: string | undefined;
   /**
@@ -196,7 +199,12 @@ export async function startServer(
     await engine.start();
     cleanups.unshift(() => engine.stop());
 
-    const http = await buildHttpApp({ engine, store, settings, version: VERSION, agents, artifacts });
+    // Retention: on its own timer, and on demand through the API.
+    const gc = new GarbageCollector({ store, artifacts, settings: settings.retention, report: print });
+    gc.start();
+    cleanups.unshift(() => gc.stop());
+
+    const http = await buildHttpApp({ engine, store, settings, version: VERSION, agents, artifacts, gc });
     await http.listen({ port: settings.port, host: settings.host });
     cleanups.unshift(() => http.close());
     // Agent sockets are long-lived: they are closed before the HTTP server waits for its connections.
@@ -243,6 +251,7 @@ export async function startServer(
       engine,
       config,
       agents,
+      gc,
       createdAdminToken,
       close: (options: CloseOptions = {}) => {
         closing ??= (async () => {

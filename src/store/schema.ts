@@ -46,6 +46,10 @@ export interface DeploysTable {
   approval_by: string | null;
   /** The per-app revision it is meant to run with, then (from its start) the one it runs with; null before 0006. */
   app_revision: string | null;
+  /** Fleets: the artifact the deploy installs, once known (before staging): kept by the garbage collector while active. */
+  installs_artifact: string | null;
+  /** When retention removed the deploy's log (null: the log is there). */
+  log_pruned_at: string | null;
 }
 
 export interface EnvironmentsTable {
@@ -135,6 +139,8 @@ export interface ArtifactsTable {
   bytes: number | string;
   source: string;
   created_at: string;
+  /** When it was last stored (uploaded or built again); null: at created_at. */
+  stored_at: string | null;
 }
 
 /** Which artifact a build's inputs produced (several keys may name one artifact). */

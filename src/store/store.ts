@@ -10,6 +10,7 @@ import { LockStore } from "./locks.js";
 import { LogStore } from "./logs.js";
 import { OverviewStore } from "./overview.js";
 import { ReleaseStore } from "./releases.js";
+import { RetentionStore } from "./retention.js";
 import { TokenUsage } from "./token-usage.js";
 import { TokenStore } from "./tokens.js";
 import { WebhookStore } from "./webhooks.js";
@@ -33,6 +34,7 @@ export class Store {
   readonly artifacts: ArtifactRecords;
   readonly hosts: HostStore;
   readonly fleet: FleetStore;
+  readonly retention: RetentionStore;
   readonly caps: Capabilities;
 
   private constructor(
@@ -54,6 +56,7 @@ export class Store {
     this.artifacts = new ArtifactRecords(db, caps);
     this.hosts = new HostStore(db, caps, usage);
     this.fleet = new FleetStore(db);
+    this.retention = new RetentionStore(db);
   }
 
   static async open(options: StoreOptions): Promise<Store> {

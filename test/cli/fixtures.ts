@@ -32,6 +32,7 @@ export function deployFixture(overrides: Partial<DeployJson> = {}): DeployJson {
     slot: null,
     artifact: null,
     approval: null,
+    logPrunedAt: null,
     label: "shop/staging#4",
     url: "/api/v1/deploys/17",
     ...overrides,

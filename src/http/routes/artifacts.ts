@@ -106,8 +106,21 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
             `an artifact upload is at most ${MAX_UPLOAD_BYTES} bytes`,
           );
         }
-        const stored = await artifactStore()
-          .fromTar(request.body as Readable, { maxBytes: MAX_UPLOAD_BYTES })
+        const artifacts = artifactStore();
+        // Stored and recorded in one section: the garbage collector keeps a recorded upload for a while.
+        const stored = await artifacts
+          .hold(async () => {
+            const tree = await artifacts.fromTar(request.body as Readable, { maxBytes: MAX_UPLOAD_BYTES });
+            await store.artifacts.record({
+              digest: tree.digest,
+              app,
+              fingerprint: null,
+              files: tree.files,
+              bytes: tree.bytes,
+              source: "uploaded",
+            });
+            return tree;
+          })
           .catch((error: unknown) => {
             // A stalled sender is not waited for; any other refusal lets the client finish sending.
             if (!(isTurnoutError(error) && error.code === "E_REQUEST_TIMEOUT")) drain(request);
@@ -115,14 +128,6 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
           })
           .catch((error: unknown) => refusal(reply, error));
         if (!stored) return reply;
-        await store.artifacts.record({
-          digest: stored.digest,
-          app,
-          fingerprint: null,
-          files: stored.files,
-          bytes: stored.bytes,
-          source: "uploaded",
-        });
         return reply.code(201).send({ artifact: await store.artifacts.get(stored.digest) });
       },
     );
