@@ -288,6 +288,8 @@ const NOT_APP_SCOPED = new Set([
   "/api/v1/config",
   "/api/v1/audit",
   "/api/v1/hosts",
+  // Garbage collection is for an admin of every app only: a limited token gets 403.
+  "/api/v1/gc",
   // Changing a grant is for an admin of every app only: a limited token gets 403 whatever the host.
   "/api/v1/hosts/{name}/grant",
   // Content-addressed blobs belong to no app (host grants decide what a host may read).
