@@ -2,15 +2,21 @@ import { ArtifactRecords } from "./artifacts.js";
 import { AuditStore } from "./audit.js";
 import { AutoAdmission } from "./auto-admission.js";
 import type { Capabilities } from "./capabilities.js";
+import { CommitDescriptions } from "./commit-descriptions.js";
 import { type Database, type DatabaseOptions, openDatabase } from "./database.js";
 import { DeployStore } from "./deploys.js";
+import { StatsStore } from "./environment-stats.js";
 import { FleetStore } from "./fleet.js";
+import { HostHistoryStore } from "./host-history.js";
 import { HostStore } from "./hosts.js";
 import { LockStore } from "./locks.js";
+import { LoginCodeStore } from "./login-codes.js";
 import { LogStore } from "./logs.js";
 import { OverviewStore } from "./overview.js";
+import { PhaseStore } from "./phases.js";
 import { ReleaseStore } from "./releases.js";
 import { TokenStore } from "./tokens.js";
+import { UndeployedStore } from "./undeployed.js";
 import { WebhookStore } from "./webhooks.js";
 
 /** Everything Turnout keeps, one repository per table family, over one database. */
@@ -27,6 +33,13 @@ export class Store {
   readonly artifacts: ArtifactRecords;
   readonly hosts: HostStore;
   readonly fleet: FleetStore;
+  // What the web dashboard reads (migration 0010).
+  readonly phases: PhaseStore;
+  readonly commits: CommitDescriptions;
+  readonly undeployed: UndeployedStore;
+  readonly stats: StatsStore;
+  readonly hostHistory: HostHistoryStore;
+  readonly loginCodes: LoginCodeStore;
   readonly caps: Capabilities;
 
   private constructor(private readonly database: Database) {
@@ -44,6 +57,12 @@ export class Store {
     this.artifacts = new ArtifactRecords(db, caps);
     this.hosts = new HostStore(db, caps);
     this.fleet = new FleetStore(db);
+    this.phases = new PhaseStore(db);
+    this.commits = new CommitDescriptions(db);
+    this.undeployed = new UndeployedStore(db);
+    this.stats = new StatsStore(db);
+    this.hostHistory = new HostHistoryStore(db);
+    this.loginCodes = new LoginCodeStore(db, this.tokens);
   }
 
   static async open(options: DatabaseOptions): Promise<Store> {

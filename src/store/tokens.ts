@@ -15,6 +15,8 @@ export interface TokenInfo {
   createdBy: string;
   lastUsedAt: string | null;
   revokedAt: string | null;
+  /** Short-lived tokens (browser sign-ins) stop working then; null: never. */
+  expiresAt: string | null;
 }
 
 /**
@@ -44,6 +46,8 @@ export class TokenStore {
     role: Role;
     apps: string[] | null;
     createdBy: string;
+    /** When the token stops working by itself (default: never). */
+    expiresAt?: string | null;
   }): Promise<{ token: string; info: TokenInfo }> {
     const token = `tnt_${randomBytes(32).toString("base64url")}`;
     const now = nowIso();
@@ -58,6 +62,7 @@ export class TokenStore {
             apps: input.apps === null ? null : toJson(input.apps),
             created_at: now,
             created_by: input.createdBy,
+            expires_at: input.expiresAt ?? null,
           })
           .returningAll()
           .executeTakeFirstOrThrow();
@@ -69,7 +74,12 @@ export class TokenStore {
             action: "token.create",
             app: null,
             env: null,
-            details: toJson({ name: input.name, role: input.role, apps: input.apps }),
+            details: toJson({
+              name: input.name,
+              role: input.role,
+              apps: input.apps,
+              ...(input.expiresAt ? { expiresAt: input.expiresAt } : {}),
+            }),
           })
           .execute();
         return inserted;
@@ -89,11 +99,13 @@ export class TokenStore {
     const hash = hashToken(token);
     const remembered = this.recent.get(hash);
     if (remembered && remembered.until > Date.now()) return remembered.principal;
+    const now = nowIso();
     const row = await this.db
       .selectFrom("tokens")
       .selectAll()
       .where("hash", "=", hash)
       .where("revoked_at", "is", null)
+      .where((eb) => eb.or([eb("expires_at", "is", null), eb("expires_at", ">", now)]))
       .executeTakeFirst();
     if (!row) {
       this.recent.delete(hash);
@@ -106,7 +118,12 @@ export class TokenStore {
       apps: fromJson(row.apps),
     };
     if (this.recent.size >= AUTH_CACHE_SIZE) this.recent.clear();
-    this.recent.set(hash, { principal, until: Date.now() + AUTH_CACHE_MS });
+    // An expiring token is never remembered past its end.
+    const until = Math.min(
+      Date.now() + AUTH_CACHE_MS,
+      row.expires_at ? Date.parse(row.expires_at) : Number.POSITIVE_INFINITY,
+    );
+    this.recent.set(hash, { principal, until });
     return principal;
   }
 
@@ -158,6 +175,7 @@ function toInfo(row: {
   created_by: string;
   last_used_at: string | null;
   revoked_at: string | null;
+  expires_at: string | null;
 }): TokenInfo {
   return {
     id: row.id,
@@ -168,5 +186,6 @@ function toInfo(row: {
     createdBy: row.created_by,
     lastUsedAt: row.last_used_at,
     revokedAt: row.revoked_at,
+    expiresAt: row.expires_at,
   };
 }

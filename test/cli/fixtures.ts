@@ -31,6 +31,8 @@ export function deployFixture(overrides: Partial<DeployJson> = {}): DeployJson {
     slot: null,
     artifact: null,
     approval: null,
+    commit: null,
+    commits: null,
     label: "shop/staging#4",
     url: "/api/v1/deploys/17",
     ...overrides,
