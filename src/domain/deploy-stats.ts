@@ -67,7 +67,9 @@ export function environmentStats(
     days.push(stats);
     byDay.set(day, { stats, durations: [] });
   }
-  const sorted = [...rows].sort((a, b) => (a.finishedAt < b.finishedAt ? -1 : a.finishedAt > b.finishedAt ? 1 : 0));
+  const sorted = [...rows].sort((a, b) =>
+    a.finishedAt < b.finishedAt ? -1 : a.finishedAt > b.finishedAt ? 1 : 0,
+  );
   const allDurations: number[] = [];
   let succeeded = 0;
   let failed = 0;

@@ -14,6 +14,8 @@ export interface Principal {
   role: Role;
   /** null: every app. */
   apps: string[] | null;
+  /** Short-lived tokens (browser sign-ins): when the token stops working. */
+  expiresAt?: string | null;
 }
 
 export type Permission = "read" | "deploy" | "admin" | "agent";

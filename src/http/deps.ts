@@ -20,4 +20,6 @@ export interface HttpDeps {
   agents?: AgentHub;
   /** Content-addressed artifacts (uploads, blob downloads by agents). */
   artifacts?: ArtifactStore;
+  /** The built web UI (dist/web) to serve at `/`; absent: no UI routes. */
+  webRoot?: string;
 }

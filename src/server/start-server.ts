@@ -11,6 +11,7 @@ import { Engine } from "../engine/engine.js";
 import { newOwnerId, ownerIsDead } from "../engine/owner.js";
 import { GitMirrors } from "../git/mirrors.js";
 import { buildHttpApp } from "../http/app.js";
+import { defaultWebRoot } from "../http/web-ui.js";
 import { AgentHub, type AgentHubTiming } from "../providers/fleet/agent-hub.js";
 import { SshHostOps } from "../providers/fleet/ssh/ssh-host-ops.js";
 import { Store } from "../store/store.js";
@@ -165,7 +166,15 @@ export async function startServer(
     await engine.start();
     cleanups.unshift(() => engine.stop());
 
-    const http = await buildHttpApp({ engine, store, settings, version: VERSION, agents, artifacts });
+    const http = await buildHttpApp({
+      engine,
+      store,
+      settings,
+      version: VERSION,
+      agents,
+      artifacts,
+      webRoot: defaultWebRoot(),
+    });
     await http.listen({ port: settings.port, host: settings.host });
     cleanups.unshift(() => http.close());
     // Agent sockets are long-lived: they are closed before the HTTP server waits for its connections.

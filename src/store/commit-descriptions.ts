@@ -1,6 +1,6 @@
 import type { Kysely } from "kysely";
-import type { CommitSummary } from "../domain/deploy.js";
-import { toJson } from "./rows.js";
+import type { CommitSummary, Deploy } from "../domain/deploy.js";
+import { toDeploy, toJson } from "./rows.js";
 import type { Schema } from "./schema.js";
 
 /**
@@ -19,5 +19,16 @@ export class CommitDescriptions {
       .where("id", "=", deployId)
       .where("commits", "is", null)
       .execute();
+  }
+
+  /** Deploys by id, in one query (the overview's live releases, with their commits). */
+  async deploys(ids: number[]): Promise<Deploy[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db
+      .selectFrom("deploys")
+      .selectAll()
+      .where("id", "in", [...new Set(ids)])
+      .execute();
+    return rows.map(toDeploy);
   }
 }

@@ -1,11 +1,11 @@
 import type { Kysely } from "kysely";
+import { FINISHED_STATUSES } from "../domain/deploy.js";
 import {
   type EnvironmentStats,
   environmentStats,
   type FinishedDeployRow,
   median,
 } from "../domain/deploy-stats.js";
-import { FINISHED_STATUSES } from "../domain/deploy.js";
 import type { Schema } from "./schema.js";
 
 const DAY_MS = 86_400_000;
@@ -14,7 +14,12 @@ const DAY_MS = 86_400_000;
 export class StatsStore {
   constructor(private readonly db: Kysely<Schema>) {}
 
-  async environment(app: string, env: string, days: number, now: Date = new Date()): Promise<EnvironmentStats> {
+  async environment(
+    app: string,
+    env: string,
+    days: number,
+    now: Date = new Date(),
+  ): Promise<EnvironmentStats> {
     // A day's margin: a deploy requested just before the first day may finish on it.
     const since = new Date(now.getTime() - (days + 1) * DAY_MS).toISOString();
     const rows = await this.db

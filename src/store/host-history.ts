@@ -1,30 +1,11 @@
 import type { Kysely } from "kysely";
+import type { HostHistoryEntry } from "../domain/dashboard.js";
 import type { CommitSummary, DeployStatus, Trigger } from "../domain/deploy.js";
 import type { HostStep } from "../domain/fleet.js";
 import { fromJson } from "./rows.js";
 import type { Schema } from "./schema.js";
 
-/** One fleet deploy as one host lived it: what it was sent, how far it got, and the deploy's outcome. */
-export interface HostHistoryEntry {
-  deployId: number;
-  app: string;
-  env: string;
-  number: number;
-  status: DeployStatus;
-  trigger: Trigger;
-  user: string;
-  sha: string;
-  commit: CommitSummary | null;
-  /** The release the host was sent (host release id) and the one it ran before. */
-  releaseId: string;
-  previousRelease: string | null;
-  step: HostStep;
-  switched: boolean;
-  error: string | null;
-  startedAt: string | null;
-  finishedAt: string | null;
-  updatedAt: string;
-}
+export type { HostHistoryEntry } from "../domain/dashboard.js";
 
 /** What each host ran over time, from the per-host records of fleet deploys (deploy_hosts). */
 export class HostHistoryStore {

@@ -1,13 +1,9 @@
 import type { Kysely } from "kysely";
+import type { PhaseEntry } from "../domain/dashboard.js";
 import { nowIso } from "./rows.js";
 import type { Schema } from "./schema.js";
 
-/** One step of a deploy's timeline: the phase it entered, its status then, and when. */
-export interface PhaseEntry {
-  phase: string;
-  status: string;
-  at: string;
-}
+export type { PhaseEntry } from "../domain/dashboard.js";
 
 /**
  * Each deploy's phase transitions, in order (table deploy_phases), written

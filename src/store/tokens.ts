@@ -116,6 +116,7 @@ export class TokenStore {
       name: row.name,
       role: row.role as Role,
       apps: fromJson(row.apps),
+      expiresAt: row.expires_at,
     };
     if (this.recent.size >= AUTH_CACHE_SIZE) this.recent.clear();
     // An expiring token is never remembered past its end.

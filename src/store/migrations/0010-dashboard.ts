@@ -15,17 +15,20 @@ export async function up(db: Kysely<unknown>, caps: Capabilities): Promise<void>
   await db.schema.alterTable("deploys").addColumn("commits", "text").execute();
 
   const phases = db.schema.createTable("deploy_phases");
-  await (
-    caps.autoIncrementPrimaryKey === "serial"
-      ? phases.addColumn("id", "serial", (c) => c.primaryKey())
-      : phases.addColumn("id", "integer", (c) => c.primaryKey().autoIncrement())
+  await (caps.autoIncrementPrimaryKey === "serial"
+    ? phases.addColumn("id", "serial", (c) => c.primaryKey())
+    : phases.addColumn("id", "integer", (c) => c.primaryKey().autoIncrement())
   )
     .addColumn("deploy_id", "integer", (c) => c.notNull())
     .addColumn("phase", "text", (c) => c.notNull())
     .addColumn("status", "text", (c) => c.notNull())
     .addColumn("at", "text", (c) => c.notNull())
     .execute();
-  await db.schema.createIndex("deploy_phases_deploy").on("deploy_phases").columns(["deploy_id", "id"]).execute();
+  await db.schema
+    .createIndex("deploy_phases_deploy")
+    .on("deploy_phases")
+    .columns(["deploy_id", "id"])
+    .execute();
 
   await db.schema
     .createTable("environment_undeployed")
