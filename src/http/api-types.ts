@@ -122,6 +122,14 @@ export interface OverviewEnvJson extends Omit<EnvSummaryJson, "current" | "activ
   active: OverviewActiveJson | null;
   /** Commits on the branch not deployed here (null: not counted yet, or counted before the last deploy). */
   undeployed: { count: number; truncated: boolean; newestSha: string | null; checkedAt: string } | null;
+  /** The newest finished deploy (null: none yet): a failed one colours the environment red. */
+  lastFinished: {
+    id: number;
+    number: number;
+    status: "succeeded" | "failed" | "cancelled";
+    finishedAt: string | null;
+    errorMessage: string | null;
+  } | null;
   /** Fleets: the environment's hosts at a glance (null: not a fleet). */
   fleet: { total: number; connected: number; drifted: number; depooled: number } | null;
 }

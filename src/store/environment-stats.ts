@@ -61,4 +61,42 @@ export class StatsStore {
         .map((r) => Date.parse(r.finished_at!) - Date.parse(r.started_at!)),
     );
   }
+
+  /** Each environment's newest finished deploy (two queries, whatever the number of environments). */
+  async lastFinished(apps: string[]): Promise<Map<string, LastFinished>> {
+    const out = new Map<string, LastFinished>();
+    if (apps.length === 0) return out;
+    const newest = await this.db
+      .selectFrom("deploys")
+      .select(({ fn }) => fn.max("id").as("id"))
+      .where("app", "in", apps)
+      .where("status", "in", [...FINISHED_STATUSES])
+      .groupBy(["app", "env"])
+      .execute();
+    const ids = newest.map((r) => Number(r.id)).filter((id) => Number.isFinite(id));
+    if (ids.length === 0) return out;
+    const rows = await this.db
+      .selectFrom("deploys")
+      .select(["id", "app", "env", "number", "status", "finished_at", "error_message"])
+      .where("id", "in", ids)
+      .execute();
+    for (const r of rows) {
+      out.set(`${r.app}/${r.env}`, {
+        id: r.id,
+        number: r.number,
+        status: r.status as LastFinished["status"],
+        finishedAt: r.finished_at,
+        errorMessage: r.error_message,
+      });
+    }
+    return out;
+  }
+}
+
+export interface LastFinished {
+  id: number;
+  number: number;
+  status: "succeeded" | "failed" | "cancelled";
+  finishedAt: string | null;
+  errorMessage: string | null;
 }

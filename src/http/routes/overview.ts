@@ -69,9 +69,11 @@ async function overviewOf(
   const summaries = await appSummaries(store, apps);
   const envs = summaries.flatMap((a) => a.environments);
   const currentIds = envs.flatMap((e) => (e.current ? [e.current.deployId] : []));
-  const [currentDeploys, undeployed] = await Promise.all([
+  const names = apps.map((a) => a.name);
+  const [currentDeploys, undeployed, lastFinished] = await Promise.all([
     store.commits.deploys(currentIds),
-    store.undeployed.list(apps.map((a) => a.name)),
+    store.undeployed.list(names),
+    store.stats.lastFinished(names),
   ]);
   const deploysById = new Map(currentDeploys.map((d) => [d.id, d]));
   const undeployedByEnv = new Map(undeployed.map((u) => [`${u.app}/${u.env}`, u]));
@@ -108,6 +110,7 @@ async function overviewOf(
                 checkedAt: counted.checkedAt,
               }
             : null,
+        lastFinished: lastFinished.get(`${env.app}/${env.name}`) ?? null,
         fleet,
       };
     }),
