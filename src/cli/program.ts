@@ -16,6 +16,7 @@ import { registerPendingCommand } from "./commands/pending.js";
 import { registerServerCommand, type StartServer } from "./commands/server.js";
 import { registerStatusCommands } from "./commands/status.js";
 import { registerTokenCommands } from "./commands/token.js";
+import { registerUiCommand } from "./commands/ui.js";
 import { type CliContext, CommandFailed, type GlobalOptions, println } from "./context.js";
 
 /** Exit statuses of `turnout`, as documented. */
@@ -79,6 +80,7 @@ export async function runCli(argv: string[], ctx: CliContext, options: ProgramOp
   registerConfigCommands(program, kit);
   registerAgentCommand(program, kit);
   registerHostsCommand(program, kit);
+  registerUiCommand(program, kit);
 
   try {
     await program.parseAsync(argv, { from: "user" });
