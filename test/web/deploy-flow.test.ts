@@ -1,7 +1,7 @@
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
-import { launchBrowser, openPage, textOf } from "./browser.js";
+import { launchBrowser, openPage, poll, textOf } from "./browser.js";
 
 /**
  * The deploy flow in the browser against the real server: deploy from the
@@ -71,8 +71,8 @@ describe("deploying from the browser", () => {
   it("deploys from the environment page and follows the log to success", async () => {
     const { page, close } = await envPage();
     await page.locator('[data-action="deploy"]').click();
-    await expect.poll(() => page.url()).toMatch(/#\/deploys\/\d+$/);
-    await expect.poll(() => textOf(page, ".log"), { timeout: 20_000 }).toContain("==> succeeded");
+    await poll(() => page.url()).toMatch(/#\/deploys\/\d+$/);
+    await poll(() => textOf(page, ".log"), { timeout: 20_000 }).toContain("==> succeeded");
     await expect
       .poll(() => page.locator(".page-head [data-status]").getAttribute("data-status"))
       .toBe("succeeded");
@@ -87,24 +87,24 @@ describe("deploying from the browser", () => {
     expect(phases).toEqual(["queued", "starting", "workspace", "deploy"]);
     // Back to the environment without scrolling: the breadcrumb is above the log.
     await page.locator('[data-action="to-environment"]').click();
-    await expect.poll(() => page.url()).toContain("#/apps/shop/staging");
+    await poll(() => page.url()).toContain("#/apps/shop/staging");
     await close();
   });
 
   it("updates the overview live: the running deploy appears, then the new release", async () => {
     const { page, context, problems } = await openPage(browser, { token: t.adminToken });
     await page.goto(`${t.url}/#/`);
-    await expect.poll(() => page.locator('[data-env="shop/staging"]').count()).toBe(1);
+    await poll(() => page.locator('[data-env="shop/staging"]').count()).toBe(1);
     const sha = await t.repo.commit({ VERSION: "1.1.0\n" }, "Ship the new checkout");
     const queued = await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {});
     const label = queued.body.deploy.label;
-    await expect.poll(() => textOf(page, ".running-strip"), { timeout: 10_000 }).toContain(label);
+    await poll(() => textOf(page, ".running-strip"), { timeout: 10_000 }).toContain(label);
     await t.waitForDeploy(queued.body.deploy.id);
     await expect
       .poll(() => textOf(page, '[data-env="shop/staging"]'), { timeout: 10_000 })
       .toContain(sha.slice(0, 7));
     expect(await textOf(page, '[data-env="shop/staging"]')).toContain("Ship the new checkout");
-    await expect.poll(() => textOf(page, ".running-strip")).not.toContain(label);
+    await poll(() => textOf(page, ".running-strip")).not.toContain(label);
     expect(problems).toEqual([]);
     await context.close();
   });
@@ -127,14 +127,14 @@ describe("locks", () => {
     expect(refused.body.error.code).toBe("E_LOCKED");
     expect(await textOf(page, ".lock-card")).toContain("database migration until 15:00");
     await page.getByRole("button", { name: "Unlock" }).click();
-    await expect.poll(() => page.locator('[data-action="deploy"]').isDisabled()).toBe(false);
+    await poll(() => page.locator('[data-action="deploy"]').isDisabled()).toBe(false);
     await close();
   });
 
   it("offers an admin the forced deploy past someone's lock", async () => {
     await t.api("PUT", "/api/v1/apps/shop/environments/staging/lock", { reason: "hands off" }, deployer);
     const { page, close } = await envPage(t.adminToken);
-    await expect.poll(() => page.getByRole("button", { name: /Deploy anyway/ }).count()).toBe(1);
+    await poll(() => page.getByRole("button", { name: /Deploy anyway/ }).count()).toBe(1);
     expect(await page.locator('[data-action="deploy"]').isDisabled()).toBe(true);
     await t.api("DELETE", "/api/v1/apps/shop/environments/staging/lock", undefined, deployer);
     await close();
@@ -170,7 +170,7 @@ describe("rollback", () => {
     expect(await page.locator('.history tr[data-number="3"] [data-action="rollback"]').count()).toBe(0);
     await page.locator('.history tr[data-number="1"] [data-action="rollback"]').click();
     const preview = page.getByTestId("rollback-preview");
-    await expect.poll(() => preview.count()).toBe(1);
+    await poll(() => preview.count()).toBe(1);
     const undone = await page
       .locator('[data-testid="undone-releases"] li')
       .evaluateAll((items) => items.map((li) => li.getAttribute("data-number")));
@@ -180,8 +180,8 @@ describe("rollback", () => {
     expect(text).toContain("Rework the cart");
     expect(text).toContain("Add the search box");
     await page.locator('[data-action="confirm-rollback"]').click();
-    await expect.poll(() => page.url()).toMatch(/#\/deploys\/\d+$/);
-    await expect.poll(() => textOf(page, ".log"), { timeout: 20_000 }).toContain("==> succeeded");
+    await poll(() => page.url()).toMatch(/#\/deploys\/\d+$/);
+    await poll(() => textOf(page, ".log"), { timeout: 20_000 }).toContain("==> succeeded");
     expect(await textOf(page, ".deploy-meta")).toContain("rollback to #1");
     const { body } = await t.api("GET", "/api/v1/apps/shop/environments/production");
     expect(body.environment.current.sha).toBe(first.sha);

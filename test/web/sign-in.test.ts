@@ -2,7 +2,7 @@ import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt, turnout } from "../helpers/built-cli.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
-import { launchBrowser, openPage, signInWithForm, textOf } from "./browser.js";
+import { launchBrowser, openPage, poll, signInWithForm, textOf } from "./browser.js";
 
 /**
  * Signing in (a pasted token, the one-time link of `turnout ui`), signing
@@ -46,13 +46,13 @@ describe("signing in", () => {
     expect(response?.headers()["content-security-policy"]).toContain("default-src 'self'");
     expect(response?.headers()["content-security-policy"]).toContain("script-src 'self'");
     await signInWithForm(page, t.url, t.adminToken);
-    await expect.poll(() => page.locator('[data-app="shop"]').count()).toBe(1);
+    await poll(() => page.locator('[data-app="shop"]').count()).toBe(1);
     expect(await textOf(page, ".topbar")).toContain("admin");
     expect(await page.evaluate(() => sessionStorage.getItem("turnout.token"))).toBe(t.adminToken);
     expect(await page.evaluate(() => localStorage.getItem("turnout.token"))).toBeNull();
     // Signing out forgets the token and shows the form again.
     await page.getByRole("button", { name: "Sign out" }).click();
-    await expect.poll(() => page.getByLabel("API token").count()).toBe(1);
+    await poll(() => page.getByLabel("API token").count()).toBe(1);
     expect(await page.evaluate(() => sessionStorage.getItem("turnout.token"))).toBeNull();
     expect(problems).toEqual([]);
     await context.close();
@@ -64,7 +64,7 @@ describe("signing in", () => {
     await page.getByLabel("API token").fill("tnt_not-a-real-token");
     await page.getByRole("button", { name: "Sign in" }).click();
     const alert = page.getByRole("alert");
-    await expect.poll(() => alert.count()).toBe(1);
+    await poll(() => alert.count()).toBe(1);
     const text = (await alert.textContent()) ?? "";
     expect(text).toContain("Signed out");
     expect(text).toContain("Invalid or revoked token");
@@ -80,7 +80,7 @@ describe("signing in", () => {
     expect(link).toBeDefined();
     const { page, context } = await openPage(browser);
     await page.goto(link!);
-    await expect.poll(() => page.locator('[data-app="shop"]').count(), { timeout: 15_000 }).toBe(1);
+    await poll(() => page.locator('[data-app="shop"]').count(), { timeout: 15_000 }).toBe(1);
     expect(page.url()).not.toContain("code=");
     const session = await page.evaluate(() => sessionStorage.getItem("turnout.token"));
     expect(session).toMatch(/^tnt_/);
@@ -91,12 +91,12 @@ describe("signing in", () => {
     });
     // Signing out revokes that browser token on the server.
     await page.getByRole("button", { name: "Sign out" }).click();
-    await expect.poll(() => page.getByLabel("API token").count()).toBe(1);
-    await expect.poll(async () => (await t.api("GET", "/api/v1/me", undefined, session!)).status).toBe(401);
+    await poll(() => page.getByLabel("API token").count()).toBe(1);
+    await poll(async () => (await t.api("GET", "/api/v1/me", undefined, session!)).status).toBe(401);
     // The same link a second time: refused, in words.
     const again = await openPage(browser);
     await again.page.goto(link!);
-    await expect.poll(() => again.page.getByRole("alert").count()).toBe(1);
+    await poll(() => again.page.getByRole("alert").count()).toBe(1);
     expect(await again.page.getByRole("alert").textContent()).toContain("invalid, used or expired");
     await again.context.close();
     await context.close();
@@ -107,8 +107,8 @@ describe("roles", () => {
   it("shows a viewer no deploy, lock or rollback button", async () => {
     const { page, context } = await openPage(browser, { token: viewer });
     await page.goto(`${t.url}/#/apps/shop/staging`);
-    await expect.poll(() => page.getByTestId("read-only").count()).toBe(1);
-    await expect.poll(() => page.locator(".history tbody tr").count()).toBeGreaterThan(0);
+    await poll(() => page.getByTestId("read-only").count()).toBe(1);
+    await poll(() => page.locator(".history tbody tr").count()).toBeGreaterThan(0);
     expect(await page.locator('[data-action="deploy"]').count()).toBe(0);
     expect(await page.getByRole("button", { name: "Lock" }).count()).toBe(0);
     expect(await page.locator('[data-action="rollback"]').count()).toBe(0);
@@ -116,7 +116,7 @@ describe("roles", () => {
     // The deploy page has no cancel button either.
     const { body } = await t.api("GET", "/api/v1/deploys?app=shop&env=staging&limit=1");
     await page.goto(`${t.url}/#/deploys/${body.deploys[0].id}`);
-    await expect.poll(() => page.locator(".log-line").count()).toBeGreaterThan(0);
+    await poll(() => page.locator(".log-line").count()).toBeGreaterThan(0);
     expect(await page.locator('[data-action="cancel"]').count()).toBe(0);
     await context.close();
   });
@@ -124,11 +124,11 @@ describe("roles", () => {
   it("shows a token limited to one app only that app, and another app's page as an error in words", async () => {
     const { page, context } = await openPage(browser, { token: scoped });
     await page.goto(`${t.url}/#/`);
-    await expect.poll(() => page.locator('[data-app="blog"]').count()).toBe(1);
+    await poll(() => page.locator('[data-app="blog"]').count()).toBe(1);
     expect(await page.locator('[data-app="shop"]').count()).toBe(0);
     expect(await textOf(page, "main")).not.toContain("shop");
     await page.goto(`${t.url}/#/apps/shop/staging`);
-    await expect.poll(() => page.getByRole("alert").count()).toBeGreaterThan(0);
+    await poll(() => page.getByRole("alert").count()).toBeGreaterThan(0);
     const alert = (await page.getByRole("alert").first().textContent()) ?? "";
     expect(alert).not.toContain("{");
     expect(alert.toLowerCase()).toMatch(/not allowed|not found/);
@@ -140,7 +140,7 @@ describe("keyboard", () => {
   it("reaches an environment from the overview by keyboard alone, with a visible focus", async () => {
     const { page, context } = await openPage(browser, { token: t.adminToken });
     await page.goto(`${t.url}/#/`);
-    await expect.poll(() => page.locator('[data-env="shop/staging"]').count()).toBe(1);
+    await poll(() => page.locator('[data-env="shop/staging"]').count()).toBe(1);
     await page.keyboard.press("/");
     expect(await page.evaluate(() => document.activeElement?.getAttribute("aria-label"))).toBe("Search apps");
     await page.keyboard.type("shop");
@@ -153,7 +153,7 @@ describe("keyboard", () => {
     const outline = await page.evaluate(() => getComputedStyle(document.activeElement!).outlineStyle);
     expect(outline).toBe("solid");
     await page.keyboard.press("Enter");
-    await expect.poll(() => page.url()).toContain("#/apps/shop/staging");
+    await poll(() => page.url()).toContain("#/apps/shop/staging");
     await context.close();
   });
 });

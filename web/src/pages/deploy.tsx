@@ -57,12 +57,25 @@ export function DeployPage({ id }: { id: string }) {
     const timer = setInterval(hosts.reload, 1500);
     return () => clearInterval(timer);
   }, [deployId, finished]);
-  const lastHostRead = useRef(0);
+  // Output arriving means hosts may have moved: read them again, at most every half second,
+  // the last change always included; and once more when the deploy ends.
+  const hostTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
   useEffect(() => {
-    if (!deployId || Date.now() - lastHostRead.current < 500) return;
-    lastHostRead.current = Date.now();
-    hosts.reload();
-  }, [version, finished]);
+    if (!deployId || hostTimer.current) return;
+    hostTimer.current = setTimeout(() => {
+      hostTimer.current = null;
+      hosts.reload();
+    }, 500);
+  }, [version]);
+  useEffect(() => {
+    if (deployId && finished) hosts.reload();
+  }, [deployId, finished]);
+  useEffect(
+    () => () => {
+      if (hostTimer.current) clearTimeout(hostTimer.current);
+    },
+    [],
+  );
 
   const running = useResource(async () => {
     const [r, w] = await Promise.all([
