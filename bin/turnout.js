@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The `turnout` executable. The TypeScript sources are compiled to dist/ by
-// `npm run build` (which `npm start` and `npm test` run first).
+// The `turnout` executable. The TypeScript sources are compiled to dist/ at
+// install (`prepare`), and again by `npm start` / `npm test` only when they
+// changed (bin/build-if-changed.js); the published package ships dist/ built.
 import { main } from "../dist/main.js";
 
 // `turnout logs … | head` closes the pipe early: that is the reader's choice, not an error.

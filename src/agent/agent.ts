@@ -5,11 +5,13 @@ import type { HostOps } from "../providers/fleet/host-ops.js";
 import { HttpBlobSource } from "./agent-blobs.js";
 import { errorBody, executeCall, MUTATING_OPS } from "./agent-calls.js";
 import { type Backoff, backoffDelay, DEFAULT_BACKOFF, readHostToken, saveHostToken } from "./agent-state.js";
+import { pieceEnd } from "./host-layout/commands.js";
 import {
   AGENT_CONNECT_PATH,
   type AgentMessage,
   CLOSE,
   type HostOp,
+  MAX_LOG_LINE,
   PROTOCOL_VERSION,
   parseMessage,
   type ServerMessage,
@@ -171,7 +173,17 @@ export class Agent {
       const runCall = (id: number, op: HostOp, args: unknown) => {
         const controller = new AbortController();
         calls.set(id, controller);
-        const log = (line: string) => send({ type: "log", id, line: line.slice(0, 65_536) });
+        // A line longer than a message may carry goes in pieces marked partial, never cut short:
+        // the server masks secrets on the joined stream, and a cut could leave half a secret.
+        const log = (line: string, continued = false) => {
+          let rest = line;
+          while (rest.length > MAX_LOG_LINE) {
+            const cut = pieceEnd(rest, MAX_LOG_LINE);
+            send({ type: "log", id, line: rest.slice(0, cut), partial: true });
+            rest = rest.slice(cut);
+          }
+          send(continued ? { type: "log", id, line: rest, partial: true } : { type: "log", id, line: rest });
+        };
         executeCall(this.options.ops, this.blobs, op, args, log, controller.signal)
           .then(
             (result) => send({ type: "result", id, ok: true, result }),

@@ -33,6 +33,9 @@ export const CLOSE = {
   timeout: 4008,
 } as const;
 
+/** The longest text one `log` message carries; longer lines are sent in pieces marked `partial`. */
+export const MAX_LOG_LINE = 65_536;
+
 export const HOST_OPS = ["stage", "switchTo", "promoteSlot", "run", "health", "prune", "inventory"] as const;
 export type HostOp = (typeof HOST_OPS)[number];
 
@@ -148,7 +151,15 @@ export const agentMessageSchema = z.discriminatedUnion("type", [
     z.object({ type: z.literal("result"), id: callId, ok: z.literal(true), result: z.unknown() }).strict(),
     z.object({ type: z.literal("result"), id: callId, ok: z.literal(false), error: errorBody }).strict(),
   ]),
-  z.object({ type: z.literal("log"), id: callId, line: z.string().max(65_536) }).strict(),
+  // `partial`: the line goes on in the next log message of the same call (see HostLog).
+  z
+    .object({
+      type: z.literal("log"),
+      id: callId,
+      line: z.string().max(MAX_LOG_LINE),
+      partial: z.literal(true).optional(),
+    })
+    .strict(),
 ]);
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
 

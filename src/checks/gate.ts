@@ -2,6 +2,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import type { ChecksConfig, GithubConfig } from "../domain/app-config.js";
 import { formatDuration } from "../domain/duration.js";
 import { isTurnoutError, TurnoutError } from "../domain/errors.js";
+import type { SecretMasker } from "../domain/secrets.js";
 import { runCheckCommandOnce } from "./check-command.js";
 import type { CheckReport, CheckResult, CheckState } from "./check-report.js";
 import type { GithubChecks } from "./github-checks.js";
@@ -32,6 +33,12 @@ export interface GateOptions {
   workspace: string;
   env: Record<string, string>;
   githubChecks: GithubChecks;
+  /**
+   * The deploy's secrets: the command's output is masked as a stream before
+   * it is capped and cut into log lines (a cut through a secret would leave
+   * a piece no later masking can recognise).
+   */
+  masker: SecretMasker;
   signal: AbortSignal;
   /** narration for the deploy log: one line when the state of any check changes (not every poll) */
   log(line: string): void;
@@ -43,6 +50,8 @@ export interface GateOptions {
 export const COMMAND_CHECK = "check_command";
 /** Enough of a check command's output to explain it, not a flood repeated every poll. */
 const MAX_OUTPUT_LINES = 100;
+/** …and of characters kept per run (counted after masking). */
+const MAX_OUTPUT_CHARS = 64 * 1024;
 /** How long a look at GitHub taken at the deadline may still take. */
 const LAST_LOOK_MS = 1000;
 
@@ -111,16 +120,19 @@ export async function waitForChecks(options: GateOptions): Promise<GateOutcome> 
     if (signal.aborted) return cancelled();
     if (!commandDone && argv && now() < deadline) {
       let output = "";
+      const masked = options.masker.stream();
+      const keep = (text: string) => {
+        if (output.length < MAX_OUTPUT_CHARS) output += text;
+      };
       const outcome = await runCheckCommandOnce({
         argv,
         cwd: options.workspace,
         env: options.env,
         timeoutMs: deadline - now(),
         signal,
-        onOutput: (text) => {
-          if (output.length < 64 * 1024) output += text;
-        },
+        onOutput: (text) => keep(masked.push(text)),
       });
+      keep(masked.end());
       if (signal.aborted) return cancelled();
       // A run cut short by the deadline decided nothing: the timeout message keeps the last real answer.
       const cutShort = outcome.detail === "timed out" && commandResult !== undefined && now() >= deadline;

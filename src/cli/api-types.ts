@@ -59,7 +59,8 @@ export interface ReleaseJson {
   components: Record<string, string>;
   configRevision: string;
   createdAt: string;
-  deploy: { number: number; user: string; trigger: string; finishedAt: string | null };
+  /** `ref`: what was asked to deploy (absent from servers before it was added). */
+  deploy: { number: number; user: string; trigger: string; finishedAt: string | null; ref?: string };
   /** Components whose commit differs from the release live before this one. */
   changes?: { component: string; from: string | null; to: string | null }[];
   configChanged?: boolean;

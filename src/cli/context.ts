@@ -1,12 +1,15 @@
 import { resolveClientSettings } from "../config/client-settings.js";
 import { ApiClient } from "./api-client.js";
+import { CONTROLS, joinLines, jsonText, type TerminalText } from "./terminal-text.js";
 
 /**
  * What a command may touch of the outside world. main.ts passes the real
  * process streams and environment; tests pass buffers and temp directories.
+ * An Output takes only TerminalText: text from the server reaches a terminal
+ * only through the escaping of terminal-text.ts.
  */
 export interface Output {
-  write(text: string): unknown;
+  write(text: TerminalText): unknown;
   isTTY?: boolean | undefined;
 }
 
@@ -39,13 +42,16 @@ export function clientFor(ctx: CliContext, options: GlobalOptions): ApiClient {
   return new ApiClient({ server: settings.server, token: settings.token });
 }
 
-export function println(out: Output, text = ""): void {
-  out.write(text.endsWith("\n") ? text : `${text}\n`);
+export function println(out: Output, text: TerminalText): void {
+  out.write(text.endsWith("\n") ? text : joinLines([text, CONTROLS.newline], ""));
 }
 
-/** `--json`: the server's body exactly, as one document on its own line(s). */
+/**
+ * `--json`: the server's body, as one document on its own line(s): the same
+ * JSON value, with the controls JSON leaves unescaped escaped (jsonText).
+ */
 export function printJson(ctx: CliContext, text: string): void {
-  println(ctx.stdout, text === "" ? "{}" : text);
+  println(ctx.stdout, jsonText(text === "" ? "{}" : text));
 }
 
 export function path(...segments: (string | number)[]): string {

@@ -4,6 +4,7 @@ import { type ApiClient, ApiError, ConnectionError } from "./api-client.js";
 import type { DeployJson, LogChunk, LogResponse } from "./api-types.js";
 import type { Output } from "./context.js";
 import { Progress } from "./progress.js";
+import { CONTROLS, jsonText, LogTextFilter, type TerminalText } from "./terminal-text.js";
 
 /**
  * Follows one deploy's log until it finishes: `GET /deploys/:id/log` as a
@@ -48,6 +49,7 @@ class Follower {
   #ended: DeployJson | undefined;
   #lastSign = Date.now();
   #sawEvent = false;
+  readonly #filter = new LogTextFilter();
 
   constructor(private readonly o: FollowOptions) {
     this.#offset = o.offset ?? 0;
@@ -163,9 +165,15 @@ class Follower {
       this.#emit({ event: "log", offset: end - bytes.length, text });
       return;
     }
+    this.#print(this.#filter.push(text));
+  }
+
+  /** Log text, filtered for the terminal (colour kept, other escape sequences shown escaped). */
+  #print(shown: TerminalText): void {
+    if (shown.length === 0) return;
     this.progress?.beforeLog();
-    this.o.stdout.write(text);
-    this.progress?.afterLog(text);
+    this.o.stdout.write(shown);
+    this.progress?.afterLog(shown);
   }
 
   #status(deploy: DeployJson | undefined): void {
@@ -181,12 +189,13 @@ class Follower {
   }
 
   #emit(value: unknown): void {
-    this.o.stdout.write(`${JSON.stringify(value)}\n`);
+    this.o.stdout.write(jsonText(`${JSON.stringify(value)}\n`));
   }
 
   #finish(deploy: DeployJson): DeployJson {
+    if (!this.o.json) this.#print(this.#filter.end());
     this.progress?.stop();
-    if (!this.o.json && this.progress && !this.progress.logAtLineStart) this.o.stdout.write("\n");
+    if (!this.o.json && this.progress && !this.progress.logAtLineStart) this.o.stdout.write(CONTROLS.newline);
     return deploy;
   }
 }

@@ -6,27 +6,31 @@ import type {
   ReleaseJson,
   TokenInfoJson,
 } from "./api-types.js";
+import { escapeText, joinLines, type TerminalText, t, table } from "./terminal-text.js";
+
+export { table };
 
 /**
  * Human output of the CLI. Everything here is pure, so the formats are unit
- * tested and stay stable for people who grep them. Server-provided text that
- * ends up in tables is stripped of control characters: a lock reason must not
- * be able to move the cursor or recolor the terminal.
+ * tested and stay stable for people who grep them. Every function takes the
+ * server's values raw and returns TerminalText: each value is escaped on its
+ * way in (terminal-text.ts), so no caller can forget to.
  */
 
 export function shortSha(sha: string | null | undefined): string {
   return sha ? sha.slice(0, 12) : "-";
 }
 
-export function clean(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]+/g, " ");
+/** One value for a terminal (kept under this name for the commands that format their own lines). */
+export function clean(text: unknown): TerminalText {
+  return escapeText(text);
 }
 
 /** `2024-05-01 12:03:04Z`: UTC, second precision, the same everywhere. */
 export function formatDate(iso: string | null | undefined): string {
   if (!iso) return "-";
   const date = new Date(iso);
-  if (Number.isNaN(date.getTime())) return clean(iso);
+  if (Number.isNaN(date.getTime())) return iso;
   return `${date.toISOString().slice(0, 19).replace("T", " ")}Z`;
 }
 
@@ -37,20 +41,6 @@ export function formatDuration(ms: number): string {
   const minutes = Math.floor(seconds / 60);
   if (minutes < 60) return `${minutes}m${String(seconds % 60).padStart(2, "0")}s`;
   return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, "0")}m`;
-}
-
-/** Columns padded to their widest cell, two spaces apart, no trailing blanks. */
-export function table(header: string[], rows: string[][]): string {
-  const all = [header, ...rows].map((row) => row.map(clean));
-  const widths = header.map((_, i) => Math.max(...all.map((row) => (row[i] ?? "").length)));
-  return all
-    .map((row) =>
-      row
-        .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!)))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
 }
 
 export function lockText(lock: EnvSummary["lock"]): string {
@@ -69,8 +59,8 @@ export function stateText(env: EnvSummary): string {
   return parts.length > 0 ? parts.join(", ") : "idle";
 }
 
-export function environmentsTable(envs: EnvSummary[]): string {
-  if (envs.length === 0) return "no apps configured";
+export function environmentsTable(envs: EnvSummary[]): TerminalText {
+  if (envs.length === 0) return t`no apps configured`;
   return table(
     ["APP", "ENV", "CURRENT", "STATE", "LOCK"],
     envs.map((env) => [env.app, env.name, currentText(env), stateText(env), lockText(env.lock)]),
@@ -83,21 +73,25 @@ export function releaseSha(release: Pick<ReleaseJson, "components">): string {
 }
 
 /**
- * One history line: `#N  sha12  fingerprint12  user  trigger  date`, and for
- * multi-repo apps what changed in which component (`core 1a2b3c4→5d6e7f8`).
+ * One history row: `#N  sha12  ref  fingerprint12  user  trigger  date`, and
+ * for multi-repo apps what changed in which component (`core 1a2b3c4→5d6e7f8`).
  */
 export function releaseRow(release: ReleaseJson): string[] {
   const row = [
     `#${release.deployNumber}`,
     shortSha(releaseSha(release)),
+    release.deploy?.ref ?? "-",
     shortSha(release.fingerprint),
     release.deploy?.user ?? "-",
     release.deploy?.trigger ?? "-",
     formatDate(release.createdAt),
   ];
-  const multi = Object.keys(release.components ?? {}).some((name) => name !== "app");
-  if (multi) row.push(changesText(release));
+  if (isMultiRepo(release)) row.push(changesText(release));
   return row;
+}
+
+function isMultiRepo(release: ReleaseJson): boolean {
+  return Object.keys(release.components ?? {}).some((name) => name !== "app");
 }
 
 function changesText(release: ReleaseJson): string {
@@ -109,38 +103,37 @@ function changesText(release: ReleaseJson): string {
 }
 
 /** The change preview: per component, the commits the next deploy would ship. */
-export function pendingLines(components: PendingComponentJson[]): string {
-  const lines: string[] = [];
+export function pendingLines(components: PendingComponentJson[]): TerminalText {
+  const lines: TerminalText[] = [];
   for (const c of components) {
     const from = c.from ? shortSha(c.from) : "(never deployed)";
+    const count = `${c.commits.length}${c.truncated ? "+" : ""} commit${c.commits.length === 1 ? "" : "s"}`;
     lines.push(
       c.commits.length === 0
-        ? `${c.component} (${c.branch}): up to date at ${shortSha(c.to)}`
-        : `${c.component} (${c.branch}): ${c.commits.length}${c.truncated ? "+" : ""} commit${c.commits.length === 1 ? "" : "s"} from ${from} to ${shortSha(c.to)}`,
+        ? t`${c.component} (${c.branch}): up to date at ${shortSha(c.to)}`
+        : t`${c.component} (${c.branch}): ${count} from ${from} to ${shortSha(c.to)}`,
     );
     for (const commit of c.commits) {
-      const checks = commit.checks ? `  [${commit.checks}]` : "";
-      lines.push(`  ${shortSha(commit.sha)}  ${clean(commit.author)}  ${clean(commit.subject)}${checks}`);
+      const checks = commit.checks ? t`  [${commit.checks}]` : "";
+      lines.push(t`  ${shortSha(commit.sha)}  ${commit.author}  ${commit.subject}${checks}`);
     }
   }
-  return lines.join("\n");
+  return joinLines(lines);
 }
 
-export function historyLines(releases: ReleaseJson[], withEnv: boolean): string {
-  if (releases.length === 0) return "no releases yet";
+/** Release history: a header, then a row per release (the environment first when several are shown). */
+export function historyLines(releases: ReleaseJson[], withEnv: boolean): TerminalText {
+  if (releases.length === 0) return t`no releases yet`;
+  const header = ["DEPLOY", "SHA", "REF", "FINGERPRINT", "USER", "TRIGGER", "DATE"];
+  if (releases.some(isMultiRepo)) header.push("CHANGES");
   const rows = releases.map((r) => (withEnv ? [r.env, ...releaseRow(r)] : releaseRow(r)));
-  // No header: the format is the one documented (`#N  sha  fingerprint  user  trigger  date`).
-  const all = rows.map((row) => row.map(clean));
-  const widths = all[0]!.map((_, i) => Math.max(...all.map((row) => row[i]!.length)));
-  return all
-    .map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  "))
-    .join("\n");
+  return table(withEnv ? ["ENV", ...header] : header, rows);
 }
 
-export function problemLine(problem: ConfigProblemJson): string {
+export function problemLine(problem: ConfigProblemJson): TerminalText {
   const where =
     problem.line === null || problem.line === undefined ? problem.file : `${problem.file}:${problem.line}`;
-  return clean(`${where} ${problem.field}: ${problem.message}`);
+  return t`${where} ${problem.field}: ${problem.message}`;
 }
 
 export function deployLabelOf(deploy: Pick<DeployJson, "app" | "env" | "number" | "label">): string {
@@ -148,55 +141,53 @@ export function deployLabelOf(deploy: Pick<DeployJson, "app" | "env" | "number" 
 }
 
 /** `queued shop/staging#4 (id 17) at 0123456789ab`. */
-export function queuedLine(deploy: DeployJson): string {
+export function queuedLine(deploy: DeployJson): TerminalText {
   const what =
     deploy.rollbackOf !== null && deploy.rollbackOf !== undefined
       ? `rollback to #${deploy.rollbackOf} as ${deployLabelOf(deploy)}`
       : deployLabelOf(deploy);
   const forced = deploy.ignoredSafeties?.length ? ` (ignoring: ${deploy.ignoredSafeties.join(", ")})` : "";
-  return `queued ${what} (id ${deploy.id}) at ${shortSha(deploy.sha)}${forced}`;
+  return t`queued ${what} (id ${deploy.id}) at ${shortSha(deploy.sha)}${forced}`;
 }
 
 /** `shop/staging#4 running (deploy) 12s`: the live progress line. */
-export function progressLine(deploy: DeployJson, nowMs: number): string {
+export function progressLine(deploy: DeployJson, nowMs: number): TerminalText {
   const since = Date.parse(deploy.startedAt ?? deploy.createdAt);
   const phase = deploy.phase && deploy.status === "running" ? ` (${deploy.phase})` : "";
   const elapsed = Number.isNaN(since) ? "" : ` ${formatDuration(nowMs - since)}`;
-  return clean(`${deployLabelOf(deploy)} ${deploy.status}${phase}${elapsed}`);
+  return t`${deployLabelOf(deploy)} ${deploy.status}${phase}${elapsed}`;
 }
 
 /** The last line of a followed deploy. */
-export function outcomeLine(deploy: DeployJson): string {
+export function outcomeLine(deploy: DeployJson): TerminalText {
   const label = deployLabelOf(deploy);
   switch (deploy.status) {
     case "succeeded": {
       const start = Date.parse(deploy.startedAt ?? deploy.createdAt);
       const end = Date.parse(deploy.finishedAt ?? "");
       const took = Number.isNaN(start) || Number.isNaN(end) ? "" : ` in ${formatDuration(end - start)}`;
-      return `${label} succeeded${took}`;
+      return t`${label} succeeded${took}`;
     }
     case "failed":
-      return clean(
-        `${label} failed: ${deploy.errorCode ?? "unknown"}: ${deploy.errorMessage ?? "no message"}`,
-      );
+      return t`${label} failed: ${deploy.errorCode ?? "unknown"}: ${deploy.errorMessage ?? "no message"}`;
     case "cancelled":
-      return `${label} cancelled`;
+      return t`${label} cancelled`;
     default:
-      return `${label} ${deploy.status}`;
+      return t`${label} ${deploy.status}`;
   }
 }
 
-export function tokensTable(tokens: TokenInfoJson[]): string {
-  if (tokens.length === 0) return "no tokens";
+export function tokensTable(tokens: TokenInfoJson[]): TerminalText {
+  if (tokens.length === 0) return t`no tokens`;
   return table(
     ["NAME", "ROLE", "APPS", "CREATED", "LAST USED", "REVOKED"],
-    tokens.map((t) => [
-      t.name,
-      t.role,
-      t.apps === null ? "*" : t.apps.join(",") || "-",
-      formatDate(t.createdAt),
-      formatDate(t.lastUsedAt),
-      formatDate(t.revokedAt),
+    tokens.map((tk) => [
+      tk.name,
+      tk.role,
+      tk.apps === null ? "*" : tk.apps.join(",") || "-",
+      formatDate(tk.createdAt),
+      formatDate(tk.lastUsedAt),
+      formatDate(tk.revokedAt),
     ]),
   );
 }

@@ -18,6 +18,7 @@ import { registerStatusCommands } from "./commands/status.js";
 import { registerTokenCommands } from "./commands/token.js";
 import { registerUiCommand } from "./commands/ui.js";
 import { type CliContext, CommandFailed, type GlobalOptions, println } from "./context.js";
+import { escapeLines, jsonText, t } from "./terminal-text.js";
 
 /** Exit statuses of `turnout`, as documented. */
 export const EXIT_OK = 0;
@@ -41,6 +42,8 @@ export interface ProgramOptions {
 
 export async function runCli(argv: string[], ctx: CliContext, options: ProgramOptions): Promise<number> {
   let status = EXIT_OK;
+  // Known before parsing, so that even a usage error can be reported as JSON.
+  const json = wantsJson(argv);
   const kit: Kit = {
     ctx,
     action:
@@ -56,8 +59,10 @@ export async function runCli(argv: string[], ctx: CliContext, options: ProgramOp
     .version(VERSION, "-V, --version")
     .exitOverride()
     .configureOutput({
-      writeOut: (text) => ctx.stdout.write(text),
-      writeErr: (text) => ctx.stderr.write(text),
+      // Help and usage text is the program's own, but echoes what the user typed: escaped, lines kept.
+      writeOut: (text) => ctx.stdout.write(escapeLines(text)),
+      // With --json, a usage error is reported once, as JSON, by report().
+      writeErr: (text) => (json ? undefined : ctx.stderr.write(escapeLines(text))),
     })
     .showHelpAfterError("(run turnout --help for usage)")
     .option(
@@ -86,33 +91,93 @@ export async function runCli(argv: string[], ctx: CliContext, options: ProgramOp
     await program.parseAsync(argv, { from: "user" });
     return status;
   } catch (error) {
-    return report(ctx, error);
+    return report(ctx, error, json);
   }
 }
 
-/** Turns anything thrown into a message on stderr and an exit status. */
-function report(ctx: CliContext, error: unknown): number {
+/** `--json` among the arguments (not after `--`, where it would be an operand). */
+function wantsJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf("--");
+  return (end === -1 ? argv : argv.slice(0, end)).includes("--json");
+}
+
+/**
+ * Turns anything thrown into a message on stderr and an exit status. With
+ * `--json`, the message is one line of JSON on stderr,
+ * `{"error":{"code","message","details"?}}`, whatever failed: the API, the
+ * connection, or the command line itself. The exit status is the same.
+ */
+function report(ctx: CliContext, error: unknown, json: boolean): number {
+  const failure = describe(error);
+  if (failure.status === EXIT_OK) return EXIT_OK;
+  if (json) {
+    const body = {
+      code: failure.code,
+      message: failure.message,
+      ...(failure.details ? { details: failure.details } : {}),
+    };
+    println(ctx.stderr, jsonText(JSON.stringify({ error: body })));
+    return failure.status;
+  }
+  // commander has printed its own message (and the usage hint) already.
+  if (!(error instanceof CommanderError)) {
+    println(
+      ctx.stderr,
+      error instanceof ApiError
+        ? t`error: ${failure.message} (${failure.code})`
+        : t`error: ${failure.message}`,
+    );
+  }
+  if (failure.code === "E_UNAUTHORIZED" && error instanceof ApiError) {
+    println(
+      ctx.stderr,
+      t`hint: the token was not accepted; run \`turnout login --server URL --token TOKEN\``,
+    );
+  }
+  return failure.status;
+}
+
+interface Failure {
+  status: number;
+  code: string;
+  message: string;
+  details?: Record<string, unknown> | undefined;
+}
+
+/** What failed, as the stable codes of api.md (and E_USAGE, E_CONNECTION for what never reached the server). */
+function describe(error: unknown): Failure {
   if (error instanceof CommanderError) {
-    // commander has printed its own message (or the help) already.
-    return error.code === "commander.helpDisplayed" || error.code === "commander.version"
-      ? EXIT_OK
-      : EXIT_USAGE;
-  }
-  if (error instanceof InvalidSettingError) {
-    println(ctx.stderr, `error: ${error.message}`);
-    return EXIT_USAGE;
-  }
-  if (error instanceof ApiError) {
-    println(ctx.stderr, `error: ${error.message} (${error.code})`);
-    if (error.code === "E_UNAUTHORIZED") {
-      println(ctx.stderr, "hint: the token was not accepted; run `turnout login --server URL --token TOKEN`");
+    if (error.code === "commander.helpDisplayed" || error.code === "commander.version") {
+      return { status: EXIT_OK, code: "", message: "" };
     }
-    return EXIT_FAILED;
+    return {
+      status: EXIT_USAGE,
+      code: "E_USAGE",
+      message: error.message.replace(/^error: /, ""),
+      details: { reason: error.code.replace(/^commander\./, "") },
+    };
   }
-  if (error instanceof ConnectionError || error instanceof CommandFailed || isTurnoutError(error)) {
-    println(ctx.stderr, `error: ${error.message}`);
-    return EXIT_FAILED;
+  if (error instanceof InvalidSettingError)
+    return { status: EXIT_USAGE, code: "E_USAGE", message: error.message };
+  if (error instanceof ApiError) {
+    return { status: EXIT_FAILED, code: error.code, message: error.message, details: error.details };
   }
-  println(ctx.stderr, `error: ${error instanceof Error ? error.message : String(error)}`);
-  return EXIT_FAILED;
+  if (error instanceof ConnectionError) {
+    return {
+      status: EXIT_FAILED,
+      code: "E_CONNECTION",
+      message: error.message,
+      details: { server: error.server },
+    };
+  }
+  if (isTurnoutError(error)) {
+    return { status: EXIT_FAILED, code: error.code, message: error.message, details: error.details };
+  }
+  if (error instanceof CommandFailed)
+    return { status: EXIT_FAILED, code: "E_FAILED", message: error.message };
+  return {
+    status: EXIT_FAILED,
+    code: "E_INTERNAL",
+    message: error instanceof Error ? error.message : String(error),
+  };
 }

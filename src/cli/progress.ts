@@ -1,6 +1,7 @@
 import type { DeployJson } from "./api-types.js";
 import type { Output } from "./context.js";
 import { progressLine } from "./output.js";
+import { CONTROLS, joinLines, t } from "./terminal-text.js";
 
 /**
  * The status of a followed deploy, on stderr so stdout carries only the log.
@@ -39,7 +40,7 @@ export class Progress {
     const key = `${deploy.status}/${deploy.phase ?? ""}`;
     if (key !== this.#lastKey) {
       this.#lastKey = key;
-      this.#out.write(`${progressLine(deploy, this.#now())}\n`);
+      this.#out.write(t`${progressLine(deploy, this.#now())}\n`);
     }
   }
 
@@ -66,13 +67,13 @@ export class Progress {
 
   #draw(): void {
     if (!this.#deploy || !this.#logAtLineStart) return;
-    this.#out.write(`\r\x1b[K${progressLine(this.#deploy, this.#now())}`);
+    this.#out.write(joinLines([CONTROLS.clearLine, progressLine(this.#deploy, this.#now())], ""));
     this.#shown = true;
   }
 
   #clear(): void {
     if (!this.#shown) return;
-    this.#out.write("\r\x1b[K");
+    this.#out.write(CONTROLS.clearLine);
     this.#shown = false;
   }
 }

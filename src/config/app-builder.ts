@@ -33,6 +33,7 @@ export function toAppConfig(
   problems: ConfigProblem[],
 ): AppConfig {
   const variable = (field: string, envName: string): string | undefined => {
+    if (options.skipVariables) return "";
     const value = options.environment[envName];
     if (value === undefined) {
       problems.push({ file, line: null, field, message: `environment variable ${envName} is not set` });

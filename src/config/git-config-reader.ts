@@ -1,7 +1,7 @@
-import type { ConfigProblem } from "../domain/app-config.js";
 import type { SecretMasker } from "../domain/secrets.js";
 import { baseGitEnv } from "../git/git-env.js";
 import { runGit } from "../git/run-git.js";
+import { MAX_MANIFEST_BYTES, tooLargeMessage } from "./manifest-limits.js";
 
 /**
  * Reads the manifests of one commit of a configuration repository straight
@@ -14,43 +14,46 @@ import { runGit } from "../git/run-git.js";
  */
 export const CONFIG_FOLDER = "turnout.d";
 
-/** Larger than any sensible manifest; refused rather than parsed. */
-const MAX_MANIFEST_BYTES = 1024 * 1024;
 const MANIFEST_NAME = /^[^.][^/]*\.ya?ml$/;
 
-export type ManifestFile = { path: string; text: string } | { path: string; problem: ConfigProblem };
+/** A manifest of the commit: its blob, or why it is refused without being read. */
+export type ManifestEntry =
+  | { path: string; object: string; size: number }
+  | { path: string; refusal: string };
 
 export interface ReadOptions {
   /** The bare mirror holding the commit. */
   gitDir: string;
   /** Full SHA of the commit. */
   sha: string;
-  /** How a file is named in problems: `<path>@<short sha>`. */
-  label: (repoPath: string) => string;
   masker: SecretMasker;
   timeoutMs: number;
 }
 
-export async function readManifestsAt(options: ReadOptions): Promise<ManifestFile[]> {
+/**
+ * The manifests of the commit, not read yet: the caller reads (readBlob) only
+ * the blobs it has not parsed before, since a blob id names its content.
+ */
+export async function listManifestsAt(options: ReadOptions): Promise<ManifestEntry[]> {
   const inFolder = await listTree(options, `${CONFIG_FOLDER}/`);
   const entries = inFolder.length > 0 ? inFolder : await listTree(options, undefined);
-  const files: ManifestFile[] = [];
+  const manifests: ManifestEntry[] = [];
   for (const entry of entries) {
     const name = entry.path.slice(entry.path.lastIndexOf("/") + 1);
     if (!MANIFEST_NAME.test(name) || entry.type === "tree") continue;
-    const refuse = (message: string) =>
-      files.push({
-        path: entry.path,
-        problem: { file: options.label(entry.path), line: null, field: "(file)", message },
-      });
     // A symbolic link's blob is its target's name, and a submodule has no content here:
     // neither is a manifest, and silently skipping one would hide an app.
-    if (entry.mode === "120000") refuse("is a symbolic link; manifests must be regular files");
-    else if (entry.type !== "blob") refuse(`is a ${entry.type}, not a file`);
-    else if (entry.size > MAX_MANIFEST_BYTES) refuse(`is larger than ${MAX_MANIFEST_BYTES} bytes`);
-    else files.push({ path: entry.path, text: await readBlob(options, entry.object, entry.path) });
+    if (entry.mode === "120000") {
+      manifests.push({ path: entry.path, refusal: "is a symbolic link; manifests must be regular files" });
+    } else if (entry.type !== "blob") {
+      manifests.push({ path: entry.path, refusal: `is a ${entry.type}, not a file` });
+    } else if (entry.size > MAX_MANIFEST_BYTES) {
+      manifests.push({ path: entry.path, refusal: tooLargeMessage(entry.size) });
+    } else {
+      manifests.push({ path: entry.path, object: entry.object, size: entry.size });
+    }
   }
-  return files;
+  return manifests;
 }
 
 interface TreeEntry {
@@ -91,7 +94,8 @@ async function listTree(options: ReadOptions, folder: string | undefined): Promi
   return entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
-async function readBlob(options: ReadOptions, object: string, repoPath: string): Promise<string> {
+/** The content of one manifest (its size was checked against the cap when listed). */
+export async function readBlob(options: ReadOptions, object: string, repoPath: string): Promise<string> {
   return runGit(["cat-file", "blob", object], {
     what: `reading ${repoPath} at ${options.sha}`,
     cwd: options.gitDir,

@@ -1,35 +1,50 @@
-import type { AppConfig, ConfigProblem, ConfigSnapshot, RepoAuth } from "../domain/app-config.js";
+import type { ConfigProblem, ConfigSnapshot, RepoAuth } from "../domain/app-config.js";
 import { SecretMasker } from "../domain/secrets.js";
 import type { GitMirrors, GitRemote } from "../git/mirrors.js";
 import { redactUrl } from "../git/remote-url.js";
-import type { ConfigProvider, ConfigStatus } from "./config-provider.js";
-import { readManifestsAt } from "./git-config-reader.js";
-import { type LoadOptions, parseManifest } from "./manifest-loader.js";
+import {
+  type ConfigLoadStats,
+  type ConfigProvider,
+  type ConfigStatus,
+  emptySnapshot,
+  settlesWithin,
+} from "./config-provider.js";
+import { listManifestsAt, type ReadOptions, readBlob } from "./git-config-reader.js";
+import { STARTUP_WAIT_MS } from "./manifest-limits.js";
+import { appNameOf, type ManifestResult } from "./manifest-loader.js";
+import type { ManifestParser } from "./manifest-parser.js";
+import { SingleFlight } from "./single-flight.js";
+import { buildSnapshot, type ManifestOutcome } from "./snapshot-builder.js";
 
 /**
  * Configuration as code: the manifests are read from the head of one branch
  * of a git repository (see git-config-reader.ts for which files), and that
  * commit's SHA is the configuration revision.
  *
- * Unlike a directory, a commit is taken or refused as a whole: a commit is a
- * deliberate, reviewable change of the configuration, so applying half of it
- * (say, the new production settings without the new staging ones) would
- * produce a configuration nobody wrote. A refused commit leaves the last valid
- * one active and is reported as `lastError` until something else is seen at
- * the head of the branch: a valid commit (which becomes active), or the active
- * commit itself (the bad one was reverted by a force-push). So `lastError` is
- * set exactly when the branch head is a commit that was refused.
+ * Each app is taken or refused on its own, as in a directory
+ * (snapshot-builder.ts): a commit that breaks one app's manifest still
+ * brings every other app's changes, and the broken app keeps the version of
+ * the last commit where it was valid, with its problems reported against
+ * this commit (`path@shortsha:line`). One team's mistake in a shared
+ * configuration repository must not hold back every other team's changes,
+ * nor stop the server.
+ *
+ * Only what changed is read and parsed: a blob id names its content, so a
+ * manifest whose blob was parsed before is not read again; parsing happens
+ * in the worker thread of manifest-parser.ts.
  */
 export interface GitConfigOptions {
   url: string;
   branch: string;
   auth: RepoAuth;
   git: GitMirrors;
-  load: LoadOptions;
+  parser: ManifestParser;
   /** Warnings that do not stop the server (the repository was unreachable at start-up). */
   report?: (message: string) => void;
   /** Limit for each git command that reads the mirror. */
   timeoutMs?: number;
+  /** How long open() waits for the first load once the head is known (default STARTUP_WAIT_MS). */
+  startupWaitMs?: number;
 }
 
 type Listener = (previous: ConfigSnapshot, next: ConfigSnapshot) => void;
@@ -38,24 +53,26 @@ const SHORT_SHA = 7;
 const READ_TIMEOUT_MS = 60_000;
 
 export class GitConfigSource implements ConfigProvider {
-  private snapshot: ConfigSnapshot;
+  private snapshot: ConfigSnapshot = emptySnapshot();
   private lastError: ConfigStatus["lastError"] = null;
+  private loading: ConfigStatus["loading"] = [];
+  /** Parse results by path, for the blob last parsed there. */
+  private parsed = new Map<string, { object: string; result: ManifestResult }>();
+  private reads = 0;
+  private first: Promise<boolean> = Promise.resolve(false);
+  private initial = true;
   private readonly listeners = new Set<Listener>();
   private readonly remote: GitRemote;
-  private running: Promise<boolean> | undefined;
-  private queued: Promise<boolean> | undefined;
+  private readonly flight = new SingleFlight(() => this.refreshNow());
 
   private constructor(private readonly options: GitConfigOptions) {
     this.remote = { url: options.url, auth: options.auth };
-    // Until a valid commit is seen there is no configuration: zero apps, no revision.
-    this.snapshot = { revision: "", apps: new Map(), problems: [], loadedAt: new Date().toISOString() };
   }
 
   /**
-   * Fetches the repository and loads its branch head. A head that fails
-   * validation does not stop the server: it starts with zero apps and the
-   * refusal in `lastError`. An unreachable repository does stop it, unless an
-   * earlier fetch left a mirror to start from.
+   * Fetches the repository and starts loading its branch head; resolves when
+   * that is done or the start-up wait is over. An unreachable repository
+   * stops the server, unless an earlier fetch left a mirror to start from.
    */
   static async open(options: GitConfigOptions): Promise<GitConfigSource> {
     const source = new GitConfigSource(options);
@@ -70,7 +87,8 @@ export class GitConfigSource implements ConfigProvider {
       );
       head = mirrored;
     }
-    await source.load(head);
+    source.first = source.load(head);
+    await settlesWithin(source.first, options.startupWaitMs ?? STARTUP_WAIT_MS);
     return source;
   }
 
@@ -84,21 +102,11 @@ export class GitConfigSource implements ConfigProvider {
    * mid-fetch still gets a fetch that began after its push.
    */
   refresh(): Promise<boolean> {
-    if (!this.running) {
-      this.running = this.refreshNow().finally(() => {
-        this.running = undefined;
-      });
-      return this.running;
-    }
-    if (!this.queued) {
-      this.queued = this.running
-        .catch(() => false)
-        .then(() => {
-          this.queued = undefined;
-          return this.refresh();
-        });
-    }
-    return this.queued;
+    return this.flight.run();
+  }
+
+  async loaded(): Promise<void> {
+    await this.first.catch(() => undefined);
   }
 
   status(): ConfigStatus {
@@ -108,7 +116,12 @@ export class GitConfigSource implements ConfigProvider {
       loadedAt: this.snapshot.loadedAt,
       problems: this.snapshot.problems,
       lastError: this.lastError,
+      loading: this.loading,
     };
+  }
+
+  stats(): ConfigLoadStats {
+    return { reads: this.reads, parses: this.options.parser.stats().parsed };
   }
 
   onChange(listener: Listener): () => void {
@@ -117,63 +130,78 @@ export class GitConfigSource implements ConfigProvider {
   }
 
   private async refreshNow(): Promise<boolean> {
+    await this.first.catch(() => undefined);
     const head = await this.options.git.resolve(this.remote, this.options.branch);
     if (head === this.snapshot.revision) {
-      this.lastError = null; // the refused commit is no longer the head
+      this.lastError = null; // the unreadable commit is no longer the head
       return false;
     }
-    if (head === this.lastError?.revision) return false; // refused already; a commit never changes
     return this.load(head);
   }
 
-  /** Reads and validates the commit; makes it active (true) or records its refusal (false). */
+  /** Reads the commit's manifests (only blobs not parsed before) and makes it the active configuration. */
   private async load(sha: string): Promise<boolean> {
     const short = sha.slice(0, SHORT_SHA);
     const label = (repoPath: string) => `${repoPath}@${short}`;
-    const files = await readManifestsAt({
+    const read: ReadOptions = {
       gitDir: this.options.git.mirrorPath(this.remote),
       sha,
-      label,
       masker: new SecretMasker(this.options.git.secretsOf(this.remote)),
       timeoutMs: this.options.timeoutMs ?? READ_TIMEOUT_MS,
-    });
-
-    const apps = new Map<string, AppConfig>();
-    const problems: ConfigProblem[] = [];
-    for (const file of files) {
-      if ("problem" in file) {
-        problems.push(file.problem);
-        continue;
+    };
+    const outcomes: ManifestOutcome[] = [];
+    const parsed = new Map<string, { object: string; result: ManifestResult }>();
+    try {
+      const entries = await listManifestsAt(read);
+      this.loading = entries
+        .filter((e) => "object" in e && this.parsed.get(e.path)?.object !== e.object)
+        .map((e) => ({ app: appNameOf(e.path), file: label(e.path) }))
+        .filter(({ app }) => !this.snapshot.apps.has(app));
+      for (const entry of entries) {
+        const app = appNameOf(entry.path);
+        if ("refusal" in entry) {
+          const problem: ConfigProblem = {
+            file: label(entry.path),
+            line: null,
+            field: "(file)",
+            message: entry.refusal,
+          };
+          outcomes.push({ app, label: label(entry.path), result: { problems: [problem] } });
+          continue;
+        }
+        let known = this.parsed.get(entry.path);
+        if (known?.object !== entry.object) {
+          this.reads += 1;
+          const text = await readBlob(read, entry.object, entry.path);
+          // Parsed under its path in the repository (the app name comes from it), labelled with the commit below.
+          known = { object: entry.object, result: await this.options.parser.parse(entry.path, text) };
+        }
+        parsed.set(entry.path, known);
+        outcomes.push({ app, label: label(entry.path), result: labelled(known.result, label(entry.path)) });
       }
-      // Parsed under its path in the repository (the app name comes from it), reported with the commit.
-      const result = parseManifest(file.path, file.text, this.options.load);
-      if ("problems" in result) {
-        problems.push(...result.problems.map((p) => ({ ...p, file: label(file.path) })));
-        continue;
-      }
-      const app = { ...result.app, source: label(file.path) };
-      const twin = apps.get(app.name);
-      if (twin) {
-        problems.push({
-          file: app.source,
-          line: null,
-          field: "(file name)",
-          message: `app '${app.name}' is already defined by ${twin.source}`,
-        });
-        continue;
-      }
-      apps.set(app.name, app);
-    }
-
-    const at = new Date().toISOString();
-    if (problems.length > 0) {
-      this.lastError = { revision: sha, at, problems };
+    } catch (error) {
+      // The commit could not be read at all (the mirror, not a manifest): keep the active configuration.
+      const problem = { file: short, line: null, field: "(commit)", message: (error as Error).message };
+      this.lastError = { revision: sha, at: new Date().toISOString(), problems: [problem] };
+      this.initial = false;
       return false;
+    } finally {
+      this.loading = [];
     }
+    this.parsed = parsed;
+
     const previous = this.snapshot;
-    this.snapshot = { revision: sha, apps, problems: [], loadedAt: at };
+    this.snapshot = buildSnapshot(previous, sha, outcomes);
     this.lastError = null;
-    for (const listener of this.listeners) listener(previous, this.snapshot);
+    const initial = this.initial;
+    this.initial = false;
+    if (!initial) for (const listener of this.listeners) listener(previous, this.snapshot);
     return true;
   }
+}
+
+/** A result parsed under the file's path, as this commit names it. */
+function labelled(result: ManifestResult, file: string): ManifestResult {
+  if ("app" in result) return { app: { ...result.app, source: file } };
+  return { problems: result.problems.map((p) => ({ ...p, file })) };
 }

@@ -1,16 +1,18 @@
-import { createHash } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { isMap, isSeq, LineCounter, parseDocument, type Node as YamlNode } from "yaml";
+import { isMap, isSeq, type LineCounter, type Node as YamlNode } from "yaml";
 import type { z } from "zod";
-import type { AppConfig, ConfigProblem, ConfigSnapshot } from "../domain/app-config.js";
+import type { AppConfig, ConfigProblem } from "../domain/app-config.js";
 import { toAppConfig } from "./app-builder.js";
+import { MAX_MANIFEST_BYTES, MAX_PROBLEMS_PER_FILE, tooLargeMessage } from "./manifest-limits.js";
 import { APP_NAME, manifestSchema } from "./manifest-schema.js";
+import { parseYaml } from "./yaml-document.js";
 
 /**
- * Loads every `<app>.yaml` of a configuration directory. A broken manifest is
- * reported (file, line, field) and left out; the valid apps are served all the
- * same, so one typo never takes every app down.
+ * One manifest's text → the app it declares, or its problems (file, line,
+ * field). Pure computation, no I/O: the server runs it in a worker thread
+ * (manifest-parser.ts), `turnout config validate` directly. Nothing a
+ * manifest contains makes it throw: whatever goes wrong is a problem of that
+ * manifest, so one bad file never takes other apps down.
  */
 export interface LoadOptions {
   /** Defaults applied where a manifest sets no timeout. */
@@ -20,47 +22,37 @@ export interface LoadOptions {
   environment: Record<string, string | undefined>;
   /** Where repositories Turnout hosts itself live (`<dataDir>/hosted`). */
   hostedReposDir: string;
+  /**
+   * Offline validation: do not look the variables up (the machine validating
+   * is not the server that will run the app).
+   */
+  skipVariables?: boolean;
 }
 
-export function loadConfigDir(dir: string, options: LoadOptions): ConfigSnapshot {
-  const files = listManifests(dir);
-  const apps = new Map<string, AppConfig>();
-  const problems: ConfigProblem[] = [];
-  const hash = createHash("sha256");
-  for (const file of files) {
-    const text = readFileSync(file, "utf8");
-    hash.update(`${path.basename(file)}\0${text}\0`);
-    const result = parseManifest(file, text, options);
-    if ("app" in result) apps.set(result.app.name, result.app);
-    else problems.push(...result.problems);
-  }
-  return {
-    revision: `dir-${hash.digest("hex").slice(0, 16)}`,
-    apps,
-    problems,
-    loadedAt: new Date().toISOString(),
-  };
+export type ManifestResult = { app: AppConfig } | { problems: ConfigProblem[] };
+
+const MANIFEST_FILE = /\.ya?ml$/;
+
+/** Whether a directory entry is a manifest: `<app>.yaml` or `<app>.yml`, not a dot-file. */
+export function isManifestName(name: string): boolean {
+  return MANIFEST_FILE.test(name) && !name.startsWith(".");
 }
 
-function listManifests(dir: string): string[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  return names
-    .filter((n) => /\.ya?ml$/.test(n))
-    .sort()
-    .map((n) => path.join(dir, n));
+/** The app a manifest file declares: its name without `.yaml` / `.yml`. */
+export function appNameOf(file: string): string {
+  return path.basename(file).replace(MANIFEST_FILE, "");
 }
 
-export function parseManifest(
-  file: string,
-  text: string,
-  options: LoadOptions,
-): { app: AppConfig } | { problems: ConfigProblem[] } {
-  const name = path.basename(file).replace(/\.ya?ml$/, "");
+let parsesHere = 0;
+
+/** How many manifests this thread parsed: the server's main thread parses none. */
+export function manifestParsesInThisThread(): number {
+  return parsesHere;
+}
+
+export function parseManifest(file: string, text: string, options: LoadOptions): ManifestResult {
+  parsesHere += 1;
+  const name = appNameOf(file);
   if (!APP_NAME.test(name)) {
     return {
       problems: [
@@ -73,28 +65,58 @@ export function parseManifest(
       ],
     };
   }
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
-  if (doc.errors.length > 0) {
+  const bytes = Buffer.byteLength(text, "utf8");
+  if (bytes > MAX_MANIFEST_BYTES) {
+    return { problems: [{ file, line: null, field: "(file)", message: tooLargeMessage(bytes) }] };
+  }
+  try {
+    const yaml = parseYaml(text);
+    if (!yaml.ok) {
+      return {
+        problems: capped(
+          yaml.problems.map((p) => ({ file, line: p.line, field: "(yaml)", message: p.message })),
+        ),
+      };
+    }
+    const parsed = manifestSchema.safeParse(yaml.value ?? {});
+    if (!parsed.success) {
+      const issues = parsed.error.issues;
+      // Lines are looked up for the listed problems only: finding one is a scan of its maps.
+      return {
+        problems: capped(
+          issues
+            .slice(0, MAX_PROBLEMS_PER_FILE + 1)
+            .map((i) => toProblem(file, i, yaml.doc.contents, yaml.lines)),
+          issues.length,
+        ),
+      };
+    }
+    const missing: ConfigProblem[] = [];
+    const app = toAppConfig(name, file, parsed.data, options, missing);
+    return missing.length > 0 ? { problems: capped(missing) } : { app };
+  } catch (error) {
+    // Deep recursion in the YAML library, a value a builder did not expect…: this file's problem.
     return {
-      problems: doc.errors.map((e) => ({
-        file,
-        // Without prettyErrors the parser leaves linePos unset; the offset is always there.
-        line: e.linePos?.[0]?.line ?? lineCounter.linePos(e.pos[0]).line,
-        field: "(yaml)",
-        message: e.message.split("\n")[0] ?? e.message,
-      })),
+      problems: [
+        { file, line: null, field: "(file)", message: `could not be read: ${(error as Error).message}` },
+      ],
     };
   }
-  const parsed = manifestSchema.safeParse(doc.toJS() ?? {});
-  if (!parsed.success) {
-    return {
-      problems: parsed.error.issues.map((issue) => toProblem(file, issue, doc.contents, lineCounter)),
-    };
-  }
-  const missing: ConfigProblem[] = [];
-  const app = toAppConfig(name, file, parsed.data, options, missing);
-  return missing.length > 0 ? { problems: missing } : { app };
+}
+
+/** At most MAX_PROBLEMS_PER_FILE problems, the last one saying how many more there were. */
+function capped(problems: ConfigProblem[], total = problems.length): ConfigProblem[] {
+  if (total <= MAX_PROBLEMS_PER_FILE) return problems;
+  const first = problems[0]!;
+  return [
+    ...problems.slice(0, MAX_PROBLEMS_PER_FILE),
+    {
+      file: first.file,
+      line: null,
+      field: "(file)",
+      message: `${total - MAX_PROBLEMS_PER_FILE} more problems`,
+    },
+  ];
 }
 
 function toProblem(file: string, issue: z.core.$ZodIssue, root: unknown, lines: LineCounter): ConfigProblem {

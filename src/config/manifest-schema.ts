@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { PLACEHOLDERS, unknownPlaceholders } from "../domain/placeholders.js";
+import { ALLOWED_REMOTE_FORMS, remoteUrlProblem } from "../git/remote-url.js";
 
 /**
  * The YAML form of an app manifest (turnout.d/<app>.yaml). Objects are strict,
@@ -14,6 +15,19 @@ const duration = z.union([
 ]);
 const envVarName = z.string().regex(ENV_NAME, "not a valid variable name");
 const branchName = z.string().min(1).max(200);
+/**
+ * A repository URL is checked here, at load, by the same rule git calls are
+ * held to (git/remote-url.ts): a hostile or mistyped URL is a problem of the
+ * manifest naming its field, never a failure at deploy time. The message
+ * never repeats the URL, which may hold credentials.
+ */
+const repoUrl = z
+  .string()
+  .min(1)
+  .superRefine((url, ctx) => {
+    const problem = remoteUrlProblem(url);
+    if (problem) ctx.addIssue({ code: "custom", message: `${problem} (allowed: ${ALLOWED_REMOTE_FORMS})` });
+  });
 
 const argv = z
   .array(z.string().min(1))
@@ -155,7 +169,7 @@ const environment = z
 
 const component = z
   .object({
-    repo: z.string().min(1).optional(),
+    repo: repoUrl.optional(),
     hosted: z.literal(true).optional(),
     branch: branchName.optional(),
     auth: auth.optional(),
@@ -167,7 +181,7 @@ const component = z
 
 export const manifestSchema = z
   .object({
-    repo: z.string().min(1).optional(),
+    repo: repoUrl.optional(),
     /** Turnout hosts the repository itself: push to http://<server>/git/<app>.git */
     hosted: z.literal(true).optional(),
     auth: auth.optional(),

@@ -5,7 +5,8 @@ import { z } from "zod";
 import { parseDuration } from "../domain/duration.js";
 import { TurnoutError } from "../domain/errors.js";
 import { refProblem } from "../domain/refs.js";
-import { remoteKind } from "../git/remote-url.js";
+import { isRelativeRemotePath, remoteKind } from "../git/remote-url.js";
+import { STARTUP_WAIT_MS } from "./manifest-limits.js";
 
 /**
  * Server settings, resolved once at start-up: flags > environment > settings
@@ -28,6 +29,8 @@ export interface ServerSettings {
   configRepoSshKey?: string;
   /** How often the configuration is looked at again: 3 s for a directory, 30 s for a repository by default. */
   configPollMs: number;
+  /** How long start-up waits for the manifests to be parsed before it starts with the rest "loading". */
+  configStartupWaitMs: number;
   /** postgres://… to use PostgreSQL; undefined for the embedded SQLite in dataDir. */
   databaseUrl: string | undefined;
   /** Deploys one server process runs at once, across all environments. */
@@ -48,6 +51,20 @@ export interface ServerSettings {
   demo: boolean;
   /** Largest request body accepted, in bytes. */
   bodyLimit: number;
+  /** How long a client may take to send a request's headers. */
+  headersTimeoutMs: number;
+  /**
+   * How long a client may take to send a whole JSON body, from its headers on;
+   * for streamed bodies (artifact uploads, git pushes), the window over which
+   * uploadMinRate is measured.
+   */
+  bodyTimeoutMs: number;
+  /** Streamed bodies must keep arriving at this many bytes per second (averaged over bodyTimeoutMs). */
+  uploadMinRate: number;
+  /** How long an idle keep-alive connection stays open between requests. */
+  keepAliveTimeoutMs: number;
+  /** Connections open at once (agents' included); more are closed as they arrive. */
+  maxConnections: number;
   /** Extra environment (e.g. the server's own) the manifest loader may resolve token_env / secret_env from. */
   environment: Record<string, string | undefined>;
 }
@@ -76,6 +93,7 @@ const fileSchema = z
     config_repo_token_env: z.string().optional(),
     config_repo_ssh_key: z.string().optional(),
     config_poll: z.union([z.string(), z.number()]).optional(),
+    config_startup_wait: z.union([z.string(), z.number()]).optional(),
     database_url: z.string().optional(),
     concurrency: z.number().int().min(1).max(256).optional(),
     lease: z.union([z.string(), z.number()]).optional(),
@@ -83,8 +101,30 @@ const fileSchema = z
     shutdown_grace: z.union([z.string(), z.number()]).optional(),
     default_timeout: z.union([z.string(), z.number()]).optional(),
     default_idle_timeout: z.union([z.string(), z.number()]).optional(),
+    headers_timeout: z.union([z.string(), z.number()]).optional(),
+    body_timeout: z.union([z.string(), z.number()]).optional(),
+    upload_min_rate: z.number().int().min(0).optional(),
+    keep_alive_timeout: z.union([z.string(), z.number()]).optional(),
+    max_connections: z.number().int().min(1).optional(),
   })
   .strict();
+
+/**
+ * The HTTP server's limits, by default. Stalled clients must not hold
+ * connections: headers and JSON bodies arrive in seconds or not at all;
+ * uploads may take as long as they need while they keep moving; an idle
+ * keep-alive connection is closed after a few seconds. Long-lived streams
+ * (log followers, agents) are responses and upgraded sockets, which none of
+ * these cut.
+ */
+export const DEFAULT_HTTP_LIMITS = {
+  headersTimeoutMs: 10_000,
+  bodyTimeoutMs: 30_000,
+  uploadMinRate: 1024,
+  keepAliveTimeoutMs: 5_000,
+  // Agents hold one connection each: room for a thousand hosts and their API clients.
+  maxConnections: 2_000,
+} as const;
 
 export function resolveSettings(
   flags: SettingsFlags,
@@ -113,6 +153,8 @@ export function resolveSettings(
     env["TURNOUT_CONFIG_POLL"] || file.config_poll || (configRepo ? "30s" : "3s"),
   );
   if (configPollMs < 100) throw new TurnoutError("E_CONFIG", "config poll interval must be at least 100ms");
+  const startupWait = env["TURNOUT_CONFIG_STARTUP_WAIT"] || file.config_startup_wait;
+  const configStartupWaitMs = startupWait !== undefined ? parseDuration(startupWait) : STARTUP_WAIT_MS;
   const port = toInt("port", flags.port ?? env["TURNOUT_PORT"] ?? file.port ?? 7700, 0, 65535);
   const concurrency = toInt(
     "concurrency",
@@ -136,6 +178,7 @@ export function resolveSettings(
     ...(configRepoTokenEnv !== undefined ? { configRepoTokenEnv } : {}),
     ...(configRepoSshKey !== undefined ? { configRepoSshKey: path.resolve(cwd, configRepoSshKey) } : {}),
     configPollMs,
+    configStartupWaitMs,
     databaseUrl: databaseUrl || undefined,
     concurrency,
     leaseMs: parseDuration(env["TURNOUT_LEASE"] ?? file.lease ?? "30s"),
@@ -148,6 +191,32 @@ export function resolveSettings(
     defaultIdleTimeoutMs: parseDuration(file.default_idle_timeout ?? "30m"),
     demo: flags.demo ?? env["TURNOUT_DEMO"] === "1",
     bodyLimit: 1024 * 1024,
+    headersTimeoutMs: positiveDuration(
+      "headers timeout",
+      env["TURNOUT_HEADERS_TIMEOUT"] || file.headers_timeout || DEFAULT_HTTP_LIMITS.headersTimeoutMs / 1000,
+    ),
+    bodyTimeoutMs: positiveDuration(
+      "body timeout",
+      env["TURNOUT_BODY_TIMEOUT"] || file.body_timeout || DEFAULT_HTTP_LIMITS.bodyTimeoutMs / 1000,
+    ),
+    uploadMinRate: toInt(
+      "upload min rate",
+      env["TURNOUT_UPLOAD_MIN_RATE"] || (file.upload_min_rate ?? DEFAULT_HTTP_LIMITS.uploadMinRate),
+      0,
+      1024 * 1024 * 1024,
+    ),
+    keepAliveTimeoutMs: positiveDuration(
+      "keep-alive timeout",
+      env["TURNOUT_KEEP_ALIVE_TIMEOUT"] ||
+        file.keep_alive_timeout ||
+        DEFAULT_HTTP_LIMITS.keepAliveTimeoutMs / 1000,
+    ),
+    maxConnections: toInt(
+      "max connections",
+      env["TURNOUT_MAX_CONNECTIONS"] || (file.max_connections ?? DEFAULT_HTTP_LIMITS.maxConnections),
+      1,
+      1_000_000,
+    ),
     environment: env,
   };
 }
@@ -168,9 +237,20 @@ function readSettingsFile(file: string): z.infer<typeof fileSchema> {
 }
 
 // A relative path means relative to where the server was started, not to wherever git runs;
-// it is made absolute once so the repository always maps to the same mirror.
+// it is made absolute once so the repository always maps to the same mirror. Then the URL
+// passes the same check as a manifest's `repo` (E_CONFIG naming the problem stops the start).
 function absoluteRemote(url: string, cwd: string): string {
-  return remoteKind(url) === "local" ? path.resolve(cwd, url) : url;
+  const absolute = isRelativeRemotePath(url) ? path.resolve(cwd, url) : url;
+  remoteKind(absolute);
+  return absolute;
+}
+
+/** A timeout of at least 100 ms (anything shorter would cut healthy clients), given as a duration. */
+function positiveDuration(name: string, value: string | number): number {
+  const ms = parseDuration(value);
+  if (ms < 100)
+    throw new TurnoutError("E_CONFIG", `${name} must be at least 100ms, got ${JSON.stringify(value)}`);
+  return ms;
 }
 
 function toInt(name: string, value: string | number, min: number, max: number): number {

@@ -101,10 +101,27 @@ export interface AppConfig {
 }
 
 export interface ConfigProblem {
+  /** The app the manifest declares (from its file name), when the problem is one manifest's. */
+  app?: string;
   file: string;
   line: number | null;
   field: string;
   message: string;
+}
+
+/**
+ * The app a problem belongs to: every manifest is one app, named by its file
+ * (`shop.yaml`, or `apps/shop.yaml@1a2b3c4` from a configuration repository).
+ * Undefined when the file names no valid app (the problem is then no app's).
+ */
+export function problemApp(problem: Pick<ConfigProblem, "file">): string | undefined {
+  const base =
+    problem.file
+      .replace(/@[0-9a-f]+$/, "")
+      .split(/[\\/]/)
+      .pop() ?? "";
+  const name = base.replace(/\.ya?ml$/, "");
+  return name !== base && /^[a-z0-9][a-z0-9-]{0,62}$/.test(name) ? name : undefined;
 }
 
 /** The active configuration: valid apps, the problems of the rest, and its revision. */

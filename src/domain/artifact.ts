@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { TurnoutError } from "./errors.js";
+import { notFound, TurnoutError } from "./errors.js";
 
 /**
  * An artifact is the built form of a release: a manifest of entries plus
@@ -38,6 +38,11 @@ const MAX_PATH = 4096;
 
 export function isSha256(value: string): boolean {
   return SHA256.test(value);
+}
+
+/** The answer for an artifact that is not stored, or that belongs to an app the caller may not see. */
+export function artifactNotFound(digest: string): TurnoutError {
+  return notFound(`artifact ${digest}`, { digest });
 }
 
 /** Throws E_VALIDATION unless `path` is a clean relative path inside the tree. */

@@ -10,6 +10,8 @@
  * `waiting` and `running` are the active states: the schema allows at most one
  * active deploy per environment.
  */
+
+import { notFound, type TurnoutError } from "./errors.js";
 export const DEPLOY_STATUSES = ["queued", "waiting", "running", "succeeded", "failed", "cancelled"] as const;
 export type DeployStatus = (typeof DEPLOY_STATUSES)[number];
 
@@ -86,7 +88,14 @@ export interface Deploy {
   errorCode: FailureCode | null;
   errorMessage: string | null;
   releaseId: number | null;
+  /** The global configuration revision (`dir-…` or the config repository's commit): which configuration it came from. */
   configRevision: string;
+  /**
+   * The per-app revision (domain/app-revision.ts): the settings it is meant to
+   * run with until it starts, then those it runs with. Null for deploys
+   * recorded before per-app revisions existed.
+   */
+  appRevision: string | null;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -130,8 +139,19 @@ export function canTransition(from: DeployStatus, to: DeployStatus): boolean {
 }
 
 /** `shop/production#42` → parts; anything else → undefined. */
+/**
+ * The answer for a deploy that does not exist, or that belongs to an app the
+ * caller may not see: by id or by label, as the caller asked for it.
+ */
+export function deployNotFound(ref: number | { app: string; env: string; number: number }): TurnoutError {
+  return typeof ref === "number"
+    ? notFound(`deploy ${ref}`, { id: ref })
+    : notFound(`deploy ${ref.app}/${ref.env}#${ref.number}`, { ...ref });
+}
+
 export function parseDeployLabel(value: string): { app: string; env: string; number: number } | undefined {
-  const match = /^([a-z0-9][a-z0-9-]*)\/([a-z0-9][a-z0-9-]*)#([0-9]{1,9})$/.exec(value);
+  // App and environment follow the name rule (names.ts), length included.
+  const match = /^([a-z0-9][a-z0-9-]{0,62})\/([a-z0-9][a-z0-9-]{0,62})#([0-9]{1,9})$/.exec(value);
   if (!match) return undefined;
   return { app: match[1]!, env: match[2]!, number: Number(match[3]) };
 }

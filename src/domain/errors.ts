@@ -20,7 +20,14 @@ export const ERROR_CODES = [
   "E_GIT",
   "E_REF_NOT_FOUND",
   "E_CONFIG",
+  "E_INVALID_MANIFEST",
   "E_PAYLOAD_TOO_LARGE",
+  // Transport problems the HTTP server itself answers (see http/error-mapping.ts).
+  "E_METHOD_NOT_ALLOWED",
+  "E_REQUEST_TIMEOUT",
+  "E_URI_TOO_LONG",
+  "E_UNSUPPORTED_MEDIA_TYPE",
+  "E_HEADERS_TOO_LARGE",
   "E_RATE_LIMITED",
   "E_UNAVAILABLE",
   "E_INTERNAL",
@@ -52,4 +59,9 @@ export function isTurnoutError(value: unknown): value is TurnoutError {
 
 export function notFound(what: string, details?: Record<string, unknown>): TurnoutError {
   return new TurnoutError("E_NOT_FOUND", `${what} not found`, details);
+}
+
+/** The answer for an app that does not exist, or that the caller may not see (the two must not differ). */
+export function appNotFound(app: string): TurnoutError {
+  return notFound(`app '${app}'`, { app });
 }

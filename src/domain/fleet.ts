@@ -163,6 +163,28 @@ export function parseAmount(value: string | number, field: string): Amount {
   );
 }
 
+/**
+ * Whether a host serves an app: it holds something of the app, or one of the
+ * app's fleet environments targets it (by its agent labels or as one of its
+ * SSH hosts). What a token limited to some apps may see of the fleet.
+ */
+export function hostServes(
+  host: Pick<HostWithApps, "name" | "kind" | "labels" | "apps">,
+  app: string,
+  deploys: readonly {
+    provider: string;
+    hostLabels?: Record<string, string> | null;
+    ssh?: { name: string }[];
+  }[],
+): boolean {
+  if (host.apps.some((a) => a.app === app)) return true;
+  return deploys.some((deploy) => {
+    if (deploy.provider !== "fleet") return false;
+    if (host.kind === "ssh") return (deploy.ssh ?? []).some((h) => h.name === host.name);
+    return deploy.hostLabels != null && labelsMatch(deploy.hostLabels, host.labels);
+  });
+}
+
 /** Whether a host's labels include every wanted label. */
 export function labelsMatch(wanted: Record<string, string>, labels: Record<string, string>): boolean {
   return Object.entries(wanted).every(([k, v]) => labels[k] === v);

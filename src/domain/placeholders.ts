@@ -11,7 +11,8 @@ export const PLACEHOLDERS = ["app", "env", "sha", "ref", "previous_sha", "deploy
 export type Placeholder = (typeof PLACEHOLDERS)[number];
 export type PlaceholderValues = Record<Placeholder, string>;
 
-const SAFE_VALUE = /^[A-Za-z0-9._/+=@#-]*$/;
+// `~` and `^`: a ref may walk back from a branch or tag (main~1, v1.2^); argv elements are never parsed by a shell.
+const SAFE_VALUE = /^[A-Za-z0-9._/+=@#~^-]*$/;
 
 export function substitute(argv: readonly string[], values: PlaceholderValues): string[] {
   for (const [key, value] of Object.entries(values)) {
@@ -50,4 +51,14 @@ export function placeholderValues(deploy: Deploy): PlaceholderValues {
     previous_sha: deploy.previousSha ?? "",
     deploy: String(deploy.id),
   };
+}
+
+/** The variable holding a component's commit: `web-api` → `TURNOUT_SHA_WEB_API`. */
+export function componentShaVariable(component: string): string {
+  return `TURNOUT_SHA_${component.toUpperCase().replaceAll("-", "_")}`;
+}
+
+/** The variable holding a deploy parameter: `note` → `TURNOUT_PARAM_NOTE`. */
+export function paramVariable(name: string): string {
+  return `TURNOUT_PARAM_${name.toUpperCase()}`;
 }

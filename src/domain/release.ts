@@ -7,9 +7,13 @@ export interface Release {
   env: string;
   deployId: number;
   deployNumber: number;
+  /** sha256 over the commits, the per-app revision (the global one before it existed) and, for fleets, the artifact. */
   fingerprint: string;
   components: Components;
+  /** The global configuration revision it was deployed under. */
   configRevision: string;
+  /** The per-app revision it ran with; null for releases recorded before it existed. */
+  appRevision: string | null;
   /** The environment settings the release was deployed with, so a rollback brings back exactly this. */
   environmentConfig: unknown;
   /** Fleet releases: the artifact's digest (hosts hold it as releases/<first 16 hex>). */

@@ -1,4 +1,4 @@
-import { TurnoutError } from "./errors.js";
+import { appNotFound, TurnoutError } from "./errors.js";
 
 /**
  * `agent` tokens are for hosts only: they enroll an agent and download the
@@ -27,24 +27,44 @@ const GRANTS: Record<Role, readonly Permission[]> = {
   agent: ["agent"],
 };
 
-export function can(principal: Principal, permission: Permission, app?: string): boolean {
-  if (!GRANTS[principal.role].includes(permission)) return false;
-  if (app !== undefined && principal.apps !== null && !principal.apps.includes(app)) return false;
-  return true;
+/**
+ * The one visibility rule: an app outside a token's list does not exist for
+ * that token. Everything a limited token asks about another app is answered
+ * exactly as for an app (deploy, artifact, host, …) that is not there, so it
+ * cannot tell "not mine" from "not there" and cannot probe for names.
+ */
+export function canSee(principal: Principal, app: string): boolean {
+  return principal.apps === null || principal.apps.includes(app);
 }
 
-export function authorize(principal: Principal, permission: Permission, app?: string): void {
+export function can(principal: Principal, permission: Permission, app?: string): boolean {
+  if (app !== undefined && !canSee(principal, app)) return false;
+  return GRANTS[principal.role].includes(permission);
+}
+
+/**
+ * Checks that `principal` may `permission` on something belonging to `app`
+ * (or, without `app`, at all). Visibility comes first: for an app the token
+ * may not see, the answer is `hidden()`, the very error the caller gives when
+ * the thing does not exist (by default: that the app does not exist). Only
+ * then the role (403). Callers check existence after this, so the order of
+ * answers never depends on what exists.
+ */
+export function authorize(
+  principal: Principal,
+  permission: Permission,
+  app?: string,
+  hidden: () => TurnoutError = () => appNotFound(app ?? ""),
+): void {
+  if (app !== undefined && !canSee(principal, app)) throw hidden();
   if (!GRANTS[principal.role].includes(permission)) {
     throw new TurnoutError(
       "E_FORBIDDEN",
       `token '${principal.name}' (${principal.role}) may not ${permission}`,
     );
   }
-  if (app !== undefined && principal.apps !== null && !principal.apps.includes(app)) {
-    throw new TurnoutError("E_FORBIDDEN", `token '${principal.name}' is not allowed to use app '${app}'`);
-  }
 }
 
 export function visibleApps(principal: Principal, apps: string[]): string[] {
-  return principal.apps === null ? apps : apps.filter((a) => principal.apps!.includes(a));
+  return apps.filter((app) => canSee(principal, app));
 }

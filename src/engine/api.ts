@@ -1,8 +1,8 @@
 import type { ConfigStatus } from "../config/config-provider.js";
-import type { ConfigSnapshot } from "../domain/app-config.js";
+import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
 import type { Deploy, Trigger } from "../domain/deploy.js";
 import type { Lock } from "../domain/lock.js";
-import type { Principal } from "../domain/roles.js";
+import type { Permission, Principal } from "../domain/roles.js";
 import type { Change } from "./change-feed.js";
 import type { FleetHostState } from "./fleet-ops.js";
 import type { DeployReadiness } from "./readiness.js";
@@ -73,6 +73,24 @@ export type DeployEvent =
   | { type: "status"; deploy: Deploy };
 
 export interface EngineApi {
+  /**
+   * An app the caller names, checked for `permission`. An app the caller may
+   * not see is answered exactly like one that does not exist (E_NOT_FOUND).
+   */
+  app(principal: Principal, app: string, permission: Permission): AppConfig;
+  /** An environment the caller names: `app`, then the environment (E_NOT_FOUND). */
+  target(
+    principal: Principal,
+    app: string,
+    env: string,
+    permission: Permission,
+  ): { app: AppConfig; environment: EnvironmentConfig };
+  /** A deploy by id or label; one of an app the caller may not see is answered like a missing one. */
+  findDeploy(
+    principal: Principal,
+    ref: number | { app: string; env: string; number: number },
+    permission: Permission,
+  ): Promise<Deploy>;
   requestDeploy(principal: Principal, request: DeployRequest): Promise<Deploy>;
   requestRollback(principal: Principal, request: RollbackRequest): Promise<Deploy>;
   cancel(principal: Principal, deployId: number): Promise<Deploy>;

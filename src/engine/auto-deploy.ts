@@ -1,18 +1,26 @@
-import type { AppConfig, ConfigSnapshot } from "../domain/app-config.js";
+import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
+import { appRevision, environmentRevision } from "../domain/app-revision.js";
 import { isTurnoutError } from "../domain/errors.js";
 import { ensureHostedRepo } from "../git/hosted-repos.js";
 import type { GitMirrors } from "../git/mirrors.js";
-import type { AutoOutcome } from "../store/auto-admission.js";
+import type { AutoOutcome, SettingsClaim } from "../store/auto-admission.js";
 import type { Store } from "../store/store.js";
 import type { PokeSource } from "./api.js";
 import { remoteOf, resolveComponents } from "./components.js";
 
 /**
- * Turns repository changes into auto-deploys: fetch an app's repositories,
- * resolve each `auto_deploy` environment's branches, and let the store decide
- * atomically whether that makes a deploy (see store/auto-admission.ts for the
- * rules). Also redeploys the same code when a new configuration changes an
- * environment's settings.
+ * Brings `auto_deploy` environments to their desired state — the heads of
+ * their branches, with the settings decided for them — by asking the store,
+ * which decides atomically whether that makes a deploy (rules in
+ * domain/auto-deploy-rules.ts). Two ways in:
+ *
+ * - a **look** (poll, webhook, push, unlock) fetches the app's repositories
+ *   first, then reconciles every auto_deploy environment;
+ * - a **reconcile** (on start, on a configuration change, periodically)
+ *   fetches nothing: it reads the branch heads the mirrors already have, and
+ *   first records the settings this server has as the decided ones when it
+ *   started or saw them change. It leaves environments never deployed to the
+ *   looks, so their first deploy is of freshly fetched commits.
  */
 export interface AutoDeployDeps {
   git: GitMirrors;
@@ -22,6 +30,9 @@ export interface AutoDeployDeps {
   admitted(outcome: AutoOutcome): void;
   report(message: string): void;
 }
+
+/** Why a reconcile (without fetching) runs. */
+export type ReconcileReason = "start" | "config" | "periodic";
 
 export async function lookAtApp(
   deps: AutoDeployDeps,
@@ -48,20 +59,12 @@ export async function lookAtApp(
   for (const environment of Object.values(app.environments)) {
     if (!environment.autoDeploy) continue;
     try {
-      const resolved = await resolveComponents(deps.git, app, environment, {}, { fetch: false });
-      const outcome = await deps.store.autoDeploys.admit({
-        app: app.name,
-        env: environment.name,
-        user: `turnout (${source})`,
-        ref: resolved.ref,
-        sha: resolved.sha,
-        components: resolved.components,
-        configRevision: snapshot.revision,
-        configChanged: false,
-        trigger: source === "push" ? "push" : source === "webhook" ? "webhook" : "auto",
-      });
-      outcomes.push(outcome);
-      if (outcome.outcome !== "skipped") deps.admitted(outcome);
+      outcomes.push(
+        await admitHeads(deps, snapshot, app, environment, {
+          user: `turnout (${source})`,
+          trigger: source === "push" ? "push" : source === "webhook" ? "webhook" : "auto",
+        }),
+      );
     } catch (error) {
       deps.report(`${app.name}/${environment.name}: auto-deploy check failed: ${messageOf(error)}`);
     }
@@ -70,55 +73,98 @@ export async function lookAtApp(
 }
 
 /**
- * A new configuration: every `auto_deploy` environment whose settings changed
- * gets a deploy of the code it runs now, so the change is deployed and
- * recorded like a code change. Environments never deployed are left to the
- * commit path.
+ * The reconcile step of the given apps (default: all), or of some of their
+ * environments. Errors are reported per environment, through `report` with
+ * the environment as key (the caller decides what repeats are worth saying).
  */
-export async function redeployChangedEnvironments(
-  deps: AutoDeployDeps,
-  previous: ConfigSnapshot,
-  next: ConfigSnapshot,
+export async function reconcile(
+  deps: AutoDeployDeps & { reportFor(key: string, message: string | undefined): void },
+  reason: ReconcileReason,
+  only?: Map<string, Set<string>>,
 ): Promise<AutoOutcome[]> {
+  const snapshot = deps.config();
+  const claim: SettingsClaim | undefined =
+    reason === "start" ? "started" : reason === "config" ? "changed" : undefined;
   const outcomes: AutoOutcome[] = [];
-  for (const app of next.apps.values()) {
-    const before = previous.apps.get(app.name);
+  for (const app of snapshot.apps.values()) {
+    const envs = only ? only.get(app.name) : undefined;
+    if (only && !envs) continue;
     for (const environment of Object.values(app.environments)) {
-      if (!environment.autoDeploy) continue;
-      if (before && !settingsChanged(before, app, environment.name)) continue;
-      const current = await deps.store.releases.current(app.name, environment.name);
-      if (!current) continue;
-      const primary = app.components[0]!.name;
+      if (!environment.autoDeploy || (envs && !envs.has(environment.name))) continue;
+      const key = `${app.name}/${environment.name}`;
       try {
-        const outcome = await deps.store.autoDeploys.admit({
-          app: app.name,
-          env: environment.name,
-          user: "turnout (config)",
-          ref: current.components[primary] ?? Object.values(current.components)[0]!,
-          sha: current.components[primary] ?? Object.values(current.components)[0]!,
-          components: current.components,
-          configRevision: next.revision,
-          configChanged: true,
-        });
-        outcomes.push(outcome);
-        if (outcome.outcome !== "skipped") deps.admitted(outcome);
+        if (claim) {
+          await deps.store.autoDeploys.decide(
+            app.name,
+            environment.name,
+            appRevision(app, environment),
+            claim,
+          );
+        }
+        const state = await deps.store.releases.environment(app.name, environment.name);
+        if (state.currentReleaseId !== null) {
+          outcomes.push(
+            await admitHeads(deps, snapshot, app, environment, {
+              user: "turnout (reconcile)",
+              trigger: "auto",
+            }),
+          );
+        }
+        deps.reportFor(key, undefined);
       } catch (error) {
-        deps.report(`${app.name}/${environment.name}: config redeploy failed: ${messageOf(error)}`);
+        deps.reportFor(key, `${key}: auto-deploy reconcile failed: ${messageOf(error)}`);
       }
     }
   }
   return outcomes;
 }
 
-/** Whether what a deploy of this environment runs with differs between two versions of the app. */
-function settingsChanged(before: AppConfig, after: AppConfig, env: string): boolean {
-  const relevant = (app: AppConfig) =>
-    JSON.stringify({
-      environment: app.environments[env] ?? null,
-      components: app.components.map((c) => ({ name: c.name, repo: c.repo })),
-      secretEnv: Object.keys(app.secretEnv).sort(),
-    });
-  return relevant(before) !== relevant(after);
+/**
+ * The environments of auto_deploy whose settings a new configuration changed
+ * (or that it adds, or turns auto_deploy on for), by app.
+ */
+export function changedEnvironments(
+  previous: ConfigSnapshot,
+  next: ConfigSnapshot,
+): Map<string, Set<string>> {
+  const changed = new Map<string, Set<string>>();
+  for (const app of next.apps.values()) {
+    const before = previous.apps.get(app.name);
+    for (const environment of Object.values(app.environments)) {
+      if (!environment.autoDeploy) continue;
+      const was = before?.environments[environment.name];
+      if (was?.autoDeploy && environmentRevision(before!, environment.name) === appRevision(app, environment))
+        continue;
+      if (!changed.has(app.name)) changed.set(app.name, new Set());
+      changed.get(app.name)!.add(environment.name);
+    }
+  }
+  return changed;
+}
+
+async function admitHeads(
+  deps: AutoDeployDeps,
+  snapshot: ConfigSnapshot,
+  app: AppConfig,
+  environment: EnvironmentConfig,
+  by: { user: string; trigger: "auto" | "webhook" | "push" },
+): Promise<AutoOutcome> {
+  // The mirrors as they are: a look has just fetched them, a reconcile uses what the last look saw.
+  const resolved = await resolveComponents(deps.git, app, environment, {}, { fetch: false });
+  const outcome = await deps.store.autoDeploys.admit({
+    app: app.name,
+    env: environment.name,
+    user: by.user,
+    trigger: by.trigger,
+    ref: resolved.ref,
+    sha: resolved.sha,
+    primary: app.components[0]!.name,
+    components: resolved.components,
+    configRevision: snapshot.revision,
+    appRevision: appRevision(app, environment),
+  });
+  if (outcome.outcome !== "skipped") deps.admitted(outcome);
+  return outcome;
 }
 
 function messageOf(error: unknown): string {

@@ -1,7 +1,7 @@
 import type { AppConfig, ComponentConfig, EnvironmentConfig } from "../domain/app-config.js";
 import type { Components } from "../domain/deploy.js";
 import { TurnoutError } from "../domain/errors.js";
-import { assertRef } from "../domain/refs.js";
+import { assertRef, assertRevision } from "../domain/refs.js";
 import type { GitMirrors, GitRemote } from "../git/mirrors.js";
 
 /** Where a component's commits come from. */
@@ -46,7 +46,12 @@ export async function resolveComponents(
   }
   const wanted = app.components.map((component) => {
     const asked = component === primary ? refs.primary : refs.others?.[component.name];
-    return { component, ref: assertRef(asked ?? environment.branches[component.name] ?? environment.branch) };
+    // What a user asks for may walk back from a ref (main~1); a configured branch is a branch name.
+    const ref =
+      asked !== undefined
+        ? assertRevision(asked)
+        : assertRef(environment.branches[component.name] ?? environment.branch);
+    return { component, ref };
   });
   const shas = await Promise.all(
     wanted.map(({ component, ref }) =>

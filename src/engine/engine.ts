@@ -1,13 +1,15 @@
 import { GithubChecks } from "../checks/github-checks.js";
+import { configProblemFor } from "../config/app-availability.js";
 import type { ConfigProvider, ConfigStatus } from "../config/config-provider.js";
 import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
+import { appRevision } from "../domain/app-revision.js";
 import { isSha256 } from "../domain/artifact.js";
-import { type Deploy, deployLabel, isFinished, type Trigger } from "../domain/deploy.js";
-import { notFound, TurnoutError } from "../domain/errors.js";
+import { type Deploy, deployLabel, deployNotFound, isFinished, type Trigger } from "../domain/deploy.js";
+import { appNotFound, notFound, TurnoutError } from "../domain/errors.js";
 import { checkLock, type Lock } from "../domain/lock.js";
 import { assertName, assertParams } from "../domain/names.js";
 import type { Release } from "../domain/release.js";
-import { authorize, type Principal } from "../domain/roles.js";
+import { authorize, canSee, type Permission, type Principal } from "../domain/roles.js";
 import type { GitMirrors } from "../git/mirrors.js";
 import type { FleetDeps } from "../providers/fleet/fleet-provider.js";
 import type { AutoOutcome } from "../store/auto-admission.js";
@@ -20,7 +22,7 @@ import type {
   PokeSource,
   RollbackRequest,
 } from "./api.js";
-import { lookAtApp, redeployChangedEnvironments } from "./auto-deploy.js";
+import { changedEnvironments, lookAtApp, type ReconcileReason, reconcile } from "./auto-deploy.js";
 import { type Change, ChangeFeed } from "./change-feed.js";
 import { describeCommits } from "./commit-info.js";
 import { resolveComponents } from "./components.js";
@@ -53,8 +55,14 @@ export interface EngineOptions {
   report?: (message: string) => void;
   /** Told when a deploy starts and ends in this process (the server prints a line for each). */
   events?: DeployLifecycleEvents;
-  /** Look at repositories on their poll intervals (default on; tests may poke by hand instead). */
+  /**
+   * Look at repositories on their poll intervals, and reconcile auto_deploy
+   * environments every `reconcileMs` (default on; tests may poke and
+   * reconcile by hand instead).
+   */
   polling?: boolean;
+  /** How often the periodic reconcile runs (default 60 s). */
+  reconcileMs?: number;
   /** GitHub client for CI gates and the change preview (tests point it at a local server through the manifest). */
   githubChecks?: GithubChecks;
   /** Fleet deploys: artifacts, agents and SSH hosts (absent: shell deploys only). */
@@ -83,6 +91,11 @@ export class Engine implements EngineApi {
   private readonly fleetOps: FleetOps;
   private readonly healing = new Map<string, number>();
   private stopping = false;
+  private reconcileTimer: NodeJS.Timeout | undefined;
+  /** Reconciles in progress, so that stop() waits for them before the store closes. */
+  private readonly reconciling = new Set<Promise<unknown>>();
+  /** The last reconcile error said per environment: a lasting problem is said once, not every minute. */
+  private readonly reconcileErrors = new Map<string, string>();
 
   constructor(private readonly options: EngineOptions) {
     this.owner = options.owner ?? newOwnerId();
@@ -133,9 +146,19 @@ export class Engine implements EngineApi {
   async start(): Promise<void> {
     await this.worker.start();
     this.unsubscribeConfig = this.options.config.onChange((previous, next) => {
-      void redeployChangedEnvironments(this.autoDeps(), previous, next).catch((error) => this.report(error));
+      const changed = changedEnvironments(previous, next);
+      if (changed.size > 0) this.reconcileInBackground("config", changed);
     });
-    if (this.options.polling !== false) this.poller.start();
+    // Changes made while no server ran (configuration edited, or an upgrade)
+    // are deployed now, not at the next change.
+    this.reconcileInBackground("start");
+    if (this.options.polling !== false) {
+      this.poller.start();
+      this.reconcileTimer = setInterval(
+        () => this.reconcileInBackground("periodic"),
+        this.options.reconcileMs ?? 60_000,
+      );
+    }
     this.unsubscribeHosts = this.options.fleet?.onHostsChange?.(() => {
       void this.selfHeal().catch((error) => this.report(error));
     });
@@ -154,6 +177,8 @@ export class Engine implements EngineApi {
     this.unsubscribeHosts?.();
     this.unsubscribeHostFeed?.();
     this.worker.stopClaiming();
+    clearInterval(this.reconcileTimer);
+    await Promise.allSettled([...this.reconciling]);
     await this.poller.stop();
   }
 
@@ -193,15 +218,24 @@ export class Engine implements EngineApi {
     return this.hub.subscribe(deployId, listener);
   }
 
+  /**
+   * The reconcile step, without fetching: every auto_deploy environment gets
+   * one deploy if it does not run its desired state (branch heads as the
+   * mirrors have them, settings as decided). Runs on start, when the
+   * configuration changes and periodically; callable by hand (tests).
+   */
+  reconcileAutoDeploys(reason: ReconcileReason = "periodic"): Promise<AutoOutcome[]> {
+    return this.track(reconcile(this.reconcileDeps(), reason));
+  }
+
   poke(app: string, source: PokeSource): Promise<void> {
     assertName("app", app);
-    if (!this.config().apps.has(app)) throw notFound(`app '${app}'`, { app });
+    if (!this.config().apps.has(app)) throw appNotFound(app);
     return this.poller.poke(app, source);
   }
 
   async pending(principal: Principal, app: string, env: string): Promise<PendingComponent[]> {
-    const target = this.target(app, env);
-    authorize(principal, "read", target.app.name);
+    const target = this.target(principal, app, env, "read");
     return pendingChanges({
       git: this.options.git,
       store: this.options.store,
@@ -212,20 +246,24 @@ export class Engine implements EngineApi {
   }
 
   async fleetHosts(principal: Principal, app: string, env: string): Promise<FleetHostState[]> {
-    const target = this.target(app, env);
-    authorize(principal, "read", target.app.name);
+    const target = this.target(principal, app, env, "read");
     return this.fleetOps.hosts(target);
   }
 
   reconcile(principal: Principal, app: string, env: string): Promise<Deploy> {
-    return this.fleetOps.reconcile(principal, this.target(app, env));
+    return this.fleetOps.reconcile(principal, this.target(principal, app, env, "deploy"));
   }
 
   switchSlot(principal: Principal, app: string, env: string, slot: string): Promise<Deploy> {
-    return this.fleetOps.switchSlot(principal, this.target(app, env), slot);
+    return this.fleetOps.switchSlot(principal, this.target(principal, app, env, "deploy"), slot);
   }
 
-  answerApproval(principal: Principal, deployId: number, answer: "approved" | "aborted"): Promise<Deploy> {
+  async answerApproval(
+    principal: Principal,
+    deployId: number,
+    answer: "approved" | "aborted",
+  ): Promise<Deploy> {
+    await this.findDeploy(principal, deployId, "deploy");
     return this.fleetOps.answer(principal, deployId, answer);
   }
 
@@ -255,8 +293,7 @@ export class Engine implements EngineApi {
   }
 
   async requestDeploy(principal: Principal, request: DeployRequest): Promise<Deploy> {
-    const { app, environment } = this.target(request.app, request.env);
-    authorize(principal, "deploy", app.name);
+    const { app, environment } = this.target(principal, request.app, request.env, "deploy");
     const params = assertParams(request.params);
     const force = request.force === true;
     if (request.slot !== undefined || request.artifact !== undefined) {
@@ -305,6 +342,7 @@ export class Engine implements EngineApi {
         params,
         force,
         configRevision: this.config().revision,
+        appRevision: appRevision(app, environment),
         slot: request.slot ?? null,
         artifact: request.artifact ?? null,
       },
@@ -318,8 +356,7 @@ export class Engine implements EngineApi {
   }
 
   async requestRollback(principal: Principal, request: RollbackRequest): Promise<Deploy> {
-    const { app, environment } = this.target(request.app, request.env);
-    authorize(principal, "deploy", app.name);
+    const { app, environment } = this.target(principal, request.app, request.env, "deploy");
     // After an interrupted fleet deploy, "roll back" puts the hosts it switched
     // back on the environment's release; otherwise it goes to an earlier one.
     const repair =
@@ -343,6 +380,7 @@ export class Engine implements EngineApi {
         params: {},
         force,
         configRevision: release.configRevision,
+        appRevision: release.appRevision,
         rollbackOf: release.deployNumber,
         rolledBackFrom: repair ? null : (current?.components ?? null),
         environmentConfig: release.environmentConfig,
@@ -360,8 +398,7 @@ export class Engine implements EngineApi {
   }
 
   async cancel(principal: Principal, deployId: number): Promise<Deploy> {
-    const existing = await this.options.store.deploys.get(deployId);
-    authorize(principal, "deploy", existing.app);
+    await this.findDeploy(principal, deployId, "deploy");
     const deploy = await this.options.store.deploys.requestCancel(deployId, principal.name);
     this.worker.abort(deployId);
     if (deploy.status === "cancelled") this.hub.emit({ type: "status", deploy });
@@ -376,8 +413,7 @@ export class Engine implements EngineApi {
   }
 
   async lock(principal: Principal, app: string, env: string, reason: string): Promise<Lock> {
-    const target = this.target(app, env);
-    authorize(principal, "deploy", target.app.name);
+    const target = this.target(principal, app, env, "deploy");
     const text = reason.trim();
     if (!text) throw new TurnoutError("E_VALIDATION", "a lock needs a reason");
     const lock = await this.options.store.locks.lock(
@@ -391,8 +427,7 @@ export class Engine implements EngineApi {
   }
 
   async unlock(principal: Principal, app: string, env: string): Promise<Lock | undefined> {
-    const target = this.target(app, env);
-    authorize(principal, "deploy", target.app.name);
+    const target = this.target(principal, app, env, "deploy");
     const removed = await this.options.store.locks.unlock(
       target.app.name,
       target.environment.name,
@@ -454,8 +489,7 @@ export class Engine implements EngineApi {
   }
 
   async readiness(principal: Principal, app: string, env: string, ref?: string): Promise<DeployReadiness> {
-    const target = this.target(app, env);
-    authorize(principal, "read", target.app.name);
+    const target = this.target(principal, app, env, "read");
     return deployReadiness({
       store: this.options.store,
       git: this.options.git,
@@ -473,8 +507,7 @@ export class Engine implements EngineApi {
     env: string,
     to?: number,
   ): Promise<RollbackPreview> {
-    const target = this.target(app, env);
-    authorize(principal, "read", target.app.name);
+    const target = this.target(principal, app, env, "read");
     // The same choice requestRollback makes, so the preview is what the button does.
     const repair =
       to === undefined
@@ -489,6 +522,35 @@ export class Engine implements EngineApi {
       target: release,
       repair: repair !== undefined,
     });
+  }
+
+  private reconcileDeps() {
+    return {
+      ...this.autoDeps(),
+      reportFor: (key: string, message: string | undefined) => {
+        if (message === undefined) {
+          this.reconcileErrors.delete(key);
+        } else if (this.reconcileErrors.get(key) !== message) {
+          this.reconcileErrors.set(key, message);
+          this.report(message);
+        }
+      },
+    };
+  }
+
+  private track<T>(work: Promise<T>): Promise<T> {
+    const settled = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.reconciling.add(settled);
+    void settled.then(() => this.reconciling.delete(settled));
+    return work;
+  }
+
+  /** Runs a reconcile in the background: its own errors are reported per environment, anything else here. */
+  private reconcileInBackground(reason: ReconcileReason, only?: Map<string, Set<string>>): void {
+    this.track(reconcile(this.reconcileDeps(), reason, only)).catch((error) => this.report(error));
   }
 
   private autoDeps() {
@@ -535,14 +597,56 @@ export class Engine implements EngineApi {
     }
   }
 
-  private target(appName: string, envName: string): { app: AppConfig; environment: EnvironmentConfig } {
+  /**
+   * An app named in a request, in the order that leaks least: a malformed
+   * name is refused (422); an app the caller may not see is "not found",
+   * exactly like a missing one; the caller's role is checked (403); then
+   * whether the app exists (404). Every app-scoped entry point goes through
+   * here (or `target`), so none can answer differently for "not yours" and
+   * "not there".
+   */
+  app(principal: Principal, appName: string, permission: Permission): AppConfig {
+    assertName("app", appName);
+    authorize(principal, permission, appName);
+    const app = this.config().apps.get(appName);
+    // An app whose manifest is broken (or still being parsed) says so, rather than "not found".
+    if (!app) throw configProblemFor(this.configStatus(), appName) ?? appNotFound(appName);
+    return app;
+  }
+
+  /** `app`, then its environment: an environment of an app the caller may not see is the app not found. */
+  target(
+    principal: Principal,
+    appName: string,
+    envName: string,
+    permission: Permission,
+  ): { app: AppConfig; environment: EnvironmentConfig } {
     assertName("app", appName);
     assertName("environment", envName);
-    const app = this.config().apps.get(appName);
-    if (!app) throw notFound(`app '${appName}'`, { app: appName });
+    const app = this.app(principal, appName, permission);
     const environment = app.environments[envName];
     if (!environment) throw notFound(`environment '${appName}/${envName}'`, { app: appName, env: envName });
     return { app, environment };
+  }
+
+  /**
+   * A deploy by id or by label. One of an app the caller may not see is
+   * answered exactly as a deploy that does not exist; a label naming such an
+   * app is answered so without even looking.
+   */
+  async findDeploy(
+    principal: Principal,
+    ref: number | { app: string; env: string; number: number },
+    permission: Permission,
+  ): Promise<Deploy> {
+    const hidden = () => deployNotFound(ref);
+    if (typeof ref !== "number" && !canSee(principal, ref.app)) throw hidden();
+    const deploy =
+      typeof ref === "number"
+        ? await this.options.store.deploys.get(ref)
+        : await this.options.store.deploys.getByNumber(ref.app, ref.env, ref.number);
+    authorize(principal, permission, deploy.app, hidden);
+    return deploy;
   }
 
   private async rollbackTarget(app: string, env: string, to: number | undefined): Promise<Release> {

@@ -153,6 +153,7 @@ export class FleetOps {
         params: {},
         force: false,
         configRevision: release.configRevision,
+        appRevision: release.appRevision,
         environmentConfig: release.environmentConfig,
         artifact: release.artifact,
         slot: options.slot,

@@ -77,16 +77,18 @@ export async function runPipeline(ctx: PipelineContext): Promise<PipelineOutcome
     if (gate) return gate;
 
     await ctx.setPhase("deploy", "running");
-    const fingerprint = releaseFingerprint(deploy.components, deploy.configRevision);
+    // Per-app revision: editing another app's manifest never changes this
+    // release's identity. (A deploy recorded before it existed has none.)
+    const settings = deploy.appRevision ?? deploy.configRevision;
+    const fingerprint = releaseFingerprint(deploy.components, settings);
     const outcome =
       ctx.environment.deploy.provider === "fleet"
         ? await runFleetStep(ctx, ctx.environment.deploy, workspaceDir, ensureWorkspace, fingerprint)
         : await runShellStep(ctx, ctx.environment.deploy, workspaceDir);
     if (outcome.status === "succeeded") {
-      // `fingerprint` is the build key (commits + configuration); a fleet
-      // release is also what was installed: its artifact.
+      // A fleet release is also what was installed: its artifact.
       const release = outcome.artifact
-        ? releaseFingerprint(deploy.components, deploy.configRevision, outcome.artifact)
+        ? releaseFingerprint(deploy.components, settings, outcome.artifact)
         : fingerprint;
       log.line(`==> succeeded in ${formatDuration(Date.now() - started)} (release ${release.slice(0, 12)})`);
       return { ...outcome, fingerprint: release };
@@ -113,8 +115,11 @@ async function runShellStep(
   config: ShellDeployConfig,
   workspace: string,
 ): Promise<StepOutcome> {
+  // The command as it will run, placeholders filled in (secrets in it are masked by the log writer).
   ctx.log.line(
-    config.command ? `==> running ${JSON.stringify(config.command)}` : "==> running the deploy script (bash)",
+    config.command
+      ? `==> running ${JSON.stringify(substitute(config.command, placeholderValues(ctx.deploy)))}`
+      : "==> running the deploy script (bash)",
   );
   const result = await runShellDeploy({
     app: ctx.app,
@@ -154,8 +159,14 @@ async function runFleetStep(
       ? { gitTree: ctx.git.treeReader(remoteOf(ctx.app.components[0]!), ctx.deploy.sha) }
       : {}),
     env: commandEnvironment({ app: ctx.app, config, deploy: ctx.deploy, workspace, baseEnv: ctx.baseEnv }),
+    baseEnv: ctx.baseEnv,
     killGraceMs: ctx.killGraceMs,
     log: (line) => ctx.log.line(line),
+    hostLog: (name) => {
+      const channel = ctx.log.channel(`[${name}] `);
+      return (line, continued) => channel.line(line, continued);
+    },
+    mask: (text) => ctx.log.masker.mask(text),
     write: (text) => ctx.log.write(text),
     signal: ctx.signal,
     fingerprint,
@@ -192,6 +203,7 @@ async function makeWorkspace(ctx: PipelineContext, dir: string): Promise<void> {
       sha,
       single ? dir : path.join(dir, component.name),
       output,
+      ctx.log.masker.values,
     );
   }
 }
@@ -218,6 +230,7 @@ async function runGate(ctx: PipelineContext, workspace: string): Promise<Pipelin
     workspace,
     env,
     githubChecks: ctx.githubChecks,
+    masker: ctx.log.masker,
     signal: ctx.signal,
     log: (line) => ctx.log.line(`    ${line}`),
   });

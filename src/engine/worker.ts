@@ -3,6 +3,7 @@ import path from "node:path";
 import type { GithubChecks } from "../checks/github-checks.js";
 import type { ConfigProvider } from "../config/config-provider.js";
 import { type AppConfig, appSecrets, type EnvironmentConfig } from "../domain/app-config.js";
+import { appRevision } from "../domain/app-revision.js";
 import { type Deploy, deployLabel } from "../domain/deploy.js";
 import { formatDuration } from "../domain/duration.js";
 import { Interruption, interruptionOf } from "../domain/interruption.js";
@@ -228,10 +229,17 @@ export class Worker {
     const current = await store.releases.current(claimed.app, claimed.env);
     const previousSha = current ? (primarySha(target?.app, current.components) ?? null) : null;
     // A deploy runs with the configuration of the moment it starts (unless it
-    // is pinned to a release's, as rollbacks are): record that revision.
+    // is pinned to a release's, as rollbacks are): record that revision, and
+    // the per-app revision of exactly what it runs with (a pinned environment
+    // block with the app's current components and secrets).
     const configRevision = target?.pinned ? claimed.configRevision : this.options.config.current().revision;
-    await store.deploys.update(claimed.id, owner, { previousSha, configRevision });
-    const deploy: Deploy = { ...claimed, previousSha, configRevision };
+    const runsWith = target ? appRevision(target.app, target.environment) : claimed.appRevision;
+    await store.deploys.update(claimed.id, owner, {
+      previousSha,
+      configRevision,
+      ...(runsWith !== null ? { appRevision: runsWith } : {}),
+    });
+    const deploy: Deploy = { ...claimed, previousSha, configRevision, appRevision: runsWith };
     run.deploy = deploy;
     hub.emit({ type: "status", deploy });
     // The timeline (deploy_phases): a failure to record it must not stop the deploy.
@@ -324,7 +332,8 @@ export class Worker {
     const finished = await store.deploys.finish(deploy.id, owner, {
       status: outcome.status,
       errorCode: outcome.status === "failed" ? outcome.errorCode : null,
-      errorMessage: outcome.status === "succeeded" ? null : outcome.errorMessage,
+      // Messages quote git, hosts and commands: they are masked like the log they end.
+      errorMessage: outcome.status === "succeeded" ? null : log.masker.mask(outcome.errorMessage),
       ...(outcome.status === "succeeded" && target
         ? {
             release: {

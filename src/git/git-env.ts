@@ -34,6 +34,53 @@ export function baseGitEnv(): Record<string, string> {
   return { ...env, ...NO_PROMPT };
 }
 
+/**
+ * The transports git may use, enforced on every git process Turnout starts
+ * (run-git.ts, tree-reader.ts, the push CGI): the URL check in remote-url.ts
+ * refuses a bad URL before git sees it, and this refuses it again inside git,
+ * so a URL that slipped past (or a submodule URL inside a repository, which
+ * Turnout never sees) cannot use a transport helper such as `ext::` (runs any
+ * command) or `fd::`. Unlisted transports are `never`. `file` (local paths
+ * included) is `user`: allowed when Turnout asks, refused when git follows a
+ * repository's own submodule URL (workspace.ts allows it explicitly for
+ * local origins only).
+ */
+const TRANSPORT_POLICY: ReadonlyArray<readonly [string, string]> = [
+  ["protocol.allow", "never"],
+  ["protocol.https.allow", "always"],
+  ["protocol.http.allow", "always"],
+  ["protocol.ssh.allow", "always"],
+  ["protocol.git.allow", "always"],
+  ["protocol.file.allow", "user"],
+];
+// Variables that would override that policy: GIT_ALLOW_PROTOCOL replaces it
+// whole, GIT_CONFIG_PARAMETERS (`-c`) is read after environment config, and
+// GIT_PROTOCOL_FROM_USER=0 would refuse local paths Turnout itself asked for.
+const POLICY_OVERRIDES = ["GIT_ALLOW_PROTOCOL", "GIT_CONFIG_PARAMETERS", "GIT_PROTOCOL_FROM_USER"];
+
+/** `env` with the transport policy appended to its environment config, and nothing that overrides it. */
+export function withTransportPolicy(env: Record<string, string>): Record<string, string> {
+  const out = { ...env };
+  for (const name of POLICY_OVERRIDES) delete out[name];
+  return withGitConfig(out, TRANSPORT_POLICY);
+}
+
+/** Appends `pairs` to the environment config (GIT_CONFIG_COUNT/KEY_n/VALUE_n) already in `env`; later entries win. */
+export function withGitConfig(
+  env: Record<string, string>,
+  pairs: ReadonlyArray<readonly [string, string]>,
+): Record<string, string> {
+  const out = { ...env };
+  const count = Number(out["GIT_CONFIG_COUNT"] ?? "0");
+  const start = Number.isInteger(count) && count > 0 ? count : 0;
+  pairs.forEach(([key, value], i) => {
+    out[`GIT_CONFIG_KEY_${start + i}`] = key;
+    out[`GIT_CONFIG_VALUE_${start + i}`] = value;
+  });
+  out["GIT_CONFIG_COUNT"] = String(start + pairs.length);
+  return out;
+}
+
 export function basicAuthHeader(token: string): string {
   return `Authorization: Basic ${Buffer.from(`x-access-token:${token}`).toString("base64")}`;
 }

@@ -2,13 +2,20 @@ import { randomBytes } from "node:crypto";
 import { access, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { RepoAuth } from "../domain/app-config.js";
-import { TurnoutError } from "../domain/errors.js";
-import { assertRef, assertSha } from "../domain/refs.js";
+import { isTurnoutError, TurnoutError } from "../domain/errors.js";
+import { assertSha, isFullSha, parseRevision } from "../domain/refs.js";
 import { SecretMasker } from "../domain/secrets.js";
 import { FetchQueue } from "./fetch-queue.js";
 import { baseGitEnv, credentialEnv, remoteSecrets } from "./git-env.js";
 import { mirrorName, redactUrl, remoteKind } from "./remote-url.js";
-import { pickResolved, refCandidates } from "./resolve-ref.js";
+import {
+  ambiguousError,
+  type CandidateCommit,
+  notFoundError,
+  pickResolved,
+  refCandidates,
+  stepsArgs,
+} from "./resolve-ref.js";
 import { type GitOutput, runGit } from "./run-git.js";
 import { ensureSshWrapper } from "./ssh-wrapper.js";
 import { type GitTreeReader, gitTreeReader } from "./tree-reader.js";
@@ -64,28 +71,98 @@ export class GitMirrors {
     return this.queue.run(this.mirrorPath(remote), () => this.fetchNow(remote, output));
   }
 
-  /** Fetches, then resolves a branch, tag, full or short SHA to a full commit SHA. */
+  /**
+   * Fetches, then resolves a branch, tag, full or short SHA, with optional
+   * ancestry steps (`main~1`, `v1.2^`), to a full commit SHA.
+   */
   async resolve(remote: GitRemote, ref: string, output?: GitOutput): Promise<string> {
-    assertRef(ref);
+    parseRevision(ref);
     await this.fetch(remote, output);
     return this.resolveLocal(remote, ref);
   }
 
   /** Resolves against the mirror as it is (fetching only if there is no mirror yet). */
   async resolveLocal(remote: GitRemote, ref: string): Promise<string> {
-    assertRef(ref);
+    const revision = parseRevision(ref);
     const mirror = this.mirrorPath(remote);
     if (!(await exists(mirror))) await this.fetch(remote);
-    const candidates = refCandidates(ref);
-    const stdout = await runGit(["-c", "core.disambiguate=commit", "cat-file", "--batch-check"], {
-      what: `resolving ${JSON.stringify(ref)} in ${redactUrl(remote.url)}`,
-      cwd: mirror,
+    const where = redactUrl(remote.url);
+    const run = (args: string[], what: string, input?: string) =>
+      runGit(args, {
+        what,
+        cwd: mirror,
+        env: baseGitEnv(),
+        ...(input === undefined ? {} : { input }),
+        timeoutMs: this.timeoutMs,
+        masker: this.maskerFor(remote),
+      });
+    const candidates = refCandidates(revision.ref);
+    const stdout = await run(
+      ["-c", "core.disambiguate=commit", "cat-file", "--batch-check"],
+      `resolving ${JSON.stringify(revision.ref)} in ${where}`,
+      candidates.input,
+    );
+    const picked = pickResolved(candidates, stdout);
+    if ("ambiguous" in picked) {
+      throw ambiguousError(revision.ref, where, await this.commitsStartingWith(remote, revision.ref));
+    }
+    if ("missing" in picked) throw notFoundError(revision, where);
+    if (revision.steps === "") return picked.sha;
+    try {
+      const sha = (
+        await run(stepsArgs(picked.sha, revision.steps), `resolving ${JSON.stringify(ref)}`)
+      ).trim();
+      if (isFullSha(sha)) return sha;
+    } catch (error) {
+      // --verify --quiet: exit 1 and nothing printed when the commit has no such ancestor.
+      if (!(isTurnoutError(error) && error.details?.["exitCode"] === 1)) throw error;
+    }
+    throw notFoundError(revision, where, picked.sha);
+  }
+
+  /** The commits whose SHA starts with `prefix` (hex, checked), newest first: what an ambiguous SHA could mean. */
+  private async commitsStartingWith(remote: GitRemote, prefix: string): Promise<CandidateCommit[]> {
+    const options = {
+      what: `listing the commits starting with ${prefix}`,
+      cwd: this.mirrorPath(remote),
       env: baseGitEnv(),
-      input: candidates.input,
       timeoutMs: this.timeoutMs,
       masker: this.maskerFor(remote),
+    };
+    // The prefix is glued to the option and was checked to be hex: it can never be read as another option.
+    const objects = (await runGit(["rev-parse", `--disambiguate=${prefix.toLowerCase()}`], options))
+      .split("\n")
+      .filter(isFullSha);
+    if (objects.length === 0) return [];
+    const types = await runGit(["cat-file", "--batch-check"], {
+      ...options,
+      input: `${objects.join("\n")}\n`,
     });
-    return pickResolved(ref, candidates, stdout, redactUrl(remote.url));
+    const commits = types
+      .split("\n")
+      .map((line) => line.split(" "))
+      .filter(([sha, type]) => sha !== undefined && isFullSha(sha) && type === "commit")
+      .map(([sha]) => sha!)
+      .slice(0, 100);
+    if (commits.length === 0) return [];
+    const log = await runGit(
+      [
+        "log",
+        "--no-walk=unsorted",
+        "--no-color",
+        "--format=%H%x00%cs%x00%ct%x00%s",
+        "--end-of-options",
+        ...commits,
+        "--",
+      ],
+      options,
+    );
+    return log
+      .split("\n")
+      .map((line) => line.split("\0"))
+      .filter(([sha]) => sha !== undefined && isFullSha(sha))
+      .sort((a, b) => Number(b[2]) - Number(a[2]))
+      .map(([sha, date, , subject]) => ({ sha: sha!, date: date ?? "", subject: subject ?? "" }));
   }
 
   /**
@@ -124,8 +201,18 @@ export class GitMirrors {
       });
   }
 
-  /** A fresh checkout of `sha` (40 hex) in `dir`, which must not exist yet, submodules included. */
-  async createWorkspace(remote: GitRemote, sha: string, dir: string, output?: GitOutput): Promise<Workspace> {
+  /**
+   * A fresh checkout of `sha` (40 hex) in `dir`, which must not exist yet,
+   * submodules included. `secrets`: more values to mask in git's output (a
+   * deploy's), since git's lines are cut to length before they reach the log.
+   */
+  async createWorkspace(
+    remote: GitRemote,
+    sha: string,
+    dir: string,
+    output?: GitOutput,
+    secrets: readonly string[] = [],
+  ): Promise<Workspace> {
     assertSha(sha);
     const job = {
       mirror: this.mirrorPath(remote),
@@ -134,7 +221,7 @@ export class GitMirrors {
       dir,
       localEnv: baseGitEnv(),
       remoteEnv: await this.remoteEnv(remote),
-      masker: this.maskerFor(remote),
+      masker: this.maskerFor(remote).with(secrets),
       timeoutMs: this.timeoutMs,
       output,
     };

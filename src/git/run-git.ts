@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { TurnoutError } from "../domain/errors.js";
 import type { SecretMasker } from "../domain/secrets.js";
+import { withTransportPolicy } from "./git-env.js";
 import { redactUrl } from "./remote-url.js";
 
 /** Progress lines for a deploy log, already masked. */
@@ -24,15 +25,18 @@ const MAX_LINE = 500;
 /**
  * Runs git with an argv array (never a shell), in its own process group so a
  * timeout kills git together with its helpers (ssh, git-remote-https). Stderr
- * is masked line by line before it reaches the output or an error message.
+ * is masked as a stream (domain/secrets.ts) before it is split into lines and
+ * cut to length for the output or an error message.
+ * Whatever environment the caller built, git gets Turnout's transport policy.
  * Resolves with stdout on exit 0, otherwise throws E_GIT.
  */
 export function runGit(args: string[], options: RunGitOptions): Promise<string> {
-  const clean = (line: string) => redactUrl(options.masker.mask(line)).slice(0, MAX_LINE);
+  const clean = (line: string) => redactUrl(line).slice(0, MAX_LINE);
+  const masked = options.masker.stream();
   return new Promise((resolve, reject) => {
     const child = spawn("git", args, {
       cwd: options.cwd,
-      env: options.env,
+      env: withTransportPolicy(options.env),
       shell: false,
       detached: true,
       stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
@@ -69,7 +73,7 @@ export function runGit(args: string[], options: RunGitOptions): Promise<string> 
 
     child.stdout?.on("data", (chunk: Buffer) => stdout.push(chunk));
     child.stderr?.setEncoding("utf8");
-    child.stderr?.on("data", takeLines);
+    child.stderr?.on("data", (text: string) => takeLines(masked.push(text)));
     if (options.input !== undefined && child.stdin) {
       child.stdin.on("error", () => {}); // git may exit before reading it all; the exit code tells
       child.stdin.end(options.input);
@@ -79,11 +83,12 @@ export function runGit(args: string[], options: RunGitOptions): Promise<string> 
       const why =
         err.code === "ENOENT"
           ? `could not start git (is it installed and on PATH${options.cwd ? `, does ${options.cwd} exist` : ""}?)`
-          : clean(err.message);
+          : clean(options.masker.mask(err.message));
       reject(new TurnoutError("E_GIT", `${options.what} failed: ${why}`));
     });
     child.on("close", (code, signal) => {
       clearTimeout(timer);
+      takeLines(masked.end());
       if (partial) emit(partial);
       partial = "";
       if (timedOut) {
@@ -96,7 +101,7 @@ export function runGit(args: string[], options: RunGitOptions): Promise<string> 
       }
       const status = code === null ? `killed by ${signal}` : `exit ${code}`;
       const detail = tail.length > 0 ? `: ${tail.join("; ")}` : "";
-      reject(new TurnoutError("E_GIT", `${options.what} failed (${status})${detail}`));
+      reject(new TurnoutError("E_GIT", `${options.what} failed (${status})${detail}`, { exitCode: code }));
     });
   });
 }

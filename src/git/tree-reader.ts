@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { TurnoutError } from "../domain/errors.js";
 import type { SecretMasker } from "../domain/secrets.js";
+import { withTransportPolicy } from "./git-env.js";
 import { runGit } from "./run-git.js";
 
 /**
@@ -152,7 +153,7 @@ function readBlobs(options: TreeReaderOptions, ids: readonly string[], sink: Git
   return new Promise((resolve, reject) => {
     const child = spawn("git", ["cat-file", "--batch"], {
       cwd: options.gitDir,
-      env: options.env,
+      env: withTransportPolicy(options.env),
       shell: false,
       stdio: ["pipe", "pipe", "pipe"],
     });

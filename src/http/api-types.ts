@@ -75,6 +75,7 @@ export interface ComponentChange {
 export type ReleaseJson = Omit<Release, "environmentConfig"> & {
   deploy: {
     number: number;
+    ref: string;
     user: string;
     trigger: string;
     startedAt: string | null;
@@ -84,7 +85,7 @@ export type ReleaseJson = Omit<Release, "environmentConfig"> & {
   };
   /** Components whose commit differs from the release live before this one. */
   changes: ComponentChange[];
-  /** Whether the configuration revision differs from the release live before this one. */
+  /** Whether the settings (per-app revision) differ from the release live before this one. */
   configChanged: boolean;
 };
 
@@ -173,6 +174,8 @@ export interface HostJson {
   poolState: PoolState;
   connected: boolean;
   lastSeenAt: string | null;
+  /** When the host's own token was last used (agents). */
+  tokenLastUsedAt: string | null;
   apps: HostAppInventory[];
 }
 

@@ -1,10 +1,18 @@
 import Fastify, { type FastifyInstance } from "fastify";
 import { serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import { DEFAULT_HTTP_LIMITS } from "../config/settings.js";
 import { TurnoutError } from "../domain/errors.js";
+import { AllowedMethods } from "./allowed-methods.js";
 import { authenticator } from "./auth.js";
 import type { HttpDeps } from "./deps.js";
-import { installErrorHandlers } from "./error-mapping.js";
+import {
+  clientErrorHandler,
+  frameworkErrorHandler,
+  installErrorHandlers,
+  MAX_PARAM_LENGTH,
+} from "./error-mapping.js";
 import { registerOpenApi } from "./openapi.js";
+import { installBodyTimeouts } from "./request-timeouts.js";
 import { registerAgentConnect } from "./routes/agent-connect.js";
 import { registerAppRoutes } from "./routes/apps.js";
 import { registerArtifactRoutes } from "./routes/artifacts.js";
@@ -27,6 +35,7 @@ import { registerTokenRoutes } from "./routes/tokens.js";
 import { registerWebhookRoutes } from "./routes/webhooks.js";
 import { installShutdownGate } from "./shutdown-gate.js";
 import { DEFAULT_SSE_TIMING, type LogStream, type SseTiming } from "./sse.js";
+import { installStrictRequests } from "./strict-requests.js";
 import { registerWebUi } from "./web-ui.js";
 
 export type { HttpDeps } from "./deps.js";
@@ -65,17 +74,54 @@ function installJsonParser(app: FastifyInstance): void {
   });
 }
 
+/**
+ * Connections beyond the cap are closed by Node as they arrive, before any
+ * byte is read: no answer (answering would cost what the cap saves). The
+ * operator hears of it, at most once a minute.
+ */
+function capConnections(app: FastifyInstance, max: number): void {
+  app.server.maxConnections = max;
+  let told = 0;
+  app.server.on("drop", () => {
+    if (Date.now() - told < 60_000) return;
+    told = Date.now();
+    app.log.warn(`connection cap reached (${max} open connections): new connections are closed`);
+  });
+}
+
 /** Builds the HTTP API (not listening: the caller listens, and may add routes such as the web UI first). */
 export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): Promise<FastifyInstance> {
+  const limits = { ...DEFAULT_HTTP_LIMITS, ...deps.settings };
   const app = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
     bodyLimit: deps.settings.bodyLimit,
-    routerOptions: { ignoreTrailingSlash: true },
+    // Stalled clients: headers by Node (checked often enough to be close to
+    // the limit), bodies by request-timeouts.ts (Node's requestTimeout would
+    // cut long uploads too), idle keep-alive connections by Node.
+    http: {
+      headersTimeout: limits.headersTimeoutMs,
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, limits.headersTimeoutMs / 4)),
+    },
+    requestTimeout: 0,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    // Long enough that an over-long name is refused by the name rule (422
+    // E_INVALID_NAME) rather than by the router; longer still is 414.
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PARAM_LENGTH },
+    // Every error in Turnout's format, the framework's and Node's included.
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler,
+    return503OnClosing: false,
   }) as unknown as FastifyInstance;
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
-  installErrorHandlers(app);
+  capConnections(app, limits.maxConnections);
+  installBodyTimeouts(app, { bodyTimeoutMs: limits.bodyTimeoutMs, minRate: limits.uploadMinRate });
+  const allowed = new AllowedMethods();
+  allowed.install(app);
+  installErrorHandlers(app, allowed);
   installJsonParser(app);
+  // Before any route: every route registered after this is checked and guarded.
+  installStrictRequests(app);
   // Before any route, so that it covers every one of them.
   installShutdownGate(app, () => deps.engine.shuttingDown());
 

@@ -5,11 +5,19 @@ import type { EngineApi } from "../engine/api.js";
 import type { AgentHub } from "../providers/fleet/agent-hub.js";
 import type { Store } from "../store/store.js";
 
+export type HttpLimit =
+  | "headersTimeoutMs"
+  | "bodyTimeoutMs"
+  | "uploadMinRate"
+  | "keepAliveTimeoutMs"
+  | "maxConnections";
+
 /** What the HTTP layer needs from the rest of the server: it owns none of it. */
 export interface HttpDeps {
   engine: EngineApi;
   store: Store;
-  settings: Pick<ServerSettings, "bodyLimit">;
+  /** Request limits; the timeouts and the connection cap default to DEFAULT_HTTP_LIMITS. */
+  settings: Pick<ServerSettings, "bodyLimit"> & Partial<Pick<ServerSettings, HttpLimit>>;
   version: string;
   /**
    * The server's logger. Default: none, so nothing (least of all an

@@ -1,16 +1,14 @@
 import type { FastifyRequest } from "fastify";
 import type { AppConfig, EnvironmentConfig } from "../domain/app-config.js";
-import { notFound } from "../domain/errors.js";
-import { assertName } from "../domain/names.js";
-import { authorize, type Permission, type Principal } from "../domain/roles.js";
+import type { Permission, Principal } from "../domain/roles.js";
 import type { EngineApi } from "../engine/api.js";
 import { principalOf } from "./auth.js";
 
 /**
- * Turns `:app` / `:env` path segments into configuration, in the order that
- * leaks least: malformed names are refused first (422), then the caller's
- * right to the app (403, whether or not the app exists, so a token limited to
- * other apps cannot probe for names), then existence (404).
+ * Turns `:app` / `:env` path segments into configuration through the engine,
+ * which answers in the order that leaks least (see Engine.app): a malformed
+ * name is 422; an app the token may not see is 404, word for word as a
+ * missing one; then the role (403); then existence (404).
  */
 export function resolveApp(
   engine: EngineApi,
@@ -18,11 +16,7 @@ export function resolveApp(
   app: string,
   permission: Permission,
 ): AppConfig {
-  assertName("app", app);
-  authorize(principal, permission, app);
-  const config = engine.config().apps.get(app);
-  if (!config) throw notFound(`app '${app}'`, { app });
-  return config;
+  return engine.app(principal, app, permission);
 }
 
 export function resolveEnvironment(
@@ -32,12 +26,8 @@ export function resolveEnvironment(
   env: string,
   permission: Permission,
 ): { app: AppConfig; env: EnvironmentConfig } {
-  assertName("app", app);
-  assertName("environment", env);
-  const appConfig = resolveApp(engine, principal, app, permission);
-  const envConfig = appConfig.environments[env];
-  if (!envConfig) throw notFound(`environment '${app}/${env}'`, { app, env });
-  return { app: appConfig, env: envConfig };
+  const target = engine.target(principal, app, env, permission);
+  return { app: target.app, env: target.environment };
 }
 
 /** The caller and the `:app/:env` of a request, checked for `permission`: the common head of environment routes. */

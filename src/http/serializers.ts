@@ -113,9 +113,10 @@ export async function releaseJson(store: Store, release: Release, before?: Relea
   return {
     ...rest,
     changes: componentChanges(before, release),
-    configChanged: before !== undefined && before.configRevision !== release.configRevision,
+    configChanged: before !== undefined && settingsChanged(before, release),
     deploy: {
       number: deploy.number,
+      ref: deploy.ref,
       user: deploy.user,
       trigger: deploy.trigger,
       startedAt: deploy.startedAt,
@@ -123,6 +124,17 @@ export async function releaseJson(store: Store, release: Release, before?: Relea
       commit: deploy.commit,
     },
   };
+}
+
+/**
+ * Whether a release ran with other settings than the one before it: by the
+ * per-app revision, so that another app's edit is no change here; by the
+ * global revision only for releases recorded before per-app revisions.
+ */
+function settingsChanged(before: Release, after: Release): boolean {
+  if (before.appRevision !== null && after.appRevision !== null)
+    return before.appRevision !== after.appRevision;
+  return before.configRevision !== after.configRevision;
 }
 
 export function componentChanges(before: Release | undefined, after: Release): ComponentChange[] {

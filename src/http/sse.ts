@@ -2,6 +2,7 @@ import type { ServerResponse } from "node:http";
 import { isFinished } from "../domain/deploy.js";
 import type { DeployEvent, EngineApi } from "../engine/api.js";
 import type { Store } from "../store/store.js";
+import { toHttpError } from "./error-mapping.js";
 import { deployJson } from "./serializers.js";
 
 /**
@@ -105,7 +106,10 @@ export class LogStream {
         await this.catchUp();
       } while (this.again && !this.closed);
     } catch (error) {
-      this.o.onError(error);
+      // Headers are out: the error is told as an event, in the API's error format, then the stream ends.
+      const mapped = toHttpError(error);
+      if (mapped.internal) this.o.onError(error);
+      this.event("error", JSON.stringify(mapped.body));
       this.close();
     } finally {
       this.busy = false;

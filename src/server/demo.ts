@@ -1,6 +1,12 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import type { Deploy } from "../domain/deploy.js";
+import type { Principal } from "../domain/roles.js";
+import type { EngineApi } from "../engine/api.js";
+
+/** The demo repository's two versions: `main` is at the second. */
+export const DEMO_FIRST_VERSION = "v1.0.0";
 
 /**
  * The demo of the quick start: when the configuration directory has no app
@@ -48,8 +54,22 @@ function createDemoRepo(repo: string): void {
   );
   git("add", "--all");
   git("commit", "--quiet", "-m", "Demo app, version 1.0.0");
+  git("tag", DEMO_FIRST_VERSION);
   writeFileSync(path.join(repo, "VERSION"), "1.1.0\n");
   git("commit", "--quiet", "-am", "Release 1.1.0");
+  git("tag", "v1.1.0");
+}
+
+/**
+ * Right after the demo is created, its staging gets version 1.0.0, so that
+ * the quick start's own deploy (the branch head, 1.1.0) is a second release:
+ * there is then something live to move from, a history of two, and a
+ * release for `turnout rollback` to bring back. It is an ordinary deploy,
+ * queued like any other: a deploy asked for meanwhile waits its turn.
+ */
+export async function releaseDemoFirstVersion(engine: EngineApi): Promise<Deploy> {
+  const demo: Principal = { tokenId: 0, name: "turnout (demo)", role: "admin", apps: null };
+  return engine.requestDeploy(demo, { app: "demo", env: "staging", ref: DEMO_FIRST_VERSION, trigger: "api" });
 }
 
 function demoManifest(repo: string): string {

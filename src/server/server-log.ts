@@ -58,12 +58,12 @@ export class ServerLog implements DeployLifecycleEvents {
     this.problems(next.problems);
   }
 
-  /** A configuration repository's newest commit was refused (the active one stays). */
+  /** A configuration repository's newest commit could not be read at all (the active one stays). */
   refused(config: ConfigProvider): void {
     const { revision, lastError } = config.status();
     if (!lastError) return;
-    const keeping = revision ? `keeping ${revision.slice(0, 12)}` : "no apps until a valid commit";
-    this.print(`config: refused ${lastError.revision.slice(0, 12)}, ${keeping}:`);
+    const keeping = revision ? `keeping ${revision.slice(0, 12)}` : "no apps until a readable commit";
+    this.print(`config: cannot read ${lastError.revision.slice(0, 12)}, ${keeping}:`);
     for (const p of lastError.problems) this.print(`config:   ${problemText(p)}`);
   }
 

@@ -6,6 +6,8 @@ import type { ConfigProvider } from "../config/config-provider.js";
 import { configRepoAuth } from "../config/config-repo-auth.js";
 import { DirConfigSource } from "../config/dir-config-source.js";
 import { GitConfigSource } from "../config/git-config-source.js";
+import type { LoadOptions } from "../config/manifest-loader.js";
+import { ManifestParser, type ManifestParserOptions } from "../config/manifest-parser.js";
 import type { ServerSettings } from "../config/settings.js";
 import { Engine } from "../engine/engine.js";
 import { newOwnerId, ownerIsDead } from "../engine/owner.js";
@@ -17,7 +19,7 @@ import { SshHostOps } from "../providers/fleet/ssh/ssh-host-ops.js";
 import { Store } from "../store/store.js";
 import { bootstrapAdminToken } from "./admin-token.js";
 import { lockDataDir } from "./data-dir-lock.js";
-import { ensureDemo } from "./demo.js";
+import { DEMO_FIRST_VERSION, ensureDemo, releaseDemoFirstVersion } from "./demo.js";
 import { ServerLog } from "./server-log.js";
 import { VERSION } from "./version.js";
 
@@ -48,6 +50,10 @@ export interface CloseOptions {
 }
 
 export interface StartOptions {
+  /** How long start-up waits for the first load of the manifests (default: settings.configStartupWaitMs). */
+  configStartupWaitMs?: number;
+  /** The manifest parser's limits, and a hold to observe a parse in progress (tests). */
+  manifestParser?: Partial<Omit<ManifestParserOptions, "load">>;
   /** Where the banner and warnings go; default stdout/stderr. */
   print?: (line: string) => void;
   /** How often the configuration is looked at again (default: settings.configPollMs). */
@@ -81,9 +87,22 @@ export async function startServer(
   const cleanups: (() => Promise<void> | void)[] = [unlock];
   try {
     // The demo writes a manifest into the config directory, which a config repository replaces.
-    if (settings.demo && !settings.configRepo && ensureDemo(settings.dataDir, settings.configDir).created) {
-      print(`demo: created the app 'demo' in ${settings.configDir}`);
-    }
+    const demoCreated =
+      settings.demo && !settings.configRepo && ensureDemo(settings.dataDir, settings.configDir).created;
+    if (demoCreated) print(`demo: created the app 'demo' in ${settings.configDir}`);
+    // The manifests are loaded first, in the parser's worker thread, while the store opens.
+    const parser = new ManifestParser({ ...options.manifestParser, load: loadOptions(settings) });
+    cleanups.unshift(() => parser.close());
+    const git = new GitMirrors({ dir: path.join(settings.dataDir, "git") });
+    const opening = openConfig(
+      settings,
+      git,
+      parser,
+      print,
+      options.configStartupWaitMs ?? settings.configStartupWaitMs,
+    );
+    opening.catch(() => undefined); // awaited below; it must not count as unhandled meanwhile
+
     const store = await Store.open({
       url: settings.databaseUrl,
       sqliteFile: path.join(settings.dataDir, "turnout.db"),
@@ -91,17 +110,16 @@ export async function startServer(
     cleanups.unshift(() => store.close());
     const createdAdminToken = await bootstrapAdminToken(store, settings.dataDir);
 
-    const git = new GitMirrors({ dir: path.join(settings.dataDir, "git") });
-    const config = await openConfig(settings, git, print);
-    // Reported once per change: a refused commit stays the branch head until fixed.
+    const config = await opening;
+    // An unreadable head commit is reported once, not at every poll.
     let reported = config.status().lastError?.revision;
     const reload = setInterval(() => {
       config.refresh().then(
         () => {
-          // A change is told by the onChange listener below; a refusal changes nothing active.
-          const refused = config.status().lastError?.revision;
-          if (refused !== reported) log.refused(config);
-          reported = refused;
+          // A change is told by the onChange listener below; an unreadable head changes nothing active.
+          const unreadable = config.status().lastError?.revision;
+          if (unreadable !== undefined && unreadable !== reported) log.refused(config);
+          reported = unreadable;
         },
         (error: Error) => log.reloadFailed(error.message),
       );
@@ -186,9 +204,31 @@ export async function startServer(
     const status = config.status();
     const from =
       status.source.kind === "git" ? `${status.source.url}@${status.source.branch}` : settings.configDir;
-    log.apps(from, [...config.current().apps.keys()]);
-    log.config(config);
+    const loading = config.status().loading;
+    if (loading.length === 0) {
+      log.apps(from, [...config.current().apps.keys()]);
+      log.config(config);
+    } else {
+      // Start-up does not wait on a slow manifest: its app is served once parsed.
+      print(`config: still loading ${loading.map((l) => l.file).join(", ")}`);
+      void config.loaded().then(() => {
+        log.apps(from, [...config.current().apps.keys()]);
+        log.config(config);
+      });
+    }
     if (createdAdminToken) log.adminToken(createdAdminToken, path.join(settings.dataDir, "admin-token"));
+    if (demoCreated) {
+      // The demo's manifest is tiny, but on a busy machine its parse may still be
+      // under way: its first release waits for it. A refusal is reported, not fatal.
+      await config.loaded();
+      await releaseDemoFirstVersion(engine).then(
+        (first) =>
+          print(
+            `demo: deploying ${DEMO_FIRST_VERSION} to staging (demo/staging#${first.number}), its first release`,
+          ),
+        (error: Error) => print(`demo: could not deploy ${DEMO_FIRST_VERSION} to staging: ${error.message}`),
+      );
+    }
 
     let closing: Promise<void> | undefined;
     return {
@@ -234,24 +274,30 @@ async function runCleanups(cleanups: (() => Promise<void> | void)[]): Promise<vo
   }
 }
 
-async function openConfig(
-  settings: ServerSettings,
-  git: GitMirrors,
-  print: (line: string) => void,
-): Promise<ConfigProvider> {
-  const load = {
+function loadOptions(settings: ServerSettings): LoadOptions {
+  return {
     defaultTimeoutMs: settings.defaultTimeoutMs,
     defaultIdleTimeoutMs: settings.defaultIdleTimeoutMs,
     environment: settings.environment,
     hostedReposDir: path.join(settings.dataDir, "hosted"),
   };
-  if (!settings.configRepo) return new DirConfigSource(settings.configDir, load);
+}
+
+async function openConfig(
+  settings: ServerSettings,
+  git: GitMirrors,
+  parser: ManifestParser,
+  print: (line: string) => void,
+  startupWaitMs: number,
+): Promise<ConfigProvider> {
+  if (!settings.configRepo) return DirConfigSource.open(settings.configDir, { parser, startupWaitMs });
   return GitConfigSource.open({
     url: settings.configRepo,
     branch: settings.configBranch,
     auth: configRepoAuth(settings),
     git,
-    load,
+    parser,
     report: print,
+    startupWaitMs,
   });
 }

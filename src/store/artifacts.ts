@@ -1,6 +1,5 @@
 import type { Kysely, Selectable } from "kysely";
-import type { ArtifactInfo } from "../domain/artifact.js";
-import { notFound } from "../domain/errors.js";
+import { type ArtifactInfo, artifactNotFound } from "../domain/artifact.js";
 import type { Capabilities } from "./capabilities.js";
 import { nowIso } from "./rows.js";
 import type { ArtifactsTable, Schema } from "./schema.js";
@@ -16,7 +15,8 @@ export interface ArtifactRecord {
 }
 
 /**
- * Which artifacts exist, for which app and which release fingerprint. The
+ * Which artifacts exist, for which app, which release fingerprint they were
+ * first built for, and which build inputs produced them. The
  * files themselves live in the artifact store on disk; a row is written only
  * after its manifest and blobs are, so a row always names something whole.
  */
@@ -60,15 +60,34 @@ export class ArtifactRecords {
     }
   }
 
-  /** The newest artifact built for a release fingerprint of an app, if any. */
-  async byFingerprint(app: string, fingerprint: string): Promise<ArtifactInfo | undefined> {
+  /**
+   * Remembers that a build with these inputs (its key, domain/build-key.ts)
+   * produced this artifact. Several keys may name one artifact (builds whose
+   * different inputs happened to agree); one key names one artifact, the
+   * first recorded (two workers racing on one key built the same thing).
+   */
+  async recordBuild(app: string, buildKey: string, digest: string): Promise<void> {
+    try {
+      await this.db
+        .insertInto("artifact_builds")
+        .values({ app, build_key: buildKey, digest, created_at: nowIso() })
+        .onConflict((oc) => oc.columns(["app", "build_key"]).doNothing())
+        .execute();
+    } catch (error) {
+      if (!this.caps.isUniqueViolation(error)) throw error;
+    }
+  }
+
+  /** The artifact a build with these inputs produced, if it is still recorded. */
+  async byBuildKey(app: string, buildKey: string): Promise<ArtifactInfo | undefined> {
+    // Joined with artifacts: an artifact removed by retention is never handed out.
     const row = await this.db
-      .selectFrom("artifacts")
-      .selectAll()
-      .where("app", "=", app)
-      .where("fingerprint", "=", fingerprint)
-      .orderBy("created_at", "desc")
-      .limit(1)
+      .selectFrom("artifact_builds as b")
+      .innerJoin("artifacts as a", "a.digest", "b.digest")
+      .selectAll("a")
+      .where("b.app", "=", app)
+      .where("b.build_key", "=", buildKey)
+      .where("a.app", "=", app)
       .executeTakeFirst();
     return row ? toArtifactInfo(row) : undefined;
   }
@@ -84,7 +103,7 @@ export class ArtifactRecords {
 
   async get(digest: string): Promise<ArtifactInfo> {
     const info = await this.find(digest);
-    if (!info) throw notFound(`artifact ${digest}`, { digest });
+    if (!info) throw artifactNotFound(digest);
     return info;
   }
 

@@ -1,6 +1,13 @@
 import type { Kysely, Transaction } from "kysely";
-import type { Components, Deploy, DeployStatus, FailureCode, Trigger } from "../domain/deploy.js";
-import { notFound, TurnoutError } from "../domain/errors.js";
+import {
+  type Components,
+  type Deploy,
+  type DeployStatus,
+  deployNotFound,
+  type FailureCode,
+  type Trigger,
+} from "../domain/deploy.js";
+import { TurnoutError } from "../domain/errors.js";
 import type { Lock } from "../domain/lock.js";
 import type { Capabilities } from "./capabilities.js";
 import { appendNote } from "./logs.js";
@@ -18,6 +25,8 @@ export interface NewDeploy {
   params: Record<string, string>;
   force: boolean;
   configRevision: string;
+  /** The per-app revision it is meant to run with (the worker records the one it runs with when it starts). */
+  appRevision?: string | null;
   rollbackOf?: number | null;
   /** On a rollback: the components of the release being replaced. */
   rolledBackFrom?: Components | null;
@@ -77,7 +86,7 @@ export class DeployStore {
 
   async get(id: number): Promise<Deploy> {
     const row = await this.db.selectFrom("deploys").selectAll().where("id", "=", id).executeTakeFirst();
-    if (!row) throw notFound(`deploy ${id}`, { id });
+    if (!row) throw deployNotFound(id);
     return toDeploy(row);
   }
 
@@ -99,7 +108,7 @@ export class DeployStore {
       .where("env", "=", env)
       .where("number", "=", number)
       .executeTakeFirst();
-    if (!row) throw notFound(`deploy ${app}/${env}#${number}`, { app, env, number });
+    if (!row) throw deployNotFound({ app, env, number });
     return toDeploy(row);
   }
 
@@ -222,11 +231,13 @@ export class DeployStore {
       sha?: string;
       previousSha?: string | null;
       configRevision?: string;
+      appRevision?: string;
       status?: "waiting" | "running";
     },
   ): Promise<void> {
     const set: Record<string, unknown> = {};
     if (changes.configRevision !== undefined) set["config_revision"] = changes.configRevision;
+    if (changes.appRevision !== undefined) set["app_revision"] = changes.appRevision;
     if (changes.status !== undefined) set["status"] = changes.status;
     if (changes.phase !== undefined) set["phase"] = changes.phase;
     if (changes.pid !== undefined) set["pid"] = changes.pid;
@@ -269,6 +280,7 @@ export class DeployStore {
             fingerprint: outcome.release.fingerprint,
             components: row.components,
             config_revision: row.config_revision,
+            app_revision: row.app_revision ?? null,
             environment_config: toJson(outcome.release.environmentConfig),
             created_at: now,
             artifact: outcome.release.artifact ?? null,
@@ -467,6 +479,7 @@ export async function insertDeploy(
       slot: input.slot ?? null,
       artifact: input.artifact ?? null,
       config_revision: input.configRevision,
+      app_revision: input.appRevision ?? null,
       environment_config: input.environmentConfig === undefined ? null : toJson(input.environmentConfig),
       created_at: now,
       cancel_requested: 0,

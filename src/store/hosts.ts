@@ -5,10 +5,13 @@ import type { Principal } from "../domain/roles.js";
 import type { Capabilities } from "./capabilities.js";
 import { fromJson, nowIso, toJson } from "./rows.js";
 import type { HostAppsTable, HostsTable, Schema } from "./schema.js";
+import { TokenUsage } from "./token-usage.js";
 import { hashToken } from "./tokens.js";
 
 /** A host with what it last reported holding, per app (sorted by app). */
 export interface HostRecord extends HostWithApps {
+  /** Agents: when the host's own token was last used (to connect or download), to the minute; null: never. */
+  tokenLastUsedAt: string | null;
   /** Which server process holds the agent's connection (null: none, or an SSH host). */
   connectedTo: string | null;
 }
@@ -22,6 +25,7 @@ export class HostStore {
   constructor(
     private readonly db: Kysely<Schema>,
     private readonly caps: Capabilities,
+    private readonly usage: TokenUsage = new TokenUsage(),
   ) {}
 
   async list(): Promise<HostRecord[]> {
@@ -50,7 +54,10 @@ export class HostStore {
     return toRecord(row, apps.map(toInventory));
   }
 
-  /** The agent host a host token belongs to. */
+  /**
+   * The agent host a host token belongs to: authentication (HTTP and agent
+   * connections), so a use of the token is recorded (throttled).
+   */
   async findByToken(token: string): Promise<HostRecord | undefined> {
     const row = await this.db
       .selectFrom("hosts")
@@ -58,7 +65,30 @@ export class HostStore {
       .where("token_hash", "=", hashToken(token))
       .where("kind", "=", "agent")
       .executeTakeFirst();
-    return row ? toRecord(row, []) : undefined;
+    if (!row) return undefined;
+    await this.tokenUsed(row.id);
+    return toRecord(row, []);
+  }
+
+  /** See token-usage.ts; a failed write never refuses a valid token. */
+  private async tokenUsed(id: number): Promise<void> {
+    const key = `host:${id}`;
+    if (!this.usage.due(key)) return;
+    try {
+      await this.db
+        .updateTable("hosts")
+        .set({ token_last_used_at: this.usage.nowIso() })
+        .where("id", "=", id)
+        .where((eb) =>
+          eb.or([
+            eb("token_last_used_at", "is", null),
+            eb("token_last_used_at", "<", this.usage.staleBefore()),
+          ]),
+        )
+        .execute();
+    } catch {
+      this.usage.failed(key);
+    }
   }
 
   /**
@@ -87,7 +117,8 @@ export class HostStore {
       connected: 1,
       connected_to: input.owner,
       last_seen_at: now,
-      ...(input.tokenHash !== null ? { token_hash: input.tokenHash } : {}),
+      // A new host token has not been used yet.
+      ...(input.tokenHash !== null ? { token_hash: input.tokenHash, token_last_used_at: null } : {}),
     };
     for (let attempt = 0; ; attempt++) {
       const existing = await this.db
@@ -234,6 +265,7 @@ function toRecord(row: Selectable<HostsTable>, apps: HostAppInventory[]): HostRe
     poolState: row.pool_state as PoolState,
     connected: row.connected === 1,
     lastSeenAt: row.last_seen_at,
+    tokenLastUsedAt: row.token_last_used_at,
     connectedTo: row.connected_to,
     apps,
   };

@@ -44,6 +44,8 @@ export interface DeploysTable {
   artifact: string | null;
   approval: string | null;
   approval_by: string | null;
+  /** The per-app revision it is meant to run with, then (from its start) the one it runs with; null before 0006. */
+  app_revision: string | null;
   /** The deploy's commits described (JSON: component → {sha, subject, author, date}); null until described. */
   commits: string | null;
 }
@@ -55,6 +57,9 @@ export interface EnvironmentsTable {
   current_release_id: number | null;
   current_deploy_id: number | null;
   updated_at: string;
+  /** The settings decided for the environment (a per-app revision), which auto-deploy reconciles it to. */
+  desired_app_revision: string | null;
+  desired_at: string | null;
 }
 
 export interface ReleasesTable {
@@ -70,6 +75,8 @@ export interface ReleasesTable {
   created_at: string;
   /** Fleet releases: the artifact's digest. */
   artifact: string | null;
+  /** The per-app revision the release ran with; null before 0006. */
+  app_revision: string | null;
 }
 
 export interface LocksTable {
@@ -132,6 +139,14 @@ export interface ArtifactsTable {
   created_at: string;
 }
 
+/** Which artifact a build's inputs produced (several keys may name one artifact). */
+export interface ArtifactBuildsTable {
+  app: string;
+  build_key: string;
+  digest: string;
+  created_at: string;
+}
+
 export interface HostsTable {
   id: Generated<number>;
   name: string;
@@ -143,6 +158,7 @@ export interface HostsTable {
   connected_to: string | null;
   last_seen_at: string | null;
   token_hash: string | null;
+  token_last_used_at: string | null;
   created_at: string;
 }
 
@@ -218,6 +234,7 @@ export interface Schema {
   audit_events: AuditEventsTable;
   webhook_deliveries: WebhookDeliveriesTable;
   artifacts: ArtifactsTable;
+  artifact_builds: ArtifactBuildsTable;
   hosts: HostsTable;
   host_apps: HostAppsTable;
   host_targets: HostTargetsTable;

@@ -15,9 +15,15 @@ import { LogStore } from "./logs.js";
 import { OverviewStore } from "./overview.js";
 import { PhaseStore } from "./phases.js";
 import { ReleaseStore } from "./releases.js";
+import { TokenUsage } from "./token-usage.js";
 import { TokenStore } from "./tokens.js";
 import { UndeployedStore } from "./undeployed.js";
 import { WebhookStore } from "./webhooks.js";
+
+export interface StoreOptions extends DatabaseOptions {
+  /** How often a token's last use is written at most (default: a minute; tests shorten it). */
+  tokenUseIntervalMs?: number;
+}
 
 /** Everything Turnout keeps, one repository per table family, over one database. */
 export class Store {
@@ -42,20 +48,24 @@ export class Store {
   readonly loginCodes: LoginCodeStore;
   readonly caps: Capabilities;
 
-  private constructor(private readonly database: Database) {
+  private constructor(
+    private readonly database: Database,
+    options: StoreOptions,
+  ) {
     const { db, caps } = database;
+    const usage = new TokenUsage(options.tokenUseIntervalMs);
     this.caps = caps;
     this.deploys = new DeployStore(db, caps);
     this.releases = new ReleaseStore(db);
     this.locks = new LockStore(db);
     this.logs = new LogStore(db);
-    this.tokens = new TokenStore(db, caps);
+    this.tokens = new TokenStore(db, caps, usage);
     this.audit = new AuditStore(db);
     this.overview = new OverviewStore(db);
     this.webhooks = new WebhookStore(db, caps);
     this.autoDeploys = new AutoAdmission(db);
     this.artifacts = new ArtifactRecords(db, caps);
-    this.hosts = new HostStore(db, caps);
+    this.hosts = new HostStore(db, caps, usage);
     this.fleet = new FleetStore(db);
     this.phases = new PhaseStore(db);
     this.commits = new CommitDescriptions(db);
@@ -65,8 +75,8 @@ export class Store {
     this.loginCodes = new LoginCodeStore(db, this.tokens);
   }
 
-  static async open(options: DatabaseOptions): Promise<Store> {
-    return new Store(await openDatabase(options));
+  static async open(options: StoreOptions): Promise<Store> {
+    return new Store(await openDatabase(options), options);
   }
 
   close(): Promise<void> {

@@ -5,6 +5,7 @@ import type { Principal, Role } from "../domain/roles.js";
 import type { Capabilities } from "./capabilities.js";
 import { fromJson, nowIso, toJson } from "./rows.js";
 import type { Schema } from "./schema.js";
+import { TokenUsage } from "./token-usage.js";
 
 export interface TokenInfo {
   id: number;
@@ -39,6 +40,7 @@ export class TokenStore {
   constructor(
     private readonly db: Kysely<Schema>,
     private readonly caps: Capabilities,
+    private readonly usage: TokenUsage = new TokenUsage(),
   ) {}
 
   async create(input: {
@@ -98,7 +100,10 @@ export class TokenStore {
   async authenticate(token: string): Promise<Principal | undefined> {
     const hash = hashToken(token);
     const remembered = this.recent.get(hash);
-    if (remembered && remembered.until > Date.now()) return remembered.principal;
+    if (remembered && remembered.until > Date.now()) {
+      await this.used(remembered.principal.tokenId);
+      return remembered.principal;
+    }
     const now = nowIso();
     const row = await this.db
       .selectFrom("tokens")
@@ -125,7 +130,26 @@ export class TokenStore {
       row.expires_at ? Date.parse(row.expires_at) : Number.POSITIVE_INFINITY,
     );
     this.recent.set(hash, { principal, until });
+    await this.used(principal.tokenId);
     return principal;
+  }
+
+  /** Records a use (throttled, see token-usage.ts); a failed write never refuses a valid token. */
+  private async used(id: number): Promise<void> {
+    const key = `token:${id}`;
+    if (!this.usage.due(key)) return;
+    try {
+      await this.db
+        .updateTable("tokens")
+        .set({ last_used_at: this.usage.nowIso() })
+        .where("id", "=", id)
+        .where((eb) =>
+          eb.or([eb("last_used_at", "is", null), eb("last_used_at", "<", this.usage.staleBefore())]),
+        )
+        .execute();
+    } catch {
+      this.usage.failed(key);
+    }
   }
 
   async count(): Promise<number> {

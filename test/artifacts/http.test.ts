@@ -96,18 +96,19 @@ describe("artifact uploads", () => {
     expect(res.status).toBe(200);
     expect(res.body.artifact.digest).toBe(digest);
     expect(res.body.manifest.entries.find((e: any) => e.path === "bin/serve")).toMatchObject({ mode: 0o755 });
+    // Another app's artifact is not there for a token limited to other apps.
     const other = await t.api("GET", `/api/v1/artifacts/${digest}`, undefined, tokens["other-app"]);
-    expect(other.status).toBe(403);
+    expect(other.status).toBe(404);
     expect((await t.api("GET", `/api/v1/artifacts/${"e".repeat(64)}`)).status).toBe(404);
     expect((await t.api("GET", "/api/v1/artifacts/not-a-digest")).status).toBe(400);
   });
 
-  it("refuses uploads from viewers and from tokens of other apps (403), to unknown apps (404)", async () => {
+  it("refuses uploads from viewers (403), and to unknown apps or apps the token may not see (404)", async () => {
     const archive = await realTar(path.join(scratch.dir, "tree"), true);
     const viewer = await upload(archive, tokens["viewer"]);
     expect(viewer.status).toBe(403);
     expect(viewer.body.error.code).toBe("E_FORBIDDEN");
-    expect((await upload(archive, tokens["other-app"])).status).toBe(403);
+    expect((await upload(archive, tokens["other-app"])).status).toBe(404);
     expect((await upload(archive, tokens["deployer"])).status).toBe(201);
     const unknown = await fetch(`${t.url}/api/v1/apps/nope/artifacts`, {
       method: "POST",

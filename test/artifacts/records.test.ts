@@ -11,7 +11,7 @@ describe.each(BACKENDS)("artifact records on %s", (backend) => {
 
   const digest = (c: string) => c.repeat(64);
 
-  it("records once, finds by fingerprint, lists newest first, reads bytes as numbers", async () => {
+  it("records once, lists newest first, reads bytes as numbers", async () => {
     const big = 5 * 1024 * 1024 * 1024; // above 32 bits: bigint on PostgreSQL
     await store.artifacts.record({
       digest: digest("a"),
@@ -40,15 +40,13 @@ describe.each(BACKENDS)("artifact records on %s", (backend) => {
       source: "built",
     });
 
-    expect(await store.artifacts.byFingerprint("shop", "fp1")).toMatchObject({
+    expect(await store.artifacts.find(digest("a"))).toMatchObject({
       digest: digest("a"),
       bytes: big,
       files: 3,
       source: "built",
       fingerprint: "fp1",
     });
-    expect(await store.artifacts.byFingerprint("shop", "fp2")).toBeUndefined();
-    expect(await store.artifacts.byFingerprint("blog", "fp1")).toBeUndefined();
     expect((await store.artifacts.list("shop", 10)).map((a) => a.digest)).toEqual([digest("b"), digest("a")]);
     expect((await store.artifacts.list("shop", 1)).map((a) => a.digest)).toEqual([digest("b")]);
     expect(await store.artifacts.list("blog", 10)).toEqual([]);
@@ -74,6 +72,29 @@ describe.each(BACKENDS)("artifact records on %s", (backend) => {
     });
     const info = await store.artifacts.get(digest("d"));
     expect(info).toMatchObject({ fingerprint: "fp9", source: "uploaded" });
-    expect((await store.artifacts.byFingerprint("shop", "fp9"))?.digest).toBe(digest("d"));
+  });
+
+  it("finds an artifact by the key of the build that made it: several keys may name one artifact, a key names one", async () => {
+    for (const c of ["e", "f"]) {
+      await store.artifacts.record({
+        digest: digest(c),
+        app: "shop",
+        fingerprint: null,
+        files: 1,
+        bytes: 1,
+        source: "built",
+      });
+    }
+    await store.artifacts.recordBuild("shop", "key-staging", digest("e"));
+    await store.artifacts.recordBuild("shop", "key-production", digest("e"));
+    // The same key again (two workers racing on one build) keeps the first.
+    await store.artifacts.recordBuild("shop", "key-staging", digest("f"));
+    expect((await store.artifacts.byBuildKey("shop", "key-staging"))?.digest).toBe(digest("e"));
+    expect((await store.artifacts.byBuildKey("shop", "key-production"))?.digest).toBe(digest("e"));
+    expect(await store.artifacts.byBuildKey("shop", "key-other")).toBeUndefined();
+    expect(await store.artifacts.byBuildKey("blog", "key-staging")).toBeUndefined();
+    // A key whose artifact is not (or no longer) recorded finds nothing.
+    await store.artifacts.recordBuild("shop", "key-gone", digest("9"));
+    expect(await store.artifacts.byBuildKey("shop", "key-gone")).toBeUndefined();
   });
 });

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type GateOptions, waitForChecks } from "../../src/checks/gate.js";
 import { GithubChecks } from "../../src/checks/github-checks.js";
 import type { ChecksConfig, GithubConfig } from "../../src/domain/app-config.js";
+import { SecretMasker } from "../../src/domain/secrets.js";
 import { type FakeGithub, startFakeGithub } from "../helpers/fake-github.js";
 import { until } from "../helpers/wait.js";
 
@@ -38,6 +39,7 @@ function start(config: Partial<ChecksConfig>, overrides: Partial<GateOptions> = 
     workspace,
     env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin" },
     githubChecks: new GithubChecks(),
+    masker: new SecretMasker([]),
     signal: controller.signal,
     log: (line) => lines.push(line),
     ...overrides,

@@ -2,6 +2,7 @@ import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt, turnout } from "../helpers/built-cli.js";
+import { freePort } from "../helpers/fleet.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
 import { tempDir } from "./helpers.js";
 
@@ -43,6 +44,16 @@ environments:
       provider: shell
       script: |
         echo "greeting=$TURNOUT_PARAM_GREETING"
+      timeout: 1m
+`,
+  colours: `repo: "${repo}"
+environments:
+  staging:
+    branch: main
+    deploy:
+      provider: shell
+      script: |
+        printf '\\033[31mred\\033[0m \\033]0;pwned title\\007 \\033]52;c;ZXZpbA==\\007 \\033[2J done\\n'
       timeout: 1m
 `,
   slow: `repo: "${repo}"
@@ -124,6 +135,90 @@ describe("turnout CLI against a real server", () => {
     expect((await cli(["unlock", "shop", "production"])).stdout).toBe("shop/production was not locked\n");
   });
 
+  it("shows escape codes in a lock reason escaped, in deploy's error and in status", async () => {
+    const reason = "freeze \x1b]52;c;ZXZpbCBjb21tYW5k\x07\x1b[2J until 15:00";
+    const escaped = "freeze \\x1b]52;c;ZXZpbCBjb21tYW5k\\x07\\x1b[2J until 15:00";
+    const locked = await t.api("PUT", "/api/v1/apps/echo/environments/staging/lock", { reason });
+    expect(locked.body.lock.reason).toBe(reason);
+    try {
+      const refused = await cli(["deploy", "echo", "staging"]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toBe(`error: echo/staging is locked by admin: ${escaped} (E_LOCKED)\n`);
+      const overview = await cli(["status"]);
+      const detail = await cli(["status", "echo", "staging"]);
+      for (const shown of [overview.stdout, detail.stdout]) {
+        expect(shown).toContain(`admin: ${escaped}`);
+        expect(shown).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+      }
+      // JSON stays the server's value, made safe for a terminal too.
+      const json = await cli(["status", "echo", "staging", "--json"]);
+      expect(JSON.parse(json.stdout).environment.lock.reason).toBe(reason);
+      expect(json.stdout).not.toContain("\x1b");
+    } finally {
+      await t.api("DELETE", "/api/v1/apps/echo/environments/staging/lock");
+    }
+  });
+
+  it("prints deploy logs with their colours but no other escape sequence", async () => {
+    const followed = await cli(["deploy", "colours", "staging", "--follow"]);
+    expect(followed.code).toBe(0);
+    const logged = await cli(["logs", "colours/staging#1"]);
+    for (const out of [followed.stdout, logged.stdout]) {
+      expect(out).toContain("\x1b[31mred\x1b[0m ");
+      expect(out).toContain("\\x1b]0;pwned title\\x07 \\x1b]52;c;ZXZpbA==\\x07 \\x1b[2J done\n");
+      expect(out).not.toContain("\x1b]");
+      expect(out).not.toContain("\x07");
+    }
+    // The stored log itself is unchanged: --json carries the exact bytes.
+    const json = await cli(["logs", "colours/staging#1", "--json"]);
+    const text = JSON.parse(json.stdout)
+      .chunks.map((c: { text: string }) => c.text)
+      .join("");
+    expect(text).toContain("\x1b]0;pwned title\x07");
+  });
+
+  it("--json reports every failure as JSON on stderr, with the usual exit status", async () => {
+    await t.api("PUT", "/api/v1/apps/echo/environments/staging/lock", { reason: "json test" });
+    try {
+      const refused = await cli(["deploy", "echo", "staging", "--json"]);
+      expect(refused.code).toBe(1);
+      expect(refused.stdout).toBe("");
+      expect(JSON.parse(refused.stderr)).toEqual({
+        error: {
+          code: "E_LOCKED",
+          message: "echo/staging is locked by admin: json test",
+          details: expect.objectContaining({ lockedBy: "admin", reason: "json test" }),
+        },
+      });
+    } finally {
+      await t.api("DELETE", "/api/v1/apps/echo/environments/staging/lock");
+    }
+
+    const usage = await cli(["deploy", "shop", "--json"]);
+    expect(usage.code).toBe(2);
+    expect(JSON.parse(usage.stderr)).toEqual({
+      error: {
+        code: "E_USAGE",
+        message: "missing required argument 'env'",
+        details: { reason: "missingArgument" },
+      },
+    });
+
+    const port = await freePort();
+    const refusedConnection = await turnout(
+      ["apps", "--json", "--server", `http://127.0.0.1:${port}`, "--token", "tnt_x"],
+      { env: cleanEnv(), cwd: home },
+    );
+    expect(refusedConnection.code).toBe(1);
+    expect(JSON.parse(refusedConnection.stderr)).toMatchObject({
+      error: { code: "E_CONNECTION", details: { server: `http://127.0.0.1:${port}` } },
+    });
+
+    const missing = await cli(["logs", "shop/staging#999", "--json"]);
+    expect(missing.code).toBe(1);
+    expect(JSON.parse(missing.stderr).error.code).toBe("E_NOT_FOUND");
+  });
+
   it("--json prints the API's response body", async () => {
     const config = await cli(["config", "status", "--json"]);
     expect(config.code).toBe(0);
@@ -186,15 +281,17 @@ describe("turnout CLI against a real server", () => {
     expect(result.code).toBe(0);
     const lines = result.stdout.trimEnd().split("\n");
     const releases = (await t.api("GET", "/api/v1/apps/shop/environments/staging/releases")).body.releases;
-    expect(lines).toHaveLength(releases.length);
+    expect(lines).toHaveLength(releases.length + 1);
+    expect(lines[0]).toMatch(/^DEPLOY +SHA +REF +FINGERPRINT +USER +TRIGGER +DATE$/);
     expect(lines.at(-1)).toMatch(
       new RegExp(
-        `^#1 +${t.repo.head.slice(0, 12)} +[0-9a-f]{12} +admin +cli +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ$`,
+        `^#1 +${t.repo.head.slice(0, 12)} +main +[0-9a-f]{12} +admin +cli +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ$`,
       ),
     );
 
     const all = await cli(["history", "shop"]);
     expect(all.code).toBe(0);
+    expect(all.stdout).toMatch(/^ENV +DEPLOY +SHA +REF /);
     expect(all.stdout).toMatch(/^staging +#\d+/m);
     expect(all.stdout).toMatch(/^production +#\d+/m);
   });
@@ -289,7 +386,10 @@ describe("turnout CLI against a real server", () => {
     expect(refused.stderr).toMatch(/\(E_FORBIDDEN\)\n$/);
 
     const list = await cli(["token", "list"]);
-    expect(list.stdout).toMatch(/^ci-viewer +viewer +shop /m);
+    // Used by the status above: LAST USED says when.
+    expect(list.stdout).toMatch(
+      /^ci-viewer +viewer +shop +\d{4}-\d\d-\d\d [\d:]+Z +\d{4}-\d\d-\d\d [\d:]+Z +- *$/m,
+    );
     expect(list.stdout).not.toContain(token);
 
     expect((await cli(["token", "revoke", "ci-viewer"])).code).toBe(0);

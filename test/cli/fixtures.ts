@@ -24,6 +24,7 @@ export function deployFixture(overrides: Partial<DeployJson> = {}): DeployJson {
     errorMessage: null,
     releaseId: null,
     configRevision: "rev1",
+    appRevision: null,
     createdAt: "2024-05-01T12:00:00.000Z",
     startedAt: "2024-05-01T12:00:01.000Z",
     finishedAt: null,
@@ -65,7 +66,7 @@ export function releaseFixture(overrides: Partial<ReleaseJson> = {}): ReleaseJso
     components: { app: SHA },
     configRevision: "rev1",
     createdAt: "2024-05-01T12:00:15.000Z",
-    deploy: { number: 4, user: "alice", trigger: "cli", finishedAt: "2024-05-01T12:00:15.000Z" },
+    deploy: { number: 4, ref: "main", user: "alice", trigger: "cli", finishedAt: "2024-05-01T12:00:15.000Z" },
     ...overrides,
   };
 }

@@ -35,7 +35,7 @@ describe("environment table", () => {
     expect(text.split("\n")).toEqual([
       "APP   ENV         CURRENT          STATE                 LOCK",
       "shop  staging     #3 abcdef012345  running #4, queued 2  -",
-      "shop  production  -                idle                  bob: freeze [31m",
+      "shop  production  -                idle                  bob: freeze\\x1b[31m",
     ]);
   });
 
@@ -53,19 +53,22 @@ describe("environment table", () => {
 });
 
 describe("history", () => {
-  it("prints #N  sha12  fingerprint12  user  trigger  date", () => {
+  it("prints a header, then #N  sha12  ref  fingerprint12  user  trigger  date", () => {
     const lines = historyLines(
       [
         releaseFixture(),
         releaseFixture({
           deployNumber: 12,
-          deploy: { number: 12, user: "bo", trigger: "rollback", finishedAt: null },
+          deploy: { number: 12, ref: "v1.2^", user: "bo", trigger: "rollback", finishedAt: null },
         }),
       ],
       false,
     ).split("\n");
-    expect(lines[0]).toBe("#4   0123456789ab  ffffffffffff  alice  cli       2024-05-01 12:00:15Z");
-    expect(lines[1]).toBe("#12  0123456789ab  ffffffffffff  bo     rollback  2024-05-01 12:00:15Z");
+    expect(lines).toEqual([
+      "DEPLOY  SHA           REF    FINGERPRINT   USER   TRIGGER   DATE",
+      "#4      0123456789ab  main   ffffffffffff  alice  cli       2024-05-01 12:00:15Z",
+      "#12     0123456789ab  v1.2^  ffffffffffff  bo     rollback  2024-05-01 12:00:15Z",
+    ]);
   });
 
   it("says which component changed for multi-repo apps", () => {
@@ -79,13 +82,14 @@ describe("history", () => {
       ],
       false,
     );
+    expect(line.split("\n")[0]).toMatch(/ {2}DATE +CHANGES$/);
     expect(line).toMatch(/ {2}extensions 3333333→2222222, config$/);
   });
 
   it("leads with the environment when several are shown", () => {
-    expect(historyLines([releaseFixture({ env: "production" })], true)).toMatch(
-      /^production {2}#4 {2}0123456789ab/,
-    );
+    const lines = historyLines([releaseFixture({ env: "production" })], true).split("\n");
+    expect(lines[0]).toMatch(/^ENV {9}DEPLOY {2}SHA/);
+    expect(lines[1]).toMatch(/^production {2}#4 {6}0123456789ab {2}main/);
     expect(historyLines([], true)).toBe("no releases yet");
   });
 });

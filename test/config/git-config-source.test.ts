@@ -1,21 +1,28 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { GitConfigSource } from "../../src/config/git-config-source.js";
 import type { LoadOptions } from "../../src/config/manifest-loader.js";
+import { ManifestParser } from "../../src/config/manifest-parser.js";
 import type { ConfigSnapshot, ShellDeployConfig } from "../../src/domain/app-config.js";
 import { GitMirrors } from "../../src/git/mirrors.js";
 import { withGitLog } from "../git/git-spy.js";
+import { ensureBuilt } from "../helpers/built-cli.js";
 import { makeRepo, startGitHttpServer, type TestRepo } from "../helpers/git-fixtures.js";
 
 /**
- * Configuration as code against real repositories and real mirrors: a commit
- * is taken or refused as a whole, and a refused one never replaces the active
- * configuration.
+ * Configuration as code against real repositories and real mirrors: each
+ * app of a commit is taken or refused on its own, an app whose manifest
+ * breaks keeps its last valid version, and only blobs not parsed before are
+ * read and parsed.
  */
 const root = mkdtempSync(path.join(tmpdir(), "turnout-git-config-"));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+let parser: ManifestParser;
+afterAll(async () => {
+  await parser?.close();
+  rmSync(root, { recursive: true, force: true });
+});
 
 const LOAD: LoadOptions = {
   defaultTimeoutMs: 60_000,
@@ -54,6 +61,11 @@ environments:
     branch: other
 `;
 
+beforeAll(async () => {
+  await ensureBuilt(); // the parser's worker runs dist/
+  parser = new ManifestParser({ load: LOAD });
+}, 180_000);
+
 let counter = 0;
 let repo: TestRepo;
 let mirrors: GitMirrors;
@@ -65,9 +77,19 @@ beforeEach(async () => {
 });
 
 const open = (url = repo.path, extra: Partial<Parameters<typeof GitConfigSource.open>[0]> = {}) =>
-  GitConfigSource.open({ url, branch: "main", auth: {}, git: mirrors, load: LOAD, ...extra });
+  GitConfigSource.open({
+    url,
+    branch: "main",
+    auth: {},
+    git: mirrors,
+    parser,
+    startupWaitMs: 60_000,
+    ...extra,
+  });
 
 const appNames = (snapshot: ConfigSnapshot) => [...snapshot.apps.keys()].sort();
+const commandOf = (snapshot: ConfigSnapshot, app: string) =>
+  (snapshot.apps.get(app)?.environments["staging"]?.deploy as ShellDeployConfig | undefined)?.command;
 const short = (sha: string) => sha.slice(0, 7);
 
 describe("GitConfigSource", () => {
@@ -90,6 +112,7 @@ describe("GitConfigSource", () => {
       loadedAt: config.current().loadedAt,
       problems: [],
       lastError: null,
+      loading: [],
     });
   });
 
@@ -128,43 +151,48 @@ describe("GitConfigSource", () => {
     expect((deploy as ShellDeployConfig | undefined)?.command).toEqual(["printf", "{sha}"]);
   });
 
-  it("refuses a commit with any invalid manifest as a whole and keeps the last valid one active", async () => {
-    const good = await repo.commit({
+  it("takes a commit app by app: a broken manifest keeps its app's last valid version, the others change", async () => {
+    await repo.commit({
       "turnout.d/shop.yaml": manifest(),
       "turnout.d/blog.yaml": manifest(),
     });
     const config = await open();
     const changes: string[] = [];
     config.onChange((_previous, next) => changes.push(next.revision));
+    const added = await repo.commit({ "turnout.d/news.yaml": manifest() });
+    expect(await config.refresh()).toBe(true);
+    const kept = config.current().apps.get("shop");
 
-    // One file broken YAML, another an unknown key, a third perfectly valid: nothing of it is taken.
+    // shop: broken YAML; blog: an unknown key; wiki: new and valid; news: changed and valid.
     const bad = await repo.commit({
       "turnout.d/shop.yaml": BAD_YAML,
       "turnout.d/blog.yaml": UNKNOWN_KEY,
       "turnout.d/wiki.yaml": manifest(),
+      "turnout.d/news.yaml": manifest("printf"),
     });
-    expect(await config.refresh()).toBe(false);
-    expect(changes).toEqual([]);
-    expect(config.current().revision).toBe(good);
-    expect(appNames(config.current())).toEqual(["blog", "shop"]);
-    expect(
-      (config.current().apps.get("blog")?.environments["staging"]?.deploy as ShellDeployConfig | undefined)
-        ?.command,
-    ).toEqual(["echo", "{sha}"]);
+    expect(await config.refresh()).toBe(true);
+    expect(changes).toHaveLength(2);
+    expect(config.current().revision).toBe(bad);
+    expect(appNames(config.current())).toEqual(["blog", "news", "shop", "wiki"]);
+    expect(config.current().apps.get("shop")).toBe(kept);
+    expect(config.current().apps.get("shop")?.source).toBe(`turnout.d/shop.yaml@${short(added)}`);
+    expect(commandOf(config.current(), "blog")).toEqual(["echo", "{sha}"]);
+    expect(commandOf(config.current(), "news")).toEqual(["printf", "{sha}"]);
+    expect(config.current().apps.get("wiki")?.source).toBe(`turnout.d/wiki.yaml@${short(bad)}`);
 
     const status = config.status();
-    expect(status.revision).toBe(good);
-    expect(status.problems).toEqual([]);
-    expect(status.lastError?.revision).toBe(bad);
-    expect(Number.isNaN(Date.parse(status.lastError?.at ?? ""))).toBe(false);
-    expect(status.lastError?.problems).toEqual([
+    expect(status.revision).toBe(bad);
+    expect(status.lastError).toBeNull();
+    expect(status.problems).toEqual([
       {
+        app: "blog",
         file: `turnout.d/blog.yaml@${short(bad)}`,
         line: 5,
         field: "environments.staging.deploy",
         message: 'Unrecognized key: "colour"',
       },
       {
+        app: "shop",
         file: `turnout.d/shop.yaml@${short(bad)}`,
         line: 5,
         field: "(yaml)",
@@ -172,45 +200,29 @@ describe("GitConfigSource", () => {
       },
     ]);
 
-    // Asked again with nothing new, the refusal stands and nothing is re-read.
-    expect(await config.refresh()).toBe(false);
-    expect(config.status().lastError?.revision).toBe(bad);
-
-    // Fixing it in a later commit makes that commit active and clears the refusal.
+    // Fixing it in a later commit clears the problems.
     const fixed = await repo.commit({ "turnout.d/shop.yaml": manifest(), "turnout.d/blog.yaml": manifest() });
     expect(await config.refresh()).toBe(true);
-    expect(changes).toEqual([fixed]);
-    expect(appNames(config.current())).toEqual(["blog", "shop", "wiki"]);
     expect(config.status()).toMatchObject({ revision: fixed, problems: [], lastError: null });
   });
 
-  it("forgets a refusal when the branch is reset to the active commit", async () => {
-    const good = await repo.commit({ "shop.yaml": manifest() });
-    const config = await open();
-    await repo.commit({ "shop.yaml": UNKNOWN_KEY });
-    await config.refresh();
-    expect(config.status().lastError).not.toBeNull();
-
-    await repo.git("reset", "--quiet", "--hard", good);
-    expect(await config.refresh()).toBe(false);
-    expect(config.status()).toMatchObject({ revision: good, lastError: null });
-  });
-
-  it("refuses two manifests for one app and a symbolic link instead of guessing", async () => {
+  it("reports two manifests for one app and a symbolic link instead of guessing", async () => {
     await repo.commit({ "shop.yaml": manifest(), "blog.yaml": manifest() });
     const config = await open();
     const { symlink } = await import("node:fs/promises");
     await symlink("blog.yaml", path.join(repo.path, "wiki.yaml"));
-    const bad = await repo.commit({ "shop.yml": manifest() });
-    expect(await config.refresh()).toBe(false);
-    expect(config.status().lastError?.problems).toEqual([
+    const bad = await repo.commit({ "shop.yml": manifest("printf") });
+    expect(await config.refresh()).toBe(true);
+    expect(config.status().problems).toEqual([
       {
+        app: "shop",
         file: `shop.yml@${short(bad)}`,
         line: null,
         field: "(file name)",
         message: `app 'shop' is already defined by shop.yaml@${short(bad)}`,
       },
       {
+        app: "wiki",
         file: `wiki.yaml@${short(bad)}`,
         line: null,
         field: "(file)",
@@ -218,30 +230,33 @@ describe("GitConfigSource", () => {
       },
     ]);
     expect(appNames(config.current())).toEqual(["blog", "shop"]);
+    expect(commandOf(config.current(), "shop")).toEqual(["echo", "{sha}"]);
   });
 
-  it("starts with zero apps and the refusal when the first commit is invalid, then takes a fix", async () => {
-    const bad = await repo.commit({ "turnout.d/shop.yaml": UNKNOWN_KEY });
+  it("starts with the valid apps of an invalid head, and the problems of the others", async () => {
+    const bad = await repo.commit({ "turnout.d/shop.yaml": UNKNOWN_KEY, "turnout.d/blog.yaml": manifest() });
     const config = await open();
-    expect(config.current().apps.size).toBe(0);
+    expect(appNames(config.current())).toEqual(["blog"]);
     expect(config.status()).toMatchObject({
-      revision: "",
-      problems: [],
-      lastError: {
-        revision: bad,
-        problems: [
-          { file: `turnout.d/shop.yaml@${short(bad)}`, line: 5, field: "environments.staging.deploy" },
-        ],
-      },
+      revision: bad,
+      problems: [
+        {
+          app: "shop",
+          file: `turnout.d/shop.yaml@${short(bad)}`,
+          line: 5,
+          field: "environments.staging.deploy",
+        },
+      ],
+      lastError: null,
     });
 
     const seen: Array<[string, string]> = [];
     config.onChange((previous, next) => seen.push([previous.revision, next.revision]));
     const fixed = await repo.commit({ "turnout.d/shop.yaml": manifest() });
     expect(await config.refresh()).toBe(true);
-    expect(seen).toEqual([["", fixed]]);
-    expect(appNames(config.current())).toEqual(["shop"]);
-    expect(config.status().lastError).toBeNull();
+    expect(seen).toEqual([[bad, fixed]]);
+    expect(appNames(config.current())).toEqual(["blog", "shop"]);
+    expect(config.status().problems).toEqual([]);
   });
 
   it("an unchanged head costs one fetch and one lookup, and nothing is re-read", async () => {
@@ -262,17 +277,38 @@ describe("GitConfigSource", () => {
     ).toBe(false);
   });
 
-  it("a refused head is not re-read either", async () => {
-    await repo.commit({ "turnout.d/shop.yaml": manifest() });
+  it("a new commit reads and parses only the manifests whose blobs changed", async () => {
+    await repo.commit({ "turnout.d/shop.yaml": manifest(), "turnout.d/blog.yaml": manifest() });
     const config = await open();
-    await repo.commit({ "turnout.d/shop.yaml": UNKNOWN_KEY });
-    await config.refresh();
-    const refusedAt = config.status().lastError?.at;
+    const before = config.stats();
+    await repo.commit({ "turnout.d/blog.yaml": manifest("printf"), "README.md": "not configuration\n" });
     const calls = await withGitLog(async () => {
-      await config.refresh();
+      expect(await config.refresh()).toBe(true);
     });
-    expect(calls.some((c) => c.argv.includes("ls-tree"))).toBe(false);
-    expect(config.status().lastError?.at).toBe(refusedAt);
+    expect(calls.filter((c) => c.argv.includes("cat-file") && c.argv.includes("blob"))).toHaveLength(1);
+    expect(config.stats()).toEqual({ reads: before.reads + 1, parses: before.parses + 1 });
+    // The unchanged app is the same object, labelled with the commit it now comes from.
+    expect(config.current().apps.get("shop")?.source).toBe(`turnout.d/shop.yaml@${short(repo.head)}`);
+  });
+
+  it("refuses a manifest over the size cap without reading it", async () => {
+    const huge = `${manifest()}      env:\n${Array.from({ length: 12_000 }, (_, i) => `        K${i}: value-${i}-padding-padding`).join("\n")}\n`;
+    await repo.commit({ "shop.yaml": manifest(), "huge.yaml": huge });
+    const calls = await withGitLog(async () => {
+      await open();
+    });
+    const reads = calls.filter((c) => c.argv.includes("cat-file") && c.argv.includes("blob"));
+    expect(reads).toHaveLength(1); // shop.yaml only
+    const config = await open();
+    expect(config.status().problems).toEqual([
+      {
+        app: "huge",
+        file: `huge.yaml@${short(repo.head)}`,
+        line: null,
+        field: "(file)",
+        message: expect.stringMatching(/^is \d+ KiB; manifests are limited to 256 KiB$/),
+      },
+    ]);
   });
 
   it("refreshes asked for during a refresh share one later run", async () => {

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { environmentRevision } from "../../src/domain/app-revision.js";
 import { BACKENDS } from "../helpers/databases.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
 import { until } from "../helpers/wait.js";
@@ -142,9 +143,10 @@ describe.each(BACKENDS)("auto-deploy on %s", (backend) => {
         user: "racer",
         ref: "main",
         sha: t.repo.head,
+        primary: "app",
         components: { app: t.repo.head },
         configRevision: t.engine.config().revision,
-        configChanged: false,
+        appRevision: environmentRevision(t.engine.config().apps.get("shop")!, "staging")!,
       }),
     ]);
     await settle(t);

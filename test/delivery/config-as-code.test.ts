@@ -4,6 +4,7 @@ import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { resolveSettings } from "../../src/config/settings.js";
 import { type RunningServer, startServer } from "../../src/server/start-server.js";
+import { ensureBuilt } from "../helpers/built-cli.js";
 import { makeRepo } from "../helpers/git-fixtures.js";
 import { until } from "../helpers/wait.js";
 
@@ -36,7 +37,12 @@ environments:
       { PATH: process.env["PATH"], HOME: root, TURNOUT_CONFIG_POLL: "1h" },
       root,
     );
-    server = await startServer(settings, { print: () => undefined, polling: false });
+    await ensureBuilt(); // the manifest parser's worker runs dist/
+    server = await startServer(settings, {
+      print: () => undefined,
+      polling: false,
+      configStartupWaitMs: 60_000,
+    });
     const { store, engine } = server;
     const deploys = async () => (await store.deploys.list({ app: "shop", limit: 10 })).reverse();
     const logOf = async (id: number) => (await store.logs.read(id, 0)).chunks.map((c) => c.text).join("");
@@ -56,15 +62,26 @@ environments:
     expect(earlier!.configRevision).toBe(rev1);
     expect(latest!.fingerprint).not.toBe(earlier!.fingerprint);
 
-    // A broken config commit is refused as a whole: nothing is deployed, the old configuration stays.
+    // A commit breaking the app's manifest: the commit is taken, the app keeps its last valid
+    // version (so its settings did not change and nothing is redeployed), and the problem is shown.
     const token = readFileSync(path.join(root, "data", "admin-token"), "utf8").trim();
-    await config.commit({ "turnout.d/shop.yaml": `${manifest("broken")}    nonsense: true\n` }, "break");
-    expect(await server.config.refresh()).toBe(false);
+    const kept = engine.config().apps.get("shop");
+    const rev3 = await config.commit(
+      { "turnout.d/shop.yaml": `${manifest("broken")}    nonsense: true\n` },
+      "break",
+    );
+    expect(await server.config.refresh()).toBe(true);
     const status: any = await (
       await fetch(`${server.url}/api/v1/config`, { headers: { authorization: `Bearer ${token}` } })
     ).json();
-    expect(status.revision).toBe(rev2);
-    expect(status.lastError.problems[0].field).toMatch(/^environments\.staging/);
+    expect(status.revision).toBe(rev3);
+    expect(status.lastError).toBeNull();
+    expect(status.problems[0]).toMatchObject({
+      app: "shop",
+      file: `turnout.d/shop.yaml@${rev3.slice(0, 7)}`,
+    });
+    expect(status.problems[0].field).toMatch(/^environments\.staging/);
+    expect(engine.config().apps.get("shop")).toBe(kept);
     expect(await deploys()).toHaveLength(2);
   });
 });

@@ -38,7 +38,9 @@ describe("quick start with the demo app", () => {
     });
     expect(staging.code).toBe(0);
     expect(staging.stdout).toContain("staging is now on 1.1.0");
-    expect(staging.stderr).toMatch(/demo\/staging#1 succeeded/);
+    // #1 is the demo's first release (1.0.0), deployed by the server on its first start.
+    expect(staging.stderr).toMatch(/demo\/staging#2 succeeded/);
+    expect(server.output()).toContain("demo: deploying v1.0.0 to staging (demo/staging#1)");
 
     const production = await turnout(["deploy", "demo", "production", "--follow", "--server", server.url], {
       env,

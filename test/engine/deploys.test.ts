@@ -72,7 +72,32 @@ describe("deploy lifecycle", () => {
     const res = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", { ref: "main" });
     const deploy = await t.waitForDeploy(res.body.deploy.id);
     expect(deploy.status).toBe("succeeded");
-    expect(await logOf(t, deploy.id)).toContain(`deploy.sh env=production sha=${t.repo.head} ref=main`);
+    const log = await logOf(t, deploy.id);
+    expect(log).toContain(`deploy.sh env=production sha=${t.repo.head} ref=main`);
+    // The header shows the command as it ran, not its placeholders.
+    expect(log).toContain(`==> running ["bash","deploy.sh","production","${t.repo.head}","main"]\n`);
+  });
+
+  it("deploys main~1 and v1.2^: the commit they name, with the ref as asked in {ref}", async () => {
+    t = await startTurnout();
+    const first = t.repo.head;
+    await t.repo.commit({ VERSION: "2.0.0\n" }, "second");
+    await t.repo.tag("v1.2", true);
+    await t.repo.commit({ VERSION: "3.0.0\n" }, "third");
+    for (const ref of ["main~2", "v1.2^"]) {
+      const res = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", { ref });
+      expect(res.status, JSON.stringify(res.body)).toBe(202);
+      expect(res.body.deploy).toMatchObject({ ref, sha: first });
+      const deploy = await t.waitForDeploy(res.body.deploy.id);
+      expect(deploy.status).toBe("succeeded");
+      expect(await logOf(t, deploy.id)).toContain(
+        `deploy.sh env=production sha=${first} ref=${ref}\n1.0.0\n`,
+      );
+    }
+    const tooFar = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", {
+      ref: "main~9",
+    });
+    expect([tooFar.status, tooFar.body.error.code]).toEqual([422, "E_REF_NOT_FOUND"]);
   });
 
   it("never executes shell syntax from refs, params or names", async () => {
@@ -246,6 +271,56 @@ environments:
     const log = await logOf(t, deploy.id);
     expect(log).toContain("key is ********");
     expect(log).not.toContain("sk-very-secret-value");
+  });
+
+  it("masks a secret printed in two halves, a flush apart, at the end of a line longer than 16 KiB", async () => {
+    const secret = "sk-very-secret-value";
+    t = await startTurnout({
+      environment: { SHOP_API_KEY: secret },
+      manifest: `repo: "{repo}"
+secret_env: [SHOP_API_KEY]
+environments:
+  staging:
+    deploy:
+      provider: shell
+      script: |
+        printf '%16380s' '' | tr ' ' x
+        printf '%s' "\${SHOP_API_KEY:0:7}"
+        sleep 0.6
+        printf '%s\\n' "\${SHOP_API_KEY:7}"
+`,
+    });
+    const deploy = await t.waitForDeploy(
+      (await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {})).body.deploy.id,
+    );
+    expect(deploy.status).toBe("succeeded");
+    const log = await logOf(t, deploy.id);
+    expect(log).toContain(`\n${"x".repeat(16_380)}********\n`);
+    for (const piece of ["sk-v", "secret", "value"]) expect(log).not.toContain(piece);
+  });
+
+  it("masks a check_command's output before it is capped: no half of a secret at the cap", async () => {
+    const secret = "sk-very-secret-value";
+    t = await startTurnout({
+      environment: { SHOP_API_KEY: secret },
+      manifest: `repo: "{repo}"
+secret_env: [SHOP_API_KEY]
+environments:
+  staging:
+    check_command: [bash, -c, 'printf "%65530s" "" | tr " " x; printf "%s" "\${SHOP_API_KEY:0:7}"; sleep 0.6; printf "%s\\n" "\${SHOP_API_KEY:7}"']
+    checks_poll: 100ms
+    deploy:
+      provider: shell
+      script: echo deployed
+`,
+    });
+    const deploy = await t.waitForDeploy(
+      (await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {})).body.deploy.id,
+    );
+    expect(deploy.status).toBe("succeeded");
+    const log = await logOf(t, deploy.id);
+    expect(log).toContain(`check_command| ${"x".repeat(65_530)}********\n`);
+    for (const piece of ["sk-v", "secret", "value"]) expect(log).not.toContain(piece);
   });
 
   it("stores output while the command still runs (flushed within a second)", async () => {

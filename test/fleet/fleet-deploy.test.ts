@@ -356,6 +356,47 @@ describe("fleet deploys through agents", () => {
     await until(async () => (await drift()).length === 0, 10_000, "no drift after self-heal");
   });
 
+  it("masks a secret a host prints across the end of a 64 KiB message, or in two halves a moment apart", async () => {
+    const secret = "sk-very-secret-value";
+    t = await startTurnout({
+      environment: { SHOP_API_KEY: secret },
+      manifest: `repo: "{repo}"
+secret_env: [SHOP_API_KEY]
+environments:
+  production:
+    deploy:
+      provider: fleet
+      hosts: { labels: { role: web } }
+      restart: [bash, -c, 'printf "%65530s" "" | tr " " x; printf "%s\\n" "$SHOP_API_KEY"; printf "%s" "\${SHOP_API_KEY:0:7}"; sleep 0.3; printf "%s\\n" "\${SHOP_API_KEY:7}"']
+      strategy: { batch: 100% }
+`,
+    });
+    work = await mkdtemp(path.join(tmpdir(), "turnout-fleet-mask-"));
+    const token = (await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent" })).body.token;
+    agents = [
+      startAgent({
+        serverUrl: t.url,
+        token,
+        name: "web-1",
+        root: path.join(work, "web-1"),
+        labels: { role: "web" },
+      }),
+    ];
+    await waitForHosts(t.api, ["web-1"]);
+    const done = await deploy();
+    const log = await logOf(done.id);
+    expect(done.status).toBe("succeeded");
+    for (const piece of ["sk-v", "secret", "-value"]) expect(log).not.toContain(piece);
+    // Every line of the host's output carries its prefix; joined again, the output is whole, masked.
+    const hostText = log
+      .split("\n")
+      .filter((line) => line.startsWith("[web-1] "))
+      .map((line) => line.slice("[web-1] ".length))
+      .join("");
+    expect(hostText.includes(`${"x".repeat(65_530)}********`)).toBe(true);
+    expect(log.match(/^\[web-1\] \*{8}$/gm)).toHaveLength(1);
+  });
+
   it("deploys a tar built elsewhere, without building", async () => {
     t = await startTurnout({ manifest: fleetManifest("{ batch: 100% }") });
     work = await mkdtemp(path.join(tmpdir(), "turnout-fleet-upload-"));

@@ -92,6 +92,9 @@ ${hosts
     t = await startTurnout({
       manifest:
         'repo: "{repo}"\nenvironments:\n  x:\n    deploy:\n      provider: shell\n      command: ["true"]\n',
+      // Agents get a grace to reconnect; an SSH host has no connection to come back, so
+      // its failure must not wait for one (it did: the whole grace, for every failed host).
+      fleetReconnectGraceMs: 24 * 3_600_000,
     });
     await t.writeManifest("shop", manifest());
     const res = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", {});

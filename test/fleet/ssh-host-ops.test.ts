@@ -5,6 +5,8 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { assertHostConsistent } from "../../src/agent/host-layout/consistency.js";
+import { MASK, SecretMasker } from "../../src/domain/secrets.js";
+import { LogChannel } from "../../src/engine/log-channel.js";
 import type { StageSpec } from "../../src/providers/fleet/host-ops.js";
 import { SshHostOps } from "../../src/providers/fleet/ssh/ssh-host-ops.js";
 import { type MemoryRelease, memoryRelease, type SshdInstance, startSshd } from "../helpers/sshd.js";
@@ -419,6 +421,38 @@ describe("SshHostOps run and health", () => {
     expect(logs).toContain("to stderr");
     expect(await host.run("svc", ["true"], {}, 10_000, () => {}, never)).toBe(0);
     expect(await host.run("svc", ["no-such-program-here"], {}, 10_000, () => {}, never)).toBe(127);
+  });
+
+  it("hands on a line longer than 16 KiB in pieces, which a log channel joins and masks whole", async () => {
+    const secret = "sk-very-secret-value";
+    const pieces: { line: string; continued: boolean }[] = [];
+    const masked: string[] = [];
+    const channel = new LogChannel("[web-1] ", new SecretMasker([secret]), (line) => masked.push(line));
+    const status = await host.run(
+      "svc",
+      // The secret straddles the 16 KiB point where the host's line is cut into pieces.
+      [
+        "sh",
+        "-c",
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansions, for the shell on the host
+        'printf "%16380s" "" | tr " " x; printf "%s" "${KEY%-secret-value}"; sleep 0.5; printf "%s and more\\n" "${KEY#sk-very}"',
+      ],
+      { KEY: secret },
+      10_000,
+      (line, continued = false) => {
+        pieces.push({ line, continued });
+        channel.line(line, continued);
+      },
+      never,
+    );
+    channel.end();
+    expect(status).toBe(0);
+    expect(pieces.length).toBeGreaterThan(1);
+    for (const piece of pieces) expect(piece.line.length).toBeLessThanOrEqual(16 * 1024);
+    expect(pieces.map((p) => p.continued)).toEqual([...pieces.slice(1).map(() => true), false]);
+    expect(pieces.map((p) => p.line).join("")).toBe(`${"x".repeat(16_380)}${secret} and more`);
+    const shown = masked.map((line) => line.slice("[web-1] ".length)).join("");
+    expect(shown).toBe(`${"x".repeat(16_380)}${MASK} and more`);
   });
 
   it("stops a command at its time limit", async () => {

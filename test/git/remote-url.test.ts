@@ -1,25 +1,54 @@
 import { describe, expect, it } from "vitest";
 import { basicAuthHeader, credentialEnv, remoteSecrets } from "../../src/git/git-env.js";
-import { httpOrigin, mirrorName, redactUrl, remoteKind } from "../../src/git/remote-url.js";
+import { httpOrigin, mirrorName, redactUrl, remoteKind, remoteUrlProblem } from "../../src/git/remote-url.js";
 
 describe("remoteKind", () => {
-  it("tells ssh, http, file and local remotes apart", () => {
+  it("tells ssh, http, git, file and local remotes apart", () => {
     expect(remoteKind("git@github.com:acme/shop.git")).toBe("ssh");
     expect(remoteKind("ssh://git@github.com/acme/shop.git")).toBe("ssh");
+    expect(remoteKind("ssh://git@[::1]:2222/acme/shop.git")).toBe("ssh");
     expect(remoteKind("https://github.com/acme/shop.git")).toBe("http");
+    expect(remoteKind("https://[2001:db8::1]/acme/shop.git")).toBe("http");
     expect(remoteKind("http://127.0.0.1:8080/shop")).toBe("http");
+    expect(remoteKind("git://git.example.com/shop.git")).toBe("git");
     expect(remoteKind("file:///srv/git/shop.git")).toBe("file");
     expect(remoteKind("/srv/git/shop.git")).toBe("local");
-    expect(remoteKind("./shop")).toBe("local");
-    expect(remoteKind("shop")).toBe("local");
+    expect(remoteKind("/srv/git/with space.git")).toBe("local");
   });
 
-  it("refuses transport helpers, option-like URLs, control characters and other schemes", () => {
-    for (const url of ["ext::sh -c id", "fd::3", "-uhack", "https://h/x\nid", "ftp://h/x", ""]) {
+  it("refuses transport helpers, option-like URLs and hosts, relative paths, control characters and other schemes", () => {
+    const refused: Array<[string, string]> = [
+      ["ext::sh -c id", "transport helper"],
+      ["fd::3", "transport helper"],
+      ["foo::bar", "transport helper"],
+      ["--upload-pack=touch /tmp/x", "starts with '-'"],
+      ["-uhack", "starts with '-'"],
+      ["ssh://-oProxyCommand=touch%20x/repo", "invalid host"],
+      ["git@-oProxyCommand=x:repo", "invalid host"],
+      ["-oProxyCommand=x@host:repo", "starts with '-'"],
+      ["host:", "no repository path"],
+      ["host:-repo", "no repository path"],
+      ["https://h/x\nid", "control characters"],
+      ["ssh://a b/c", "white space"],
+      ["ftp://h/x", "unsupported scheme"],
+      ["file://elsewhere.example/x", "file:// URLs are local"],
+      ["./shop", "relative path"],
+      ["shop", "relative path"],
+      ["", "empty"],
+    ];
+    for (const [url, why] of refused) {
       expect(() => remoteKind(url), JSON.stringify(url)).toThrow(
-        expect.objectContaining({ code: "E_CONFIG" }),
+        expect.objectContaining({ code: "E_CONFIG", message: expect.stringContaining(why) }),
       );
+      expect(remoteUrlProblem(url), JSON.stringify(url)).toContain(why);
     }
+  });
+
+  it("never repeats a URL's credentials in the problem", () => {
+    expect(remoteUrlProblem("https://bot:s3cret@h.example/x y")).not.toContain("s3cret");
+    expect(() => remoteKind("https://bot:s3cret@h.example/x y")).toThrow(
+      expect.objectContaining({ message: expect.not.stringContaining("s3cret") }),
+    );
   });
 });
 

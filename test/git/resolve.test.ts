@@ -78,10 +78,19 @@ describe("GitMirrors.resolve", () => {
       await git(repo.path, "update-ref", `refs/heads/c${i}`, sha);
     }
     const r = { url: repo.path, auth: {} };
-    await expect(mirrors.resolve(r, prefix)).rejects.toMatchObject({
-      code: "E_INVALID_REF",
-      message: expect.stringContaining("ambiguous"),
+    const shas = await Promise.all(bodies.map((_, i) => git(repo.path, "rev-parse", `refs/heads/c${i}`)));
+    const error = await mirrors.resolve(r, prefix).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "E_INVALID_REF", message: expect.stringContaining("ambiguous") });
+    // It says which commits it could be, in the message and in the details.
+    const { message, details } = error as { message: string; details: { candidates: { sha: string }[] } };
+    for (const sha of shas) expect(message).toContain(sha.slice(0, 12));
+    expect(details.candidates.map((c) => c.sha).sort()).toEqual([...shas].sort());
+    expect(details.candidates[0]).toMatchObject({
+      date: "2023-11-14",
+      subject: expect.stringMatching(/^noise \d+$/),
     });
+    // With ancestry steps the same ambiguity is reported, not a missing ref.
+    await expect(mirrors.resolve(r, `${prefix}~1`)).rejects.toMatchObject({ code: "E_INVALID_REF" });
     // One more digit usually tells them apart; at worst a full SHA always does.
     const full = await git(repo.path, "rev-parse", "refs/heads/c0");
     expect(await mirrors.resolveLocal(r, full)).toBe(full);
@@ -102,6 +111,66 @@ describe("GitMirrors.resolve", () => {
   });
 });
 
+describe("ancestry steps: main~1, v1.2^", () => {
+  let repo: TestRepo;
+  let c1: string;
+  let c2: string;
+  let c3: string;
+  let side: string;
+  let merge: string;
+  const r = () => ({ url: repo.path, auth: {} });
+
+  beforeAll(async () => {
+    repo = await makeRepo(path.join(root, "steps"));
+    c1 = await repo.commit({ "a.txt": "1\n" });
+    c2 = await repo.commit({ "a.txt": "2\n" });
+    c3 = await repo.commit({ "a.txt": "3\n" });
+    await repo.tag("v1.2", true);
+    // A tag named like the branch, elsewhere: steps walk back from the branch, as the ref alone would.
+    await repo.tag("main", false, c1);
+    await repo.checkout("side");
+    side = await repo.commit({ "b.txt": "side\n" });
+    await repo.checkout("main");
+    await repo.git("merge", "--quiet", "--no-ff", "-m", "merge side", "side");
+    merge = await repo.git("rev-parse", "HEAD");
+  });
+
+  it("walks back from a branch, a tag or a SHA", async () => {
+    expect(await mirrors.resolve(r(), "main~1")).toBe(c3);
+    expect(await mirrors.resolve(r(), "main~3")).toBe(c1);
+    expect(await mirrors.resolve(r(), "main^")).toBe(c3);
+    expect(await mirrors.resolve(r(), "main^2")).toBe(side);
+    expect(await mirrors.resolve(r(), "main^2~1")).toBe(c3);
+    expect(await mirrors.resolve(r(), "main~~")).toBe(c2);
+    expect(await mirrors.resolve(r(), "main~0")).toBe(merge);
+    expect(await mirrors.resolve(r(), "v1.2^")).toBe(c2);
+    expect(await mirrors.resolve(r(), "v1.2~2")).toBe(c1);
+    expect(await mirrors.resolve(r(), "refs/tags/main~0")).toBe(c1);
+    expect(await mirrors.resolve(r(), `${c3.slice(0, 9)}~1`)).toBe(c2);
+  });
+
+  it("says so when the commit has no such ancestor", async () => {
+    await expect(mirrors.resolve(r(), "v1.2~9")).rejects.toMatchObject({
+      code: "E_REF_NOT_FOUND",
+      message: expect.stringContaining(`v1.2 is ${c3.slice(0, 12)}, which has no ancestor ~9`),
+    });
+    await expect(mirrors.resolve(r(), "main^3")).rejects.toMatchObject({ code: "E_REF_NOT_FOUND" });
+    await expect(mirrors.resolve(r(), "nope~1")).rejects.toMatchObject({
+      code: "E_REF_NOT_FOUND",
+      message: expect.stringContaining("no such branch, tag or commit"),
+    });
+  });
+
+  it("refuses HEAD, which means nothing in a mirror", async () => {
+    for (const ref of ["HEAD", "HEAD~2", "HEAD^"]) {
+      await expect(mirrors.resolve(r(), ref)).rejects.toMatchObject({
+        code: "E_INVALID_REF",
+        message: expect.stringContaining("HEAD"),
+      });
+    }
+  });
+});
+
 describe("hostile refs", () => {
   const hostile = (marker: string) => [
     `--upload-pack=touch ${marker}`,
@@ -117,6 +186,17 @@ describe("hostile refs", () => {
     "",
     "main;touch",
     "HEAD@{1}",
+    "HEAD~2",
+    "main^{commit}",
+    "main^{/fix}",
+    "main~1:etc/passwd",
+    "main~-1",
+    "main~1..main",
+    "main~1 --upload-pack=x",
+    `main~1$(touch ${marker})`,
+    "~1",
+    "^main",
+    "main~12345",
   ];
 
   it("are refused with E_INVALID_REF before any git process runs", async () => {

@@ -20,6 +20,14 @@ const SSHD = "/usr/sbin/sshd";
  * test may run several side by side as a fleet. It logs in as the user running
  * the tests (root in CI) with a key made for it, and the known_hosts file pins
  * this instance's host key only.
+ *
+ * Sessions are hermetic: sshd starts every session through the user's login
+ * shell, and bash reads ~/.bashrc for SSH sessions even when they are not
+ * interactive. The test user's own rc files (a version manager's `init`
+ * spawns dozens of processes) made every operation cost 200 ms here, and
+ * seconds on a loaded machine, which is what made the SSH fleet tests time
+ * out under load. Each instance gives its sessions an empty HOME of its own
+ * and no ~/.ssh/rc, so what a test measures is Turnout, not the account.
  */
 export interface SshdInstance {
   port: number;
@@ -34,6 +42,8 @@ export interface SshdInstance {
   root: string;
   /** This instance's private directory (keys, config). */
   dir: string;
+  /** HOME of this instance's sessions: empty, so no startup file of the test user runs. */
+  home: string;
   /** An SshHostConfig for this server. */
   config(name: string, labels?: Record<string, string>): SshHostConfig;
   /** sshd's own log (stderr, `-e`). */
@@ -41,17 +51,18 @@ export interface SshdInstance {
   stop(): Promise<void>;
 }
 
-export async function startSshd(): Promise<SshdInstance> {
+export async function startSshd(options: { port?: number } = {}): Promise<SshdInstance> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "turnout-sshd-"));
   try {
-    return await startIn(dir);
+    return await startIn(dir, options.port);
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
     throw error;
   }
 }
 
-async function startIn(dir: string): Promise<SshdInstance> {
+/** `fixedPort`: that port or fail (default: a free one, with a few tries). */
+async function startIn(dir: string, fixedPort: number | undefined): Promise<SshdInstance> {
   // sshd refuses to start without its privilege separation directory.
   await mkdir("/run/sshd", { recursive: true, mode: 0o755 }).catch(() => undefined);
   const hostKey = path.join(dir, "host_key");
@@ -63,12 +74,14 @@ async function startIn(dir: string): Promise<SshdInstance> {
   const hostPublicKey = (await readFile(`${hostKey}.pub`, "utf8")).trim().split(" ").slice(0, 2).join(" ");
   const root = path.join(dir, "root");
   await mkdir(root);
+  const home = path.join(dir, "home");
+  await mkdir(home);
   const user = os.userInfo().username;
 
   // A free port can be taken between probing and binding: try a few.
   let lastError: unknown;
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort();
+  for (let attempt = 0; attempt < (fixedPort === undefined ? 5 : 1); attempt++) {
+    const port = fixedPort ?? (await freePort());
     const configFile = path.join(dir, "sshd_config");
     await writeFile(
       configFile,
@@ -88,6 +101,10 @@ async function startIn(dir: string): Promise<SshdInstance> {
         // Multiplexed connections open many sessions on one connection.
         "MaxSessions 64",
         "MaxStartups 64",
+        // Hermetic sessions (see above): set after sshd's own HOME, so it wins; no ~/.ssh/rc either.
+        `SetEnv "HOME=${home}"`,
+        "PermitUserRC no",
+        // INFO prints "Server listening on …", the readiness signal waited for below.
         "LogLevel INFO",
         "",
       ].join("\n"),
@@ -100,7 +117,7 @@ async function startIn(dir: string): Promise<SshdInstance> {
       output += text;
     });
     try {
-      await waitListening(child, port, () => output);
+      await listening(child, port, () => output);
     } catch (error) {
       lastError = error;
       await kill(child);
@@ -114,6 +131,7 @@ async function startIn(dir: string): Promise<SshdInstance> {
       hostPublicKey,
       root,
       dir,
+      home,
       output: () => output,
       config: (name, labels = {}) => ({
         name,
@@ -145,26 +163,34 @@ function freePort(): Promise<number> {
   });
 }
 
-async function waitListening(child: ChildProcess, port: number, output: () => string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`sshd exited (${child.exitCode ?? child.signalCode}):\n${output()}`);
-    }
-    if (await accepts(port)) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`sshd did not listen on ${port}:\n${output()}`);
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, "127.0.0.1");
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
+/**
+ * Resolves when sshd itself says it listens on `port`, rejects when it exits
+ * first (a port taken between freePort() and its bind). No connection probe:
+ * a probe can be answered by whatever else took the port, and no deadline:
+ * on a loaded machine starting takes what it takes, and the test's own
+ * timeout bounds it.
+ */
+function listening(child: ChildProcess, port: number, output: () => string): Promise<void> {
+  const ready = `Server listening on 127.0.0.1 port ${port}.`;
+  return new Promise<void>((resolve, reject) => {
+    const onData = () => {
+      if (!output().includes(ready)) return;
+      cleanup();
+      resolve();
+    };
+    const onExit = () => {
+      cleanup();
+      reject(new Error(`sshd exited (${child.exitCode ?? child.signalCode}):\n${output()}`));
+    };
+    const cleanup = () => {
+      child.stderr!.off("data", onData);
+      child.off("exit", onExit);
+    };
+    // Listeners first, then the state: the line may already be in, or sshd already gone.
+    child.stderr!.on("data", onData);
+    child.once("exit", onExit);
+    if (child.exitCode !== null || child.signalCode !== null) onExit();
+    else onData();
   });
 }
 

@@ -6,6 +6,7 @@ import { resolveSettings, type ServerSettings } from "../../src/config/settings.
 import type { Engine } from "../../src/engine/engine.js";
 import { type RunningServer, startServer } from "../../src/server/start-server.js";
 import type { Store } from "../../src/store/store.js";
+import { ensureBuilt } from "./built-cli.js";
 import { type Backend, createTestDatabase, type TestDatabase } from "./databases.js";
 import { makeRepo, type TestRepo } from "./git-fixtures.js";
 
@@ -80,6 +81,8 @@ export function stagingScript(script: string): string {
 }
 
 export async function startTurnout(options: TestTurnoutOptions = {}): Promise<TestTurnout> {
+  // Manifests are parsed in a worker thread, which runs the built dist/ (it cannot load .ts).
+  await ensureBuilt();
   const root = await mkdtemp(path.join(tmpdir(), "turnout-test-"));
   const dataDir = path.join(root, "data");
   const configDir = path.join(root, "turnout.d");
@@ -101,6 +104,8 @@ export async function startTurnout(options: TestTurnoutOptions = {}): Promise<Te
     ...options.environment,
     TURNOUT_LEASE: options.leaseMs !== undefined ? `${options.leaseMs}ms` : undefined,
     TURNOUT_KILL_GRACE: "2s",
+    // Tests deploy right after start: wait for every manifest, however loaded the machine.
+    TURNOUT_CONFIG_STARTUP_WAIT: "60s",
   };
   const settings = resolveSettings(
     {

@@ -368,6 +368,7 @@ describe("GET /deploys", () => {
       undefined,
       token,
     );
-    expect(other.status).toBe(403);
+    // Another app's deploy is not there for this token (as a deploy that does not exist).
+    expect(other.status).toBe(404);
   });
 });

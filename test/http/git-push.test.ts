@@ -310,16 +310,14 @@ describe("refusals git shows", () => {
     );
   });
 
-  it("a token limited to another app may neither push nor clone", async () => {
-    await expectRefused(
-      remote("shop.git", tokens["blog-only"]),
-      "turnout: token 'blog-deployer' may not use app 'shop' (it is limited to: blog)",
-    );
+  it("a token limited to another app may neither push nor clone, and is told what a missing app gets", async () => {
+    await expectRefused(remote("shop.git", tokens["blog-only"]), "turnout: no app named 'shop'");
+    await expectRefused(remote("nope.git", tokens["blog-only"]), "turnout: no app named 'nope'");
     const dir = mkdtempSync(path.join(tmpdir(), "turnout-clone-"));
     try {
       const clone = await gitCli(dir, "clone", remote("shop.git", tokens["blog-only"]), "copy");
       expect(clone.ok).toBe(false);
-      expect(clone.stderr).toContain("remote error: turnout: token 'blog-deployer' may not use app 'shop'");
+      expect(clone.stderr).toContain("remote error: turnout: no app named 'shop'");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

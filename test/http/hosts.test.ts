@@ -223,6 +223,8 @@ describe("agent connect endpoint", () => {
       poolState: "pooled",
       connected: true,
       lastSeenAt: expect.any(String),
+      // Enrolled with an enrollment token: its new host token has not been used yet.
+      tokenLastUsedAt: null,
       apps: [
         {
           app: "shop",
@@ -233,12 +235,12 @@ describe("agent connect endpoint", () => {
       ],
     });
 
-    // A token limited to other apps sees the host, not what it holds of shop.
+    // A token limited to other apps: the host serves none of them, so it is not there for it.
     const limited = (
       await t.api("POST", "/api/v1/tokens", { name: "api-only", role: "viewer", apps: ["api"] })
     ).body.token;
     const seen = await t.api("GET", "/api/v1/hosts/web-8", undefined, limited);
-    expect(seen.body.host.apps).toEqual([]);
+    expect(seen).toMatchObject({ status: 404, body: { error: { code: "E_NOT_FOUND" } } });
     fake.socket.close();
   });
 

@@ -1,10 +1,9 @@
-import { execFile } from "node:child_process";
-import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { expect } from "vitest";
+import { ensureBuilt } from "../helpers/built-cli.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const WEB_INDEX = path.join(ROOT, "dist", "web", "index.html");
@@ -23,54 +22,14 @@ const ARGS = [
   "--disable-sync",
 ];
 
-function newest(dir: string): number {
-  let latest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const full = path.join(dir, entry.name);
-    latest = Math.max(latest, entry.isDirectory() ? newest(full) : statSync(full).mtimeMs);
-  }
-  return latest;
-}
-
-function webIsFresh(): boolean {
-  const built = statSync(WEB_INDEX, { throwIfNoEntry: false })?.mtimeMs ?? 0;
-  return built >= newest(path.join(ROOT, "web"));
-}
-
 /**
  * The tests drive the UI as users get it: Vite's build in dist/web, served
- * by the real server. `npm test` builds first; run alone, a test file builds
- * here when dist/web is missing or older than web/ (one file at a time).
+ * by the real server, made by the same script as `npm start` and `npm test`
+ * (bin/build-if-changed.js: nothing to do when web/ did not change).
  */
 export async function ensureWebBuilt(): Promise<void> {
-  if (webIsFresh()) return;
-  const lock = path.join(ROOT, "dist", ".web-test-build.lock");
-  mkdirSync(path.dirname(lock), { recursive: true });
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch {
-      const age = Date.now() - (statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? 0);
-      if (age > 120_000) rmSync(lock, { recursive: true, force: true });
-      if (Date.now() > deadline) throw new Error(`waited too long for ${lock}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-  try {
-    if (webIsFresh()) return;
-    const vite = path.join(ROOT, "node_modules", "vite", "bin", "vite.js");
-    await promisify(execFile)(
-      process.execPath,
-      [vite, "build", "--config", "web/vite.config.ts", "--logLevel", "error"],
-      {
-        cwd: ROOT,
-      },
-    );
-  } finally {
-    rmSync(lock, { recursive: true, force: true });
-  }
+  await ensureBuilt();
+  if (!statSync(WEB_INDEX, { throwIfNoEntry: false })) throw new Error(`the build made no ${WEB_INDEX}`);
 }
 
 /** One headless Chromium per test file (a fresh profile: Playwright gives each launch its own). */

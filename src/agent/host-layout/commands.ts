@@ -62,6 +62,9 @@ export function assertEnv(env: unknown): Record<string, string> {
   return env as Record<string, string>;
 }
 
+/** How much of a line without end is held before it goes out as a piece (see HostLog). */
+export const MAX_LINE_PIECE = 16 * 1024;
+
 /** Runs argv; resolves with its exit code (124 timeout, 127 could not start, 130 aborted, 128+n killed). */
 export async function runCommand(argv: readonly string[], ctx: CommandContext): Promise<number> {
   let pending = "";
@@ -69,6 +72,12 @@ export async function runCommand(argv: readonly string[], ctx: CommandContext): 
     const lines = (pending + text).split("\n");
     pending = lines.pop() ?? "";
     for (const line of lines) ctx.log(line.replace(/\r$/, ""));
+    // Never cut and dropped: a long line goes on in the next piece, so the server masks it whole.
+    while (pending.length > MAX_LINE_PIECE) {
+      const cut = pieceEnd(pending, MAX_LINE_PIECE);
+      ctx.log(pending.slice(0, cut), true);
+      pending = pending.slice(cut);
+    }
   };
   const result = await runProcess({
     argv,
@@ -96,6 +105,12 @@ export async function runCommand(argv: readonly string[], ctx: CommandContext): 
       if (result.exitCode !== null) return result.exitCode;
       return 128 + (result.signal ? (constants.signals[result.signal] ?? 0) : 0);
   }
+}
+
+/** Where to cut `text` at most `max` characters in: never between the halves of a surrogate pair. */
+export function pieceEnd(text: string, max: number): number {
+  const code = text.charCodeAt(max - 1);
+  return code >= 0xd800 && code <= 0xdbff ? max - 1 : max;
 }
 
 export interface HealthContext {

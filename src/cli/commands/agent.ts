@@ -5,6 +5,7 @@ import { InvalidSettingError, normalizeServerUrl } from "../../config/client-set
 import { parseName, parsePositiveInt } from "../args.js";
 import { println } from "../context.js";
 import type { Kit } from "../program.js";
+import { escapeText } from "../terminal-text.js";
 
 export const DEFAULT_AGENT_ROOT = "/srv/turnout";
 
@@ -66,7 +67,8 @@ export function registerAgentCommand(program: Command, { ctx, action, globals }:
 
         const stop = new AbortController();
         void ctx.waitForStop().then(() => stop.abort());
-        const print = (line: string) => println(ctx.stdout, line);
+        // The agent's lines quote the server (refusal reasons): escaped like any server text.
+        const print = (line: string) => println(ctx.stdout, escapeText(line));
         print(`agent ${name}: connecting to ${server}, releases in ${root}`);
         await new Agent({
           server,

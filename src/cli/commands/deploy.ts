@@ -4,6 +4,7 @@ import { collectComponentRef, collectParam, parseName, parsePositiveInt } from "
 import { clientFor, envPath, printJson, println } from "../context.js";
 import { queuedLine } from "../output.js";
 import type { Kit } from "../program.js";
+import { jsonText } from "../terminal-text.js";
 import { followAndReport } from "./follow-and-report.js";
 
 export function registerDeployCommands(program: Command, kit: Kit): void {
@@ -97,7 +98,7 @@ async function queuedThenMaybeFollow(
     else println(ctx.stdout, queuedLine(deploy));
     return 0;
   }
-  if (json) println(ctx.stdout, JSON.stringify({ event: "queued", deploy }));
+  if (json) println(ctx.stdout, jsonText(JSON.stringify({ event: "queued", deploy })));
   else println(ctx.stderr, queuedLine(deploy));
   return followAndReport(ctx, client, deploy, json);
 }

@@ -4,6 +4,7 @@ import { type DeployRef, parseDeployRef, parseName } from "../args.js";
 import { clientFor, envPath, printJson, println } from "../context.js";
 import { deployLabelOf, queuedLine } from "../output.js";
 import type { Kit } from "../program.js";
+import { jsonText, t } from "../terminal-text.js";
 import { followAndReport } from "./follow-and-report.js";
 import { fetchDeploy } from "./logs.js";
 
@@ -29,7 +30,7 @@ export function registerFleetCommands(program: Command, kit: Kit): void {
           else
             println(
               ctx.stdout,
-              `${answer === "approve" ? "approved" : "aborted"} ${deployLabelOf(response.body.deploy)}`,
+              t`${answer === "approve" ? "approved" : "aborted"} ${deployLabelOf(response.body.deploy)}`,
             );
           return 0;
         }),
@@ -62,7 +63,7 @@ export function registerFleetCommands(program: Command, kit: Kit): void {
             else println(ctx.stdout, queuedLine(deploy));
             return 0;
           }
-          if (options.json) println(ctx.stdout, JSON.stringify({ event: "queued", deploy }));
+          if (options.json) println(ctx.stdout, jsonText(JSON.stringify({ event: "queued", deploy })));
           else println(ctx.stderr, queuedLine(deploy));
           return followAndReport(ctx, client, deploy, Boolean(options.json));
         },

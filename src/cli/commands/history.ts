@@ -34,7 +34,7 @@ export function registerHistoryCommand(program: Command, { ctx, action, globals 
         const releases = pages
           .flatMap((page) => page.body.releases)
           .sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.id - a.id);
-        if (options.json) println(ctx.stdout, JSON.stringify({ releases }));
+        if (options.json) printJson(ctx, JSON.stringify({ releases }));
         else println(ctx.stdout, historyLines(releases, true));
         return 0;
       }),

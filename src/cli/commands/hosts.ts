@@ -4,6 +4,7 @@ import { parseName } from "../args.js";
 import { clientFor, envPath, printJson, println } from "../context.js";
 import { formatDate, table } from "../output.js";
 import type { Kit } from "../program.js";
+import { type TerminalText, t } from "../terminal-text.js";
 
 /** GET /api/v1/hosts, as the CLI reads it. */
 export type HostJson = HostWithApps;
@@ -51,8 +52,8 @@ export interface FleetHostJson {
 }
 
 /** NAME KIND STATE POOL CURRENT DESIRED DRIFT: what `turnout reconcile` would fix. */
-export function driftTable(hosts: FleetHostJson[]): string {
-  if (hosts.length === 0) return "no hosts match this environment";
+export function driftTable(hosts: FleetHostJson[]): TerminalText {
+  if (hosts.length === 0) return t`no hosts match this environment`;
   return table(
     ["NAME", "KIND", "STATE", "POOL", "CURRENT", "DESIRED", "DRIFT"],
     hosts.map((h) => [
@@ -68,8 +69,8 @@ export function driftTable(hosts: FleetHostJson[]): string {
 }
 
 /** The host table; pure, so its format is unit tested. */
-export function hostsTable(hosts: HostJson[], app?: string, env?: string): string {
-  if (hosts.length === 0) return "no hosts (start `turnout agent` on a host, or configure ssh hosts)";
+export function hostsTable(hosts: HostJson[], app?: string, env?: string): TerminalText {
+  if (hosts.length === 0) return t`no hosts (start \`turnout agent\` on a host, or configure ssh hosts)`;
   const columns = hostColumns(app, env);
   return table(
     columns.map((c) => c.header),

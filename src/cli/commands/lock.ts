@@ -2,8 +2,8 @@ import type { Command } from "commander";
 import type { Lock } from "../../domain/lock.js";
 import { parseName } from "../args.js";
 import { clientFor, envPath, printJson, println } from "../context.js";
-import { clean } from "../output.js";
 import type { Kit } from "../program.js";
+import { t } from "../terminal-text.js";
 
 export function registerLockCommands(program: Command, { ctx, action, globals }: Kit): void {
   program
@@ -19,7 +19,7 @@ export function registerLockCommands(program: Command, { ctx, action, globals }:
           reason: flags.reason,
         });
         if (options.json) printJson(ctx, response.text);
-        else println(ctx.stdout, clean(`locked ${app}/${env}: ${response.body.lock.reason}`));
+        else println(ctx.stdout, t`locked ${app}/${env}: ${response.body.lock.reason}`);
         return 0;
       }),
     );
@@ -38,11 +38,8 @@ export function registerLockCommands(program: Command, { ctx, action, globals }:
         const lock = response.body.lock;
         if (options.json) printJson(ctx, response.text);
         else if (lock)
-          println(
-            ctx.stdout,
-            clean(`unlocked ${app}/${env} (was locked by ${lock.lockedBy}: ${lock.reason})`),
-          );
-        else println(ctx.stdout, `${app}/${env} was not locked`);
+          println(ctx.stdout, t`unlocked ${app}/${env} (was locked by ${lock.lockedBy}: ${lock.reason})`);
+        else println(ctx.stdout, t`${app}/${env} was not locked`);
         return 0;
       }),
     );

@@ -8,6 +8,7 @@ import {
 import { ApiClient } from "../api-client.js";
 import { println } from "../context.js";
 import type { Kit } from "../program.js";
+import { t } from "../terminal-text.js";
 
 export function registerLoginCommand(program: Command, { ctx, action, globals }: Kit): void {
   program
@@ -22,7 +23,7 @@ export function registerLoginCommand(program: Command, { ctx, action, globals }:
         await new ApiClient({ server, token }).get("/api/v1/apps");
         const file = credentialsPath(ctx.env, ctx.homeDir);
         saveCredentials(file, server, token);
-        println(ctx.stderr, `logged in to ${server} (saved in ${file})`);
+        println(ctx.stderr, t`logged in to ${server} (saved in ${file})`);
         return 0;
       }),
     );

@@ -5,6 +5,7 @@ import { type DeployRef, parseDeployRef } from "../args.js";
 import { clientFor, envPath, printJson, println } from "../context.js";
 import { deployLabelOf } from "../output.js";
 import type { Kit } from "../program.js";
+import { LogTextFilter, t } from "../terminal-text.js";
 import { followAndReport } from "./follow-and-report.js";
 
 /** `17` or `shop/staging#4` → the deploy, through the API. */
@@ -31,7 +32,12 @@ export function registerLogsCommands(program: Command, { ctx, action, globals }:
         }
         const log = await readWholeLog(client, id);
         if (options.json) printJson(ctx, JSON.stringify(log));
-        else ctx.stdout.write(log.chunks.map((c) => c.text).join(""));
+        else {
+          // Colour stays; other escape sequences and controls are shown escaped (terminal-text.ts).
+          const filter = new LogTextFilter();
+          ctx.stdout.write(filter.push(log.chunks.map((c) => c.text).join("")));
+          ctx.stdout.write(filter.end());
+        }
         return 0;
       }),
     );
@@ -48,8 +54,8 @@ export function registerLogsCommands(program: Command, { ctx, action, globals }:
         const response = await client.post<{ deploy: DeployJson }>(`/api/v1/deploys/${id}/cancel`);
         const deploy = response.body.deploy;
         if (options.json) printJson(ctx, response.text);
-        else if (deploy.status === "cancelled") println(ctx.stdout, `cancelled ${deployLabelOf(deploy)}`);
-        else println(ctx.stdout, `cancel requested for ${deployLabelOf(deploy)} (${deploy.status})`);
+        else if (deploy.status === "cancelled") println(ctx.stdout, t`cancelled ${deployLabelOf(deploy)}`);
+        else println(ctx.stdout, t`cancel requested for ${deployLabelOf(deploy)} (${deploy.status})`);
         return 0;
       }),
     );

@@ -3,7 +3,6 @@ import type { AppSummary, AppsResponse, EnvDetail } from "../api-types.js";
 import { parseName } from "../args.js";
 import { clientFor, envPath, path, printJson, println } from "../context.js";
 import {
-  clean,
   deployLabelOf,
   environmentsTable,
   formatDate,
@@ -13,6 +12,7 @@ import {
   table,
 } from "../output.js";
 import type { Kit } from "../program.js";
+import { indent, joinLines, type TerminalText, t } from "../terminal-text.js";
 
 export function registerStatusCommands(program: Command, { ctx, action, globals }: Kit): void {
   const overview = async (command: Command) => {
@@ -22,7 +22,7 @@ export function registerStatusCommands(program: Command, { ctx, action, globals 
     println(ctx.stdout, environmentsTable(response.body.apps.flatMap((app) => app.environments)));
     const problems = response.body.problems?.length ?? 0;
     if (problems > 0) {
-      println(ctx.stderr, `warning: ${problems} configuration problem(s); see: turnout config status`);
+      println(ctx.stderr, t`warning: ${problems} configuration problem(s); see: turnout config status`);
     }
   };
 
@@ -65,29 +65,20 @@ export function registerStatusCommands(program: Command, { ctx, action, globals 
     );
 }
 
-export function environmentDetail(env: EnvDetail): string {
-  const lines = [
-    `${env.app}/${env.name}`,
-    table(
-      ["", ""],
-      [
-        ["branch", `${env.branch}${env.autoDeploy ? " (auto-deploy)" : ""}`],
-        ["provider", env.provider],
-        [
-          "current",
-          env.current
-            ? `#${env.current.deployNumber} ${shortSha(env.current.sha)} since ${formatDate(env.current.createdAt)}`
-            : "-",
-        ],
-        ["state", stateText(env)],
-        ["lock", env.lock ? `${lockText(env.lock)} (since ${formatDate(env.lock.createdAt)})` : "-"],
-      ],
-    )
-      .split("\n")
-      .slice(1)
-      .map((line) => `  ${line}`)
-      .join("\n"),
-  ];
+export function environmentDetail(env: EnvDetail): TerminalText {
+  const facts = table(null, [
+    ["branch", `${env.branch}${env.autoDeploy ? " (auto-deploy)" : ""}`],
+    ["provider", env.provider],
+    [
+      "current",
+      env.current
+        ? `#${env.current.deployNumber} ${shortSha(env.current.sha)} since ${formatDate(env.current.createdAt)}`
+        : "-",
+    ],
+    ["state", stateText(env)],
+    ["lock", env.lock ? `${lockText(env.lock)} (since ${formatDate(env.lock.createdAt)})` : "-"],
+  ]);
+  const lines: TerminalText[] = [t`${env.app}/${env.name}`, indent(facts, "  ")];
   const deploys = [...(env.queue ?? []), ...(env.recent ?? [])];
   const seen = new Set<number>();
   const rows = deploys
@@ -96,21 +87,16 @@ export function environmentDetail(env: EnvDetail): string {
       `#${d.number}`,
       d.status,
       shortSha(d.sha),
-      clean(d.ref),
+      d.ref,
       d.user,
       d.trigger,
       formatDate(d.createdAt),
     ]);
   if (rows.length > 0) {
-    lines.push("", "deploys:");
-    lines.push(
-      table(["DEPLOY", "STATUS", "SHA", "REF", "USER", "TRIGGER", "CREATED"], rows)
-        .split("\n")
-        .map((line) => `  ${line}`)
-        .join("\n"),
-    );
+    lines.push(t``, t`deploys:`);
+    lines.push(indent(table(["DEPLOY", "STATUS", "SHA", "REF", "USER", "TRIGGER", "CREATED"], rows), "  "));
   }
   if (env.active)
-    lines.push("", `follow the active deploy: turnout logs ${deployLabelOf(env.active)} --follow`);
-  return lines.join("\n");
+    lines.push(t``, t`follow the active deploy: turnout logs ${deployLabelOf(env.active)} --follow`);
+  return joinLines(lines);
 }

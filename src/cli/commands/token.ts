@@ -5,6 +5,7 @@ import { collectName, parseName } from "../args.js";
 import { clientFor, path, printJson, println } from "../context.js";
 import { tokensTable } from "../output.js";
 import type { Kit } from "../program.js";
+import { escapeText, t } from "../terminal-text.js";
 
 export function registerTokenCommands(program: Command, { ctx, action, globals }: Kit): void {
   const token = program.command("token").description("API tokens (admin)");
@@ -29,12 +30,10 @@ export function registerTokenCommands(program: Command, { ctx, action, globals }
           return 0;
         }
         // The token alone on stdout, so `TOKEN=$(turnout token create …)` works.
-        println(ctx.stdout, response.body.token);
+        println(ctx.stdout, escapeText(response.body.token));
         const apps = response.body.info.apps;
-        println(
-          ctx.stderr,
-          `created token '${name}' (${flags.role}, ${apps ? `apps: ${apps.join(", ")}` : "every app"}); it is shown only this once`,
-        );
+        const scope = apps ? `apps: ${apps.join(", ")}` : "every app";
+        println(ctx.stderr, t`created token '${name}' (${flags.role}, ${scope}); it is shown only this once`);
         return 0;
       }),
     );
@@ -61,7 +60,7 @@ export function registerTokenCommands(program: Command, { ctx, action, globals }
         const options = globals(command);
         const response = await clientFor(ctx, options).delete(`/api/v1/tokens/${path(name)}`);
         if (options.json) printJson(ctx, response.text);
-        else println(ctx.stdout, `revoked token '${name}'`);
+        else println(ctx.stdout, t`revoked token '${name}'`);
         return 0;
       }),
     );

@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import type { Command } from "commander";
 import { clientFor, printJson, println } from "../context.js";
 import type { Kit } from "../program.js";
+import { t } from "../terminal-text.js";
 
 /**
  * `turnout ui`: signs a browser in to the dashboard without copying a
@@ -27,9 +28,9 @@ export function registerUiCommand(program: Command, { ctx, action, globals }: Ki
           printJson(ctx, JSON.stringify({ ...response.body, url: link }));
           return 0;
         }
-        println(ctx.stdout, "Open this link to sign in (it works once, within 60 seconds):");
-        println(ctx.stdout, `  ${link}`);
-        if (flags.open && openBrowser(link, ctx.env)) println(ctx.stdout, "(opening it in your browser)");
+        println(ctx.stdout, t`Open this link to sign in (it works once, within 60 seconds):`);
+        println(ctx.stdout, t`  ${link}`);
+        if (flags.open && openBrowser(link, ctx.env)) println(ctx.stdout, t`(opening it in your browser)`);
         return 0;
       }),
     );

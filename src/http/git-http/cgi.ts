@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { baseGitEnv } from "../../git/git-env.js";
+import type { Readable } from "node:stream";
+import { baseGitEnv, withTransportPolicy } from "../../git/git-env.js";
 
 /**
  * Git's smart-HTTP protocol is served by `git http-backend`, run as a CGI
@@ -21,6 +22,8 @@ export interface CgiRequest {
 }
 
 export interface CgiOptions {
+  /** Where the request body is read from (default: the request itself). */
+  body?: Readable;
   /** Larger request bodies are cut off (413 if nothing was answered yet). */
   maxBodyBytes: number;
   /** Sees every chunk of the request body on its way to git. */
@@ -124,7 +127,8 @@ export function runHttpBackend(
 ): Promise<CgiOutcome> {
   return new Promise((resolve) => {
     const child = spawn("git", ["http-backend"], {
-      env: cgiEnv(request, cgi),
+      // http-backend fetches nothing, but every git Turnout starts gets the same transport policy.
+      env: withTransportPolicy(cgiEnv(request, cgi)),
       shell: false,
       detached: true,
       stdio: [cgi.method === "POST" ? "pipe" : "ignore", "pipe", "pipe"],
@@ -154,20 +158,34 @@ export function runHttpBackend(
     options.signal?.addEventListener("abort", shutdown, { once: true });
 
     if (cgi.method === "POST" && child.stdin) {
+      const body = options.body ?? request;
       let received = 0;
       child.stdin.on("error", () => {}); // git may stop reading early; its exit status tells why
-      request.on("data", (chunk: Buffer) => {
+      body.on("data", (chunk: Buffer) => {
         received += chunk.length;
         if (received > options.maxBodyBytes) {
           killGroup(child);
-          request.unpipe(child.stdin!);
+          body.unpipe(child.stdin!);
           fail(413, "turnout: request body too large");
           request.destroy();
           return;
         }
         options.onBodyChunk?.(chunk);
       });
-      request.pipe(child.stdin);
+      // A body that stops arriving (request-timeouts.ts) or a client gone: git gets no more.
+      body.on("error", () => {
+        killGroup(child);
+        body.unpipe(child.stdin!);
+        if (response.headersSent || response.destroyed) {
+          response.destroy();
+          return;
+        }
+        status = 408;
+        // Said, then the connection goes: the rest of the body is not waited for.
+        response.writeHead(408, { "content-type": "text/plain; charset=utf-8", connection: "close" });
+        response.end("turnout: the request body did not arrive in time\n");
+      });
+      body.pipe(child.stdin);
     }
 
     let head = Buffer.alloc(0);

@@ -1,6 +1,6 @@
 import path from "node:path";
 import type { AppConfig, ComponentConfig, ConfigSnapshot } from "../../domain/app-config.js";
-import { can, type Principal } from "../../domain/roles.js";
+import { can, canSee, type Principal } from "../../domain/roles.js";
 import type { GitService } from "./pkt-line.js";
 
 /**
@@ -35,17 +35,12 @@ export function resolveHostedTarget(
   name: string,
   service: GitService,
 ): HostedTarget {
-  const hosted = findHosted(snapshot, `${name}.git`);
-  const appName = hosted?.app.name ?? name;
-  // Checked before existence, so a token limited to some apps learns nothing about the others.
-  if (principal.apps !== null && !principal.apps.includes(appName)) {
-    return {
-      ok: false,
-      message: `turnout: token '${principal.name}' may not use app '${appName}' (it is limited to: ${principal.apps.join(", ")})`,
-    };
-  }
+  // Apps the token may not see are left out before anything is looked up, so
+  // every answer about them is the answer about a name that does not exist.
+  const visible = visibleSnapshot(snapshot, principal);
+  const hosted = findHosted(visible, `${name}.git`);
   if (!hosted) {
-    const app = snapshot.apps.get(name);
+    const app = visible.apps.get(name);
     if (!app) return { ok: false, message: `turnout: no app named '${name}'` };
     const others = app.components.filter((c) => c.hosted).map((c) => path.basename(c.repo));
     return {
@@ -56,6 +51,7 @@ export function resolveHostedTarget(
           : `turnout: app '${name}' is not hosted by Turnout (its repository is elsewhere)`,
     };
   }
+  const appName = hosted.app.name;
   if (service === "git-receive-pack" && !can(principal, "deploy", appName)) {
     return {
       ok: false,
@@ -69,4 +65,10 @@ export function resolveHostedTarget(
     };
   }
   return { ok: true, ...hosted };
+}
+
+function visibleSnapshot(snapshot: ConfigSnapshot, principal: Principal): ConfigSnapshot {
+  if (principal.apps === null) return snapshot;
+  const apps = new Map([...snapshot.apps].filter(([app]) => canSee(principal, app)));
+  return { ...snapshot, apps };
 }

@@ -7,7 +7,7 @@ import { TurnoutError } from "../../domain/errors.js";
 import type { AgentHub } from "../../providers/fleet/agent-hub.js";
 import { bearerToken } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
-import { toHttpError } from "../error-mapping.js";
+import { rawResponse, toHttpError } from "../error-mapping.js";
 
 /** Agent messages are small (hello, inventories, log lines); a stage manifest only goes the other way. */
 const MAX_AGENT_MESSAGE = 16 * 1024 * 1024;
@@ -71,21 +71,5 @@ async function upgrade(
 /** An HTTP error response on a socket that was never upgraded. */
 function refuse(socket: Duplex, error: unknown): void {
   if (socket.destroyed) return;
-  const mapped = toHttpError(error);
-  const body = JSON.stringify(mapped.body);
-  const headers = [
-    `HTTP/1.1 ${mapped.status} ${statusText(mapped.status)}`,
-    "Connection: close",
-    "Content-Type: application/json; charset=utf-8",
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    ...Object.entries(mapped.headers).map(([k, v]) => `${k}: ${v}`),
-  ];
-  socket.end(`${headers.join("\r\n")}\r\n\r\n${body}`);
-}
-
-function statusText(status: number): string {
-  return (
-    { 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 503: "Service Unavailable" }[status] ??
-    (status >= 500 ? "Internal Server Error" : "Bad Request")
-  );
+  socket.end(rawResponse(toHttpError(error)));
 }

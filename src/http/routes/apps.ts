@@ -6,6 +6,7 @@ import type { HttpDeps } from "../deps.js";
 import { environmentOf, resolveApp } from "../environments.js";
 import { appParams, envParams } from "../schemas.js";
 import { appSummaries, appSummary, deployJson, envSummary } from "../serializers.js";
+import { visibleProblems } from "../visibility.js";
 
 /** What is configured and what state each environment is in. */
 export function registerAppRoutes(app: FastifyInstance, { engine, store }: HttpDeps): void {
@@ -23,7 +24,7 @@ export function registerAppRoutes(app: FastifyInstance, { engine, store }: HttpD
         store,
         names.map((name) => config.apps.get(name)!),
       );
-      return { apps, problems: config.problems };
+      return { apps, problems: visibleProblems(principal, config.problems) };
     },
   );
 

@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { ArtifactStore } from "../../artifacts/artifact-store.js";
-import { isSha256 } from "../../domain/artifact.js";
+import { artifactNotFound, isSha256 } from "../../domain/artifact.js";
 import { isTurnoutError, TurnoutError } from "../../domain/errors.js";
 import { authorize } from "../../domain/roles.js";
 import { principalOf } from "../auth.js";
@@ -29,14 +29,14 @@ const digestParams = z.object({ digest: z.string().describe("the artifact's dige
 const blobParams = z.object({ sha256: z.string().describe("the blob's sha256 (64 hex digits)") });
 /** Digests per batch request: enough to amortize a request, small enough to validate up front. */
 export const MAX_BATCH_DIGESTS = 1000;
-const batchBody = z.object({
+const batchBody = z.strictObject({
   digests: z
     .array(z.string())
     .min(1)
     .max(MAX_BATCH_DIGESTS)
     .describe(`the blobs' sha256 digests (1..${MAX_BATCH_DIGESTS}), in the order wanted`),
 });
-const listQuery = z.object({
+const listQuery = z.strictObject({
   limit: positiveInt.max(500).optional().describe("at most this many (default 50)"),
 });
 
@@ -66,6 +66,8 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
       "/apps/:app/artifacts",
       {
         bodyLimit: MAX_UPLOAD_BYTES,
+        // A tar stream, read by the artifact store as it arrives, for as long as it keeps moving.
+        config: { rawBody: true, streamedBody: true },
         schema: {
           tags: ["artifacts"],
           summary: "Upload a pre-built artifact (tar or tar.gz body)",
@@ -77,6 +79,13 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
       },
       async (request, reply) => {
         const app = resolveApp(engine, principalOf(request), request.params.app, "deploy").name;
+        // Only the archive types reach here as a stream; JSON (which the API parses) is not an archive.
+        if (typeof (request.body as Readable | undefined)?.pipe !== "function") {
+          throw new TurnoutError(
+            "E_UNSUPPORTED_MEDIA_TYPE",
+            `an artifact upload is a tar archive: send it as ${UPLOAD_TYPES.join(", ")}`,
+          );
+        }
         const declared = Number(request.headers["content-length"] ?? Number.NaN);
         if (declared > MAX_UPLOAD_BYTES) {
           throw new TurnoutError(
@@ -87,7 +96,8 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
         const stored = await artifactStore()
           .fromTar(request.body as Readable, { maxBytes: MAX_UPLOAD_BYTES })
           .catch((error: unknown) => {
-            drain(request);
+            // A stalled sender is not waited for; any other refusal lets the client finish sending.
+            if (!(isTurnoutError(error) && error.code === "E_REQUEST_TIMEOUT")) drain(request);
             throw error;
           })
           .catch((error: unknown) => refusal(reply, error));
@@ -124,9 +134,12 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
       "/artifacts/:digest",
       { schema: { tags: ["artifacts"], summary: "One artifact and its manifest", params: digestParams } },
       async (request) => {
+        const principal = principalOf(request);
+        // The role first: whether a digest is stored is not for callers who may not read.
+        authorize(principal, "read");
         const digest = assertDigest(request.params.digest);
         const artifact = await store.artifacts.get(digest);
-        authorize(principalOf(request), "read", artifact.app);
+        authorize(principal, "read", artifact.app, () => artifactNotFound(digest));
         return { artifact, manifest: await artifactStore().manifest(digest) };
       },
     );
@@ -145,7 +158,7 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
         authorize(principal, "agent");
         const digest = assertDigest(request.params.digest);
         const artifact = await store.artifacts.get(digest);
-        authorize(principal, "agent", artifact.app);
+        authorize(principal, "agent", artifact.app, () => artifactNotFound(digest));
         if (notModified(request, digest)) return reply.code(304).header("etag", `"${digest}"`).send();
         // The manifest blob is the canonical JSON already: streamed, not parsed and re-serialized.
         const { stream, size } = await artifactStore().openBlobWithSize(digest);
@@ -268,6 +281,8 @@ function refusal(reply: FastifyReply, error: unknown): undefined {
 function drain(request: FastifyRequest): void {
   const raw = request.raw;
   if (raw.complete) return;
+  // Not through the body watch (request-timeouts.ts) any more: nobody reads that now.
+  raw.unpipe();
   let dropped = 0;
   raw.on("data", (chunk: Buffer) => {
     dropped += chunk.length;

@@ -2,11 +2,12 @@ import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { assertName } from "../../domain/names.js";
-import { authorize } from "../../domain/roles.js";
+import { authorize, canSee } from "../../domain/roles.js";
 import { principalOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
+import { visibleProblems } from "../visibility.js";
 
-const auditQuery = z.object({
+const auditQuery = z.strictObject({
   app: z.string().optional(),
   env: z.string().optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),
@@ -26,9 +27,18 @@ export function registerConfigRoutes(app: FastifyInstance, { engine, store }: Ht
       },
     },
     async (request) => {
-      authorize(principalOf(request), "read");
-      const { source, revision, loadedAt, problems, lastError } = engine.configStatus();
-      return { source, revision, loadedAt, problems, lastError };
+      const principal = principalOf(request);
+      authorize(principal, "read");
+      const { source, revision, loadedAt, problems, lastError, loading } = engine.configStatus();
+      // A token limited to some apps sees only their manifests' problems.
+      return {
+        source,
+        revision,
+        loadedAt,
+        problems: visibleProblems(principal, problems),
+        lastError: lastError && { ...lastError, problems: visibleProblems(principal, lastError.problems) },
+        loading: loading.filter((entry) => canSee(principal, entry.app)),
+      };
     },
   );
 
@@ -40,7 +50,9 @@ export function registerConfigRoutes(app: FastifyInstance, { engine, store }: Ht
       const { app: appName, env, limit } = request.query;
       if (appName !== undefined) assertName("app", appName);
       if (env !== undefined) assertName("environment", env);
-      authorize(principal, "read", appName);
+      authorize(principal, "read");
+      // Asking for an app the token may not see finds nothing, as for an app without events.
+      if (appName !== undefined && !canSee(principal, appName)) return { events: [] };
       const events = await store.audit.list({
         limit,
         ...(appName !== undefined ? { app: appName } : {}),

@@ -8,7 +8,7 @@ import type { HttpDeps } from "../deps.js";
 import { deployIdParams, offsetInt } from "../schemas.js";
 import { LogStream, type SseTiming } from "../sse.js";
 
-const logQuery = z.object({
+const logQuery = z.strictObject({
   offset: offsetInt.default(0).describe("byte offset to read from"),
 });
 
@@ -53,7 +53,7 @@ export function registerDeployLogRoutes(
       },
     },
     async (request, reply) => {
-      const deploy = await findDeploy(store, principalOf(request), request.params.id, "read");
+      const deploy = await findDeploy(engine, principalOf(request), request.params.id, "read");
 
       if (wantsEventStream(request)) {
         const from = resumeOffset(request) ?? request.query.offset;

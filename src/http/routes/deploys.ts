@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { DEPLOY_STATUSES, type Deploy } from "../../domain/deploy.js";
 import { assertName } from "../../domain/names.js";
-import { authorize, type Principal } from "../../domain/roles.js";
+import { authorize, canSee, type Principal } from "../../domain/roles.js";
 import type { Store } from "../../store/store.js";
 import { principalOf } from "../auth.js";
 import { decodeCursor, encodeCursor } from "../cursor.js";
@@ -12,7 +12,7 @@ import type { HttpDeps } from "../deps.js";
 import { deployIdParams } from "../schemas.js";
 import { deployJson } from "../serializers.js";
 
-const listQuery = z.object({
+const listQuery = z.strictObject({
   app: z.string().optional(),
   env: z.string().optional(),
   status: z.enum(DEPLOY_STATUSES).optional(),
@@ -38,6 +38,8 @@ async function listPage(
   limit: number,
   before: number | undefined,
 ): Promise<Page> {
+  // Filtering by an app the token may not see finds nothing, as for an app that never deployed.
+  if (filter.app !== undefined && !canSee(principal, filter.app)) return { deploys: [], nextCursor: null };
   const allowed = principal.apps;
   if (allowed === null || filter.app !== undefined) {
     // One extra row tells whether there is a next page.
@@ -81,7 +83,7 @@ export function registerDeployRoutes(app: FastifyInstance, { engine, store }: Ht
       const { app: appName, env, status, limit, cursor } = request.query;
       if (appName !== undefined) assertName("app", appName);
       if (env !== undefined) assertName("environment", env);
-      authorize(principal, "read", appName);
+      authorize(principal, "read");
       const before = cursor === undefined ? undefined : decodeCursor(cursor);
       const filter = {
         ...(appName !== undefined ? { app: appName } : {}),
@@ -97,7 +99,7 @@ export function registerDeployRoutes(app: FastifyInstance, { engine, store }: Ht
     "/deploys/:id",
     { schema: { tags: ["deploys"], summary: "One deploy", params: deployIdParams } },
     async (request) => {
-      const deploy = await findDeploy(store, principalOf(request), request.params.id, "read");
+      const deploy = await findDeploy(engine, principalOf(request), request.params.id, "read");
       // The timeline comes with the deploy: one request renders the deploy page's header.
       return { deploy: deployJson(deploy), phases: await store.phases.list(deploy.id) };
     },
@@ -116,7 +118,7 @@ export function registerDeployRoutes(app: FastifyInstance, { engine, store }: Ht
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      const found = await findDeploy(store, principal, request.params.id, "deploy");
+      const found = await findDeploy(engine, principal, request.params.id, "deploy");
       const deploy = await engine.cancel(principal, found.id);
       return reply.code(202).send({ deploy: deployJson(deploy) });
     },

@@ -9,8 +9,13 @@ import { deployJson, deployUrl, releaseJson } from "../serializers.js";
 // Clients may only claim to be one of the interactive front ends; `auto`,
 // `webhook`, `rollback`, … are set by the server itself.
 const deployBody = z
-  .object({
-    ref: z.string().optional().describe("branch, tag or SHA; default: the environment's branch"),
+  .strictObject({
+    ref: z
+      .string()
+      .optional()
+      .describe(
+        "branch, tag or SHA, optionally walked back with ~N or ^N (main~1); default: the environment's branch",
+      ),
     refs: z
       .record(z.string(), z.string())
       .optional()
@@ -24,18 +29,16 @@ const deployBody = z
       .describe("passed to the deploy as TURNOUT_PARAM_<NAME>"),
     trigger: z.enum(["api", "cli", "ui"]).optional(),
   })
-  .strict()
   .nullish();
 
 const rollbackBody = z
-  .object({
+  .strictObject({
     to: positiveInt.optional().describe("deploy number whose release to bring back"),
     force: z.boolean().optional().describe("admins only: roll back past a lock"),
   })
-  .strict()
   .nullish();
 
-const releasesQuery = z.object({ limit: z.coerce.number().int().min(1).max(200).default(20) });
+const releasesQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(200).default(20) });
 
 /** Starting deploys and rollbacks on an environment, and its history. */
 export function registerEnvironmentDeployRoutes(app: FastifyInstance, { engine, store }: HttpDeps): void {

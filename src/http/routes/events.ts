@@ -1,7 +1,7 @@
 import type { ServerResponse } from "node:http";
 import type { FastifyInstance } from "fastify";
 import type { Change } from "../../domain/dashboard.js";
-import { authorize, type Principal } from "../../domain/roles.js";
+import { authorize, canSee, type Principal } from "../../domain/roles.js";
 import { principalOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
 import type { SseTiming } from "../sse.js";
@@ -13,7 +13,7 @@ export interface EventRouteOptions {
 /** Whether a caller may hear about a change: only its own apps' (host changes carry no app, and no data). */
 export function visibleChange(principal: Principal, change: Change): boolean {
   if (change.type === "hosts") return true;
-  return principal.apps === null || principal.apps.includes(change.app);
+  return canSee(principal, change.app);
 }
 
 /**

@@ -8,7 +8,7 @@ import { environmentOf } from "../environments.js";
 import { deployIdParams, envParams } from "../schemas.js";
 import { deployJson, deployUrl } from "../serializers.js";
 
-const switchBody = z.object({ slot: z.string().describe("the slot whose release becomes current") }).strict();
+const switchBody = z.strictObject({ slot: z.string().describe("the slot whose release becomes current") });
 
 /** Fleet operations: per-host state, drift, reconcile, slot switches, approvals. */
 export function registerFleetRoutes(app: FastifyInstance, { engine, store }: HttpDeps): void {
@@ -74,7 +74,7 @@ export function registerFleetRoutes(app: FastifyInstance, { engine, store }: Htt
       schema: { tags: ["fleet"], summary: "Per-host progress of a fleet deploy", params: deployIdParams },
     },
     async (request) => {
-      const deploy = await findDeploy(store, principalOf(request), request.params.id, "read");
+      const deploy = await findDeploy(engine, principalOf(request), request.params.id, "read");
       return { hosts: await store.fleet.deployHosts(deploy.id) };
     },
   );
@@ -94,7 +94,7 @@ export function registerFleetRoutes(app: FastifyInstance, { engine, store }: Htt
       },
       async (request) => {
         const principal = principalOf(request);
-        const found = await findDeploy(store, principal, request.params.id, "deploy");
+        const found = await findDeploy(engine, principal, request.params.id, "deploy");
         const deploy = await engine.answerApproval(
           principal,
           found.id,

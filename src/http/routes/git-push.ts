@@ -1,4 +1,5 @@
 import path from "node:path";
+import type { Readable } from "node:stream";
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { isTurnoutError } from "../../domain/errors.js";
 import type { Principal } from "../../domain/roles.js";
@@ -44,7 +45,8 @@ export function gitPushRoutes({ engine, store }: HttpDeps): FastifyPluginAsync {
     // Bodies are streamed to git untouched (and unlimited by the JSON body
     // limit); the handlers check the content type themselves.
     git.removeAllContentTypeParsers();
-    git.addContentTypeParser("*", (_request, _payload, done) => done(null, undefined));
+    // The body as a stream (watched for stalls, see request-timeouts.ts), read by http-backend.
+    git.addContentTypeParser("*", (_request, payload, done) => done(null, payload));
 
     const closing = new AbortController();
     git.addHook("preClose", async () => closing.abort());
@@ -110,6 +112,7 @@ export function gitPushRoutes({ engine, store }: HttpDeps): FastifyPluginAsync {
           },
           {
             maxBodyBytes: MAX_BODY_BYTES,
+            ...(request.body ? { body: request.body as Readable } : {}),
             ...(watcher ? { onBodyChunk: (chunk: Buffer) => watcher.write(chunk) } : {}),
             log: (message) => request.log.warn(message),
             signal: closing.signal,
@@ -137,7 +140,12 @@ export function gitPushRoutes({ engine, store }: HttpDeps): FastifyPluginAsync {
       );
     };
 
-    const hidden = { schema: { hide: true }, exposeHeadRoute: false } as const;
+    // Git's protocol: bodies and query strings are git's, checked here and by http-backend.
+    const hidden = {
+      schema: { hide: true },
+      exposeHeadRoute: false,
+      config: { rawBody: true, rawQuery: true, streamedBody: true },
+    } as const;
 
     git.get<{ Params: { repo: string }; Querystring: { service?: string } }>(
       "/git/:repo/info/refs",
@@ -162,7 +170,10 @@ export function gitPushRoutes({ engine, store }: HttpDeps): FastifyPluginAsync {
 
     for (const service of SERVICES) {
       // A fetch (upload-pack) only reads and goes on while the server shuts down; a push does not.
-      const options = { ...hidden, config: { duringShutdown: service === "git-upload-pack" } };
+      const options = {
+        ...hidden,
+        config: { ...hidden.config, duringShutdown: service === "git-upload-pack" },
+      };
       git.post<{ Params: { repo: string } }>(`/git/:repo/${service}`, options, async (request, reply) => {
         const type = request.headers["content-type"]?.split(";")[0]?.trim().toLowerCase();
         if (type !== `application/x-${service}-request`) {

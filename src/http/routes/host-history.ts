@@ -6,6 +6,7 @@ import { notFound } from "../../domain/errors.js";
 import { authorize } from "../../domain/roles.js";
 import { principalOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
+import { visibleHosts } from "../visibility.js";
 
 const hostParams = z.object({ name: z.string().describe("host name") });
 const historyQuery = z
@@ -18,9 +19,10 @@ const historyQuery = z
  * `GET /api/v1/hosts/:name/history`: what a host ran over time — every
  * fleet deploy that reached it, newest first, with the release it was sent,
  * how far it got and the deploy's commit. A token limited to some apps sees
- * only those apps' deploys.
+ * only those apps' deploys, and only hosts serving them (any other host is
+ * "not found", as in GET /hosts/:name).
  */
-export function registerHostHistoryRoutes(api: FastifyInstance, { store }: HttpDeps): void {
+export function registerHostHistoryRoutes(api: FastifyInstance, { engine, store }: HttpDeps): void {
   const r = api.withTypeProvider<ZodTypeProvider>();
   r.get(
     "/hosts/:name/history",
@@ -36,7 +38,8 @@ export function registerHostHistoryRoutes(api: FastifyInstance, { store }: HttpD
       const principal = principalOf(request);
       authorize(principal, "read");
       const name = assertHostName(request.params.name);
-      const host = await store.hosts.get(name);
+      const found = await store.hosts.get(name);
+      const [host] = found ? visibleHosts(principal, [found], engine.config()) : [];
       if (!host) throw notFound(`host '${name}'`, { host: name });
       return { history: await store.hostHistory.ofHost(name, principal.apps, request.query.limit) };
     },

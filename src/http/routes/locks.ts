@@ -5,9 +5,9 @@ import type { HttpDeps } from "../deps.js";
 import { environmentOf } from "../environments.js";
 import { envParams } from "../schemas.js";
 
-const lockBody = z
-  .object({ reason: z.string().trim().min(1).max(500).describe("why deploys are held") })
-  .strict();
+const lockBody = z.strictObject({
+  reason: z.string().trim().min(1).max(500).describe("why deploys are held"),
+});
 
 /** Holding and releasing an environment. */
 export function registerLockRoutes(app: FastifyInstance, { engine }: HttpDeps): void {

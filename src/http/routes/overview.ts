@@ -17,6 +17,7 @@ import type {
 import { principalOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
 import { appSummaries } from "../serializers.js";
+import { visibleProblems } from "../visibility.js";
 
 // The API's JSON shapes and the code's types must not drift apart.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
@@ -53,8 +54,7 @@ export function registerOverviewRoutes(api: FastifyInstance, { engine, store }: 
       const apps = names.map((name) => config.apps.get(name)!);
       return {
         apps: await overviewOf(store, apps, (app, env) => engine.fleetHosts(principal, app, env)),
-        // A scoped caller sees only its apps' problems (a problem names its file, and so its app).
-        problems: principal.apps === null ? config.problems : [],
+        problems: visibleProblems(principal, config.problems),
         at: new Date().toISOString(),
       };
     },

@@ -7,18 +7,16 @@ import { authorize, type Principal, ROLES } from "../../domain/roles.js";
 import { principalOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
 
-const createBody = z
-  .object({
-    name: z.string().describe("unique token name"),
-    role: z.enum(ROLES),
-    apps: z
-      .array(z.string())
-      .min(1)
-      .max(1000)
-      .optional()
-      .describe("limit the token to these apps; default: every app"),
-  })
-  .strict();
+const createBody = z.strictObject({
+  name: z.string().describe("unique token name"),
+  role: z.enum(ROLES),
+  apps: z
+    .array(z.string())
+    .min(1)
+    .max(1000)
+    .optional()
+    .describe("limit the token to these apps; default: every app"),
+});
 
 const nameParams = z.object({ name: z.string() });
 

@@ -16,10 +16,10 @@ import {
   tryParsePayload,
 } from "../webhooks/payload.js";
 import { acceptRawBodies } from "../webhooks/raw-body.js";
-import { candidateApps, verifiedApps } from "../webhooks/select-apps.js";
+import { verifiedApps } from "../webhooks/select-apps.js";
 import { hmacSha256Matches, sha256, tokenMatches } from "../webhooks/signatures.js";
 
-const webhookQuery = z.object({
+const webhookQuery = z.strictObject({
   app: z
     .string()
     .optional()
@@ -41,6 +41,8 @@ export async function registerWebhookRoutes(app: FastifyInstance, deps: HttpDeps
     async (scope) => {
       acceptRawBodies(scope);
       const r = scope.withTypeProvider<ZodTypeProvider>();
+      // Signed raw bytes: the handlers read the body (see webhooks/raw-body.ts).
+      const raw = { rawBody: true };
       const schema = (summary: string, description: string) => ({
         tags: ["webhooks"],
         summary,
@@ -53,6 +55,7 @@ export async function registerWebhookRoutes(app: FastifyInstance, deps: HttpDeps
       r.post(
         "/github",
         {
+          config: raw,
           schema: schema(
             "GitHub webhook (push, ping)",
             "Verified with X-Hub-Signature-256 (HMAC-SHA256 of the body with the app's webhook secret). " +
@@ -85,6 +88,7 @@ export async function registerWebhookRoutes(app: FastifyInstance, deps: HttpDeps
       r.post(
         "/gitlab",
         {
+          config: raw,
           schema: schema(
             "GitLab webhook (push and tag push)",
             "Verified with X-Gitlab-Token (the app's webhook secret). " +
@@ -121,6 +125,7 @@ export async function registerWebhookRoutes(app: FastifyInstance, deps: HttpDeps
       r.post(
         "/generic",
         {
+          config: raw,
           schema: schema(
             "Generic webhook: fetch an app's repositories now",
             "Requires ?app=NAME, X-Turnout-Signature: sha256=<hex HMAC-SHA256 of the body with the app's " +
@@ -152,9 +157,10 @@ const hmacOf = (raw: Buffer) => (secret: string, presented: string) =>
   hmacSha256Matches(secret, raw, presented);
 
 /**
- * The common head of every webhook: the raw body, the candidate apps (named
- * by `?app=` or matched by the payload's repository), and those whose secret
- * verifies the request's credential header. Refuses (401) when none does.
+ * The common head of every webhook: the raw body, and the apps (named by
+ * `?app=` or matched by the payload's repository) whose secret verifies the
+ * request's credential header. Refuses (401, worded the same whatever the
+ * reason) when none does.
  */
 function verifiedHook(
   deps: HttpDeps,
@@ -165,13 +171,11 @@ function verifiedHook(
 ): { raw: Buffer; contentType: string | undefined; apps: AppConfig[] } {
   const raw = rawBodyOf(request.body);
   const contentType = request.headers["content-type"];
-  const candidates = candidateApps(deps.engine.config(), request.query.app, () =>
-    repositoryOf(parsePayload(raw, contentType)),
-  );
-  const apps = verifiedApps(candidates, request.query.app !== undefined, {
-    header,
-    presented: headerOf(request, header),
-    matches: matchesFor(raw),
+  const apps = verifiedApps(deps.engine.config(), {
+    requested: request.query.app,
+    identify: () => repositoryOf(parsePayload(raw, contentType)),
+    credential: { header, presented: headerOf(request, header), matches: matchesFor(raw) },
+    explain: (reason) => request.log.warn(`webhook refused: ${reason}`),
   });
   return { raw, contentType, apps };
 }

@@ -130,7 +130,7 @@ export class AgentConnection {
     const pending = this.pending.get(message.id);
     if (!pending) return;
     if (message.type === "log") {
-      pending.log?.(message.line);
+      pending.log?.(message.line, message.partial === true);
       return;
     }
     if (!message.ok) {

@@ -2,6 +2,7 @@ import path from "node:path";
 import type { Readable } from "node:stream";
 import type { AppConfig } from "../../domain/app-config.js";
 import { type ArtifactManifest, hostReleaseId } from "../../domain/artifact.js";
+import { type BuildInputs, buildEnvironment, buildInputsOf, buildKey } from "../../domain/build-key.js";
 import type { Deploy, FailureCode } from "../../domain/deploy.js";
 import { formatDuration } from "../../domain/duration.js";
 import { isTurnoutError } from "../../domain/errors.js";
@@ -16,9 +17,10 @@ import { type FleetTarget, orchestrate } from "./orchestrator.js";
 
 /**
  * The `fleet` provider: build in the workspace, turn the result into a
- * content-addressed artifact (or reuse the one built for the same fingerprint,
- * or take an uploaded one), pick the environment's hosts (agents by labels,
- * SSH hosts by address) and hand them to the orchestrator.
+ * content-addressed artifact (or reuse the one built from the same build
+ * inputs, by any environment of the app, or take an uploaded one), pick the
+ * environment's hosts (agents by labels, SSH hosts by address) and hand them
+ * to the orchestrator.
  */
 export interface ArtifactSource {
   fromDirectory(
@@ -63,10 +65,17 @@ export interface FleetRun {
   /** The primary commit's tree straight from its mirror (single-repo apps): artifacts without a checkout. */
   gitTree?: GitTreeReader;
   env: Record<string, string>;
+  /** The server's basic variables (PATH, HOME, …): the build gets these and its inputs, nothing else. */
+  baseEnv: Record<string, string>;
   killGraceMs: number;
   log: HostLog;
+  /** One host's lines: a channel of the deploy log, masked on its own stream (see engine/log-channel.ts). */
+  hostLog(name: string): HostLog;
+  /** Masks secrets in text stored outside the log (per-host errors). */
+  mask(text: string): string;
   write(text: string): void;
   signal: AbortSignal;
+  /** The release fingerprint before the artifact (commits + per-app revision): recorded with a new artifact. */
   fingerprint: string;
   /** Repairs (reconcile, rollback after an interrupt) skip hosts already on the release. */
   repair: boolean;
@@ -104,6 +113,8 @@ export async function runFleetDeploy(deps: FleetDeps, given: FleetRun): Promise<
       skipHostsOnRelease: run.repair,
       fleet: deps.store.fleet,
       log,
+      hostLog: run.hostLog,
+      mask: run.mask,
       signal: run.signal,
       env: run.env,
       runOnServer: (argv, host) => runOnServer(run, argv, host),
@@ -136,7 +147,7 @@ async function promote(
   slot: string,
   digest: string,
 ): Promise<FleetOutcome> {
-  const { deploy, config, log } = run;
+  const { deploy, config } = run;
   await deps.store.fleet.addDeployHosts(
     deploy.id,
     targets.map((t) => ({ id: t.hostId, name: t.name })),
@@ -144,7 +155,7 @@ async function promote(
   );
   let failed = 0;
   for (const target of targets) {
-    const hostLog = (line: string) => log(`[${target.name}] ${line}`);
+    const hostLog = run.hostLog(target.name);
     const ops = target.ops();
     if (!ops) {
       failed++;
@@ -189,7 +200,7 @@ async function promote(
       if (previous) await ops.switchTo(deploy.app, previous, "current").catch(() => undefined);
       await deps.store.fleet.updateDeployHost(deploy.id, target.hostId, {
         step: previous ? "rolled_back" : "failed",
-        error: (error as Error).message,
+        error: run.mask((error as Error).message),
       });
     }
   }
@@ -216,14 +227,21 @@ async function artifactFor(
     );
     return { digest: deploy.artifact };
   }
-  const known = await deps.store.artifacts.byFingerprint(deploy.app, run.fingerprint);
+  // Reuse is by everything the build reads (domain/build-key.ts), not by the
+  // release: two environments whose builds read the same share an artifact,
+  // and one whose build reads anything else gets its own.
+  const inputs = buildInputsOf(run.app, deploy, run.config);
+  const key = buildKey(inputs);
+  const known = await deps.store.artifacts.byBuildKey(deploy.app, key);
   if (known) {
-    log(`==> reusing artifact ${known.digest.slice(0, 12)} built for the same release`);
+    log(
+      `==> reusing artifact ${known.digest.slice(0, 12)}: built before from the same inputs (build key ${key.slice(0, 12)})`,
+    );
     return { digest: known.digest };
   }
   const build = run.config.build;
   if (!build && run.gitTree) {
-    const fromGit = await artifactFromGit(deps, run, run.gitTree);
+    const fromGit = await artifactFromGit(deps, run, run.gitTree, inputs, key);
     if (fromGit) return fromGit;
   }
   await run.ensureWorkspace();
@@ -245,7 +263,7 @@ async function artifactFor(
     const result = await runProcess({
       argv,
       cwd: run.workspace,
-      env: run.env,
+      env: buildEnvironment(inputs, run.baseEnv, run.workspace),
       timeoutMs: run.config.timeoutMs,
       idleTimeoutMs: run.config.idleTimeoutMs,
       killGraceMs: run.killGraceMs,
@@ -261,7 +279,7 @@ async function artifactFor(
     log(`==> built in ${formatDuration(Date.now() - started)}`);
   }
   await run.setPhase("artifact");
-  const dir = path.resolve(run.workspace, run.config.artifactPath);
+  const dir = path.resolve(run.workspace, inputs.artifactPath);
   if (dir !== run.workspace && !dir.startsWith(`${run.workspace}${path.sep}`)) {
     return {
       status: "failed",
@@ -269,8 +287,8 @@ async function artifactFor(
       errorMessage: "the artifact path leaves the workspace",
     };
   }
-  const stored = await deps.artifacts.fromDirectory(dir, { exclude: dir === run.workspace ? [".git"] : [] });
-  return recordBuilt(deps, run, stored);
+  const stored = await deps.artifacts.fromDirectory(dir, { exclude: inputs.exclude });
+  return recordBuilt(deps, run, stored, key);
 }
 
 /**
@@ -283,9 +301,11 @@ async function artifactFromGit(
   deps: FleetDeps,
   run: FleetRun,
   reader: GitTreeReader,
+  inputs: BuildInputs,
+  key: string,
 ): Promise<{ digest: string; manifest: ArtifactManifest } | undefined> {
   await run.setPhase("artifact");
-  const subdir = run.config.artifactPath === "." ? null : path.posix.normalize(run.config.artifactPath);
+  const subdir = inputs.artifactPath === "." ? null : path.posix.normalize(inputs.artifactPath);
   let stored: Awaited<ReturnType<ArtifactSource["fromGitTree"]>>;
   try {
     stored = await deps.artifacts.fromGitTree(reader, subdir);
@@ -298,13 +318,14 @@ async function artifactFromGit(
     run.log("==> the tree has submodules or .gitattributes: building the artifact from a checkout");
     return undefined;
   }
-  return recordBuilt(deps, run, stored);
+  return recordBuilt(deps, run, stored, key);
 }
 
 async function recordBuilt(
   deps: FleetDeps,
   run: FleetRun,
   stored: { digest: string; manifest: ArtifactManifest; files: number; bytes: number },
+  key: string,
 ): Promise<{ digest: string; manifest: ArtifactManifest }> {
   await deps.store.artifacts.record({
     digest: stored.digest,
@@ -314,6 +335,8 @@ async function recordBuilt(
     bytes: stored.bytes,
     source: "built",
   });
+  // After the artifact's row: a key never names an artifact that is not whole.
+  await deps.store.artifacts.recordBuild(run.deploy.app, key, stored.digest);
   run.log(`==> artifact ${stored.digest.slice(0, 12)}: ${stored.files} files, ${stored.bytes} bytes`);
   return { digest: stored.digest, manifest: stored.manifest };
 }
@@ -340,7 +363,13 @@ async function targetsFor(
     const { id, poolState } = await deps.store.fleet.ensureSshHost(ssh.name, ssh.address, ssh.labels);
     const ops = deps.ssh.open(ssh);
     opened.push(ops);
-    targets.push({ hostId: id, name: ssh.name, depooled: poolState === "depooled", ops: () => ops });
+    targets.push({
+      hostId: id,
+      name: ssh.name,
+      depooled: poolState === "depooled",
+      ops: () => ops,
+      reconnects: false,
+    });
   }
   targets.sort((a, b) => a.name.localeCompare(b.name));
   return {

@@ -18,7 +18,13 @@ import type { HealthCheckConfig, HostAppInventory } from "../../domain/fleet.js"
  * Every operation validates app names, release ids, slot names and artifact
  * paths on the host side too.
  */
-export type HostLog = (line: string) => void;
+/**
+ * Where a host's output and narration go, a line at a time. A line too long
+ * for one message arrives in pieces, each but the last with `continued`:
+ * the server joins them on one masked stream (engine/log-channel.ts), so a
+ * secret split between two pieces is still masked.
+ */
+export type HostLog = (line: string, continued?: boolean) => void;
 
 /** Where a host gets the blobs it lacks. */
 export interface BlobSource {

@@ -33,6 +33,12 @@ export interface FleetTarget {
   depooled: boolean;
   /** The host's operations now (an agent may reconnect: ask again after a failure). */
   ops(): HostOps | undefined;
+  /**
+   * false: ops() never changes (an SSH host: its next operation just connects again),
+   * so a failed operation is tried once more at once instead of after
+   * waiting for a reconnection that cannot come. Default true (agents).
+   */
+  reconnects?: boolean;
 }
 
 export interface OrchestrateInput {
@@ -48,6 +54,10 @@ export interface OrchestrateInput {
   skipHostsOnRelease: boolean;
   fleet: FleetStore;
   log: HostLog;
+  /** Where one host's lines go: a channel of the deploy log of its own, masked before it is cut into lines. */
+  hostLog(name: string): HostLog;
+  /** Masks secrets in text stored outside the log (a host's error in the per-host record). */
+  mask(text: string): string;
   signal: AbortSignal;
   env: Record<string, string>;
   /** Runs a depool/pool command on the server for a host; resolves with its exit code. */
@@ -99,14 +109,16 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
   );
   const budget = failureBudget(strategy.failureLimit, runs.length);
   const failures = () => runs.filter((r) => r.failed).length;
-  const hostLog = (run: HostRun) => (line: string) => log(`[${run.target.name}] ${line}`);
+  const hostLog = (run: HostRun) => input.hostLog(run.target.name);
   const record = (
     run: HostRun,
     step: HostStep,
     extra: Parameters<FleetStore["updateDeployHost"]>[2] = {},
   ) => {
     run.step = step;
-    return fleet.updateDeployHost(deploy.id, run.target.hostId, { step, ...extra });
+    // A host's error may quote its output: stored masked, like the log.
+    const error = typeof extra.error === "string" ? { error: input.mask(extra.error) } : {};
+    return fleet.updateDeployHost(deploy.id, run.target.hostId, { step, ...extra, ...error });
   };
 
   // 1. Stage everywhere.
@@ -430,7 +442,10 @@ async function currentOf(
  * Runs an operation on a host; if the host's connection dropped (an agent
  * reconnecting), waits for it to come back and tries once more. Host
  * operations are idempotent (staging an existing release is a no-op,
- * switching to the same release too), so a retry is safe.
+ * switching to the same release too), so a retry is safe. A host that does
+ * not reconnect (SSH) gets its second try at once: waiting the grace for it
+ * only delayed every SSH failure (a changed host key, a refused connection)
+ * by the whole grace.
  */
 async function withHost<T>(
   input: OrchestrateInput,
@@ -443,6 +458,7 @@ async function withHost<T>(
       return await op(first);
     } catch (error) {
       if (!(isTurnoutError(error) && error.code === "E_UNAVAILABLE") || input.signal.aborted) throw error;
+      if (target.reconnects === false) return op(first);
     }
   }
   const until = Date.now() + (input.reconnectGraceMs ?? 15_000);

@@ -1,6 +1,11 @@
 import type { AppConfig, ShellDeployConfig } from "../../domain/app-config.js";
 import { type Deploy, deployLabel } from "../../domain/deploy.js";
-import { placeholderValues, substitute } from "../../domain/placeholders.js";
+import {
+  componentShaVariable,
+  paramVariable,
+  placeholderValues,
+  substitute,
+} from "../../domain/placeholders.js";
 import { type RunResult, runProcess } from "../process-runner.js";
 
 /**
@@ -73,13 +78,7 @@ export function commandEnvironment(
   env["TURNOUT_WORKSPACE"] = run.workspace;
   env["TURNOUT_USER"] = deploy.user;
   env["TURNOUT_TRIGGER"] = deploy.trigger;
-  for (const [name, sha] of Object.entries(deploy.components)) env[`TURNOUT_SHA_${envSuffix(name)}`] = sha;
-  for (const [name, value] of Object.entries(deploy.params))
-    env[`TURNOUT_PARAM_${name.toUpperCase()}`] = value;
+  for (const [name, sha] of Object.entries(deploy.components)) env[componentShaVariable(name)] = sha;
+  for (const [name, value] of Object.entries(deploy.params)) env[paramVariable(name)] = value;
   return env;
-}
-
-/** A component name as the tail of a variable name: `web-api` → `WEB_API`. */
-function envSuffix(name: string): string {
-  return name.toUpperCase().replaceAll("-", "_");
 }

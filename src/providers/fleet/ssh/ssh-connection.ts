@@ -3,6 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Writable } from "node:stream";
+import { MAX_LINE_PIECE, pieceEnd } from "../../../agent/host-layout/commands.js";
 import { TurnoutError } from "../../../domain/errors.js";
 import type { SshHostConfig } from "../../../domain/fleet.js";
 import {
@@ -35,7 +36,8 @@ export interface SshClientOptions {
 export interface ExecOptions {
   /** The script's stdin: text, or a writer that streams into it (and must end it). */
   input?: string | Buffer | ((stdin: Writable) => Promise<void>);
-  onStderrLine?(line: string): void;
+  /** Stderr a line at a time; a line longer than MAX_LINE_PIECE comes in pieces marked `continued`. */
+  onStderrLine?(line: string, continued?: boolean): void;
   timeoutMs: number;
   signal?: AbortSignal;
 }
@@ -80,6 +82,7 @@ export class SshConnection {
       const child = spawn(this.ssh, argv, { stdio: ["pipe", "pipe", "pipe"], detached: true, shell: false });
       let stdout = "";
       let stderr = "";
+      const tail = new LineTail(STDERR_TAIL);
       let partial = "";
       let stopped: ExecResult["stopped"] = null;
       let inputError: unknown;
@@ -110,11 +113,17 @@ export class SshConnection {
       });
       child.stderr.setEncoding("utf8");
       child.stderr.on("data", (text: string) => {
-        stderr = (stderr + text).slice(-STDERR_TAIL);
+        stderr = tail.add(text);
         if (!options.onStderrLine) return;
         const lines = (partial + text).split("\n");
         partial = lines.pop()!;
         for (const line of lines) options.onStderrLine(line.replace(/\r$/, ""));
+        // Never held without bound nor cut short: the server masks the pieces as one stream.
+        while (partial.length > MAX_LINE_PIECE) {
+          const cut = pieceEnd(partial, MAX_LINE_PIECE);
+          options.onStderrLine(partial.slice(0, cut), true);
+          partial = partial.slice(cut);
+        }
       });
       // The remote side may stop reading early (a release already staged): not an error here.
       child.stdin.on("error", () => undefined);
@@ -288,6 +297,44 @@ function lastLine(text: string): string {
 }
 
 /** The script's own last word (`turnout-host: …`), when it gave one. */
+/**
+ * The last lines of a stream, at most `max` characters, and only whole
+ * lines: messages quote lines from it, and a line cut at its start could
+ * hold the end of a secret that the masker no longer recognises. A line
+ * longer than `max` is left out, all of it.
+ */
+class LineTail {
+  private text = "";
+  /** Inside a line too long to keep: drop until its end. */
+  private skipping = false;
+
+  constructor(private readonly max: number) {}
+
+  add(chunk: string): string {
+    let rest = chunk;
+    if (this.skipping) {
+      const newline = rest.indexOf("\n");
+      if (newline === -1) return this.text;
+      rest = rest.slice(newline + 1);
+      this.skipping = false;
+    }
+    const joined = this.text + rest;
+    if (joined.length <= this.max) {
+      this.text = joined;
+      return this.text;
+    }
+    const kept = joined.slice(-this.max);
+    const newline = kept.indexOf("\n");
+    if (newline === -1) {
+      this.text = "";
+      this.skipping = true;
+    } else {
+      this.text = kept.slice(newline + 1);
+    }
+    return this.text;
+  }
+}
+
 function hostMessage(stderr: string): string | undefined {
   const lines = stderr.split("\n").filter((l) => l.startsWith("turnout-host: "));
   return lines.at(-1)?.slice("turnout-host: ".length);
