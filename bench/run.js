@@ -7,14 +7,16 @@
 //   node bench/run.js            everything: core (server and API), then fleet
 //   node bench/run.js fleet      only the fleet benchmark (npm run bench:fleet)
 //   node bench/run.js core       only the server and API figures
+//   node bench/run.js ui         only the web UI (bundle size, overview of 200 apps in Chromium)
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { runCore } from "./core.js";
 import { runFleet } from "./fleet.js";
 import { cpuTimes, killAll, stealPercent } from "./lib.js";
+import { runUi } from "./ui.js";
 
-const suites = { core: runCore, fleet: runFleet };
+const suites = { core: runCore, fleet: runFleet, ui: runUi };
 const wanted = process.argv.slice(2);
 for (const name of wanted) {
   if (!(name in suites)) {
