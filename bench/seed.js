@@ -6,6 +6,7 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { PRIMARY_COMPONENT } from "../dist/domain/app-config.js";
 import { Store } from "../dist/store/store.js";
 
 const DAY = 86_400_000;
@@ -124,7 +125,7 @@ export async function seedHistory(
         user: i % 4 === 2 ? "turnout (poll)" : [user, "dana", "chen"][i % 3],
         ref: "main",
         sha: commit.sha,
-        components: { main: commit.sha },
+        components: { [PRIMARY_COMPONENT]: commit.sha },
         params: {},
         force: false,
         configRevision: "seed",
@@ -138,7 +139,7 @@ export async function seedHistory(
         ? { errorCode: "command_failed", errorMessage: "the command exited with status 1" }
         : { release: { fingerprint: `seed-${app}-${env}-${i}`, environmentConfig: {} } }),
     });
-    await store.commits.record(done.id, { main: commit });
+    await store.commits.record(done.id, { [PRIMARY_COMPONENT]: commit });
     const took = 20_000 + Math.floor(rand() * 70_000);
     const createdAt = new Date(at).toISOString();
     const startedAt = new Date(at + 2_000).toISOString();

@@ -339,6 +339,12 @@ function EnvCell({ env, now }: { env: OverviewEnvJson; now: number }) {
         {env.fleet && env.fleet.total > 0 && env.fleet.connected < env.fleet.total && (
           <Pill tone="fail">{env.fleet.total - env.fleet.connected} offline</Pill>
         )}
+        {env.fleet &&
+          env.fleet.drifted === 0 &&
+          env.fleet.depooled === 0 &&
+          env.fleet.connected === env.fleet.total && (
+            <Pill tone="muted">{env.fleet.total === 1 ? "1 host" : `${env.fleet.total} hosts`}</Pill>
+          )}
       </span>
     </a>
   );
