@@ -583,14 +583,16 @@ export class Engine implements EngineApi {
       const commits = await describeCommits(this.options.git, app, deploy.components);
       if (Object.keys(commits).length === 0) return;
       await this.options.store.commits.record(deploy.id, commits);
+      // Told with the deploy's state now: it may have moved on since it was announced.
+      const now = await this.options.store.deploys.get(deploy.id);
       this.feed.emit({
         type: "deploy",
-        app: deploy.app,
-        env: deploy.env,
-        deployId: deploy.id,
-        number: deploy.number,
-        status: deploy.status,
-        phase: deploy.phase,
+        app: now.app,
+        env: now.env,
+        deployId: now.id,
+        number: now.number,
+        status: now.status,
+        phase: now.phase,
       });
     } catch (error) {
       this.report(error);

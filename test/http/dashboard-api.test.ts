@@ -231,6 +231,9 @@ describe("live change events", () => {
     const shopStatuses = changes.filter((c) => c.type === "deploy" && c.app === "shop").map((c) => c.status);
     expect(shopStatuses).toContain("queued");
     expect(shopStatuses).toContain("succeeded");
+    // In the order it happened: never back to "queued" once it ran (hints after the fact carry the state now).
+    expect(shopStatuses.lastIndexOf("queued")).toBeLessThan(shopStatuses.indexOf("running"));
+    expect(shopStatuses.at(-1)).toBe("succeeded");
     expect(changes).toContainEqual({ type: "lock", app: "shop", env: "staging", locked: true });
     const limited = (await blogOnly).events
       .filter((e) => e.event === "change")
