@@ -396,7 +396,12 @@ export async function runFleet(work) {
     const server = await startServer(path.join(dir, "server"), manifest(repo));
     let agents = [];
     try {
-      const { token } = await api(server, "POST", "/api/v1/tokens", { name: "bench", role: "agent" });
+      const { token } = await api(server, "POST", "/api/v1/tokens", {
+        name: "bench",
+        role: "agent",
+        apps: ["bench"],
+        labels: ["role=web"],
+      });
       agents = Array.from({ length: n }, (_, i) =>
         startAgent(
           server.url,

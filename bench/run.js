@@ -4,9 +4,10 @@
 // budget next to it, then the CPU steal of the run. Nothing here is asserted
 // by the test suite.
 //
-//   node bench/run.js            everything: core (server and API), then fleet
+//   node bench/run.js            everything: core (server and API), fleet, then uploads
 //   node bench/run.js fleet      only the fleet benchmark (npm run bench:fleet)
 //   node bench/run.js core       only the server and API figures
+//   node bench/run.js upload     only artifact uploads (npm run bench:upload)
 //   node bench/run.js ui         only the web UI (bundle size, overview of 200 apps in Chromium)
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -15,8 +16,9 @@ import { runCore } from "./core.js";
 import { runFleet } from "./fleet.js";
 import { cpuTimes, killAll, stealPercent } from "./lib.js";
 import { runUi } from "./ui.js";
+import { runUpload } from "./upload.js";
 
-const suites = { core: runCore, fleet: runFleet, ui: runUi };
+const suites = { core: runCore, fleet: runFleet, upload: runUpload, ui: runUi };
 const wanted = process.argv.slice(2);
 for (const name of wanted) {
   if (!(name in suites)) {

@@ -10,7 +10,9 @@ import type { BlobSource } from "../providers/fleet/host-ops.js";
  * agent's own token, the body streamed (never buffered) into the release
  * being staged, or many at once back to back (`openConcatenated`, POST
  * /api/v1/blobs/batch). The host verifies each blob's digest itself; the
- * server is trusted for availability, not for content.
+ * server is trusted for availability, not for content. Each request names
+ * the artifact being staged (`forArtifact`): the server lets a host token
+ * read only blobs of artifacts it sent to that host.
  *
  * node:http rather than fetch: a release is tens of megabytes per host, and
  * fetch's web streams (converted back to a Node stream) cost several times
@@ -22,18 +24,30 @@ export class HttpBlobSource implements BlobSource {
 
   constructor(
     private readonly server: string,
-    /** Tokens to try, best first (the host token, then the enrollment token). */
+    /** Tokens to try, best first (the host token; an enrollment token reads nothing). */
     private readonly tokens: () => string[],
+    /** The artifact whose blobs these are (see forArtifact). */
+    private readonly artifact?: string,
+    agent?: http.Agent,
   ) {
     const options = { keepAlive: true, maxSockets: 4 };
-    this.agent = server.startsWith("https:") ? new https.Agent(options) : new http.Agent(options);
+    this.agent = agent ?? (server.startsWith("https:") ? new https.Agent(options) : new http.Agent(options));
+  }
+
+  /** The same source (connections shared) for the blobs of one artifact, which every request names. */
+  forArtifact(digest: string | undefined): HttpBlobSource {
+    if (digest !== undefined && !isSha256(digest)) {
+      throw new TurnoutError("E_VALIDATION", `not an artifact digest: ${JSON.stringify(digest)}`);
+    }
+    return new HttpBlobSource(this.server, this.tokens, digest, this.agent);
   }
 
   async open(sha256: string): Promise<Readable> {
     if (!isSha256(sha256))
       throw new TurnoutError("E_VALIDATION", `not a blob digest: ${JSON.stringify(sha256)}`);
+    const query = this.artifact === undefined ? "" : `?artifact=${this.artifact}`;
     // The body itself is the stream: a read of a body cut short fails, and the consumer says so.
-    return this.request("GET", `/api/v1/blobs/${sha256}`, undefined, `blob ${sha256.slice(0, 12)}`);
+    return this.request("GET", `/api/v1/blobs/${sha256}${query}`, undefined, `blob ${sha256.slice(0, 12)}`);
   }
 
   /**
@@ -49,7 +63,7 @@ export class HttpBlobSource implements BlobSource {
     return this.request(
       "POST",
       "/api/v1/blobs/batch",
-      JSON.stringify({ digests }),
+      JSON.stringify(this.artifact === undefined ? { digests } : { digests, artifact: this.artifact }),
       `${digests.length} blobs`,
     );
   }

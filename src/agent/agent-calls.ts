@@ -14,7 +14,8 @@ export const MUTATING_OPS: ReadonlySet<HostOp> = new Set(["stage", "switchTo", "
  */
 export async function executeCall(
   ops: HostOps,
-  blobs: BlobSource,
+  /** Where the blobs of the artifact being staged come from (it names the artifact to the server). */
+  blobsFor: (artifact: string | undefined) => BlobSource,
   op: HostOp,
   raw: unknown,
   log: HostLog,
@@ -25,7 +26,12 @@ export async function executeCall(
       const { spec } = parse(op, raw);
       // The schema takes entries as they come: staging checks every one (planRelease →
       // assertManifest) before it writes anything.
-      return ops.stage({ ...spec, manifest: spec.manifest as ArtifactManifest }, blobs, log, signal);
+      return ops.stage(
+        { ...spec, manifest: spec.manifest as ArtifactManifest },
+        blobsFor(spec.artifact),
+        log,
+        signal,
+      );
     }
     case "switchTo": {
       const args = parse(op, raw);

@@ -72,9 +72,8 @@ export class Agent {
     this.serverSilenceMs = options.serverSilenceMs ?? Math.max(20_000, 4 * this.heartbeatMs);
     this.backoff = options.backoff ?? DEFAULT_BACKOFF;
     this.hostToken = readHostToken(options.root);
-    this.blobs = new HttpBlobSource(options.server, () =>
-      [this.hostToken, options.enrollmentToken].filter((t): t is string => t !== undefined),
-    );
+    // The host token only: an enrollment token reads nothing.
+    this.blobs = new HttpBlobSource(options.server, () => (this.hostToken ? [this.hostToken] : []));
   }
 
   /** Runs until `stop` aborts; then closes the connection cleanly and resolves. */
@@ -184,7 +183,14 @@ export class Agent {
           }
           send(continued ? { type: "log", id, line: rest, partial: true } : { type: "log", id, line: rest });
         };
-        executeCall(this.options.ops, this.blobs, op, args, log, controller.signal)
+        executeCall(
+          this.options.ops,
+          (artifact) => this.blobs.forArtifact(artifact),
+          op,
+          args,
+          log,
+          controller.signal,
+        )
           .then(
             (result) => send({ type: "result", id, ok: true, result }),
             (error: unknown) => send({ type: "result", id, ok: false, error: errorBody(error) }),
@@ -209,9 +215,10 @@ export class Agent {
             welcomed = true;
             clearTimeout(welcomeTimer);
             if (message.hostToken) {
+              // Used from now on even if it cannot be saved: downloads take no other token.
+              this.hostToken = message.hostToken;
               try {
                 const file = saveHostToken(this.options.root, message.hostToken);
-                this.hostToken = message.hostToken;
                 print(`agent ${name}: enrolled; host token saved to ${file}`);
               } catch (error) {
                 print(`agent ${name}: could not save the host token: ${(error as Error).message}`);

@@ -84,6 +84,11 @@ export const inventorySchema = z.array(
 const stageSpec = z.object({
   app: name,
   releaseId,
+  // Named back to the server when the blobs are downloaded (older servers do not send it).
+  artifact: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, "invalid artifact digest")
+    .optional(),
   // Entries are checked on the host by planRelease (assertManifest: every field, path and link) before
   // anything is written; a schema per entry here cost more than staging a one-file change.
   manifest: z.object({ version: z.literal(1), entries: z.array(z.unknown()) }),

@@ -1,5 +1,4 @@
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import {
@@ -11,13 +10,16 @@ import {
 } from "../domain/artifact.js";
 import { notFound } from "../domain/errors.js";
 import type { GitTreeReader } from "../git/tree-reader.js";
+import { ArtifactCollector } from "./artifact-collector.js";
 import { BlobDigestMemo } from "./blob-digest-memo.js";
-import { BlobDir, type ConcatenatedBlobs, type TempBlob } from "./blob-dir.js";
+import { BlobDir, type ConcatenatedBlobs } from "./blob-dir.js";
 import { readDirectory } from "./directory-source.js";
 import { compileExcludes } from "./exclude.js";
 import { readGitTree, readGitTreeChanges } from "./git-tree-source.js";
+import { StoreGate } from "./store-gate.js";
 import { readTar } from "./tar-source.js";
 import { summarize, TreeBuilder } from "./tree-builder.js";
+import type { Durability } from "./write-batch.js";
 
 export interface StoredArtifact {
   digest: string;
@@ -31,6 +33,8 @@ export interface ArtifactStoreOptions {
   dir: string;
   /** Flush blobs and directories to disk before trusting them (default true; off only for throwaway stores). */
   durable?: boolean;
+  /** How data and names are flushed (default: syncfs / fsync; tests count the calls). */
+  durability?: Durability;
 }
 
 export interface FromTarOptions {
@@ -52,17 +56,49 @@ export const DEFAULT_MAX_TAR_ENTRIES = 200_000;
  * Blobs are written before the manifest that names them, and the manifest
  * before the caller records the artifact, so whatever a record or manifest
  * names exists on disk.
+ *
+ * Unreferenced artifacts are removed by the garbage collector (collect).
+ * Whoever relies on blobs already stored until a database row says so —
+ * writing an artifact and recording it, choosing an artifact for a deploy
+ * and recording that — does it inside `hold`; see store-gate.ts.
  */
 export class ArtifactStore {
   private readonly blobs: BlobDir;
   private readonly memo: BlobDigestMemo;
+  private readonly gate = new StoreGate();
   /** The last tree built per repository and subdirectory: the next release is usually a small diff from it. */
   private readonly lastTree = new Map<string, { commit: string; manifest: ArtifactManifest }>();
+  /** Lists and marks outside the exclusive section too (it removes nothing there). */
+  readonly collector: ArtifactCollector;
 
   constructor(options: ArtifactStoreOptions) {
     const durable = options.durable !== false;
-    this.blobs = new BlobDir(options.dir, durable);
+    this.blobs = new BlobDir(options.dir, durable, options.durability);
     this.memo = new BlobDigestMemo(path.join(options.dir, "git-blob-digests"), durable);
+    // A tree built from blobs since removed must not be the base of the next diff.
+    this.collector = new ArtifactCollector(this.blobs, this.memo, () => this.lastTree.clear());
+  }
+
+  /**
+   * Runs `fn` where the collector cannot remove anything: for callers that
+   * make or pick an artifact and then record the reference in the database.
+   * Calls nest; the store's own writes hold it too.
+   */
+  hold<T>(fn: () => Promise<T>): Promise<T> {
+    return this.gate.runShared(fn);
+  }
+
+  /** Whether a collection waits for `hold` sections to end. */
+  get collectionWaiting(): boolean {
+    return this.gate.collectorWaiting;
+  }
+
+  /**
+   * Runs `fn` with the store's collector alone: no `hold` runs meanwhile.
+   * The caller reads the references again inside, then sweeps.
+   */
+  collect<T>(fn: (collector: ArtifactCollector) => Promise<T>): Promise<T> {
+    return this.gate.runExclusive(() => fn(this.collector));
   }
 
   /**
@@ -74,7 +110,11 @@ export class ArtifactStore {
    * stored nothing, when the tree needs a real checkout (submodules,
    * .gitattributes): see git-tree-source.ts.
    */
-  async fromGitTree(reader: GitTreeReader, subdir: string | null): Promise<StoredArtifact | null> {
+  fromGitTree(reader: GitTreeReader, subdir: string | null): Promise<StoredArtifact | null> {
+    return this.hold(() => this.readGitTree(reader, subdir));
+  }
+
+  private async readGitTree(reader: GitTreeReader, subdir: string | null): Promise<StoredArtifact | null> {
     await this.blobs.ensureReady();
     const key = `${reader.repository}\0${subdir ?? ""}`;
     const previous = this.lastTree.get(key);
@@ -83,11 +123,11 @@ export class ArtifactStore {
       : null;
     let stored: StoredArtifact;
     if (changed) {
-      stored = await this.finish(new TreeBuilder(), new Set(), changed);
+      stored = await this.finish(changed);
     } else {
       const builder = new TreeBuilder();
       if (!(await readGitTree(reader, subdir, builder, this.blobs, this.memo))) return null;
-      stored = await this.finish(builder, new Set());
+      stored = await this.finish(builder.finish());
     }
     this.lastTree.set(key, { commit: reader.commit, manifest: stored.manifest });
     return stored;
@@ -99,12 +139,22 @@ export class ArtifactStore {
    * stay inside the tree; fifos, sockets and devices are refused (E_VALIDATION
    * naming the path); of file modes only the executable bit is kept.
    */
-  async fromDirectory(dir: string, options: { exclude?: string[] } = {}): Promise<StoredArtifact> {
-    await this.blobs.ensureReady();
-    const builder = new TreeBuilder();
-    const touched = new Set<string>();
-    await readDirectory(dir, compileExcludes(options.exclude), builder, this.blobs, touched);
-    return this.finish(builder, touched);
+  fromDirectory(dir: string, options: { exclude?: string[] } = {}): Promise<StoredArtifact> {
+    return this.hold(async () => {
+      await this.blobs.ensureReady();
+      const builder = new TreeBuilder();
+      const out = { pack: this.blobs.beginPack(), batch: this.blobs.batch() };
+      try {
+        await readDirectory(dir, compileExcludes(options.exclude), builder, this.blobs, out);
+      } catch (error) {
+        out.pack.abort();
+        await out.batch.discard();
+        throw error;
+      }
+      await out.pack.commit();
+      await out.batch.commit();
+      return this.finish(builder.finish());
+    });
   }
 
   /**
@@ -115,39 +165,37 @@ export class ArtifactStore {
    * E_VALIDATION (details.path names the entry), more than maxBytes with
    * E_PAYLOAD_TOO_LARGE; a refused archive leaves no blob behind.
    */
-  async fromTar(stream: Readable, options: FromTarOptions = {}): Promise<StoredArtifact> {
-    await this.blobs.ensureReady();
-    const builder = new TreeBuilder();
-    const limits = {
-      maxBytes: options.maxBytes ?? DEFAULT_MAX_TAR_BYTES,
-      maxEntries: options.maxEntries ?? DEFAULT_MAX_TAR_ENTRIES,
-    };
-    const temps = await readTar(stream, limits, builder, this.blobs);
-    let manifest: ArtifactManifest;
-    try {
-      manifest = builder.finish();
-    } catch (error) {
-      await Promise.all(temps.map((temp) => this.blobs.discard(temp)));
-      throw error;
-    }
-    const touched = new Set<string>();
-    await commitAll(this.blobs, temps, touched);
-    return this.finish(builder, touched, manifest);
+  fromTar(stream: Readable, options: FromTarOptions = {}): Promise<StoredArtifact> {
+    return this.hold(async () => {
+      await this.blobs.ensureReady();
+      const builder = new TreeBuilder();
+      const limits = {
+        maxBytes: options.maxBytes ?? DEFAULT_MAX_TAR_BYTES,
+        maxEntries: options.maxEntries ?? DEFAULT_MAX_TAR_ENTRIES,
+      };
+      const pack = this.blobs.beginPack();
+      await readTar(stream, limits, builder, this.blobs, pack);
+      let manifest: ArtifactManifest;
+      try {
+        manifest = builder.finish();
+      } catch (error) {
+        pack.abort();
+        throw error;
+      }
+      await pack.commit();
+      return this.finish(manifest);
+    });
   }
 
-  private async finish(
-    builder: TreeBuilder,
-    touched: Set<string>,
-    manifest: ArtifactManifest = builder.finish(),
-  ): Promise<StoredArtifact> {
-    // The blobs must be on disk before a manifest names them.
-    await this.blobs.sync(touched);
+  /** Stores the manifest of a tree whose blobs are stored and durable already. */
+  private async finish(manifest: ArtifactManifest): Promise<StoredArtifact> {
     const canonical = Buffer.from(canonicalManifest(manifest));
     // manifestDigest(manifest), without serialising thousands of entries a second time.
     const digest = createHash("sha256").update(canonical).digest("hex");
-    if (!(await this.blobs.has(digest))) {
-      await this.blobs.commit(await this.blobs.writeTemp(canonical), touched);
-      await this.blobs.sync(touched);
+    if (!this.blobs.holds(digest)) {
+      const batch = this.blobs.batch();
+      batch.add(await this.blobs.writeTemp(canonical));
+      await batch.commit();
     }
     return { digest, manifest, ...summarize(manifest) };
   }
@@ -155,14 +203,9 @@ export class ArtifactStore {
   /** The manifest of a stored artifact; E_NOT_FOUND unless `digest` names one. */
   async manifest(digest: string): Promise<ArtifactManifest> {
     if (!isSha256(digest)) throw notFound(`artifact ${digest}`, { digest });
-    let text: string;
-    try {
-      text = await readFile(this.blobs.blobPath(digest), "utf8");
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT")
-        throw notFound(`artifact ${digest}`, { digest });
-      throw error;
-    }
+    const bytes = await this.blobs.read(digest);
+    if (!bytes) throw notFound(`artifact ${digest}`, { digest });
+    const text = bytes.toString("utf8");
     // Any blob has a digest; only a manifest's parses, validates and hashes back to it.
     try {
       const manifest = assertManifest(JSON.parse(text) as ArtifactManifest);
@@ -194,14 +237,5 @@ export class ArtifactStore {
 
   blobPath(sha256: string): string {
     return this.blobs.blobPath(sha256);
-  }
-}
-
-async function commitAll(blobs: BlobDir, temps: TempBlob[], touched: Set<string>): Promise<void> {
-  try {
-    for (const temp of temps) await blobs.commit(temp, touched);
-  } catch (error) {
-    await Promise.all(temps.map((temp) => blobs.discard(temp)));
-    throw error;
   }
 }

@@ -1,4 +1,5 @@
-import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import path from "node:path";
 
 export interface KnownBlob {
   sha256: string;
@@ -15,7 +16,10 @@ export interface KnownBlob {
  * it lives and dies with them: a line is appended only after its blob is
  * durable, and a store whose directory is removed forgets both together. A
  * line cut short by a crash does not parse and is ignored. Read once, on
- * first use; one process owns a data directory.
+ * first use; one process owns a data directory. When the collector removes
+ * blobs, the file is rewritten without their lines (retain), so a memo hit
+ * names a blob the store holds (and a hit whose blob is gone anyway is read
+ * again by git-tree-source, not trusted).
  */
 export class BlobDigestMemo {
   private known: Map<string, KnownBlob> | undefined;
@@ -45,6 +49,41 @@ export class BlobDigestMemo {
       closeSync(fd);
     }
     for (const e of entries) known.set(e.objectId, { sha256: e.sha256, size: e.size });
+  }
+
+  /**
+   * Keeps only the entries whose blob `keep` accepts: the file is rewritten
+   * (a temp file flushed, then renamed over it). Returns how many went.
+   */
+  retain(keep: (sha256: string) => boolean): number {
+    const known = this.load();
+    let dropped = 0;
+    for (const [objectId, blob] of known) {
+      if (keep(blob.sha256)) continue;
+      known.delete(objectId);
+      dropped++;
+    }
+    if (dropped === 0) return 0;
+    const tmp = `${this.file}.tmp`;
+    const fd = openSync(tmp, "w", 0o644);
+    try {
+      const lines: string[] = [];
+      for (const [objectId, blob] of known) lines.push(`${objectId} ${blob.sha256} ${blob.size}\n`);
+      writeSync(fd, lines.join(""));
+      if (this.durable) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.file);
+    if (this.durable) {
+      const dir = openSync(path.dirname(this.file), "r");
+      try {
+        fsyncSync(dir);
+      } finally {
+        closeSync(dir);
+      }
+    }
+    return dropped;
   }
 
   private load(): Map<string, KnownBlob> {

@@ -1,18 +1,14 @@
 import { createHash, randomBytes } from "node:crypto";
-import { closeSync, createReadStream, openSync, readSync, statSync } from "node:fs";
-import { type FileHandle, mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
+import { closeSync, openSync, readSync, statSync } from "node:fs";
+import { type FileHandle, mkdir, open, readdir, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { isSha256 } from "../domain/artifact.js";
 import { notFound, TurnoutError } from "../domain/errors.js";
 import { BlobPacks, type PackWriter } from "./blob-packs.js";
+import { type Durability, SYSTEM_DURABILITY, type TempBlob, WriteBatch } from "./write-batch.js";
 
-export interface TempBlob {
-  /** A file under tmp/, never under its final name until committed. */
-  file: string;
-  sha256: string;
-  size: number;
-}
+export type { TempBlob } from "./write-batch.js";
 
 /** Bytes read from disk at a time when many blobs are served as one stream. */
 const CONCAT_CHUNK = 1024 * 1024;
@@ -43,6 +39,7 @@ async function writeSegments(
   digests: readonly string[],
   sink: ChunkSink,
   signal: AbortSignal | undefined,
+  relocate: (sha256: string) => Segment | undefined,
 ) {
   const aborted = new Promise<never>((_, reject) => {
     if (signal?.aborted) reject(signal.reason);
@@ -68,11 +65,21 @@ async function writeSegments(
   let fd = -1;
   let openFile = "";
   try {
-    for (const [index, segment] of segments.entries()) {
+    for (let [index, segment] of segments.entries()) {
       if (openFile !== segment.file) {
         // Consecutive blobs of one pack share a descriptor.
         if (fd !== -1) closeSync(fd);
-        fd = openSync(segment.file, "r");
+        fd = -1;
+        openFile = "";
+        try {
+          fd = openSync(segment.file, "r");
+        } catch (error) {
+          // The collector rewrote the pack since the lookup: the blob lives on in another file.
+          const moved = (error as NodeJS.ErrnoException).code === "ENOENT" && relocate(digests[index]!);
+          if (!moved || moved.size !== segment.size) throw error;
+          segment = moved;
+          fd = openSync(segment.file, "r");
+        }
         openFile = segment.file;
       }
       let position = segment.offset;
@@ -99,9 +106,10 @@ async function writeSegments(
 const STALE_TEMP_MS = 60 * 60 * 1000;
 
 /**
- * Blobs by sha256 under `blobs/<first two hex>/<sha256>`. A blob is written
- * to `tmp/` (same file system), flushed to disk, and only then renamed to
- * its final name, so a crash never leaves a half-written file where a reader
+ * Blobs by sha256 under `blobs/<first two hex>/<sha256>`. Blobs are written
+ * to `tmp/` (same file system) and named in batches (blob-batch.ts): their
+ * data flushed to disk, once for the batch, and only then renamed to their
+ * final names, so a crash never leaves a half-written file where a reader
  * trusts its name; renaming over an identical blob is harmless, so writers
  * need no lock. The 256 fan-out directories are made once, up front. Blobs
  * of bulk builds live in packs instead (blob-packs.ts); readers see both.
@@ -109,16 +117,17 @@ const STALE_TEMP_MS = 60 * 60 * 1000;
 export class BlobDir {
   readonly blobsDir: string;
   readonly tmpDir: string;
-  private readonly packs: BlobPacks;
+  readonly packs: BlobPacks;
   private ready: Promise<void> | undefined;
 
   constructor(
     dir: string,
-    private readonly durable: boolean,
+    readonly durable: boolean,
+    readonly durability: Durability = SYSTEM_DURABILITY,
   ) {
     this.blobsDir = path.join(dir, "blobs");
     this.tmpDir = path.join(dir, "tmp");
-    this.packs = new BlobPacks(path.join(dir, "packs"), durable);
+    this.packs = new BlobPacks(path.join(dir, "packs"), durable, durability);
   }
 
   ensureReady(): Promise<void> {
@@ -133,7 +142,7 @@ export class BlobDir {
     await mkdir(this.tmpDir, { recursive: true });
     const fanOut = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
     await Promise.all(fanOut.map((prefix) => mkdir(path.join(this.blobsDir, prefix), { recursive: true })));
-    if (this.durable) await syncPath(this.blobsDir);
+    if (this.durable) await this.durability.fsyncPath(this.blobsDir);
     const now = Date.now();
     for (const name of await readdir(this.tmpDir)) {
       const file = path.join(this.tmpDir, name);
@@ -157,35 +166,35 @@ export class BlobDir {
     return this.locate(sha256) !== undefined;
   }
 
-  /** Opened before returning, so a missing blob is E_NOT_FOUND and not a stream error later. */
+  /**
+   * Opened before returning, so a missing blob is E_NOT_FOUND and not a
+   * stream error later, and a file the collector removes afterwards (a pack
+   * it rewrote) is still read whole through the open descriptor.
+   */
   async open(sha256: string): Promise<{ stream: Readable; size: number }> {
-    const file = this.blobPath(sha256);
-    const packed = this.packs.locate(sha256);
-    if (packed && !statSync(file, { throwIfNoEntry: false })?.isFile()) {
-      const stream =
-        packed.size === 0
-          ? Readable.from([])
-          : createReadStream(packed.pack, {
-              start: packed.offset,
-              end: packed.offset + packed.size - 1,
-              highWaterMark: 256 * 1024,
-            });
-      return { stream, size: packed.size };
-    }
-    let handle: FileHandle;
-    try {
-      handle = await open(file, "r");
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") throw notFound(`blob ${sha256}`, { sha256 });
-      throw error;
-    }
-    try {
-      const info = await handle.stat();
-      const stream = handle.createReadStream({ highWaterMark: 256 * 1024 });
-      return { stream, size: info.size };
-    } catch (error) {
-      await handle.close();
-      throw error;
+    this.blobPath(sha256);
+    for (let attempt = 0; ; attempt++) {
+      const found = this.locate(sha256);
+      if (!found) throw notFound(`blob ${sha256}`, { sha256 });
+      let handle: FileHandle;
+      try {
+        handle = await open(found.file, "r");
+      } catch (error) {
+        // Removed between the lookup and the open: look again (a rewritten pack), once.
+        if ((error as NodeJS.ErrnoException).code === "ENOENT" && attempt === 0) continue;
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") throw notFound(`blob ${sha256}`, { sha256 });
+        throw error;
+      }
+      if (found.size === 0) {
+        await handle.close();
+        return { stream: Readable.from([]), size: 0 };
+      }
+      const stream = handle.createReadStream({
+        start: found.offset,
+        end: found.offset + found.size - 1,
+        highWaterMark: 256 * 1024,
+      });
+      return { stream, size: found.size };
     }
   }
 
@@ -207,12 +216,46 @@ export class BlobDir {
     });
     return {
       size: segments.reduce((sum, s) => sum + s.size, 0),
-      writeTo: (sink, signal) => writeSegments(segments, digests, sink, signal),
+      writeTo: (sink, signal) => writeSegments(segments, digests, sink, signal, (sha) => this.locate(sha)),
     };
   }
 
+  /**
+   * A whole blob's bytes, wherever it is stored (manifests are loose files,
+   * but a file's content may equal a manifest and be in a pack first).
+   * Undefined when it is not stored.
+   */
+  async read(sha256: string): Promise<Buffer | undefined> {
+    this.blobPath(sha256);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const found = this.locate(sha256);
+      if (!found) return undefined;
+      let handle: FileHandle;
+      try {
+        handle = await open(found.file, "r");
+      } catch (error) {
+        // A pack the collector rewrote since the lookup: look again, once.
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") continue;
+        throw error;
+      }
+      try {
+        const bytes = Buffer.allocUnsafe(found.size);
+        let done = 0;
+        while (done < found.size) {
+          const { bytesRead } = await handle.read(bytes, done, found.size - done, found.offset + done);
+          if (bytesRead === 0) throw new Error(`blob ${sha256} is shorter than it was`);
+          done += bytesRead;
+        }
+        return bytes;
+      } finally {
+        await handle.close();
+      }
+    }
+    return undefined;
+  }
+
   /** Where a blob's bytes are: a range of a pack (looked up in memory first), or its own file. */
-  private locate(sha256: string): Segment | undefined {
+  locate(sha256: string): Segment | undefined {
     const packed = this.packs.locate(sha256);
     if (packed) return { file: packed.pack, offset: packed.offset, size: packed.size };
     const file = this.blobPath(sha256);
@@ -225,7 +268,15 @@ export class BlobDir {
     return this.packs.writer();
   }
 
-  /** Writes bytes to a fresh temp file, hashing them on the way. */
+  /** A batch of new loose blobs: write each with writeTemp, add it, then commit them all at once. */
+  batch(): WriteBatch {
+    return new WriteBatch(this);
+  }
+
+  /**
+   * Writes bytes to a fresh temp file, hashing them on the way. Not flushed
+   * here: the batch the temp goes into flushes all of them before naming any.
+   */
   async writeTemp(source: Uint8Array | AsyncIterable<Uint8Array>): Promise<TempBlob> {
     const file = path.join(this.tmpDir, `${process.pid}-${randomBytes(8).toString("hex")}`);
     const handle = await open(file, "wx", 0o644);
@@ -238,7 +289,6 @@ export class BlobDir {
         size += chunk.byteLength;
         await writeAll(handle, chunk);
       }
-      if (this.durable) await handle.sync();
     } catch (error) {
       await handle.close().catch(() => undefined);
       await unlink(file).catch(() => undefined);
@@ -248,30 +298,8 @@ export class BlobDir {
     return { file, sha256: hash.digest("hex"), size };
   }
 
-  /**
-   * Moves a temp blob to its final name, or drops it when that blob exists.
-   * Returns whether it was new; `touched` collects the directories to sync.
-   */
-  async commit(temp: TempBlob, touched: Set<string>): Promise<boolean> {
-    const final = this.blobPath(temp.sha256);
-    if (await this.has(temp.sha256)) {
-      await this.discard(temp);
-      return false;
-    }
-    await rename(temp.file, final);
-    touched.add(path.dirname(final));
-    return true;
-  }
-
   async discard(temp: TempBlob): Promise<void> {
     await unlink(temp.file).catch(() => undefined);
-  }
-
-  /** Makes the renames durable, once per directory rather than once per blob. */
-  async sync(touched: Set<string>): Promise<void> {
-    if (!this.durable) return;
-    await Promise.all([...touched].map(syncPath));
-    touched.clear();
   }
 }
 
@@ -280,15 +308,5 @@ async function writeAll(handle: FileHandle, chunk: Uint8Array): Promise<void> {
   while (offset < chunk.byteLength) {
     const { bytesWritten } = await handle.write(chunk, offset, chunk.byteLength - offset);
     offset += bytesWritten;
-  }
-}
-
-/** fsync by path: a file's data, or a directory's entries. */
-async function syncPath(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }

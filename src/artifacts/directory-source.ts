@@ -1,17 +1,23 @@
 import { createHash } from "node:crypto";
-import { constants } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { type FileHandle, open, readdir, readlink, stat } from "node:fs/promises";
 import path from "node:path";
+import { setImmediate as yieldToEvents } from "node:timers/promises";
 import { TurnoutError } from "../domain/errors.js";
 import type { BlobDir } from "./blob-dir.js";
+import type { PackWriter } from "./blob-packs.js";
 import type { ExcludeMatcher } from "./exclude.js";
 import { forEachLimited } from "./limit.js";
 import { fileMode, refuse, type TreeBuilder } from "./tree-builder.js";
+import type { WriteBatch } from "./write-batch.js";
 
 const CONCURRENCY = 16;
 /** Files up to this size are read once into memory and written from there when new. */
 const SMALL_FILE = 1024 * 1024;
 const READ_CHUNK = 1024 * 1024;
+/** Small files read between two turns of the event loop (the server keeps answering meanwhile). */
+const SMALL_FILES_PER_TURN = 256;
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 interface FoundFile {
   path: string;
@@ -21,15 +27,19 @@ interface FoundFile {
 /**
  * A directory → entries and blobs, in two passes: first the whole tree is
  * walked and judged (names, links, special files), so a refused tree stores
- * nothing; then files are hashed and stored, several at a time. Links are
- * never followed: a symlink is kept as one.
+ * nothing; then files are hashed and the new ones written: small ones read
+ * with synchronous calls (a thread-pool round trip per call cost several
+ * times the call: 100,000 files) into one pack, large ones several at a
+ * time as loose blobs into a batch. The caller commits both: a flush or two
+ * for the tree, not one per file. Links are never followed: a symlink is
+ * kept as one.
  */
 export async function readDirectory(
   root: string,
   exclude: ExcludeMatcher,
   builder: TreeBuilder,
   blobs: BlobDir,
-  touched: Set<string>,
+  out: { pack: PackWriter; batch: WriteBatch },
 ): Promise<void> {
   // A build that produced no output directory should say so, not fail on ENOENT.
   const info = await stat(root).catch(() => undefined);
@@ -43,8 +53,15 @@ export async function readDirectory(
     );
   }
   const files = await walk(root, exclude, builder);
-  await forEachLimited(files, CONCURRENCY, async (file) => {
-    const { sha256, size, mode } = await storeFile(file, blobs, touched);
+  const large: FoundFile[] = [];
+  for (const [index, file] of files.entries()) {
+    if (index % SMALL_FILES_PER_TURN === SMALL_FILES_PER_TURN - 1) await yieldToEvents();
+    const stored = storeSmallFile(file, blobs, out.pack);
+    if (stored) builder.add({ path: file.path, type: "file", ...stored });
+    else large.push(file);
+  }
+  await forEachLimited(large, CONCURRENCY, async (file) => {
+    const { sha256, size, mode } = await storeFile(file, blobs, out.batch);
     builder.add({ path: file.path, type: "file", mode, size, sha256 });
   });
 }
@@ -78,42 +95,76 @@ async function walk(root: string, exclude: ExcludeMatcher, builder: TreeBuilder)
 }
 
 /**
- * Hashes first and writes only when the blob is new, so rebuilding a tree
- * that barely changed reads it but writes almost nothing. O_NOFOLLOW and
- * O_NONBLOCK: a file swapped for a link or a fifo since the walk is refused,
- * not followed or waited on.
+ * A file of at most SMALL_FILE bytes: read whole, hashed, and put into the
+ * pack when the store lacks it (so rebuilding a tree that barely changed
+ * reads it but writes almost nothing). Undefined, having read nothing, for a
+ * larger file. O_NOFOLLOW and O_NONBLOCK: a file swapped for a link or a
+ * fifo since the walk is refused, not followed or waited on.
+ */
+function storeSmallFile(
+  file: FoundFile,
+  blobs: BlobDir,
+  pack: PackWriter,
+): { sha256: string; size: number; mode: number } | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file.absolute, OPEN_FLAGS);
+  } catch (error) {
+    throw changedOr(file, error);
+  }
+  try {
+    const info = fstatSync(fd);
+    if (!info.isFile()) throw refuse(file.path, "it changed while the artifact was made");
+    if (info.size > SMALL_FILE) return undefined;
+    // One byte more than the size: a file that grew since the stat is noticed, not cut.
+    const buffer = Buffer.allocUnsafe(info.size + 1);
+    let size = 0;
+    while (size < buffer.length) {
+      const n = readSync(fd, buffer, size, buffer.length - size, size);
+      if (n === 0) break;
+      size += n;
+    }
+    if (size !== info.size) throw refuse(file.path, "it changed while the artifact was made");
+    const content = buffer.subarray(0, size);
+    const sha256 = createHash("sha256").update(content).digest("hex");
+    if (!pack.has(sha256) && !blobs.holds(sha256)) pack.put(sha256, content);
+    return { sha256, size, mode: fileMode(info.mode) };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function changedOr(file: FoundFile, error: unknown): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === "ELOOP" || code === "ENOENT"
+    ? refuse(file.path, "it changed while the artifact was made")
+    : error;
+}
+
+/**
+ * A large file: hashed first and written (streamed to a loose blob) only
+ * when the store lacks it.
  */
 async function storeFile(
   file: FoundFile,
   blobs: BlobDir,
-  touched: Set<string>,
+  batch: WriteBatch,
 ): Promise<{ sha256: string; size: number; mode: number }> {
-  const handle = await open(
-    file.absolute,
-    constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
-  ).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === "ELOOP" || error.code === "ENOENT")
-      throw refuse(file.path, "it changed while the artifact was made");
-    throw error;
+  const handle = await open(file.absolute, OPEN_FLAGS).catch((error: unknown) => {
+    throw changedOr(file, error);
   });
   try {
     const info = await handle.stat();
     if (!info.isFile()) throw refuse(file.path, "it changed while the artifact was made");
     const mode = fileMode(info.mode);
-    if (info.size <= SMALL_FILE) {
-      const content = await handle.readFile();
-      const sha256 = createHash("sha256").update(content).digest("hex");
-      if (!(await blobs.has(sha256))) await blobs.commit(await blobs.writeTemp(content), touched);
-      return { sha256, size: content.byteLength, mode };
-    }
     const { sha256, size } = await hashHandle(handle);
-    if (!(await blobs.has(sha256))) {
+    if (!blobs.holds(sha256)) {
       const temp = await blobs.writeTemp(handle.createReadStream({ start: 0, autoClose: false }));
       if (temp.sha256 !== sha256) {
         await blobs.discard(temp);
         throw refuse(file.path, "it changed while the artifact was made");
       }
-      await blobs.commit(temp, touched);
+      batch.add(temp);
     }
     return { sha256, size, mode };
   } finally {

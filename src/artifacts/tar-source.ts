@@ -1,8 +1,10 @@
+import { createHash } from "node:crypto";
 import { PassThrough, type Readable, Transform, type TransformCallback } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { type Extract, extract as tarExtract } from "tar-stream";
 import { isTurnoutError, TurnoutError } from "../domain/errors.js";
-import type { BlobDir, TempBlob } from "./blob-dir.js";
+import type { BlobDir } from "./blob-dir.js";
+import type { PackWriter } from "./blob-packs.js";
 import { DIR_MODE, fileMode, refuse, type TreeBuilder } from "./tree-builder.js";
 
 type TarEntry = Extract extends AsyncIterable<infer E> ? E : never;
@@ -13,20 +15,24 @@ export interface TarLimits {
   maxEntries: number;
 }
 
+/** Entries up to this size are read into memory and hashed before anything is written. */
+const SMALL_ENTRY = 1024 * 1024;
+
 /**
- * A tar stream → entries and temp blobs, without ever extracting onto a real
- * directory (a hostile archive gets no chance to write through a link it
- * planted). Blobs stay in tmp/ until the caller has judged the whole tree:
- * a refused archive then keeps nothing, and no blob another artifact already
- * relies on is ever deleted. On failure the temps are removed here.
+ * A tar stream → entries, and the blobs the store lacks in one new pack,
+ * without ever extracting onto a real directory (a hostile archive gets no
+ * chance to write through a link it planted). The pack stays invisible until
+ * the caller has judged the whole tree and commits it: a refused archive then
+ * keeps nothing, and no blob another artifact already relies on is ever
+ * deleted. On failure the pack is removed here.
  */
 export async function readTar(
   input: Readable,
   limits: TarLimits,
   builder: TreeBuilder,
   blobs: BlobDir,
-): Promise<TempBlob[]> {
-  const temps: TempBlob[] = [];
+  pack: PackWriter,
+): Promise<void> {
   const extract = tarExtract();
   const counter = new ByteLimit(limits.maxBytes);
   const fail = (error: unknown) => extract.destroy(error as Error);
@@ -43,13 +49,12 @@ export async function readTar(
           maxEntries: limits.maxEntries,
         });
       }
-      await readEntry(entry, builder, blobs, temps);
+      await readEntry(entry, builder, blobs, pack);
     }
     if (entries === 0) throw new TurnoutError("E_VALIDATION", "the archive is empty");
-    return temps;
   } catch (error) {
     input.unpipe();
-    await Promise.all(temps.map((temp) => blobs.discard(temp)));
+    pack.abort();
     throw asArchiveError(error);
   }
 }
@@ -58,7 +63,7 @@ async function readEntry(
   entry: TarEntry,
   builder: TreeBuilder,
   blobs: BlobDir,
-  temps: TempBlob[],
+  pack: PackWriter,
 ): Promise<void> {
   const header = entry.header;
   const path = entryName(header.name);
@@ -76,9 +81,8 @@ async function readEntry(
     case "file":
     case "contiguous-file": {
       builder.checkPath(path);
-      const temp = await blobs.writeTemp(entry as unknown as AsyncIterable<Uint8Array>);
-      temps.push(temp);
-      builder.add({ path, type: "file", mode: fileMode(header.mode), size: temp.size, sha256: temp.sha256 });
+      const { sha256, size } = await storeEntry(entry, blobs, pack);
+      builder.add({ path, type: "file", mode: fileMode(header.mode), size, sha256 });
       return;
     }
     case "symlink":
@@ -109,6 +113,32 @@ async function readEntry(
       entry.resume();
       throw refuse(path, `entries of type ${header.type ?? "unknown"} (devices, fifos, …) are not allowed`);
   }
+}
+
+/**
+ * A file entry's content into the pack, unless the store (or the pack) has
+ * it: a small one is hashed in memory first and written only when new; a
+ * large one is written as it arrives and taken back when it turns out known.
+ */
+async function storeEntry(
+  entry: TarEntry,
+  blobs: BlobDir,
+  pack: PackWriter,
+): Promise<{ sha256: string; size: number }> {
+  const content = entry as unknown as AsyncIterable<Buffer>;
+  if ((entry.header.size ?? 0) <= SMALL_ENTRY) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of content) chunks.push(chunk);
+    const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    if (!pack.has(sha256) && !blobs.holds(sha256)) pack.put(sha256, bytes);
+    return { sha256, size: bytes.byteLength };
+  }
+  pack.begin();
+  for await (const chunk of content) pack.write(chunk);
+  const stored = pack.finish();
+  if (blobs.holds(stored.sha256)) pack.drop(stored.sha256);
+  return stored;
 }
 
 /**

@@ -91,6 +91,8 @@ export interface LogResponse {
   nextOffset: number;
   complete: boolean;
   status: string;
+  /** When retention removed the log (servers before 0.1 omit it). */
+  prunedAt?: string | null;
 }
 
 export interface TokenInfoJson {
@@ -98,6 +100,10 @@ export interface TokenInfoJson {
   name: string;
   role: Role;
   apps: string[] | null;
+  /** Agent tokens: the labels their hosts are granted (null: whatever a host declares). */
+  labels?: string[] | null;
+  /** Agent tokens: hosts enrolled with it choose their own labels. */
+  unrestricted?: boolean;
   createdAt: string;
   createdBy: string;
   lastUsedAt: string | null;

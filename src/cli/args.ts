@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from "commander";
 import { parseDeployLabel } from "../domain/deploy.js";
+import { labelProblem } from "../domain/labels.js";
 import { isValidName } from "../domain/names.js";
 
 /**
@@ -87,4 +88,16 @@ export function collectComponentRef(
     throw new InvalidArgumentError(`expected COMPONENT=REF (e.g. web-ui=v1.2.0), got '${value}'`);
   }
   return { ...previous, [name]: ref };
+}
+
+/**
+ * `--label key=value` of a grant, repeatable (one key may be given several
+ * values: `--label role=web --label role=worker`); the server's label rules.
+ */
+export function collectGrantLabel(value: string, previous: string[] = []): string[] {
+  const eq = value.indexOf("=");
+  if (eq <= 0) throw new InvalidArgumentError(`expected KEY=VALUE, got '${value}'`);
+  const problem = labelProblem(value.slice(0, eq), value.slice(eq + 1));
+  if (problem) throw new InvalidArgumentError(problem);
+  return [...previous, value];
 }

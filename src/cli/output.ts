@@ -180,14 +180,27 @@ export function outcomeLine(deploy: DeployJson): TerminalText {
 export function tokensTable(tokens: TokenInfoJson[]): TerminalText {
   if (tokens.length === 0) return t`no tokens`;
   return table(
-    ["NAME", "ROLE", "APPS", "CREATED", "LAST USED", "REVOKED"],
+    ["NAME", "ROLE", "APPS", "HOST LABELS", "CREATED", "LAST USED", "REVOKED"],
     tokens.map((tk) => [
       tk.name,
       tk.role,
       tk.apps === null ? "*" : tk.apps.join(",") || "-",
+      tk.role === "agent" ? labelGrantText(tk.labels ?? null) : "",
       formatDate(tk.createdAt),
       formatDate(tk.lastUsedAt),
       formatDate(tk.revokedAt),
     ]),
   );
+}
+
+/** The labels a grant lets count: `*` flagged when hosts choose their own. */
+export function labelGrantText(labels: string[] | null): string {
+  if (labels === null) return "* (unrestricted)";
+  return labels.length === 0 ? "-" : labels.join(",");
+}
+
+/** A host grant in one phrase: `apps=shop labels=env=prod,role=web`. */
+export function grantText(grant: { apps: string[] | null; labels: string[] | null }): string {
+  const apps = grant.apps === null ? "*" : grant.apps.join(",") || "-";
+  return `apps=${apps} labels=${labelGrantText(grant.labels)}`;
 }

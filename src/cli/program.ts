@@ -7,6 +7,7 @@ import { registerAgentCommand } from "./commands/agent.js";
 import { registerConfigCommands } from "./commands/config.js";
 import { registerDeployCommands } from "./commands/deploy.js";
 import { registerFleetCommands } from "./commands/fleet.js";
+import { registerGcCommand } from "./commands/gc.js";
 import { registerHistoryCommand } from "./commands/history.js";
 import { registerHostsCommand } from "./commands/hosts.js";
 import { registerLockCommands } from "./commands/lock.js";
@@ -85,6 +86,7 @@ export async function runCli(argv: string[], ctx: CliContext, options: ProgramOp
   registerConfigCommands(program, kit);
   registerAgentCommand(program, kit);
   registerHostsCommand(program, kit);
+  registerGcCommand(program, kit);
   registerUiCommand(program, kit);
 
   try {

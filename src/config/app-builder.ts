@@ -6,6 +6,7 @@ import {
   type ConfigProblem,
   type EnvironmentConfig,
   type GithubConfig,
+  hostedRepoName,
   PRIMARY_COMPONENT,
   type RepoAuth,
   type ShellDeployConfig,
@@ -49,11 +50,12 @@ export function toAppConfig(
       ...(raw?.token_env ? { tokenEnv: raw.token_env } : {}),
     };
   };
-  const hostedPath = (component: string) =>
-    path.join(
-      options.hostedReposDir,
-      component === PRIMARY_COMPONENT ? `${name}.git` : `${name}-${component}.git`,
-    );
+  // Keyed on the manifest's shape, not the component's name: a multi-repo app
+  // may name a component `app` too.
+  const hosted = (component: string | null) => {
+    const hostedAs = hostedRepoName(name, component);
+    return { repo: path.join(options.hostedReposDir, ...hostedAs.split("/")), hostedAs };
+  };
 
   const secretEnv: Record<string, string> = {};
   for (const envName of input.secret_env ?? []) {
@@ -67,7 +69,7 @@ export function toAppConfig(
     for (const [componentName, c] of Object.entries(input.components)) {
       components.push({
         name: componentName,
-        repo: c.hosted ? hostedPath(componentName) : c.repo!,
+        ...(c.hosted ? hosted(componentName) : { repo: c.repo! }),
         auth: toAuth(`components.${componentName}.auth`, c.auth),
         hosted: c.hosted === true,
       });
@@ -76,7 +78,7 @@ export function toAppConfig(
   } else {
     components.push({
       name: PRIMARY_COMPONENT,
-      repo: input.hosted ? hostedPath(PRIMARY_COMPONENT) : input.repo!,
+      ...(input.hosted ? hosted(null) : { repo: input.repo! }),
       auth: toAuth("auth", input.auth),
       hosted: input.hosted === true,
     });

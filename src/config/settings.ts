@@ -5,6 +5,7 @@ import { z } from "zod";
 import { parseDuration } from "../domain/duration.js";
 import { TurnoutError } from "../domain/errors.js";
 import { refProblem } from "../domain/refs.js";
+import { DEFAULT_RETENTION, type RetentionSettings } from "../domain/retention.js";
 import { isRelativeRemotePath, remoteKind } from "../git/remote-url.js";
 import { STARTUP_WAIT_MS } from "./manifest-limits.js";
 
@@ -67,6 +68,8 @@ export interface ServerSettings {
   maxConnections: number;
   /** Extra environment (e.g. the server's own) the manifest loader may resolve token_env / secret_env from. */
   environment: Record<string, string | undefined>;
+  /** What the garbage collector keeps, and when it runs (see domain/retention.ts). */
+  retention: RetentionSettings;
 }
 
 export interface SettingsFlags {
@@ -106,6 +109,18 @@ const fileSchema = z
     upload_min_rate: z.number().int().min(0).optional(),
     keep_alive_timeout: z.union([z.string(), z.number()]).optional(),
     max_connections: z.number().int().min(1).optional(),
+    retention: z
+      .object({
+        releases: z.number().int().min(1).optional(),
+        artifact_grace: z.union([z.string(), z.number()]).optional(),
+        blob_grace: z.union([z.string(), z.number()]).optional(),
+        logs: z.number().int().min(1).optional(),
+        log_age: z.union([z.string(), z.number()]).optional(),
+        gc_interval: z.union([z.string(), z.number()]).optional(),
+        gc_after_deploys: z.number().int().min(0).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -218,7 +233,58 @@ export function resolveSettings(
       1_000_000,
     ),
     environment: env,
+    retention: resolveRetention(file.retention ?? {}, env),
   };
+}
+
+/** Retention: environment > settings file (`retention:`) > defaults. Durations take `d` (days) too. */
+function resolveRetention(
+  file: NonNullable<z.infer<typeof fileSchema>["retention"]>,
+  env: Record<string, string | undefined>,
+): RetentionSettings {
+  const d = DEFAULT_RETENTION;
+  const duration = (name: string, value: string | number | undefined, fallback: number) =>
+    value === undefined || value === "" ? fallback : retentionDuration(name, value);
+  const count = (name: string, value: string | number | undefined, fallback: number, min: number) =>
+    value === undefined || value === "" ? fallback : toInt(name, value, min, 1_000_000_000);
+  return {
+    releases: count("retention.releases", env["TURNOUT_RETENTION_RELEASES"] ?? file.releases, d.releases, 1),
+    artifactGraceMs: duration(
+      "retention.artifact_grace",
+      env["TURNOUT_RETENTION_ARTIFACT_GRACE"] ?? file.artifact_grace,
+      d.artifactGraceMs,
+    ),
+    blobGraceMs: duration(
+      "retention.blob_grace",
+      env["TURNOUT_RETENTION_BLOB_GRACE"] ?? file.blob_grace,
+      d.blobGraceMs,
+    ),
+    logs: count("retention.logs", env["TURNOUT_RETENTION_LOGS"] ?? file.logs, d.logs, 1),
+    logAgeMs: duration("retention.log_age", env["TURNOUT_RETENTION_LOG_AGE"] ?? file.log_age, d.logAgeMs),
+    gcIntervalMs: duration(
+      "retention.gc_interval",
+      env["TURNOUT_GC_INTERVAL"] ?? file.gc_interval,
+      d.gcIntervalMs,
+    ),
+    gcAfterDeploys: count(
+      "retention.gc_after_deploys",
+      env["TURNOUT_GC_AFTER_DEPLOYS"] ?? file.gc_after_deploys,
+      d.gcAfterDeploys,
+      0,
+    ),
+  };
+}
+
+/** A duration as everywhere (`90s`, `1h30m`), or whole days (`90d`); `off` is 0. */
+function retentionDuration(name: string, value: string | number): number {
+  const text = String(value).trim();
+  if (text === "off") return 0;
+  const days = /^([0-9]+)d$/.exec(text);
+  try {
+    return days ? Number(days[1]) * 86_400_000 : parseDuration(typeof value === "number" ? value : text);
+  } catch (error) {
+    throw new TurnoutError("E_CONFIG", `${name}: ${(error as Error).message}`);
+  }
 }
 
 function readSettingsFile(file: string): z.infer<typeof fileSchema> {

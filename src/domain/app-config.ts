@@ -74,6 +74,11 @@ export interface ComponentConfig {
   auth: RepoAuth;
   /** Turnout hosts this repository itself (push-to-deploy). */
   hosted: boolean;
+  /**
+   * For a hosted repository: its name under the data directory's `hosted/`
+   * and under the server's `/git/` (see hostedRepoName).
+   */
+  hostedAs?: string;
 }
 
 export interface WebhookConfig {
@@ -143,3 +148,15 @@ export function appSecrets(app: AppConfig): string[] {
 
 /** The name of the component of single-repo apps. */
 export const PRIMARY_COMPONENT = "app";
+
+/**
+ * Where a hosted repository lives, relative to `hosted/` on disk and to
+ * `/git/` in URLs: `<app>.git` for a single-repo app, `<app>/<component>.git`
+ * for a component of a multi-repo app (component null: the single repo).
+ * App and component are separate path segments, and names cannot contain
+ * '/' or '.', so no two (app, component) pairs share a name; the app is
+ * always the first segment, which is what authorization looks up.
+ */
+export function hostedRepoName(app: string, component: string | null): string {
+  return component === null ? `${app}.git` : `${app}/${component}.git`;
+}

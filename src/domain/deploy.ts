@@ -106,6 +106,8 @@ export interface Deploy {
   artifact: string | null;
   /** Fleets: a deploy waiting after its canary — requested, approved or aborted. */
   approval: string | null;
+  /** When retention removed this deploy's log (null: the log is kept). */
+  logPrunedAt: string | null;
   /** The primary component's commit described (null until described, or when git could not). */
   commit: CommitSummary | null;
   /** Every component's commit described, by component (null until described). */

@@ -1,4 +1,5 @@
 import { TurnoutError } from "./errors.js";
+import { grantAllowsApp, type HostGrant } from "./host-grant.js";
 
 /**
  * Fleets: hosts (reached through an agent that connects out, or plain SSH),
@@ -77,7 +78,17 @@ export interface Host {
   id: number;
   name: string;
   kind: HostKind;
+  /**
+   * The labels that count: for an agent, those it declared that its grant
+   * allows (see host-grant.ts); for an SSH host, its manifest's.
+   */
   labels: Record<string, string>;
+  /** Labels an agent declared that its grant does not allow: ignored, shown so the operator sees why. */
+  ungrantedLabels: Record<string, string>;
+  /** What an agent host may receive (SSH hosts: their app, labels from the manifest). */
+  grant: HostGrant;
+  /** SSH hosts: the app whose manifest declares it (null: a row from before apps owned them). */
+  app: string | null;
   address: string | null;
   poolState: PoolState;
   connected: boolean;
@@ -164,25 +175,45 @@ export function parseAmount(value: string | number, field: string): Amount {
 }
 
 /**
- * Whether a host serves an app: it holds something of the app, or one of the
- * app's fleet environments targets it (by its agent labels or as one of its
- * SSH hosts). What a token limited to some apps may see of the fleet.
+ * Whether a host belongs to an app's fleet environment: the one rule that
+ * deploys (and so `secret_env`), drift views and self-heal share. An agent
+ * needs a grant that includes the app and granted labels that include every
+ * wanted one; an SSH host must be one the app's own manifest declares.
+ */
+export function inFleet(
+  host: Host,
+  app: string,
+  config: Pick<FleetDeployConfig, "hostLabels" | "ssh">,
+): boolean {
+  if (host.kind === "ssh") {
+    return (host.app === null || host.app === app) && config.ssh.some((s) => s.name === host.name);
+  }
+  return (
+    config.hostLabels !== null &&
+    grantAllowsApp(host.grant, app) &&
+    labelsMatch(config.hostLabels, host.labels)
+  );
+}
+
+/**
+ * Whether a host serves an app: it holds something of the app, its grant
+ * names the app, or one of the app's fleet environments would deploy to it (`inFleet`: its grant, its
+ * granted labels, or the app's own SSH hosts). What a token limited to some
+ * apps may see of the fleet.
  */
 export function hostServes(
-  host: Pick<HostWithApps, "name" | "kind" | "labels" | "apps">,
+  host: Host & Pick<HostWithApps, "apps">,
   app: string,
-  deploys: readonly {
-    provider: string;
-    hostLabels?: Record<string, string> | null;
-    ssh?: { name: string }[];
-  }[],
+  deploys: readonly ({ provider: string } & Partial<Pick<FleetDeployConfig, "hostLabels" | "ssh">>)[],
 ): boolean {
   if (host.apps.some((a) => a.app === app)) return true;
-  return deploys.some((deploy) => {
-    if (deploy.provider !== "fleet") return false;
-    if (host.kind === "ssh") return (deploy.ssh ?? []).some((h) => h.name === host.name);
-    return deploy.hostLabels != null && labelsMatch(deploy.hostLabels, host.labels);
-  });
+  // An agent granted the app by name is one of its hosts, even before a deploy targets it.
+  if (host.kind === "agent" && host.grant.apps?.includes(app)) return true;
+  return deploys.some(
+    (deploy) =>
+      deploy.provider === "fleet" &&
+      inFleet(host, app, { hostLabels: deploy.hostLabels ?? null, ssh: deploy.ssh ?? [] }),
+  );
 }
 
 /** Whether a host's labels include every wanted label. */

@@ -1,8 +1,9 @@
 import { appNotFound, TurnoutError } from "./errors.js";
 
 /**
- * `agent` tokens are for hosts only: they enroll an agent and download the
- * blobs of releases, and read nothing else.
+ * `agent` tokens are for hosts only: they enroll an agent (which gets a host
+ * token of its own) and read nothing. Host tokens act with the `agent` role
+ * too and read only what the server sent to their host (artifacts/read-access).
  */
 export const ROLES = ["viewer", "deployer", "admin", "agent"] as const;
 export type Role = (typeof ROLES)[number];
@@ -14,6 +15,10 @@ export interface Principal {
   role: Role;
   /** null: every app. */
   apps: string[] | null;
+  /** An agent (enrollment) token: the labels hosts enrolled with it are granted (null: what they declare). */
+  labels?: string[] | null;
+  /** A host token: the host it belongs to. */
+  host?: { id: number; name: string };
   /** Short-lived tokens (browser sign-ins): when the token stops working. */
   expiresAt?: string | null;
 }

@@ -330,29 +330,51 @@ export class Engine implements EngineApi {
         `only an admin may force a deploy past the checks of ${app.name}/${environment.name}`,
       );
     }
-    const deploy = await this.options.store.deploys.create(
-      {
-        app: app.name,
-        env: environment.name,
-        trigger: request.trigger,
-        user: principal.name,
-        ref: resolved.ref,
-        sha: resolved.sha,
-        components: resolved.components,
-        params,
-        force,
-        configRevision: this.config().revision,
-        appRevision: appRevision(app, environment),
-        slot: request.slot ?? null,
-        artifact: request.artifact ?? null,
-      },
-      (lock) => {
-        const { ignoredSafeties } = checkLock(lock, principal, force);
-        return { ignoredSafeties: skipsChecks ? [...ignoredSafeties, "checks"] : ignoredSafeties };
-      },
-    );
+    const create = () =>
+      this.options.store.deploys.create(
+        {
+          app: app.name,
+          env: environment.name,
+          trigger: request.trigger,
+          user: principal.name,
+          ref: resolved.ref,
+          sha: resolved.sha,
+          components: resolved.components,
+          params,
+          force,
+          configRevision: this.config().revision,
+          appRevision: appRevision(app, environment),
+          slot: request.slot ?? null,
+          artifact: request.artifact ?? null,
+        },
+        (lock) => {
+          const { ignoredSafeties } = checkLock(lock, principal, force);
+          return { ignoredSafeties: skipsChecks ? [...ignoredSafeties, "checks"] : ignoredSafeties };
+        },
+      );
+    const given = request.artifact;
+    const deploy =
+      given === undefined
+        ? await create()
+        : await this.withArtifact(given, create, () =>
+            notFound(`artifact ${given.slice(0, 12)} (removed by retention, or lost)`, { artifact: given }),
+          );
     this.announce(deploy);
     return deploy;
+  }
+
+  /**
+   * Queues a deploy that installs a stored artifact: checked to be there and
+   * queued in one section of the artifact store, so the garbage collector
+   * either removed it before (refused here) or sees the queued deploy.
+   */
+  private withArtifact(digest: string, create: () => Promise<Deploy>, gone: () => Error): Promise<Deploy> {
+    const artifacts = this.options.fleet?.artifacts;
+    if (!artifacts) return create();
+    return artifacts.hold(async () => {
+      if (!(await artifacts.hasBlob(digest))) throw gone();
+      return create();
+    });
   }
 
   async requestRollback(principal: Principal, request: RollbackRequest): Promise<Deploy> {
@@ -368,31 +390,47 @@ export class Engine implements EngineApi {
     const primary = app.components[0]!.name;
     const sha = release.components[primary] ?? Object.values(release.components)[0]!;
     const force = request.force === true;
-    const deploy = await this.options.store.deploys.create(
-      {
-        app: app.name,
-        env: environment.name,
-        trigger: (request.trigger ?? "rollback") as Trigger,
-        user: principal.name,
-        ref: sha,
-        sha,
-        components: release.components,
-        params: {},
-        force,
-        configRevision: release.configRevision,
-        appRevision: release.appRevision,
-        rollbackOf: release.deployNumber,
-        rolledBackFrom: repair ? null : (current?.components ?? null),
-        environmentConfig: release.environmentConfig,
-        artifact: release.artifact,
-      },
-      (lock) => {
-        // A rollback brings back code that already ran here: its checks passed then.
-        const { ignoredSafeties } = checkLock(lock, principal, force);
-        const gated = (release.environmentConfig as EnvironmentConfig | null)?.checks !== undefined;
-        return { ignoredSafeties: gated ? [...ignoredSafeties, "checks"] : ignoredSafeties };
-      },
-    );
+    const create = () =>
+      this.options.store.deploys.create(
+        {
+          app: app.name,
+          env: environment.name,
+          trigger: (request.trigger ?? "rollback") as Trigger,
+          user: principal.name,
+          ref: sha,
+          sha,
+          components: release.components,
+          params: {},
+          force,
+          configRevision: release.configRevision,
+          appRevision: release.appRevision,
+          rollbackOf: release.deployNumber,
+          rolledBackFrom: repair ? null : (current?.components ?? null),
+          environmentConfig: release.environmentConfig,
+          artifact: release.artifact,
+        },
+        (lock) => {
+          // A rollback brings back code that already ran here: its checks passed then.
+          const { ignoredSafeties } = checkLock(lock, principal, force);
+          const gated = (release.environmentConfig as EnvironmentConfig | null)?.checks !== undefined;
+          return { ignoredSafeties: gated ? [...ignoredSafeties, "checks"] : ignoredSafeties };
+        },
+      );
+    const artifact = release.artifact;
+    const deploy =
+      artifact === null
+        ? await create()
+        : await this.withArtifact(
+            artifact,
+            create,
+            () =>
+              new TurnoutError(
+                "E_NO_RELEASE",
+                `the artifact of ${app.name}/${environment.name}#${release.deployNumber} was removed by retention ` +
+                  "(artifacts of the newest releases of each environment are kept; see retention in docs/operations.md)",
+                { app: app.name, env: environment.name, to: release.deployNumber, artifact },
+              ),
+          );
     this.announce(deploy);
     return deploy;
   }

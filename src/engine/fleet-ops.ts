@@ -2,7 +2,7 @@ import type { AppConfig, EnvironmentConfig } from "../domain/app-config.js";
 import { hostReleaseId } from "../domain/artifact.js";
 import type { Deploy } from "../domain/deploy.js";
 import { TurnoutError } from "../domain/errors.js";
-import { labelsMatch } from "../domain/fleet.js";
+import { inFleet } from "../domain/fleet.js";
 import { checkLock } from "../domain/lock.js";
 import { assertName } from "../domain/names.js";
 import type { Release } from "../domain/release.js";
@@ -43,12 +43,7 @@ export class FleetOps {
       (await this.store.fleet.targets(target.app.name, target.environment.name)).map((t) => [t.hostId, t]),
     );
     const all = await this.store.hosts.list();
-    const sshNames = new Set(config.ssh.map((h) => h.name));
-    const mine = all.filter((h) =>
-      h.kind === "ssh"
-        ? sshNames.has(h.name)
-        : config.hostLabels !== null && labelsMatch(config.hostLabels, h.labels),
-    );
+    const mine = all.filter((h) => inFleet(h, target.app.name, config));
     return mine.map((h) => {
       const current =
         h.kind === "agent"

@@ -2,14 +2,16 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
+import { type AppConfig, type ComponentConfig, hostedRepoName } from "../domain/app-config.js";
 import { SecretMasker } from "../domain/secrets.js";
 import { baseGitEnv } from "./git-env.js";
 import { runGit } from "./run-git.js";
 
 /**
  * The bare repositories Turnout hosts itself (push-to-deploy). The manifest
- * loader decides where each lives (`<dataDir>/hosted/<app>.git`); this module
- * creates them on first use and reads their refs.
+ * loader decides where each lives (`<dataDir>/hosted/<app>.git`, or
+ * `<app>/<component>.git`: domain hostedRepoName); this module creates them
+ * on first use, reads their refs, and moves repositories of the old layout.
  */
 const GIT_TIMEOUT_MS = 30_000;
 const NO_SECRETS = new SecretMasker([]);
@@ -91,4 +93,50 @@ export async function readRefs(repoPath: string): Promise<Map<string, string>> {
     if (space > 0) refs.set(line.slice(space + 1), line.slice(0, space));
   }
   return refs;
+}
+
+/**
+ * Hosted components used to live at `hosted/<app>-<component>.git`, where app
+ * `col`'s component `web` and app `col-web` met. On start, each such
+ * repository moves to `hosted/<app>/<component>.git` when exactly one hosted
+ * component of the current configuration claims it and no app is named
+ * like the old file; otherwise it is left where it is and reported, for the
+ * operator to move by hand. Returns one line per repository looked at.
+ */
+export async function moveLegacyHostedRepos(hostedDir: string, apps: Iterable<AppConfig>): Promise<string[]> {
+  const all = [...apps];
+  const names = new Set(all.map((a) => a.name));
+  const claims = new Map<string, ComponentConfig[]>();
+  for (const app of all) {
+    for (const c of app.components) {
+      // Only components of multi-repo apps (`<app>/<component>.git`) ever had a legacy name.
+      if (!c.hosted || c.hostedAs !== hostedRepoName(app.name, c.name)) continue;
+      const legacy = `${app.name}-${c.name}`;
+      claims.set(legacy, [...(claims.get(legacy) ?? []), c]);
+    }
+  }
+  const lines: string[] = [];
+  for (const [legacy, claimants] of claims) {
+    const from = path.join(hostedDir, `${legacy}.git`);
+    if (!looksLikeBareRepo(from)) continue;
+    const wanted = claimants.map((c) => c.hostedAs).join(", ");
+    if (claimants.length > 1 || names.has(legacy)) {
+      const others = names.has(legacy) ? [`${legacy}.git (app '${legacy}')`, wanted] : [wanted];
+      lines.push(
+        `hosted: left ${legacy}.git where it is: it may belong to ${others.join(" or ")}; move it by hand (see docs/operations.md)`,
+      );
+      continue;
+    }
+    const to = claimants[0]!.repo;
+    if (existsSync(to)) {
+      lines.push(
+        `hosted: left ${legacy}.git where it is: ${claimants[0]!.hostedAs} exists already; merge them by hand`,
+      );
+      continue;
+    }
+    await mkdir(path.dirname(to), { recursive: true, mode: 0o700 });
+    await rename(from, to);
+    lines.push(`hosted: moved ${legacy}.git to ${claimants[0]!.hostedAs}`);
+  }
+  return lines;
 }

@@ -10,7 +10,7 @@ import type {
 } from "../domain/dashboard.js";
 import type { CommitSummary, Deploy } from "../domain/deploy.js";
 import type { DayStats, EnvironmentStats } from "../domain/deploy-stats.js";
-import type { HostAppInventory, HostKind, HostStep, PoolState } from "../domain/fleet.js";
+import type { HostKind, HostStep, HostWithApps } from "../domain/fleet.js";
 import type { Lock } from "../domain/lock.js";
 import type { Release } from "../domain/release.js";
 import type { Role } from "../domain/roles.js";
@@ -164,20 +164,13 @@ export interface DeployHostJson {
   updatedAt: string;
 }
 
-/** `GET /api/v1/hosts`. */
-export interface HostJson {
-  id: number;
-  name: string;
-  kind: HostKind;
-  labels: Record<string, string>;
-  address: string | null;
-  poolState: PoolState;
-  connected: boolean;
-  lastSeenAt: string | null;
+/** `GET /api/v1/hosts`: a host with what it holds per app (see domain/fleet.ts for grants and labels). */
+export type HostJson = HostWithApps & {
   /** When the host's own token was last used (agents). */
   tokenLastUsedAt: string | null;
-  apps: HostAppInventory[];
-}
+  /** Agent hosts: labels are chosen by the host itself (its grant has no labels). */
+  unrestricted: boolean;
+};
 
 /** `GET /api/v1/apps/:app/environments/:env/hosts`. */
 export interface FleetHostJson {

@@ -23,6 +23,7 @@ import { registerEnvironmentDeployRoutes } from "./routes/environment-deploys.js
 import { registerEnvironmentInsightRoutes } from "./routes/environment-insights.js";
 import { registerEventRoutes } from "./routes/events.js";
 import { registerFleetRoutes } from "./routes/fleet.js";
+import { registerGcRoutes } from "./routes/gc.js";
 import { gitPushRoutes } from "./routes/git-push.js";
 import { registerHealthRoutes } from "./routes/health.js";
 import { registerHostHistoryRoutes } from "./routes/host-history.js";
@@ -156,6 +157,7 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
       registerConfigRoutes(api, deps);
       registerArtifactRoutes(api, deps);
       registerHostRoutes(api, deps);
+      registerGcRoutes(api, deps);
       // What the web dashboard reads (docs/ui.md).
       registerSessionRoutes(api, deps);
       registerOverviewRoutes(api, deps);

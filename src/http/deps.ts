@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from "fastify";
 import type { ArtifactStore } from "../artifacts/artifact-store.js";
 import type { ServerSettings } from "../config/settings.js";
 import type { EngineApi } from "../engine/api.js";
+import type { GarbageCollectorApi } from "../engine/garbage-collector.js";
 import type { AgentHub } from "../providers/fleet/agent-hub.js";
 import type { Store } from "../store/store.js";
 
@@ -28,6 +29,8 @@ export interface HttpDeps {
   agents?: AgentHub;
   /** Content-addressed artifacts (uploads, blob downloads by agents). */
   artifacts?: ArtifactStore;
+  /** Retention's garbage collector (`POST /api/v1/gc`); without it that route answers 503. */
+  gc?: GarbageCollectorApi;
   /** The built web UI (dist/web) to serve at `/`; absent: no UI routes. */
   webRoot?: string;
 }

@@ -10,7 +10,9 @@ import type { LoadOptions } from "../config/manifest-loader.js";
 import { ManifestParser, type ManifestParserOptions } from "../config/manifest-parser.js";
 import type { ServerSettings } from "../config/settings.js";
 import { Engine } from "../engine/engine.js";
+import { GarbageCollector } from "../engine/garbage-collector.js";
 import { newOwnerId, ownerIsDead } from "../engine/owner.js";
+import { moveLegacyHostedRepos } from "../git/hosted-repos.js";
 import { GitMirrors } from "../git/mirrors.js";
 import { buildHttpApp } from "../http/app.js";
 import { defaultWebRoot } from "../http/web-ui.js";
@@ -31,6 +33,8 @@ export interface RunningServer {
   config: ConfigProvider;
   /** Connected host agents: HostOps for fleet deploys, connection changes. */
   agents: AgentHub;
+  /** Retention's garbage collector. */
+  gc: GarbageCollector;
   /** Set only on the very first start, when the admin token was created. */
   createdAdminToken: string | undefined;
   /**
@@ -111,6 +115,18 @@ export async function startServer(
     const createdAdminToken = await bootstrapAdminToken(store, settings.dataDir);
 
     const config = await opening;
+    // Hosted repositories of older versions move to their new place before
+    // anything creates one there (engine, pushes); apps whose manifest is
+    // still being parsed get the same once it is.
+    const moveLegacyRepos = async () => {
+      for (const line of await moveLegacyHostedRepos(hostedDir(settings), config.current().apps.values())) {
+        print(line);
+      }
+    };
+    await moveLegacyRepos();
+    if (config.status().loading.length > 0) {
+      void config.loaded().then(moveLegacyRepos, () => undefined);
+    }
     // An unreadable head commit is reported once, not at every poll.
     let reported = config.status().lastError?.revision;
     const reload = setInterval(() => {
@@ -184,6 +200,11 @@ export async function startServer(
     await engine.start();
     cleanups.unshift(() => engine.stop());
 
+    // Retention: on its own timer, and on demand through the API.
+    const gc = new GarbageCollector({ store, artifacts, settings: settings.retention, report: print });
+    gc.start();
+    cleanups.unshift(() => gc.stop());
+
     const http = await buildHttpApp({
       engine,
       store,
@@ -191,6 +212,7 @@ export async function startServer(
       version: VERSION,
       agents,
       artifacts,
+      gc,
       webRoot: defaultWebRoot(),
     });
     await http.listen({ port: settings.port, host: settings.host });
@@ -200,7 +222,6 @@ export async function startServer(
     const port = (http.server.address() as AddressInfo).port;
     const url = `http://${settings.host.includes(":") ? `[${settings.host}]` : settings.host}:${port}`;
 
-    log.listening(VERSION, url, settings.databaseUrl ? "PostgreSQL" : `SQLite in ${settings.dataDir}`);
     const status = config.status();
     const from =
       status.source.kind === "git" ? `${status.source.url}@${status.source.branch}` : settings.configDir;
@@ -229,6 +250,8 @@ export async function startServer(
         (error: Error) => print(`demo: could not deploy ${DEMO_FIRST_VERSION} to staging: ${error.message}`),
       );
     }
+    // Last, so that whoever waits for this line finds the server ready, its demo release queued.
+    log.listening(VERSION, url, settings.databaseUrl ? "PostgreSQL" : `SQLite in ${settings.dataDir}`);
 
     let closing: Promise<void> | undefined;
     return {
@@ -238,6 +261,7 @@ export async function startServer(
       engine,
       config,
       agents,
+      gc,
       createdAdminToken,
       close: (options: CloseOptions = {}) => {
         closing ??= (async () => {
@@ -279,7 +303,7 @@ function loadOptions(settings: ServerSettings): LoadOptions {
     defaultTimeoutMs: settings.defaultTimeoutMs,
     defaultIdleTimeoutMs: settings.defaultIdleTimeoutMs,
     environment: settings.environment,
-    hostedReposDir: path.join(settings.dataDir, "hosted"),
+    hostedReposDir: hostedDir(settings),
   };
 }
 
@@ -300,4 +324,8 @@ async function openConfig(
     report: print,
     startupWaitMs,
   });
+}
+
+function hostedDir(settings: ServerSettings): string {
+  return path.join(settings.dataDir, "hosted");
 }

@@ -29,9 +29,12 @@ export class ArtifactRecords {
   /**
    * Idempotent: the same digest recorded again (a rebuild, a re-upload, two
    * workers racing) keeps the first row; it only gains the fingerprint it
-   * lacked, so a later build of that release finds it.
+   * lacked, so a later build of that release finds it, and `stored_at`
+   * moves, so the garbage collector's grace for unreferenced artifacts
+   * starts again.
    */
   async record(info: ArtifactRecord): Promise<void> {
+    const now = nowIso();
     try {
       await this.db
         .insertInto("artifacts")
@@ -42,9 +45,10 @@ export class ArtifactRecords {
           files: info.files,
           bytes: info.bytes,
           source: info.source,
-          created_at: nowIso(),
+          created_at: now,
+          stored_at: now,
         })
-        .onConflict((oc) => oc.column("digest").doNothing())
+        .onConflict((oc) => oc.column("digest").doUpdateSet({ stored_at: now }))
         .execute();
     } catch (error) {
       if (!this.caps.isUniqueViolation(error)) throw error;

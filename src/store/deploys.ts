@@ -253,6 +253,20 @@ export class DeployStore {
   }
 
   /**
+   * Records the artifact an active deploy installs (built, reused or given),
+   * before it stages anything: the garbage collector keeps what queued and
+   * active deploys name, and the release takes over when the deploy ends.
+   */
+  async recordArtifact(id: number, digest: string): Promise<void> {
+    await this.db
+      .updateTable("deploys")
+      .set({ installs_artifact: digest })
+      .where("id", "=", id)
+      .where("status", "in", ACTIVE)
+      .execute();
+  }
+
+  /**
    * Ends a deploy this owner holds. A success records the release and makes
    * it the environment's current one in the same transaction, so the history
    * never shows a deploy succeeded without its release.

@@ -224,21 +224,85 @@ export class FleetStore {
     }
   }
 
+  /**
+   * Records that the server is sending an artifact to these hosts: from now
+   * on their host tokens may download its manifest and blobs (and nothing
+   * else). Written before the stage call, so the record exists before the
+   * host asks.
+   */
+  async sendArtifact(hostIds: number[], digest: string, app: string): Promise<void> {
+    if (hostIds.length === 0) return;
+    const now = nowIso();
+    await this.db
+      .insertInto("host_artifacts")
+      .values(hostIds.map((hostId) => ({ host_id: hostId, digest, app, sent_at: now })))
+      .onConflict((oc) => oc.columns(["host_id", "digest"]).doNothing())
+      .execute();
+  }
+
+  /** Whether the server sent this artifact to this host. */
+  async wasSent(hostId: number, digest: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom("host_artifacts")
+      .select("host_id")
+      .where("host_id", "=", hostId)
+      .where("digest", "=", digest)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
   async setPoolState(hostId: number, state: "pooled" | "depooled"): Promise<void> {
     await this.db.updateTable("hosts").set({ pool_state: state }).where("id", "=", hostId).execute();
   }
 
-  /** Creates (or finds) the hosts row of an SSH host from the manifest. */
-  /** The SSH host of that name (made pooled on first sight), with its pool state. */
+  /**
+   * The SSH host of that name declared by `app`'s manifest (made pooled on
+   * first sight), with its pool state. Host names are global and every
+   * fleet record (pool state, per-host steps, artifacts sent) hangs off the
+   * row, so a row belongs to one app: another app's manifest naming it, or
+   * an agent's name, is refused (E_CONFLICT) instead of shared. A row from
+   * before rows had an app is claimed by the first app that deploys to it.
+   */
   async ensureSshHost(
+    app: string,
     name: string,
     address: string,
     labels: Record<string, string>,
   ): Promise<{ id: number; poolState: PoolState }> {
     const existing = () =>
-      this.db.selectFrom("hosts").select(["id", "pool_state"]).where("name", "=", name).executeTakeFirst();
+      this.db
+        .selectFrom("hosts")
+        .select(["id", "pool_state", "kind", "app"])
+        .where("name", "=", name)
+        .executeTakeFirst();
+    const owned = (row: NonNullable<Awaited<ReturnType<typeof existing>>>) => {
+      if (row.kind !== "ssh") {
+        throw new TurnoutError(
+          "E_CONFLICT",
+          `host name '${name}' belongs to an agent host: give the SSH host another name`,
+          { host: name },
+        );
+      }
+      if (row.app !== app) {
+        throw new TurnoutError(
+          "E_CONFLICT",
+          `SSH host '${name}' is declared by another app: host names are global, give this one another name`,
+          { host: name },
+        );
+      }
+      return { id: row.id, poolState: row.pool_state as PoolState };
+    };
     const found = await existing();
-    if (found) return { id: found.id, poolState: found.pool_state as PoolState };
+    if (found?.kind === "ssh" && found.app === null) {
+      await this.db
+        .updateTable("hosts")
+        .set({ app })
+        .where("id", "=", found.id)
+        .where("app", "is", null)
+        .execute();
+      return owned((await existing())!);
+    }
+    if (found) return owned(found);
     await this.db
       .insertInto("hosts")
       .values({
@@ -252,11 +316,12 @@ export class FleetStore {
         last_seen_at: null,
         token_hash: null,
         created_at: nowIso(),
+        app,
       })
       .onConflict((oc) => oc.column("name").doNothing())
       .execute();
     const made = await existing();
     if (!made) throw new Error(`host ${name} could not be recorded`);
-    return { id: made.id, poolState: made.pool_state as PoolState };
+    return owned(made);
   }
 }

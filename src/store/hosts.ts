@@ -1,6 +1,7 @@
 import type { Kysely, Selectable } from "kysely";
-import { TurnoutError } from "../domain/errors.js";
+import { notFound, TurnoutError } from "../domain/errors.js";
 import type { HostAppInventory, HostKind, HostWithApps, PoolState } from "../domain/fleet.js";
+import { applyGrant, grantCovers, type HostGrant } from "../domain/host-grant.js";
 import type { Principal } from "../domain/roles.js";
 import type { Capabilities } from "./capabilities.js";
 import { fromJson, nowIso, toJson } from "./rows.js";
@@ -92,24 +93,38 @@ export class HostStore {
   }
 
   /**
-   * A host token as an API principal with the `agent` role only (what an
-   * enrollment token may do: download blobs), for the bearer authenticator.
+   * A host token as an API principal with the `agent` role, naming its host:
+   * what it may download is what the server sent that host (see
+   * artifacts/read-access.ts), for the bearer authenticator.
    */
   async authenticate(token: string): Promise<Principal | undefined> {
     const host = await this.findByToken(token);
-    return host ? { tokenId: -host.id, name: `host:${host.name}`, role: "agent", apps: null } : undefined;
+    return host
+      ? {
+          tokenId: -host.id,
+          name: `host:${host.name}`,
+          role: "agent",
+          apps: host.grant.apps,
+          host: { id: host.id, name: host.name },
+        }
+      : undefined;
   }
 
   /**
    * An agent said hello: creates its host (pooled) or updates the labels of
    * the existing one, and records it as connected to `owner`. `tokenHash`
-   * replaces the stored host token when given (a fresh enrollment).
+   * replaces the stored host token when given (a fresh enrollment), and
+   * `grant` the host's grant: the enrolling token's, which must cover the
+   * grant an existing host has (E_FORBIDDEN otherwise), so no token takes a
+   * host away from a grant it does not hold. Null keeps the grant (a host
+   * reconnecting with its own token).
    */
   async enrollAgent(input: {
     name: string;
     labels: Record<string, string>;
     owner: string;
     tokenHash: string | null;
+    grant: HostGrant | null;
   }): Promise<HostRecord> {
     const now = nowIso();
     const update = {
@@ -119,6 +134,7 @@ export class HostStore {
       last_seen_at: now,
       // A new host token has not been used yet.
       ...(input.tokenHash !== null ? { token_hash: input.tokenHash, token_last_used_at: null } : {}),
+      ...(input.grant !== null ? grantColumns(input.grant) : {}),
     };
     for (let attempt = 0; ; attempt++) {
       const existing = await this.db
@@ -134,12 +150,26 @@ export class HostStore {
             { host: input.name, kind: existing.kind },
           );
         }
+        if (input.grant !== null && !grantCovers(input.grant, grantOf(existing))) {
+          throw new TurnoutError(
+            "E_FORBIDDEN",
+            `host '${input.name}' is enrolled with a grant this token does not cover: an admin can change the host's grant (turnout hosts grant)`,
+            { host: input.name },
+          );
+        }
         const row = await this.db
           .updateTable("hosts")
           .set(update)
           .where("id", "=", existing.id)
+          // The grant checked above is the one replaced: a concurrent change makes this miss, and the hello fail.
+          .where("grant_apps", existing.grant_apps === null ? "is" : "=", existing.grant_apps)
+          .where("grant_labels", existing.grant_labels === null ? "is" : "=", existing.grant_labels)
           .returningAll()
-          .executeTakeFirstOrThrow();
+          .executeTakeFirst();
+        if (!row) {
+          if (attempt === 0) continue;
+          throw new TurnoutError("E_CONFLICT", `host '${input.name}' changed while enrolling: try again`);
+        }
         return this.withApps(row);
       }
       try {
@@ -152,6 +182,8 @@ export class HostStore {
             pool_state: "pooled",
             created_at: now,
             token_hash: null,
+            // A host reconnecting with its own token always has a row: a new one without a grant gets nothing.
+            ...grantColumns({ apps: [], labels: [] }),
             ...update,
           })
           .returningAll()
@@ -163,6 +195,42 @@ export class HostStore {
         throw error;
       }
     }
+  }
+
+  /**
+   * An admin changes what an agent host may receive. Artifacts sent to it
+   * for apps it no longer has are no longer readable by it.
+   */
+  async setGrant(name: string, grant: HostGrant, by: string): Promise<HostRecord> {
+    const row = await this.db.transaction().execute(async (trx) => {
+      const updated = await trx
+        .updateTable("hosts")
+        .set(grantColumns(grant))
+        .where("name", "=", name)
+        .where("kind", "=", "agent")
+        .returningAll()
+        .executeTakeFirst();
+      if (!updated) return undefined;
+      if (grant.apps !== null) {
+        let gone = trx.deleteFrom("host_artifacts").where("host_id", "=", updated.id);
+        if (grant.apps.length > 0) gone = gone.where("app", "not in", grant.apps);
+        await gone.execute();
+      }
+      await trx
+        .insertInto("audit_events")
+        .values({
+          at: nowIso(),
+          actor: by,
+          action: "host.grant",
+          app: null,
+          env: null,
+          details: toJson({ host: name, apps: grant.apps, labels: grant.labels }),
+        })
+        .execute();
+      return updated;
+    });
+    if (!row) throw notFound(`agent host '${name}'`, { host: name });
+    return this.withApps(row);
   }
 
   /** Only this owner's connection counts: a newer one held by another server is left alone. */
@@ -255,12 +323,38 @@ export class HostStore {
   }
 }
 
+function grantOf(row: Pick<Selectable<HostsTable>, "grant_apps" | "grant_labels">): HostGrant {
+  return {
+    apps: fromJson<string[] | null>(row.grant_apps),
+    labels: fromJson<string[] | null>(row.grant_labels),
+  };
+}
+
+function grantColumns(grant: HostGrant): { grant_apps: string | null; grant_labels: string | null } {
+  return {
+    grant_apps: grant.apps === null ? null : toJson(grant.apps),
+    grant_labels: grant.labels === null ? null : toJson(grant.labels),
+  };
+}
+
+/**
+ * The one place a host's labels are read from the database: what counts is
+ * what its grant allows, so nothing that selects hosts can use the rest.
+ */
 function toRecord(row: Selectable<HostsTable>, apps: HostAppInventory[]): HostRecord {
+  const declared = fromJson<Record<string, string>>(row.labels) ?? {};
+  const grant = grantOf(row);
+  // SSH hosts come from manifests, written by the server's admins: their labels are decided already.
+  const { granted, ungranted } =
+    row.kind === "agent" ? applyGrant(declared, grant) : { granted: declared, ungranted: {} };
   return {
     id: row.id,
     name: row.name,
     kind: row.kind as HostKind,
-    labels: fromJson<Record<string, string>>(row.labels) ?? {},
+    labels: granted,
+    ungrantedLabels: ungranted,
+    grant: row.kind === "agent" ? grant : { apps: row.app === null ? null : [row.app], labels: null },
+    app: row.kind === "ssh" ? row.app : null,
     address: row.address,
     poolState: row.pool_state as PoolState,
     connected: row.connected === 1,

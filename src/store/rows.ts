@@ -51,6 +51,7 @@ export function toDeploy(row: Selectable<DeploysTable>): Deploy {
     slot: row.slot ?? null,
     artifact: row.artifact ?? null,
     approval: row.approval ?? null,
+    logPrunedAt: row.log_pruned_at ?? null,
     ...commitsOf(row),
   };
 }

@@ -46,6 +46,10 @@ export interface DeploysTable {
   approval_by: string | null;
   /** The per-app revision it is meant to run with, then (from its start) the one it runs with; null before 0006. */
   app_revision: string | null;
+  /** Fleets: the artifact the deploy installs, once known (before staging): kept by the garbage collector while active. */
+  installs_artifact: string | null;
+  /** When retention removed the deploy's log (null: the log is there). */
+  log_pruned_at: string | null;
   /** The deploy's commits described (JSON: component → {sha, subject, author, date}); null until described. */
   commits: string | null;
 }
@@ -103,6 +107,8 @@ export interface TokensTable {
   hash: string;
   role: string;
   apps: string | null;
+  /** Agent tokens: JSON list of granted `key=value` labels (NULL: any the host declares). */
+  labels: string | null;
   created_at: string;
   created_by: string;
   last_used_at: string | null;
@@ -137,6 +143,8 @@ export interface ArtifactsTable {
   bytes: number | string;
   source: string;
   created_at: string;
+  /** When it was last stored (uploaded or built again); null: at created_at. */
+  stored_at: string | null;
 }
 
 /** Which artifact a build's inputs produced (several keys may name one artifact). */
@@ -160,6 +168,19 @@ export interface HostsTable {
   token_hash: string | null;
   token_last_used_at: string | null;
   created_at: string;
+  /** Agent hosts: JSON list of granted apps (NULL: every app). */
+  grant_apps: string | null;
+  /** Agent hosts: JSON list of granted `key=value` labels (NULL: any they declare). */
+  grant_labels: string | null;
+  /** SSH hosts: the app whose manifest declares it. */
+  app: string | null;
+}
+
+export interface HostArtifactsTable {
+  host_id: number;
+  digest: string;
+  app: string;
+  sent_at: string;
 }
 
 export interface HostAppsTable {
@@ -239,6 +260,7 @@ export interface Schema {
   host_apps: HostAppsTable;
   host_targets: HostTargetsTable;
   deploy_hosts: DeployHostsTable;
+  host_artifacts: HostArtifactsTable;
   deploy_phases: DeployPhasesTable;
   environment_undeployed: EnvironmentUndeployedTable;
   login_codes: LoginCodesTable;

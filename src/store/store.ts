@@ -15,6 +15,7 @@ import { LogStore } from "./logs.js";
 import { OverviewStore } from "./overview.js";
 import { PhaseStore } from "./phases.js";
 import { ReleaseStore } from "./releases.js";
+import { RetentionStore } from "./retention.js";
 import { TokenUsage } from "./token-usage.js";
 import { TokenStore } from "./tokens.js";
 import { UndeployedStore } from "./undeployed.js";
@@ -39,6 +40,7 @@ export class Store {
   readonly artifacts: ArtifactRecords;
   readonly hosts: HostStore;
   readonly fleet: FleetStore;
+  readonly retention: RetentionStore;
   // What the web dashboard reads (migration 0010).
   readonly phases: PhaseStore;
   readonly commits: CommitDescriptions;
@@ -67,6 +69,7 @@ export class Store {
     this.artifacts = new ArtifactRecords(db, caps);
     this.hosts = new HostStore(db, caps, usage);
     this.fleet = new FleetStore(db);
+    this.retention = new RetentionStore(db);
     this.phases = new PhaseStore(db);
     this.commits = new CommitDescriptions(db);
     this.undeployed = new UndeployedStore(db);

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { Kysely } from "kysely";
 import { notFound, TurnoutError } from "../domain/errors.js";
+import { isUnrestricted } from "../domain/host-grant.js";
 import type { Principal, Role } from "../domain/roles.js";
 import type { Capabilities } from "./capabilities.js";
 import { fromJson, nowIso, toJson } from "./rows.js";
@@ -12,6 +13,14 @@ export interface TokenInfo {
   name: string;
   role: Role;
   apps: string[] | null;
+  /**
+   * Agent tokens only: the `key=value` labels hosts enrolled with it are
+   * granted (null: whatever they declare, as every agent token from before
+   * grants existed).
+   */
+  labels?: string[] | null;
+  /** Agent tokens only: hosts enrolled with it choose their own labels (labels null). */
+  unrestricted?: boolean;
   createdAt: string;
   createdBy: string;
   lastUsedAt: string | null;
@@ -47,10 +56,13 @@ export class TokenStore {
     name: string;
     role: Role;
     apps: string[] | null;
+    /** Agent tokens: the labels they grant (null: any declared); ignored for other roles. */
+    labels?: string[] | null;
     createdBy: string;
     /** When the token stops working by itself (default: never). */
     expiresAt?: string | null;
   }): Promise<{ token: string; info: TokenInfo }> {
+    const labels = input.role === "agent" ? (input.labels === undefined ? [] : input.labels) : null;
     const token = `tnt_${randomBytes(32).toString("base64url")}`;
     const now = nowIso();
     try {
@@ -62,6 +74,7 @@ export class TokenStore {
             hash: hashToken(token),
             role: input.role,
             apps: input.apps === null ? null : toJson(input.apps),
+            labels: labels === null ? null : toJson(labels),
             created_at: now,
             created_by: input.createdBy,
             expires_at: input.expiresAt ?? null,
@@ -80,6 +93,7 @@ export class TokenStore {
               name: input.name,
               role: input.role,
               apps: input.apps,
+              ...(input.role === "agent" ? { labels } : {}),
               ...(input.expiresAt ? { expiresAt: input.expiresAt } : {}),
             }),
           })
@@ -121,6 +135,7 @@ export class TokenStore {
       name: row.name,
       role: row.role as Role,
       apps: fromJson(row.apps),
+      ...(row.role === "agent" ? { labels: fromJson<string[] | null>(row.labels) } : {}),
       expiresAt: row.expires_at,
     };
     if (this.recent.size >= AUTH_CACHE_SIZE) this.recent.clear();
@@ -196,17 +211,21 @@ function toInfo(row: {
   name: string;
   role: string;
   apps: string | null;
+  labels: string | null;
   created_at: string;
   created_by: string;
   last_used_at: string | null;
   revoked_at: string | null;
   expires_at: string | null;
 }): TokenInfo {
+  const apps = fromJson<string[] | null>(row.apps);
+  const labels = fromJson<string[] | null>(row.labels);
   return {
     id: row.id,
     name: row.name,
     role: row.role as Role,
-    apps: fromJson(row.apps),
+    apps,
+    ...(row.role === "agent" ? { labels, unrestricted: isUnrestricted({ apps, labels }) } : {}),
     createdAt: row.created_at,
     createdBy: row.created_by,
     lastUsedAt: row.last_used_at,

@@ -1,4 +1,4 @@
-import { lstatSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -28,7 +28,11 @@ beforeAll(async () => {
 beforeEach(async () => {
   t = await startTurnout();
   root = await mkdtemp(path.join(tmpdir(), "turnout-agent-root-"));
-  const created = await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent" });
+  const created = await t.api("POST", "/api/v1/tokens", {
+    name: "enroll",
+    role: "agent",
+    labels: ["role=web", "env=prod"],
+  });
   expect(created.status).toBe(201);
   enrollToken = created.body.token;
 });
@@ -117,9 +121,11 @@ describe("turnout agent", () => {
     const listed = await turnout(["hosts", "--server", t.url, "--token", t.adminToken]);
     expect(listed.code).toBe(0);
     const lines = listed.stdout.trim().split("\n");
-    expect(lines[0]).toMatch(/^NAME\s+KIND\s+STATE\s+LAST SEEN\s+POOL\s+LABELS\s+CURRENT$/);
+    expect(lines[0]).toMatch(
+      /^NAME\s+KIND\s+STATE\s+LAST SEEN\s+POOL\s+LABELS\s+IGNORED LABELS\s+GRANT\s+CURRENT$/,
+    );
     expect(lines[1]).toMatch(
-      /^web-1\s+agent\s+connected\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+pooled\s+env=prod,role=web\s+-$/,
+      /^web-1\s+agent\s+connected\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+pooled\s+env=prod,role=web\s+-\s+apps=\* labels=env=prod,role=web\s+-$/,
     );
     const json = await turnout(["hosts", "--json", "--server", t.url, "--token", t.adminToken]);
     expect(JSON.parse(json.stdout).hosts[0]).toMatchObject({ name: "web-1", connected: true });
@@ -272,12 +278,27 @@ describe("turnout agent", () => {
     const ops = t.server.agents.opsFor("web-1")!;
     const releaseId = artifact.digest.slice(0, 16);
     const log: string[] = [];
-    const staged = await ops.stage(
-      { app: "shop", releaseId, manifest, shared: [], env: {}, timeoutMs: 60_000 },
-      { open: () => Promise.reject(new Error("agents fetch blobs themselves")) },
-      (line) => log.push(line),
-      new AbortController().signal,
-    );
+    const stage = () =>
+      ops.stage(
+        {
+          app: "shop",
+          releaseId,
+          artifact: artifact.digest,
+          manifest,
+          shared: [],
+          env: {},
+          timeoutMs: 60_000,
+        },
+        { open: () => Promise.reject(new Error("agents fetch blobs themselves")) },
+        (line) => log.push(line),
+        new AbortController().signal,
+      );
+    // Not sent to this host (no record): its host token may not download the blobs.
+    await expect(stage()).rejects.toMatchObject({ message: expect.stringMatching(/HTTP 404/) });
+    expect(existsSync(path.join(root, "shop", "releases", releaseId))).toBe(false);
+    // What a fleet deploy records before its stage call.
+    await t.store.fleet.sendArtifact([(await host())!.id], artifact.digest, "shop");
+    const staged = await stage();
     expect(staged).toMatchObject({ staged: true, blobsFetched: 2 });
     expect(await ops.switchTo("shop", releaseId, "current")).toEqual({ previous: null });
 

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HttpBlobSource } from "../../src/agent/agent-blobs.js";
 import { LocalHostOps } from "../../src/agent/host-layout/index.js";
 import { hostReleaseId } from "../../src/domain/artifact.js";
+import { enrollHost } from "../helpers/hosts.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
 import { makeTree, realTar, tempDir } from "./helpers.js";
 
@@ -36,6 +37,10 @@ beforeAll(async () => {
   });
   expect(res.status).toBe(201);
   artifactDigest = ((await res.json()) as any).artifact.digest;
+  // A host the server sent the artifact to, as a fleet deploy does before staging.
+  const host = await enrollHost(t.store, "h-1", { apps: ["shop"], labels: [] });
+  await t.store.fleet.sendArtifact([host.id], artifactDigest, "shop");
+  tokens["host"] = host.token;
 }, 30_000);
 
 afterAll(async () => {
@@ -43,15 +48,15 @@ afterAll(async () => {
   await scratch?.cleanup();
 });
 
-const batch = (body: unknown, token = tokens.agent!) =>
+const batch = (body: Record<string, unknown>, token = tokens.host!) =>
   fetch(`${t.url}/api/v1/blobs/batch`, {
     method: "POST",
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: JSON.stringify(body),
+    body: JSON.stringify({ artifact: artifactDigest, ...body }),
   });
 
 describe("POST /api/v1/blobs/batch", () => {
-  it("streams the asked blobs back to back, in order, with their total length (agent token)", async () => {
+  it("streams the asked blobs back to back, in order, with their total length (host token)", async () => {
     const names = ["big.bin", "f3.txt", "f0.txt", "f29.txt", "f3.txt"];
     const wanted = names.map((f) => sha(files[f]!));
     const res = await batch({ digests: wanted });
@@ -70,6 +75,7 @@ describe("POST /api/v1/blobs/batch", () => {
     expect((await batch({ digests: [] })).status).toBe(400);
     expect((await batch({ digests: Array(1001).fill(known) })).status).toBe(400);
     expect((await batch({})).status).toBe(400);
+    // A blob that is not stored, or not in the artifact named: the same 404.
     const unknown = await batch({ digests: [known, sha("never stored")] });
     expect(unknown.status).toBe(404);
     expect(((await unknown.json()) as any).error.code).toBe("E_NOT_FOUND");
@@ -80,8 +86,8 @@ describe("POST /api/v1/blobs/batch", () => {
     const controller = new AbortController();
     const res = await fetch(`${t.url}/api/v1/blobs/batch`, {
       method: "POST",
-      headers: { authorization: `Bearer ${tokens.agent}`, "content-type": "application/json" },
-      body: JSON.stringify({ digests: Array(200).fill(big) }),
+      headers: { authorization: `Bearer ${tokens.host}`, "content-type": "application/json" },
+      body: JSON.stringify({ digests: Array(200).fill(big), artifact: artifactDigest }),
       signal: controller.signal,
     });
     expect(Number(res.headers.get("content-length"))).toBe(200 * Buffer.byteLength(files["big.bin"]!));
@@ -104,7 +110,7 @@ describe("POST /api/v1/blobs/batch", () => {
   });
 
   it("feeds HttpBlobSource.openConcatenated and a host's staging end to end", async () => {
-    const source = new HttpBlobSource(t.url, () => [tokens.agent!]);
+    const source = new HttpBlobSource(t.url, () => [tokens.host!]).forArtifact(artifactDigest);
     const wanted = [sha(files["f7.txt"]!), sha(files["big.bin"]!)];
     const chunks: Buffer[] = [];
     for await (const chunk of await source.openConcatenated(wanted)) chunks.push(chunk as Buffer);
@@ -115,7 +121,7 @@ describe("POST /api/v1/blobs/batch", () => {
 
     const manifest = (await (
       await fetch(`${t.url}/api/v1/artifacts/${artifactDigest}/manifest`, {
-        headers: { authorization: `Bearer ${tokens.agent}` },
+        headers: { authorization: `Bearer ${tokens.host}` },
       })
     ).json()) as any;
     const root = await mkdtemp(path.join(tmpdir(), "turnout-batch-host-"));

@@ -6,7 +6,7 @@ import { ArtifactStore } from "../../src/artifacts/artifact-store.js";
 import { SecretMasker } from "../../src/domain/secrets.js";
 import { type GitTreeReader, gitTreeReader } from "../../src/git/tree-reader.js";
 import { fixtureGitEnv, git, makeRepo, type TestRepo } from "../helpers/git-fixtures.js";
-import { blobFiles, tempDir, tmpFiles } from "./helpers.js";
+import { blobFiles, looseFiles, tempDir, tmpFiles } from "./helpers.js";
 
 let scratch: { dir: string; cleanup(): Promise<void> };
 let repo: TestRepo;
@@ -89,7 +89,7 @@ describe("ArtifactStore.fromGitTree", () => {
     expect(fromGit!.manifest.entries).toContainEqual({ path: "start", type: "symlink", target: "bin/run" });
     expect(fromGit!.manifest.entries.find((e) => e.path === "bin/run")).toMatchObject({ mode: 0o755 });
     // The new blobs are stored once each (README and copy share one), in one pack; the manifest alone is loose.
-    expect(await blobFiles(storeDir)).toEqual([fromGit!.digest]);
+    expect(await looseFiles(storeDir)).toEqual([fromGit!.digest]);
     expect((await readdir(path.join(storeDir, "packs"))).map((n) => path.extname(n)).sort()).toEqual([
       ".idx",
       ".pack",

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -30,8 +30,24 @@ export async function makeTree(root: string, spec: TreeSpec): Promise<void> {
   }
 }
 
-/** Every file under blobs/ (the content store's final names). */
+/** Every blob the store holds: files under blobs/ (final names) and the entries of indexed packs. */
 export async function blobFiles(storeDir: string): Promise<string[]> {
+  const blobs = path.join(storeDir, "blobs");
+  const found = new Set<string>();
+  for (const prefix of await readdir(blobs).catch(() => [] as string[])) {
+    for (const name of await readdir(path.join(blobs, prefix))) found.add(name);
+  }
+  const packs = path.join(storeDir, "packs");
+  for (const name of await readdir(packs).catch(() => [] as string[])) {
+    if (!name.endsWith(".idx") || name.startsWith(".")) continue;
+    for (const line of (await readFile(path.join(packs, name), "utf8")).split("\n"))
+      if (line) found.add(line.split(" ")[0]!);
+  }
+  return [...found].sort();
+}
+
+/** Files under blobs/ only (blobs stored one to a file). */
+export async function looseFiles(storeDir: string): Promise<string[]> {
   const blobs = path.join(storeDir, "blobs");
   const found: string[] = [];
   for (const prefix of await readdir(blobs).catch(() => [] as string[])) {
@@ -40,8 +56,15 @@ export async function blobFiles(storeDir: string): Promise<string[]> {
   return found.sort();
 }
 
+/** Leftovers of unfinished writes: files in tmp/, and packs without an index. */
 export async function tmpFiles(storeDir: string): Promise<string[]> {
-  return readdir(path.join(storeDir, "tmp")).catch(() => [] as string[]);
+  const temps = await readdir(path.join(storeDir, "tmp")).catch(() => [] as string[]);
+  const packs = await readdir(path.join(storeDir, "packs")).catch(() => [] as string[]);
+  const indexed = new Set(packs.filter((n) => n.endsWith(".idx")).map((n) => n.slice(0, -4)));
+  const unindexed = packs.filter(
+    (n) => n.endsWith(".idx.tmp") || (n.endsWith(".pack") && !indexed.has(n.slice(0, -5))),
+  );
+  return [...temps, ...unindexed.map((n) => `packs/${n}`)];
 }
 
 /** `tar -cf - -C dir .`, gzipped with -z: what a CI job would upload. */

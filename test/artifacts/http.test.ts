@@ -4,6 +4,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ArtifactStore } from "../../src/artifacts/artifact-store.js";
 import { canonicalManifest } from "../../src/domain/artifact.js";
+import { enrollHost } from "../helpers/hosts.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
 import { blobFiles, makeTree, packTar, realTar, tempDir } from "./helpers.js";
 
@@ -185,57 +186,124 @@ describe("artifact uploads", () => {
 
 describe("downloads for agents", () => {
   let digest: string;
+  /** A host the server sent the artifact to, and one it sent nothing. */
+  let host: { id: number; token: string };
+  let stranger: { id: number; token: string };
+  const blob = (sha256: string, artifact?: string) =>
+    `/api/v1/blobs/${sha256}${artifact === undefined ? "" : `?artifact=${artifact}`}`;
   beforeAll(async () => {
     digest = (await upload(await realTar(path.join(scratch.dir, "tree"), true))).body.artifact.digest;
+    host = await enrollHost(t.store, "h-1", { apps: ["shop"], labels: [] });
+    stranger = await enrollHost(t.store, "h-2", { apps: ["shop"], labels: [] });
+    await t.store.fleet.sendArtifact([host.id], digest, "shop");
   });
 
-  it("streams a blob to an agent token, with length, ETag and immutable caching", async () => {
-    const { res, bytes } = await download(`/api/v1/blobs/${sha(APP_JS)}`, tokens["agent"]!);
+  it("streams a blob to a host it was sent to, with length, ETag and immutable caching", async () => {
+    const { res, bytes } = await download(blob(sha(APP_JS), digest), host.token);
     expect(res.status).toBe(200);
     expect(bytes.toString()).toBe(APP_JS);
     expect(res.headers.get("content-type")).toBe("application/octet-stream");
     expect(res.headers.get("content-length")).toBe(String(Buffer.byteLength(APP_JS)));
     expect(res.headers.get("etag")).toBe(`"${sha(APP_JS)}"`);
     expect(res.headers.get("cache-control")).toContain("immutable");
-    const again = await download(`/api/v1/blobs/${sha(APP_JS)}`, tokens["agent"]!, {
+    const again = await download(blob(sha(APP_JS), digest), host.token, {
       "if-none-match": `"${sha(APP_JS)}"`,
     });
     expect(again.res.status).toBe(304);
   });
 
   it("admins may download; viewers and deployers may not (403)", async () => {
-    expect((await download(`/api/v1/blobs/${sha(APP_JS)}`, t.adminToken)).res.status).toBe(200);
-    const viewer = await download(`/api/v1/blobs/${sha(APP_JS)}`, tokens["viewer"]!);
+    expect((await download(blob(sha(APP_JS)), t.adminToken)).res.status).toBe(200);
+    const viewer = await download(blob(sha(APP_JS)), tokens["viewer"]!);
     expect(viewer.res.status).toBe(403);
     expect(JSON.parse(viewer.bytes.toString()).error.code).toBe("E_FORBIDDEN");
-    expect((await download(`/api/v1/blobs/${sha(APP_JS)}`, tokens["deployer"]!)).res.status).toBe(403);
+    expect((await download(blob(sha(APP_JS)), tokens["deployer"]!)).res.status).toBe(403);
   });
 
   it("answers 400 for a malformed digest and 404 for an unknown one", async () => {
     for (const bad of ["abc", "..%2F..%2Fturnout.db", "A".repeat(64), `${"0".repeat(63)}g`]) {
-      const { res } = await download(`/api/v1/blobs/${bad}`, tokens["agent"]!);
+      const { res } = await download(blob(bad, digest), host.token);
       expect(res.status, bad).toBe(400);
+      expect((await download(blob(sha(APP_JS), bad), host.token)).res.status, bad).toBe(400);
     }
-    const missing = await download(`/api/v1/blobs/${"0".repeat(64)}`, tokens["agent"]!);
+    const missing = await download(blob("0".repeat(64)), t.adminToken);
     expect(missing.res.status).toBe(404);
     expect(JSON.parse(missing.bytes.toString()).error.code).toBe("E_NOT_FOUND");
   });
 
-  it("serves an artifact's manifest to agents as its canonical JSON", async () => {
-    const { res, bytes } = await download(`/api/v1/artifacts/${digest}/manifest`, tokens["agent"]!);
+  it("serves an artifact's manifest to a host it was sent to, as its canonical JSON", async () => {
+    const { res, bytes } = await download(`/api/v1/artifacts/${digest}/manifest`, host.token);
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("application/json");
     expect(sha(bytes)).toBe(digest);
     const manifest = JSON.parse(bytes.toString());
     expect(bytes.toString()).toBe(canonicalManifest(manifest));
     expect((await download(`/api/v1/artifacts/${digest}/manifest`, tokens["viewer"]!)).res.status).toBe(403);
-    expect(
-      (await download(`/api/v1/artifacts/${"1".repeat(64)}/manifest`, tokens["agent"]!)).res.status,
-    ).toBe(404);
+    expect((await download(`/api/v1/artifacts/${digest}/manifest`, t.adminToken)).res.status).toBe(200);
   });
 
-  it("agent tokens read nothing else", async () => {
+  it("a host token reads nothing it was not sent: the same 404 as for what does not exist", async () => {
+    const body = async (urlPath: string, token: string) => {
+      const { res, bytes } = await download(urlPath, token);
+      return { status: res.status, error: JSON.parse(bytes.toString()).error };
+    };
+    const never = "1".repeat(64);
+    // The manifest: never sent to this host, or never stored at all.
+    const notSent = await body(`/api/v1/artifacts/${digest}/manifest`, stranger.token);
+    const absent = await body(`/api/v1/artifacts/${never}/manifest`, stranger.token);
+    expect(notSent.status).toBe(404);
+    expect(notSent).toEqual({
+      status: absent.status,
+      error: { ...absent.error, message: absent.error.message.replace(never, digest), details: { digest } },
+    });
+    // A blob of an artifact never sent, or of one that does not exist.
+    const blobNotSent = await body(blob(sha(APP_JS), digest), stranger.token);
+    const blobAbsent = await body(blob(sha(APP_JS), never), stranger.token);
+    expect(blobNotSent.status).toBe(404);
+    expect(blobNotSent).toEqual(blobAbsent);
+    // And the batch endpoint likewise.
+    const batch = async (token: string, artifact: string) => {
+      const res = await fetch(`${t.url}/api/v1/blobs/batch`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({ digests: [sha(APP_JS)], artifact }),
+      });
+      return { status: res.status, error: res.ok ? undefined : ((await res.json()) as any).error };
+    };
+    expect(await batch(stranger.token, digest)).toEqual(blobAbsent);
+    expect(await batch(stranger.token, never)).toEqual(blobAbsent);
+    expect((await batch(host.token, digest)).status).toBe(200);
+  });
+
+  it("a host reads only the blobs of what it was sent, and must say which artifact they belong to", async () => {
+    // A blob stored for another artifact: not part of the one sent.
+    const other = await upload(
+      await packTar([{ name: "secret.txt", content: "another app's file\n" }]),
+      t.adminToken,
+      "application/x-tar",
+    );
+    expect(other.status).toBe(201);
+    const outside = await download(blob(sha("another app's file\n"), digest), host.token);
+    expect(outside.res.status).toBe(404);
+    expect(JSON.parse(outside.bytes.toString()).error.code).toBe("E_NOT_FOUND");
+    // Once the server sends it, it is readable.
+    await t.store.fleet.sendArtifact([host.id], other.body.artifact.digest, "shop");
+    expect(
+      (await download(blob(sha("another app's file\n"), other.body.artifact.digest), host.token)).res.status,
+    ).toBe(200);
+    const unnamed = await download(blob(sha(APP_JS)), host.token);
+    expect(unnamed.res.status).toBe(400);
+    expect(JSON.parse(unnamed.bytes.toString()).error.message).toContain("name the artifact");
+  });
+
+  it("an enrollment token reads nothing, and agent tokens read nothing else", async () => {
+    for (const urlPath of [`/api/v1/artifacts/${digest}/manifest`, blob(sha(APP_JS), digest)]) {
+      const { res, bytes } = await download(urlPath, tokens["agent"]!);
+      expect(res.status, urlPath).toBe(403);
+      expect(JSON.parse(bytes.toString()).error.message).toContain("enrollment token");
+    }
     expect((await t.api("GET", `/api/v1/artifacts/${digest}`, undefined, tokens["agent"])).status).toBe(403);
     expect((await t.api("GET", "/api/v1/apps/shop/artifacts", undefined, tokens["agent"])).status).toBe(403);
+    expect((await t.api("GET", `/api/v1/artifacts/${digest}`, undefined, host.token)).status).toBe(403);
   });
 });

@@ -3,6 +3,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt, turnout } from "../helpers/built-cli.js";
 import { freePort } from "../helpers/fleet.js";
+import { enrollHost } from "../helpers/hosts.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
 import { tempDir } from "./helpers.js";
 
@@ -396,6 +397,61 @@ describe("turnout CLI against a real server", () => {
     const revoked = await turnout(["status", ...viewer], { env: cleanEnv(), cwd: home });
     expect(revoked.code).toBe(1);
     expect(revoked.stderr).toMatch(/\(E_UNAUTHORIZED\)/);
+  });
+
+  it("agent tokens and host grants: what hosts may receive, decided by an admin", async () => {
+    const created = await cli([
+      "token",
+      "create",
+      "shop-hosts",
+      "--role",
+      "agent",
+      "--app",
+      "shop",
+      "--label",
+      "role=web",
+      "--label",
+      "env=prod",
+    ]);
+    expect(created.code, created.stderr).toBe(0);
+    expect(created.stderr).toContain(
+      "created token 'shop-hosts' (agent, grants apps=shop labels=env=prod,role=web); it is shown only this once",
+    );
+    expect((await cli(["token", "create", "open-hosts", "--role", "agent", "--any-labels"])).code).toBe(0);
+    const list = await cli(["token", "list"]);
+    expect(list.stdout).toMatch(/^NAME +ROLE +APPS +HOST LABELS +CREATED/m);
+    expect(list.stdout).toMatch(/^shop-hosts +agent +shop +env=prod,role=web /m);
+    expect(list.stdout).toMatch(/^open-hosts +agent +\* +\* \(unrestricted\) /m);
+    // Labels belong to agent tokens only; a label follows the label rules.
+    expect((await cli(["token", "create", "v", "--role", "viewer", "--label", "a=b"])).code).toBe(2);
+    expect((await cli(["token", "create", "v", "--role", "agent", "--label", "no-equals"])).code).toBe(2);
+
+    await enrollHost(t.store, "cli-host", { apps: ["shop"], labels: ["role=web"] });
+    const granted = await cli([
+      "hosts",
+      "grant",
+      "cli-host",
+      "--app",
+      "shop",
+      "--app",
+      "echo",
+      "--label",
+      "role=db",
+    ]);
+    expect(granted.code, granted.stderr).toBe(0);
+    expect(granted.stdout).toBe("cli-host: apps=echo,shop labels=role=db\n");
+    expect((await t.store.hosts.get("cli-host"))?.grant).toEqual({
+      apps: ["echo", "shop"],
+      labels: ["role=db"],
+    });
+    const open = await cli(["hosts", "grant", "cli-host", "--all-apps", "--any-labels"]);
+    expect(open.stdout).toBe("cli-host: apps=* labels=* (unrestricted)\n");
+    // The apps must be said: --app or --all-apps.
+    const vague = await cli(["hosts", "grant", "cli-host", "--label", "role=web"]);
+    expect(vague.code).toBe(2);
+    expect(vague.stderr).toContain("--app (repeatable) or --all-apps");
+    const hosts = await cli(["hosts"]);
+    expect(hosts.stdout).toMatch(/^cli-host +agent .* apps=\* labels=\* \(unrestricted\) +-$/m);
   });
 
   it("config status shows the revision and no problems", async () => {

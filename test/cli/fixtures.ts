@@ -32,6 +32,7 @@ export function deployFixture(overrides: Partial<DeployJson> = {}): DeployJson {
     slot: null,
     artifact: null,
     approval: null,
+    logPrunedAt: null,
     commit: null,
     commits: null,
     label: "shop/staging#4",

@@ -82,6 +82,7 @@ function deploy(edit: Partial<Deploy> = {}): Deploy {
     slot: null,
     artifact: null,
     approval: null,
+    logPrunedAt: null,
     commit: null,
     commits: null,
     ...edit,

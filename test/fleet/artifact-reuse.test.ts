@@ -40,7 +40,9 @@ describe("artifact reuse between environments", () => {
   async function start(manifest: string) {
     t = await startTurnout({ manifest });
     work = await mkdtemp(path.join(tmpdir(), "turnout-reuse-"));
-    const token = (await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent" })).body.token;
+    const token = (
+      await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent", labels: ["role=web"] })
+    ).body.token;
     agent = startAgent({
       serverUrl: t.url,
       token,

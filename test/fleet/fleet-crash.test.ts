@@ -77,7 +77,14 @@ environments:
       });
       return { status: res.status, body: (await res.json()) as any };
     };
-    const enroll = (await api("POST", "/api/v1/tokens", { name: "enroll", role: "agent" })).body.token;
+    const enroll = (
+      await api("POST", "/api/v1/tokens", {
+        name: "enroll",
+        role: "agent",
+        apps: ["shop"],
+        labels: ["role=web"],
+      })
+    ).body.token;
     agents = ["web-1", "web-2", "web-3"].map((name) =>
       startAgent({
         serverUrl: server!.url,

@@ -65,7 +65,14 @@ describe("fleet deploys through agents", () => {
   async function start(strategy: string, count = 3, extra = "") {
     t = await startTurnout({ manifest: fleetManifest(strategy, extra) });
     work = await mkdtemp(path.join(tmpdir(), "turnout-fleet-"));
-    const token = (await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent" })).body.token;
+    const token = (
+      await t.api("POST", "/api/v1/tokens", {
+        name: "enroll",
+        role: "agent",
+        apps: ["shop"],
+        labels: ["role=web"],
+      })
+    ).body.token;
     agents = Array.from({ length: count }, (_, i) =>
       startAgent({
         serverUrl: t.url,
@@ -372,7 +379,9 @@ environments:
 `,
     });
     work = await mkdtemp(path.join(tmpdir(), "turnout-fleet-mask-"));
-    const token = (await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent" })).body.token;
+    const token = (
+      await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent", labels: ["role=web"] })
+    ).body.token;
     agents = [
       startAgent({
         serverUrl: t.url,
@@ -400,7 +409,14 @@ environments:
   it("deploys a tar built elsewhere, without building", async () => {
     t = await startTurnout({ manifest: fleetManifest("{ batch: 100% }") });
     work = await mkdtemp(path.join(tmpdir(), "turnout-fleet-upload-"));
-    const token = (await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent" })).body.token;
+    const token = (
+      await t.api("POST", "/api/v1/tokens", {
+        name: "enroll",
+        role: "agent",
+        apps: ["shop"],
+        labels: ["role=web"],
+      })
+    ).body.token;
     agents = [
       startAgent({
         serverUrl: t.url,

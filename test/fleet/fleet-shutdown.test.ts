@@ -55,7 +55,9 @@ ${extra}`,
     });
     const turnout = t;
     work = await mkdtemp(path.join(tmpdir(), "turnout-fleet-shutdown-"));
-    const token = (await turnout.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent" })).body.token;
+    const token = (
+      await turnout.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent", labels: ["role=web"] })
+    ).body.token;
     agents = ["web-1", "web-2", "web-3"].map((name) =>
       startAgent({
         serverUrl: turnout.url,

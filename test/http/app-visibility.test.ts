@@ -74,7 +74,13 @@ beforeAll(async () => {
   await t.store.audit.record({ actor: "test", action: "test", app: "theirs", env: null, details: {} });
   await t.store.audit.record({ actor: "test", action: "test", app: "mine", env: null, details: {} });
   const host = (name: string, labels: Record<string, string>) =>
-    t.store.hosts.enrollAgent({ name, labels, owner: "test", tokenHash: null });
+    t.store.hosts.enrollAgent({
+      name,
+      labels,
+      owner: "test",
+      tokenHash: null,
+      grant: { apps: null, labels: null },
+    });
   await host("host-mine", { team: "mine" });
   await host("host-theirs", { team: "theirs" });
   await host("host-idle", {});
@@ -307,6 +313,8 @@ const NOT_APP_SCOPED = new Set([
   "/api/v1/config",
   "/api/v1/audit",
   "/api/v1/hosts",
+  // Changing a grant is for an admin of every app only: a limited token gets 403 whatever the host.
+  "/api/v1/hosts/{name}/grant",
   // The caller itself, its sign-in codes, and lists filtered like /apps (tested below).
   "/api/v1/me",
   "/api/v1/me/session",

@@ -86,7 +86,13 @@ describe("GET /deploys/:id/log as JSON", () => {
 
     // Past the end: nothing, still complete.
     const after = await t.api("GET", `/api/v1/deploys/${id}/log?offset=${offset}`);
-    expect(after.body).toEqual({ chunks: [], nextOffset: offset, complete: true, status: "succeeded" });
+    expect(after.body).toEqual({
+      chunks: [],
+      nextOffset: offset,
+      complete: true,
+      status: "succeeded",
+      prunedAt: null,
+    });
   });
 
   it("starts mid-chunk at the exact byte asked for", async () => {

@@ -201,16 +201,96 @@ describe("pushing to a hosted app", () => {
     expect(latest.details).toMatchObject({ environments: ["production"], poked: true });
   });
 
-  it("hosts each hosted component of a multi-repo app under <app>-<component>.git", async () => {
-    const push = await gitCli(work.path, "push", remote("suite-api.git", tokens["deployer"]), "main");
+  it("hosts each hosted component of a multi-repo app under <app>/<component>.git", async () => {
+    const push = await gitCli(work.path, "push", remote("suite/api.git", tokens["deployer"]), "main");
     expect(push.ok, push.stderr).toBe(true);
-    expect(await hostedRef("suite-api.git", "refs/heads/main")).toBe(work.head);
+    expect(await hostedRef("suite/api.git", "refs/heads/main")).toBe(work.head);
     await vi.waitFor(() => expect(poke).toHaveBeenCalledWith("suite", "push"));
     const refused = await gitCli(work.path, "push", remote("suite.git", tokens["deployer"]), "main");
     expect(refused.ok).toBe(false);
     expect(refused.stderr).toContain(
-      "remote error: turnout: app 'suite' hosts its repositories as suite-api.git",
+      "remote error: turnout: app 'suite' hosts its repositories as suite/api.git",
     );
+    // The URL of the old layout says where the repository went.
+    const old = await gitCli(work.path, "push", remote("suite-api.git", tokens["deployer"]), "main");
+    expect(old.ok).toBe(false);
+    expect(old.stderr).toContain(
+      "remote error: turnout: no app named 'suite-api' (a component's repository is now /git/suite/api.git)",
+    );
+    // A single-repo app has no component path, and a component no single-repo URL.
+    const wrongShape = await gitCli(work.path, "push", remote("shop/app.git", tokens["deployer"]), "main");
+    expect(wrongShape.ok).toBe(false);
+    expect(wrongShape.stderr).toContain(
+      "remote error: turnout: app 'shop' hosts its repositories as shop.git",
+    );
+  });
+});
+
+describe("apps whose repository names used to meet", () => {
+  // App `col-web` (one hosted repository) and app `col` with the hosted
+  // component `web` were both `hosted/col-web.git` before.
+  const COL = `components:
+  web:
+    hosted: true
+environments:
+  staging:
+    branches: { web: main }
+    deploy:
+      provider: shell
+      command: ["true"]
+`;
+
+  beforeAll(async () => {
+    await t.writeManifest("col-web", HOSTED_MANIFEST);
+    await t.writeManifest("col", COL);
+    tokens["col"] = await makeToken("col-deployer", "deployer", ["col"]);
+    tokens["col-web"] = await makeToken("col-web-deployer", "deployer", ["col-web"]);
+  });
+
+  it("a token scoped to one cannot push to the other, and each push lands in its own repository only", async () => {
+    await work.checkout("col");
+    const colSha = await work.commit({ "owner.txt": "col\n" }, "col's commit");
+    await work.checkout("main");
+    await work.checkout("col-web");
+    const colWebSha = await work.commit({ "owner.txt": "col-web\n" }, "col-web's commit");
+    await work.checkout("main");
+
+    const intoOwn = await gitCli(work.path, "push", remote("col/web.git", tokens["col"]), "col:main");
+    expect(intoOwn.ok, intoOwn.stderr).toBe(true);
+    await vi.waitFor(() => expect(poke).toHaveBeenCalledWith("col", "push"));
+    const intoOther = await gitCli(work.path, "push", remote("col-web.git", tokens["col"]), "col:main");
+    expect(intoOther.ok).toBe(false);
+    expect(intoOther.stderr).toContain(
+      // Another app's repository is refused like one that does not exist (the hint names only col's own).
+      "remote error: turnout: no app named 'col-web'",
+    );
+
+    const intoOwn2 = await gitCli(
+      work.path,
+      "push",
+      remote("col-web.git", tokens["col-web"]),
+      "col-web:main",
+    );
+    expect(intoOwn2.ok, intoOwn2.stderr).toBe(true);
+    await vi.waitFor(() => expect(poke).toHaveBeenCalledWith("col-web", "push"));
+    const intoOther2 = await gitCli(
+      work.path,
+      "push",
+      remote("col/web.git", tokens["col-web"]),
+      "col-web:main",
+    );
+    expect(intoOther2.ok).toBe(false);
+    expect(intoOther2.stderr).toContain("remote error: turnout: no app named 'col'");
+
+    // Two repositories, each holding only its own app's push.
+    expect(await hostedRef("col/web.git", "refs/heads/main")).toBe(colSha);
+    expect(await hostedRef("col-web.git", "refs/heads/main")).toBe(colWebSha);
+    expect(await hostedRef("col/web.git", `${colWebSha}^{commit}`)).toBeUndefined();
+    expect(await hostedRef("col-web.git", `${colSha}^{commit}`)).toBeUndefined();
+    expect(poke.mock.calls.map((c) => c[0]).sort()).toEqual(["col", "col-web"]);
+    const events = await pushEvents();
+    expect(events.filter((e) => e.app === "col").map((e) => e.actor)).toEqual(["col-deployer"]);
+    expect(events.filter((e) => e.app === "col-web").map((e) => e.actor)).toEqual(["col-web-deployer"]);
   });
 });
 
@@ -427,8 +507,10 @@ describe("hostile requests", () => {
     expect(readdirSync(path.join(t.dataDir, "hosted")).filter((f) => !f.startsWith("."))).not.toContain(
       "etc.git",
     );
-    expect(readdirSync(path.join(t.dataDir, "hosted")).every((f) => /^(shop|suite-api)\.git$/.test(f))).toBe(
-      true,
-    );
+    expect(
+      readdirSync(path.join(t.dataDir, "hosted")).every((f) =>
+        /^(shop\.git|suite|col|col-web\.git)$/.test(f),
+      ),
+    ).toBe(true);
   });
 });

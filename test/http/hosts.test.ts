@@ -19,7 +19,9 @@ let enroll: string;
 
 beforeAll(async () => {
   t = await startTurnout();
-  enroll = (await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent" })).body.token;
+  enroll = (
+    await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent", labels: ["role=web", "zone=b"] })
+  ).body.token;
 });
 
 afterAll(async () => {
@@ -219,6 +221,10 @@ describe("agent connect endpoint", () => {
       name: "web-8",
       kind: "agent",
       labels: { role: "web" },
+      ungrantedLabels: {},
+      grant: { apps: null, labels: ["role=web", "zone=b"] },
+      unrestricted: false,
+      app: null,
       address: null,
       poolState: "pooled",
       connected: true,
@@ -348,6 +354,7 @@ describe("hosts API", () => {
       labels: {},
       owner: "gone:99999999:abcdef",
       tokenHash: null,
+      grant: null,
     });
     expect((await t.store.hosts.get("orphan"))?.connected).toBe(true);
     // A crashed server leaves rows like this one; the next server to start corrects them.
@@ -358,6 +365,119 @@ describe("hosts API", () => {
   });
 });
 
+describe("grants: the server decides what a host may receive", () => {
+  const token = async (name: string, body: Record<string, unknown>) => {
+    const res = await t.api("POST", "/api/v1/tokens", { name, role: "agent", ...body });
+    expect(res.status, JSON.stringify(res.body)).toBe(201);
+    return res.body as { token: string; info: any };
+  };
+
+  it("agent tokens grant apps and labels: none unless given, `null` flagged as unrestricted", async () => {
+    expect((await token("g-none", {})).info).toMatchObject({ apps: null, labels: [], unrestricted: false });
+    expect(
+      (await token("g-web", { apps: ["shop"], labels: ["role=web", "env=prod", "role=web"] })).info,
+    ).toMatchObject({
+      apps: ["shop"],
+      labels: ["env=prod", "role=web"],
+      unrestricted: false,
+    });
+    expect((await token("g-any", { labels: null })).info).toMatchObject({ labels: null, unrestricted: true });
+    const listed = (await t.api("GET", "/api/v1/tokens")).body.tokens;
+    expect(listed.find((x: any) => x.name === "g-any")).toMatchObject({ unrestricted: true });
+    expect(listed.find((x: any) => x.name === "enroll")).toMatchObject({ unrestricted: false });
+    // Labels are for agent tokens only, and follow the label rules.
+    const viewer = await t.api("POST", "/api/v1/tokens", {
+      name: "g-viewer",
+      role: "viewer",
+      labels: ["a=b"],
+    });
+    expect(viewer).toMatchObject({ status: 400, body: { error: { code: "E_VALIDATION" } } });
+    const bad = await t.api("POST", "/api/v1/tokens", {
+      name: "g-bad",
+      role: "agent",
+      labels: ["no equals"],
+    });
+    expect(bad).toMatchObject({ status: 400, body: { error: { code: "E_VALIDATION" } } });
+  });
+
+  it("labels a host declares beyond its token's grant count for nothing, and are shown as ignored", async () => {
+    const { token: shopWeb } = await token("shop-web", { apps: ["shop"], labels: ["role=web"] });
+    const fake = await connect(shopWeb);
+    fake.send(hello("g-1", { labels: { role: "web", tier: "payments", env: "prod" } }));
+    await fake.next("welcome");
+    const shown = (await t.api("GET", "/api/v1/hosts/g-1")).body.host;
+    expect(shown).toMatchObject({
+      labels: { role: "web" },
+      ungrantedLabels: { tier: "payments", env: "prod" },
+      grant: { apps: ["shop"], labels: ["role=web"] },
+      unrestricted: false,
+    });
+    fake.socket.close();
+  });
+
+  it("another enrollment token cannot take over a host it does not cover; the host's own token still works", async () => {
+    const { token: shopWeb } = await token("shop-web-2", { apps: ["shop"], labels: ["role=web"] });
+    const { token: blogWeb } = await token("blog-web", { apps: ["blog"], labels: ["role=web"] });
+    const first = await connect(shopWeb);
+    first.send(hello("g-2"));
+    const { hostToken } = await first.next("welcome");
+    first.socket.close();
+    await until(async () => !t.server.agents.isConnected("g-2"), 5_000, "g-2 gone");
+
+    const thief = await connect(blogWeb);
+    thief.send(hello("g-2"));
+    expect(await thief.closed).toMatchObject({
+      code: 4001,
+      reason: expect.stringMatching(/grant this token does not cover/),
+    });
+    expect((await t.store.hosts.get("g-2"))?.grant).toEqual({ apps: ["shop"], labels: ["role=web"] });
+    const back = await connect(hostToken);
+    back.send(hello("g-2"));
+    expect((await back.next("welcome")).hostToken).toBeUndefined();
+    back.socket.close();
+  });
+
+  it("an admin of every app changes a host's grant; nobody else may", async () => {
+    const { token: shopWeb } = await token("shop-web-3", { apps: ["shop"], labels: ["role=web"] });
+    const fake = await connect(shopWeb);
+    fake.send(hello("g-3", { labels: { role: "web", tier: "payments" } }));
+    await fake.next("welcome");
+    const body = { apps: ["shop", "blog"], labels: ["role=web", "tier=payments"] };
+
+    const viewer = (await t.api("POST", "/api/v1/tokens", { name: "g-reader", role: "viewer" })).body.token;
+    const scopedAdmin = (
+      await t.api("POST", "/api/v1/tokens", { name: "g-shop-admin", role: "admin", apps: ["shop"] })
+    ).body.token;
+    for (const caller of [viewer, scopedAdmin, shopWeb]) {
+      expect((await t.api("PUT", "/api/v1/hosts/g-3/grant", body, caller)).status).toBe(403);
+    }
+    expect((await t.api("PUT", "/api/v1/hosts/nowhere/grant", body)).status).toBe(404);
+    expect(
+      (await t.api("PUT", "/api/v1/hosts/g-3/grant", { apps: null, labels: ["bad label"] })).status,
+    ).toBe(400);
+    expect((await t.api("PUT", "/api/v1/hosts/g-3/grant", { apps: null })).status).toBe(400);
+
+    const changed = await t.api("PUT", "/api/v1/hosts/g-3/grant", body);
+    expect(changed.status).toBe(200);
+    expect(changed.body.host).toMatchObject({
+      labels: { role: "web", tier: "payments" },
+      ungrantedLabels: {},
+      grant: { apps: ["blog", "shop"], labels: ["role=web", "tier=payments"] },
+    });
+    // A token limited to some apps sees only those of a grant.
+    const shopViewer = (
+      await t.api("POST", "/api/v1/tokens", { name: "g-shop-reader", role: "viewer", apps: ["shop"] })
+    ).body.token;
+    expect((await t.api("GET", "/api/v1/hosts/g-3", undefined, shopViewer)).body.host.grant.apps).toEqual([
+      "shop",
+    ]);
+
+    const unrestricted = await t.api("PUT", "/api/v1/hosts/g-3/grant", { apps: null, labels: null });
+    expect(unrestricted.body.host).toMatchObject({ unrestricted: true, grant: { apps: null, labels: null } });
+    fake.socket.close();
+  });
+});
+
 describe("hostsTable", () => {
   const base = {
     id: 1,
@@ -365,6 +485,9 @@ describe("hostsTable", () => {
     address: null,
     poolState: "pooled" as const,
     labels: { role: "web", env: "prod" },
+    ungrantedLabels: {},
+    grant: { apps: ["shop", "api"], labels: ["env=prod", "role=web"] },
+    app: null,
   };
   const hosts: HostJson[] = [
     {
@@ -381,6 +504,8 @@ describe("hostsTable", () => {
       ...base,
       name: "web-2",
       labels: {},
+      ungrantedLabels: { team: "b" },
+      grant: { apps: null, labels: null },
       poolState: "depooled" as const,
       connected: false,
       lastSeenAt: null,
@@ -388,12 +513,12 @@ describe("hostsTable", () => {
     },
   ];
 
-  it("shows state, last seen, pool, labels and app=release pairs", () => {
+  it("shows state, last seen, pool, labels, ignored labels, grant and app=release pairs", () => {
     expect(hostsTable(hosts)).toBe(
       [
-        "NAME   KIND   STATE         LAST SEEN             POOL      LABELS             CURRENT",
-        "web-1  agent  connected     2024-05-01 12:03:04Z  pooled    env=prod,role=web  shop=aaaaaaaaaaaaaaaa,api=bbbbbbbbbbbbbbbb",
-        "web-2  agent  disconnected  -                     depooled  -                  -",
+        "NAME   KIND   STATE         LAST SEEN             POOL      LABELS             IGNORED LABELS  GRANT                                   CURRENT",
+        "web-1  agent  connected     2024-05-01 12:03:04Z  pooled    env=prod,role=web  -               apps=shop,api labels=env=prod,role=web  shop=aaaaaaaaaaaaaaaa,api=bbbbbbbbbbbbbbbb",
+        "web-2  agent  disconnected  -                     depooled  -                  team=b          apps=* labels=* (unrestricted)          -",
       ].join("\n"),
     );
   });

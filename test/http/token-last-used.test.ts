@@ -60,7 +60,7 @@ describe("tokens' last use", () => {
     socket.close();
     const host = async () => (await t.api("GET", "/api/v1/hosts/used-host")).body.host;
     expect((await host()).tokenLastUsedAt).toBeNull();
-    const blob = await fetch(`${t.url}/api/v1/blobs/${"e".repeat(64)}`, {
+    const blob = await fetch(`${t.url}/api/v1/blobs/${"e".repeat(64)}?artifact=${"f".repeat(64)}`, {
       headers: { authorization: `Bearer ${hostToken}` },
     });
     expect(blob.status).toBe(404);

@@ -116,7 +116,7 @@ describe.each(BACKENDS)("dashboard store on %s", (backend) => {
   });
 
   it("lists what a host ran, newest first, only the apps a token may see", async () => {
-    const host = await store.fleet.ensureSshHost("web-1", "10.0.0.1", {});
+    const host = await store.fleet.ensureSshHost("shop", "web-1", "10.0.0.1", {});
     const shop = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
     const blog = await store.deploys.create(newDeploy({ app: "blog" }), () => ({ ignoredSafeties: [] }));
     await store.fleet.addDeployHosts(shop.id, [{ id: host.id, name: "web-1" }], "r-shop");

@@ -13,7 +13,15 @@ async function deployWithHosts(store: Store, count: number) {
   }));
   const hosts = [];
   for (let i = 1; i <= count; i++)
-    hosts.push(await store.hosts.enrollAgent({ name: `web-${i}`, labels: {}, owner: "s1", tokenHash: null }));
+    hosts.push(
+      await store.hosts.enrollAgent({
+        name: `web-${i}`,
+        labels: {},
+        owner: "s1",
+        tokenHash: null,
+        grant: null,
+      }),
+    );
   await store.fleet.addDeployHosts(deploy.id, hosts, "r1");
   return { deploy, hosts };
 }

@@ -64,7 +64,13 @@ describe.each(BACKENDS)("token use on %s", (backend) => {
   it("host tokens: set on use, throttled, and reset when the host gets a new token", async () => {
     const store = await open();
     const token = "tnh_test-host-token";
-    await store.hosts.enrollAgent({ name: "web-1", labels: {}, owner: "o", tokenHash: hashToken(token) });
+    await store.hosts.enrollAgent({
+      name: "web-1",
+      labels: {},
+      owner: "o",
+      tokenHash: hashToken(token),
+      grant: null,
+    });
     const lastUsed = async () => (await store.hosts.get("web-1"))!.tokenLastUsedAt;
     expect(await lastUsed()).toBeNull();
 
@@ -75,7 +81,13 @@ describe.each(BACKENDS)("token use on %s", (backend) => {
     expect(await store.hosts.findByToken(token)).toBeDefined();
     expect(await lastUsed()).toBe(first);
 
-    await store.hosts.enrollAgent({ name: "web-1", labels: {}, owner: "o", tokenHash: hashToken("tnh_new") });
+    await store.hosts.enrollAgent({
+      name: "web-1",
+      labels: {},
+      owner: "o",
+      tokenHash: hashToken("tnh_new"),
+      grant: null,
+    });
     expect(await lastUsed()).toBeNull();
   });
 });

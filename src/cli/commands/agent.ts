@@ -26,7 +26,11 @@ export function registerAgentCommand(program: Command, { ctx, action, globals }:
     .command("agent")
     .description("run the host agent: connects out to the server (never listens) and installs releases here")
     .option("--name <name>", "this host's name (default: the machine's host name)", parseName("host"))
-    .option("--label <key=value>", "a label deploys select hosts by, repeatable", collectLabel)
+    .option(
+      "--label <key=value>",
+      "a label deploys select hosts by, repeatable (counts only if the host's grant allows it)",
+      collectLabel,
+    )
     .option("--root <dir>", `where releases live (default ${DEFAULT_AGENT_ROOT})`)
     .addOption(
       new Option("--heartbeat <ms>", "heartbeat interval in ms (tests)")
@@ -35,8 +39,10 @@ export function registerAgentCommand(program: Command, { ctx, action, globals }:
     )
     .addHelpText(
       "after",
-      "\nThe first connection uses --token (an agent token: turnout token create NAME --role agent);" +
-        "\nthe server then issues this host its own token, saved in ROOT/.turnout/host-token and used from then on.\n",
+      "\nThe first connection uses --token (an agent token, which grants the host its apps and labels:" +
+        "\n  turnout token create NAME --role agent --app APP --label KEY=VALUE);" +
+        "\nthe server then issues this host its own token, saved in ROOT/.turnout/host-token and used from then on." +
+        "\nLabels given here beyond the grant are ignored (turnout hosts shows them as IGNORED LABELS).\n",
     )
     .action(
       action(async (flags: AgentFlags, command: Command) => {

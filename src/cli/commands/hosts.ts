@@ -1,13 +1,21 @@
 import type { Command } from "commander";
+import { InvalidSettingError } from "../../config/client-settings.js";
 import type { HostWithApps } from "../../domain/fleet.js";
-import { parseName } from "../args.js";
-import { clientFor, envPath, printJson, println } from "../context.js";
-import { formatDate, table } from "../output.js";
+import { collectGrantLabel, collectName, parseName } from "../args.js";
+import { clientFor, envPath, path, printJson, println } from "../context.js";
+import { formatDate, grantText, table } from "../output.js";
 import type { Kit } from "../program.js";
 import { type TerminalText, t } from "../terminal-text.js";
 
 /** GET /api/v1/hosts, as the CLI reads it. */
-export type HostJson = HostWithApps;
+export type HostJson = HostWithApps & { unrestricted?: boolean };
+
+interface GrantFlags {
+  app?: string[];
+  allApps?: boolean;
+  label?: string[];
+  anyLabels?: boolean;
+}
 
 interface Column {
   header: string;
@@ -15,7 +23,7 @@ interface Column {
 }
 
 export function registerHostsCommand(program: Command, { ctx, action, globals }: Kit): void {
-  program
+  const hosts = program
     .command("hosts")
     .description("fleet hosts: connection, pool state, labels and what each runs (of APP)")
     .argument("[app]", "show this app's current release", parseName("app"))
@@ -34,6 +42,47 @@ export function registerHostsCommand(program: Command, { ctx, action, globals }:
         const response = await client.get<{ hosts: HostJson[] }>("/api/v1/hosts");
         if (options.json) printJson(ctx, response.text);
         else println(ctx.stdout, hostsTable(response.body.hosts, app, env));
+        return 0;
+      }),
+    );
+
+  hosts
+    .command("grant")
+    .description("set what an agent host may receive: its apps and the labels that count (admin)")
+    .argument("<host>", "the host's name", parseName("host"))
+    .option("--app <app>", "an app whose deploys may reach the host, repeatable", collectName("app"))
+    .option("--all-apps", "every app's deploys may reach the host")
+    .option(
+      "--label <key=value>",
+      "a label that counts for the host, repeatable (default: none; labels it declares beyond these are ignored)",
+      collectGrantLabel,
+    )
+    .option("--any-labels", "every label the host declares counts (unrestricted; not recommended)")
+    .addHelpText(
+      "after",
+      "\nReplaces the host's grant (the one it got from its enrollment token). Example:" +
+        "\n  turnout hosts grant web-1 --app shop --label role=web --label env=prod\n",
+    )
+    .action(
+      action(async (host: string, flags: GrantFlags, command: Command) => {
+        const options = globals(command);
+        if (Boolean(flags.app) === Boolean(flags.allApps)) {
+          throw new InvalidSettingError("give the apps with --app (repeatable) or --all-apps");
+        }
+        if (flags.label && flags.anyLabels)
+          throw new InvalidSettingError("give --label or --any-labels, not both");
+        const response = await clientFor(ctx, options).put<{ host: HostJson }>(
+          `/api/v1/hosts/${path(host)}/grant`,
+          { apps: flags.app ?? null, labels: flags.anyLabels ? null : (flags.label ?? []) },
+        );
+        if (options.json) {
+          printJson(ctx, response.text);
+          return 0;
+        }
+        const updated = response.body.host;
+        println(ctx.stdout, t`${updated.name}: ${grantText(updated.grant)}`);
+        const ignored = labelsText(updated.ungrantedLabels);
+        if (ignored !== "-") println(ctx.stdout, t`labels it declares that do not count: ${ignored}`);
         return 0;
       }),
     );
@@ -86,6 +135,13 @@ function hostColumns(app: string | undefined, _env: string | undefined): Column[
     { header: "LAST SEEN", cell: (h) => formatDate(h.lastSeenAt) },
     { header: "POOL", cell: (h) => h.poolState },
     { header: "LABELS", cell: (h) => labelsText(h.labels) },
+    // Declared by the host, outside its grant: they count for nothing, and this says why.
+    { header: "IGNORED LABELS", cell: (h) => labelsText(h.ungrantedLabels ?? {}) },
+    {
+      header: "GRANT",
+      cell: (h) =>
+        h.kind === "ssh" ? `app=${h.app ?? "-"}` : `${grantText(h.grant ?? { apps: null, labels: null })}`,
+    },
     { header: "CURRENT", cell: (h) => (app === undefined ? currentPairs(h) : currentOf(h, app)) },
   ];
   return columns;

@@ -3,9 +3,9 @@ import type { ApiClient } from "../api-client.js";
 import type { DeployJson, LogChunk, LogResponse } from "../api-types.js";
 import { type DeployRef, parseDeployRef } from "../args.js";
 import { clientFor, envPath, printJson, println } from "../context.js";
-import { deployLabelOf } from "../output.js";
+import { deployLabelOf, formatDate } from "../output.js";
 import type { Kit } from "../program.js";
-import { LogTextFilter, t } from "../terminal-text.js";
+import { LogTextFilter, type TerminalText, t } from "../terminal-text.js";
 import { followAndReport } from "./follow-and-report.js";
 
 /** `17` or `shop/staging#4` → the deploy, through the API. */
@@ -28,6 +28,7 @@ export function registerLogsCommands(program: Command, { ctx, action, globals }:
         const id = "id" in ref ? ref.id : (await fetchDeploy(client, ref)).id;
         if (flags.follow) {
           const deploy = await fetchDeploy(client, { id });
+          if (deploy.logPrunedAt && !options.json) println(ctx.stderr, prunedNote(deploy.logPrunedAt));
           return followAndReport(ctx, client, deploy, Boolean(options.json));
         }
         const log = await readWholeLog(client, id);
@@ -37,6 +38,7 @@ export function registerLogsCommands(program: Command, { ctx, action, globals }:
           const filter = new LogTextFilter();
           ctx.stdout.write(filter.push(log.chunks.map((c) => c.text).join("")));
           ctx.stdout.write(filter.end());
+          if (log.prunedAt) println(ctx.stderr, prunedNote(log.prunedAt));
         }
         return 0;
       }),
@@ -61,6 +63,11 @@ export function registerLogsCommands(program: Command, { ctx, action, globals }:
     );
 }
 
+/** On stderr, so stdout stays the log (empty here). */
+function prunedNote(at: string): TerminalText {
+  return t`log removed by retention on ${formatDate(at)}; the deploy's record is kept (turnout history, the API)`;
+}
+
 /**
  * The log endpoint answers in pages; one document of every chunk keeps
  * `--json` a single value whatever the log's size.
@@ -73,7 +80,13 @@ async function readWholeLog(client: ApiClient, id: number): Promise<LogResponse>
     chunks.push(...body.chunks);
     const next = typeof body.nextOffset === "number" ? body.nextOffset : offset;
     if (body.chunks.length === 0 || next <= offset) {
-      return { chunks, nextOffset: next, complete: body.complete, status: body.status };
+      return {
+        chunks,
+        nextOffset: next,
+        complete: body.complete,
+        status: body.status,
+        prunedAt: body.prunedAt ?? null,
+      };
     }
     offset = next;
   }

@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { ArtifactStore } from "../../artifacts/artifact-store.js";
+import { ArtifactReadAccess } from "../../artifacts/read-access.js";
 import { artifactNotFound, isSha256 } from "../../domain/artifact.js";
 import { isTurnoutError, TurnoutError } from "../../domain/errors.js";
 import { authorize } from "../../domain/roles.js";
@@ -27,6 +28,12 @@ const IMMUTABLE = "private, max-age=31536000, immutable";
 
 const digestParams = z.object({ digest: z.string().describe("the artifact's digest (64 hex digits)") });
 const blobParams = z.object({ sha256: z.string().describe("the blob's sha256 (64 hex digits)") });
+const artifactField = z
+  .string()
+  .describe(
+    "the digest of the artifact the blobs belong to: host tokens may read only blobs of artifacts the server sent their host",
+  );
+const blobQuery = z.strictObject({ artifact: artifactField.optional() });
 /** Digests per batch request: enough to amortize a request, small enough to validate up front. */
 export const MAX_BATCH_DIGESTS = 1000;
 const batchBody = z.strictObject({
@@ -35,6 +42,7 @@ const batchBody = z.strictObject({
     .min(1)
     .max(MAX_BATCH_DIGESTS)
     .describe(`the blobs' sha256 digests (1..${MAX_BATCH_DIGESTS}), in the order wanted`),
+  artifact: artifactField.optional(),
 });
 const listQuery = z.strictObject({
   limit: positiveInt.max(500).optional().describe("at most this many (default 50)"),
@@ -56,6 +64,11 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
     return opened;
   };
   const { engine, store } = deps;
+  const access = new ArtifactReadAccess({
+    wasSent: (hostId, digest) => store.fleet.wasSent(hostId, digest),
+    findArtifact: (digest) => store.artifacts.find(digest),
+    manifest: (digest) => artifactStore().manifest(digest),
+  });
 
   api.register(async (scope) => {
     // The stream itself, unread: the artifact store reads it as it arrives.
@@ -93,8 +106,21 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
             `an artifact upload is at most ${MAX_UPLOAD_BYTES} bytes`,
           );
         }
-        const stored = await artifactStore()
-          .fromTar(request.body as Readable, { maxBytes: MAX_UPLOAD_BYTES })
+        const artifacts = artifactStore();
+        // Stored and recorded in one section: the garbage collector keeps a recorded upload for a while.
+        const stored = await artifacts
+          .hold(async () => {
+            const tree = await artifacts.fromTar(request.body as Readable, { maxBytes: MAX_UPLOAD_BYTES });
+            await store.artifacts.record({
+              digest: tree.digest,
+              app,
+              fingerprint: null,
+              files: tree.files,
+              bytes: tree.bytes,
+              source: "uploaded",
+            });
+            return tree;
+          })
           .catch((error: unknown) => {
             // A stalled sender is not waited for; any other refusal lets the client finish sending.
             if (!(isTurnoutError(error) && error.code === "E_REQUEST_TIMEOUT")) drain(request);
@@ -102,14 +128,6 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
           })
           .catch((error: unknown) => refusal(reply, error));
         if (!stored) return reply;
-        await store.artifacts.record({
-          digest: stored.digest,
-          app,
-          fingerprint: null,
-          files: stored.files,
-          bytes: stored.bytes,
-          source: "uploaded",
-        });
         return reply.code(201).send({ artifact: await store.artifacts.get(stored.digest) });
       },
     );
@@ -154,11 +172,8 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
         },
       },
       async (request, reply) => {
-        const principal = principalOf(request);
-        authorize(principal, "agent");
         const digest = assertDigest(request.params.digest);
-        const artifact = await store.artifacts.get(digest);
-        authorize(principal, "agent", artifact.app, () => artifactNotFound(digest));
+        await access.assertManifest(principalOf(request), digest);
         if (notModified(request, digest)) return reply.code(304).header("etag", `"${digest}"`).send();
         // The manifest blob is the canonical JSON already: streamed, not parsed and re-serialized.
         const { stream, size } = await artifactStore().openBlobWithSize(digest);
@@ -177,12 +192,18 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
         schema: {
           tags: ["artifacts"],
           summary: "A blob by its sha256, for agents",
+          description:
+            "Host tokens name the artifact (?artifact=DIGEST) and read only blobs of artifacts the server sent " +
+            "their host (404 otherwise, as for a blob that does not exist); enrollment tokens read nothing.",
           params: blobParams,
+          querystring: blobQuery,
         },
       },
       async (request, reply) => {
-        authorize(principalOf(request), "agent");
         const sha256 = assertDigest(request.params.sha256);
+        const artifact =
+          request.query.artifact === undefined ? undefined : assertDigest(request.query.artifact);
+        await access.assertBlobs(principalOf(request), artifact, [sha256]);
         if (notModified(request, sha256)) return reply.code(304).header("etag", `"${sha256}"`).send();
         const { stream, size } = await artifactStore().openBlobWithSize(sha256);
         return reply
@@ -206,13 +227,16 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
             `The body names up to ${MAX_BATCH_DIGESTS} blobs by sha256; the answer (application/octet-stream, ` +
             "with Content-Length) is their bytes back to back, in the order asked, with no framing: the " +
             "host knows each size from the manifest and verifies each digest. 404 (before any byte) when " +
-            "one of them is not stored.",
+            "one of them is not stored. Host tokens name the artifact the blobs belong to and read only " +
+            "artifacts the server sent their host (404 otherwise, the same answer as for a missing blob).",
           body: batchBody,
         },
       },
       async (request, reply) => {
-        authorize(principalOf(request), "agent");
         const digests = request.body.digests.map(assertDigest);
+        const artifact =
+          request.body.artifact === undefined ? undefined : assertDigest(request.body.artifact);
+        await access.assertBlobs(principalOf(request), artifact, digests);
         const blobs = artifactStore().concatenated(digests);
         // Written by hand, not sent as a stream: the store recycles its buffers on the write callbacks.
         reply.hijack();

@@ -45,7 +45,8 @@ export function registerDeployLogRoutes(
         tags: ["deploys"],
         summary: "The deploy's log from an offset; with Accept: text/event-stream, a live stream",
         description:
-          "JSON: {chunks:[{offset,text}], nextOffset, complete, status}. SSE events: `log` (id = offset after the chunk, " +
+          "JSON: {chunks:[{offset,text}], nextOffset, complete, status, prunedAt} (prunedAt: when retention removed " +
+          "the log, else null). SSE events: `log` (id = offset after the chunk, " +
           "data {offset,text}), `status` (data {deploy}), `end` (data {deploy}, then the stream closes). " +
           "Reconnecting with Last-Event-ID resumes after the last byte received.",
         params: deployIdParams,
@@ -81,6 +82,8 @@ export function registerDeployLogRoutes(
         nextOffset,
         complete: isFinished(deploy.status) && nextOffset >= end.offset,
         status: deploy.status,
+        // Removed by retention: the deploy record stays, and says so rather than showing an empty log.
+        prunedAt: deploy.logPrunedAt,
       };
     },
   );

@@ -11,11 +11,12 @@ import { runHttpBackend } from "../git-http/cgi.js";
 import { BASIC_CHALLENGE, gitToken } from "../git-http/credentials.js";
 import { type GitService, refusalAdvertisement } from "../git-http/pkt-line.js";
 import { watchPushCommands } from "../git-http/push-commands.js";
-import { type HostedTarget, REPO_SEGMENT, resolveHostedTarget } from "../git-http/resolve-repo.js";
+import { type HostedTarget, repoAddress, resolveHostedTarget } from "../git-http/resolve-repo.js";
 
 /**
  * Push-to-deploy: git's smart HTTP protocol for the repositories Turnout
- * hosts, at `/git/<app>.git`. Git sends HTTP Basic credentials (the password
+ * hosts, at `/git/<app>.git` and `/git/<app>/<component>.git` (see
+ * git-http/resolve-repo.ts). Git sends HTTP Basic credentials (the password
  * is a Turnout token), so these routes sit outside the API's bearer hook and
  * answer in git's terms: 401 with a Basic challenge, refusals as ERR packets
  * git prints, everything else streamed to and from `git http-backend`.
@@ -25,7 +26,8 @@ const SERVICES: readonly GitService[] = ["git-upload-pack", "git-receive-pack"];
 const MAX_BODY_BYTES = 1024 * 1024 * 1024;
 
 const PRINCIPAL = Symbol("turnout.git-principal");
-type GitRequest = FastifyRequest<{ Params: { repo: string } }> & { [PRINCIPAL]?: Principal };
+type GitParams = { repo: string; app?: string };
+type GitRequest = FastifyRequest<{ Params: GitParams }> & { [PRINCIPAL]?: Principal };
 
 function text(reply: FastifyReply, status: number, message: string): FastifyReply {
   return reply
@@ -35,10 +37,13 @@ function text(reply: FastifyReply, status: number, message: string): FastifyRepl
     .send(`${message}\n`);
 }
 
-/** The repository name of the URL, or undefined for anything that is not `<name>.git`. */
-function repoName(request: GitRequest): string | undefined {
-  return REPO_SEGMENT.exec(request.params.repo)?.[1];
+/** The repository the URL names, or undefined for anything that is not made of valid names. */
+function addressOf(request: GitRequest) {
+  return repoAddress(request.params);
 }
+
+/** Both URL shapes: `/git/<app>.git/…` and `/git/<app>/<component>.git/…`. */
+const PREFIXES = ["/git/:repo", "/git/:app/:repo"] as const;
 
 export function gitPushRoutes({ engine, store }: HttpDeps): FastifyPluginAsync {
   return async (git: FastifyInstance) => {
@@ -65,7 +70,7 @@ export function gitPushRoutes({ engine, store }: HttpDeps): FastifyPluginAsync {
     // Runs before any body is read: hostile names and anonymous callers cost nothing.
     git.addHook("onRequest", async (raw, reply) => {
       const request = raw as GitRequest;
-      if (repoName(request) === undefined) return text(reply, 404, "turnout: no such repository");
+      if (addressOf(request) === undefined) return text(reply, 404, "turnout: no such repository");
       const token = gitToken(request.headers.authorization);
       const principal = token === undefined ? undefined : await store.tokens.authenticate(token);
       if (!principal) {
@@ -81,7 +86,7 @@ export function gitPushRoutes({ engine, store }: HttpDeps): FastifyPluginAsync {
     });
 
     const target = (request: GitRequest, service: GitService): HostedTarget =>
-      resolveHostedTarget(engine.config(), request[PRINCIPAL]!, repoName(request)!, service);
+      resolveHostedTarget(engine.config(), request[PRINCIPAL]!, addressOf(request)!, service);
 
     const serve = async (
       request: GitRequest,
@@ -147,45 +152,47 @@ export function gitPushRoutes({ engine, store }: HttpDeps): FastifyPluginAsync {
       config: { rawBody: true, rawQuery: true, streamedBody: true },
     } as const;
 
-    git.get<{ Params: { repo: string }; Querystring: { service?: string } }>(
-      "/git/:repo/info/refs",
-      hidden,
-      async (request, reply) => {
-        const service = SERVICES.find((s) => s === request.query.service);
-        if (!service) {
-          return text(reply, 403, "turnout: only git's smart HTTP protocol is served here");
-        }
-        const found = target(request as GitRequest, service);
-        if (!found.ok) {
-          // 200 on purpose: git shows the ERR packet of an advertisement, not an error page.
-          return reply
-            .code(200)
-            .header("content-type", `application/x-${service}-advertisement`)
-            .header("cache-control", "no-cache")
-            .send(refusalAdvertisement(service, found.message));
-        }
-        await serve(request as GitRequest, reply, service, found);
-      },
-    );
+    for (const prefix of PREFIXES) {
+      git.get<{ Params: GitParams; Querystring: { service?: string } }>(
+        `${prefix}/info/refs`,
+        hidden,
+        async (request, reply) => {
+          const service = SERVICES.find((s) => s === request.query.service);
+          if (!service) {
+            return text(reply, 403, "turnout: only git's smart HTTP protocol is served here");
+          }
+          const found = target(request as GitRequest, service);
+          if (!found.ok) {
+            // 200 on purpose: git shows the ERR packet of an advertisement, not an error page.
+            return reply
+              .code(200)
+              .header("content-type", `application/x-${service}-advertisement`)
+              .header("cache-control", "no-cache")
+              .send(refusalAdvertisement(service, found.message));
+          }
+          await serve(request as GitRequest, reply, service, found);
+        },
+      );
 
-    for (const service of SERVICES) {
-      // A fetch (upload-pack) only reads and goes on while the server shuts down; a push does not.
-      const options = {
-        ...hidden,
-        config: { ...hidden.config, duringShutdown: service === "git-upload-pack" },
-      };
-      git.post<{ Params: { repo: string } }>(`/git/:repo/${service}`, options, async (request, reply) => {
-        const type = request.headers["content-type"]?.split(";")[0]?.trim().toLowerCase();
-        if (type !== `application/x-${service}-request`) {
-          return text(reply, 415, `turnout: expected a body of type application/x-${service}-request`);
-        }
-        const found = target(request as GitRequest, service);
-        // Git asked for the advertisement first and saw the refusal there; this is for other clients.
-        if (!found.ok) return text(reply, 403, found.message);
-        const length = Number(request.headers["content-length"] ?? 0);
-        if (length > MAX_BODY_BYTES) return text(reply, 413, "turnout: request body too large");
-        await serve(request as GitRequest, reply, service, found);
-      });
+      for (const service of SERVICES) {
+        // A fetch (upload-pack) only reads and goes on while the server shuts down; a push does not.
+        const options = {
+          ...hidden,
+          config: { ...hidden.config, duringShutdown: service === "git-upload-pack" },
+        };
+        git.post<{ Params: GitParams }>(`${prefix}/${service}`, options, async (request, reply) => {
+          const type = request.headers["content-type"]?.split(";")[0]?.trim().toLowerCase();
+          if (type !== `application/x-${service}-request`) {
+            return text(reply, 415, `turnout: expected a body of type application/x-${service}-request`);
+          }
+          const found = target(request as GitRequest, service);
+          // Git asked for the advertisement first and saw the refusal there; this is for other clients.
+          if (!found.ok) return text(reply, 403, found.message);
+          const length = Number(request.headers["content-length"] ?? 0);
+          if (length > MAX_BODY_BYTES) return text(reply, 413, "turnout: request body too large");
+          await serve(request as GitRequest, reply, service, found);
+        });
+      }
     }
   };
 }

@@ -2,9 +2,10 @@ import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { assertHostName } from "../../agent/protocol.js";
-import { notFound } from "../../domain/errors.js";
+import { notFound, TurnoutError } from "../../domain/errors.js";
 import type { HostWithApps } from "../../domain/fleet.js";
-import { authorize } from "../../domain/roles.js";
+import { isUnrestricted, parseAppGrant, parseLabelGrant } from "../../domain/host-grant.js";
+import { authorize, type Principal } from "../../domain/roles.js";
 import type { HostRecord } from "../../store/hosts.js";
 import { principalOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
@@ -12,7 +13,26 @@ import { visibleHosts } from "../visibility.js";
 
 const hostParams = z.object({ name: z.string().describe("host name") });
 
-export type HostJson = HostWithApps & Pick<HostRecord, "tokenLastUsedAt">;
+const grantBody = z.strictObject({
+  apps: z
+    .array(z.string())
+    .max(1000)
+    .nullable()
+    .describe("apps whose deploys the host may receive; null: every app"),
+  labels: z
+    .array(z.string())
+    .max(1000)
+    .nullable()
+    .describe(
+      "`key=value` labels that count for the host; [] none; null: whatever it declares (unrestricted)",
+    ),
+});
+
+export type HostJson = HostWithApps &
+  Pick<HostRecord, "tokenLastUsedAt"> & {
+    /** Agent hosts: labels are chosen by the host itself (grant.labels null). */
+    unrestricted: boolean;
+  };
 
 /**
  * Fleet hosts: labels, connection and pool state, and what each holds per
@@ -28,7 +48,9 @@ export function registerHostRoutes(app: FastifyInstance, { engine, store, agents
     const principal = principalOf(request);
     authorize(principal, "read");
     const hosts = agents ? await agents.hosts() : await store.hosts.list();
-    return { hosts: visibleHosts(principal, hosts, engine.config()).map(hostJson) };
+    return {
+      hosts: visibleHosts(principal, hosts, engine.config()).map((host) => hostJson(host, principal)),
+    };
   });
 
   r.get(
@@ -41,17 +63,59 @@ export function registerHostRoutes(app: FastifyInstance, { engine, store, agents
       const found = agents ? await agents.host(name) : await store.hosts.get(name);
       const [host] = found ? visibleHosts(principal, [found], engine.config()) : [];
       if (!host) throw notFound(`host '${name}'`, { host: name });
-      return { host: hostJson(host) };
+      return { host: hostJson(host, principal) };
+    },
+  );
+
+  r.put(
+    "/hosts/:name/grant",
+    {
+      schema: {
+        tags: ["hosts"],
+        summary: "Set what an agent host may receive (admin)",
+        description:
+          "Replaces the host's grant: the apps whose deploys reach it and the labels that count for it. " +
+          "Labels the host declares beyond it are ignored (listed as ungrantedLabels). Artifacts sent to it " +
+          "for apps it loses are no longer readable by it. Takes an admin token for every app.",
+        params: hostParams,
+        body: grantBody,
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      authorize(principal, "admin");
+      // A grant can name any app: only an admin of every app may give one.
+      if (principal.apps !== null) {
+        throw new TurnoutError(
+          "E_FORBIDDEN",
+          `token '${principal.name}' is limited to some apps and may not change host grants`,
+        );
+      }
+      const name = assertHostName(request.params.name);
+      const grant = {
+        apps: request.body.apps === null ? null : parseAppGrant(request.body.apps),
+        labels: request.body.labels === null ? null : parseLabelGrant(request.body.labels),
+      };
+      await store.hosts.setGrant(name, grant, principal.name);
+      const host = agents ? await agents.host(name) : await store.hosts.get(name);
+      if (!host) throw notFound(`host '${name}'`, { host: name });
+      return { host: hostJson(host, principal) };
     },
   );
 }
 
-export function hostJson(host: HostRecord): HostJson {
+export function hostJson(host: HostRecord, principal: Principal): HostJson {
+  const visible = (app: string) => principal.apps === null || principal.apps.includes(app);
   return {
     id: host.id,
     name: host.name,
     kind: host.kind,
     labels: host.labels,
+    ungrantedLabels: host.ungrantedLabels,
+    // A token limited to some apps learns nothing of the others from a grant either.
+    grant: { apps: host.grant.apps?.filter(visible) ?? null, labels: host.grant.labels },
+    unrestricted: host.kind === "agent" && isUnrestricted(host.grant),
+    app: host.app !== null && visible(host.app) ? host.app : null,
     address: host.address,
     poolState: host.poolState,
     connected: host.connected,

@@ -9,6 +9,7 @@ import type {
   DeployHostJson,
   DeployJson,
   FleetHostJson,
+  HostJson,
   OverviewActiveJson,
   OverviewAppJson,
   OverviewEnvJson,
@@ -18,10 +19,15 @@ import { principalOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
 import { appSummaries } from "../serializers.js";
 import { visibleProblems } from "../visibility.js";
+import type { HostJson as RouteHostJson } from "./hosts.js";
 
 // The API's JSON shapes and the code's types must not drift apart.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
-const _hostShapes: [Same<DeployHostJson, DeployHost>, Same<FleetHostJson, FleetHostState>] = [true, true];
+const _hostShapes: [
+  Same<DeployHostJson, DeployHost>,
+  Same<FleetHostJson, FleetHostState>,
+  Same<HostJson, RouteHostJson>,
+] = [true, true, true];
 void _hostShapes;
 
 /** Host steps after which a host needs nothing more from the deploy. */

@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { TurnoutError } from "../../domain/errors.js";
+import { parseLabelGrant } from "../../domain/host-grant.js";
 import { assertName } from "../../domain/names.js";
 import { authorize, type Principal, ROLES } from "../../domain/roles.js";
 import { principalOf } from "../auth.js";
@@ -15,7 +16,18 @@ const createBody = z.strictObject({
     .min(1)
     .max(1000)
     .optional()
-    .describe("limit the token to these apps; default: every app"),
+    .describe(
+      "limit the token to these apps; default: every app. An agent token grants these apps to the hosts enrolled with it",
+    ),
+  labels: z
+    .array(z.string())
+    .max(1000)
+    .nullable()
+    .optional()
+    .describe(
+      "agent tokens only: the `key=value` labels hosts enrolled with it are granted (a host's other labels count " +
+        "for nothing); default: none; null: whatever the host declares (unrestricted)",
+    ),
 });
 
 const nameParams = z.object({ name: z.string() });
@@ -43,13 +55,17 @@ export function registerTokenRoutes(app: FastifyInstance, { store }: HttpDeps): 
     async (request, reply) => {
       const principal = principalOf(request);
       authorizeTokenAdmin(principal);
-      const { name, role, apps } = request.body;
+      const { name, role, apps, labels } = request.body;
       assertName("token", name);
       for (const appName of apps ?? []) assertName("app", appName);
+      if (labels !== undefined && role !== "agent") {
+        throw new TurnoutError("E_VALIDATION", "only agent tokens grant labels", { role });
+      }
       const created = await store.tokens.create({
         name,
         role,
         apps: apps === undefined ? null : [...new Set(apps)],
+        labels: labels === undefined ? [] : labels === null ? null : parseLabelGrant(labels),
         createdBy: principal.name,
       });
       return reply.code(201).send({ token: created.token, info: created.info });

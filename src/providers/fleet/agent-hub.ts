@@ -12,6 +12,7 @@ import {
 } from "../../agent/protocol.js";
 import { isTurnoutError, TurnoutError } from "../../domain/errors.js";
 import type { HostAppInventory } from "../../domain/fleet.js";
+import { enrollmentGrant } from "../../domain/host-grant.js";
 import { can, type Principal } from "../../domain/roles.js";
 import type { HostRecord } from "../../store/hosts.js";
 import type { Store } from "../../store/store.js";
@@ -191,6 +192,8 @@ export class AgentHub {
         labels: hello.labels,
         owner: this.owner,
         tokenHash: hostToken ? hashToken(hostToken) : null,
+        // The server decides what the host may receive: the enrolling token's grant, or the one it has.
+        grant: auth.kind === "enrollment" ? enrollmentGrant(auth.principal) : null,
       });
       await this.store.hosts.saveInventory(host.id, hello.inventory);
       return host;
@@ -214,8 +217,11 @@ export class AgentHub {
       previous.close(CLOSE.replaced, "replaced by a new connection of the same host");
     }
     accepted.send({ type: "welcome", hostId: connection.id, ...(hostToken ? { hostToken } : {}) });
+    const ignored = Object.entries(connection.ungrantedLabels).map(([k, v]) => `${k}=${v}`);
     this.report(
-      `agents: ${name} connected (agent ${hello.version}${auth.kind === "enrollment" ? ", enrolled" : ""})`,
+      `agents: ${name} connected (agent ${hello.version}${auth.kind === "enrollment" ? ", enrolled" : ""}${
+        ignored.length > 0 ? `; labels not granted, ignored: ${ignored.join(", ")}` : ""
+      })`,
     );
     this.emit({ type: "connected", host: name });
     return accepted;

@@ -5,9 +5,9 @@ import { type ArtifactManifest, hostReleaseId } from "../../domain/artifact.js";
 import { type BuildInputs, buildEnvironment, buildInputsOf, buildKey } from "../../domain/build-key.js";
 import type { Deploy, FailureCode } from "../../domain/deploy.js";
 import { formatDuration } from "../../domain/duration.js";
-import { isTurnoutError } from "../../domain/errors.js";
+import { isTurnoutError, TurnoutError } from "../../domain/errors.js";
 import type { FleetDeployConfig, Host, SshHostConfig } from "../../domain/fleet.js";
-import { labelsMatch } from "../../domain/fleet.js";
+import { inFleet } from "../../domain/fleet.js";
 import { placeholderValues, substitute } from "../../domain/placeholders.js";
 import type { GitTreeReader } from "../../git/tree-reader.js";
 import type { Store } from "../../store/store.js";
@@ -33,6 +33,13 @@ export interface ArtifactSource {
   ): Promise<{ digest: string; manifest: ArtifactManifest; files: number; bytes: number } | null>;
   manifest(digest: string): Promise<ArtifactManifest>;
   openBlob(sha256: string): Promise<Readable>;
+  hasBlob(sha256: string): Promise<boolean>;
+  /**
+   * Runs `fn` where the garbage collector removes nothing: choosing or
+   * building an artifact and recording that the deploy uses it happen in one
+   * such section (see artifacts/store-gate.ts).
+   */
+  hold<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 export interface AgentDirectory {
@@ -105,6 +112,7 @@ export async function runFleetDeploy(deps: FleetDeps, given: FleetRun): Promise<
     const outcome = await orchestrate({
       deploy,
       releaseId,
+      artifact: artifact.digest,
       manifest,
       blobs,
       config,
@@ -214,30 +222,51 @@ async function promote(
   return { status: "succeeded", artifact: digest };
 }
 
+/**
+ * The deploy's artifact: given (an upload, or the release a rollback brings
+ * back), reused (built before for the same release), read from git, or
+ * built. Whichever it is, it is recorded on the deploy before anything is
+ * staged, in the same store section as the choice, so the garbage collector
+ * keeps it from then on (see ArtifactSource.hold). A build command runs
+ * outside that section: it may take long, and touches no stored blob.
+ */
 async function artifactFor(
   deps: FleetDeps,
   run: FleetRun,
 ): Promise<{ digest: string; manifest?: ArtifactManifest } | FleetOutcome> {
   const { deploy, log } = run;
+  const use = async <T extends { digest: string }>(artifact: T): Promise<T> => {
+    await deps.store.deploys.recordArtifact(deploy.id, artifact.digest);
+    return artifact;
+  };
   if (deploy.artifact) {
+    const given = deploy.artifact;
     log(
       deploy.trigger === "api" || deploy.trigger === "cli" || deploy.trigger === "ui"
-        ? `==> deploying the uploaded artifact ${deploy.artifact.slice(0, 12)}`
-        : `==> deploying artifact ${deploy.artifact.slice(0, 12)} of the release being brought back`,
+        ? `==> deploying the uploaded artifact ${given.slice(0, 12)}`
+        : `==> deploying artifact ${given.slice(0, 12)} of the release being brought back`,
     );
-    return { digest: deploy.artifact };
+    return deps.artifacts.hold(async () => {
+      if (!(await deps.artifacts.hasBlob(given))) throw artifactGone(given);
+      return use({ digest: given });
+    });
   }
   // Reuse is by everything the build reads (domain/build-key.ts), not by the
   // release: two environments whose builds read the same share an artifact,
   // and one whose build reads anything else gets its own.
   const inputs = buildInputsOf(run.app, deploy, run.config);
   const key = buildKey(inputs);
-  const known = await deps.store.artifacts.byBuildKey(deploy.app, key);
-  if (known) {
+  const reused = await deps.artifacts.hold(async () => {
+    const known = await deps.store.artifacts.byBuildKey(deploy.app, key);
+    // A record whose files the collector removed (or another server holds) is built again.
+    if (!known || !(await deps.artifacts.hasBlob(known.digest))) return undefined;
+    return use({ digest: known.digest });
+  });
+  if (reused) {
     log(
-      `==> reusing artifact ${known.digest.slice(0, 12)}: built before from the same inputs (build key ${key.slice(0, 12)})`,
+      `==> reusing artifact ${reused.digest.slice(0, 12)}: built before from the same inputs (build key ${key.slice(0, 12)})`,
     );
-    return { digest: known.digest };
+    return reused;
   }
   const build = run.config.build;
   if (!build && run.gitTree) {
@@ -287,8 +316,18 @@ async function artifactFor(
       errorMessage: "the artifact path leaves the workspace",
     };
   }
-  const stored = await deps.artifacts.fromDirectory(dir, { exclude: inputs.exclude });
-  return recordBuilt(deps, run, stored, key);
+  return deps.artifacts.hold(async () => {
+    const stored = await deps.artifacts.fromDirectory(dir, { exclude: inputs.exclude });
+    return use(await recordBuilt(deps, run, stored, key));
+  });
+}
+
+function artifactGone(digest: string): TurnoutError {
+  return new TurnoutError(
+    "E_NOT_FOUND",
+    `artifact ${digest.slice(0, 12)} is no longer stored (removed by retention, or lost)`,
+    { digest },
+  );
 }
 
 /**
@@ -306,19 +345,23 @@ async function artifactFromGit(
 ): Promise<{ digest: string; manifest: ArtifactManifest } | undefined> {
   await run.setPhase("artifact");
   const subdir = inputs.artifactPath === "." ? null : path.posix.normalize(inputs.artifactPath);
-  let stored: Awaited<ReturnType<ArtifactSource["fromGitTree"]>>;
-  try {
-    stored = await deps.artifacts.fromGitTree(reader, subdir);
-  } catch (error) {
-    if (!isTurnoutError(error) || error.code !== "E_GIT") throw error;
-    run.log(`==> cannot read the tree from git (${error.message}); using a checkout`);
-    return undefined;
-  }
-  if (!stored) {
-    run.log("==> the tree has submodules or .gitattributes: building the artifact from a checkout");
-    return undefined;
-  }
-  return recordBuilt(deps, run, stored, key);
+  return deps.artifacts.hold(async () => {
+    let stored: Awaited<ReturnType<ArtifactSource["fromGitTree"]>>;
+    try {
+      stored = await deps.artifacts.fromGitTree(reader, subdir);
+    } catch (error) {
+      if (!isTurnoutError(error) || error.code !== "E_GIT") throw error;
+      run.log(`==> cannot read the tree from git (${error.message}); using a checkout`);
+      return undefined;
+    }
+    if (!stored) {
+      run.log("==> the tree has submodules or .gitattributes: building the artifact from a checkout");
+      return undefined;
+    }
+    const built = await recordBuilt(deps, run, stored, key);
+    await deps.store.deploys.recordArtifact(run.deploy.id, built.digest);
+    return built;
+  });
 }
 
 async function recordBuilt(
@@ -348,9 +391,9 @@ async function targetsFor(
   const targets: FleetTarget[] = [];
   const opened: (HostOps & { close(): Promise<void> })[] = [];
   if (run.config.hostLabels) {
-    const wanted = run.config.hostLabels;
     for (const host of await deps.agents.hosts()) {
-      if (host.kind !== "agent" || !labelsMatch(wanted, host.labels)) continue;
+      // Granted labels and apps only: a host's own hello cannot put it into another app's fleet.
+      if (host.kind !== "agent" || !inFleet(host, run.deploy.app, run.config)) continue;
       targets.push({
         hostId: host.id,
         name: host.name,
@@ -360,7 +403,12 @@ async function targetsFor(
     }
   }
   for (const ssh of run.config.ssh) {
-    const { id, poolState } = await deps.store.fleet.ensureSshHost(ssh.name, ssh.address, ssh.labels);
+    const { id, poolState } = await deps.store.fleet.ensureSshHost(
+      run.deploy.app,
+      ssh.name,
+      ssh.address,
+      ssh.labels,
+    );
     const ops = deps.ssh.open(ssh);
     opened.push(ops);
     targets.push({

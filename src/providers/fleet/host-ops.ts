@@ -42,6 +42,12 @@ export interface BlobSource {
 export interface StageSpec {
   app: string;
   releaseId: string;
+  /**
+   * The artifact's digest. An agent names it when it downloads the blobs: a
+   * host token may read only the blobs of artifacts the server sent it.
+   * (Optional for the host layout, which gets its blobs from a BlobSource.)
+   */
+  artifact?: string;
   manifest: ArtifactManifest;
   /** Paths inside the release replaced by links to <root>/<app>/shared/<path>. */
   shared: string[];

@@ -44,6 +44,8 @@ export interface FleetTarget {
 export interface OrchestrateInput {
   deploy: Deploy;
   releaseId: string;
+  /** The artifact's digest: what the hosts are sent (and may then download). */
+  artifact: string;
   manifest: ArtifactManifest;
   blobs: BlobSource;
   config: FleetDeployConfig;
@@ -130,12 +132,19 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
   const spec: StageSpec = {
     app: deploy.app,
     releaseId: input.releaseId,
+    artifact: input.artifact,
     manifest: input.manifest,
     shared: config.shared,
     ...(config.beforeSwitch ? { beforeSwitch: config.beforeSwitch } : {}),
     env: input.env,
     timeoutMs: config.timeoutMs,
   };
+  // What these hosts may download from now on; nothing else is readable with their tokens.
+  await fleet.sendArtifact(
+    runs.map((r) => r.target.hostId),
+    input.artifact,
+    deploy.app,
+  );
   await inParallel(runs, strategy.stageConcurrency, async (run) => {
     if (signal.aborted) return;
     await record(run, "staging");

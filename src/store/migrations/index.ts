@@ -4,8 +4,10 @@ import * as m0001 from "./0001-initial.js";
 import * as m0002 from "./0002-delivery.js";
 import * as m0003 from "./0003-fleets.js";
 import * as m0004 from "./0004-approvals.js";
+import * as m0005 from "./0005-isolation.js";
 import * as m0006 from "./0006-release-identity.js";
 import * as m0008 from "./0008-host-token-use.js";
+import * as m0009 from "./0009-retention.js";
 import * as m0010 from "./0010-dashboard.js";
 
 /**
@@ -22,7 +24,9 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0002-delivery": m0002,
   "0003-fleets": m0003,
   "0004-approvals": m0004,
+  "0005-isolation": m0005,
   "0006-release-identity": m0006,
   "0008-host-token-use": m0008,
+  "0009-retention": m0009,
   "0010-dashboard": m0010,
 };

@@ -144,6 +144,20 @@ export function HostsPage() {
                           {k}={v}
                         </span>
                       ))}
+                      {Object.entries(host.ungrantedLabels ?? {}).map(([k, v]) => (
+                        <span
+                          key={`u-${k}`}
+                          class="label-chip ungranted"
+                          title="declared by the host, not granted: it does not count"
+                        >
+                          {k}={v}
+                        </span>
+                      ))}
+                      {host.unrestricted && (
+                        <Pill tone="wait" title="its enrollment token grants any label it declares">
+                          unrestricted
+                        </Pill>
+                      )}
                     </td>
                     <td>
                       {host.kind === "ssh" ? (
