@@ -175,7 +175,14 @@ async function main() {
     await store.close();
 
     const server = await startServer(work);
-    const token = (await api(server, "POST", "/api/v1/tokens", { name: "web-hosts", role: "agent" })).token;
+    const token = (
+      await api(server, "POST", "/api/v1/tokens", {
+        name: "web-hosts",
+        role: "agent",
+        apps: ["shop"],
+        labels: ["role=web"],
+      })
+    ).token;
     for (const name of ["web-1", "web-2", "web-3"])
       startAgent(server.url, token, name, path.join(work, "hosts", name));
     await until(

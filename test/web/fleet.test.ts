@@ -42,7 +42,15 @@ beforeAll(async () => {
     ensureBuilt(),
   ]).then(([b, s]) => [b, s] as const);
   work = await mkdtemp(path.join(tmpdir(), "turnout-web-fleet-"));
-  const token = (await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent" })).body.token;
+  // The grant decides which labels count: role=web; the zone each host declares is not granted.
+  const token = (
+    await t.api("POST", "/api/v1/tokens", {
+      name: "enroll",
+      role: "agent",
+      apps: ["shop"],
+      labels: ["role=web"],
+    })
+  ).body.token;
   agents = ["web-1", "web-2", "web-3"].map((name) =>
     startAgent({
       serverUrl: t.url,
@@ -116,6 +124,8 @@ describe("a fleet deploy in the browser", () => {
     const text = (await row.textContent()) ?? "";
     expect(text).toContain("role=web");
     expect(text).toContain("connected");
+    // A label the host declared beyond its grant is shown, struck through: it does not count.
+    expect(await row.locator(".label-chip.ungranted").allTextContents()).toEqual(["zone=a"]);
     const release = (await t.store.releases.current("shop", "production"))!.artifact!.slice(0, 12);
     await poll(async () => (await row.textContent()) ?? "").toContain(release);
     await poll(async () => (await row.textContent()) ?? "").toContain("in sync");
