@@ -173,7 +173,8 @@ function buildWeb(target, now) {
   const result = spawnSync(
     process.execPath,
     [vite, "build", "--config", "web/vite.config.ts", "--logLevel", "warn"],
-    { cwd: ROOT, stdio: "inherit" },
+    // A production build whoever runs it (vitest's workers have NODE_ENV=test).
+    { cwd: ROOT, stdio: "inherit", env: { ...process.env, NODE_ENV: "production" } },
   );
   if (result.status !== 0) return result.status ?? 1;
   writeFileSync(target.record, serialize(now));

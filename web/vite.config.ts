@@ -6,7 +6,9 @@ import { defineConfig } from "vite";
  * into dist/web, which `turnout server` serves at `/`. Everything is bundled
  * (no CDN, nothing fetched at run time), assets are named by their content
  * (served immutable), and no inline script is emitted, so the page runs
- * under a Content Security Policy of 'self' only.
+ * under a Content Security Policy of 'self' only. Build with
+ * NODE_ENV=production (or unset): Vite does not minify under NODE_ENV=test,
+ * which is why bin/build-if-changed.js sets it.
  */
 export default defineConfig({
   root: fileURLToPath(new URL(".", import.meta.url)),
