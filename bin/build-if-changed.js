@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-// Compiles src/ into dist/ when, and only when, something the build reads has
-// changed since the last successful build: `npm start` and `npm test` run this
+// Compiles src/ into dist/ (tsc) and web/ into dist/web (Vite) when, and only
+// when, something that build reads has changed since its last success: `npm start` and `npm test` run this
 // first, and a restart with nothing changed must not pay a compile (it cost
 // 49 s on a loaded 2-core machine). `prepare` runs it after `npm install` /
 // `npm ci` and before `npm pack`, so a clone is built once, at install.
 //
 // The check reads and hashes the inputs (src/, the tsconfig files,
-// package.json, package-lock.json) and compares them with the list recorded
-// by the last build: no TypeScript is loaded when nothing changed, so it costs
+// package.json, package-lock.json for the server; web/, package.json and
+// package-lock.json for the web UI) and compares them with the list recorded
+// by the last build of each: no TypeScript is loaded when nothing changed, so it costs
 // about one Node start. Content, not mtimes: a checkout or `touch` that
 // changes nothing costs nothing. tsc itself runs incrementally
 // (tsconfig.build.json), so a one-file change recompiles little.
@@ -26,10 +27,32 @@ import { fileURLToPath } from "node:url";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const DIST = path.join(ROOT, "dist");
-/** What the last successful build was made from: `<sha256>  <path>` lines. */
-const RECORD = path.join(DIST, ".build-inputs");
 const LOCK = path.join(DIST, ".build-lock");
-const INPUT_FILES = ["tsconfig.json", "tsconfig.build.json", "package.json", "package-lock.json"];
+
+/**
+ * The two builds: each with its inputs, the file that proves its output is
+ * there, and where it records what it was built from (`<sha256>  <path>`
+ * lines). The web UI's JavaScript depends on web/ and the packages only:
+ * the types it shares with src/ are erased.
+ */
+const TARGETS = [
+  {
+    name: "server",
+    source: "src",
+    files: ["tsconfig.json", "tsconfig.build.json", "package.json", "package-lock.json"],
+    output: path.join(DIST, "main.js"),
+    record: path.join(DIST, ".build-inputs"),
+    build: buildServer,
+  },
+  {
+    name: "web UI",
+    source: "web",
+    files: ["package.json", "package-lock.json"],
+    output: path.join(DIST, "web", "index.html"),
+    record: path.join(DIST, ".web-build-inputs"),
+    build: buildWeb,
+  },
+];
 
 function main(argv) {
   const force = argv.includes("--force");
@@ -38,21 +61,26 @@ function main(argv) {
     process.stderr.write(`usage: node bin/build-if-changed.js [--force] (unknown: ${unknown.join(" ")})\n`);
     return 2;
   }
-  if (!statSync(path.join(ROOT, "src"), { throwIfNoEntry: false })) return 0;
-  if (!force && upToDate(inputs())) return 0;
-  return withLock(() => {
-    // Whoever held the lock may just have built the same inputs.
-    const now = inputs();
-    if (!force && upToDate(now)) return 0;
-    return build(now);
-  });
+  for (const target of TARGETS) {
+    // The published package has no sources: its dist/ is the build.
+    if (!statSync(path.join(ROOT, target.source), { throwIfNoEntry: false })) continue;
+    if (!force && upToDate(target, inputs(target))) continue;
+    const status = withLock(() => {
+      // Whoever held the lock may just have built the same inputs.
+      const now = inputs(target);
+      if (!force && upToDate(target, now)) return 0;
+      return target.build(target, now);
+    });
+    if (status !== 0) return status;
+  }
+  return 0;
 }
 
-/** path → sha256 of every input, sorted by path. */
-function inputs() {
+/** path → sha256 of every input of a target, sorted by path. */
+function inputs(target) {
   const files = [
-    ...INPUT_FILES.filter((f) => statSync(path.join(ROOT, f), { throwIfNoEntry: false })),
-    ...walk("src"),
+    ...target.files.filter((f) => statSync(path.join(ROOT, f), { throwIfNoEntry: false })),
+    ...walk(target.source),
   ];
   files.sort();
   return new Map(
@@ -79,10 +107,10 @@ function serialize(map) {
   return [...map].map(([file, hash]) => `${hash}  ${file}\n`).join("");
 }
 
-function recorded() {
+function recorded(target) {
   let text;
   try {
-    text = readFileSync(RECORD, "utf8");
+    text = readFileSync(target.record, "utf8");
   } catch {
     return new Map();
   }
@@ -94,15 +122,16 @@ function recorded() {
   return map;
 }
 
-function upToDate(now) {
+function upToDate(target, now) {
   // dist/ removed or half there: build, whatever the record says.
-  if (!statSync(path.join(DIST, "main.js"), { throwIfNoEntry: false })) return false;
+  if (!statSync(target.output, { throwIfNoEntry: false })) return false;
   return (
-    statSync(RECORD, { throwIfNoEntry: false }) !== undefined && serialize(recorded()) === serialize(now)
+    statSync(target.record, { throwIfNoEntry: false }) !== undefined &&
+    serialize(recorded(target)) === serialize(now)
   );
 }
 
-function build(now) {
+function buildServer(target, now) {
   const tsc = path.join(ROOT, "node_modules", "typescript", "bin", "tsc");
   if (!statSync(tsc, { throwIfNoEntry: false })) {
     process.stderr.write(
@@ -110,7 +139,7 @@ function build(now) {
     );
     return 1;
   }
-  const before = recorded();
+  const before = recorded(target);
   process.stderr.write(`turnout: compiling src/ into dist/ (${describeChange(before, now)})…\n`);
   // A source that is gone leaves its compiled file behind (tsc never deletes): remove it, so
   // nothing stale can be imported or packed.
@@ -126,7 +155,29 @@ function build(now) {
   });
   if (result.status !== 0) return result.status ?? 1;
   // The inputs as they were when tsc started: an edit made during the build counts as a change.
-  writeFileSync(RECORD, serialize(now));
+  writeFileSync(target.record, serialize(now));
+  return 0;
+}
+
+function buildWeb(target, now) {
+  const vite = path.join(ROOT, "node_modules", "vite", "bin", "vite.js");
+  if (!statSync(vite, { throwIfNoEntry: false })) {
+    process.stderr.write(
+      "turnout: cannot build dist/web: Vite is not installed (run `npm install` with dev dependencies)\n",
+    );
+    return 1;
+  }
+  process.stderr.write(
+    `turnout: building the web UI into dist/web (${describeChange(recorded(target), now)})…\n`,
+  );
+  const result = spawnSync(
+    process.execPath,
+    [vite, "build", "--config", "web/vite.config.ts", "--logLevel", "warn"],
+    // A production build whoever runs it (vitest's workers have NODE_ENV=test).
+    { cwd: ROOT, stdio: "inherit", env: { ...process.env, NODE_ENV: "production" } },
+  );
+  if (result.status !== 0) return result.status ?? 1;
+  writeFileSync(target.record, serialize(now));
   return 0;
 }
 

@@ -17,6 +17,7 @@ import { registerPendingCommand } from "./commands/pending.js";
 import { registerServerCommand, type StartServer } from "./commands/server.js";
 import { registerStatusCommands } from "./commands/status.js";
 import { registerTokenCommands } from "./commands/token.js";
+import { registerUiCommand } from "./commands/ui.js";
 import { type CliContext, CommandFailed, type GlobalOptions, println } from "./context.js";
 import { escapeLines, jsonText, t } from "./terminal-text.js";
 
@@ -86,6 +87,7 @@ export async function runCli(argv: string[], ctx: CliContext, options: ProgramOp
   registerAgentCommand(program, kit);
   registerHostsCommand(program, kit);
   registerGcCommand(program, kit);
+  registerUiCommand(program, kit);
 
   try {
     await program.parseAsync(argv, { from: "user" });

@@ -55,6 +55,15 @@ export type FailureCode = (typeof FAILURE_CODES)[number];
 
 export type Components = Record<string, string>;
 
+/** A commit as people recognise it: recorded with the deploy, so lists need no git. */
+export interface CommitSummary {
+  sha: string;
+  subject: string;
+  author: string;
+  /** ISO 8601 author date. */
+  date: string;
+}
+
 export interface Deploy {
   id: number;
   app: string;
@@ -99,6 +108,10 @@ export interface Deploy {
   approval: string | null;
   /** When retention removed this deploy's log (null: the log is kept). */
   logPrunedAt: string | null;
+  /** The primary component's commit described (null until described, or when git could not). */
+  commit: CommitSummary | null;
+  /** Every component's commit described, by component (null until described). */
+  commits: Record<string, CommitSummary> | null;
 }
 
 export function deployLabel(d: Pick<Deploy, "app" | "env" | "number">): string {

@@ -19,6 +19,8 @@ export interface Principal {
   labels?: string[] | null;
   /** A host token: the host it belongs to. */
   host?: { id: number; name: string };
+  /** Short-lived tokens (browser sign-ins): when the token stops working. */
+  expiresAt?: string | null;
 }
 
 export type Permission = "read" | "deploy" | "admin" | "agent";

@@ -3,7 +3,10 @@ import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app
 import type { Deploy, Trigger } from "../domain/deploy.js";
 import type { Lock } from "../domain/lock.js";
 import type { Permission, Principal } from "../domain/roles.js";
+import type { Change } from "./change-feed.js";
 import type { FleetHostState } from "./fleet-ops.js";
+import type { DeployReadiness } from "./readiness.js";
+import type { RollbackPreview } from "./rollback-preview.js";
 
 /**
  * What the outside (http/, the scheduler, tests) may ask of the engine. Every
@@ -117,4 +120,10 @@ export interface EngineApi {
   answerApproval(principal: Principal, deployId: number, answer: "approved" | "aborted"): Promise<Deploy>;
   /** True once the server began to shut down: it takes no new work, running deploys finish. */
   shuttingDown(): boolean;
+  /** Hints of what changed in this process (deploys, locks, undeployed commits, hosts); returns the unsubscribe function. */
+  changes(listener: (change: Change) => void): () => void;
+  /** Why a deploy of `ref` (default: the branch) would be refused or held now. */
+  readiness(principal: Principal, app: string, env: string, ref?: string): Promise<DeployReadiness>;
+  /** What a rollback to deploy `to`'s release (default: the one a rollback would pick) would undo. */
+  rollbackPreview(principal: Principal, app: string, env: string, to?: number): Promise<RollbackPreview>;
 }

@@ -4,7 +4,7 @@ import type { ConfigProvider, ConfigStatus } from "../config/config-provider.js"
 import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
 import { appRevision } from "../domain/app-revision.js";
 import { isSha256 } from "../domain/artifact.js";
-import { type Deploy, deployLabel, deployNotFound, type Trigger } from "../domain/deploy.js";
+import { type Deploy, deployLabel, deployNotFound, isFinished, type Trigger } from "../domain/deploy.js";
 import { appNotFound, notFound, TurnoutError } from "../domain/errors.js";
 import { checkLock, type Lock } from "../domain/lock.js";
 import { assertName, assertParams } from "../domain/names.js";
@@ -23,12 +23,17 @@ import type {
   RollbackRequest,
 } from "./api.js";
 import { changedEnvironments, lookAtApp, type ReconcileReason, reconcile } from "./auto-deploy.js";
+import { type Change, ChangeFeed } from "./change-feed.js";
+import { describeCommits } from "./commit-info.js";
 import { resolveComponents } from "./components.js";
 import { EventHub } from "./event-hub.js";
 import { type FleetHostState, FleetOps } from "./fleet-ops.js";
 import { newOwnerId } from "./owner.js";
 import { pendingChanges } from "./pending.js";
 import { Poller } from "./poller.js";
+import { type DeployReadiness, deployReadiness } from "./readiness.js";
+import { previewRollback, type RollbackPreview } from "./rollback-preview.js";
+import { recordUndeployed } from "./undeployed.js";
 import { type DeployLifecycleEvents, type DrainOptions, Worker } from "./worker.js";
 
 export interface EngineOptions {
@@ -73,6 +78,11 @@ export interface EngineOptions {
 export class Engine implements EngineApi {
   readonly owner: string;
   private readonly hub = new EventHub();
+  /** Hints for live pages: deploys, locks, undeployed commits, hosts (see change-feed.ts). */
+  private readonly feed = new ChangeFeed();
+  private unsubscribeHostFeed: (() => void) | undefined;
+  /** Apps whose undeployed commits are being counted again, and whether once more is due after. */
+  private readonly counting = new Map<string, { again: boolean }>();
   private readonly worker: Worker;
   private readonly poller: Poller;
   private readonly githubChecks: GithubChecks;
@@ -109,6 +119,21 @@ export class Engine implements EngineApi {
       report: (error) => this.report(error),
     });
     this.fleetOps = new FleetOps(options.store, (deploy) => this.announce(deploy));
+    this.hub.tap((event) => {
+      if (event.type !== "status") return;
+      const { deploy } = event;
+      this.feed.emit({
+        type: "deploy",
+        app: deploy.app,
+        env: deploy.env,
+        deployId: deploy.id,
+        number: deploy.number,
+        status: deploy.status,
+        phase: deploy.phase,
+      });
+      // What the environment runs changed (or not): its undeployed commits are counted again.
+      if (isFinished(deploy.status)) this.countUndeployed(deploy.app);
+    });
     this.poller = new Poller({
       config: options.config,
       look: async (app, source) => {
@@ -137,6 +162,7 @@ export class Engine implements EngineApi {
     this.unsubscribeHosts = this.options.fleet?.onHostsChange?.(() => {
       void this.selfHeal().catch((error) => this.report(error));
     });
+    this.unsubscribeHostFeed = this.options.fleet?.onHostsChange?.(() => this.feed.emit({ type: "hosts" }));
   }
 
   /**
@@ -149,6 +175,7 @@ export class Engine implements EngineApi {
     this.stopping = true;
     this.unsubscribeConfig?.();
     this.unsubscribeHosts?.();
+    this.unsubscribeHostFeed?.();
     this.worker.stopClaiming();
     clearInterval(this.reconcileTimer);
     await Promise.allSettled([...this.reconciling]);
@@ -427,7 +454,14 @@ export class Engine implements EngineApi {
     const target = this.target(principal, app, env, "deploy");
     const text = reason.trim();
     if (!text) throw new TurnoutError("E_VALIDATION", "a lock needs a reason");
-    return this.options.store.locks.lock(target.app.name, target.environment.name, principal.name, text);
+    const lock = await this.options.store.locks.lock(
+      target.app.name,
+      target.environment.name,
+      principal.name,
+      text,
+    );
+    this.feed.emit({ type: "lock", app: lock.app, env: lock.env, locked: true });
+    return lock;
   }
 
   async unlock(principal: Principal, app: string, env: string): Promise<Lock | undefined> {
@@ -437,6 +471,8 @@ export class Engine implements EngineApi {
       target.environment.name,
       principal.name,
     );
+    if (removed)
+      this.feed.emit({ type: "lock", app: target.app.name, env: target.environment.name, locked: false });
     // Auto-deploys held back by the lock catch up now rather than at the next poll.
     if (removed && target.environment.autoDeploy) void this.poller.poke(target.app.name, "poll");
     return removed;
@@ -447,8 +483,83 @@ export class Engine implements EngineApi {
     return this.worker.recover();
   }
 
-  private look(app: string, source: PokeSource): Promise<AutoOutcome[]> {
-    return lookAtApp(this.autoDeps(), app, source);
+  private async look(app: string, source: PokeSource): Promise<AutoOutcome[]> {
+    const outcomes = await lookAtApp(this.autoDeps(), app, source);
+    // Right after the fetch: the overview's "n undeployed" costs no git of its own.
+    await this.countUndeployedNow(app);
+    return outcomes;
+  }
+
+  /** Counts an app's undeployed commits again soon; calls while one count runs share one more. */
+  private countUndeployed(app: string): void {
+    const running = this.counting.get(app);
+    if (running) {
+      running.again = true;
+      return;
+    }
+    const state = { again: false };
+    this.counting.set(app, state);
+    void (async () => {
+      try {
+        do {
+          state.again = false;
+          await this.countUndeployedNow(app);
+        } while (state.again && !this.stopping);
+      } finally {
+        this.counting.delete(app);
+      }
+    })();
+  }
+
+  private async countUndeployedNow(app: string): Promise<void> {
+    const config = this.config().apps.get(app);
+    if (!config) return;
+    try {
+      const changed = await recordUndeployed(this.options.git, this.options.store, config);
+      for (const env of changed) this.feed.emit({ type: "undeployed", app, env });
+    } catch (error) {
+      this.report(error);
+    }
+  }
+
+  changes(listener: (change: Change) => void): () => void {
+    return this.feed.subscribe(listener);
+  }
+
+  async readiness(principal: Principal, app: string, env: string, ref?: string): Promise<DeployReadiness> {
+    const target = this.target(principal, app, env, "read");
+    return deployReadiness({
+      store: this.options.store,
+      git: this.options.git,
+      githubChecks: this.githubChecks,
+      principal,
+      app: target.app,
+      environment: target.environment,
+      ref,
+    });
+  }
+
+  async rollbackPreview(
+    principal: Principal,
+    app: string,
+    env: string,
+    to?: number,
+  ): Promise<RollbackPreview> {
+    const target = this.target(principal, app, env, "read");
+    // The same choice requestRollback makes, so the preview is what the button does.
+    const repair =
+      to === undefined
+        ? await this.fleetOps.interruptedRepairTarget({ app: target.app, environment: target.environment })
+        : undefined;
+    const release = repair ?? (await this.rollbackTarget(target.app.name, target.environment.name, to));
+    return previewRollback({
+      store: this.options.store,
+      git: this.options.git,
+      app: target.app,
+      env: target.environment.name,
+      target: release,
+      repair: repair !== undefined,
+    });
   }
 
   private reconcileDeps() {
@@ -495,6 +606,35 @@ export class Engine implements EngineApi {
   private announce(deploy: Deploy): void {
     this.hub.emit({ type: "status", deploy });
     this.worker.wake();
+    void this.describe(deploy);
+  }
+
+  /**
+   * Records what the deploy's commits are (subject, author, date) on its row,
+   * right after its refs were resolved: every way a deploy is made (request,
+   * auto-deploy, rollback, reconcile, promote) is announced here.
+   */
+  private async describe(deploy: Deploy): Promise<void> {
+    const app = this.config().apps.get(deploy.app);
+    if (!app || deploy.commits !== null) return;
+    try {
+      const commits = await describeCommits(this.options.git, app, deploy.components);
+      if (Object.keys(commits).length === 0) return;
+      await this.options.store.commits.record(deploy.id, commits);
+      // Told with the deploy's state now: it may have moved on since it was announced.
+      const now = await this.options.store.deploys.get(deploy.id);
+      this.feed.emit({
+        type: "deploy",
+        app: now.app,
+        env: now.env,
+        deployId: now.id,
+        number: now.number,
+        status: now.status,
+        phase: now.phase,
+      });
+    } catch (error) {
+      this.report(error);
+    }
   }
 
   /**

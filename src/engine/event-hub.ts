@@ -7,6 +7,13 @@ import type { DeployEvent } from "./api.js";
  */
 export class EventHub {
   private readonly listeners = new Map<number, Set<(event: DeployEvent) => void>>();
+  private readonly taps = new Set<(event: DeployEvent) => void>();
+
+  /** Every event of every deploy (the engine's change feed listens here). */
+  tap(listener: (event: DeployEvent) => void): () => void {
+    this.taps.add(listener);
+    return () => this.taps.delete(listener);
+  }
 
   subscribe(deployId: number, listener: (event: DeployEvent) => void): () => void {
     let set = this.listeners.get(deployId);
@@ -24,8 +31,7 @@ export class EventHub {
   emit(event: DeployEvent): void {
     const id = event.type === "log" ? event.deployId : event.deploy.id;
     const set = this.listeners.get(id);
-    if (!set) return;
-    for (const listener of [...set]) {
+    for (const listener of [...this.taps, ...(set ?? [])]) {
       try {
         listener(event);
       } catch {

@@ -242,6 +242,10 @@ export class Worker {
     const deploy: Deploy = { ...claimed, previousSha, configRevision, appRevision: runsWith };
     run.deploy = deploy;
     hub.emit({ type: "status", deploy });
+    // The timeline (deploy_phases): a failure to record it must not stop the deploy.
+    const recordPhase = (phase: string, status: string, at?: string) =>
+      store.phases.record(deploy.id, phase, status, at).catch((error) => this.options.report(error));
+    await recordPhase(deploy.phase ?? "starting", deploy.status, deploy.startedAt ?? undefined);
     this.options.events?.started(deploy);
     const masker = new SecretMasker([...this.options.secrets, ...(target ? appSecrets(target.app) : [])]);
     const log = new LogWriter(
@@ -292,6 +296,7 @@ export class Worker {
           setPhase: async (phase, status) => {
             await store.deploys.update(deploy.id, owner, { phase, ...(status ? { status } : {}) });
             shown = { ...shown, phase, ...(status ? { status } : {}) };
+            await recordPhase(phase, shown.status);
             hub.emit({ type: "status", deploy: shown });
           },
           setPid: (pid) => store.deploys.update(deploy.id, owner, { pid }),

@@ -20,18 +20,24 @@ import { registerConfigRoutes } from "./routes/config.js";
 import { registerDeployLogRoutes } from "./routes/deploy-log.js";
 import { registerDeployRoutes } from "./routes/deploys.js";
 import { registerEnvironmentDeployRoutes } from "./routes/environment-deploys.js";
+import { registerEnvironmentInsightRoutes } from "./routes/environment-insights.js";
+import { registerEventRoutes } from "./routes/events.js";
 import { registerFleetRoutes } from "./routes/fleet.js";
 import { registerGcRoutes } from "./routes/gc.js";
 import { gitPushRoutes } from "./routes/git-push.js";
 import { registerHealthRoutes } from "./routes/health.js";
+import { registerHostHistoryRoutes } from "./routes/host-history.js";
 import { registerHostRoutes } from "./routes/hosts.js";
 import { registerLockRoutes } from "./routes/locks.js";
+import { registerOverviewRoutes } from "./routes/overview.js";
 import { registerPendingRoutes } from "./routes/pending.js";
+import { registerLoginExchange, registerSessionRoutes } from "./routes/session.js";
 import { registerTokenRoutes } from "./routes/tokens.js";
 import { registerWebhookRoutes } from "./routes/webhooks.js";
 import { installShutdownGate } from "./shutdown-gate.js";
 import { DEFAULT_SSE_TIMING, type LogStream, type SseTiming } from "./sse.js";
 import { installStrictRequests } from "./strict-requests.js";
+import { registerWebUi } from "./web-ui.js";
 
 export type { HttpDeps } from "./deps.js";
 
@@ -126,6 +132,8 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
   await registerWebhookRoutes(app, deps);
   // Authenticated on the upgrade request, before any socket exists.
   registerAgentConnect(app, deps);
+  // The sign-in code is the credential: no bearer token yet.
+  registerLoginExchange(app, deps);
 
   const timing: SseTiming = { ...DEFAULT_SSE_TIMING, ...options.sseTiming };
   const streams = new Set<LogStream>();
@@ -150,9 +158,16 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
       registerArtifactRoutes(api, deps);
       registerHostRoutes(api, deps);
       registerGcRoutes(api, deps);
+      // What the web dashboard reads (docs/ui.md).
+      registerSessionRoutes(api, deps);
+      registerOverviewRoutes(api, deps);
+      registerEnvironmentInsightRoutes(api, deps);
+      registerHostHistoryRoutes(api, deps);
+      registerEventRoutes(api, deps, { timing });
     },
     { prefix: "/api/v1" },
   );
+  if (deps.webRoot) registerWebUi(app, deps.webRoot);
   await app.register(gitPushRoutes(deps));
   return app;
 }

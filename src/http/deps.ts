@@ -31,4 +31,6 @@ export interface HttpDeps {
   artifacts?: ArtifactStore;
   /** Retention's garbage collector (`POST /api/v1/gc`); without it that route answers 503. */
   gc?: GarbageCollectorApi;
+  /** The built web UI (dist/web) to serve at `/`; absent: no UI routes. */
+  webRoot?: string;
 }

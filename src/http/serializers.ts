@@ -1,15 +1,29 @@
 import type { AppConfig, EnvironmentConfig } from "../domain/app-config.js";
 import { type Deploy, deployLabel } from "../domain/deploy.js";
-import type { Lock } from "../domain/lock.js";
 import type { Release } from "../domain/release.js";
 import { type EnvironmentOverview, overviewKey } from "../store/overview.js";
 import type { Store } from "../store/store.js";
+import type {
+  AppSummaryJson,
+  ComponentChange,
+  DeployJson,
+  EnvSummaryJson,
+  ReleaseJson,
+} from "./api-types.js";
 
 /**
  * Domain objects → the JSON the API promises. Kept apart from the routes so
  * every route renders a deploy, a release or an environment the same way.
+ * The shapes themselves live in api-types.ts, which the web UI shares.
  */
-export type DeployJson = Deploy & { label: string; url: string };
+export type {
+  AppSummaryJson,
+  ComponentChange,
+  CurrentJson,
+  DeployJson,
+  EnvSummaryJson,
+  ReleaseJson,
+} from "./api-types.js";
 
 export function deployUrl(id: number): string {
   return `/api/v1/deploys/${id}`;
@@ -18,49 +32,6 @@ export function deployUrl(id: number): string {
 export function deployJson(deploy: Deploy): DeployJson {
   return { ...deploy, label: deployLabel(deploy), url: deployUrl(deploy.id) };
 }
-
-export interface CurrentJson {
-  releaseId: number;
-  deployId: number;
-  deployNumber: number;
-  sha: string;
-  fingerprint: string;
-  createdAt: string;
-}
-
-export interface EnvSummaryJson {
-  app: string;
-  name: string;
-  branch: string;
-  autoDeploy: boolean;
-  provider: string;
-  lock: Lock | null;
-  current: CurrentJson | null;
-  active: DeployJson | null;
-  queued: number;
-}
-
-export interface AppSummaryJson {
-  name: string;
-  repo: string;
-  environments: EnvSummaryJson[];
-}
-
-/** What changed in one component between a release and the one live before it. */
-export interface ComponentChange {
-  component: string;
-  /** null: the component was not part of the earlier release (or there was none). */
-  from: string | null;
-  to: string | null;
-}
-
-export type ReleaseJson = Omit<Release, "environmentConfig"> & {
-  deploy: { number: number; ref: string; user: string; trigger: string; finishedAt: string | null };
-  /** Components whose commit differs from the release live before this one. */
-  changes: ComponentChange[];
-  /** Whether the settings (per-app revision) differ from the release live before this one. */
-  configChanged: boolean;
-};
 
 /**
  * Repository URLs may carry credentials (`https://token@host/…`). Anything a
@@ -148,7 +119,9 @@ export async function releaseJson(store: Store, release: Release, before?: Relea
       ref: deploy.ref,
       user: deploy.user,
       trigger: deploy.trigger,
+      startedAt: deploy.startedAt,
       finishedAt: deploy.finishedAt,
+      commit: deploy.commit,
     },
   };
 }

@@ -15,6 +15,7 @@ import { newOwnerId, ownerIsDead } from "../engine/owner.js";
 import { moveLegacyHostedRepos } from "../git/hosted-repos.js";
 import { GitMirrors } from "../git/mirrors.js";
 import { buildHttpApp } from "../http/app.js";
+import { defaultWebRoot } from "../http/web-ui.js";
 import { AgentHub, type AgentHubTiming } from "../providers/fleet/agent-hub.js";
 import { SshHostOps } from "../providers/fleet/ssh/ssh-host-ops.js";
 import { Store } from "../store/store.js";
@@ -204,7 +205,16 @@ export async function startServer(
     gc.start();
     cleanups.unshift(() => gc.stop());
 
-    const http = await buildHttpApp({ engine, store, settings, version: VERSION, agents, artifacts, gc });
+    const http = await buildHttpApp({
+      engine,
+      store,
+      settings,
+      version: VERSION,
+      agents,
+      artifacts,
+      gc,
+      webRoot: defaultWebRoot(),
+    });
     await http.listen({ port: settings.port, host: settings.host });
     cleanups.unshift(() => http.close());
     // Agent sockets are long-lived: they are closed before the HTTP server waits for its connections.

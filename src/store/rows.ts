@@ -1,5 +1,5 @@
 import type { Selectable } from "kysely";
-import type { Deploy, DeployStatus, FailureCode, Trigger } from "../domain/deploy.js";
+import type { CommitSummary, Deploy, DeployStatus, FailureCode, Trigger } from "../domain/deploy.js";
 import type { Lock } from "../domain/lock.js";
 import type { Release } from "../domain/release.js";
 import type { DeploysTable, LocksTable, ReleasesTable } from "./schema.js";
@@ -52,7 +52,19 @@ export function toDeploy(row: Selectable<DeploysTable>): Deploy {
     artifact: row.artifact ?? null,
     approval: row.approval ?? null,
     logPrunedAt: row.log_pruned_at ?? null,
+    ...commitsOf(row),
   };
+}
+
+/**
+ * The recorded commit descriptions; the primary component is the one whose
+ * commit is the deploy's `sha` (the first component of the app).
+ */
+function commitsOf(row: Selectable<DeploysTable>): Pick<Deploy, "commit" | "commits"> {
+  const commits = row.commits ? fromJson<Record<string, CommitSummary>>(row.commits) : null;
+  if (!commits) return { commit: null, commits: null };
+  const primary = Object.values(commits).find((c) => c.sha === row.sha) ?? null;
+  return { commit: primary, commits };
 }
 
 export function toRelease(row: Selectable<ReleasesTable>): Release {

@@ -50,6 +50,8 @@ export interface DeploysTable {
   installs_artifact: string | null;
   /** When retention removed the deploy's log (null: the log is there). */
   log_pruned_at: string | null;
+  /** The deploy's commits described (JSON: component → {sha, subject, author, date}); null until described. */
+  commits: string | null;
 }
 
 export interface EnvironmentsTable {
@@ -111,6 +113,8 @@ export interface TokensTable {
   created_by: string;
   last_used_at: string | null;
   revoked_at: string | null;
+  /** Short-lived tokens (browser sign-ins) stop working then; null: never. */
+  expires_at: string | null;
 }
 
 export interface AuditEventsTable {
@@ -213,6 +217,34 @@ export interface DeployHostsTable {
   updated_at: string;
 }
 
+export interface DeployPhasesTable {
+  id: Generated<number>;
+  deploy_id: number;
+  phase: string;
+  status: string;
+  at: string;
+}
+
+export interface EnvironmentUndeployedTable {
+  app: string;
+  env: string;
+  base_release_id: number | null;
+  newest_sha: string | null;
+  count: number;
+  truncated: number;
+  checked_at: string;
+}
+
+export interface LoginCodesTable {
+  code_hash: string;
+  token_id: number;
+  created_by: string;
+  role: string;
+  apps: string | null;
+  created_at: string;
+  expires_at: string;
+}
+
 export interface Schema {
   deploys: DeploysTable;
   environments: EnvironmentsTable;
@@ -229,4 +261,7 @@ export interface Schema {
   host_targets: HostTargetsTable;
   deploy_hosts: DeployHostsTable;
   host_artifacts: HostArtifactsTable;
+  deploy_phases: DeployPhasesTable;
+  environment_undeployed: EnvironmentUndeployedTable;
+  login_codes: LoginCodesTable;
 }

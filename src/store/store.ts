@@ -2,17 +2,23 @@ import { ArtifactRecords } from "./artifacts.js";
 import { AuditStore } from "./audit.js";
 import { AutoAdmission } from "./auto-admission.js";
 import type { Capabilities } from "./capabilities.js";
+import { CommitDescriptions } from "./commit-descriptions.js";
 import { type Database, type DatabaseOptions, openDatabase } from "./database.js";
 import { DeployStore } from "./deploys.js";
+import { StatsStore } from "./environment-stats.js";
 import { FleetStore } from "./fleet.js";
+import { HostHistoryStore } from "./host-history.js";
 import { HostStore } from "./hosts.js";
 import { LockStore } from "./locks.js";
+import { LoginCodeStore } from "./login-codes.js";
 import { LogStore } from "./logs.js";
 import { OverviewStore } from "./overview.js";
+import { PhaseStore } from "./phases.js";
 import { ReleaseStore } from "./releases.js";
 import { RetentionStore } from "./retention.js";
 import { TokenUsage } from "./token-usage.js";
 import { TokenStore } from "./tokens.js";
+import { UndeployedStore } from "./undeployed.js";
 import { WebhookStore } from "./webhooks.js";
 
 export interface StoreOptions extends DatabaseOptions {
@@ -35,6 +41,13 @@ export class Store {
   readonly hosts: HostStore;
   readonly fleet: FleetStore;
   readonly retention: RetentionStore;
+  // What the web dashboard reads (migration 0010).
+  readonly phases: PhaseStore;
+  readonly commits: CommitDescriptions;
+  readonly undeployed: UndeployedStore;
+  readonly stats: StatsStore;
+  readonly hostHistory: HostHistoryStore;
+  readonly loginCodes: LoginCodeStore;
   readonly caps: Capabilities;
 
   private constructor(
@@ -57,6 +70,12 @@ export class Store {
     this.hosts = new HostStore(db, caps, usage);
     this.fleet = new FleetStore(db);
     this.retention = new RetentionStore(db);
+    this.phases = new PhaseStore(db);
+    this.commits = new CommitDescriptions(db);
+    this.undeployed = new UndeployedStore(db);
+    this.stats = new StatsStore(db);
+    this.hostHistory = new HostHistoryStore(db);
+    this.loginCodes = new LoginCodeStore(db, this.tokens);
   }
 
   static async open(options: StoreOptions): Promise<Store> {

@@ -25,6 +25,8 @@ export interface TokenInfo {
   createdBy: string;
   lastUsedAt: string | null;
   revokedAt: string | null;
+  /** Short-lived tokens (browser sign-ins) stop working then; null: never. */
+  expiresAt: string | null;
 }
 
 /**
@@ -57,6 +59,8 @@ export class TokenStore {
     /** Agent tokens: the labels they grant (null: any declared); ignored for other roles. */
     labels?: string[] | null;
     createdBy: string;
+    /** When the token stops working by itself (default: never). */
+    expiresAt?: string | null;
   }): Promise<{ token: string; info: TokenInfo }> {
     const labels = input.role === "agent" ? (input.labels === undefined ? [] : input.labels) : null;
     const token = `tnt_${randomBytes(32).toString("base64url")}`;
@@ -73,6 +77,7 @@ export class TokenStore {
             labels: labels === null ? null : toJson(labels),
             created_at: now,
             created_by: input.createdBy,
+            expires_at: input.expiresAt ?? null,
           })
           .returningAll()
           .executeTakeFirstOrThrow();
@@ -89,6 +94,7 @@ export class TokenStore {
               role: input.role,
               apps: input.apps,
               ...(input.role === "agent" ? { labels } : {}),
+              ...(input.expiresAt ? { expiresAt: input.expiresAt } : {}),
             }),
           })
           .execute();
@@ -112,11 +118,13 @@ export class TokenStore {
       await this.used(remembered.principal.tokenId);
       return remembered.principal;
     }
+    const now = nowIso();
     const row = await this.db
       .selectFrom("tokens")
       .selectAll()
       .where("hash", "=", hash)
       .where("revoked_at", "is", null)
+      .where((eb) => eb.or([eb("expires_at", "is", null), eb("expires_at", ">", now)]))
       .executeTakeFirst();
     if (!row) {
       this.recent.delete(hash);
@@ -128,9 +136,15 @@ export class TokenStore {
       role: row.role as Role,
       apps: fromJson(row.apps),
       ...(row.role === "agent" ? { labels: fromJson<string[] | null>(row.labels) } : {}),
+      expiresAt: row.expires_at,
     };
     if (this.recent.size >= AUTH_CACHE_SIZE) this.recent.clear();
-    this.recent.set(hash, { principal, until: Date.now() + AUTH_CACHE_MS });
+    // An expiring token is never remembered past its end.
+    const until = Math.min(
+      Date.now() + AUTH_CACHE_MS,
+      row.expires_at ? Date.parse(row.expires_at) : Number.POSITIVE_INFINITY,
+    );
+    this.recent.set(hash, { principal, until });
     await this.used(principal.tokenId);
     return principal;
   }
@@ -202,6 +216,7 @@ function toInfo(row: {
   created_by: string;
   last_used_at: string | null;
   revoked_at: string | null;
+  expires_at: string | null;
 }): TokenInfo {
   const apps = fromJson<string[] | null>(row.apps);
   const labels = fromJson<string[] | null>(row.labels);
@@ -215,5 +230,6 @@ function toInfo(row: {
     createdBy: row.created_by,
     lastUsedAt: row.last_used_at,
     revokedAt: row.revoked_at,
+    expiresAt: row.expires_at,
   };
 }

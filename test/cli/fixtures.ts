@@ -33,6 +33,8 @@ export function deployFixture(overrides: Partial<DeployJson> = {}): DeployJson {
     artifact: null,
     approval: null,
     logPrunedAt: null,
+    commit: null,
+    commits: null,
     label: "shop/staging#4",
     url: "/api/v1/deploys/17",
     ...overrides,

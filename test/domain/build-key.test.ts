@@ -83,6 +83,8 @@ function deploy(edit: Partial<Deploy> = {}): Deploy {
     artifact: null,
     approval: null,
     logPrunedAt: null,
+    commit: null,
+    commits: null,
     ...edit,
   };
 }

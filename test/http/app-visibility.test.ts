@@ -209,6 +209,31 @@ function probes(): Probe[] {
       asked: APPS,
       body: { slot: "blue" },
     },
+    // What the web dashboard reads.
+    {
+      route: "/api/v1/apps/{app}/environments/{env}/stats",
+      method: "GET",
+      urls: pair((a) => env(a, "/stats")),
+      asked: APPS,
+    },
+    {
+      route: "/api/v1/apps/{app}/environments/{env}/deploy-readiness",
+      method: "GET",
+      urls: pair((a) => env(a, "/deploy-readiness")),
+      asked: APPS,
+    },
+    {
+      route: "/api/v1/apps/{app}/environments/{env}/rollback-preview",
+      method: "GET",
+      urls: pair((a) => env(a, "/rollback-preview")),
+      asked: APPS,
+    },
+    {
+      route: "/api/v1/hosts/{name}/history",
+      method: "GET",
+      urls: ["/api/v1/hosts/host-theirs/history", "/api/v1/hosts/no-such-host/history"],
+      asked: ["host-theirs", "no-such-host"],
+    },
     {
       route: "/api/v1/apps/{app}/artifacts",
       method: "POST",
@@ -292,6 +317,15 @@ const NOT_APP_SCOPED = new Set([
   "/api/v1/gc",
   // Changing a grant is for an admin of every app only: a limited token gets 403 whatever the host.
   "/api/v1/hosts/{name}/grant",
+  // Garbage collection is server-wide, for an admin of every app only (403 for a limited token).
+  "/api/v1/gc",
+  // The caller itself, its sign-in codes, and lists filtered like /apps (tested below).
+  "/api/v1/me",
+  "/api/v1/me/session",
+  "/api/v1/login-codes",
+  "/api/v1/login-codes/exchange",
+  "/api/v1/overview",
+  "/api/v1/events",
   // Content-addressed blobs belong to no app (host grants decide what a host may read).
   "/api/v1/blobs/{sha256}",
   "/api/v1/blobs/batch",
@@ -451,6 +485,29 @@ describe("lists show only the token's apps", () => {
     expect(res.body.problems.every((p: any) => /mine-draft\.yaml$/.test(p.file))).toBe(true);
     const all = await t.api("GET", "/api/v1/apps");
     expect(all.body.problems.some((p: any) => /theirs-draft\.yaml$/.test(p.file))).toBe(true);
+  });
+
+  it("the dashboard's overview, and its live change events", async () => {
+    const res = await t.api("GET", "/api/v1/overview", undefined, tokens["admin"]);
+    expect(res.body.apps.map((a: any) => a.name)).toEqual(["mine"]);
+    expect(res.body.problems.every((p: any) => /mine-draft\.yaml$/.test(p.file))).toBe(true);
+    expect(JSON.stringify(res.body)).not.toContain("theirs");
+    // A change of theirs is not told; one of mine is.
+    const controller = new AbortController();
+    const response = await fetch(`${t.url}/api/v1/events`, {
+      headers: { authorization: `Bearer ${tokens["admin"]}`, accept: "text/event-stream" },
+      signal: controller.signal,
+    });
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    while (!seen.includes("event: ready")) seen += (await reader.read()).value ?? "";
+    await t.api("PUT", env("theirs", "/lock"), { reason: "theirs only" });
+    await t.api("PUT", env("mine", "/lock"), { reason: "mine" });
+    while (!seen.includes('"app":"mine"')) seen += (await reader.read()).value ?? "";
+    controller.abort();
+    expect(seen).not.toContain("theirs");
+    await t.api("DELETE", env("theirs", "/lock"));
+    await t.api("DELETE", env("mine", "/lock"));
   });
 
   it("configuration status", async () => {

@@ -100,7 +100,8 @@ export function registerDeployRoutes(app: FastifyInstance, { engine, store }: Ht
     { schema: { tags: ["deploys"], summary: "One deploy", params: deployIdParams } },
     async (request) => {
       const deploy = await findDeploy(engine, principalOf(request), request.params.id, "read");
-      return { deploy: deployJson(deploy) };
+      // The timeline comes with the deploy: one request renders the deploy page's header.
+      return { deploy: deployJson(deploy), phases: await store.phases.list(deploy.id) };
     },
   );
 
