@@ -82,7 +82,7 @@ export class Engine implements EngineApi {
   private readonly feed = new ChangeFeed();
   private unsubscribeHostFeed: (() => void) | undefined;
   /** Apps whose undeployed commits are being counted again, and whether once more is due after. */
-  private readonly counting = new Map<string, { again: boolean }>();
+  private readonly counting = new Map<string, { again: boolean; done: Promise<void> }>();
   private readonly worker: Worker;
   private readonly poller: Poller;
   private readonly githubChecks: GithubChecks;
@@ -199,6 +199,8 @@ export class Engine implements EngineApi {
   async finishRunning(options: DrainOptions): Promise<void> {
     await this.stopTakingWork();
     await this.worker.drain(options);
+    // The last deploys to finish start counts of undeployed commits: they end before the store closes.
+    await Promise.allSettled([...this.counting.values()].map((count) => count.done));
   }
 
   /** Stops at once: running deploys are interrupted. */
@@ -497,9 +499,9 @@ export class Engine implements EngineApi {
       running.again = true;
       return;
     }
-    const state = { again: false };
+    const state = { again: false, done: Promise.resolve() };
     this.counting.set(app, state);
-    void (async () => {
+    state.done = (async () => {
       try {
         do {
           state.again = false;

@@ -53,15 +53,19 @@ describe("the npm package", () => {
     const files = packed!.files.map((f) => f.path).sort();
 
     const shipped =
-      /^(package\.json|README\.md|LICENSE|bin\/turnout\.js|bin\/build-if-changed\.js|dist\/.+\.js|docs\/[a-z-]+\.md)$/;
+      /^(package\.json|README\.md|LICENSE|bin\/turnout\.js|bin\/build-if-changed\.js|dist\/.+\.js|dist\/web\/.+|docs\/[a-z-]+\.md)$/;
     expect(files.filter((f) => !shipped.test(f))).toEqual([]);
     // Every module of the program, and the executable's entry point.
     const modules = sources(path.join(ROOT, "src")).map((f) => `dist/${f.replace(/\.ts$/, ".js")}`);
     expect(modules).toContain("dist/main.js");
     expect(modules.filter((m) => !files.includes(m))).toEqual([]);
-    expect(files).toEqual(expect.arrayContaining(["package.json", "README.md", "bin/turnout.js"]));
-    // Nothing compiled from a source that no longer exists.
-    expect(files.filter((f) => f.startsWith("dist/") && !modules.includes(f))).toEqual([]);
+    expect(files).toEqual(
+      expect.arrayContaining(["package.json", "README.md", "bin/turnout.js", "dist/web/index.html"]),
+    );
+    // The web UI's build, and nothing compiled from a source that no longer exists.
+    const ui = (f: string) => f.startsWith("dist/web/");
+    expect(files.filter((f) => ui(f) && f.endsWith(".js")).length).toBeGreaterThan(0);
+    expect(files.filter((f) => f.startsWith("dist/") && !ui(f) && !modules.includes(f))).toEqual([]);
 
     // Unpacked, with the production dependencies only (a registry install has no others).
     const unpacked = path.join(dir, "unpacked");
@@ -87,6 +91,13 @@ describe("the npm package", () => {
     server = await spawnServer([process.execPath, bin, "server", "--demo", "--port", "0"], { cwd, env });
     const deploy = await cli(["deploy", "demo", "staging", "--follow"], { TURNOUT_SERVER: server.url });
     expect(deploy.stdout).toContain("staging is now on 1.1.0");
+    // The dashboard comes with the package: its page and its script, nothing fetched elsewhere.
+    const page = await fetch(`${server.url}/`);
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    const script = /<script[^>]+src="([^"]+\.js)"/.exec(html)?.[1];
+    expect(script).toBeDefined();
+    expect((await fetch(new URL(script!, server.url))).status).toBe(200);
   });
 });
 
