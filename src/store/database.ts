@@ -1,18 +1,12 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import SqliteDatabase from "better-sqlite3";
-import {
-  Kysely,
-  type Migration as KyselyMigration,
-  Migrator,
-  PostgresDialect,
-  SqliteDialect,
-  sql,
-} from "kysely";
+import { Kysely, type Migration as KyselyMigration, Migrator, SqliteDialect, sql } from "kysely";
 import pg from "pg";
 import { TurnoutError } from "../domain/errors.js";
 import { type Capabilities, POSTGRES, SQLITE } from "./capabilities.js";
 import { MIGRATIONS } from "./migrations/index.js";
+import { OwnSchemaPostgresDialect } from "./own-schema-dialect.js";
 import type { Schema } from "./schema.js";
 import { withStatementCache } from "./statement-cache.js";
 
@@ -55,7 +49,7 @@ function openSqlite(file: string | undefined): Database {
 
 function openPostgres(url: string): Database {
   const pool = new pg.Pool({ connectionString: url, max: 10 });
-  const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<Schema>({ dialect: new OwnSchemaPostgresDialect({ pool }) });
   return { db, caps: POSTGRES, close: () => db.destroy() };
 }
 
