@@ -26,6 +26,15 @@ const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 const MAX_PARAM_VALUE = 4096;
 
 /**
+ * A parameter name becomes a variable name (TURNOUT_PARAM_<NAME>). `__proto__`
+ * would be one too, but assigning it to a plain object sets the prototype
+ * instead of a key: the parameter would vanish without a word.
+ */
+export function isValidParamName(name: string): boolean {
+  return PARAM_NAME.test(name) && name !== "__proto__";
+}
+
+/**
  * Deploy parameters only ever reach commands as environment variables
  * (TURNOUT_PARAM_<NAME>), so their values may be any text without NUL; the
  * names must make valid variable names.
@@ -34,7 +43,7 @@ export function assertParams(params: Record<string, unknown> | undefined): Recor
   const out: Record<string, string> = {};
   if (!params) return out;
   for (const [name, value] of Object.entries(params)) {
-    if (!PARAM_NAME.test(name)) {
+    if (!isValidParamName(name)) {
       throw new TurnoutError("E_INVALID_PARAM", `invalid parameter name ${JSON.stringify(name)}`, { name });
     }
     if (typeof value !== "string" || value.includes("\0") || value.length > MAX_PARAM_VALUE) {
