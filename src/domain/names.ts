@@ -11,12 +11,16 @@ export function isValidName(value: string): boolean {
   return NAME.test(value);
 }
 
-export function assertName(kind: "app" | "environment" | "token" | "slot", value: unknown): string {
+export type NameKind = "app" | "environment" | "token" | "slot" | "host";
+
+export function assertName(kind: NameKind, value: unknown): string {
   if (typeof value !== "string" || !NAME.test(value)) {
+    // Whatever the value is (a number, an object from a JSON body), saying what it is cannot throw.
+    const shown = typeof value === "string" ? JSON.stringify(value) : `of type ${typeof value}`;
     throw new TurnoutError(
       "E_INVALID_NAME",
-      `invalid ${kind} name ${JSON.stringify(value)}: use lowercase letters, digits and '-', starting with a letter or digit (at most 63 characters)`,
-      { kind, value: typeof value === "string" ? value : String(value) },
+      `invalid ${kind} name ${shown}: use lowercase letters, digits and '-', starting with a letter or digit (at most 63 characters)`,
+      { kind, value: typeof value === "string" ? value : typeof value },
     );
   }
   return value;
