@@ -1,11 +1,5 @@
 import fc from "fast-check";
-import {
-  hostileString,
-  optionPayloads,
-  shellPayloads,
-  transportPayloads,
-  VALID_LOOKING,
-} from "./hostile-input.js";
+import { hostileString, optionPayloads, shellPayloads, transportPayloads } from "./hostile-input.js";
 
 /**
  * Generated app manifests: a valid skeleton whose fields get valid, hostile
