@@ -226,7 +226,7 @@ describe("archive uploads (property)", () => {
           headers: { authorization: `Bearer ${t.adminToken}`, "content-type": contentType },
           body,
         });
-        const answer = await response.json();
+        const answer = (await response.json()) as any;
         const what = `upload of ${JSON.stringify(entries.map((e) => [e.type, e.name, e.linkname]))}`;
         expectNoServerError(response.status, answer, what);
         expect([201, 400, 413, 422], what).toContain(response.status);
@@ -235,7 +235,7 @@ describe("archive uploads (property)", () => {
         if (response.status !== 201) return;
         stored += 1;
         const digest = answer.artifact.digest as string;
-        const manifest = await (
+        const manifest: any = await (
           await fetch(`${t.url}/api/v1/artifacts/${digest}/manifest`, {
             headers: { authorization: `Bearer ${t.adminToken}` },
           })

@@ -95,7 +95,7 @@ describe("deploy refs (property)", () => {
           headers: { authorization: `Bearer ${t.adminToken}`, "content-type": "application/json" },
           body,
         });
-        const answer = await response.json();
+        const answer = (await response.json()) as any;
         expectNoServerError(response.status, answer, `POST ${env} ${body}`);
         if (response.status === 202) accepted.push(answer.deploy.id);
         else expect(response.status).toBeGreaterThanOrEqual(400);
