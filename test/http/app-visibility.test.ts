@@ -290,6 +290,8 @@ const NOT_APP_SCOPED = new Set([
   "/api/v1/hosts",
   // Changing a grant is for an admin of every app only: a limited token gets 403 whatever the host.
   "/api/v1/hosts/{name}/grant",
+  // Collecting garbage is for an admin of every app only, like grants (test/fleet/fleet-retention.test.ts).
+  "/api/v1/gc",
   // Content-addressed blobs belong to no app (host grants decide what a host may read).
   "/api/v1/blobs/{sha256}",
   "/api/v1/blobs/batch",
