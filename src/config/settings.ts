@@ -164,10 +164,10 @@ export function resolveSettings(
   const configRepoTokenEnv = env["TURNOUT_CONFIG_REPO_TOKEN_ENV"] || file.config_repo_token_env || undefined;
   const configRepoSshKey = env["TURNOUT_CONFIG_REPO_SSH_KEY"] || file.config_repo_ssh_key || undefined;
   // A repository is fetched over the network: polling it as often as a local directory would be rude.
-  const configPollMs = parseTimerDuration(
+  const configPollMs = positiveDuration(
+    "config poll interval",
     env["TURNOUT_CONFIG_POLL"] || file.config_poll || (configRepo ? "30s" : "3s"),
   );
-  if (configPollMs < 100) throw new TurnoutError("E_CONFIG", "config poll interval must be at least 100ms");
   const startupWait = env["TURNOUT_CONFIG_STARTUP_WAIT"] || file.config_startup_wait;
   const configStartupWaitMs =
     startupWait !== undefined ? parseTimerDuration(startupWait, 0) : STARTUP_WAIT_MS;
