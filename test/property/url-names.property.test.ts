@@ -13,7 +13,8 @@ import { runs } from "./property-runs.js";
 
 /**
  * Names in URL paths (apps, environments, hosts, tokens, deploys, digests,
- * hosted repositories) and in query strings, against one real server: long
+ * hosted repositories), in query strings and in bodies (token names, apps
+ * and labels of grants, slots, component names), against one real server: long
  * names, encoded slashes, dots, percent signs that decode to nothing, raw
  * `..` and `//` (sent over a socket as they are, since fetch() would tidy
  * them). Every answer is below 500; every API refusal is in Turnout's error
@@ -39,23 +40,30 @@ afterAll(async () => {
 interface Route {
   method: "GET" | "POST" | "PUT" | "DELETE";
   path: string;
-  body?: unknown;
+  /** The body, given the generated value `v`: names travel in bodies too (tokens, grants, slots). */
+  body?: (v: string) => unknown;
 }
 
 /** Routes whose path takes names, with a body each would accept when the names are right. */
 const ROUTES: Route[] = [
   { method: "GET", path: "/api/v1/apps/:a" },
   { method: "GET", path: "/api/v1/apps/:a/environments/:b" },
-  { method: "POST", path: "/api/v1/apps/:a/environments/:b/deploys", body: {} },
+  { method: "POST", path: "/api/v1/apps/:a/environments/:b/deploys", body: () => ({}) },
+  { method: "POST", path: "/api/v1/apps/shop/environments/staging/deploys", body: (v) => ({ slot: v }) },
+  {
+    method: "POST",
+    path: "/api/v1/apps/shop/environments/staging/deploys",
+    body: (v) => ({ refs: { [v]: "main" } }),
+  },
   { method: "GET", path: "/api/v1/apps/:a/environments/:b/deploys/:c" },
   { method: "GET", path: "/api/v1/apps/:a/environments/:b/releases" },
   { method: "GET", path: "/api/v1/apps/:a/environments/:b/pending" },
   { method: "GET", path: "/api/v1/apps/:a/environments/:b/hosts" },
-  { method: "PUT", path: "/api/v1/apps/:a/environments/:b/lock", body: { reason: "property test" } },
+  { method: "PUT", path: "/api/v1/apps/:a/environments/:b/lock", body: (v) => ({ reason: v }) },
   { method: "DELETE", path: "/api/v1/apps/:a/environments/:b/lock" },
-  { method: "POST", path: "/api/v1/apps/:a/environments/:b/rollback", body: {} },
-  { method: "POST", path: "/api/v1/apps/:a/environments/:b/reconcile", body: {} },
-  { method: "POST", path: "/api/v1/apps/:a/environments/:b/switch", body: { slot: "blue" } },
+  { method: "POST", path: "/api/v1/apps/:a/environments/:b/rollback", body: () => ({}) },
+  { method: "POST", path: "/api/v1/apps/:a/environments/:b/reconcile", body: () => ({}) },
+  { method: "POST", path: "/api/v1/apps/:a/environments/:b/switch", body: (v) => ({ slot: v }) },
   { method: "GET", path: "/api/v1/apps/:a/artifacts" },
   { method: "GET", path: "/api/v1/artifacts/:a" },
   { method: "GET", path: "/api/v1/artifacts/:a/manifest" },
@@ -63,10 +71,18 @@ const ROUTES: Route[] = [
   { method: "GET", path: "/api/v1/deploys/:a" },
   { method: "GET", path: "/api/v1/deploys/:a/log" },
   { method: "GET", path: "/api/v1/deploys/:a/hosts" },
-  { method: "POST", path: "/api/v1/deploys/:a/cancel", body: {} },
+  { method: "POST", path: "/api/v1/deploys/:a/cancel", body: () => ({}) },
   { method: "GET", path: "/api/v1/hosts/:a" },
-  { method: "PUT", path: "/api/v1/hosts/:a/grant", body: { apps: ["shop"], labels: [] } },
+  { method: "PUT", path: "/api/v1/hosts/:a/grant", body: (v) => ({ apps: [v], labels: [v, `role=${v}`] }) },
   { method: "DELETE", path: "/api/v1/tokens/:a" },
+  {
+    method: "POST",
+    path: "/api/v1/tokens",
+    body: (v) => ({ name: v, role: "agent", apps: [v], labels: [`${v}=x`, `k=${v}`] }),
+  },
+  { method: "GET", path: "/api/v1/deploys?cursor=:a&limit=:b" },
+  { method: "GET", path: "/api/v1/deploys/:a/log?offset=:b" },
+  { method: "GET", path: "/api/v1/audit?app=:a&env=:b&limit=:c" },
   { method: "GET", path: "/api/v1/deploys?app=:a&env=:b" },
   { method: "GET", path: "/api/v1/config?app=:a&env=:b" },
   { method: "GET", path: "/git/:a/info/refs?service=git-upload-pack" },
@@ -109,8 +125,8 @@ const segment = fc.oneof(
 );
 const encoding = fc.constantFrom<Encoding>("encoded", "encoded", "raw", "double");
 
-async function send(route: Route, target: string) {
-  const body = route.body === undefined ? "" : JSON.stringify(route.body);
+async function send(route: Route, target: string, value: string) {
+  const body = route.body === undefined ? "" : JSON.stringify(route.body(value));
   const head = [
     `${route.method} ${target} HTTP/1.1`,
     "Host: 127.0.0.1",
@@ -137,7 +153,7 @@ describe("names in URLs (property)", () => {
             .replace(":a", encode(a, encodingA))
             .replace(":b", encode(b, encodingB))
             .replace(":c", encode(c, "encoded"));
-          const response = await send(route, target);
+          const response = await send(route, target, c);
           const what = `${route.method} ${target}`;
           expect(response.status, `${what}: ${response.body.slice(0, 300)}`).toBeLessThan(500);
           const api = target.startsWith("/api/");
