@@ -154,3 +154,23 @@ environments:
     ]);
   });
 });
+
+describe("manifest parsing", () => {
+  // Seen while running test/property/manifest.property.test.ts: a collection used as a key made the
+  // YAML library print a warning (with the manifest's text) on the server's stderr at every parse.
+  it("reports a collection used as a key as a problem, and prints nothing", async () => {
+    const warnings: string[] = [];
+    const listener = (warning: Error) => warnings.push(warning.message);
+    process.on("warning", listener);
+    try {
+      const text =
+        "repo: /srv/git/x.git\n? [a, b]\n: 1\nenvironments:\n  s:\n    deploy: {provider: shell, command: [echo]}\n";
+      const result = parseManifest(FILE, text, LOAD);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect("problems" in result && result.problems[0]?.message).toContain("[ a, b ]");
+      expect(warnings).toEqual([]);
+    } finally {
+      process.off("warning", listener);
+    }
+  });
+});
