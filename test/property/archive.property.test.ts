@@ -1,11 +1,13 @@
 import { createHash } from "node:crypto";
 import { lstatSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { Readable } from "node:stream";
 import { gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { pack } from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { assertManifest } from "../../src/domain/artifact.js";
+import { assertHostConsistent, LocalHostOps } from "../../src/agent/host-layout/index.js";
+import { assertManifest, hostReleaseId } from "../../src/domain/artifact.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
 import { hostileString, longString, markers, PATH_TRICKS } from "./hostile-input.js";
 import { expectNoServerError } from "./http-assertions.js";
@@ -21,12 +23,16 @@ import { runs } from "./property-runs.js";
  * refusal in Turnout's format, never a 5xx; nothing is written outside the
  * artifact store (the server's root and the canary stay as they were, the
  * store holds only plain files and directories); and what is accepted is a
- * valid manifest whose blobs read back with the digests it names.
+ * valid manifest whose blobs read back with the digests it names, and which
+ * a host (the agents' own host layout, on a directory beside the canary)
+ * stages: an upload the server takes is one every host can install.
  */
 let t: TestTurnout;
 let root: string;
 let canary: string;
 let markerDir: string;
+let hostRoot: string;
+let host: LocalHostOps;
 
 beforeAll(async () => {
   t = await startTurnout();
@@ -36,6 +42,8 @@ beforeAll(async () => {
   mkdirSync(canary);
   mkdirSync(markerDir);
   writeFileSync(path.join(canary, "keep"), "canary\n");
+  hostRoot = path.join(root, "host");
+  host = new LocalHostOps({ name: "h1", root: hostRoot, fsyncs: false, killGraceMs: 500 });
 }, 120_000);
 
 afterAll(async () => {
@@ -77,9 +85,10 @@ function tree(dir: string, skip: (relative: string) => boolean): string[] {
   return out.sort();
 }
 
-/** What the server may change on its own while serving uploads: the store, the database, the log of requests. */
+/** What may change while uploads are served and staged: the store, the database, the host's own root. */
 const serverOwned = (relative: string) =>
   relative === path.join("data", "artifacts") ||
+  relative === "host" ||
   /^data\/(turnout\.db|.*\.db-(wal|shm)|.*\.lock)/.test(relative);
 
 /** Every file of the artifact store is a plain file or directory: no link, device or setuid file planted there. */
@@ -141,6 +150,16 @@ describe("archive uploads (property)", () => {
       { weight: 2, arbitrary: fc.constantFrom(...PATH_TRICKS) },
       { weight: 1, arbitrary: hostile },
       { weight: 1, arbitrary: longString },
+      // Names a host's filesystem cannot hold: a component over 255 bytes, a path over 4 KiB.
+      {
+        weight: 1,
+        arbitrary: fc.constantFrom(
+          "n".repeat(256),
+          `d/${"n".repeat(300)}`,
+          "é".repeat(200),
+          "d/".repeat(2100),
+        ),
+      },
     );
     const entry: fc.Arbitrary<Entry> = fc.record({
       name,
@@ -164,6 +183,8 @@ describe("archive uploads (property)", () => {
         escapes,
         fc.constantFrom("/", "/etc/passwd", canary),
         hostile,
+        // Inside the tree, but longer than a symlink can hold.
+        fc.constantFrom(`${"a/".repeat(2100)}a.txt`, "x".repeat(4096)),
       ),
       size: fc.oneof(
         { weight: 8, arbitrary: fc.integer({ min: 0, max: 4096 }) },
@@ -241,6 +262,7 @@ describe("archive uploads (property)", () => {
           })
         ).json();
         expect(() => assertManifest(manifest), what).not.toThrow();
+        const blobs = new Map<string, Buffer>();
         for (const file of manifest.entries.filter((e: { type: string }) => e.type === "file")) {
           const blob = await fetch(`${t.url}/api/v1/blobs/${file.sha256}?artifact=${digest}`, {
             headers: { authorization: `Bearer ${t.adminToken}` },
@@ -249,7 +271,18 @@ describe("archive uploads (property)", () => {
           expect(blob.status, what).toBe(200);
           expect(bytes.length).toBe(file.size);
           expect(createHash("sha256").update(bytes).digest("hex")).toBe(file.sha256);
+          blobs.set(file.sha256, bytes);
         }
+        // What the server took, a host can install: staged by the agents' host layout, nothing outside it.
+        const staged = host.stage(
+          { app: "shop", releaseId: hostReleaseId(digest), manifest, shared: [], env: {}, timeoutMs: 60_000 },
+          { open: async (sha256) => Readable.from([blobs.get(sha256)!]) },
+          () => {},
+          new AbortController().signal,
+        );
+        await expect(staged, what).resolves.toMatchObject({});
+        await assertHostConsistent(hostRoot);
+        expect(tree(root, serverOwned), what).toEqual(before);
       }),
       runs(40),
     );
