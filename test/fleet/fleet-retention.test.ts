@@ -63,7 +63,10 @@ describe("retention with fleet deploys running", () => {
         TURNOUT_GC_AFTER_DEPLOYS: "0",
       },
     });
-    const token = (await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent" })).body.token;
+    // The grant decides which labels count (test/fleet/fleet-isolation.test.ts): this one grants role=web.
+    const token = (
+      await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent", labels: ["role=web"] })
+    ).body.token;
     agents = ["web-1", "web-2"].map((name) =>
       startAgent({ serverUrl: t.url, token, name, root: path.join(work, name), labels: { role: "web" } }),
     );
