@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { TurnoutError } from "../domain/errors.js";
-import { isValidName } from "../domain/names.js";
+import { assertName, isValidName } from "../domain/names.js";
 import { labelProblem, MAX_LABELS } from "./agent-labels.js";
 
 /**
@@ -43,14 +43,7 @@ export type HostOp = (typeof HOST_OPS)[number];
 
 /** Host names follow the app-name rule: they end up in paths, URLs and log prefixes. */
 export function assertHostName(value: unknown): string {
-  if (typeof value !== "string" || !isValidName(value)) {
-    throw new TurnoutError(
-      "E_INVALID_NAME",
-      `invalid host name ${JSON.stringify(value)}: use lowercase letters, digits and '-', starting with a letter or digit (at most 63 characters)`,
-      { kind: "host", value: typeof value === "string" ? value : String(value) },
-    );
-  }
-  return value;
+  return assertName("host", value);
 }
 
 const name = z.string().refine(isValidName, "invalid name");

@@ -1,3 +1,4 @@
+import { MAX_TIMER_MS } from "../domain/duration.js";
 import { runProcess } from "../providers/process-runner.js";
 import type { CheckState } from "./check-report.js";
 
@@ -28,8 +29,6 @@ export interface CheckCommandOutcome {
 }
 
 const DEFAULT_KILL_GRACE_MS = 5000;
-/** setTimeout's ceiling: a longer delay would fire at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export async function runCheckCommand(options: CheckCommandOptions): Promise<CheckState> {
   return (await runCheckCommandOnce(options)).state;

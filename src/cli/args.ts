@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from "commander";
 import { parseDeployLabel } from "../domain/deploy.js";
 import { labelProblem } from "../domain/labels.js";
-import { isValidName } from "../domain/names.js";
+import { isValidName, isValidParamName } from "../domain/names.js";
 
 /**
  * Parsers for command-line values. They throw commander's
@@ -56,9 +56,9 @@ export function parseParam(value: string): [string, string] {
   const eq = value.indexOf("=");
   if (eq <= 0) throw new InvalidArgumentError(`expected NAME=VALUE, got '${value}'`);
   const name = value.slice(0, eq);
-  if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(name)) {
+  if (!isValidParamName(name)) {
     throw new InvalidArgumentError(
-      `invalid parameter name '${name}': use letters, digits and '_', not starting with a digit`,
+      `invalid parameter name '${name}': use letters, digits and '_', not starting with a digit (not __proto__)`,
     );
   }
   return [name, value.slice(eq + 1)];

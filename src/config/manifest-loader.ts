@@ -93,7 +93,16 @@ export function parseManifest(file: string, text: string, options: LoadOptions):
     }
     const missing: ConfigProblem[] = [];
     const app = toAppConfig(name, file, parsed.data, options, missing);
-    return missing.length > 0 ? { problems: capped(missing) } : { app };
+    if (missing.length === 0) return { app };
+    // The builder names fields, not lines: the line is that of the field (or of its nearest parent).
+    return {
+      problems: capped(
+        missing.map((p) => ({
+          ...p,
+          line: p.line ?? lineOf(yaml.doc.contents, p.field.split("."), yaml.lines),
+        })),
+      ),
+    };
   } catch (error) {
     // Deep recursion in the YAML library, a value a builder did not expect…: this file's problem.
     return {

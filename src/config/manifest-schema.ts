@@ -1,5 +1,15 @@
 import { z } from "zod";
+import { parseDuration, parseTimerDuration } from "../domain/duration.js";
+import {
+  healthUrlProblem,
+  releaseRootProblem,
+  sshAddressProblem,
+  sshPathProblem,
+  sshUserProblem,
+} from "../domain/fleet-rules.js";
+import { labelProblem, MAX_LABELS } from "../domain/labels.js";
 import { PLACEHOLDERS, unknownPlaceholders } from "../domain/placeholders.js";
+import { refProblem } from "../domain/refs.js";
 import { ALLOWED_REMOTE_FORMS, remoteUrlProblem } from "../git/remote-url.js";
 
 /**
@@ -9,12 +19,47 @@ import { ALLOWED_REMOTE_FORMS, remoteUrlProblem } from "../git/remote-url.js";
  */
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const duration = z.union([
+const durationText = z.union([
   z.string().regex(/^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$|^[0-9]+$/, "a duration like 90s, 30m or 1h"),
-  z.number().positive(),
+  z.number().min(0),
 ]);
+/**
+ * Every duration of a manifest is something a timer waits for: checked here
+ * against what a timer can hold (domain/duration.ts), so `timeout: 600h` is a
+ * problem of the manifest rather than a deploy stopped the moment it starts.
+ */
+const timerDuration = (minMs: number) =>
+  durationText.superRefine((value, ctx) => {
+    // A value that is no duration at all is the format's problem, reported above.
+    if (problemOf(() => parseDuration(value)) !== undefined) return;
+    const problem = problemOf(() => parseTimerDuration(value, minMs));
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  });
+/** Timeouts and intervals: more than 0. */
+const duration = timerDuration(1);
+/** Waits that may be skipped (bake, the pause between health tries). */
+const durationOrZero = timerDuration(0);
 const envVarName = z.string().regex(ENV_NAME, "not a valid variable name");
-const branchName = z.string().min(1).max(200);
+/** A configured branch is a branch name, held to the rule every ref is (domain/refs.ts) when it is deployed. */
+const branchName = z.string().superRefine((branch, ctx) => {
+  const problem = refProblem(branch);
+  if (problem) ctx.addIssue({ code: "custom", message: `not a branch name: it ${problem}` });
+});
+/** A rule of domain/ (what is wrong, or undefined) as a string schema. */
+const ruled = (problemOf: (value: string) => string | undefined) =>
+  z.string().superRefine((value, ctx) => {
+    const problem = problemOf(value);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  });
+/** Host labels, by the rule agents' labels meet (domain/labels.ts): a label no host can have selects nothing. */
+const labels = z.record(z.string(), z.string()).superRefine((value, ctx) => {
+  const entries = Object.entries(value);
+  if (entries.length > MAX_LABELS) ctx.addIssue({ code: "custom", message: `at most ${MAX_LABELS} labels` });
+  for (const [key, v] of entries) {
+    const problem = labelProblem(key, v);
+    if (problem) ctx.addIssue({ code: "custom", message: problem, path: [key] });
+  }
+});
 /**
  * A repository URL is checked here, at load, by the same rule git calls are
  * held to (git/remote-url.ts): a hostile or mistyped URL is a problem of the
@@ -69,29 +114,25 @@ const relativePath = z
     message: "a relative path inside the tree (no '..', not absolute)",
   });
 
+// An SSH host's fields end up on an ssh command line: checked here by the rules ssh-validate.ts
+// applies before ssh starts (domain/fleet-rules.ts), so a host that loads is one that can be reached.
 const sshHost = z
   .object({
     name: z.string().regex(NAME, "host names use lowercase letters, digits and '-'"),
-    address: z.string().regex(/^[A-Za-z0-9.:-]+$/, "a host name or IP address"),
+    address: ruled(sshAddressProblem),
     port: z.number().int().min(1).max(65535).default(22),
-    user: z.string().regex(/^[a-z_][a-z0-9_-]*$/i, "a user name"),
-    key_file: z.string().min(1),
-    known_hosts_file: z.string().min(1),
-    root: z
-      .string()
-      .regex(/^\/[A-Za-z0-9/._-]*$/, "an absolute path")
-      .default("/srv/turnout"),
-    labels: z.record(z.string(), z.string()).optional(),
+    user: ruled(sshUserProblem),
+    key_file: ruled(sshPathProblem),
+    known_hosts_file: ruled(sshPathProblem),
+    root: ruled(releaseRootProblem).default("/srv/turnout"),
+    labels: labels.optional(),
   })
   .strict();
 
 const fleetDeploy = z
   .object({
     provider: z.literal("fleet"),
-    hosts: z
-      .object({ labels: z.record(z.string(), z.string()) })
-      .strict()
-      .optional(),
+    hosts: z.object({ labels }).strict().optional(),
     ssh: z.array(sshHost).optional(),
     build: argv.optional(),
     build_script: z.string().min(1).optional(),
@@ -103,10 +144,10 @@ const fleetDeploy = z
     pool: hostArgv.optional(),
     health: z
       .object({
-        http: z.string().url().optional(),
+        http: ruled(healthUrlProblem).optional(),
         command: argv.optional(),
         retries: z.number().int().min(0).max(100).optional(),
-        interval: duration.optional(),
+        interval: durationOrZero.optional(),
         timeout: duration.optional(),
       })
       .strict()
@@ -119,7 +160,7 @@ const fleetDeploy = z
         canary: amount.optional(),
         batch: amount.optional(),
         failure_limit: amount.optional(),
-        bake: duration.optional(),
+        bake: durationOrZero.optional(),
         approval: z.boolean().optional(),
         approval_timeout: duration.optional(),
         concurrency: z.number().int().min(1).max(256).optional(),
@@ -211,6 +252,16 @@ export const manifestSchema = z
   .refine((m) => [m.repo, m.hosted, m.components].filter((x) => x !== undefined).length === 1, {
     message: "give exactly one of `repo`, `hosted: true` or `components`",
   });
+
+/** The message of the TurnoutError `check` throws, or undefined when it passes. */
+function problemOf(check: () => unknown): string | undefined {
+  try {
+    check();
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
 
 export type ManifestInput = z.infer<typeof manifestSchema>;
 export const APP_NAME = NAME;

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { parseDuration } from "../domain/duration.js";
+import { parseDuration, parseTimerDuration } from "../domain/duration.js";
 import { TurnoutError } from "../domain/errors.js";
 import { refProblem } from "../domain/refs.js";
 import { DEFAULT_RETENTION, type RetentionSettings } from "../domain/retention.js";
@@ -164,12 +164,13 @@ export function resolveSettings(
   const configRepoTokenEnv = env["TURNOUT_CONFIG_REPO_TOKEN_ENV"] || file.config_repo_token_env || undefined;
   const configRepoSshKey = env["TURNOUT_CONFIG_REPO_SSH_KEY"] || file.config_repo_ssh_key || undefined;
   // A repository is fetched over the network: polling it as often as a local directory would be rude.
-  const configPollMs = parseDuration(
+  const configPollMs = positiveDuration(
+    "config poll interval",
     env["TURNOUT_CONFIG_POLL"] || file.config_poll || (configRepo ? "30s" : "3s"),
   );
-  if (configPollMs < 100) throw new TurnoutError("E_CONFIG", "config poll interval must be at least 100ms");
   const startupWait = env["TURNOUT_CONFIG_STARTUP_WAIT"] || file.config_startup_wait;
-  const configStartupWaitMs = startupWait !== undefined ? parseDuration(startupWait) : STARTUP_WAIT_MS;
+  const configStartupWaitMs =
+    startupWait !== undefined ? parseTimerDuration(startupWait, 0) : STARTUP_WAIT_MS;
   const port = toInt("port", flags.port ?? env["TURNOUT_PORT"] ?? file.port ?? 7700, 0, 65535);
   const concurrency = toInt(
     "concurrency",
@@ -196,14 +197,14 @@ export function resolveSettings(
     configStartupWaitMs,
     databaseUrl: databaseUrl || undefined,
     concurrency,
-    leaseMs: parseDuration(env["TURNOUT_LEASE"] ?? file.lease ?? "30s"),
-    killGraceMs: parseDuration(env["TURNOUT_KILL_GRACE"] ?? file.kill_grace ?? "10s"),
+    leaseMs: parseTimerDuration(env["TURNOUT_LEASE"] ?? file.lease ?? "30s"),
+    killGraceMs: parseTimerDuration(env["TURNOUT_KILL_GRACE"] ?? file.kill_grace ?? "10s", 0),
     // 60 s covers a typical deploy, and with kill_grace (10 s) still ends within
     // systemd's default TimeoutStopSec (90 s), after which it would SIGKILL us.
-    shutdownGraceMs: parseDuration(env["TURNOUT_SHUTDOWN_GRACE"] || file.shutdown_grace || "60s"),
+    shutdownGraceMs: parseTimerDuration(env["TURNOUT_SHUTDOWN_GRACE"] || file.shutdown_grace || "60s", 0),
     logFlushMs: 250,
-    defaultTimeoutMs: parseDuration(file.default_timeout ?? "1h"),
-    defaultIdleTimeoutMs: parseDuration(file.default_idle_timeout ?? "30m"),
+    defaultTimeoutMs: parseTimerDuration(file.default_timeout ?? "1h"),
+    defaultIdleTimeoutMs: parseTimerDuration(file.default_idle_timeout ?? "30m"),
     demo: flags.demo ?? env["TURNOUT_DEMO"] === "1",
     bodyLimit: 1024 * 1024,
     headersTimeoutMs: positiveDuration(
@@ -316,7 +317,11 @@ function positiveDuration(name: string, value: string | number): number {
   const ms = parseDuration(value);
   if (ms < 100)
     throw new TurnoutError("E_CONFIG", `${name} must be at least 100ms, got ${JSON.stringify(value)}`);
-  return ms;
+  try {
+    return parseTimerDuration(value);
+  } catch (error) {
+    throw new TurnoutError("E_CONFIG", `${name}: ${(error as Error).message}`);
+  }
 }
 
 function toInt(name: string, value: string | number, min: number, max: number): number {

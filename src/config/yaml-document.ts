@@ -36,7 +36,14 @@ export type YamlResult =
 
 export function parseYaml(text: string): YamlResult {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
+  // logLevel "error": the library's warnings (a collection used as a key…) would go to the
+  // server's stderr, one per parse of a hostile file; what matters is reported as a problem.
+  const doc = parseDocument(text, {
+    lineCounter: lines,
+    prettyErrors: false,
+    uniqueKeys: false,
+    logLevel: "error",
+  });
   if (doc.errors.length > 0) {
     return {
       ok: false,

@@ -34,7 +34,16 @@ export interface ArtifactInfo {
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;
-const MAX_PATH = 4096;
+/**
+ * What a host's filesystem can hold, in bytes: a name is at most 255 bytes
+ * (NAME_MAX), a symlink's target at most 4095 (PATH_MAX less its NUL), and a
+ * whole path too, so an entry's path keeps 1 KiB of that for the release
+ * directory it is written below. Longer ones would be taken here and fail on
+ * every host (ENAMETOOLONG).
+ */
+const MAX_NAME_BYTES = 255;
+const MAX_PATH_BYTES = 3072;
+const MAX_TARGET_BYTES = 4095;
 
 export function isSha256(value: string): boolean {
   return SHA256.test(value);
@@ -57,11 +66,12 @@ export function assertEntryPath(path: string): string {
 
 export function entryPathProblem(path: string): string | undefined {
   if (path.length === 0) return "it is empty";
-  if (path.length > MAX_PATH) return "it is too long";
+  if (Buffer.byteLength(path) > MAX_PATH_BYTES) return `it is longer than ${MAX_PATH_BYTES} bytes`;
   if (path.startsWith("/")) return "it is absolute";
   if (/[\u0000-\u001f\u007f\\]/.test(path)) return "it contains control characters or backslashes";
   for (const part of path.split("/")) {
     if (part === "" || part === "." || part === "..") return "it has an empty, '.' or '..' component";
+    if (Buffer.byteLength(part) > MAX_NAME_BYTES) return `it has a name longer than ${MAX_NAME_BYTES} bytes`;
   }
   return undefined;
 }
@@ -74,6 +84,8 @@ export function linkProblem(path: string, target: string): string | undefined {
   if (target.length === 0) return "its target is empty";
   if (target.startsWith("/")) return "its target is absolute";
   if (/[\u0000]/.test(target)) return "its target contains NUL";
+  if (Buffer.byteLength(target) > MAX_TARGET_BYTES)
+    return `its target is longer than ${MAX_TARGET_BYTES} bytes`;
   const parts = path.split("/").slice(0, -1);
   for (const part of target.split("/")) {
     if (part === "" || part === ".") continue;

@@ -15,6 +15,31 @@ export function parseDuration(value: string | number): number {
   return Math.round(parts.reduce((sum, p) => sum + Number(p[1]) * UNIT_MS[p[2]!]!, 0));
 }
 
+/**
+ * The longest delay a timer holds: Node keeps it as a signed 32-bit count of
+ * milliseconds (about 24.8 days), and a longer one fires at once, so a
+ * `timeout: 600h` would stop a deploy the moment it started.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A duration something waits for (a timeout, an interval, a grace): parsed
+ * as above, and refused unless a timer can hold it and it is at least `minMs`
+ * (1 by default: a timeout of 0 ends at once, an interval of 0 spins).
+ */
+export function parseTimerDuration(value: string | number, minMs = 1): number {
+  const ms = parseDuration(value);
+  if (ms < minMs || ms > MAX_TIMER_MS) {
+    const lower =
+      minMs <= 0 ? "" : minMs === 1 ? "more than 0 and " : `at least ${formatDuration(minMs)} and `;
+    throw new TurnoutError(
+      "E_VALIDATION",
+      `invalid duration ${JSON.stringify(value)}: it must be ${lower}at most 596h (about 24 days)`,
+    );
+  }
+  return ms;
+}
+
 function badDuration(text: string): TurnoutError {
   return new TurnoutError(
     "E_VALIDATION",

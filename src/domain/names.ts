@@ -11,12 +11,16 @@ export function isValidName(value: string): boolean {
   return NAME.test(value);
 }
 
-export function assertName(kind: "app" | "environment" | "token" | "slot", value: unknown): string {
+export type NameKind = "app" | "environment" | "token" | "slot" | "host";
+
+export function assertName(kind: NameKind, value: unknown): string {
   if (typeof value !== "string" || !NAME.test(value)) {
+    // Whatever the value is (a number, an object from a JSON body), saying what it is cannot throw.
+    const shown = typeof value === "string" ? JSON.stringify(value) : `of type ${typeof value}`;
     throw new TurnoutError(
       "E_INVALID_NAME",
-      `invalid ${kind} name ${JSON.stringify(value)}: use lowercase letters, digits and '-', starting with a letter or digit (at most 63 characters)`,
-      { kind, value: typeof value === "string" ? value : String(value) },
+      `invalid ${kind} name ${shown}: use lowercase letters, digits and '-', starting with a letter or digit (at most 63 characters)`,
+      { kind, value: typeof value === "string" ? value : typeof value },
     );
   }
   return value;
@@ -24,6 +28,15 @@ export function assertName(kind: "app" | "environment" | "token" | "slot", value
 
 const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 const MAX_PARAM_VALUE = 4096;
+
+/**
+ * A parameter name becomes a variable name (TURNOUT_PARAM_<NAME>). `__proto__`
+ * would be one too, but assigning it to a plain object sets the prototype
+ * instead of a key: the parameter would vanish without a word.
+ */
+export function isValidParamName(name: string): boolean {
+  return PARAM_NAME.test(name) && name !== "__proto__";
+}
 
 /**
  * Deploy parameters only ever reach commands as environment variables
@@ -34,7 +47,7 @@ export function assertParams(params: Record<string, unknown> | undefined): Recor
   const out: Record<string, string> = {};
   if (!params) return out;
   for (const [name, value] of Object.entries(params)) {
-    if (!PARAM_NAME.test(name)) {
+    if (!isValidParamName(name)) {
       throw new TurnoutError("E_INVALID_PARAM", `invalid parameter name ${JSON.stringify(name)}`, { name });
     }
     if (typeof value !== "string" || value.includes("\0") || value.length > MAX_PARAM_VALUE) {

@@ -70,6 +70,22 @@ export function authorize(
   }
 }
 
+/**
+ * What only an admin of every app may do (manage tokens, grant hosts, collect
+ * garbage): each reaches beyond one app, so an admin limited to some apps
+ * could use it to reach the others (mint an unlimited token, grant a host
+ * another app, remove what another app keeps). `what` completes "may not …".
+ */
+export function authorizeUnlimitedAdmin(principal: Principal, what: string): void {
+  authorize(principal, "admin");
+  if (principal.apps !== null) {
+    throw new TurnoutError(
+      "E_FORBIDDEN",
+      `token '${principal.name}' is limited to some apps and may not ${what}`,
+    );
+  }
+}
+
 export function visibleApps(principal: Principal, apps: string[]): string[] {
   return apps.filter((app) => canSee(principal, app));
 }

@@ -73,23 +73,16 @@ export class HostStore {
 
   /** See token-usage.ts; a failed write never refuses a valid token. */
   private async tokenUsed(id: number): Promise<void> {
-    const key = `host:${id}`;
-    if (!this.usage.due(key)) return;
-    try {
-      await this.db
+    await this.usage.record(`host:${id}`, (now, staleBefore) =>
+      this.db
         .updateTable("hosts")
-        .set({ token_last_used_at: this.usage.nowIso() })
+        .set({ token_last_used_at: now })
         .where("id", "=", id)
         .where((eb) =>
-          eb.or([
-            eb("token_last_used_at", "is", null),
-            eb("token_last_used_at", "<", this.usage.staleBefore()),
-          ]),
+          eb.or([eb("token_last_used_at", "is", null), eb("token_last_used_at", "<", staleBefore)]),
         )
-        .execute();
-    } catch {
-      this.usage.failed(key);
-    }
+        .execute(),
+    );
   }
 
   /**

@@ -17,14 +17,14 @@ import {
  * test runs sharing one database, each in its own schema, do exactly that.
  */
 export class OwnSchemaPostgresDialect extends PostgresDialect {
-  override createIntrospector(db: Kysely<any>): DatabaseIntrospector {
+  override createIntrospector(db: Kysely<unknown>): DatabaseIntrospector {
     return new OwnSchemaIntrospector(db, super.createIntrospector(db));
   }
 }
 
 class OwnSchemaIntrospector implements DatabaseIntrospector {
   constructor(
-    private readonly db: Kysely<any>,
+    private readonly db: Kysely<unknown>,
     private readonly all: DatabaseIntrospector,
   ) {}
 

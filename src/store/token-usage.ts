@@ -26,6 +26,21 @@ export class TokenUsage {
     return true;
   }
 
+  /**
+   * Runs `write` (given the time to store and the time before which a stored
+   * value may be replaced) when a use of `key` is due. A failed write is
+   * swallowed and forgotten, so the next use tries again: recording a use
+   * never refuses a valid token.
+   */
+  async record(key: string, write: (now: string, staleBefore: string) => Promise<unknown>): Promise<void> {
+    if (!this.due(key)) return;
+    try {
+      await write(this.nowIso(), this.staleBefore());
+    } catch {
+      this.failed(key);
+    }
+  }
+
   /** The write did not happen: the next use tries again. */
   failed(key: string): void {
     this.written.delete(key);

@@ -151,20 +151,14 @@ export class TokenStore {
 
   /** Records a use (throttled, see token-usage.ts); a failed write never refuses a valid token. */
   private async used(id: number): Promise<void> {
-    const key = `token:${id}`;
-    if (!this.usage.due(key)) return;
-    try {
-      await this.db
+    await this.usage.record(`token:${id}`, (now, staleBefore) =>
+      this.db
         .updateTable("tokens")
-        .set({ last_used_at: this.usage.nowIso() })
+        .set({ last_used_at: now })
         .where("id", "=", id)
-        .where((eb) =>
-          eb.or([eb("last_used_at", "is", null), eb("last_used_at", "<", this.usage.staleBefore())]),
-        )
-        .execute();
-    } catch {
-      this.usage.failed(key);
-    }
+        .where((eb) => eb.or([eb("last_used_at", "is", null), eb("last_used_at", "<", staleBefore)]))
+        .execute(),
+    );
   }
 
   async count(): Promise<number> {

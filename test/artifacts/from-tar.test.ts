@@ -106,6 +106,23 @@ describe("ArtifactStore.fromTar", () => {
       ],
       "a",
     ],
+    // Found by test/property/archive.property.test.ts: taken here, then ENAMETOOLONG on every host.
+    [
+      "a name longer than 255 bytes",
+      [{ name: `d/${"n".repeat(256)}`, content: "x" }],
+      `d/${"n".repeat(256)}`,
+    ],
+    ["a name of 200 two-byte characters", [{ name: "é".repeat(200), content: "x" }], "é".repeat(200)],
+    [
+      "a path longer than 3072 bytes",
+      [{ name: "d/".repeat(1600) + "x", content: "x" }],
+      "d/".repeat(1600) + "x",
+    ],
+    [
+      "a symlink target longer than 4095 bytes",
+      [{ name: "l", type: "symlink", linkname: `${"a/".repeat(2048)}x` }],
+      "l",
+    ],
   ];
 
   for (const [what, items, offending] of hostile) {

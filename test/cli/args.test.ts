@@ -11,7 +11,7 @@ describe("parseParam", () => {
     expect(parseParam("FLAG=")).toEqual(["FLAG", ""]);
   });
 
-  it.each(["novalue", "=value", "1abc=x", "bad-name=x", "a b=x"])("rejects %j", (value) => {
+  it.each(["novalue", "=value", "1abc=x", "bad-name=x", "a b=x", "__proto__=x"])("rejects %j", (value) => {
     expect(() => parseParam(value)).toThrow(InvalidArgumentError);
   });
 

@@ -74,7 +74,7 @@ describe("turnout config validate", () => {
     const unset = await runInProcess(["config", "validate", dir, "--check-env"], { cwd });
     expect(unset.code).toBe(1);
     expect(unset.stdout).toContain(
-      `${path.join(dir, "shop.yaml")} secret_env: environment variable SHOP_KEY is not set`,
+      `${path.join(dir, "shop.yaml")}:2 secret_env: environment variable SHOP_KEY is not set`,
     );
     const set = await runInProcess(["config", "validate", dir, "--check-env"], {
       cwd,

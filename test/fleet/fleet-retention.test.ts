@@ -63,6 +63,7 @@ describe("retention with fleet deploys running", () => {
         TURNOUT_GC_AFTER_DEPLOYS: "0",
       },
     });
+    // The grant decides which labels count (test/fleet/fleet-isolation.test.ts): this one grants role=web.
     const token = (
       await t.api("POST", "/api/v1/tokens", { name: "enroll", role: "agent", labels: ["role=web"] })
     ).body.token;

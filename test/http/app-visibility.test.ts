@@ -313,12 +313,10 @@ const NOT_APP_SCOPED = new Set([
   "/api/v1/config",
   "/api/v1/audit",
   "/api/v1/hosts",
-  // Garbage collection is for an admin of every app only: a limited token gets 403.
+  // Garbage collection is server-wide, for an admin of every app only (403 for a limited token).
   "/api/v1/gc",
   // Changing a grant is for an admin of every app only: a limited token gets 403 whatever the host.
   "/api/v1/hosts/{name}/grant",
-  // Garbage collection is server-wide, for an admin of every app only (403 for a limited token).
-  "/api/v1/gc",
   // The caller itself, its sign-in codes, and lists filtered like /apps (tested below).
   "/api/v1/me",
   "/api/v1/me/session",

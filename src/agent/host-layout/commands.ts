@@ -2,6 +2,7 @@ import { constants } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { TurnoutError } from "../../domain/errors.js";
 import type { HealthCheckConfig } from "../../domain/fleet.js";
+import { healthUrlProblem } from "../../domain/fleet-rules.js";
 import type { HostLog } from "../../providers/fleet/host-ops.js";
 import { runProcess } from "../../providers/process-runner.js";
 
@@ -159,16 +160,9 @@ export async function checkHealth(check: HealthCheckConfig, ctx: HealthContext):
 }
 
 function healthUrl(value: string): URL {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new TurnoutError("E_VALIDATION", `health url ${JSON.stringify(value)} is not a URL`);
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new TurnoutError("E_VALIDATION", `health url must be http or https, got ${url.protocol}`);
-  }
-  return url;
+  const problem = healthUrlProblem(value);
+  if (problem) throw new TurnoutError("E_VALIDATION", `health url ${JSON.stringify(value)}: ${problem}`);
+  return new URL(value);
 }
 
 async function httpTry(url: URL, timeoutMs: number, signal: AbortSignal): Promise<string | undefined> {

@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { TurnoutError } from "../../domain/errors.js";
-import { authorize } from "../../domain/roles.js";
+import { authorizeUnlimitedAdmin } from "../../domain/roles.js";
 import { principalOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
 
@@ -31,13 +31,8 @@ export function registerGcRoutes(app: FastifyInstance, { gc }: HttpDeps): void {
     },
     async (request) => {
       const principal = principalOf(request);
-      authorize(principal, "admin");
-      if (principal.apps !== null) {
-        throw new TurnoutError(
-          "E_FORBIDDEN",
-          `token '${principal.name}' is limited to some apps and may not collect garbage`,
-        );
-      }
+      // What retention removes belongs to every app.
+      authorizeUnlimitedAdmin(principal, "collect garbage");
       if (!gc) throw new TurnoutError("E_UNAVAILABLE", "this server has no garbage collector");
       return { gc: await gc.run({ dryRun: request.body?.dryRun === true }) };
     },

@@ -2,10 +2,10 @@ import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { assertHostName } from "../../agent/protocol.js";
-import { notFound, TurnoutError } from "../../domain/errors.js";
+import { notFound } from "../../domain/errors.js";
 import type { HostWithApps } from "../../domain/fleet.js";
 import { isUnrestricted, parseAppGrant, parseLabelGrant } from "../../domain/host-grant.js";
-import { authorize, type Principal } from "../../domain/roles.js";
+import { authorize, authorizeUnlimitedAdmin, type Principal } from "../../domain/roles.js";
 import type { HostRecord } from "../../store/hosts.js";
 import { principalOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
@@ -83,14 +83,8 @@ export function registerHostRoutes(app: FastifyInstance, { engine, store, agents
     },
     async (request) => {
       const principal = principalOf(request);
-      authorize(principal, "admin");
       // A grant can name any app: only an admin of every app may give one.
-      if (principal.apps !== null) {
-        throw new TurnoutError(
-          "E_FORBIDDEN",
-          `token '${principal.name}' is limited to some apps and may not change host grants`,
-        );
-      }
+      authorizeUnlimitedAdmin(principal, "change host grants");
       const name = assertHostName(request.params.name);
       const grant = {
         apps: request.body.apps === null ? null : parseAppGrant(request.body.apps),

@@ -4,7 +4,7 @@ import { z } from "zod";
 import { TurnoutError } from "../../domain/errors.js";
 import { parseLabelGrant } from "../../domain/host-grant.js";
 import { assertName } from "../../domain/names.js";
-import { authorize, type Principal, ROLES } from "../../domain/roles.js";
+import { authorizeUnlimitedAdmin, type Principal, ROLES } from "../../domain/roles.js";
 import { principalOf } from "../auth.js";
 import type { HttpDeps } from "../deps.js";
 
@@ -36,15 +36,7 @@ const nameParams = z.object({ name: z.string() });
  * Managing tokens takes an admin token for every app: an admin limited to
  * some apps could otherwise mint itself an unlimited token.
  */
-function authorizeTokenAdmin(principal: Principal): void {
-  authorize(principal, "admin");
-  if (principal.apps !== null) {
-    throw new TurnoutError(
-      "E_FORBIDDEN",
-      `token '${principal.name}' is limited to some apps and may not manage tokens`,
-    );
-  }
-}
+const authorizeTokenAdmin = (principal: Principal) => authorizeUnlimitedAdmin(principal, "manage tokens");
 
 export function registerTokenRoutes(app: FastifyInstance, { store }: HttpDeps): void {
   const r = app.withTypeProvider<ZodTypeProvider>();

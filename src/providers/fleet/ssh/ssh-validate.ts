@@ -4,6 +4,13 @@ import { linkEscapeProblem } from "../../../artifacts/link-resolution.js";
 import { type ArtifactManifest, isHostReleaseId } from "../../../domain/artifact.js";
 import { TurnoutError } from "../../../domain/errors.js";
 import type { SshHostConfig } from "../../../domain/fleet.js";
+import {
+  healthUrlProblem,
+  releaseRootProblem,
+  sshAddressProblem,
+  sshPathProblem,
+  sshUserProblem,
+} from "../../../domain/fleet-rules.js";
 import { assertName } from "../../../domain/names.js";
 
 /**
@@ -12,12 +19,7 @@ import { assertName } from "../../../domain/names.js";
  * data must satisfy the artifact rules. The remote script checks again.
  */
 
-const ROOT = /^\/[A-Za-z0-9/._-]{0,4095}$/;
-const ADDRESS = /^[A-Za-z0-9.:][A-Za-z0-9.:-]{0,252}$/;
-const USER = /^[A-Za-z_][A-Za-z0-9_-]{0,31}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
-/** ssh reads -o values as config text: whitespace, quotes, `%` tokens and `~` would change their meaning. */
-const SSH_PATH_PROBLEM = /[\s"'\\%\u0000-\u001f\u007f]|^~/;
 
 function invalid(message: string, details?: Record<string, unknown>): TurnoutError {
   return new TurnoutError("E_VALIDATION", message, details);
@@ -41,7 +43,7 @@ export function assertReleaseId(id: string): string {
 }
 
 export function assertRoot(root: string): string {
-  if (!ROOT.test(root) || root.split("/").some((part) => part === "." || part === "..")) {
+  if (typeof root !== "string" || releaseRootProblem(root)) {
     throw invalid(
       `invalid release root ${JSON.stringify(root)}: an absolute path of letters, digits, '/', '.', '_' and '-'`,
     );
@@ -51,17 +53,18 @@ export function assertRoot(root: string): string {
 
 /** The host's connection settings, with local file paths made absolute. */
 export function checkHostConfig(host: SshHostConfig): SshHostConfig {
-  if (!ADDRESS.test(host.address))
+  if (sshAddressProblem(host.address))
     throw invalid(`invalid address ${JSON.stringify(host.address)} of host ${host.name}`);
   if (!Number.isInteger(host.port) || host.port < 1 || host.port > 65535) {
     throw invalid(`invalid port ${host.port} of host ${host.name}`);
   }
-  if (!USER.test(host.user)) throw invalid(`invalid user ${JSON.stringify(host.user)} of host ${host.name}`);
+  if (sshUserProblem(host.user))
+    throw invalid(`invalid user ${JSON.stringify(host.user)} of host ${host.name}`);
   for (const [field, value] of [
     ["key_file", host.keyFile],
     ["known_hosts_file", host.knownHostsFile],
   ] as const) {
-    if (!value || SSH_PATH_PROBLEM.test(value)) {
+    if (!value || sshPathProblem(value)) {
       throw invalid(`${field} of host ${host.name} must be a path without spaces, quotes, '%' or '~'`, {
         host: host.name,
       });
@@ -119,15 +122,8 @@ export function checkEnv(env: Record<string, string> | undefined): Record<string
 
 /** A health URL checked on the host with curl or wget: plain http(s), nothing a command line could misread. */
 export function checkHealthUrl(url: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw invalid(`invalid health check URL ${JSON.stringify(url)}`);
-  }
-  if ((parsed.protocol !== "http:" && parsed.protocol !== "https:") || /[\s\u0000-\u001f\u007f]/.test(url)) {
-    throw invalid(`invalid health check URL ${JSON.stringify(url)}: http or https, without spaces`);
-  }
+  const problem = healthUrlProblem(url);
+  if (problem) throw invalid(`invalid health check URL ${JSON.stringify(url)}: ${problem}`);
   return url;
 }
 

@@ -1,0 +1,50 @@
+/**
+ * The rules a fleet's settings must meet to be usable where they end up: an
+ * SSH host's fields on an ssh command line, a health URL on the host's curl
+ * or fetch. One set of rules serves the manifest loader (a problem naming the
+ * field, at load) and the code that runs them (the last check before ssh or
+ * the agent acts), so a manifest that loads is one that can run. Each returns
+ * what is wrong, or undefined.
+ */
+
+// A leading '-' would make ssh read the address as an option.
+const ADDRESS = /^[A-Za-z0-9.:][A-Za-z0-9.:-]{0,252}$/;
+const USER = /^[A-Za-z_][A-Za-z0-9_-]{0,31}$/;
+const ROOT = /^\/[A-Za-z0-9/._-]{0,4095}$/;
+/** ssh reads -o values as config text: whitespace, quotes, `%` tokens and `~` would change their meaning. */
+const SSH_PATH = /[\s"'\\%\u0000-\u001f\u007f]|^~/;
+
+export function sshAddressProblem(address: string): string | undefined {
+  return ADDRESS.test(address)
+    ? undefined
+    : "a host name or IP address (letters, digits, '.', ':' and '-', not starting with '-')";
+}
+
+export function sshUserProblem(user: string): string | undefined {
+  return USER.test(user) ? undefined : "a user name (letters, digits, '_' and '-', not starting with '-')";
+}
+
+/** key_file and known_hosts_file: passed to ssh as `-o` values. */
+export function sshPathProblem(file: string): string | undefined {
+  return file.length > 0 && !SSH_PATH.test(file) ? undefined : "a path without spaces, quotes, '%' or '~'";
+}
+
+/** Where releases live on an SSH host: put on the remote command line, so plain characters only. */
+export function releaseRootProblem(root: string): string | undefined {
+  return ROOT.test(root) && !root.split("/").some((part) => part === "." || part === "..")
+    ? undefined
+    : "an absolute path of letters, digits, '/', '.', '_' and '-' (no '.' or '..' components)";
+}
+
+/** A health check URL, fetched from the host itself: plain http(s), nothing a command line could misread. */
+export function healthUrlProblem(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return "not a URL";
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return "an http or https URL";
+  if (/[\s\u0000-\u001f\u007f]/.test(url)) return "a URL without spaces or control characters";
+  return undefined;
+}
