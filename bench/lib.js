@@ -9,6 +9,20 @@ import { fileURLToPath } from "node:url";
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const BIN = path.join(ROOT, "bin", "turnout.js");
 
+/** Debian's chromium (what `.ci/run` installs); TURNOUT_BENCH_CHROMIUM points elsewhere. */
+export const CHROMIUM = process.env["TURNOUT_BENCH_CHROMIUM"] ?? "/usr/bin/chromium";
+/** Headless, and nothing that reaches the network or varies between runs. */
+export const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
 export function freePort() {
   return new Promise((resolve) => {
     const srv = createServer().listen(0, "127.0.0.1", () => {

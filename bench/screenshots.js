@@ -9,21 +9,21 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
-import { api, BIN, killAll, ROOT, sleep, startServer, track, waitFinished } from "./lib.js";
+import {
+  api,
+  BIN,
+  CHROMIUM,
+  CHROMIUM_ARGS,
+  killAll,
+  ROOT,
+  sleep,
+  startServer,
+  track,
+  waitFinished,
+} from "./lib.js";
 import { makeRepo, openStore, seedHistory } from "./seed.js";
 
 const OUT = path.join(ROOT, "docs", "screenshots");
-const CHROMIUM = process.env["TURNOUT_BENCH_CHROMIUM"] ?? "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 const SHELL_STEPS = `      script: |
         printf '\\033[1;34m==>\\033[0m installing dependencies\\n'
@@ -222,7 +222,7 @@ async function main() {
     await sleep(4000);
 
     mkdirSync(OUT, { recursive: true });
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
     const shoot = async (
       name,
       hash,

@@ -12,22 +12,11 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { chromium } from "playwright-core";
-import { median, ROOT, report, startServer } from "./lib.js";
+import { CHROMIUM, CHROMIUM_ARGS, median, ROOT, report, startServer } from "./lib.js";
 import { makeRepo, openStore, seedHistory } from "./seed.js";
 
 const APPS = 200;
 const RUNS = 7;
-const CHROMIUM = process.env["TURNOUT_BENCH_CHROMIUM"] ?? "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 function bundleSizes() {
   const dir = path.join(ROOT, "dist", "web", "assets");
@@ -81,7 +70,7 @@ export async function runUi(dir) {
   await store.close();
 
   const server = await startServer(dir);
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
   try {
     // The API answer alone, for reference.
     const apiTimes = [];
