@@ -1,5 +1,4 @@
 import type { FleetDeployConfig } from "./fleet.js";
-import type { PromoteFromConfig } from "./promotion.js";
 import type { PipelineConfig } from "./release-pipeline.js";
 
 /**
@@ -53,6 +52,13 @@ export interface GithubConfig {
   repository: string;
   token?: string;
   tokenEnv?: string;
+}
+
+/** `promote_from` (domain/promotion.ts): the environment whose releases this one takes. */
+export interface PromoteFromConfig {
+  env: string;
+  /** How long a release must have been live there before it may come here (0: at once). */
+  minLiveMs: number;
 }
 
 export interface EnvironmentConfig {

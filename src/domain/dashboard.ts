@@ -112,5 +112,7 @@ export type Change =
     }
   | { type: "lock"; app: string; env: string; locked: boolean }
   | { type: "undeployed"; app: string; env: string }
+  /** A run of the app's release pipeline opened, moved or ended. */
+  | { type: "pipeline"; app: string }
   /** A host connected, disconnected or reported what it holds. */
   | { type: "hosts" };

@@ -12,7 +12,13 @@
  */
 
 import { notFound, type TurnoutError } from "./errors.js";
-import type { PromotedFrom } from "./promotion.js";
+
+/** Where a promotion's release came from: the environment and the deploy that put it there. */
+export interface PromotedFrom {
+  env: string;
+  deployId: number;
+  deployNumber: number;
+}
 export const DEPLOY_STATUSES = ["queued", "waiting", "running", "succeeded", "failed", "cancelled"] as const;
 export type DeployStatus = (typeof DEPLOY_STATUSES)[number];
 

@@ -15,19 +15,9 @@ import type { Principal } from "./roles.js";
  * takes only releases that succeeded in that environment (and stayed live
  * there `min_live`), and anything else needs an admin with a reason.
  */
-export interface PromoteFromConfig {
-  /** The environment whose releases this one takes. */
-  env: string;
-  /** How long a release must have been live there before it may come here (0: at once). */
-  minLiveMs: number;
-}
+export type { PromoteFromConfig } from "./app-config.js";
+export type { PromotedFrom } from "./deploy.js";
 
-/** Where a deploy's release came from: the environment and the deploy that put it there. */
-export interface PromotedFrom {
-  env: string;
-  deployId: number;
-  deployNumber: number;
-}
 
 /**
  * Whether a direct deploy (not a promotion, not a rollback) may enter an
