@@ -227,7 +227,10 @@ function toFleetDeploy(
 }
 
 function toChecks(
-  env: Pick<ManifestInput["environments"][string], "checks" | "check_command" | "checks_timeout" | "checks_poll">,
+  env: Pick<
+    ManifestInput["environments"][string],
+    "checks" | "check_command" | "checks_timeout" | "checks_poll"
+  >,
 ): ChecksConfig {
   return {
     required: env.checks ?? [],

@@ -203,7 +203,10 @@ const environment = z
     /** Bring drifted or newly joined fleet hosts to the environment's release by itself. */
     self_heal: z.boolean().optional(),
     /** Takes only releases promoted from this environment (docs/delivery.md#promotion). */
-    promote_from: z.string().regex(NAME, "environment names use lowercase letters, digits and '-'").optional(),
+    promote_from: z
+      .string()
+      .regex(NAME, "environment names use lowercase letters, digits and '-'")
+      .optional(),
     /** …that have been live there at least this long. */
     min_live: durationOrZero.optional(),
     deploy: z.discriminatedUnion("provider", [shellDeploy, fleetDeploy], {

@@ -49,10 +49,10 @@ export function toPipeline(
     const field = `pipeline.${index}`;
     if (!(stage.env in environments)) problem(field, `no environment named '${stage.env}'`);
     if (stages.some((s) => s.env === stage.env)) problem(field, `'${stage.env}' is in the pipeline twice`);
-    const gated = typeof raw !== "string" && (raw.auto || raw.bake || raw.approval || raw.checks || raw.check_command);
+    const gated =
+      typeof raw !== "string" && (raw.auto || raw.bake || raw.approval || raw.checks || raw.check_command);
     if (index === 0) {
-      if (gated)
-        problem(field, "the first stage has no gate: its releases come from ordinary deploys");
+      if (gated) problem(field, "the first stage has no gate: its releases come from ordinary deploys");
       stages.push({ env: stage.env, gate: null });
       return;
     }

@@ -49,7 +49,9 @@ export type ReadinessCode =
   | "checks_failing"
   | "checks_pending"
   | "checks_unknown"
-  | "check_command";
+  | "check_command"
+  /** The environment takes promoted releases only (`promote_from`): a direct deploy needs an admin and a reason. */
+  | "promotion_required";
 
 export interface ReadinessReason {
   code: ReadinessCode;

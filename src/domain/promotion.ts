@@ -18,7 +18,6 @@ import type { Principal } from "./roles.js";
 export type { PromoteFromConfig } from "./app-config.js";
 export type { PromotedFrom } from "./deploy.js";
 
-
 /**
  * Whether a direct deploy (not a promotion, not a rollback) may enter an
  * environment: one that requires promotion takes it only from an admin who
@@ -128,5 +127,8 @@ export function reusableArtifact(
 /** The build command with the deploy's placeholders filled in, as the fleet provider runs it (what the build key reads). */
 function buildCommandFilled(config: FleetDeployConfig, deploy: Deploy): FleetDeployConfig {
   if (!config.build?.command) return config;
-  return { ...config, build: { ...config.build, command: substitute(config.build.command, placeholderValues(deploy)) } };
+  return {
+    ...config,
+    build: { ...config.build, command: substitute(config.build.command, placeholderValues(deploy)) },
+  };
 }

@@ -161,12 +161,17 @@ export class Engine implements EngineApi {
           role: "admin",
           apps: null,
         };
-        const deploy = await queuePromotion(this.promotionDeps(), system, { app, environment }, {
-          app: app.name,
-          from: run.fromEnv,
-          to: run.env,
-          trigger: "pipeline",
-        });
+        const deploy = await queuePromotion(
+          this.promotionDeps(),
+          system,
+          { app, environment },
+          {
+            app: app.name,
+            from: run.fromEnv,
+            to: run.env,
+            trigger: "pipeline",
+          },
+        );
         this.announce(deploy);
         return deploy;
       },

@@ -90,19 +90,23 @@ export async function answerRun(
   let run: PipelineRun | undefined;
   if (choice.run !== undefined) {
     run = await runs.get(choice.run).catch(() => undefined);
-    if (run?.app !== app.name) throw notFound(`pipeline run ${choice.run} of ${app.name}`, { run: choice.run });
+    if (run?.app !== app.name)
+      throw notFound(`pipeline run ${choice.run} of ${app.name}`, { run: choice.run });
   } else if (choice.stage !== undefined) {
     const open = (await runs.unfinished(app.name)).filter(
       (r) => r.env === choice.stage && (r.status === "waiting" || r.status === "approved"),
     );
     run = open[open.length - 1];
-    if (!run) throw notFound(`a run of ${app.name} waiting to enter ${choice.stage}`, { stage: choice.stage });
+    if (!run)
+      throw notFound(`a run of ${app.name} waiting to enter ${choice.stage}`, { stage: choice.stage });
   } else {
     throw new TurnoutError("E_VALIDATION", "name the run (run) or the stage it waits to enter (stage)");
   }
   const gate = app.pipeline?.stages.find((s) => s.env === run.env)?.gate;
   if (!gate?.approval) {
-    throw new TurnoutError("E_CONFLICT", `entering ${app.name}/${run.env} needs no approval`, { run: run.id });
+    throw new TurnoutError("E_CONFLICT", `entering ${app.name}/${run.env} needs no approval`, {
+      run: run.id,
+    });
   }
   if (!mayApprove(principal.role, gate.approval.role)) {
     throw new TurnoutError(
@@ -123,17 +127,25 @@ export async function answerRun(
         });
   if (!moved) {
     const now = await runs.get(run.id);
-    throw new TurnoutError("E_CONFLICT", `pipeline run ${run.id} is ${now.status}: it can no longer be ${answer}d`, {
-      run: run.id,
-      status: now.status,
-    });
+    throw new TurnoutError(
+      "E_CONFLICT",
+      `pipeline run ${run.id} is ${now.status}: it can no longer be ${answer}d`,
+      {
+        run: run.id,
+        status: now.status,
+      },
+    );
   }
   await store.audit.record({
     actor: principal.name,
     action: `pipeline.${answer}`,
     app: app.name,
     env: run.env,
-    details: { run: run.id, from: `${app.name}/${run.fromEnv}#${run.sourceNumber}`, ...(text ? { message: text } : {}) },
+    details: {
+      run: run.id,
+      from: `${app.name}/${run.fromEnv}#${run.sourceNumber}`,
+      ...(text ? { message: text } : {}),
+    },
   });
   return runs.get(run.id);
 }

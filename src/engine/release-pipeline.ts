@@ -120,7 +120,8 @@ export class ReleasePipelines {
     const source = await store.releases.current(app.name, from);
     if (!source) return;
     for (const run of await store.pipelineRuns.unfinished(app.name)) {
-      if (run.env !== stage.env || run.sourceDeployId === source.deployId || run.status === "promoting") continue;
+      if (run.env !== stage.env || run.sourceDeployId === source.deployId || run.status === "promoting")
+        continue;
       if (
         await store.pipelineRuns.move(run.id, ["waiting", "approved"], {
           status: "superseded",
@@ -194,7 +195,11 @@ export class ReleasePipelines {
     }
     const target = await store.releases.current(run.app, run.env);
     if (target && sameComponents(target.components, run.components)) {
-      await moved(["waiting", "approved"], { status: "done", waitingOn: null, message: `already live in ${run.env}` });
+      await moved(["waiting", "approved"], {
+        status: "done",
+        waitingOn: null,
+        message: `already live in ${run.env}`,
+      });
       return;
     }
     const gate = stage.gate;
@@ -211,7 +216,9 @@ export class ReleasePipelines {
     }
     if (gate.approval && run.status !== "approved") {
       if (run.approvalDeadline === null) {
-        return waitOn("approval", { approvalDeadline: new Date(now + gate.approval.timeoutMs).toISOString() });
+        return waitOn("approval", {
+          approvalDeadline: new Date(now + gate.approval.timeoutMs).toISOString(),
+        });
       }
       if (now > Date.parse(run.approvalDeadline)) {
         await moved(["waiting"], {
@@ -294,7 +301,8 @@ export class ReleasePipelines {
         signal: this.abort.signal,
         log: () => undefined,
       });
-      if (outcome.ok) await this.deps.store.pipelineRuns.move(run.id, ["waiting", "approved"], { checksPassed: true });
+      if (outcome.ok)
+        await this.deps.store.pipelineRuns.move(run.id, ["waiting", "approved"], { checksPassed: true });
       else if (outcome.code !== "cancelled")
         await this.deps.store.pipelineRuns.move(run.id, ["waiting", "approved"], {
           status: "failed",
