@@ -1,9 +1,9 @@
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { tempDir } from "../cli/helpers.js";
 import { turnout } from "../helpers/built-cli.js";
 import { BACKENDS } from "../helpers/databases.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
-import { tempDir } from "../cli/helpers.js";
 
 /**
  * Promotion end to end through the API and the built CLI, on both stores:
@@ -89,7 +89,9 @@ describe.each(BACKENDS)("promotion (%s)", (backend) => {
     expect(await t.store.deploys.list({ env: "production", limit: 5 })).toEqual([]);
 
     const readiness = await t.api("GET", "/api/v1/apps/shop/environments/production/deploy-readiness");
-    expect(readiness.body.readiness.reasons.map((r: { code: string }) => r.code)).toContain("promotion_required");
+    expect(readiness.body.readiness.reasons.map((r: { code: string }) => r.code)).toContain(
+      "promotion_required",
+    );
     expect(readiness.body.readiness.ready).toBe(false);
 
     const admin = await deployTo("production", { reason: "staging is down, hotfix approved by ops" });
@@ -105,7 +107,9 @@ describe.each(BACKENDS)("promotion (%s)", (backend) => {
   });
 
   it("refuses promotions from another environment than the required one, from nothing, and too early", async () => {
-    const noRelease = await t.api("POST", "/api/v1/apps/shop/environments/production/promote", { from: "staging" });
+    const noRelease = await t.api("POST", "/api/v1/apps/shop/environments/production/promote", {
+      from: "staging",
+    });
     expect(noRelease.status).toBe(409);
     expect(noRelease.body.error.code).toBe("E_NO_RELEASE");
 
@@ -117,7 +121,10 @@ describe.each(BACKENDS)("promotion (%s)", (backend) => {
     expect(self.body.error.code).toBe("E_VALIDATION");
     const unknown = await t.api("POST", "/api/v1/apps/shop/environments/qa/promote", { from: "nope" });
     expect(unknown.status).toBe(404);
-    const extra = await t.api("POST", "/api/v1/apps/shop/environments/qa/promote", { from: "staging", to: "x" });
+    const extra = await t.api("POST", "/api/v1/apps/shop/environments/qa/promote", {
+      from: "staging",
+      to: "x",
+    });
     expect(extra.status).toBe(400);
 
     // An environment without promote_from takes promotions from anywhere.
@@ -125,8 +132,13 @@ describe.each(BACKENDS)("promotion (%s)", (backend) => {
     expect(intoStaging.status).toBe(202);
     expect((await t.waitForDeploy(intoStaging.body.deploy.id)).status).toBe("succeeded");
 
-    await t.writeManifest("shop", MANIFEST.replace("promote_from: staging", "promote_from: staging\n    min_live: 1h"));
-    const early = await t.api("POST", "/api/v1/apps/shop/environments/production/promote", { from: "staging" });
+    await t.writeManifest(
+      "shop",
+      MANIFEST.replace("promote_from: staging", "promote_from: staging\n    min_live: 1h"),
+    );
+    const early = await t.api("POST", "/api/v1/apps/shop/environments/production/promote", {
+      from: "staging",
+    });
     expect(early.status).toBe(409);
     expect(early.body.error.code).toBe("E_PROMOTION_TOO_EARLY");
     expect(early.body.error.details.minLiveMs).toBe(3_600_000);
@@ -159,6 +171,9 @@ describe.each(BACKENDS)("promotion (%s)", (backend) => {
       cwd: home,
     });
     expect(direct.code).toBe(0);
-    expect(JSON.parse(direct.stdout).deploy).toMatchObject({ reason: "hotfix", ignoredSafeties: ["promotion"] });
+    expect(JSON.parse(direct.stdout).deploy).toMatchObject({
+      reason: "hotfix",
+      ignoredSafeties: ["promotion"],
+    });
   });
 });
