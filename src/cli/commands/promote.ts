@@ -77,7 +77,7 @@ export function registerPromoteCommands(program: Command, kit: Kit): void {
       action(async (app: string, _flags: unknown, command: Command) => {
         const options = globals(command);
         const response = await clientFor(ctx, options).get<{ pipeline: PipelineJson }>(
-          path("apps", app, "pipeline"),
+          `/api/v1/apps/${path(app)}/pipeline`,
         );
         if (options.json) printJson(ctx, response.text);
         else println(ctx.stdout, pipelineText(response.body.pipeline));
@@ -106,7 +106,7 @@ export function registerPromoteCommands(program: Command, kit: Kit): void {
             if (flags.stage !== undefined) body["stage"] = flags.stage;
             if (flags.message !== undefined) body["message"] = flags.message;
             const response = await clientFor(ctx, options).post<{ run: PipelineJson["runs"][number] }>(
-              path("apps", app, "pipeline", answer),
+              `/api/v1/apps/${path(app)}/pipeline/${answer}`,
               body,
             );
             const run = response.body.run;
