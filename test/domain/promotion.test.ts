@@ -167,7 +167,7 @@ describe("releasePositions", () => {
       sha: "b",
       status: "waiting",
       waitingOn: "approval",
-    } as PipelineRun;
+    } as unknown as PipelineRun;
     const positions = releasePositions(pipeline, { staging: { app: "b" }, production: { app: "a" } }, [run]);
     expect(positions.map((p) => [p.sha, p.stages.map((s) => s.state)])).toEqual([
       ["b", ["live", "waiting"]],
