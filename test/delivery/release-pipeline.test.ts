@@ -1,5 +1,7 @@
+import { rm } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { type RunningServer, startServer } from "../../src/server/start-server.js";
 import { tempDir } from "../cli/helpers.js";
 import { turnout } from "../helpers/built-cli.js";
 import { BACKENDS } from "../helpers/databases.js";
@@ -239,5 +241,60 @@ describe.each(BACKENDS)("release pipelines (%s)", (backend) => {
     );
     const again = await t.api("GET", "/api/v1/config");
     expect(JSON.stringify(again.body)).toContain("environments.production.auto_deploy");
+  });
+});
+
+describe("release pipelines across a restart", () => {
+  it("a run waiting for approval is still there after a restart, and the new server carries it on", async () => {
+    const t = await startTurnout({
+      manifest: manifest(`  - staging\n  - env: production\n    approval: { role: deployer, timeout: 1h }\n`),
+    });
+    let second: RunningServer | undefined;
+    try {
+      const res = await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {});
+      const staged = await t.waitForDeploy(res.body.deploy.id);
+      const waiting = async (url: string) => {
+        const view = await fetch(`${url}/api/v1/apps/shop/pipeline`, {
+          headers: { authorization: `Bearer ${t.adminToken}` },
+        });
+        return ((await view.json()) as any).pipeline.runs[0];
+      };
+      await until(async () => (await waiting(t.url))?.waitingOn === "approval", 20_000, "approval wait");
+      const before = await waiting(t.url);
+      await t.server.close();
+
+      second = await startServer(t.settings, {
+        print: () => undefined,
+        configReloadMs: 60_000,
+        polling: false,
+      });
+      const after = await waiting(second.url);
+      expect(after).toMatchObject({
+        id: before.id,
+        status: "waiting",
+        approvalDeadline: before.approvalDeadline,
+      });
+      const approved = await fetch(`${second.url}/api/v1/apps/shop/pipeline/approve`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${t.adminToken}`, "content-type": "application/json" },
+        body: JSON.stringify({ run: before.id }),
+      });
+      expect(approved.status).toBe(200);
+      const store = second.store;
+      await until(
+        async () => (await store.deploys.list({ env: "production", limit: 1 }))[0]?.status === "succeeded",
+        20_000,
+        "production deployed by the new server",
+      );
+      const [production] = await store.deploys.list({ env: "production", limit: 1 });
+      expect(production).toMatchObject({
+        trigger: "pipeline",
+        sha: staged.sha,
+        promotedFrom: { env: "staging" },
+      });
+    } finally {
+      await second?.close();
+      await rm(path.dirname(t.dataDir), { recursive: true, force: true });
+    }
   });
 });
