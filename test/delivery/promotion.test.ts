@@ -165,6 +165,9 @@ describe.each(BACKENDS)("promotion (%s)", (backend) => {
     const history = await turnout(["history", "shop", "production", ...auth], { env, cwd: home });
     expect(history.code).toBe(0);
     expect(history.stdout).toContain("promote (staging#1)");
+    const status = await turnout(["status", "shop", "production", ...auth], { env, cwd: home });
+    expect(status.code).toBe(0);
+    expect(status.stdout).toContain("promote (staging#1)");
 
     const direct = await turnout(["deploy", "shop", "production", "--reason", "hotfix", "--json", ...auth], {
       env,
