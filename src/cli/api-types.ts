@@ -60,7 +60,16 @@ export interface ReleaseJson {
   configRevision: string;
   createdAt: string;
   /** `ref`: what was asked to deploy (absent from servers before it was added). */
-  deploy: { number: number; user: string; trigger: string; finishedAt: string | null; ref?: string };
+  deploy: {
+    number: number;
+    user: string;
+    trigger: string;
+    finishedAt: string | null;
+    ref?: string;
+    /** A promotion: where its release came from (absent from servers before promotions). */
+    promotedFrom?: { env: string; deployId: number; deployNumber: number } | null;
+    reason?: string | null;
+  };
   /** Components whose commit differs from the release live before this one. */
   changes?: { component: string; from: string | null; to: string | null }[];
   configChanged?: boolean;

@@ -83,11 +83,18 @@ export function releaseRow(release: ReleaseJson): string[] {
     release.deploy?.ref ?? "-",
     shortSha(release.fingerprint),
     release.deploy?.user ?? "-",
-    release.deploy?.trigger ?? "-",
+    triggerText(release),
     formatDate(release.createdAt),
   ];
   if (isMultiRepo(release)) row.push(changesText(release));
   return row;
+}
+
+/** The trigger, and for a promotion where from: `promote (staging#3)`. */
+function triggerText(release: ReleaseJson): string {
+  const trigger = release.deploy?.trigger ?? "-";
+  const from = release.deploy?.promotedFrom;
+  return from ? `${trigger} (${from.env}#${from.deployNumber})` : trigger;
 }
 
 function isMultiRepo(release: ReleaseJson): boolean {
@@ -142,10 +149,13 @@ export function deployLabelOf(deploy: Pick<DeployJson, "app" | "env" | "number" 
 
 /** `queued shop/staging#4 (id 17) at 0123456789ab`. */
 export function queuedLine(deploy: DeployJson): TerminalText {
+  const from = deploy.promotedFrom;
   const what =
     deploy.rollbackOf !== null && deploy.rollbackOf !== undefined
       ? `rollback to #${deploy.rollbackOf} as ${deployLabelOf(deploy)}`
-      : deployLabelOf(deploy);
+      : from
+        ? `${deployLabelOf(deploy)}, promoted from ${deploy.app}/${from.env}#${from.deployNumber},`
+        : deployLabelOf(deploy);
   const forced = deploy.ignoredSafeties?.length ? ` (ignoring: ${deploy.ignoredSafeties.join(", ")})` : "";
   return t`queued ${what} (id ${deploy.id}) at ${shortSha(deploy.sha)}${forced}`;
 }

@@ -14,6 +14,7 @@ import { registerLockCommands } from "./commands/lock.js";
 import { registerLoginCommand } from "./commands/login.js";
 import { registerLogsCommands } from "./commands/logs.js";
 import { registerPendingCommand } from "./commands/pending.js";
+import { registerPromoteCommands } from "./commands/promote.js";
 import { registerServerCommand, type StartServer } from "./commands/server.js";
 import { registerStatusCommands } from "./commands/status.js";
 import { registerTokenCommands } from "./commands/token.js";
@@ -80,6 +81,7 @@ export async function runCli(argv: string[], ctx: CliContext, options: ProgramOp
   registerPendingCommand(program, kit);
   registerFleetCommands(program, kit);
   registerDeployCommands(program, kit);
+  registerPromoteCommands(program, kit);
   registerLogsCommands(program, kit);
   registerLockCommands(program, kit);
   registerTokenCommands(program, kit);

@@ -15,6 +15,7 @@ import { parseDuration } from "../domain/duration.js";
 import { type FleetDeployConfig, parseAmount } from "../domain/fleet.js";
 import type { LoadOptions } from "./manifest-loader.js";
 import type { ManifestInput } from "./manifest-schema.js";
+import { toPipeline, toPromoteFrom } from "./pipeline-builder.js";
 
 /**
  * A validated manifest → the AppConfig the engine works from: defaults
@@ -107,13 +108,17 @@ export function toAppConfig(
       autoDeploy: env.auto_deploy,
       ...(env.checks || env.check_command ? { checks: toChecks(env) } : {}),
       selfHeal: env.self_heal === true,
+      ...(env.promote_from !== undefined ? { promoteFrom: toPromoteFrom(env)! } : {}),
       deploy: d.provider === "fleet" ? toFleetDeploy(d, options) : toShellDeploy(d, options),
     };
   }
 
+  const pipeline = toPipeline(input, environments, file, problems, toChecks);
   const webhookSecret = input.webhook ? variable("webhook.secret_env", input.webhook.secret_env) : undefined;
   const github = toGithub(input, primary, variable);
-  const needsGithub = Object.values(environments).some((e) => (e.checks?.required.length ?? 0) > 0);
+  const needsGithub =
+    Object.values(environments).some((e) => (e.checks?.required.length ?? 0) > 0) ||
+    (pipeline?.stages.some((s) => (s.gate?.checks?.required.length ?? 0) > 0) ?? false);
   if (needsGithub && !github) {
     problems.push({
       file,
@@ -136,6 +141,7 @@ export function toAppConfig(
     ...(github ? { github } : {}),
     secretEnv,
     environments,
+    ...(pipeline ? { pipeline } : {}),
     source: file,
   };
 }
@@ -220,7 +226,12 @@ function toFleetDeploy(
   };
 }
 
-function toChecks(env: ManifestInput["environments"][string]): ChecksConfig {
+function toChecks(
+  env: Pick<
+    ManifestInput["environments"][string],
+    "checks" | "check_command" | "checks_timeout" | "checks_poll"
+  >,
+): ChecksConfig {
   return {
     required: env.checks ?? [],
     ...(env.check_command ? { command: env.check_command } : {}),

@@ -202,11 +202,42 @@ const environment = z
     checks_poll: duration.optional(),
     /** Bring drifted or newly joined fleet hosts to the environment's release by itself. */
     self_heal: z.boolean().optional(),
+    /** Takes only releases promoted from this environment (docs/delivery.md#promotion). */
+    promote_from: z
+      .string()
+      .regex(NAME, "environment names use lowercase letters, digits and '-'")
+      .optional(),
+    /** …that have been live there at least this long. */
+    min_live: durationOrZero.optional(),
     deploy: z.discriminatedUnion("provider", [shellDeploy, fleetDeploy], {
       message: "provider must be 'shell' or 'fleet'",
     }),
   })
   .strict();
+
+/** One stage of an app's pipeline after the first: the environment, and the gate before it. */
+const pipelineStage = z.union([
+  z.string().regex(NAME, "environment names use lowercase letters, digits and '-'"),
+  z
+    .object({
+      env: z.string().regex(NAME, "environment names use lowercase letters, digits and '-'"),
+      /** No gate: promoted as soon as the previous stage succeeded (the default). */
+      auto: z.literal(true).optional(),
+      bake: durationOrZero.optional(),
+      approval: z
+        .object({ role: z.enum(["deployer", "admin"]).default("deployer"), timeout: duration.optional() })
+        .strict()
+        .optional(),
+      checks: z.array(z.string().min(1).max(200)).optional(),
+      check_command: argv.optional(),
+      checks_timeout: duration.optional(),
+      checks_poll: duration.optional(),
+    })
+    .strict()
+    .refine((s) => !s.auto || (s.bake === undefined && !s.approval && !s.checks && !s.check_command), {
+      message: "`auto: true` means no gate: give it alone, or bake/approval/checks without it",
+    }),
+]);
 
 const component = z
   .object({
@@ -244,6 +275,8 @@ export const manifestSchema = z
       .strict()
       .optional(),
     secret_env: z.array(envVarName).optional(),
+    /** The ordered line of environments releases move along (docs/delivery.md#pipelines). */
+    pipeline: z.array(pipelineStage).min(2, "a pipeline has at least two stages").max(20).optional(),
     environments: z
       .record(z.string().regex(NAME, "environment names use lowercase letters, digits and '-'"), environment)
       .refine((e) => Object.keys(e).length > 0, { message: "declare at least one environment" }),

@@ -1,4 +1,5 @@
 import type { FleetDeployConfig } from "./fleet.js";
+import type { PipelineConfig } from "./release-pipeline.js";
 
 /**
  * An app as the manifests describe it, after validation: what the engine and
@@ -53,6 +54,13 @@ export interface GithubConfig {
   tokenEnv?: string;
 }
 
+/** `promote_from` (domain/promotion.ts): the environment whose releases this one takes. */
+export interface PromoteFromConfig {
+  env: string;
+  /** How long a release must have been live there before it may come here (0: at once). */
+  minLiveMs: number;
+}
+
 export interface EnvironmentConfig {
   name: string;
   /** Branch of the primary component (single-repo apps: the repository's branch). */
@@ -63,6 +71,8 @@ export interface EnvironmentConfig {
   /** Fleets: bring drifted or newly joined hosts to the environment's release by themselves. */
   selfHeal: boolean;
   checks?: ChecksConfig;
+  /** Takes only releases promoted from this environment (a direct deploy needs an admin and a reason). */
+  promoteFrom?: PromoteFromConfig;
   deploy: DeployConfig;
 }
 
@@ -101,6 +111,8 @@ export interface AppConfig {
   /** Values resolved from `secret_env`: passed to commands and masked in every log line. */
   secretEnv: Record<string, string>;
   environments: Record<string, EnvironmentConfig>;
+  /** The ordered line of environments releases move along (absent: none). */
+  pipeline?: PipelineConfig;
   /** The manifest file this app came from. */
   source: string;
 }

@@ -49,7 +49,9 @@ export type ReadinessCode =
   | "checks_failing"
   | "checks_pending"
   | "checks_unknown"
-  | "check_command";
+  | "check_command"
+  /** The environment takes promoted releases only (`promote_from`): a direct deploy needs an admin and a reason. */
+  | "promotion_required";
 
 export interface ReadinessReason {
   code: ReadinessCode;
@@ -112,5 +114,7 @@ export type Change =
     }
   | { type: "lock"; app: string; env: string; locked: boolean }
   | { type: "undeployed"; app: string; env: string }
+  /** A run of the app's release pipeline opened, moved or ended. */
+  | { type: "pipeline"; app: string }
   /** A host connected, disconnected or reported what it holds. */
   | { type: "hosts" };

@@ -12,6 +12,13 @@
  */
 
 import { notFound, type TurnoutError } from "./errors.js";
+
+/** Where a promotion's release came from: the environment and the deploy that put it there. */
+export interface PromotedFrom {
+  env: string;
+  deployId: number;
+  deployNumber: number;
+}
 export const DEPLOY_STATUSES = ["queued", "waiting", "running", "succeeded", "failed", "cancelled"] as const;
 export type DeployStatus = (typeof DEPLOY_STATUSES)[number];
 
@@ -29,6 +36,7 @@ export const TRIGGERS = [
   "rollback",
   "promote",
   "reconcile",
+  "pipeline",
 ] as const;
 export type Trigger = (typeof TRIGGERS)[number];
 
@@ -112,6 +120,10 @@ export interface Deploy {
   commit: CommitSummary | null;
   /** Every component's commit described, by component (null until described). */
   commits: Record<string, CommitSummary> | null;
+  /** A promotion: the environment and deploy whose release it installs (null: not a promotion). */
+  promotedFrom: PromotedFrom | null;
+  /** Why, as the requester said (a direct deploy past `promote_from` needs one). */
+  reason: string | null;
 }
 
 export function deployLabel(d: Pick<Deploy, "app" | "env" | "number">): string {

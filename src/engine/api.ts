@@ -2,9 +2,12 @@ import type { ConfigStatus } from "../config/config-provider.js";
 import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
 import type { Deploy, Trigger } from "../domain/deploy.js";
 import type { Lock } from "../domain/lock.js";
+import type { PipelineRun } from "../domain/release-pipeline.js";
 import type { Permission, Principal } from "../domain/roles.js";
 import type { Change } from "./change-feed.js";
 import type { FleetHostState } from "./fleet-ops.js";
+import type { PipelineView, RunChoice } from "./pipeline-view.js";
+import type { PromotionRequest } from "./promotion.js";
 import type { DeployReadiness } from "./readiness.js";
 import type { RollbackPreview } from "./rollback-preview.js";
 
@@ -31,6 +34,8 @@ export interface DeployRequest {
   force?: boolean | undefined;
   params?: Record<string, unknown> | undefined;
   trigger: Trigger;
+  /** Why: recorded; an environment with `promote_from` takes a direct deploy only from an admin with one. */
+  reason?: string | undefined;
 }
 
 export interface RollbackRequest {
@@ -93,6 +98,18 @@ export interface EngineApi {
   ): Promise<Deploy>;
   requestDeploy(principal: Principal, request: DeployRequest): Promise<Deploy>;
   requestRollback(principal: Principal, request: RollbackRequest): Promise<Deploy>;
+  /** Deploys to `to` exactly the release `from` runs (docs/delivery.md#promotion). */
+  requestPromotion(principal: Principal, request: PromotionRequest): Promise<Deploy>;
+  /** An app's release pipeline: stages, what each runs, each release's position and the runs between stages. */
+  pipeline(principal: Principal, app: string): Promise<PipelineView>;
+  /** Approves or rejects a pipeline run waiting for approval. */
+  answerPipeline(
+    principal: Principal,
+    app: string,
+    choice: RunChoice,
+    answer: "approve" | "reject",
+    message?: string,
+  ): Promise<PipelineRun>;
   cancel(principal: Principal, deployId: number): Promise<Deploy>;
   lock(principal: Principal, app: string, env: string, reason: string): Promise<Lock>;
   unlock(principal: Principal, app: string, env: string): Promise<Lock | undefined>;

@@ -1,3 +1,4 @@
+import path from "node:path";
 import { GithubChecks } from "../checks/github-checks.js";
 import { configProblemFor } from "../config/app-availability.js";
 import type { ConfigProvider, ConfigStatus } from "../config/config-provider.js";
@@ -8,7 +9,9 @@ import { type Deploy, deployLabel, deployNotFound, isFinished, type Trigger } fr
 import { appNotFound, notFound, TurnoutError } from "../domain/errors.js";
 import { checkLock, type Lock } from "../domain/lock.js";
 import { assertName, assertParams } from "../domain/names.js";
+import { checkDirectDeploy } from "../domain/promotion.js";
 import type { Release } from "../domain/release.js";
+import type { PipelineRun } from "../domain/release-pipeline.js";
 import { authorize, canSee, type Permission, type Principal } from "../domain/roles.js";
 import type { GitMirrors } from "../git/mirrors.js";
 import type { FleetDeps } from "../providers/fleet/fleet-provider.js";
@@ -30,8 +33,11 @@ import { EventHub } from "./event-hub.js";
 import { type FleetHostState, FleetOps } from "./fleet-ops.js";
 import { newOwnerId } from "./owner.js";
 import { pendingChanges } from "./pending.js";
+import { answerRun, type PipelineView, pipelineView, type RunChoice } from "./pipeline-view.js";
 import { Poller } from "./poller.js";
+import { type PromotionRequest, queuePromotion } from "./promotion.js";
 import { type DeployReadiness, deployReadiness } from "./readiness.js";
+import { ReleasePipelines } from "./release-pipeline.js";
 import { previewRollback, type RollbackPreview } from "./rollback-preview.js";
 import { recordUndeployed } from "./undeployed.js";
 import { type DeployLifecycleEvents, type DrainOptions, Worker } from "./worker.js";
@@ -67,6 +73,8 @@ export interface EngineOptions {
   githubChecks?: GithubChecks;
   /** Fleet deploys: artifacts, agents and SSH hosts (absent: shell deploys only). */
   fleet?: FleetDeps & { onHostsChange?(listener: () => void): () => void };
+  /** How often release pipelines are looked at besides when a deploy ends (default 1 s). */
+  pipelineTickMs?: number;
 }
 
 /**
@@ -85,6 +93,7 @@ export class Engine implements EngineApi {
   private readonly counting = new Map<string, { again: boolean; done: Promise<void> }>();
   private readonly worker: Worker;
   private readonly poller: Poller;
+  private readonly pipelines: ReleasePipelines;
   private readonly githubChecks: GithubChecks;
   private unsubscribeConfig: (() => void) | undefined;
   private unsubscribeHosts: (() => void) | undefined;
@@ -133,6 +142,41 @@ export class Engine implements EngineApi {
       });
       // What the environment runs changed (or not): its undeployed commits are counted again.
       if (isFinished(deploy.status)) this.countUndeployed(deploy.app);
+      // …and the next stage of a pipeline may move.
+      if (isFinished(deploy.status)) this.pipelines.poke();
+    });
+    this.pipelines = new ReleasePipelines({
+      store: options.store,
+      config: () => this.config(),
+      git: options.git,
+      githubChecks: this.githubChecks,
+      workDir: path.join(options.dataDir, "pipeline-checks"),
+      baseEnv: options.baseEnv,
+      promote: async (app, run) => {
+        const environment = app.environments[run.env];
+        if (!environment) throw notFound(`environment '${app.name}/${run.env}'`);
+        const system: Principal = {
+          tokenId: 0,
+          name: run.decidedBy ? `turnout (pipeline, approved by ${run.decidedBy})` : "turnout (pipeline)",
+          role: "admin",
+          apps: null,
+        };
+        const deploy = await queuePromotion(
+          this.promotionDeps(),
+          system,
+          { app, environment },
+          {
+            app: app.name,
+            from: run.fromEnv,
+            to: run.env,
+            trigger: "pipeline",
+          },
+        );
+        this.announce(deploy);
+        return deploy;
+      },
+      changed: (app) => this.feed.emit({ type: "pipeline", app }),
+      report: (error) => this.report(error),
     });
     this.poller = new Poller({
       config: options.config,
@@ -145,6 +189,7 @@ export class Engine implements EngineApi {
 
   async start(): Promise<void> {
     await this.worker.start();
+    this.pipelines.start(this.options.pipelineTickMs ?? 1000);
     this.unsubscribeConfig = this.options.config.onChange((previous, next) => {
       const changed = changedEnvironments(previous, next);
       if (changed.size > 0) this.reconcileInBackground("config", changed);
@@ -178,6 +223,7 @@ export class Engine implements EngineApi {
     this.unsubscribeHostFeed?.();
     this.worker.stopClaiming();
     clearInterval(this.reconcileTimer);
+    await this.pipelines.stop();
     await Promise.allSettled([...this.reconciling]);
     await this.poller.stop();
   }
@@ -298,6 +344,9 @@ export class Engine implements EngineApi {
     const { app, environment } = this.target(principal, request.app, request.env, "deploy");
     const params = assertParams(request.params);
     const force = request.force === true;
+    // An environment that takes promoted releases only: a direct deploy is an admin's call, with a reason.
+    const direct = checkDirectDeploy(app.name, environment, principal, request.reason);
+    const reason = request.reason?.trim() || null;
     if (request.slot !== undefined || request.artifact !== undefined) {
       if (environment.deploy.provider !== "fleet") {
         throw new TurnoutError("E_VALIDATION", "slots and uploaded artifacts are for fleet environments");
@@ -348,10 +397,12 @@ export class Engine implements EngineApi {
           appRevision: appRevision(app, environment),
           slot: request.slot ?? null,
           artifact: request.artifact ?? null,
+          reason,
         },
         (lock) => {
           const { ignoredSafeties } = checkLock(lock, principal, force);
-          return { ignoredSafeties: skipsChecks ? [...ignoredSafeties, "checks"] : ignoredSafeties };
+          const ignored = [...ignoredSafeties, ...direct.ignoredSafeties];
+          return { ignoredSafeties: skipsChecks ? [...ignored, "checks"] : ignored };
         },
       );
     const given = request.artifact;
@@ -435,6 +486,49 @@ export class Engine implements EngineApi {
           );
     this.announce(deploy);
     return deploy;
+  }
+
+  async requestPromotion(principal: Principal, request: PromotionRequest): Promise<Deploy> {
+    const target = this.target(principal, request.app, request.to, "deploy");
+    this.target(principal, request.app, request.from, "read");
+    const deploy = await queuePromotion(this.promotionDeps(), principal, target, {
+      ...request,
+      trigger: "promote",
+    });
+    this.announce(deploy);
+    return deploy;
+  }
+
+  async pipeline(principal: Principal, app: string): Promise<PipelineView> {
+    return pipelineView(this.options.store, this.app(principal, app, "read"));
+  }
+
+  async answerPipeline(
+    principal: Principal,
+    app: string,
+    choice: RunChoice,
+    answer: "approve" | "reject",
+    message?: string,
+  ): Promise<PipelineRun> {
+    const config = this.app(principal, app, "deploy");
+    const run = await answerRun(this.options.store, principal, config, choice, answer, message);
+    this.feed.emit({ type: "pipeline", app: config.name });
+    this.pipelines.poke();
+    return run;
+  }
+
+  /** Looks at every release pipeline now (also on a timer and when a deploy ends). */
+  tickPipelines(): Promise<void> {
+    return this.pipelines.tick();
+  }
+
+  private promotionDeps() {
+    return {
+      store: this.options.store,
+      configRevision: () => this.config().revision,
+      withArtifact: (digest: string, create: () => Promise<Deploy>, gone: () => Error) =>
+        this.withArtifact(digest, create, gone),
+    };
   }
 
   async cancel(principal: Principal, deployId: number): Promise<Deploy> {

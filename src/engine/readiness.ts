@@ -39,6 +39,17 @@ export async function deployReadiness(input: ReadinessInput): Promise<DeployRead
       message: `token '${principal.name}' (${principal.role}) may not deploy ${app.name}`,
     });
   }
+  if (environment.promoteFrom) {
+    const from = environment.promoteFrom.env;
+    reason({
+      code: "promotion_required",
+      blocking: true,
+      message:
+        `${label} takes releases promoted from ${from} (turnout promote ${app.name} --from ${from} --to ${environment.name}); ` +
+        "a direct deploy needs an admin and a reason",
+      details: { promoteFrom: from, minLiveMs: environment.promoteFrom.minLiveMs },
+    });
+  }
   const [lock, active, queued] = await Promise.all([
     store.locks.get(app.name, environment.name),
     store.deploys.active(app.name, environment.name),

@@ -8,7 +8,7 @@ import type {
   ReadinessReason,
   RollbackPreview,
 } from "../domain/dashboard.js";
-import type { CommitSummary, Deploy } from "../domain/deploy.js";
+import type { CommitSummary, Deploy, PromotedFrom } from "../domain/deploy.js";
 import type { DayStats, EnvironmentStats } from "../domain/deploy-stats.js";
 import type { HostKind, HostStep, HostWithApps } from "../domain/fleet.js";
 import type { Lock } from "../domain/lock.js";
@@ -82,6 +82,10 @@ export type ReleaseJson = Omit<Release, "environmentConfig"> & {
     finishedAt: string | null;
     /** The primary component's commit described (null: not recorded). */
     commit: CommitSummary | null;
+    /** A promotion: the environment and deploy its release came from. */
+    promotedFrom: PromotedFrom | null;
+    /** Why, as the requester said. */
+    reason: string | null;
   };
   /** Components whose commit differs from the release live before this one. */
   changes: ComponentChange[];

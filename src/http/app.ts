@@ -31,6 +31,7 @@ import { registerHostRoutes } from "./routes/hosts.js";
 import { registerLockRoutes } from "./routes/locks.js";
 import { registerOverviewRoutes } from "./routes/overview.js";
 import { registerPendingRoutes } from "./routes/pending.js";
+import { registerPromotionRoutes } from "./routes/promotion.js";
 import { registerLoginExchange, registerSessionRoutes } from "./routes/session.js";
 import { registerTokenRoutes } from "./routes/tokens.js";
 import { registerWebhookRoutes } from "./routes/webhooks.js";
@@ -150,6 +151,7 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
       registerEnvironmentDeployRoutes(api, deps);
       registerLockRoutes(api, deps);
       registerPendingRoutes(api, deps);
+      registerPromotionRoutes(api, deps);
       registerFleetRoutes(api, deps);
       registerDeployRoutes(api, deps);
       registerDeployLogRoutes(api, deps, { timing, streams });

@@ -122,6 +122,8 @@ export async function releaseJson(store: Store, release: Release, before?: Relea
       startedAt: deploy.startedAt,
       finishedAt: deploy.finishedAt,
       commit: deploy.commit,
+      promotedFrom: deploy.promotedFrom,
+      reason: deploy.reason,
     },
   };
 }

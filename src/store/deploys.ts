@@ -35,6 +35,10 @@ export interface NewDeploy {
   /** Fleets: deploy this uploaded artifact. */
   artifact?: string | null;
   environmentConfig?: unknown;
+  /** A promotion: where the release comes from. */
+  promotedFrom?: { env: string; deployId: number; deployNumber: number } | null;
+  /** Why, as the requester said. */
+  reason?: string | null;
 }
 
 /**
@@ -497,6 +501,10 @@ export async function insertDeploy(
       environment_config: input.environmentConfig === undefined ? null : toJson(input.environmentConfig),
       created_at: now,
       cancel_requested: 0,
+      promoted_from_env: input.promotedFrom?.env ?? null,
+      promoted_from_deploy: input.promotedFrom?.deployId ?? null,
+      promoted_from_number: input.promotedFrom?.deployNumber ?? null,
+      reason: input.reason ?? null,
     })
     .returningAll()
     .executeTakeFirstOrThrow();

@@ -53,6 +53,18 @@ export function toDeploy(row: Selectable<DeploysTable>): Deploy {
     approval: row.approval ?? null,
     logPrunedAt: row.log_pruned_at ?? null,
     ...commitsOf(row),
+    promotedFrom: promotedFromOf(row),
+    reason: row.reason ?? null,
+  };
+}
+
+/** Where a promotion's release came from (the source deploy's number is kept in its env's sequence). */
+function promotedFromOf(row: Selectable<DeploysTable>): Deploy["promotedFrom"] {
+  if (!row.promoted_from_env || row.promoted_from_deploy === null) return null;
+  return {
+    env: row.promoted_from_env,
+    deployId: row.promoted_from_deploy,
+    deployNumber: row.promoted_from_number ?? 0,
   };
 }
 

@@ -52,6 +52,12 @@ export interface DeploysTable {
   log_pruned_at: string | null;
   /** The deploy's commits described (JSON: component → {sha, subject, author, date}); null until described. */
   commits: string | null;
+  /** A promotion: the environment and the deploy whose release it installs (0014). */
+  promoted_from_env: string | null;
+  promoted_from_deploy: number | null;
+  promoted_from_number: number | null;
+  /** Why, as its requester said (0014). */
+  reason: string | null;
 }
 
 export interface EnvironmentsTable {
@@ -264,4 +270,28 @@ export interface Schema {
   deploy_phases: DeployPhasesTable;
   environment_undeployed: EnvironmentUndeployedTable;
   login_codes: LoginCodesTable;
+  pipeline_runs: PipelineRunsTable;
+}
+
+/** One move of a release from a pipeline stage to the next (0014; domain/release-pipeline.ts). */
+export interface PipelineRunsTable {
+  id: Generated<number>;
+  app: string;
+  env: string;
+  from_env: string;
+  source_deploy_id: number;
+  source_number: number;
+  sha: string;
+  components: string;
+  status: string;
+  waiting_on: string | null;
+  bake_until: string;
+  checks_passed: number;
+  approval_deadline: string | null;
+  decided_by: string | null;
+  decided_at: string | null;
+  message: string | null;
+  deploy_id: number | null;
+  created_at: string;
+  updated_at: string;
 }

@@ -14,6 +14,7 @@ import { LoginCodeStore } from "./login-codes.js";
 import { LogStore } from "./logs.js";
 import { OverviewStore } from "./overview.js";
 import { PhaseStore } from "./phases.js";
+import { PipelineRunStore } from "./pipeline-runs.js";
 import { ReleaseStore } from "./releases.js";
 import { RetentionStore } from "./retention.js";
 import { TokenUsage } from "./token-usage.js";
@@ -48,6 +49,8 @@ export class Store {
   readonly stats: StatsStore;
   readonly hostHistory: HostHistoryStore;
   readonly loginCodes: LoginCodeStore;
+  /** Release pipelines' runs (migration 0014). */
+  readonly pipelineRuns: PipelineRunStore;
   readonly caps: Capabilities;
 
   private constructor(
@@ -76,6 +79,7 @@ export class Store {
     this.stats = new StatsStore(db);
     this.hostHistory = new HostHistoryStore(db);
     this.loginCodes = new LoginCodeStore(db, this.tokens);
+    this.pipelineRuns = new PipelineRunStore(db);
   }
 
   static async open(options: StoreOptions): Promise<Store> {

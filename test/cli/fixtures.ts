@@ -35,6 +35,8 @@ export function deployFixture(overrides: Partial<DeployJson> = {}): DeployJson {
     logPrunedAt: null,
     commit: null,
     commits: null,
+    promotedFrom: null,
+    reason: null,
     label: "shop/staging#4",
     url: "/api/v1/deploys/17",
     ...overrides,

@@ -85,6 +85,8 @@ function deploy(edit: Partial<Deploy> = {}): Deploy {
     logPrunedAt: null,
     commit: null,
     commits: null,
+    promotedFrom: null,
+    reason: null,
     ...edit,
   };
 }

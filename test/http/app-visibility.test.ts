@@ -177,6 +177,34 @@ function probes(): Probe[] {
       asked: APPS,
       body: {},
     },
+    // Promotion and release pipelines.
+    {
+      route: "/api/v1/apps/{app}/environments/{env}/promote",
+      method: "POST",
+      urls: pair((a) => env(a, "/promote", "web")),
+      asked: APPS,
+      body: { from: "staging" },
+    },
+    {
+      route: "/api/v1/apps/{app}/pipeline",
+      method: "GET",
+      urls: pair((a) => `/api/v1/apps/${a}/pipeline`),
+      asked: APPS,
+    },
+    {
+      route: "/api/v1/apps/{app}/pipeline/approve",
+      method: "POST",
+      urls: pair((a) => `/api/v1/apps/${a}/pipeline/approve`),
+      asked: APPS,
+      body: { stage: "web" },
+    },
+    {
+      route: "/api/v1/apps/{app}/pipeline/reject",
+      method: "POST",
+      urls: pair((a) => `/api/v1/apps/${a}/pipeline/reject`),
+      asked: APPS,
+      body: { stage: "web" },
+    },
     {
       route: "/api/v1/apps/{app}/environments/{env}/lock",
       method: "PUT",

@@ -25,6 +25,7 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
     )
     .option("--slot <name>", "fleets: point this slot instead of current", parseName("slot"))
     .option("--artifact <digest>", "fleets: deploy this uploaded artifact instead of building")
+    .option("--reason <text>", "why (recorded); needed, with an admin token, where promotion is required")
     .option("--follow", "stream the log until the deploy finishes; exit 1 unless it succeeded")
     .action(
       action(
@@ -38,6 +39,7 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
             component?: Record<string, string>;
             slot?: string;
             artifact?: string;
+            reason?: string;
             follow?: boolean;
           },
           command: Command,
@@ -51,6 +53,7 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
           if (flags.component && Object.keys(flags.component).length > 0) body["refs"] = flags.component;
           if (flags.slot) body["slot"] = flags.slot;
           if (flags.artifact) body["artifact"] = flags.artifact;
+          if (flags.reason !== undefined) body["reason"] = flags.reason;
           const response = await client.post<{ deploy: DeployJson }>(envPath(app, env, "deploys"), body);
           return queuedThenMaybeFollow(kit, client, response, Boolean(options.json), Boolean(flags.follow));
         },
@@ -85,7 +88,7 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
     );
 }
 
-async function queuedThenMaybeFollow(
+export async function queuedThenMaybeFollow(
   { ctx }: Kit,
   client: Parameters<typeof followAndReport>[1],
   response: { text: string; body: { deploy: DeployJson } },

@@ -89,7 +89,8 @@ export function environmentDetail(env: EnvDetail): TerminalText {
       shortSha(d.sha),
       d.ref,
       d.user,
-      d.trigger,
+      // A promotion says where its release came from: `promote (staging#31)`.
+      d.promotedFrom ? `${d.trigger} (${d.promotedFrom.env}#${d.promotedFrom.deployNumber})` : d.trigger,
       formatDate(d.createdAt),
     ]);
   if (rows.length > 0) {

@@ -28,6 +28,13 @@ const deployBody = z
       .optional()
       .describe("passed to the deploy as TURNOUT_PARAM_<NAME>"),
     trigger: z.enum(["api", "cli", "ui"]).optional(),
+    reason: z
+      .string()
+      .max(1000)
+      .optional()
+      .describe(
+        "why (recorded); an environment with promote_from takes a direct deploy only from an admin with one",
+      ),
   })
   .nullish();
 
@@ -67,6 +74,7 @@ export function registerEnvironmentDeployRoutes(app: FastifyInstance, { engine, 
         force: body.force,
         params: body.params,
         trigger: body.trigger ?? "api",
+        reason: body.reason,
       });
       return reply
         .code(202)

@@ -40,7 +40,7 @@ export function registerEventRoutes(
         tags: ["events"],
         summary: "Live hints of what changed (SSE): deploys, locks, undeployed commits, hosts",
         description:
-          "Events: `ready` once subscribed; `change` with data {type: deploy|lock|undeployed|hosts, app?, env?, …}. " +
+          "Events: `ready` once subscribed; `change` with data {type: deploy|lock|undeployed|pipeline|hosts, app?, env?, …}. " +
           "Only the caller's apps. No ids and no replay: after a reconnect, read again what the page shows.",
       },
     },

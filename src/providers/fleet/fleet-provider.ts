@@ -242,9 +242,11 @@ async function artifactFor(
   if (deploy.artifact) {
     const given = deploy.artifact;
     log(
-      deploy.trigger === "api" || deploy.trigger === "cli" || deploy.trigger === "ui"
-        ? `==> deploying the uploaded artifact ${given.slice(0, 12)}`
-        : `==> deploying artifact ${given.slice(0, 12)} of the release being brought back`,
+      deploy.promotedFrom
+        ? `==> deploying artifact ${given.slice(0, 12)} of ${deploy.app}/${deploy.promotedFrom.env}#${deploy.promotedFrom.deployNumber} (promoted: not built again)`
+        : deploy.trigger === "api" || deploy.trigger === "cli" || deploy.trigger === "ui"
+          ? `==> deploying the uploaded artifact ${given.slice(0, 12)}`
+          : `==> deploying artifact ${given.slice(0, 12)} of the release being brought back`,
     );
     return deps.artifacts.hold(async () => {
       if (!(await deps.artifacts.hasBlob(given))) throw artifactGone(given);
