@@ -89,6 +89,12 @@ interface HostRun {
   previous: string | null;
   switched: boolean;
   failed: boolean;
+  /**
+   * The release had to be staged here (it was missing, or damaged and staged
+   * again): whatever the host runs is not from this copy, so even a repair
+   * switches, restarts and checks it, though `current` may already name it.
+   */
+  staged: boolean;
 }
 
 export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateOutcome> {
@@ -103,6 +109,7 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
     previous: null,
     switched: false,
     failed: false,
+    staged: false,
   }));
   await fleet.addDeployHosts(
     deploy.id,
@@ -152,9 +159,10 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
       const result = await withHost(input, run.target, (ops) =>
         ops.stage(spec, input.blobs, hostLog(run), signal),
       );
+      run.staged = result.staged;
       hostLog(run)(
         result.staged
-          ? `staged (${result.blobsFetched} blobs, ${result.bytesFetched} bytes fetched)`
+          ? `${result.repaired ? "repaired" : "staged"} (${result.blobsFetched} blobs, ${result.bytesFetched} bytes fetched)`
           : "already staged",
       );
       await record(run, "staged", { bytesFetched: result.bytesFetched });
@@ -182,7 +190,7 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
     const onRelease: HostRun[] = [];
     for (const run of candidates) {
       const current = await currentOf(input, run.target, deploy.app, input.slot);
-      if (current === input.releaseId) onRelease.push(run);
+      if (current === input.releaseId && !run.staged) onRelease.push(run);
     }
     for (const run of onRelease) {
       hostLog(run)(`already on ${input.releaseId}: left alone`);
