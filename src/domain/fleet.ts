@@ -90,7 +90,10 @@ export interface Host {
   /** SSH hosts: the app whose manifest declares it (null: a row from before apps owned them). */
   app: string | null;
   address: string | null;
+  /** `depooled` when the host is out of the pool for any app (see depooledApps); per app is what deploys go by. */
   poolState: PoolState;
+  /** The apps this host is depooled for (pool state is per host and app). */
+  depooledApps: string[];
   connected: boolean;
   lastSeenAt: string | null;
 }

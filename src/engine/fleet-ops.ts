@@ -43,6 +43,7 @@ export class FleetOps {
       (await this.store.fleet.targets(target.app.name, target.environment.name)).map((t) => [t.hostId, t]),
     );
     const all = await this.store.hosts.list();
+    const depooled = await this.store.fleet.depooled(target.app.name);
     const mine = all.filter((h) => inFleet(h, target.app.name, config));
     return mine.map((h) => {
       const current =
@@ -53,7 +54,8 @@ export class FleetOps {
         name: h.name,
         kind: h.kind,
         connected: h.connected,
-        poolState: h.poolState,
+        // This app's pool: a host depooled by another app's deploy still serves this one.
+        poolState: depooled.has(h.id) ? "depooled" : "pooled",
         lastSeenAt: h.lastSeenAt,
         current,
         desired,

@@ -264,4 +264,13 @@ export interface Schema {
   deploy_phases: DeployPhasesTable;
   environment_undeployed: EnvironmentUndeployedTable;
   login_codes: LoginCodesTable;
+  host_pool: HostPoolTable;
+}
+
+/** A host depooled for an app (no row: pooled). Per host and app: one app's failure leaves the others' pool alone. */
+export interface HostPoolTable {
+  host_id: number;
+  app: string;
+  pool_state: string;
+  updated_at: string;
 }

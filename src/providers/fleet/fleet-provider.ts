@@ -391,13 +391,15 @@ async function targetsFor(
   const targets: FleetTarget[] = [];
   const opened: (HostOps & { close(): Promise<void> })[] = [];
   if (run.config.hostLabels) {
+    // Pool state is this app's: another app's failure on a shared host does not count here.
+    const depooled = await deps.store.fleet.depooled(run.deploy.app);
     for (const host of await deps.agents.hosts()) {
       // Granted labels and apps only: a host's own hello cannot put it into another app's fleet.
       if (host.kind !== "agent" || !inFleet(host, run.deploy.app, run.config)) continue;
       targets.push({
         hostId: host.id,
         name: host.name,
-        depooled: host.poolState === "depooled",
+        depooled: depooled.has(host.id),
         ops: () => deps.agents.opsFor(host.name),
       });
     }

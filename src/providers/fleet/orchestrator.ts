@@ -420,7 +420,7 @@ async function repool(input: OrchestrateInput, run: HostRun, log: HostLog): Prom
       return;
     }
   }
-  await input.fleet.setPoolState(run.target.hostId, "pooled");
+  await input.fleet.setPoolState(run.target.hostId, input.deploy.app, "pooled");
   run.target.depooled = false;
   log("healthy again: back in the pool");
 }
@@ -436,7 +436,7 @@ async function depool(input: OrchestrateInput, run: HostRun, log: HostLog, recor
   } else {
     log("marked depooled");
   }
-  await input.fleet.setPoolState(run.target.hostId, "depooled");
+  await input.fleet.setPoolState(run.target.hostId, input.deploy.app, "depooled");
   await record(run, "depooled");
 }
 
