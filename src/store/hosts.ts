@@ -1,6 +1,6 @@
 import type { Kysely, Selectable } from "kysely";
 import { notFound, TurnoutError } from "../domain/errors.js";
-import type { HostAppInventory, HostKind, HostWithApps, PoolState } from "../domain/fleet.js";
+import type { HostAppInventory, HostKind, HostWithApps } from "../domain/fleet.js";
 import { applyGrant, grantCovers, type HostGrant } from "../domain/host-grant.js";
 import type { Principal } from "../domain/roles.js";
 import type { Capabilities } from "./capabilities.js";
