@@ -325,6 +325,25 @@ export class HostStore {
     });
   }
 
+  /**
+   * What an SSH host holds, read by the server when it last talked to it (a
+   * deploy): replaces its inventory and sets `last_seen_at`, which for SSH
+   * hosts says the inventory is a reading, not nothing known.
+   */
+  async saveSshInventory(
+    hostId: number,
+    inventory: HostAppInventory[],
+    at: string = nowIso(),
+  ): Promise<void> {
+    await this.saveInventory(hostId, inventory);
+    await this.db
+      .updateTable("hosts")
+      .set({ last_seen_at: at })
+      .where("id", "=", hostId)
+      .where("kind", "=", "ssh")
+      .execute();
+  }
+
   private async withApps(row: Selectable<HostsTable>): Promise<HostRecord> {
     const apps = await this.db
       .selectFrom("host_apps")

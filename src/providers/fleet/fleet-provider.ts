@@ -104,7 +104,7 @@ export async function runFleetDeploy(deps: FleetDeps, given: FleetRun): Promise<
   const manifest = artifact.manifest ?? (await deps.artifacts.manifest(artifact.digest));
   const blobs: BlobSource = { open: (sha) => deps.artifacts.openBlob(sha) };
 
-  const { targets, close } = await targetsFor(deps, run);
+  const { targets, close, readSshInventories } = await targetsFor(deps, run);
   try {
     if (deploy.trigger === "promote" && deploy.slot) {
       return await promote(deps, run, targets, deploy.slot, artifact.digest);
@@ -139,6 +139,8 @@ export async function runFleetDeploy(deps: FleetDeps, given: FleetRun): Promise<
     if (outcome.code === "cancelled") return { status: "cancelled", errorMessage: outcome.message };
     return { status: "failed", errorCode: outcome.code, errorMessage: outcome.message };
   } finally {
+    // Not when the server is shutting down or the deploy was cancelled: no more talking to hosts then.
+    if (!run.signal.aborted) await readSshInventories();
     await close();
   }
 }
@@ -387,9 +389,10 @@ async function recordBuilt(
 async function targetsFor(
   deps: FleetDeps,
   run: FleetRun,
-): Promise<{ targets: FleetTarget[]; close(): Promise<void> }> {
+): Promise<{ targets: FleetTarget[]; close(): Promise<void>; readSshInventories(): Promise<void> }> {
   const targets: FleetTarget[] = [];
   const opened: (HostOps & { close(): Promise<void> })[] = [];
+  const sshHosts: { id: number; ops: HostOps }[] = [];
   if (run.config.hostLabels) {
     // Pool state is this app's: another app's failure on a shared host does not count here.
     const depooled = await deps.store.fleet.depooled(run.deploy.app);
@@ -413,6 +416,7 @@ async function targetsFor(
     );
     const ops = deps.ssh.open(ssh);
     opened.push(ops);
+    sshHosts.push({ id, ops });
     targets.push({
       hostId: id,
       name: ssh.name,
@@ -426,6 +430,15 @@ async function targetsFor(
     targets,
     close: async () => {
       await Promise.allSettled(opened.map((o) => o.close()));
+    },
+    // SSH hosts report nothing by themselves: what each holds is read after
+    // every deploy that reached it, so drift (a pointer switched or a release
+    // deleted by hand) shows as it does for agents. A host that cannot be
+    // read keeps its last reading.
+    readSshInventories: async () => {
+      await Promise.allSettled(
+        sshHosts.map(async ({ id, ops }) => deps.store.hosts.saveSshInventory(id, await ops.inventory())),
+      );
     },
   };
 }
