@@ -209,7 +209,7 @@ function toFleetDeploy(
       bakeMs: parseDuration(s.bake ?? "0s"),
       approval: s.approval === true,
       approvalTimeoutMs: parseDuration(s.approval_timeout ?? "1h"),
-      stageConcurrency: s.concurrency ?? 10,
+      stageConcurrency: s.concurrency ?? null,
     },
     keepReleases: d.keep_releases ?? DEFAULT_KEEP_RELEASES,
     selfHeal: false,

@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import type { AppConfig } from "../../domain/app-config.js";
@@ -7,7 +8,7 @@ import type { Deploy, FailureCode } from "../../domain/deploy.js";
 import { formatDuration } from "../../domain/duration.js";
 import { isTurnoutError, TurnoutError } from "../../domain/errors.js";
 import type { FleetDeployConfig, Host, SshHostConfig } from "../../domain/fleet.js";
-import { inFleet } from "../../domain/fleet.js";
+import { defaultStageConcurrency, inFleet } from "../../domain/fleet.js";
 import { placeholderValues, substitute } from "../../domain/placeholders.js";
 import type { GitTreeReader } from "../../git/tree-reader.js";
 import type { Store } from "../../store/store.js";
@@ -115,7 +116,7 @@ export async function runFleetDeploy(deps: FleetDeps, given: FleetRun): Promise<
       artifact: artifact.digest,
       manifest,
       blobs,
-      config,
+      config: withStageConcurrency(config, targets),
       slot: deploy.slot ?? "current",
       targets,
       skipHostsOnRelease: run.repair,
@@ -441,6 +442,14 @@ async function targetsFor(
       );
     },
   };
+}
+
+/** `strategy.concurrency` left out: chosen for this fleet and this server (domain/fleet.ts). */
+function withStageConcurrency(config: FleetDeployConfig, targets: FleetTarget[]): FleetDeployConfig {
+  if (config.strategy.stageConcurrency !== null) return config;
+  const ssh = targets.filter((t) => t.reconnects === false).length;
+  const chosen = defaultStageConcurrency({ agents: targets.length - ssh, ssh }, availableParallelism());
+  return { ...config, strategy: { ...config.strategy, stageConcurrency: chosen } };
 }
 
 /** depool/pool commands run on the Turnout server, told the host by TURNOUT_HOST and `{host}`. */

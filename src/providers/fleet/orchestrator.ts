@@ -132,8 +132,10 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
 
   // 1. Stage everywhere.
   await input.setPhase("stage");
+  // The provider fills in the default (defaultStageConcurrency); unset here means all at once.
+  const stageConcurrency = strategy.stageConcurrency ?? runs.length;
   log(
-    `==> staging release ${input.releaseId} on ${runs.length} host(s), ${strategy.stageConcurrency} at a time; failure budget ${budget}`,
+    `==> staging release ${input.releaseId} on ${runs.length} host(s), ${Math.min(stageConcurrency, runs.length)} at a time; failure budget ${budget}`,
   );
   // One spec for every host: agent calls serialise it once (see AgentConnection).
   const spec: StageSpec = {
@@ -152,7 +154,7 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
     input.artifact,
     deploy.app,
   );
-  await inParallel(runs, strategy.stageConcurrency, async (run) => {
+  await inParallel(runs, stageConcurrency, async (run) => {
     if (signal.aborted) return;
     await record(run, "staging");
     try {
