@@ -116,6 +116,8 @@ export const callResults = {
     staged: z.boolean(),
     blobsFetched: z.number().int().nonnegative(),
     bytesFetched: z.number().nonnegative(),
+    // Newer agents only: the release was there but damaged, and was staged again.
+    repaired: z.boolean().optional(),
   }),
   switchTo: z.object({ previous: releaseId.nullable() }),
   promoteSlot: z.object({ previous: releaseId.nullable(), current: releaseId }),

@@ -27,6 +27,8 @@ export interface GlobalOptions {
   server?: string | undefined;
   token?: string | undefined;
   json?: boolean | undefined;
+  /** A local server's data directory: where its admin token is (also `server --data-dir`). */
+  dataDir?: string | undefined;
 }
 
 /** A command's outcome that is not an API error but still not a success (exit 1). */

@@ -72,6 +72,10 @@ export async function runCli(argv: string[], ctx: CliContext, options: ProgramOp
       "the Turnout server (env TURNOUT_SERVER; default: the saved login, else http://127.0.0.1:7700)",
     )
     .option("--token <token>", "API token (env TURNOUT_TOKEN; default: the saved login)")
+    .option(
+      "--data-dir <dir>",
+      "a local server's data directory, where its admin token is (env TURNOUT_HOME; default ./.turnout)",
+    )
     .option("--json", "print the API's JSON response as is");
 
   registerServerCommand(program, kit, options.startServer);

@@ -173,14 +173,15 @@ function toFleetDeploy(
   return {
     provider: "fleet",
     hostLabels: d.hosts?.labels ?? null,
+    // A host's own field, else the fleet's ssh_defaults (the schema made sure one of them is there).
     ssh: (d.ssh ?? []).map((h) => ({
       name: h.name,
       address: h.address,
-      port: h.port,
-      user: h.user,
-      keyFile: h.key_file,
-      knownHostsFile: h.known_hosts_file,
-      root: h.root,
+      port: h.port ?? d.ssh_defaults?.port ?? 22,
+      user: (h.user ?? d.ssh_defaults?.user)!,
+      keyFile: (h.key_file ?? d.ssh_defaults?.key_file)!,
+      knownHostsFile: (h.known_hosts_file ?? d.ssh_defaults?.known_hosts_file)!,
+      root: h.root ?? d.ssh_defaults?.root ?? "/srv/turnout",
       labels: h.labels ?? {},
     })),
     ...(d.build || d.build_script
@@ -215,7 +216,7 @@ function toFleetDeploy(
       bakeMs: parseDuration(s.bake ?? "0s"),
       approval: s.approval === true,
       approvalTimeoutMs: parseDuration(s.approval_timeout ?? "1h"),
-      stageConcurrency: s.concurrency ?? 10,
+      stageConcurrency: s.concurrency ?? null,
     },
     keepReleases: d.keep_releases ?? DEFAULT_KEEP_RELEASES,
     selfHeal: false,

@@ -14,6 +14,8 @@ export const DEFAULT_SERVER = "http://127.0.0.1:7700";
 export interface ClientFlags {
   server?: string | undefined;
   token?: string | undefined;
+  /** A local server's data directory (as given to `turnout server --data-dir`), for its admin token. */
+  dataDir?: string | undefined;
 }
 
 export interface ClientSettings {
@@ -57,13 +59,16 @@ export function resolveClientSettings(
   // The quick start: a server on this machine wrote its admin token into its
   // data directory, which only the user who started it can read.
   if (isLocalServer(server)) {
-    const local = readAdminToken(dataDir(env, cwd));
+    const local = readAdminToken(dataDir(flags, env, cwd));
     if (local) return { server, token: local, tokenSource: "data-dir" };
   }
 
+  const where = isLocalServer(server)
+    ? `, or --data-dir DIR / TURNOUT_HOME where the server keeps its data (found no admin token in ${dataDir(flags, env, cwd)})`
+    : "";
   throw new TurnoutError(
     "E_UNAUTHORIZED",
-    `no API token for ${server}: run \`turnout login --server ${server} --token TOKEN\`, or pass --token / set TURNOUT_TOKEN`,
+    `no API token for ${server}: run \`turnout login --server ${server} --token TOKEN\`, or pass --token / set TURNOUT_TOKEN${where}`,
   );
 }
 
@@ -91,9 +96,9 @@ export function isLocalServer(server: string): boolean {
   return host === "127.0.0.1" || host === "localhost" || host === "[::1]" || host === "::1";
 }
 
-/** The server's data directory, with the server's own default (settings.ts). */
-function dataDir(env: Record<string, string | undefined>, cwd: string): string {
-  return path.resolve(cwd, env["TURNOUT_HOME"] || ".turnout");
+/** The server's data directory, by the server's own rules (settings.ts): --data-dir, TURNOUT_HOME, ./.turnout. */
+function dataDir(flags: ClientFlags, env: Record<string, string | undefined>, cwd: string): string {
+  return path.resolve(cwd, flags.dataDir || env["TURNOUT_HOME"] || ".turnout");
 }
 
 function readAdminToken(dir: string): string | undefined {

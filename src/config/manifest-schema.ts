@@ -116,24 +116,39 @@ const relativePath = z
 
 // An SSH host's fields end up on an ssh command line: checked here by the rules ssh-validate.ts
 // applies before ssh starts (domain/fleet-rules.ts), so a host that loads is one that can be reached.
+// user, key_file, known_hosts_file, root and port may come from the fleet's `ssh_defaults` instead.
 const sshHost = z
   .object({
     name: z.string().regex(NAME, "host names use lowercase letters, digits and '-'"),
     address: ruled(sshAddressProblem),
-    port: z.number().int().min(1).max(65535).default(22),
-    user: ruled(sshUserProblem),
-    key_file: ruled(sshPathProblem),
-    known_hosts_file: ruled(sshPathProblem),
-    root: ruled(releaseRootProblem).default("/srv/turnout"),
+    port: z.number().int().min(1).max(65535).optional(),
+    user: ruled(sshUserProblem).optional(),
+    key_file: ruled(sshPathProblem).optional(),
+    known_hosts_file: ruled(sshPathProblem).optional(),
+    root: ruled(releaseRootProblem).optional(),
     labels: labels.optional(),
   })
   .strict();
+
+/** What every SSH host of the fleet shares unless it says otherwise. */
+const sshDefaults = z
+  .object({
+    port: z.number().int().min(1).max(65535).optional(),
+    user: ruled(sshUserProblem).optional(),
+    key_file: ruled(sshPathProblem).optional(),
+    known_hosts_file: ruled(sshPathProblem).optional(),
+    root: ruled(releaseRootProblem).optional(),
+  })
+  .strict();
+
+const SSH_REQUIRED = ["user", "key_file", "known_hosts_file"] as const;
 
 const fleetDeploy = z
   .object({
     provider: z.literal("fleet"),
     hosts: z.object({ labels }).strict().optional(),
     ssh: z.array(sshHost).optional(),
+    ssh_defaults: sshDefaults.optional(),
     build: argv.optional(),
     build_script: z.string().min(1).optional(),
     artifact: relativePath.or(z.literal(".")).optional(),
@@ -175,6 +190,19 @@ const fleetDeploy = z
   .strict()
   .refine((d) => d.hosts !== undefined || (d.ssh?.length ?? 0) > 0, {
     message: "a fleet needs `hosts: {labels: …}` (agents), `ssh: [...]` hosts, or both",
+  })
+  .superRefine((d, ctx) => {
+    for (const [index, host] of (d.ssh ?? []).entries()) {
+      for (const field of SSH_REQUIRED) {
+        if (host[field] === undefined && d.ssh_defaults?.[field] === undefined) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["ssh", index, field],
+            message: `required: give it for this host or in ssh_defaults`,
+          });
+        }
+      }
+    }
   })
   .refine((d) => d.build === undefined || d.build_script === undefined, {
     message: "give at most one of `build` (argv) or `build_script`",

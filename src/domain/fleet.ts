@@ -31,8 +31,21 @@ export interface StrategyConfig {
   /** Wait for `turnout approve` after the canary (until approvalTimeoutMs). */
   approval: boolean;
   approvalTimeoutMs: number;
-  /** Hosts staged at once. */
-  stageConcurrency: number;
+  /** Hosts staged at once; null: chosen per deploy for the fleet and the server (defaultStageConcurrency). */
+  stageConcurrency: number | null;
+}
+
+/**
+ * Hosts staged at once when the manifest does not say. Agents do their own
+ * work (the server streams them blobs from its packs, a few milliseconds of
+ * CPU per host), so every agent host stages at once, up to 100. Each SSH
+ * host costs the server an ssh process (encryption) and a tar stream, so
+ * those are bounded by the server's cores: 4 per core, at least 8.
+ */
+export function defaultStageConcurrency(hosts: { agents: number; ssh: number }, cores: number): number {
+  const agents = Math.min(hosts.agents, 100);
+  const ssh = Math.min(hosts.ssh, Math.max(8, 4 * Math.max(1, cores)));
+  return Math.max(1, agents + ssh);
 }
 
 export interface SshHostConfig {
@@ -90,7 +103,10 @@ export interface Host {
   /** SSH hosts: the app whose manifest declares it (null: a row from before apps owned them). */
   app: string | null;
   address: string | null;
+  /** `depooled` when the host is out of the pool for any app (see depooledApps); per app is what deploys go by. */
   poolState: PoolState;
+  /** The apps this host is depooled for (pool state is per host and app). */
+  depooledApps: string[];
   connected: boolean;
   lastSeenAt: string | null;
 }

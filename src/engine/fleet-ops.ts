@@ -20,7 +20,7 @@ export interface FleetHostState {
   connected: boolean;
   poolState: string;
   lastSeenAt: string | null;
-  /** The release the host runs for this app (agents: as reported; SSH: as last switched). */
+  /** The release the host runs for this app (agents: as reported; SSH: as read at the last deploy, else as last switched). */
   current: string | null;
   /** The environment's release, as hosts name it. */
   desired: string | null;
@@ -43,17 +43,21 @@ export class FleetOps {
       (await this.store.fleet.targets(target.app.name, target.environment.name)).map((t) => [t.hostId, t]),
     );
     const all = await this.store.hosts.list();
+    const depooled = await this.store.fleet.depooled(target.app.name);
     const mine = all.filter((h) => inFleet(h, target.app.name, config));
     return mine.map((h) => {
-      const current =
-        h.kind === "agent"
-          ? (h.apps.find((a) => a.app === target.app.name)?.current ?? null)
-          : (recorded.get(h.id)?.actualRelease ?? null);
+      // Agents report what they hold; SSH hosts were read when the server last talked to
+      // them (lastSeenAt), else only what Turnout switched them to is known.
+      const reported = h.kind === "agent" || h.lastSeenAt !== null;
+      const current = reported
+        ? (h.apps.find((a) => a.app === target.app.name)?.current ?? null)
+        : (recorded.get(h.id)?.actualRelease ?? null);
       return {
         name: h.name,
         kind: h.kind,
         connected: h.connected,
-        poolState: h.poolState,
+        // This app's pool: a host depooled by another app's deploy still serves this one.
+        poolState: depooled.has(h.id) ? "depooled" : "pooled",
         lastSeenAt: h.lastSeenAt,
         current,
         desired,

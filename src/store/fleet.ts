@@ -251,8 +251,26 @@ export class FleetStore {
     return row !== undefined;
   }
 
-  async setPoolState(hostId: number, state: "pooled" | "depooled"): Promise<void> {
-    await this.db.updateTable("hosts").set({ pool_state: state }).where("id", "=", hostId).execute();
+  /** Pool state is per host and app: one app's failed canary takes the host out of that app's pool only. */
+  async setPoolState(hostId: number, app: string, state: "pooled" | "depooled"): Promise<void> {
+    await this.db
+      .insertInto("host_pool")
+      .values({ host_id: hostId, app, pool_state: state, updated_at: nowIso() })
+      .onConflict((oc) =>
+        oc.columns(["host_id", "app"]).doUpdateSet({ pool_state: state, updated_at: nowIso() }),
+      )
+      .execute();
+  }
+
+  /** The hosts depooled for `app` (every other host is pooled for it). */
+  async depooled(app: string): Promise<Set<number>> {
+    const rows = await this.db
+      .selectFrom("host_pool")
+      .select("host_id")
+      .where("app", "=", app)
+      .where("pool_state", "=", "depooled")
+      .execute();
+    return new Set(rows.map((r) => r.host_id));
   }
 
   /**
@@ -269,12 +287,19 @@ export class FleetStore {
     address: string,
     labels: Record<string, string>,
   ): Promise<{ id: number; poolState: PoolState }> {
+    const { id } = await this.ensureSshHostRow(app, name, address, labels);
+    const depooled = await this.depooled(app);
+    return { id, poolState: depooled.has(id) ? "depooled" : "pooled" };
+  }
+
+  private async ensureSshHostRow(
+    app: string,
+    name: string,
+    address: string,
+    labels: Record<string, string>,
+  ): Promise<{ id: number }> {
     const existing = () =>
-      this.db
-        .selectFrom("hosts")
-        .select(["id", "pool_state", "kind", "app"])
-        .where("name", "=", name)
-        .executeTakeFirst();
+      this.db.selectFrom("hosts").select(["id", "kind", "app"]).where("name", "=", name).executeTakeFirst();
     const owned = (row: NonNullable<Awaited<ReturnType<typeof existing>>>) => {
       if (row.kind !== "ssh") {
         throw new TurnoutError(
@@ -290,7 +315,7 @@ export class FleetStore {
           { host: name },
         );
       }
-      return { id: row.id, poolState: row.pool_state as PoolState };
+      return { id: row.id };
     };
     const found = await existing();
     if (found?.kind === "ssh" && found.app === null) {

@@ -1,6 +1,6 @@
 import type { Kysely, Selectable } from "kysely";
 import { notFound, TurnoutError } from "../domain/errors.js";
-import type { HostAppInventory, HostKind, HostWithApps, PoolState } from "../domain/fleet.js";
+import type { HostAppInventory, HostKind, HostWithApps } from "../domain/fleet.js";
 import { applyGrant, grantCovers, type HostGrant } from "../domain/host-grant.js";
 import type { Principal } from "../domain/roles.js";
 import type { Capabilities } from "./capabilities.js";
@@ -30,9 +30,15 @@ export class HostStore {
   ) {}
 
   async list(): Promise<HostRecord[]> {
-    const [hosts, apps] = await Promise.all([
+    const [hosts, apps, pools] = await Promise.all([
       this.db.selectFrom("hosts").selectAll().orderBy("name").execute(),
       this.db.selectFrom("host_apps").selectAll().orderBy("app").execute(),
+      this.db
+        .selectFrom("host_pool")
+        .select(["host_id", "app"])
+        .where("pool_state", "=", "depooled")
+        .orderBy("app")
+        .execute(),
     ]);
     const byHost = new Map<number, HostAppInventory[]>();
     for (const row of apps) {
@@ -40,7 +46,20 @@ export class HostStore {
       list.push(toInventory(row));
       byHost.set(row.host_id, list);
     }
-    return hosts.map((row) => toRecord(row, byHost.get(row.id) ?? []));
+    const depooled = new Map<number, string[]>();
+    for (const row of pools) depooled.set(row.host_id, [...(depooled.get(row.host_id) ?? []), row.app]);
+    return hosts.map((row) => toRecord(row, byHost.get(row.id) ?? [], depooled.get(row.id) ?? []));
+  }
+
+  private async depooledApps(hostId: number): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom("host_pool")
+      .select("app")
+      .where("host_id", "=", hostId)
+      .where("pool_state", "=", "depooled")
+      .orderBy("app")
+      .execute();
+    return rows.map((r) => r.app);
   }
 
   async get(name: string): Promise<HostRecord | undefined> {
@@ -52,7 +71,7 @@ export class HostStore {
       .where("host_id", "=", row.id)
       .orderBy("app")
       .execute();
-    return toRecord(row, apps.map(toInventory));
+    return toRecord(row, apps.map(toInventory), await this.depooledApps(row.id));
   }
 
   /**
@@ -68,7 +87,8 @@ export class HostStore {
       .executeTakeFirst();
     if (!row) return undefined;
     await this.tokenUsed(row.id);
-    return toRecord(row, []);
+    // Authentication only: neither inventory nor pool state is needed.
+    return toRecord(row, [], []);
   }
 
   /** See token-usage.ts; a failed write never refuses a valid token. */
@@ -181,7 +201,7 @@ export class HostStore {
           })
           .returningAll()
           .executeTakeFirstOrThrow();
-        return toRecord(row, []);
+        return toRecord(row, [], await this.depooledApps(row.id));
       } catch (error) {
         // Another server enrolled the same name at the same moment: update theirs.
         if (attempt === 0 && this.caps.isUniqueViolation(error)) continue;
@@ -305,6 +325,25 @@ export class HostStore {
     });
   }
 
+  /**
+   * What an SSH host holds, read by the server when it last talked to it (a
+   * deploy): replaces its inventory and sets `last_seen_at`, which for SSH
+   * hosts says the inventory is a reading, not nothing known.
+   */
+  async saveSshInventory(
+    hostId: number,
+    inventory: HostAppInventory[],
+    at: string = nowIso(),
+  ): Promise<void> {
+    await this.saveInventory(hostId, inventory);
+    await this.db
+      .updateTable("hosts")
+      .set({ last_seen_at: at })
+      .where("id", "=", hostId)
+      .where("kind", "=", "ssh")
+      .execute();
+  }
+
   private async withApps(row: Selectable<HostsTable>): Promise<HostRecord> {
     const apps = await this.db
       .selectFrom("host_apps")
@@ -312,7 +351,7 @@ export class HostStore {
       .where("host_id", "=", row.id)
       .orderBy("app")
       .execute();
-    return toRecord(row, apps.map(toInventory));
+    return toRecord(row, apps.map(toInventory), await this.depooledApps(row.id));
   }
 }
 
@@ -334,7 +373,7 @@ function grantColumns(grant: HostGrant): { grant_apps: string | null; grant_labe
  * The one place a host's labels are read from the database: what counts is
  * what its grant allows, so nothing that selects hosts can use the rest.
  */
-function toRecord(row: Selectable<HostsTable>, apps: HostAppInventory[]): HostRecord {
+function toRecord(row: Selectable<HostsTable>, apps: HostAppInventory[], depooled: string[]): HostRecord {
   const declared = fromJson<Record<string, string>>(row.labels) ?? {};
   const grant = grantOf(row);
   // SSH hosts come from manifests, written by the server's admins: their labels are decided already.
@@ -349,7 +388,8 @@ function toRecord(row: Selectable<HostsTable>, apps: HostAppInventory[]): HostRe
     grant: row.kind === "agent" ? grant : { apps: row.app === null ? null : [row.app], labels: null },
     app: row.kind === "ssh" ? row.app : null,
     address: row.address,
-    poolState: row.pool_state as PoolState,
+    poolState: depooled.length > 0 ? "depooled" : "pooled",
+    depooledApps: depooled,
     connected: row.connected === 1,
     lastSeenAt: row.last_seen_at,
     tokenLastUsedAt: row.token_last_used_at,

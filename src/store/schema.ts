@@ -271,6 +271,7 @@ export interface Schema {
   environment_undeployed: EnvironmentUndeployedTable;
   login_codes: LoginCodesTable;
   pipeline_runs: PipelineRunsTable;
+  host_pool: HostPoolTable;
 }
 
 /** One move of a release from a pipeline stage to the next (0014; domain/release-pipeline.ts). */
@@ -293,5 +294,13 @@ export interface PipelineRunsTable {
   message: string | null;
   deploy_id: number | null;
   created_at: string;
+  updated_at: string;
+}
+
+/** A host depooled for an app (no row: pooled). Per host and app: one app's failure leaves the others' pool alone. */
+export interface HostPoolTable {
+  host_id: number;
+  app: string;
+  pool_state: string;
   updated_at: string;
 }

@@ -346,6 +346,40 @@ describe("turnout CLI against a real server", () => {
     expect(nowhere.stderr).toContain("turnout login");
   });
 
+  it("finds the admin token of a server started with --data-dir through the client's --data-dir, anywhere on the line", async () => {
+    for (const argv of [
+      ["apps", "--server", t.url, "--data-dir", t.dataDir],
+      ["--data-dir", t.dataDir, "apps", "--server", t.url],
+    ]) {
+      const result = await turnout(argv, { env: cleanEnv(), cwd: home });
+      expect(result.stderr).toBe("");
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(/^shop +staging +/m);
+    }
+  });
+
+  it("deploy --wait waits quietly and exits with the deploy's outcome", async () => {
+    const ok = await cli(["deploy", "shop", "staging", "--wait"]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toBe("");
+    expect(ok.stderr).toMatch(/^shop\/staging#\d+ succeeded in [^\n]+\n$/);
+
+    const failed = await cli(["deploy", "broken", "staging", "--wait"]);
+    expect(failed.code).toBe(1);
+    expect(failed.stdout).toBe("");
+    // No log: the script's output is not printed, only the outcome.
+    expect(failed.stderr).not.toContain("about to fail");
+    expect(failed.stderr).toMatch(/^broken\/staging#\d+ failed: command_failed: /);
+
+    const json = await cli(["deploy", "shop", "staging", "--wait", "--json"]);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout).deploy.status).toBe("succeeded");
+
+    const both = await cli(["deploy", "shop", "staging", "--wait", "--follow"]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain("cannot be used with option '--follow'");
+  });
+
   it("login verifies the token, saves it 0600, and later commands use it", async () => {
     const loginHome = tempDir("turnout-login-");
     const env = { HOME: loginHome, XDG_CONFIG_HOME: path.join(loginHome, "xdg") };

@@ -80,6 +80,26 @@ describe("resolveClientSettings", () => {
     expect(resolveClientSettings({ server: "http://localhost:9000" }, {}, home, cwd).token).toBe("tnt_cwd");
   });
 
+  it("finds a local server's admin token in --data-dir first (the directory of `turnout server --data-dir`)", () => {
+    const home = tempDir();
+    const flagged = tempDir();
+    const envDir = tempDir();
+    writeFileSync(path.join(flagged, "admin-token"), "tnt_flag\n");
+    writeFileSync(path.join(envDir, "admin-token"), "tnt_env\n");
+    expect(resolveClientSettings({ dataDir: flagged }, { TURNOUT_HOME: envDir }, home, home).token).toBe(
+      "tnt_flag",
+    );
+    // Relative to the working directory, as the server reads it.
+    expect(
+      resolveClientSettings({ dataDir: path.basename(flagged) }, {}, home, path.dirname(flagged)).token,
+    ).toBe("tnt_flag");
+    // A directory without a token: the error says where it looked, and how to point elsewhere.
+    const empty = tempDir();
+    expect(() => resolveClientSettings({ dataDir: empty }, {}, home, home)).toThrow(
+      new RegExp(`--data-dir DIR / TURNOUT_HOME .*found no admin token in ${empty.replace(/[/.]/g, "\\$&")}`),
+    );
+  });
+
   it("never sends a local admin token to a remote server", () => {
     const home = tempDir();
     const dataDir = tempDir();

@@ -174,3 +174,76 @@ describe("manifest parsing", () => {
     }
   });
 });
+
+/** Fleet-wide SSH settings (issue 15): what every SSH host would repeat is said once, and a host may differ. */
+describe("ssh_defaults", () => {
+  const defaults = `      ssh_defaults:
+        user: deploy
+        key_file: /etc/turnout/keys/fleet
+        known_hosts_file: /etc/turnout/fleet_known_hosts
+        root: /srv/apps
+        port: 2222
+`;
+
+  it("fills in what a host leaves out, and a host's own field wins", () => {
+    const result = parseManifest(
+      FILE,
+      fleet(`${defaults}      ssh:
+        - { name: web-1, address: 10.0.0.1 }
+        - { name: web-2, address: 10.0.0.2, user: other, root: /opt/turnout, port: 22 }
+`),
+      LOAD,
+    );
+    if (!("app" in result)) throw new Error(JSON.stringify(result.problems));
+    const deploy = result.app.environments["staging"]!.deploy;
+    if (deploy.provider !== "fleet") throw new Error("not a fleet");
+    expect(deploy.ssh).toEqual([
+      {
+        name: "web-1",
+        address: "10.0.0.1",
+        port: 2222,
+        user: "deploy",
+        keyFile: "/etc/turnout/keys/fleet",
+        knownHostsFile: "/etc/turnout/fleet_known_hosts",
+        root: "/srv/apps",
+        labels: {},
+      },
+      {
+        name: "web-2",
+        address: "10.0.0.2",
+        port: 22,
+        user: "other",
+        keyFile: "/etc/turnout/keys/fleet",
+        knownHostsFile: "/etc/turnout/fleet_known_hosts",
+        root: "/opt/turnout",
+        labels: {},
+      },
+    ]);
+  });
+
+  it("still needs user, key_file and known_hosts_file from one or the other, naming the host's field", () => {
+    const problems = problemsOf(
+      fleet(`      ssh_defaults: { user: deploy }
+      ssh:
+        - { name: web-1, address: 10.0.0.1, key_file: /k }
+`),
+    );
+    expect(problems).toEqual([
+      expect.objectContaining({
+        field: "environments.staging.deploy.ssh.0.known_hosts_file",
+        message: expect.stringContaining("give it for this host or in ssh_defaults"),
+      }),
+    ]);
+  });
+
+  it("holds the defaults to the same rules as a host's fields", () => {
+    const problems = problemsOf(
+      fleet(`      ssh_defaults: { user: "-oX", key_file: /k, known_hosts_file: /h }
+      ssh: [{ name: web-1, address: 10.0.0.1 }]
+`),
+    );
+    expect(problems).toEqual([
+      expect.objectContaining({ field: "environments.staging.deploy.ssh_defaults.user" }),
+    ]);
+  });
+});

@@ -59,10 +59,27 @@ ${hosts
     const r1 = (await t.store.releases.current("shop", "production"))!.artifact!.slice(0, 16);
     for (const h of hosts) expect(await currentOf(h.root, "shop")).toBe(r1);
 
+    // Drift on an SSH host is seen when the server next talks to it (here: the next deploy).
+    const driftOf = async () =>
+      Object.fromEntries(
+        (await t.api("GET", "/api/v1/apps/shop/environments/production/hosts")).body.hosts.map((h: any) => [
+          h.name,
+          [h.current, h.drifted],
+        ]),
+      );
+    expect(await driftOf()).toEqual({ "box-1": [r1, false], "box-2": [r1, false] });
+    const { rmSync } = await import("node:fs");
+    rmSync(`${hosts[1]!.root}/shop/releases/${r1}`, { recursive: true });
+
     await t.repo.commit({ VERSION: "bad\n" }, "broken");
     const broken = await deploy();
     expect(broken).toMatchObject({ status: "failed", errorCode: "E_ROLLED_BACK" });
-    for (const h of hosts) expect(await currentOf(h.root, "shop")).toBe(r1);
+    expect(await currentOf(hosts[0]!.root, "shop")).toBe(r1);
+    // The canary (box-1) failed and was switched back; box-2 was left as it was: its release gone.
+    expect(await driftOf()).toEqual({ "box-1": [r1, false], "box-2": [null, true] });
+    const listed = (await t.api("GET", "/api/v1/hosts/box-2")).body.host;
+    expect(listed.lastSeenAt).not.toBeNull();
+    expect(listed.apps.map((a: any) => [a.app, a.current])).toEqual([["shop", null]]);
 
     for (const v of ["2", "3", "4"]) {
       await t.repo.commit({ VERSION: `${v}\n` }, v);

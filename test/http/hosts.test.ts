@@ -227,6 +227,7 @@ describe("agent connect endpoint", () => {
       app: null,
       address: null,
       poolState: "pooled",
+      depooledApps: [],
       connected: true,
       lastSeenAt: expect.any(String),
       // Enrolled with an enrollment token: its new host token has not been used yet.
@@ -484,6 +485,7 @@ describe("hostsTable", () => {
     kind: "agent" as const,
     address: null,
     poolState: "pooled" as const,
+    depooledApps: [] as string[],
     labels: { role: "web", env: "prod" },
     ungrantedLabels: {},
     grant: { apps: ["shop", "api"], labels: ["env=prod", "role=web"] },
@@ -507,6 +509,7 @@ describe("hostsTable", () => {
       ungrantedLabels: { team: "b" },
       grant: { apps: null, labels: null },
       poolState: "depooled" as const,
+      depooledApps: ["shop"],
       connected: false,
       lastSeenAt: null,
       apps: [],
@@ -516,9 +519,9 @@ describe("hostsTable", () => {
   it("shows state, last seen, pool, labels, ignored labels, grant and app=release pairs", () => {
     expect(hostsTable(hosts)).toBe(
       [
-        "NAME   KIND   STATE         LAST SEEN             POOL      LABELS             IGNORED LABELS  GRANT                                   CURRENT",
-        "web-1  agent  connected     2024-05-01 12:03:04Z  pooled    env=prod,role=web  -               apps=shop,api labels=env=prod,role=web  shop=aaaaaaaaaaaaaaaa,api=bbbbbbbbbbbbbbbb",
-        "web-2  agent  disconnected  -                     depooled  -                  team=b          apps=* labels=* (unrestricted)          -",
+        "NAME   KIND   STATE         LAST SEEN             POOL            LABELS             IGNORED LABELS  GRANT                                   CURRENT",
+        "web-1  agent  connected     2024-05-01 12:03:04Z  pooled          env=prod,role=web  -               apps=shop,api labels=env=prod,role=web  shop=aaaaaaaaaaaaaaaa,api=bbbbbbbbbbbbbbbb",
+        "web-2  agent  disconnected  -                     depooled: shop  -                  team=b          apps=* labels=* (unrestricted)          -",
       ].join("\n"),
     );
   });

@@ -1,10 +1,11 @@
-import { existsSync, linkSync, mkdirSync } from "node:fs";
+import { linkSync, lstatSync, mkdirSync, rmSync, type Stats } from "node:fs";
 import { chmod, constants, copyFile, lstat, mkdir, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { isSha256 } from "../../domain/artifact.js";
 import { TurnoutError } from "../../domain/errors.js";
 import { flushFilesystem } from "../../fs/flush-filesystem.js";
 import { ensureRealDir, errorCode, fsyncPath, mapLimit, nonce } from "./fs-util.js";
+import { hashFileSync } from "./hash-file.js";
 
 /**
  * The host's blob cache: `<dir>/<aa>/<sha256>` holds a blob's bytes, verified
@@ -22,6 +23,16 @@ import { ensureRealDir, errorCode, fsyncPath, mapLimit, nonce } from "./fs-util.
  * sticky bits cleared: a release is never changed after staging, and a
  * writable file would let one release silently change every other release
  * and the cache it shares an inode with.
+ *
+ * Self-repair (the cache is on a host, where people and disks delete and
+ * damage things): a name is only used after a check. Every cached name this
+ * process verified (hashed on download, or hashed since) is remembered with
+ * its inode, size and mtime; a name that has another inode, size or mtime
+ * (someone wrote to it, truncated or replaced it), or that this process has
+ * not verified yet (the cache of an earlier run), is hashed again before it
+ * is used, and a name whose bytes do not match is removed, so the blob is
+ * fetched again. Nothing is remembered about directories: a shard (or the
+ * whole cache) deleted under a running agent is made again when needed.
  */
 export const FILE_MODE_MASK = 0o555;
 
@@ -34,10 +45,28 @@ const SYNC_CONCURRENCY = 32;
 /** Up to this many new blobs, adopt fsyncs each rather than flush the filesystem. */
 const FSYNC_EACH_UP_TO = 32;
 
+/** What a cached name looked like when its bytes last matched its digest. */
+interface Stamp {
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+function sameStamp(stamp: Stamp | undefined, stat: Stats): boolean {
+  return (
+    stamp !== undefined &&
+    stamp.ino === stat.ino &&
+    stamp.size === stat.size &&
+    stamp.mtimeMs === stat.mtimeMs
+  );
+}
+
 export class BlobCache {
   readonly tmpDir: string;
-  /** Shard directories known to exist (made once, not per blob). */
-  private readonly shards = new Set<string>();
+  /** Verified names (cache paths) and how they looked then; see the class comment. */
+  private readonly verified = new Map<string, Stamp>();
+  /** Names found damaged and removed since the last call of takeRepairs (for the log). */
+  private repaired: string[] = [];
   private temps = 0;
 
   constructor(
@@ -55,14 +84,67 @@ export class BlobCache {
   }
 
   /**
-   * Whether the blob is cached. Every cached blob has its plain (0444)
-   * inode, and a name is only ever given to bytes that matched their digest
-   * and were flushed, read-only since: the name is trusted. existsSync, not
-   * lstat: a release asks this of thousands of blobs, and building a Stats
-   * object for each cost more than the call.
+   * Whether the blob is cached, whole and with its bytes: the plain (0444)
+   * name exists as a regular file of `size` bytes, and either this process
+   * verified it and it has not changed since (inode, size, mtime), or its
+   * bytes hash to its digest now. A damaged name is removed (so the blob is
+   * fetched again) and counts as missing.
    */
-  has(sha256: string): boolean {
-    return existsSync(this.path(sha256));
+  has(sha256: string, size: number): boolean {
+    return this.check(this.path(sha256), sha256, size);
+  }
+
+  /**
+   * The inode of the verified (digest, mode) name, if there is one now
+   * (checked as in has()); a release file with this inode holds the right
+   * bytes. Undefined when there is no good name.
+   */
+  verifiedInode(sha256: string, size: number, mode = 0o444): number | undefined {
+    const path = this.path(sha256, mode);
+    return this.check(path, sha256, size) ? this.verified.get(path)?.ino : undefined;
+  }
+
+  /** Damaged names removed since the last call, as `<sha256 prefix>` + why (each reported once). */
+  takeRepairs(): string[] {
+    const out = this.repaired;
+    this.repaired = [];
+    return out;
+  }
+
+  private check(path: string, sha256: string, size: number): boolean {
+    let stat: Stats | undefined;
+    try {
+      stat = lstatSync(path, { throwIfNoEntry: false });
+    } catch (error) {
+      // A shard that became a file, say: no blob here.
+      if (errorCode(error) === "ENOTDIR") return false;
+      throw error;
+    }
+    if (stat === undefined) {
+      this.verified.delete(path);
+      return false;
+    }
+    if (sameStamp(this.verified.get(path), stat)) return true;
+    let why: string | undefined;
+    if (!stat.isFile()) why = "not a file";
+    else if (stat.size !== size) why = `${stat.size} bytes, not ${size}`;
+    else {
+      const digest = hashOrUnreadable(path);
+      if (digest !== sha256) why = digest === null ? "unreadable" : "bytes do not match the digest";
+    }
+    if (why === undefined) {
+      this.verified.set(path, { ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs });
+      return true;
+    }
+    this.verified.delete(path);
+    rmSync(path, { force: true, recursive: !stat.isFile() });
+    this.repaired.push(`${sha256.slice(0, 12)} (${why})`);
+    return false;
+  }
+
+  private remember(path: string): void {
+    const stat = lstatSync(path, { throwIfNoEntry: false });
+    if (stat?.isFile()) this.verified.set(path, { ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs });
   }
 
   /** A fresh name for a blob no path of the release holds (a shared file's seed); adopt links it, then it goes. */
@@ -96,33 +178,50 @@ export class BlobCache {
     signal.throwIfAborted();
     for (const f of files) {
       const name = this.path(f.sha256, f.mode);
-      const shard = name.slice(0, name.lastIndexOf("/"));
-      if (!this.shards.has(shard)) {
-        mkdirSync(shard, { recursive: true, mode: 0o755 });
-        this.shards.add(shard);
-      }
       try {
-        linkSync(f.file, name);
+        this.link(f.file, name);
+        // Hashed on the way in (blob-fetch.ts): these bytes are verified.
+        this.remember(name);
       } catch (error) {
-        // A concurrent staging named the same blob first: same bytes, no harm.
+        // A concurrent staging named the same blob first: same bytes, no harm
+        // (and if not, the next check of that name finds out).
         if (errorCode(error) === "EEXIST") continue;
         // The cache is on another filesystem than the release: it gets a copy of its own.
         if (errorCode(error) !== "EXDEV") throw error;
         await this.copyTo(f.file, name);
+        this.remember(name);
         copies++;
       }
     }
     // The plain 0444 inode is always there too (what SSH hosts keep, and what has() looks for first).
     for (const f of files)
-      if (f.mode !== 0o444) await this.variant(f.sha256, 0o444, this.path(f.sha256, f.mode));
+      if (f.mode !== 0o444) await this.variant(f.sha256, f.size, 0o444, this.path(f.sha256, f.mode));
     return { copies };
   }
 
-  /** The (digest, mode) inode, copied from `from` (the plain one) when missing; returns its path. */
-  async variant(sha256: string, mode: number, from = this.path(sha256)): Promise<string> {
+  /**
+   * A hard link; the shard directory is made when it is missing (it is not
+   * remembered: someone may delete it, or the whole cache, meanwhile).
+   */
+  private link(file: string, name: string): void {
+    try {
+      linkSync(file, name);
+    } catch (error) {
+      if (errorCode(error) !== "ENOENT") throw error;
+      mkdirSync(name.slice(0, name.lastIndexOf("/")), { recursive: true, mode: 0o755 });
+      linkSync(file, name);
+    }
+  }
+
+  /**
+   * The (digest, mode) inode, checked like has() and copied from `from` (the
+   * plain one, which the caller has checked) when missing or damaged; returns its path.
+   */
+  async variant(sha256: string, size: number, mode: number, from = this.path(sha256)): Promise<string> {
     const path = this.path(sha256, mode);
-    if (path === from || existsSync(path)) return path;
+    if (path === from || this.check(path, sha256, size)) return path;
     await this.copyTo(from, path, mode);
+    this.remember(path);
     return path;
   }
 
@@ -176,11 +275,22 @@ export class BlobCache {
         const stat = await lstat(path).catch(() => undefined);
         if (stat?.isFile() && stat.nlink === 1) {
           await rm(path, { force: true });
+          this.verified.delete(path);
           removed++;
           bytes += stat.size;
         }
       }
     }
     return { removed, bytes };
+  }
+}
+
+/** A variant may have no read bit (mode 0111): it cannot be checked, so it is made again from the plain blob. */
+function hashOrUnreadable(path: string): string | null {
+  try {
+    return hashFileSync(path);
+  } catch (error) {
+    if (errorCode(error) === "EACCES" || errorCode(error) === "EPERM") return null;
+    throw error;
   }
 }

@@ -21,15 +21,27 @@ export async function readInventory(root: string): Promise<HostAppInventory[]> {
   return apps.sort((a, b) => (a.app < b.app ? -1 : 1));
 }
 
+/**
+ * A pointer counts only while its release is there: a release directory
+ * deleted by hand leaves `current` naming nothing, and the host reports no
+ * current release, which the server shows as drift (and a reconcile stages
+ * the release again).
+ */
 export async function readAppInventory(layout: AppLayout): Promise<HostAppInventory> {
-  const current = await readPointer(layout.pointer("current"));
+  const releases = await releasesInOrder(layout);
+  const present = new Set(releases);
+  const pointed = async (name: string) => {
+    const id = await readPointer(layout.pointer(name));
+    return id !== null && present.has(id) ? id : null;
+  };
+  const current = await pointed("current");
   const slots: Record<string, string> = {};
   for (const entry of await readdirOrEmpty(layout.slots)) {
     if (!entry.isSymbolicLink() || !isValidName(entry.name)) continue;
-    const id = await readPointer(layout.pointer(entry.name));
+    const id = await pointed(entry.name);
     if (id) slots[entry.name] = id;
   }
-  return { app: layout.app, releases: await releasesInOrder(layout), current, slots };
+  return { app: layout.app, releases, current, slots };
 }
 
 /** Release ids on disk, oldest first by staging order; ids missing from the order file count as oldest. */

@@ -28,6 +28,7 @@ import {
   STAGING_PREFIX,
 } from "./layout.js";
 import { createDirectories, materialize, syncTree } from "./materialize.js";
+import { releaseProblems } from "./release-check.js";
 import { appendOrder, readOrder, writeOrder } from "./release-order.js";
 import { type FileEntry, planRelease } from "./release-plan.js";
 import { createShared, missingShared } from "./shared-paths.js";
@@ -106,10 +107,19 @@ export class LocalHostOps implements HostOps {
 
     await this.ensureAppDirs(layout);
     const final = layout.release(id);
+    // A release already here is checked, not trusted: a damaged one (files
+    // deleted or changed by hand, disk trouble) is staged again and replaces it.
+    let damaged = false;
     if (await isRealDir(final)) {
-      await this.locks.run(layout.app, () => this.recordOrder(layout, id));
-      log(`release ${id} is already staged`);
-      return { staged: false, blobsFetched: 0, bytesFetched: 0 };
+      const problems = releaseProblems(final, plan, this.cache);
+      this.logRepairs(log);
+      if (problems.length === 0) {
+        await this.locks.run(layout.app, () => this.recordOrder(layout, id));
+        log(`release ${id} is already staged`);
+        return { staged: false, blobsFetched: 0, bytesFetched: 0 };
+      }
+      damaged = true;
+      log(`release ${id} is damaged on this host (${problems.join("; ")}): staging it again`);
     }
 
     const staging = join(layout.releases, `${STAGING_PREFIX}${id}-${nonce()}`);
@@ -134,13 +144,14 @@ export class LocalHostOps implements HostOps {
       const toFetch: BlobToFetch[] = [];
       const written = new Set<string>();
       for (const [sha256, { file, inTree }] of needed) {
-        if (this.cache.has(sha256)) continue;
+        if (this.cache.has(sha256, file.size)) continue;
         const mode = inTree ? cachedFileMode(file.mode) : 0o444;
         const dest = inTree ? join(staging, file.path) : this.cache.tempFile(sha256);
         toFetch.push({ sha256, size: file.size, dest, mode });
         if (inTree) written.add(file.path);
         else temps.push(dest);
       }
+      this.logRepairs(log);
       const total = toFetch.reduce((sum, f) => sum + f.size, 0);
       log(
         `staging ${id}: ${plan.files.length} files, fetching ${toFetch.length} of ${needed.size} blobs (${total} bytes)`,
@@ -189,19 +200,32 @@ export class LocalHostOps implements HostOps {
       // 4. Durable, then visible under its final name in one rename.
       if (this.fsyncs) await syncTree(staging, plan, beforeSwitch !== undefined, signal);
       signal.throwIfAborted();
+      let replaced: string | undefined;
       const published = await this.locks.run(layout.app, async () => {
-        if (await isRealDir(final)) return false; // a concurrent staging of the same release won
+        if (await isRealDir(final)) {
+          if (!damaged) return false; // a concurrent staging of the same release won
+          // Out of its name first, then the new one in: a pointer at it dangles for
+          // the moment between the two renames, never names a half-written tree.
+          replaced = join(layout.releases, `${REMOVING_PREFIX}${id}-${nonce()}`);
+          await rename(final, replaced);
+        }
         await rename(staging, final);
         if (this.fsyncs) await fsyncPath(layout.releases);
         await this.recordOrder(layout, id);
         return true;
       });
+      if (replaced) await removeTree(replaced);
       if (!published) {
         await removeTree(staging);
         return { staged: false, blobsFetched: toFetch.length, bytesFetched };
       }
-      log(`staged ${id}`);
-      return { staged: true, blobsFetched: toFetch.length, bytesFetched };
+      log(damaged ? `staged ${id} again: repaired` : `staged ${id}`);
+      return {
+        staged: true,
+        blobsFetched: toFetch.length,
+        bytesFetched,
+        ...(damaged ? { repaired: true } : {}),
+      };
     } catch (error) {
       await removeTree(staging);
       for (const temp of temps) rmSync(temp, { force: true });
@@ -325,6 +349,16 @@ export class LocalHostOps implements HostOps {
   }
 
   // --- internals ---
+
+  /** Damaged cache blobs found (and removed, to be fetched again) are said in the deploy's log. */
+  private logRepairs(log: HostLog): void {
+    const repairs = this.cache.takeRepairs();
+    if (repairs.length === 0) return;
+    const shown = repairs.slice(0, 5).join(", ");
+    log(
+      `blob cache: ${repairs.length} damaged blob(s) removed, fetched again: ${shown}${repairs.length > 5 ? ", …" : ""}`,
+    );
+  }
 
   private async point(layout: AppLayout, pointer: Pointer, id: string): Promise<string | null> {
     if (!(await isRealDir(layout.release(id)))) {

@@ -59,7 +59,7 @@ export async function materialize(
     const key = mode === 0o444 ? file.sha256 : `${file.sha256}.${mode}`;
     let source = sources.get(key);
     if (source === undefined) {
-      source = mode === 0o444 ? cache.path(file.sha256) : await cache.variant(file.sha256, mode);
+      source = mode === 0o444 ? cache.path(file.sha256) : await cache.variant(file.sha256, file.size, mode);
       sources.set(key, source);
     }
     // Concatenated, not path.join: plan paths are checked clean, and this runs per file.

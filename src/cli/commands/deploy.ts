@@ -1,10 +1,11 @@
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import type { DeployJson } from "../api-types.js";
 import { collectComponentRef, collectParam, parseName, parsePositiveInt } from "../args.js";
 import { clientFor, envPath, printJson, println } from "../context.js";
-import { queuedLine } from "../output.js";
+import { outcomeLine, queuedLine } from "../output.js";
 import type { Kit } from "../program.js";
 import { jsonText } from "../terminal-text.js";
+import { waitForDeploy } from "../wait.js";
 import { followAndReport } from "./follow-and-report.js";
 
 export function registerDeployCommands(program: Command, kit: Kit): void {
@@ -27,6 +28,7 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
     .option("--artifact <digest>", "fleets: deploy this uploaded artifact instead of building")
     .option("--reason <text>", "why (recorded); needed, with an admin token, where promotion is required")
     .option("--follow", "stream the log until the deploy finishes; exit 1 unless it succeeded")
+    .addOption(waitOption("deploy"))
     .action(
       action(
         async (
@@ -41,6 +43,7 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
             artifact?: string;
             reason?: string;
             follow?: boolean;
+            wait?: boolean;
           },
           command: Command,
         ) => {
@@ -55,7 +58,7 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
           if (flags.artifact) body["artifact"] = flags.artifact;
           if (flags.reason !== undefined) body["reason"] = flags.reason;
           const response = await client.post<{ deploy: DeployJson }>(envPath(app, env, "deploys"), body);
-          return queuedThenMaybeFollow(kit, client, response, Boolean(options.json), Boolean(flags.follow));
+          return queuedThenMaybeFollow(kit, client, response, Boolean(options.json), flags);
         },
       ),
     );
@@ -68,12 +71,13 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
     .option("--to <n>", "deploy number whose release to bring back", parsePositiveInt)
     .option("--force", "roll back past a lock (admin only)")
     .option("--follow", "stream the log until the rollback finishes; exit 1 unless it succeeded")
+    .addOption(waitOption("rollback"))
     .action(
       action(
         async (
           app: string,
           env: string,
-          flags: { to?: number; force?: boolean; follow?: boolean },
+          flags: { to?: number; force?: boolean; follow?: boolean; wait?: boolean },
           command: Command,
         ) => {
           const options = globals(command);
@@ -82,10 +86,18 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
           if (flags.to !== undefined) body["to"] = flags.to;
           if (flags.force) body["force"] = true;
           const response = await client.post<{ deploy: DeployJson }>(envPath(app, env, "rollback"), body);
-          return queuedThenMaybeFollow(kit, client, response, Boolean(options.json), Boolean(flags.follow));
+          return queuedThenMaybeFollow(kit, client, response, Boolean(options.json), flags);
         },
       ),
     );
+}
+
+/** `--wait`: the exit status of the deploy, without its log (`--follow` shows the log too). */
+export function waitOption(what: string): Option {
+  return new Option(
+    "--wait",
+    `wait until the ${what} finishes, quietly; exit 0 if it succeeded, 1 if it failed or was cancelled`,
+  ).conflicts("follow");
 }
 
 export async function queuedThenMaybeFollow(
@@ -93,9 +105,16 @@ export async function queuedThenMaybeFollow(
   client: Parameters<typeof followAndReport>[1],
   response: { text: string; body: { deploy: DeployJson } },
   json: boolean,
-  follow: boolean,
+  { follow, wait }: { follow?: boolean | undefined; wait?: boolean | undefined },
 ): Promise<number> {
   const deploy = response.body.deploy;
+  if (wait) {
+    // Quiet: no log, no progress; the outcome line on stderr (the deploy as JSON on stdout with --json).
+    const final = await waitForDeploy(client, deploy);
+    if (json) println(ctx.stdout, jsonText(JSON.stringify({ deploy: final })));
+    else println(ctx.stderr, outcomeLine(final));
+    return final.status === "succeeded" ? 0 : 1;
+  }
   if (!follow) {
     if (json) printJson(ctx, response.text);
     else println(ctx.stdout, queuedLine(deploy));

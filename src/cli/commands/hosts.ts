@@ -133,7 +133,11 @@ function hostColumns(app: string | undefined, _env: string | undefined): Column[
     { header: "KIND", cell: (h) => h.kind },
     { header: "STATE", cell: (h) => (h.kind === "ssh" ? "-" : h.connected ? "connected" : "disconnected") },
     { header: "LAST SEEN", cell: (h) => formatDate(h.lastSeenAt) },
-    { header: "POOL", cell: (h) => h.poolState },
+    // Per app: `depooled: shop` is out of shop's pool, in every other app's.
+    {
+      header: "POOL",
+      cell: (h) => (h.depooledApps?.length ? `depooled: ${h.depooledApps.join(",")}` : "pooled"),
+    },
     { header: "LABELS", cell: (h) => labelsText(h.labels) },
     // Declared by the host, outside its grant: they count for nothing, and this says why.
     { header: "IGNORED LABELS", cell: (h) => labelsText(h.ungrantedLabels ?? {}) },

@@ -5,7 +5,7 @@ import { clientFor, envPath, path, printJson, println } from "../context.js";
 import { formatDate, formatDuration, shortSha } from "../output.js";
 import type { Kit } from "../program.js";
 import { joinLines, type TerminalText, t, table } from "../terminal-text.js";
-import { queuedThenMaybeFollow } from "./deploy.js";
+import { queuedThenMaybeFollow, waitOption } from "./deploy.js";
 
 /** What `GET /apps/:app/pipeline` answers (src/engine/pipeline-view.ts). */
 interface PipelineJson {
@@ -51,11 +51,12 @@ export function registerPromoteCommands(program: Command, kit: Kit): void {
     .option("--force", "promote past a lock (admin only)")
     .option("--reason <text>", "why (recorded with the deploy)")
     .option("--follow", "stream the log until the deploy finishes; exit 1 unless it succeeded")
+    .addOption(waitOption("promotion"))
     .action(
       action(
         async (
           app: string,
-          flags: { from: string; to: string; force?: boolean; reason?: string; follow?: boolean },
+          flags: { from: string; to: string; force?: boolean; reason?: string; follow?: boolean; wait?: boolean },
           command: Command,
         ) => {
           const options = globals(command);
@@ -64,7 +65,7 @@ export function registerPromoteCommands(program: Command, kit: Kit): void {
           if (flags.force) body["force"] = true;
           if (flags.reason !== undefined) body["reason"] = flags.reason;
           const response = await client.post<{ deploy: DeployJson }>(envPath(app, flags.to, "promote"), body);
-          return queuedThenMaybeFollow(kit, client, response, Boolean(options.json), Boolean(flags.follow));
+          return queuedThenMaybeFollow(kit, client, response, Boolean(options.json), flags);
         },
       ),
     );

@@ -25,22 +25,27 @@ export function registerServerCommand(
     .option("--demo", "create a demo app if no app is configured")
     .action(
       action(
-        async (flags: {
-          port?: number;
-          host?: string;
-          dataDir?: string;
-          configDir?: string;
-          configRepo?: string;
-          configBranch?: string;
-          demo?: boolean;
-        }) => {
+        async (
+          flags: {
+            port?: number;
+            host?: string;
+            dataDir?: string;
+            configDir?: string;
+            configRepo?: string;
+            configBranch?: string;
+            demo?: boolean;
+          },
+          command: Command,
+        ) => {
           // Loaded here: settings pull in yaml and zod, which client commands never need.
           const { resolveSettings } = await import("../../config/settings.js");
           const settings = resolveSettings(
             {
               port: flags.port,
               host: flags.host,
-              dataDir: flags.dataDir,
+              // The global --data-dir (the client's: where a local server's admin token is)
+              // takes the option wherever it stands on the line: it is the same directory.
+              dataDir: flags.dataDir ?? (command.optsWithGlobals() as { dataDir?: string }).dataDir,
               configDir: flags.configDir,
               configRepo: flags.configRepo,
               configBranch: flags.configBranch,

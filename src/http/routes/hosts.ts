@@ -111,7 +111,9 @@ export function hostJson(host: HostRecord, principal: Principal): HostJson {
     unrestricted: host.kind === "agent" && isUnrestricted(host.grant),
     app: host.app !== null && visible(host.app) ? host.app : null,
     address: host.address,
-    poolState: host.poolState,
+    // Pool state is per app: a scoped token sees it for its own apps only.
+    poolState: host.depooledApps.some(visible) ? "depooled" : "pooled",
+    depooledApps: host.depooledApps.filter(visible),
     connected: host.connected,
     lastSeenAt: host.lastSeenAt,
     tokenLastUsedAt: host.tokenLastUsedAt,

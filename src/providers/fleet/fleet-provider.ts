@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import type { AppConfig } from "../../domain/app-config.js";
@@ -7,7 +8,7 @@ import type { Deploy, FailureCode } from "../../domain/deploy.js";
 import { formatDuration } from "../../domain/duration.js";
 import { isTurnoutError, TurnoutError } from "../../domain/errors.js";
 import type { FleetDeployConfig, Host, SshHostConfig } from "../../domain/fleet.js";
-import { inFleet } from "../../domain/fleet.js";
+import { defaultStageConcurrency, inFleet } from "../../domain/fleet.js";
 import { placeholderValues, substitute } from "../../domain/placeholders.js";
 import type { GitTreeReader } from "../../git/tree-reader.js";
 import type { Store } from "../../store/store.js";
@@ -104,7 +105,7 @@ export async function runFleetDeploy(deps: FleetDeps, given: FleetRun): Promise<
   const manifest = artifact.manifest ?? (await deps.artifacts.manifest(artifact.digest));
   const blobs: BlobSource = { open: (sha) => deps.artifacts.openBlob(sha) };
 
-  const { targets, close } = await targetsFor(deps, run);
+  const { targets, close, readSshInventories } = await targetsFor(deps, run);
   try {
     if (deploy.trigger === "promote" && deploy.slot) {
       return await promote(deps, run, targets, deploy.slot, artifact.digest);
@@ -115,7 +116,7 @@ export async function runFleetDeploy(deps: FleetDeps, given: FleetRun): Promise<
       artifact: artifact.digest,
       manifest,
       blobs,
-      config,
+      config: withStageConcurrency(config, targets),
       slot: deploy.slot ?? "current",
       targets,
       skipHostsOnRelease: run.repair,
@@ -139,6 +140,8 @@ export async function runFleetDeploy(deps: FleetDeps, given: FleetRun): Promise<
     if (outcome.code === "cancelled") return { status: "cancelled", errorMessage: outcome.message };
     return { status: "failed", errorCode: outcome.code, errorMessage: outcome.message };
   } finally {
+    // Not when the server is shutting down or the deploy was cancelled: no more talking to hosts then.
+    if (!run.signal.aborted) await readSshInventories();
     await close();
   }
 }
@@ -389,17 +392,20 @@ async function recordBuilt(
 async function targetsFor(
   deps: FleetDeps,
   run: FleetRun,
-): Promise<{ targets: FleetTarget[]; close(): Promise<void> }> {
+): Promise<{ targets: FleetTarget[]; close(): Promise<void>; readSshInventories(): Promise<void> }> {
   const targets: FleetTarget[] = [];
   const opened: (HostOps & { close(): Promise<void> })[] = [];
+  const sshHosts: { id: number; ops: HostOps }[] = [];
   if (run.config.hostLabels) {
+    // Pool state is this app's: another app's failure on a shared host does not count here.
+    const depooled = await deps.store.fleet.depooled(run.deploy.app);
     for (const host of await deps.agents.hosts()) {
       // Granted labels and apps only: a host's own hello cannot put it into another app's fleet.
       if (host.kind !== "agent" || !inFleet(host, run.deploy.app, run.config)) continue;
       targets.push({
         hostId: host.id,
         name: host.name,
-        depooled: host.poolState === "depooled",
+        depooled: depooled.has(host.id),
         ops: () => deps.agents.opsFor(host.name),
       });
     }
@@ -413,6 +419,7 @@ async function targetsFor(
     );
     const ops = deps.ssh.open(ssh);
     opened.push(ops);
+    sshHosts.push({ id, ops });
     targets.push({
       hostId: id,
       name: ssh.name,
@@ -427,7 +434,24 @@ async function targetsFor(
     close: async () => {
       await Promise.allSettled(opened.map((o) => o.close()));
     },
+    // SSH hosts report nothing by themselves: what each holds is read after
+    // every deploy that reached it, so drift (a pointer switched or a release
+    // deleted by hand) shows as it does for agents. A host that cannot be
+    // read keeps its last reading.
+    readSshInventories: async () => {
+      await Promise.allSettled(
+        sshHosts.map(async ({ id, ops }) => deps.store.hosts.saveSshInventory(id, await ops.inventory())),
+      );
+    },
   };
+}
+
+/** `strategy.concurrency` left out: chosen for this fleet and this server (domain/fleet.ts). */
+function withStageConcurrency(config: FleetDeployConfig, targets: FleetTarget[]): FleetDeployConfig {
+  if (config.strategy.stageConcurrency !== null) return config;
+  const ssh = targets.filter((t) => t.reconnects === false).length;
+  const chosen = defaultStageConcurrency({ agents: targets.length - ssh, ssh }, availableParallelism());
+  return { ...config, strategy: { ...config.strategy, stageConcurrency: chosen } };
 }
 
 /** depool/pool commands run on the Turnout server, told the host by TURNOUT_HOST and `{host}`. */

@@ -62,6 +62,8 @@ export interface StageResult {
   staged: boolean;
   blobsFetched: number;
   bytesFetched: number;
+  /** The release was on the host but damaged (files missing or changed): it was staged again and replaced. */
+  repaired?: boolean;
 }
 
 export interface HostOps {

@@ -89,6 +89,12 @@ interface HostRun {
   previous: string | null;
   switched: boolean;
   failed: boolean;
+  /**
+   * The release had to be staged here (it was missing, or damaged and staged
+   * again): whatever the host runs is not from this copy, so even a repair
+   * switches, restarts and checks it, though `current` may already name it.
+   */
+  staged: boolean;
 }
 
 export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateOutcome> {
@@ -103,6 +109,7 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
     previous: null,
     switched: false,
     failed: false,
+    staged: false,
   }));
   await fleet.addDeployHosts(
     deploy.id,
@@ -125,8 +132,10 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
 
   // 1. Stage everywhere.
   await input.setPhase("stage");
+  // The provider fills in the default (defaultStageConcurrency); unset here means all at once.
+  const stageConcurrency = strategy.stageConcurrency ?? runs.length;
   log(
-    `==> staging release ${input.releaseId} on ${runs.length} host(s), ${strategy.stageConcurrency} at a time; failure budget ${budget}`,
+    `==> staging release ${input.releaseId} on ${runs.length} host(s), ${Math.min(stageConcurrency, runs.length)} at a time; failure budget ${budget}`,
   );
   // One spec for every host: agent calls serialise it once (see AgentConnection).
   const spec: StageSpec = {
@@ -145,16 +154,17 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
     input.artifact,
     deploy.app,
   );
-  await inParallel(runs, strategy.stageConcurrency, async (run) => {
+  await inParallel(runs, stageConcurrency, async (run) => {
     if (signal.aborted) return;
     await record(run, "staging");
     try {
       const result = await withHost(input, run.target, (ops) =>
         ops.stage(spec, input.blobs, hostLog(run), signal),
       );
+      run.staged = result.staged;
       hostLog(run)(
         result.staged
-          ? `staged (${result.blobsFetched} blobs, ${result.bytesFetched} bytes fetched)`
+          ? `${result.repaired ? "repaired" : "staged"} (${result.blobsFetched} blobs, ${result.bytesFetched} bytes fetched)`
           : "already staged",
       );
       await record(run, "staged", { bytesFetched: result.bytesFetched });
@@ -182,7 +192,7 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
     const onRelease: HostRun[] = [];
     for (const run of candidates) {
       const current = await currentOf(input, run.target, deploy.app, input.slot);
-      if (current === input.releaseId) onRelease.push(run);
+      if (current === input.releaseId && !run.staged) onRelease.push(run);
     }
     for (const run of onRelease) {
       hostLog(run)(`already on ${input.releaseId}: left alone`);
@@ -412,7 +422,7 @@ async function repool(input: OrchestrateInput, run: HostRun, log: HostLog): Prom
       return;
     }
   }
-  await input.fleet.setPoolState(run.target.hostId, "pooled");
+  await input.fleet.setPoolState(run.target.hostId, input.deploy.app, "pooled");
   run.target.depooled = false;
   log("healthy again: back in the pool");
 }
@@ -428,7 +438,7 @@ async function depool(input: OrchestrateInput, run: HostRun, log: HostLog, recor
   } else {
     log("marked depooled");
   }
-  await input.fleet.setPoolState(run.target.hostId, "depooled");
+  await input.fleet.setPoolState(run.target.hostId, input.deploy.app, "depooled");
   await record(run, "depooled");
 }
 

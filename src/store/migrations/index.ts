@@ -10,6 +10,7 @@ import * as m0008 from "./0008-host-token-use.js";
 import * as m0009 from "./0009-retention.js";
 import * as m0010 from "./0010-dashboard.js";
 import * as m0014 from "./0014-promotion.js";
+import * as m0017 from "./0017-pool-per-app.js";
 
 /**
  * The numbered migrations, in order. One list serves both backends; a
@@ -31,4 +32,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0009-retention": m0009,
   "0010-dashboard": m0010,
   "0014-promotion": m0014,
+  "0017-pool-per-app": m0017,
 };

@@ -50,7 +50,7 @@ export function HostPage({ name }: { name: string }) {
             )}{" "}
             <span class="muted">· seen {timeAgo(h.lastSeenAt, now)}</span>{" "}
             {h.poolState === "depooled" ? (
-              <Pill tone="lock">depooled</Pill>
+              <Pill tone="lock">depooled: {(h.depooledApps ?? []).join(", ")}</Pill>
             ) : (
               <span class="muted">· pooled</span>
             )}

@@ -173,7 +173,7 @@ export function HostsPage() {
                     </td>
                     <td>
                       {host.poolState === "depooled" ? (
-                        <Pill tone="lock">depooled</Pill>
+                        <Pill tone="lock">depooled: {(host.depooledApps ?? []).join(", ")}</Pill>
                       ) : (
                         <span class="muted">pooled</span>
                       )}

@@ -98,11 +98,12 @@ op_inventory() {
         ordered_releases
         for _id in $ORDERED; do echo "release $_id"; done
       fi
-      link_release "$_a/current" current; if [ -n "$LINKED" ]; then echo "current $LINKED"; fi
+      # A pointer counts only while its release is there (one deleted by hand is drift, as on agents).
+      link_release "$_a/current" current; if [ -n "$LINKED" ] && real_dir "$REL/$LINKED"; then echo "current $LINKED"; fi
       for _s in "$_a"/slots/*; do
         _slot=\${_s##*/}
         valid_name "$_slot" || continue
-        link_release "$_s" slot; if [ -n "$LINKED" ]; then echo "slot $_slot $LINKED"; fi
+        link_release "$_s" slot; if [ -n "$LINKED" ] && real_dir "$REL/$LINKED"; then echo "slot $_slot $LINKED"; fi
       done
     done
   fi
