@@ -49,7 +49,10 @@ export type ReadinessCode =
   | "checks_failing"
   | "checks_pending"
   | "checks_unknown"
-  | "check_command";
+  | "check_command"
+  // Deploy windows and commit locks (domain/deploy-guards.ts): forcible by a deployer, with a reason.
+  | "outside_window"
+  | "commit_locked";
 
 export interface ReadinessReason {
   code: ReadinessCode;

@@ -15,6 +15,7 @@ import { registerOpenApi } from "./openapi.js";
 import { installBodyTimeouts } from "./request-timeouts.js";
 import { registerAgentConnect } from "./routes/agent-connect.js";
 import { registerAppRoutes } from "./routes/apps.js";
+import { registerCommitLockRoutes } from "./routes/commit-locks.js";
 import { registerArtifactRoutes } from "./routes/artifacts.js";
 import { registerConfigRoutes } from "./routes/config.js";
 import { registerDeployLogRoutes } from "./routes/deploy-log.js";
@@ -149,6 +150,7 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
       registerAppRoutes(api, deps);
       registerEnvironmentDeployRoutes(api, deps);
       registerLockRoutes(api, deps);
+      registerCommitLockRoutes(api, deps);
       registerPendingRoutes(api, deps);
       registerFleetRoutes(api, deps);
       registerDeployRoutes(api, deps);

@@ -245,6 +245,18 @@ export interface LoginCodesTable {
   expires_at: string;
 }
 
+export interface CommitLocksTable {
+  id: Generated<number>;
+  app: string;
+  sha: string;
+  reason: string;
+  locked_by: string;
+  locked_at: string;
+  /** null: the lock is in force. */
+  unlocked_at: string | null;
+  unlocked_by: string | null;
+}
+
 export interface Schema {
   deploys: DeploysTable;
   environments: EnvironmentsTable;
@@ -264,4 +276,5 @@ export interface Schema {
   deploy_phases: DeployPhasesTable;
   environment_undeployed: EnvironmentUndeployedTable;
   login_codes: LoginCodesTable;
+  commit_locks: CommitLocksTable;
 }

@@ -3,6 +3,7 @@ import { AuditStore } from "./audit.js";
 import { AutoAdmission } from "./auto-admission.js";
 import type { Capabilities } from "./capabilities.js";
 import { CommitDescriptions } from "./commit-descriptions.js";
+import { CommitLockStore } from "./commit-locks.js";
 import { type Database, type DatabaseOptions, openDatabase } from "./database.js";
 import { DeployStore } from "./deploys.js";
 import { StatsStore } from "./environment-stats.js";
@@ -48,6 +49,8 @@ export class Store {
   readonly stats: StatsStore;
   readonly hostHistory: HostHistoryStore;
   readonly loginCodes: LoginCodeStore;
+  /** Commits marked as not deployable (migration 0013). */
+  readonly commitLocks: CommitLockStore;
   readonly caps: Capabilities;
 
   private constructor(
@@ -76,6 +79,7 @@ export class Store {
     this.stats = new StatsStore(db);
     this.hostHistory = new HostHistoryStore(db);
     this.loginCodes = new LoginCodeStore(db, this.tokens);
+    this.commitLocks = new CommitLockStore(db, caps);
   }
 
   static async open(options: StoreOptions): Promise<Store> {

@@ -16,7 +16,8 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
     .argument("<app>", "app name", parseName("app"))
     .argument("<env>", "environment name", parseName("environment"))
     .argument("[ref]", "branch, tag or commit SHA")
-    .option("--force", "deploy past a lock (admin only)")
+    .option("--force", "deploy past a lock (admin only), outside the deploy windows or past a locked commit")
+    .option("--reason <text>", "why a forced deploy goes ahead (required outside the deploy windows)")
     .option("--param <name=value>", "deploy parameter, repeatable", collectParam)
     .option(
       "--component <name=ref>",
@@ -34,6 +35,7 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
           ref: string | undefined,
           flags: {
             force?: boolean;
+            reason?: string;
             param?: Record<string, string>;
             component?: Record<string, string>;
             slot?: string;
@@ -47,6 +49,7 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
           const body: Record<string, unknown> = { trigger: "cli" };
           if (ref !== undefined) body["ref"] = ref;
           if (flags.force) body["force"] = true;
+          if (flags.reason !== undefined) body["reason"] = flags.reason;
           if (flags.param && Object.keys(flags.param).length > 0) body["params"] = flags.param;
           if (flags.component && Object.keys(flags.component).length > 0) body["refs"] = flags.component;
           if (flags.slot) body["slot"] = flags.slot;

@@ -20,7 +20,17 @@ const deployBody = z
       .record(z.string(), z.string())
       .optional()
       .describe("multi-repo apps: refs of the other components by name; default: their branches"),
-    force: z.boolean().optional().describe("admins only: deploy past a lock"),
+    force: z
+      .boolean()
+      .optional()
+      .describe(
+        "deploy past a lock (admins), or outside the deploy windows or past a locked commit (deployers)",
+      ),
+    reason: z
+      .string()
+      .max(500)
+      .optional()
+      .describe("why a forced deploy goes ahead: required outside the deploy windows; audit-logged"),
     slot: z.string().optional().describe("fleets: point this slot instead of current"),
     artifact: z.string().optional().describe("fleets: deploy this uploaded artifact (sha256 digest)"),
     params: z
@@ -65,6 +75,7 @@ export function registerEnvironmentDeployRoutes(app: FastifyInstance, { engine, 
         slot: body.slot,
         artifact: body.artifact,
         force: body.force,
+        reason: body.reason,
         params: body.params,
         trigger: body.trigger ?? "api",
       });
