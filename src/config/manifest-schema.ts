@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { parseClock, parseDays, timezoneProblem } from "../domain/deploy-window.js";
 import { parseDuration, parseTimerDuration } from "../domain/duration.js";
 import {
   healthUrlProblem,
@@ -8,7 +9,6 @@ import {
   sshUserProblem,
 } from "../domain/fleet-rules.js";
 import { labelProblem, MAX_LABELS } from "../domain/labels.js";
-import { parseClock, parseDays, timezoneProblem } from "../domain/deploy-window.js";
 import { PLACEHOLDERS, unknownPlaceholders } from "../domain/placeholders.js";
 import { refProblem } from "../domain/refs.js";
 import { ALLOWED_REMOTE_FORMS, remoteUrlProblem } from "../git/remote-url.js";

@@ -1,7 +1,7 @@
 import type { ConfigStatus } from "../config/config-provider.js";
 import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
-import type { CommitLock } from "../domain/deploy-guards.js";
 import type { Deploy, Trigger } from "../domain/deploy.js";
+import type { CommitLock } from "../domain/deploy-guards.js";
 import type { Lock } from "../domain/lock.js";
 import type { Permission, Principal } from "../domain/roles.js";
 import type { Change } from "./change-feed.js";

@@ -5,8 +5,8 @@ import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app
 import { appRevision } from "../domain/app-revision.js";
 import { isSha256 } from "../domain/artifact.js";
 import { type Deploy, deployLabel, deployNotFound, isFinished, type Trigger } from "../domain/deploy.js";
-import { appNotFound, notFound, TurnoutError } from "../domain/errors.js";
 import { type CommitLock, checkCommitLocks, checkWindow } from "../domain/deploy-guards.js";
+import { appNotFound, notFound, TurnoutError } from "../domain/errors.js";
 import { checkLock, type Lock } from "../domain/lock.js";
 import { assertName, assertParams } from "../domain/names.js";
 import type { Release } from "../domain/release.js";

@@ -1,6 +1,6 @@
 import type { AppConfig, EnvironmentConfig } from "../domain/app-config.js";
-import { autoStop, type CommitLock } from "../domain/deploy-guards.js";
 import type { Components } from "../domain/deploy.js";
+import { autoStop, type CommitLock } from "../domain/deploy-guards.js";
 import { commitsPresent, firstParentChain, isAncestor } from "../git/ancestry.js";
 import type { GitMirrors } from "../git/mirrors.js";
 import type { Store } from "../store/store.js";

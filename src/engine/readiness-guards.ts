@@ -1,8 +1,8 @@
 import type { AppConfig, EnvironmentConfig } from "../domain/app-config.js";
 import type { ReadinessReason } from "../domain/dashboard.js";
+import type { Components } from "../domain/deploy.js";
 import { nextWindowText } from "../domain/deploy-guards.js";
 import { describeInstant, windowState } from "../domain/deploy-window.js";
-import type { Components } from "../domain/deploy.js";
 import type { GitMirrors } from "../git/mirrors.js";
 import type { Store } from "../store/store.js";
 import { remoteOf } from "./components.js";
