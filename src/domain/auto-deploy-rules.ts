@@ -74,6 +74,8 @@ export interface AutoWish {
   components: Components;
   /** The per-app revision this server process runs the environment's deploys with. */
   appRevision: string;
+  /** The branch heads, when `components` stops short of them (commit locks, max_commits_per_deploy). */
+  heads?: Components | undefined;
   /** `min_interval`, and the time it is measured against (ISO). */
   minIntervalMs?: number | undefined;
   now?: string | undefined;
@@ -113,7 +115,7 @@ export function decideAutoDeploy(facts: AutoFacts, wish: AutoWish): AutoDecision
 
   // Rule 2, commits: while the branch heads are what a rollback moved away
   // from, the environment stays on the commits it runs.
-  const held = live?.rollback != null && sameCommits(wish.components, live.rollback.from);
+  const held = live?.rollback != null && sameCommits(wish.heads ?? wish.components, live.rollback.from);
   const components = held ? live!.components : wish.components;
   let settingsOnly = false;
   if (live && sameCommits(components, live.components)) {

@@ -44,11 +44,16 @@ export async function guardReasons(input: {
     }
   }
   const target: Components = {};
-  for (const [i, component] of app.components.entries()) {
-    target[component.name] =
-      i === 0
-        ? input.sha
-        : await input.git.resolveLocal(remoteOf(component), environment.branches[component.name]!);
+  try {
+    for (const [i, component] of app.components.entries()) {
+      target[component.name] =
+        i === 0
+          ? input.sha
+          : await input.git.resolveLocal(remoteOf(component), environment.branches[component.name]!);
+    }
+  } catch {
+    // Another component's branch cannot be read now: the deploy request itself checks the locks.
+    return reasons;
   }
   const current = await input.store.releases.current(app.name, environment.name);
   const locked = await lockedInRange(input, app, current?.components ?? null, target);

@@ -106,6 +106,7 @@ export class AutoAdmission {
       const decision = decideAutoDeploy(facts, {
         components: request.components,
         appRevision: request.appRevision,
+        heads: request.heads,
         minIntervalMs: request.minIntervalMs,
         now: request.now,
       });
