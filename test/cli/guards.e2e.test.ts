@@ -57,7 +57,9 @@ afterAll(async () => {
 });
 
 describe("turnout deploy and deploy windows", () => {
-  it("refuses outside the window, saying when the next opens; --force needs --reason", async () => {
+  it("refuses outside the window, saying when the next opens; --force needs --reason", {
+    timeout: 180_000,
+  }, async () => {
     const refused = await cli(["deploy", "shop", "production"]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain("shop/production is outside its deploy windows");
@@ -77,7 +79,9 @@ describe("turnout deploy and deploy windows", () => {
 });
 
 describe("turnout commit lock|unlock|locks", () => {
-  it("locks a commit, refuses a deploy that would ship it, lists and unlocks it", async () => {
+  it("locks a commit, refuses a deploy that would ship it, lists and unlocks it", {
+    timeout: 240_000,
+  }, async () => {
     const first = await cli(["deploy", "shop", "staging", "--follow"]);
     expect(first.code).toBe(0);
     const bad = await t.repo.commit({ VERSION: "bad\n" }, "bad merge");
@@ -110,7 +114,9 @@ describe("turnout commit lock|unlock|locks", () => {
     expect(ok.code).toBe(0);
   });
 
-  it("refuses a lock without a reason as a usage error, and a hostile SHA with a clear code", async () => {
+  it("refuses a lock without a reason as a usage error, and a hostile SHA with a clear code", {
+    timeout: 120_000,
+  }, async () => {
     const usage = await cli(["commit", "lock", "shop", t.repo.head]);
     expect(usage.code).toBe(2);
     const hostile = await cli(["commit", "lock", "shop", "$(touch x)", "--reason", "x"]);
