@@ -86,6 +86,7 @@ export interface PendingComponentJson {
     date: string;
     subject: string;
     checks: "success" | "pending" | "failure" | null;
+    locked?: { reason: string; lockedBy: string; lockedAt: string } | null;
   }[];
   truncated: boolean;
 }

@@ -122,7 +122,8 @@ export function pendingLines(components: PendingComponentJson[]): TerminalText {
     );
     for (const commit of c.commits) {
       const checks = commit.checks ? t`  [${commit.checks}]` : "";
-      lines.push(t`  ${shortSha(commit.sha)}  ${commit.author}  ${commit.subject}${checks}`);
+      const locked = commit.locked ? t`  [locked by ${commit.locked.lockedBy}: ${commit.locked.reason}]` : "";
+      lines.push(t`  ${shortSha(commit.sha)}  ${commit.author}  ${commit.subject}${checks}${locked}`);
     }
   }
   return joinLines(lines);

@@ -4,6 +4,7 @@ import { isTurnoutError } from "../domain/errors.js";
 import { VERSION } from "../server/version.js";
 import { ApiError, ConnectionError } from "./api-client.js";
 import { registerAgentCommand } from "./commands/agent.js";
+import { registerCommitCommands } from "./commands/commit.js";
 import { registerConfigCommands } from "./commands/config.js";
 import { registerDeployCommands } from "./commands/deploy.js";
 import { registerFleetCommands } from "./commands/fleet.js";
@@ -88,6 +89,7 @@ export async function runCli(argv: string[], ctx: CliContext, options: ProgramOp
   registerPromoteCommands(program, kit);
   registerLogsCommands(program, kit);
   registerLockCommands(program, kit);
+  registerCommitCommands(program, kit);
   registerTokenCommands(program, kit);
   registerConfigCommands(program, kit);
   registerAgentCommand(program, kit);

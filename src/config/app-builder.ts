@@ -11,6 +11,7 @@ import {
   type RepoAuth,
   type ShellDeployConfig,
 } from "../domain/app-config.js";
+import { parseClock, parseDays } from "../domain/deploy-window.js";
 import { parseDuration } from "../domain/duration.js";
 import { type FleetDeployConfig, parseAmount } from "../domain/fleet.js";
 import type { LoadOptions } from "./manifest-loader.js";
@@ -110,6 +111,7 @@ export function toAppConfig(
       selfHeal: env.self_heal === true,
       ...(env.promote_from !== undefined ? { promoteFrom: toPromoteFrom(env)! } : {}),
       deploy: d.provider === "fleet" ? toFleetDeploy(d, options) : toShellDeploy(d, options),
+      ...toDeployLimits(env),
     };
   }
 
@@ -266,5 +268,28 @@ function toGithub(
     repository,
     ...(token !== undefined ? { token } : {}),
     ...(tokenEnv !== undefined ? { tokenEnv } : {}),
+  };
+}
+
+/** deploy_windows, max_commits_per_deploy, min_interval (validated by the schema) in the engine's form. */
+function toDeployLimits(
+  env: ManifestInput["environments"][string],
+): Pick<EnvironmentConfig, "windows" | "maxCommitsPerDeploy" | "minIntervalMs"> {
+  const w = env.deploy_windows;
+  return {
+    ...(w
+      ? {
+          windows: {
+            timezone: w.timezone,
+            allow: w.allow.map((rule) => ({
+              days: parseDays(typeof rule.days === "string" ? [rule.days] : rule.days)!,
+              from: parseClock(rule.from)!,
+              to: parseClock(rule.to, true)!,
+            })),
+          },
+        }
+      : {}),
+    ...(env.max_commits_per_deploy !== undefined ? { maxCommitsPerDeploy: env.max_commits_per_deploy } : {}),
+    ...(env.min_interval !== undefined ? { minIntervalMs: parseDuration(env.min_interval) } : {}),
   };
 }

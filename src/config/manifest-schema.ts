@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { parseClock, parseDays, timezoneProblem } from "../domain/deploy-window.js";
 import { parseDuration, parseTimerDuration } from "../domain/duration.js";
 import {
   healthUrlProblem,
@@ -216,6 +217,30 @@ const auth = z
   })
   .strict();
 
+/** Deploy windows (domain/deploy-window.ts): wall-clock hours in an IANA zone, on the days they start. */
+const windowRule = z
+  .object({
+    days: z
+      .union([z.string(), z.array(z.string()).min(1)])
+      .refine((d) => parseDays(typeof d === "string" ? [d] : d) !== undefined, {
+        message: "days are mon … sun, ranges like mon-fri, or daily",
+      }),
+    from: z.string().refine((t) => parseClock(t) !== undefined, { message: 'a time like "09:00"' }),
+    to: z.string().refine((t) => parseClock(t, true) !== undefined, {
+      message: 'a time like "17:00" (or "24:00")',
+    }),
+  })
+  .strict()
+  .refine((w) => parseClock(w.from) !== parseClock(w.to, true) || parseClock(w.from) === undefined, {
+    message: "a window needs `to` different from `from` (an earlier `to` runs past midnight)",
+  });
+const deployWindows = z
+  .object({
+    timezone: ruled(timezoneProblem).default("UTC"),
+    allow: z.array(windowRule).min(1, "name at least one window"),
+  })
+  .strict();
+
 const environment = z
   .object({
     branch: branchName.optional(),
@@ -237,6 +262,12 @@ const environment = z
       .optional(),
     /** …that have been live there at least this long. */
     min_live: durationOrZero.optional(),
+    /** Outside these, automatic deploys wait and manual ones need force and a reason. */
+    deploy_windows: deployWindows.optional(),
+    /** Automatic deploys bring at most this many (first-parent) commits at a time. */
+    max_commits_per_deploy: z.number().int().min(1).max(100_000).optional(),
+    /** The shortest time between two automatic deploys of the environment. */
+    min_interval: duration.optional(),
     deploy: z.discriminatedUnion("provider", [shellDeploy, fleetDeploy], {
       message: "provider must be 'shell' or 'fleet'",
     }),

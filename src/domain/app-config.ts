@@ -1,3 +1,4 @@
+import type { DeployWindows } from "./deploy-window.js";
 import type { FleetDeployConfig } from "./fleet.js";
 import type { PipelineConfig } from "./release-pipeline.js";
 
@@ -74,6 +75,12 @@ export interface EnvironmentConfig {
   /** Takes only releases promoted from this environment (a direct deploy needs an admin and a reason). */
   promoteFrom?: PromoteFromConfig;
   deploy: DeployConfig;
+  /** Deploy windows: outside them automatic deploys wait, manual ones need force and a reason. */
+  windows?: DeployWindows;
+  /** Automatic deploys bring at most this many first-parent commits; the rest follow in the next. */
+  maxCommitsPerDeploy?: number;
+  /** The shortest time between two automatic deploys of the environment. */
+  minIntervalMs?: number;
 }
 
 /** One repository of an app. Single-repo apps have one component, named `app`. */

@@ -24,7 +24,12 @@ import type { Components, DeployStatus } from "./deploy.js";
  * 6. commits (with these settings) whose last deploy here failed or was
  *    cancelled are not retried by themselves;
  * 7. a queued automatic deploy is replaced by the newer one (coalescing);
- *    deploys someone asked for are never replaced.
+ *    deploys someone asked for are never replaced;
+ * 8. with `min_interval`, a new automatic deploy waits until that long
+ *    after the last one was made (replacing a queued one adds none).
+ *
+ * Deploy windows, commit locks and `max_commits_per_deploy` are applied
+ * before this, to the wish itself (engine/auto-deploy.ts, engine/guards.ts).
  */
 export interface AutoFacts {
   locked: boolean;
@@ -36,6 +41,8 @@ export interface AutoFacts {
   pending: PendingFacts[];
   /** The latest finished deploys of the environment, newest first. */
   finished: FinishedFacts[];
+  /** When the environment's last automatic deploy was made (null or absent: never). */
+  lastAutomaticAt?: string | null;
 }
 
 export interface LiveFacts {
@@ -67,6 +74,11 @@ export interface AutoWish {
   components: Components;
   /** The per-app revision this server process runs the environment's deploys with. */
   appRevision: string;
+  /** The branch heads, when `components` stops short of them (commit locks, max_commits_per_deploy). */
+  heads?: Components | undefined;
+  /** `min_interval`, and the time it is measured against (ISO). */
+  minIntervalMs?: number | undefined;
+  now?: string | undefined;
 }
 
 export type SkipReason =
@@ -76,7 +88,10 @@ export type SkipReason =
   | "active"
   | "queued"
   | "failed"
-  | "other-settings";
+  | "other-settings"
+  | "interval"
+  | "window"
+  | "commit-locked";
 
 export interface AutoTarget {
   components: Components;
@@ -89,7 +104,7 @@ export interface AutoTarget {
 }
 
 export type AutoDecision =
-  | { action: "skip"; why: SkipReason }
+  | { action: "skip"; why: SkipReason; until?: string }
   | ({ action: "create" } & AutoTarget)
   | ({ action: "replace"; deployId: number } & AutoTarget);
 
@@ -100,7 +115,7 @@ export function decideAutoDeploy(facts: AutoFacts, wish: AutoWish): AutoDecision
 
   // Rule 2, commits: while the branch heads are what a rollback moved away
   // from, the environment stays on the commits it runs.
-  const held = live?.rollback != null && sameCommits(wish.components, live.rollback.from);
+  const held = live?.rollback != null && sameCommits(wish.heads ?? wish.components, live.rollback.from);
   const components = held ? live!.components : wish.components;
   let settingsOnly = false;
   if (live && sameCommits(components, live.components)) {
@@ -145,6 +160,13 @@ export function decideAutoDeploy(facts: AutoFacts, wish: AutoWish): AutoDecision
   };
   const queuedAutomatic = facts.pending.find((d) => d.status === "queued" && d.automatic);
   if (queuedAutomatic) return { action: "replace", deployId: queuedAutomatic.id, ...target };
+  const last = facts.lastAutomaticAt;
+  if (wish.minIntervalMs !== undefined && wish.now !== undefined && last) {
+    const until = Date.parse(last) + wish.minIntervalMs;
+    if (until > Date.parse(wish.now)) {
+      return { action: "skip", why: "interval", until: new Date(until).toISOString() };
+    }
+  }
   return { action: "create", ...target };
 }
 

@@ -51,7 +51,10 @@ export type ReadinessCode =
   | "checks_unknown"
   | "check_command"
   /** The environment takes promoted releases only (`promote_from`): a direct deploy needs an admin and a reason. */
-  | "promotion_required";
+  | "promotion_required"
+  // Deploy windows and commit locks (domain/deploy-guards.ts): forcible by a deployer, with a reason.
+  | "outside_window"
+  | "commit_locked";
 
 export interface ReadinessReason {
   code: ReadinessCode;

@@ -1,6 +1,7 @@
 import type { ConfigStatus } from "../config/config-provider.js";
 import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
 import type { Deploy, Trigger } from "../domain/deploy.js";
+import type { CommitLock } from "../domain/deploy-guards.js";
 import type { Lock } from "../domain/lock.js";
 import type { PipelineRun } from "../domain/release-pipeline.js";
 import type { Permission, Principal } from "../domain/roles.js";
@@ -32,10 +33,13 @@ export interface DeployRequest {
   /** Fleets: deploy this uploaded artifact (its digest) instead of building one. */
   artifact?: string | undefined;
   force?: boolean | undefined;
+  /**
+   * Why (recorded, and in the audit log): required to force past a deploy window, and for an admin's
+   * direct deploy into an environment with `promote_from`.
+   */
+  reason?: string | undefined;
   params?: Record<string, unknown> | undefined;
   trigger: Trigger;
-  /** Why: recorded; an environment with `promote_from` takes a direct deploy only from an admin with one. */
-  reason?: string | undefined;
 }
 
 export interface RollbackRequest {
@@ -59,6 +63,8 @@ export interface PendingCommit {
   subject: string;
   /** success | pending | failure of the environment's required checks on it; null when the environment has none. */
   checks: "success" | "pending" | "failure" | null;
+  /** The lock in force on this commit (automatic deploys stop before it), or null. */
+  locked: { reason: string; lockedBy: string; lockedAt: string } | null;
 }
 
 export interface PendingComponent {
@@ -141,6 +147,12 @@ export interface EngineApi {
   changes(listener: (change: Change) => void): () => void;
   /** Why a deploy of `ref` (default: the branch) would be refused or held now. */
   readiness(principal: Principal, app: string, env: string, ref?: string): Promise<DeployReadiness>;
+  /** Commit locks of an app: in force, or with `history` the unlocked ones too. */
+  commitLocks(principal: Principal, app: string, history?: boolean): Promise<CommitLock[]>;
+  /** Marks a commit (full or short SHA) of an app as not deployable. */
+  lockCommit(principal: Principal, app: string, sha: string, reason: string): Promise<CommitLock>;
+  /** Lifts a commit lock; returns it, or undefined when none was in force. */
+  unlockCommit(principal: Principal, app: string, sha: string): Promise<CommitLock | undefined>;
   /** What a rollback to deploy `to`'s release (default: the one a rollback would pick) would undo. */
   rollbackPreview(principal: Principal, app: string, env: string, to?: number): Promise<RollbackPreview>;
 }

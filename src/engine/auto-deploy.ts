@@ -1,5 +1,6 @@
 import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
 import { appRevision, environmentRevision } from "../domain/app-revision.js";
+import { windowState } from "../domain/deploy-window.js";
 import { isTurnoutError } from "../domain/errors.js";
 import { ensureHostedRepo } from "../git/hosted-repos.js";
 import type { GitMirrors } from "../git/mirrors.js";
@@ -7,6 +8,7 @@ import type { AutoOutcome, SettingsClaim } from "../store/auto-admission.js";
 import type { Store } from "../store/store.js";
 import type { PokeSource } from "./api.js";
 import { remoteOf, resolveComponents } from "./components.js";
+import { autoTarget } from "./guards.js";
 
 /**
  * Brings `auto_deploy` environments to their desired state — the heads of
@@ -29,6 +31,13 @@ export interface AutoDeployDeps {
   /** A deploy was created or replaced: wake the workers, tell followers. */
   admitted(outcome: AutoOutcome): void;
   report(message: string): void;
+  /** The engine's clock (deploy windows, min_interval). */
+  now(): Date;
+  /**
+   * An environment held back by its deploy window or min_interval: look at
+   * its app again at `at`, so the deploy happens then without anyone asking.
+   */
+  wakeAt(app: string, env: string, at: Date): void;
 }
 
 /** Why a reconcile (without fetching) runs. */
@@ -149,21 +158,44 @@ async function admitHeads(
   environment: EnvironmentConfig,
   by: { user: string; trigger: "auto" | "webhook" | "push" },
 ): Promise<AutoOutcome> {
+  const now = deps.now();
+  // Outside its windows an environment gets no automatic deploy: it is made when the next one opens.
+  if (environment.windows) {
+    const state = windowState(environment.windows, now);
+    if (!state.open) {
+      if (!state.opensAt) return { outcome: "skipped", why: "window" };
+      deps.wakeAt(app.name, environment.name, state.opensAt);
+      return { outcome: "skipped", why: "window", until: state.opensAt.toISOString() };
+    }
+  }
   // The mirrors as they are: a look has just fetched them, a reconcile uses what the last look saw.
   const resolved = await resolveComponents(deps.git, app, environment, {}, { fetch: false });
+  // Stop before locked commits, and after max_commits_per_deploy: the rest follows in the next deploy.
+  const target = await autoTarget(deps, app, environment, resolved.components);
+  if (target.components === null) return { outcome: "skipped", why: "commit-locked" };
+  const primary = app.components[0]!.name;
   const outcome = await deps.store.autoDeploys.admit({
     app: app.name,
     env: environment.name,
     user: by.user,
     trigger: by.trigger,
     ref: resolved.ref,
-    sha: resolved.sha,
-    primary: app.components[0]!.name,
-    components: resolved.components,
+    sha: target.components[primary] ?? resolved.sha,
+    primary,
+    components: target.components,
+    heads: resolved.components,
     configRevision: snapshot.revision,
     appRevision: appRevision(app, environment),
+    minIntervalMs: environment.minIntervalMs,
+    now: now.toISOString(),
   });
   if (outcome.outcome !== "skipped") deps.admitted(outcome);
+  if (outcome.outcome === "skipped" && outcome.why === "interval" && outcome.until) {
+    deps.wakeAt(app.name, environment.name, new Date(outcome.until));
+  }
+  if (outcome.outcome === "skipped" && outcome.why === "current" && target.heldBy.commitLocks.length > 0) {
+    return { outcome: "skipped", why: "commit-locked" };
+  }
   return outcome;
 }
 

@@ -6,6 +6,7 @@ import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app
 import { appRevision } from "../domain/app-revision.js";
 import { isSha256 } from "../domain/artifact.js";
 import { type Deploy, deployLabel, deployNotFound, isFinished, type Trigger } from "../domain/deploy.js";
+import { type CommitLock, checkCommitLocks, checkWindow } from "../domain/deploy-guards.js";
 import { appNotFound, notFound, TurnoutError } from "../domain/errors.js";
 import { checkLock, type Lock } from "../domain/lock.js";
 import { assertName, assertParams } from "../domain/names.js";
@@ -28,9 +29,11 @@ import type {
 import { changedEnvironments, lookAtApp, type ReconcileReason, reconcile } from "./auto-deploy.js";
 import { type Change, ChangeFeed } from "./change-feed.js";
 import { describeCommits } from "./commit-info.js";
+import { lockCommit, unlockCommit } from "./commit-lock-ops.js";
 import { resolveComponents } from "./components.js";
 import { EventHub } from "./event-hub.js";
 import { type FleetHostState, FleetOps } from "./fleet-ops.js";
+import { lockedInRange } from "./guards.js";
 import { newOwnerId } from "./owner.js";
 import { pendingChanges } from "./pending.js";
 import { answerRun, type PipelineView, pipelineView, type RunChoice } from "./pipeline-view.js";
@@ -40,6 +43,7 @@ import { type DeployReadiness, deployReadiness } from "./readiness.js";
 import { ReleasePipelines } from "./release-pipeline.js";
 import { previewRollback, type RollbackPreview } from "./rollback-preview.js";
 import { recordUndeployed } from "./undeployed.js";
+import { WakeTimers } from "./wake-timers.js";
 import { type DeployLifecycleEvents, type DrainOptions, Worker } from "./worker.js";
 
 export interface EngineOptions {
@@ -71,6 +75,8 @@ export interface EngineOptions {
   reconcileMs?: number;
   /** GitHub client for CI gates and the change preview (tests point it at a local server through the manifest). */
   githubChecks?: GithubChecks;
+  /** The clock deploy windows and min_interval are read by (default: the system's; tests move it). */
+  clock?: () => Date;
   /** Fleet deploys: artifacts, agents and SSH hosts (absent: shell deploys only). */
   fleet?: FleetDeps & { onHostsChange?(listener: () => void): () => void };
   /** How often release pipelines are looked at besides when a deploy ends (default 1 s). */
@@ -105,9 +111,14 @@ export class Engine implements EngineApi {
   private readonly reconciling = new Set<Promise<unknown>>();
   /** The last reconcile error said per environment: a lasting problem is said once, not every minute. */
   private readonly reconcileErrors = new Map<string, string>();
+  /** Environments held back by a deploy window or min_interval, and when to look at them again. */
+  readonly wakeTimers: WakeTimers;
+  private readonly now: () => Date;
 
   constructor(private readonly options: EngineOptions) {
     this.owner = options.owner ?? newOwnerId();
+    this.now = options.clock ?? (() => new Date());
+    this.wakeTimers = new WakeTimers(this.now);
     this.githubChecks = options.githubChecks ?? new GithubChecks();
     this.worker = new Worker({
       owner: this.owner,
@@ -224,6 +235,7 @@ export class Engine implements EngineApi {
     this.worker.stopClaiming();
     clearInterval(this.reconcileTimer);
     await this.pipelines.stop();
+    this.wakeTimers.stop();
     await Promise.allSettled([...this.reconciling]);
     await this.poller.stop();
   }
@@ -366,6 +378,11 @@ export class Engine implements EngineApi {
     }
     // Refuse early (before fetching) when locked; the transaction checks again.
     checkLock(await this.options.store.locks.get(app.name, environment.name), principal, force);
+    const outsideWindow = checkWindow(
+      { app: app.name, env: environment.name, windows: environment.windows },
+      this.now(),
+      { force, reason: request.reason },
+    ).ignoredSafeties;
     const resolved = await resolveComponents(
       this.options.git,
       app,
@@ -373,6 +390,17 @@ export class Engine implements EngineApi {
       { primary: request.ref, others: request.refs },
       { fetch: true },
     );
+    const current = await this.options.store.releases.current(app.name, environment.name);
+    const lockedCommits = await lockedInRange(
+      { git: this.options.git, store: this.options.store },
+      app,
+      current?.components ?? null,
+      resolved.components,
+    );
+    const guarded = [
+      ...outsideWindow,
+      ...checkCommitLocks({ app: app.name, env: environment.name }, lockedCommits, force).ignoredSafeties,
+    ];
     // Forcing past a CI gate, like past a lock, is an admin's call.
     const skipsChecks = force && environment.checks !== undefined;
     if (skipsChecks && principal.role !== "admin") {
@@ -401,7 +429,7 @@ export class Engine implements EngineApi {
         },
         (lock) => {
           const { ignoredSafeties } = checkLock(lock, principal, force);
-          const ignored = [...ignoredSafeties, ...direct.ignoredSafeties];
+          const ignored = [...ignoredSafeties, ...direct.ignoredSafeties, ...guarded];
           return { ignoredSafeties: skipsChecks ? [...ignored, "checks"] : ignored };
         },
       );
@@ -412,6 +440,8 @@ export class Engine implements EngineApi {
         : await this.withArtifact(given, create, () =>
             notFound(`artifact ${given.slice(0, 12)} (removed by retention, or lost)`, { artifact: given }),
           );
+    if (guarded.length > 0)
+      await this.recordForced(principal, deploy, guarded, lockedCommits, request.reason);
     this.announce(deploy);
     return deploy;
   }
@@ -574,6 +604,61 @@ export class Engine implements EngineApi {
     return removed;
   }
 
+  /** A deploy forced past a deploy window or a locked commit: who, why and past what, in the audit log. */
+  private async recordForced(
+    principal: Principal,
+    deploy: Deploy,
+    ignored: string[],
+    commits: CommitLock[],
+    reason: string | undefined,
+  ): Promise<void> {
+    await this.options.store.audit.record({
+      actor: principal.name,
+      action: "deploy.force",
+      app: deploy.app,
+      env: deploy.env,
+      details: {
+        deploy: deployLabel(deploy),
+        ignored,
+        ...(commits.length > 0 ? { commits: commits.map((c) => c.sha) } : {}),
+        ...(reason?.trim() ? { reason: reason.trim() } : {}),
+      },
+    });
+  }
+
+  async commitLocks(principal: Principal, app: string, history = false): Promise<CommitLock[]> {
+    return this.options.store.commitLocks.list(this.app(principal, app, "read").name, { history });
+  }
+
+  async lockCommit(principal: Principal, app: string, sha: string, reason: string): Promise<CommitLock> {
+    const config = this.app(principal, app, "deploy");
+    const lock = await lockCommit(
+      { git: this.options.git, store: this.options.store },
+      config,
+      sha,
+      principal.name,
+      reason,
+    );
+    this.commitLocksChanged(config);
+    return lock;
+  }
+
+  async unlockCommit(principal: Principal, app: string, sha: string): Promise<CommitLock | undefined> {
+    const config = this.app(principal, app, "deploy");
+    const removed = await unlockCommit({ store: this.options.store }, config, sha, principal.name);
+    if (removed) this.commitLocksChanged(config);
+    // Auto-deploys held back by the lock catch up now rather than at the next poll.
+    if (removed && Object.values(config.environments).some((e) => e.autoDeploy))
+      void this.poller.poke(config.name, "poll");
+    return removed;
+  }
+
+  /** Live pages showing what is pending (where locked commits are marked) look again. */
+  private commitLocksChanged(app: AppConfig): void {
+    for (const env of Object.keys(app.environments))
+      this.feed.emit({ type: "undeployed", app: app.name, env });
+  }
+
   /** Runs recovery now (also runs on start and periodically). */
   recover(): Promise<number> {
     return this.worker.recover();
@@ -632,6 +717,7 @@ export class Engine implements EngineApi {
       app: target.app,
       environment: target.environment,
       ref,
+      now: this.now(),
     });
   }
 
@@ -696,6 +782,11 @@ export class Engine implements EngineApi {
         if (outcome.outcome !== "skipped") this.announce(outcome.deploy);
       },
       report: (message: string) => this.report(message),
+      now: () => this.now(),
+      wakeAt: (app: string, env: string, at: Date) =>
+        this.wakeTimers.at(`${app}/${env}`, at, () => {
+          if (!this.stopping) void this.poller.poke(app, "poll").catch((error) => this.report(error));
+        }),
     };
   }
 

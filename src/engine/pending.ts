@@ -22,6 +22,8 @@ export async function pendingChanges(deps: {
 }): Promise<PendingComponent[]> {
   const { git, app, environment } = deps;
   const current = await deps.store.releases.current(app.name, environment.name);
+  // Locked commits are marked: automatic deploys stop before them, manual ones need force.
+  const locks = new Map((await deps.store.commitLocks.inForce(app.name)).map((l) => [l.sha, l]));
   return Promise.all(
     app.components.map(async (component): Promise<PendingComponent> => {
       const remote = remoteOf(component);
@@ -37,7 +39,14 @@ export async function pendingChanges(deps: {
         branch,
         from,
         to,
-        commits: shown.map((c, i): PendingCommit => ({ ...c, checks: states[i] ?? null })),
+        commits: shown.map((c, i): PendingCommit => {
+          const lock = locks.get(c.sha);
+          return {
+            ...c,
+            checks: states[i] ?? null,
+            locked: lock ? { reason: lock.reason, lockedBy: lock.lockedBy, lockedAt: lock.lockedAt } : null,
+          };
+        }),
         truncated,
       };
     }),

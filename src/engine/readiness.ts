@@ -6,6 +6,7 @@ import { can, type Principal } from "../domain/roles.js";
 import type { GitMirrors } from "../git/mirrors.js";
 import type { Store } from "../store/store.js";
 import { remoteOf } from "./components.js";
+import { guardReasons } from "./readiness-guards.js";
 
 /**
  * Why a deploy of an environment would be refused or held right now, asked
@@ -23,6 +24,8 @@ export interface ReadinessInput {
   app: AppConfig;
   environment: EnvironmentConfig;
   ref?: string | undefined;
+  /** The engine's clock (deploy windows). */
+  now?: Date;
 }
 
 export async function deployReadiness(input: ReadinessInput): Promise<DeployReadiness> {
@@ -113,6 +116,7 @@ export async function deployReadiness(input: ReadinessInput): Promise<DeployRead
       });
     }
   }
+  reasons.push(...(await guardReasons({ ...input, sha, now: input.now ?? new Date() })));
   if (checks?.command) {
     reason({
       code: "check_command",

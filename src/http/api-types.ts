@@ -194,7 +194,11 @@ export interface PendingComponentJson {
   branch: string;
   from: string | null;
   to: string;
-  commits: (CommitSummary & { checks: "success" | "pending" | "failure" | null })[];
+  commits: (CommitSummary & {
+    checks: "success" | "pending" | "failure" | null;
+    /** A commit lock in force on it: automatic deploys stop before it. */
+    locked?: { reason: string; lockedBy: string; lockedAt: string } | null;
+  })[];
   truncated: boolean;
 }
 

@@ -16,6 +16,7 @@ import { installBodyTimeouts } from "./request-timeouts.js";
 import { registerAgentConnect } from "./routes/agent-connect.js";
 import { registerAppRoutes } from "./routes/apps.js";
 import { registerArtifactRoutes } from "./routes/artifacts.js";
+import { registerCommitLockRoutes } from "./routes/commit-locks.js";
 import { registerConfigRoutes } from "./routes/config.js";
 import { registerDeployLogRoutes } from "./routes/deploy-log.js";
 import { registerDeployRoutes } from "./routes/deploys.js";
@@ -150,6 +151,7 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
       registerAppRoutes(api, deps);
       registerEnvironmentDeployRoutes(api, deps);
       registerLockRoutes(api, deps);
+      registerCommitLockRoutes(api, deps);
       registerPendingRoutes(api, deps);
       registerPromotionRoutes(api, deps);
       registerFleetRoutes(api, deps);

@@ -68,6 +68,8 @@ export interface StartOptions {
   agentTiming?: Partial<AgentHubTiming>;
   /** How long a fleet deploy waits for a disconnected agent (tests shorten it). */
   fleetReconnectGraceMs?: number;
+  /** The clock deploy windows and min_interval are read by (tests move it). */
+  clock?: () => Date;
 }
 
 /** How long webhook delivery ids are remembered for spotting redeliveries. */
@@ -178,6 +180,7 @@ export async function startServer(
       git,
       owner,
       polling: options.polling !== false,
+      ...(options.clock ? { clock: options.clock } : {}),
       dataDir: settings.dataDir,
       concurrency: settings.concurrency,
       leaseMs: settings.leaseMs,

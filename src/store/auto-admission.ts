@@ -21,7 +21,7 @@ import type { Schema } from "./schema.js";
  */
 export type AutoOutcome =
   | { outcome: "created" | "replaced"; deploy: Deploy }
-  | { outcome: "skipped"; why: SkipReason };
+  | { outcome: "skipped"; why: SkipReason; until?: string };
 
 /** Deploys nobody asked for by hand: the ones a newer commit may replace while queued. */
 export const AUTOMATIC_TRIGGERS = ["auto", "webhook", "push"] as const;
@@ -37,6 +37,11 @@ export interface AutoRequest
   primary: string;
   /** The per-app revision this server runs the environment's deploys with. */
   appRevision: string;
+  /** The branch heads, when `components` stops short of them (commit locks, commit limit). */
+  heads?: Components;
+  /** `min_interval` of the environment, and now by the engine's clock (ISO). */
+  minIntervalMs?: number | undefined;
+  now?: string | undefined;
 }
 
 /** How a server states the settings it has for an environment (see `decide`). */
@@ -101,8 +106,15 @@ export class AutoAdmission {
       const decision = decideAutoDeploy(facts, {
         components: request.components,
         appRevision: request.appRevision,
+        heads: request.heads,
+        minIntervalMs: request.minIntervalMs,
+        now: request.now,
       });
-      if (decision.action === "skip") return { outcome: "skipped", why: decision.why };
+      if (decision.action === "skip") {
+        return decision.until === undefined
+          ? { outcome: "skipped", why: decision.why }
+          : { outcome: "skipped", why: decision.why, until: decision.until };
+      }
       return apply(trx, request, environment, decision);
     });
   }
@@ -160,7 +172,17 @@ async function readFacts(
     .orderBy("id", "desc")
     .limit(FINISHED_LOOKBACK)
     .execute();
+  const lastAutomatic = await trx
+    .selectFrom("deploys")
+    .select(["created_at"])
+    .where("app", "=", app)
+    .where("env", "=", env)
+    .where("trigger", "in", [...AUTOMATIC_TRIGGERS])
+    .orderBy("id", "desc")
+    .limit(1)
+    .executeTakeFirst();
   return {
+    lastAutomaticAt: lastAutomatic?.created_at ?? null,
     locked: lock !== undefined,
     live,
     desired:
@@ -193,7 +215,7 @@ async function apply(
 ): Promise<AutoOutcome> {
   // Branch heads are deployed as their branch; other commits (a rollback
   // holding its commits) by their SHA.
-  const heads = sameCommits(decision.components, request.components);
+  const heads = sameCommits(decision.components, request.heads ?? request.components);
   const sha = decision.components[request.primary] ?? request.sha;
   const values = {
     ref: heads ? request.ref : sha,

@@ -251,6 +251,18 @@ export interface LoginCodesTable {
   expires_at: string;
 }
 
+export interface CommitLocksTable {
+  id: Generated<number>;
+  app: string;
+  sha: string;
+  reason: string;
+  locked_by: string;
+  locked_at: string;
+  /** null: the lock is in force. */
+  unlocked_at: string | null;
+  unlocked_by: string | null;
+}
+
 export interface Schema {
   deploys: DeploysTable;
   environments: EnvironmentsTable;
@@ -272,6 +284,7 @@ export interface Schema {
   login_codes: LoginCodesTable;
   pipeline_runs: PipelineRunsTable;
   host_pool: HostPoolTable;
+  commit_locks: CommitLocksTable;
 }
 
 /** One move of a release from a pipeline stage to the next (0014; domain/release-pipeline.ts). */

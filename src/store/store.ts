@@ -3,6 +3,7 @@ import { AuditStore } from "./audit.js";
 import { AutoAdmission } from "./auto-admission.js";
 import type { Capabilities } from "./capabilities.js";
 import { CommitDescriptions } from "./commit-descriptions.js";
+import { CommitLockStore } from "./commit-locks.js";
 import { type Database, type DatabaseOptions, openDatabase } from "./database.js";
 import { DeployStore } from "./deploys.js";
 import { StatsStore } from "./environment-stats.js";
@@ -51,6 +52,8 @@ export class Store {
   readonly loginCodes: LoginCodeStore;
   /** Release pipelines' runs (migration 0014). */
   readonly pipelineRuns: PipelineRunStore;
+  /** Commits marked as not deployable (migration 0013). */
+  readonly commitLocks: CommitLockStore;
   readonly caps: Capabilities;
 
   private constructor(
@@ -80,6 +83,7 @@ export class Store {
     this.hostHistory = new HostHistoryStore(db);
     this.loginCodes = new LoginCodeStore(db, this.tokens);
     this.pipelineRuns = new PipelineRunStore(db);
+    this.commitLocks = new CommitLockStore(db, caps);
   }
 
   static async open(options: StoreOptions): Promise<Store> {

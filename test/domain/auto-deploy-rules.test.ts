@@ -218,3 +218,34 @@ describe("auto-deploy rules", () => {
     });
   });
 });
+
+describe("auto-deploy rules with deploy limits", () => {
+  it("keeps a rollback sticky when max_commits_per_deploy stops short of the heads it moved away from", () => {
+    const rolledBack = facts({ live: { components: V1, appRevision: "R1", rollback: { from: V3, at: T1 } } });
+    // The limit would take V2 (between V1 and the heads V3): still the rollback holds.
+    expect(decideAutoDeploy(rolledBack, wish({ components: V2, heads: V3 }))).toEqual({
+      action: "skip",
+      why: "rolled-back",
+    });
+  });
+
+  it("waits min_interval after the last automatic deploy, and says until when", () => {
+    const recent = facts({ lastAutomaticAt: T1 });
+    expect(decideAutoDeploy(recent, wish({ components: V2, minIntervalMs: 600_000, now: T2 }))).toEqual({
+      action: "skip",
+      why: "interval",
+      until: "2026-01-01T00:11:00.000Z",
+    });
+    expect(decideAutoDeploy(recent, wish({ components: V2, minIntervalMs: 60_000, now: T2 }))).toMatchObject({
+      action: "create",
+      components: V2,
+    });
+    // Replacing a queued automatic deploy adds none: not held.
+    expect(
+      decideAutoDeploy(
+        facts({ lastAutomaticAt: T2, pending: [pending({ components: V2 })] }),
+        wish({ components: V3, minIntervalMs: 600_000, now: T2 }),
+      ),
+    ).toMatchObject({ action: "replace", components: V3 });
+  });
+});

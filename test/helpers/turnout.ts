@@ -50,6 +50,8 @@ export interface TestTurnoutOptions {
   polling?: boolean;
   /** Fleet deploys: how long to wait for a disconnected agent. */
   fleetReconnectGraceMs?: number;
+  /** The engine's clock for deploy windows and min_interval (default: the system's). */
+  clock?: () => Date;
 }
 
 export const DEFAULT_MANIFEST = `repo: "{repo}"
@@ -130,6 +132,7 @@ export async function startTurnout(options: TestTurnoutOptions = {}): Promise<Te
     configReloadMs: 60_000,
     polling: options.polling === true,
     fleetReconnectGraceMs: options.fleetReconnectGraceMs ?? 3000,
+    ...(options.clock ? { clock: options.clock } : {}),
   });
   const adminToken = readFileSync(path.join(dataDir, "admin-token"), "utf8").trim();
 

@@ -33,6 +33,7 @@ const PARAMS: Record<string, string> = {
   id: "1",
   digest: "a".repeat(64),
   sha256: "a".repeat(64),
+  sha: "a".repeat(40),
   name: "someone",
 };
 

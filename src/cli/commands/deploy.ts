@@ -17,7 +17,11 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
     .argument("<app>", "app name", parseName("app"))
     .argument("<env>", "environment name", parseName("environment"))
     .argument("[ref]", "branch, tag or commit SHA")
-    .option("--force", "deploy past a lock (admin only)")
+    .option("--force", "deploy past a lock (admin only), outside the deploy windows or past a locked commit")
+    .option(
+      "--reason <text>",
+      "why (recorded): required to --force outside the deploy windows, and for an admin's direct deploy where promotion is required",
+    )
     .option("--param <name=value>", "deploy parameter, repeatable", collectParam)
     .option(
       "--component <name=ref>",
@@ -26,7 +30,6 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
     )
     .option("--slot <name>", "fleets: point this slot instead of current", parseName("slot"))
     .option("--artifact <digest>", "fleets: deploy this uploaded artifact instead of building")
-    .option("--reason <text>", "why (recorded); needed, with an admin token, where promotion is required")
     .option("--follow", "stream the log until the deploy finishes; exit 1 unless it succeeded")
     .addOption(waitOption("deploy"))
     .action(
@@ -37,11 +40,11 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
           ref: string | undefined,
           flags: {
             force?: boolean;
+            reason?: string;
             param?: Record<string, string>;
             component?: Record<string, string>;
             slot?: string;
             artifact?: string;
-            reason?: string;
             follow?: boolean;
             wait?: boolean;
           },
@@ -52,11 +55,11 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
           const body: Record<string, unknown> = { trigger: "cli" };
           if (ref !== undefined) body["ref"] = ref;
           if (flags.force) body["force"] = true;
+          if (flags.reason !== undefined) body["reason"] = flags.reason;
           if (flags.param && Object.keys(flags.param).length > 0) body["params"] = flags.param;
           if (flags.component && Object.keys(flags.component).length > 0) body["refs"] = flags.component;
           if (flags.slot) body["slot"] = flags.slot;
           if (flags.artifact) body["artifact"] = flags.artifact;
-          if (flags.reason !== undefined) body["reason"] = flags.reason;
           const response = await client.post<{ deploy: DeployJson }>(envPath(app, env, "deploys"), body);
           return queuedThenMaybeFollow(kit, client, response, Boolean(options.json), flags);
         },

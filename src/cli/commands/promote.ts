@@ -56,7 +56,14 @@ export function registerPromoteCommands(program: Command, kit: Kit): void {
       action(
         async (
           app: string,
-          flags: { from: string; to: string; force?: boolean; reason?: string; follow?: boolean; wait?: boolean },
+          flags: {
+            from: string;
+            to: string;
+            force?: boolean;
+            reason?: string;
+            follow?: boolean;
+            wait?: boolean;
+          },
           command: Command,
         ) => {
           const options = globals(command);

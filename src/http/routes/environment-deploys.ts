@@ -20,7 +20,19 @@ const deployBody = z
       .record(z.string(), z.string())
       .optional()
       .describe("multi-repo apps: refs of the other components by name; default: their branches"),
-    force: z.boolean().optional().describe("admins only: deploy past a lock"),
+    force: z
+      .boolean()
+      .optional()
+      .describe(
+        "deploy past a lock (admins), or outside the deploy windows or past a locked commit (deployers)",
+      ),
+    reason: z
+      .string()
+      .max(1000)
+      .optional()
+      .describe(
+        "why (recorded, audit-logged): required to force outside the deploy windows, and from an admin deploying directly where promote_from is set",
+      ),
     slot: z.string().optional().describe("fleets: point this slot instead of current"),
     artifact: z.string().optional().describe("fleets: deploy this uploaded artifact (sha256 digest)"),
     params: z
@@ -28,13 +40,6 @@ const deployBody = z
       .optional()
       .describe("passed to the deploy as TURNOUT_PARAM_<NAME>"),
     trigger: z.enum(["api", "cli", "ui"]).optional(),
-    reason: z
-      .string()
-      .max(1000)
-      .optional()
-      .describe(
-        "why (recorded); an environment with promote_from takes a direct deploy only from an admin with one",
-      ),
   })
   .nullish();
 
@@ -72,9 +77,9 @@ export function registerEnvironmentDeployRoutes(app: FastifyInstance, { engine, 
         slot: body.slot,
         artifact: body.artifact,
         force: body.force,
+        reason: body.reason,
         params: body.params,
         trigger: body.trigger ?? "api",
-        reason: body.reason,
       });
       return reply
         .code(202)

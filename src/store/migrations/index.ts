@@ -9,6 +9,7 @@ import * as m0006 from "./0006-release-identity.js";
 import * as m0008 from "./0008-host-token-use.js";
 import * as m0009 from "./0009-retention.js";
 import * as m0010 from "./0010-dashboard.js";
+import * as m0013 from "./0013-commit-locks.js";
 import * as m0014 from "./0014-promotion.js";
 import * as m0017 from "./0017-pool-per-app.js";
 
@@ -31,6 +32,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0008-host-token-use": m0008,
   "0009-retention": m0009,
   "0010-dashboard": m0010,
+  "0013-commit-locks": m0013,
   "0014-promotion": m0014,
   "0017-pool-per-app": m0017,
 };

@@ -199,6 +199,12 @@ export function EnvironmentPage({ app, env }: { app: string; env: string }) {
                   <li key={c.sha}>
                     <ChecksIcon state={c.checks} />
                     <CommitLine sha={c.sha} commit={c} now={now} />
+                    {c.locked && (
+                      <span class="commit-locked" data-testid="commit-locked" title={c.locked.reason}>
+                        {" "}
+                        locked by {c.locked.lockedBy}: {c.locked.reason}
+                      </span>
+                    )}
                   </li>
                 ))}
                 {component.truncated && <li class="muted">…and more</li>}
@@ -417,15 +423,19 @@ function DeployPanel({
   const r = readiness.data;
   const blocking = r?.reasons.filter((x) => x.blocking) ?? [];
   const onlyForcible = blocking.length > 0 && blocking.every((x) => x.forcible);
-  const canForce = me.role === "admin" && onlyForcible;
+  // A deploy window or a locked commit a deployer may force past (with a reason); a lock takes an admin.
+  const canForce =
+    onlyForcible &&
+    (me.role === "admin" || (me.role === "deployer" && blocking.every((x) => DEPLOYER_FORCIBLE.has(x.code))));
 
-  const deploy = async (force: boolean) => {
+  const deploy = async (force: boolean, reason?: string) => {
     setBusy(true);
     setError(null);
     try {
       const { deploy } = await post<{ deploy: DeployJson }>(`${base}/deploys`, {
         ...(ref.trim() ? { ref: ref.trim() } : {}),
         ...(force ? { force: true } : {}),
+        ...(reason ? { reason } : {}),
         trigger: "ui",
       });
       onDeployed(deploy.id);
@@ -484,8 +494,10 @@ function DeployPanel({
             class="danger"
             disabled={busy}
             onClick={() => {
-              if (confirm(`Deploy past the lock? ${blocking.map((b) => b.message).join(" ")}`))
-                void deploy(true);
+              const reason = prompt(
+                `Deploy anyway? ${blocking.map((b) => b.message).join(" ")}\n\nWhy (recorded in the audit log):`,
+              );
+              if (reason?.trim()) void deploy(true, reason.trim());
             }}
           >
             Deploy anyway (force)
@@ -557,3 +569,6 @@ function StatsCharts({ stats }: { stats: EnvironmentStats | undefined }) {
     </div>
   );
 }
+
+/** Blocking readiness reasons a deployer (not only an admin) may force past, giving a reason. */
+const DEPLOYER_FORCIBLE = new Set(["outside_window", "commit_locked"]);
