@@ -202,6 +202,8 @@ const environment = z
     checks_poll: duration.optional(),
     /** Bring drifted or newly joined fleet hosts to the environment's release by itself. */
     self_heal: z.boolean().optional(),
+    /** Emergency deploys of a working tree: false (default), true or "admin" (admins), "deployer" (deployers and admins). */
+    allow_emergency: z.union([z.boolean(), z.enum(["admin", "deployer"])]).optional(),
     deploy: z.discriminatedUnion("provider", [shellDeploy, fleetDeploy], {
       message: "provider must be 'shell' or 'fleet'",
     }),

@@ -1,3 +1,4 @@
+import type { EmergencyPolicy } from "./emergency.js";
 import type { FleetDeployConfig } from "./fleet.js";
 
 /**
@@ -62,6 +63,8 @@ export interface EnvironmentConfig {
   autoDeploy: boolean;
   /** Fleets: bring drifted or newly joined hosts to the environment's release by themselves. */
   selfHeal: boolean;
+  /** Who may deploy an emergency change (domain/emergency.ts); absent: nobody. */
+  allowEmergency?: EmergencyPolicy;
   checks?: ChecksConfig;
   deploy: DeployConfig;
 }

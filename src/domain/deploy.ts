@@ -1,3 +1,4 @@
+import type { Emergency } from "./emergency.js";
 /**
  * The deploy: one request to bring an environment to a revision.
  *
@@ -50,6 +51,7 @@ export const FAILURE_CODES = [
   "E_ROLLED_BACK",
   "E_NO_HOSTS",
   "E_APPROVAL",
+  "E_PROVIDER_FAILED",
 ] as const;
 export type FailureCode = (typeof FAILURE_CODES)[number];
 
@@ -112,6 +114,8 @@ export interface Deploy {
   commit: CommitSummary | null;
   /** Every component's commit described, by component (null until described). */
   commits: Record<string, CommitSummary> | null;
+  /** An emergency deploy of a working tree (domain/emergency.ts); null for every other deploy. */
+  emergency: Emergency | null;
 }
 
 export function deployLabel(d: Pick<Deploy, "app" | "env" | "number">): string {

@@ -1,3 +1,4 @@
+import type { Emergency } from "./emergency.js";
 import type { Components } from "./deploy.js";
 
 /** The immutable thing a deploy installed. */
@@ -18,6 +19,8 @@ export interface Release {
   environmentConfig: unknown;
   /** Fleet releases: the artifact's digest (hosts hold it as releases/<first 16 hex>). */
   artifact: string | null;
+  /** The unreviewed working tree it installs (an emergency deploy's, or one a rollback brought back); null otherwise. */
+  emergency: Emergency | null;
   createdAt: string;
 }
 

@@ -4,6 +4,7 @@ import type { Deploy, Trigger } from "../domain/deploy.js";
 import type { Lock } from "../domain/lock.js";
 import type { Permission, Principal } from "../domain/roles.js";
 import type { Change } from "./change-feed.js";
+import type { EmergencyRequest } from "./emergency.js";
 import type { FleetHostState } from "./fleet-ops.js";
 import type { DeployReadiness } from "./readiness.js";
 import type { RollbackPreview } from "./rollback-preview.js";
@@ -31,6 +32,8 @@ export interface DeployRequest {
   force?: boolean | undefined;
   params?: Record<string, unknown> | undefined;
   trigger: Trigger;
+  /** An emergency deploy of a working tree (with `artifact`): engine/emergency.ts. */
+  emergency?: EmergencyRequest | undefined;
 }
 
 export interface RollbackRequest {

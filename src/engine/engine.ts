@@ -4,6 +4,7 @@ import type { ConfigProvider, ConfigStatus } from "../config/config-provider.js"
 import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
 import { appRevision } from "../domain/app-revision.js";
 import { isSha256 } from "../domain/artifact.js";
+import { admitEmergency } from "./emergency.js";
 import { type Deploy, deployLabel, deployNotFound, isFinished, type Trigger } from "../domain/deploy.js";
 import { appNotFound, notFound, TurnoutError } from "../domain/errors.js";
 import { checkLock, type Lock } from "../domain/lock.js";
@@ -298,6 +299,7 @@ export class Engine implements EngineApi {
     const { app, environment } = this.target(principal, request.app, request.env, "deploy");
     const params = assertParams(request.params);
     const force = request.force === true;
+    const urgent = request.emergency ? admitEmergency(principal, app, environment, { ...request, emergency: request.emergency }) : undefined;
     if (request.slot !== undefined || request.artifact !== undefined) {
       if (environment.deploy.provider !== "fleet") {
         throw new TurnoutError("E_VALIDATION", "slots and uploaded artifacts are for fleet environments");
@@ -321,7 +323,7 @@ export class Engine implements EngineApi {
       this.options.git,
       app,
       environment,
-      { primary: request.ref, others: request.refs },
+      { primary: urgent ? urgent.ref : request.ref, others: request.refs },
       { fetch: true },
     );
     // Forcing past a CI gate, like past a lock, is an admin's call.
@@ -348,6 +350,7 @@ export class Engine implements EngineApi {
           appRevision: appRevision(app, environment),
           slot: request.slot ?? null,
           artifact: request.artifact ?? null,
+          emergency: urgent?.emergency ?? null,
         },
         (lock) => {
           const { ignoredSafeties } = checkLock(lock, principal, force);
@@ -361,6 +364,7 @@ export class Engine implements EngineApi {
         : await this.withArtifact(given, create, () =>
             notFound(`artifact ${given.slice(0, 12)} (removed by retention, or lost)`, { artifact: given }),
           );
+    if (urgent) await this.recordEmergency(principal, deploy);
     this.announce(deploy);
     return deploy;
   }
@@ -435,6 +439,23 @@ export class Engine implements EngineApi {
           );
     this.announce(deploy);
     return deploy;
+  }
+
+  /** Emergency deploys leave an audit entry: who shipped what unreviewed, and why. */
+  private async recordEmergency(principal: Principal, deploy: Deploy): Promise<void> {
+    await this.options.store.audit.record({
+      actor: principal.name,
+      action: "deploy.emergency",
+      app: deploy.app,
+      env: deploy.env,
+      details: {
+        deploy: deployLabel(deploy),
+        base: deploy.emergency?.base ?? null,
+        files: deploy.emergency?.files.length ?? 0,
+        reason: deploy.emergency?.reason ?? "",
+        artifact: deploy.artifact,
+      },
+    });
   }
 
   async cancel(principal: Principal, deployId: number): Promise<Deploy> {

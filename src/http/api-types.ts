@@ -1,3 +1,4 @@
+import type { Emergency } from "../domain/emergency.js";
 import type { ConfigProblem } from "../domain/app-config.js";
 import type {
   Change,
@@ -54,6 +55,8 @@ export interface EnvSummaryJson {
   provider: string;
   lock: Lock | null;
   current: CurrentJson | null;
+  /** The current release is an emergency change nobody reviewed (until a normal deploy replaces it); null otherwise. */
+  unreviewed: Emergency | null;
   active: DeployJson | null;
   queued: number;
 }

@@ -7,11 +7,12 @@ import {
   type FailureCode,
   type Trigger,
 } from "../domain/deploy.js";
+import type { Emergency } from "../domain/emergency.js";
 import { TurnoutError } from "../domain/errors.js";
 import type { Lock } from "../domain/lock.js";
 import type { Capabilities } from "./capabilities.js";
 import { appendNote } from "./logs.js";
-import { isoIn, nowIso, toDeploy, toJson, toLock } from "./rows.js";
+import { fromJson, isoIn, nowIso, toDeploy, toJson, toLock } from "./rows.js";
 import type { Schema } from "./schema.js";
 
 export interface NewDeploy {
@@ -35,6 +36,8 @@ export interface NewDeploy {
   /** Fleets: deploy this uploaded artifact. */
   artifact?: string | null;
   environmentConfig?: unknown;
+  /** An emergency deploy of a working tree (domain/emergency.ts). */
+  emergency?: Emergency | null;
 }
 
 /**
@@ -284,6 +287,9 @@ export class DeployStore {
       const now = nowIso();
       let releaseId: number | null = null;
       if (outcome.status === "succeeded" && outcome.release) {
+        const emergency = row.emergency
+          ? toJson({ ...fromJson<Emergency>(row.emergency), by: row.user_name, deployNumber: row.number })
+          : await inheritedEmergency(trx, row.app, row.env, row.artifact);
         const release = await trx
           .insertInto("releases")
           .values({
@@ -298,6 +304,7 @@ export class DeployStore {
             environment_config: toJson(outcome.release.environmentConfig),
             created_at: now,
             artifact: outcome.release.artifact ?? null,
+            emergency: emergency ?? null,
           })
           .returning("id")
           .executeTakeFirstOrThrow();
@@ -497,8 +504,34 @@ export async function insertDeploy(
       environment_config: input.environmentConfig === undefined ? null : toJson(input.environmentConfig),
       created_at: now,
       cancel_requested: 0,
+      ...(input.emergency ? { emergency: toJson(input.emergency) } : {}),
     })
     .returningAll()
     .executeTakeFirstOrThrow();
   return toDeploy(row);
+}
+
+/**
+ * A deploy that installs a given artifact (a rollback, a reconcile, a
+ * promote, an upload) of the same content as an emergency release installs
+ * that unreviewed change again: its release carries the same record.
+ */
+async function inheritedEmergency(
+  trx: Transaction<Schema>,
+  app: string,
+  env: string,
+  artifact: string | null,
+): Promise<string | null> {
+  if (artifact === null) return null;
+  const row = await trx
+    .selectFrom("releases")
+    .select("emergency")
+    .where("app", "=", app)
+    .where("env", "=", env)
+    .where("artifact", "=", artifact)
+    .where("emergency", "is not", null)
+    .orderBy("id", "desc")
+    .limit(1)
+    .executeTakeFirst();
+  return row?.emergency ?? null;
 }

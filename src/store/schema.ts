@@ -52,6 +52,8 @@ export interface DeploysTable {
   log_pruned_at: string | null;
   /** The deploy's commits described (JSON: component → {sha, subject, author, date}); null until described. */
   commits: string | null;
+  /** An emergency deploy of a working tree (JSON: base, files, reason); null for every other deploy. */
+  emergency?: string | null;
 }
 
 export interface EnvironmentsTable {
@@ -81,6 +83,8 @@ export interface ReleasesTable {
   artifact: string | null;
   /** The per-app revision the release ran with; null before 0006. */
   app_revision: string | null;
+  /** The unreviewed working tree it installs (JSON, as on its deploy); null for a reviewed release. */
+  emergency?: string | null;
 }
 
 export interface LocksTable {
@@ -215,6 +219,8 @@ export interface DeployHostsTable {
   bytes_fetched: number | string;
   error: string | null;
   updated_at: string;
+  /** When `current` moved to this release on the host (null: it never did). */
+  switched_at?: string | null;
 }
 
 export interface DeployPhasesTable {

@@ -35,6 +35,7 @@ export function deployFixture(overrides: Partial<DeployJson> = {}): DeployJson {
     logPrunedAt: null,
     commit: null,
     commits: null,
+    emergency: null,
     label: "shop/staging#4",
     url: "/api/v1/deploys/17",
     ...overrides,

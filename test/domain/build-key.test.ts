@@ -85,6 +85,7 @@ function deploy(edit: Partial<Deploy> = {}): Deploy {
     logPrunedAt: null,
     commit: null,
     commits: null,
+    emergency: null,
     ...edit,
   };
 }

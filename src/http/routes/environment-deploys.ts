@@ -28,6 +28,16 @@ const deployBody = z
       .optional()
       .describe("passed to the deploy as TURNOUT_PARAM_<NAME>"),
     trigger: z.enum(["api", "cli", "ui"]).optional(),
+    emergency: z
+      .strictObject({
+        base: z.string().nullable().optional().describe("the commit the tree started from (full SHA)"),
+        files: z.array(z.string()).optional().describe("paths changed from the base"),
+        reason: z.string().describe("why this change goes out unreviewed (required)"),
+      })
+      .optional()
+      .describe(
+        "an emergency deploy of a working tree uploaded as `artifact`: allowed where the environment's allow_emergency permits the caller's role",
+      ),
   })
   .nullish();
 
@@ -67,6 +77,7 @@ export function registerEnvironmentDeployRoutes(app: FastifyInstance, { engine, 
         force: body.force,
         params: body.params,
         trigger: body.trigger ?? "api",
+        emergency: body.emergency,
       });
       return reply
         .code(202)

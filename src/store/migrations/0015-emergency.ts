@@ -1,0 +1,16 @@
+import type { Kysely } from "kysely";
+
+/**
+ * Emergency deploys and per-host history:
+ * - `deploys.emergency` / `releases.emergency`: the working tree a person
+ *   deployed past review (JSON: base commit, files changed from it, reason),
+ *   kept on the release so status and history can say the environment runs an
+ *   unreviewed change until a normal deploy replaces it;
+ * - `deploy_hosts.switched_at`: when the host's `current` moved to the
+ *   deploy's release (the host's history says when, not only whether).
+ */
+export async function up(db: Kysely<unknown>): Promise<void> {
+  await db.schema.alterTable("deploys").addColumn("emergency", "text").execute();
+  await db.schema.alterTable("releases").addColumn("emergency", "text").execute();
+  await db.schema.alterTable("deploy_hosts").addColumn("switched_at", "text").execute();
+}
