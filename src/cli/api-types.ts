@@ -1,5 +1,5 @@
-import type { Emergency } from "../domain/emergency.js";
 import type { Deploy } from "../domain/deploy.js";
+import type { Emergency } from "../domain/emergency.js";
 import type { Lock } from "../domain/lock.js";
 import type { Role } from "../domain/roles.js";
 

@@ -60,7 +60,12 @@ export function emergencyText(emergency: Emergency): string {
   const files = `${emergency.files.length} file${emergency.files.length === 1 ? "" : "s"} changed`;
   const who = emergency.by ? `by ${emergency.by}` : "";
   const deploy = emergency.deployNumber !== undefined ? `#${emergency.deployNumber}` : "";
-  return [`emergency ${[deploy, who].filter(Boolean).join(" ")}`.trim(), from, files, `reason: ${emergency.reason}`].join("; ");
+  return [
+    `emergency ${[deploy, who].filter(Boolean).join(" ")}`.trim(),
+    from,
+    files,
+    `reason: ${emergency.reason}`,
+  ].join("; ");
 }
 
 /** `idle`, `running #4`, `queued 2`, `running #4, queued 2`. */

@@ -107,7 +107,9 @@ export function toAppConfig(
       autoDeploy: env.auto_deploy,
       ...(env.checks || env.check_command ? { checks: toChecks(env) } : {}),
       selfHeal: env.self_heal === true,
-      ...(env.allow_emergency ? { allowEmergency: env.allow_emergency === true ? "admin" : env.allow_emergency } : {}),
+      ...(env.allow_emergency
+        ? { allowEmergency: env.allow_emergency === true ? "admin" : env.allow_emergency }
+        : {}),
       deploy: d.provider === "fleet" ? toFleetDeploy(d, options) : toShellDeploy(d, options),
     };
   }

@@ -31,7 +31,11 @@ const MAX_PATH_LENGTH = 4096;
 const SHA = /^[0-9a-f]{40}$|^[0-9a-f]{64}$/;
 
 /** The emergency part of a deploy request, checked: E_VALIDATION names the field. */
-export function assertEmergency(input: { base?: string | null; files?: string[]; reason?: string }): Emergency {
+export function assertEmergency(input: {
+  base?: string | null;
+  files?: string[];
+  reason?: string;
+}): Emergency {
   const reason = (input.reason ?? "").trim();
   if (reason === "")
     throw new TurnoutError("E_VALIDATION", "an emergency deploy needs a reason", { field: "reason" });

@@ -1,5 +1,5 @@
-import type { Emergency } from "./emergency.js";
 import type { Components } from "./deploy.js";
+import type { Emergency } from "./emergency.js";
 
 /** The immutable thing a deploy installed. */
 export interface Release {

@@ -33,9 +33,13 @@ export function admitEmergency(
     );
   }
   if (request.artifact === undefined) {
-    throw new TurnoutError("E_VALIDATION", "an emergency deploy installs an uploaded artifact: give its digest", {
-      field: "artifact",
-    });
+    throw new TurnoutError(
+      "E_VALIDATION",
+      "an emergency deploy installs an uploaded artifact: give its digest",
+      {
+        field: "artifact",
+      },
+    );
   }
   const emergency = assertEmergency(request.emergency);
   if (request.ref !== undefined && emergency.base !== null && request.ref !== emergency.base) {

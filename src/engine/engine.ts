@@ -4,7 +4,6 @@ import type { ConfigProvider, ConfigStatus } from "../config/config-provider.js"
 import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
 import { appRevision } from "../domain/app-revision.js";
 import { isSha256 } from "../domain/artifact.js";
-import { admitEmergency } from "./emergency.js";
 import { type Deploy, deployLabel, deployNotFound, isFinished, type Trigger } from "../domain/deploy.js";
 import { appNotFound, notFound, TurnoutError } from "../domain/errors.js";
 import { checkLock, type Lock } from "../domain/lock.js";
@@ -27,6 +26,7 @@ import { changedEnvironments, lookAtApp, type ReconcileReason, reconcile } from 
 import { type Change, ChangeFeed } from "./change-feed.js";
 import { describeCommits } from "./commit-info.js";
 import { resolveComponents } from "./components.js";
+import { admitEmergency } from "./emergency.js";
 import { EventHub } from "./event-hub.js";
 import { type FleetHostState, FleetOps } from "./fleet-ops.js";
 import { newOwnerId } from "./owner.js";
@@ -299,7 +299,9 @@ export class Engine implements EngineApi {
     const { app, environment } = this.target(principal, request.app, request.env, "deploy");
     const params = assertParams(request.params);
     const force = request.force === true;
-    const urgent = request.emergency ? admitEmergency(principal, app, environment, { ...request, emergency: request.emergency }) : undefined;
+    const urgent = request.emergency
+      ? admitEmergency(principal, app, environment, { ...request, emergency: request.emergency })
+      : undefined;
     if (request.slot !== undefined || request.artifact !== undefined) {
       if (environment.deploy.provider !== "fleet") {
         throw new TurnoutError("E_VALIDATION", "slots and uploaded artifacts are for fleet environments");

@@ -1,4 +1,3 @@
-import type { Emergency } from "../domain/emergency.js";
 import type { ConfigProblem } from "../domain/app-config.js";
 import type {
   Change,
@@ -11,6 +10,7 @@ import type {
 } from "../domain/dashboard.js";
 import type { CommitSummary, Deploy } from "../domain/deploy.js";
 import type { DayStats, EnvironmentStats } from "../domain/deploy-stats.js";
+import type { Emergency } from "../domain/emergency.js";
 import type { HostKind, HostStep, HostWithApps } from "../domain/fleet.js";
 import type { Lock } from "../domain/lock.js";
 import type { Release } from "../domain/release.js";

@@ -5,6 +5,7 @@ import { clientFor, envPath, printJson, println } from "../context.js";
 import { queuedLine } from "../output.js";
 import type { Kit } from "../program.js";
 import { jsonText } from "../terminal-text.js";
+import { emergencyBody } from "./emergency.js";
 import { followAndReport } from "./follow-and-report.js";
 
 export function registerDeployCommands(program: Command, kit: Kit): void {
@@ -25,6 +26,11 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
     )
     .option("--slot <name>", "fleets: point this slot instead of current", parseName("slot"))
     .option("--artifact <digest>", "fleets: deploy this uploaded artifact instead of building")
+    .option(
+      "--from-dir <path>",
+      "emergency deploy of this working tree (fleets where allow_emergency permits it; needs --reason)",
+    )
+    .option("--reason <text>", "with --from-dir: why this change goes out unreviewed")
     .option("--follow", "stream the log until the deploy finishes; exit 1 unless it succeeded")
     .action(
       action(
@@ -39,11 +45,21 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
             slot?: string;
             artifact?: string;
             follow?: boolean;
+            fromDir?: string;
+            reason?: string;
           },
           command: Command,
         ) => {
           const options = globals(command);
           const client = clientFor(ctx, options);
+          if (flags.fromDir !== undefined || flags.reason !== undefined) {
+            const emergency = await emergencyBody(kit, client, app, { ...flags, ref }, Boolean(options.json));
+            const response = await client.post<{ deploy: DeployJson }>(
+              envPath(app, env, "deploys"),
+              emergency,
+            );
+            return queuedThenMaybeFollow(kit, client, response, Boolean(options.json), Boolean(flags.follow));
+          }
           const body: Record<string, unknown> = { trigger: "cli" };
           if (ref !== undefined) body["ref"] = ref;
           if (flags.force) body["force"] = true;
