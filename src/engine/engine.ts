@@ -13,6 +13,7 @@ import { authorize, canSee, type Permission, type Principal } from "../domain/ro
 import type { GitMirrors } from "../git/mirrors.js";
 import type { FleetDeps } from "../providers/fleet/fleet-provider.js";
 import type { AutoOutcome } from "../store/auto-admission.js";
+import { SELF_HEAL_USER } from "../store/host-history.js";
 import type { Store } from "../store/store.js";
 import type {
   DeployEvent,
@@ -277,7 +278,7 @@ export class Engine implements EngineApi {
    * attempt per environment every 10 seconds.
    */
   async selfHeal(): Promise<void> {
-    const system: Principal = { tokenId: 0, name: "turnout (self-heal)", role: "admin", apps: null };
+    const system: Principal = { tokenId: 0, name: SELF_HEAL_USER, role: "admin", apps: null };
     for (const app of this.config().apps.values()) {
       for (const environment of Object.values(app.environments)) {
         if (!environment.selfHeal || environment.deploy.provider !== "fleet") continue;
