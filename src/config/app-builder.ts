@@ -6,6 +6,7 @@ import {
   type ConfigProblem,
   type EnvironmentConfig,
   type GithubConfig,
+  type HerokuDeployConfig,
   hostedRepoName,
   PRIMARY_COMPONENT,
   type RepoAuth,
@@ -58,6 +59,7 @@ export function toAppConfig(
   };
 
   const secretEnv: Record<string, string> = {};
+  const providerSecrets: Record<string, string> = {};
   for (const envName of input.secret_env ?? []) {
     const value = variable("secret_env", envName);
     if (value !== undefined) secretEnv[envName] = value;
@@ -110,7 +112,15 @@ export function toAppConfig(
       ...(env.allow_emergency
         ? { allowEmergency: env.allow_emergency === true ? "admin" : env.allow_emergency }
         : {}),
-      deploy: d.provider === "fleet" ? toFleetDeploy(d, options) : toShellDeploy(d, options),
+      deploy:
+        d.provider === "fleet"
+          ? toFleetDeploy(d, options)
+          : d.provider === "heroku"
+            ? toHerokuDeploy(d, options, (keyEnv) => {
+                const value = variable(`environments.${envName}.deploy.api_key_env`, keyEnv);
+                if (value !== undefined) providerSecrets[keyEnv] = value;
+              })
+            : toShellDeploy(d, options),
     };
   }
 
@@ -138,6 +148,7 @@ export function toAppConfig(
       : {}),
     ...(github ? { github } : {}),
     secretEnv,
+    ...(Object.keys(providerSecrets).length > 0 ? { providerSecrets } : {}),
     environments,
     source: file,
   };
@@ -157,6 +168,25 @@ function toShellDeploy(
     idleTimeoutMs:
       d.idle_timeout !== undefined ? parseDuration(d.idle_timeout) : options.defaultIdleTimeoutMs,
     env: d.env ?? {},
+  };
+}
+
+/** Heroku: the key's value is kept apart from the environment's settings (which releases record). */
+function toHerokuDeploy(
+  d: Extract<DeployInput, { provider: "heroku" }>,
+  options: LoadOptions,
+  needKey: (envName: string) => void,
+): HerokuDeployConfig {
+  needKey(d.api_key_env);
+  return {
+    provider: "heroku",
+    herokuApp: d.app,
+    apiKeyEnv: d.api_key_env,
+    apiUrl: (d.api_url ?? "https://api.heroku.com").replace(/\/+$/, ""),
+    timeoutMs: d.timeout !== undefined ? parseDuration(d.timeout) : options.defaultTimeoutMs,
+    idleTimeoutMs:
+      d.idle_timeout !== undefined ? parseDuration(d.idle_timeout) : options.defaultIdleTimeoutMs,
+    env: {},
   };
 }
 

@@ -21,6 +21,8 @@ export interface Release {
   artifact: string | null;
   /** The unreviewed working tree it installs (an emergency deploy's, or one a rollback brought back); null otherwise. */
   emergency: Emergency | null;
+  /** Platform providers (Heroku): the platform's id of this release, which a rollback brings back. */
+  providerRelease?: string | null;
   createdAt: string;
 }
 

@@ -61,7 +61,13 @@ export interface Outcome {
   errorCode?: FailureCode | null;
   errorMessage?: string | null;
   /** For a success: the release to record and make current. */
-  release?: { fingerprint: string; environmentConfig: unknown; artifact?: string | null };
+  release?: {
+    fingerprint: string;
+    environmentConfig: unknown;
+    artifact?: string | null;
+    /** Platform providers: the platform's id of the release. */
+    providerRelease?: string | null;
+  };
 }
 
 const ACTIVE = ["waiting", "running"] as const;
@@ -305,6 +311,7 @@ export class DeployStore {
             created_at: now,
             artifact: outcome.release.artifact ?? null,
             emergency: emergency ?? null,
+            provider_release: outcome.release.providerRelease ?? null,
           })
           .returning("id")
           .executeTakeFirstOrThrow();

@@ -83,6 +83,7 @@ export function toRelease(row: Selectable<ReleasesTable>): Release {
     environmentConfig: fromJson(row.environment_config),
     artifact: row.artifact ?? null,
     emergency: row.emergency ? fromJson<Emergency>(row.emergency) : null,
+    providerRelease: row.provider_release ?? null,
     createdAt: row.created_at,
   };
 }

@@ -85,6 +85,8 @@ export interface ReleasesTable {
   app_revision: string | null;
   /** The unreviewed working tree it installs (JSON, as on its deploy); null for a reviewed release. */
   emergency?: string | null;
+  /** Platform providers: the platform's id of the release (Heroku's release UUID). */
+  provider_release?: string | null;
 }
 
 export interface LocksTable {
