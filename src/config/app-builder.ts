@@ -184,8 +184,7 @@ function toHerokuDeploy(
     apiKeyEnv: d.api_key_env,
     apiUrl: (d.api_url ?? "https://api.heroku.com").replace(/\/+$/, ""),
     timeoutMs: d.timeout !== undefined ? parseDuration(d.timeout) : options.defaultTimeoutMs,
-    idleTimeoutMs:
-      d.idle_timeout !== undefined ? parseDuration(d.idle_timeout) : options.defaultIdleTimeoutMs,
+    idleTimeoutMs: options.defaultIdleTimeoutMs,
     env: {},
   };
 }

@@ -118,7 +118,6 @@ const herokuDeploy = z
       .refine((u) => /^https?:\/\//.test(u), { message: "an http(s) URL" })
       .optional(),
     timeout: duration.optional(),
-    idle_timeout: duration.optional(),
   })
   .strict();
 

@@ -198,7 +198,7 @@ async function untar(gz: Buffer): Promise<Map<string, string>> {
   const done = new Promise<void>((resolve, reject) => {
     reader.on("entry", (header, stream, next) => {
       const chunks: Buffer[] = [];
-      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("data", (c: unknown) => chunks.push(c as Buffer));
       stream.on("end", () => {
         if (header.type === "file") files.set(header.name, Buffer.concat(chunks).toString("utf8"));
         next();
