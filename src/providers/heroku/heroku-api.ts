@@ -56,7 +56,9 @@ export class HerokuApi {
 
   /** PUT the tarball to the presigned URL (no Authorization, no Content-Type: the signature covers the request). */
   async upload(putUrl: string, tarball: Uint8Array): Promise<void> {
-    const response = await fetch(putUrl, { method: "PUT", body: tarball, signal: this.options.signal });
+    // A byte body: fetch sets no Content-Type for it (the presigned URL was signed without one).
+    const body = tarball as unknown as NonNullable<RequestInit["body"]>;
+    const response = await fetch(putUrl, { method: "PUT", body, signal: this.options.signal });
     await response.arrayBuffer().catch(() => undefined);
     if (!response.ok)
       throw new HerokuApiError(`the source upload failed (HTTP ${response.status})`, response.status, null);
