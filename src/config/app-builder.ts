@@ -124,6 +124,16 @@ export function toAppConfig(
     };
   }
 
+  // Heroku builds one source tree: the checkout of one repository.
+  for (const [envName, env] of Object.entries(input.environments)) {
+    if (env.deploy.provider === "heroku" && components.length > 1)
+      problems.push({
+        file,
+        line: null,
+        field: `environments.${envName}.deploy.provider`,
+        message: "the heroku provider deploys single-repository apps only",
+      });
+  }
   const webhookSecret = input.webhook ? variable("webhook.secret_env", input.webhook.secret_env) : undefined;
   const github = toGithub(input, primary, variable);
   const needsGithub = Object.values(environments).some((e) => (e.checks?.required.length ?? 0) > 0);

@@ -82,3 +82,21 @@ describe("allow_emergency", () => {
     expect("problems" in result && result.problems[0]!.field).toBe("environments.production.allow_emergency");
   });
 });
+
+describe("heroku and multi-repo apps", () => {
+  it("refuses a heroku environment of an app with several repositories", () => {
+    const result = load(`components:
+  api: { repo: https://example.com/api.git }
+  web: { repo: https://example.com/web.git }
+environments:
+  production:
+    deploy: { provider: heroku, app: shop-prod, api_key_env: HEROKU_API_KEY }
+`);
+    expect("problems" in result && result.problems).toEqual([
+      expect.objectContaining({
+        field: "environments.production.deploy.provider",
+        message: "the heroku provider deploys single-repository apps only",
+      }),
+    ]);
+  });
+});
