@@ -104,6 +104,34 @@ export class ApiClient {
     }
   }
 
+  /** POSTs a stream (an artifact upload) as it is produced. */
+  async upload<T>(
+    path: string,
+    body: ReadableStream<Uint8Array>,
+    contentType: string,
+  ): Promise<ApiResponse<T>> {
+    const init: RequestInit & { duplex: "half" } = {
+      method: "POST",
+      headers: this.headers({ "content-type": contentType }),
+      body,
+      // Node's fetch sends a stream body only half-duplex.
+      duplex: "half",
+    };
+    let response: Response;
+    try {
+      response = await fetch(this.url(path), init);
+    } catch (error) {
+      throw new ConnectionError(this.server, error);
+    }
+    let text: string;
+    try {
+      text = await response.text();
+    } catch (error) {
+      throw new ConnectionError(this.server, error);
+    }
+    return { status: response.status, body: parseBody<T>(response, text), text };
+  }
+
   async request<T>(method: string, path: string, body?: unknown, query?: Query): Promise<ApiResponse<T>> {
     const response = await this.fetch(path, {
       method,

@@ -1,4 +1,5 @@
 import type { Deploy } from "../domain/deploy.js";
+import type { Emergency } from "../domain/emergency.js";
 import type { Lock } from "../domain/lock.js";
 import type { Role } from "../domain/roles.js";
 
@@ -22,6 +23,8 @@ export interface EnvSummary {
   provider: string;
   lock: Lock | null;
   current: CurrentRelease | null;
+  /** The current release is an unreviewed emergency change. */
+  unreviewed?: Emergency | null;
   active: DeployJson | null;
   queued: number;
 }
@@ -73,6 +76,8 @@ export interface ReleaseJson {
   /** Components whose commit differs from the release live before this one. */
   changes?: { component: string; from: string | null; to: string | null }[];
   configChanged?: boolean;
+  /** An unreviewed emergency change (absent from servers before it was added). */
+  emergency?: Emergency | null;
 }
 
 export interface PendingComponentJson {

@@ -1,3 +1,4 @@
+import type { Emergency } from "../domain/emergency.js";
 import type {
   ConfigProblemJson,
   DeployJson,
@@ -48,7 +49,23 @@ export function lockText(lock: EnvSummary["lock"]): string {
 }
 
 export function currentText(env: EnvSummary): string {
-  return env.current ? `#${env.current.deployNumber} ${shortSha(env.current.sha)}` : "-";
+  if (!env.current) return "-";
+  const text = `#${env.current.deployNumber} ${shortSha(env.current.sha)}`;
+  return env.unreviewed ? `${text} UNREVIEWED` : text;
+}
+
+/** An emergency change in one line: who, under which deploy, from which commit, how many files, why. */
+export function emergencyText(emergency: Emergency): string {
+  const from = emergency.base ? `base ${shortSha(emergency.base)}` : "no base commit";
+  const files = `${emergency.files.length} file${emergency.files.length === 1 ? "" : "s"} changed`;
+  const who = emergency.by ? `by ${emergency.by}` : "";
+  const deploy = emergency.deployNumber !== undefined ? `#${emergency.deployNumber}` : "";
+  return [
+    `emergency ${[deploy, who].filter(Boolean).join(" ")}`.trim(),
+    from,
+    files,
+    `reason: ${emergency.reason}`,
+  ].join("; ");
 }
 
 /** `idle`, `running #4`, `queued 2`, `running #4, queued 2`. */
@@ -97,6 +114,11 @@ function triggerText(release: ReleaseJson): string {
   return from ? `${trigger} (${from.env}#${from.deployNumber})` : trigger;
 }
 
+/** The UNREVIEWED column of history: the emergency change a release installs. */
+function reviewText(release: ReleaseJson): string {
+  return release.emergency ? emergencyText(release.emergency) : "-";
+}
+
 function isMultiRepo(release: ReleaseJson): boolean {
   return Object.keys(release.components ?? {}).some((name) => name !== "app");
 }
@@ -134,7 +156,17 @@ export function historyLines(releases: ReleaseJson[], withEnv: boolean): Termina
   if (releases.length === 0) return t`no releases yet`;
   const header = ["DEPLOY", "SHA", "REF", "FINGERPRINT", "USER", "TRIGGER", "DATE"];
   if (releases.some(isMultiRepo)) header.push("CHANGES");
-  const rows = releases.map((r) => (withEnv ? [r.env, ...releaseRow(r)] : releaseRow(r)));
+  // Only when a release in view is an emergency change: most histories have none.
+  const unreviewed = releases.some((r) => r.emergency);
+  if (unreviewed) header.push("UNREVIEWED");
+  const rows = releases.map((r) => {
+    const row = withEnv ? [r.env, ...releaseRow(r)] : releaseRow(r);
+    if (unreviewed) {
+      if (header.includes("CHANGES") && !isMultiRepo(r)) row.push("");
+      row.push(reviewText(r));
+    }
+    return row;
+  });
   return table(withEnv ? ["ENV", ...header] : header, rows);
 }
 

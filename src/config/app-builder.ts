@@ -6,6 +6,7 @@ import {
   type ConfigProblem,
   type EnvironmentConfig,
   type GithubConfig,
+  type HerokuDeployConfig,
   hostedRepoName,
   PRIMARY_COMPONENT,
   type RepoAuth,
@@ -60,6 +61,7 @@ export function toAppConfig(
   };
 
   const secretEnv: Record<string, string> = {};
+  const providerSecrets: Record<string, string> = {};
   for (const envName of input.secret_env ?? []) {
     const value = variable("secret_env", envName);
     if (value !== undefined) secretEnv[envName] = value;
@@ -110,12 +112,34 @@ export function toAppConfig(
       ...(env.checks || env.check_command ? { checks: toChecks(env) } : {}),
       selfHeal: env.self_heal === true,
       ...(env.promote_from !== undefined ? { promoteFrom: toPromoteFrom(env)! } : {}),
-      deploy: d.provider === "fleet" ? toFleetDeploy(d, options) : toShellDeploy(d, options),
+      ...(env.allow_emergency
+        ? { allowEmergency: env.allow_emergency === true ? "admin" : env.allow_emergency }
+        : {}),
+      deploy:
+        d.provider === "fleet"
+          ? toFleetDeploy(d, options)
+          : d.provider === "heroku"
+            ? toHerokuDeploy(d, options, (keyEnv) => {
+                const value = variable(`environments.${envName}.deploy.api_key_env`, keyEnv);
+                if (value !== undefined) providerSecrets[keyEnv] = value;
+              })
+            : toShellDeploy(d, options),
       ...toDeployLimits(env),
     };
   }
 
   const pipeline = toPipeline(input, environments, file, problems, toChecks);
+
+  // Heroku builds one source tree: the checkout of one repository.
+  for (const [envName, env] of Object.entries(input.environments)) {
+    if (env.deploy.provider === "heroku" && components.length > 1)
+      problems.push({
+        file,
+        line: null,
+        field: `environments.${envName}.deploy.provider`,
+        message: "the heroku provider deploys single-repository apps only",
+      });
+  }
   const webhookSecret = input.webhook ? variable("webhook.secret_env", input.webhook.secret_env) : undefined;
   const github = toGithub(input, primary, variable);
   const needsGithub =
@@ -142,6 +166,7 @@ export function toAppConfig(
       : {}),
     ...(github ? { github } : {}),
     secretEnv,
+    ...(Object.keys(providerSecrets).length > 0 ? { providerSecrets } : {}),
     environments,
     ...(pipeline ? { pipeline } : {}),
     source: file,
@@ -162,6 +187,24 @@ function toShellDeploy(
     idleTimeoutMs:
       d.idle_timeout !== undefined ? parseDuration(d.idle_timeout) : options.defaultIdleTimeoutMs,
     env: d.env ?? {},
+  };
+}
+
+/** Heroku: the key's value is kept apart from the environment's settings (which releases record). */
+function toHerokuDeploy(
+  d: Extract<DeployInput, { provider: "heroku" }>,
+  options: LoadOptions,
+  needKey: (envName: string) => void,
+): HerokuDeployConfig {
+  needKey(d.api_key_env);
+  return {
+    provider: "heroku",
+    herokuApp: d.app,
+    apiKeyEnv: d.api_key_env,
+    apiUrl: (d.api_url ?? "https://api.heroku.com").replace(/\/+$/, ""),
+    timeoutMs: d.timeout !== undefined ? parseDuration(d.timeout) : options.defaultTimeoutMs,
+    idleTimeoutMs: options.defaultIdleTimeoutMs,
+    env: {},
   };
 }
 

@@ -104,6 +104,24 @@ const shellDeploy = z
     message: "give exactly one of `command` (argv) or `script`",
   });
 
+// Heroku: the Platform API builds a source tarball of the deployed commit (providers/heroku/).
+const herokuDeploy = z
+  .object({
+    provider: z.literal("heroku"),
+    app: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]{2,29}$/, "a Heroku app name: lowercase letters, digits and '-', 3 to 30"),
+    /** The server's environment variable with the API key: the key never goes into a manifest. */
+    api_key_env: envVarName,
+    api_url: z
+      .string()
+      .url()
+      .refine((u) => /^https?:\/\//.test(u), { message: "an http(s) URL" })
+      .optional(),
+    timeout: duration.optional(),
+  })
+  .strict();
+
 const amount = z.union([
   z.number().int().min(0),
   z.string().regex(/^[0-9]{1,3}(\.[0-9]+)?%$|^[0-9]+$/, 'a count (3) or a percentage ("25%")'),
@@ -268,8 +286,10 @@ const environment = z
     max_commits_per_deploy: z.number().int().min(1).max(100_000).optional(),
     /** The shortest time between two automatic deploys of the environment. */
     min_interval: duration.optional(),
-    deploy: z.discriminatedUnion("provider", [shellDeploy, fleetDeploy], {
-      message: "provider must be 'shell' or 'fleet'",
+    /** Emergency deploys of a working tree: false (default), true or "admin" (admins), "deployer" (deployers and admins). */
+    allow_emergency: z.union([z.boolean(), z.enum(["admin", "deployer"])]).optional(),
+    deploy: z.discriminatedUnion("provider", [shellDeploy, fleetDeploy, herokuDeploy], {
+      message: "provider must be 'shell', 'fleet' or 'heroku'",
     }),
   })
   .strict();

@@ -1,4 +1,5 @@
 import type { DeployWindows } from "./deploy-window.js";
+import type { EmergencyPolicy } from "./emergency.js";
 import type { FleetDeployConfig } from "./fleet.js";
 import type { PipelineConfig } from "./release-pipeline.js";
 
@@ -29,7 +30,21 @@ export interface ShellDeployConfig {
   env: Record<string, string>;
 }
 
-export type DeployConfig = ShellDeployConfig | FleetDeployConfig;
+/** A platform's build and release API does the deploy (providers/heroku/). */
+export interface HerokuDeployConfig {
+  provider: "heroku";
+  /** The Heroku app's name. */
+  herokuApp: string;
+  /** The server's environment variable holding the API key (the key itself is never in a manifest or a release). */
+  apiKeyEnv: string;
+  /** The Platform API's base URL (https://api.heroku.com). */
+  apiUrl: string;
+  timeoutMs: number;
+  idleTimeoutMs: number;
+  env: Record<string, string>;
+}
+
+export type DeployConfig = ShellDeployConfig | FleetDeployConfig | HerokuDeployConfig;
 
 /**
  * A CI gate: the deploy waits (status `waiting`, phase `checks`) until every
@@ -71,6 +86,8 @@ export interface EnvironmentConfig {
   autoDeploy: boolean;
   /** Fleets: bring drifted or newly joined hosts to the environment's release by themselves. */
   selfHeal: boolean;
+  /** Who may deploy an emergency change (domain/emergency.ts); absent: nobody. */
+  allowEmergency?: EmergencyPolicy;
   checks?: ChecksConfig;
   /** Takes only releases promoted from this environment (a direct deploy needs an admin and a reason). */
   promoteFrom?: PromoteFromConfig;
@@ -117,6 +134,8 @@ export interface AppConfig {
   github?: GithubConfig;
   /** Values resolved from `secret_env`: passed to commands and masked in every log line. */
   secretEnv: Record<string, string>;
+  /** Keys providers use (Heroku's API key), by the server environment variable they come from. */
+  providerSecrets?: Record<string, string>;
   environments: Record<string, EnvironmentConfig>;
   /** The ordered line of environments releases move along (absent: none). */
   pipeline?: PipelineConfig;
@@ -159,6 +178,7 @@ export interface ConfigSnapshot {
 /** Every secret value an app's deploys may print, for masking. */
 export function appSecrets(app: AppConfig): string[] {
   const values = Object.values(app.secretEnv);
+  values.push(...Object.values(app.providerSecrets ?? {}));
   for (const component of app.components) if (component.auth.token) values.push(component.auth.token);
   if (app.github?.token) values.push(app.github.token);
   if (app.webhook) values.push(app.webhook.secret);

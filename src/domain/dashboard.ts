@@ -31,6 +31,12 @@ export interface HostHistoryEntry {
   previousRelease: string | null;
   step: HostStep;
   switched: boolean;
+  /** When the host's `current` moved to this release (null: it never did, or before this was recorded). */
+  switchedAt: string | null;
+  /** A rollback: the deploy number whose release it brought back. */
+  rollbackOf: number | null;
+  /** A reconcile the server started by itself (`self_heal`). */
+  selfHeal: boolean;
   error: string | null;
   startedAt: string | null;
   finishedAt: string | null;

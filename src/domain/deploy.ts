@@ -1,3 +1,4 @@
+import type { Emergency } from "./emergency.js";
 /**
  * The deploy: one request to bring an environment to a revision.
  *
@@ -58,6 +59,7 @@ export const FAILURE_CODES = [
   "E_ROLLED_BACK",
   "E_NO_HOSTS",
   "E_APPROVAL",
+  "E_PROVIDER_FAILED",
 ] as const;
 export type FailureCode = (typeof FAILURE_CODES)[number];
 
@@ -124,6 +126,8 @@ export interface Deploy {
   promotedFrom: PromotedFrom | null;
   /** Why, as the requester said (a direct deploy past `promote_from` needs one). */
   reason: string | null;
+  /** An emergency deploy of a working tree (domain/emergency.ts); null for every other deploy. */
+  emergency: Emergency | null;
 }
 
 export function deployLabel(d: Pick<Deploy, "app" | "env" | "number">): string {

@@ -26,6 +26,10 @@ export const ERROR_CODES = [
   "E_CONFIG",
   "E_INVALID_MANIFEST",
   "E_PAYLOAD_TOO_LARGE",
+  // Emergency deploys (domain/emergency.ts): the environment or the role does not permit one.
+  "E_EMERGENCY_NOT_ALLOWED",
+  // The environment's provider cannot do what was asked (e.g. install an uploaded artifact).
+  "E_PROVIDER_UNSUPPORTED",
   // Transport problems the HTTP server itself answers (see http/error-mapping.ts).
   "E_METHOD_NOT_ALLOWED",
   "E_REQUEST_TIMEOUT",

@@ -1,4 +1,5 @@
 import type { Components } from "./deploy.js";
+import type { Emergency } from "./emergency.js";
 
 /** The immutable thing a deploy installed. */
 export interface Release {
@@ -18,6 +19,10 @@ export interface Release {
   environmentConfig: unknown;
   /** Fleet releases: the artifact's digest (hosts hold it as releases/<first 16 hex>). */
   artifact: string | null;
+  /** The unreviewed working tree it installs (an emergency deploy's, or one a rollback brought back); null otherwise. */
+  emergency: Emergency | null;
+  /** Platform providers (Heroku): the platform's id of this release, which a rollback brings back. */
+  providerRelease?: string | null;
   createdAt: string;
 }
 

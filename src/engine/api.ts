@@ -6,6 +6,7 @@ import type { Lock } from "../domain/lock.js";
 import type { PipelineRun } from "../domain/release-pipeline.js";
 import type { Permission, Principal } from "../domain/roles.js";
 import type { Change } from "./change-feed.js";
+import type { EmergencyRequest } from "./emergency.js";
 import type { FleetHostState } from "./fleet-ops.js";
 import type { PipelineView, RunChoice } from "./pipeline-view.js";
 import type { PromotionRequest } from "./promotion.js";
@@ -40,6 +41,8 @@ export interface DeployRequest {
   reason?: string | undefined;
   params?: Record<string, unknown> | undefined;
   trigger: Trigger;
+  /** An emergency deploy of a working tree (with `artifact`): engine/emergency.ts. */
+  emergency?: EmergencyRequest | undefined;
 }
 
 export interface RollbackRequest {

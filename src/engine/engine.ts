@@ -17,6 +17,7 @@ import { authorize, canSee, type Permission, type Principal } from "../domain/ro
 import type { GitMirrors } from "../git/mirrors.js";
 import type { FleetDeps } from "../providers/fleet/fleet-provider.js";
 import type { AutoOutcome } from "../store/auto-admission.js";
+import { SELF_HEAL_USER } from "../store/host-history.js";
 import type { Store } from "../store/store.js";
 import type {
   DeployEvent,
@@ -31,6 +32,7 @@ import { type Change, ChangeFeed } from "./change-feed.js";
 import { describeCommits } from "./commit-info.js";
 import { lockCommit, unlockCommit } from "./commit-lock-ops.js";
 import { resolveComponents } from "./components.js";
+import { admitEmergency } from "./emergency.js";
 import { EventHub } from "./event-hub.js";
 import { type FleetHostState, FleetOps } from "./fleet-ops.js";
 import { lockedInRange } from "./guards.js";
@@ -334,7 +336,7 @@ export class Engine implements EngineApi {
    * attempt per environment every 10 seconds.
    */
   async selfHeal(): Promise<void> {
-    const system: Principal = { tokenId: 0, name: "turnout (self-heal)", role: "admin", apps: null };
+    const system: Principal = { tokenId: 0, name: SELF_HEAL_USER, role: "admin", apps: null };
     for (const app of this.config().apps.values()) {
       for (const environment of Object.values(app.environments)) {
         if (!environment.selfHeal || environment.deploy.provider !== "fleet") continue;
@@ -359,6 +361,9 @@ export class Engine implements EngineApi {
     // An environment that takes promoted releases only: a direct deploy is an admin's call, with a reason.
     const direct = checkDirectDeploy(app.name, environment, principal, request.reason);
     const reason = request.reason?.trim() || null;
+    const urgent = request.emergency
+      ? admitEmergency(principal, app, environment, { ...request, emergency: request.emergency })
+      : undefined;
     if (request.slot !== undefined || request.artifact !== undefined) {
       if (environment.deploy.provider !== "fleet") {
         throw new TurnoutError("E_VALIDATION", "slots and uploaded artifacts are for fleet environments");
@@ -387,7 +392,7 @@ export class Engine implements EngineApi {
       this.options.git,
       app,
       environment,
-      { primary: request.ref, others: request.refs },
+      { primary: urgent ? urgent.ref : request.ref, others: request.refs },
       { fetch: true },
     );
     const current = await this.options.store.releases.current(app.name, environment.name);
@@ -426,6 +431,7 @@ export class Engine implements EngineApi {
           slot: request.slot ?? null,
           artifact: request.artifact ?? null,
           reason,
+          emergency: urgent?.emergency ?? null,
         },
         (lock) => {
           const { ignoredSafeties } = checkLock(lock, principal, force);
@@ -442,6 +448,7 @@ export class Engine implements EngineApi {
           );
     if (guarded.length > 0)
       await this.recordForced(principal, deploy, guarded, lockedCommits, request.reason);
+    if (urgent) await this.recordEmergency(principal, deploy);
     this.announce(deploy);
     return deploy;
   }
@@ -559,6 +566,23 @@ export class Engine implements EngineApi {
       withArtifact: (digest: string, create: () => Promise<Deploy>, gone: () => Error) =>
         this.withArtifact(digest, create, gone),
     };
+  }
+
+  /** Emergency deploys leave an audit entry: who shipped what unreviewed, and why. */
+  private async recordEmergency(principal: Principal, deploy: Deploy): Promise<void> {
+    await this.options.store.audit.record({
+      actor: principal.name,
+      action: "deploy.emergency",
+      app: deploy.app,
+      env: deploy.env,
+      details: {
+        deploy: deployLabel(deploy),
+        base: deploy.emergency?.base ?? null,
+        files: deploy.emergency?.files.length ?? 0,
+        reason: deploy.emergency?.reason ?? "",
+        artifact: deploy.artifact,
+      },
+    });
   }
 
   async cancel(principal: Principal, deployId: number): Promise<Deploy> {

@@ -2,7 +2,12 @@ import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { waitForChecks } from "../checks/gate.js";
 import type { GithubChecks } from "../checks/github-checks.js";
-import type { AppConfig, EnvironmentConfig, ShellDeployConfig } from "../domain/app-config.js";
+import type {
+  AppConfig,
+  EnvironmentConfig,
+  HerokuDeployConfig,
+  ShellDeployConfig,
+} from "../domain/app-config.js";
 import { type Deploy, deployLabel, type FailureCode } from "../domain/deploy.js";
 import { formatDuration } from "../domain/duration.js";
 import { isTurnoutError } from "../domain/errors.js";
@@ -11,6 +16,7 @@ import type { FleetDeployConfig } from "../domain/fleet.js";
 import { placeholderValues, substitute } from "../domain/placeholders.js";
 import type { GitMirrors } from "../git/mirrors.js";
 import { type FleetDeps, runFleetDeploy } from "../providers/fleet/fleet-provider.js";
+import { runHerokuDeploy } from "../providers/heroku/heroku-provider.js";
 import type { RunResult } from "../providers/process-runner.js";
 import { commandEnvironment, runShellDeploy } from "../providers/shell/shell-provider.js";
 import { remoteOf } from "./components.js";
@@ -37,12 +43,14 @@ export interface PipelineContext {
   setPid(pid: number | null): Promise<void>;
   /** Fleet deploys: where artifacts, agents and SSH hosts come from (absent: shell only). */
   fleet?: FleetDeps | undefined;
+  /** Platform providers: the platform's release id of an earlier deploy of this environment (rollbacks). */
+  providerReleaseOf?: ((deployNumber: number) => Promise<string | null>) | undefined;
   /** Fleet deploys with `approval`: waits for `turnout approve|abort`. */
   awaitApproval(timeoutMs: number): Promise<"approved" | "aborted" | "timeout">;
 }
 
 export type PipelineOutcome =
-  | { status: "succeeded"; fingerprint: string; artifact?: string }
+  | { status: "succeeded"; fingerprint: string; artifact?: string; providerRelease?: string }
   | { status: "failed"; errorCode: FailureCode; errorMessage: string }
   | { status: "cancelled"; errorMessage: string };
 
@@ -68,7 +76,7 @@ export async function runPipeline(ctx: PipelineContext): Promise<PipelineOutcome
   };
   try {
     await ctx.setPhase("workspace");
-    if (ctx.environment.deploy.provider !== "fleet" || ctx.environment.checks?.command) {
+    if (ctx.environment.deploy.provider === "shell" || ctx.environment.checks?.command) {
       await ensureWorkspace();
       if (ctx.signal.aborted) return CANCELLED;
     }
@@ -81,10 +89,13 @@ export async function runPipeline(ctx: PipelineContext): Promise<PipelineOutcome
     // release's identity. (A deploy recorded before it existed has none.)
     const settings = deploy.appRevision ?? deploy.configRevision;
     const fingerprint = releaseFingerprint(deploy.components, settings);
+    const deployConfig = ctx.environment.deploy;
     const outcome =
-      ctx.environment.deploy.provider === "fleet"
-        ? await runFleetStep(ctx, ctx.environment.deploy, workspaceDir, ensureWorkspace, fingerprint)
-        : await runShellStep(ctx, ctx.environment.deploy, workspaceDir);
+      deployConfig.provider === "fleet"
+        ? await runFleetStep(ctx, deployConfig, workspaceDir, ensureWorkspace, fingerprint)
+        : deployConfig.provider === "heroku"
+          ? await runHerokuStep(ctx, deployConfig, ensureWorkspace)
+          : await runShellStep(ctx, deployConfig, workspaceDir);
     if (outcome.status === "succeeded") {
       // A fleet release is also what was installed: its artifact.
       const release = outcome.artifact
@@ -107,7 +118,7 @@ export async function runPipeline(ctx: PipelineContext): Promise<PipelineOutcome
 }
 
 type StepOutcome =
-  | { status: "succeeded"; artifact?: string }
+  | { status: "succeeded"; artifact?: string; providerRelease?: string }
   | Exclude<PipelineOutcome, { status: "succeeded" }>;
 
 async function runShellStep(
@@ -134,6 +145,26 @@ async function runShellStep(
   });
   await ctx.setPid(null);
   return outcomeOf(result, config.timeoutMs, config.idleTimeoutMs);
+}
+
+async function runHerokuStep(
+  ctx: PipelineContext,
+  config: HerokuDeployConfig,
+  ensureWorkspace: () => Promise<string>,
+): Promise<StepOutcome> {
+  const rollbackOf = ctx.deploy.rollbackOf;
+  return runHerokuDeploy({
+    deploy: ctx.deploy,
+    config,
+    apiKey: ctx.app.providerSecrets?.[config.apiKeyEnv],
+    ensureWorkspace,
+    rollbackTo: rollbackOf !== null && ctx.providerReleaseOf ? await ctx.providerReleaseOf(rollbackOf) : null,
+    baseEnv: ctx.baseEnv,
+    log: (line) => ctx.log.line(line),
+    write: (text) => ctx.log.write(text),
+    signal: ctx.signal,
+    setPhase: (phase) => ctx.setPhase(phase),
+  });
 }
 
 async function runFleetStep(

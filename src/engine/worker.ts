@@ -301,6 +301,8 @@ export class Worker {
           },
           setPid: (pid) => store.deploys.update(deploy.id, owner, { pid }),
           fleet: this.options.fleet,
+          providerReleaseOf: async (number) =>
+            (await store.releases.byDeployNumber(deploy.app, deploy.env, number))?.providerRelease ?? null,
           awaitApproval: async (timeoutMs) => {
             run.awaitingApproval = true;
             if (this.stopped) controller.abort(new Interruption(APPROVAL_INTERRUPTED));
@@ -340,6 +342,7 @@ export class Worker {
               fingerprint: outcome.fingerprint,
               environmentConfig: target.environment,
               artifact: outcome.artifact ?? null,
+              providerRelease: outcome.providerRelease ?? null,
             },
           }
         : {}),

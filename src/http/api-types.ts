@@ -10,6 +10,7 @@ import type {
 } from "../domain/dashboard.js";
 import type { CommitSummary, Deploy, PromotedFrom } from "../domain/deploy.js";
 import type { DayStats, EnvironmentStats } from "../domain/deploy-stats.js";
+import type { Emergency } from "../domain/emergency.js";
 import type { HostKind, HostStep, HostWithApps } from "../domain/fleet.js";
 import type { Lock } from "../domain/lock.js";
 import type { Release } from "../domain/release.js";
@@ -54,6 +55,8 @@ export interface EnvSummaryJson {
   provider: string;
   lock: Lock | null;
   current: CurrentJson | null;
+  /** The current release is an emergency change nobody reviewed (until a normal deploy replaces it); null otherwise. */
+  unreviewed: Emergency | null;
   active: DeployJson | null;
   queued: number;
 }

@@ -77,6 +77,7 @@ function envSummaryOf(
           createdAt: current.release.createdAt,
         }
       : null,
+    unreviewed: current?.release.emergency ?? null,
     active: state.active ? deployJson(state.active) : null,
     queued: state.queued,
   };

@@ -7,11 +7,12 @@ import {
   type FailureCode,
   type Trigger,
 } from "../domain/deploy.js";
+import type { Emergency } from "../domain/emergency.js";
 import { TurnoutError } from "../domain/errors.js";
 import type { Lock } from "../domain/lock.js";
 import type { Capabilities } from "./capabilities.js";
 import { appendNote } from "./logs.js";
-import { isoIn, nowIso, toDeploy, toJson, toLock } from "./rows.js";
+import { fromJson, isoIn, nowIso, toDeploy, toJson, toLock } from "./rows.js";
 import type { Schema } from "./schema.js";
 
 export interface NewDeploy {
@@ -39,6 +40,8 @@ export interface NewDeploy {
   promotedFrom?: { env: string; deployId: number; deployNumber: number } | null;
   /** Why, as the requester said. */
   reason?: string | null;
+  /** An emergency deploy of a working tree (domain/emergency.ts). */
+  emergency?: Emergency | null;
 }
 
 /**
@@ -62,7 +65,13 @@ export interface Outcome {
   errorCode?: FailureCode | null;
   errorMessage?: string | null;
   /** For a success: the release to record and make current. */
-  release?: { fingerprint: string; environmentConfig: unknown; artifact?: string | null };
+  release?: {
+    fingerprint: string;
+    environmentConfig: unknown;
+    artifact?: string | null;
+    /** Platform providers: the platform's id of the release. */
+    providerRelease?: string | null;
+  };
 }
 
 const ACTIVE = ["waiting", "running"] as const;
@@ -288,6 +297,9 @@ export class DeployStore {
       const now = nowIso();
       let releaseId: number | null = null;
       if (outcome.status === "succeeded" && outcome.release) {
+        const emergency = row.emergency
+          ? toJson({ ...fromJson<Emergency>(row.emergency), by: row.user_name, deployNumber: row.number })
+          : await inheritedEmergency(trx, row.app, row.env, row.artifact);
         const release = await trx
           .insertInto("releases")
           .values({
@@ -302,6 +314,8 @@ export class DeployStore {
             environment_config: toJson(outcome.release.environmentConfig),
             created_at: now,
             artifact: outcome.release.artifact ?? null,
+            emergency: emergency ?? null,
+            provider_release: outcome.release.providerRelease ?? null,
           })
           .returning("id")
           .executeTakeFirstOrThrow();
@@ -505,8 +519,34 @@ export async function insertDeploy(
       promoted_from_deploy: input.promotedFrom?.deployId ?? null,
       promoted_from_number: input.promotedFrom?.deployNumber ?? null,
       reason: input.reason ?? null,
+      ...(input.emergency ? { emergency: toJson(input.emergency) } : {}),
     })
     .returningAll()
     .executeTakeFirstOrThrow();
   return toDeploy(row);
+}
+
+/**
+ * A deploy that installs a given artifact (a rollback, a reconcile, a
+ * promote, an upload) of the same content as an emergency release installs
+ * that unreviewed change again: its release carries the same record.
+ */
+async function inheritedEmergency(
+  trx: Transaction<Schema>,
+  app: string,
+  env: string,
+  artifact: string | null,
+): Promise<string | null> {
+  if (artifact === null) return null;
+  const row = await trx
+    .selectFrom("releases")
+    .select("emergency")
+    .where("app", "=", app)
+    .where("env", "=", env)
+    .where("artifact", "=", artifact)
+    .where("emergency", "is not", null)
+    .orderBy("id", "desc")
+    .limit(1)
+    .executeTakeFirst();
+  return row?.emergency ?? null;
 }

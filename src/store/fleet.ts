@@ -95,6 +95,8 @@ export class FleetStore {
     if (changes.batch !== undefined) set["batch"] = changes.batch;
     if (changes.previousRelease !== undefined) set["previous_release"] = changes.previousRelease;
     if (changes.switched !== undefined) set["switched"] = changes.switched ? 1 : 0;
+    // When `current` moved there (kept if the host is switched back later: it did run the release).
+    if (changes.switched === true) set["switched_at"] = set["updated_at"];
     if (changes.bytesFetched !== undefined) set["bytes_fetched"] = changes.bytesFetched;
     if (changes.error !== undefined) set["error"] = changes.error;
     return new Promise((resolve, reject) => {

@@ -7,12 +7,20 @@ import type { Schema } from "./schema.js";
 
 export type { HostHistoryEntry } from "../domain/dashboard.js";
 
+/** The name the engine's self-heal acts under (engine.selfHeal). */
+export const SELF_HEAL_USER = "turnout (self-heal)";
+
 /** What each host ran over time, from the per-host records of fleet deploys (deploy_hosts). */
 export class HostHistoryStore {
   constructor(private readonly db: Kysely<Schema>) {}
 
   /** Newest first; `apps` limits it to those apps (null: every app). */
-  async ofHost(hostName: string, apps: string[] | null, limit: number): Promise<HostHistoryEntry[]> {
+  async ofHost(
+    hostName: string,
+    apps: string[] | null,
+    limit: number,
+    app?: string,
+  ): Promise<HostHistoryEntry[]> {
     if (apps !== null && apps.length === 0) return [];
     let query = this.db
       .selectFrom("deploy_hosts as h")
@@ -23,6 +31,7 @@ export class HostHistoryStore {
         "h.previous_release",
         "h.step",
         "h.switched",
+        "h.switched_at",
         "h.error",
         "h.updated_at",
         "d.app",
@@ -30,6 +39,7 @@ export class HostHistoryStore {
         "d.number",
         "d.status",
         "d.trigger",
+        "d.rollback_of",
         "d.user_name",
         "d.sha",
         "d.commits",
@@ -40,6 +50,7 @@ export class HostHistoryStore {
       .orderBy("h.deploy_id", "desc")
       .limit(limit);
     if (apps !== null) query = query.where("d.app", "in", apps);
+    if (app !== undefined) query = query.where("d.app", "=", app);
     const rows = await query.execute();
     return rows.map((r) => {
       const commits = fromJson<Record<string, CommitSummary> | null>(r.commits);
@@ -57,6 +68,9 @@ export class HostHistoryStore {
         previousRelease: r.previous_release,
         step: r.step as HostStep,
         switched: r.switched === 1,
+        switchedAt: r.switched_at ?? null,
+        rollbackOf: r.rollback_of,
+        selfHeal: r.trigger === "reconcile" && r.user_name === SELF_HEAL_USER,
         error: r.error,
         startedAt: r.started_at,
         finishedAt: r.finished_at,

@@ -1,5 +1,6 @@
 import type { Selectable } from "kysely";
 import type { CommitSummary, Deploy, DeployStatus, FailureCode, Trigger } from "../domain/deploy.js";
+import type { Emergency } from "../domain/emergency.js";
 import type { Lock } from "../domain/lock.js";
 import type { Release } from "../domain/release.js";
 import type { DeploysTable, LocksTable, ReleasesTable } from "./schema.js";
@@ -52,6 +53,7 @@ export function toDeploy(row: Selectable<DeploysTable>): Deploy {
     artifact: row.artifact ?? null,
     approval: row.approval ?? null,
     logPrunedAt: row.log_pruned_at ?? null,
+    emergency: row.emergency ? fromJson<Emergency>(row.emergency) : null,
     ...commitsOf(row),
     promotedFrom: promotedFromOf(row),
     reason: row.reason ?? null,
@@ -92,6 +94,8 @@ export function toRelease(row: Selectable<ReleasesTable>): Release {
     appRevision: row.app_revision ?? null,
     environmentConfig: fromJson(row.environment_config),
     artifact: row.artifact ?? null,
+    emergency: row.emergency ? fromJson<Emergency>(row.emergency) : null,
+    providerRelease: row.provider_release ?? null,
     createdAt: row.created_at,
   };
 }

@@ -58,6 +58,8 @@ export interface DeploysTable {
   promoted_from_number: number | null;
   /** Why, as its requester said (0014). */
   reason: string | null;
+  /** An emergency deploy of a working tree (JSON: base, files, reason); null for every other deploy. */
+  emergency?: string | null;
 }
 
 export interface EnvironmentsTable {
@@ -87,6 +89,10 @@ export interface ReleasesTable {
   artifact: string | null;
   /** The per-app revision the release ran with; null before 0006. */
   app_revision: string | null;
+  /** The unreviewed working tree it installs (JSON, as on its deploy); null for a reviewed release. */
+  emergency?: string | null;
+  /** Platform providers: the platform's id of the release (Heroku's release UUID). */
+  provider_release?: string | null;
 }
 
 export interface LocksTable {
@@ -221,6 +227,8 @@ export interface DeployHostsTable {
   bytes_fetched: number | string;
   error: string | null;
   updated_at: string;
+  /** When `current` moved to this release on the host (null: it never did). */
+  switched_at?: string | null;
 }
 
 export interface DeployPhasesTable {

@@ -37,6 +37,7 @@ export function deployFixture(overrides: Partial<DeployJson> = {}): DeployJson {
     commits: null,
     promotedFrom: null,
     reason: null,
+    emergency: null,
     label: "shop/staging#4",
     url: "/api/v1/deploys/17",
     ...overrides,

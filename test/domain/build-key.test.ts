@@ -87,6 +87,7 @@ function deploy(edit: Partial<Deploy> = {}): Deploy {
     commits: null,
     promotedFrom: null,
     reason: null,
+    emergency: null,
     ...edit,
   };
 }

@@ -79,7 +79,7 @@ function commandsOf(app: AppConfig): string[][] {
     const d = env.deploy;
     if (d.provider === "shell") {
       if (d.command) out.push(d.command);
-    } else {
+    } else if (d.provider === "fleet") {
       for (const c of [d.build?.command, d.beforeSwitch, d.restart, d.depool, d.pool, d.health?.command]) {
         if (c) out.push(c);
       }

@@ -137,7 +137,13 @@ describe.each(BACKENDS)("dashboard store on %s", (backend) => {
       previousRelease: "r-0",
       number: 1,
       sha: SHA,
+      rollbackOf: null,
+      selfHeal: false,
     });
+    // When it switched is recorded with the switch; a host never switched has none.
+    expect(all[1]!.switchedAt).toMatch(/^\d{4}-\d\d-\d\dT/);
+    expect(all[0]!.switchedAt).toBeNull();
+    expect((await store.hostHistory.ofHost("web-1", null, 10, "blog")).map((h) => h.app)).toEqual(["blog"]);
     expect((await store.hostHistory.ofHost("web-1", ["shop"], 10)).map((h) => h.app)).toEqual(["shop"]);
     expect(await store.hostHistory.ofHost("web-1", [], 10)).toEqual([]);
     expect(await store.hostHistory.ofHost("web-2", null, 10)).toEqual([]);

@@ -6,6 +6,7 @@ import { outcomeLine, queuedLine } from "../output.js";
 import type { Kit } from "../program.js";
 import { jsonText } from "../terminal-text.js";
 import { waitForDeploy } from "../wait.js";
+import { emergencyBody } from "./emergency.js";
 import { followAndReport } from "./follow-and-report.js";
 
 export function registerDeployCommands(program: Command, kit: Kit): void {
@@ -20,7 +21,7 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
     .option("--force", "deploy past a lock (admin only), outside the deploy windows or past a locked commit")
     .option(
       "--reason <text>",
-      "why (recorded): required to --force outside the deploy windows, and for an admin's direct deploy where promotion is required",
+      "why (recorded): required with --from-dir, to --force outside the deploy windows, and for an admin's direct deploy where promotion is required",
     )
     .option("--param <name=value>", "deploy parameter, repeatable", collectParam)
     .option(
@@ -30,6 +31,10 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
     )
     .option("--slot <name>", "fleets: point this slot instead of current", parseName("slot"))
     .option("--artifact <digest>", "fleets: deploy this uploaded artifact instead of building")
+    .option(
+      "--from-dir <path>",
+      "emergency deploy of this working tree (fleets where allow_emergency permits it; needs --reason)",
+    )
     .option("--follow", "stream the log until the deploy finishes; exit 1 unless it succeeded")
     .addOption(waitOption("deploy"))
     .action(
@@ -47,11 +52,20 @@ export function registerDeployCommands(program: Command, kit: Kit): void {
             artifact?: string;
             follow?: boolean;
             wait?: boolean;
+            fromDir?: string;
           },
           command: Command,
         ) => {
           const options = globals(command);
           const client = clientFor(ctx, options);
+          if (flags.fromDir !== undefined) {
+            const emergency = await emergencyBody(kit, client, app, { ...flags, ref }, Boolean(options.json));
+            const response = await client.post<{ deploy: DeployJson }>(
+              envPath(app, env, "deploys"),
+              emergency,
+            );
+            return queuedThenMaybeFollow(kit, client, response, Boolean(options.json), flags);
+          }
           const body: Record<string, unknown> = { trigger: "cli" };
           if (ref !== undefined) body["ref"] = ref;
           if (flags.force) body["force"] = true;

@@ -6,6 +6,7 @@ import { clientFor, envPath, path, printJson, println } from "../context.js";
 import { formatDate, grantText, table } from "../output.js";
 import type { Kit } from "../program.js";
 import { type TerminalText, t } from "../terminal-text.js";
+import { registerHostHistoryCommand } from "./host-history.js";
 
 /** GET /api/v1/hosts, as the CLI reads it. */
 export type HostJson = HostWithApps & { unrestricted?: boolean };
@@ -45,6 +46,8 @@ export function registerHostsCommand(program: Command, { ctx, action, globals }:
         return 0;
       }),
     );
+
+  registerHostHistoryCommand(hosts, { ctx, action, globals });
 
   hosts
     .command("grant")

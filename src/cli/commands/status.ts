@@ -4,6 +4,7 @@ import { parseName } from "../args.js";
 import { clientFor, envPath, path, printJson, println } from "../context.js";
 import {
   deployLabelOf,
+  emergencyText,
   environmentsTable,
   formatDate,
   lockText,
@@ -75,6 +76,8 @@ export function environmentDetail(env: EnvDetail): TerminalText {
         ? `#${env.current.deployNumber} ${shortSha(env.current.sha)} since ${formatDate(env.current.createdAt)}`
         : "-",
     ],
+    // Only when it does: an emergency change nobody reviewed is live here.
+    ...(env.unreviewed ? [["unreviewed", emergencyText(env.unreviewed)]] : []),
     ["state", stateText(env)],
     ["lock", env.lock ? `${lockText(env.lock)} (since ${formatDate(env.lock.createdAt)})` : "-"],
   ]);

@@ -40,6 +40,16 @@ const deployBody = z
       .optional()
       .describe("passed to the deploy as TURNOUT_PARAM_<NAME>"),
     trigger: z.enum(["api", "cli", "ui"]).optional(),
+    emergency: z
+      .strictObject({
+        base: z.string().nullable().optional().describe("the commit the tree started from (full SHA)"),
+        files: z.array(z.string()).optional().describe("paths changed from the base"),
+        reason: z.string().describe("why this change goes out unreviewed (required)"),
+      })
+      .optional()
+      .describe(
+        "an emergency deploy of a working tree uploaded as `artifact`: allowed where the environment's allow_emergency permits the caller's role",
+      ),
   })
   .nullish();
 
@@ -80,6 +90,7 @@ export function registerEnvironmentDeployRoutes(app: FastifyInstance, { engine, 
         reason: body.reason,
         params: body.params,
         trigger: body.trigger ?? "api",
+        emergency: body.emergency,
       });
       return reply
         .code(202)

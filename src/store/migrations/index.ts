@@ -11,6 +11,7 @@ import * as m0009 from "./0009-retention.js";
 import * as m0010 from "./0010-dashboard.js";
 import * as m0013 from "./0013-commit-locks.js";
 import * as m0014 from "./0014-promotion.js";
+import * as m0015 from "./0015-emergency.js";
 import * as m0017 from "./0017-pool-per-app.js";
 
 /**
@@ -34,5 +35,6 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0010-dashboard": m0010,
   "0013-commit-locks": m0013,
   "0014-promotion": m0014,
+  "0015-emergency": m0015,
   "0017-pool-per-app": m0017,
 };

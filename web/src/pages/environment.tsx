@@ -121,6 +121,18 @@ export function EnvironmentPage({ app, env }: { app: string; env: string }) {
                   {live ? ` by ${live.deploy.user} (${live.deploy.trigger})` : ""} · live since{" "}
                   <span title={fullTime(d.current.createdAt)}>{timeAgo(d.current.createdAt, now)}</span>
                 </p>
+                {d.unreviewed && (
+                  // An emergency change nobody reviewed runs here until a normal deploy replaces it.
+                  <p class="tone-fail" role="note" data-testid="unreviewed">
+                    <strong>Unreviewed change</strong>
+                    {d.unreviewed.deployNumber !== undefined
+                      ? ` (emergency #${d.unreviewed.deployNumber}`
+                      : " (emergency"}
+                    {d.unreviewed.by ? ` by ${d.unreviewed.by})` : ")"}: {d.unreviewed.reason} ·{" "}
+                    {d.unreviewed.base ? `base ${shortSha(d.unreviewed.base)}, ` : ""}
+                    {plural(d.unreviewed.files.length, "file")} changed
+                  </p>
+                )}
               </>
             ) : (
               <p class="muted">Never deployed.</p>
