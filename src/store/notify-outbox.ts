@@ -221,11 +221,19 @@ export class NotifyStore {
     await this.db.transaction().execute(async (trx) => {
       const now = nowIso();
       // The common case, delivered with nothing to remember, is one statement for the whole round.
-      const plain = updates.filter((u) => u.outcome === "delivered" && u.state === undefined).map((u) => u.id);
+      const plain = updates
+        .filter((u) => u.outcome === "delivered" && u.state === undefined)
+        .map((u) => u.id);
       for (let i = 0; i < plain.length; i += 500) {
         await trx
           .updateTable("notify_deliveries")
-          .set({ status: "delivered", delivered_at: now, updated_at: now, lease_owner: null, lease_until: null })
+          .set({
+            status: "delivered",
+            delivered_at: now,
+            updated_at: now,
+            lease_owner: null,
+            lease_until: null,
+          })
           .where("id", "in", plain.slice(i, i + 500))
           .where("lease_owner", "=", owner)
           .execute();

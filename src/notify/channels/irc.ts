@@ -1,3 +1,4 @@
+/// <reference path="./irc-framework.d.ts" />
 import { randomBytes } from "node:crypto";
 import irc, { type Client } from "irc-framework";
 import { z } from "zod";
