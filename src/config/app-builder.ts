@@ -8,6 +8,7 @@ import {
   type GithubConfig,
   type HerokuDeployConfig,
   hostedRepoName,
+  type NotifySubscription,
   PRIMARY_COMPONENT,
   type RepoAuth,
   type ShellDeployConfig,
@@ -126,6 +127,10 @@ export function toAppConfig(
             : toShellDeploy(d, options),
       ...toDeployLimits(env),
     };
+    const subscriptions = toNotify(file, input.notify, "notify", options, problems).concat(
+      toNotify(file, env.notify, `environments.${envName}.notify`, options, problems),
+    );
+    if (subscriptions.length > 0) environments[envName]!.notify = subscriptions;
   }
 
   const pipeline = toPipeline(input, environments, file, problems, toChecks);
@@ -335,4 +340,28 @@ function toDeployLimits(
     ...(env.max_commits_per_deploy !== undefined ? { maxCommitsPerDeploy: env.max_commits_per_deploy } : {}),
     ...(env.min_interval !== undefined ? { minIntervalMs: parseDuration(env.min_interval) } : {}),
   };
+}
+
+/** A `notify:` list; a channel the server does not define is a problem of the manifest, with its line. */
+function toNotify(
+  file: string,
+  raw: ManifestInput["notify"],
+  field: string,
+  options: LoadOptions,
+  problems: ConfigProblem[],
+): NotifySubscription[] {
+  const known = options.notifyChannels;
+  return (raw ?? []).map((entry, i) => {
+    if (known && !known.includes(entry.channel)) {
+      problems.push({
+        file,
+        line: null,
+        field: `${field}.${i}.channel`,
+        message:
+          `no notification channel '${entry.channel}' in the server's settings` +
+          (known.length > 0 ? ` (defined: ${known.join(", ")})` : " (none are defined)"),
+      });
+    }
+    return { channel: entry.channel, events: entry.events ?? ["*"] };
+  });
 }

@@ -8,6 +8,7 @@ import { refProblem } from "../domain/refs.js";
 import { DEFAULT_RETENTION, type RetentionSettings } from "../domain/retention.js";
 import { isRelativeRemotePath, remoteKind } from "../git/remote-url.js";
 import { STARTUP_WAIT_MS } from "./manifest-limits.js";
+import { type NotifySettings, resolveNotifySettings } from "./notify-settings.js";
 
 /**
  * Server settings, resolved once at start-up: flags > environment > settings
@@ -70,6 +71,8 @@ export interface ServerSettings {
   environment: Record<string, string | undefined>;
   /** What the garbage collector keeps, and when it runs (see domain/retention.ts). */
   retention: RetentionSettings;
+  /** Notification channels and their credentials, the retry policy, the public URL (config/notify-settings.ts). */
+  notify?: NotifySettings;
 }
 
 export interface SettingsFlags {
@@ -109,6 +112,10 @@ const fileSchema = z
     upload_min_rate: z.number().int().min(0).optional(),
     keep_alive_timeout: z.union([z.string(), z.number()]).optional(),
     max_connections: z.number().int().min(1).optional(),
+    /** The server's address as people reach it (links in notifications). */
+    public_url: z.string().url().optional(),
+    /** Notification channels (validated in notify-settings.ts). */
+    notify: z.unknown().optional(),
     retention: z
       .object({
         releases: z.number().int().min(1).optional(),
@@ -235,6 +242,7 @@ export function resolveSettings(
     ),
     environment: env,
     retention: resolveRetention(file.retention ?? {}, env),
+    notify: resolveNotifySettings(file.notify, env["TURNOUT_PUBLIC_URL"] || file.public_url, env),
   };
 }
 

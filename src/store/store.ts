@@ -13,6 +13,7 @@ import { HostStore } from "./hosts.js";
 import { LockStore } from "./locks.js";
 import { LoginCodeStore } from "./login-codes.js";
 import { LogStore } from "./logs.js";
+import { NotifyStore } from "./notify-outbox.js";
 import { OverviewStore } from "./overview.js";
 import { PhaseStore } from "./phases.js";
 import { PipelineRunStore } from "./pipeline-runs.js";
@@ -54,6 +55,8 @@ export class Store {
   readonly pipelineRuns: PipelineRunStore;
   /** Commits marked as not deployable (migration 0013). */
   readonly commitLocks: CommitLockStore;
+  /** Notification events and the outbox of their deliveries (migration 0011). */
+  readonly notify: NotifyStore;
   readonly caps: Capabilities;
 
   private constructor(
@@ -84,6 +87,7 @@ export class Store {
     this.loginCodes = new LoginCodeStore(db, this.tokens);
     this.pipelineRuns = new PipelineRunStore(db);
     this.commitLocks = new CommitLockStore(db, caps);
+    this.notify = new NotifyStore(db, caps);
   }
 
   static async open(options: StoreOptions): Promise<Store> {
