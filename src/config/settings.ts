@@ -8,6 +8,7 @@ import { refProblem } from "../domain/refs.js";
 import { DEFAULT_RETENTION, type RetentionSettings } from "../domain/retention.js";
 import { isRelativeRemotePath, remoteKind } from "../git/remote-url.js";
 import { STARTUP_WAIT_MS } from "./manifest-limits.js";
+import { resolveSlackSettings, type SlackSettings, slackFileSchema } from "./slack-settings.js";
 
 /**
  * Server settings, resolved once at start-up: flags > environment > settings
@@ -70,6 +71,8 @@ export interface ServerSettings {
   environment: Record<string, string | undefined>;
   /** What the garbage collector keeps, and when it runs (see domain/retention.ts). */
   retention: RetentionSettings;
+  /** Slack slash commands (see slack-settings.ts); undefined: off. */
+  slack?: SlackSettings;
 }
 
 export interface SettingsFlags {
@@ -121,6 +124,7 @@ const fileSchema = z
       })
       .strict()
       .optional(),
+    slack: slackFileSchema.optional(),
   })
   .strict();
 
@@ -235,7 +239,12 @@ export function resolveSettings(
     ),
     environment: env,
     retention: resolveRetention(file.retention ?? {}, env),
+    ...optional("slack", resolveSlackSettings(file.slack, env)),
   };
+}
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }
 
 /** Retention: environment > settings file (`retention:`) > defaults. Durations take `d` (days) too. */

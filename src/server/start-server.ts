@@ -214,6 +214,7 @@ export async function startServer(
       artifacts,
       gc,
       webRoot: defaultWebRoot(),
+      ...(settings.slack ? { slack: settings.slack } : {}),
     });
     await http.listen({ port: settings.port, host: settings.host });
     cleanups.unshift(() => http.close());
