@@ -73,7 +73,7 @@ async function send(
 
 async function post(request: { body: string; headers: Record<string, string> }) {
   const response = await fetch(endpoint(), { method: "POST", headers: request.headers, body: request.body });
-  return { status: response.status, body: await response.json() };
+  return { status: response.status, body: (await response.json()) as any };
 }
 
 async function deployCount(app = "shop", env = "staging"): Promise<number> {
