@@ -10,6 +10,13 @@ export interface Capabilities {
   autoIncrementPrimaryKey: "integer-autoincrement" | "serial";
   /** Several server processes may share the database (leases really compete). */
   sharedBetweenProcesses: boolean;
+  /**
+   * Row locks: a claim may lock the rows it picks (`SELECT … FOR UPDATE`) and
+   * skip rows another server locked (`SKIP LOCKED`), as on PostgreSQL; without
+   * them (SQLite) one process owns the database and its single write
+   * transaction serialises claims anyway.
+   */
+  rowLocking: boolean;
   /** SQLSTATE / message test for a unique-constraint violation. */
   isUniqueViolation(error: unknown): boolean;
 }
@@ -18,6 +25,7 @@ export const SQLITE: Capabilities = {
   dialect: "sqlite",
   autoIncrementPrimaryKey: "integer-autoincrement",
   sharedBetweenProcesses: false,
+  rowLocking: false,
   isUniqueViolation: (error) =>
     typeof error === "object" &&
     error !== null &&
@@ -28,6 +36,7 @@ export const POSTGRES: Capabilities = {
   dialect: "postgres",
   autoIncrementPrimaryKey: "serial",
   sharedBetweenProcesses: true,
+  rowLocking: true,
   isUniqueViolation: (error) =>
     typeof error === "object" && error !== null && (error as { code?: unknown }).code === "23505",
 };

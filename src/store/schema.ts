@@ -245,6 +245,49 @@ export interface LoginCodesTable {
   expires_at: string;
 }
 
+/** Notification events written with the state change they describe (the transactional outbox). */
+export interface NotifyEventsTable {
+  id: Generated<number>;
+  kind: string;
+  app: string;
+  env: string;
+  /** The event (domain/notification-event.ts) as JSON, without its id. */
+  payload: string;
+  created_at: string;
+}
+
+/** One event to one channel: the outbox the dispatcher drains. */
+export interface NotifyDeliveriesTable {
+  id: Generated<number>;
+  event_id: number;
+  channel: string;
+  kind: string;
+  app: string;
+  env: string;
+  deploy_id: number | null;
+  /** Deliveries of one subject go out in order per channel (domain eventSubject). */
+  subject: string;
+  payload: string;
+  /** pending | delivered | failed */
+  status: string;
+  attempts: number;
+  next_attempt_at: string;
+  lease_owner: string | null;
+  lease_until: string | null;
+  last_error: string | null;
+  created_at: string;
+  updated_at: string;
+  delivered_at: string | null;
+}
+
+/** What a channel remembers per subject (the Slack message a deploy's events update). */
+export interface NotifyChannelStateTable {
+  channel: string;
+  subject: string;
+  state: string;
+  updated_at: string;
+}
+
 export interface Schema {
   deploys: DeploysTable;
   environments: EnvironmentsTable;
@@ -264,4 +307,7 @@ export interface Schema {
   deploy_phases: DeployPhasesTable;
   environment_undeployed: EnvironmentUndeployedTable;
   login_codes: LoginCodesTable;
+  notify_events: NotifyEventsTable;
+  notify_deliveries: NotifyDeliveriesTable;
+  notify_channel_state: NotifyChannelStateTable;
 }

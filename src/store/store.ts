@@ -12,6 +12,7 @@ import { HostStore } from "./hosts.js";
 import { LockStore } from "./locks.js";
 import { LoginCodeStore } from "./login-codes.js";
 import { LogStore } from "./logs.js";
+import { NotifyStore } from "./notify-outbox.js";
 import { OverviewStore } from "./overview.js";
 import { PhaseStore } from "./phases.js";
 import { ReleaseStore } from "./releases.js";
@@ -48,6 +49,8 @@ export class Store {
   readonly stats: StatsStore;
   readonly hostHistory: HostHistoryStore;
   readonly loginCodes: LoginCodeStore;
+  /** Notification events and the outbox of their deliveries (migration 0011). */
+  readonly notify: NotifyStore;
   readonly caps: Capabilities;
 
   private constructor(
@@ -76,6 +79,7 @@ export class Store {
     this.stats = new StatsStore(db);
     this.hostHistory = new HostHistoryStore(db);
     this.loginCodes = new LoginCodeStore(db, this.tokens);
+    this.notify = new NotifyStore(db, caps);
   }
 
   static async open(options: StoreOptions): Promise<Store> {

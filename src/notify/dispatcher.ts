@@ -1,0 +1,158 @@
+import type { NotificationEvent } from "../domain/notification-event.js";
+import { DEFAULT_RETRY_POLICY, nextAttempt, type RetryPolicy } from "../domain/notify-retry.js";
+import type { ClaimedDelivery, DeliveryUpdate, FanOutPlan, NotifyStore } from "../store/notify-outbox.js";
+import type { Channel, ChannelResult } from "./channel.js";
+
+export interface DispatcherOptions {
+  store: NotifyStore;
+  /** The configured channels, by name. */
+  channels: ReadonlyMap<string, Channel>;
+  /** Which channels take an event (the manifests' `notify:` subscriptions). */
+  plan: FanOutPlan;
+  /** Lease-holder identity (the server process's owner id). */
+  owner: string;
+  links(event: NotificationEvent): { deploy?: string; environment?: string };
+  retry?: RetryPolicy;
+  /** Rows fanned out and claimed per round (default 200). */
+  batchSize?: number;
+  /** How long a claimed delivery is ours before another server may take it (default 60 s). */
+  leaseMs?: number;
+  /** How long one send may take (default 10 s); past it, the delivery is retried. */
+  sendTimeoutMs?: number;
+  /** How often an idle dispatcher looks for work written by other servers (default 1 s). */
+  idleMs?: number;
+  report(message: string): void;
+}
+
+/**
+ * Drains the outbox: fans events out into deliveries, claims due deliveries
+ * (the first pending one of each subject per channel), sends them through
+ * their channels concurrently, and records every outcome in one
+ * transaction per round. Runs beside the engine, never inside a deploy: a
+ * slow or failing channel costs a deploy nothing.
+ */
+export class Dispatcher {
+  private running: Promise<void> | undefined;
+  private stopped = true;
+  private wakeUp: (() => void) | undefined;
+  private woken = false;
+  private readonly retry: RetryPolicy;
+  private readonly controller = new AbortController();
+
+  constructor(private readonly options: DispatcherOptions) {
+    this.retry = options.retry ?? DEFAULT_RETRY_POLICY;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.stopped = false;
+    this.running = this.loop();
+  }
+
+  /** Stops after the round in progress (sends in flight are aborted and retried later, by lease). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.controller.abort();
+    this.wake();
+    await this.running;
+    this.running = undefined;
+  }
+
+  /** Something was written to the outbox: look now rather than at the next idle tick. */
+  wake(): void {
+    this.woken = true;
+    this.wakeUp?.();
+  }
+
+  /** One round: fan out, claim, send, record. Returns how much it did (0: nothing to do). */
+  async round(): Promise<number> {
+    const batch = this.options.batchSize ?? 200;
+    const fanned = await this.options.store.fanOut(batch, this.options.plan);
+    const claimed = await this.options.store.claim(this.options.owner, this.options.leaseMs ?? 60_000, batch);
+    if (claimed.length > 0) {
+      const updates = await Promise.all(claimed.map((delivery) => this.send(delivery)));
+      await this.options.store.complete(this.options.owner, updates);
+    }
+    return fanned + claimed.length;
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      this.woken = false;
+      let worked = 0;
+      try {
+        worked = await this.round();
+      } catch (error) {
+        if (this.stopped) break;
+        this.options.report(`notifications: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      if (worked === 0 && !this.woken && !this.stopped) await this.idle();
+    }
+  }
+
+  private idle(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, this.options.idleMs ?? 1_000);
+      timer.unref?.();
+      this.wakeUp = done;
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  }
+
+  private async send(delivery: ClaimedDelivery): Promise<DeliveryUpdate> {
+    const channel = this.options.channels.get(delivery.channel);
+    if (!channel) {
+      return { id: delivery.id, outcome: "failed", error: `channel ${delivery.channel} is not configured` };
+    }
+    const timeout = AbortSignal.timeout(this.options.sendTimeoutMs ?? 10_000);
+    const signal = AbortSignal.any([timeout, this.controller.signal]);
+    let result: ChannelResult;
+    try {
+      result = await channel.send(
+        {
+          id: delivery.id,
+          attempt: delivery.attempts,
+          event: delivery.event,
+          state: delivery.state,
+          links: this.options.links(delivery.event),
+        },
+        signal,
+      );
+    } catch (error) {
+      result = { outcome: "retry", reason: signal.aborted ? "timed out" : errorText(error) };
+    }
+    if (result.outcome === "delivered") {
+      return {
+        id: delivery.id,
+        outcome: "delivered",
+        ...(result.state !== undefined ? { state: result.state } : {}),
+        ...(result.detail !== undefined ? { detail: result.detail } : {}),
+      };
+    }
+    if (result.outcome === "give_up") return { id: delivery.id, outcome: "failed", error: result.reason };
+    const decision = nextAttempt(
+      this.retry,
+      delivery.attempts,
+      Date.parse(delivery.createdAt),
+      Date.now(),
+      Math.random(),
+      result.retryAfterMs,
+    );
+    if ("giveUp" in decision) {
+      return { id: delivery.id, outcome: "failed", error: `${result.reason}; ${decision.giveUp}` };
+    }
+    return {
+      id: delivery.id,
+      outcome: "retry",
+      error: result.reason,
+      nextAttemptAt: new Date(decision.retryAt).toISOString(),
+    };
+  }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
