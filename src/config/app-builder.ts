@@ -114,6 +114,15 @@ export function toAppConfig(
   const webhookSecret = input.webhook ? variable("webhook.secret_env", input.webhook.secret_env) : undefined;
   const github = toGithub(input, primary, variable);
   const needsGithub = Object.values(environments).some((e) => (e.checks?.required.length ?? 0) > 0);
+  if (input.github?.deploy_on_deployment_event && !github) {
+    problems.push({
+      file,
+      line: null,
+      field: "github.repository",
+      message:
+        "`deploy_on_deployment_event` needs the GitHub repository: name it (github.repository) or use a github.com repo URL",
+    });
+  }
   if (needsGithub && !github) {
     problems.push({
       file,
@@ -254,5 +263,6 @@ function toGithub(
     repository,
     ...(token !== undefined ? { token } : {}),
     ...(tokenEnv !== undefined ? { tokenEnv } : {}),
+    ...(input.github?.deploy_on_deployment_event ? { deployOnDeploymentEvent: true } : {}),
   };
 }

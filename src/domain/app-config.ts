@@ -51,6 +51,8 @@ export interface GithubConfig {
   repository: string;
   token?: string;
   tokenEnv?: string;
+  /** A GitHub `deployment` event (signed webhook) for the repository starts a deploy of its commit. */
+  deployOnDeploymentEvent?: boolean;
 }
 
 export interface EnvironmentConfig {
