@@ -46,6 +46,15 @@ export async function registerSlackCommandRoutes(app: FastifyInstance, deps: Htt
         { parseAs: "buffer" },
         (_request, body, done) => done(null, Buffer.isBuffer(body) ? body : Buffer.from(body)),
       );
+      scope.addContentTypeParser("*", (_request, _payload, done) =>
+        done(
+          new TurnoutError(
+            "E_UNSUPPORTED_MEDIA_TYPE",
+            "unsupported content type: Slack sends application/x-www-form-urlencoded",
+          ),
+          undefined,
+        ),
+      );
       scope.post(
         "/commands",
         {
