@@ -7,6 +7,7 @@ import {
   type EnvironmentConfig,
   type GithubConfig,
   hostedRepoName,
+  type NotifySubscription,
   PRIMARY_COMPONENT,
   type RepoAuth,
   type ShellDeployConfig,
@@ -109,6 +110,10 @@ export function toAppConfig(
       selfHeal: env.self_heal === true,
       deploy: d.provider === "fleet" ? toFleetDeploy(d, options) : toShellDeploy(d, options),
     };
+    const subscriptions = toNotify(file, input.notify, "notify", options, problems).concat(
+      toNotify(file, env.notify, `environments.${envName}.notify`, options, problems),
+    );
+    if (subscriptions.length > 0) environments[envName]!.notify = subscriptions;
   }
 
   const webhookSecret = input.webhook ? variable("webhook.secret_env", input.webhook.secret_env) : undefined;
@@ -265,4 +270,28 @@ function toGithub(
     ...(tokenEnv !== undefined ? { tokenEnv } : {}),
     ...(input.github?.deploy_on_deployment_event ? { deployOnDeploymentEvent: true } : {}),
   };
+}
+
+/** A `notify:` list; a channel the server does not define is a problem of the manifest, with its line. */
+function toNotify(
+  file: string,
+  raw: ManifestInput["notify"],
+  field: string,
+  options: LoadOptions,
+  problems: ConfigProblem[],
+): NotifySubscription[] {
+  const known = options.notifyChannels;
+  return (raw ?? []).map((entry, i) => {
+    if (known && !known.includes(entry.channel)) {
+      problems.push({
+        file,
+        line: null,
+        field: `${field}.${i}.channel`,
+        message:
+          `no notification channel '${entry.channel}' in the server's settings` +
+          (known.length > 0 ? ` (defined: ${known.join(", ")})` : " (none are defined)"),
+      });
+    }
+    return { channel: entry.channel, events: entry.events ?? ["*"] };
+  });
 }

@@ -27,6 +27,8 @@ export interface LoadOptions {
    * is not the server that will run the app).
    */
   skipVariables?: boolean;
+  /** The notification channels the server's settings define (undefined: not checked, as offline). */
+  notifyChannels?: readonly string[];
 }
 
 export type ManifestResult = { app: AppConfig } | { problems: ConfigProblem[] };
@@ -99,7 +101,13 @@ export function parseManifest(file: string, text: string, options: LoadOptions):
       problems: capped(
         missing.map((p) => ({
           ...p,
-          line: p.line ?? lineOf(yaml.doc.contents, p.field.split("."), yaml.lines),
+          line:
+            p.line ??
+            lineOf(
+              yaml.doc.contents,
+              p.field.split(".").map((k) => (/^[0-9]+$/.test(k) ? Number(k) : k)),
+              yaml.lines,
+            ),
         })),
       ),
     };

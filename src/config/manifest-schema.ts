@@ -8,6 +8,7 @@ import {
   sshUserProblem,
 } from "../domain/fleet-rules.js";
 import { labelProblem, MAX_LABELS } from "../domain/labels.js";
+import { isEventPattern, NOTIFY_EVENT_KINDS } from "../domain/notification-event.js";
 import { PLACEHOLDERS, unknownPlaceholders } from "../domain/placeholders.js";
 import { refProblem } from "../domain/refs.js";
 import { ALLOWED_REMOTE_FORMS, remoteUrlProblem } from "../git/remote-url.js";
@@ -188,8 +189,26 @@ const auth = z
   })
   .strict();
 
+/** Which events go to one of the server's notification channels (named in its settings). */
+const notify = z.array(
+  z
+    .object({
+      channel: z.string().regex(NAME, "channel names use lowercase letters, digits and '-'"),
+      events: z
+        .array(
+          z.string().refine(isEventPattern, {
+            message: `unknown event; use one of ${NOTIFY_EVENT_KINDS.join(", ")}, a family like deploy.*, or *`,
+          }),
+        )
+        .min(1)
+        .optional(),
+    })
+    .strict(),
+);
+
 const environment = z
   .object({
+    notify: notify.optional(),
     branch: branchName.optional(),
     /** Per-component branches of a multi-repo app. */
     branches: z
@@ -246,6 +265,7 @@ export const manifestSchema = z
       .strict()
       .optional(),
     secret_env: z.array(envVarName).optional(),
+    notify: notify.optional(),
     environments: z
       .record(z.string().regex(NAME, "environment names use lowercase letters, digits and '-'"), environment)
       .refine((e) => Object.keys(e).length > 0, { message: "declare at least one environment" }),

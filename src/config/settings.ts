@@ -9,6 +9,7 @@ import { DEFAULT_RETENTION, type RetentionSettings } from "../domain/retention.j
 import { isRelativeRemotePath, remoteKind } from "../git/remote-url.js";
 import { STARTUP_WAIT_MS } from "./manifest-limits.js";
 import { resolveSlackSettings, type SlackSettings, slackFileSchema } from "./slack-settings.js";
+import { type NotifySettings, resolveNotifySettings } from "./notify-settings.js";
 
 /**
  * Server settings, resolved once at start-up: flags > environment > settings
@@ -73,6 +74,8 @@ export interface ServerSettings {
   retention: RetentionSettings;
   /** Slack slash commands (see slack-settings.ts); undefined: off. */
   slack?: SlackSettings;
+  /** Notification channels and their credentials, the retry policy, the public URL (config/notify-settings.ts). */
+  notify?: NotifySettings;
 }
 
 export interface SettingsFlags {
@@ -112,6 +115,10 @@ const fileSchema = z
     upload_min_rate: z.number().int().min(0).optional(),
     keep_alive_timeout: z.union([z.string(), z.number()]).optional(),
     max_connections: z.number().int().min(1).optional(),
+    /** The server's address as people reach it (links in notifications). */
+    public_url: z.string().url().optional(),
+    /** Notification channels (validated in notify-settings.ts). */
+    notify: z.unknown().optional(),
     retention: z
       .object({
         releases: z.number().int().min(1).optional(),
@@ -240,6 +247,7 @@ export function resolveSettings(
     environment: env,
     retention: resolveRetention(file.retention ?? {}, env),
     ...optional("slack", resolveSlackSettings(file.slack, env)),
+    notify: resolveNotifySettings(file.notify, env["TURNOUT_PUBLIC_URL"] || file.public_url, env),
   };
 }
 

@@ -66,6 +66,18 @@ export interface EnvironmentConfig {
   selfHeal: boolean;
   checks?: ChecksConfig;
   deploy: DeployConfig;
+  /**
+   * Which events go to which of the server's notification channels: the
+   * app's `notify:` list followed by the environment's own (absent: none).
+   */
+  notify?: NotifySubscription[];
+}
+
+export interface NotifySubscription {
+  /** The name of a channel in the server's settings (`notify.channels`). */
+  channel: string;
+  /** Event kinds or patterns (`deploy.*`, `*`); see domain/notification-event.ts. */
+  events: string[];
 }
 
 /** One repository of an app. Single-repo apps have one component, named `app`. */

@@ -146,15 +146,21 @@ export function deployEventKind(
   }
 }
 
-export function deployEvent(deploy: Deploy, kind: NotifyEventKind, at: string): NewNotificationEvent {
+/** `actor`: who made the change (default: the deploy's user when queued, the server otherwise). */
+export function deployEvent(
+  deploy: Deploy,
+  kind: NotifyEventKind,
+  at: string,
+  actor?: string,
+): NewNotificationEvent {
   const summary = summarizeDeploy(deploy);
-  const actor = kind === "deploy.queued" || kind === "deploy.cancelled" ? deploy.user : "turnout";
+  const by = actor ?? (kind === "deploy.queued" ? deploy.user : "turnout");
   return {
     kind,
     at,
     app: deploy.app,
     env: deploy.env,
-    actor,
+    actor: by,
     deploy: summary,
     text: describeDeploy(kind, summary),
   };

@@ -18,6 +18,7 @@ import { registerAgentConnect } from "./routes/agent-connect.js";
 import { registerAppRoutes } from "./routes/apps.js";
 import { registerArtifactRoutes } from "./routes/artifacts.js";
 import { registerConfigRoutes } from "./routes/config.js";
+import { registerDeliveryRoutes } from "./routes/deliveries.js";
 import { registerDeployLogRoutes } from "./routes/deploy-log.js";
 import { registerDeployRoutes } from "./routes/deploys.js";
 import { registerEnvironmentDeployRoutes } from "./routes/environment-deploys.js";
@@ -167,6 +168,7 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
       registerEnvironmentInsightRoutes(api, deps);
       registerHostHistoryRoutes(api, deps);
       registerEventRoutes(api, deps, { timing });
+      registerDeliveryRoutes(api, deps);
     },
     { prefix: "/api/v1" },
   );

@@ -111,15 +111,19 @@ export class Dispatcher {
     const signal = AbortSignal.any([timeout, this.controller.signal]);
     let result: ChannelResult;
     try {
-      result = await channel.send(
-        {
-          id: delivery.id,
-          attempt: delivery.attempts,
-          event: delivery.event,
-          state: delivery.state,
-          links: this.options.links(delivery.event),
-        },
+      // Raced against the signal too: a channel whose client cannot be aborted still yields its slot.
+      result = await untilAborted(
         signal,
+        channel.send(
+          {
+            id: delivery.id,
+            attempt: delivery.attempts,
+            event: delivery.event,
+            state: delivery.state,
+            links: this.options.links(delivery.event),
+          },
+          signal,
+        ),
       );
     } catch (error) {
       result = { outcome: "retry", reason: signal.aborted ? "timed out" : errorText(error) };
@@ -155,4 +159,13 @@ export class Dispatcher {
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+function untilAborted<T>(signal: AbortSignal, work: Promise<T>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new Error("aborted"));
+    if (signal.aborted) onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }

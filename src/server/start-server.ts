@@ -16,6 +16,9 @@ import { moveLegacyHostedRepos } from "../git/hosted-repos.js";
 import { GitMirrors } from "../git/mirrors.js";
 import { buildHttpApp } from "../http/app.js";
 import { defaultWebRoot } from "../http/web-ui.js";
+import { Notifier, type NotifierOptions } from "../notify/notifier.js";
+import { githubDeploymentsFactory } from "../notify/channels/github-deployments.js";
+import { CHANNEL_TYPES, createChannels } from "../notify/registry.js";
 import { AgentHub, type AgentHubTiming } from "../providers/fleet/agent-hub.js";
 import { SshHostOps } from "../providers/fleet/ssh/ssh-host-ops.js";
 import { Store } from "../store/store.js";
@@ -35,6 +38,8 @@ export interface RunningServer {
   agents: AgentHub;
   /** Retention's garbage collector. */
   gc: GarbageCollector;
+  /** Notifications: the outbox's dispatcher and the configured channels. */
+  notifier: Notifier;
   /** Set only on the very first start, when the admin token was created. */
   createdAdminToken: string | undefined;
   /**
@@ -54,6 +59,8 @@ export interface CloseOptions {
 }
 
 export interface StartOptions {
+  /** Dispatcher tuning (tests, benchmarks): batch size, idle poll, send timeout, lease. */
+  notify?: Partial<Pick<NotifierOptions, "batchSize" | "idleMs" | "sendTimeoutMs" | "leaseMs">>;
   /** How long start-up waits for the first load of the manifests (default: settings.configStartupWaitMs). */
   configStartupWaitMs?: number;
   /** The manifest parser's limits, and a hold to observe a parse in progress (tests). */
@@ -107,6 +114,20 @@ export async function startServer(
     );
     opening.catch(() => undefined); // awaited below; it must not count as unhandled meanwhile
 
+    // Bad channel settings stop the start here, before anything runs.
+    // The GitHub Deployments channel reads an app's repository and a deploy's parameters when it
+    // sends, which is only ever after the store and the configuration below exist.
+    const late: { store?: Store; config?: ConfigProvider } = {};
+    const github = githubDeploymentsFactory({
+      app: (name) => late.config?.current().apps.get(name),
+      deploy: (id) => late.store!.deploys.get(id),
+    });
+    const channels = createChannels(
+      settings.notify?.channels ?? [],
+      { report: (message) => print(`notify: ${message}`) },
+      [...CHANNEL_TYPES, github],
+    );
+
     const store = await Store.open({
       url: settings.databaseUrl,
       sqliteFile: path.join(settings.dataDir, "turnout.db"),
@@ -115,6 +136,8 @@ export async function startServer(
     const createdAdminToken = await bootstrapAdminToken(store, settings.dataDir);
 
     const config = await opening;
+    late.store = store;
+    late.config = config;
     // Hosted repositories of older versions move to their new place before
     // anything creates one there (engine, pushes); apps whose manifest is
     // still being parsed get the same once it is.
@@ -198,7 +221,8 @@ export async function startServer(
       events: log,
     });
     await engine.start();
-    cleanups.unshift(() => engine.stop());
+    const stopEngine = () => engine.stop();
+    cleanups.unshift(stopEngine);
 
     // Retention: on its own timer, and on demand through the API.
     const gc = new GarbageCollector({ store, artifacts, settings: settings.retention, report: print });
@@ -222,6 +246,23 @@ export async function startServer(
     cleanups.unshift(() => agents.close());
     const port = (http.server.address() as AddressInfo).port;
     const url = `http://${settings.host.includes(":") ? `[${settings.host}]` : settings.host}:${port}`;
+
+    // Notifications drain the outbox beside the engine, woken by its changes.
+    const notifier = new Notifier({
+      store: store.notify,
+      channels,
+      config: () => config.current(),
+      loading: (app) => config.status().loading.some((l) => l.app === app),
+      owner,
+      publicUrl: settings.notify?.publicUrl ?? url,
+      ...(settings.notify ? { retry: settings.notify.retry } : {}),
+      report: (message) => print(message),
+      ...options.notify,
+    });
+    notifier.start();
+    // Stopped after the engine (cleanups run last-registered first): the last deploys' events go out too.
+    cleanups.splice(cleanups.indexOf(stopEngine), 0, () => notifier.stop());
+    cleanups.unshift(engine.changes(() => notifier.wake()));
 
     const status = config.status();
     const from =
@@ -263,6 +304,7 @@ export async function startServer(
       config,
       agents,
       gc,
+      notifier,
       createdAdminToken,
       close: (options: CloseOptions = {}) => {
         closing ??= (async () => {
@@ -305,6 +347,7 @@ function loadOptions(settings: ServerSettings): LoadOptions {
     defaultIdleTimeoutMs: settings.defaultIdleTimeoutMs,
     environment: settings.environment,
     hostedReposDir: hostedDir(settings),
+    notifyChannels: (settings.notify?.channels ?? []).map((c) => c.name),
   };
 }
 

@@ -9,8 +9,10 @@ import {
 } from "../domain/deploy.js";
 import { TurnoutError } from "../domain/errors.js";
 import type { Lock } from "../domain/lock.js";
+import { deployEvent, deployEventKind } from "../domain/notification-event.js";
 import type { Capabilities } from "./capabilities.js";
 import { appendNote } from "./logs.js";
+import { recordNotifyEvent } from "./notify-outbox.js";
 import { isoIn, nowIso, toDeploy, toJson, toLock } from "./rows.js";
 import type { Schema } from "./schema.js";
 
@@ -80,7 +82,9 @@ export class DeployStore {
         .where("env", "=", input.env)
         .executeTakeFirst();
       const { ignoredSafeties } = guard(lockRow ? toLock(lockRow) : undefined);
-      return insertDeploy(trx, input, environment, ignoredSafeties);
+      const deploy = await insertDeploy(trx, input, environment, ignoredSafeties);
+      await notifyDeploy(trx, deploy);
+      return deploy;
     });
   }
 
@@ -184,20 +188,26 @@ export class DeployStore {
         .executeTakeFirst();
       if (!candidate) return undefined;
       try {
-        const row = await this.db
-          .updateTable("deploys")
-          .set({
-            status: "running",
-            phase: "starting",
-            started_at: nowIso(),
-            lease_owner: owner,
-            lease_expires_at: isoIn(leaseMs),
-          })
-          .where("id", "=", candidate.id)
-          .where("status", "=", "queued")
-          .returningAll()
-          .executeTakeFirst();
-        if (row) return toDeploy(row);
+        const claimed = await this.db.transaction().execute(async (trx) => {
+          const row = await trx
+            .updateTable("deploys")
+            .set({
+              status: "running",
+              phase: "starting",
+              started_at: nowIso(),
+              lease_owner: owner,
+              lease_expires_at: isoIn(leaseMs),
+            })
+            .where("id", "=", candidate.id)
+            .where("status", "=", "queued")
+            .returningAll()
+            .executeTakeFirst();
+          if (!row) return undefined;
+          const deploy = toDeploy(row);
+          await notifyDeploy(trx, deploy);
+          return deploy;
+        });
+        if (claimed) return claimed;
       } catch (error) {
         if (!this.caps.isUniqueViolation(error)) throw error;
       }
@@ -244,12 +254,26 @@ export class DeployStore {
     if (changes.sha !== undefined) set["sha"] = changes.sha;
     if (changes.previousSha !== undefined) set["previous_sha"] = changes.previousSha;
     if (Object.keys(set).length === 0) return;
-    await this.db
-      .updateTable("deploys")
-      .set(set)
-      .where("id", "=", id)
-      .where("lease_owner", "=", owner)
-      .execute();
+    if (changes.status !== "waiting") {
+      await this.db
+        .updateTable("deploys")
+        .set(set)
+        .where("id", "=", id)
+        .where("lease_owner", "=", owner)
+        .execute();
+      return;
+    }
+    // Waiting (for an approval): told to the outside world with the change.
+    await this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable("deploys")
+        .set(set)
+        .where("id", "=", id)
+        .where("lease_owner", "=", owner)
+        .returningAll()
+        .executeTakeFirst();
+      if (row) await notifyDeploy(trx, toDeploy(row));
+    });
   }
 
   /**
@@ -329,7 +353,9 @@ export class DeployStore {
         .where("id", "=", id)
         .returningAll()
         .executeTakeFirstOrThrow();
-      return toDeploy(updated);
+      const deploy = toDeploy(updated);
+      await notifyDeploy(trx, deploy);
+      return deploy;
     });
   }
 
@@ -352,7 +378,10 @@ export class DeployStore {
         .where("status", "=", "queued")
         .returningAll()
         .executeTakeFirst();
-      if (row) await appendNote(trx, id, `==> cancelled by ${by} before it started`);
+      if (row) {
+        await appendNote(trx, id, `==> cancelled by ${by} before it started`);
+        await notifyDeploy(trx, toDeploy(row), by);
+      }
       return row;
     });
     if (queued) return toDeploy(queued);
@@ -404,9 +433,10 @@ export class DeployStore {
         .where("status", "in", ACTIVE);
       query =
         owner === null ? query.where("lease_owner", "is", null) : query.where("lease_owner", "=", owner);
-      const result = await query.executeTakeFirst();
-      if (Number(result.numUpdatedRows) !== 1) return false;
+      const row = await query.returningAll().executeTakeFirst();
+      if (!row) return false;
       await appendNote(trx, id, `==> interrupted: ${message}; marked failed (interrupted)`);
+      await notifyDeploy(trx, toDeploy(row));
       return true;
     });
   }
@@ -501,4 +531,13 @@ export async function insertDeploy(
     .returningAll()
     .executeTakeFirstOrThrow();
   return toDeploy(row);
+}
+
+/**
+ * The deploy's new state as a notification event, written in the transaction
+ * that made the change (the transactional outbox: src/notify/).
+ */
+async function notifyDeploy(trx: Transaction<Schema>, deploy: Deploy, actor?: string): Promise<void> {
+  const kind = deployEventKind(deploy);
+  if (kind) await recordNotifyEvent(trx, deployEvent(deploy, kind, nowIso(), actor));
 }

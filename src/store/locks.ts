@@ -1,6 +1,8 @@
 import type { Kysely } from "kysely";
 import { TurnoutError } from "../domain/errors.js";
 import type { Lock } from "../domain/lock.js";
+import { lockEvent } from "../domain/notification-event.js";
+import { recordNotifyEvent } from "./notify-outbox.js";
 import { nowIso, toJson, toLock } from "./rows.js";
 import type { Schema } from "./schema.js";
 
@@ -59,7 +61,10 @@ export class LockStore {
         .insertInto("audit_events")
         .values({ at: now, actor: by, action: "lock", app, env, details: toJson({ reason }) })
         .execute();
-      return { app, env, lockedBy: by, reason, createdAt: existing?.created_at ?? now };
+      const lock = { app, env, lockedBy: by, reason, createdAt: existing?.created_at ?? now };
+      // Told in the same transaction (the outbox); a changed reason is not a new lock.
+      if (!existing) await recordNotifyEvent(trx, lockEvent(lock, "lock.locked", by, now));
+      return lock;
     });
   }
 
@@ -85,7 +90,9 @@ export class LockStore {
           details: toJson({ lockedBy: existing.locked_by, reason: existing.reason }),
         })
         .execute();
-      return toLock(existing);
+      const lock = toLock(existing);
+      await recordNotifyEvent(trx, lockEvent(lock, "lock.unlocked", by, nowIso()));
+      return lock;
     });
   }
 }

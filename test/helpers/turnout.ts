@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { resolveSettings, type ServerSettings } from "../../src/config/settings.js";
 import type { Engine } from "../../src/engine/engine.js";
-import { type RunningServer, startServer } from "../../src/server/start-server.js";
+import { type RunningServer, type StartOptions, startServer } from "../../src/server/start-server.js";
 import type { Store } from "../../src/store/store.js";
 import { ensureBuilt } from "./built-cli.js";
 import { type Backend, createTestDatabase, type TestDatabase } from "./databases.js";
@@ -50,6 +50,12 @@ export interface TestTurnoutOptions {
   polling?: boolean;
   /** Fleet deploys: how long to wait for a disconnected agent. */
   fleetReconnectGraceMs?: number;
+  /** A settings file (YAML) for the server, e.g. its `notify:` channels. */
+  settingsFile?: string;
+  /** Notification dispatcher tuning. */
+  notify?: StartOptions["notify"];
+  /** Reuse this data directory and database (a restart of an earlier server); not removed by stop(). */
+  reuse?: { root: string; database?: TestDatabase };
 }
 
 export const DEFAULT_MANIFEST = `repo: "{repo}"
@@ -83,19 +89,21 @@ export function stagingScript(script: string): string {
 export async function startTurnout(options: TestTurnoutOptions = {}): Promise<TestTurnout> {
   // Manifests are parsed in a worker thread, which runs the built dist/ (it cannot load .ts).
   await ensureBuilt();
-  const root = await mkdtemp(path.join(tmpdir(), "turnout-test-"));
+  const root = options.reuse?.root ?? (await mkdtemp(path.join(tmpdir(), "turnout-test-")));
   const dataDir = path.join(root, "data");
   const configDir = path.join(root, "turnout.d");
+  // `git init` again on a reused repository changes nothing in it.
   const repo = await makeRepo(path.join(root, "origin"));
-  await repo.commit(
-    {
-      VERSION: "1.0.0\n",
-      "deploy.sh": 'set -eu\necho "deploy.sh env=$1 sha=$2 ref=$3"\ncat VERSION\n',
-    },
-    "first",
-  );
-  let database: TestDatabase | undefined;
-  if (options.backend === "postgres") database = await createTestDatabase("postgres");
+  if (!options.reuse)
+    await repo.commit(
+      {
+        VERSION: "1.0.0\n",
+        "deploy.sh": 'set -eu\necho "deploy.sh env=$1 sha=$2 ref=$3"\ncat VERSION\n',
+      },
+      "first",
+    );
+  let database: TestDatabase | undefined = options.reuse?.database;
+  if (!options.reuse && options.backend === "postgres") database = await createTestDatabase("postgres");
   const env: Record<string, string | undefined> = {
     PATH: process.env["PATH"],
     HOME: process.env["HOME"],
@@ -106,6 +114,9 @@ export async function startTurnout(options: TestTurnoutOptions = {}): Promise<Te
     TURNOUT_KILL_GRACE: "2s",
     // Tests deploy right after start: wait for every manifest, however loaded the machine.
     TURNOUT_CONFIG_STARTUP_WAIT: "60s",
+    ...(options.settingsFile !== undefined
+      ? { TURNOUT_SETTINGS_FILE: writeSettings(root, options.settingsFile) }
+      : {}),
   };
   const settings = resolveSettings(
     {
@@ -130,6 +141,7 @@ export async function startTurnout(options: TestTurnoutOptions = {}): Promise<Te
     configReloadMs: 60_000,
     polling: options.polling === true,
     fleetReconnectGraceMs: options.fleetReconnectGraceMs ?? 3000,
+    ...(options.notify ? { notify: options.notify } : {}),
   });
   const adminToken = readFileSync(path.join(dataDir, "admin-token"), "utf8").trim();
 
@@ -178,8 +190,15 @@ export async function startTurnout(options: TestTurnoutOptions = {}): Promise<Te
     },
     async stop() {
       await server.close();
+      if (options.reuse) return;
       await database?.drop();
       await rm(root, { recursive: true, force: true });
     },
   };
+}
+
+function writeSettings(root: string, yaml: string): string {
+  const file = path.join(root, "settings.yaml");
+  writeFileSync(file, yaml);
+  return file;
 }

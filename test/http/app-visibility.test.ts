@@ -1,5 +1,6 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: API responses are untyped JSON in these tests
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { lockEvent } from "../../src/domain/notification-event.js";
 import { hmacSha256Header } from "../../src/http/webhooks/signatures.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
 import { newDeploy } from "../store/fixtures.js";
@@ -15,6 +16,7 @@ let t: TestTurnout;
 const tokens: Record<string, string> = {};
 let theirDeploy: number;
 let mineDeploy: number;
+let theirDelivery: number;
 const THEIR_DIGEST = "b".repeat(64);
 const GHOST_DIGEST = "c".repeat(64);
 const MINE_HOOK = "mine-hook-secret";
@@ -81,6 +83,25 @@ beforeAll(async () => {
       tokenHash: null,
       grant: { apps: null, labels: null },
     });
+  // A notification delivery of `theirs` (fanned out here to a channel of the test's own).
+  while ((await t.store.notify.list({ app: "theirs", limit: 1 })).length === 0) {
+    await t.store.notify.record(
+      lockEvent(
+        {
+          app: "theirs",
+          env: "staging",
+          lockedBy: "test",
+          reason: "probe",
+          createdAt: new Date().toISOString(),
+        },
+        "lock.locked",
+        "test",
+        new Date().toISOString(),
+      ),
+    );
+    await t.store.notify.fanOut(100, (event) => (event.app === "theirs" ? ["probe"] : []));
+  }
+  theirDelivery = (await t.store.notify.list({ app: "theirs", limit: 1 }))[0]!.id;
   await host("host-mine", { team: "mine" });
   await host("host-theirs", { team: "theirs" });
   await host("host-idle", {});
@@ -227,6 +248,19 @@ function probes(): Probe[] {
       method: "GET",
       urls: pair((a) => env(a, "/rollback-preview")),
       asked: APPS,
+    },
+    // Notification deliveries.
+    {
+      route: "/api/v1/apps/{app}/deliveries",
+      method: "GET",
+      urls: pair((a) => `/api/v1/apps/${a}/deliveries`),
+      asked: APPS,
+    },
+    {
+      route: "/api/v1/deliveries/{id}",
+      method: "GET",
+      urls: [`/api/v1/deliveries/${theirDelivery}`, "/api/v1/deliveries/999999"],
+      asked: [String(theirDelivery), "999999"],
     },
     {
       route: "/api/v1/hosts/{name}/history",
