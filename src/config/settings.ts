@@ -8,8 +8,8 @@ import { refProblem } from "../domain/refs.js";
 import { DEFAULT_RETENTION, type RetentionSettings } from "../domain/retention.js";
 import { isRelativeRemotePath, remoteKind } from "../git/remote-url.js";
 import { STARTUP_WAIT_MS } from "./manifest-limits.js";
-import { resolveSlackSettings, type SlackSettings, slackFileSchema } from "./slack-settings.js";
 import { type NotifySettings, resolveNotifySettings } from "./notify-settings.js";
+import { resolveSlackSettings, type SlackSettings, slackFileSchema } from "./slack-settings.js";
 
 /**
  * Server settings, resolved once at start-up: flags > environment > settings
