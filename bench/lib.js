@@ -47,7 +47,7 @@ export function nodeArgs(variable) {
 }
 
 /** `turnout server` from bin/, with a data and a config directory of its own under `dir`. */
-export async function startServer(dir, manifest) {
+export async function startServer(dir, manifest, extraEnv = {}) {
   const configDir = path.join(dir, "turnout.d");
   const dataDir = path.join(dir, "data");
   mkdirSync(configDir, { recursive: true });
@@ -69,7 +69,7 @@ export async function startServer(dir, manifest) {
     ],
     {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, TURNOUT_DATABASE_URL: "" },
+      env: { ...process.env, TURNOUT_DATABASE_URL: "", ...extraEnv },
     },
   );
   track(child);

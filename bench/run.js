@@ -9,16 +9,18 @@
 //   node bench/run.js core       only the server and API figures
 //   node bench/run.js upload     only artifact uploads (npm run bench:upload)
 //   node bench/run.js ui         only the web UI (bundle size, overview of 200 apps in Chromium)
+//   node bench/run.js notify     only notifications (outbox drain rate; deploys with 5 channels vs none)
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { runCore } from "./core.js";
 import { runFleet } from "./fleet.js";
 import { cpuTimes, killAll, stealPercent } from "./lib.js";
+import { runNotify } from "./notify.js";
 import { runUi } from "./ui.js";
 import { runUpload } from "./upload.js";
 
-const suites = { core: runCore, fleet: runFleet, upload: runUpload, ui: runUi };
+const suites = { core: runCore, fleet: runFleet, upload: runUpload, ui: runUi, notify: runNotify };
 const wanted = process.argv.slice(2);
 for (const name of wanted) {
   if (!(name in suites)) {

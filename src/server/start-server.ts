@@ -261,7 +261,7 @@ export async function startServer(
     });
     notifier.start();
     // Stopped after the engine (cleanups run last-registered first): the last deploys' events go out too.
-    cleanups.splice(cleanups.indexOf(stopEngine), 0, () => notifier.stop());
+    cleanups.splice(cleanups.indexOf(stopEngine) + 1, 0, () => notifier.stop());
     cleanups.unshift(engine.changes(() => notifier.wake()));
 
     const status = config.status();

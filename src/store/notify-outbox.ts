@@ -220,7 +220,18 @@ export class NotifyStore {
     if (updates.length === 0) return;
     await this.db.transaction().execute(async (trx) => {
       const now = nowIso();
+      // The common case, delivered with nothing to remember, is one statement for the whole round.
+      const plain = updates.filter((u) => u.outcome === "delivered" && u.state === undefined).map((u) => u.id);
+      for (let i = 0; i < plain.length; i += 500) {
+        await trx
+          .updateTable("notify_deliveries")
+          .set({ status: "delivered", delivered_at: now, updated_at: now, lease_owner: null, lease_until: null })
+          .where("id", "in", plain.slice(i, i + 500))
+          .where("lease_owner", "=", owner)
+          .execute();
+      }
       for (const update of updates) {
+        if (update.outcome === "delivered" && update.state === undefined) continue;
         const base = trx
           .updateTable("notify_deliveries")
           .where("id", "=", update.id)

@@ -54,6 +54,8 @@ export interface TestTurnoutOptions {
   settingsFile?: string;
   /** Notification dispatcher tuning. */
   notify?: StartOptions["notify"];
+  /** A database made by the test (PostgreSQL), instead of one of its own. */
+  database?: TestDatabase;
   /** Reuse this data directory and database (a restart of an earlier server); not removed by stop(). */
   reuse?: { root: string; database?: TestDatabase };
 }
@@ -102,8 +104,8 @@ export async function startTurnout(options: TestTurnoutOptions = {}): Promise<Te
       },
       "first",
     );
-  let database: TestDatabase | undefined = options.reuse?.database;
-  if (!options.reuse && options.backend === "postgres") database = await createTestDatabase("postgres");
+  let database: TestDatabase | undefined = options.reuse?.database ?? options.database;
+  if (!database && options.backend === "postgres") database = await createTestDatabase("postgres");
   const env: Record<string, string | undefined> = {
     PATH: process.env["PATH"],
     HOME: process.env["HOME"],
@@ -137,7 +139,7 @@ export async function startTurnout(options: TestTurnoutOptions = {}): Promise<Te
   );
 
   const server = await startServer(settings, {
-    print: () => undefined,
+    print: process.env["TURNOUT_TEST_PRINT"] ? (line: string) => console.log(line) : () => undefined,
     configReloadMs: 60_000,
     polling: options.polling === true,
     fleetReconnectGraceMs: options.fleetReconnectGraceMs ?? 3000,
