@@ -150,6 +150,15 @@ export function toAppConfig(
   const needsGithub =
     Object.values(environments).some((e) => (e.checks?.required.length ?? 0) > 0) ||
     (pipeline?.stages.some((s) => (s.gate?.checks?.required.length ?? 0) > 0) ?? false);
+  if (input.github?.deploy_on_deployment_event && !github) {
+    problems.push({
+      file,
+      line: null,
+      field: "github.repository",
+      message:
+        "`deploy_on_deployment_event` needs the GitHub repository: name it (github.repository) or use a github.com repo URL",
+    });
+  }
   if (needsGithub && !github) {
     problems.push({
       file,
@@ -316,6 +325,7 @@ function toGithub(
     repository,
     ...(token !== undefined ? { token } : {}),
     ...(tokenEnv !== undefined ? { tokenEnv } : {}),
+    ...(input.github?.deploy_on_deployment_event ? { deployOnDeploymentEvent: true } : {}),
   };
 }
 

@@ -368,6 +368,8 @@ export const manifestSchema = z
           .optional(),
         api_url: z.string().url().optional(),
         token_env: envVarName.optional(),
+        /** A GitHub `deployment` event for the repository starts a deploy of its commit (docs/integrations.md). */
+        deploy_on_deployment_event: z.boolean().optional(),
       })
       .strict()
       .optional(),

@@ -9,6 +9,7 @@ import { DEFAULT_RETENTION, type RetentionSettings } from "../domain/retention.j
 import { isRelativeRemotePath, remoteKind } from "../git/remote-url.js";
 import { STARTUP_WAIT_MS } from "./manifest-limits.js";
 import { type NotifySettings, resolveNotifySettings } from "./notify-settings.js";
+import { resolveSlackSettings, type SlackSettings, slackFileSchema } from "./slack-settings.js";
 
 /**
  * Server settings, resolved once at start-up: flags > environment > settings
@@ -71,6 +72,8 @@ export interface ServerSettings {
   environment: Record<string, string | undefined>;
   /** What the garbage collector keeps, and when it runs (see domain/retention.ts). */
   retention: RetentionSettings;
+  /** Slack slash commands (see slack-settings.ts); undefined: off. */
+  slack?: SlackSettings;
   /** Notification channels and their credentials, the retry policy, the public URL (config/notify-settings.ts). */
   notify?: NotifySettings;
 }
@@ -128,6 +131,7 @@ const fileSchema = z
       })
       .strict()
       .optional(),
+    slack: slackFileSchema.optional(),
   })
   .strict();
 
@@ -242,8 +246,13 @@ export function resolveSettings(
     ),
     environment: env,
     retention: resolveRetention(file.retention ?? {}, env),
+    ...optional("slack", resolveSlackSettings(file.slack, env)),
     notify: resolveNotifySettings(file.notify, env["TURNOUT_PUBLIC_URL"] || file.public_url, env),
   };
+}
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }
 
 /** Retention: environment > settings file (`retention:`) > defaults. Durations take `d` (days) too. */

@@ -68,6 +68,8 @@ export interface GithubConfig {
   repository: string;
   token?: string;
   tokenEnv?: string;
+  /** A GitHub `deployment` event (signed webhook) for the repository starts a deploy of its commit. */
+  deployOnDeploymentEvent?: boolean;
 }
 
 /** `promote_from` (domain/promotion.ts): the environment whose releases this one takes. */

@@ -21,6 +21,8 @@ export interface Principal {
   host?: { id: number; name: string };
   /** Short-lived tokens (browser sign-ins): when the token stops working. */
   expiresAt?: string | null;
+  /** Where the request came from: set by front ends that are not bearer-token API calls (chat, webhooks, schedules). */
+  source?: "api" | "cli" | "chat" | "webhook" | "schedule";
 }
 
 export type Permission = "read" | "deploy" | "admin" | "agent";

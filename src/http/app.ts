@@ -11,6 +11,7 @@ import {
   installErrorHandlers,
   MAX_PARAM_LENGTH,
 } from "./error-mapping.js";
+import { registerSlackCommandRoutes } from "./integrations/slack-commands.js";
 import { registerOpenApi } from "./openapi.js";
 import { installBodyTimeouts } from "./request-timeouts.js";
 import { registerAgentConnect } from "./routes/agent-connect.js";
@@ -133,6 +134,8 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
   registerHealthRoutes(app, deps.version);
   // Authenticated by signatures, not bearer tokens: outside the bearer hook, with raw bodies.
   await registerWebhookRoutes(app, deps);
+  // Authenticated by Slack's signature, with raw bodies too.
+  await registerSlackCommandRoutes(app, deps);
   // Authenticated on the upgrade request, before any socket exists.
   registerAgentConnect(app, deps);
   // The sign-in code is the credential: no bearer token yet.

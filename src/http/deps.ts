@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from "fastify";
 import type { ArtifactStore } from "../artifacts/artifact-store.js";
 import type { ServerSettings } from "../config/settings.js";
+import type { SlackSettings } from "../config/slack-settings.js";
 import type { EngineApi } from "../engine/api.js";
 import type { GarbageCollectorApi } from "../engine/garbage-collector.js";
 import type { AgentHub } from "../providers/fleet/agent-hub.js";
@@ -33,4 +34,6 @@ export interface HttpDeps {
   gc?: GarbageCollectorApi;
   /** The built web UI (dist/web) to serve at `/`; absent: no UI routes. */
   webRoot?: string;
+  /** Slack slash commands (`/api/v1/integrations/slack/commands`); absent: that route answers 404. */
+  slack?: SlackSettings;
 }

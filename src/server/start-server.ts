@@ -16,8 +16,9 @@ import { moveLegacyHostedRepos } from "../git/hosted-repos.js";
 import { GitMirrors } from "../git/mirrors.js";
 import { buildHttpApp } from "../http/app.js";
 import { defaultWebRoot } from "../http/web-ui.js";
+import { githubDeploymentsFactory } from "../notify/channels/github-deployments.js";
 import { Notifier, type NotifierOptions } from "../notify/notifier.js";
-import { createChannels } from "../notify/registry.js";
+import { CHANNEL_TYPES, createChannels } from "../notify/registry.js";
 import { AgentHub, type AgentHubTiming } from "../providers/fleet/agent-hub.js";
 import { SshHostOps } from "../providers/fleet/ssh/ssh-host-ops.js";
 import { Store } from "../store/store.js";
@@ -116,9 +117,18 @@ export async function startServer(
     opening.catch(() => undefined); // awaited below; it must not count as unhandled meanwhile
 
     // Bad channel settings stop the start here, before anything runs.
-    const channels = createChannels(settings.notify?.channels ?? [], {
-      report: (message) => print(`notify: ${message}`),
+    // The GitHub Deployments channel reads an app's repository and a deploy's parameters when it
+    // sends, which is only ever after the store and the configuration below exist.
+    const late: { store?: Store; config?: ConfigProvider } = {};
+    const github = githubDeploymentsFactory({
+      app: (name) => late.config?.current().apps.get(name),
+      deploy: (id) => late.store!.deploys.get(id),
     });
+    const channels = createChannels(
+      settings.notify?.channels ?? [],
+      { report: (message) => print(`notify: ${message}`) },
+      [...CHANNEL_TYPES, github],
+    );
 
     const store = await Store.open({
       url: settings.databaseUrl,
@@ -128,6 +138,8 @@ export async function startServer(
     const createdAdminToken = await bootstrapAdminToken(store, settings.dataDir);
 
     const config = await opening;
+    late.store = store;
+    late.config = config;
     // Hosted repositories of older versions move to their new place before
     // anything creates one there (engine, pushes); apps whose manifest is
     // still being parsed get the same once it is.
@@ -229,6 +241,7 @@ export async function startServer(
       artifacts,
       gc,
       webRoot: defaultWebRoot(),
+      ...(settings.slack ? { slack: settings.slack } : {}),
     });
     await http.listen({ port: settings.port, host: settings.host });
     cleanups.unshift(() => http.close());

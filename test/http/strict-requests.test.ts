@@ -67,6 +67,7 @@ const RAW_BODIES = new Set([
   "POST /api/v1/webhooks/gitlab",
   "POST /api/v1/webhooks/generic",
   "POST /api/v1/apps/{app}/artifacts",
+  "POST /api/v1/integrations/slack/commands",
 ]);
 
 function operations(): { method: string; path: string; url: string; op: any }[] {
@@ -183,6 +184,16 @@ describe("every route refuses what it does not take", () => {
     expect({ status: upload.status, code: upload.body.error.code }).toEqual({
       status: 415,
       code: "E_UNSUPPORTED_MEDIA_TYPE",
+    });
+    const slack = await send("POST", "/api/v1/integrations/slack/commands", '{"unknown_field": 1}');
+    expect({
+      status: slack.status,
+      code: slack.json?.error?.code,
+      message: slack.json?.error?.message,
+    }).toEqual({
+      status: 415,
+      code: "E_UNSUPPORTED_MEDIA_TYPE",
+      message: "unsupported content type: Slack sends application/x-www-form-urlencoded",
     });
   });
 });

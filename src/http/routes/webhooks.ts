@@ -5,6 +5,7 @@ import type { AppConfig } from "../../domain/app-config.js";
 import { TurnoutError } from "../../domain/errors.js";
 import type { HttpDeps } from "../deps.js";
 import { deliver } from "../webhooks/deliver.js";
+import { deploymentEvent } from "../webhooks/deployment-event.js";
 import { headerOf, optionalToken, requiredToken } from "../webhooks/headers.js";
 import {
   githubRepository,
@@ -57,9 +58,10 @@ export async function registerWebhookRoutes(app: FastifyInstance, deps: HttpDeps
         {
           config: raw,
           schema: schema(
-            "GitHub webhook (push, ping)",
+            "GitHub webhook (push, ping, deployment)",
             "Verified with X-Hub-Signature-256 (HMAC-SHA256 of the body with the app's webhook secret). " +
-              "A push makes Turnout fetch the repository now: 202 {accepted}; a redelivery: 200 {duplicate}.",
+              "A push makes Turnout fetch the repository now: 202 {accepted}; a redelivery: 200 {duplicate}. " +
+              "A deployment starts a deploy of its commit for apps with github.deploy_on_deployment_event: 202 {deploys}.",
           ),
         },
         async (request, reply) => {
@@ -72,6 +74,14 @@ export async function registerWebhookRoutes(app: FastifyInstance, deps: HttpDeps
           );
           const event = requiredToken(request, "X-GitHub-Event");
           if (event === "ping") return { ok: true, event: "ping" };
+          if (event === "deployment") {
+            const outcome = await deploymentEvent(deps, request.log, {
+              id: requiredToken(request, "X-GitHub-Delivery"),
+              apps,
+              payload: parsePayload(raw, contentType),
+            });
+            return reply.code(outcome.status).send(outcome.body);
+          }
           if (event !== "push") return reply.code(202).send({ ignored: event });
           const id = requiredToken(request, "X-GitHub-Delivery");
           const outcome = await deliver(deps, request.log, {
