@@ -16,6 +16,7 @@ import { installBodyTimeouts } from "./request-timeouts.js";
 import { registerAgentConnect } from "./routes/agent-connect.js";
 import { registerAppRoutes } from "./routes/apps.js";
 import { registerArtifactRoutes } from "./routes/artifacts.js";
+import { registerAuditRoutes } from "./routes/audit.js";
 import { registerConfigRoutes } from "./routes/config.js";
 import { registerDeployLogRoutes } from "./routes/deploy-log.js";
 import { registerDeployRoutes } from "./routes/deploys.js";
@@ -155,6 +156,7 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
       registerDeployLogRoutes(api, deps, { timing, streams });
       registerTokenRoutes(api, deps);
       registerConfigRoutes(api, deps);
+      registerAuditRoutes(api, deps);
       registerArtifactRoutes(api, deps);
       registerHostRoutes(api, deps);
       registerGcRoutes(api, deps);

@@ -22,6 +22,7 @@ import { Store } from "../store/store.js";
 import { bootstrapAdminToken } from "./admin-token.js";
 import { lockDataDir } from "./data-dir-lock.js";
 import { DEMO_FIRST_VERSION, ensureDemo, releaseDemoFirstVersion } from "./demo.js";
+import { recordConfigReload } from "./config-audit.js";
 import { ServerLog } from "./server-log.js";
 import { VERSION } from "./version.js";
 
@@ -143,7 +144,14 @@ export async function startServer(
     const stopReload = () => clearInterval(reload);
     cleanups.unshift(stopReload);
     // Whoever refreshed it (the timer above, a webhook on the config repository): say what changed.
-    cleanups.unshift(config.onChange((previous, next) => log.configChanged(previous, next, config)));
+    cleanups.unshift(
+      config.onChange((previous, next) => {
+        log.configChanged(previous, next, config);
+        void recordConfigReload(store, previous, next).catch((error: Error) =>
+          print(`config: could not record the reload in the audit trail: ${error.message}`),
+        );
+      }),
+    );
 
     // Providers redeliver webhooks within hours, never after a week: forget older deliveries.
     const pruneDeliveries = () =>

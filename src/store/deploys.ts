@@ -1,14 +1,17 @@
 import type { Kysely, Transaction } from "kysely";
+import { type AuditActor, sourceOfTrigger } from "../domain/audit.js";
 import {
   type Components,
   type Deploy,
   type DeployStatus,
+  deployLabel,
   deployNotFound,
   type FailureCode,
   type Trigger,
 } from "../domain/deploy.js";
 import { TurnoutError } from "../domain/errors.js";
 import type { Lock } from "../domain/lock.js";
+import { insertAudit } from "./audit.js";
 import type { Capabilities } from "./capabilities.js";
 import { appendNote } from "./logs.js";
 import { isoIn, nowIso, toDeploy, toJson, toLock } from "./rows.js";
@@ -35,6 +38,8 @@ export interface NewDeploy {
   /** Fleets: deploy this uploaded artifact. */
   artifact?: string | null;
   environmentConfig?: unknown;
+  /** Who asked, for the audit trail; default: the user, from where the trigger says. */
+  actor?: AuditActor;
 }
 
 /**
@@ -500,5 +505,38 @@ export async function insertDeploy(
     })
     .returningAll()
     .executeTakeFirstOrThrow();
-  return toDeploy(row);
+  const deploy = toDeploy(row);
+  // Every deploy enters through here (requests, rollbacks, auto-deploys,
+  // fleet operations): its audit event is written here, in its transaction.
+  await insertAudit(
+    trx,
+    {
+      actor: input.actor ?? {
+        name: input.user,
+        tokenId: null,
+        role: null,
+        source: sourceOfTrigger(input.trigger),
+      },
+      action: input.rollbackOf != null ? "rollback" : "deploy",
+      app: input.app,
+      env: input.env,
+      target: deployLabel(deploy),
+      details: {
+        deploy: deploy.id,
+        number,
+        trigger: input.trigger,
+        ref: input.ref,
+        sha: input.sha,
+        force: input.force,
+        ...(ignoredSafeties.length > 0 ? { ignoredSafeties } : {}),
+        ...(input.rollbackOf != null ? { rollbackOf: input.rollbackOf } : {}),
+        ...(input.slot ? { slot: input.slot } : {}),
+        ...(input.artifact ? { artifact: input.artifact } : {}),
+        // Names only: parameter values are the caller's text and may be anything.
+        ...(Object.keys(input.params).length > 0 ? { params: Object.keys(input.params).sort() } : {}),
+      },
+    },
+    now,
+  );
+  return deploy;
 }

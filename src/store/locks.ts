@@ -1,7 +1,9 @@
 import type { Kysely } from "kysely";
+import type { AuditActor } from "../domain/audit.js";
 import { TurnoutError } from "../domain/errors.js";
 import type { Lock } from "../domain/lock.js";
-import { nowIso, toJson, toLock } from "./rows.js";
+import { actorName, insertAudit } from "./audit.js";
+import { nowIso, toLock } from "./rows.js";
 import type { Schema } from "./schema.js";
 
 /** Environment locks. Locking and unlocking are audit events, written in the same transaction. */
@@ -26,7 +28,8 @@ export class LockStore {
    * Locks an environment. Locking it again by the same person updates the
    * reason; someone else's lock is not silently taken over.
    */
-  async lock(app: string, env: string, by: string, reason: string): Promise<Lock> {
+  async lock(app: string, env: string, actor: AuditActor | string, reason: string): Promise<Lock> {
+    const by = actorName(actor);
     return this.db.transaction().execute(async (trx) => {
       const existing = await trx
         .selectFrom("locks")
@@ -55,16 +58,17 @@ export class LockStore {
       } else {
         await trx.insertInto("locks").values({ app, env, locked_by: by, reason, created_at: now }).execute();
       }
-      await trx
-        .insertInto("audit_events")
-        .values({ at: now, actor: by, action: "lock", app, env, details: toJson({ reason }) })
-        .execute();
+      await insertAudit(
+        trx,
+        { actor, action: "lock", app, env, target: `${app}/${env}`, details: { reason } },
+        now,
+      );
       return { app, env, lockedBy: by, reason, createdAt: existing?.created_at ?? now };
     });
   }
 
   /** Removes a lock; returns the lock that was removed, or undefined if there was none. */
-  async unlock(app: string, env: string, by: string): Promise<Lock | undefined> {
+  async unlock(app: string, env: string, actor: AuditActor | string): Promise<Lock | undefined> {
     return this.db.transaction().execute(async (trx) => {
       const existing = await trx
         .selectFrom("locks")
@@ -74,17 +78,14 @@ export class LockStore {
         .executeTakeFirst();
       if (!existing) return undefined;
       await trx.deleteFrom("locks").where("app", "=", app).where("env", "=", env).execute();
-      await trx
-        .insertInto("audit_events")
-        .values({
-          at: nowIso(),
-          actor: by,
-          action: "unlock",
-          app,
-          env,
-          details: toJson({ lockedBy: existing.locked_by, reason: existing.reason }),
-        })
-        .execute();
+      await insertAudit(trx, {
+        actor,
+        action: "unlock",
+        app,
+        env,
+        target: `${app}/${env}`,
+        details: { lockedBy: existing.locked_by, reason: existing.reason },
+      });
       return toLock(existing);
     });
   }

@@ -9,6 +9,7 @@ import * as m0006 from "./0006-release-identity.js";
 import * as m0008 from "./0008-host-token-use.js";
 import * as m0009 from "./0009-retention.js";
 import * as m0010 from "./0010-dashboard.js";
+import * as m0012 from "./0012-audit.js";
 
 /**
  * The numbered migrations, in order. One list serves both backends; a
@@ -29,4 +30,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0008-host-token-use": m0008,
   "0009-retention": m0009,
   "0010-dashboard": m0010,
+  "0012-audit": m0012,
 };
