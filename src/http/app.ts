@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from "fastify";
+import Fastify, { type FastifyInstance, LogController } from "fastify";
 import { serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import { DEFAULT_HTTP_LIMITS } from "../config/settings.js";
 import { TurnoutError } from "../domain/errors.js";
@@ -12,6 +12,7 @@ import {
   MAX_PARAM_LENGTH,
 } from "./error-mapping.js";
 import { registerOpenApi } from "./openapi.js";
+import { installRequestLog, requestId } from "./request-log.js";
 import { installBodyTimeouts } from "./request-timeouts.js";
 import { registerAgentConnect } from "./routes/agent-connect.js";
 import { registerAppRoutes } from "./routes/apps.js";
@@ -96,6 +97,11 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
   const limits = { ...DEFAULT_HTTP_LIMITS, ...deps.settings };
   const app = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
+    // Request ids: the caller's X-Request-Id when well-formed, else a new one (request-log.ts).
+    genReqId: requestId,
+    requestIdHeader: false,
+    // One line per request, written by request-log.ts (Fastify's two would log URLs with their queries).
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "reqId" }),
     bodyLimit: deps.settings.bodyLimit,
     // Stalled clients: headers by Node (checked often enough to be close to
     // the limit), bodies by request-timeouts.ts (Node's requestTimeout would
@@ -117,6 +123,8 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   capConnections(app, limits.maxConnections);
+  // First, so that every answer (refusals included) carries its request id.
+  installRequestLog(app, deps.observeRequest);
   installBodyTimeouts(app, { bodyTimeoutMs: limits.bodyTimeoutMs, minRate: limits.uploadMinRate });
   const allowed = new AllowedMethods();
   allowed.install(app);

@@ -5,6 +5,7 @@ import type { EngineApi } from "../engine/api.js";
 import type { GarbageCollectorApi } from "../engine/garbage-collector.js";
 import type { AgentHub } from "../providers/fleet/agent-hub.js";
 import type { Store } from "../store/store.js";
+import type { RequestObserver } from "./request-log.js";
 
 export type HttpLimit =
   | "headersTimeoutMs"
@@ -31,6 +32,8 @@ export interface HttpDeps {
   artifacts?: ArtifactStore;
   /** Retention's garbage collector (`POST /api/v1/gc`); without it that route answers 503. */
   gc?: GarbageCollectorApi;
+  /** Told of every answered request (the server's metrics). */
+  observeRequest?: RequestObserver;
   /** The built web UI (dist/web) to serve at `/`; absent: no UI routes. */
   webRoot?: string;
 }

@@ -16,13 +16,14 @@ import { moveLegacyHostedRepos } from "../git/hosted-repos.js";
 import { GitMirrors } from "../git/mirrors.js";
 import { buildHttpApp } from "../http/app.js";
 import { defaultWebRoot } from "../http/web-ui.js";
+import { createLogger, type Logger, messagesTo } from "../observability/logger.js";
 import { AgentHub, type AgentHubTiming } from "../providers/fleet/agent-hub.js";
 import { SshHostOps } from "../providers/fleet/ssh/ssh-host-ops.js";
 import { Store } from "../store/store.js";
 import { bootstrapAdminToken } from "./admin-token.js";
+import { recordConfigReload } from "./config-audit.js";
 import { lockDataDir } from "./data-dir-lock.js";
 import { DEMO_FIRST_VERSION, ensureDemo, releaseDemoFirstVersion } from "./demo.js";
-import { recordConfigReload } from "./config-audit.js";
 import { ServerLog } from "./server-log.js";
 import { VERSION } from "./version.js";
 
@@ -59,8 +60,10 @@ export interface StartOptions {
   configStartupWaitMs?: number;
   /** The manifest parser's limits, and a hold to observe a parse in progress (tests). */
   manifestParser?: Partial<Omit<ManifestParserOptions, "load">>;
-  /** Where the banner and warnings go; default stdout/stderr. */
+  /** Only the messages of the log, one per call (tests); default: the logger below. */
   print?: (line: string) => void;
+  /** The server's logger; default: pino on stdout, at settings.logLevel, in settings.logFormat. */
+  logger?: Logger;
   /** How often the configuration is looked at again (default: settings.configPollMs). */
   configReloadMs?: number;
   /** Look at repositories on their poll intervals (default true; tests poke by hand). */
@@ -85,7 +88,16 @@ export async function startServer(
   settings: ServerSettings,
   options: StartOptions = {},
 ): Promise<RunningServer> {
-  const log = new ServerLog(options.print ?? ((line: string) => console.log(line)));
+  const pretty =
+    settings.logFormat === "pretty" || (settings.logFormat === "auto" && process.stdout.isTTY === true);
+  const logger =
+    options.logger ??
+    createLogger({
+      level: settings.logLevel,
+      pretty: pretty && !options.print,
+      ...(options.print ? { write: messagesTo(options.print) } : {}),
+    });
+  const log = new ServerLog(logger, pretty || options.print !== undefined);
   const print = (line: string) => log.line(line);
   mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
   const unlock = lockDataDir(settings.dataDir);
@@ -202,7 +214,7 @@ export async function startServer(
           ? { reconnectGraceMs: options.fleetReconnectGraceMs }
           : {}),
       },
-      report: (message) => print(`engine: ${message}`),
+      report: (message) => log.trouble(`engine: ${message}`),
       events: log,
     });
     await engine.start();
@@ -222,8 +234,13 @@ export async function startServer(
       artifacts,
       gc,
       webRoot: defaultWebRoot(),
+      logger: logger.child({ component: "http" }),
     });
-    await http.listen({ port: settings.port, host: settings.host });
+    await http.listen({
+      port: settings.port,
+      host: settings.host,
+      listenTextResolver: (address) => `http: accepting connections on ${address}`,
+    });
     cleanups.unshift(() => http.close());
     // Agent sockets are long-lived: they are closed before the HTTP server waits for its connections.
     cleanups.unshift(() => agents.close());

@@ -69,7 +69,10 @@ describe.each(BACKENDS)("audit trail (%s)", (backend) => {
     await t.engine.poke("shop", "webhook");
     // A token revoked, and a configuration reload.
     expect((await cli("token", "revoke", "dev")).code).toBe(0);
-    await t.writeManifest("blog", `repo: "{repo}"\nenvironments:\n  prod:\n    deploy: { provider: shell, command: [echo, hi] }\n`);
+    await t.writeManifest(
+      "blog",
+      `repo: "{repo}"\nenvironments:\n  prod:\n    deploy: { provider: shell, command: [echo, hi] }\n`,
+    );
 
     const events = async (query = "") => {
       const res = await t!.api("GET", `/api/v1/audit?limit=500${query}`);
@@ -154,9 +157,11 @@ describe.each(BACKENDS)("audit trail (%s)", (backend) => {
     // The CLI lists them with the same filters.
     const listed = await cli("audit", "shop", "production", "--source", "cli", "--json");
     expect(listed.code).toBe(0);
-    expect(JSON.parse(listed.stdout).events.map((e: any) => e.action).sort()).toEqual(
-      ["deploy", "lock", "rollback", "unlock"].sort(),
-    );
+    expect(
+      JSON.parse(listed.stdout)
+        .events.map((e: any) => e.action)
+        .sort(),
+    ).toEqual(["deploy", "lock", "rollback", "unlock"].sort());
     const table = await cli("audit", "shop", "--action", "lock", "--since", "1h");
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/^TIME\s+ACTOR\s+SOURCE\s+ACTION\s+TARGET\s+DETAILS/);
