@@ -31,6 +31,7 @@ import { registerHealthRoutes } from "./routes/health.js";
 import { registerHostHistoryRoutes } from "./routes/host-history.js";
 import { registerHostRoutes } from "./routes/hosts.js";
 import { registerLockRoutes } from "./routes/locks.js";
+import { registerMetricsRoute } from "./routes/metrics.js";
 import { registerOverviewRoutes } from "./routes/overview.js";
 import { registerPendingRoutes } from "./routes/pending.js";
 import { registerLoginExchange, registerSessionRoutes } from "./routes/session.js";
@@ -137,6 +138,7 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
 
   await registerOpenApi(app, deps.version);
   registerHealthRoutes(app, deps.version);
+  await registerMetricsRoute(app, deps);
   // Authenticated by signatures, not bearer tokens: outside the bearer hook, with raw bodies.
   await registerWebhookRoutes(app, deps);
   // Authenticated on the upgrade request, before any socket exists.

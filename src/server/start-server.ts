@@ -17,6 +17,7 @@ import { GitMirrors } from "../git/mirrors.js";
 import { buildHttpApp } from "../http/app.js";
 import { defaultWebRoot } from "../http/web-ui.js";
 import { createLogger, type Logger, messagesTo } from "../observability/logger.js";
+import { ServerMetrics } from "../observability/metrics.js";
 import { AgentHub, type AgentHubTiming } from "../providers/fleet/agent-hub.js";
 import { SshHostOps } from "../providers/fleet/ssh/ssh-host-ops.js";
 import { Store } from "../store/store.js";
@@ -24,6 +25,8 @@ import { bootstrapAdminToken } from "./admin-token.js";
 import { recordConfigReload } from "./config-audit.js";
 import { lockDataDir } from "./data-dir-lock.js";
 import { DEMO_FIRST_VERSION, ensureDemo, releaseDemoFirstVersion } from "./demo.js";
+import { listenForMetrics } from "./metrics-listener.js";
+import { serverMetricSources } from "./metrics-sources.js";
 import { ServerLog } from "./server-log.js";
 import { VERSION } from "./version.js";
 
@@ -37,6 +40,13 @@ export interface RunningServer {
   agents: AgentHub;
   /** Retention's garbage collector. */
   gc: GarbageCollector;
+  /**
+   * The server's Prometheus metrics. `metrics.add(source)` plugs in more
+   * gauges read at scrape time (e.g. a notification outbox's backlog).
+   */
+  metrics: ServerMetrics;
+  /** The `--metrics-listen` address's URL, when one was given. */
+  metricsUrl: string | undefined;
   /** Set only on the very first start, when the admin token was created. */
   createdAdminToken: string | undefined;
   /**
@@ -182,6 +192,7 @@ export async function startServer(
     }
     // One identity for this process: it holds deploy leases and agent connections.
     const owner = newOwnerId();
+    const metrics = new ServerMetrics();
     const artifacts = new ArtifactStore({ dir: path.join(settings.dataDir, "artifacts") });
     const agents = new AgentHub({
       store,
@@ -213,11 +224,32 @@ export async function startServer(
         ...(options.fleetReconnectGraceMs !== undefined
           ? { reconnectGraceMs: options.fleetReconnectGraceMs }
           : {}),
+        onStaged: (host, outcome, seconds, bytes) => metrics.staged(host, outcome, seconds, bytes),
       },
       report: (message) => log.trouble(`engine: ${message}`),
-      events: log,
+      events: {
+        started: (deploy) => {
+          log.started(deploy);
+          metrics.deployStarted(deploy);
+        },
+        finished: (deploy) => {
+          log.finished(deploy);
+          metrics.deployFinished(deploy);
+        },
+        recovered: (deploy) => {
+          log.recovered(deploy);
+          metrics.deployFinished(deploy);
+        },
+      },
     });
     await engine.start();
+    for (const source of serverMetricSources({
+      store,
+      engine,
+      connectedAgents: () => agents.connectedHosts().length,
+    })) {
+      metrics.add(source);
+    }
     cleanups.unshift(() => engine.stop());
 
     // Retention: on its own timer, and on demand through the API.
@@ -235,6 +267,9 @@ export async function startServer(
       gc,
       webRoot: defaultWebRoot(),
       logger: logger.child({ component: "http" }),
+      metrics,
+      observeRequest: (request, reply, seconds) =>
+        metrics.request(request.method, request.routeOptions.url ?? "(unmatched)", reply.statusCode, seconds),
     });
     await http.listen({
       port: settings.port,
@@ -245,6 +280,16 @@ export async function startServer(
     // Agent sockets are long-lived: they are closed before the HTTP server waits for its connections.
     cleanups.unshift(() => agents.close());
     const port = (http.server.address() as AddressInfo).port;
+    let metricsUrl: string | undefined;
+    if (settings.metricsListen) {
+      const listener = await listenForMetrics(metrics, settings.metricsListen);
+      cleanups.unshift(() => listener.close());
+      metricsUrl = listener.url;
+      log.line(`metrics: GET ${listener.url}/metrics, without a token`, {
+        event: "metrics.listening",
+        url: listener.url,
+      });
+    }
     const url = `http://${settings.host.includes(":") ? `[${settings.host}]` : settings.host}:${port}`;
 
     const status = config.status();
@@ -287,6 +332,8 @@ export async function startServer(
       config,
       agents,
       gc,
+      metrics,
+      metricsUrl,
       createdAdminToken,
       close: (options: CloseOptions = {}) => {
         closing ??= (async () => {

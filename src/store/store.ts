@@ -12,6 +12,7 @@ import { HostStore } from "./hosts.js";
 import { LockStore } from "./locks.js";
 import { LoginCodeStore } from "./login-codes.js";
 import { LogStore } from "./logs.js";
+import { MetricsQueries } from "./metrics-queries.js";
 import { OverviewStore } from "./overview.js";
 import { PhaseStore } from "./phases.js";
 import { ReleaseStore } from "./releases.js";
@@ -34,6 +35,8 @@ export class Store {
   readonly logs: LogStore;
   readonly tokens: TokenStore;
   readonly audit: AuditStore;
+  /** Aggregates the metrics read at scrape time. */
+  readonly metrics: MetricsQueries;
   readonly overview: OverviewStore;
   readonly webhooks: WebhookStore;
   readonly autoDeploys: AutoAdmission;
@@ -63,6 +66,7 @@ export class Store {
     this.logs = new LogStore(db);
     this.tokens = new TokenStore(db, caps, usage);
     this.audit = new AuditStore(db);
+    this.metrics = new MetricsQueries(db);
     this.overview = new OverviewStore(db);
     this.webhooks = new WebhookStore(db, caps);
     this.autoDeploys = new AutoAdmission(db);
