@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
@@ -116,6 +116,18 @@ describe("metrics", () => {
     expect(sample(text, "turnout_queue_depth", { app: "shop", env: "production" })).toBeUndefined();
     expect(sample(text, "turnout_locks")).toBe(0);
     expect(sample(text, "turnout_environment_locked", { app: "shop", env: "staging" })).toBeUndefined();
+
+    // The shipped Grafana dashboard asks only for metrics the server has (the outbox's come with the outbox).
+    const dashboard = readFileSync(path.join(import.meta.dirname, "../../docs/grafana-dashboard.json"), "utf8");
+    const asked = new Set(
+      [...dashboard.matchAll(/\b((?:turnout|process|nodejs)_[a-z0-9_]+)/g)].map((m) =>
+        m[1]!.replace(/_(bucket|count|sum)$/, ""),
+      ),
+    );
+    const served = new Set([...text.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]));
+    const missing = [...asked].filter((name) => !served.has(name) && !name.startsWith("turnout_outbox_"));
+    expect(missing).toEqual([]);
+    expect(asked.size).toBeGreaterThan(10);
 
     // No token: refused as any API route; the separate address needs none and serves nothing else.
     const anonymous = await fetch(`${t.url}/metrics`);
