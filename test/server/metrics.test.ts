@@ -118,7 +118,10 @@ describe("metrics", () => {
     expect(sample(text, "turnout_environment_locked", { app: "shop", env: "staging" })).toBeUndefined();
 
     // The shipped Grafana dashboard asks only for metrics the server has (the outbox's come with the outbox).
-    const dashboard = readFileSync(path.join(import.meta.dirname, "../../docs/grafana-dashboard.json"), "utf8");
+    const dashboard = readFileSync(
+      path.join(import.meta.dirname, "../../docs/grafana-dashboard.json"),
+      "utf8",
+    );
     const asked = new Set(
       [...dashboard.matchAll(/\b((?:turnout|process|nodejs)_[a-z0-9_]+)/g)].map((m) =>
         m[1]!.replace(/_(bucket|count|sum)$/, ""),

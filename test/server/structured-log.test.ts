@@ -51,7 +51,7 @@ describe("structured server log", () => {
     });
     expect(given.status).toBe(202);
     expect(given.headers.get("x-request-id")).toBe("trace-abc.123");
-    const deploy = (await given.json()).deploy;
+    const deploy = ((await given.json()) as { deploy: { id: number } }).deploy;
     const store = server.store;
     await until(
       async () => ["succeeded", "failed"].includes((await store.deploys.get(deploy.id)).status),
