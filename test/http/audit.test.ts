@@ -79,6 +79,11 @@ describe.each(BACKENDS)("audit trail (%s)", (backend) => {
       expect(res.status).toBe(200);
       return res.body.events as any[];
     };
+    // The reload is recorded as it is told (not awaited by the refresh): wait for it.
+    for (let i = 0; i < 400; i++) {
+      if ((await events("&action=config.reload")).length > 0) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
     const all = await events();
     const find = (action: string, where: (e: any) => boolean = () => true) =>
       all.find((e) => e.action === action && where(e));
