@@ -90,6 +90,8 @@ export class ApiClient {
       authorization: `Bearer ${this.#token}`,
       "user-agent": this.#userAgent,
       accept: "application/json",
+      // Tells the server's audit trail this came from the CLI (source "cli").
+      "x-turnout-client": "cli",
       ...extra,
     };
   }

@@ -130,3 +130,18 @@ export interface ConfigStatusJson {
   loadedAt: string;
   problems: ConfigProblemJson[];
 }
+
+/** One event of GET /api/v1/audit. */
+export interface AuditEventJson {
+  id: number;
+  at: string;
+  actor: string;
+  actorId: number | null;
+  role: string | null;
+  source: string | null;
+  action: string;
+  app: string | null;
+  env: string | null;
+  target: string | null;
+  details: Record<string, unknown>;
+}

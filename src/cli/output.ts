@@ -1,5 +1,6 @@
 import type { Emergency } from "../domain/emergency.js";
 import type {
+  AuditEventJson,
   ConfigProblemJson,
   DeployJson,
   EnvSummary,
@@ -246,4 +247,29 @@ export function labelGrantText(labels: string[] | null): string {
 export function grantText(grant: { apps: string[] | null; labels: string[] | null }): string {
   const apps = grant.apps === null ? "*" : grant.apps.join(",") || "-";
   return `apps=${apps} labels=${labelGrantText(grant.labels)}`;
+}
+
+/** `turnout audit`: one line per event; what it acted on is the target, else the app and environment. */
+export function auditTable(events: AuditEventJson[]): TerminalText {
+  if (events.length === 0) return t`no audit events`;
+  return table(
+    ["TIME", "ACTOR", "SOURCE", "ACTION", "TARGET", "DETAILS"],
+    events.map((e) => [
+      formatDate(e.at),
+      e.actor,
+      e.source ?? "-",
+      e.action,
+      e.target ?? ([e.app, e.env].filter((part) => part !== null).join("/") || "-"),
+      auditDetails(e.details),
+    ]),
+  );
+}
+
+/** The details worth a glance (reason, ref, trigger, …) as `key=value`, short. */
+function auditDetails(details: Record<string, unknown>): string {
+  const text = Object.entries(details ?? {})
+    .filter(([key, value]) => value !== null && value !== undefined && key !== "deploy" && key !== "sha")
+    .map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`)
+    .join(" ");
+  return text.length > 80 ? `${text.slice(0, 79)}…` : text;
 }

@@ -4,6 +4,7 @@ import { isTurnoutError } from "../domain/errors.js";
 import { VERSION } from "../server/version.js";
 import { ApiError, ConnectionError } from "./api-client.js";
 import { registerAgentCommand } from "./commands/agent.js";
+import { registerAuditCommand } from "./commands/audit.js";
 import { registerCommitCommands } from "./commands/commit.js";
 import { registerConfigCommands } from "./commands/config.js";
 import { registerDeployCommands } from "./commands/deploy.js";
@@ -95,6 +96,7 @@ export async function runCli(argv: string[], ctx: CliContext, options: ProgramOp
   registerAgentCommand(program, kit);
   registerHostsCommand(program, kit);
   registerGcCommand(program, kit);
+  registerAuditCommand(program, kit);
   registerUiCommand(program, kit);
 
   try {

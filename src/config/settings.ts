@@ -7,6 +7,7 @@ import { TurnoutError } from "../domain/errors.js";
 import { refProblem } from "../domain/refs.js";
 import { DEFAULT_RETENTION, type RetentionSettings } from "../domain/retention.js";
 import { isRelativeRemotePath, remoteKind } from "../git/remote-url.js";
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../observability/log-levels.js";
 import { STARTUP_WAIT_MS } from "./manifest-limits.js";
 import { type NotifySettings, resolveNotifySettings } from "./notify-settings.js";
 import { resolveSlackSettings, type SlackSettings, slackFileSchema } from "./slack-settings.js";
@@ -76,6 +77,12 @@ export interface ServerSettings {
   slack?: SlackSettings;
   /** Notification channels and their credentials, the retry policy, the public URL (config/notify-settings.ts). */
   notify?: NotifySettings;
+  /** The server's log level (pino's names; default info). */
+  logLevel: LogLevel;
+  /** JSON lines, readable lines, or (auto) readable on a terminal and JSON otherwise. */
+  logFormat: LogFormat;
+  /** host:port of a second listener serving only GET /metrics, without authentication (undefined: none). */
+  metricsListen?: { host: string; port: number };
 }
 
 export interface SettingsFlags {
@@ -89,6 +96,8 @@ export interface SettingsFlags {
   concurrency?: string | number;
   settingsFile?: string;
   demo?: boolean;
+  logLevel?: string;
+  metricsListen?: string;
 }
 
 const fileSchema = z
@@ -108,6 +117,9 @@ const fileSchema = z
     lease: z.union([z.string(), z.number()]).optional(),
     kill_grace: z.union([z.string(), z.number()]).optional(),
     shutdown_grace: z.union([z.string(), z.number()]).optional(),
+    log_level: z.string().optional(),
+    log_format: z.string().optional(),
+    metrics_listen: z.string().optional(),
     default_timeout: z.union([z.string(), z.number()]).optional(),
     default_idle_timeout: z.union([z.string(), z.number()]).optional(),
     headers_timeout: z.union([z.string(), z.number()]).optional(),
@@ -248,11 +260,39 @@ export function resolveSettings(
     retention: resolveRetention(file.retention ?? {}, env),
     ...optional("slack", resolveSlackSettings(file.slack, env)),
     notify: resolveNotifySettings(file.notify, env["TURNOUT_PUBLIC_URL"] || file.public_url, env),
+    logLevel: oneOf(
+      "log level",
+      flags.logLevel || env["TURNOUT_LOG_LEVEL"] || file.log_level || "info",
+      LOG_LEVELS,
+    ),
+    logFormat: oneOf("log format", env["TURNOUT_LOG_FORMAT"] || file.log_format || "auto", LOG_FORMATS),
+    ...metricsListen(flags.metricsListen || env["TURNOUT_METRICS_LISTEN"] || file.metrics_listen),
   };
 }
 
 function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}
+
+function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new TurnoutError("E_CONFIG", `${name} must be one of ${allowed.join(", ")}, not '${value}'`);
+  }
+  return value as T;
+}
+
+/** `127.0.0.1:9770`, `[::1]:9770` or `:9770` (loopback): the metrics-only listener. */
+function metricsListen(value: string | undefined): { metricsListen?: { host: string; port: number } } {
+  if (!value) return {};
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]*)):([0-9]{1,5})$/.exec(value);
+  const port = match ? Number(match[3]) : Number.NaN;
+  if (!match || port > 65535) {
+    throw new TurnoutError(
+      "E_CONFIG",
+      `metrics listen address must be HOST:PORT (e.g. 127.0.0.1:9770), not '${value}'`,
+    );
+  }
+  return { metricsListen: { host: match[1] ?? (match[2] || "127.0.0.1"), port } };
 }
 
 /** Retention: environment > settings file (`retention:`) > defaults. Durations take `d` (days) too. */

@@ -1,3 +1,4 @@
+import type { AuditSource } from "./audit.js";
 import { appNotFound, TurnoutError } from "./errors.js";
 
 /**
@@ -21,8 +22,12 @@ export interface Principal {
   host?: { id: number; name: string };
   /** Short-lived tokens (browser sign-ins): when the token stops working. */
   expiresAt?: string | null;
-  /** Where the request came from: set by front ends that are not bearer-token API calls (chat, webhooks, schedules). */
-  source?: "api" | "cli" | "chat" | "webhook" | "schedule";
+  /**
+   * Where the caller's request came from, for the audit trail: the HTTP layer
+   * sets "api" (or "cli" when the command-line client says so), chat commands
+   * "chat". Unset counts as "api".
+   */
+  source?: AuditSource;
 }
 
 export type Permission = "read" | "deploy" | "admin" | "agent";

@@ -5,6 +5,7 @@ import type { ConfigProvider, ConfigStatus } from "../config/config-provider.js"
 import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
 import { appRevision } from "../domain/app-revision.js";
 import { isSha256 } from "../domain/artifact.js";
+import { auditActor } from "../domain/audit.js";
 import { type Deploy, deployLabel, deployNotFound, isFinished, type Trigger } from "../domain/deploy.js";
 import { type CommitLock, checkCommitLocks, checkWindow } from "../domain/deploy-guards.js";
 import { appNotFound, notFound, TurnoutError } from "../domain/errors.js";
@@ -336,7 +337,13 @@ export class Engine implements EngineApi {
    * attempt per environment every 10 seconds.
    */
   async selfHeal(): Promise<void> {
-    const system: Principal = { tokenId: 0, name: SELF_HEAL_USER, role: "admin", apps: null };
+    const system: Principal = {
+      tokenId: 0,
+      name: SELF_HEAL_USER,
+      role: "admin",
+      apps: null,
+      source: "schedule",
+    };
     for (const app of this.config().apps.values()) {
       for (const environment of Object.values(app.environments)) {
         if (!environment.selfHeal || environment.deploy.provider !== "fleet") continue;
@@ -421,6 +428,7 @@ export class Engine implements EngineApi {
           env: environment.name,
           trigger: request.trigger,
           user: principal.name,
+          actor: auditActor(principal),
           ref: resolved.ref,
           sha: resolved.sha,
           components: resolved.components,
@@ -487,6 +495,7 @@ export class Engine implements EngineApi {
           env: environment.name,
           trigger: (request.trigger ?? "rollback") as Trigger,
           user: principal.name,
+          actor: auditActor(principal),
           ref: sha,
           sha,
           components: release.components,
@@ -591,11 +600,12 @@ export class Engine implements EngineApi {
     this.worker.abort(deployId);
     if (deploy.status === "cancelled") this.hub.emit({ type: "status", deploy });
     await this.options.store.audit.record({
-      actor: principal.name,
+      actor: auditActor(principal),
       action: "deploy.cancel",
       app: deploy.app,
       env: deploy.env,
-      details: { deploy: deployLabel(deploy) },
+      target: deployLabel(deploy),
+      details: { deploy: deploy.id, status: deploy.status },
     });
     return deploy;
   }
@@ -607,7 +617,7 @@ export class Engine implements EngineApi {
     const lock = await this.options.store.locks.lock(
       target.app.name,
       target.environment.name,
-      principal.name,
+      auditActor(principal),
       text,
     );
     this.feed.emit({ type: "lock", app: lock.app, env: lock.env, locked: true });
@@ -619,7 +629,7 @@ export class Engine implements EngineApi {
     const removed = await this.options.store.locks.unlock(
       target.app.name,
       target.environment.name,
-      principal.name,
+      auditActor(principal),
     );
     if (removed)
       this.feed.emit({ type: "lock", app: target.app.name, env: target.environment.name, locked: false });

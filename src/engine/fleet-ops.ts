@@ -1,6 +1,7 @@
 import type { AppConfig, EnvironmentConfig } from "../domain/app-config.js";
 import { hostReleaseId } from "../domain/artifact.js";
-import type { Deploy } from "../domain/deploy.js";
+import { auditActor } from "../domain/audit.js";
+import { type Deploy, deployLabel } from "../domain/deploy.js";
 import { TurnoutError } from "../domain/errors.js";
 import { inFleet } from "../domain/fleet.js";
 import { checkLock } from "../domain/lock.js";
@@ -94,10 +95,11 @@ export class FleetOps {
     authorize(principal, "deploy", deploy.app);
     await this.store.fleet.answerApproval(deployId, answer, principal.name);
     await this.store.audit.record({
-      actor: principal.name,
+      actor: auditActor(principal),
       action: answer === "approved" ? "deploy.approve" : "deploy.abort",
       app: deploy.app,
       env: deploy.env,
+      target: deployLabel(deploy),
       details: { deploy: deploy.id },
     });
     return this.store.deploys.get(deployId);
@@ -146,6 +148,7 @@ export class FleetOps {
         env: target.environment.name,
         trigger: options.trigger,
         user: principal.name,
+        actor: auditActor(principal),
         ref: sha,
         sha,
         components: release.components,

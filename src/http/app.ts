@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from "fastify";
+import Fastify, { type FastifyInstance, LogController } from "fastify";
 import { serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import { DEFAULT_HTTP_LIMITS } from "../config/settings.js";
 import { TurnoutError } from "../domain/errors.js";
@@ -13,10 +13,12 @@ import {
 } from "./error-mapping.js";
 import { registerSlackCommandRoutes } from "./integrations/slack-commands.js";
 import { registerOpenApi } from "./openapi.js";
+import { installRequestLog, requestId } from "./request-log.js";
 import { installBodyTimeouts } from "./request-timeouts.js";
 import { registerAgentConnect } from "./routes/agent-connect.js";
 import { registerAppRoutes } from "./routes/apps.js";
 import { registerArtifactRoutes } from "./routes/artifacts.js";
+import { registerAuditRoutes } from "./routes/audit.js";
 import { registerCommitLockRoutes } from "./routes/commit-locks.js";
 import { registerConfigRoutes } from "./routes/config.js";
 import { registerDeliveryRoutes } from "./routes/deliveries.js";
@@ -32,6 +34,7 @@ import { registerHealthRoutes } from "./routes/health.js";
 import { registerHostHistoryRoutes } from "./routes/host-history.js";
 import { registerHostRoutes } from "./routes/hosts.js";
 import { registerLockRoutes } from "./routes/locks.js";
+import { registerMetricsRoute } from "./routes/metrics.js";
 import { registerOverviewRoutes } from "./routes/overview.js";
 import { registerPendingRoutes } from "./routes/pending.js";
 import { registerPromotionRoutes } from "./routes/promotion.js";
@@ -99,6 +102,11 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
   const limits = { ...DEFAULT_HTTP_LIMITS, ...deps.settings };
   const app = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
+    // Request ids: the caller's X-Request-Id when well-formed, else a new one (request-log.ts).
+    genReqId: requestId,
+    requestIdHeader: false,
+    // One line per request, written by request-log.ts (Fastify's two would log URLs with their queries).
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "reqId" }),
     bodyLimit: deps.settings.bodyLimit,
     // Stalled clients: headers by Node (checked often enough to be close to
     // the limit), bodies by request-timeouts.ts (Node's requestTimeout would
@@ -120,6 +128,8 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   capConnections(app, limits.maxConnections);
+  // First, so that every answer (refusals included) carries its request id.
+  installRequestLog(app, deps.observeRequest);
   installBodyTimeouts(app, { bodyTimeoutMs: limits.bodyTimeoutMs, minRate: limits.uploadMinRate });
   const allowed = new AllowedMethods();
   allowed.install(app);
@@ -132,6 +142,7 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
 
   await registerOpenApi(app, deps.version);
   registerHealthRoutes(app, deps.version);
+  await registerMetricsRoute(app, deps);
   // Authenticated by signatures, not bearer tokens: outside the bearer hook, with raw bodies.
   await registerWebhookRoutes(app, deps);
   // Authenticated by Slack's signature, with raw bodies too.
@@ -163,6 +174,7 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
       registerDeployLogRoutes(api, deps, { timing, streams });
       registerTokenRoutes(api, deps);
       registerConfigRoutes(api, deps);
+      registerAuditRoutes(api, deps);
       registerArtifactRoutes(api, deps);
       registerHostRoutes(api, deps);
       registerGcRoutes(api, deps);

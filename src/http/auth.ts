@@ -28,8 +28,17 @@ export function authenticator(store: Store): (request: FastifyRequest) => Promis
     // API tokens first; then host tokens, which agents use after enrollment (agent permission only).
     const principal = (await store.tokens.authenticate(token)) ?? (await store.hosts.authenticate(token));
     if (!principal) throw new TurnoutError("E_UNAUTHORIZED", "invalid or revoked token");
-    (request as WithPrincipal)[PRINCIPAL] = principal;
+    // A copy: the store may hand the same (cached) principal to other requests.
+    (request as WithPrincipal)[PRINCIPAL] = { ...principal, source: requestSource(request) };
   };
+}
+
+/** The header Turnout's command-line client sends, so the audit trail can tell it from other API callers. */
+export const CLIENT_HEADER = "x-turnout-client";
+
+/** "cli" when the command-line client says it sent the request; any other caller is the API. */
+export function requestSource(request: FastifyRequest): "api" | "cli" {
+  return request.headers[CLIENT_HEADER] === "cli" ? "cli" : "api";
 }
 
 /** The caller of an authenticated route; throws if a route forgot to sit behind the hook. */

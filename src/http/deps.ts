@@ -6,6 +6,8 @@ import type { EngineApi } from "../engine/api.js";
 import type { GarbageCollectorApi } from "../engine/garbage-collector.js";
 import type { AgentHub } from "../providers/fleet/agent-hub.js";
 import type { Store } from "../store/store.js";
+import type { RequestObserver } from "./request-log.js";
+import type { MetricsText } from "./routes/metrics.js";
 
 export type HttpLimit =
   | "headersTimeoutMs"
@@ -32,6 +34,10 @@ export interface HttpDeps {
   artifacts?: ArtifactStore;
   /** Retention's garbage collector (`POST /api/v1/gc`); without it that route answers 503. */
   gc?: GarbageCollectorApi;
+  /** GET /metrics (Prometheus); absent: no such route. */
+  metrics?: MetricsText;
+  /** Told of every answered request (the server's metrics). */
+  observeRequest?: RequestObserver;
   /** The built web UI (dist/web) to serve at `/`; absent: no UI routes. */
   webRoot?: string;
   /** Slack slash commands (`/api/v1/integrations/slack/commands`); absent: that route answers 404. */

@@ -3,33 +3,70 @@ import type { AppConfig, ConfigProblem, ConfigSnapshot } from "../domain/app-con
 import { type Deploy, deployLabel } from "../domain/deploy.js";
 import { formatDuration } from "../domain/duration.js";
 import type { DeployLifecycleEvents } from "../engine/worker.js";
+import type { Logger } from "../observability/logger.js";
 
 /**
  * Everything `turnout server` tells its operator about what it is doing —
  * start, configuration reloads, each deploy's start and end, each shutdown
- * step — goes through this one class, as one line per event. Keeping the
- * wording here (and nowhere else) is what lets these lines move to
- * structured logging later without a hunt through the code.
+ * step — goes through this one class, as one log line per event: a sentence
+ * for people (the message) and fields for machines (`event`, `app`, `env`,
+ * `deploy`, …). The wording lives here and nowhere else.
  */
 export class ServerLog implements DeployLifecycleEvents {
-  constructor(private readonly print: (line: string) => void) {}
+  constructor(
+    readonly logger: Logger,
+    /** Whether a person reads the output (a terminal): only then is the first admin token shown. */
+    private readonly showSecrets = false,
+  ) {}
+
+  private print(text: string, fields: Record<string, unknown> = {}): void {
+    this.logger.info(fields, text);
+  }
+
+  private warn(text: string, fields: Record<string, unknown> = {}): void {
+    this.logger.warn(fields, text);
+  }
 
   /** A line from a part of the server that formats its own (agents, the engine's trouble reports). */
-  line(text: string): void {
-    this.print(text);
+  line(text: string, fields: Record<string, unknown> = {}): void {
+    this.print(text, fields);
+  }
+
+  /** Something went wrong that the server works around (the engine's reports). */
+  trouble(text: string, fields: Record<string, unknown> = {}): void {
+    this.warn(text, fields);
   }
 
   // Start
 
   listening(version: string, url: string, database: string): void {
-    this.print(`Turnout ${version} listening on ${url} (${database})`);
+    this.print(`Turnout ${version} listening on ${url} (${database})`, {
+      event: "server.listening",
+      version,
+      url,
+      database,
+    });
   }
 
   apps(from: string, names: string[]): void {
-    this.print(`apps from ${from}: ${names.length > 0 ? names.join(", ") : "(none)"}`);
+    this.print(`apps from ${from}: ${names.length > 0 ? names.join(", ") : "(none)"}`, {
+      event: "config.apps",
+      apps: names,
+    });
   }
 
+  /**
+   * The first admin token: shown to a person at a terminal, once; JSON logs
+   * (which end up in log stores) only say where it was saved.
+   */
   adminToken(token: string, file: string): void {
+    if (!this.showSecrets) {
+      this.print(`admin token (shown once, on a terminal only; saved to ${file}, mode 0600)`, {
+        event: "server.admin-token",
+        file,
+      });
+      return;
+    }
     this.print(`admin token (shown once; also saved to ${file}, mode 0600):`);
     this.print(`  ${token}`);
   }
@@ -53,6 +90,7 @@ export class ServerLog implements DeployLifecycleEvents {
     ];
     this.print(
       `config: reloaded ${short(previous.revision)} → ${short(next.revision)}: ${parts.length > 0 ? parts.join("; ") : "no app changed"}`,
+      { event: "config.reload", from: previous.revision, to: next.revision, added, removed, changed },
     );
     this.source(config);
     this.problems(next.problems);
@@ -63,8 +101,11 @@ export class ServerLog implements DeployLifecycleEvents {
     const { revision, lastError } = config.status();
     if (!lastError) return;
     const keeping = revision ? `keeping ${revision.slice(0, 12)}` : "no apps until a readable commit";
-    this.print(`config: cannot read ${lastError.revision.slice(0, 12)}, ${keeping}:`);
-    for (const p of lastError.problems) this.print(`config:   ${problemText(p)}`);
+    this.warn(`config: cannot read ${lastError.revision.slice(0, 12)}, ${keeping}:`, {
+      event: "config.refused",
+      revision: lastError.revision,
+    });
+    for (const p of lastError.problems) this.warn(`config:   ${problemText(p)}`, { event: "config.problem" });
   }
 
   private source(config: ConfigProvider): void {
@@ -77,11 +118,12 @@ export class ServerLog implements DeployLifecycleEvents {
   }
 
   private problems(problems: ConfigProblem[]): void {
-    for (const p of problems) this.print(`config: ${problemText(p)}`);
+    for (const p of problems)
+      this.warn(`config: ${problemText(p)}`, { event: "config.problem", file: p.file });
   }
 
   reloadFailed(message: string): void {
-    this.print(`config: reload failed: ${message}`);
+    this.logger.error({ event: "config.reload-failed" }, `config: reload failed: ${message}`);
   }
 
   // Deploys
@@ -89,16 +131,21 @@ export class ServerLog implements DeployLifecycleEvents {
   started(deploy: Deploy): void {
     this.print(
       `deploy ${deployLabel(deploy)}: started (${who(deploy)}, ${deploy.ref} at ${short(deploy.sha)})`,
+      { event: "deploy.started", ...deployFields(deploy) },
     );
   }
 
   finished(deploy: Deploy): void {
-    this.print(`deploy ${deployLabel(deploy)}: ${outcome(deploy)}${took(deploy)} (${who(deploy)})`);
+    const text = `deploy ${deployLabel(deploy)}: ${outcome(deploy)}${took(deploy)} (${who(deploy)})`;
+    const fields = { event: "deploy.finished", ...deployFields(deploy), ...endFields(deploy) };
+    if (deploy.status === "failed") this.warn(text, fields);
+    else this.print(text, fields);
   }
 
   recovered(deploy: Deploy): void {
-    this.print(
+    this.warn(
       `deploy ${deployLabel(deploy)}: ${outcome(deploy)} (${who(deploy)}; recovered, its server is gone)`,
+      { event: "deploy.recovered", ...deployFields(deploy), ...endFields(deploy) },
     );
   }
 
@@ -106,30 +153,61 @@ export class ServerLog implements DeployLifecycleEvents {
 
   shuttingDown(running: Deploy[], graceMs: number): void {
     if (running.length === 0) {
-      this.print("shutting down: no deploy is running");
+      this.print("shutting down: no deploy is running", { event: "shutdown.start", running: [] });
       return;
     }
     this.print(
       `shutting down: waiting up to ${formatDuration(graceMs)} for ${running.length} running deploy${running.length === 1 ? "" : "s"} ` +
         `(${running.map(deployLabel).join(", ")}); a second SIGTERM or Ctrl-C interrupts them now`,
+      { event: "shutdown.start", running: running.map(deployLabel), graceMs },
     );
   }
 
   interrupting(deploys: Deploy[], why: "grace" | "now", graceMs: number): void {
     if (deploys.length === 0) return;
     const reason = why === "now" ? "told again to stop" : `grace of ${formatDuration(graceMs)} over`;
-    this.print(`shutting down: ${reason}, interrupting ${deploys.map(deployLabel).join(", ")}`);
+    this.warn(`shutting down: ${reason}, interrupting ${deploys.map(deployLabel).join(", ")}`, {
+      event: "shutdown.interrupt",
+      why,
+      deploys: deploys.map(deployLabel),
+    });
   }
 
   closing(): void {
     this.print(
       "shutting down: no deploy running; closing agent connections, the HTTP server and the database",
+      { event: "shutdown.close" },
     );
   }
 
   stopped(): void {
-    this.print("stopped");
+    this.print("stopped", { event: "shutdown.stopped" });
   }
+}
+
+function deployFields(deploy: Deploy): Record<string, unknown> {
+  return {
+    deploy: deployLabel(deploy),
+    deployId: deploy.id,
+    app: deploy.app,
+    env: deploy.env,
+    trigger: deploy.trigger,
+    user: deploy.user,
+    ref: deploy.ref,
+    sha: deploy.sha,
+  };
+}
+
+function endFields(deploy: Deploy): Record<string, unknown> {
+  const ms =
+    deploy.startedAt && deploy.finishedAt
+      ? Date.parse(deploy.finishedAt) - Date.parse(deploy.startedAt)
+      : NaN;
+  return {
+    outcome: deploy.status,
+    ...(deploy.errorCode ? { errorCode: deploy.errorCode } : {}),
+    ...(Number.isFinite(ms) && ms >= 0 ? { durationMs: ms } : {}),
+  };
 }
 
 function who(deploy: Deploy): string {

@@ -19,12 +19,17 @@ import { defaultWebRoot } from "../http/web-ui.js";
 import { githubDeploymentsFactory } from "../notify/channels/github-deployments.js";
 import { Notifier, type NotifierOptions } from "../notify/notifier.js";
 import { CHANNEL_TYPES, createChannels } from "../notify/registry.js";
+import { createLogger, type Logger, messagesTo } from "../observability/logger.js";
+import { ServerMetrics } from "../observability/metrics.js";
 import { AgentHub, type AgentHubTiming } from "../providers/fleet/agent-hub.js";
 import { SshHostOps } from "../providers/fleet/ssh/ssh-host-ops.js";
 import { Store } from "../store/store.js";
 import { bootstrapAdminToken } from "./admin-token.js";
+import { recordConfigReload } from "./config-audit.js";
 import { lockDataDir } from "./data-dir-lock.js";
 import { DEMO_FIRST_VERSION, ensureDemo, releaseDemoFirstVersion } from "./demo.js";
+import { listenForMetrics } from "./metrics-listener.js";
+import { serverMetricSources } from "./metrics-sources.js";
 import { ServerLog } from "./server-log.js";
 import { VERSION } from "./version.js";
 
@@ -40,6 +45,13 @@ export interface RunningServer {
   gc: GarbageCollector;
   /** Notifications: the outbox's dispatcher and the configured channels. */
   notifier: Notifier;
+  /**
+   * The server's Prometheus metrics. `metrics.add(source)` plugs in more
+   * gauges read at scrape time (e.g. a notification outbox's backlog).
+   */
+  metrics: ServerMetrics;
+  /** The `--metrics-listen` address's URL, when one was given. */
+  metricsUrl: string | undefined;
   /** Set only on the very first start, when the admin token was created. */
   createdAdminToken: string | undefined;
   /**
@@ -65,8 +77,10 @@ export interface StartOptions {
   configStartupWaitMs?: number;
   /** The manifest parser's limits, and a hold to observe a parse in progress (tests). */
   manifestParser?: Partial<Omit<ManifestParserOptions, "load">>;
-  /** Where the banner and warnings go; default stdout/stderr. */
+  /** Only the messages of the log, one per call (tests); default: the logger below. */
   print?: (line: string) => void;
+  /** The server's logger; default: pino on stdout, at settings.logLevel, in settings.logFormat. */
+  logger?: Logger;
   /** How often the configuration is looked at again (default: settings.configPollMs). */
   configReloadMs?: number;
   /** Look at repositories on their poll intervals (default true; tests poke by hand). */
@@ -93,7 +107,16 @@ export async function startServer(
   settings: ServerSettings,
   options: StartOptions = {},
 ): Promise<RunningServer> {
-  const log = new ServerLog(options.print ?? ((line: string) => console.log(line)));
+  const pretty =
+    settings.logFormat === "pretty" || (settings.logFormat === "auto" && process.stdout.isTTY === true);
+  const logger =
+    options.logger ??
+    createLogger({
+      level: settings.logLevel,
+      pretty: pretty && !options.print,
+      ...(options.print ? { write: messagesTo(options.print) } : {}),
+    });
+  const log = new ServerLog(logger, pretty || options.print !== undefined);
   const print = (line: string) => log.line(line);
   mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
   const unlock = lockDataDir(settings.dataDir);
@@ -168,7 +191,14 @@ export async function startServer(
     const stopReload = () => clearInterval(reload);
     cleanups.unshift(stopReload);
     // Whoever refreshed it (the timer above, a webhook on the config repository): say what changed.
-    cleanups.unshift(config.onChange((previous, next) => log.configChanged(previous, next, config)));
+    cleanups.unshift(
+      config.onChange((previous, next) => {
+        log.configChanged(previous, next, config);
+        void recordConfigReload(store, previous, next).catch((error: Error) =>
+          print(`config: could not record the reload in the audit trail: ${error.message}`),
+        );
+      }),
+    );
 
     // Providers redeliver webhooks within hours, never after a week: forget older deliveries.
     const pruneDeliveries = () =>
@@ -187,6 +217,7 @@ export async function startServer(
     }
     // One identity for this process: it holds deploy leases and agent connections.
     const owner = newOwnerId();
+    const metrics = new ServerMetrics();
     const artifacts = new ArtifactStore({ dir: path.join(settings.dataDir, "artifacts") });
     const agents = new AgentHub({
       store,
@@ -219,11 +250,32 @@ export async function startServer(
         ...(options.fleetReconnectGraceMs !== undefined
           ? { reconnectGraceMs: options.fleetReconnectGraceMs }
           : {}),
+        onStaged: (host, outcome, seconds, bytes) => metrics.staged(host, outcome, seconds, bytes),
       },
-      report: (message) => print(`engine: ${message}`),
-      events: log,
+      report: (message) => log.trouble(`engine: ${message}`),
+      events: {
+        started: (deploy) => {
+          log.started(deploy);
+          metrics.deployStarted(deploy);
+        },
+        finished: (deploy) => {
+          log.finished(deploy);
+          metrics.deployFinished(deploy);
+        },
+        recovered: (deploy) => {
+          log.recovered(deploy);
+          metrics.deployFinished(deploy);
+        },
+      },
     });
     await engine.start();
+    for (const source of serverMetricSources({
+      store,
+      engine,
+      connectedAgents: () => agents.connectedHosts().length,
+    })) {
+      metrics.add(source);
+    }
     const stopEngine = () => engine.stop();
     cleanups.unshift(stopEngine);
 
@@ -242,12 +294,30 @@ export async function startServer(
       gc,
       webRoot: defaultWebRoot(),
       ...(settings.slack ? { slack: settings.slack } : {}),
+      logger: logger.child({ component: "http" }),
+      metrics,
+      observeRequest: (request, reply, seconds) =>
+        metrics.request(request.method, request.routeOptions.url ?? "(unmatched)", reply.statusCode, seconds),
     });
-    await http.listen({ port: settings.port, host: settings.host });
+    await http.listen({
+      port: settings.port,
+      host: settings.host,
+      listenTextResolver: (address) => `http: accepting connections on ${address}`,
+    });
     cleanups.unshift(() => http.close());
     // Agent sockets are long-lived: they are closed before the HTTP server waits for its connections.
     cleanups.unshift(() => agents.close());
     const port = (http.server.address() as AddressInfo).port;
+    let metricsUrl: string | undefined;
+    if (settings.metricsListen) {
+      const listener = await listenForMetrics(metrics, settings.metricsListen);
+      cleanups.unshift(() => listener.close());
+      metricsUrl = listener.url;
+      log.line(`metrics: GET ${listener.url}/metrics, without a token`, {
+        event: "metrics.listening",
+        url: listener.url,
+      });
+    }
     const url = `http://${settings.host.includes(":") ? `[${settings.host}]` : settings.host}:${port}`;
 
     // Notifications drain the outbox beside the engine, woken by its changes.
@@ -308,6 +378,8 @@ export async function startServer(
       agents,
       gc,
       notifier,
+      metrics,
+      metricsUrl,
       createdAdminToken,
       close: (options: CloseOptions = {}) => {
         closing ??= (async () => {

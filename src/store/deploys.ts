@@ -1,8 +1,10 @@
 import type { Kysely, Transaction } from "kysely";
+import { type AuditActor, sourceOfTrigger } from "../domain/audit.js";
 import {
   type Components,
   type Deploy,
   type DeployStatus,
+  deployLabel,
   deployNotFound,
   type FailureCode,
   type Trigger,
@@ -11,6 +13,7 @@ import type { Emergency } from "../domain/emergency.js";
 import { TurnoutError } from "../domain/errors.js";
 import type { Lock } from "../domain/lock.js";
 import { deployEvent, deployEventKind } from "../domain/notification-event.js";
+import { insertAudit } from "./audit.js";
 import type { Capabilities } from "./capabilities.js";
 import { appendNote } from "./logs.js";
 import { recordNotifyEvent } from "./notify-outbox.js";
@@ -44,6 +47,8 @@ export interface NewDeploy {
   reason?: string | null;
   /** An emergency deploy of a working tree (domain/emergency.ts). */
   emergency?: Emergency | null;
+  /** Who asked, for the audit trail; default: the user, from where the trigger says. */
+  actor?: AuditActor;
 }
 
 /**
@@ -553,7 +558,40 @@ export async function insertDeploy(
     })
     .returningAll()
     .executeTakeFirstOrThrow();
-  return toDeploy(row);
+  const deploy = toDeploy(row);
+  // Every deploy enters through here (requests, rollbacks, auto-deploys,
+  // fleet operations): its audit event is written here, in its transaction.
+  await insertAudit(
+    trx,
+    {
+      actor: input.actor ?? {
+        name: input.user,
+        tokenId: null,
+        role: null,
+        source: sourceOfTrigger(input.trigger),
+      },
+      action: input.rollbackOf != null ? "rollback" : "deploy",
+      app: input.app,
+      env: input.env,
+      target: deployLabel(deploy),
+      details: {
+        deploy: deploy.id,
+        number,
+        trigger: input.trigger,
+        ref: input.ref,
+        sha: input.sha,
+        force: input.force,
+        ...(ignoredSafeties.length > 0 ? { ignoredSafeties } : {}),
+        ...(input.rollbackOf != null ? { rollbackOf: input.rollbackOf } : {}),
+        ...(input.slot ? { slot: input.slot } : {}),
+        ...(input.artifact ? { artifact: input.artifact } : {}),
+        // Names only: parameter values are the caller's text and may be anything.
+        ...(Object.keys(input.params).length > 0 ? { params: Object.keys(input.params).sort() } : {}),
+      },
+    },
+    now,
+  );
+  return deploy;
 }
 
 /**

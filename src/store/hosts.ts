@@ -1,8 +1,10 @@
 import type { Kysely, Selectable } from "kysely";
+import type { AuditActor } from "../domain/audit.js";
 import { notFound, TurnoutError } from "../domain/errors.js";
 import type { HostAppInventory, HostKind, HostWithApps } from "../domain/fleet.js";
 import { applyGrant, grantCovers, type HostGrant } from "../domain/host-grant.js";
 import type { Principal } from "../domain/roles.js";
+import { insertAudit } from "./audit.js";
 import type { Capabilities } from "./capabilities.js";
 import { fromJson, nowIso, toJson } from "./rows.js";
 import type { HostAppsTable, HostsTable, Schema } from "./schema.js";
@@ -214,7 +216,7 @@ export class HostStore {
    * An admin changes what an agent host may receive. Artifacts sent to it
    * for apps it no longer has are no longer readable by it.
    */
-  async setGrant(name: string, grant: HostGrant, by: string): Promise<HostRecord> {
+  async setGrant(name: string, grant: HostGrant, by: AuditActor | string): Promise<HostRecord> {
     const row = await this.db.transaction().execute(async (trx) => {
       const updated = await trx
         .updateTable("hosts")
@@ -229,17 +231,14 @@ export class HostStore {
         if (grant.apps.length > 0) gone = gone.where("app", "not in", grant.apps);
         await gone.execute();
       }
-      await trx
-        .insertInto("audit_events")
-        .values({
-          at: nowIso(),
-          actor: by,
-          action: "host.grant",
-          app: null,
-          env: null,
-          details: toJson({ host: name, apps: grant.apps, labels: grant.labels }),
-        })
-        .execute();
+      await insertAudit(trx, {
+        actor: by,
+        action: "host.grant",
+        app: null,
+        env: null,
+        target: name,
+        details: { host: name, apps: grant.apps, labels: grant.labels },
+      });
       return updated;
     });
     if (!row) throw notFound(`agent host '${name}'`, { host: name });

@@ -1,9 +1,11 @@
 import type { Kysely } from "kysely";
+import type { AuditActor } from "../domain/audit.js";
 import { TurnoutError } from "../domain/errors.js";
 import type { Lock } from "../domain/lock.js";
 import { lockEvent } from "../domain/notification-event.js";
+import { actorName, insertAudit } from "./audit.js";
 import { recordNotifyEvent } from "./notify-outbox.js";
-import { nowIso, toJson, toLock } from "./rows.js";
+import { nowIso, toLock } from "./rows.js";
 import type { Schema } from "./schema.js";
 
 /** Environment locks. Locking and unlocking are audit events, written in the same transaction. */
@@ -28,7 +30,8 @@ export class LockStore {
    * Locks an environment. Locking it again by the same person updates the
    * reason; someone else's lock is not silently taken over.
    */
-  async lock(app: string, env: string, by: string, reason: string): Promise<Lock> {
+  async lock(app: string, env: string, actor: AuditActor | string, reason: string): Promise<Lock> {
+    const by = actorName(actor);
     return this.db.transaction().execute(async (trx) => {
       const existing = await trx
         .selectFrom("locks")
@@ -57,10 +60,11 @@ export class LockStore {
       } else {
         await trx.insertInto("locks").values({ app, env, locked_by: by, reason, created_at: now }).execute();
       }
-      await trx
-        .insertInto("audit_events")
-        .values({ at: now, actor: by, action: "lock", app, env, details: toJson({ reason }) })
-        .execute();
+      await insertAudit(
+        trx,
+        { actor, action: "lock", app, env, target: `${app}/${env}`, details: { reason } },
+        now,
+      );
       const lock = { app, env, lockedBy: by, reason, createdAt: existing?.created_at ?? now };
       // Told in the same transaction (the outbox); a changed reason is not a new lock.
       if (!existing) await recordNotifyEvent(trx, lockEvent(lock, "lock.locked", by, now));
@@ -69,7 +73,7 @@ export class LockStore {
   }
 
   /** Removes a lock; returns the lock that was removed, or undefined if there was none. */
-  async unlock(app: string, env: string, by: string): Promise<Lock | undefined> {
+  async unlock(app: string, env: string, actor: AuditActor | string): Promise<Lock | undefined> {
     return this.db.transaction().execute(async (trx) => {
       const existing = await trx
         .selectFrom("locks")
@@ -79,19 +83,16 @@ export class LockStore {
         .executeTakeFirst();
       if (!existing) return undefined;
       await trx.deleteFrom("locks").where("app", "=", app).where("env", "=", env).execute();
-      await trx
-        .insertInto("audit_events")
-        .values({
-          at: nowIso(),
-          actor: by,
-          action: "unlock",
-          app,
-          env,
-          details: toJson({ lockedBy: existing.locked_by, reason: existing.reason }),
-        })
-        .execute();
+      await insertAudit(trx, {
+        actor,
+        action: "unlock",
+        app,
+        env,
+        target: `${app}/${env}`,
+        details: { lockedBy: existing.locked_by, reason: existing.reason },
+      });
       const lock = toLock(existing);
-      await recordNotifyEvent(trx, lockEvent(lock, "lock.unlocked", by, nowIso()));
+      await recordNotifyEvent(trx, lockEvent(lock, "lock.unlocked", actorName(actor), nowIso()));
       return lock;
     });
   }

@@ -94,6 +94,17 @@ export class NotifyStore {
     return recordNotifyEvent(this.db, event);
   }
 
+  /** Deliveries by channel and status (pending, failed), for the metrics. */
+  async countsByChannel(): Promise<{ channel: string; status: string; n: number }[]> {
+    const rows = await this.db
+      .selectFrom("notify_deliveries")
+      .select(({ fn }) => ["channel", "status", fn.countAll<number>().as("n")])
+      .where("status", "in", ["pending", "failed"])
+      .groupBy(["channel", "status"])
+      .execute();
+    return rows.map((r) => ({ channel: r.channel, status: r.status, n: Number(r.n) }));
+  }
+
   /** Events not yet fanned out (tests, metrics). */
   async pendingEvents(): Promise<number> {
     const row = await this.db

@@ -137,6 +137,11 @@ export interface AuditEventsTable {
   app: string | null;
   env: string | null;
   details: string;
+  /** Since 0012: the token's id, its role, where the action came from, and what it acted on. */
+  actor_id: number | null;
+  role: string | null;
+  source: string | null;
+  target: string | null;
 }
 
 export interface WebhookDeliveriesTable {

@@ -13,6 +13,7 @@ import { HostStore } from "./hosts.js";
 import { LockStore } from "./locks.js";
 import { LoginCodeStore } from "./login-codes.js";
 import { LogStore } from "./logs.js";
+import { MetricsQueries } from "./metrics-queries.js";
 import { NotifyStore } from "./notify-outbox.js";
 import { OverviewStore } from "./overview.js";
 import { PhaseStore } from "./phases.js";
@@ -37,6 +38,8 @@ export class Store {
   readonly logs: LogStore;
   readonly tokens: TokenStore;
   readonly audit: AuditStore;
+  /** Aggregates the metrics read at scrape time. */
+  readonly metrics: MetricsQueries;
   readonly overview: OverviewStore;
   readonly webhooks: WebhookStore;
   readonly autoDeploys: AutoAdmission;
@@ -72,6 +75,7 @@ export class Store {
     this.logs = new LogStore(db);
     this.tokens = new TokenStore(db, caps, usage);
     this.audit = new AuditStore(db);
+    this.metrics = new MetricsQueries(db);
     this.overview = new OverviewStore(db);
     this.webhooks = new WebhookStore(db, caps);
     this.autoDeploys = new AutoAdmission(db);

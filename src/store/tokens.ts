@@ -1,8 +1,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { Kysely } from "kysely";
+import type { AuditActor } from "../domain/audit.js";
 import { notFound, TurnoutError } from "../domain/errors.js";
 import { isUnrestricted } from "../domain/host-grant.js";
 import type { Principal, Role } from "../domain/roles.js";
+import { actorName, insertAudit } from "./audit.js";
 import type { Capabilities } from "./capabilities.js";
 import { fromJson, nowIso, toJson } from "./rows.js";
 import type { Schema } from "./schema.js";
@@ -58,7 +60,8 @@ export class TokenStore {
     apps: string[] | null;
     /** Agent tokens: the labels they grant (null: any declared); ignored for other roles. */
     labels?: string[] | null;
-    createdBy: string;
+    /** Who creates it: their name is kept as created_by, and the whole actor goes to the audit trail. */
+    createdBy: AuditActor | string;
     /** When the token stops working by itself (default: never). */
     expiresAt?: string | null;
   }): Promise<{ token: string; info: TokenInfo }> {
@@ -76,28 +79,31 @@ export class TokenStore {
             apps: input.apps === null ? null : toJson(input.apps),
             labels: labels === null ? null : toJson(labels),
             created_at: now,
-            created_by: input.createdBy,
+            created_by: actorName(input.createdBy),
             expires_at: input.expiresAt ?? null,
           })
           .returningAll()
           .executeTakeFirstOrThrow();
-        await trx
-          .insertInto("audit_events")
-          .values({
-            at: now,
+        // The token's value never goes here: its name, id and grants do.
+        await insertAudit(
+          trx,
+          {
             actor: input.createdBy,
             action: "token.create",
             app: null,
             env: null,
-            details: toJson({
+            target: input.name,
+            details: {
               name: input.name,
+              id: inserted.id,
               role: input.role,
               apps: input.apps,
               ...(input.role === "agent" ? { labels } : {}),
               ...(input.expiresAt ? { expiresAt: input.expiresAt } : {}),
-            }),
-          })
-          .execute();
+            },
+          },
+          now,
+        );
         return inserted;
       });
       return { token, info: toInfo(row) };
@@ -173,26 +179,29 @@ export class TokenStore {
     return (await this.db.selectFrom("tokens").selectAll().orderBy("id").execute()).map(toInfo);
   }
 
-  async revoke(name: string, by: string): Promise<void> {
-    const result = await this.db
-      .updateTable("tokens")
-      .set({ revoked_at: nowIso() })
-      .where("name", "=", name)
-      .where("revoked_at", "is", null)
-      .executeTakeFirst();
-    this.recent.clear();
-    if (Number(result.numUpdatedRows) === 0) throw notFound(`token '${name}'`);
-    await this.db
-      .insertInto("audit_events")
-      .values({
-        at: nowIso(),
+  async revoke(name: string, by: AuditActor | string): Promise<void> {
+    // The revocation and its record in one transaction: neither without the other.
+    const revoked = await this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable("tokens")
+        .set({ revoked_at: nowIso() })
+        .where("name", "=", name)
+        .where("revoked_at", "is", null)
+        .returning(["id"])
+        .executeTakeFirst();
+      if (!row) return false;
+      await insertAudit(trx, {
         actor: by,
         action: "token.revoke",
         app: null,
         env: null,
-        details: toJson({ name }),
-      })
-      .execute();
+        target: name,
+        details: { name, id: row.id },
+      });
+      return true;
+    });
+    this.recent.clear();
+    if (!revoked) throw notFound(`token '${name}'`);
   }
 }
 

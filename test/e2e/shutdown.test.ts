@@ -6,7 +6,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt, turnout } from "../helpers/built-cli.js";
 import { BACKENDS, createTestDatabase, type TestDatabase } from "../helpers/databases.js";
 import { makeRepo } from "../helpers/git-fixtures.js";
-import { type ServerProcess, startServerProcess } from "../helpers/server-process.js";
+import { logRecords, type ServerProcess, startServerProcess } from "../helpers/server-process.js";
 import { isAlive, until } from "../helpers/wait.js";
 
 beforeAll(ensureBuilt, 120_000);
@@ -155,7 +155,8 @@ environments:
     );
     expect(printed).toMatch(/deploy shop\/staging#1: succeeded in \S+ \(trigger cli, by admin\)/);
     expect(printed).toContain("shutting down: no deploy running; closing agent connections");
-    expect(printed.trimEnd().endsWith("stopped")).toBe(true);
+    // The last line of the (JSON) log says it stopped.
+    expect(logRecords(printed).at(-1)).toMatchObject({ msg: "stopped", event: "shutdown.stopped" });
     // The queued deploy was not started by the stopping server.
     expect(existsSync(path.join(marks, "started-2"))).toBe(false);
     expect(printed).not.toContain("shop/staging#2: started");
@@ -180,7 +181,8 @@ environments:
     expect(printed).toContain(
       "deploy shop/staging#1: failed (interrupted: the server shut down before this deploy finished (grace 1s))",
     );
-    expect(printed.trimEnd().endsWith("stopped")).toBe(true);
+    // The last line of the (JSON) log says it stopped.
+    expect(logRecords(printed).at(-1)).toMatchObject({ msg: "stopped", event: "shutdown.stopped" });
     expect(isAlive(commandPid)).toBe(false);
     expect(existsSync(path.join(marks, "started-2"))).toBe(false);
 

@@ -80,3 +80,26 @@ export function spawnServer(
     void exited.then((code) => reject(new Error(`server exited (${code}) before listening:\n${output}`)));
   });
 }
+
+/** One line of a server's JSON log (stdout is not a terminal in tests, so the server logs JSON). */
+export interface LogRecord {
+  level: number;
+  time: string;
+  msg: string;
+  event?: string;
+  [field: string]: unknown;
+}
+
+/** The JSON log lines of `output`, in order; other lines (a crash's stack on stderr) are skipped. */
+export function logRecords(output: string): LogRecord[] {
+  const records: LogRecord[] = [];
+  for (const line of output.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try {
+      records.push(JSON.parse(line) as LogRecord);
+    } catch {
+      // not a log line
+    }
+  }
+  return records;
+}

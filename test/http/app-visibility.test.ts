@@ -388,6 +388,8 @@ function probes(): Probe[] {
 /** Routes that name no app, deploy, artifact or host of an app, and why. */
 const NOT_APP_SCOPED = new Set([
   "/healthz",
+  // Server-wide; a token limited to some apps gets 403 (tested below).
+  "/metrics",
   "/api/v1/apps",
   "/api/v1/deploys",
   "/api/v1/tokens",
@@ -609,10 +611,47 @@ describe("lists show only the token's apps", () => {
     expect(byStatus.body.deploys).toEqual([]);
   });
 
-  it("audit events", async () => {
+  it("audit events, without and with filters, paged", async () => {
     const res = await t.api("GET", "/api/v1/audit", undefined, tokens["viewer"]);
     expect(res.body.events.length).toBeGreaterThan(0);
     expect(res.body.events.every((e: any) => e.app === "mine")).toBe(true);
+    // Their deploy is in the trail, and no filter brings it (or a server-wide event) out.
+    const all = (await t.api("GET", "/api/v1/audit?limit=500")).body.events;
+    expect(all.some((e: any) => e.action === "deploy" && e.app === "theirs")).toBe(true);
+    for (const query of ["action=deploy", "source=api", "actor=admin", "action=token.create", "limit=1"]) {
+      const filtered = await t.api("GET", `/api/v1/audit?${query}`, undefined, tokens["viewer"]);
+      expect(filtered.status, query).toBe(200);
+      expect(
+        filtered.body.events.every((e: any) => e.app === "mine"),
+        query,
+      ).toBe(true);
+    }
+    expect(
+      (await t.api("GET", "/api/v1/audit?action=deploy", undefined, tokens["viewer"])).body.events.map(
+        (e: any) => e.target,
+      ),
+    ).toEqual(["mine/staging#1"]);
+    // Pages of one: every page is theirs-free, and the pages together are all of mine.
+    const seen: number[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: any = await t.api(
+        "GET",
+        `/api/v1/audit?limit=1${cursor ? `&cursor=${cursor}` : ""}`,
+        undefined,
+        tokens["viewer"],
+      );
+      seen.push(...page.body.events.map((e: any) => e.id));
+      cursor = page.body.nextCursor;
+    } while (cursor);
+    expect(seen).toEqual(res.body.events.map((e: any) => e.id));
+  });
+
+  it("metrics: only for tokens of every app (they name every app)", async () => {
+    const limited = await t.api("GET", "/metrics", undefined, tokens["viewer"]);
+    expect(limited.status).toBe(403);
+    expect(limited.body.error.code).toBe("E_FORBIDDEN");
+    expect(JSON.stringify(limited.body)).not.toContain("theirs");
   });
 
   it("hosts: only those serving the token's apps, with only their inventory", async () => {

@@ -136,11 +136,14 @@ describe.each(BACKENDS)("deploy store on %s", (backend) => {
     );
     expect(forced.ignoredSafeties).toEqual(["lock"]);
     expect(forced.force).toBe(true);
+    // The refused deploy left no trace; the forced one is recorded with what it ignored.
     const audit = await store.audit.list({ app: "shop", limit: 10 });
-    expect(audit.map((e) => e.action)).toEqual(["lock"]);
+    expect(audit.map((e) => e.action)).toEqual(["deploy", "lock"]);
+    expect(audit[0]).toMatchObject({ target: "shop/staging#1", details: { ignoredSafeties: ["lock"] } });
     await store.locks.unlock("shop", "staging", "ops");
     expect((await store.audit.list({ app: "shop", limit: 10 })).map((e) => e.action)).toEqual([
       "unlock",
+      "deploy",
       "lock",
     ]);
   });

@@ -2,10 +2,10 @@ import path from "node:path";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { labelProblem } from "../../agent/agent-labels.js";
 import { InvalidSettingError, normalizeServerUrl } from "../../config/client-settings.js";
+import { isLogLevel, LOG_LEVELS, type LogLevel } from "../../observability/log-levels.js";
 import { parseName, parsePositiveInt } from "../args.js";
-import { println } from "../context.js";
 import type { Kit } from "../program.js";
-import { escapeText } from "../terminal-text.js";
+import { escapeLines, type TerminalText } from "../terminal-text.js";
 
 export const DEFAULT_AGENT_ROOT = "/srv/turnout";
 
@@ -14,6 +14,7 @@ interface AgentFlags {
   label?: Record<string, string>;
   root?: string;
   heartbeat?: number;
+  logLevel?: LogLevel;
 }
 
 /**
@@ -32,6 +33,11 @@ export function registerAgentCommand(program: Command, { ctx, action, globals }:
       collectLabel,
     )
     .option("--root <dir>", `where releases live (default ${DEFAULT_AGENT_ROOT})`)
+    .option(
+      "--log-level <level>",
+      "fatal, error, warn, info, debug, trace or silent (default info, env TURNOUT_LOG_LEVEL)",
+      parseLogLevel,
+    )
     .addOption(
       new Option("--heartbeat <ms>", "heartbeat interval in ms (tests)")
         .argParser(parsePositiveInt)
@@ -53,13 +59,20 @@ export function registerAgentCommand(program: Command, { ctx, action, globals }:
         const server = normalizeServerUrl(serverValue);
         const root = path.resolve(ctx.cwd, flags.root ?? DEFAULT_AGENT_ROOT);
 
-        const [{ Agent }, state, { LocalHostOps }, { assertLabels }, { VERSION }] = await Promise.all([
-          import("../../agent/agent.js"),
-          import("../../agent/agent-state.js"),
-          import("../../agent/host-layout/index.js"),
-          import("../../agent/agent-labels.js"),
-          import("../../server/version.js"),
-        ]);
+        const fromEnv = ctx.env["TURNOUT_LOG_LEVEL"] || "info";
+        if (!isLogLevel(fromEnv)) {
+          throw new InvalidSettingError(`TURNOUT_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
+        }
+        const level = flags.logLevel ?? fromEnv;
+        const [{ Agent }, state, { LocalHostOps }, { assertLabels }, { VERSION }, { createLogger }] =
+          await Promise.all([
+            import("../../agent/agent.js"),
+            import("../../agent/agent-state.js"),
+            import("../../agent/host-layout/index.js"),
+            import("../../agent/agent-labels.js"),
+            import("../../server/version.js"),
+            import("../../observability/logger.js"),
+          ]);
         const token = options.token || ctx.env["TURNOUT_TOKEN"] || undefined;
         if (!token && !state.readHostToken(root)) {
           throw new InvalidSettingError(
@@ -73,8 +86,16 @@ export function registerAgentCommand(program: Command, { ctx, action, globals }:
 
         const stop = new AbortController();
         void ctx.waitForStop().then(() => stop.abort());
-        // The agent's lines quote the server (refusal reasons): escaped like any server text.
-        const print = (line: string) => println(ctx.stdout, escapeText(line));
+        // JSON lines when not on a terminal, readable lines on one. They quote
+        // the server (refusal reasons): escaped like any server text.
+        const format = ctx.env["TURNOUT_LOG_FORMAT"];
+        const logger = createLogger({
+          level,
+          pretty: format === "pretty" || (format !== "json" && ctx.stdout.isTTY === true),
+          write: (text) => ctx.stdout.write(`${escapeLines(text.replace(/\n$/, ""))}\n` as TerminalText),
+          base: { host: name },
+        });
+        const print = (line: string) => logger.info({ event: "agent" }, line);
         print(`agent ${name}: connecting to ${server}, releases in ${root}`);
         await new Agent({
           server,
@@ -90,6 +111,13 @@ export function registerAgentCommand(program: Command, { ctx, action, globals }:
         return 0;
       }),
     );
+}
+
+function parseLogLevel(value: string): LogLevel {
+  if (!isLogLevel(value)) {
+    throw new InvalidArgumentError(`expected one of ${LOG_LEVELS.join(", ")}, got '${value}'`);
+  }
+  return value;
 }
 
 /** Commander reducer for repeated `--label key=value`; the same rule as the server's. */

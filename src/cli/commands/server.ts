@@ -23,6 +23,14 @@ export function registerServerCommand(
     .option("--config-repo <url>", "app manifests from this git repository instead (env TURNOUT_CONFIG_REPO)")
     .option("--config-branch <branch>", "branch of --config-repo (default main, env TURNOUT_CONFIG_BRANCH)")
     .option("--demo", "create a demo app if no app is configured")
+    .option(
+      "--log-level <level>",
+      "fatal, error, warn, info, debug, trace or silent (default info, env TURNOUT_LOG_LEVEL)",
+    )
+    .option(
+      "--metrics-listen <host:port>",
+      "also serve GET /metrics, without a token, on this address (env TURNOUT_METRICS_LISTEN)",
+    )
     .action(
       action(
         async (
@@ -34,6 +42,8 @@ export function registerServerCommand(
             configRepo?: string;
             configBranch?: string;
             demo?: boolean;
+            logLevel?: string;
+            metricsListen?: string;
           },
           command: Command,
         ) => {
@@ -50,6 +60,8 @@ export function registerServerCommand(
               configRepo: flags.configRepo,
               configBranch: flags.configBranch,
               demo: flags.demo,
+              logLevel: flags.logLevel,
+              metricsListen: flags.metricsListen,
             },
             ctx.env,
             ctx.cwd,

@@ -1,4 +1,5 @@
 import type { AppConfig, ComponentConfig } from "../../domain/app-config.js";
+import { auditActor } from "../../domain/audit.js";
 import type { Principal } from "../../domain/roles.js";
 import type { EngineApi } from "../../engine/api.js";
 import { readRefs } from "../../git/hosted-repos.js";
@@ -65,7 +66,8 @@ export async function afterPush(deps: AfterPushDeps, push: PushContext): Promise
 
   try {
     await deps.store.audit.record({
-      actor: principal.name,
+      // A push announces new code, as a webhook does: both count as source "webhook".
+      actor: auditActor({ ...principal, source: "webhook" }),
       action: "push",
       app: app.name,
       env: null,

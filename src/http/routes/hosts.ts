@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { assertHostName } from "../../agent/protocol.js";
+import { auditActor } from "../../domain/audit.js";
 import { notFound } from "../../domain/errors.js";
 import type { HostWithApps } from "../../domain/fleet.js";
 import { isUnrestricted, parseAppGrant, parseLabelGrant } from "../../domain/host-grant.js";
@@ -90,7 +91,7 @@ export function registerHostRoutes(app: FastifyInstance, { engine, store, agents
         apps: request.body.apps === null ? null : parseAppGrant(request.body.apps),
         labels: request.body.labels === null ? null : parseLabelGrant(request.body.labels),
       };
-      await store.hosts.setGrant(name, grant, principal.name);
+      await store.hosts.setGrant(name, grant, auditActor(principal));
       const host = agents ? await agents.host(name) : await store.hosts.get(name);
       if (!host) throw notFound(`host '${name}'`, { host: name });
       return { host: hostJson(host, principal) };

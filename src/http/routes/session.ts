@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { auditActor } from "../../domain/audit.js";
 import { TurnoutError } from "../../domain/errors.js";
 import { authorize, can } from "../../domain/roles.js";
 import type { MeJson } from "../api-types.js";
@@ -65,7 +66,7 @@ export function registerSessionRoutes(api: FastifyInstance, { store }: HttpDeps)
           `token '${principal.name}' is not a browser sign-in; revoke it with \`turnout token revoke\` if you mean to`,
         );
       }
-      await store.tokens.revoke(principal.name, principal.name);
+      await store.tokens.revoke(principal.name, auditActor(principal));
       return { revoked: principal.name };
     },
   );

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { auditActor } from "../../domain/audit.js";
 import { TurnoutError } from "../../domain/errors.js";
 import { parseLabelGrant } from "../../domain/host-grant.js";
 import { assertName } from "../../domain/names.js";
@@ -58,7 +59,7 @@ export function registerTokenRoutes(app: FastifyInstance, { store }: HttpDeps): 
         role,
         apps: apps === undefined ? null : [...new Set(apps)],
         labels: labels === undefined ? [] : labels === null ? null : parseLabelGrant(labels),
-        createdBy: principal.name,
+        createdBy: auditActor(principal),
       });
       return reply.code(201).send({ token: created.token, info: created.info });
     },
@@ -80,7 +81,7 @@ export function registerTokenRoutes(app: FastifyInstance, { store }: HttpDeps): 
       const principal = principalOf(request);
       authorizeTokenAdmin(principal);
       const name = assertName("token", request.params.name);
-      await store.tokens.revoke(name, principal.name);
+      await store.tokens.revoke(name, auditActor(principal));
       return { revoked: name };
     },
   );

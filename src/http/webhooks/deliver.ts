@@ -56,7 +56,7 @@ export async function deliver(
   for (const app of accepted) {
     try {
       await store.audit.record({
-        actor: `webhook:${delivery.provider}`,
+        actor: { name: `webhook:${delivery.provider}`, tokenId: null, role: null, source: "webhook" },
         action: "webhook",
         app,
         env: null,

@@ -14,7 +14,7 @@ import type { GitTreeReader } from "../../git/tree-reader.js";
 import type { Store } from "../../store/store.js";
 import { runProcess } from "../process-runner.js";
 import type { BlobSource, HostLog, HostOps } from "./host-ops.js";
-import { type FleetTarget, orchestrate } from "./orchestrator.js";
+import { type FleetTarget, orchestrate, type StagingObserver } from "./orchestrator.js";
 
 /**
  * The `fleet` provider: build in the workspace, turn the result into a
@@ -60,6 +60,8 @@ export interface FleetDeps {
   ssh: SshConnector;
   /** How long a deploy waits for a disconnected agent to come back before counting its host failed (default 15 s). */
   reconnectGraceMs?: number;
+  /** Told how each host's staging went (the server's metrics). */
+  onStaged?: StagingObserver;
 }
 
 export interface FleetRun {
@@ -130,6 +132,7 @@ export async function runFleetDeploy(deps: FleetDeps, given: FleetRun): Promise<
       awaitApproval: run.awaitApproval,
       setPhase: run.setPhase,
       ...(deps.reconnectGraceMs !== undefined ? { reconnectGraceMs: deps.reconnectGraceMs } : {}),
+      ...(deps.onStaged ? { onStaged: deps.onStaged } : {}),
     });
     if (outcome.ok) {
       log(

@@ -69,7 +69,17 @@ export interface OrchestrateInput {
   setPhase(phase: string, status?: "waiting" | "running"): Promise<void>;
   /** How long to wait for a disconnected agent to come back before counting the host failed. */
   reconnectGraceMs?: number;
+  /** Told how each host's staging went (the server's metrics). */
+  onStaged?: StagingObserver;
 }
+
+/** One host staged (or failed to): how long it took and how many bytes it was sent. */
+export type StagingObserver = (
+  host: string,
+  outcome: "staged" | "failed",
+  seconds: number,
+  bytes: number,
+) => void;
 
 export type OrchestrateOutcome =
   | { ok: true; switched: number; skipped: number }
@@ -157,11 +167,15 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
   await inParallel(runs, stageConcurrency, async (run) => {
     if (signal.aborted) return;
     await record(run, "staging");
+    const began = performance.now();
+    const observe = (outcome: "staged" | "failed", bytes: number) =>
+      input.onStaged?.(run.target.name, outcome, (performance.now() - began) / 1000, bytes);
     try {
       const result = await withHost(input, run.target, (ops) =>
         ops.stage(spec, input.blobs, hostLog(run), signal),
       );
       run.staged = result.staged;
+      observe("staged", result.bytesFetched);
       hostLog(run)(
         result.staged
           ? `${result.repaired ? "repaired" : "staged"} (${result.blobsFetched} blobs, ${result.bytesFetched} bytes fetched)`
@@ -170,6 +184,7 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
       await record(run, "staged", { bytesFetched: result.bytesFetched });
     } catch (error) {
       run.failed = true;
+      observe("failed", 0);
       hostLog(run)(`staging failed: ${messageOf(error)}`);
       await record(run, "stage_failed", { error: messageOf(error) });
     }

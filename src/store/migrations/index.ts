@@ -10,6 +10,7 @@ import * as m0008 from "./0008-host-token-use.js";
 import * as m0009 from "./0009-retention.js";
 import * as m0010 from "./0010-dashboard.js";
 import * as m0011 from "./0011-notifications.js";
+import * as m0012 from "./0012-audit.js";
 import * as m0013 from "./0013-commit-locks.js";
 import * as m0014 from "./0014-promotion.js";
 import * as m0015 from "./0015-emergency.js";
@@ -35,6 +36,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0009-retention": m0009,
   "0010-dashboard": m0010,
   "0011-notifications": m0011,
+  "0012-audit": m0012,
   "0013-commit-locks": m0013,
   "0014-promotion": m0014,
   "0015-emergency": m0015,
