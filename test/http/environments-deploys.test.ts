@@ -68,6 +68,8 @@ describe("apps and environments", () => {
       current: null,
       active: null,
       queued: 0,
+      // No emergency deploy of a working tree runs there.
+      unreviewed: null,
     });
     const blog = res.body.apps.find((a: any) => a.name === "blog");
     expect(blog.repo).toBe("https://git.example.com/acme/blog.git");
