@@ -48,9 +48,21 @@ export function appRevision(app: AppConfig, environment: EnvironmentConfig): str
       c.hosted ? { name: c.name, hosted: true } : { name: c.name, repo: c.repo },
     ),
     secretEnv,
-    deploy: environment.deploy,
+    deploy: revisionView(environment.deploy),
   };
   return `app-${createHash("sha256").update(canonicalJson(content)).digest("hex").slice(0, 32)}`;
+}
+
+/**
+ * The deploy block as the revision sees it. A fleet's staging concurrency
+ * left unset used to mean 10 and now means "chosen for the fleet at run
+ * time"; it is counted as the 10 it was, so that upgrading does not make
+ * every fleet environment look changed (and redeploy once). How many hosts
+ * stage at a time changes how fast a release goes out, not what it is.
+ */
+function revisionView(deploy: EnvironmentConfig["deploy"]): unknown {
+  if (deploy.provider !== "fleet" || deploy.strategy.stageConcurrency !== null) return deploy;
+  return { ...deploy, strategy: { ...deploy.strategy, stageConcurrency: 10 } };
 }
 
 /** The revision of an environment as the app's current configuration has it (undefined: no such environment). */
