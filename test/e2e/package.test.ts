@@ -53,7 +53,7 @@ describe("the npm package", () => {
     const files = packed!.files.map((f) => f.path).sort();
 
     const shipped =
-      /^(package\.json|README\.md|LICENSE|bin\/turnout\.js|bin\/build-if-changed\.js|dist\/.+\.js|dist\/web\/.+|docs\/[a-z-]+\.md)$/;
+      /^(package\.json|README\.md|LICENSE|bin\/turnout\.js|bin\/build-if-changed\.js|dist\/.+\.js|dist\/web\/.+|docs\/[a-z-]+\.md|docs\/grafana-dashboard\.json)$/;
     expect(files.filter((f) => !shipped.test(f))).toEqual([]);
     // Every module of the program, and the executable's entry point.
     const modules = sources(path.join(ROOT, "src")).map((f) => `dist/${f.replace(/\.ts$/, ".js")}`);
