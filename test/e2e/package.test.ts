@@ -106,7 +106,8 @@ function sources(dir: string, prefix = ""): string[] {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const rel = prefix + entry.name;
     if (entry.isDirectory()) found.push(...sources(path.join(dir, entry.name), `${rel}/`));
-    else if (rel.endsWith(".ts")) found.push(rel);
+    // Declaration files (types for an untyped library) compile to nothing.
+    else if (rel.endsWith(".ts") && !rel.endsWith(".d.ts")) found.push(rel);
   }
   return found;
 }
