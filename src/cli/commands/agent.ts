@@ -5,7 +5,7 @@ import { InvalidSettingError, normalizeServerUrl } from "../../config/client-set
 import { isLogLevel, LOG_LEVELS, type LogLevel } from "../../observability/log-levels.js";
 import { parseName, parsePositiveInt } from "../args.js";
 import type { Kit } from "../program.js";
-import { escapeLines, type TerminalText } from "../terminal-text.js";
+import { escapeLines, joinLines } from "../terminal-text.js";
 
 export const DEFAULT_AGENT_ROOT = "/srv/turnout";
 
@@ -92,7 +92,7 @@ export function registerAgentCommand(program: Command, { ctx, action, globals }:
         const logger = createLogger({
           level,
           pretty: format === "pretty" || (format !== "json" && ctx.stdout.isTTY === true),
-          write: (text) => ctx.stdout.write(`${escapeLines(text.replace(/\n$/, ""))}\n` as TerminalText),
+          write: (text) => ctx.stdout.write(joinLines([escapeLines(text.replace(/\n$/, "")), escapeLines("")])),
           base: { host: name },
         });
         const print = (line: string) => logger.info({ event: "agent" }, line);
