@@ -92,7 +92,8 @@ export function registerAgentCommand(program: Command, { ctx, action, globals }:
         const logger = createLogger({
           level,
           pretty: format === "pretty" || (format !== "json" && ctx.stdout.isTTY === true),
-          write: (text) => ctx.stdout.write(joinLines([escapeLines(text.replace(/\n$/, "")), escapeLines("")])),
+          write: (text) =>
+            ctx.stdout.write(joinLines([escapeLines(text.replace(/\n$/, "")), escapeLines("")])),
           base: { host: name },
         });
         const print = (line: string) => logger.info({ event: "agent" }, line);
