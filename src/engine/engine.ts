@@ -33,6 +33,7 @@ import { type Change, ChangeFeed } from "./change-feed.js";
 import { describeCommits } from "./commit-info.js";
 import { lockCommit, unlockCommit } from "./commit-lock-ops.js";
 import { resolveComponents } from "./components.js";
+import { DriftWatch } from "./drift-watch.js";
 import { admitEmergency } from "./emergency.js";
 import { EventHub } from "./event-hub.js";
 import { type FleetHostState, FleetOps } from "./fleet-ops.js";
@@ -107,6 +108,7 @@ export class Engine implements EngineApi {
   private unsubscribeConfig: (() => void) | undefined;
   private unsubscribeHosts: (() => void) | undefined;
   private readonly fleetOps: FleetOps;
+  private readonly driftWatch: DriftWatch;
   private readonly healing = new Map<string, number>();
   private stopping = false;
   private reconcileTimer: NodeJS.Timeout | undefined;
@@ -142,6 +144,14 @@ export class Engine implements EngineApi {
       report: (error) => this.report(error),
     });
     this.fleetOps = new FleetOps(options.store, (deploy) => this.announce(deploy));
+    this.driftWatch = new DriftWatch({
+      hosts: (target) => this.fleetOps.hosts(target),
+      busy: async (app, env) =>
+        (await options.store.deploys.active(app, env)) !== undefined ||
+        (await options.store.deploys.queued(app, env)).length > 0,
+      record: (event) => options.store.notify.record(event),
+      now: () => this.now(),
+    });
     this.hub.tap((event) => {
       if (event.type !== "status") return;
       const { deploy } = event;
@@ -220,6 +230,7 @@ export class Engine implements EngineApi {
     }
     this.unsubscribeHosts = this.options.fleet?.onHostsChange?.(() => {
       void this.selfHeal().catch((error) => this.report(error));
+      void this.driftWatch.check(this.fleetTargets()).catch((error) => this.report(error));
     });
     this.unsubscribeHostFeed = this.options.fleet?.onHostsChange?.(() => this.feed.emit({ type: "hosts" }));
   }
@@ -359,6 +370,13 @@ export class Engine implements EngineApi {
         await this.fleetOps.reconcile(system, target);
       }
     }
+  }
+
+  /** Every fleet environment of the configuration. */
+  private *fleetTargets(): Iterable<{ app: AppConfig; environment: EnvironmentConfig }> {
+    for (const app of this.config().apps.values())
+      for (const environment of Object.values(app.environments))
+        if (environment.deploy.provider === "fleet") yield { app, environment };
   }
 
   async requestDeploy(principal: Principal, request: DeployRequest): Promise<Deploy> {

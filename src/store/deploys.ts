@@ -12,7 +12,7 @@ import {
 import type { Emergency } from "../domain/emergency.js";
 import { TurnoutError } from "../domain/errors.js";
 import type { Lock } from "../domain/lock.js";
-import { deployEvent, deployEventKind } from "../domain/notification-event.js";
+import { deployEvent, deployEventKind, fleetEvent } from "../domain/notification-event.js";
 import { insertAudit } from "./audit.js";
 import type { Capabilities } from "./capabilities.js";
 import { appendNote } from "./logs.js";
@@ -626,4 +626,7 @@ async function inheritedEmergency(
 async function notifyDeploy(trx: Transaction<Schema>, deploy: Deploy, actor?: string): Promise<void> {
   const kind = deployEventKind(deploy);
   if (kind) await recordNotifyEvent(trx, deployEvent(deploy, kind, nowIso(), actor));
+  // A reconcile (asked for, or self-heal) that succeeded brought drifted hosts back: drift healed.
+  if (kind === "deploy.succeeded" && deploy.trigger === "reconcile")
+    await recordNotifyEvent(trx, fleetEvent("drift.healed", deploy.app, deploy.env, [], nowIso(), deploy));
 }

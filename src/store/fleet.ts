@@ -1,6 +1,8 @@
 import type { Kysely } from "kysely";
 import { TurnoutError } from "../domain/errors.js";
 import type { HostStep, PoolState } from "../domain/fleet.js";
+import { fleetEvent } from "../domain/notification-event.js";
+import { recordNotifyEvent } from "./notify-outbox.js";
 import { nowIso } from "./rows.js";
 import type { Schema } from "./schema.js";
 
@@ -253,15 +255,34 @@ export class FleetStore {
     return row !== undefined;
   }
 
-  /** Pool state is per host and app: one app's failed canary takes the host out of that app's pool only. */
-  async setPoolState(hostId: number, app: string, state: "pooled" | "depooled"): Promise<void> {
-    await this.db
-      .insertInto("host_pool")
-      .values({ host_id: hostId, app, pool_state: state, updated_at: nowIso() })
-      .onConflict((oc) =>
-        oc.columns(["host_id", "app"]).doUpdateSet({ pool_state: state, updated_at: nowIso() }),
-      )
-      .execute();
+  /**
+   * Pool state is per host and app: one app's failed canary takes the host out of that app's pool only.
+   * With `notice`, a host newly taken out is told (`host.depooled`) in the same transaction.
+   */
+  async setPoolState(
+    hostId: number,
+    app: string,
+    state: "pooled" | "depooled",
+    notice?: { env: string; hostName: string },
+  ): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      const before = await trx
+        .selectFrom("host_pool")
+        .select("pool_state")
+        .where("host_id", "=", hostId)
+        .where("app", "=", app)
+        .executeTakeFirst();
+      const now = nowIso();
+      await trx
+        .insertInto("host_pool")
+        .values({ host_id: hostId, app, pool_state: state, updated_at: now })
+        .onConflict((oc) =>
+          oc.columns(["host_id", "app"]).doUpdateSet({ pool_state: state, updated_at: now }),
+        )
+        .execute();
+      if (notice && state === "depooled" && before?.pool_state !== "depooled")
+        await recordNotifyEvent(trx, fleetEvent("host.depooled", app, notice.env, [notice.hostName], now));
+    });
   }
 
   /** The hosts depooled for `app` (every other host is pooled for it). */

@@ -453,7 +453,10 @@ async function depool(input: OrchestrateInput, run: HostRun, log: HostLog, recor
   } else {
     log("marked depooled");
   }
-  await input.fleet.setPoolState(run.target.hostId, input.deploy.app, "depooled");
+  await input.fleet.setPoolState(run.target.hostId, input.deploy.app, "depooled", {
+    env: input.deploy.env,
+    hostName: run.target.name,
+  });
   await record(run, "depooled");
 }
 

@@ -1,0 +1,46 @@
+import type { AppConfig, EnvironmentConfig } from "../domain/app-config.js";
+import { fleetEvent, type NewNotificationEvent } from "../domain/notification-event.js";
+import type { FleetHostState } from "./fleet-ops.js";
+
+type Target = { app: AppConfig; environment: EnvironmentConfig };
+
+export interface DriftWatchDeps {
+  hosts(target: Target): Promise<FleetHostState[]>;
+  /** Whether the environment has a deploy queued or running (its hosts move on purpose then). */
+  busy(app: string, env: string): Promise<boolean>;
+  record(event: NewNotificationEvent): Promise<void>;
+  now(): Date;
+}
+
+/**
+ * Tells when connected hosts of a fleet environment drift from its release
+ * (`drift.detected`): checked when hosts report, never while a deploy of the
+ * environment is queued or running (its hosts switch one by one then). Each
+ * host is announced once per drift: the set last seen drifted is remembered
+ * per environment, in memory, so after a restart hosts still drifted are
+ * announced again (at least once, like every notification). Healing is told
+ * by the reconcile deploy that succeeds (`drift.healed`, store/deploys.ts).
+ */
+export class DriftWatch {
+  private readonly seen = new Map<string, Set<string>>();
+
+  constructor(private readonly deps: DriftWatchDeps) {}
+
+  async check(targets: Iterable<Target>): Promise<void> {
+    for (const target of targets) {
+      const { app, environment } = target;
+      if (environment.deploy.provider !== "fleet") continue;
+      if (await this.deps.busy(app.name, environment.name)) continue;
+      const key = `${app.name}/${environment.name}`;
+      const hosts = await this.deps.hosts(target);
+      const drifted = new Set(hosts.filter((h) => h.drifted && h.connected).map((h) => h.name));
+      const before = this.seen.get(key) ?? new Set<string>();
+      this.seen.set(key, drifted);
+      const fresh = [...drifted].filter((name) => !before.has(name)).sort();
+      if (fresh.length > 0)
+        await this.deps.record(
+          fleetEvent("drift.detected", app.name, environment.name, fresh, this.deps.now().toISOString()),
+        );
+    }
+  }
+}
