@@ -154,6 +154,8 @@ export class GarbageCollector implements GarbageCollectorApi {
     const pruned = await store.retention.logsToPrune(settings.logs, logsBefore);
     report.removed.logs = await store.retention.logSize(pruned);
     if (!dryRun) await store.retention.pruneLogs(pruned);
+    // Notification deliveries that are settled (delivered or given up on) go with the same age as logs.
+    if (!dryRun) await store.notify.prune(logsBefore);
 
     report.kept.artifacts = (await store.retention.countArtifacts()) - (dryRun ? doomed.digests.length : 0);
     report.finishedAt = new Date(this.now()).toISOString();

@@ -5,6 +5,7 @@ import { Readable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ArtifactStore } from "../../src/artifacts/artifact-store.js";
 import { hostReleaseId } from "../../src/domain/artifact.js";
+import { lockEvent } from "../../src/domain/notification-event.js";
 import { GarbageCollector } from "../../src/engine/garbage-collector.js";
 import type { Store } from "../../src/store/store.js";
 import { packTar, tempDir } from "../artifacts/helpers.js";
@@ -298,6 +299,38 @@ describe.each(BACKENDS)("garbage collection on %s", (backend) => {
     expect((await store.logs.read(other, 0)).chunks).toHaveLength(1);
     expect((await store.logs.read(active.id, 0)).chunks).toHaveLength(1);
     expect((await gc.run({ dryRun: false })).removed.logs.count).toBe(0);
+  });
+
+  it("removes settled notification deliveries older than the log age; keeps pending and young ones", async () => {
+    const event = (reason: string) =>
+      lockEvent(
+        { app: "shop", env: "staging", lockedBy: "ann", reason, createdAt: new Date().toISOString() },
+        "lock.locked",
+        "ann",
+        new Date().toISOString(),
+      );
+    for (const reason of ["old delivered", "old failed", "young delivered", "old pending"])
+      await store.notify.record(event(reason));
+    await store.notify.fanOut(100, () => ["hook"]);
+    const byReason = new Map(
+      (await store.notify.list({ app: "shop", limit: 10 })).map((d) => [d.event.lock?.reason, d.id]),
+    );
+    const set = (reason: string, status: string, updatedAt: string) =>
+      raw(store)
+        .updateTable("notify_deliveries")
+        .set({ status, updated_at: updatedAt })
+        .where("id", "=", byReason.get(reason)!)
+        .execute();
+    await set("old delivered", "delivered", "2000-01-01T00:00:00.000Z");
+    await set("old failed", "failed", "2000-01-01T00:00:00.000Z");
+    await set("young delivered", "delivered", new Date().toISOString());
+    await set("old pending", "pending", "2000-01-01T00:00:00.000Z");
+
+    await collector({ logAgeMs: 86_400_000 }).run({ dryRun: false });
+    const left = (await store.notify.list({ app: "shop", limit: 10 }))
+      .map((d) => d.event.lock?.reason)
+      .sort();
+    expect(left).toEqual(["old pending", "young delivered"]);
   });
 
   it("keeps an artifact stored again within its grace: its grace starts over", async () => {
