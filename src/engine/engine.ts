@@ -598,7 +598,7 @@ export class Engine implements EngineApi {
   /** Emergency deploys leave an audit entry: who shipped what unreviewed, and why. */
   private async recordEmergency(principal: Principal, deploy: Deploy): Promise<void> {
     await this.options.store.audit.record({
-      actor: principal.name,
+      actor: auditActor(principal),
       action: "deploy.emergency",
       app: deploy.app,
       env: deploy.env,
@@ -665,7 +665,7 @@ export class Engine implements EngineApi {
     reason: string | undefined,
   ): Promise<void> {
     await this.options.store.audit.record({
-      actor: principal.name,
+      actor: auditActor(principal),
       action: "deploy.force",
       app: deploy.app,
       env: deploy.env,

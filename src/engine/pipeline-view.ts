@@ -1,4 +1,5 @@
 import type { AppConfig } from "../domain/app-config.js";
+import { auditActor } from "../domain/audit.js";
 import type { Components } from "../domain/deploy.js";
 import { notFound, TurnoutError } from "../domain/errors.js";
 import {
@@ -137,7 +138,7 @@ export async function answerRun(
     );
   }
   await store.audit.record({
-    actor: principal.name,
+    actor: auditActor(principal),
     action: `pipeline.${answer}`,
     app: app.name,
     env: run.env,

@@ -1,5 +1,6 @@
 import type { AppConfig, EnvironmentConfig } from "../domain/app-config.js";
 import { appRevision } from "../domain/app-revision.js";
+import { auditActor } from "../domain/audit.js";
 import type { Deploy } from "../domain/deploy.js";
 import { TurnoutError } from "../domain/errors.js";
 import { checkLock } from "../domain/lock.js";
@@ -91,7 +92,7 @@ export async function queuePromotion(
             ),
         );
   await store.audit.record({
-    actor: principal.name,
+    actor: auditActor(principal),
     action: "deploy.promote",
     app: app.name,
     env: environment.name,

@@ -1,8 +1,9 @@
 import type { Kysely, Selectable } from "kysely";
 import type { CommitLock } from "../domain/deploy-guards.js";
 import { TurnoutError } from "../domain/errors.js";
+import { insertAudit } from "./audit.js";
 import type { Capabilities } from "./capabilities.js";
-import { nowIso, toJson } from "./rows.js";
+import { nowIso } from "./rows.js";
 import type { CommitLocksTable, Schema } from "./schema.js";
 
 /**
@@ -70,17 +71,11 @@ export class CommitLockStore {
             .returningAll()
             .executeTakeFirstOrThrow();
         }
-        await trx
-          .insertInto("audit_events")
-          .values({
-            at: now,
-            actor: by,
-            action: "commit.lock",
-            app,
-            env: null,
-            details: toJson({ sha, reason }),
-          })
-          .execute();
+        await insertAudit(
+          trx,
+          { actor: by, action: "commit.lock", app, env: null, details: { sha, reason } },
+          now,
+        );
         return toCommitLock(row);
       });
     } catch (error) {
@@ -107,17 +102,17 @@ export class CommitLockStore {
         .returningAll()
         .executeTakeFirst();
       if (!row) return undefined;
-      await trx
-        .insertInto("audit_events")
-        .values({
-          at: now,
+      await insertAudit(
+        trx,
+        {
           actor: by,
           action: "commit.unlock",
           app,
           env: null,
-          details: toJson({ sha, lockedBy: row.locked_by, reason: row.reason }),
-        })
-        .execute();
+          details: { sha, lockedBy: row.locked_by, reason: row.reason },
+        },
+        now,
+      );
       return toCommitLock(row);
     });
   }
