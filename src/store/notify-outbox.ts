@@ -63,7 +63,9 @@ export interface ClaimedDelivery extends DeliveryRecord {
 export type DeliveryUpdate =
   | { id: number; outcome: "delivered"; state?: Record<string, unknown>; detail?: string }
   | { id: number; outcome: "retry"; error: string; nextAttemptAt: string }
-  | { id: number; outcome: "failed"; error: string };
+  | { id: number; outcome: "failed"; error: string }
+  /** Not sent (an earlier delivery of its chain did not go through): back to pending, this attempt not counted. */
+  | { id: number; outcome: "released" };
 
 export interface DeliveryFilter {
   app: string;
@@ -165,17 +167,20 @@ export class NotifyStore {
   }
 
   /**
-   * Claims due deliveries under a lease: each one is the oldest pending
-   * delivery of its subject on its channel, so a subject's deliveries go out
-   * one after the other, in order, and a failing one holds back the rest.
-   * With row locks, rows another server is claiming are skipped.
+   * Claims due deliveries under a lease: each chain starts at the oldest
+   * pending delivery of its subject on its channel, and takes the pending
+   * deliveries behind it too (in id order, up to `limit` in all), so a
+   * deploy's queued, started and succeeded go out in one round, one after
+   * the other, and a failing one holds back the rest. With row locks, heads
+   * another server is claiming are skipped, and so are their followers: a
+   * follower is only ever taken behind a head this claim holds.
    */
   async claim(owner: string, leaseMs: number, limit: number): Promise<ClaimedDelivery[]> {
     const claimed = await this.db.transaction().execute(async (trx) => {
       const now = nowIso();
       let query = trx
         .selectFrom("notify_deliveries as d")
-        .select("d.id")
+        .select(["d.id", "d.channel", "d.subject"])
         .where("d.status", "=", "pending")
         .where("d.next_attempt_at", "<=", now)
         .where((eb) => eb.or([eb("d.lease_until", "is", null), eb("d.lease_until", "<", now)]))
@@ -194,36 +199,85 @@ export class NotifyStore {
         .orderBy("d.id", "asc")
         .limit(limit);
       if (this.caps.rowLocking) query = query.forUpdate().skipLocked();
-      const ids = (await query.execute()).map((r) => r.id);
-      if (ids.length === 0) return [];
-      return trx
-        .updateTable("notify_deliveries")
-        .set((eb) => ({
-          lease_owner: owner,
-          lease_until: new Date(Date.now() + leaseMs).toISOString(),
-          attempts: eb("attempts", "+", 1),
-          updated_at: now,
-        }))
-        .where("id", "in", ids)
-        .returningAll()
-        .execute();
+      const heads = await query.execute();
+      if (heads.length === 0) return [];
+      const ids = heads.map((h) => h.id);
+      ids.push(...(await this.followers(trx, heads, now, limit - heads.length)));
+      const rows = [];
+      // Chunked: a statement has a bound-parameter limit.
+      for (let i = 0; i < ids.length; i += 500) {
+        rows.push(
+          ...(await trx
+            .updateTable("notify_deliveries")
+            .set((eb) => ({
+              lease_owner: owner,
+              lease_until: new Date(Date.now() + leaseMs).toISOString(),
+              attempts: eb("attempts", "+", 1),
+              updated_at: now,
+            }))
+            .where("id", "in", ids.slice(i, i + 500))
+            .returningAll()
+            .execute()),
+        );
+      }
+      return rows;
     });
     if (claimed.length === 0) return [];
     claimed.sort((a, b) => a.id - b.id);
     const states = await this.db
       .selectFrom("notify_channel_state")
       .selectAll()
-      .where(
-        "subject",
-        "in",
-        claimed.map((r) => r.subject),
-      )
+      .where("subject", "in", [...new Set(claimed.map((r) => r.subject))])
       .execute();
     const byKey = new Map(states.map((s) => [`${s.channel}\n${s.subject}`, JSON.parse(s.state)]));
     return claimed.map((row) => ({
       ...toRecord(row),
       state: byKey.get(`${row.channel}\n${row.subject}`) ?? null,
     }));
+  }
+
+  /**
+   * The pending deliveries behind claimed heads, each chain cut at its first
+   * delivery that is not claimable now (leased, or waiting for a retry): what
+   * is behind such a one must wait for it.
+   */
+  private async followers(
+    trx: Kysely<Schema>,
+    heads: { id: number; channel: string; subject: string }[],
+    now: string,
+    room: number,
+  ): Promise<number[]> {
+    if (room <= 0) return [];
+    const found: number[] = [];
+    // Chunked: three bound parameters per head.
+    for (let i = 0; i < heads.length && found.length < room; i += 100) {
+      const chunk = heads.slice(i, i + 100);
+      const rows = await trx
+        .selectFrom("notify_deliveries")
+        .select(["id", "channel", "subject", "next_attempt_at", "lease_until"])
+        .where("status", "=", "pending")
+        .where((eb) =>
+          eb.or(
+            chunk.map((h) =>
+              eb.and([eb("channel", "=", h.channel), eb("subject", "=", h.subject), eb("id", ">", h.id)]),
+            ),
+          ),
+        )
+        .orderBy("id", "asc")
+        .execute();
+      const cut = new Set<string>();
+      for (const row of rows) {
+        const key = `${row.channel}\n${row.subject}`;
+        if (cut.has(key)) continue;
+        const leased = row.lease_until !== null && row.lease_until >= now;
+        if (leased || row.next_attempt_at > now || found.length >= room) {
+          cut.add(key);
+          continue;
+        }
+        found.push(row.id);
+      }
+    }
+    return found;
   }
 
   /** Records how claimed deliveries went, all in one transaction (draining fast means few commits). */
@@ -282,6 +336,15 @@ export class NotifyStore {
               )
               .execute();
           }
+        } else if (update.outcome === "released") {
+          await base
+            .set((eb) => ({
+              attempts: eb("attempts", "-", 1),
+              updated_at: now,
+              lease_owner: null,
+              lease_until: null,
+            }))
+            .execute();
         } else if (update.outcome === "retry") {
           await base
             .set({
