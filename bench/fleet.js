@@ -10,13 +10,12 @@ import { mkdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import Database from "better-sqlite3";
-import { api, BIN, cpuTimes, nodeArgs, sleep, startServer, stealPercent, track } from "./lib.js";
+import { api, BIN, cpuTimes, nodeArgs, processCpu, sleep, startServer, stealPercent, track } from "./lib.js";
 
 const FILES = 3000;
 const BYTES = 50 * 1024 * 1024;
 /** Fleet sizes; TURNOUT_BENCH_FLEET=1,5 runs fewer (trials only: the documented figures use all four). */
 const SIZES = (process.env.TURNOUT_BENCH_FLEET ?? "1,5,20,50").split(",").map(Number);
-const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 const DEPLOYS = "/api/v1/apps/bench/environments/production/deploys";
 
 const gitEnv = {
@@ -146,17 +145,6 @@ async function waitForHosts(server, agents, timeoutMs) {
   }
 }
 
-/** The server process's own CPU time (utime + stime) and that of the children it waited for (git), in ms. */
-function processCpu(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(")").pop().trim().split(/\s+/).map(Number);
-  const ms = (ticks) => (ticks * 1000) / CLK_TCK;
-  return {
-    own: ms(fields[11] + fields[12]),
-    user: ms(fields[11]),
-    system: ms(fields[12]),
-    children: ms(fields[13] + fields[14]),
-  };
-}
 
 /**
  * Bytes the agents' TCP sockets to the server have received (what the server
