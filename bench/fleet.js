@@ -6,7 +6,7 @@
 // directories at once. Run through bench/run.js (`npm run bench:fleet`).
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import Database from "better-sqlite3";
@@ -144,7 +144,6 @@ async function waitForHosts(server, agents, timeoutMs) {
     await sleep(250);
   }
 }
-
 
 /**
  * Bytes the agents' TCP sockets to the server have received (what the server

@@ -22,7 +22,7 @@ export interface DispatcherOptions {
   /** How often an idle dispatcher looks for work written by other servers (default 1 s). */
   idleMs?: number;
   /**
-   * How long a woken dispatcher waits before its round (default 200 ms), so
+   * How long a woken dispatcher waits before its round (default 1 s), so
    * the events of a busy moment go out in one round of few transactions
    * rather than one round each, and a deploy being admitted is not competing
    * with its own notifications.
@@ -82,8 +82,12 @@ export class Dispatcher {
 
   private async work(): Promise<{ fanned: number; claimed: number }> {
     const batch = this.batchSize();
-    const fanned = await this.options.store.fanOut(batch, this.options.plan);
-    const claimed = await this.options.store.claim(this.options.owner, this.options.leaseMs ?? 60_000, batch);
+    const { fanned, claimed } = await this.options.store.fanOutAndClaim(
+      this.options.plan,
+      this.options.owner,
+      this.options.leaseMs ?? 60_000,
+      batch,
+    );
     if (claimed.length > 0) {
       const updates = (await Promise.all(chains(claimed).map((chain) => this.sendChain(chain)))).flat();
       await this.options.store.complete(this.options.owner, updates);
@@ -115,7 +119,7 @@ export class Dispatcher {
   }
 
   private settle(): Promise<void> {
-    const ms = this.options.settleMs ?? 200;
+    const ms = this.options.settleMs ?? 1_000;
     if (ms <= 0) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, ms);

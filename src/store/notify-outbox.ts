@@ -121,49 +121,69 @@ export class NotifyStore {
    * (with row locks) one fan-out at a time: two servers fanning out at once
    * must not give a later event of a deploy a lower delivery id.
    */
-  async fanOut(limit: number, plan: FanOutPlan): Promise<number> {
-    return this.db.transaction().execute(async (trx) => {
-      let query = trx.selectFrom("notify_events").selectAll().orderBy("id", "asc").limit(limit);
-      if (this.caps.rowLocking) query = query.forUpdate();
-      const events = await query.execute();
-      if (events.length === 0) return 0;
-      const now = nowIso();
-      const rows = [];
-      const done: number[] = [];
-      for (const row of events) {
-        const event: NotificationEvent = { ...JSON.parse(row.payload), id: row.id };
-        const channels = plan(event);
-        // An event of an app not known yet holds back the later ones: order first.
-        if (channels === "later") break;
-        done.push(row.id);
-        for (const channel of channels) {
-          rows.push({
-            event_id: row.id,
-            channel,
-            kind: event.kind,
-            app: event.app,
-            env: event.env,
-            deploy_id: event.deploy?.id ?? null,
-            subject: eventSubject(event),
-            payload: toJson(event),
-            status: "pending",
-            attempts: 0,
-            next_attempt_at: now,
-            created_at: now,
-            updated_at: now,
-          });
-        }
-      }
-      // Chunked: a statement has a bound-parameter limit.
-      for (let i = 0; i < rows.length; i += 200) {
-        await trx
-          .insertInto("notify_deliveries")
-          .values(rows.slice(i, i + 200))
-          .execute();
-      }
-      if (done.length > 0) await trx.deleteFrom("notify_events").where("id", "in", done).execute();
-      return done.length;
+  fanOut(limit: number, plan: FanOutPlan): Promise<number> {
+    return this.db.transaction().execute((trx) => this.fanOutIn(trx, limit, plan));
+  }
+
+  /**
+   * A dispatcher's round in one transaction (one commit, not two): fan out
+   * the oldest events, then claim what is due, the new deliveries included.
+   */
+  async fanOutAndClaim(
+    plan: FanOutPlan,
+    owner: string,
+    leaseMs: number,
+    limit: number,
+  ): Promise<{ fanned: number; claimed: ClaimedDelivery[] }> {
+    let fanned = 0;
+    const claimed = await this.db.transaction().execute(async (trx) => {
+      fanned = await this.fanOutIn(trx, limit, plan);
+      return this.claimIn(trx, owner, leaseMs, limit);
     });
+    return { fanned, claimed: await this.withStates(claimed) };
+  }
+
+  private async fanOutIn(trx: Kysely<Schema>, limit: number, plan: FanOutPlan): Promise<number> {
+    let query = trx.selectFrom("notify_events").selectAll().orderBy("id", "asc").limit(limit);
+    if (this.caps.rowLocking) query = query.forUpdate();
+    const events = await query.execute();
+    if (events.length === 0) return 0;
+    const now = nowIso();
+    const rows = [];
+    const done: number[] = [];
+    for (const row of events) {
+      const event: NotificationEvent = { ...JSON.parse(row.payload), id: row.id };
+      const channels = plan(event);
+      // An event of an app not known yet holds back the later ones: order first.
+      if (channels === "later") break;
+      done.push(row.id);
+      for (const channel of channels) {
+        rows.push({
+          event_id: row.id,
+          channel,
+          kind: event.kind,
+          app: event.app,
+          env: event.env,
+          deploy_id: event.deploy?.id ?? null,
+          subject: eventSubject(event),
+          payload: toJson(event),
+          status: "pending",
+          attempts: 0,
+          next_attempt_at: now,
+          created_at: now,
+          updated_at: now,
+        });
+      }
+    }
+    // Chunked: a statement has a bound-parameter limit.
+    for (let i = 0; i < rows.length; i += 200) {
+      await trx
+        .insertInto("notify_deliveries")
+        .values(rows.slice(i, i + 200))
+        .execute();
+    }
+    if (done.length > 0) await trx.deleteFrom("notify_events").where("id", "in", done).execute();
+    return done.length;
   }
 
   /**
@@ -176,52 +196,64 @@ export class NotifyStore {
    * follower is only ever taken behind a head this claim holds.
    */
   async claim(owner: string, leaseMs: number, limit: number): Promise<ClaimedDelivery[]> {
-    const claimed = await this.db.transaction().execute(async (trx) => {
-      const now = nowIso();
-      let query = trx
-        .selectFrom("notify_deliveries as d")
-        .select(["d.id", "d.channel", "d.subject"])
-        .where("d.status", "=", "pending")
-        .where("d.next_attempt_at", "<=", now)
-        .where((eb) => eb.or([eb("d.lease_until", "is", null), eb("d.lease_until", "<", now)]))
-        .where(({ not, exists, selectFrom }) =>
-          not(
-            exists(
-              selectFrom("notify_deliveries as e")
-                .select("e.id")
-                .whereRef("e.channel", "=", "d.channel")
-                .whereRef("e.subject", "=", "d.subject")
-                .where("e.status", "=", "pending")
-                .whereRef("e.id", "<", "d.id"),
-            ),
+    const claimed = await this.db.transaction().execute((trx) => this.claimIn(trx, owner, leaseMs, limit));
+    return this.withStates(claimed);
+  }
+
+  private async claimIn(
+    trx: Kysely<Schema>,
+    owner: string,
+    leaseMs: number,
+    limit: number,
+  ): Promise<Selectable<NotifyDeliveriesTable>[]> {
+    const now = nowIso();
+    let query = trx
+      .selectFrom("notify_deliveries as d")
+      .select(["d.id", "d.channel", "d.subject"])
+      .where("d.status", "=", "pending")
+      .where("d.next_attempt_at", "<=", now)
+      .where((eb) => eb.or([eb("d.lease_until", "is", null), eb("d.lease_until", "<", now)]))
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom("notify_deliveries as e")
+              .select("e.id")
+              .whereRef("e.channel", "=", "d.channel")
+              .whereRef("e.subject", "=", "d.subject")
+              .where("e.status", "=", "pending")
+              .whereRef("e.id", "<", "d.id"),
           ),
-        )
-        .orderBy("d.id", "asc")
-        .limit(limit);
-      if (this.caps.rowLocking) query = query.forUpdate().skipLocked();
-      const heads = await query.execute();
-      if (heads.length === 0) return [];
-      const ids = heads.map((h) => h.id);
-      ids.push(...(await this.followers(trx, heads, now, limit - heads.length)));
-      const rows = [];
-      // Chunked: a statement has a bound-parameter limit.
-      for (let i = 0; i < ids.length; i += 500) {
-        rows.push(
-          ...(await trx
-            .updateTable("notify_deliveries")
-            .set((eb) => ({
-              lease_owner: owner,
-              lease_until: new Date(Date.now() + leaseMs).toISOString(),
-              attempts: eb("attempts", "+", 1),
-              updated_at: now,
-            }))
-            .where("id", "in", ids.slice(i, i + 500))
-            .returningAll()
-            .execute()),
-        );
-      }
-      return rows;
-    });
+        ),
+      )
+      .orderBy("d.id", "asc")
+      .limit(limit);
+    if (this.caps.rowLocking) query = query.forUpdate().skipLocked();
+    const heads = await query.execute();
+    if (heads.length === 0) return [];
+    const ids = heads.map((h) => h.id);
+    ids.push(...(await this.followers(trx, heads, now, limit - heads.length)));
+    const rows = [];
+    // Chunked: a statement has a bound-parameter limit.
+    for (let i = 0; i < ids.length; i += 500) {
+      rows.push(
+        ...(await trx
+          .updateTable("notify_deliveries")
+          .set((eb) => ({
+            lease_owner: owner,
+            lease_until: new Date(Date.now() + leaseMs).toISOString(),
+            attempts: eb("attempts", "+", 1),
+            updated_at: now,
+          }))
+          .where("id", "in", ids.slice(i, i + 500))
+          .returningAll()
+          .execute()),
+      );
+    }
+    return rows;
+  }
+
+  /** Claimed rows in id order, each with what its channel remembered for its subject. */
+  private async withStates(claimed: Selectable<NotifyDeliveriesTable>[]): Promise<ClaimedDelivery[]> {
     if (claimed.length === 0) return [];
     claimed.sort((a, b) => a.id - b.id);
     const states = await this.db
