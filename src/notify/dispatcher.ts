@@ -13,7 +13,7 @@ export interface DispatcherOptions {
   owner: string;
   links(event: NotificationEvent): { deploy?: string; environment?: string };
   retry?: RetryPolicy;
-  /** Rows fanned out and claimed per round (default 200). */
+  /** Rows fanned out and claimed per round (default 500). */
   batchSize?: number;
   /** How long a claimed delivery is ours before another server may take it (default 60 s). */
   leaseMs?: number;
@@ -96,7 +96,7 @@ export class Dispatcher {
   }
 
   private batchSize(): number {
-    return this.options.batchSize ?? 200;
+    return this.options.batchSize ?? 500;
   }
 
   private async loop(): Promise<void> {
