@@ -11,7 +11,7 @@ import { api, median, processCpu, report, sleep, startServer, waitFinished } fro
 
 const SECRET = "bench-secret-0123456789abcdef";
 
-export function makeRepo(dir) {
+function makeRepo(dir) {
   mkdirSync(dir, { recursive: true });
   const env = {
     ...process.env,
@@ -28,7 +28,7 @@ export function makeRepo(dir) {
 }
 
 /** A receiver that accepts everything (signatures are the tests' business) and counts. */
-export async function startReceiver() {
+async function startReceiver() {
   const receiver = { count: 0, last: 0 };
   const server = createServer((request, response) => {
     request.resume();
@@ -112,7 +112,7 @@ async function drain(work, receiver) {
   report("outbox drain, 10,000 deliveries (from healthy)", 10_000 / seconds, "del/s", "> 500 del/s");
 }
 
-export async function deploys(work, receiver, channels) {
+async function deploys(work, receiver, channels) {
   const label = channels === 0 ? "no channels" : `${channels} channels`;
   const dir = path.join(work, `deploys-${channels}`);
   const repo = path.join(work, "repo");
