@@ -55,10 +55,19 @@ export class GitMirrors {
   private readonly timeoutMs: number;
   private readonly queue = new FetchQueue();
   private sshWrapper: Promise<string> | undefined;
+  private beforeFetchHook: ((url: string) => Promise<void>) | undefined;
 
   constructor(options: { dir: string; timeoutMs?: number }) {
     this.dir = path.resolve(options.dir);
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  /**
+   * Runs before every fetch from an origin, in the fetch's turn: a hosted
+   * repository shared between servers catches up there (shared-hosted-repos.ts).
+   */
+  beforeFetch(hook: (url: string) => Promise<void>): void {
+    this.beforeFetchHook = hook;
   }
 
   /**
@@ -269,6 +278,7 @@ export class GitMirrors {
 
   private async fetchNow(remote: GitRemote, output?: GitOutput): Promise<void> {
     const mirror = this.mirrorPath(remote);
+    await this.beforeFetchHook?.(remote.url);
     if (await exists(mirror)) {
       output?.(`fetching ${redactUrl(remote.url)}`);
       await this.fetchInto(mirror, remote, output);
