@@ -14,6 +14,12 @@ export class HeldResponse extends Writable {
   private headers: Record<string, string> = {};
   private readonly chunks: Buffer[] = [];
 
+  constructor() {
+    super();
+    // Written after a shutdown destroyed it: nobody reads it any more, nothing to report.
+    this.on("error", () => undefined);
+  }
+
   writeHead(status: number, headers: Record<string, string> = {}): this {
     this.status = status;
     this.headers = headers;
