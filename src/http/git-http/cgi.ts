@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage } from "node:http";
 import type { Readable, Writable } from "node:stream";
 import { baseGitEnv, withTransportPolicy } from "../../git/git-env.js";
 
