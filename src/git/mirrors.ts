@@ -252,18 +252,40 @@ export class GitMirrors {
 
   /**
    * Reads a commit's tree straight from the mirror, without a checkout (fleet
-   * artifacts with nothing to build). The mirror must hold the commit: a
-   * deploy's commits were fetched when it was requested.
+   * artifacts with nothing to build), fetching first if the mirror lacks it.
    */
   treeReader(remote: GitRemote, sha: string): GitTreeReader {
     assertSha(sha);
-    return gitTreeReader({
+    const reader = gitTreeReader({
       gitDir: this.mirrorPath(remote),
       sha,
       env: baseGitEnv(),
       masker: this.maskerFor(remote),
       timeoutMs: this.timeoutMs,
     });
+    // Another server may have resolved the commit (or received its push):
+    // the first read fetches when this mirror lacks it, as checkouts do.
+    let present: Promise<void> | undefined;
+    const ensure = () => {
+      present ??= this.hasCommit(remote, sha).then((has) => (has ? undefined : this.fetch(remote)));
+      return present;
+    };
+    return {
+      repository: reader.repository,
+      commit: reader.commit,
+      list: async (subdir) => {
+        await ensure();
+        return reader.list(subdir);
+      },
+      diff: async (from, subdir) => {
+        await ensure();
+        return reader.diff(from, subdir);
+      },
+      readBlobs: async (ids, sink) => {
+        await ensure();
+        return reader.readBlobs(ids, sink);
+      },
+    };
   }
 
   /** Secret values git might print for this remote, for the caller's log masker. */
