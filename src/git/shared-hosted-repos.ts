@@ -191,6 +191,10 @@ export class SharedHostedRepos {
       const last = entries[entries.length - 1]!;
       await setRefs(repoPath, last.refs);
       await writeState(repoPath, { logId: head.logId, seq: last.seq });
+      const applied = entries.length - start;
+      this.options.report(
+        `hosted: ${key}: caught up to push #${last.seq} (${applied} ${applied === 1 ? "entry" : "entries"} of the shared log applied)`,
+      );
       return false;
     }
     throw new TurnoutError(

@@ -152,3 +152,61 @@ describe("SharedHostedRepos", () => {
     expect((await store().hostedRepos.head("shop"))?.head).toBe(1);
   });
 });
+
+describe("pushes through two servers at once", () => {
+  const store = useTestStore("postgres");
+  let root: string;
+  afterEach(async () => rm(root, { recursive: true, force: true }));
+
+  it("wait for each other; one that waits too long is refused with E_UNAVAILABLE and changes nothing", async () => {
+    root = await mkdtemp(path.join(tmpdir(), "turnout-shared-lock-"));
+    const work = await makeRepo(path.join(root, "work"));
+    await work.commit({ N: "1\n" }, "one");
+    const a = new SharedHostedRepos({
+      log: store().hostedRepos,
+      hostedDir: path.join(root, "a"),
+      report: () => {},
+    });
+    const b = new SharedHostedRepos({
+      log: store().hostedRepos,
+      hostedDir: path.join(root, "b"),
+      report: () => {},
+      lockWaitMs: 300,
+    });
+    const repoA = path.join(root, "a", "shop.git");
+    const repoB = path.join(root, "b", "shop.git");
+    await ensureHostedRepo(repoA);
+    await ensureHostedRepo(repoB);
+    const gitPush = (repo: string) =>
+      execFileAsync("git", ["push", "--quiet", "--", repo, "main"], { cwd: work.path, env: fixtureGitEnv() });
+
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let entered!: () => void;
+    const inside = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    const slow = a.push(repoA, "slow", async () => {
+      entered();
+      await held;
+      return gitPush(repoA);
+    });
+    await inside;
+    // A's push holds the repository: B's gives up after its 300 ms.
+    await expect(b.push(repoB, "impatient", () => gitPush(repoB))).rejects.toMatchObject({
+      code: "E_UNAVAILABLE",
+    });
+    expect(Object.fromEntries(await readRefs(repoB))).toEqual({});
+    release();
+    await slow;
+    expect((await store().hostedRepos.head("shop"))?.head).toBe(1);
+    // B then catches up to A's push before taking its own.
+    await work.commit({ N: "2\n" }, "two");
+    await b.push(repoB, "patient", () => gitPush(repoB));
+    expect((await store().hostedRepos.head("shop"))?.head).toBe(2);
+    await a.catchUp(repoA);
+    expect(Object.fromEntries(await readRefs(repoA))).toEqual({ "refs/heads/main": work.head });
+  });
+});
