@@ -139,7 +139,7 @@ describe("hosted repositories shared through PostgreSQL", () => {
     expect(cloned.ok, cloned.out).toBe(true);
     expect((await gitIn(clone, "rev-parse", "HEAD")).out.trim()).toBe(sha);
     expect((await gitIn(clone, "show", "HEAD:MESSAGE")).out).toBe("hello through A\n");
-  }, 120_000);
+  }, 240_000);
 
   it("force pushes, new branches, tags and deletions propagate; a restarted server and a new one catch up", async () => {
     const s = await setUp();
@@ -185,7 +185,7 @@ describe("hosted repositories shared through PostgreSQL", () => {
       true,
     );
     expect((await gitIn(clone, "show", "HEAD:MESSAGE")).out).toBe("three\n");
-  }, 120_000);
+  }, 240_000);
 
   it("pushes racing through A and B leave one history: one wins, the other is rejected as git would", async () => {
     const s = await setUp();
@@ -223,5 +223,5 @@ describe("hosted repositories shared through PostgreSQL", () => {
     expect(history).toHaveLength(4);
     expect(history.every((line) => line.split(" ").length <= 2)).toBe(true);
     expect(history.at(-1)).toBe(base);
-  }, 180_000);
+  }, 240_000);
 });
