@@ -119,6 +119,7 @@ export class SharedHostedRepos {
     return this.turn(repoPath, async () => {
       let before: Map<string, string> | undefined;
       let published: CopyState | undefined;
+      let committed = false;
       try {
         const result = await this.holdingConnection(() =>
           this.options.log.locked(key, this.lockWaitMs, async (locked) => {
@@ -146,13 +147,19 @@ export class SharedHostedRepos {
             return outcome;
           }),
         );
+        committed = true;
         if (published) {
-          await writeState(repoPath, published);
+          // Not writing it only means the next catch-up applies this push again, which changes nothing.
+          await writeState(repoPath, published).catch((error: unknown) =>
+            this.options.report(
+              `hosted: ${key}: could not note the copy's place in the log: ${messageOf(error)}`,
+            ),
+          );
           void this.compactIfDue(repoPath, key);
         }
         return result;
       } catch (error) {
-        if (before) await this.restore(repoPath, before);
+        if (before && !committed) await this.restore(repoPath, before);
         throw error;
       }
     });
