@@ -210,3 +210,15 @@ describe("pushes through two servers at once", () => {
     expect(Object.fromEntries(await readRefs(repoA))).toEqual({ "refs/heads/main": work.head });
   });
 });
+
+describe("SharedHostedRepos.keyOf", () => {
+  it("names copies under hosted/ as the log does, and nothing outside it", () => {
+    const unused = {} as Pick<HostedRepoLog, "head" | "entries" | "bundle" | "size" | "locked">;
+    const shared = new SharedHostedRepos({ log: unused, hostedDir: "/data/hosted", report: () => {} });
+    expect(shared.keyOf("/data/hosted/shop.git")).toBe("shop");
+    expect(shared.keyOf("/data/hosted/suite/api.git")).toBe("suite/api");
+    expect(shared.keyOf("/data/git/0123.git")).toBeUndefined();
+    expect(shared.keyOf("/data/hosted/../elsewhere.git")).toBeUndefined();
+    expect(shared.keyOf("/srv/repos/shop")).toBeUndefined();
+  });
+});
