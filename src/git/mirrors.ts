@@ -55,10 +55,19 @@ export class GitMirrors {
   private readonly timeoutMs: number;
   private readonly queue = new FetchQueue();
   private sshWrapper: Promise<string> | undefined;
+  private beforeFetchHook: ((url: string) => Promise<void>) | undefined;
 
   constructor(options: { dir: string; timeoutMs?: number }) {
     this.dir = path.resolve(options.dir);
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  /**
+   * Runs before every fetch from an origin, in the fetch's turn: a hosted
+   * repository shared between servers catches up there (shared-hosted-repos.ts).
+   */
+  beforeFetch(hook: (url: string) => Promise<void>): void {
+    this.beforeFetchHook = hook;
   }
 
   /**
@@ -243,18 +252,40 @@ export class GitMirrors {
 
   /**
    * Reads a commit's tree straight from the mirror, without a checkout (fleet
-   * artifacts with nothing to build). The mirror must hold the commit: a
-   * deploy's commits were fetched when it was requested.
+   * artifacts with nothing to build), fetching first if the mirror lacks it.
    */
   treeReader(remote: GitRemote, sha: string): GitTreeReader {
     assertSha(sha);
-    return gitTreeReader({
+    const reader = gitTreeReader({
       gitDir: this.mirrorPath(remote),
       sha,
       env: baseGitEnv(),
       masker: this.maskerFor(remote),
       timeoutMs: this.timeoutMs,
     });
+    // Another server may have resolved the commit (or received its push):
+    // the first read fetches when this mirror lacks it, as checkouts do.
+    let present: Promise<void> | undefined;
+    const ensure = () => {
+      present ??= this.hasCommit(remote, sha).then((has) => (has ? undefined : this.fetch(remote)));
+      return present;
+    };
+    return {
+      repository: reader.repository,
+      commit: reader.commit,
+      list: async (subdir) => {
+        await ensure();
+        return reader.list(subdir);
+      },
+      diff: async (from, subdir) => {
+        await ensure();
+        return reader.diff(from, subdir);
+      },
+      readBlobs: async (ids, sink) => {
+        await ensure();
+        return reader.readBlobs(ids, sink);
+      },
+    };
   }
 
   /** Secret values git might print for this remote, for the caller's log masker. */
@@ -269,6 +300,7 @@ export class GitMirrors {
 
   private async fetchNow(remote: GitRemote, output?: GitOutput): Promise<void> {
     const mirror = this.mirrorPath(remote);
+    await this.beforeFetchHook?.(remote.url);
     if (await exists(mirror)) {
       output?.(`fetching ${redactUrl(remote.url)}`);
       await this.fetchInto(mirror, remote, output);

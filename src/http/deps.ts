@@ -4,6 +4,7 @@ import type { ServerSettings } from "../config/settings.js";
 import type { SlackSettings } from "../config/slack-settings.js";
 import type { EngineApi } from "../engine/api.js";
 import type { GarbageCollectorApi } from "../engine/garbage-collector.js";
+import type { SharedHostedRepos } from "../git/shared-hosted-repos.js";
 import type { AgentHub } from "../providers/fleet/agent-hub.js";
 import type { Store } from "../store/store.js";
 import type { RequestObserver } from "./request-log.js";
@@ -42,4 +43,6 @@ export interface HttpDeps {
   webRoot?: string;
   /** Slack slash commands (`/api/v1/integrations/slack/commands`); absent: that route answers 404. */
   slack?: SlackSettings;
+  /** Hosted repositories shared through PostgreSQL; absent (SQLite): each server's copy is the only one. */
+  sharedHosted?: SharedHostedRepos;
 }

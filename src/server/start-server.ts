@@ -14,6 +14,7 @@ import { GarbageCollector } from "../engine/garbage-collector.js";
 import { newOwnerId, ownerIsDead } from "../engine/owner.js";
 import { moveLegacyHostedRepos } from "../git/hosted-repos.js";
 import { GitMirrors } from "../git/mirrors.js";
+import { SharedHostedRepos } from "../git/shared-hosted-repos.js";
 import { buildHttpApp } from "../http/app.js";
 import { defaultWebRoot } from "../http/web-ui.js";
 import { githubDeploymentsFactory } from "../notify/channels/github-deployments.js";
@@ -158,6 +159,11 @@ export async function startServer(
       sqliteFile: path.join(settings.dataDir, "turnout.db"),
     });
     cleanups.unshift(() => store.close());
+    // PostgreSQL: a push to any server reaches every server's copy (git/shared-hosted-repos.ts).
+    const sharedHosted = store.caps.sharedBetweenProcesses
+      ? new SharedHostedRepos({ log: store.hostedRepos, hostedDir: hostedDir(settings), report: print })
+      : undefined;
+    if (sharedHosted) git.beforeFetch((url) => sharedHosted.catchUp(url));
     const createdAdminToken = await bootstrapAdminToken(store, settings.dataDir);
 
     const config = await opening;
@@ -294,6 +300,7 @@ export async function startServer(
       gc,
       webRoot: defaultWebRoot(),
       ...(settings.slack ? { slack: settings.slack } : {}),
+      ...(sharedHosted ? { sharedHosted } : {}),
       logger: logger.child({ component: "http" }),
       metrics,
       observeRequest: (request, reply, seconds) =>

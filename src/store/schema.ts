@@ -344,6 +344,8 @@ export interface Schema {
   notify_events: NotifyEventsTable;
   notify_deliveries: NotifyDeliveriesTable;
   notify_channel_state: NotifyChannelStateTable;
+  hosted_repos: HostedReposTable;
+  hosted_repo_pushes: HostedRepoPushesTable;
 }
 
 /** One move of a release from a pipeline stage to the next (0014; domain/release-pipeline.ts). */
@@ -375,4 +377,24 @@ export interface HostPoolTable {
   app: string;
   pool_state: string;
   updated_at: string;
+}
+
+/** A hosted repository shared between servers (0019; git/shared-hosted-repos.ts). */
+export interface HostedReposTable {
+  repo: string;
+  log_id: string;
+  head: number;
+  updated_at: string;
+}
+
+/** One accepted push of a shared hosted repository: its refs after, and a bundle of what it added. */
+export interface HostedRepoPushesTable {
+  repo: string;
+  seq: number;
+  full: number;
+  refs: string;
+  bundle: Buffer | null;
+  bytes: number;
+  pushed_by: string;
+  created_at: string;
 }

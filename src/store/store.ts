@@ -9,6 +9,7 @@ import { DeployStore } from "./deploys.js";
 import { StatsStore } from "./environment-stats.js";
 import { FleetStore } from "./fleet.js";
 import { HostHistoryStore } from "./host-history.js";
+import { HostedRepoLog } from "./hosted-repo-log.js";
 import { HostStore } from "./hosts.js";
 import { LockStore } from "./locks.js";
 import { LoginCodeStore } from "./login-codes.js";
@@ -60,6 +61,8 @@ export class Store {
   readonly commitLocks: CommitLockStore;
   /** Notification events and the outbox of their deliveries (migration 0011). */
   readonly notify: NotifyStore;
+  /** Logs of hosted repositories shared between servers (migration 0019; PostgreSQL only). */
+  readonly hostedRepos: HostedRepoLog;
   readonly caps: Capabilities;
 
   private constructor(
@@ -92,6 +95,7 @@ export class Store {
     this.pipelineRuns = new PipelineRunStore(db);
     this.commitLocks = new CommitLockStore(db, caps);
     this.notify = new NotifyStore(db, caps);
+    this.hostedRepos = new HostedRepoLog(db, caps);
   }
 
   static async open(options: StoreOptions): Promise<Store> {

@@ -118,3 +118,23 @@ describe("GitMirrors.fetch", () => {
     expect(existsSync(mirrorsDir)).toBe(false);
   });
 });
+
+describe("GitMirrors.treeReader and beforeFetch", () => {
+  it("reads a commit the mirror lacks by fetching it first, after the beforeFetch hook ran", async () => {
+    const mirrors = new GitMirrors({ dir: mirrorsDir });
+    const remote = { url: origin.path, auth: {} };
+    await mirrors.fetch(remote);
+    const hooked: string[] = [];
+    mirrors.beforeFetch(async (url) => {
+      hooked.push(url);
+    });
+    // Another server resolved this commit: this mirror has never seen it.
+    const later = await origin.commit({ "NEW.md": "new\n" });
+    const entries = await mirrors.treeReader(remote, later).list(null);
+    expect(entries.map((e) => e.path).sort()).toEqual(["NEW.md", "README.md"]);
+    expect(hooked).toEqual([origin.path]);
+    // A commit it holds is read without fetching again.
+    await mirrors.treeReader(remote, later).list(null);
+    expect(hooked).toHaveLength(1);
+  });
+});

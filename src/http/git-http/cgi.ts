@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Readable } from "node:stream";
+import type { IncomingMessage } from "node:http";
+import type { Readable, Writable } from "node:stream";
 import { baseGitEnv, withTransportPolicy } from "../../git/git-env.js";
 
 /**
@@ -33,6 +33,15 @@ export interface CgiOptions {
   /** Aborted when the server shuts down: a push in progress must not hold the shutdown. */
   signal?: AbortSignal;
 }
+
+/**
+ * Where git's answer goes: the HTTP response itself, or a HeldResponse
+ * (held-response.ts) that keeps it until the push is recorded.
+ */
+export type CgiResponse = Writable & {
+  readonly headersSent: boolean;
+  writeHead(status: number, headers?: Record<string, string>): unknown;
+};
 
 export interface CgiOutcome {
   /** null: killed (client gone, body too large) or could not start. */
@@ -121,7 +130,7 @@ export function parseCgiHeaders(text: string): { status: number; headers: Record
 /** Runs http-backend for one request and streams its answer; resolves once git has exited. */
 export function runHttpBackend(
   request: IncomingMessage,
-  response: ServerResponse,
+  response: CgiResponse,
   cgi: CgiRequest,
   options: CgiOptions,
 ): Promise<CgiOutcome> {

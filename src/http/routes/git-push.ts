@@ -7,8 +7,9 @@ import { ensureHostedRepo } from "../../git/hosted-repos.js";
 import type { HttpDeps } from "../deps.js";
 import { toHttpError } from "../error-mapping.js";
 import { afterPush } from "../git-http/after-push.js";
-import { runHttpBackend } from "../git-http/cgi.js";
+import { type CgiResponse, runHttpBackend } from "../git-http/cgi.js";
 import { BASIC_CHALLENGE, gitToken } from "../git-http/credentials.js";
+import { HeldResponse } from "../git-http/held-response.js";
 import { type GitService, refusalAdvertisement } from "../git-http/pkt-line.js";
 import { watchPushCommands } from "../git-http/push-commands.js";
 import { type HostedTarget, repoAddress, resolveHostedTarget } from "../git-http/resolve-repo.js";
@@ -45,7 +46,7 @@ function addressOf(request: GitRequest) {
 /** Both URL shapes: `/git/<app>.git/…` and `/git/<app>/<component>.git/…`. */
 const PREFIXES = ["/git/:repo", "/git/:app/:repo"] as const;
 
-export function gitPushRoutes({ engine, store }: HttpDeps): FastifyPluginAsync {
+export function gitPushRoutes({ engine, store, sharedHosted }: HttpDeps): FastifyPluginAsync {
   return async (git: FastifyInstance) => {
     // Bodies are streamed to git untouched (and unlimited by the JSON body
     // limit); the handlers check the content type themselves.
@@ -97,13 +98,15 @@ export function gitPushRoutes({ engine, store }: HttpDeps): FastifyPluginAsync {
       const repo = found.component.repo;
       await ensureHostedRepo(repo);
       const isPush = request.method === "POST" && service === "git-receive-pack";
+      // Another server may have taken a push this copy has not seen: whatever
+      // is advertised or sent comes from the shared log's latest state.
+      if (sharedHosted && !isPush) await sharedHosted.catchUp(repo);
       const watcher = isPush ? watchPushCommands(request.headers["content-encoding"]) : undefined;
       reply.hijack();
-      let outcome: Awaited<ReturnType<typeof runHttpBackend>>;
-      try {
-        outcome = await runHttpBackend(
+      const backend = (response: CgiResponse) =>
+        runHttpBackend(
           request.raw,
-          reply.raw,
+          response,
           {
             projectRoot: path.dirname(repo),
             pathInfo:
@@ -123,6 +126,29 @@ export function gitPushRoutes({ engine, store }: HttpDeps): FastifyPluginAsync {
             signal: closing.signal,
           },
         );
+      let outcome: Awaited<ReturnType<typeof runHttpBackend>>;
+      try {
+        if (isPush && sharedHosted) {
+          // The client hears git's answer only once the push is in the shared log.
+          const held = new HeldResponse();
+          try {
+            outcome = await sharedHosted.push(repo, request[PRINCIPAL]!.name, () => backend(held));
+          } catch (error) {
+            request.log.error({ err: error }, "a push could not be shared with the other servers");
+            const busy = isTurnoutError(error) && error.code === "E_UNAVAILABLE";
+            HeldResponse.refuse(
+              reply.raw,
+              503,
+              busy
+                ? `turnout: ${error.message}`
+                : "turnout: the push could not be recorded for the other servers; nothing changed (see the server log)",
+            );
+            return;
+          }
+          held.release(reply.raw);
+        } else {
+          outcome = await backend(reply.raw);
+        }
       } catch (error) {
         // Hijacked: Fastify can no longer answer for us.
         request.log.error({ err: error }, "git http-backend failed");
