@@ -43,20 +43,27 @@ function generate() {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
   const large = 24;
-  const sizes = Array.from({ length: FILES - large }, () => Math.round(100 * Math.exp(random() * Math.log(655.36))));
+  const sizes = Array.from({ length: FILES - large }, () =>
+    Math.round(100 * Math.exp(random() * Math.log(655.36))),
+  );
   const rest = BYTES - sizes.reduce((a, b) => a + b, 0);
   const weights = Array.from({ length: large }, () => 0.5 + random());
   const weightSum = weights.reduce((a, b) => a + b, 0);
   for (const w of weights) sizes.push(Math.round((rest * w) / weightSum));
   return sizes.map((size, i) => {
     const parts = [`pkg${i % 9}`, `mod${i % 7}`, `part${i % 5}`].slice(0, i % 4);
-    return { path: [...parts, `f${i}.${i >= FILES - large ? "bin" : "dat"}`].join("/"), content: randomBytes(size) };
+    return {
+      path: [...parts, `f${i}.${i >= FILES - large ? "bin" : "dat"}`].join("/"),
+      content: randomBytes(size),
+    };
   });
 }
 
 async function release(dist, files) {
   const { TreeBuilder } = await import(pathToFileURL(path.join(dist, "artifacts/tree-builder.js")).href);
-  const { hostReleaseId, manifestDigest } = await import(pathToFileURL(path.join(dist, "domain/artifact.js")).href);
+  const { hostReleaseId, manifestDigest } = await import(
+    pathToFileURL(path.join(dist, "domain/artifact.js")).href
+  );
   const builder = new TreeBuilder();
   const blobs = new Map();
   for (const file of files) {
@@ -170,8 +177,12 @@ function countStdin(SshConnection) {
 }
 
 async function round(dist, files, changed) {
-  const { SshHostOps } = await import(pathToFileURL(path.join(dist, "providers/fleet/ssh/ssh-host-ops.js")).href);
-  const { SshConnection } = await import(pathToFileURL(path.join(dist, "providers/fleet/ssh/ssh-connection.js")).href);
+  const { SshHostOps } = await import(
+    pathToFileURL(path.join(dist, "providers/fleet/ssh/ssh-host-ops.js")).href
+  );
+  const { SshConnection } = await import(
+    pathToFileURL(path.join(dist, "providers/fleet/ssh/ssh-connection.js")).href
+  );
   const sent = countStdin(SshConnection);
   const full = await release(dist, files);
   const oneFile = await release(dist, changed);
@@ -191,7 +202,14 @@ async function round(dist, files, changed) {
       const t0 = performance.now();
       await Promise.all(
         ops.map(async (op) => {
-          const spec = { app: "bench", releaseId: rel.id, manifest: rel.manifest, shared: [], env: {}, timeoutMs: 600_000 };
+          const spec = {
+            app: "bench",
+            releaseId: rel.id,
+            manifest: rel.manifest,
+            shared: [],
+            env: {},
+            timeoutMs: 600_000,
+          };
           const result = await op.stage(spec, rel.source, () => undefined, signal);
           if (!result.staged) throw new Error("not staged");
           await op.switchTo("bench", rel.id, "current");
