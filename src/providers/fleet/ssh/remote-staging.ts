@@ -49,9 +49,32 @@ valid_blob_name() {
 
 WORK=
 cleanup_work() { if [ -n "$WORK" ]; then rm -rf -- "$WORK"; fi; }
+# Hashes the cache blobs written since the last check began (all of them the
+# first time: .verified is its start time); removes the names whose bytes do
+# not match (they are then missing, and sent again), prints "repaired <name>",
+# and keeps their inodes in WORK/inodes. Blobs are never written after they
+# are named, so an older mtime means bytes already checked.
+check_cache() {
+  : >"$WORK/inodes"
+  : >"$WORK/check" || die 12 "cannot write in $WORK"
+  if [ -f "$CACHE/.verified" ]; then
+    find "$CACHE" -mindepth 2 -maxdepth 2 -path "$CACHE/??/*" -type f -newer "$CACHE/.verified" -exec sha256sum -- {} + >"$WORK/sums"
+  else
+    find "$CACHE" -mindepth 2 -maxdepth 2 -path "$CACHE/??/*" -type f -exec sha256sum -- {} + >"$WORK/sums"
+  fi
+  while IFS= read -r _line; do
+    _path=\${_line#*  }; _name=\${_path##*/}
+    [ "\${_line%% *}" = "\${_name%%.*}" ] && continue
+    find "$_path" -maxdepth 0 -printf "%i\n" >>"$WORK/inodes" 2>/dev/null
+    rm -f -- "$_path"
+    echo "repaired $_name"
+  done <"$WORK/sums"
+  mv -f -- "$WORK/check" "$CACHE/.verified" 2>/dev/null
+}
 # stdin, gzipped: "B <name> <size>" (cache names the release needs), "R <entry>"
-# (the release as find prints it below), END. Prints "damaged <entry>" (at most
-# five) when the release is there but not whole, "missing <name>" for each blob
+# (the release as find prints it below), END. Prints "repaired <name>" for each
+# cache blob found damaged (and removed), "damaged <entry>" (at most five) when
+# the release is there but not whole, "missing <name>" for each blob
 # the cache lacks or holds with another size, and "ok exists" (whole) or "ok missing".
 op_missing() {
   set_root "$1"; set_app "$2"; valid_id "$3" || refuse "bad release id"
@@ -64,15 +87,20 @@ op_missing() {
   if LC_ALL=C grep -qvE "^(B [0123456789abcdef]{64}(\.[1234567][01234567]{0,2})? [0123456789]{1,15}|R [dfl] .+|END)$" "$WORK/in"; then
     refuse "bad input line"
   fi
-  _damaged=
+  check_cache
   if real_dir "$REL/$3"; then
     sed -n "s/^R //p" "$WORK/in" | LC_ALL=C sort >"$WORK/want"
     (cd "$REL/$3" && find . -mindepth 1 \( -type d -printf "d %P\n" \) -o \( -type f -printf "f %m %s %P\n" \) \
       -o \( -type l -printf "l %P -> %l\n" \)) | LC_ALL=C sort >"$WORK/have"
     LC_ALL=C comm -23 "$WORK/want" "$WORK/have" >"$WORK/bad"
+    # Files sharing an inode with a blob found damaged hold the same wrong bytes.
+    if [ -s "$WORK/inodes" ]; then
+      (cd "$REL/$3" && find . -type f -printf "%i %P\n") >"$WORK/files"
+      sed "s/.*/^& /" "$WORK/inodes" >"$WORK/pats"
+      grep -f "$WORK/pats" "$WORK/files" | sed "s/^[0123456789]* //; s/$/: bytes do not match the digest/" >>"$WORK/bad"
+    fi
     if [ ! -s "$WORK/bad" ]; then already_staged "$3"; return 0; fi
     head -n 5 -- "$WORK/bad" | sed "s/^/damaged /"
-    _damaged=1
   fi
   sed -n "s/^B //p" "$WORK/in" | LC_ALL=C sort -u >"$WORK/need"
   find "$CACHE" -mindepth 2 -maxdepth 2 -path "$CACHE/??/*" -type f -printf "%f %s\n" | LC_ALL=C sort >"$WORK/cached"

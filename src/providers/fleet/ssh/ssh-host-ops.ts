@@ -79,8 +79,17 @@ export class SshHostOps implements HostOps {
         return { staged: false, blobsFetched: 0, bytesFetched: 0 };
       }
       const damage = asked.lines.filter((line) => line.startsWith("damaged ")).map((line) => line.slice(8));
+      const repairs = asked.lines.filter((line) => line.startsWith("repaired ")).map((line) => line.slice(9));
+      // Damaged cache blobs (bytes that no longer match their digest) were removed: they are sent again.
+      if (repairs.length > 0)
+        log(
+          `blob cache: ${repairs.length} damaged blobs removed (${repairs
+            .slice(0, 5)
+            .map((n) => n.slice(0, 12))
+            .join(", ")})`,
+        );
       const missing = asked.lines
-        .filter((line) => !line.startsWith("damaged "))
+        .filter((line) => !line.startsWith("damaged ") && !line.startsWith("repaired "))
         .map((line) => {
           const name = line.slice("missing ".length);
           const blob = needed.get(name);
