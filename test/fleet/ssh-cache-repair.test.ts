@@ -1,5 +1,15 @@
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { StageSpec } from "../../src/providers/fleet/host-ops.js";
@@ -141,5 +151,34 @@ describe("SSH host cache repair", () => {
     expect(await stage(v2)).toMatchObject({ staged: true });
     expectServes(v2);
     expect((await host.inventory()).find((a) => a.app === app)?.current).toBe(v2.id);
+  });
+});
+
+describe("SSH staging where the cache cannot be hard-linked", () => {
+  it("copies the files when the app directory is on another file system than the cache", async () => {
+    app = "copied";
+    const dir = path.join(sshd.root, app);
+    mkdirSync(dir);
+    // A file system of its own for the app directory (the tests run as root, as in CI).
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=16m", "turnout-test", dir]);
+    try {
+      const [v1, v2] = releases("copied");
+      const lines: string[] = [];
+      expect(await stage(v1, lines)).toMatchObject({ staged: true, blobsFetched: 4 });
+      expect(lines.join("\n")).toContain("files are copied");
+      expectServes(v1);
+      const file = statSync(live("lib/b.txt"));
+      expect(file.nlink).toBe(1);
+      expect(file.mode & 0o7777).toBe(0o444);
+      expect(statSync(live("bin/run")).mode & 0o7777).toBe(0o555);
+      // The cache still got the blobs, and a later release reuses them.
+      expect(statSync(cached("bravo copied\n")).nlink).toBe(1);
+      expect(await stage(v2)).toMatchObject({ staged: true, blobsFetched: 1 });
+      expectServes(v2);
+      // Whole copies count as whole: nothing to repair.
+      expect(await stage(v2)).toEqual({ staged: false, blobsFetched: 0, bytesFetched: 0 });
+    } finally {
+      execFileSync("umount", ["-l", dir]);
+    }
   });
 });
