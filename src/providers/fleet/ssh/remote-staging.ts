@@ -231,7 +231,8 @@ op_stage() {
     info "staging $ID: files are copied (the cache cannot be hard-linked from $REL)"
   fi
   ln -s -- "$_tree" "$WORK/T" || die 12 "cannot prepare $WORK"
-  tar -x -z -p -m -f - -C "$WORK" --no-same-owner || die 12 "cannot unpack release $ID (a blob missing from the cache?)"
+  # Only T is written: nothing of the archive lands in the cache unverified.
+  tar -x -z -p -m -f - -C "$WORK" --no-same-owner --anchored --exclude=C --exclude=probe || die 12 "cannot unpack release $ID (a blob missing from the cache?)"
   if [ "$_tree" != "$STAGE" ]; then
     cp -R -p -- "$_tree/." "$STAGE/" || die 12 "cannot copy release $ID"
   fi
