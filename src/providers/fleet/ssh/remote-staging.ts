@@ -50,18 +50,23 @@ valid_blob_name() {
 WORK=
 cleanup_work() { if [ -n "$WORK" ]; then rm -rf -- "$WORK"; fi; }
 # Hashes the cache blobs written since the last check began (all of them the
-# first time: .verified is its start time); removes the names whose bytes do
-# not match (they are then missing, and sent again), prints "repaired <name>",
-# and keeps their inodes in WORK/inodes. Blobs are never written after they
-# are named, so an older mtime means bytes already checked.
+# first time: .verified is its start time), but for those receive hashed and
+# recorded (tmp/verified-*: name and mtime) that have not changed since;
+# removes the names whose bytes do not match (they are then missing, and sent
+# again), prints "repaired <name>", and keeps their inodes in WORK/inodes.
+# Blobs are never written after they are named, so an older mtime means
+# bytes already checked.
 check_cache() {
   : >"$WORK/inodes"
   : >"$WORK/check" || die 12 "cannot write in $WORK"
-  if [ -f "$CACHE/.verified" ]; then
-    find "$CACHE" -mindepth 2 -maxdepth 2 -path "$CACHE/??/*" -type f -newer "$CACHE/.verified" -exec sha256sum -- {} + >"$WORK/sums"
-  else
-    find "$CACHE" -mindepth 2 -maxdepth 2 -path "$CACHE/??/*" -type f -exec sha256sum -- {} + >"$WORK/sums"
-  fi
+  _records=
+  for _r in "$CACHE"/tmp/verified-*; do if [ -f "$_r" ]; then _records="$_records $_r"; fi; done
+  if [ -n "$_records" ]; then cat -- $_records | LC_ALL=C sort -u >"$WORK/known"; else : >"$WORK/known"; fi
+  set --
+  if [ -f "$CACHE/.verified" ]; then set -- -newer "$CACHE/.verified"; fi
+  find "$CACHE" -mindepth 2 -maxdepth 2 -path "$CACHE/??/*" -type f "$@" -printf "%f %T@\n" | LC_ALL=C sort >"$WORK/recent"
+  LC_ALL=C comm -23 "$WORK/recent" "$WORK/known" | sed "s|^\(..\)\([^ ]*\) .*|$CACHE/\1/\1\2|" |
+    xargs -r sha256sum -- >"$WORK/sums"
   while IFS= read -r _line; do
     _path=\${_line#*  }; _name=\${_path##*/}
     [ "\${_line%% *}" = "\${_name%%.*}" ] && continue
@@ -70,7 +75,9 @@ check_cache() {
     echo "repaired $_name"
   done <"$WORK/sums"
   mv -f -- "$WORK/check" "$CACHE/.verified" 2>/dev/null
+  if [ -n "$_records" ]; then rm -f -- $_records; fi
 }
+
 # stdin, gzipped: "B <name> <size>" (cache names the release needs), "R <entry>"
 # (the release as find prints it below), END. Prints "repaired <name>" for each
 # cache blob found damaged (and removed), "damaged <entry>" (at most five) when
@@ -148,6 +155,8 @@ op_receive() {
     find . -type f -exec sync -- {} + 2>/dev/null || sync
     cp -R -l -f -- "$WORK/." "$CACHE/" || die 12 "cannot store the blobs"
     durable "$CACHE"/??
+    # Hashed just now: the next check_cache leaves them alone while unchanged.
+    find . -type f -printf "%f %T@\n" >"$WORK.verified" && mv -f -- "$WORK.verified" "$CACHE/tmp/verified-$2"
   fi
   echo "ok received $_n"
 }
