@@ -74,11 +74,6 @@ export class SshHostOps implements HostOps {
         { input: missingInput(plan, needed), timeoutMs: this.opTimeoutMs, signal },
         `staging ${app} ${id}`,
       );
-      if (asked.last === "ok exists") {
-        log(`release ${id} is already staged`);
-        return { staged: false, blobsFetched: 0, bytesFetched: 0 };
-      }
-      const damage = asked.lines.filter((line) => line.startsWith("damaged ")).map((line) => line.slice(8));
       const repairs = asked.lines.filter((line) => line.startsWith("repaired ")).map((line) => line.slice(9));
       // Damaged cache blobs (bytes that no longer match their digest) were removed: they are sent again.
       if (repairs.length > 0)
@@ -88,6 +83,11 @@ export class SshHostOps implements HostOps {
             .map((n) => n.slice(0, 12))
             .join(", ")})`,
         );
+      if (asked.last === "ok exists") {
+        log(`release ${id} is already staged`);
+        return { staged: false, blobsFetched: 0, bytesFetched: 0 };
+      }
+      const damage = asked.lines.filter((line) => line.startsWith("damaged ")).map((line) => line.slice(8));
       const missing = asked.lines
         .filter((line) => !line.startsWith("damaged ") && !line.startsWith("repaired "))
         .map((line) => {
