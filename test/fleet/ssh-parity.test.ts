@@ -38,8 +38,14 @@ async function snapshot(root: string): Promise<string[]> {
   const walk = async (dir: string, rel: string) => {
     for (const name of (await readdir(dir)).sort()) {
       const relPath = rel ? `${rel}/${name}` : name;
-      // Bookkeeping of the SSH side alone: its lock file, job records and transfer area.
-      if (name === ".lock" || relPath === ".turnout/jobs" || relPath === ".turnout/blobs/tmp") continue;
+      // Bookkeeping of the SSH side alone: its lock file, job records, transfer area and cache check stamp.
+      if (
+        name === ".lock" ||
+        relPath === ".turnout/jobs" ||
+        relPath === ".turnout/blobs/tmp" ||
+        relPath === ".turnout/blobs/.verified"
+      )
+        continue;
       const full = path.join(dir, name);
       const stat = await lstat(full);
       const mode = (stat.mode & 0o7777).toString(8);

@@ -1,6 +1,8 @@
 import { existsSync } from "node:fs";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { gzipSync } from "node:zlib";
+import tar from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ArtifactManifest } from "../../src/domain/artifact.js";
 import type { StageSpec } from "../../src/providers/fleet/host-ops.js";
@@ -339,36 +341,70 @@ describe("the host checks again", () => {
   });
 
   it("refuses hostile lines the server would never send (defence in depth)", async () => {
+    type Entry = { name: string; type: "file" | "link" | "symlink"; size?: number; linkname?: string };
     const connection = new SshConnection(sshd.config("web-1"));
     const good = memoryRelease({ "ok.txt": "ok\n" });
     await host.stage(spec("direct", good), good.source, () => {}, never);
     const sha = [...good.blobs.keys()][0]!;
     const b64 = (s: string) => Buffer.from(s).toString("base64");
-    const stage = (input: string) =>
-      connection.exec("stage", [sshd.root, "direct", "00000000000000aa", "30", "00000000000000bb"], {
+    const stage = (input: string | Buffer, id = "00000000000000aa") =>
+      connection.exec("stage", [sshd.root, "direct", id, "30", "00000000000000bb", "new"], {
         input,
         timeoutMs: 30_000,
       });
+    /** A gzipped tar of the given headers, as the stage step reads it after TAR. */
+    const archive = async (entries: Entry[]) => {
+      const pack = tar.pack();
+      const chunks: Buffer[] = [];
+      pack.on("data", (chunk: unknown) => chunks.push(chunk as Buffer));
+      const ended = new Promise<void>((resolve) => pack.on("end", () => resolve()));
+      for (const entry of entries) {
+        if (entry.type === "file") pack.entry({ ...entry, mode: 0o644 }, "x");
+        else pack.entry({ ...entry, mode: 0o644 });
+      }
+      pack.finalize();
+      await ended;
+      return gzipSync(Buffer.concat(chunks));
+    };
+    const withTar = async (lines: string, entries: Entry[]) =>
+      Buffer.concat([Buffer.from(lines), await archive(entries)]);
     try {
       for (const input of [
-        `F 644 ${sha} ../escaped\nEND\n`,
-        `F 644 ${sha} /tmp/absolute\nEND\n`,
-        `F 644 ${sha} a/../../escaped\nEND\n`,
-        `D 755 ../escaped-dir\nEND\n`,
-        `L ${b64("../../../../../../etc")} evil\nEND\n`,
-        `L ${b64("/etc")} evil\nEND\n`,
-        `L ${b64(".")} l\nF 644 ${sha} l/through-link\nEND\n`,
-        `F 4755 ${sha} setuid\nEND\n`,
-        `E ${b64("A;B=1")}\nA ${b64("true")}\nEND\n`,
-        `S ../../escaped\nEND\n`,
-        `X whatever\nEND\n`,
-        // Cut short: no END, so not a (smaller) release.
-        `F 644 ${sha} ok.txt\n`,
+        `E ${b64("A;B=1")}\nA ${b64("true")}\nTAR\n`,
+        `S - - ../../escaped\nTAR\n`,
+        `S 644 ${sha} /tmp/absolute\nTAR\n`,
+        `X whatever\nTAR\n`,
+        `F 644 ${sha} ok.txt\nTAR\n`,
+        // Cut short: no TAR, so not a (smaller) release.
+        `S - - log\n`,
       ]) {
-        const result = await stage(input);
+        const result = await stage(await withTar(input, []));
         expect({ input, exitCode: result.exitCode }).toEqual({ input, exitCode: 10 });
         expect(result.stderr).toMatch(/turnout-host: /);
       }
+      // Archives the server would never build: tar refuses what leaves the tree, and nothing
+      // of an archive is written into the cache (only T/ is unpacked).
+      for (const entries of [
+        [{ name: "T/../escaped", type: "file", size: 1 }],
+        [{ name: "T/x", type: "link", linkname: "C/../../escaped" }],
+        [{ name: "T/x", type: "link", linkname: `/${sshd.root}/direct/escaped` }],
+        [
+          { name: "T/l", type: "symlink", linkname: "/tmp" },
+          { name: "T/l/absolute", type: "file", size: 1 },
+        ],
+        [{ name: "T/missing-blob", type: "link", linkname: `C/00/${"0".repeat(64)}` }],
+      ] as Entry[][]) {
+        const result = await stage(await withTar("TAR\n", entries));
+        expect({ entries, exitCode: result.exitCode }).toEqual({ entries, exitCode: 12 });
+      }
+      // A member outside T/ (here: straight into the cache) is left out; the release is empty.
+      const intoCache = await stage(
+        await withTar("TAR\n", [{ name: `C/${sha.slice(0, 2)}/${"0".repeat(64)}`, type: "file", size: 1 }]),
+        "00000000000000cc",
+      );
+      expect(intoCache.exitCode).toBe(0);
+      expect(existsSync(path.join(sshd.root, ".turnout/blobs", sha.slice(0, 2), "0".repeat(64)))).toBe(false);
+      expect(await readdir(path.join(sshd.root, "direct/releases/00000000000000cc"))).toEqual([]);
       for (const args of [
         [sshd.root, "A..B", "00000000000000aa", "current", "00000000000000bb"],
         [sshd.root, "direct", "00000000000000aa", "Current", "00000000000000bb"],

@@ -8,12 +8,14 @@ import type { BlobSource } from "../host-ops.js";
 export interface BlobToSend {
   sha256: string;
   size: number;
+  /** The cache name: the digest, or the digest and a mode (`<sha256>.555`). */
+  name: string;
 }
 
 /**
- * Streams blobs into `out` as one tar archive of files named by their sha256,
- * the form the remote script unpacks, verifies and moves into the host's
- * cache. One stream for all blobs: one round trip however many files changed.
+ * Streams blobs into `out` as one tar archive laid out as the host's cache
+ * (`<aa>/<sha256>[.<mode>]`), the form the remote script unpacks, verifies
+ * and links into the cache. One stream for all blobs: one round trip however many files changed.
  * Resolves with the bytes of blob content sent.
  */
 export async function writeBlobTar(
@@ -49,7 +51,13 @@ export async function writeBlobTar(
       });
       written.catch(() => undefined);
       const sink = pack.entry(
-        { name: blob.sha256, size: blob.size, mode: 0o644, type: "file", mtime: new Date(0) },
+        {
+          name: `${blob.name.slice(0, 2)}/${blob.name}`,
+          size: blob.size,
+          mode: 0o644,
+          type: "file",
+          mtime: new Date(0),
+        },
         (error) => entryDone(error),
       );
       let sent = 0;

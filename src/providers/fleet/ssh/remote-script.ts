@@ -22,8 +22,10 @@ import { sh } from "./sh-source.js";
  * on success), stderr the log.
  * Exit codes: see EXIT_*. The script checks every name, id and path again.
  *
- * Written for POSIX sh (dash) with GNU coreutils (`mv -T`, `ln -T`,
- * `timeout`, `base64`, `sha256sum`), find, grep and tar; `flock` is used when
+ * Written for POSIX sh (dash) with GNU coreutils (`mv -T`, `ln -T`, `cp -l`,
+ * `timeout`, `base64`, `sha256sum`, `sort`, `comm`), GNU find (`-printf`),
+ * grep, sed, gzip and GNU tar (hard-link entries to files already on disk,
+ * through symlinked directories); `flock` is used when
  * present. The SSH user's login shell must be a POSIX shell. Character classes
  * are spelled out so that no locale can widen them.
  */
@@ -40,7 +42,7 @@ case $_op in
   hello) [ "$#" -eq 0 ] || refuse "usage"; op_hello;;
   missing) [ "$#" -eq 3 ] || refuse "usage"; op_missing "$@";;
   receive) [ "$#" -eq 2 ] || refuse "usage"; op_receive "$@";;
-  stage) [ "$#" -eq 5 ] || refuse "usage"; op_stage "$@";;
+  stage) [ "$#" -eq 6 ] || refuse "usage"; op_stage "$@";;
   switch) [ "$#" -eq 5 ] || refuse "usage"; op_switch "$@";;
   promote) [ "$#" -eq 4 ] || refuse "usage"; op_promote "$@";;
   run) [ "$#" -eq 5 ] || refuse "usage"; op_run "$@";;

@@ -2,9 +2,22 @@ import { sh } from "./sh-source.js";
 
 /**
  * Staging on the host, in three steps of the remote script (one connection
- * each): which blobs are missing, receiving them (a tar, verified before
- * anything is named after it), and materializing the planned tree in a
- * private `.staging-*` directory that becomes `releases/<id>` in one rename.
+ * each), each a fixed number of processes whatever the file count:
+ *
+ * 1. `missing`: which blobs the cache lacks (absent, or not the size the
+ *    manifest says: damaged), and, for a release already there, whether it
+ *    is still whole (every planned entry present with its kind, mode, size
+ *    and link target). One `find` and `sort`/`comm`, no process per file.
+ * 2. `receive`: one tar of the blobs, laid out as the cache (`<aa>/<name>`),
+ *    unpacked under a temporary name, hashed in one `sha256sum` run and only
+ *    then given modes, made durable and named in the cache, all at once with
+ *    one `cp -l` (hard links: the names appear once the bytes are on disk).
+ * 3. `stage`: one gzipped tar of the release tree (directories with their
+ *    modes, symlinks, and files as HARD LINK entries naming cache blobs),
+ *    unpacked by one `tar -x` in a private `.staging-*` directory that
+ *    becomes `releases/<id>` in one rename. Where the cache cannot be
+ *    hard-linked from the release (another filesystem), the tree is unpacked
+ *    beside the cache and copied over by one `cp`.
  *
  * The blob cache is the agent's: `<sha256>` read-only (0444), and one sibling
  * `<sha256>.<mode>` per other mode (write bits never set: a hard link shares
@@ -21,86 +34,133 @@ already_staged() {
   lock_app; record_order "$1"; unlock_app
   echo "ok exists"
 }
+ensure_cache() {
+  ensure_real_dir "$ROOT"; ensure_real_dir "$ROOT/.turnout"; ensure_real_dir "$CACHE"; ensure_real_dir "$CACHE/tmp"
+}
+# A cache name: a digest, or a digest and a mode (".555").
+valid_blob_name() {
+  case $1 in
+    *.*) valid_sha "\${1%%.*}" || return 1; _m=\${1#*.}
+      [ \${#_m} -ge 1 ] && [ \${#_m} -le 3 ] || return 1
+      case $_m in 0*|*[!01234567]*) return 1;; esac;;
+    *) valid_sha "$1";;
+  esac
+}
 
-# stdin: "B <sha256>" lines, END. Prints the blobs the cache lacks.
+WORK=
+cleanup_work() { if [ -n "$WORK" ]; then rm -rf -- "$WORK"; fi; }
+# Hashes the cache blobs written since the last check began (all of them the
+# first time: .verified is its start time), but for those receive hashed and
+# recorded (tmp/verified-*: name and mtime) that have not changed since;
+# removes the names whose bytes do not match (they are then missing, and sent
+# again), prints "repaired <name>", and keeps their inodes in WORK/inodes.
+# Blobs are never written after they are named, so an older mtime means
+# bytes already checked.
+check_cache() {
+  : >"$WORK/inodes"
+  : >"$WORK/check" || die 12 "cannot write in $WORK"
+  _records=
+  for _r in "$CACHE"/tmp/verified-*; do if [ -f "$_r" ]; then _records="$_records $_r"; fi; done
+  if [ -n "$_records" ]; then cat -- $_records | LC_ALL=C sort -u >"$WORK/known"; else : >"$WORK/known"; fi
+  set --
+  if [ -f "$CACHE/.verified" ]; then set -- -newer "$CACHE/.verified"; fi
+  find "$CACHE" -mindepth 2 -maxdepth 2 -path "$CACHE/??/*" -type f "$@" -printf "%f %T@\n" | LC_ALL=C sort >"$WORK/recent"
+  LC_ALL=C comm -23 "$WORK/recent" "$WORK/known" | sed "s|^\(..\)\([^ ]*\) .*|$CACHE/\1/\1\2|" |
+    xargs -r sha256sum -- >"$WORK/sums"
+  while IFS= read -r _line; do
+    _path=\${_line#*  }; _name=\${_path##*/}
+    [ "\${_line%% *}" = "\${_name%%.*}" ] && continue
+    find "$_path" -maxdepth 0 -printf "%i\n" >>"$WORK/inodes" 2>/dev/null
+    rm -f -- "$_path"
+    echo "repaired $_name"
+  done <"$WORK/sums"
+  mv -f -- "$WORK/check" "$CACHE/.verified" 2>/dev/null
+  if [ -n "$_records" ]; then rm -f -- $_records; fi
+}
+
+# stdin, gzipped: "B <name> <size>" (cache names the release needs), "R <entry>"
+# (the release as find prints it below), END. Prints "repaired <name>" for each
+# cache blob found damaged (and removed), "damaged <entry>" (at most five) when
+# the release is there but not whole, "missing <name>" for each blob
+# the cache lacks or holds with another size, and "ok exists" (whole) or "ok missing".
 op_missing() {
   set_root "$1"; set_app "$2"; valid_id "$3" || refuse "bad release id"
-  if real_dir "$REL/$3"; then already_staged "$3"; return 0; fi
-  _end=
-  while IFS= read -r _line; do
-    case $_line in
-      "B "*) _sha=\${_line#B }; valid_sha "$_sha" || refuse "bad digest"
-        blob_path "$_sha"; [ -f "$BLOB" ] || echo "missing $_sha";;
-      END) _end=1; break;;
-      *) refuse "bad input line";;
-    esac
-  done
-  [ -n "$_end" ] || refuse "truncated input"
+  ensure_cache
+  WORK=$CACHE/tmp/missing-$$
+  trap cleanup_work EXIT
+  mkdir -m 700 -- "$WORK" || die 12 "cannot create $WORK"
+  gzip -dc >"$WORK/in" || refuse "bad input"
+  [ "$(tail -n 1 -- "$WORK/in")" = END ] || refuse "truncated input"
+  if LC_ALL=C grep -qvE "^(B [0123456789abcdef]{64}(\.[1234567][01234567]{0,2})? [0123456789]{1,15}|R [dfl] .+|END)$" "$WORK/in"; then
+    refuse "bad input line"
+  fi
+  check_cache
+  if real_dir "$REL/$3"; then
+    sed -n "s/^R //p" "$WORK/in" | LC_ALL=C sort >"$WORK/want"
+    (cd "$REL/$3" && find . -mindepth 1 \( -type d -printf "d %P\n" \) -o \( -type f -printf "f %m %s %P\n" \) \
+      -o \( -type l -printf "l %P -> %l\n" \)) | LC_ALL=C sort >"$WORK/have"
+    LC_ALL=C comm -23 "$WORK/want" "$WORK/have" >"$WORK/bad"
+    # Files sharing an inode with a blob found damaged hold the same wrong bytes.
+    if [ -s "$WORK/inodes" ]; then
+      (cd "$REL/$3" && find . -type f -printf "%i %P\n") >"$WORK/files"
+      sed "s/.*/^& /" "$WORK/inodes" >"$WORK/pats"
+      grep -f "$WORK/pats" "$WORK/files" | sed "s/^[0123456789]* //; s/$/: bytes do not match the digest/" >>"$WORK/bad"
+    fi
+    if [ ! -s "$WORK/bad" ]; then already_staged "$3"; return 0; fi
+    head -n 5 -- "$WORK/bad" | sed "s/^/damaged /"
+  fi
+  sed -n "s/^B //p" "$WORK/in" | LC_ALL=C sort -u >"$WORK/need"
+  find "$CACHE" -mindepth 2 -maxdepth 2 -path "$CACHE/??/*" -type f -printf "%f %s\n" | LC_ALL=C sort >"$WORK/cached"
+  LC_ALL=C comm -23 "$WORK/need" "$WORK/cached" | sed "s/ .*//; s/^/missing /"
   echo "ok missing"
 }
 
-# stdin: a tar of files named by their sha256. Each is hashed, and only then
-# gets its name in the cache; one mismatch refuses them all.
-INCOMING=
-cleanup_incoming() { if [ -n "$INCOMING" ]; then rm -rf -- "$INCOMING" "$INCOMING.sums"; fi; }
+# stdin: a tar of files "<aa>/<name>" (see valid_blob_name). Each is hashed,
+# and only then gets its name in the cache; one mismatch refuses them all.
 op_receive() {
   set_root "$1"; valid_nonce "$2" || refuse "bad nonce"
-  ensure_real_dir "$ROOT"; ensure_real_dir "$ROOT/.turnout"; ensure_real_dir "$CACHE"; ensure_real_dir "$CACHE/tmp"
-  INCOMING=$CACHE/tmp/incoming-$2
-  trap cleanup_incoming EXIT
-  mkdir -m 700 -- "$INCOMING" || die 12 "cannot create $INCOMING"
+  ensure_cache
+  WORK=$CACHE/tmp/incoming-$2
+  trap cleanup_work EXIT
+  mkdir -m 700 -- "$WORK" || die 12 "cannot create $WORK"
   # -m: the blobs are dated now, so the cache collection leaves fresh ones alone.
-  tar -x -m -f - -C "$INCOMING" --no-same-owner --no-same-permissions || die 12 "cannot unpack the blobs"
-  cd "$INCOMING" || die 12 "cannot enter $INCOMING"
-  for _f in .[!.]* ..?*; do if [ -e "$_f" ] || [ -L "$_f" ]; then refuse "unexpected file $_f"; fi; done
-  _n=0
-  for _f in *; do
-    [ -e "$_f" ] || [ -L "$_f" ] || continue
-    valid_sha "$_f" && [ -f "$_f" ] && [ ! -L "$_f" ] || refuse "unexpected file $_f"
-    _n=$((_n + 1))
+  tar -x -m -f - -C "$WORK" --no-same-owner --no-same-permissions || die 12 "cannot unpack the blobs"
+  cd "$WORK" || die 12 "cannot enter $WORK"
+  _n=0; _modes=
+  for _s in .[!.]* ..?* *; do
+    [ -e "$_s" ] || [ -L "$_s" ] || continue
+    case $_s in ??) ;; *) refuse "unexpected file $_s";; esac
+    is_hex "$_s" && real_dir "$_s" || refuse "unexpected file $_s"
+    for _f in "$_s"/.[!.]* "$_s"/..?* "$_s"/*; do
+      [ -e "$_f" ] || [ -L "$_f" ] || continue
+      _b=\${_f#*/}
+      valid_blob_name "$_b" && [ -f "$_f" ] && [ ! -L "$_f" ] || refuse "unexpected file $_f"
+      [ "\${_b%\${_b#??}}" = "$_s" ] || refuse "blob $_b is not in its shard"
+      case $_b in *.*) case " $_modes " in *" \${_b#*.} "*) ;; *) _modes="$_modes \${_b#*.}";; esac;; esac
+      _n=$((_n + 1))
+    done
   done
   if [ "$_n" -gt 0 ]; then
-    find . -mindepth 1 -maxdepth 1 -type f -exec sha256sum -- {} + >"$INCOMING.sums" || die 12 "cannot hash the blobs"
+    find . -type f -exec sha256sum -- {} + >"$WORK.sums" || die 12 "cannot hash the blobs"
     while IFS= read -r _line; do
-      _sum=\${_line%% *}; _name=\${_line##* }; _name=\${_name#./}
-      [ "$_sum" = "$_name" ] || refuse "blob $_name does not match its digest (got $_sum)"
-    done <"$INCOMING.sums"
-    find . -mindepth 1 -maxdepth 1 -type f -exec chmod 444 -- {} + || die 12 "cannot set blob modes"
-    find . -mindepth 1 -maxdepth 1 -type f -exec sync -- {} + 2>/dev/null || sync
-    # One mv per shard directory, not per blob.
-    _shards=
-    for _f in *; do
-      _s=\${_f%\${_f#??}}
-      case " $_shards " in *" $_s "*) ;; *) _shards="$_shards $_s";; esac
+      _sum=\${_line%% *}; _name=\${_line##*/}
+      [ "$_sum" = "\${_name%%.*}" ] || { rm -f -- "$WORK.sums"; refuse "blob $_name does not match its digest (got $_sum)"; }
+    done <"$WORK.sums"
+    rm -f -- "$WORK.sums"
+    find . -type f ! -name "*.*" -exec chmod 444 -- {} + || die 12 "cannot set blob modes"
+    for _m in $_modes; do
+      find . -type f -name "*.$_m" -exec chmod "$_m" -- {} + || die 12 "cannot set blob modes"
     done
-    for _s in $_shards; do
-      real_dir "$CACHE/$_s" || ensure_real_dir "$CACHE/$_s"
-      mv -f -t "$CACHE/$_s" -- "$_s"* || die 12 "cannot store the blobs"
-    done
+    # Durable before named: a crash must not leave a named blob without its bytes.
+    find . -type f -exec sync -- {} + 2>/dev/null || sync
+    cp -R -l -f -- "$WORK/." "$CACHE/" || die 12 "cannot store the blobs"
     durable "$CACHE"/??
+    # Hashed just now: the next check_cache leaves them alone while unchanged.
+    find . -type f -printf "%f %T@\n" >"$WORK.verified" && mv -f -- "$WORK.verified" "$CACHE/tmp/verified-$2"
   fi
   echo "ok received $_n"
 }
 
-# Hard-links blob $1 with mode $2 (3 octal digits, no write bits) at $3; a copy
-# when the cache cannot be linked from there (another filesystem, link limit).
-link_blob() {
-  blob_path "$1"
-  [ -f "$BLOB" ] || die 12 "blob $1 is not in the cache"
-  _src=$BLOB
-  if [ "$2" != 444 ]; then
-    _m=$2
-    while :; do case $_m in 0?*) _m=\${_m#0};; *) break;; esac; done
-    _src=$BLOB.$_m
-    if [ ! -f "$_src" ]; then
-      ensure_real_dir "$CACHE/tmp"
-      _tmp=$CACHE/tmp/$1.$NONCE
-      cp -- "$BLOB" "$_tmp" && chmod "$2" -- "$_tmp" && mv -f -- "$_tmp" "$_src" ||
-        { rm -f -- "$_tmp"; die 12 "cannot prepare blob $1 with mode $2"; }
-    fi
-  fi
-  ln -T -- "$_src" "$3" 2>/dev/null || { cp -- "$_src" "$3" && chmod "$2" -- "$3"; } || die 12 "cannot create $3"
-}
 # Makes the parents of $2 below $1, refusing to go through a symlink or a file.
 PARENT_OK=
 make_parents() {
@@ -135,61 +195,69 @@ ensure_shared() {
 }
 
 STAGE=
-cleanup_stage() { if [ -n "$STAGE" ]; then rm -rf -- "$STAGE" "$STAGE.dirs"; fi; }
-# stdin, as stage-input.ts writes it: E/A (before_switch env and argv), the
-# planned D, F and L entries, S (shared paths), END.
+cleanup_stage() {
+  if [ -n "$STAGE" ]; then rm -rf -- "$STAGE" "$STAGE.shared"; fi
+  cleanup_work
+}
+# stdin, as stage-input.ts writes it: E/A (before_switch env and argv), S
+# (shared paths), TAR, then the gzipped tar of the tree (entries "T/<path>",
+# hard links to "C/<aa>/<name>"). $6: "new", or "replace" (the release there
+# is damaged: the staged one takes its name).
 op_stage() {
   set_root "$1"; set_app "$2"; valid_id "$3" || refuse "bad release id"
   valid_count "$4" || refuse "bad timeout"; valid_nonce "$5" || refuse "bad nonce"
-  ID=$3; SECS=$4; NONCE=$5
-  shift 5
-  ensure_real_dir "$ROOT"; ensure_real_dir "$APPDIR"; ensure_real_dir "$REL"; ensure_real_dir "$SHARED"
-  if real_dir "$REL/$ID"; then already_staged "$ID"; return 0; fi
+  case $6 in new|replace) ;; *) refuse "bad staging mode";; esac
+  ID=$3; SECS=$4; NONCE=$5; _replace=$6
+  shift 6
+  ensure_cache; ensure_real_dir "$APPDIR"; ensure_real_dir "$REL"; ensure_real_dir "$SHARED"
+  if [ "$_replace" = new ] && real_dir "$REL/$ID"; then already_staged "$ID"; return 0; fi
   lock_app; sweep_app; unlock_app
   STAGE=$REL/.staging-$ID-$NONCE
   trap cleanup_stage EXIT
   mkdir -m 700 -- "$STAGE" || die 12 "cannot create $STAGE"
-  : >"$STAGE.dirs"
-  _phase=0; _end=
+  : >"$STAGE.shared"
+  _end=
+  # read takes one byte at a time from a pipe: the tar that follows TAR stays on stdin.
   while IFS= read -r _line; do
-    if [ "$_phase" -eq 0 ] && command_line "$_line"; then set -- "$@" "$DECODED"; continue; fi
-    _kind=\${_line%% *}; _rest=\${_line#* }
-    case $_kind in
-      D) [ "$_phase" -le 1 ] || refuse "entries after shared paths"; _phase=1
-        _mode=\${_rest%% *}; _path=\${_rest#* }
-        valid_mode "$_mode" && valid_rel "$_path" || refuse "bad directory entry"
-        make_parents "$STAGE" "$_path"; fresh "$_path"
-        mkdir -- "$STAGE/$_path" || die 12 "cannot create $_path"
-        if [ "$_mode" != 755 ]; then printf "%s %s\n" "$_mode" "$_path" >>"$STAGE.dirs"; fi;;
-      F) [ "$_phase" -le 1 ] || refuse "entries after shared paths"; _phase=1
-        _mode=\${_rest%% *}; _rest=\${_rest#* }; _sha=\${_rest%% *}; _path=\${_rest#* }
-        valid_mode "$_mode" && valid_sha "$_sha" && valid_rel "$_path" || refuse "bad file entry"
-        make_parents "$STAGE" "$_path"; fresh "$_path"
-        link_blob "$_sha" "$_mode" "$STAGE/$_path";;
-      L) [ "$_phase" -le 1 ] || refuse "entries after shared paths"; _phase=1
-        _target=\${_rest%% *}; _path=\${_rest#* }
-        valid_rel "$_path" || refuse "bad symlink entry"
-        decode "$_target"; link_inside "$_path" "$DECODED" || refuse "symlink $_path points outside the release"
-        make_parents "$STAGE" "$_path"; fresh "$_path"
-        ln -s -- "$DECODED" "$STAGE/$_path" || die 12 "cannot create $_path";;
-      S) _phase=2
-        _mode=\${_rest%% *}; _rest=\${_rest#* }; _sha=\${_rest%% *}; _path=\${_rest#* }
-        valid_rel "$_path" || refuse "bad shared path"
-        if [ "$_mode" != - ]; then valid_mode "$_mode" && valid_sha "$_sha" || refuse "bad shared seed"; fi
-        make_parents "$STAGE" "$_path"; fresh "$_path"
-        ensure_shared "$_path" "$_mode" "$_sha"
-        _up=../../; _p=$_path
-        while :; do case $_p in */*) _p=\${_p#*/}; _up=../$_up;; *) break;; esac; done
-        ln -s -- "\${_up}shared/$_path" "$STAGE/$_path" || die 12 "cannot link shared/$_path";;
-      END) _end=1; break;;
+    if command_line "$_line"; then set -- "$@" "$DECODED"; continue; fi
+    case $_line in
+      "S "*) printf "%s\n" "\${_line#S }" >>"$STAGE.shared";;
+      TAR) _end=1; break;;
       *) refuse "bad input line";;
     esac
   done
   [ -n "$_end" ] || refuse "truncated input"
-  # Final modes once everything is in (they always keep owner rwx: no order needed).
-  while IFS= read -r _line; do
-    chmod "\${_line%% *}" -- "$STAGE/\${_line#* }" || die 12 "cannot set the mode of \${_line#* }"
-  done <"$STAGE.dirs"
+  # tar unpacks below WORK, where C is the cache and T the tree: the staging
+  # directory, or a directory beside the cache when no hard link reaches it.
+  WORK=$CACHE/tmp/tree-$NONCE
+  mkdir -m 700 -- "$WORK" || die 12 "cannot create $WORK"
+  ln -s -- "$CACHE" "$WORK/C" || die 12 "cannot prepare $WORK"
+  : >"$WORK/probe"
+  if ln -- "$WORK/probe" "$STAGE/.probe" 2>/dev/null; then
+    rm -f -- "$STAGE/.probe"; _tree=$STAGE
+  else
+    _tree=$WORK/tree; mkdir -m 700 -- "$_tree" || die 12 "cannot create $_tree"
+    info "staging $ID: files are copied (the cache cannot be hard-linked from $REL)"
+  fi
+  ln -s -- "$_tree" "$WORK/T" || die 12 "cannot prepare $WORK"
+  # Only T is written: nothing of the archive lands in the cache unverified.
+  tar -x -z -p -m -f - -C "$WORK" --no-same-owner --anchored --exclude=C --exclude=probe || die 12 "cannot unpack release $ID (a blob missing from the cache?)"
+  if [ "$_tree" != "$STAGE" ]; then
+    cp -R -p -- "$_tree/." "$STAGE/" || die 12 "cannot copy release $ID"
+  fi
+  rm -rf -- "$WORK"; WORK=
+  # Shared paths: mode and digest of the seed ("-" for none), then the path.
+  while IFS= read -r _rest; do
+    _mode=\${_rest%% *}; _rest=\${_rest#* }; _sha=\${_rest%% *}; _path=\${_rest#* }
+    valid_rel "$_path" || refuse "bad shared path"
+    if [ "$_mode" != - ]; then valid_mode "$_mode" && valid_sha "$_sha" || refuse "bad shared seed"; fi
+    make_parents "$STAGE" "$_path"; fresh "$_path"
+    ensure_shared "$_path" "$_mode" "$_sha"
+    _up=../../; _p=$_path
+    while :; do case $_p in */*) _p=\${_p#*/}; _up=../$_up;; *) break;; esac; done
+    ln -s -- "\${_up}shared/$_path" "$STAGE/$_path" || die 12 "cannot link shared/$_path"
+  done <"$STAGE.shared"
+  rm -f -- "$STAGE.shared"
   chmod 755 -- "$STAGE" || die 12 "cannot set the mode of $STAGE"
   if [ "$JOB_ARGS" -gt 0 ]; then
     JOB_ID=$ID; JOB_DIR=$STAGE; JOB_FINAL=$REL/$ID
@@ -199,17 +267,31 @@ op_stage() {
     [ "$_st" -eq 0 ] || die 14 "before_switch failed with exit code $_st"
     # What the hook wrote is new; linked blobs were made durable when received.
     find "$STAGE" \( -type d -o -type f -links 1 \) -exec sync -- {} + 2>/dev/null || sync
+  elif [ "$_tree" != "$STAGE" ]; then
+    find "$STAGE" \( -type d -o -type f \) -exec sync -- {} + 2>/dev/null || sync
   else
     find "$STAGE" -type d -exec sync -- {} + 2>/dev/null || sync
   fi
   lock_app
-  # A concurrent staging of the same release won: that one stands.
-  if real_dir "$REL/$ID"; then echo "ok exists"; return 0; fi
+  _old=
+  if real_dir "$REL/$ID"; then
+    # A concurrent staging of the same release won: that one stands.
+    if [ "$_replace" = new ]; then unlock_app; echo "ok exists"; return 0; fi
+    # Out of its name first, then the new one in: a pointer at it dangles for
+    # the moment between the two renames, never names a half-written tree.
+    _old=$REL/.removing-$ID-$NONCE
+    mv -T -- "$REL/$ID" "$_old" || die 12 "cannot move the damaged release $ID aside"
+  fi
   mv -T -- "$STAGE" "$REL/$ID" || die 12 "cannot rename $STAGE into place"
-  rm -f -- "$STAGE.dirs"; STAGE=
+  STAGE=
   durable "$REL"
   record_order "$ID"
   unlock_app
-  echo "ok staged"
+  if [ -n "$_old" ]; then
+    rm -rf -- "$_old" 2>/dev/null || { chmod -R u+rwx -- "$_old"; rm -rf -- "$_old"; }
+    echo "ok replaced"
+  else
+    echo "ok staged"
+  fi
 }
 `;

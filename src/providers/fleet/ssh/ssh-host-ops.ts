@@ -17,7 +17,7 @@ import {
   planForHost,
   timeoutSeconds,
 } from "./ssh-validate.js";
-import { blobListInput, commandInput, stageInput } from "./stage-input.js";
+import { commandInput, missingInput, neededBlobs, stageInput } from "./stage-input.js";
 
 export interface SshHostOpsOptions extends SshClientOptions {
   /** Time limit of steps that run no user command (switch, prune, inventory, materializing). */
@@ -67,35 +67,51 @@ export class SshHostOps implements HostOps {
     signal.throwIfAborted();
     try {
       await this.connect();
-      const sizes = new Map<string, number>();
-      for (const file of plan.files) sizes.set(file.sha256, file.size);
-      // A file that seeds a shared path may be left out of the tree, but its blob is needed.
-      for (const seed of plan.seeds.values()) sizes.set(seed.sha256, seed.size);
-
+      const needed = neededBlobs(plan);
       const asked = await this.call(
         "missing",
         [this.host.root, app, id],
-        { input: blobListInput(sizes.keys()), timeoutMs: this.opTimeoutMs, signal },
+        { input: missingInput(plan, needed), timeoutMs: this.opTimeoutMs, signal },
         `staging ${app} ${id}`,
       );
+      const repairs = asked.lines.filter((line) => line.startsWith("repaired ")).map((line) => line.slice(9));
+      // Damaged cache blobs (bytes that no longer match their digest) were removed: they are sent again.
+      if (repairs.length > 0)
+        log(
+          `blob cache: ${repairs.length} damaged blobs removed (${repairs
+            .slice(0, 5)
+            .map((n) => n.slice(0, 12))
+            .join(", ")})`,
+        );
       if (asked.last === "ok exists") {
         log(`release ${id} is already staged`);
         return { staged: false, blobsFetched: 0, bytesFetched: 0 };
       }
-      const missing = asked.lines.map((line) => {
-        const sha = line.slice("missing ".length);
-        if (!line.startsWith("missing ") || !sizes.has(sha)) {
-          throw new TurnoutError(
-            "E_UNAVAILABLE",
-            `host ${this.name} answered oddly: ${JSON.stringify(line)}`,
-          );
-        }
-        return { sha256: sha, size: sizes.get(sha)! };
-      });
-      const total = missing.reduce((sum, blob) => sum + blob.size, 0);
+      const damage = asked.lines.filter((line) => line.startsWith("damaged ")).map((line) => line.slice(8));
+      const missing = asked.lines
+        .filter((line) => !line.startsWith("damaged ") && !line.startsWith("repaired "))
+        .map((line) => {
+          const name = line.slice("missing ".length);
+          const blob = needed.get(name);
+          if (!line.startsWith("missing ") || !blob) {
+            throw new TurnoutError(
+              "E_UNAVAILABLE",
+              `host ${this.name} answered oddly: ${JSON.stringify(line)}`,
+            );
+          }
+          return { ...blob, name };
+        });
+      // A release there but not whole (deleted or changed by hand): staged again, it takes the name.
+      if (damage.length > 0)
+        log(`release ${id} is damaged on this host (${damage.join("; ")}): staging it again`);
+      // Counted per digest, as agents count them (a (digest, mode) sibling travels as its own copy).
+      const digests = new Map(missing.map((blob) => [blob.sha256, blob.size]));
+      const total = [...digests.values()].reduce((sum, size) => sum + size, 0);
+      const blobCount = new Set([...needed.values()].map((blob) => blob.sha256)).size;
       log(
-        `staging ${id}: ${plan.files.length} files, fetching ${missing.length} of ${sizes.size} blobs (${total} bytes)`,
+        `staging ${id}: ${plan.files.length} files, fetching ${digests.size} of ${blobCount} blobs (${total} bytes)`,
       );
+      const wire = missing.reduce((sum, blob) => sum + blob.size, 0);
 
       let bytesFetched = 0;
       if (missing.length > 0) {
@@ -104,24 +120,26 @@ export class SshHostOps implements HostOps {
           [this.host.root, nonce()],
           {
             input: async (stdin) => {
-              bytesFetched = await writeBlobTar(stdin, missing, blobs, signal);
+              await writeBlobTar(stdin, missing, blobs, signal);
             },
-            timeoutMs: this.opTimeoutMs + (total / MIN_BYTES_PER_SECOND) * 1000,
+            timeoutMs: this.opTimeoutMs + (wire / MIN_BYTES_PER_SECOND) * 1000,
             signal,
           },
           `sending blobs of ${app} ${id}`,
         );
+        bytesFetched = total;
       }
 
       if (plan.dropped > 0) log(`staging ${id}: ${plan.dropped} entries replaced by links to shared/`);
       if (hook) log(`before_switch: ${JSON.stringify(hook)}`);
       const job = nonce();
+      const input = await stageInput(plan, hook, env);
       const staged = await this.withCancel(job, signal, () =>
         this.call(
           "stage",
-          [this.host.root, app, id, String(hookSeconds), job],
+          [this.host.root, app, id, String(hookSeconds), job, damage.length > 0 ? "replace" : "new"],
           {
-            input: stageInput(plan, hook, env),
+            input,
             onStderrLine: log,
             timeoutMs: this.opTimeoutMs + (hook ? spec.timeoutMs + LOCAL_GRACE_MS : 0),
             signal,
@@ -130,7 +148,11 @@ export class SshHostOps implements HostOps {
         ),
       );
       if (staged.last === "ok staged") log(`staged ${id}`);
-      return { staged: staged.last === "ok staged", blobsFetched: missing.length, bytesFetched };
+      if (staged.last === "ok replaced") {
+        log(`staged ${id} again: repaired`);
+        return { staged: true, blobsFetched: digests.size, bytesFetched, repaired: true };
+      }
+      return { staged: staged.last === "ok staged", blobsFetched: digests.size, bytesFetched };
     } catch (error) {
       // Aborted: say so the way an agent does, whatever the connection made of it.
       if (signal.aborted) throw signal.reason ?? error;
