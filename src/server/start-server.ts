@@ -224,6 +224,11 @@ export async function startServer(
       owner,
       timing: options.agentTiming,
       report: print,
+      // Bases of the manifest differences sent to agents (protocol 2).
+      manifests: async (digest) => {
+        const info = await store.artifacts.find(digest);
+        return info ? { app: info.app, manifest: await artifacts.manifest(digest) } : undefined;
+      },
     });
     await agents.start((holder) => ownerIsDead(holder, owner, store.caps.sharedBetweenProcesses));
     cleanups.unshift(() => agents.close());
