@@ -15,6 +15,7 @@ import { newOwnerId, ownerIsDead } from "../engine/owner.js";
 import { moveLegacyHostedRepos } from "../git/hosted-repos.js";
 import { GitMirrors } from "../git/mirrors.js";
 import { buildHttpApp } from "../http/app.js";
+import { defaultAgentBundle } from "../http/routes/agent-download.js";
 import { defaultWebRoot } from "../http/web-ui.js";
 import { githubDeploymentsFactory } from "../notify/channels/github-deployments.js";
 import { Notifier, type NotifierOptions } from "../notify/notifier.js";
@@ -298,6 +299,7 @@ export async function startServer(
       artifacts,
       gc,
       webRoot: defaultWebRoot(),
+      agentBundle: defaultAgentBundle(),
       ...(settings.slack ? { slack: settings.slack } : {}),
       logger: logger.child({ component: "http" }),
       metrics,
