@@ -16,6 +16,7 @@ import {
   cpuTimes,
   median,
   nodeArgs,
+  processCpu,
   ROOT,
   sleep,
   startServer,
@@ -27,7 +28,6 @@ const FILES = 3000;
 const BYTES = 50 * 1024 * 1024;
 /** Fleet sizes; TURNOUT_BENCH_FLEET=1,5 runs fewer (trials only: the documented figures use all four). */
 const SIZES = (process.env.TURNOUT_BENCH_FLEET ?? "1,5,20,50").split(",").map(Number);
-const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 const DEPLOYS = "/api/v1/apps/bench/environments/production/deploys";
 /**
  * Which agent the hosts run: the bundled file users install
@@ -162,18 +162,6 @@ async function waitForHosts(server, agents, timeoutMs) {
     }
     await sleep(250);
   }
-}
-
-/** The server process's own CPU time (utime + stime) and that of the children it waited for (git), in ms. */
-function processCpu(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(")").pop().trim().split(/\s+/).map(Number);
-  const ms = (ticks) => (ticks * 1000) / CLK_TCK;
-  return {
-    own: ms(fields[11] + fields[12]),
-    user: ms(fields[11]),
-    system: ms(fields[12]),
-    children: ms(fields[13] + fields[14]),
-  };
 }
 
 /**

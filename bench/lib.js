@@ -1,6 +1,6 @@
 // Shared by the benchmarks of bench/: the built server as a real process, its
 // API, and the figures' output format.
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
@@ -137,6 +137,20 @@ export async function waitFinished(server, id, intervalMs = 50) {
     if (["succeeded", "failed", "cancelled"].includes(deploy.status)) return deploy;
     await sleep(intervalMs);
   }
+}
+
+const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+
+/** A process's own CPU time (utime + stime) and that of the children it waited for (git), in ms. */
+export function processCpu(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(")").pop().trim().split(/\s+/).map(Number);
+  const ms = (ticks) => (ticks * 1000) / CLK_TCK;
+  return {
+    own: ms(fields[11] + fields[12]),
+    user: ms(fields[11]),
+    system: ms(fields[12]),
+    children: ms(fields[13] + fields[14]),
+  };
 }
 
 export function rssMb(pid) {

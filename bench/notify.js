@@ -7,11 +7,11 @@ import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import path from "node:path";
 import { Store } from "../dist/store/store.js";
-import { api, median, report, sleep, startServer, waitFinished } from "./lib.js";
+import { api, median, processCpu, report, sleep, startServer, waitFinished } from "./lib.js";
 
 const SECRET = "bench-secret-0123456789abcdef";
 
-function makeRepo(dir) {
+export function makeRepo(dir) {
   mkdirSync(dir, { recursive: true });
   const env = {
     ...process.env,
@@ -28,7 +28,7 @@ function makeRepo(dir) {
 }
 
 /** A receiver that accepts everything (signatures are the tests' business) and counts. */
-async function startReceiver() {
+export async function startReceiver() {
   const receiver = { count: 0, last: 0 };
   const server = createServer((request, response) => {
     request.resume();
@@ -112,7 +112,7 @@ async function drain(work, receiver) {
   report("outbox drain, 10,000 deliveries (from healthy)", 10_000 / seconds, "del/s", "> 500 del/s");
 }
 
-async function deploys(work, receiver, channels) {
+export async function deploys(work, receiver, channels) {
   const label = channels === 0 ? "no channels" : `${channels} channels`;
   const dir = path.join(work, `deploys-${channels}`);
   const repo = path.join(work, "repo");
@@ -156,6 +156,7 @@ async function deploys(work, receiver, channels) {
     }
     report(`POST deploy -> command running, ${label}`, median(latencies), "ms", "within 5 % of none");
     // Throughput: 50 deploys queued at once, one environment (they run one after the other).
+    const cpuBefore = processCpu(server.child.pid).own;
     const started = Date.now();
     const ids = [];
     for (let i = 0; i < 50; i++) {
@@ -167,6 +168,14 @@ async function deploys(work, receiver, channels) {
       50 / ((Date.now() - started) / 1000),
       "dep/s",
       "within 5 % of none",
+    );
+    // The server's own CPU time per deploy of that batch (its children, the commands, not counted):
+    // what notifications cost, and much less sensitive to other load on the machine than wall time.
+    report(
+      `server CPU per deploy, ${label}`,
+      (processCpu(server.child.pid).own - cpuBefore) / 50,
+      "ms",
+      "(explains the above)",
     );
   } finally {
     await server.stop();

@@ -13,7 +13,7 @@ export interface DispatcherOptions {
   owner: string;
   links(event: NotificationEvent): { deploy?: string; environment?: string };
   retry?: RetryPolicy;
-  /** Rows fanned out and claimed per round (default 200). */
+  /** Rows fanned out and claimed per round (default 500). */
   batchSize?: number;
   /** How long a claimed delivery is ours before another server may take it (default 60 s). */
   leaseMs?: number;
@@ -21,15 +21,25 @@ export interface DispatcherOptions {
   sendTimeoutMs?: number;
   /** How often an idle dispatcher looks for work written by other servers (default 1 s). */
   idleMs?: number;
+  /**
+   * How long a woken dispatcher waits before its round (default 1 s), so
+   * the events of a busy moment go out in one round of few transactions
+   * rather than one round each, and a deploy being admitted is not competing
+   * with its own notifications.
+   */
+  settleMs?: number;
   report(message: string): void;
 }
 
 /**
  * Drains the outbox: fans events out into deliveries, claims due deliveries
- * (the first pending one of each subject per channel), sends them through
- * their channels concurrently, and records every outcome in one
- * transaction per round. Runs beside the engine, never inside a deploy: a
- * slow or failing channel costs a deploy nothing.
+ * (chains: the pending deliveries of each subject per channel, oldest
+ * first), sends the chains concurrently and each chain in order, and records
+ * every outcome in one transaction per round. Runs beside the engine, never
+ * inside a deploy: a slow or failing channel costs a deploy nothing, and a
+ * woken dispatcher lets a moment settle first (`settleMs`), so a busy
+ * server spends a few transactions per second on notifications, not a few
+ * per event.
  */
 export class Dispatcher {
   private running: Promise<void> | undefined;
@@ -66,28 +76,83 @@ export class Dispatcher {
 
   /** One round: fan out, claim, send, record. Returns how much it did (0: nothing to do). */
   async round(): Promise<number> {
-    const batch = this.options.batchSize ?? 200;
-    const fanned = await this.options.store.fanOut(batch, this.options.plan);
-    const claimed = await this.options.store.claim(this.options.owner, this.options.leaseMs ?? 60_000, batch);
+    const { fanned, claimed } = await this.work();
+    return fanned + claimed;
+  }
+
+  private async work(): Promise<{ fanned: number; claimed: number }> {
+    const batch = this.batchSize();
+    const { fanned, claimed } = await this.options.store.fanOutAndClaim(
+      this.options.plan,
+      this.options.owner,
+      this.options.leaseMs ?? 60_000,
+      batch,
+    );
     if (claimed.length > 0) {
-      const updates = await Promise.all(claimed.map((delivery) => this.send(delivery)));
+      const updates = (await Promise.all(chains(claimed).map((chain) => this.sendChain(chain)))).flat();
       await this.options.store.complete(this.options.owner, updates);
     }
-    return fanned + claimed.length;
+    return { fanned, claimed: claimed.length };
+  }
+
+  private batchSize(): number {
+    return this.options.batchSize ?? 500;
   }
 
   private async loop(): Promise<void> {
     while (!this.stopped) {
       this.woken = false;
-      let worked = 0;
+      let full = false;
       try {
-        worked = await this.round();
+        const { fanned, claimed } = await this.work();
+        // A full batch means a backlog: go on at once (draining fast). Otherwise
+        // everything claimable went out, and what comes next wakes us.
+        full = fanned >= this.batchSize() || claimed >= this.batchSize();
       } catch (error) {
         if (this.stopped) break;
         this.options.report(`notifications: ${error instanceof Error ? error.message : String(error)}`);
       }
-      if (worked === 0 && !this.woken && !this.stopped) await this.idle();
+      if (full || this.stopped) continue;
+      if (!this.woken) await this.idle();
+      if (this.woken && !this.stopped) await this.settle();
     }
+  }
+
+  private settle(): Promise<void> {
+    const ms = this.options.settleMs ?? 1_000;
+    if (ms <= 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      timer.unref?.();
+      this.controller.signal.addEventListener(
+        "abort",
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        { once: true },
+      );
+    });
+  }
+
+  /**
+   * Sends one chain in order, each delivery seeing what the one before it
+   * left (a Slack message's ts). The first that does not go through holds
+   * the rest back: they are released, not attempted.
+   */
+  private async sendChain(chain: ClaimedDelivery[]): Promise<DeliveryUpdate[]> {
+    const updates: DeliveryUpdate[] = [];
+    let state = chain[0]!.state;
+    for (const [index, delivery] of chain.entries()) {
+      const update = await this.send({ ...delivery, state });
+      updates.push(update);
+      if (update.outcome !== "delivered") {
+        for (const rest of chain.slice(index + 1)) updates.push({ id: rest.id, outcome: "released" });
+        break;
+      }
+      if (update.state !== undefined) state = update.state;
+    }
+    return updates;
   }
 
   private idle(): Promise<void> {
@@ -155,6 +220,18 @@ export class Dispatcher {
       nextAttemptAt: new Date(decision.retryAt).toISOString(),
     };
   }
+}
+
+/** Claimed deliveries grouped by channel and subject, each group in id order (claims come sorted). */
+function chains(claimed: ClaimedDelivery[]): ClaimedDelivery[][] {
+  const groups = new Map<string, ClaimedDelivery[]>();
+  for (const delivery of claimed) {
+    const key = `${delivery.channel}\n${delivery.subject}`;
+    const group = groups.get(key);
+    if (group) group.push(delivery);
+    else groups.set(key, [delivery]);
+  }
+  return [...groups.values()];
 }
 
 function errorText(error: unknown): string {

@@ -20,6 +20,7 @@ export interface NotifierOptions {
   /** Tuning (tests, benchmarks). */
   batchSize?: number;
   idleMs?: number;
+  settleMs?: number;
   sendTimeoutMs?: number;
   leaseMs?: number;
 }
@@ -44,6 +45,7 @@ export class Notifier {
       ...(options.retry ? { retry: options.retry } : {}),
       ...(options.batchSize ? { batchSize: options.batchSize } : {}),
       ...(options.idleMs ? { idleMs: options.idleMs } : {}),
+      ...(options.settleMs !== undefined ? { settleMs: options.settleMs } : {}),
       ...(options.sendTimeoutMs ? { sendTimeoutMs: options.sendTimeoutMs } : {}),
       ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}),
     });

@@ -73,7 +73,7 @@ export interface CloseOptions {
 
 export interface StartOptions {
   /** Dispatcher tuning (tests, benchmarks): batch size, idle poll, send timeout, lease. */
-  notify?: Partial<Pick<NotifierOptions, "batchSize" | "idleMs" | "sendTimeoutMs" | "leaseMs">>;
+  notify?: Partial<Pick<NotifierOptions, "batchSize" | "idleMs" | "settleMs" | "sendTimeoutMs" | "leaseMs">>;
   /** How long start-up waits for the first load of the manifests (default: settings.configStartupWaitMs). */
   configStartupWaitMs?: number;
   /** The manifest parser's limits, and a hold to observe a parse in progress (tests). */

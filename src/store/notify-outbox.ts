@@ -63,7 +63,9 @@ export interface ClaimedDelivery extends DeliveryRecord {
 export type DeliveryUpdate =
   | { id: number; outcome: "delivered"; state?: Record<string, unknown>; detail?: string }
   | { id: number; outcome: "retry"; error: string; nextAttemptAt: string }
-  | { id: number; outcome: "failed"; error: string };
+  | { id: number; outcome: "failed"; error: string }
+  /** Not sent (an earlier delivery of its chain did not go through): back to pending, this attempt not counted. */
+  | { id: number; outcome: "released" };
 
 export interface DeliveryFilter {
   app: string;
@@ -119,111 +121,195 @@ export class NotifyStore {
    * (with row locks) one fan-out at a time: two servers fanning out at once
    * must not give a later event of a deploy a lower delivery id.
    */
-  async fanOut(limit: number, plan: FanOutPlan): Promise<number> {
-    return this.db.transaction().execute(async (trx) => {
-      let query = trx.selectFrom("notify_events").selectAll().orderBy("id", "asc").limit(limit);
-      if (this.caps.rowLocking) query = query.forUpdate();
-      const events = await query.execute();
-      if (events.length === 0) return 0;
-      const now = nowIso();
-      const rows = [];
-      const done: number[] = [];
-      for (const row of events) {
-        const event: NotificationEvent = { ...JSON.parse(row.payload), id: row.id };
-        const channels = plan(event);
-        // An event of an app not known yet holds back the later ones: order first.
-        if (channels === "later") break;
-        done.push(row.id);
-        for (const channel of channels) {
-          rows.push({
-            event_id: row.id,
-            channel,
-            kind: event.kind,
-            app: event.app,
-            env: event.env,
-            deploy_id: event.deploy?.id ?? null,
-            subject: eventSubject(event),
-            payload: toJson(event),
-            status: "pending",
-            attempts: 0,
-            next_attempt_at: now,
-            created_at: now,
-            updated_at: now,
-          });
-        }
-      }
-      // Chunked: a statement has a bound-parameter limit.
-      for (let i = 0; i < rows.length; i += 200) {
-        await trx
-          .insertInto("notify_deliveries")
-          .values(rows.slice(i, i + 200))
-          .execute();
-      }
-      if (done.length > 0) await trx.deleteFrom("notify_events").where("id", "in", done).execute();
-      return done.length;
-    });
+  fanOut(limit: number, plan: FanOutPlan): Promise<number> {
+    return this.db.transaction().execute((trx) => this.fanOutIn(trx, limit, plan));
   }
 
   /**
-   * Claims due deliveries under a lease: each one is the oldest pending
-   * delivery of its subject on its channel, so a subject's deliveries go out
-   * one after the other, in order, and a failing one holds back the rest.
-   * With row locks, rows another server is claiming are skipped.
+   * A dispatcher's round in one transaction (one commit, not two): fan out
+   * the oldest events, then claim what is due, the new deliveries included.
+   */
+  async fanOutAndClaim(
+    plan: FanOutPlan,
+    owner: string,
+    leaseMs: number,
+    limit: number,
+  ): Promise<{ fanned: number; claimed: ClaimedDelivery[] }> {
+    let fanned = 0;
+    const claimed = await this.db.transaction().execute(async (trx) => {
+      fanned = await this.fanOutIn(trx, limit, plan);
+      return this.claimIn(trx, owner, leaseMs, limit);
+    });
+    return { fanned, claimed: await this.withStates(claimed) };
+  }
+
+  private async fanOutIn(trx: Kysely<Schema>, limit: number, plan: FanOutPlan): Promise<number> {
+    let query = trx.selectFrom("notify_events").selectAll().orderBy("id", "asc").limit(limit);
+    if (this.caps.rowLocking) query = query.forUpdate();
+    const events = await query.execute();
+    if (events.length === 0) return 0;
+    const now = nowIso();
+    const rows = [];
+    const done: number[] = [];
+    for (const row of events) {
+      const event: NotificationEvent = { ...JSON.parse(row.payload), id: row.id };
+      const channels = plan(event);
+      // An event of an app not known yet holds back the later ones: order first.
+      if (channels === "later") break;
+      done.push(row.id);
+      for (const channel of channels) {
+        rows.push({
+          event_id: row.id,
+          channel,
+          kind: event.kind,
+          app: event.app,
+          env: event.env,
+          deploy_id: event.deploy?.id ?? null,
+          subject: eventSubject(event),
+          payload: toJson(event),
+          status: "pending",
+          attempts: 0,
+          next_attempt_at: now,
+          created_at: now,
+          updated_at: now,
+        });
+      }
+    }
+    // Chunked: a statement has a bound-parameter limit.
+    for (let i = 0; i < rows.length; i += 200) {
+      await trx
+        .insertInto("notify_deliveries")
+        .values(rows.slice(i, i + 200))
+        .execute();
+    }
+    if (done.length > 0) await trx.deleteFrom("notify_events").where("id", "in", done).execute();
+    return done.length;
+  }
+
+  /**
+   * Claims due deliveries under a lease: each chain starts at the oldest
+   * pending delivery of its subject on its channel, and takes the pending
+   * deliveries behind it too (in id order, up to `limit` in all), so a
+   * deploy's queued, started and succeeded go out in one round, one after
+   * the other, and a failing one holds back the rest. With row locks, heads
+   * another server is claiming are skipped, and so are their followers: a
+   * follower is only ever taken behind a head this claim holds.
    */
   async claim(owner: string, leaseMs: number, limit: number): Promise<ClaimedDelivery[]> {
-    const claimed = await this.db.transaction().execute(async (trx) => {
-      const now = nowIso();
-      let query = trx
-        .selectFrom("notify_deliveries as d")
-        .select("d.id")
-        .where("d.status", "=", "pending")
-        .where("d.next_attempt_at", "<=", now)
-        .where((eb) => eb.or([eb("d.lease_until", "is", null), eb("d.lease_until", "<", now)]))
-        .where(({ not, exists, selectFrom }) =>
-          not(
-            exists(
-              selectFrom("notify_deliveries as e")
-                .select("e.id")
-                .whereRef("e.channel", "=", "d.channel")
-                .whereRef("e.subject", "=", "d.subject")
-                .where("e.status", "=", "pending")
-                .whereRef("e.id", "<", "d.id"),
-            ),
+    const claimed = await this.db.transaction().execute((trx) => this.claimIn(trx, owner, leaseMs, limit));
+    return this.withStates(claimed);
+  }
+
+  private async claimIn(
+    trx: Kysely<Schema>,
+    owner: string,
+    leaseMs: number,
+    limit: number,
+  ): Promise<Selectable<NotifyDeliveriesTable>[]> {
+    const now = nowIso();
+    let query = trx
+      .selectFrom("notify_deliveries as d")
+      .select(["d.id", "d.channel", "d.subject"])
+      .where("d.status", "=", "pending")
+      .where("d.next_attempt_at", "<=", now)
+      .where((eb) => eb.or([eb("d.lease_until", "is", null), eb("d.lease_until", "<", now)]))
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom("notify_deliveries as e")
+              .select("e.id")
+              .whereRef("e.channel", "=", "d.channel")
+              .whereRef("e.subject", "=", "d.subject")
+              .where("e.status", "=", "pending")
+              .whereRef("e.id", "<", "d.id"),
           ),
-        )
-        .orderBy("d.id", "asc")
-        .limit(limit);
-      if (this.caps.rowLocking) query = query.forUpdate().skipLocked();
-      const ids = (await query.execute()).map((r) => r.id);
-      if (ids.length === 0) return [];
-      return trx
-        .updateTable("notify_deliveries")
-        .set((eb) => ({
-          lease_owner: owner,
-          lease_until: new Date(Date.now() + leaseMs).toISOString(),
-          attempts: eb("attempts", "+", 1),
-          updated_at: now,
-        }))
-        .where("id", "in", ids)
-        .returningAll()
-        .execute();
-    });
+        ),
+      )
+      .orderBy("d.id", "asc")
+      .limit(limit);
+    if (this.caps.rowLocking) query = query.forUpdate().skipLocked();
+    const heads = await query.execute();
+    if (heads.length === 0) return [];
+    const ids = heads.map((h) => h.id);
+    ids.push(...(await this.followers(trx, heads, now, limit - heads.length)));
+    const rows = [];
+    // Chunked: a statement has a bound-parameter limit.
+    for (let i = 0; i < ids.length; i += 500) {
+      rows.push(
+        ...(await trx
+          .updateTable("notify_deliveries")
+          .set((eb) => ({
+            lease_owner: owner,
+            lease_until: new Date(Date.now() + leaseMs).toISOString(),
+            attempts: eb("attempts", "+", 1),
+            updated_at: now,
+          }))
+          .where("id", "in", ids.slice(i, i + 500))
+          .returningAll()
+          .execute()),
+      );
+    }
+    return rows;
+  }
+
+  /** Claimed rows in id order, each with what its channel remembered for its subject. */
+  private async withStates(claimed: Selectable<NotifyDeliveriesTable>[]): Promise<ClaimedDelivery[]> {
     if (claimed.length === 0) return [];
     claimed.sort((a, b) => a.id - b.id);
     const states = await this.db
       .selectFrom("notify_channel_state")
       .selectAll()
-      .where(
-        "subject",
-        "in",
-        claimed.map((r) => r.subject),
-      )
+      .where("subject", "in", [...new Set(claimed.map((r) => r.subject))])
       .execute();
     const byKey = new Map(states.map((s) => [`${s.channel}\n${s.subject}`, JSON.parse(s.state)]));
     return claimed.map((row) => ({
       ...toRecord(row),
       state: byKey.get(`${row.channel}\n${row.subject}`) ?? null,
     }));
+  }
+
+  /**
+   * The pending deliveries behind claimed heads, each chain cut at its first
+   * delivery that is not claimable now (leased, or waiting for a retry): what
+   * is behind such a one must wait for it.
+   */
+  private async followers(
+    trx: Kysely<Schema>,
+    heads: { id: number; channel: string; subject: string }[],
+    now: string,
+    room: number,
+  ): Promise<number[]> {
+    if (room <= 0) return [];
+    const found: number[] = [];
+    // Chunked: three bound parameters per head.
+    for (let i = 0; i < heads.length && found.length < room; i += 100) {
+      const chunk = heads.slice(i, i + 100);
+      const rows = await trx
+        .selectFrom("notify_deliveries")
+        .select(["id", "channel", "subject", "next_attempt_at", "lease_until"])
+        .where("status", "=", "pending")
+        .where((eb) =>
+          eb.or(
+            chunk.map((h) =>
+              eb.and([eb("channel", "=", h.channel), eb("subject", "=", h.subject), eb("id", ">", h.id)]),
+            ),
+          ),
+        )
+        .orderBy("id", "asc")
+        .execute();
+      const cut = new Set<string>();
+      for (const row of rows) {
+        const key = `${row.channel}\n${row.subject}`;
+        if (cut.has(key)) continue;
+        const leased = row.lease_until !== null && row.lease_until >= now;
+        if (leased || row.next_attempt_at > now || found.length >= room) {
+          cut.add(key);
+          continue;
+        }
+        found.push(row.id);
+      }
+    }
+    return found;
   }
 
   /** Records how claimed deliveries went, all in one transaction (draining fast means few commits). */
@@ -282,6 +368,15 @@ export class NotifyStore {
               )
               .execute();
           }
+        } else if (update.outcome === "released") {
+          await base
+            .set((eb) => ({
+              attempts: eb("attempts", "-", 1),
+              updated_at: now,
+              lease_owner: null,
+              lease_until: null,
+            }))
+            .execute();
         } else if (update.outcome === "retry") {
           await base
             .set({

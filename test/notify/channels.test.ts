@@ -40,7 +40,7 @@ notify:
     slack-hook: { type: slack, webhook_url: "${slack.webhookUrl}" }
     irc: { type: irc, server: 127.0.0.1, port: ${irc.port}, tls: false, nick: turnout, channel: "#deploys" }
 `,
-    notify: { idleMs: 50 },
+    notify: { idleMs: 50, settleMs: 50 },
     manifest: `repo: "{repo}"
 notify:
   - channel: audit

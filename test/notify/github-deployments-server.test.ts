@@ -32,7 +32,7 @@ notify:
   channels:
     github: { type: github-deployments, token_env: GH_DEPLOY_TOKEN, api_url: "${github.url}" }
 `,
-    notify: { idleMs: 50 },
+    notify: { idleMs: 50, settleMs: 50 },
     manifest: `repo: "{repo}"
 webhook:
   secret_env: SHOP_HOOK

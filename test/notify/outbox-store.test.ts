@@ -46,44 +46,74 @@ for (const backend of BACKENDS) {
       expect(await s.notify.pendingEvents()).toBe(0);
     });
 
-    it("claims only the first pending delivery of a subject per channel; a failing one holds back the rest", async () => {
+    it("claims each subject's pending deliveries per channel as one chain, in order; a failing one holds back the rest", async () => {
       const s = store();
       await s.notify.record(lock("staging", "one"));
       await s.notify.record(lock("staging", "two"));
       await s.notify.record(lock("production", "three"));
       await s.notify.fanOut(100, () => ["a", "b"]);
       const first = await s.notify.claim("w1", 60_000, 100);
-      // Per channel: staging's first and production's; staging's second waits.
+      // Per channel: staging's chain (one, then two) and production's.
       expect(first.map((d) => `${d.channel}:${d.event.lock?.reason}`).sort()).toEqual([
         "a:one",
         "a:three",
+        "a:two",
         "b:one",
         "b:three",
+        "b:two",
       ]);
-      // Leased: nobody else gets them, nor what they hold back.
+      expect(first.map((d) => d.id)).toEqual([...first.map((d) => d.id)].sort((x, y) => x - y));
+      // Leased: nobody else gets them.
       expect(await s.notify.claim("w2", 60_000, 100)).toEqual([]);
-      const a1 = first.find((d) => d.channel === "a" && d.event.lock?.reason === "one")!;
-      const b1 = first.find((d) => d.channel === "b" && d.event.lock?.reason === "one")!;
+      const pick = (channel: string, reason: string) =>
+        first.find((d) => d.channel === channel && d.event.lock?.reason === reason)!;
       await s.notify.complete("w1", [
         {
-          id: a1.id,
+          id: pick("a", "one").id,
           outcome: "retry",
           error: "down",
           nextAttemptAt: new Date(Date.now() + 60_000).toISOString(),
         },
-        { id: b1.id, outcome: "delivered", state: { ts: "1.2" } },
+        // Held back behind the retry: not attempted.
+        { id: pick("a", "two").id, outcome: "released" },
+        { id: pick("a", "three").id, outcome: "delivered" },
+        { id: pick("b", "one").id, outcome: "delivered", state: { ts: "1.2" } },
+        { id: pick("b", "two").id, outcome: "delivered", state: { ts: "1.3" } },
+        { id: pick("b", "three").id, outcome: "delivered" },
       ]);
-      const next = await s.notify.claim("w2", 60_000, 100);
-      // b moves on to "two" and sees what it remembered; a's "two" waits behind the retry.
-      expect(next.map((d) => `${d.channel}:${d.event.lock?.reason}`)).toEqual(["b:two"]);
-      expect(next[0]!.state).toEqual({ ts: "1.2" });
-      expect(next[0]!.attempts).toBe(1);
-      const retried = await s.notify.get(a1.id);
-      expect(retried).toMatchObject({ status: "pending", lastError: "down", attempts: 1 });
-      // a's "two" stays behind a's "one", whose retry is not due yet.
-      await s.notify.complete("w2", [{ id: next[0]!.id, outcome: "delivered" }]);
-      const later = await s.notify.claim("w3", 60_000, 100);
-      expect(later).toEqual([]);
+      expect(await s.notify.get(pick("a", "one").id)).toMatchObject({
+        status: "pending",
+        lastError: "down",
+        attempts: 1,
+      });
+      expect(await s.notify.get(pick("a", "two").id)).toMatchObject({ status: "pending", attempts: 0 });
+      // a's "two" stays behind a's "one", whose retry is not due yet; b is done.
+      expect(await s.notify.claim("w2", 60_000, 100)).toEqual([]);
+      // A new event on b's subject sees the state the chain left last.
+      await s.notify.record(lock("staging", "four"));
+      await s.notify.fanOut(100, () => ["b"]);
+      const next = await s.notify.claim("w3", 60_000, 100);
+      expect(next.map((d) => `${d.channel}:${d.event.lock?.reason}`)).toEqual(["b:four"]);
+      expect(next[0]!.state).toEqual({ ts: "1.3" });
+    });
+
+    it("a chain is cut at a delivery that is not due, and a claim takes at most its limit", async () => {
+      const s = store();
+      for (const reason of ["one", "two", "three", "four"]) await s.notify.record(lock("staging", reason));
+      await s.notify.fanOut(100, () => ["a"]);
+      const two = await s.notify.claim("w1", 60_000, 2);
+      expect(two.map((d) => d.event.lock?.reason)).toEqual(["one", "two"]);
+      // "one" is delivered; "two" fails and is retried later: "three" and "four" wait behind it.
+      await s.notify.complete("w1", [
+        { id: two[0]!.id, outcome: "delivered" },
+        {
+          id: two[1]!.id,
+          outcome: "retry",
+          error: "down",
+          nextAttemptAt: new Date(Date.now() + 60_000).toISOString(),
+        },
+      ]);
+      expect(await s.notify.claim("w2", 60_000, 100)).toEqual([]);
     });
 
     it("two claimers at once never get the same delivery", async () => {

@@ -45,7 +45,7 @@ environments:
         environment: { HOOK_SECRET: SECRET },
         settingsFile,
         manifest,
-        notify: { idleMs: 50 },
+        notify: { idleMs: 50, settleMs: 50 },
       };
       const first = await startTurnout({ ...options, ...(database ? { database } : {}) });
       const root = first.dataDir.replace(/\/data$/, "");

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { Channel, ChannelContext, ChannelDelivery, ChannelFactory, ChannelResult } from "../channel.js";
 import { signPayload } from "../signature.js";
+import { HttpPoster } from "./http-post.js";
 import { channelOptions, httpOutcome } from "./options.js";
 
 /**
@@ -28,10 +29,18 @@ export interface WebhookBody {
 
 class WebhookChannel implements Channel {
   readonly type = "webhook";
+  private readonly poster: HttpPoster;
+
   constructor(
     readonly name: string,
     private readonly options: z.infer<typeof schema>,
-  ) {}
+  ) {
+    this.poster = new HttpPoster(new URL(options.url));
+  }
+
+  async close(): Promise<void> {
+    this.poster.close();
+  }
 
   async send(delivery: ChannelDelivery, signal: AbortSignal): Promise<ChannelResult> {
     const payload: WebhookBody = {
@@ -42,14 +51,11 @@ class WebhookChannel implements Channel {
     };
     const body = JSON.stringify(payload);
     const timestamp = Math.floor(Date.now() / 1000);
-    let response: Response;
+    let response: { status: number; header(name: string): string | null };
     try {
-      response = await fetch(this.options.url, {
-        method: "POST",
+      response = await this.poster.post(
         body,
-        signal,
-        redirect: "manual",
-        headers: {
+        {
           "content-type": "application/json",
           "user-agent": "turnout-webhook/1",
           "x-turnout-event": delivery.event.kind,
@@ -57,19 +63,26 @@ class WebhookChannel implements Channel {
           "x-turnout-timestamp": String(timestamp),
           "x-turnout-signature": signPayload(this.options.secret, timestamp, body),
         },
-      });
-      await response.body?.cancel().catch(() => undefined);
+        signal,
+      );
     } catch (error) {
       // The URL may carry a token in its query: the reason names the failure, not the address.
       return { outcome: "retry", reason: `could not reach the receiver: ${causeOf(error)}` };
     }
-    return httpOutcome(response.status, response.headers.get("retry-after"));
+    return httpOutcome(response.status, response.header("retry-after"));
   }
 }
 
 export function causeOf(error: unknown): string {
+  // fetch (Slack's client) wraps the cause; Node's http client throws it directly.
   const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.code ?? cause?.message ?? (error instanceof Error ? error.name : "error");
+  const code = (error as { code?: unknown }).code;
+  return (
+    cause?.code ??
+    cause?.message ??
+    (typeof code === "string" ? code : undefined) ??
+    (error instanceof Error ? error.name : "error")
+  );
 }
 
 export const webhookChannels: ChannelFactory = {
