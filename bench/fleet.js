@@ -6,17 +6,37 @@
 // directories at once. Run through bench/run.js (`npm run bench:fleet`).
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import Database from "better-sqlite3";
-import { api, BIN, cpuTimes, nodeArgs, processCpu, sleep, startServer, stealPercent, track } from "./lib.js";
+import {
+  api,
+  BIN,
+  cpuTimes,
+  median,
+  nodeArgs,
+  processCpu,
+  ROOT,
+  sleep,
+  startServer,
+  stealPercent,
+  track,
+} from "./lib.js";
 
 const FILES = 3000;
 const BYTES = 50 * 1024 * 1024;
 /** Fleet sizes; TURNOUT_BENCH_FLEET=1,5 runs fewer (trials only: the documented figures use all four). */
 const SIZES = (process.env.TURNOUT_BENCH_FLEET ?? "1,5,20,50").split(",").map(Number);
 const DEPLOYS = "/api/v1/apps/bench/environments/production/deploys";
+/**
+ * Which agent the hosts run: the bundled file users install
+ * (dist/agent/turnout-agent.cjs, the default) or `turnout agent` from the
+ * package (TURNOUT_BENCH_AGENT=cli), for comparison.
+ */
+const AGENT_KIND = process.env.TURNOUT_BENCH_AGENT === "cli" ? "cli" : "bundle";
+const AGENT_COMMAND =
+  AGENT_KIND === "cli" ? [BIN, "agent"] : [path.join(ROOT, "dist", "agent", "turnout-agent.cjs")];
 
 const gitEnv = {
   ...process.env,
@@ -85,8 +105,7 @@ function startAgent(serverUrl, token, name, root) {
     process.execPath,
     [
       ...nodeArgs("TURNOUT_BENCH_AGENT_NODE_ARGS"),
-      BIN,
-      "agent",
+      ...AGENT_COMMAND,
       "--server",
       serverUrl,
       "--token",
@@ -170,17 +189,41 @@ function agentSocketBytes(port, agentPids) {
       continue;
     }
     const received = /bytes_received:(\d+)/.exec(line);
-    if (current) sockets.set(current, received ? Number(received[1]) : 0);
+    // What the agent sent: bytes_sent where the kernel reports it, else bytes_acked.
+    const sent = /bytes_sent:(\d+)/.exec(line) ?? /bytes_acked:(\d+)/.exec(line);
+    if (current)
+      sockets.set(current, { in: received ? Number(received[1]) : 0, out: sent ? Number(sent[1]) : 0 });
   }
   return sockets;
 }
 
 function wireDelta(before, after) {
   let bytes = 0;
+  let sent = 0;
   let closed = 0;
-  for (const [socket, value] of after) bytes += value - (before.get(socket) ?? 0);
+  for (const [socket, value] of after) {
+    bytes += value.in - (before.get(socket)?.in ?? 0);
+    sent += value.out - (before.get(socket)?.out ?? 0);
+  }
   for (const socket of before.keys()) if (!after.has(socket)) closed++;
-  return { bytes, closed };
+  return { bytes, sent, closed };
+}
+
+/** A process's resident set now and its peak since the last resetPeak, in MiB (/proc/PID/status). */
+function memoryOf(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0);
+  return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 };
+}
+
+/** Resets VmHWM to the current RSS (writing 5 to /proc/PID/clear_refs), so the next peak is this deploy's. */
+function resetPeak(pid) {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, "5");
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function currentOf(root) {
@@ -237,6 +280,7 @@ async function deployAndMeasure(server, ref, agents, artifactBytes) {
   const agentUser = () => agents.reduce((sum, a) => sum + processCpu(a.child.pid).user, 0);
   const agentCpuBefore = agents.reduce((sum, a) => sum + processCpu(a.child.pid).own, 0);
   const agentUserBefore = agentUser();
+  const peakReset = agents.every((a) => resetPeak(a.child.pid));
   const started = performance.now();
   const { deploy } = await api(server, "POST", DEPLOYS, { ref });
   // Watch the hosts' `current` links rather than poll the server, so the
@@ -264,6 +308,7 @@ async function deployAndMeasure(server, ref, agents, artifactBytes) {
   const agentCpu = agents.reduce((sum, a) => sum + processCpu(a.child.pid).own, 0) - agentCpuBefore;
   const agentUserMs = agentUser() - agentUserBefore;
   const wire = wireDelta(wireBefore, agentSocketBytes(server.port, pids));
+  const peaks = agents.map((a) => memoryOf(a.child.pid).peak);
   const phases = phasesOf(server.dataDir, deploy.id);
   if (final.status !== "succeeded") {
     throw new Error(
@@ -291,6 +336,10 @@ async function deployAndMeasure(server, ref, agents, artifactBytes) {
     bytesPerHost,
     bytesPct: (bytesPerHost / artifactBytes) * 100,
     wirePerHost: wire.bytes / agents.length,
+    wireSentPerHost: wire.sent / agents.length,
+    // Peak resident set of each agent during this deploy (VmHWM, reset before it).
+    agentPeakMb: peakReset ? Math.max(...peaks) : Number.NaN,
+    agentPeakMedianMb: peakReset ? median(peaks) : Number.NaN,
     wirePct: (wire.bytes / agents.length / artifactBytes) * 100,
     socketsClosed: wire.closed,
     cpuMs: cpuAfter.own - cpuBefore.own,
@@ -345,7 +394,7 @@ const int = (v) => Math.round(v).toLocaleString("en-US");
  * long, and each fleet size prints an inode probe (`mkdir` cost in its own
  * directory, just before its baseline) so a reader can see the conditions.
  */
-const SETTLE_MS = 65_000;
+const SETTLE_MS = Number(process.env.TURNOUT_BENCH_SETTLE_MS ?? 65_000);
 
 /** Microseconds per mkdir of 400 empty directories under `dir` (kept: nothing is deleted while measuring). */
 function inodeProbe(dir) {
@@ -398,6 +447,9 @@ export async function runFleet(work) {
         ),
       );
       await waitForHosts(server, agents, 120_000);
+      // Idle: connected, enrolled, a few heartbeats in, nothing asked of them yet.
+      await sleep(5000);
+      const idle = agents.map((a) => memoryOf(a.child.pid).rss);
       // The mirror's first clone is a one-time cost of adding an app, not of a
       // release (a running server has it from its poller): done here, apart.
       const cloneStarted = performance.now();
@@ -407,7 +459,16 @@ export async function runFleet(work) {
       const full = await deployAndMeasure(server, app.base, agents, app.bytes);
       const one = await deployAndMeasure(server, app.oneFile, agents, app.bytes);
       const steal = stealPercent(cpuStart, cpuTimes());
-      const row = { n, baselineMs, baselineCpuMs, cloneMs, probeUs, full, one, steal };
+      // Idle again after both deploys (what a host pays between deploys).
+      await sleep(5000);
+      const idleAfter = agents.map((a) => memoryOf(a.child.pid).rss);
+      const memory = {
+        idleMb: median(idle),
+        idleMaxMb: Math.max(...idle),
+        idleAfterMb: median(idleAfter),
+        idleAfterMaxMb: Math.max(...idleAfter),
+      };
+      const row = { n, baselineMs, baselineCpuMs, cloneMs, probeUs, full, one, steal, memory };
       rows.push(row);
       printRow(row);
       // TURNOUT_BENCH_TIMELINE=1 prints both deploys' logs with times (where the time goes).
@@ -421,8 +482,19 @@ export async function runFleet(work) {
   return rows;
 }
 
-function printRow({ n, baselineMs, baselineCpuMs, cloneMs, probeUs, full, one, steal }) {
+function printRow({ n, baselineMs, baselineCpuMs, cloneMs, probeUs, full, one, steal, memory }) {
   const tag = `fleet N=${String(n).padEnd(2)}`;
+  const mb = (v) => `${v.toFixed(1)} MiB`;
+  console.log(
+    `${tag} agent (${AGENT_KIND}) RSS: idle ${mb(memory.idleMb)} (max ${mb(memory.idleMaxMb)}) budget < 50 MB; ` +
+      `peak staging the full release ${mb(full.agentPeakMedianMb)} (max ${mb(full.agentPeakMb)}) budget < 100 MB; ` +
+      `peak one-file ${mb(one.agentPeakMedianMb)} (max ${mb(one.agentPeakMb)}); idle after the deploys ${mb(memory.idleAfterMb)} (max ${mb(memory.idleAfterMaxMb)})`,
+  );
+  console.log(
+    `${tag} wire per host, both directions (agent sockets to the server, kernel counters): ` +
+      `full ${int(full.wirePerHost)} B in + ${int(full.wireSentPerHost)} B out; ` +
+      `one-file ${int(one.wirePerHost)} B in + ${int(one.wireSentPerHost)} B out = ${int(one.wirePerHost + one.wireSentPerHost)} B  budget < 20 KB`,
+  );
   console.log(
     `${tag} inode probe: ${probeUs.toFixed(0)} µs per mkdir here (about 20 when no recent deletions nearby; see SETTLE_MS)`,
   );

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Compiles src/ into dist/ (tsc) and web/ into dist/web (Vite) when, and only
+// Compiles src/ into dist/ (tsc), bundles the agent into dist/agent/turnout-agent.cjs
+// (bin/build-agent.js, esbuild) and web/ into dist/web (Vite) when, and only
 // when, something that build reads has changed since its last success: `npm start` and `npm test` run this
 // first, and a restart with nothing changed must not pay a compile (it cost
 // 49 s on a loaded 2-core machine). `prepare` runs it after `npm install` /
@@ -43,6 +44,15 @@ const TARGETS = [
     output: path.join(DIST, "main.js"),
     record: path.join(DIST, ".build-inputs"),
     build: buildServer,
+  },
+  {
+    // The host agent as one file with no native modules (bin/build-agent.js).
+    name: "agent bundle",
+    source: "src",
+    files: ["package.json", "package-lock.json", "bin/build-agent.js"],
+    output: path.join(DIST, "agent", "turnout-agent.cjs"),
+    record: path.join(DIST, ".agent-build-inputs"),
+    build: buildAgentBundle,
   },
   {
     name: "web UI",
@@ -155,6 +165,20 @@ function buildServer(target, now) {
   });
   if (result.status !== 0) return result.status ?? 1;
   // The inputs as they were when tsc started: an edit made during the build counts as a change.
+  writeFileSync(target.record, serialize(now));
+  return 0;
+}
+
+function buildAgentBundle(target, now) {
+  process.stderr.write(
+    `turnout: bundling the agent into dist/agent/turnout-agent.cjs (${describeChange(recorded(target), now)})…\n`,
+  );
+  // Its own process: esbuild is a dev dependency this script must not need when nothing changed.
+  const result = spawnSync(process.execPath, [path.join(ROOT, "bin", "build-agent.js")], {
+    cwd: ROOT,
+    stdio: "inherit",
+  });
+  if (result.status !== 0) return result.status ?? 1;
   writeFileSync(target.record, serialize(now));
   return 0;
 }

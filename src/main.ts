@@ -1,6 +1,7 @@
 import os from "node:os";
 import type { CliContext } from "./cli/context.js";
 import { runCli } from "./cli/program.js";
+import { waitForStop } from "./cli/stop-signal.js";
 import type { ServerSettings } from "./config/settings.js";
 
 /**
@@ -23,21 +24,4 @@ export async function main(argv: string[]): Promise<number> {
 async function startServer(settings: ServerSettings) {
   const module = await import("./server/start-server.js");
   return module.startServer(settings);
-}
-
-/**
- * Resolves on the next SIGINT or SIGTERM. Once it has, a further signal gets
- * Node's default (exit at once) unless the caller waits again — as `turnout
- * server` does once, so that a second signal interrupts running deploys.
- */
-function waitForStop(): Promise<string> {
-  return new Promise((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      process.off("SIGINT", stop);
-      process.off("SIGTERM", stop);
-      resolve(signal);
-    };
-    process.on("SIGINT", stop);
-    process.on("SIGTERM", stop);
-  });
 }

@@ -1,7 +1,8 @@
+import { createHash } from "node:crypto";
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
 import type { Readable } from "node:stream";
-import { isSha256 } from "../domain/artifact.js";
+import { type ArtifactManifest, isSha256 } from "../domain/artifact.js";
 import { TurnoutError } from "../domain/errors.js";
 import type { BlobSource } from "../providers/fleet/host-ops.js";
 
@@ -66,6 +67,36 @@ export class HttpBlobSource implements BlobSource {
       JSON.stringify(this.artifact === undefined ? { digests } : { digests, artifact: this.artifact }),
       `${digests.length} blobs`,
     );
+  }
+
+  /**
+   * `GET {server}/api/v1/artifacts/<digest>/manifest`: the whole manifest of
+   * the artifact being staged, for when the server sent a difference from a
+   * manifest this host no longer has (or one that did not add up). Checked
+   * against its digest here: the bytes are canonical JSON.
+   */
+  async manifest(digest: string): Promise<ArtifactManifest> {
+    if (!isSha256(digest))
+      throw new TurnoutError("E_VALIDATION", `not an artifact digest: ${JSON.stringify(digest)}`);
+    const response = await this.request(
+      "GET",
+      `/api/v1/artifacts/${digest}/manifest`,
+      undefined,
+      `manifest ${digest.slice(0, 12)}`,
+    );
+    const chunks: Buffer[] = [];
+    const hash = createHash("sha256");
+    for await (const chunk of response as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      chunks.push(chunk);
+    }
+    if (hash.digest("hex") !== digest) {
+      throw new TurnoutError(
+        "E_VALIDATION",
+        `manifest ${digest.slice(0, 12)} from the server does not match its digest`,
+      );
+    }
+    return JSON.parse(Buffer.concat(chunks).toString("utf8")) as ArtifactManifest;
   }
 
   /** One request with the token that works: the one that worked last first, then the others on 401. */

@@ -1,8 +1,10 @@
-import type { z } from "zod";
-import type { ArtifactManifest } from "../domain/artifact.js";
+import type * as z from "zod/mini";
+import { type ArtifactEntry, type ArtifactManifest, manifestDigest } from "../domain/artifact.js";
 import { isTurnoutError, TurnoutError } from "../domain/errors.js";
+import { applyManifestDiff } from "../domain/manifest-diff.js";
 import type { BlobSource, HostLog, HostOps } from "../providers/fleet/host-ops.js";
-import { type CallResult, callArgs, type HostOp } from "./protocol.js";
+import type { KeptManifests } from "./kept-manifests.js";
+import { type CallArgs, type CallResult, callArgs, type HostOp } from "./protocol.js";
 
 /** Operations that change what the host holds: the agent reports its inventory right after them. */
 export const MUTATING_OPS: ReadonlySet<HostOp> = new Set(["stage", "switchTo", "promoteSlot", "prune"]);
@@ -20,18 +22,19 @@ export async function executeCall(
   raw: unknown,
   log: HostLog,
   signal: AbortSignal,
+  manifests?: StageManifests,
 ): Promise<CallResult<HostOp>> {
   switch (op) {
     case "stage": {
       const { spec } = parse(op, raw);
+      const { manifestDiff: _diff, ...rest } = spec;
+      const { manifest, how } = await stageManifest(spec, manifests, log);
       // The schema takes entries as they come: staging checks every one (planRelease →
       // assertManifest) before it writes anything.
-      return ops.stage(
-        { ...spec, manifest: spec.manifest as ArtifactManifest },
-        blobsFor(spec.artifact),
-        log,
-        signal,
-      );
+      const result = await ops.stage({ ...rest, manifest }, blobsFor(spec.artifact), log, signal);
+      // Kept for the next release's difference (a whole manifest only if it hashes to the artifact).
+      if (spec.artifact && manifests) manifests.kept.keep(spec.artifact, manifest);
+      return { ...result, manifest: how };
     }
     case "switchTo": {
       const args = parse(op, raw);
@@ -59,8 +62,64 @@ export async function executeCall(
   }
 }
 
+/** What the agent needs to take a manifest as a difference (agent protocol 2). */
+export interface StageManifests {
+  kept: KeptManifests;
+  /** The whole manifest from the server, checked against its digest. */
+  fetch(digest: string): Promise<ArtifactManifest>;
+}
+
+/**
+ * The manifest to stage: as sent, or rebuilt from a kept base and the
+ * difference. A rebuilt manifest is used only if it hashes to the artifact's
+ * digest, so a wrong or damaged base can never produce a wrong release; when
+ * the base is not here, or the result does not add up, the whole manifest is
+ * read from the server instead.
+ */
+async function stageManifest(
+  spec: CallArgs<"stage">["spec"],
+  manifests: StageManifests | undefined,
+  log: HostLog,
+): Promise<{ manifest: ArtifactManifest; how: "full" | "diff" | "fetched" }> {
+  if (spec.manifest && spec.manifestDiff) {
+    throw new TurnoutError("E_VALIDATION", "invalid stage arguments: both a manifest and a manifestDiff");
+  }
+  if (spec.manifest) return { manifest: spec.manifest as ArtifactManifest, how: "full" };
+  const diff = spec.manifestDiff;
+  if (!diff)
+    throw new TurnoutError("E_VALIDATION", "invalid stage arguments: no manifest and no manifestDiff");
+  if (!spec.artifact) {
+    throw new TurnoutError(
+      "E_VALIDATION",
+      "invalid stage arguments: a manifestDiff needs the artifact digest",
+    );
+  }
+  if (!manifests) throw new TurnoutError("E_VALIDATION", "this host cannot take a manifestDiff");
+  const base = manifests.kept.read(diff.base);
+  if (base) {
+    if (
+      !diff.entries.every(
+        (e) => typeof e === "object" && e !== null && typeof (e as { path?: unknown }).path === "string",
+      )
+    ) {
+      throw new TurnoutError("E_VALIDATION", "invalid stage arguments: a manifestDiff entry without a path");
+    }
+    const rebuilt = applyManifestDiff(base, {
+      entries: diff.entries as ArtifactEntry[],
+      removed: diff.removed,
+    });
+    if (manifestDigest(rebuilt) === spec.artifact) return { manifest: rebuilt, how: "diff" };
+    log(
+      `manifest: the difference from ${diff.base.slice(0, 12)} does not add up to ${spec.artifact.slice(0, 12)}: reading the whole manifest`,
+    );
+  } else {
+    log(`manifest: base ${diff.base.slice(0, 12)} is not kept on this host: reading the whole manifest`);
+  }
+  return { manifest: await manifests.fetch(spec.artifact), how: "fetched" };
+}
+
 function parse<Op extends HostOp>(op: Op, raw: unknown): z.infer<(typeof callArgs)[Op]> {
-  const parsed = (callArgs[op] as unknown as z.ZodType<z.infer<(typeof callArgs)[Op]>>).safeParse(raw);
+  const parsed = (callArgs[op] as unknown as z.ZodMiniType<z.infer<(typeof callArgs)[Op]>>).safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new TurnoutError(

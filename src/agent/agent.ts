@@ -1,11 +1,13 @@
 import type { IncomingMessage } from "node:http";
+import path from "node:path";
 import { type RawData, WebSocket } from "ws";
 import type { HostAppInventory } from "../domain/fleet.js";
 import type { HostOps } from "../providers/fleet/host-ops.js";
 import { HttpBlobSource } from "./agent-blobs.js";
-import { errorBody, executeCall, MUTATING_OPS } from "./agent-calls.js";
+import { errorBody, executeCall, MUTATING_OPS, type StageManifests } from "./agent-calls.js";
 import { type Backoff, backoffDelay, DEFAULT_BACKOFF, readHostToken, saveHostToken } from "./agent-state.js";
 import { pieceEnd } from "./host-layout/commands.js";
+import { KeptManifests } from "./kept-manifests.js";
 import {
   AGENT_CONNECT_PATH,
   type AgentMessage,
@@ -45,6 +47,8 @@ interface SessionEnd {
   hostTokenRefused?: boolean;
   /** Another live agent took this host name: wait the longest before competing again. */
   replaced?: boolean;
+  /** The server does not speak this agent's protocol: only an upgrade helps, so retry slowly. */
+  unsupported?: boolean;
 }
 
 const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -66,6 +70,7 @@ export class Agent {
   private hostToken: string | undefined;
   private useHostToken = true;
   private readonly blobs: HttpBlobSource;
+  private readonly manifests: StageManifests;
 
   constructor(private readonly options: AgentOptions) {
     this.heartbeatMs = options.heartbeatMs ?? 5_000;
@@ -74,6 +79,10 @@ export class Agent {
     this.hostToken = readHostToken(options.root);
     // The host token only: an enrollment token reads nothing.
     this.blobs = new HttpBlobSource(options.server, () => (this.hostToken ? [this.hostToken] : []));
+    this.manifests = {
+      kept: new KeptManifests(path.join(options.root, ".turnout", "manifests")),
+      fetch: (digest) => this.blobs.forArtifact(digest).manifest(digest),
+    };
   }
 
   /** Runs until `stop` aborts; then closes the connection cleanly and resolves. */
@@ -89,7 +98,8 @@ export class Agent {
         print(`agent ${name}: ${end.reason}; enrolling again with the enrollment token`);
         continue;
       }
-      const delay = end.replaced ? this.backoff.maxMs : backoffDelay(attempt++, this.backoff);
+      const delay =
+        end.replaced || end.unsupported ? this.backoff.maxMs : backoffDelay(attempt++, this.backoff);
       print(`agent ${name}: ${end.reason}; reconnecting in ${(delay / 1000).toFixed(1)} s`);
       await sleep(delay, stop);
     }
@@ -122,6 +132,7 @@ export class Agent {
       let refusal: string | undefined;
       let refusedStatus: number | undefined;
       let lastInventory = "";
+      let lastManifests = "";
       let lastServerMessage = Date.now();
       let heartbeat: NodeJS.Timeout | undefined;
       let reportSoon = false;
@@ -166,7 +177,15 @@ export class Agent {
         const text = current ? JSON.stringify(current) : lastInventory;
         const changed = current !== undefined && text !== lastInventory;
         if (changed) lastInventory = text;
-        send(changed ? { type: "heartbeat", inventory: current } : { type: "heartbeat" });
+        // Which manifests the server may send differences against: said when they change.
+        const kept = this.manifests.kept.list();
+        const keptChanged = kept.join(",") !== lastManifests;
+        if (keptChanged) lastManifests = kept.join(",");
+        send({
+          type: "heartbeat",
+          ...(changed ? { inventory: current } : {}),
+          ...(keptChanged ? { manifests: kept } : {}),
+        });
       };
 
       const runCall = (id: number, op: HostOp, args: unknown) => {
@@ -190,6 +209,7 @@ export class Agent {
           args,
           log,
           controller.signal,
+          this.manifests,
         )
           .then(
             (result) => send({ type: "result", id, ok: true, result }),
@@ -225,7 +245,9 @@ export class Agent {
               }
             }
             this.useHostToken = true;
-            print(`agent ${name}: connected to ${server} (host id ${message.hostId})`);
+            print(
+              `agent ${name}: connected to ${server} (host id ${message.hostId}, protocol ${message.protocol ?? 1})`,
+            );
             heartbeat = setInterval(() => void sendHeartbeat(), this.heartbeatMs);
             return;
           }
@@ -258,9 +280,14 @@ export class Agent {
       socket.on("open", () => {
         void inventory().then((current) => {
           lastInventory = JSON.stringify(current ?? []);
+          const kept = this.manifests.kept.list();
+          lastManifests = kept.join(",");
           send({
             type: "hello",
             protocol: PROTOCOL_VERSION,
+            // Protocol 1 servers would take this agent's calls too, but refuse the hello's new fields.
+            minProtocol: 1,
+            manifests: kept,
             name,
             labels: this.options.labels,
             version: this.options.version,
@@ -288,6 +315,14 @@ export class Agent {
             welcomed,
             reason: refusal ?? `the server refused the connection (HTTP ${refusedStatus})`,
             hostTokenRefused: usingHostToken && refusedStatus === 401,
+          });
+          return;
+        }
+        if (code === CLOSE.unsupportedProtocol) {
+          finish({
+            welcomed,
+            reason: `the server does not speak this agent's protocol: ${text}`,
+            unsupported: true,
           });
           return;
         }

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod/mini";
 import { TurnoutError } from "../domain/errors.js";
 import { assertName, isValidName } from "../domain/names.js";
 import { labelProblem, MAX_LABELS } from "./agent-labels.js";
@@ -9,11 +9,26 @@ import { labelProblem, MAX_LABELS } from "./agent-labels.js";
  * these types and validate every incoming message with the schemas below, so
  * a confused or hostile peer is refused at the edge instead of deep inside.
  *
+ * zod/mini, not zod: the agent runs these schemas too, and the full zod
+ * added about 10 MB to every agent's memory (an idle agent stays under
+ * 50 MB, Node itself takes about 40); zod/mini is the same validator, taken
+ * in pieces.
+ *
  *   agent → server   hello, heartbeat, result, log
  *   server → agent   welcome, call, cancel, ping
  */
 export const AGENT_CONNECT_PATH = "/api/v1/agents/connect";
-export const PROTOCOL_VERSION = 1;
+/**
+ * The newest protocol this build speaks. 2 added: `minProtocol` and
+ * `manifests` in hello and heartbeat, `protocol` in welcome, stage specs
+ * with a `manifestDiff` instead of the whole manifest, and close code
+ * `tooOld`. Upgrade order: the server first (it speaks both), then agents.
+ */
+export const PROTOCOL_VERSION = 2;
+/** The oldest protocol this server still accepts: agents of protocol 1 get whole manifests. */
+export const MIN_PROTOCOL_VERSION = 1;
+/** How many manifests an agent keeps (and names in hello) to be sent differences against. */
+export const MAX_KEPT_MANIFESTS = 16;
 
 /** Where a host token is saved, under the agent's root (mode 0600). */
 export const HOST_TOKEN_FILE = ".turnout/host-token";
@@ -31,6 +46,8 @@ export const CLOSE = {
   protocolError: 4003,
   /** No hello, or no message for too long. */
   timeout: 4008,
+  /** The agent's protocol is older than the server accepts (or newer than it speaks): upgrade one of them. */
+  unsupportedProtocol: 4426,
 } as const;
 
 /** The longest text one `log` message carries; longer lines are sent in pieces marked `partial`. */
@@ -46,29 +63,31 @@ export function assertHostName(value: unknown): string {
   return assertName("host", value);
 }
 
-const name = z.string().refine(isValidName, "invalid name");
-const releaseId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "invalid release id");
-const labels = z.record(z.string(), z.string()).superRefine((value, ctx) => {
-  const entries = Object.entries(value);
-  if (entries.length > MAX_LABELS) ctx.addIssue({ code: "custom", message: `at most ${MAX_LABELS} labels` });
-  for (const [key, v] of entries) {
-    const problem = labelProblem(key, v);
-    if (problem) ctx.addIssue({ code: "custom", message: problem });
-  }
-});
+const name = z.string().check(z.refine(isValidName, "invalid name"));
+const releaseId = z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "invalid release id"));
+const labels = z.record(z.string(), z.string()).check(
+  z.superRefine((value, ctx) => {
+    const entries = Object.entries(value);
+    if (entries.length > MAX_LABELS)
+      ctx.addIssue({ code: "custom", message: `at most ${MAX_LABELS} labels` });
+    for (const [key, v] of entries) {
+      const problem = labelProblem(key, v);
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    }
+  }),
+);
 const env = z.record(z.string(), z.string());
-const argv = z.array(z.string()).min(1);
-const timeoutMs = z.number().int().positive();
+const sha256 = z.string().check(z.regex(/^[0-9a-f]{64}$/, "invalid digest"));
+const argv = z.array(z.string()).check(z.minLength(1));
+const timeoutMs = z.int().check(z.positive());
 
 export const inventorySchema = z.array(
-  z
-    .object({
-      app: name,
-      releases: z.array(releaseId),
-      current: releaseId.nullable(),
-      slots: z.record(z.string(), releaseId),
-    })
-    .strict(),
+  z.strictObject({
+    app: name,
+    releases: z.array(releaseId),
+    current: z.nullable(releaseId),
+    slots: z.record(z.string(), releaseId),
+  }),
 );
 
 // Stage specs and health checks are built by the orchestrator from records
@@ -78,103 +97,124 @@ const stageSpec = z.object({
   app: name,
   releaseId,
   // Named back to the server when the blobs are downloaded (older servers do not send it).
-  artifact: z
-    .string()
-    .regex(/^[0-9a-f]{64}$/, "invalid artifact digest")
-    .optional(),
+  artifact: z.optional(sha256),
   // Entries are checked on the host by planRelease (assertManifest: every field, path and link) before
   // anything is written; a schema per entry here cost more than staging a one-file change.
-  manifest: z.object({ version: z.literal(1), entries: z.array(z.unknown()) }),
+  // Exactly one of the two (agent-calls.ts checks): the whole manifest, or (protocol 2) its
+  // difference from a manifest the host said it keeps (domain/manifest-diff.ts).
+  manifest: z.optional(z.object({ version: z.literal(1), entries: z.array(z.unknown()) })),
+  manifestDiff: z.optional(
+    z.object({
+      base: sha256,
+      entries: z.array(z.unknown()),
+      removed: z.array(z.string()),
+    }),
+  ),
   shared: z.array(z.string()),
-  beforeSwitch: argv.optional(),
+  beforeSwitch: z.optional(argv),
   env,
   timeoutMs,
 });
 
 const healthCheck = z.object({
-  http: z.string().optional(),
-  command: argv.optional(),
-  retries: z.number().int().nonnegative(),
-  intervalMs: z.number().int().nonnegative(),
+  http: z.optional(z.string()),
+  command: z.optional(argv),
+  retries: z.int().check(z.nonnegative()),
+  intervalMs: z.int().check(z.nonnegative()),
   timeoutMs,
 });
 
 /** Arguments of each operation, as the server sends them (HostOps, minus callbacks and signals). */
 export const callArgs = {
-  stage: z.object({ spec: stageSpec }).strict(),
-  switchTo: z.object({ app: name, releaseId, slot: name }).strict(),
-  promoteSlot: z.object({ app: name, slot: name }).strict(),
-  run: z.object({ app: name, argv, env, timeoutMs }).strict(),
-  health: z.object({ app: name, check: healthCheck }).strict(),
-  prune: z.object({ app: name, keep: z.number().int().nonnegative() }).strict(),
-  inventory: z.object({}).strict(),
-} satisfies Record<HostOp, z.ZodType>;
+  stage: z.strictObject({ spec: stageSpec }),
+  switchTo: z.strictObject({ app: name, releaseId, slot: name }),
+  promoteSlot: z.strictObject({ app: name, slot: name }),
+  run: z.strictObject({ app: name, argv, env, timeoutMs }),
+  health: z.strictObject({ app: name, check: healthCheck }),
+  prune: z.strictObject({ app: name, keep: z.int().check(z.nonnegative()) }),
+  inventory: z.strictObject({}),
+} satisfies Record<HostOp, z.ZodMiniType>;
 
 /** What each operation answers, as the agent sends it back. */
 export const callResults = {
   stage: z.object({
     staged: z.boolean(),
-    blobsFetched: z.number().int().nonnegative(),
-    bytesFetched: z.number().nonnegative(),
+    blobsFetched: z.int().check(z.nonnegative()),
+    bytesFetched: z.number().check(z.nonnegative()),
     // Newer agents only: the release was there but damaged, and was staged again.
-    repaired: z.boolean().optional(),
+    repaired: z.optional(z.boolean()),
+    // Protocol 2: how the agent came by the manifest ("diff": rebuilt from a base it held;
+    // "fetched": it lacked the base, or the rebuilt one did not match, and read the whole one).
+    manifest: z.optional(z.enum(["full", "diff", "fetched"])),
   }),
-  switchTo: z.object({ previous: releaseId.nullable() }),
-  promoteSlot: z.object({ previous: releaseId.nullable(), current: releaseId }),
-  run: z.object({ exitCode: z.number().int() }),
+  switchTo: z.object({ previous: z.nullable(releaseId) }),
+  promoteSlot: z.object({ previous: z.nullable(releaseId), current: releaseId }),
+  run: z.object({ exitCode: z.int() }),
   health: z.object({ healthy: z.boolean() }),
   prune: z.object({ removed: z.array(releaseId) }),
   inventory: z.object({ inventory: inventorySchema }),
-} satisfies Record<HostOp, z.ZodType>;
+} satisfies Record<HostOp, z.ZodMiniType>;
 
 export type CallArgs<Op extends HostOp> = z.infer<(typeof callArgs)[Op]>;
 export type CallResult<Op extends HostOp> = z.infer<(typeof callResults)[Op]>;
 
 // ---- messages -------------------------------------------------------------
 
-const callId = z.number().int().positive();
-const errorBody = z.object({ code: z.string().max(64), message: z.string().max(8192) }).strict();
+const callId = z.int().check(z.positive());
+const errorBody = z.strictObject({
+  code: z.string().check(z.maxLength(64)),
+  message: z.string().check(z.maxLength(8192)),
+});
+/** Protocol 2: the artifact digests whose manifests the agent keeps, most recent first. */
+const manifests = z.optional(z.array(sha256).check(z.maxLength(MAX_KEPT_MANIFESTS)));
 
 export const agentMessageSchema = z.discriminatedUnion("type", [
-  z
-    .object({
-      type: z.literal("hello"),
-      protocol: z.number().int(),
-      name: z.string(),
-      labels,
-      version: z.string().max(64),
-      inventory: inventorySchema,
-    })
-    .strict(),
-  z.object({ type: z.literal("heartbeat"), inventory: inventorySchema.optional() }).strict(),
+  z.strictObject({
+    type: z.literal("hello"),
+    /** The newest protocol the agent speaks. */
+    protocol: z.int(),
+    /** Protocol 2: the oldest it still speaks (absent: only `protocol`). */
+    minProtocol: z.optional(z.int()),
+    name: z.string(),
+    labels,
+    version: z.string().check(z.maxLength(64)),
+    inventory: inventorySchema,
+    manifests,
+  }),
+  z.strictObject({ type: z.literal("heartbeat"), inventory: z.optional(inventorySchema), manifests }),
   z.discriminatedUnion("ok", [
-    z.object({ type: z.literal("result"), id: callId, ok: z.literal(true), result: z.unknown() }).strict(),
-    z.object({ type: z.literal("result"), id: callId, ok: z.literal(false), error: errorBody }).strict(),
+    z.strictObject({ type: z.literal("result"), id: callId, ok: z.literal(true), result: z.unknown() }),
+    z.strictObject({ type: z.literal("result"), id: callId, ok: z.literal(false), error: errorBody }),
   ]),
   // `partial`: the line goes on in the next log message of the same call (see HostLog).
-  z
-    .object({
-      type: z.literal("log"),
-      id: callId,
-      line: z.string().max(MAX_LOG_LINE),
-      partial: z.literal(true).optional(),
-    })
-    .strict(),
+  z.strictObject({
+    type: z.literal("log"),
+    id: callId,
+    line: z.string().check(z.maxLength(MAX_LOG_LINE)),
+    partial: z.optional(z.literal(true)),
+  }),
 ]);
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
 
+// Keys an agent does not know are dropped, not refused (z.object, not strictObject):
+// a newer server may add optional fields. Protocol 1 agents refuse them, so the
+// server sends `protocol` in the welcome only to agents that said 2 or more.
 export const serverMessageSchema = z.discriminatedUnion("type", [
-  z
-    .object({ type: z.literal("welcome"), hostId: z.number().int(), hostToken: z.string().optional() })
-    .strict(),
-  z.object({ type: z.literal("call"), id: callId, op: z.enum(HOST_OPS), args: z.unknown() }).strict(),
-  z.object({ type: z.literal("cancel"), id: callId }).strict(),
-  z.object({ type: z.literal("ping") }).strict(),
+  z.object({
+    type: z.literal("welcome"),
+    hostId: z.int(),
+    hostToken: z.optional(z.string()),
+    /** The protocol of this connection (absent: 1). */
+    protocol: z.optional(z.int()),
+  }),
+  z.object({ type: z.literal("call"), id: callId, op: z.enum(HOST_OPS), args: z.unknown() }),
+  z.object({ type: z.literal("cancel"), id: callId }),
+  z.object({ type: z.literal("ping") }),
 ]);
 export type ServerMessage = z.infer<typeof serverMessageSchema>;
 
 /** Parses one frame; throws E_BAD_REQUEST with a short reason (it may end up in a close frame). */
-export function parseMessage<T>(schema: z.ZodType<T>, data: unknown): T {
+export function parseMessage<T>(schema: z.ZodMiniType<T>, data: unknown): T {
   let raw: unknown;
   try {
     raw = JSON.parse(String(data));

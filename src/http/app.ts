@@ -16,6 +16,7 @@ import { registerOpenApi } from "./openapi.js";
 import { installRequestLog, requestId } from "./request-log.js";
 import { installBodyTimeouts } from "./request-timeouts.js";
 import { registerAgentConnect } from "./routes/agent-connect.js";
+import { registerAgentDownload } from "./routes/agent-download.js";
 import { registerAppRoutes } from "./routes/apps.js";
 import { registerArtifactRoutes } from "./routes/artifacts.js";
 import { registerAuditRoutes } from "./routes/audit.js";
@@ -142,6 +143,7 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
 
   await registerOpenApi(app, deps.version);
   registerHealthRoutes(app, deps.version);
+  if (deps.agentBundle) registerAgentDownload(app, deps.agentBundle);
   await registerMetricsRoute(app, deps);
   // Authenticated by signatures, not bearer tokens: outside the bearer hook, with raw bodies.
   await registerWebhookRoutes(app, deps);

@@ -39,6 +39,8 @@ export interface HttpDeps {
   metrics?: MetricsText;
   /** Told of every answered request (the server's metrics). */
   observeRequest?: RequestObserver;
+  /** The bundled agent (dist/agent/turnout-agent.cjs) to serve at /turnout-agent.cjs; absent: no such route. */
+  agentBundle?: string;
   /** The built web UI (dist/web) to serve at `/`; absent: no UI routes. */
   webRoot?: string;
   /** Slack slash commands (`/api/v1/integrations/slack/commands`); absent: that route answers 404. */

@@ -16,6 +16,7 @@ import { moveLegacyHostedRepos } from "../git/hosted-repos.js";
 import { GitMirrors } from "../git/mirrors.js";
 import { SharedHostedRepos } from "../git/shared-hosted-repos.js";
 import { buildHttpApp } from "../http/app.js";
+import { defaultAgentBundle } from "../http/routes/agent-download.js";
 import { defaultWebRoot } from "../http/web-ui.js";
 import { githubDeploymentsFactory } from "../notify/channels/github-deployments.js";
 import { Notifier, type NotifierOptions } from "../notify/notifier.js";
@@ -230,6 +231,11 @@ export async function startServer(
       owner,
       timing: options.agentTiming,
       report: print,
+      // Bases of the manifest differences sent to agents (protocol 2).
+      manifests: async (digest) => {
+        const info = await store.artifacts.find(digest);
+        return info ? { app: info.app, manifest: await artifacts.manifest(digest) } : undefined;
+      },
     });
     await agents.start((holder) => ownerIsDead(holder, owner, store.caps.sharedBetweenProcesses));
     cleanups.unshift(() => agents.close());
@@ -299,6 +305,7 @@ export async function startServer(
       artifacts,
       gc,
       webRoot: defaultWebRoot(),
+      agentBundle: defaultAgentBundle(),
       ...(settings.slack ? { slack: settings.slack } : {}),
       ...(sharedHosted ? { sharedHosted } : {}),
       logger: logger.child({ component: "http" }),

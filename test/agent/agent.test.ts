@@ -101,7 +101,9 @@ describe("turnout agent", () => {
       apps: [],
     });
     expect(Date.parse(shown.lastSeenAt)).toBeGreaterThanOrEqual(before - 1000);
-    expect(a.output()).toMatch(/agent web-1: connected to http:\/\/127\.0\.0\.1:\d+ \(host id \d+\)/);
+    expect(a.output()).toMatch(
+      /agent web-1: connected to http:\/\/127\.0\.0\.1:\d+ \(host id \d+, protocol 2\)/,
+    );
 
     // The host token: issued once, saved 0600 in a 0700 directory.
     const tokenFile = path.join(root, ".turnout", "host-token");

@@ -53,19 +53,29 @@ describe("the npm package", () => {
     const files = packed!.files.map((f) => f.path).sort();
 
     const shipped =
-      /^(package\.json|README\.md|LICENSE|bin\/turnout\.js|bin\/build-if-changed\.js|dist\/.+\.js|dist\/web\/.+|docs\/[a-z-]+\.md|docs\/grafana-dashboard\.json)$/;
+      /^(package\.json|README\.md|LICENSE|bin\/turnout\.js|bin\/build-if-changed\.js|dist\/.+\.js|dist\/agent\/turnout-agent\.cjs|dist\/web\/.+|docs\/[a-z-]+\.md|docs\/grafana-dashboard\.json)$/;
     expect(files.filter((f) => !shipped.test(f))).toEqual([]);
     // Every module of the program, and the executable's entry point.
     const modules = sources(path.join(ROOT, "src")).map((f) => `dist/${f.replace(/\.ts$/, ".js")}`);
     expect(modules).toContain("dist/main.js");
     expect(modules.filter((m) => !files.includes(m))).toEqual([]);
     expect(files).toEqual(
-      expect.arrayContaining(["package.json", "README.md", "bin/turnout.js", "dist/web/index.html"]),
+      expect.arrayContaining([
+        "package.json",
+        "README.md",
+        "bin/turnout.js",
+        "dist/web/index.html",
+        // The agent on its own, which the server serves to hosts (docs/fleets.md).
+        "dist/agent/turnout-agent.cjs",
+      ]),
     );
     // The web UI's build, and nothing compiled from a source that no longer exists.
     const ui = (f: string) => f.startsWith("dist/web/");
     expect(files.filter((f) => ui(f) && f.endsWith(".js")).length).toBeGreaterThan(0);
-    expect(files.filter((f) => f.startsWith("dist/") && !ui(f) && !modules.includes(f))).toEqual([]);
+    const bundle = (f: string) => f === "dist/agent/turnout-agent.cjs";
+    expect(
+      files.filter((f) => f.startsWith("dist/") && !ui(f) && !bundle(f) && !modules.includes(f)),
+    ).toEqual([]);
 
     // Unpacked, with the production dependencies only (a registry install has no others).
     const unpacked = path.join(dir, "unpacked");
@@ -98,6 +108,10 @@ describe("the npm package", () => {
     const script = /<script[^>]+src="([^"]+\.js)"/.exec(html)?.[1];
     expect(script).toBeDefined();
     expect((await fetch(new URL(script!, server.url))).status).toBe(200);
+    // And the agent, for hosts to install with one command.
+    const agent = await fetch(`${server.url}/turnout-agent.cjs`);
+    expect(agent.status).toBe(200);
+    expect((await agent.text()).startsWith("#!/usr/bin/env node")).toBe(true);
   });
 });
 

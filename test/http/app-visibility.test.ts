@@ -388,6 +388,8 @@ function probes(): Probe[] {
 /** Routes that name no app, deploy, artifact or host of an app, and why. */
 const NOT_APP_SCOPED = new Set([
   "/healthz",
+  // The bundled agent: the package's own file, the same for everyone (no token needed).
+  "/turnout-agent.cjs",
   // Server-wide; a token limited to some apps gets 403 (tested below).
   "/metrics",
   "/api/v1/apps",

@@ -1,5 +1,7 @@
 // biome-ignore-all lint/suspicious/noExplicitAny: API responses are untyped JSON in these tests
+import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureBuilt } from "../helpers/built-cli.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
 
 /**
@@ -33,6 +35,19 @@ function expectError(res: { status: number; body: any }, status: number, code: s
 }
 
 describe("unauthenticated routes", () => {
+  it("GET /turnout-agent.cjs serves the bundled agent without a token, with its digest", async () => {
+    // The bundle is a build output (bin/build-agent.js).
+    await ensureBuilt();
+    const res = await fetch(`${t.url}/turnout-agent.cjs`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^application\/javascript/);
+    const body = Buffer.from(await res.arrayBuffer());
+    expect(body.subarray(0, 19).toString()).toBe("#!/usr/bin/env node");
+    const digest = createHash("sha256").update(body).digest("hex");
+    expect(res.headers.get("x-content-sha256")).toBe(digest);
+    expect(res.headers.get("etag")).toBe(`"${digest}"`);
+  });
+
   it("GET /healthz answers without a token", async () => {
     const res = await fetch(`${t.url}/healthz`);
     expect(res.status).toBe(200);

@@ -1,6 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
-import { AGENT_CONNECT_PATH, PROTOCOL_VERSION } from "../../src/agent/protocol.js";
+import {
+  AGENT_CONNECT_PATH,
+  CLOSE,
+  MIN_PROTOCOL_VERSION,
+  PROTOCOL_VERSION,
+} from "../../src/agent/protocol.js";
 import type { HostJson } from "../../src/cli/commands/hosts.js";
 import { hostsTable } from "../../src/cli/commands/hosts.js";
 import type { AgentChange } from "../../src/providers/fleet/agent-hub.js";
@@ -109,6 +114,46 @@ async function enrolled(name: string, labels: Record<string, string> = { role: "
 }
 
 describe("agent connect endpoint", () => {
+  it("negotiates the protocol: too old or too new is refused with a close code and what to upgrade", async () => {
+    // A fake agent older than any protocol the server accepts.
+    const old = await connect(enroll);
+    old.send(hello("old-1", { protocol: MIN_PROTOCOL_VERSION - 1 }));
+    const refused = await old.closed;
+    expect(refused.code).toBe(CLOSE.unsupportedProtocol);
+    expect(refused.reason).toMatch(
+      /^agent protocol 0 is too old for this server \(protocol 1-2\): upgrade the agent to turnout \S+$/,
+    );
+    expect(old.messages.filter((m) => m.type === "welcome")).toEqual([]);
+    expect(await t.store.hosts.get("old-1")).toBeUndefined();
+
+    // One that no longer speaks anything this server speaks.
+    const future = await connect(enroll);
+    future.send(hello("future-1", { protocol: PROTOCOL_VERSION + 2, minProtocol: PROTOCOL_VERSION + 1 }));
+    const tooNew = await future.closed;
+    expect(tooNew.code).toBe(CLOSE.unsupportedProtocol);
+    expect(tooNew.reason).toMatch(/is newer than this server .*: upgrade the server first$/);
+
+    // Protocol 1 agents are still served, with a welcome they can read (no fields they do not know).
+    const v1 = await connect(enroll);
+    v1.send(hello("v1-1", { protocol: 1 }));
+    const welcome1 = await v1.next("welcome");
+    expect(Object.keys(welcome1).sort()).toEqual(["hostId", "hostToken", "type"]);
+    v1.socket.close();
+
+    // A newer agent that still speaks this server's protocol gets it, and says so back.
+    const v3 = await connect(enroll);
+    v3.send(hello("v3-1", { protocol: PROTOCOL_VERSION + 1, minProtocol: 1, manifests: ["a".repeat(64)] }));
+    expect(await v3.next("welcome")).toMatchObject({ type: "welcome", protocol: PROTOCOL_VERSION });
+    v3.socket.close();
+
+    // Kept-manifest lists are bounded like everything else an agent says.
+    const many = await connect(enroll);
+    many.send(
+      hello("many-1", { manifests: Array.from({ length: 17 }, (_, i) => i.toString(16).padStart(64, "0")) }),
+    );
+    expect((await many.closed).code).toBe(CLOSE.protocolError);
+  });
+
   it("refuses bad tokens with an HTTP status before upgrading", async () => {
     expect(await open(undefined)).toMatchObject({ status: 401, body: { error: { code: "E_UNAUTHORIZED" } } });
     expect(await open("tnt_nope")).toMatchObject({ status: 401 });

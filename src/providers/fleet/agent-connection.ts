@@ -9,6 +9,7 @@ import {
   type ServerMessage,
 } from "../../agent/protocol.js";
 import { ERROR_CODES, type ErrorCode, TurnoutError } from "../../domain/errors.js";
+import type { HostAppInventory } from "../../domain/fleet.js";
 import type { HostLog } from "./host-ops.js";
 
 interface Pending {
@@ -40,11 +41,18 @@ export class AgentConnection {
   /** When last_seen_at was last written to the store. */
   lastPersistedAt = 0;
 
+  /** What the host last reported holding (hello, then heartbeats that changed it). */
+  inventory: HostAppInventory[] = [];
+  /** Protocol 2: artifact digests whose manifests the agent keeps, most recent first. */
+  manifests: string[] = [];
+
   constructor(
     readonly hostId: number,
     readonly name: string,
     readonly version: string,
     private readonly socket: WebSocket,
+    /** The protocol negotiated at hello (agent-hub.ts negotiateProtocol). */
+    readonly protocol = 1,
   ) {}
 
   get closed(): boolean {

@@ -3,6 +3,7 @@ import { TurnoutError } from "../../domain/errors.js";
 import type { HealthCheckConfig, HostAppInventory } from "../../domain/fleet.js";
 import type { AgentConnection } from "./agent-connection.js";
 import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "./host-ops.js";
+import type { ManifestDiffs } from "./manifest-diffs.js";
 
 /**
  * One arguments object per stage spec, so that a fleet's hosts, which all get
@@ -30,11 +31,21 @@ export class AgentHostOps implements HostOps {
     readonly name: string,
     private readonly connection: () => AgentConnection | undefined,
     private readonly timing: AgentCallTiming,
+    /** Differences from manifests the agents keep (protocol 2); absent: whole manifests. */
+    private readonly diffs?: ManifestDiffs,
   ) {}
 
-  /** The agent downloads the blobs itself from the server's blob endpoint; `blobs` is for SSH hosts. */
-  stage(spec: StageSpec, _blobs: BlobSource, log: HostLog, signal: AbortSignal): Promise<StageResult> {
-    let args = stageArgs.get(spec);
+  /**
+   * The agent downloads the blobs itself from the server's blob endpoint; `blobs` is for SSH hosts.
+   * An agent of protocol 2 that keeps a manifest of the same app gets the difference from it.
+   */
+  async stage(spec: StageSpec, _blobs: BlobSource, log: HostLog, signal: AbortSignal): Promise<StageResult> {
+    const connection = this.connection();
+    const diffArgs =
+      this.diffs && connection && !connection.closed && connection.protocol >= 2
+        ? await this.diffs.argsFor(spec, connection.manifests, currentOf(connection, spec.app))
+        : undefined;
+    let args = diffArgs ?? stageArgs.get(spec);
     if (!args) {
       args = { spec };
       stageArgs.set(spec, args);
@@ -97,4 +108,9 @@ export class AgentHostOps implements HostOps {
     }
     return connection.call(op, args, { log, signal, timeoutMs, cancelGraceMs: this.timing.cancelGraceMs });
   }
+}
+
+/** The release `current` points at for `app` on the host, as it last reported. */
+function currentOf(connection: AgentConnection, app: string): string | null {
+  return connection.inventory.find((entry) => entry.app === app)?.current ?? null;
 }

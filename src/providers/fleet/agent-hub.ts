@@ -7,6 +7,7 @@ import {
   CLOSE,
   closeReason,
   HOST_TOKEN_PREFIX,
+  MIN_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
   parseMessage,
 } from "../../agent/protocol.js";
@@ -14,12 +15,14 @@ import { isTurnoutError, TurnoutError } from "../../domain/errors.js";
 import type { HostAppInventory } from "../../domain/fleet.js";
 import { enrollmentGrant } from "../../domain/host-grant.js";
 import { can, type Principal } from "../../domain/roles.js";
+import { VERSION } from "../../server/version.js";
 import type { HostRecord } from "../../store/hosts.js";
 import type { Store } from "../../store/store.js";
 import { hashToken } from "../../store/tokens.js";
 import { AgentConnection } from "./agent-connection.js";
 import { type AgentCallTiming, AgentHostOps } from "./agent-host-ops.js";
 import type { HostOps } from "./host-ops.js";
+import { type BaseManifestSource, ManifestDiffs } from "./manifest-diffs.js";
 
 /** Who is knocking: an enrollment token (any host name) or one host's own token. */
 export type AgentAuth = { kind: "enrollment"; principal: Principal } | { kind: "host"; host: HostRecord };
@@ -55,6 +58,12 @@ export interface AgentHubOptions {
   ownerIsDead?: (owner: string) => boolean;
   timing?: Partial<AgentHubTiming>;
   report?: (message: string) => void;
+  /**
+   * An artifact's app and manifest (undefined when not stored): the base of
+   * the differences sent to agents of protocol 2. Without it, agents get
+   * whole manifests.
+   */
+  manifests?: BaseManifestSource;
 }
 
 /**
@@ -78,6 +87,7 @@ export class AgentHub {
   private readonly listeners = new Set<(change: AgentChange) => void>();
   private readonly ticker: NodeJS.Timeout;
   private lastPing = Date.now();
+  private readonly diffs: ManifestDiffs | undefined;
   private closing = false;
 
   constructor(options: AgentHubOptions) {
@@ -85,6 +95,7 @@ export class AgentHub {
     this.owner = options.owner;
     this.timing = { ...DEFAULT_AGENT_HUB_TIMING, ...options.timing };
     this.report = options.report ?? (() => undefined);
+    this.diffs = options.manifests ? new ManifestDiffs(options.manifests) : undefined;
     this.ticker = setInterval(() => this.tick(), 250);
     this.ticker.unref();
   }
@@ -151,7 +162,12 @@ export class AgentHub {
           connection = accepted;
         },
         (error: Error) => {
-          const code = isTurnoutError(error) && error.code !== "E_INTERNAL" ? CLOSE.refused : 1011;
+          const code =
+            error instanceof UnsupportedProtocol
+              ? CLOSE.unsupportedProtocol
+              : isTurnoutError(error) && error.code !== "E_INTERNAL"
+                ? CLOSE.refused
+                : 1011;
           this.report(`agents: refused a hello: ${error.message}`);
           socket.close(code, closeReason(isTurnoutError(error) ? error.message : "internal error"));
         },
@@ -171,12 +187,7 @@ export class AgentHub {
     hello: Extract<AgentMessage, { type: "hello" }>,
   ): Promise<AgentConnection | undefined> {
     const name = assertHostName(hello.name);
-    if (hello.protocol !== PROTOCOL_VERSION) {
-      throw new TurnoutError(
-        "E_VALIDATION",
-        `agent protocol ${hello.protocol} is not supported (server speaks ${PROTOCOL_VERSION}): upgrade the agent`,
-      );
-    }
+    const protocol = negotiateProtocol(hello.protocol, hello.minProtocol);
     if (auth.kind === "host" && auth.host.name !== name) {
       throw new TurnoutError(
         "E_FORBIDDEN",
@@ -208,7 +219,9 @@ export class AgentHub {
       return undefined;
     }
     this.waitingForHello.delete(socket);
-    const accepted = new AgentConnection(connection.id, name, hello.version, socket);
+    const accepted = new AgentConnection(connection.id, name, hello.version, socket, protocol);
+    accepted.inventory = hello.inventory;
+    accepted.manifests = hello.manifests ?? [];
     accepted.lastPersistedAt = Date.now();
     const previous = this.connections.get(name);
     this.connections.set(name, accepted);
@@ -216,10 +229,16 @@ export class AgentHub {
       previous.closedWith("replaced by a new connection");
       previous.close(CLOSE.replaced, "replaced by a new connection of the same host");
     }
-    accepted.send({ type: "welcome", hostId: connection.id, ...(hostToken ? { hostToken } : {}) });
+    // `protocol` only to agents of 2 or more: protocol 1 agents refuse a welcome with fields they do not know.
+    accepted.send({
+      type: "welcome",
+      hostId: connection.id,
+      ...(hostToken ? { hostToken } : {}),
+      ...(protocol >= 2 ? { protocol } : {}),
+    });
     const ignored = Object.entries(connection.ungrantedLabels).map(([k, v]) => `${k}=${v}`);
     this.report(
-      `agents: ${name} connected (agent ${hello.version}${auth.kind === "enrollment" ? ", enrolled" : ""}${
+      `agents: ${name} connected (agent ${hello.version}, protocol ${protocol}${auth.kind === "enrollment" ? ", enrolled" : ""}${
         ignored.length > 0 ? `; labels not granted, ignored: ${ignored.join(", ")}` : ""
       })`,
     );
@@ -235,6 +254,8 @@ export class AgentHub {
         connection.receive(message);
         return;
       case "heartbeat":
+        if (message.manifests) connection.manifests = message.manifests;
+        if (message.inventory) connection.inventory = message.inventory;
         if (message.inventory) this.inventory(connection, message.inventory);
         else if (Date.now() - connection.lastPersistedAt >= this.timing.persistSeenMs)
           this.persistSeen(connection);
@@ -340,7 +361,7 @@ export class AgentHub {
   /** HostOps for a connected agent host; undefined when it is not connected to this server. */
   opsFor(name: string): HostOps | undefined {
     if (!this.connections.has(name)) return undefined;
-    return new AgentHostOps(name, () => this.connections.get(name), this.timing);
+    return new AgentHostOps(name, () => this.connections.get(name), this.timing, this.diffs);
   }
 
   /**
@@ -397,4 +418,31 @@ export class AgentHub {
       ),
     );
   }
+}
+
+/** A hello whose protocol this server does not speak: closed with CLOSE.unsupportedProtocol. */
+class UnsupportedProtocol extends TurnoutError {}
+
+/**
+ * The protocol of a new connection: the newest both ends speak. An agent
+ * says the newest it speaks (`protocol`) and, from protocol 2 on, the oldest
+ * (`minProtocol`); protocol 1 agents speak only 1. Refused with a message
+ * that says which side to upgrade.
+ */
+export function negotiateProtocol(newest: number, oldest: number | undefined): number {
+  const speak = Math.min(newest, PROTOCOL_VERSION);
+  if (newest < MIN_PROTOCOL_VERSION) {
+    throw new UnsupportedProtocol(
+      "E_VALIDATION",
+      // A close reason holds 123 bytes: this fits, and says what to do.
+      `agent protocol ${newest} is too old for this server (protocol ${MIN_PROTOCOL_VERSION}-${PROTOCOL_VERSION}): upgrade the agent to turnout ${VERSION}`,
+    );
+  }
+  if (speak < (oldest ?? newest)) {
+    throw new UnsupportedProtocol(
+      "E_VALIDATION",
+      `agent protocol ${oldest ?? newest} is newer than this server (protocol ${MIN_PROTOCOL_VERSION}-${PROTOCOL_VERSION}): upgrade the server first`,
+    );
+  }
+  return speak;
 }

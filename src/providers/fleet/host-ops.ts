@@ -64,6 +64,11 @@ export interface StageResult {
   bytesFetched: number;
   /** The release was on the host but damaged (files missing or changed): it was staged again and replaced. */
   repaired?: boolean;
+  /**
+   * Agents of protocol 2: the manifest as sent whole, rebuilt from a difference, or read from the
+   * server (the difference's base was not on the host, or did not add up).
+   */
+  manifest?: "full" | "diff" | "fetched" | undefined;
 }
 
 export interface HostOps {

@@ -11,7 +11,7 @@ import {
 } from "../../domain/fleet.js";
 import { interruptionOf } from "../../domain/interruption.js";
 import type { FleetStore } from "../../store/fleet.js";
-import type { BlobSource, HostLog, HostOps, StageSpec } from "./host-ops.js";
+import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "./host-ops.js";
 
 /**
  * One fleet deploy, host by host, the way DESIGN.md describes it: stage on
@@ -178,7 +178,7 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
       observe("staged", result.bytesFetched);
       hostLog(run)(
         result.staged
-          ? `${result.repaired ? "repaired" : "staged"} (${result.blobsFetched} blobs, ${result.bytesFetched} bytes fetched)`
+          ? `${result.repaired ? "repaired" : "staged"} (${result.blobsFetched} blobs, ${result.bytesFetched} bytes fetched${manifestNote(result.manifest)})`
           : "already staged",
       );
       await record(run, "staged", { bytesFetched: result.bytesFetched });
@@ -535,4 +535,11 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** How an agent of protocol 2 came by the manifest, for the host's log line. */
+function manifestNote(how: StageResult["manifest"]): string {
+  if (how === "diff") return "; manifest: difference";
+  if (how === "fetched") return "; manifest: read from the server";
+  return how === "full" ? "; manifest: whole" : "";
 }
