@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { open, unlink } from "node:fs/promises";
-import { notFound, TurnoutError } from "../domain/errors.js";
+import { isTurnoutError, notFound, TurnoutError } from "../domain/errors.js";
 import type { BlobDir } from "./blob-dir.js";
 import type { SharedBlobStore } from "./shared-blobs.js";
 
@@ -52,8 +52,15 @@ export class SharedCache {
           return { sha256, size: found.size, open: async () => (await this.blobs.open(sha256)).stream };
         }),
       );
-    await upload(files.filter((d) => missing.has(d)));
-    if (missing.has(manifestDigest)) await upload([manifestDigest]);
+    try {
+      await upload(files.filter((d) => missing.has(d)));
+      if (missing.has(manifestDigest)) await upload([manifestDigest]);
+    } catch (error) {
+      // A damaged local copy is not published, and goes: the next build writes it again.
+      const sha256 = isTurnoutError(error) ? (error.details as { sha256?: unknown } | undefined)?.sha256 : undefined;
+      if (typeof sha256 === "string") await this.drop(sha256);
+      throw error;
+    }
   }
 
   /**
@@ -126,9 +133,17 @@ export class SharedCache {
       this.remember(digest);
       return true;
     }
+    await this.drop(digest);
+    return false;
+  }
+
+  /** Forgets a damaged local copy: a loose file is removed, a packed one no longer served. */
+  private async drop(digest: string): Promise<void> {
+    this.verified.delete(digest);
+    const found = this.blobs.locate(digest);
+    if (!found) return;
     if (found.file === this.blobs.blobPath(digest)) await unlink(found.file).catch(() => undefined);
     else this.blobs.packs.forgetBlob(digest);
-    return false;
   }
 
   /** From the shared store into one pack: small blobs a batch per query, large ones streamed. */

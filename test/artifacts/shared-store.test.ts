@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { sql } from "kysely";
@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { raw, released } from "../engine/retention-fixtures.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/databases.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
-import { blobFiles, packTar } from "./helpers.js";
+import { blobFiles, damageBlob, packTar } from "./helpers.js";
 
 /**
  * Two real servers on one PostgreSQL database, each with its own data
@@ -130,7 +130,7 @@ describe("artifacts with several servers (PostgreSQL)", () => {
   it("a damaged cache entry is dropped and fetched again from the shared store", async () => {
     const content = `payload ${randomBytes(8).toString("hex")}\n`.repeat(100);
     const { digest } = await upload(a, { "data.txt": content });
-    await damage(path.join(a.dataDir, "artifacts"), sha(content));
+    await damageBlob(path.join(a.dataDir, "artifacts"), sha(content));
     const res = await get(a, `/api/v1/blobs/${sha(content)}?artifact=${digest}`);
     expect(res.status).toBe(200);
     expect(res.bytes.toString("utf8")).toBe(content);
@@ -216,31 +216,4 @@ describe("artifacts with several servers (PostgreSQL)", () => {
 async function streamOf(bytes: Buffer) {
   const { Readable } = await import("node:stream");
   return Readable.from([bytes]);
-}
-
-/** Flips the first byte of a blob's local copy, loose or packed. */
-async function damage(storeDir: string, digest: string): Promise<void> {
-  const loose = path.join(storeDir, "blobs", digest.slice(0, 2), digest);
-  let file = loose;
-  let offset = 0;
-  const packs = path.join(storeDir, "packs");
-  for (const name of await readdir(packs).catch(() => [] as string[])) {
-    if (!name.endsWith(".idx") || name.startsWith(".")) continue;
-    for (const line of (await readFile(path.join(packs, name), "utf8")).split("\n")) {
-      const [d, at] = line.split(" ");
-      if (d === digest) {
-        file = path.join(packs, `${name.slice(0, -4)}.pack`);
-        offset = Number(at);
-      }
-    }
-  }
-  const handle = await open(file, "r+");
-  try {
-    const one = Buffer.alloc(1);
-    await handle.read(one, 0, 1, offset);
-    one[0] = one[0]! ^ 0xff;
-    await handle.write(one, 0, 1, offset);
-  } finally {
-    await handle.close();
-  }
 }
