@@ -57,7 +57,9 @@ export class SharedCache {
       if (missing.has(manifestDigest)) await upload([manifestDigest]);
     } catch (error) {
       // A damaged local copy is not published, and goes: the next build writes it again.
-      const sha256 = isTurnoutError(error) ? (error.details as { sha256?: unknown } | undefined)?.sha256 : undefined;
+      const sha256 = isTurnoutError(error)
+        ? (error.details as { sha256?: unknown } | undefined)?.sha256
+        : undefined;
       if (typeof sha256 === "string") await this.drop(sha256);
       throw error;
     }
