@@ -63,7 +63,8 @@ export async function runUpload(work) {
   const server = await startServer(
     path.join(work, "server"),
     manifest,
-    databaseUrl ? { TURNOUT_DATABASE_URL: databaseUrl } : {},
+    // On a busy machine the manifest's first parse may take a while: wait for it instead of a 503.
+    { TURNOUT_CONFIG_STARTUP_WAIT: "60s", ...(databaseUrl ? { TURNOUT_DATABASE_URL: databaseUrl } : {}) },
   );
   try {
     // What the harness wrote is on disk first: the figure is the server's writing, not the kernel's backlog.
