@@ -2,10 +2,13 @@ import { createHash } from "node:crypto";
 import { open, unlink } from "node:fs/promises";
 import { isTurnoutError, notFound, TurnoutError } from "../domain/errors.js";
 import type { BlobDir } from "./blob-dir.js";
+import { forEachLimited } from "./limit.js";
 import type { SharedBlobStore } from "./shared-blobs.js";
 
 /** Blobs up to this size are fetched together, this many bytes per query at most. */
 const SMALL_BATCH_BYTES = 8 * 1024 * 1024;
+/** Cached blobs hashed at once when first served. */
+const CHECK_CONCURRENCY = 8;
 /** Digests remembered as checked; past it the memory starts again (and blobs are checked again). */
 const MAX_VERIFIED = 1_000_000;
 
@@ -89,6 +92,7 @@ export class SharedCache {
    */
   async ensure(digests: readonly string[]): Promise<void> {
     const need: string[] = [];
+    const unchecked: string[] = [];
     const waits: Promise<void>[] = [];
     for (const digest of new Set(digests)) {
       const inFlight = this.fetching.get(digest);
@@ -98,9 +102,13 @@ export class SharedCache {
       }
       if (this.verified.has(digest) && this.blobs.holds(digest)) continue;
       this.verified.delete(digest);
-      if (this.blobs.holds(digest) && (await this.check(digest))) continue;
-      need.push(digest);
+      if (this.blobs.holds(digest)) unchecked.push(digest);
+      else need.push(digest);
     }
+    // A release's first download checks thousands of small cached blobs: a few reads at a time.
+    await forEachLimited(unchecked, CHECK_CONCURRENCY, async (digest) => {
+      if (!(await this.check(digest))) need.push(digest);
+    });
     if (need.length > 0) {
       const fetched = this.fetch(need);
       for (const digest of need) this.fetching.set(digest, fetched);
