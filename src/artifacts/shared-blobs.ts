@@ -39,7 +39,8 @@ export interface SharedBlobStore {
 export interface SharedBlobInput {
   sha256: string;
   size: number;
-  open(): Promise<Readable>;
+  /** Its bytes: a small blob whole (no stream to set up for each of thousands), a large one streamed. */
+  open(): Promise<Readable | Buffer>;
 }
 
 export interface SharedBlobInfo {

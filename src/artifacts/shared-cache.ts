@@ -52,7 +52,14 @@ export class SharedCache {
         digests.map((sha256) => {
           const found = this.blobs.locate(sha256);
           if (!found) throw notFound(`blob ${sha256}`, { sha256 });
-          return { sha256, size: found.size, open: async () => (await this.blobs.open(sha256)).stream };
+          return {
+            sha256,
+            size: found.size,
+            open: async () =>
+              found.size <= SMALL_BATCH_BYTES
+                ? ((await this.blobs.read(sha256)) ?? missingBlob(sha256))
+                : (await this.blobs.open(sha256)).stream,
+          };
         }),
       );
     try {
@@ -220,4 +227,8 @@ function damaged(digest: string): TurnoutError {
     `blob ${digest.slice(0, 12)} read from the shared store does not match its digest`,
     { sha256: digest },
   );
+}
+
+function missingBlob(sha256: string): never {
+  throw notFound(`blob ${sha256}`, { sha256 });
 }

@@ -203,9 +203,10 @@ async function writeChunks(
   let size = 0;
   let buffer = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, Math.max(blob.size, 1)));
   let filled = 0;
-  const stream = await blob.open();
+  const source = await blob.open();
+  const stream = Buffer.isBuffer(source) ? undefined : source;
   try {
-    for await (const piece of stream as AsyncIterable<Buffer>) {
+    for await (const piece of (stream ?? [source]) as AsyncIterable<Buffer> | Buffer[]) {
       hash.update(piece);
       size += piece.byteLength;
       let offset = 0;
@@ -222,7 +223,7 @@ async function writeChunks(
       }
     }
   } finally {
-    stream.destroy();
+    stream?.destroy();
   }
   if (filled > 0) await emit(seq++, buffer.subarray(0, filled));
   if (hash.digest("hex") !== blob.sha256 || size !== blob.size) {
