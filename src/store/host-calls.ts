@@ -98,6 +98,7 @@ export class HostCallStore {
       )
       UPDATE host_calls c
       SET status = CASE WHEN p.valid THEN 'running' ELSE 'abandoned' END,
+          started_at = CASE WHEN p.valid THEN ${now} ELSE NULL END,
           finished_at = CASE WHEN p.valid THEN NULL ELSE ${now} END,
           error_code = CASE WHEN p.valid THEN NULL ELSE 'E_UNAVAILABLE' END,
           error_message = CASE WHEN p.valid THEN NULL ELSE 'the deploy that made this call is no longer running' END
@@ -194,6 +195,7 @@ export class HostCallStore {
       WITH u AS (
         UPDATE host_calls
         SET status = ${status}, finished_at = ${new Date().toISOString()},
+            started_at = CASE WHEN ${status} = 'abandoned' THEN NULL ELSE started_at END,
             result = ${outcome.ok ? JSON.stringify(outcome.result ?? null) : null},
             error_code = ${outcome.ok ? null : outcome.code}, error_message = ${outcome.ok ? null : outcome.message}
         WHERE id = ${callId} AND status IN ('pending', 'running')

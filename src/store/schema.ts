@@ -396,6 +396,8 @@ export interface HostCallsTable {
   error_message: string | null;
   cancel_requested: Generated<number>;
   created_at: string;
+  /** When its holder took it (NULL: never executed). */
+  started_at: string | null;
   finished_at: string | null;
 }
 

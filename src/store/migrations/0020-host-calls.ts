@@ -29,6 +29,7 @@ export async function up(db: Kysely<unknown>, _caps: Capabilities): Promise<void
     .addColumn("error_message", "text")
     .addColumn("cancel_requested", "integer", (c) => c.notNull().defaultTo(0))
     .addColumn("created_at", "text", (c) => c.notNull())
+    .addColumn("started_at", "text")
     .addColumn("finished_at", "text")
     .execute();
   await db.schema.createIndex("host_calls_target").on("host_calls").columns(["target", "status"]).execute();
