@@ -397,6 +397,9 @@ export class AgentHub {
     }
     if (!host.connected) return host;
     if (host.connectedTo === this.owner) return { ...host, connected: false };
+    // With a router, a server whose heartbeat stopped (or whose process is gone) holds nothing.
+    if (this.router && host.connectedTo !== null && this.router.isDead(host.connectedTo))
+      return { ...host, connected: false };
     const staleAfter = this.timing.heartbeatTimeoutMs + 2 * this.timing.persistSeenMs;
     const seen = host.lastSeenAt ? Date.parse(host.lastSeenAt) : 0;
     return Date.now() - seen > staleAfter ? { ...host, connected: false } : host;
