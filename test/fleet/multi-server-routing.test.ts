@@ -144,8 +144,8 @@ environments:
       cluster,
       spec.map((s) => s.name),
     );
-    // Only contents the servers already hold (a new file with known bytes): see startCluster's shareArtifacts.
-    await repo.commit({ COPY: "1\n" }, "two");
+    // New bytes, built on whichever server runs it and fetched by agents from the server they are on.
+    await repo.commit({ VERSION: "2\n" }, "two");
     const second = await deployOn(b);
     expect(second.deploy.status, second.log).toBe("succeeded");
     const release2 = await currentOf(agents[0]!.root, "shop");
