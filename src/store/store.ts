@@ -9,6 +9,7 @@ import { type Database, type DatabaseOptions, openDatabase } from "./database.js
 import { DeployStore } from "./deploys.js";
 import { StatsStore } from "./environment-stats.js";
 import { FleetStore } from "./fleet.js";
+import { HostCallStore } from "./host-calls.js";
 import { HostHistoryStore } from "./host-history.js";
 import { HostedRepoLog } from "./hosted-repo-log.js";
 import { HostStore } from "./hosts.js";
@@ -66,6 +67,8 @@ export class Store {
   readonly notify: NotifyStore;
   /** Logs of hosted repositories shared between servers (migration 0019; PostgreSQL only). */
   readonly hostedRepos: HostedRepoLog;
+  /** Host operations routed between servers on one PostgreSQL (migration 0020). */
+  readonly hostCalls: HostCallStore;
   readonly caps: Capabilities;
 
   private constructor(
@@ -100,6 +103,7 @@ export class Store {
     this.commitLocks = new CommitLockStore(db, caps);
     this.notify = new NotifyStore(db, caps);
     this.hostedRepos = new HostedRepoLog(db, caps);
+    this.hostCalls = new HostCallStore(db, caps);
   }
 
   static async open(options: StoreOptions): Promise<Store> {

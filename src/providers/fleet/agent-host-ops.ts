@@ -30,7 +30,7 @@ export class AgentHostOps implements HostOps {
   constructor(
     readonly name: string,
     private readonly connection: () => AgentConnection | undefined,
-    private readonly timing: AgentCallTiming,
+    protected readonly timing: AgentCallTiming,
     /** Differences from manifests the agents keep (protocol 2); absent: whole manifests. */
     private readonly diffs?: ManifestDiffs,
   ) {}
@@ -93,7 +93,8 @@ export class AgentHostOps implements HostOps {
     return (await this.call("inventory", {}, this.timing.callTimeoutMs)).inventory;
   }
 
-  private call<Op extends HostOp>(
+  /** One operation on the host; RemoteHostOps routes it through another server instead. */
+  protected call<Op extends HostOp>(
     op: Op,
     args: CallArgs<Op>,
     timeoutMs: number,
