@@ -204,6 +204,7 @@ async function deployAndMeasure(servers, sim, ref, n) {
   const simBefore = processCpu(sim.child.pid).own;
   const queriesBefore = await queriesOf(servers);
   const started = performance.now();
+  const markedAt = process.hrtime.bigint();
   const { deploy } = await api(servers[0], "POST", DEPLOYS, { ref });
   let final;
   for (;;) {
@@ -212,6 +213,12 @@ async function deployAndMeasure(servers, sim, ref, n) {
     if (["succeeded", "failed", "cancelled"].includes(final.status)) break;
   }
   const wallMs = performance.now() - started;
+  // The monotonic clock of --cpu-prof profiles (µs): bench/profile-window.js sums a profile over this window.
+  if (process.env.TURNOUT_BENCH_SCALE_MARKS) {
+    console.log(
+      `scale: deploy ${deploy.id} window ${markedAt / 1000n}-${process.hrtime.bigint() / 1000n} µs`,
+    );
+  }
   const cpuMs = cpuOf(servers) - cpuBefore;
   const queries = (await queriesOf(servers)) - queriesBefore;
   const childMs = childCpuOf(servers) - childBefore;
