@@ -220,7 +220,8 @@ export function resolveSettings(
     configStartupWaitMs,
     databaseUrl: databaseUrl || undefined,
     concurrency,
-    leaseMs: parseTimerDuration(env["TURNOUT_LEASE"] ?? file.lease ?? "30s"),
+    // Shared PostgreSQL: another server takes over a dead one's deploy within 15 s (lease 10 s + a 2 s recovery sweep).
+    leaseMs: parseTimerDuration(env["TURNOUT_LEASE"] ?? file.lease ?? (databaseUrl ? "10s" : "30s")),
     killGraceMs: parseTimerDuration(env["TURNOUT_KILL_GRACE"] ?? file.kill_grace ?? "10s", 0),
     // 60 s covers a typical deploy, and with kill_grace (10 s) still ends within
     // systemd's default TimeoutStopSec (90 s), after which it would SIGKILL us.

@@ -97,7 +97,8 @@ export class Worker {
     this.pollTimer = setInterval(() => this.wake(), 1000);
     this.recoveryTimer = setInterval(
       () => void this.recover().catch((e) => this.options.report(e)),
-      Math.max(1000, this.options.leaseMs / 2),
+      // Often enough that a dead server's deploy is taken over within lease + 2 s.
+      Math.max(1000, Math.min(2000, this.options.leaseMs / 2)),
     );
     this.wake();
   }

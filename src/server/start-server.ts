@@ -22,6 +22,8 @@ import { CHANNEL_TYPES, createChannels } from "../notify/registry.js";
 import { createLogger, type Logger, messagesTo } from "../observability/logger.js";
 import { ServerMetrics } from "../observability/metrics.js";
 import { AgentHub, type AgentHubTiming } from "../providers/fleet/agent-hub.js";
+import type { HostCallRouterTiming } from "../providers/fleet/host-call-router.js";
+import { startHostCallRouting } from "../providers/fleet/host-call-routing.js";
 import { SshHostOps } from "../providers/fleet/ssh/ssh-host-ops.js";
 import { Store } from "../store/store.js";
 import { bootstrapAdminToken } from "./admin-token.js";
@@ -87,6 +89,8 @@ export interface StartOptions {
   polling?: boolean;
   /** Agent heartbeat and call timeouts (tests shorten them). */
   agentTiming?: Partial<AgentHubTiming>;
+  /** Tests: shorter routing sweeps and heartbeats. */
+  routerTiming?: Partial<HostCallRouterTiming>;
   /** How long a fleet deploy waits for a disconnected agent (tests shorten it). */
   fleetReconnectGraceMs?: number;
   /** The clock deploy windows and min_interval are read by (tests move it). */
@@ -227,6 +231,18 @@ export async function startServer(
     });
     await agents.start((holder) => ownerIsDead(holder, owner, store.caps.sharedBetweenProcesses));
     cleanups.unshift(() => agents.close());
+    if (settings.databaseUrl && store.caps.sharedBetweenProcesses) {
+      // Several servers on one PostgreSQL: agents another server holds are reached through it.
+      const router = await startHostCallRouting({
+        store,
+        url: settings.databaseUrl,
+        owner,
+        agents,
+        report: print,
+        ...(options.routerTiming ? { timing: options.routerTiming } : {}),
+      });
+      cleanups.unshift(() => router.close());
+    }
 
     const engine = new Engine({
       store,
@@ -244,7 +260,7 @@ export async function startServer(
       fleet: {
         store,
         artifacts,
-        agents: { hosts: () => agents.hosts(), opsFor: (name) => agents.opsFor(name) },
+        agents: { hosts: () => agents.hosts(), opsFor: (name, deployId) => agents.opsFor(name, deployId) },
         ssh: { open: (host) => new SshHostOps(host) },
         onHostsChange: (listener) => agents.onChange(() => listener()),
         ...(options.fleetReconnectGraceMs !== undefined

@@ -174,39 +174,44 @@ export class DeployStore {
    * unique partial index does, and the loser simply tries again.
    */
   async claimNext(owner: string, leaseMs: number): Promise<Deploy | undefined> {
+    // On PostgreSQL the candidate is locked FOR UPDATE SKIP LOCKED in the
+    // claiming transaction: servers claiming at the same moment take
+    // different deploys instead of queueing behind one row's lock.
+    const skipLocked = this.caps.dialect === "postgres";
     for (let attempt = 0; attempt < 5; attempt++) {
-      const candidate = await this.db
-        .selectFrom("deploys as d")
-        .select("d.id")
-        .where("d.status", "=", "queued")
-        .where(({ not, exists, selectFrom }) =>
-          not(
-            exists(
-              selectFrom("deploys as a")
-                .select("a.id")
-                .whereRef("a.app", "=", "d.app")
-                .whereRef("a.env", "=", "d.env")
-                .where("a.status", "in", ACTIVE),
-            ),
-          ),
-        )
-        .where(({ eb, selectFrom }) =>
-          eb(
-            "d.id",
-            "=",
-            selectFrom("deploys as q")
-              .select(({ fn }) => fn.min("q.id").as("m"))
-              .whereRef("q.app", "=", "d.app")
-              .whereRef("q.env", "=", "d.env")
-              .where("q.status", "=", "queued"),
-          ),
-        )
-        .orderBy("d.id", "asc")
-        .limit(1)
-        .executeTakeFirst();
-      if (!candidate) return undefined;
       try {
         const claimed = await this.db.transaction().execute(async (trx) => {
+          const candidate = await trx
+            .selectFrom("deploys as d")
+            .select("d.id")
+            .where("d.status", "=", "queued")
+            .where(({ not, exists, selectFrom }) =>
+              not(
+                exists(
+                  selectFrom("deploys as a")
+                    .select("a.id")
+                    .whereRef("a.app", "=", "d.app")
+                    .whereRef("a.env", "=", "d.env")
+                    .where("a.status", "in", ACTIVE),
+                ),
+              ),
+            )
+            .where(({ eb, selectFrom }) =>
+              eb(
+                "d.id",
+                "=",
+                selectFrom("deploys as q")
+                  .select(({ fn }) => fn.min("q.id").as("m"))
+                  .whereRef("q.app", "=", "d.app")
+                  .whereRef("q.env", "=", "d.env")
+                  .where("q.status", "=", "queued"),
+              ),
+            )
+            .orderBy("d.id", "asc")
+            .limit(1)
+            .$if(skipLocked, (q) => q.forUpdate("d").skipLocked())
+            .executeTakeFirst();
+          if (!candidate) return null;
           const row = await trx
             .updateTable("deploys")
             .set({
@@ -225,6 +230,7 @@ export class DeployStore {
           await notifyDeploy(trx, deploy);
           return deploy;
         });
+        if (claimed === null) return undefined;
         if (claimed) return claimed;
       } catch (error) {
         if (!this.caps.isUniqueViolation(error)) throw error;

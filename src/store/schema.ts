@@ -344,6 +344,9 @@ export interface Schema {
   notify_events: NotifyEventsTable;
   notify_deliveries: NotifyDeliveriesTable;
   notify_channel_state: NotifyChannelStateTable;
+  host_calls: HostCallsTable;
+  host_call_lines: HostCallLinesTable;
+  servers: ServersTable;
 }
 
 /** One move of a release from a pipeline stage to the next (0014; domain/release-pipeline.ts). */
@@ -375,4 +378,39 @@ export interface HostPoolTable {
   app: string;
   pool_state: string;
   updated_at: string;
+}
+
+/** A host operation routed to the server holding the agent (0020; store/host-calls.ts). */
+export interface HostCallsTable {
+  id: string;
+  deploy_id: number;
+  host: string;
+  caller: string;
+  target: string;
+  op: string;
+  args: string;
+  timeout_ms: number;
+  status: string;
+  result: string | null;
+  error_code: string | null;
+  error_message: string | null;
+  cancel_requested: Generated<number>;
+  created_at: string;
+  /** When its holder took it (NULL: never executed). */
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+/** Output lines of a routed host call, in order. */
+export interface HostCallLinesTable {
+  call_id: string;
+  seq: number;
+  line: string;
+  continued: number;
+}
+
+/** A server process's heartbeat (0020): how servers on other machines know it is alive. */
+export interface ServersTable {
+  owner: string;
+  seen_at: string;
 }

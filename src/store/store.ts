@@ -8,6 +8,7 @@ import { type Database, type DatabaseOptions, openDatabase } from "./database.js
 import { DeployStore } from "./deploys.js";
 import { StatsStore } from "./environment-stats.js";
 import { FleetStore } from "./fleet.js";
+import { HostCallStore } from "./host-calls.js";
 import { HostHistoryStore } from "./host-history.js";
 import { HostStore } from "./hosts.js";
 import { LockStore } from "./locks.js";
@@ -60,6 +61,8 @@ export class Store {
   readonly commitLocks: CommitLockStore;
   /** Notification events and the outbox of their deliveries (migration 0011). */
   readonly notify: NotifyStore;
+  /** Host operations routed between servers on one PostgreSQL (migration 0020). */
+  readonly hostCalls: HostCallStore;
   readonly caps: Capabilities;
 
   private constructor(
@@ -92,6 +95,7 @@ export class Store {
     this.pipelineRuns = new PipelineRunStore(db);
     this.commitLocks = new CommitLockStore(db, caps);
     this.notify = new NotifyStore(db, caps);
+    this.hostCalls = new HostCallStore(db, caps);
   }
 
   static async open(options: StoreOptions): Promise<Store> {

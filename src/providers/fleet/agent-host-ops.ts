@@ -29,7 +29,7 @@ export class AgentHostOps implements HostOps {
   constructor(
     readonly name: string,
     private readonly connection: () => AgentConnection | undefined,
-    private readonly timing: AgentCallTiming,
+    protected readonly timing: AgentCallTiming,
   ) {}
 
   /** The agent downloads the blobs itself from the server's blob endpoint; `blobs` is for SSH hosts. */
@@ -82,7 +82,8 @@ export class AgentHostOps implements HostOps {
     return (await this.call("inventory", {}, this.timing.callTimeoutMs)).inventory;
   }
 
-  private call<Op extends HostOp>(
+  /** One operation on the host; RemoteHostOps routes it through another server instead. */
+  protected call<Op extends HostOp>(
     op: Op,
     args: CallArgs<Op>,
     timeoutMs: number,

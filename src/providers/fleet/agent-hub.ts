@@ -19,7 +19,9 @@ import type { Store } from "../../store/store.js";
 import { hashToken } from "../../store/tokens.js";
 import { AgentConnection } from "./agent-connection.js";
 import { type AgentCallTiming, AgentHostOps } from "./agent-host-ops.js";
+import type { HostCallRouter } from "./host-call-router.js";
 import type { HostOps } from "./host-ops.js";
+import { RemoteHostOps } from "./remote-host-ops.js";
 
 /** Who is knocking: an enrollment token (any host name) or one host's own token. */
 export type AgentAuth = { kind: "enrollment"; principal: Principal } | { kind: "host"; host: HostRecord };
@@ -79,6 +81,8 @@ export class AgentHub {
   private readonly ticker: NodeJS.Timeout;
   private lastPing = Date.now();
   private closing = false;
+  /** With a shared PostgreSQL: how this server reaches agents other servers hold (see routeThrough). */
+  private router: HostCallRouter | undefined;
 
   constructor(options: AgentHubOptions) {
     this.store = options.store;
@@ -362,10 +366,32 @@ export class AgentHub {
     return [...this.connections.keys()].sort();
   }
 
-  /** HostOps for a connected agent host; undefined when it is not connected to this server. */
-  opsFor(name: string): HostOps | undefined {
-    if (!this.connections.has(name)) return undefined;
-    return new AgentHostOps(name, () => this.connections.get(name), this.timing);
+  /**
+   * HostOps for a connected agent host: through its socket when this server
+   * holds it; with a router, through the server that does (for deploy
+   * `deployId`, whose lease that server checks); undefined when no live
+   * server holds it.
+   */
+  opsFor(name: string, deployId?: number): HostOps | undefined {
+    if (this.connections.has(name))
+      return new AgentHostOps(name, () => this.connections.get(name), this.timing);
+    const holder = this.router?.holderOf(name);
+    if (holder === undefined || deployId === undefined || !this.router) return undefined;
+    return new RemoteHostOps(name, holder, deployId, this.router, this.timing);
+  }
+
+  /** The live connection of a host this server holds (the router executes routed calls on it). */
+  connection(name: string): AgentConnection | undefined {
+    const connection = this.connections.get(name);
+    return connection && !connection.closed ? connection : undefined;
+  }
+
+  /** Routes calls for hosts other servers hold through `router`, and tells the others when agents come and go. */
+  routeThrough(router: HostCallRouter): void {
+    this.router = router;
+    this.onChange((change) => {
+      if (change.type !== "inventory") router.announceHosts();
+    });
   }
 
   /**

@@ -46,7 +46,8 @@ export interface ArtifactSource {
 export interface AgentDirectory {
   /** Every agent host the server knows, connected or not. */
   hosts(): Promise<Host[]>;
-  opsFor(name: string): HostOps | undefined;
+  /** The host's operations for this deploy (possibly through the server holding the agent); undefined when not connected. */
+  opsFor(name: string, deployId: number): HostOps | undefined;
 }
 
 export interface SshConnector {
@@ -409,7 +410,7 @@ async function targetsFor(
         hostId: host.id,
         name: host.name,
         depooled: depooled.has(host.id),
-        ops: () => deps.agents.opsFor(host.name),
+        ops: () => deps.agents.opsFor(host.name, run.deploy.id),
       });
     }
   }

@@ -1,0 +1,520 @@
+import { randomUUID } from "node:crypto";
+import { type CallArgs, type CallResult, callResults, type HostOp } from "../../agent/protocol.js";
+import { ERROR_CODES, type ErrorCode, isTurnoutError, TurnoutError } from "../../domain/errors.js";
+import type { HostCallMessage, HostCallOutcome, HostCallRow, HostCallStore } from "../../store/host-calls.js";
+import type { AgentConnection } from "./agent-connection.js";
+import type { HostLog } from "./host-ops.js";
+
+export interface HostCallRouterTiming {
+  /** How often missed notifications are made up for, dead servers noticed and invalid calls stopped. */
+  sweepMs: number;
+  /** How often this server writes its heartbeat and reads the others'. */
+  heartbeatMs: number;
+  /** A server whose heartbeat is older than this is gone. */
+  serverDeadMs: number;
+  /** A routed call is started only while its deploy's lease has at least this much left. */
+  leaseMarginMs: number;
+  /** Output lines are sent to the caller at most this often per call. */
+  logFlushMs: number;
+}
+
+export const DEFAULT_ROUTER_TIMING: HostCallRouterTiming = {
+  sweepMs: 1000,
+  heartbeatMs: 2000,
+  serverDeadMs: 7000,
+  leaseMarginMs: 1000,
+  logFlushMs: 100,
+};
+
+export interface HostCallRouterOptions {
+  store: HostCallStore;
+  owner: string;
+  /** The agent connection of a host held by this server. */
+  local(name: string): AgentConnection | undefined;
+  /** Whether a server process is certainly gone by other means (same machine, pid gone: engine/owner.ts). */
+  ownerIsDead(owner: string): boolean;
+  cancelGraceMs: number;
+  timing?: Partial<HostCallRouterTiming>;
+  report(message: string): void;
+}
+
+interface Waiter {
+  id: string;
+  host: string;
+  op: HostOp;
+  target: string;
+  log: HostLog | undefined;
+  nextSeq: number;
+  /** Line fetches and deliveries, one after the other. */
+  lines: Promise<void>;
+  settled: boolean;
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
+
+interface Running {
+  controller: AbortController;
+}
+
+/**
+ * Host operations between servers sharing one PostgreSQL (issue 14). A
+ * deploy on this server calls an agent another server holds through a
+ * host_calls row and a NOTIFY to that server; the holder executes it on its
+ * local AgentConnection, streams output lines back the same way and records
+ * the outcome. Each call has its own id and runs at most once (claimed from
+ * `pending` under SKIP LOCKED); the holder starts it only while the calling
+ * deploy still holds its lease, and stops it when that lease is lost. A
+ * caller gives up on a call when the host moves to another server or its
+ * holder dies: the orchestrator then retries it where the host now is.
+ */
+export class HostCallRouter {
+  private readonly timing: HostCallRouterTiming;
+  private readonly waiting = new Map<string, Waiter>();
+  private readonly running = new Map<string, Running>();
+  private readonly executions = new Set<Promise<void>>();
+  /** Agent hosts held by other live servers: host name → server. */
+  private remote = new Map<string, string>();
+  private servers = new Map<string, number>();
+  private sweeper: NodeJS.Timeout | undefined;
+  private beater: NodeJS.Timeout | undefined;
+  private claiming: Promise<void> | undefined;
+  private claimAgain = false;
+  private refreshing: Promise<void> | undefined;
+  private refreshAgain = false;
+  private sweeps = 0;
+  private closed = false;
+  /** Database round trips made for routed calls, both sides (docs/benchmarks.md). */
+  readonly stats = { calls: 0, executed: 0, roundTrips: 0, lineBatches: 0 };
+
+  constructor(private readonly options: HostCallRouterOptions) {
+    this.timing = { ...DEFAULT_ROUTER_TIMING, ...options.timing };
+  }
+
+  async start(): Promise<void> {
+    await this.heartbeat();
+    await this.refreshHosts();
+    this.sweeper = setInterval(() => this.sweep(), this.timing.sweepMs);
+    this.sweeper.unref();
+    this.beater = setInterval(() => {
+      this.heartbeat().catch((e: Error) => this.options.report(`host calls: heartbeat failed: ${e.message}`));
+    }, this.timing.heartbeatMs);
+    this.beater.unref();
+  }
+
+  /** The server holding `name`, when it is another live one. */
+  holderOf(name: string): string | undefined {
+    const owner = this.remote.get(name);
+    return owner !== undefined && !this.isDead(owner) ? owner : undefined;
+  }
+
+  /** Whether a server process is gone: by pid on this machine, or by its heartbeat anywhere. */
+  isDead(owner: string): boolean {
+    if (owner === this.options.owner) return false;
+    if (this.options.ownerIsDead(owner)) return true;
+    const seen = this.servers.get(owner);
+    return seen === undefined || Date.now() - seen > this.timing.serverDeadMs;
+  }
+
+  // ---- the caller's side ---------------------------------------------------
+
+  /** Runs `op` on `host` through the server `target` that holds it, for deploy `deployId`. */
+  async call<Op extends HostOp>(
+    target: string,
+    deployId: number,
+    host: string,
+    op: Op,
+    args: CallArgs<Op>,
+    options: { timeoutMs: number; log?: HostLog | undefined; signal?: AbortSignal | undefined },
+  ): Promise<CallResult<Op>> {
+    const { signal } = options;
+    if (signal?.aborted) throw cancelled(host, op);
+    if (this.closed) throw new TurnoutError("E_UNAVAILABLE", `host ${host}: this server is shutting down`);
+    const id = randomUUID();
+    this.stats.calls++;
+    let timer: NodeJS.Timeout | undefined;
+    let graceTimer: NodeJS.Timeout | undefined;
+    const onAbort = () => {
+      this.giveUp(waiter);
+      graceTimer = setTimeout(() => waiter.reject(cancelled(host, op)), this.options.cancelGraceMs);
+    };
+    const waiter: Waiter = {
+      id,
+      host,
+      op,
+      target,
+      log: options.log,
+      nextSeq: 0,
+      lines: Promise.resolve(),
+      settled: false,
+      resolve: () => undefined,
+      reject: () => undefined,
+    };
+    const result = new Promise<CallResult<Op>>((resolve, reject) => {
+      const finish = () => {
+        waiter.settled = true;
+        clearTimeout(timer);
+        clearTimeout(graceTimer);
+        signal?.removeEventListener("abort", onAbort);
+        this.waiting.delete(id);
+      };
+      waiter.resolve = (value) => {
+        if (waiter.settled) return;
+        finish();
+        resolve(value as CallResult<Op>);
+      };
+      waiter.reject = (error) => {
+        if (waiter.settled) return;
+        finish();
+        reject(error);
+      };
+    });
+    this.waiting.set(id, waiter);
+    timer = setTimeout(() => {
+      this.giveUp(waiter);
+      waiter.reject(
+        new TurnoutError("E_UNAVAILABLE", `host ${host}: ${op} timed out after ${options.timeoutMs} ms`, {
+          host,
+          op,
+        }),
+      );
+    }, options.timeoutMs);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      this.stats.roundTrips++;
+      await this.options.store.create({
+        id,
+        deployId,
+        host,
+        caller: this.options.owner,
+        target,
+        op,
+        args: JSON.stringify(args),
+        timeoutMs: options.timeoutMs,
+      });
+    } catch (error) {
+      waiter.reject(
+        new TurnoutError(
+          "E_UNAVAILABLE",
+          `host ${host}: could not route ${op}: ${(error as Error).message}`,
+          {
+            host,
+            op,
+          },
+        ),
+      );
+    }
+    return result;
+  }
+
+  /** Stops waiting: a pending call is never executed, a running one is told to stop. */
+  private giveUp(waiter: Waiter): void {
+    this.stats.roundTrips++;
+    this.options.store
+      .cancel(waiter.id, waiter.target)
+      .catch((e: Error) => this.options.report(`host calls: cancelling a call failed: ${e.message}`));
+  }
+
+  private onLog(waiter: Waiter, message: Extract<HostCallMessage, { k: "log" }>): void {
+    waiter.lines = waiter.lines.then(async () => {
+      if (message.s + (message.l?.length ?? 0) <= waiter.nextSeq) return;
+      if (message.l && message.s === waiter.nextSeq) {
+        for (const [line, continued] of message.l) waiter.log?.(line, continued === 1);
+        waiter.nextSeq += message.l.length;
+        return;
+      }
+      await this.fetchLines(waiter);
+    });
+  }
+
+  private async fetchLines(waiter: Waiter): Promise<void> {
+    this.stats.roundTrips++;
+    const lines = await this.options.store.linesSince(waiter.id, waiter.nextSeq);
+    for (const l of lines) {
+      if (l.seq !== waiter.nextSeq) break;
+      waiter.log?.(l.line, l.continued);
+      waiter.nextSeq++;
+    }
+  }
+
+  private onDone(waiter: Waiter, lineCount: number, outcome: HostCallOutcome | undefined): void {
+    waiter.lines = waiter.lines
+      .then(async () => {
+        if (waiter.nextSeq < lineCount) await this.fetchLines(waiter);
+        let settled = outcome;
+        if (!settled) {
+          this.stats.roundTrips++;
+          const row = await this.options.store.get(waiter.id);
+          if (!row) throw new Error("the call's row is gone");
+          settled = outcomeOf(row);
+        }
+        this.settle(waiter, settled);
+      })
+      .catch((error: Error) =>
+        waiter.reject(
+          new TurnoutError("E_UNAVAILABLE", `host ${waiter.host}: ${waiter.op}: ${error.message}`),
+        ),
+      );
+  }
+
+  private settle(waiter: Waiter, outcome: HostCallOutcome): void {
+    if (!outcome.ok) {
+      waiter.reject(
+        new TurnoutError(errorCode(outcome.code), outcome.message, { host: waiter.host, op: waiter.op }),
+      );
+      return;
+    }
+    const parsed = callResults[waiter.op].safeParse(outcome.result);
+    if (!parsed.success) {
+      waiter.reject(new TurnoutError("E_INTERNAL", `host ${waiter.host}: malformed ${waiter.op} result`));
+      return;
+    }
+    waiter.resolve(parsed.data);
+  }
+
+  // ---- the holder's side ---------------------------------------------------
+
+  private claim(): void {
+    if (this.claiming) {
+      this.claimAgain = true;
+      return;
+    }
+    this.claiming = (async () => {
+      do {
+        this.claimAgain = false;
+        this.stats.roundTrips++;
+        const calls = await this.options.store.claim(this.options.owner, this.timing.leaseMarginMs, (o) =>
+          this.isDead(o),
+        );
+        for (const call of calls) {
+          const execution = this.execute(call);
+          this.executions.add(execution);
+          void execution.finally(() => this.executions.delete(execution));
+        }
+      } while (this.claimAgain && !this.closed);
+    })()
+      .catch((e: Error) => this.options.report(`host calls: claiming failed: ${e.message}`))
+      .finally(() => {
+        this.claiming = undefined;
+      });
+  }
+
+  private async execute(call: HostCallRow): Promise<void> {
+    this.stats.executed++;
+    const controller = new AbortController();
+    this.running.set(call.id, { controller });
+    const store = this.options.store;
+    let seq = 0;
+    let buffer: { line: string; continued: boolean }[] = [];
+    let flushing = Promise.resolve();
+    let flushTimer: NodeJS.Timeout | undefined;
+    const flush = () => {
+      clearTimeout(flushTimer);
+      flushTimer = undefined;
+      const batch = buffer;
+      buffer = [];
+      if (batch.length === 0) return flushing;
+      const first = seq;
+      seq += batch.length;
+      flushing = flushing.then(async () => {
+        this.stats.roundTrips++;
+        this.stats.lineBatches++;
+        await store
+          .appendLines(call.id, call.caller, first, batch)
+          .catch((e: Error) => this.options.report(`host calls: sending output failed: ${e.message}`));
+      });
+      return flushing;
+    };
+    const log: HostLog = (line, continued) => {
+      buffer.push({ line, continued: continued === true });
+      flushTimer ??= setTimeout(flush, this.timing.logFlushMs);
+    };
+    let outcome: HostCallOutcome;
+    try {
+      const connection = this.options.local(call.host);
+      if (!connection || connection.closed) {
+        throw new TurnoutError("E_UNAVAILABLE", `host ${call.host} is not connected to this server any more`);
+      }
+      const result = await connection.call(call.op as HostOp, JSON.parse(call.args), {
+        log,
+        signal: controller.signal,
+        timeoutMs: call.timeout_ms,
+        cancelGraceMs: this.options.cancelGraceMs,
+      });
+      outcome = { ok: true, result };
+    } catch (error) {
+      outcome = {
+        ok: false,
+        code: isTurnoutError(error) ? error.code : "E_INTERNAL",
+        message: (error as Error).message,
+      };
+    } finally {
+      this.running.delete(call.id);
+    }
+    await flush();
+    this.stats.roundTrips++;
+    await store
+      .finish(call.id, call.caller, outcome, seq)
+      .catch((e: Error) => this.options.report(`host calls: recording an outcome failed: ${e.message}`));
+  }
+
+  // ---- both ------------------------------------------------------------------
+
+  /** A NOTIFY payload from the listener. */
+  receive(payload: string): void {
+    let message: HostCallMessage;
+    try {
+      message = JSON.parse(payload) as HostCallMessage;
+    } catch {
+      return;
+    }
+    if (message.k === "hosts") {
+      this.refreshHosts();
+      return;
+    }
+    if (message.to !== this.options.owner) return;
+    switch (message.k) {
+      case "call":
+        this.claim();
+        return;
+      case "cancel":
+        this.running.get(message.id)?.controller.abort();
+        return;
+      case "log": {
+        const waiter = this.waiting.get(message.id);
+        if (waiter) this.onLog(waiter, message);
+        return;
+      }
+      case "done": {
+        const waiter = this.waiting.get(message.id);
+        if (waiter) this.onDone(waiter, message.n, message.r);
+        return;
+      }
+    }
+  }
+
+  /** Listening (again): whatever was missed meanwhile is looked up. */
+  listening(): void {
+    this.claim();
+    this.refreshHosts();
+    void this.checkWaiters(true);
+  }
+
+  /** Agents came or went here: the other servers re-read who holds what. */
+  announceHosts(): void {
+    this.stats.roundTrips++;
+    this.options.store
+      .announceHosts()
+      .catch((e: Error) => this.options.report(`host calls: announcing hosts failed: ${e.message}`));
+  }
+
+  private refreshHosts(): void {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return;
+    }
+    this.refreshing = (async () => {
+      do {
+        this.refreshAgain = false;
+        const agents = await this.options.store.connectedAgents();
+        const remote = new Map<string, string>();
+        for (const { name, owner } of agents) if (owner !== this.options.owner) remote.set(name, owner);
+        this.remote = remote;
+      } while (this.refreshAgain && !this.closed);
+    })()
+      .catch((e: Error) => this.options.report(`host calls: reading hosts failed: ${e.message}`))
+      .finally(() => {
+        this.refreshing = undefined;
+      });
+  }
+
+  private async heartbeat(): Promise<void> {
+    this.servers = await this.options.store.heartbeat(this.options.owner);
+  }
+
+  private sweep(): void {
+    if (this.closed) return;
+    this.sweeps++;
+    this.claim();
+    this.refreshHosts();
+    void this.checkWaiters(this.sweeps % 3 === 0);
+    if (this.running.size > 0) {
+      this.options.store
+        .invalidRunning(this.options.owner, (o) => this.isDead(o))
+        .then((ids) => {
+          for (const id of ids) this.running.get(id)?.controller.abort();
+        })
+        .catch((e: Error) => this.options.report(`host calls: checking running calls failed: ${e.message}`));
+    }
+    if (this.sweeps % 600 === 1) {
+      this.options.store
+        .prune(3_600_000, 86_400_000)
+        .catch((e: Error) => this.options.report(`host calls: pruning failed: ${e.message}`));
+    }
+  }
+
+  /**
+   * Calls waited on whose host moved or whose holder died are given up
+   * (E_UNAVAILABLE: the orchestrator retries where the host is now); with
+   * `lookUp`, calls settled without a notification reaching here are read.
+   */
+  private async checkWaiters(lookUp: boolean): Promise<void> {
+    if (this.waiting.size === 0) return;
+    for (const waiter of [...this.waiting.values()]) {
+      const holder = this.remote.get(waiter.host);
+      const local = this.options.local(waiter.host);
+      const moved = local !== undefined || (holder !== undefined && holder !== waiter.target);
+      if (moved || this.isDead(waiter.target)) {
+        this.giveUp(waiter);
+        waiter.reject(
+          new TurnoutError(
+            "E_UNAVAILABLE",
+            `host ${waiter.host}: ${moved ? "reconnected to another server" : "the server holding it is gone"} during ${waiter.op}`,
+            { host: waiter.host, op: waiter.op },
+          ),
+        );
+      }
+    }
+    if (!lookUp || this.waiting.size === 0) return;
+    try {
+      this.stats.roundTrips++;
+      const settled = await this.options.store.settled([...this.waiting.keys()]);
+      for (const id of settled) {
+        const waiter = this.waiting.get(id);
+        if (waiter) this.onDone(waiter, Number.MAX_SAFE_INTEGER, undefined);
+      }
+    } catch (e) {
+      this.options.report(`host calls: looking up calls failed: ${(e as Error).message}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.sweeper);
+    clearInterval(this.beater);
+    for (const running of this.running.values()) running.controller.abort();
+    for (const waiter of [...this.waiting.values()]) {
+      this.giveUp(waiter);
+      waiter.reject(new TurnoutError("E_UNAVAILABLE", `host ${waiter.host}: this server is shutting down`));
+    }
+    await this.claiming;
+    await Promise.allSettled([...this.executions]);
+    await this.options.store.leave(this.options.owner).catch(() => undefined);
+  }
+}
+
+function outcomeOf(row: HostCallRow): HostCallOutcome {
+  if (row.status === "done") return { ok: true, result: row.result === null ? null : JSON.parse(row.result) };
+  return {
+    ok: false,
+    code: row.error_code ?? "E_UNAVAILABLE",
+    message: row.error_message ?? `host ${row.host}: ${row.op} ${row.status}`,
+  };
+}
+
+function errorCode(code: string): ErrorCode {
+  return (ERROR_CODES as readonly string[]).includes(code) ? (code as ErrorCode) : "E_INTERNAL";
+}
+
+function cancelled(host: string, op: string): TurnoutError {
+  return new TurnoutError("E_UNAVAILABLE", `host ${host}: ${op} cancelled`, { host, op, cancelled: true });
+}

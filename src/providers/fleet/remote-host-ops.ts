@@ -1,0 +1,34 @@
+import type { CallArgs, CallResult, HostOp } from "../../agent/protocol.js";
+import { type AgentCallTiming, AgentHostOps } from "./agent-host-ops.js";
+import type { HostCallRouter } from "./host-call-router.js";
+import type { HostLog } from "./host-ops.js";
+
+/**
+ * HostOps for an agent that another server holds (PostgreSQL only): the
+ * same operations, timeouts and results as AgentHostOps, each one a routed
+ * call (host-call-router.ts) made for one deploy, whose lease the holder
+ * checks before it executes anything. Bound to the holder it was made for:
+ * when the agent moves, the call fails E_UNAVAILABLE and the orchestrator
+ * asks for the host's operations again, which then go where it is now.
+ */
+export class RemoteHostOps extends AgentHostOps {
+  constructor(
+    name: string,
+    private readonly holder: string,
+    private readonly deployId: number,
+    private readonly router: HostCallRouter,
+    timing: AgentCallTiming,
+  ) {
+    super(name, () => undefined, timing);
+  }
+
+  protected override call<Op extends HostOp>(
+    op: Op,
+    args: CallArgs<Op>,
+    timeoutMs: number,
+    log?: HostLog,
+    signal?: AbortSignal,
+  ): Promise<CallResult<Op>> {
+    return this.router.call(this.holder, this.deployId, this.name, op, args, { timeoutMs, log, signal });
+  }
+}
