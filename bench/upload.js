@@ -4,7 +4,9 @@
 // artifact from a directory (what a fleet build does), timed end to end. Each
 // file is new to the store, so every one is written: the figure is the cost
 // per file of making it durable. Run through bench/run.js (`node bench/run.js
-// upload`); TURNOUT_BENCH_UPLOAD_FILES sets the file count (default 100,000).
+// upload`); TURNOUT_BENCH_UPLOAD_FILES sets the file count (default 100,000),
+// TURNOUT_BENCH_UPLOAD_DATABASE_URL a PostgreSQL database for the server
+// (several servers: the upload is published to the shared store too).
 import { execFileSync } from "node:child_process";
 import { createReadStream, createWriteStream, mkdirSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -56,7 +58,14 @@ export async function runUpload(work) {
   const bytes = await writeTar(tar, `upload-${Date.now()}`);
   console.log(`upload: ${FILES} files, ${(bytes / 1024 / 1024).toFixed(1)} MB of tar`);
 
-  const server = await startServer(path.join(work, "server"), manifest);
+  // TURNOUT_BENCH_UPLOAD_DATABASE_URL: the server on PostgreSQL, where uploads are also published to the shared store.
+  const databaseUrl = process.env.TURNOUT_BENCH_UPLOAD_DATABASE_URL;
+  const server = await startServer(
+    path.join(work, "server"),
+    manifest,
+    // On a busy machine the manifest's first parse may take a while: wait for it instead of a 503.
+    { TURNOUT_CONFIG_STARTUP_WAIT: "60s", ...(databaseUrl ? { TURNOUT_DATABASE_URL: databaseUrl } : {}) },
+  );
   try {
     // What the harness wrote is on disk first: the figure is the server's writing, not the kernel's backlog.
     execFileSync("sync");

@@ -180,6 +180,10 @@ export class ArtifactCollector {
    * a manifest's name is its content's digest, checked when it was stored,
    * so it is not hashed and validated again (thousands of entries each).
    */
+  blobsOfManifest(digest: string): Promise<string[] | undefined> {
+    return this.manifestBlobs(digest);
+  }
+
   private async manifestBlobs(digest: string): Promise<string[] | undefined> {
     const bytes = await this.blobs.read(digest).catch(() => undefined);
     if (!bytes) return undefined;

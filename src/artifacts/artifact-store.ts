@@ -8,7 +8,7 @@ import {
   isSha256,
   manifestDigest,
 } from "../domain/artifact.js";
-import { notFound } from "../domain/errors.js";
+import { isTurnoutError, notFound } from "../domain/errors.js";
 import type { GitTreeReader } from "../git/tree-reader.js";
 import { ArtifactCollector } from "./artifact-collector.js";
 import { BlobDigestMemo } from "./blob-digest-memo.js";
@@ -16,6 +16,8 @@ import { BlobDir, type ConcatenatedBlobs } from "./blob-dir.js";
 import { readDirectory } from "./directory-source.js";
 import { compileExcludes } from "./exclude.js";
 import { readGitTree, readGitTreeChanges } from "./git-tree-source.js";
+import type { SharedBlobStore } from "./shared-blobs.js";
+import { SharedCache } from "./shared-cache.js";
 import { StoreGate } from "./store-gate.js";
 import { readTar } from "./tar-source.js";
 import { summarize, TreeBuilder } from "./tree-builder.js";
@@ -35,6 +37,12 @@ export interface ArtifactStoreOptions {
   durable?: boolean;
   /** How data and names are flushed (default: syncfs / fsync; tests count the calls). */
   durability?: Durability;
+  /**
+   * The store every server shares (PostgreSQL): the data directory is then
+   * its cache, published to before an artifact is recorded and read through
+   * on a miss (see shared-cache.ts). Without it, the data directory is the store.
+   */
+  shared?: SharedBlobStore;
 }
 
 export interface FromTarOptions {
@@ -66,6 +74,8 @@ export class ArtifactStore {
   private readonly blobs: BlobDir;
   private readonly memo: BlobDigestMemo;
   private readonly gate = new StoreGate();
+  /** Set with a shared store: the data directory is its cache. */
+  readonly cache: SharedCache | undefined;
   /** The last tree built per repository and subdirectory: the next release is usually a small diff from it. */
   private readonly lastTree = new Map<string, { commit: string; manifest: ArtifactManifest }>();
   /** Lists and marks outside the exclusive section too (it removes nothing there). */
@@ -77,6 +87,9 @@ export class ArtifactStore {
     this.memo = new BlobDigestMemo(path.join(options.dir, "git-blob-digests"), durable);
     // A tree built from blobs since removed must not be the base of the next diff.
     this.collector = new ArtifactCollector(this.blobs, this.memo, () => this.lastTree.clear());
+    this.cache = options.shared
+      ? new SharedCache(this.blobs, options.shared, (digest) => this.collector.blobsOfManifest(digest))
+      : undefined;
   }
 
   /**
@@ -197,12 +210,18 @@ export class ArtifactStore {
       batch.add(await this.blobs.writeTemp(canonical));
       await batch.commit();
     }
+    if (this.cache) await this.cache.publish(digest, fileDigests(manifest));
     return { digest, manifest, ...summarize(manifest) };
   }
 
   /** The manifest of a stored artifact; E_NOT_FOUND unless `digest` names one. */
   async manifest(digest: string): Promise<ArtifactManifest> {
     if (!isSha256(digest)) throw notFound(`artifact ${digest}`, { digest });
+    await this.cache?.ensure([digest]).catch((error: unknown) => {
+      if (isTurnoutError(error) && error.code === "E_NOT_FOUND")
+        throw notFound(`artifact ${digest}`, { digest });
+      throw error;
+    });
     const bytes = await this.blobs.read(digest);
     if (!bytes) throw notFound(`artifact ${digest}`, { digest });
     const text = bytes.toString("utf8");
@@ -216,8 +235,16 @@ export class ArtifactStore {
     throw notFound(`artifact ${digest}`, { digest });
   }
 
+  /**
+   * With a shared store, whether it holds the blob, or the whole artifact
+   * when `sha256` is a manifest, touched so that no server's collector
+   * removes it for the blob grace: callers check this and then record that
+   * they use it (inside `hold`).
+   */
   hasBlob(sha256: string): Promise<boolean> {
-    return isSha256(sha256) ? this.blobs.has(sha256) : Promise.resolve(false);
+    if (!isSha256(sha256)) return Promise.resolve(false);
+    if (this.cache) return this.cache.holdsWhole(sha256);
+    return this.blobs.has(sha256);
   }
 
   /** E_NOT_FOUND when absent, E_VALIDATION when `sha256` is not a digest. */
@@ -226,7 +253,9 @@ export class ArtifactStore {
   }
 
   /** The blob and its size (for Content-Length), opened before returning. */
-  openBlobWithSize(sha256: string): Promise<{ stream: Readable; size: number }> {
+  async openBlobWithSize(sha256: string): Promise<{ stream: Readable; size: number }> {
+    this.blobs.blobPath(sha256);
+    await this.cache?.ensure([sha256]);
     return this.blobs.open(sha256);
   }
 
@@ -235,7 +264,20 @@ export class ArtifactStore {
     return this.blobs.concatenated(digests);
   }
 
+  /** concatenated(), after fetching what this cache lacks from the shared store (if any). */
+  async openConcatenated(digests: readonly string[]): Promise<ConcatenatedBlobs> {
+    for (const digest of digests) this.blobs.blobPath(digest);
+    await this.cache?.ensure(digests);
+    return this.blobs.concatenated(digests);
+  }
+
   blobPath(sha256: string): string {
     return this.blobs.blobPath(sha256);
   }
+}
+
+function fileDigests(manifest: ArtifactManifest): string[] {
+  const digests: string[] = [];
+  for (const entry of manifest.entries) if (entry.type === "file") digests.push(entry.sha256);
+  return digests;
 }

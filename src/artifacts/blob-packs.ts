@@ -265,6 +265,15 @@ export class BlobPacks {
   }
 
   /**
+   * Stops serving one blob from the pack that holds it (its bytes there were
+   * found damaged): a copy written elsewhere is found instead, and the
+   * collector counts the damaged bytes as dead.
+   */
+  forgetBlob(sha256: string): void {
+    this.load().delete(sha256);
+  }
+
+  /**
    * Drops a removed pack's blobs from the in-memory index. A blob the
    * collector keeps is never served from a pack it removes (it counts a
    * blob live only in the pack serving it), so what goes here is dead.

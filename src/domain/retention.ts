@@ -124,13 +124,23 @@ export interface GcReport {
     temp: GcAmount;
     /** Deploy logs removed (count: deploys; bytes: log text). */
     logs: GcAmount;
+    /**
+     * Blobs and manifests removed from the shared store (several servers on
+     * PostgreSQL; the other amounts are then this server's cache). Absent
+     * without one.
+     */
+    shared?: GcAmount;
   };
   kept: {
     artifacts: number;
     /** Bytes under the artifact store after the collection (files only). */
     bytes: number;
-    /** Kept artifacts whose manifest is not in this server's store (lost, or held by another server). */
+    /** Kept artifacts whose manifest is not in this server's store (with a shared store: not in it). */
     missing: string[];
+    /** Bytes in the shared store after the collection; absent without one. */
+    sharedBytes?: number;
+    /** Another server was collecting the shared store, so this one collected only its cache. */
+    sharedSkipped?: boolean;
   };
 }
 

@@ -9,6 +9,7 @@ import {
 } from "../domain/retention.js";
 import type { ArtifactReferences } from "../store/retention.js";
 import type { Store } from "../store/store.js";
+import { collectShared } from "./shared-collection.js";
 
 /** What the API and the CLI may ask of the collector. */
 export interface GarbageCollectorApi {
@@ -149,6 +150,24 @@ export class GarbageCollector implements GarbageCollectorApi {
     report.kept.bytes = plan.keptBytes;
     report.kept.missing = missing.slice(0, MISSING_LISTED);
 
+    // 2b. Several servers: the shared store, by one server at a time (this one's cache was above).
+    if (artifacts.cache) {
+      const shared = await collectShared({
+        store,
+        cache: artifacts.cache,
+        references: () => this.references(youngSince),
+        untouchedSince: new Date(startedAt - settings.blobGraceMs).toISOString(),
+        youngSince,
+        dryRun,
+      });
+      report.removed.shared = shared.blobs;
+      report.removed.artifacts = shared.artifacts;
+      report.kept.missing = shared.missing.slice(0, MISSING_LISTED);
+      report.kept.sharedBytes = shared.keptBytes;
+      if (shared.skipped) report.kept.sharedSkipped = true;
+      if (dryRun) doomed.digests.push(...shared.records);
+    }
+
     // 3. Logs: the database alone.
     const logsBefore = new Date(startedAt - settings.logAgeMs).toISOString();
     const pruned = await store.retention.logsToPrune(settings.logs, logsBefore);
@@ -182,6 +201,8 @@ export class GarbageCollector implements GarbageCollectorApi {
     inventory: DiskInventory,
     youngSince: string,
   ): Promise<{ digests: string[]; amount: GcAmount }> {
+    // With a shared store, records go with the shared copy of their manifest, not with a cache's.
+    if (this.options.artifacts.cache) return { digests: [], amount: emptyAmount() };
     const going = new Set(plan.loose.map((b) => b.sha256));
     const digests = (await this.options.store.retention.artifactsRecordedBefore(youngSince)).filter((d) =>
       going.has(d),

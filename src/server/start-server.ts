@@ -222,7 +222,11 @@ export async function startServer(
     // One identity for this process: it holds deploy leases and agent connections.
     const owner = newOwnerId();
     const metrics = new ServerMetrics();
-    const artifacts = new ArtifactStore({ dir: path.join(settings.dataDir, "artifacts") });
+    // On PostgreSQL every server serves every artifact: the data directory caches the shared store.
+    const artifacts = new ArtifactStore({
+      dir: path.join(settings.dataDir, "artifacts"),
+      ...(store.caps.sharedArtifacts ? { shared: store.artifactBlobs } : {}),
+    });
     const agents = new AgentHub({
       store,
       owner,

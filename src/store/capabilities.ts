@@ -17,6 +17,13 @@ export interface Capabilities {
    * transaction serialises claims anyway.
    */
   rowLocking: boolean;
+  /**
+   * Artifacts (manifests and blobs) are kept in the database too, so every
+   * server sharing it can serve any of them (migration 0018); each server's
+   * data directory is then a cache. Without it (SQLite: one server), the
+   * data directory is the only store.
+   */
+  sharedArtifacts: boolean;
   /** SQLSTATE / message test for a unique-constraint violation. */
   isUniqueViolation(error: unknown): boolean;
 }
@@ -26,6 +33,7 @@ export const SQLITE: Capabilities = {
   autoIncrementPrimaryKey: "integer-autoincrement",
   sharedBetweenProcesses: false,
   rowLocking: false,
+  sharedArtifacts: false,
   isUniqueViolation: (error) =>
     typeof error === "object" &&
     error !== null &&
@@ -37,6 +45,7 @@ export const POSTGRES: Capabilities = {
   autoIncrementPrimaryKey: "serial",
   sharedBetweenProcesses: true,
   rowLocking: true,
+  sharedArtifacts: true,
   isUniqueViolation: (error) =>
     typeof error === "object" && error !== null && (error as { code?: unknown }).code === "23505",
 };

@@ -164,6 +164,22 @@ export interface ArtifactsTable {
   stored_at: string | null;
 }
 
+/** A blob of the shared artifact store (0018): its bytes are in artifact_blob_chunks. */
+export interface ArtifactBlobsTable {
+  digest: string;
+  /** bigint on PostgreSQL: read it through Number(). */
+  size: number | string;
+  created_at: string;
+  /** Last written or relied on: the collector leaves blobs touched within the blob grace. */
+  touched_at: string;
+}
+
+export interface ArtifactBlobChunksTable {
+  digest: string;
+  seq: number;
+  data: Buffer;
+}
+
 /** Which artifact a build's inputs produced (several keys may name one artifact). */
 export interface ArtifactBuildsTable {
   app: string;
@@ -330,6 +346,8 @@ export interface Schema {
   webhook_deliveries: WebhookDeliveriesTable;
   artifacts: ArtifactsTable;
   artifact_builds: ArtifactBuildsTable;
+  artifact_blobs: ArtifactBlobsTable;
+  artifact_blob_chunks: ArtifactBlobChunksTable;
   hosts: HostsTable;
   host_apps: HostAppsTable;
   host_targets: HostTargetsTable;

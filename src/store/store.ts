@@ -1,3 +1,4 @@
+import { ArtifactBlobRows } from "./artifact-blobs.js";
 import { ArtifactRecords } from "./artifacts.js";
 import { AuditStore } from "./audit.js";
 import { AutoAdmission } from "./auto-admission.js";
@@ -45,6 +46,8 @@ export class Store {
   readonly webhooks: WebhookStore;
   readonly autoDeploys: AutoAdmission;
   readonly artifacts: ArtifactRecords;
+  /** The shared artifact store's rows (migration 0018); used where caps.sharedArtifacts. */
+  readonly artifactBlobs: ArtifactBlobRows;
   readonly hosts: HostStore;
   readonly fleet: FleetStore;
   readonly retention: RetentionStore;
@@ -83,6 +86,7 @@ export class Store {
     this.webhooks = new WebhookStore(db, caps);
     this.autoDeploys = new AutoAdmission(db);
     this.artifacts = new ArtifactRecords(db, caps);
+    this.artifactBlobs = new ArtifactBlobRows(db);
     this.hosts = new HostStore(db, caps, usage);
     this.fleet = new FleetStore(db);
     this.retention = new RetentionStore(db);

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -105,4 +105,31 @@ export async function packTar(items: TarItem[]): Promise<Buffer> {
   archive.finalize();
   await collected;
   return Buffer.concat(chunks);
+}
+
+/** Flips the first byte of a blob's local copy, loose or packed. */
+export async function damageBlob(storeDir: string, digest: string): Promise<void> {
+  const loose = path.join(storeDir, "blobs", digest.slice(0, 2), digest);
+  let file = loose;
+  let offset = 0;
+  const packs = path.join(storeDir, "packs");
+  for (const name of await readdir(packs).catch(() => [] as string[])) {
+    if (!name.endsWith(".idx") || name.startsWith(".")) continue;
+    for (const line of (await readFile(path.join(packs, name), "utf8")).split("\n")) {
+      const [d, at] = line.split(" ");
+      if (d === digest) {
+        file = path.join(packs, `${name.slice(0, -4)}.pack`);
+        offset = Number(at);
+      }
+    }
+  }
+  const handle = await open(file, "r+");
+  try {
+    const one = Buffer.alloc(1);
+    await handle.read(one, 0, 1, offset);
+    one[0] = one[0]! ^ 0xff;
+    await handle.write(one, 0, 1, offset);
+  } finally {
+    await handle.close();
+  }
 }

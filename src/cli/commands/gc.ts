@@ -41,10 +41,18 @@ export function gcText(report: GcReport): TerminalText {
         row("packs rewritten", removed.repacked, " freed"),
         row("temp files", removed.temp),
         row("deploy logs", removed.logs),
+        ...(removed.shared ? [row("shared blobs", removed.shared)] : []),
       ],
     ),
     t`kept: ${kept.artifacts} artifact(s), ${size(kept.bytes)} of blobs and packs`,
   ];
+  if (kept.sharedBytes !== undefined) {
+    lines.push(
+      kept.sharedSkipped
+        ? t`shared store: another server is collecting it; this server collected its cache only`
+        : t`shared store: ${size(kept.sharedBytes)} kept`,
+    );
+  }
   if (kept.missing.length > 0) {
     lines.push(
       t`missing: ${kept.missing.length} kept artifact(s) are not in this server's store: ${kept.missing

@@ -237,7 +237,8 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
         const artifact =
           request.body.artifact === undefined ? undefined : assertDigest(request.body.artifact);
         await access.assertBlobs(principalOf(request), artifact, digests);
-        const blobs = artifactStore().concatenated(digests);
+        // With several servers, blobs this server lacks are fetched from the shared store first.
+        const blobs = await artifactStore().openConcatenated(digests);
         // Written by hand, not sent as a stream: the store recycles its buffers on the write callbacks.
         reply.hijack();
         const raw = reply.raw;

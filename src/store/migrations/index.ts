@@ -15,6 +15,7 @@ import * as m0013 from "./0013-commit-locks.js";
 import * as m0014 from "./0014-promotion.js";
 import * as m0015 from "./0015-emergency.js";
 import * as m0017 from "./0017-pool-per-app.js";
+import * as m0018 from "./0018-shared-artifacts.js";
 import * as m0020 from "./0020-host-calls.js";
 
 /**
@@ -42,5 +43,6 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0014-promotion": m0014,
   "0015-emergency": m0015,
   "0017-pool-per-app": m0017,
+  "0018-shared-artifacts": m0018,
   "0020-host-calls": m0020,
 };

@@ -1,0 +1,109 @@
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { blobFiles } from "../artifacts/helpers.js";
+import { createTestDatabase, type TestDatabase } from "../helpers/databases.js";
+import {
+  type AgentProcess,
+  assertConsistent,
+  currentOf,
+  startAgent,
+  waitForHosts,
+} from "../helpers/fleet.js";
+import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
+
+/**
+ * A fleet deploy on one server of an artifact uploaded to another (two real
+ * servers on one PostgreSQL database, a real agent connected to the first):
+ * the deploying server finds the artifact whole in the shared store, and the
+ * agent downloads its manifest and blobs from the server it is connected to,
+ * which reads them through from the database.
+ */
+const manifest = `repo: "{repo}"
+environments:
+  production:
+    deploy:
+      provider: fleet
+      hosts: { labels: { role: web } }
+`;
+
+let database: TestDatabase;
+let a: TestTurnout;
+let b: TestTurnout;
+let work: string;
+let agent: AgentProcess | undefined;
+
+beforeAll(async () => {
+  database = await createTestDatabase("postgres");
+  const shared: TestDatabase = { ...database, drop: async () => undefined };
+  a = await startTurnout({ database: shared, manifest });
+  work = await mkdtemp(path.join(tmpdir(), "turnout-shared-fleet-"));
+  await mkdir(path.join(work, "b", "data"), { recursive: true });
+  await writeFile(path.join(work, "b", "data", "admin-token"), `${a.adminToken}\n`);
+  b = await startTurnout({ reuse: { root: path.join(work, "b"), database: shared }, manifest });
+}, 180_000);
+
+afterAll(async () => {
+  await agent?.kill().catch(() => undefined);
+  await a?.stop();
+  await b?.stop();
+  await database?.drop();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe("fleet deploys with artifacts from another server", () => {
+  it("deploys on A an artifact uploaded to B; the agent on A gets every blob", async () => {
+    const token = (
+      await a.api("POST", "/api/v1/tokens", {
+        name: "enroll",
+        role: "agent",
+        apps: ["shop"],
+        labels: ["role=web"],
+      })
+    ).body.token;
+    agent = startAgent({
+      serverUrl: a.url,
+      token,
+      name: "web-1",
+      root: path.join(work, "web-1"),
+      labels: { role: "web" },
+    });
+    await waitForHosts(a.api, ["web-1"]);
+
+    const tree = path.join(work, "tree");
+    mkdirSync(path.join(tree, "bin"), { recursive: true });
+    await writeFile(path.join(tree, "VERSION"), "from-b\n");
+    await writeFile(path.join(tree, "big.bin"), Buffer.alloc(2 * 1024 * 1024 + 5, 7));
+    await writeFile(path.join(tree, "bin", "run"), "#!/bin/sh\necho run\n", { mode: 0o755 });
+    const tarball = execFileSync("tar", ["-czf", "-", "-C", tree, "."]);
+    const upload = await fetch(`${b.url}/api/v1/apps/shop/artifacts`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${b.adminToken}`, "content-type": "application/gzip" },
+      body: tarball,
+    });
+    expect(upload.status).toBe(201);
+    const digest = ((await upload.json()) as { artifact: { digest: string } }).artifact.digest;
+    expect(await blobFiles(path.join(a.dataDir, "artifacts"))).not.toContain(digest);
+
+    // Only A's workers run deploys here (routing a deploy to the server holding the agents is not this test's).
+    await b.engine.stop();
+    const res = await a.api("POST", "/api/v1/apps/shop/environments/production/deploys", {
+      artifact: digest,
+    });
+    expect(res.status).toBe(202);
+    const done = await a.waitForDeploy(res.body.deploy.id, 90_000);
+    const log = (await a.store.logs.read(done.id, 0)).chunks.map((c) => c.text).join("");
+    expect(done.status, log).toBe("succeeded");
+    expect(await currentOf(agent.root, "shop")).toBe(digest.slice(0, 16));
+    expect(readFileSync(path.join(agent.root, "shop", "current", "VERSION"), "utf8")).toBe("from-b\n");
+    expect(readFileSync(path.join(agent.root, "shop", "current", "big.bin")).length).toBe(
+      2 * 1024 * 1024 + 5,
+    );
+    // A read it through from the database and keeps it.
+    expect(await blobFiles(path.join(a.dataDir, "artifacts"))).toContain(digest);
+    await assertConsistent([agent.root]);
+  });
+});
