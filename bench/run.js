@@ -11,6 +11,7 @@
 //   node bench/run.js ui         only the web UI (bundle size, overview of 200 apps in Chromium)
 //   node bench/run.js manifests  only /healthz while big or hostile manifests are re-read
 //   node bench/run.js notify     only notifications (outbox drain rate; deploys with 5 channels vs none)
+//   node bench/run.js scale      only the control plane at scale (simulated agents; not part of the default run)
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
@@ -19,6 +20,7 @@ import { runFleet } from "./fleet.js";
 import { cpuTimes, killAll, stealPercent } from "./lib.js";
 import { runManifests } from "./manifests.js";
 import { runNotify } from "./notify.js";
+import { runScale } from "./scale.js";
 import { runUi } from "./ui.js";
 import { runUpload } from "./upload.js";
 
@@ -29,7 +31,10 @@ const suites = {
   upload: runUpload,
   ui: runUi,
   notify: runNotify,
+  scale: runScale,
 };
+// Minutes long and a thousand connections: only when asked for by name.
+const onRequest = new Set(["scale"]);
 const wanted = process.argv.slice(2);
 for (const name of wanted) {
   if (!(name in suites)) {
@@ -37,7 +42,7 @@ for (const name of wanted) {
     process.exit(2);
   }
 }
-const selected = wanted.length > 0 ? wanted : Object.keys(suites);
+const selected = wanted.length > 0 ? wanted : Object.keys(suites).filter((name) => !onRequest.has(name));
 
 const work = mkdtempSync(path.join(tmpdir(), "turnout-bench-"));
 // A benchmark interrupted with ^C still removes its processes' files.

@@ -46,7 +46,11 @@ async function writeSegments(
     signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
   });
   aborted.catch(() => undefined);
-  const buffers = [Buffer.allocUnsafe(CONCAT_CHUNK), Buffer.allocUnsafe(CONCAT_CHUNK)];
+  // No bigger than the answer: a one-file release is a few bytes per host, and two fresh
+  // megabytes per request were most of what serving it to a thousand hosts cost (with the GC).
+  const total = segments.reduce((sum, s) => sum + s.size, 0);
+  const size = Math.max(1, Math.min(CONCAT_CHUNK, total));
+  const buffers = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
   let current = 0;
   let filled = 0;
   let inFlight: Promise<void> = Promise.resolve();

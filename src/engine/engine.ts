@@ -30,6 +30,7 @@ import type {
 } from "./api.js";
 import { changedEnvironments, lookAtApp, type ReconcileReason, reconcile } from "./auto-deploy.js";
 import { type Change, ChangeFeed } from "./change-feed.js";
+import { CoalescedRunner } from "./coalesced-runner.js";
 import { describeCommits } from "./commit-info.js";
 import { lockCommit, unlockCommit } from "./commit-lock-ops.js";
 import { resolveComponents } from "./components.js";
@@ -49,6 +50,9 @@ import { previewRollback, type RollbackPreview } from "./rollback-preview.js";
 import { recordUndeployed } from "./undeployed.js";
 import { WakeTimers } from "./wake-timers.js";
 import { type DeployLifecycleEvents, type DrainOptions, Worker } from "./worker.js";
+
+/** Drift watch and self-heal react to host reports at most this often (see CoalescedRunner). */
+const HOST_REACTION_INTERVAL_MS = 1000;
 
 export interface EngineOptions {
   /** This process's lease-holder identity (default: a new one). */
@@ -228,10 +232,22 @@ export class Engine implements EngineApi {
         this.options.reconcileMs ?? 60_000,
       );
     }
-    this.unsubscribeHosts = this.options.fleet?.onHostsChange?.(() => {
-      void this.selfHeal().catch((error) => this.report(error));
-      void this.driftWatch.check(this.fleetTargets()).catch((error) => this.report(error));
-    });
+    // Host reports come in bursts (every host of a deploy, twice or more): reactions are merged.
+    const hostReactions = new CoalescedRunner(
+      async () => {
+        await Promise.all([
+          this.selfHeal().catch((error) => this.report(error)),
+          this.driftWatch.check(this.fleetTargets()).catch((error) => this.report(error)),
+        ]);
+      },
+      HOST_REACTION_INTERVAL_MS,
+      (error) => this.report(error),
+    );
+    const unsubscribe = this.options.fleet?.onHostsChange?.(() => hostReactions.kick());
+    this.unsubscribeHosts = () => {
+      unsubscribe?.();
+      void hostReactions.stop();
+    };
     this.unsubscribeHostFeed = this.options.fleet?.onHostsChange?.(() => this.feed.emit({ type: "hosts" }));
   }
 

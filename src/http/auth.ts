@@ -1,4 +1,5 @@
 import type { FastifyRequest } from "fastify";
+import { HOST_TOKEN_PREFIX } from "../agent/protocol.js";
 import { TurnoutError } from "../domain/errors.js";
 import type { Principal } from "../domain/roles.js";
 import type { Store } from "../store/store.js";
@@ -25,8 +26,11 @@ export function authenticator(store: Store): (request: FastifyRequest) => Promis
     if (!token) {
       throw new TurnoutError("E_UNAUTHORIZED", "missing bearer token: send 'Authorization: Bearer <token>'");
     }
-    // API tokens first; then host tokens, which agents use after enrollment (agent permission only).
-    const principal = (await store.tokens.authenticate(token)) ?? (await store.hosts.authenticate(token));
+    // Host tokens (agents after enrollment, agent permission only) say so by their prefix: one
+    // lookup, not a miss in the API tokens first (every blob download of every host is one).
+    const principal = token.startsWith(HOST_TOKEN_PREFIX)
+      ? await store.hosts.authenticate(token)
+      : await store.tokens.authenticate(token);
     if (!principal) throw new TurnoutError("E_UNAUTHORIZED", "invalid or revoked token");
     // A copy: the store may hand the same (cached) principal to other requests.
     (request as WithPrincipal)[PRINCIPAL] = { ...principal, source: requestSource(request) };

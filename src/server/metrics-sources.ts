@@ -83,5 +83,11 @@ export function serverMetricSources(deps: {
       help: "Deploys this server process is running",
       collect: () => [{ value: deps.engine.runningDeploys().length }],
     },
+    {
+      // The collectors above query the store too: a scrape adds its own few statements.
+      name: "turnout_database_queries_total",
+      help: "Statements (BEGIN and COMMIT included) this server process has sent to the database since it started",
+      collect: () => [{ value: store.queries() }],
+    },
   ];
 }

@@ -369,7 +369,13 @@ export async function startServer(
     notifier.start();
     // Stopped after the engine (cleanups run last-registered first): the last deploys' events go out too.
     cleanups.splice(cleanups.indexOf(stopEngine) + 1, 0, () => notifier.stop());
-    cleanups.unshift(engine.changes(() => notifier.wake()));
+    // Host reports change nothing in the outbox (a drift event waits at most the idle tick): with a
+    // thousand agents reporting through a deploy, waking on each was two outbox queries per report.
+    cleanups.unshift(
+      engine.changes((change) => {
+        if (change.type !== "hosts") notifier.wake();
+      }),
+    );
 
     const status = config.status();
     const from =

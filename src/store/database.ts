@@ -13,7 +13,25 @@ import { withStatementCache } from "./statement-cache.js";
 export interface Database {
   db: Kysely<Schema>;
   caps: Capabilities;
+  /** Statements sent to the database by this process so far, BEGIN and COMMIT included (see countQueries). */
+  queries(): number;
   close(): Promise<void>;
+}
+
+/**
+ * Counts every statement Kysely executes, transaction BEGIN/COMMIT included
+ * (Kysely runs those through the same connection): the database round-trips
+ * of this process, served as turnout_database_queries_total. It costs one
+ * call per statement, nothing per row.
+ */
+function countQueries(): { log: () => void; queries: () => number } {
+  let count = 0;
+  return {
+    log: () => {
+      count++;
+    },
+    queries: () => count,
+  };
 }
 
 export interface DatabaseOptions {
@@ -43,14 +61,19 @@ function openSqlite(file: string | undefined): Database {
   sqlite.pragma("synchronous = FULL");
   sqlite.pragma("busy_timeout = 5000");
   sqlite.pragma("foreign_keys = ON");
-  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
-  return { db, caps: SQLITE, close: () => db.destroy() };
+  const counter = countQueries();
+  const db = new Kysely<Schema>({
+    dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
+    log: counter.log,
+  });
+  return { db, caps: SQLITE, queries: counter.queries, close: () => db.destroy() };
 }
 
 function openPostgres(url: string): Database {
   const pool = new pg.Pool({ connectionString: url, max: 10 });
-  const db = new Kysely<Schema>({ dialect: new OwnSchemaPostgresDialect({ pool }) });
-  return { db, caps: POSTGRES, close: () => db.destroy() };
+  const counter = countQueries();
+  const db = new Kysely<Schema>({ dialect: new OwnSchemaPostgresDialect({ pool }), log: counter.log });
+  return { db, caps: POSTGRES, queries: counter.queries, close: () => db.destroy() };
 }
 
 async function migrate({ db, caps }: Database): Promise<void> {

@@ -24,6 +24,15 @@ export interface HostRecord extends HostWithApps {
  * themselves here when they say hello; host tokens, like API tokens, are
  * stored only as a sha256.
  */
+interface PendingInventoryChange {
+  hostId: number;
+  changed: HostAppInventory[];
+  removed: string[];
+  seen: { owner: string; at: string } | undefined;
+  resolve(): void;
+  reject(error: Error): void;
+}
+
 export class HostStore {
   constructor(
     private readonly db: Kysely<Schema>,
@@ -329,6 +338,82 @@ export class HostStore {
    * deploy): replaces its inventory and sets `last_seen_at`, which for SSH
    * hosts says the inventory is a reading, not nothing known.
    */
+  /**
+   * What changed in a connected agent's inventory since the agent hub last
+   * saved it: apps whose record changed are upserted, apps gone are removed,
+   * and `seen` (when given) refreshes the host's last-seen. Changes asked for
+   * in the same turn of the event loop, for any hosts, are written in one
+   * transaction (group commit, as FleetStore.updateDeployHost): a thousand
+   * hosts reporting after a switch were a thousand transactions of three
+   * statements each, a flush apiece on SQLite. Each promise settles once its
+   * change is durable; a failed transaction fails every change of its turn.
+   */
+  saveInventoryChanges(
+    hostId: number,
+    changes: { changed: HostAppInventory[]; removed: string[] },
+    seen?: { owner: string; at: string },
+  ): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.inventoryChanges.push({ hostId, ...changes, seen, resolve, reject });
+      if (this.inventoryChanges.length === 1) setImmediate(() => void this.writeInventoryChanges());
+    });
+  }
+
+  private readonly inventoryChanges: PendingInventoryChange[] = [];
+
+  private async writeInventoryChanges(): Promise<void> {
+    const batch = this.inventoryChanges.splice(0);
+    const now = nowIso();
+    try {
+      await this.db.transaction().execute(async (trx) => {
+        // In the order asked: two changes of one host in a batch end on the later.
+        for (const change of batch) {
+          if (change.seen) {
+            await trx
+              .updateTable("hosts")
+              .set({ last_seen_at: change.seen.at, connected: 1 })
+              .where("id", "=", change.hostId)
+              .where("connected_to", "=", change.seen.owner)
+              .execute();
+          }
+          if (change.removed.length > 0) {
+            await trx
+              .deleteFrom("host_apps")
+              .where("host_id", "=", change.hostId)
+              .where("app", "in", change.removed)
+              .execute();
+          }
+          if (change.changed.length === 0) continue;
+          await trx
+            .insertInto("host_apps")
+            .values(
+              change.changed.map((item) => ({
+                host_id: change.hostId,
+                app: item.app,
+                current_release: item.current,
+                slots: toJson(item.slots),
+                releases: toJson(item.releases),
+                updated_at: now,
+              })),
+            )
+            .onConflict((oc) =>
+              oc.columns(["host_id", "app"]).doUpdateSet((eb) => ({
+                current_release: eb.ref("excluded.current_release"),
+                slots: eb.ref("excluded.slots"),
+                releases: eb.ref("excluded.releases"),
+                updated_at: eb.ref("excluded.updated_at"),
+              })),
+            )
+            .execute();
+        }
+      });
+    } catch (error) {
+      for (const change of batch) change.reject(error as Error);
+      return;
+    }
+    for (const change of batch) change.resolve();
+  }
+
   async saveSshInventory(
     hostId: number,
     inventory: HostAppInventory[],

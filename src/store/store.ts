@@ -110,6 +110,11 @@ export class Store {
     return new Store(await openDatabase(options), options);
   }
 
+  /** Statements this process has sent to the database (turnout_database_queries_total). */
+  queries(): number {
+    return this.database.queries();
+  }
+
   close(): Promise<void> {
     return this.database.close();
   }

@@ -90,6 +90,10 @@ describe("metrics", () => {
     expect(sample(text, "turnout_locks")).toBe(1);
     expect(sample(text, "turnout_environment_locked", { app: "shop", env: "staging" })).toBe(1);
     expect(sample(text, "turnout_agents_connected")).toBe(0);
+    // Every statement counts: the deploys above alone took dozens.
+    const queries = sample(text, "turnout_database_queries_total")!;
+    expect(queries).toBeGreaterThan(20);
+    expect(sample(await scrape(), "turnout_database_queries_total")).toBeGreaterThan(queries);
     // Requests by route pattern, never by path (no unbounded label values).
     expect(
       sample(text, "turnout_http_request_duration_seconds_count", {

@@ -40,6 +40,11 @@ export class AgentConnection {
   lastMessageAt = Date.now();
   /** When last_seen_at was last written to the store. */
   lastPersistedAt = 0;
+  /**
+   * Each app's inventory record as last written to the store (JSON), so a
+   * report writes only what changed; undefined when unknown (a write failed).
+   */
+  savedInventory: Map<string, string> | undefined = new Map<string, string>();
 
   /** What the host last reported holding (hello, then heartbeats that changed it). */
   inventory: HostAppInventory[] = [];

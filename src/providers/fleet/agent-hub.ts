@@ -227,6 +227,7 @@ export class AgentHub {
     accepted.inventory = hello.inventory;
     accepted.manifests = hello.manifests ?? [];
     accepted.lastPersistedAt = Date.now();
+    accepted.savedInventory = inventoryRecords(hello.inventory);
     const previous = this.connections.get(name);
     this.connections.set(name, accepted);
     if (previous) {
@@ -270,15 +271,39 @@ export class AgentHub {
     }
   }
 
+  /**
+   * A report of what the host holds: only the apps whose record changed are
+   * written (with last seen, when that is due anyway), in a group commit with
+   * other hosts' reports (HostStore.saveInventoryChanges).
+   */
   private inventory(connection: AgentConnection, inventory: HostAppInventory[]): void {
-    connection.lastPersistedAt = Date.now();
-    const seen = new Date(connection.lastMessageAt).toISOString();
-    this.serial(connection.name, async () => {
-      await this.store.hosts.saveInventory(connection.hostId, inventory, { owner: this.owner, at: seen });
-    }).then(
+    const records = inventoryRecords(inventory);
+    const saved = connection.savedInventory;
+    const changed = saved ? inventory.filter((item) => saved.get(item.app) !== records.get(item.app)) : [];
+    const removed = saved ? [...saved.keys()].filter((app) => !records.has(app)) : [];
+    const seenDue = Date.now() - connection.lastPersistedAt >= this.timing.persistSeenMs;
+    if (saved && changed.length === 0 && removed.length === 0) {
+      if (seenDue) this.persistSeen(connection);
+      return;
+    }
+    const at = new Date(connection.lastMessageAt).toISOString();
+    if (seenDue || !saved) connection.lastPersistedAt = Date.now();
+    connection.savedInventory = records;
+    this.serial(connection.name, () =>
+      saved
+        ? this.store.hosts.saveInventoryChanges(
+            connection.hostId,
+            { changed, removed },
+            seenDue ? { owner: this.owner, at } : undefined,
+          )
+        : // What the store holds is not known: every app is written again.
+          this.store.hosts.saveInventory(connection.hostId, inventory, { owner: this.owner, at }),
+    ).then(
       () => this.emit({ type: "inventory", host: connection.name }),
-      (error: Error) =>
-        this.report(`agents: saving the inventory of ${connection.name} failed: ${error.message}`),
+      (error: Error) => {
+        connection.savedInventory = undefined;
+        this.report(`agents: saving the inventory of ${connection.name} failed: ${error.message}`);
+      },
     );
   }
 
@@ -474,4 +499,9 @@ export function negotiateProtocol(newest: number, oldest: number | undefined): n
     );
   }
   return speak;
+}
+
+/** Each app's inventory record as JSON: what tells a changed app from an unchanged one. */
+function inventoryRecords(inventory: HostAppInventory[]): Map<string, string> {
+  return new Map(inventory.map((item) => [item.app, JSON.stringify(item)]));
 }

@@ -1,0 +1,401 @@
+// Control plane at scale (docs/benchmarks.md, "Control plane at scale"): a
+// one-file app deployed in batches to N simulated hosts (bench/agent-sim.js:
+// real agent connections over in-memory hosts), N = 100, 300, 1,000, by one
+// server on SQLite, one server on PostgreSQL and three servers sharing one
+// PostgreSQL (the hosts spread over them in turn, as a load balancer would).
+// Per deploy: wall time, server CPU per host (every server's utime+stime from
+// /proc), database statements per host (turnout_database_queries_total),
+// and server memory per connected agent (RSS after the agents connected
+// minus before, over N). Run through bench/run.js (`node bench/run.js scale`).
+//
+//   TURNOUT_BENCH_SCALE=100,300         fleet sizes (default 100,300,1000)
+//   TURNOUT_BENCH_SCALE_SETUPS=sqlite,pg,pg3   which setups (default all three)
+//   TURNOUT_BENCH_SCALE_STAGE_DELAY=50  ms each simulated host takes to stage
+//   TURNOUT_BENCH_SCALE_REPEAT=1        one-file deploys per size (median reported)
+//   TURNOUT_BENCH_PG_URL                PostgreSQL (default postgres://postgres@127.0.0.1:5432/test)
+import { execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import pg from "pg";
+import { BIN, freePort, median, nodeArgs, ROOT, sleep, track } from "./lib.js";
+
+const SIZES = (process.env.TURNOUT_BENCH_SCALE ?? "100,300,1000").split(",").map(Number);
+const SETUPS = (process.env.TURNOUT_BENCH_SCALE_SETUPS ?? "sqlite,pg,pg3").split(",");
+const STAGE_DELAY_MS = Number(process.env.TURNOUT_BENCH_SCALE_STAGE_DELAY ?? 50);
+const REPEAT = Number(process.env.TURNOUT_BENCH_SCALE_REPEAT ?? 1);
+const PG_URL = process.env.TURNOUT_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+const DEPLOYS = "/api/v1/apps/bench/environments/production/deploys";
+const KNOWN_SETUPS = {
+  sqlite: { servers: 1, pg: false },
+  pg: { servers: 1, pg: true },
+  pg3: { servers: 3, pg: true },
+};
+
+const gitEnv = {
+  ...process.env,
+  GIT_AUTHOR_NAME: "b",
+  GIT_AUTHOR_EMAIL: "b@b",
+  GIT_COMMITTER_NAME: "b",
+  GIT_COMMITTER_EMAIL: "b@b",
+};
+const git = (cwd, ...args) => execFileSync("git", args, { cwd, env: gitEnv, encoding: "utf8" }).trim();
+
+const manifest = (repo) => `repo: ${JSON.stringify(repo)}
+environments:
+  production:
+    deploy:
+      provider: fleet
+      hosts: { labels: { role: sim } }
+      build_script: |
+        mkdir -p dist
+        cp VERSION dist/VERSION
+      artifact: dist
+      restart: [systemctl, restart, bench]
+      health: { command: [check-health], retries: 0, interval: 100ms }
+      strategy: { canary: 1, batch: 10% }
+      timeout: 20m
+`;
+
+/** utime+stime of a process, in ms (children: what it waited for, e.g. git and the build script). */
+function processCpu(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(")").pop().trim().split(/\s+/).map(Number);
+  return {
+    own: ((fields[11] + fields[12]) * 1000) / CLK_TCK,
+    children: ((fields[13] + fields[14]) * 1000) / CLK_TCK,
+  };
+}
+
+function rssKb(pid) {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]);
+}
+
+/** One `turnout server`; servers after the first share its database and use its admin token. */
+async function startServer(dir, manifestText, env, token) {
+  const configDir = path.join(dir, "turnout.d");
+  const dataDir = path.join(dir, "data");
+  mkdirSync(configDir, { recursive: true });
+  writeFileSync(path.join(configDir, "bench.yaml"), manifestText);
+  const port = await freePort();
+  const child = track(
+    spawn(
+      process.execPath,
+      [
+        ...nodeArgs("TURNOUT_BENCH_SERVER_NODE_ARGS"),
+        BIN,
+        "server",
+        "--port",
+        String(port),
+        "--data-dir",
+        dataDir,
+        "--config-dir",
+        configDir,
+      ],
+      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TURNOUT_DATABASE_URL: "", ...env } },
+    ),
+  );
+  let output = "";
+  child.stdout.on("data", (d) => (output += d));
+  child.stderr.on("data", (d) => (output += d));
+  const url = `http://127.0.0.1:${port}`;
+  for (;;) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) break;
+    } catch {
+      // not up yet
+    }
+    if (child.exitCode !== null) throw new Error(`server exited: ${output}`);
+    await sleep(20);
+  }
+  return {
+    url,
+    child,
+    token: token ?? readFileSync(path.join(dataDir, "admin-token"), "utf8").trim(),
+    output: () => output,
+    stop: () => stopChild(child),
+  };
+}
+
+function stopChild(child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const hard = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    child.once("exit", () => {
+      clearTimeout(hard);
+      resolve();
+    });
+    child.kill("SIGTERM");
+  });
+}
+
+async function api(server, method, urlPath, body) {
+  const res = await fetch(server.url + urlPath, {
+    method,
+    headers: { authorization: `Bearer ${server.token}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = await res.json();
+  if (!res.ok) throw new Error(`${method} ${urlPath}: HTTP ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+/** turnout_database_queries_total and the V8 heap in use, from one scrape. */
+async function scrape(server) {
+  const res = await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${server.token}` } });
+  const text = await res.text();
+  const value = (name) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? Number.NaN);
+  return { queries: value("turnout_database_queries_total"), heap: value("nodejs_heap_size_used_bytes") };
+}
+
+const sum = (values) => values.reduce((a, b) => a + b, 0);
+const queriesOf = async (servers) =>
+  sum(await Promise.all(servers.map(async (s) => (await scrape(s)).queries)));
+const cpuOf = (servers) => sum(servers.map((s) => processCpu(s.child.pid).own));
+const childCpuOf = (servers) => sum(servers.map((s) => processCpu(s.child.pid).children));
+
+/** Starts bench/agent-sim.js with n hosts spread over the servers; resolves once all are connected. */
+async function startSimulator(servers, token, n) {
+  const child = track(
+    spawn(
+      process.execPath,
+      [
+        ...nodeArgs("TURNOUT_BENCH_SIM_NODE_ARGS"),
+        path.join(ROOT, "bench", "agent-sim.js"),
+        ...servers.flatMap((s) => ["--server", s.url]),
+        "--hosts",
+        String(n),
+        "--label",
+        "role=sim",
+        "--stage-delay",
+        String(STAGE_DELAY_MS),
+      ],
+      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TURNOUT_TOKEN: token } },
+    ),
+  );
+  let output = "";
+  child.stdout.setEncoding("utf8").on("data", (d) => (output += d));
+  child.stderr.setEncoding("utf8").on("data", (d) => (output += d));
+  const deadline = Date.now() + 300_000;
+  while (!output.includes(`agent-sim: all ${n} connected`)) {
+    if (child.exitCode !== null) throw new Error(`agent-sim exited: ${output.slice(-4000)}`);
+    if (Date.now() > deadline) throw new Error(`agent-sim: not all connected: ${output.slice(-2000)}`);
+    await sleep(100);
+  }
+  return { child, output: () => output, stop: () => stopChild(child) };
+}
+
+async function waitListedConnected(server, n) {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const { hosts } = await api(server, "GET", "/api/v1/hosts");
+    const connected = hosts.filter((h) => h.kind === "agent" && h.connected).length;
+    if (connected >= n) return;
+    if (Date.now() > deadline) throw new Error(`the server lists ${connected} of ${n} hosts connected`);
+    await sleep(500);
+  }
+}
+
+/** One deploy of `ref`, measured from the POST to its end as seen by polling server 0 twice a second. */
+async function deployAndMeasure(servers, sim, ref, n) {
+  const cpuBefore = cpuOf(servers);
+  const childBefore = childCpuOf(servers);
+  const simBefore = processCpu(sim.child.pid).own;
+  const queriesBefore = await queriesOf(servers);
+  const started = performance.now();
+  const markedAt = process.hrtime.bigint();
+  const { deploy } = await api(servers[0], "POST", DEPLOYS, { ref });
+  let final;
+  for (;;) {
+    await sleep(500);
+    final = (await api(servers[0], "GET", `/api/v1/deploys/${deploy.id}`)).deploy;
+    if (["succeeded", "failed", "cancelled"].includes(final.status)) break;
+  }
+  const wallMs = performance.now() - started;
+  // The monotonic clock of --cpu-prof profiles (µs): bench/profile-window.js sums a profile over this window.
+  if (process.env.TURNOUT_BENCH_SCALE_MARKS) {
+    console.log(
+      `scale: deploy ${deploy.id} window ${markedAt / 1000n}-${process.hrtime.bigint() / 1000n} µs`,
+    );
+  }
+  const cpuMs = cpuOf(servers) - cpuBefore;
+  const queries = (await queriesOf(servers)) - queriesBefore;
+  const childMs = childCpuOf(servers) - childBefore;
+  const simMs = processCpu(sim.child.pid).own - simBefore;
+  if (final.status !== "succeeded") {
+    const log = await fetch(`${servers[0].url}/api/v1/deploys/${deploy.id}/log`, {
+      headers: { authorization: `Bearer ${servers[0].token}` },
+    }).then((r) => r.text());
+    throw new Error(`deploy ${deploy.id} ${final.status}: ${final.errorMessage ?? ""}\n${log.slice(-3000)}`);
+  }
+  const { hosts } = await api(servers[0], "GET", `/api/v1/deploys/${deploy.id}/hosts`);
+  const healthy = hosts.filter((h) => h.step === "healthy" && h.switched).length;
+  if (healthy !== n) throw new Error(`deploy ${deploy.id}: ${healthy} of ${n} hosts healthy`);
+  return {
+    wallMs,
+    cpuMs,
+    cpuPerHostMs: cpuMs / n,
+    childMs,
+    queries,
+    queriesPerHost: queries / n,
+    simPerHostMs: simMs / n,
+    bytesPerHost: sum(hosts.map((h) => h.bytesFetched)) / n,
+  };
+}
+
+/** Retries while the server is still loading its manifests (503). */
+async function whenLoaded(request) {
+  for (let tries = 0; ; tries++) {
+    try {
+      return await request();
+    } catch (error) {
+      if (!/HTTP 503/.test(error.message) || tries > 600) throw error;
+      await sleep(100);
+    }
+  }
+}
+
+async function createSchema() {
+  const schema = `bench_scale_${randomBytes(5).toString("hex")}`;
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  await client.query(`create schema ${schema}`);
+  await client.end();
+  const url = `${PG_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+  return {
+    url,
+    drop: async () => {
+      const c = new pg.Client({ connectionString: PG_URL });
+      await c.connect();
+      await c.query(`drop schema if exists ${schema} cascade`);
+      await c.end();
+    },
+  };
+}
+
+async function runOne(work, setupName, n) {
+  const setup = KNOWN_SETUPS[setupName];
+  const dir = path.join(work, `${setupName}-n${n}`);
+  const repo = path.join(dir, "app");
+  mkdirSync(repo, { recursive: true });
+  git(repo, "init", "-q", "--initial-branch=main");
+  writeFileSync(path.join(repo, "VERSION"), "1\n");
+  git(repo, "add", "-A");
+  git(repo, "commit", "-qm", "one file");
+  const database = setup.pg ? await createSchema() : undefined;
+  const env = database ? { TURNOUT_DATABASE_URL: database.url } : {};
+  const servers = [];
+  let sim;
+  try {
+    for (let i = 0; i < setup.servers; i++) {
+      servers.push(await startServer(path.join(dir, `server-${i}`), manifest(repo), env, servers[0]?.token));
+    }
+    // Each server's mirror cloned now (a running server has it from its poller), whichever claims the deploy.
+    for (const server of servers)
+      await whenLoaded(() => api(server, "GET", "/api/v1/apps/bench/environments/production/pending"));
+    await sleep(2000);
+    const rssBefore = servers.map((s) => rssKb(s.child.pid));
+    const heapBefore = sum(await Promise.all(servers.map(async (s) => (await scrape(s)).heap)));
+    const { token } = await api(servers[0], "POST", "/api/v1/tokens", {
+      name: "sim",
+      role: "agent",
+      apps: ["bench"],
+      labels: ["role=sim"],
+    });
+    const connectStarted = performance.now();
+    sim = await startSimulator(servers, token, n);
+    const connectMs = performance.now() - connectStarted;
+    await waitListedConnected(servers[0], n);
+    // The connections' first heartbeats and inventory writes are over; then the idle cost.
+    await sleep(5000);
+    const rssAfter = servers.map((s) => rssKb(s.child.pid));
+    const heapAfter = sum(await Promise.all(servers.map(async (s) => (await scrape(s)).heap)));
+    const idleStart = await queriesOf(servers);
+    const idleCpu = cpuOf(servers);
+    const idleStarted = performance.now();
+    await sleep(15_000);
+    const idleSeconds = (performance.now() - idleStarted) / 1000;
+    const idle = {
+      queriesPerHostMinute: (((await queriesOf(servers)) - idleStart) / n / idleSeconds) * 60,
+      cpuPercent: ((cpuOf(servers) - idleCpu) / (idleSeconds * 1000)) * 100,
+    };
+    const memory = {
+      rssKbPerAgent: sum(rssAfter.map((v, i) => v - rssBefore[i])) / n,
+      heapKbPerAgent: (heapAfter - heapBefore) / 1024 / n,
+    };
+
+    const first = await deployAndMeasure(servers, sim, git(repo, "rev-parse", "HEAD"), n);
+    const changes = [];
+    for (let r = 0; r < REPEAT; r++) {
+      writeFileSync(path.join(repo, "VERSION"), `${r + 2}\n`);
+      git(repo, "commit", "-qam", `change ${r + 2}`);
+      changes.push(await deployAndMeasure(servers, sim, git(repo, "rev-parse", "HEAD"), n));
+    }
+    const pick = (key) => median(changes.map((c) => c[key]));
+    const oneFile = Object.fromEntries(Object.keys(changes[0]).map((k) => [k, pick(k)]));
+    return { setup: setupName, servers: setup.servers, n, connectMs, memory, idle, first, oneFile };
+  } catch (error) {
+    for (const s of servers)
+      console.error(`--- server output (last 3000 characters)\n${s.output().slice(-3000)}`);
+    if (sim) console.error(`--- agent-sim output\n${sim.output().slice(-3000)}`);
+    throw error;
+  } finally {
+    await sim?.stop();
+    for (const s of servers) await s.stop();
+    await database?.drop().catch(() => undefined);
+  }
+}
+
+const f1 = (v) => v.toFixed(1);
+
+function printRow(r) {
+  const tag = `scale ${r.setup.padEnd(6)} N=${String(r.n).padEnd(4)}`;
+  console.log(
+    `${tag} one-file deploy ${f1(r.oneFile.wallMs / 1000)} s; server CPU ${f1(r.oneFile.cpuPerHostMs)} ms/host (budget < 5, flat); ` +
+      `${f1(r.oneFile.queriesPerHost)} statements/host; memory ${f1(r.memory.rssKbPerAgent)} KB RSS/agent (budget < 200, flat), heap ${f1(r.memory.heapKbPerAgent)} KB/agent`,
+  );
+  console.log(
+    `${tag} first release ${f1(r.first.wallMs / 1000)} s, ${f1(r.first.cpuPerHostMs)} ms/host, ${f1(r.first.queriesPerHost)} statements/host; ` +
+      `git+build children ${r.oneFile.childMs.toFixed(0)} ms; simulator CPU ${f1(r.oneFile.simPerHostMs)} ms/host; ` +
+      `${r.n} agents connected in ${f1(r.connectMs / 1000)} s; idle: ${f1(r.idle.queriesPerHostMinute)} statements/host/min, servers ${f1(r.idle.cpuPercent)}% of a core`,
+  );
+}
+
+export async function runScale(work) {
+  for (const setup of SETUPS) {
+    if (!(setup in KNOWN_SETUPS))
+      throw new Error(`unknown setup ${setup}; known: ${Object.keys(KNOWN_SETUPS).join(", ")}`);
+  }
+  console.log(
+    `scale: setups ${SETUPS.join(", ")}; N = ${SIZES.join(", ")}; simulated staging ${STAGE_DELAY_MS} ms per host; ${REPEAT} one-file deploy(s) per size`,
+  );
+  const rows = [];
+  for (const setup of SETUPS) {
+    for (const n of SIZES) {
+      const row = await runOne(work, setup, n);
+      rows.push(row);
+      printRow(row);
+    }
+  }
+  console.log("");
+  console.log(
+    " setup  |    N | servers | one-file s | CPU ms/host | statements/host | RSS KB/agent | heap KB/agent | first release s (CPU ms/host)",
+  );
+  for (const r of rows) {
+    console.log(
+      [
+        ` ${r.setup.padEnd(6)}`,
+        String(r.n).padStart(4),
+        String(r.servers).padStart(7),
+        f1(r.oneFile.wallMs / 1000).padStart(10),
+        f1(r.oneFile.cpuPerHostMs).padStart(11),
+        f1(r.oneFile.queriesPerHost).padStart(15),
+        f1(r.memory.rssKbPerAgent).padStart(12),
+        f1(r.memory.heapKbPerAgent).padStart(13),
+        ` ${f1(r.first.wallMs / 1000)} (${f1(r.first.cpuPerHostMs)})`,
+      ].join(" |"),
+    );
+  }
+  return rows;
+}

@@ -1,0 +1,68 @@
+import { beforeEach, describe, expect, it } from "vitest";
+import type { Store } from "../../src/store/store.js";
+import { BACKENDS, useTestStore } from "../helpers/databases.js";
+
+const enroll = (store: Store, name: string) =>
+  store.hosts.enrollAgent({ name, labels: {}, owner: "s1", tokenHash: null, grant: null });
+
+describe.each(BACKENDS)("agent inventory changes on %s", (backend) => {
+  const current = useTestStore(backend);
+  let store: Store;
+  beforeEach(() => {
+    store = current();
+  });
+
+  it("upserts changed apps and removes gone ones, for many hosts in one turn, each settled once written", async () => {
+    const a = await enroll(store, "web-1");
+    const b = await enroll(store, "web-2");
+    await store.hosts.saveInventory(a.id, [
+      { app: "shop", releases: ["r1"], current: "r1", slots: {} },
+      { app: "blog", releases: ["b1"], current: "b1", slots: {} },
+    ]);
+    const before = store.queries();
+    await Promise.all([
+      store.hosts.saveInventoryChanges(a.id, {
+        changed: [{ app: "shop", releases: ["r1", "r2"], current: "r2", slots: { next: "r2" } }],
+        removed: ["blog"],
+      }),
+      store.hosts.saveInventoryChanges(
+        b.id,
+        { changed: [{ app: "shop", releases: ["r2"], current: "r2", slots: {} }], removed: [] },
+        { owner: "s1", at: "2026-12-07T04:00:00.000Z" },
+      ),
+    ]);
+    // One transaction for both hosts: BEGIN, upsert, delete, update, upsert, COMMIT.
+    expect(store.queries() - before).toBe(6);
+    const web1 = await store.hosts.get("web-1");
+    expect(web1?.apps).toEqual([
+      { app: "shop", releases: ["r1", "r2"], current: "r2", slots: { next: "r2" } },
+    ]);
+    const web2 = await store.hosts.get("web-2");
+    expect(web2?.apps).toEqual([{ app: "shop", releases: ["r2"], current: "r2", slots: {} }]);
+    expect(web2?.lastSeenAt).toBe("2026-12-07T04:00:00.000Z");
+    // Last seen only for the host still held by that server.
+    await store.hosts.saveInventoryChanges(
+      a.id,
+      { changed: [], removed: [] },
+      { owner: "s2", at: "2026-12-07T05:00:00.000Z" },
+    );
+    expect((await store.hosts.get("web-1"))?.lastSeenAt).not.toBe("2026-12-07T05:00:00.000Z");
+  });
+
+  it("fails every change of a turn when its transaction fails", async () => {
+    const a = await enroll(store, "web-1");
+    const results = await Promise.allSettled([
+      store.hosts.saveInventoryChanges(a.id, {
+        changed: [{ app: "shop", releases: ["r1"], current: "r1", slots: {} }],
+        removed: [],
+      }),
+      // A record the table refuses (no app): the transaction fails, for both hosts.
+      store.hosts.saveInventoryChanges(a.id, {
+        changed: [{ app: null as unknown as string, releases: [], current: null, slots: {} }],
+        removed: [],
+      }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
+    expect((await store.hosts.get("web-1"))?.apps).toEqual([]);
+  });
+});
