@@ -266,7 +266,7 @@ try {
   daemon = await startGitDaemon(work, app);
   const maxN = Math.max(...opts.hosts);
   const keys = makeKeys(work, maxN);
-  hosts = await startHosts(work, maxN, keys);
+  hosts = await startHosts(work, maxN, keys, daemon.port);
   console.log(`hosts: ${maxN} sshd in their own mount namespaces, git daemon at ${daemon.url}`);
   const tools = Object.fromEntries(
     opts.tools.map((name) => [name, name.startsWith("turnout-") ? turnoutTool(name.slice(8)) : PEERS[name]]),

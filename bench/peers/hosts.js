@@ -19,17 +19,30 @@ import { sleep, track } from "../lib.js";
 
 export const MOUNT = "/srv/peers";
 export const SSH_PORT = 2222;
+/**
+ * The git daemon as the hosts see it. Tools that clone on the host (Ansible,
+ * Capistrano) are given this URL: each host's namespace has its own
+ * /etc/hosts naming its own address for `peers-git`, where a counting proxy
+ * forwards to the daemon, so a host's git traffic is counted as its own.
+ */
+export const GIT_NAME = "peers-git";
+export const GIT_PORT = 9418;
 export const hostAddress = (i) => `127.0.1.${i + 1}`;
 const sshdAddress = (i) => `127.0.2.${i + 1}`;
 
-/** Client and host keys (ECDSA: the one type Capistrano's net-ssh speaks without extra gems), ssh_config, and an `ssh` wrapper that uses it. */
+/**
+ * Client and host keys, ssh_config, and an `ssh` wrapper that uses it. RSA:
+ * Debian 12's net-ssh 7.0 (Capistrano) needs extra gems for Ed25519 and
+ * cannot sign with ECDSA keys, nor read OpenSSH-format RSA keys, under
+ * OpenSSL 3: the client key is RSA in PEM format.
+ */
 export function makeKeys(work, maxHosts) {
   const dir = path.join(work, "ssh");
   mkdirSync(dir, { recursive: true });
   const key = path.join(dir, "client");
-  const hostKey = path.join(dir, "host_ecdsa");
-  execFileSync("ssh-keygen", ["-q", "-t", "ecdsa", "-b", "256", "-N", "", "-C", "bench", "-f", key]);
-  execFileSync("ssh-keygen", ["-q", "-t", "ecdsa", "-b", "256", "-N", "", "-C", "host", "-f", hostKey]);
+  const hostKey = path.join(dir, "host_rsa");
+  execFileSync("ssh-keygen", ["-q", "-t", "rsa", "-b", "3072", "-m", "PEM", "-N", "", "-C", "bench", "-f", key]);
+  execFileSync("ssh-keygen", ["-q", "-t", "rsa", "-b", "3072", "-N", "", "-C", "host", "-f", hostKey]);
   const authorizedKeys = path.join(dir, "authorized_keys");
   writeFileSync(authorizedKeys, readFileSync(`${key}.pub`));
   const hostPub = readFileSync(`${hostKey}.pub`, "utf8").trim().split(" ").slice(0, 2).join(" ");
@@ -150,8 +163,8 @@ async function waitPort(host, port, child, output) {
   }
 }
 
-/** Starts n hosts (sshd + proxy each). Host i's files are under `<work>/hosts/h<i>/srv` (seen as /srv/peers). */
-export async function startHosts(work, n, keys) {
+/** Starts n hosts (sshd + proxies each). Host i's files are under `<work>/hosts/h<i>/srv` (seen as /srv/peers). */
+export async function startHosts(work, n, keys, gitDaemonPort) {
   mkdirSync(MOUNT, { recursive: true });
   mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
   const hosts = [];
@@ -163,6 +176,8 @@ export async function startHosts(work, n, keys) {
     mkdirSync(home, { recursive: true, mode: 0o700 });
     const conf = path.join(dir, "sshd_config");
     sshdConfig(i, keys, conf);
+    const etcHosts = path.join(dir, "etc-hosts");
+    writeFileSync(etcHosts, `127.0.0.1 localhost\n${hostAddress(i)} ${GIT_NAME}\n`);
     const child = track(
       spawn(
         "unshare",
@@ -173,11 +188,12 @@ export async function startHosts(work, n, keys) {
           "--",
           "sh",
           "-c",
-          'mount --bind "$1" "$2" && mount --bind "$3" /root && exec /usr/sbin/sshd -D -e -f "$4"',
+          'mount --bind "$1" "$2" && mount --bind "$3" /root && mount --bind "$4" /etc/hosts && exec /usr/sbin/sshd -D -e -f "$5"',
           "sh",
           srv,
           MOUNT,
           home,
+          etcHosts,
           conf,
         ],
         { stdio: ["ignore", "ignore", "pipe"], env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } },
@@ -187,7 +203,8 @@ export async function startHosts(work, n, keys) {
     child.stderr.on("data", (d) => (output += d));
     await waitPort(sshdAddress(i), SSH_PORT, child, () => output);
     const proxy = await startProxy(hostAddress(i), SSH_PORT, sshdAddress(i), SSH_PORT);
-    hosts.push({ index: i, name: `h${i + 1}`, address: hostAddress(i), srv, child, proxy, output: () => output });
+    const gitProxy = await startProxy(hostAddress(i), GIT_PORT, "127.0.0.1", gitDaemonPort);
+    hosts.push({ index: i, name: `h${i + 1}`, address: hostAddress(i), srv, child, proxy, gitProxy, output: () => output });
   }
   return hosts;
 }
@@ -195,6 +212,7 @@ export async function startHosts(work, n, keys) {
 export async function stopHosts(hosts) {
   for (const h of hosts) {
     await h.proxy.close();
+    await h.gitProxy.close();
     h.child.kill("SIGTERM");
   }
 }
@@ -229,4 +247,5 @@ export function readCurrent(keys, host, dir) {
   ]).then((s) => s.trim());
 }
 
-export const wireBytes = (hosts) => hosts.reduce((sum, h) => sum + h.proxy.up + h.proxy.down, 0);
+export const wireBytes = (hosts) =>
+  hosts.reduce((sum, h) => sum + h.proxy.up + h.proxy.down + h.gitProxy.up + h.gitProxy.down, 0);

@@ -11,7 +11,10 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
-import { MOUNT, run, SSH_PORT } from "./hosts.js";
+import { GIT_NAME, GIT_PORT, MOUNT, run, SSH_PORT } from "./hosts.js";
+
+/** The repository's URL on the hosts themselves (see GIT_NAME). */
+const hostGitUrl = `git://${GIT_NAME}:${GIT_PORT}/app.git`;
 
 /** Where `--install` puts shipit-cli and shipit-deploy: the bench's own, never the project's dependencies. */
 export const SHIPIT_DIR =
@@ -103,7 +106,7 @@ const ansible = {
       `[all]\n${ctx.hosts.map((h) => `${h.name} ansible_host=${h.address} ansible_port=${SSH_PORT} ansible_user=root\n`).join("")}`,
     );
     const extra = JSON.stringify({
-      repo: ctx.gitUrl,
+      repo: hostGitUrl,
       root: `${MOUNT}/${dir}`,
       sha: ctx.app.refs[release],
       ref: release,
@@ -164,7 +167,7 @@ set :ssh_options, {
       cwd: this.dir,
       env: plainEnv({
         HOME: path.join(this.dir, "home"),
-        PEERS_REPO: ctx.gitUrl,
+        PEERS_REPO: hostGitUrl,
         PEERS_REF: release,
         PEERS_ROOT: `${MOUNT}/${dir}`,
         PEERS_KEY: ctx.keys.key,
