@@ -41,7 +41,8 @@ function parseArgs(argv) {
     else if (a === "--out") opts.out = value();
     else usage(`unknown argument ${JSON.stringify(a)}`);
   }
-  if (opts.hosts.some((n) => !Number.isInteger(n) || n < 1 || n > 200)) usage("--hosts: whole numbers from 1 to 200");
+  if (opts.hosts.some((n) => !Number.isInteger(n) || n < 1 || n > 200))
+    usage("--hosts: whole numbers from 1 to 200");
   if (!Number.isInteger(opts.reps) || opts.reps < 1) usage("--reps: a whole number from 1");
   const unknown = opts.tools.filter((t) => !ALL_TOOLS.includes(t));
   if (unknown.length) usage(`unknown tool(s) ${unknown.join(", ")}; known: ${ALL_TOOLS.join(", ")}`);
@@ -55,15 +56,22 @@ usage: node bench/peers.js [--hosts 5,20] [--reps 3] [--tools ${ALL_TOOLS.join("
   process.exit(2);
 }
 
-const onPath = (cmd) => spawnSync("sh", ["-c", 'command -v "$1"', "sh", cmd], { stdio: "ignore" }).status === 0;
-const shipitInstalled = () => existsSync(path.join(SHIPIT_DIR, "node_modules", "shipit-deploy", "package.json"));
+const onPath = (cmd) =>
+  spawnSync("sh", ["-c", 'command -v "$1"', "sh", cmd], { stdio: "ignore" }).status === 0;
+const shipitInstalled = () =>
+  existsSync(path.join(SHIPIT_DIR, "node_modules", "shipit-deploy", "package.json"));
 
 function install() {
-  const apt = (args) => execFileSync("apt-get", args, { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+  const apt = (args) =>
+    execFileSync("apt-get", args, {
+      stdio: "inherit",
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+    });
   apt(["update"]);
   apt(["install", "-y", "ansible", "capistrano", "rsync", "openssh-server", "openssh-client", "git"]);
   mkdirSync(SHIPIT_DIR, { recursive: true });
-  if (!existsSync(path.join(SHIPIT_DIR, "package.json"))) writeFileSync(path.join(SHIPIT_DIR, "package.json"), '{"private":true}\n');
+  if (!existsSync(path.join(SHIPIT_DIR, "package.json")))
+    writeFileSync(path.join(SHIPIT_DIR, "package.json"), '{"private":true}\n');
   execFileSync("npm", ["install", "--no-audit", "--no-fund", "shipit-cli@5", "shipit-deploy@5"], {
     cwd: SHIPIT_DIR,
     stdio: "inherit",
@@ -81,16 +89,18 @@ function missing(tools) {
   ]) {
     if (!onPath(cmd)) out.push(`${cmd} (apt-get install -y ${pkg})`);
   }
-  if (tools.includes("ansible") && !onPath("ansible-playbook")) out.push("ansible (apt-get install -y ansible)");
+  if (tools.includes("ansible") && !onPath("ansible-playbook"))
+    out.push("ansible (apt-get install -y ansible)");
   if (tools.includes("capistrano") && !onPath("cap")) out.push("capistrano (apt-get install -y capistrano)");
   if (tools.includes("shipit") && !onPath("rsync")) out.push("rsync (apt-get install -y rsync)");
-  if (tools.includes("shipit") && !shipitInstalled()) out.push(`shipit-cli and shipit-deploy in ${SHIPIT_DIR}`);
+  if (tools.includes("shipit") && !shipitInstalled())
+    out.push(`shipit-cli and shipit-deploy in ${SHIPIT_DIR}`);
   return out;
 }
 
 function versions() {
   const dpkg = (pkg) => {
-    const r = spawnSync("dpkg-query", ["-W", "-f", "${Version}", pkg], { encoding: "utf8" });
+    const r = spawnSync("dpkg-query", ["-W", "-f", "$" + "{Version}", pkg], { encoding: "utf8" });
     return r.status === 0 ? r.stdout.trim() : "not installed";
   };
   const first = (argv) => {
@@ -99,14 +109,17 @@ function versions() {
   };
   const pkgVersion = (name) => {
     try {
-      return JSON.parse(readFileSync(path.join(SHIPIT_DIR, "node_modules", name, "package.json"), "utf8")).version;
+      return JSON.parse(readFileSync(path.join(SHIPIT_DIR, "node_modules", name, "package.json"), "utf8"))
+        .version;
     } catch {
       return "not installed";
     }
   };
   let turnout = "?";
   try {
-    turnout = execFileSync("git", ["-C", ROOT, "log", "-1", "--format=%h %s"], { encoding: "utf8" }).trim().slice(0, 90);
+    turnout = execFileSync("git", ["-C", ROOT, "log", "-1", "--format=%h %s"], { encoding: "utf8" })
+      .trim()
+      .slice(0, 90);
   } catch {}
   return {
     node: process.version,
@@ -153,9 +166,14 @@ function machineBusyMs() {
 async function verify(ctx, tool, dir, release) {
   const want = markerText(release).split("\n")[0];
   const where = tool.currentDir ? tool.currentDir(dir) : dir;
-  const got = await Promise.all(ctx.hosts.map((h) => readCurrent(ctx.keys, h, where).catch((e) => `error: ${e.message}`)));
+  const got = await Promise.all(
+    ctx.hosts.map((h) => readCurrent(ctx.keys, h, where).catch((e) => `error: ${e.message}`)),
+  );
   const wrong = got.map((g, i) => [ctx.hosts[i].name, g]).filter(([, g]) => g !== want);
-  if (wrong.length) throw new Error(`${tool.name} ${release}: current is wrong on ${wrong.length} host(s): ${JSON.stringify(wrong.slice(0, 3))}`);
+  if (wrong.length)
+    throw new Error(
+      `${tool.name} ${release}: current is wrong on ${wrong.length} host(s): ${JSON.stringify(wrong.slice(0, 3))}`,
+    );
 }
 
 async function measure(ctx, tool, dir, release, cg) {
@@ -188,8 +206,18 @@ function summarize(results, tools, sizes) {
         tool: name,
         reps: ok.length,
         failed: runs.length - ok.length,
-        full: { wallMs: pick("full", "wallMs"), cpuMs: pick("full", "cpuMs"), benchCpuMs: pick("full", "benchCpuMs"), bytesPerHost: pick("full", "bytesPerHost") },
-        one: { wallMs: pick("one", "wallMs"), cpuMs: pick("one", "cpuMs"), benchCpuMs: pick("one", "benchCpuMs"), bytesPerHost: pick("one", "bytesPerHost") },
+        full: {
+          wallMs: pick("full", "wallMs"),
+          cpuMs: pick("full", "cpuMs"),
+          benchCpuMs: pick("full", "benchCpuMs"),
+          bytesPerHost: pick("full", "bytesPerHost"),
+        },
+        one: {
+          wallMs: pick("one", "wallMs"),
+          cpuMs: pick("one", "cpuMs"),
+          benchCpuMs: pick("one", "benchCpuMs"),
+          bytesPerHost: pick("one", "bytesPerHost"),
+        },
         agentIdleRssMb: median(ok.flatMap((r) => r.agentIdleRssKb ?? [])) / 1024,
         agentPeakRssMb: median(ok.flatMap((r) => r.agentPeakRssKb ?? [])) / 1024,
         cloneMs: median(ok.map((r) => r.cloneMs).filter((v) => v !== undefined)),
@@ -200,7 +228,9 @@ function summarize(results, tools, sizes) {
 }
 
 function printSummary(rows, sizes) {
-  console.log("\nmedian wall seconds full / one-file; machine CPU-s full / one-file (bench's own tree); bytes per host full / one-file (both directions)");
+  console.log(
+    "\nmedian wall seconds full / one-file; machine CPU-s full / one-file (bench's own tree); bytes per host full / one-file (both directions)",
+  );
   for (const r of rows) {
     console.log(
       `N=${String(r.n).padEnd(3)} ${r.tool.padEnd(15)} ${s(r.full.wallMs).padStart(6)} / ${s(r.one.wallMs).padEnd(6)}  cpu ${s(r.full.cpuMs)} (${s(r.full.benchCpuMs)}) / ${s(r.one.cpuMs)} (${s(r.one.benchCpuMs)})  bytes ${kb(r.full.bytesPerHost)} / ${kb(r.one.bytesPerHost)}  reps ${r.reps}${r.failed ? ` FAILED ${r.failed}` : ""}${r.tool === "turnout-agents" ? `  agent RSS idle ${r.agentIdleRssMb.toFixed(0)} MB, peak ${r.agentPeakRssMb.toFixed(0)} MB` : ""}${r.cloneMs ? `  (mirror clone before: ${s(r.cloneMs)} s)` : ""}`,
@@ -208,7 +238,9 @@ function printSummary(rows, sizes) {
   }
   for (const n of sizes) {
     const at = (tool) => rows.find((r) => r.n === n && r.tool === tool);
-    const peers = ["ansible", "shipit", "capistrano"].map(at).filter((r) => r && Number.isFinite(r.full.wallMs));
+    const peers = ["ansible", "shipit", "capistrano"]
+      .map(at)
+      .filter((r) => r && Number.isFinite(r.full.wallMs));
     if (!peers.length) continue;
     const bestFull = Math.min(...peers.map((r) => r.full.wallMs));
     const bestOne = Math.min(...peers.map((r) => r.one.wallMs));
@@ -225,7 +257,9 @@ function printSummary(rows, sizes) {
     const floor = at("archive");
     if (a && floor && Number.isFinite(floor.full.wallMs)) {
       const r = a.full.wallMs / floor.full.wallMs;
-      console.log(`N=${n} turnout-agents full / git archive|tar ×N: ${r.toFixed(2)} (budget ≤ 1.5: ${r <= 1.5 ? "meets" : "misses"})`);
+      console.log(
+        `N=${n} turnout-agents full / git archive|tar ×N: ${r.toFixed(2)} (budget ≤ 1.5: ${r <= 1.5 ? "meets" : "misses"})`,
+      );
     }
   }
 }
@@ -237,7 +271,9 @@ if (opts.install) {
 }
 const lacking = missing(opts.tools);
 if (lacking.length) {
-  console.error(`bench:peers: missing ${lacking.join("; ")}.\nInstall the peers with: npm run bench:peers -- --install`);
+  console.error(
+    `bench:peers: missing ${lacking.join("; ")}.\nInstall the peers with: npm run bench:peers -- --install`,
+  );
   process.exit(2);
 }
 
@@ -258,12 +294,16 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
 }
 try {
   const info = versions();
-  console.log(`bench:peers: ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), load average ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}`);
+  console.log(
+    `bench:peers: ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), load average ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}`,
+  );
   for (const [k, v] of Object.entries(info)) console.log(`  ${k.padEnd(14)} ${v}`);
   const genStarted = performance.now();
   const app = generateApp(work);
-  console.log(`app: ${app.files.toLocaleString("en-US")} files (want ${FILES}), ${(app.bytes / 1e6).toFixed(1)} MB, generated in ${s(performance.now() - genStarted)} s`);
-  daemon = await startGitDaemon(work, app);
+  console.log(
+    `app: ${app.files.toLocaleString("en-US")} files (want ${FILES}), ${(app.bytes / 1e6).toFixed(1)} MB, generated in ${s(performance.now() - genStarted)} s`,
+  );
+  daemon = await startGitDaemon(app);
   const maxN = Math.max(...opts.hosts);
   const keys = makeKeys(work, maxN);
   hosts = await startHosts(work, maxN, keys, daemon.port);
@@ -284,7 +324,12 @@ try {
       for (const name of order) {
         const tool = tools[name];
         const dir = `n${n}r${rep + 1}/${name}`;
-        const row = { n, rep: rep + 1, tool: name, load: readFileSync("/proc/loadavg", "utf8").split(" ")[0] };
+        const row = {
+          n,
+          rep: rep + 1,
+          tool: name,
+          load: readFileSync("/proc/loadavg", "utf8").split(" ")[0],
+        };
         try {
           Object.assign(row, (await tool.start?.(ctx, dir)) ?? {});
           row.full = await measure(ctx, tool, dir, "base", cg);
@@ -296,6 +341,8 @@ try {
           await tool.stop?.();
         }
         results.push(row);
+        // Written after every tool, so an interrupted run keeps what it measured.
+        if (opts.out) writeFileSync(opts.out, `${JSON.stringify({ versions: info, results }, null, 2)}\n`);
         console.log(
           row.error
             ? `N=${n} rep ${rep + 1} ${name}: FAILED ${row.error}`
@@ -306,8 +353,14 @@ try {
   }
   const rows = summarize(results, opts.tools, opts.hosts);
   printSummary(rows, opts.hosts);
-  console.log(`CPU steal during the run: ${stealPercent(cpuStart, cpuTimes()).toFixed(1)}%; load average at the end ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}`);
-  if (opts.out) writeFileSync(opts.out, `${JSON.stringify({ versions: info, app: { files: app.files, bytes: app.bytes }, rows, results }, null, 2)}\n`);
+  console.log(
+    `CPU steal during the run: ${stealPercent(cpuStart, cpuTimes()).toFixed(1)}%; load average at the end ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}`,
+  );
+  if (opts.out)
+    writeFileSync(
+      opts.out,
+      `${JSON.stringify({ versions: info, app: { files: app.files, bytes: app.bytes }, rows, results }, null, 2)}\n`,
+    );
 } finally {
   await stopHosts(hosts).catch(() => {});
   cleanup();

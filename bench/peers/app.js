@@ -93,14 +93,17 @@ export function generateApp(work) {
   git(bare, "config", "daemon.uploadarch", "true");
   return {
     bare,
-    refs: { base: git(bare, "rev-parse", "base^{commit}"), onefile: git(bare, "rev-parse", "onefile^{commit}") },
+    refs: {
+      base: git(bare, "rev-parse", "base^{commit}"),
+      onefile: git(bare, "rev-parse", "onefile^{commit}"),
+    },
     files: Number(git(bare, "ls-tree", "-r", "--name-only", "base").split("\n").length),
     bytes: sizes.reduce((a, b) => a + b, 0) + 8192 + readme.length,
   };
 }
 
 /** `git daemon` serving the bare repository read-only on 127.0.0.1. */
-export async function startGitDaemon(work, app) {
+export async function startGitDaemon(app) {
   const port = await freePort();
   const child = track(
     spawn(
@@ -127,7 +130,8 @@ export async function startGitDaemon(work, app) {
       execFileSync("git", ["ls-remote", url, "base"], { env: gitEnv, stdio: "pipe" });
       break;
     } catch (e) {
-      if (i > 100 || child.exitCode !== null) throw new Error(`git daemon did not start: ${err} ${e.message}`);
+      if (i > 100 || child.exitCode !== null)
+        throw new Error(`git daemon did not start: ${err} ${e.message}`);
       await sleep(100);
     }
   }

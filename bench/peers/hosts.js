@@ -41,7 +41,21 @@ export function makeKeys(work, maxHosts) {
   mkdirSync(dir, { recursive: true });
   const key = path.join(dir, "client");
   const hostKey = path.join(dir, "host_rsa");
-  execFileSync("ssh-keygen", ["-q", "-t", "rsa", "-b", "3072", "-m", "PEM", "-N", "", "-C", "bench", "-f", key]);
+  execFileSync("ssh-keygen", [
+    "-q",
+    "-t",
+    "rsa",
+    "-b",
+    "3072",
+    "-m",
+    "PEM",
+    "-N",
+    "",
+    "-C",
+    "bench",
+    "-f",
+    key,
+  ]);
   execFileSync("ssh-keygen", ["-q", "-t", "rsa", "-b", "3072", "-N", "", "-C", "host", "-f", hostKey]);
   const authorizedKeys = path.join(dir, "authorized_keys");
   writeFileSync(authorizedKeys, readFileSync(`${key}.pub`));
@@ -158,7 +172,8 @@ async function waitPort(host, port, child, output) {
       s.on("error", () => resolve(false));
     });
     if (ok) return;
-    if (child.exitCode !== null || i > 200) throw new Error(`sshd at ${host}:${port} did not start: ${output()}`);
+    if (child.exitCode !== null || i > 200)
+      throw new Error(`sshd at ${host}:${port} did not start: ${output()}`);
     await sleep(50);
   }
 }
@@ -204,7 +219,16 @@ export async function startHosts(work, n, keys, gitDaemonPort) {
     await waitPort(sshdAddress(i), SSH_PORT, child, () => output);
     const proxy = await startProxy(hostAddress(i), SSH_PORT, sshdAddress(i), SSH_PORT);
     const gitProxy = await startProxy(hostAddress(i), GIT_PORT, "127.0.0.1", gitDaemonPort);
-    hosts.push({ index: i, name: `h${i + 1}`, address: hostAddress(i), srv, child, proxy, gitProxy, output: () => output });
+    hosts.push({
+      index: i,
+      name: `h${i + 1}`,
+      address: hostAddress(i),
+      srv,
+      child,
+      proxy,
+      gitProxy,
+      output: () => output,
+    });
   }
   return hosts;
 }
@@ -229,7 +253,11 @@ export function run(argv, options = {}) {
     child.once("exit", (code, signal) =>
       code === 0
         ? resolve(out)
-        : reject(new Error(`${argv.slice(0, 3).join(" ")} … exited ${code ?? signal}:\n${(err + out).slice(-3000)}`)),
+        : reject(
+            new Error(
+              `${argv.slice(0, 3).join(" ")} … exited ${code ?? signal}:\n${(err + out).slice(-3000)}`,
+            ),
+          ),
     );
   });
 }

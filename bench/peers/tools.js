@@ -113,7 +113,10 @@ const ansible = {
     });
     return run(["ansible-playbook", "-i", inventory, "-e", extra, path.join(this.dir, "deploy.yml")], {
       cwd: this.dir,
-      env: plainEnv({ HOME: path.join(this.dir, "home"), ANSIBLE_CONFIG: path.join(this.dir, "ansible.cfg") }),
+      env: plainEnv({
+        HOME: path.join(this.dir, "home"),
+        ANSIBLE_CONFIG: path.join(this.dir, "ansible.cfg"),
+      }),
     });
   },
 };

@@ -50,7 +50,20 @@ function startAgent(url, token, host, root) {
   const child = track(
     spawn(
       process.execPath,
-      [BIN, "agent", "--server", url, "--token", token, "--name", host.name, "--root", root, "--label", "role=web"],
+      [
+        BIN,
+        "agent",
+        "--server",
+        url,
+        "--token",
+        token,
+        "--name",
+        host.name,
+        "--root",
+        root,
+        "--label",
+        "role=web",
+      ],
       { env: { PATH: process.env.PATH, HOME: root }, stdio: ["ignore", "pipe", "pipe"] },
     ),
   );
@@ -99,8 +112,20 @@ export function turnoutTool(mode) {
     label: mode === "agents" ? "Turnout, agents" : "Turnout, SSH hosts",
     async prepare() {},
     async start(ctx, dir) {
-      server = await startServer(path.join(ctx.work, "turnout", dir.replaceAll("/", "-")), manifest(ctx, mode, dir));
+      server = await startServer(
+        path.join(ctx.work, "turnout", dir.replaceAll("/", "-")),
+        manifest(ctx, mode, dir),
+      );
       const extra = {};
+      // The config directory is read after /healthz answers: wait until the app is there.
+      for (let i = 0; ; i++) {
+        const res = await fetch(`${server.url}/api/v1/apps/bench`, {
+          headers: { authorization: `Bearer ${server.token}` },
+        });
+        if (res.ok) break;
+        if (i > 600) throw new Error(`app not loaded: ${server.output().slice(-2000)}`);
+        await sleep(100);
+      }
       if (mode === "agents") {
         const { token } = await api(server, "POST", "/api/v1/tokens", {
           name: "bench",
@@ -109,7 +134,9 @@ export function turnoutTool(mode) {
           labels: ["role=web"],
         });
         // Each agent reaches the server through its host's proxy (its own loopback address).
-        proxies = await Promise.all(ctx.hosts.map((h) => startProxy(hostAddress(h.index), 0, "127.0.0.1", server.port)));
+        proxies = await Promise.all(
+          ctx.hosts.map((h) => startProxy(hostAddress(h.index), 0, "127.0.0.1", server.port)),
+        );
         agents = ctx.hosts.map((h, i) =>
           startAgent(`http://${hostAddress(h.index)}:${proxies[i].port}`, token, h, path.join(h.srv, dir)),
         );
