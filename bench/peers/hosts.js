@@ -110,16 +110,23 @@ export function startProxy(listenHost, listenPort, targetHost, targetPort) {
     client.on("drain", () => upstream.resume());
     client.on("end", () => upstream.end());
     upstream.on("end", () => client.end());
-    const close = () => {
+    // On an error both ends go at once; on a close the other end is only
+    // ended, so what it still has buffered reaches its peer (destroying it
+    // here cut off the last bytes of sessions under load: a check read "").
+    const fail = () => {
       client.destroy();
       upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
     };
-    client.on("error", close);
-    upstream.on("error", close);
-    client.on("close", close);
-    upstream.on("close", close);
+    client.on("error", fail);
+    upstream.on("error", fail);
+    client.on("close", () => {
+      sockets.delete(client);
+      upstream.end();
+    });
+    upstream.on("close", () => {
+      sockets.delete(upstream);
+      client.end();
+    });
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);
