@@ -49,6 +49,8 @@ const TARGETS = [
     // The host agent as one file with no native modules (bin/build-agent.js).
     name: "agent bundle",
     source: "src",
+    // A tree without the bundler (this script's own tests copy only it) has no agent to bundle.
+    needs: "bin/build-agent.js",
     files: ["package.json", "package-lock.json", "bin/build-agent.js"],
     output: path.join(DIST, "agent", "turnout-agent.cjs"),
     record: path.join(DIST, ".agent-build-inputs"),
@@ -74,6 +76,7 @@ function main(argv) {
   for (const target of TARGETS) {
     // The published package has no sources: its dist/ is the build.
     if (!statSync(path.join(ROOT, target.source), { throwIfNoEntry: false })) continue;
+    if (target.needs && !statSync(path.join(ROOT, target.needs), { throwIfNoEntry: false })) continue;
     if (!force && upToDate(target, inputs(target))) continue;
     const status = withLock(() => {
       // Whoever held the lock may just have built the same inputs.
