@@ -120,18 +120,18 @@ export class Dispatcher {
 
   private settle(): Promise<void> {
     const ms = this.options.settleMs ?? 1_000;
-    if (ms <= 0) return Promise.resolve();
+    const signal = this.controller.signal;
+    if (ms <= 0 || signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
+      // The listener goes when the wait ends either way: one settle per round must not pile them up.
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
       timer.unref?.();
-      this.controller.signal.addEventListener(
-        "abort",
-        () => {
-          clearTimeout(timer);
-          resolve();
-        },
-        { once: true },
-      );
+      signal.addEventListener("abort", done, { once: true });
     });
   }
 
