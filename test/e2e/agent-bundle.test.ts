@@ -10,6 +10,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../helpers/built-cli.js";
 import { assertConsistent, currentOf, waitForHosts } from "../helpers/fleet.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
+import { until } from "../helpers/wait.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const BUNDLE = path.join(ROOT, "dist", "agent", "turnout-agent.cjs");
@@ -106,7 +107,9 @@ describe("the bundled agent (dist/agent/turnout-agent.cjs)", () => {
       "role=web",
     ]);
     await waitForHosts(t.api, ["web-1"]);
-    expect(agent.output()).toMatch(/connected to http:\/\/127\.0\.0\.1:\d+ \(host id \d+, protocol 2\)/);
+    // The server may see the host before the agent's own line has come through its stdout.
+    const connected = /connected to http:\/\/127\.0\.0\.1:\d+ \(host id \d+, protocol 2\)/;
+    await until(() => connected.test(agent.output()), 10_000, "the agent's connected line");
 
     const deploy = async () => {
       const id = (await t!.api("POST", "/api/v1/apps/shop/environments/production/deploys", {})).body.deploy
