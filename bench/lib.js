@@ -61,7 +61,11 @@ export function nodeArgs(variable) {
 }
 
 /** `turnout server` from bin/, with a data and a config directory of its own under `dir`. */
-export async function startServer(dir, manifest, extraEnv = {}) {
+/**
+ * One `turnout server` on a free loopback port. `token`: the admin token to use
+ * (a server sharing another's database has none of its own in its data directory).
+ */
+export async function startServer(dir, manifest, extraEnv = {}, token = undefined) {
   const configDir = path.join(dir, "turnout.d");
   const dataDir = path.join(dir, "data");
   mkdirSync(configDir, { recursive: true });
@@ -102,11 +106,10 @@ export async function startServer(dir, manifest, extraEnv = {}) {
     await sleep(5);
   }
   const coldStartMs = Number(process.hrtime.bigint() - started) / 1e6;
-  const token = readFileSync(path.join(dataDir, "admin-token"), "utf8").trim();
   return {
     url,
     port,
-    token,
+    token: token ?? readFileSync(path.join(dataDir, "admin-token"), "utf8").trim(),
     child,
     dataDir,
     coldStartMs,

@@ -19,14 +19,13 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import pg from "pg";
-import { BIN, freePort, median, nodeArgs, ROOT, sleep, track } from "./lib.js";
+import { median, nodeArgs, processCpu, ROOT, sleep, startServer, track } from "./lib.js";
 
 const SIZES = (process.env.TURNOUT_BENCH_SCALE ?? "100,300,1000").split(",").map(Number);
 const SETUPS = (process.env.TURNOUT_BENCH_SCALE_SETUPS ?? "sqlite,pg,pg3").split(",");
 const STAGE_DELAY_MS = Number(process.env.TURNOUT_BENCH_SCALE_STAGE_DELAY ?? 50);
 const REPEAT = Number(process.env.TURNOUT_BENCH_SCALE_REPEAT ?? 1);
 const PG_URL = process.env.TURNOUT_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 const DEPLOYS = "/api/v1/apps/bench/environments/production/deploys";
 const KNOWN_SETUPS = {
   sqlite: { servers: 1, pg: false },
@@ -59,63 +58,8 @@ environments:
       timeout: 20m
 `;
 
-/** utime+stime of a process, in ms (children: what it waited for, e.g. git and the build script). */
-function processCpu(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(")").pop().trim().split(/\s+/).map(Number);
-  return {
-    own: ((fields[11] + fields[12]) * 1000) / CLK_TCK,
-    children: ((fields[13] + fields[14]) * 1000) / CLK_TCK,
-  };
-}
-
 function rssKb(pid) {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]);
-}
-
-/** One `turnout server`; servers after the first share its database and use its admin token. */
-async function startServer(dir, manifestText, env, token) {
-  const configDir = path.join(dir, "turnout.d");
-  const dataDir = path.join(dir, "data");
-  mkdirSync(configDir, { recursive: true });
-  writeFileSync(path.join(configDir, "bench.yaml"), manifestText);
-  const port = await freePort();
-  const child = track(
-    spawn(
-      process.execPath,
-      [
-        ...nodeArgs("TURNOUT_BENCH_SERVER_NODE_ARGS"),
-        BIN,
-        "server",
-        "--port",
-        String(port),
-        "--data-dir",
-        dataDir,
-        "--config-dir",
-        configDir,
-      ],
-      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TURNOUT_DATABASE_URL: "", ...env } },
-    ),
-  );
-  let output = "";
-  child.stdout.on("data", (d) => (output += d));
-  child.stderr.on("data", (d) => (output += d));
-  const url = `http://127.0.0.1:${port}`;
-  for (;;) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) break;
-    } catch {
-      // not up yet
-    }
-    if (child.exitCode !== null) throw new Error(`server exited: ${output}`);
-    await sleep(20);
-  }
-  return {
-    url,
-    child,
-    token: token ?? readFileSync(path.join(dataDir, "admin-token"), "utf8").trim(),
-    output: () => output,
-    stop: () => stopChild(child),
-  };
 }
 
 function stopChild(child) {
