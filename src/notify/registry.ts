@@ -4,7 +4,14 @@ import { ircChannels } from "./channels/irc.js";
 import { slackChannels } from "./channels/slack.js";
 import { webhookChannels } from "./channels/webhook.js";
 
-/** Every channel type a server's settings may name (`type:`). Another type is one more entry here. */
+/**
+ * Every channel type a server's settings may name (`type:`), besides GitHub
+ * Deployments (made by the server, as it reads the store and the
+ * configuration). Another type is one more entry here. Each needs nothing
+ * but its own settings, so they all run in the notification thread
+ * (channel-thread.ts); a type that needs the server's state does not belong
+ * in this list.
+ */
 export const CHANNEL_TYPES: readonly ChannelFactory[] = [slackChannels, webhookChannels, ircChannels];
 
 /** The configured channels, made from the settings; an unknown type or bad options stop the start (E_CONFIG). */

@@ -20,7 +20,7 @@ import { defaultAgentBundle } from "../http/routes/agent-download.js";
 import { defaultWebRoot } from "../http/web-ui.js";
 import { githubDeploymentsFactory } from "../notify/channels/github-deployments.js";
 import { Notifier, type NotifierOptions } from "../notify/notifier.js";
-import { CHANNEL_TYPES, createChannels } from "../notify/registry.js";
+import { openChannels } from "../notify/open-channels.js";
 import { createLogger, type Logger, messagesTo } from "../observability/logger.js";
 import { ServerMetrics } from "../observability/metrics.js";
 import { AgentHub, type AgentHubTiming } from "../providers/fleet/agent-hub.js";
@@ -77,6 +77,8 @@ export interface CloseOptions {
 export interface StartOptions {
   /** Dispatcher tuning (tests, benchmarks): batch size, idle poll, send timeout, lease. */
   notify?: Partial<Pick<NotifierOptions, "batchSize" | "idleMs" | "settleMs" | "sendTimeoutMs" | "leaseMs">>;
+  /** Send webhook, Slack and IRC notifications from the notification thread (default true). */
+  notifyThread?: boolean;
   /** How long start-up waits for the first load of the manifests (default: settings.configStartupWaitMs). */
   configStartupWaitMs?: number;
   /** The manifest parser's limits, and a hold to observe a parse in progress (tests). */
@@ -153,11 +155,13 @@ export async function startServer(
       app: (name) => late.config?.current().apps.get(name),
       deploy: (id) => late.store!.deploys.get(id),
     });
-    const channels = createChannels(
-      settings.notify?.channels ?? [],
-      { report: (message) => print(`notify: ${message}`) },
-      [...CHANNEL_TYPES, github],
-    );
+    const { channels, close: closeChannels } = await openChannels({
+      entries: settings.notify?.channels ?? [],
+      serverTypes: [github],
+      report: (message) => print(`notify: ${message}`),
+      ...(options.notifyThread !== undefined ? { thread: options.notifyThread } : {}),
+    });
+    cleanups.unshift(closeChannels);
 
     const store = await Store.open({
       url: settings.databaseUrl,
