@@ -148,11 +148,19 @@ const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }
 export function processCpu(pid) {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(")").pop().trim().split(/\s+/).map(Number);
   const ms = (ticks) => (ticks * 1000) / CLK_TCK;
+  // The main thread alone (its task has the process's id): what a server's deploy chain runs on.
+  const main = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8")
+    .split(")")
+    .pop()
+    .trim()
+    .split(/\s+/)
+    .map(Number);
   return {
     own: ms(fields[11] + fields[12]),
     user: ms(fields[11]),
     system: ms(fields[12]),
     children: ms(fields[13] + fields[14]),
+    mainThread: ms(main[11] + main[12]),
   };
 }
 

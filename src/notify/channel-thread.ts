@@ -2,7 +2,11 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { type ErrorCode, TurnoutError } from "../domain/errors.js";
+import type { RetryPolicy } from "../domain/notify-retry.js";
+import type { DeliveryUpdate } from "../store/notify-outbox.js";
+import type { LinkedDelivery } from "./chain-sender.js";
 import type { Channel, ChannelDelivery, ChannelResult } from "./channel.js";
+import type { ChainTransport } from "./dispatcher.js";
 
 /**
  * Channels that run in a worker thread of their own (channel-worker.ts),
@@ -25,6 +29,7 @@ export interface ChannelEntry {
 /** Messages from the main thread to the worker. */
 export type ToChannelWorker =
   | { kind: "send"; id: number; channel: string; delivery: ChannelDelivery }
+  | { kind: "chains"; id: number; chains: LinkedDelivery[][] }
   | { kind: "abort"; id: number }
   | { kind: "close" };
 
@@ -33,11 +38,14 @@ export type FromChannelWorker =
   | { kind: "ready" }
   | { kind: "refused"; code: ErrorCode; message: string }
   | { kind: "result"; id: number; result: ChannelResult }
+  | { kind: "updates"; id: number; updates: DeliveryUpdate[] }
   | { kind: "report"; message: string }
   | { kind: "closed" };
 
 export interface ChannelWorkerData {
   entries: ChannelEntry[];
+  retry?: RetryPolicy;
+  sendTimeoutMs?: number;
 }
 
 const HERE = fileURLToPath(import.meta.url);
@@ -48,28 +56,29 @@ const WORKER_FILE = HERE.endsWith(".ts")
 
 /** How long a closing thread may take to close its channels (an IRC QUIT) before it is terminated. */
 const CLOSE_GRACE_MS = 5_000;
+/** How long after an unexpected exit the thread is started again. */
+const RESTART_DELAY_MS = 1_000;
 
-export class ChannelThread {
+type Answer = { kind: "result"; result: ChannelResult } | { kind: "updates"; updates: DeliveryUpdate[] };
+
+interface Pending {
+  answer(answer: Answer): void;
+  /** The answer when the thread goes away first: nothing lost, everything tried again. */
+  lost(): Answer;
+}
+
+export class ChannelThread implements ChainTransport {
   private nextId = 1;
-  private readonly pending = new Map<number, (result: ChannelResult) => void>();
+  private readonly pending = new Map<number, Pending>();
+  private readonly names: ReadonlySet<string>;
   private closing: Promise<void> | undefined;
-  private exited = false;
+  private worker: Worker | undefined;
 
   private constructor(
-    private readonly worker: Worker,
-    private readonly entries: readonly ChannelEntry[],
+    private readonly data: ChannelWorkerData,
     private readonly report: (message: string) => void,
   ) {
-    worker.on("message", (message: FromChannelWorker) => this.receive(message));
-    worker.on("error", (error) => this.report(`notification thread failed: ${error.message}`));
-    worker.on("exit", () => {
-      this.exited = true;
-      // Whatever was in flight is retried by the dispatcher's backoff, never lost.
-      for (const resolve of this.pending.values()) {
-        resolve({ outcome: "retry", reason: "the notification thread stopped" });
-      }
-      this.pending.clear();
-    });
+    this.names = new Set(data.entries.map((e) => e.name));
   }
 
   /**
@@ -79,10 +88,42 @@ export class ChannelThread {
   static async start(
     entries: readonly ChannelEntry[],
     report: (message: string) => void,
+    tuning: { retry?: RetryPolicy; sendTimeoutMs?: number } = {},
   ): Promise<ChannelThread> {
-    const data: ChannelWorkerData = { entries: [...entries] };
-    const worker = new Worker(WORKER_FILE, { workerData: data });
-    const thread = new ChannelThread(worker, entries, report);
+    const thread = new ChannelThread({ entries: [...entries], ...tuning }, report);
+    await thread.spawn();
+    return thread;
+  }
+
+  carries(channel: string): boolean {
+    return this.names.has(channel);
+  }
+
+  /** The proxies, by name: each sends one delivery per message (the dispatcher sends whole chains instead). */
+  channels(): Map<string, Channel> {
+    return new Map(this.data.entries.map((entry) => [entry.name, this.proxy(entry)]));
+  }
+
+  /** A round's chains in one message; the outcomes come back in one. */
+  sendChains(chains: LinkedDelivery[][]): Promise<DeliveryUpdate[]> {
+    const lost = (): Answer => ({
+      kind: "updates",
+      // Back to pending, no attempt counted: they go out again with the next round.
+      updates: chains.flat().map((d) => ({ id: d.id, outcome: "released" as const })),
+    });
+    return this.ask((id) => ({ kind: "chains", id, chains }), lost).then((a) =>
+      a.kind === "updates" ? a.updates : [],
+    );
+  }
+
+  /** Closes every channel in the thread (connections, an IRC QUIT), then ends it. */
+  close(): Promise<void> {
+    this.closing ??= this.closeThread();
+    return this.closing;
+  }
+
+  private async spawn(): Promise<void> {
+    const worker = new Worker(WORKER_FILE, { workerData: this.data });
     await new Promise<void>((resolve, reject) => {
       const onMessage = (message: FromChannelWorker) => {
         if (message.kind === "ready") done(resolve);
@@ -104,35 +145,42 @@ export class ChannelThread {
       await worker.terminate();
       throw error;
     });
+    worker.on("message", (message: FromChannelWorker) => this.receive(message));
+    worker.on("error", (error) => this.report(`notification thread failed: ${error.message}`));
+    worker.on("exit", () => this.exited(worker));
     // An idle thread must not keep a stopping process alive.
     worker.unref();
-    return thread;
+    this.worker = worker;
   }
 
-  /** The proxies, by name: what the dispatcher sends through. */
-  channels(): Map<string, Channel> {
-    return new Map(this.entries.map((entry) => [entry.name, this.proxy(entry)]));
-  }
-
-  /** Closes every channel in the thread (connections, an IRC QUIT), then ends it. */
-  close(): Promise<void> {
-    this.closing ??= this.closeThread();
-    return this.closing;
+  private exited(worker: Worker): void {
+    if (this.worker !== worker) return;
+    this.worker = undefined;
+    // Whatever was in flight is answered so it goes out again, never lost.
+    for (const pending of this.pending.values()) pending.answer(pending.lost());
+    this.pending.clear();
+    if (this.closing) return;
+    this.report(`notification thread stopped; starting it again in ${RESTART_DELAY_MS} ms`);
+    const timer = setTimeout(() => {
+      if (!this.closing) this.spawn().catch((error) => this.report(`notification thread: ${error.message}`));
+    }, RESTART_DELAY_MS);
+    timer.unref();
   }
 
   private async closeThread(): Promise<void> {
-    if (this.exited) return;
+    const worker = this.worker;
+    if (!worker) return;
     const closed = new Promise<void>((resolve) => {
-      this.worker.on("message", (message: FromChannelWorker) => {
+      worker.on("message", (message: FromChannelWorker) => {
         if (message.kind === "closed") resolve();
       });
-      this.worker.once("exit", () => resolve());
+      worker.once("exit", () => resolve());
     });
-    this.post({ kind: "close" });
-    const timer = setTimeout(() => void this.worker.terminate(), CLOSE_GRACE_MS);
+    worker.postMessage({ kind: "close" } satisfies ToChannelWorker);
+    const timer = setTimeout(() => void worker.terminate(), CLOSE_GRACE_MS);
     await closed;
     clearTimeout(timer);
-    await this.worker.terminate();
+    await worker.terminate();
   }
 
   private proxy(entry: ChannelEntry): Channel {
@@ -145,33 +193,48 @@ export class ChannelThread {
     };
   }
 
-  private send(channel: string, delivery: ChannelDelivery, signal: AbortSignal): Promise<ChannelResult> {
-    if (this.exited || this.closing) {
-      return Promise.resolve({ outcome: "retry", reason: "the notification thread is stopping" });
+  private async send(
+    channel: string,
+    delivery: ChannelDelivery,
+    signal: AbortSignal,
+  ): Promise<ChannelResult> {
+    const stopped: ChannelResult = { outcome: "retry", reason: "the notification thread stopped" };
+    const lost = (): Answer => ({ kind: "result", result: stopped });
+    let id = 0;
+    const onAbort = () => this.worker?.postMessage({ kind: "abort", id } satisfies ToChannelWorker);
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      const answer = await this.ask((assigned) => {
+        id = assigned;
+        return { kind: "send", id, channel, delivery };
+      }, lost);
+      return answer.kind === "result" ? answer.result : stopped;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
     }
+  }
+
+  private ask(message: (id: number) => ToChannelWorker, lost: () => Answer): Promise<Answer> {
+    const worker = this.worker;
+    if (!worker || this.closing) return Promise.resolve(lost());
     const id = this.nextId++;
-    return new Promise<ChannelResult>((resolve) => {
-      const onAbort = () => this.post({ kind: "abort", id });
-      signal.addEventListener("abort", onAbort, { once: true });
-      this.pending.set(id, (result) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(result);
-      });
-      this.post({ kind: "send", id, channel, delivery });
+    return new Promise<Answer>((resolve) => {
+      this.pending.set(id, { answer: resolve, lost });
+      worker.postMessage(message(id));
     });
   }
 
   private receive(message: FromChannelWorker): void {
-    if (message.kind === "result") {
-      const resolve = this.pending.get(message.id);
+    if (message.kind === "result" || message.kind === "updates") {
+      const pending = this.pending.get(message.id);
       this.pending.delete(message.id);
-      resolve?.(message.result);
+      pending?.answer(
+        message.kind === "result"
+          ? { kind: "result", result: message.result }
+          : { kind: "updates", updates: message.updates },
+      );
     } else if (message.kind === "report") {
       this.report(message.message);
     }
-  }
-
-  private post(message: ToChannelWorker): void {
-    if (!this.exited) this.worker.postMessage(message);
   }
 }

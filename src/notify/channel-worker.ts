@@ -1,5 +1,6 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { TurnoutError } from "../domain/errors.js";
+import { ChainSender } from "./chain-sender.js";
 import type { Channel, ChannelResult } from "./channel.js";
 import type { ChannelWorkerData, FromChannelWorker, ToChannelWorker } from "./channel-thread.js";
 import { CHANNEL_TYPES, createChannels } from "./registry.js";
@@ -10,7 +11,7 @@ import { CHANNEL_TYPES, createChannels } from "./registry.js";
  * hands it, one message per delivery and one per outcome. Retries, order and
  * state stay with the dispatcher; this only sends.
  */
-const { entries } = workerData as ChannelWorkerData;
+const { entries, retry, sendTimeoutMs } = workerData as ChannelWorkerData;
 const port = parentPort!;
 const post = (message: FromChannelWorker) => port.postMessage(message);
 
@@ -32,9 +33,21 @@ try {
 }
 
 const inFlight = new Map<number, AbortController>();
+// Aborted when the thread closes: chains in flight answer at once (retried later), never hang the close.
+const closing = new AbortController();
+const chains = new ChainSender({
+  channels,
+  signal: closing.signal,
+  ...(retry ? { retry } : {}),
+  ...(sendTimeoutMs ? { sendTimeoutMs } : {}),
+});
 
 port.on("message", (message: ToChannelWorker) => {
-  if (message.kind === "send") void send(message.id, message.channel, message.delivery);
+  if (message.kind === "chains") {
+    void chains
+      .sendChains(message.chains)
+      .then((updates) => post({ kind: "updates", id: message.id, updates }));
+  } else if (message.kind === "send") void send(message.id, message.channel, message.delivery);
   else if (message.kind === "abort") inFlight.get(message.id)?.abort();
   else if (message.kind === "close") void close();
 });
@@ -58,6 +71,7 @@ async function send(id: number, name: string, delivery: Parameters<Channel["send
 }
 
 async function close(): Promise<void> {
+  closing.abort();
   for (const controller of inFlight.values()) controller.abort();
   await Promise.allSettled([...channels.values()].map((channel) => channel.close?.()));
   post({ kind: "closed" });

@@ -1,12 +1,25 @@
 import type { NotificationEvent } from "../domain/notification-event.js";
-import { DEFAULT_RETRY_POLICY, nextAttempt, type RetryPolicy } from "../domain/notify-retry.js";
+import type { RetryPolicy } from "../domain/notify-retry.js";
 import type { ClaimedDelivery, DeliveryUpdate, FanOutPlan, NotifyStore } from "../store/notify-outbox.js";
-import type { Channel, ChannelResult } from "./channel.js";
+import { ChainSender, type LinkedDelivery } from "./chain-sender.js";
+import type { Channel } from "./channel.js";
+
+/** Sends whole chains somewhere else (the notification thread), answering with every outcome at once. */
+export interface ChainTransport {
+  /** Whether this transport sends the named channel's deliveries. */
+  carries(channel: string): boolean;
+  sendChains(chains: LinkedDelivery[][]): Promise<DeliveryUpdate[]>;
+}
 
 export interface DispatcherOptions {
   store: NotifyStore;
   /** The configured channels, by name. */
   channels: ReadonlyMap<string, Channel>;
+  /**
+   * Where the chains of the channels it carries go, in one message per round
+   * (the notification thread); the other channels are sent from here.
+   */
+  transport?: ChainTransport;
   /** Which channels take an event (the manifests' `notify:` subscriptions). */
   plan: FanOutPlan;
   /** Lease-holder identity (the server process's owner id). */
@@ -46,11 +59,16 @@ export class Dispatcher {
   private stopped = true;
   private wakeUp: (() => void) | undefined;
   private woken = false;
-  private readonly retry: RetryPolicy;
   private readonly controller = new AbortController();
+  private readonly local: ChainSender;
 
   constructor(private readonly options: DispatcherOptions) {
-    this.retry = options.retry ?? DEFAULT_RETRY_POLICY;
+    this.local = new ChainSender({
+      channels: options.channels,
+      signal: this.controller.signal,
+      ...(options.retry ? { retry: options.retry } : {}),
+      ...(options.sendTimeoutMs ? { sendTimeoutMs: options.sendTimeoutMs } : {}),
+    });
   }
 
   start(): void {
@@ -88,11 +106,24 @@ export class Dispatcher {
       this.options.leaseMs ?? 60_000,
       batch,
     );
-    if (claimed.length > 0) {
-      const updates = (await Promise.all(chains(claimed).map((chain) => this.sendChain(chain)))).flat();
-      await this.options.store.complete(this.options.owner, updates);
-    }
+    if (claimed.length > 0) await this.options.store.complete(this.options.owner, await this.send(claimed));
     return { fanned, claimed: claimed.length };
+  }
+
+  /** The round's chains: those of the transport's channels there in one message, the rest from here. */
+  private async send(claimed: ClaimedDelivery[]): Promise<DeliveryUpdate[]> {
+    const there: LinkedDelivery[][] = [];
+    const here: LinkedDelivery[][] = [];
+    const transport = this.options.transport;
+    for (const chain of chains(claimed)) {
+      const linked = chain.map((d) => ({ ...d, links: this.options.links(d.event) }));
+      (transport?.carries(chain[0]!.channel) ? there : here).push(linked);
+    }
+    const [fromThere, fromHere] = await Promise.all([
+      there.length > 0 ? transport!.sendChains(there) : [],
+      this.local.sendChains(here),
+    ]);
+    return [...fromThere, ...fromHere];
   }
 
   private batchSize(): number {
@@ -135,26 +166,6 @@ export class Dispatcher {
     });
   }
 
-  /**
-   * Sends one chain in order, each delivery seeing what the one before it
-   * left (a Slack message's ts). The first that does not go through holds
-   * the rest back: they are released, not attempted.
-   */
-  private async sendChain(chain: ClaimedDelivery[]): Promise<DeliveryUpdate[]> {
-    const updates: DeliveryUpdate[] = [];
-    let state = chain[0]!.state;
-    for (const [index, delivery] of chain.entries()) {
-      const update = await this.send({ ...delivery, state });
-      updates.push(update);
-      if (update.outcome !== "delivered") {
-        for (const rest of chain.slice(index + 1)) updates.push({ id: rest.id, outcome: "released" });
-        break;
-      }
-      if (update.state !== undefined) state = update.state;
-    }
-    return updates;
-  }
-
   private idle(): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(done, this.options.idleMs ?? 1_000);
@@ -165,60 +176,6 @@ export class Dispatcher {
         resolve();
       }
     });
-  }
-
-  private async send(delivery: ClaimedDelivery): Promise<DeliveryUpdate> {
-    const channel = this.options.channels.get(delivery.channel);
-    if (!channel) {
-      return { id: delivery.id, outcome: "failed", error: `channel ${delivery.channel} is not configured` };
-    }
-    const timeout = AbortSignal.timeout(this.options.sendTimeoutMs ?? 10_000);
-    const signal = AbortSignal.any([timeout, this.controller.signal]);
-    let result: ChannelResult;
-    try {
-      // Raced against the signal too: a channel whose client cannot be aborted still yields its slot.
-      result = await untilAborted(
-        signal,
-        channel.send(
-          {
-            id: delivery.id,
-            attempt: delivery.attempts,
-            event: delivery.event,
-            state: delivery.state,
-            links: this.options.links(delivery.event),
-          },
-          signal,
-        ),
-      );
-    } catch (error) {
-      result = { outcome: "retry", reason: signal.aborted ? "timed out" : errorText(error) };
-    }
-    if (result.outcome === "delivered") {
-      return {
-        id: delivery.id,
-        outcome: "delivered",
-        ...(result.state !== undefined ? { state: result.state } : {}),
-        ...(result.detail !== undefined ? { detail: result.detail } : {}),
-      };
-    }
-    if (result.outcome === "give_up") return { id: delivery.id, outcome: "failed", error: result.reason };
-    const decision = nextAttempt(
-      this.retry,
-      delivery.attempts,
-      Date.parse(delivery.createdAt),
-      Date.now(),
-      Math.random(),
-      result.retryAfterMs,
-    );
-    if ("giveUp" in decision) {
-      return { id: delivery.id, outcome: "failed", error: `${result.reason}; ${decision.giveUp}` };
-    }
-    return {
-      id: delivery.id,
-      outcome: "retry",
-      error: result.reason,
-      nextAttemptAt: new Date(decision.retryAt).toISOString(),
-    };
   }
 }
 
@@ -232,17 +189,4 @@ function chains(claimed: ClaimedDelivery[]): ClaimedDelivery[][] {
     else groups.set(key, [delivery]);
   }
   return [...groups.values()];
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function untilAborted<T>(signal: AbortSignal, work: Promise<T>): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new Error("aborted"));
-    if (signal.aborted) onAbort();
-    signal.addEventListener("abort", onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }

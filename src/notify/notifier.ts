@@ -3,11 +3,13 @@ import { matchesPattern, type NotificationEvent } from "../domain/notification-e
 import type { RetryPolicy } from "../domain/notify-retry.js";
 import type { NotifyStore } from "../store/notify-outbox.js";
 import type { Channel } from "./channel.js";
-import { Dispatcher } from "./dispatcher.js";
+import { type ChainTransport, Dispatcher } from "./dispatcher.js";
 
 export interface NotifierOptions {
   store: NotifyStore;
   channels: ReadonlyMap<string, Channel>;
+  /** The notification thread, which sends its channels' chains (see Dispatcher). */
+  transport?: ChainTransport;
   /** The current configuration, with each environment's `notify:` subscriptions. */
   config(): ConfigSnapshot;
   /** Apps whose manifest is not loaded yet (their events wait rather than go nowhere). */
@@ -38,6 +40,7 @@ export class Notifier {
     this.dispatcher = new Dispatcher({
       store: options.store,
       channels: options.channels,
+      ...(options.transport ? { transport: options.transport } : {}),
       plan: (event) => this.subscribers(event),
       owner: options.owner,
       links: (event) => this.links(event),

@@ -1,5 +1,7 @@
+import type { RetryPolicy } from "../domain/notify-retry.js";
 import type { Channel, ChannelContext, ChannelFactory } from "./channel.js";
 import { type ChannelEntry, ChannelThread } from "./channel-thread.js";
+import type { ChainTransport } from "./dispatcher.js";
 import { CHANNEL_TYPES, createChannels } from "./registry.js";
 
 export interface OpenChannelsOptions {
@@ -10,10 +12,15 @@ export interface OpenChannelsOptions {
   report: ChannelContext["report"];
   /** Send the portable types from the notification thread (default true; false keeps all on the main thread). */
   thread?: boolean;
+  /** The dispatcher's retry policy and send timeout, which the thread applies to the chains it sends. */
+  retry?: RetryPolicy;
+  sendTimeoutMs?: number;
 }
 
 export interface OpenChannels {
   channels: Map<string, Channel>;
+  /** Where the dispatcher sends the thread's channels' chains (undefined: no thread). */
+  transport: ChainTransport | undefined;
   /** Ends the notification thread, if one was started (idempotent; the dispatcher closes channels too). */
   close(): Promise<void>;
 }
@@ -35,7 +42,10 @@ export async function openChannels(options: OpenChannelsOptions): Promise<OpenCh
   let thread: ChannelThread | undefined;
   let threaded: Map<string, Channel>;
   if (inThread.length > 0 && options.thread !== false) {
-    thread = await ChannelThread.start(inThread, options.report);
+    thread = await ChannelThread.start(inThread, options.report, {
+      ...(options.retry ? { retry: options.retry } : {}),
+      ...(options.sendTimeoutMs ? { sendTimeoutMs: options.sendTimeoutMs } : {}),
+    });
     threaded = thread.channels();
   } else {
     threaded = createChannels(inThread, { report: options.report }, CHANNEL_TYPES);
@@ -45,5 +55,5 @@ export async function openChannels(options: OpenChannelsOptions): Promise<OpenCh
     const channel = threaded.get(entry.name) ?? onMain.get(entry.name);
     if (channel) channels.set(entry.name, channel);
   }
-  return { channels, close: async () => thread?.close() };
+  return { channels, transport: thread, close: async () => thread?.close() };
 }

@@ -155,11 +155,17 @@ export async function startServer(
       app: (name) => late.config?.current().apps.get(name),
       deploy: (id) => late.store!.deploys.get(id),
     });
-    const { channels, close: closeChannels } = await openChannels({
+    const {
+      channels,
+      transport,
+      close: closeChannels,
+    } = await openChannels({
       entries: settings.notify?.channels ?? [],
       serverTypes: [github],
       report: (message) => print(`notify: ${message}`),
       ...(options.notifyThread !== undefined ? { thread: options.notifyThread } : {}),
+      ...(settings.notify ? { retry: settings.notify.retry } : {}),
+      ...(options.notify?.sendTimeoutMs ? { sendTimeoutMs: options.notify.sendTimeoutMs } : {}),
     });
     cleanups.unshift(closeChannels);
 
@@ -362,6 +368,7 @@ export async function startServer(
     const notifier = new Notifier({
       store: store.notify,
       channels,
+      ...(transport ? { transport } : {}),
       config: () => config.current(),
       loading: (app) => config.status().loading.some((l) => l.app === app),
       owner,

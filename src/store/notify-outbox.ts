@@ -157,6 +157,9 @@ export class NotifyStore {
       // An event of an app not known yet holds back the later ones: order first.
       if (channels === "later") break;
       done.push(row.id);
+      // One event's deliveries share its text (serialised once, not once per channel).
+      const payload = channels.length > 0 ? toJson(event) : "";
+      const subject = eventSubject(event);
       for (const channel of channels) {
         rows.push({
           event_id: row.id,
@@ -165,8 +168,8 @@ export class NotifyStore {
           app: event.app,
           env: event.env,
           deploy_id: event.deploy?.id ?? null,
-          subject: eventSubject(event),
-          payload: toJson(event),
+          subject,
+          payload,
           status: "pending",
           attempts: 0,
           next_attempt_at: now,
@@ -262,10 +265,16 @@ export class NotifyStore {
       .where("subject", "in", [...new Set(claimed.map((r) => r.subject))])
       .execute();
     const byKey = new Map(states.map((s) => [`${s.channel}\n${s.subject}`, JSON.parse(s.state)]));
-    return claimed.map((row) => ({
-      ...toRecord(row),
-      state: byKey.get(`${row.channel}\n${row.subject}`) ?? null,
-    }));
+    // An event's deliveries (one per channel) share one parsed event: it is only read from here on.
+    const events = new Map<number, NotificationEvent>();
+    return claimed.map((row) => {
+      let event = events.get(row.event_id);
+      if (!event) {
+        event = JSON.parse(row.payload) as NotificationEvent;
+        events.set(row.event_id, event);
+      }
+      return { ...toRecord(row, event), state: byKey.get(`${row.channel}\n${row.subject}`) ?? null };
+    });
   }
 
   /**
@@ -415,7 +424,7 @@ export class NotifyStore {
     if (filter.kind !== undefined) query = query.where("kind", "=", filter.kind);
     if (filter.deployId !== undefined) query = query.where("deploy_id", "=", filter.deployId);
     if (filter.before !== undefined) query = query.where("id", "<", filter.before);
-    return (await query.execute()).map(toRecord);
+    return (await query.execute()).map((row) => toRecord(row));
   }
 
   async get(id: number): Promise<DeliveryRecord> {
@@ -439,7 +448,10 @@ export class NotifyStore {
   }
 }
 
-function toRecord(row: Selectable<NotifyDeliveriesTable>): DeliveryRecord {
+function toRecord(
+  row: Selectable<NotifyDeliveriesTable>,
+  event = JSON.parse(row.payload) as NotificationEvent,
+): DeliveryRecord {
   return {
     id: row.id,
     eventId: row.event_id,
@@ -456,6 +468,6 @@ function toRecord(row: Selectable<NotifyDeliveriesTable>): DeliveryRecord {
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     deliveredAt: row.delivered_at,
-    event: JSON.parse(row.payload) as NotificationEvent,
+    event,
   };
 }

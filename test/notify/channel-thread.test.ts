@@ -9,6 +9,7 @@ import type { NotificationEvent } from "../../src/domain/notification-event.js";
 import type { ChannelDelivery } from "../../src/notify/channel.js";
 import { ChannelThread } from "../../src/notify/channel-thread.js";
 import { openChannels } from "../../src/notify/open-channels.js";
+import type { ClaimedDelivery } from "../../src/store/notify-outbox.js";
 import { startWebhookReceiver } from "../helpers/notify-receivers.js";
 
 /**
@@ -28,6 +29,30 @@ function delivery(id: number): ChannelDelivery {
     deploy: { id: 7, ref: "main", sha: "a".repeat(40), outcome: "succeeded" },
   } as unknown as NotificationEvent;
   return { id, attempt: 1, event, state: null, links: { deploy: "http://turnout.test/#/deploys/7" } };
+}
+
+function claimed(id: number): ClaimedDelivery {
+  const { event } = delivery(id);
+  const now = new Date().toISOString();
+  return {
+    id,
+    eventId: id,
+    channel: "hook",
+    kind: event.kind,
+    app: "shop",
+    env: "staging",
+    deployId: 7,
+    subject: "deploy:7",
+    status: "pending",
+    attempts: 1,
+    nextAttemptAt: now,
+    lastError: null,
+    createdAt: now,
+    updatedAt: now,
+    deliveredAt: null,
+    event,
+    state: null,
+  };
 }
 
 const webhook = (url: string) => ({ name: "hook", type: "webhook", options: { url, secret: SECRET } });
@@ -53,6 +78,37 @@ describe("the notification thread", () => {
     receiver.down = true;
     const retry = await hook.send(delivery(2), new AbortController().signal);
     expect(retry.outcome).toBe("retry");
+  });
+
+  it("sends a round's chains in one message: each chain in order, a failed delivery holding back the rest", async () => {
+    const receiver = await startWebhookReceiver(SECRET);
+    cleanups.push(() => receiver.close());
+    const thread = await ChannelThread.start([webhook(receiver.url)], () => undefined, {
+      retry: { baseMs: 60_000, maxMs: 60_000, maxAttempts: 5, maxAgeMs: 3_600_000 },
+    });
+    cleanups.push(() => thread.close());
+    expect(thread.carries("hook")).toBe(true);
+    expect(thread.carries("github")).toBe(false);
+    const linked = (id: number) => ({ ...claimed(id), links: {} });
+    const updates = await thread.sendChains([[linked(11), linked(12), linked(13)], [linked(21)]]);
+    expect(updates).toEqual([
+      { id: 11, outcome: "delivered" },
+      { id: 12, outcome: "delivered" },
+      { id: 13, outcome: "delivered" },
+      { id: 21, outcome: "delivered" },
+    ]);
+    // In order within the chain (the other chain may come anywhere).
+    const first = receiver.received.map((p: any) => p.delivery).filter((id: number) => id < 20);
+    expect(first).toEqual([11, 12, 13]);
+
+    receiver.down = true;
+    const held = await thread.sendChains([[linked(31), linked(32)]]);
+    expect(held[0]).toMatchObject({ id: 31, outcome: "retry" });
+    // The retry policy given to the thread decides when: a minute away.
+    expect(Date.parse((held[0] as { nextAttemptAt: string }).nextAttemptAt)).toBeGreaterThan(
+      Date.now() + 20_000,
+    );
+    expect(held[1]).toEqual({ id: 32, outcome: "released" });
   });
 
   it("sends while the main thread is busy", async () => {
