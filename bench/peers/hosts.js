@@ -257,7 +257,9 @@ export function run(argv, options = {}) {
     child.stdout.on("data", (d) => (out += d));
     child.stderr.on("data", (d) => (err += d));
     child.once("error", reject);
-    child.once("exit", (code, signal) =>
+    // "close", not "exit": a process can exit before its output has been read, and under load a
+    // check then read "" (the harness bug behind the first run's failed N = 20 checks).
+    child.once("close", (code, signal) =>
       code === 0
         ? resolve(out)
         : reject(
