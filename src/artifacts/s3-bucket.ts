@@ -1,13 +1,6 @@
 import { createHash } from "node:crypto";
 import { PassThrough, type Readable } from "node:stream";
-import {
-  DeleteObjectCommand,
-  GetObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  S3ServiceException,
-} from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import type { S3StoreSettings } from "../config/artifact-store-settings.js";
 import { isSha256 } from "../domain/artifact.js";
 import { isTurnoutError, notFound, TurnoutError } from "../domain/errors.js";
@@ -39,21 +32,34 @@ const REFUSALS = new Set([
  * Whatever S3 answers becomes E_ARTIFACT_STORE with S3's own error code in
  * the details; no message carries a credential.
  */
-export class S3Bucket {
-  private readonly client: S3Client;
+type Sdk = typeof import("@aws-sdk/client-s3");
 
-  constructor(private readonly settings: S3StoreSettings) {
-    this.client = new S3Client({
-      region: settings.region,
-      ...(settings.endpoint ? { endpoint: settings.endpoint } : {}),
-      forcePathStyle: settings.forcePathStyle,
-      ...(settings.credentials ? { credentials: settings.credentials } : {}),
-      // Checksums only where S3 requires them: the default CRC trailers (aws-chunked bodies)
-      // are unknown to many S3-compatible stores, and the digest header already says more.
-      requestChecksumCalculation: "WHEN_REQUIRED",
-      responseChecksumValidation: "WHEN_REQUIRED",
-      maxAttempts: 3,
-    });
+export class S3Bucket {
+  private loaded: Promise<{ sdk: Sdk; client: S3Client }> | undefined;
+
+  constructor(private readonly settings: S3StoreSettings) {}
+
+  /**
+   * The SDK is loaded on first use (the start-up check), not imported with
+   * the server: loading it costs about 250 ms of CPU, which a server on the
+   * default store should not pay at every start.
+   */
+  private load(): Promise<{ sdk: Sdk; client: S3Client }> {
+    this.loaded ??= import("@aws-sdk/client-s3").then((sdk) => ({
+      sdk,
+      client: new sdk.S3Client({
+        region: this.settings.region,
+        ...(this.settings.endpoint ? { endpoint: this.settings.endpoint } : {}),
+        forcePathStyle: this.settings.forcePathStyle,
+        ...(this.settings.credentials ? { credentials: this.settings.credentials } : {}),
+        // Checksums only where S3 requires them: the default CRC trailers (aws-chunked bodies)
+        // are unknown to many S3-compatible stores, and the digest header already says more.
+        requestChecksumCalculation: "WHEN_REQUIRED",
+        responseChecksumValidation: "WHEN_REQUIRED",
+        maxAttempts: 3,
+      }),
+    }));
+    return this.loaded;
   }
 
   /** Where the bucket is, for messages (never credentials). */
@@ -71,9 +77,9 @@ export class S3Bucket {
    * so a server with wrong keys stops at start rather than at its first deploy.
    */
   async check(): Promise<void> {
-    await this.call("list", () =>
-      this.client.send(
-        new ListObjectsV2Command({ Bucket: this.settings.bucket, Prefix: this.key(""), MaxKeys: 1 }),
+    await this.call("list", ({ sdk, client }) =>
+      client.send(
+        new sdk.ListObjectsV2Command({ Bucket: this.settings.bucket, Prefix: this.key(""), MaxKeys: 1 }),
       ),
     );
   }
@@ -97,9 +103,9 @@ export class S3Bucket {
       body = source.pipe(counted);
     }
     try {
-      await this.call("put", () =>
-        this.client.send(
-          new PutObjectCommand({
+      await this.call("put", ({ sdk, client }) =>
+        client.send(
+          new sdk.PutObjectCommand({
             Bucket: this.settings.bucket,
             Key: this.key(sha256),
             Body: body,
@@ -131,8 +137,8 @@ export class S3Bucket {
 
   /** An object's bytes as they arrive; E_NOT_FOUND when absent. The caller checks the digest. */
   async open(sha256: string): Promise<Readable> {
-    const answer = await this.call("get", () =>
-      this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: this.key(sha256) })),
+    const answer = await this.call("get", ({ sdk, client }) =>
+      client.send(new sdk.GetObjectCommand({ Bucket: this.settings.bucket, Key: this.key(sha256) })),
     ).catch((error: unknown) => {
       if (isTurnoutError(error) && error.details?.["s3Code"] === "NoSuchKey")
         throw notFound(`blob ${sha256}`, { sha256 });
@@ -143,8 +149,8 @@ export class S3Bucket {
 
   /** Deletes one object (deleting an absent one succeeds, as in S3). */
   async delete(sha256: string): Promise<void> {
-    await this.call("delete", () =>
-      this.client.send(new DeleteObjectCommand({ Bucket: this.settings.bucket, Key: this.key(sha256) })),
+    await this.call("delete", ({ sdk, client }) =>
+      client.send(new sdk.DeleteObjectCommand({ Bucket: this.settings.bucket, Key: this.key(sha256) })),
     );
   }
 
@@ -153,9 +159,9 @@ export class S3Bucket {
     const prefix = this.key("");
     let token: string | undefined;
     do {
-      const page = await this.call("list", () =>
-        this.client.send(
-          new ListObjectsV2Command({
+      const page = await this.call("list", ({ sdk, client }) =>
+        client.send(
+          new sdk.ListObjectsV2Command({
             Bucket: this.settings.bucket,
             Prefix: prefix,
             ...(token ? { ContinuationToken: token } : {}),
@@ -172,12 +178,15 @@ export class S3Bucket {
   }
 
   close(): void {
-    this.client.destroy();
+    void this.loaded?.then(({ client }) => client.destroy()).catch(() => undefined);
   }
 
-  private async call<T>(operation: string, send: () => Promise<T>): Promise<T> {
+  private async call<T>(
+    operation: string,
+    send: (loaded: { sdk: Sdk; client: S3Client }) => Promise<T>,
+  ): Promise<T> {
     try {
-      return await send();
+      return await send(await this.load());
     } catch (error) {
       throw storeError(operation, this.where, error);
     }
@@ -188,8 +197,8 @@ export class S3Bucket {
 function storeError(operation: string, where: string, error: unknown): TurnoutError {
   if (isTurnoutError(error)) return error;
   const e = error as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
-  const s3Code =
-    error instanceof S3ServiceException || typeof e?.name === "string" ? (e.name ?? "Error") : "Error";
+  // S3ServiceException and the credential providers' errors both carry their code as `name`.
+  const s3Code = typeof e?.name === "string" && e.name !== "" ? e.name : "Error";
   const status = e?.$metadata?.httpStatusCode;
   const refused = REFUSALS.has(s3Code);
   const hint = refused ? " (check the S3 credentials, bucket and region in the server settings)" : "";
