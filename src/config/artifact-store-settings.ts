@@ -71,7 +71,8 @@ export function resolveArtifactStore(
         ? `S3 bucket name '${bucket}' is not valid (3-63 lowercase letters, digits, dots, hyphens)`
         : "the S3 artifact store needs a bucket (TURNOUT_S3_BUCKET or artifact_store.bucket)",
     );
-  let prefix = env["TURNOUT_S3_PREFIX"] ?? file?.prefix ?? "turnout/";
+  // An empty variable is "not set", as everywhere; the settings file's `prefix: ""` means the bucket's root.
+  let prefix = env["TURNOUT_S3_PREFIX"] || (file?.prefix ?? "turnout/");
   if (prefix !== "" && !prefix.endsWith("/")) prefix = `${prefix}/`;
   if (!PREFIX.test(prefix) || prefix.split("/").some((part) => part === "." || part === ".."))
     throw new TurnoutError(

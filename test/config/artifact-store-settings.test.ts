@@ -43,6 +43,12 @@ describe("artifact store settings", () => {
     const aws = resolveArtifactStore({ kind: "s3", bucket: "b-1" }, { AWS_REGION: "eu-central-1" }, PG);
     expect(aws).toMatchObject({ region: "eu-central-1", forcePathStyle: false, prefix: "turnout/" });
     expect(aws).not.toHaveProperty("credentials");
+    expect(resolveArtifactStore({ kind: "s3", bucket: "b-1" }, { TURNOUT_S3_PREFIX: "" }, PG)).toMatchObject({
+      prefix: "turnout/",
+    });
+    expect(resolveArtifactStore({ kind: "s3", bucket: "b-1", prefix: "" }, {}, PG)).toMatchObject({
+      prefix: "",
+    });
   });
 
   it("explicit keys are kept but never printed", () => {
