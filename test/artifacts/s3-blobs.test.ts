@@ -112,6 +112,23 @@ describe("S3 artifact blobs", () => {
     expect(s3.requests.filter((r) => r.operation === "PutObject").length).toBe(puts);
   });
 
+  it("two servers storing the same blob at once upload it once: the second waits for the first's row", async () => {
+    const other = await Store.open({ url: database.url, artifactStore: settings() });
+    try {
+      const bytes = randomBytes(2 * 1024 * 1024);
+      const blob = { sha256: sha(bytes), size: bytes.length, open: async () => Readable.from([bytes]) };
+      await Promise.all([store.artifactBlobs.put([blob]), other.artifactBlobs.put([blob])]);
+      const puts = s3.requests.filter(
+        (r) => r.operation === "PutObject" && r.key === `t/blobs/${sha(bytes)}`,
+      );
+      expect(puts).toHaveLength(1);
+      expect(s3.objects.get(`t/blobs/${sha(bytes)}`)?.body.equals(bytes)).toBe(true);
+      expect(await other.artifactBlobs.touchOrMissing([sha(bytes)])).toEqual(new Set());
+    } finally {
+      await other.close();
+    }
+  });
+
   it("removes old unreferenced objects with their rows, keeps touched ones, and sweeps old strays only", async () => {
     const old = new Date(Date.now() - 7 * 24 * 3_600_000).toISOString();
     const since = new Date(Date.now() - 3_600_000).toISOString();
