@@ -7,7 +7,8 @@ import type { Readable } from "node:stream";
  * content-addressed there as on disk; `touched_at` is when a blob was last
  * written or relied on, and the collector removes only blobs untouched for
  * the blob grace and named by no reference (see engine/shared-collection.ts).
- * A second backend (an S3-compatible bucket) would implement this too.
+ * A second backend keeps the same rows and puts the bytes in an S3-compatible
+ * bucket (store/artifact-blobs-s3.ts); the rows are what the collector reads.
  */
 export interface SharedBlobStore {
   /**
@@ -32,6 +33,16 @@ export interface SharedBlobStore {
   list(): Promise<SharedBlobInfo[]>;
   /** Removes those of `digests` not touched since `untouchedSince`; returns what went. */
   remove(digests: readonly string[], untouchedSince: string): Promise<{ digest: string; size: number }[]>;
+  /**
+   * Removes bytes stored without a row (a put whose transaction never
+   * committed) and older than `untouchedSince`; only a backend whose bytes
+   * live outside the database can have any.
+   */
+  removeStrays?(untouchedSince: string): Promise<{ digest: string; size: number }[]>;
+  /** Checked once at start: E_ARTIFACT_STORE when the backend cannot be used (wrong credentials, no bucket). */
+  check?(): Promise<void>;
+  /** Releases connections the backend holds of its own (not the database's). */
+  close?(): void;
   /** Runs `fn` unless another server's collection is running (then undefined). */
   exclusively<T>(fn: () => Promise<T>): Promise<T | undefined>;
 }

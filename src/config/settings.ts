@@ -8,6 +8,11 @@ import { refProblem } from "../domain/refs.js";
 import { DEFAULT_RETENTION, type RetentionSettings } from "../domain/retention.js";
 import { isRelativeRemotePath, remoteKind } from "../git/remote-url.js";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../observability/log-levels.js";
+import {
+  type ArtifactStoreSettings,
+  artifactStoreFileSchema,
+  resolveArtifactStore,
+} from "./artifact-store-settings.js";
 import { STARTUP_WAIT_MS } from "./manifest-limits.js";
 import { type NotifySettings, resolveNotifySettings } from "./notify-settings.js";
 import { resolveSlackSettings, type SlackSettings, slackFileSchema } from "./slack-settings.js";
@@ -37,6 +42,8 @@ export interface ServerSettings {
   configStartupWaitMs: number;
   /** postgres://… to use PostgreSQL; undefined for the embedded SQLite in dataDir. */
   databaseUrl: string | undefined;
+  /** Where servers on PostgreSQL share artifact blobs: the database (default) or an S3-compatible bucket. */
+  artifactStore: ArtifactStoreSettings;
   /** Deploys one server process runs at once, across all environments. */
   concurrency: number;
   leaseMs: number;
@@ -113,6 +120,7 @@ const fileSchema = z
     config_poll: z.union([z.string(), z.number()]).optional(),
     config_startup_wait: z.union([z.string(), z.number()]).optional(),
     database_url: z.string().optional(),
+    artifact_store: artifactStoreFileSchema.optional(),
     concurrency: z.number().int().min(1).max(256).optional(),
     lease: z.union([z.string(), z.number()]).optional(),
     kill_grace: z.union([z.string(), z.number()]).optional(),
@@ -219,6 +227,7 @@ export function resolveSettings(
     configPollMs,
     configStartupWaitMs,
     databaseUrl: databaseUrl || undefined,
+    artifactStore: resolveArtifactStore(file.artifact_store, env, databaseUrl),
     concurrency,
     // Shared PostgreSQL: another server takes over a dead one's deploy within 15 s (lease 10 s + a 2 s recovery sweep).
     leaseMs: parseTimerDuration(env["TURNOUT_LEASE"] ?? file.lease ?? (databaseUrl ? "10s" : "30s")),

@@ -30,6 +30,8 @@ export const ERROR_CODES = [
   "E_EMERGENCY_NOT_ALLOWED",
   // The environment's provider cannot do what was asked (e.g. install an uploaded artifact).
   "E_PROVIDER_UNSUPPORTED",
+  // The shared artifact store outside the database (an S3-compatible bucket) refused or failed.
+  "E_ARTIFACT_STORE",
   // Transport problems the HTTP server itself answers (see http/error-mapping.ts).
   "E_METHOD_NOT_ALLOWED",
   "E_REQUEST_TIMEOUT",

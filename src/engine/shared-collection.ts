@@ -67,6 +67,9 @@ export async function collectShared(input: SharedCollectionInput): Promise<Share
           doomed.map((b) => b.digest),
           input.untouchedSince,
         );
+    // Bytes a put left without a row (its transaction never committed): only a bucket can hold them.
+    const strays =
+      !input.dryRun && shared.removeStrays ? await shared.removeStrays(input.untouchedSince) : [];
     // Records whose manifest went, once it went: a record never outlives its files for long,
     // and one found meanwhile names an artifact every server treats as removed.
     const gone = new Set(removed.map((b) => b.digest));
@@ -75,7 +78,7 @@ export async function collectShared(input: SharedCollectionInput): Promise<Share
     );
     if (!input.dryRun) await store.retention.deleteArtifacts(records);
     const blobs = emptyAmount();
-    for (const b of removed) {
+    for (const b of [...removed, ...strays]) {
       blobs.count++;
       blobs.bytes += b.size;
     }

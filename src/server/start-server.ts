@@ -172,8 +172,11 @@ export async function startServer(
     const store = await Store.open({
       url: settings.databaseUrl,
       sqliteFile: path.join(settings.dataDir, "turnout.db"),
+      artifactStore: settings.artifactStore,
     });
     cleanups.unshift(() => store.close());
+    // Wrong keys or a missing bucket stop the start here (E_ARTIFACT_STORE), not the first deploy.
+    if (store.caps.sharedArtifacts) await store.artifactBlobs.check?.();
     // PostgreSQL: a push to any server reaches every server's copy (git/shared-hosted-repos.ts).
     const sharedHosted = store.caps.sharedBetweenProcesses
       ? new SharedHostedRepos({ log: store.hostedRepos, hostedDir: hostedDir(settings), report: print })

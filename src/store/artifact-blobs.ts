@@ -8,7 +8,7 @@ import type { Schema } from "./schema.js";
 /** Bytes per chunk row: no single value is large, and a big blob is read a few at a time. */
 export const CHUNK_BYTES = 1024 * 1024;
 /** Digests per statement that names them (one array parameter). */
-const DIGESTS_PER_STATEMENT = 5000;
+export const DIGESTS_PER_STATEMENT = 5000;
 /** Blobs written in one transaction, at most (many small files cost one commit, not one each). */
 const BLOBS_PER_TRANSACTION = 500;
 /** Bytes written in one transaction before it commits, roughly; a larger blob has one of its own. */
@@ -33,7 +33,7 @@ const COLLECTION_LOCK = 0x7475726e6f7574;
  * while a collection runs stays and one removed first is reported missing.
  */
 export class ArtifactBlobRows implements SharedBlobStore {
-  constructor(private readonly db: Kysely<Schema>) {}
+  constructor(protected readonly db: Kysely<Schema>) {}
 
   async touchOrMissing(digests: readonly string[]): Promise<Set<string>> {
     const missing = new Set(digests);
@@ -235,7 +235,7 @@ async function writeChunks(
   }
 }
 
-function batches<T>(items: readonly T[], size: number): T[][] {
+export function batches<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;

@@ -1,4 +1,5 @@
-import { ArtifactBlobRows } from "./artifact-blobs.js";
+import type { SharedBlobStore } from "../artifacts/shared-blobs.js";
+import type { ArtifactStoreSettings } from "../config/artifact-store-settings.js";
 import { ArtifactRecords } from "./artifacts.js";
 import { AuditStore } from "./audit.js";
 import { AutoAdmission } from "./auto-admission.js";
@@ -23,6 +24,7 @@ import { PhaseStore } from "./phases.js";
 import { PipelineRunStore } from "./pipeline-runs.js";
 import { ReleaseStore } from "./releases.js";
 import { RetentionStore } from "./retention.js";
+import { sharedBlobBackend } from "./shared-blob-backend.js";
 import { TokenUsage } from "./token-usage.js";
 import { TokenStore } from "./tokens.js";
 import { UndeployedStore } from "./undeployed.js";
@@ -31,6 +33,8 @@ import { WebhookStore } from "./webhooks.js";
 export interface StoreOptions extends DatabaseOptions {
   /** How often a token's last use is written at most (default: a minute; tests shorten it). */
   tokenUseIntervalMs?: number;
+  /** Where the shared artifact store keeps its bytes (PostgreSQL only; default: chunk rows). */
+  artifactStore?: ArtifactStoreSettings;
 }
 
 /** Everything Turnout keeps, one repository per table family, over one database. */
@@ -47,8 +51,11 @@ export class Store {
   readonly webhooks: WebhookStore;
   readonly autoDeploys: AutoAdmission;
   readonly artifacts: ArtifactRecords;
-  /** The shared artifact store's rows (migration 0018); used where caps.sharedArtifacts. */
-  readonly artifactBlobs: ArtifactBlobRows;
+  /**
+   * The shared artifact store (migration 0018's rows, the bytes in chunk rows
+   * or an S3 bucket: shared-blob-backend.ts); used where caps.sharedArtifacts.
+   */
+  readonly artifactBlobs: SharedBlobStore;
   readonly hosts: HostStore;
   readonly fleet: FleetStore;
   readonly retention: RetentionStore;
@@ -89,7 +96,7 @@ export class Store {
     this.webhooks = new WebhookStore(db, caps);
     this.autoDeploys = new AutoAdmission(db);
     this.artifacts = new ArtifactRecords(db, caps);
-    this.artifactBlobs = new ArtifactBlobRows(db);
+    this.artifactBlobs = sharedBlobBackend(db, caps.sharedArtifacts ? options.artifactStore : undefined);
     this.hosts = new HostStore(db, caps, usage);
     this.fleet = new FleetStore(db);
     this.retention = new RetentionStore(db);
@@ -116,6 +123,7 @@ export class Store {
   }
 
   close(): Promise<void> {
+    this.artifactBlobs.close?.();
     return this.database.close();
   }
 }
