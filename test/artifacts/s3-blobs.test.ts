@@ -6,7 +6,7 @@ import { isTurnoutError } from "../../src/domain/errors.js";
 import { Store } from "../../src/store/store.js";
 import { raw } from "../engine/retention-fixtures.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/databases.js";
-import { type FakeS3, startFakeS3 } from "../support/fake-s3.js";
+import { type FakeS3, startFakeS3 } from "../helpers/fake-s3.js";
 
 /**
  * The S3 backend of the shared artifact store against a local S3 server that

@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isTurnoutError } from "../../src/domain/errors.js";
 import { raw, released } from "../engine/retention-fixtures.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/databases.js";
+import { type FakeS3, startFakeS3 } from "../helpers/fake-s3.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
-import { type FakeS3, startFakeS3 } from "../support/fake-s3.js";
 import { blobFiles, damageBlob, packTar } from "./helpers.js";
 
 /**

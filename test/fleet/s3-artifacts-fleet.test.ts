@@ -6,6 +6,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blobFiles } from "../artifacts/helpers.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/databases.js";
+import { type FakeS3, startFakeS3 } from "../helpers/fake-s3.js";
 import {
   type AgentProcess,
   assertConsistent,
@@ -14,7 +15,6 @@ import {
   waitForHosts,
 } from "../helpers/fleet.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
-import { type FakeS3, startFakeS3 } from "../support/fake-s3.js";
 
 /**
  * The same as shared-artifacts-fleet.test.ts with the S3 artifact store (a
