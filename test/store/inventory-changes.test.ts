@@ -23,7 +23,7 @@ describe.each(BACKENDS)("agent inventory changes on %s", (backend) => {
     await Promise.all([
       store.hosts.saveInventoryChanges(a.id, {
         changed: [{ app: "shop", releases: ["r1", "r2"], current: "r2", slots: { next: "r2" } }],
-        removed: ["blog"],
+        removed: [{ app: "blog" }],
       }),
       store.hosts.saveInventoryChanges(
         b.id,
