@@ -1,8 +1,8 @@
 import type * as z from "zod/mini";
 import { type ArtifactEntry, type ArtifactManifest, manifestDigest } from "../domain/artifact.js";
 import { isTurnoutError, TurnoutError } from "../domain/errors.js";
-import { applyManifestDiff } from "../domain/manifest-diff.js";
 import { appTarget } from "../domain/fleet.js";
+import { applyManifestDiff } from "../domain/manifest-diff.js";
 import type { BlobSource, HostLog, HostOps } from "../providers/fleet/host-ops.js";
 import type { KeptManifests } from "./kept-manifests.js";
 import { type CallArgs, type CallResult, callArgs, type HostOp } from "./protocol.js";
@@ -47,7 +47,16 @@ export async function executeCall(
     }
     case "run": {
       const args = parse(op, raw);
-      return { exitCode: await ops.run(appTarget(args.app, args.path), args.argv, args.env, args.timeoutMs, log, signal) };
+      return {
+        exitCode: await ops.run(
+          appTarget(args.app, args.path),
+          args.argv,
+          args.env,
+          args.timeoutMs,
+          log,
+          signal,
+        ),
+      };
     }
     case "health": {
       const args = parse(op, raw);

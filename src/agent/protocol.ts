@@ -87,7 +87,9 @@ const sha256 = z.string().check(z.regex(/^[0-9a-f]{64}$/, "invalid digest"));
 const argv = z.array(z.string()).check(z.minLength(1));
 const timeoutMs = z.int().check(z.positive());
 // Checked again on the host against its root (layout.ts assertDeployPath).
-const deployPath = z.string().check(z.maxLength(1024), z.regex(/^\/[A-Za-z0-9/._-]*$/, "invalid deploy path"));
+const deployPath = z
+  .string()
+  .check(z.maxLength(1024), z.regex(/^\/[A-Za-z0-9/._-]*$/, "invalid deploy path"));
 
 export const inventorySchema = z.array(
   z.strictObject({
@@ -227,7 +229,9 @@ export type ServerMessage = z.infer<typeof serverMessageSchema>;
 
 /** The deploy path a call's arguments carry, if any (stage: in its spec). */
 export function callDeployPath(op: HostOp, args: unknown): string | undefined {
-  const holder = (op === "stage" ? (args as { spec?: unknown })?.spec : args) as { path?: unknown } | undefined;
+  const holder = (op === "stage" ? (args as { spec?: unknown })?.spec : args) as
+    | { path?: unknown }
+    | undefined;
   return typeof holder?.path === "string" ? holder.path : undefined;
 }
 

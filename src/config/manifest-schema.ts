@@ -229,7 +229,8 @@ const fleetDeploy = z
       // An SSH host's root is known here (an agent's is checked by the agent, at the deploy).
       const root = host.root ?? d.ssh_defaults?.root ?? "/srv/turnout";
       const problem = d.path === undefined ? undefined : deployPathRootProblem(d.path, root);
-      if (problem) ctx.addIssue({ code: "custom", path: ["path"], message: `${problem} (host ${host.name})` });
+      if (problem)
+        ctx.addIssue({ code: "custom", path: ["path"], message: `${problem} (host ${host.name})` });
     }
   })
   .refine((d) => d.build === undefined || d.build_script === undefined, {

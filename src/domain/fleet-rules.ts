@@ -59,7 +59,13 @@ export function deployPathProblem(path: string): string | undefined {
   if (!ROOT.test(path) || path.length > 1024) {
     return "an absolute path of letters, digits, '/', '.', '_' and '-'";
   }
-  if (path.endsWith("/") || path.split("/").slice(1).some((part) => part === "" || part === "." || part === "..")) {
+  if (
+    path.endsWith("/") ||
+    path
+      .split("/")
+      .slice(1)
+      .some((part) => part === "" || part === "." || part === "..")
+  ) {
     return "a normalized path (no '.', '..' or empty components, no trailing '/')";
   }
   return undefined;

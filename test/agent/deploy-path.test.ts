@@ -22,7 +22,13 @@ function artifact(files: Record<string, string>) {
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([path, content]) => {
       blobs.set(sha(content), Buffer.from(content));
-      return { path, type: "file" as const, mode: 0o644, size: Buffer.byteLength(content), sha256: sha(content) };
+      return {
+        path,
+        type: "file" as const,
+        mode: 0o644,
+        size: Buffer.byteLength(content),
+        sha256: sha(content),
+      };
     });
   const manifest: ArtifactManifest = { version: 1, entries };
   return { manifest, blobs, id: hostReleaseId(manifestDigest(manifest)) };
@@ -52,10 +58,11 @@ const spec = (a: Artifact, path?: string): StageSpec => ({
   env: {},
   timeoutMs: 10_000,
 });
-const exists = (p: string) => stat(p).then(
-  () => true,
-  () => false,
-);
+const exists = (p: string) =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
 
 let dir: string;
 let root: string;
@@ -156,7 +163,10 @@ describe("a deploy path on an agent's host layout", () => {
       await expect(
         host.stage(spec(a, path), new MemorySource().add(a), () => {}, live()),
         path,
-      ).rejects.toMatchObject({ code: "E_VALIDATION", message: expect.stringContaining("invalid deploy path") });
+      ).rejects.toMatchObject({
+        code: "E_VALIDATION",
+        message: expect.stringContaining("invalid deploy path"),
+      });
       await expect(host.switchTo({ app: "web", path }, a.id, "current"), path).rejects.toMatchObject({
         code: "E_VALIDATION",
       });
@@ -168,7 +178,8 @@ describe("a deploy path on an agent's host layout", () => {
   it("copies files into a path on another file system than the cache (no hard links across file systems)", async () => {
     const shm = await mkdtemp("/dev/shm/turnout-path-");
     try {
-      if ((await stat(shm)).dev === (await stat(dir)).dev) throw new Error("/dev/shm is on the same file system");
+      if ((await stat(shm)).dev === (await stat(dir)).dev)
+        throw new Error("/dev/shm is on the same file system");
       const a = artifact({ "one.txt": "one", "two.txt": "two" });
       const b = artifact({ "one.txt": "one", "two.txt": "three" });
       const lines: string[] = [];
@@ -176,7 +187,9 @@ describe("a deploy path on an agent's host layout", () => {
       await host.stage(spec(a, shm), source, (l) => lines.push(l), live());
       const second = await host.stage(spec(b, shm), source, (l) => lines.push(l), live());
       expect(second.blobsFetched).toBe(1); // one.txt from the cache, copied
-      expect(lines.some((l) => l.includes("copied (the cache cannot be hard-linked from the release)"))).toBe(true);
+      expect(lines.some((l) => l.includes("copied (the cache cannot be hard-linked from the release)"))).toBe(
+        true,
+      );
       await host.switchTo({ app: "web", path: shm }, b.id, "current");
       expect(await readFile(join(shm, "current", "one.txt"), "utf8")).toBe("one");
       expect(await readFile(join(shm, "current", "two.txt"), "utf8")).toBe("three");

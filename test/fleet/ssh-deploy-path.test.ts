@@ -48,7 +48,12 @@ describe("SshHostOps at a deploy path", () => {
   it("stages, switches, runs and reports there, with the cache under the root (hard links)", async () => {
     const staging = path.join(www, "shop-staging");
     const logs: string[] = [];
-    const result = await host.stage(spec(v1, staging, { shared: ["log"] }), v1.source, (l) => logs.push(l), never);
+    const result = await host.stage(
+      spec(v1, staging, { shared: ["log"] }),
+      v1.source,
+      (l) => logs.push(l),
+      never,
+    );
     expect(result.staged).toBe(true);
     expect(await host.switchTo({ app: "shop", path: staging }, v1.id, "current")).toEqual({ previous: null });
     expect(await readlink(path.join(staging, "current"))).toBe(`releases/${v1.id}`);
@@ -103,7 +108,13 @@ describe("SshHostOps at a deploy path", () => {
     // Sorted by app, then path (the default place first), as agents sort theirs.
     const expected = [
       { app: "shop", path: production, releases: [v1.id, v3.id], current: v1.id, slots: {} },
-      { app: "shop", path: staging, releases: [v1.id, v2.id, v3.id], current: v3.id, slots: { previous: v2.id } },
+      {
+        app: "shop",
+        path: staging,
+        releases: [v1.id, v2.id, v3.id],
+        current: v3.id,
+        slots: { previous: v2.id },
+      },
     ].sort((a, b) => (a.path < b.path ? -1 : 1));
     expect(inventory).toEqual([{ app: "shop", releases: [v2.id], current: v2.id, slots: {} }, ...expected]);
     // Rollback (a switch back) and slot promotion at the path touch nothing else.
@@ -120,11 +131,24 @@ describe("SshHostOps at a deploy path", () => {
   });
 
   it("refuses bad deploy paths before ssh starts", async () => {
-    for (const bad of ["relative", "/a/../b", "/a//b", "/a/b/", "/", "/a b", "/$(id)", sshd.root, `${sshd.root}/.turnout/x`]) {
+    for (const bad of [
+      "relative",
+      "/a/../b",
+      "/a//b",
+      "/a/b/",
+      "/",
+      "/a b",
+      "/$(id)",
+      sshd.root,
+      `${sshd.root}/.turnout/x`,
+    ]) {
       await expect(host.switchTo({ app: "shop", path: bad }, v1.id, "current"), bad).rejects.toMatchObject({
         code: "E_VALIDATION",
       });
-      await expect(host.stage(spec(v1, bad), v1.source, () => {}, never), bad).rejects.toMatchObject({
+      await expect(
+        host.stage(spec(v1, bad), v1.source, () => {}, never),
+        bad,
+      ).rejects.toMatchObject({
         code: "E_VALIDATION",
       });
     }

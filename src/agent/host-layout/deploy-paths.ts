@@ -43,7 +43,12 @@ export async function readDeployPaths(root: string): Promise<DeployPath[]> {
 }
 
 /** Adds the pair unless it is there (callers serialize calls on one root). */
-export async function recordDeployPath(root: string, app: string, path: string, fsyncs: boolean): Promise<void> {
+export async function recordDeployPath(
+  root: string,
+  app: string,
+  path: string,
+  fsyncs: boolean,
+): Promise<void> {
   const known = await readDeployPaths(root);
   if (known.some((p) => p.app === app && p.path === path)) return;
   await ensureRealDir(join(root, ".turnout"));

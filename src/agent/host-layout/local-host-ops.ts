@@ -2,11 +2,17 @@ import { rmSync } from "node:fs";
 import { readdir, rename } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { TurnoutError } from "../../domain/errors.js";
-import { type AppTarget, appTarget, type HealthCheckConfig, type HostAppInventory } from "../../domain/fleet.js";
+import {
+  type AppTarget,
+  appTarget,
+  type HealthCheckConfig,
+  type HostAppInventory,
+} from "../../domain/fleet.js";
 import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "../../providers/fleet/host-ops.js";
 import { BlobCache, cachedFileMode } from "./blob-cache.js";
 import { type BlobToFetch, fetchBlobs } from "./blob-fetch.js";
 import { assertArgv, assertEnv, assertTimeout, checkHealth, runCommand } from "./commands.js";
+import { recordDeployPath } from "./deploy-paths.js";
 import {
   atomicSymlink,
   ensureRealDir,
@@ -16,7 +22,6 @@ import {
   nonce,
   removeTree,
 } from "./fs-util.js";
-import { recordDeployPath } from "./deploy-paths.js";
 import { readAppInventory, readInventory, releasesInOrder } from "./inventory.js";
 import {
   AppLayout,
@@ -290,7 +295,12 @@ export class LocalHostOps implements HostOps {
     });
   }
 
-  async health(app: AppTarget, check: HealthCheckConfig, log: HostLog, signal: AbortSignal): Promise<boolean> {
+  async health(
+    app: AppTarget,
+    check: HealthCheckConfig,
+    log: HostLog,
+    signal: AbortSignal,
+  ): Promise<boolean> {
     const layout = new AppLayout(this.root, app);
     const { id, dir } = await this.currentRelease(layout);
     return checkHealth(check, {

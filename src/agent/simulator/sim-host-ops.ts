@@ -1,7 +1,12 @@
 import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
 import { TurnoutError } from "../../domain/errors.js";
-import { type AppTarget, appTarget, type HealthCheckConfig, type HostAppInventory } from "../../domain/fleet.js";
+import {
+  type AppTarget,
+  appTarget,
+  type HealthCheckConfig,
+  type HostAppInventory,
+} from "../../domain/fleet.js";
 import { assertName } from "../../domain/names.js";
 import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "../../providers/fleet/host-ops.js";
 import { assertArgv, assertEnv, assertTimeout } from "../host-layout/commands.js";

@@ -164,6 +164,8 @@ function currentOf(host: HostJson, app: string): string {
 }
 
 function currentPairs(host: HostJson): string {
-  const pairs = host.apps.filter((a) => a.current !== null).map((a) => `${a.app}${a.path ? `@${a.path}` : ""}=${a.current}`);
+  const pairs = host.apps
+    .filter((a) => a.current !== null)
+    .map((a) => `${a.app}${a.path ? `@${a.path}` : ""}=${a.current}`);
   return pairs.length === 0 ? "-" : pairs.join(",");
 }

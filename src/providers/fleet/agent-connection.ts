@@ -5,8 +5,8 @@ import {
   type CallResult,
   callDeployPath,
   callResults,
-  DEPLOY_PATH_PROTOCOL,
   closeReason,
+  DEPLOY_PATH_PROTOCOL,
   type HostOp,
   type ServerMessage,
 } from "../../agent/protocol.js";

@@ -86,7 +86,12 @@ export class AgentHostOps implements HostOps {
     return result.exitCode;
   }
 
-  async health(app: AppTarget, check: HealthCheckConfig, log: HostLog, signal: AbortSignal): Promise<boolean> {
+  async health(
+    app: AppTarget,
+    check: HealthCheckConfig,
+    log: HostLog,
+    signal: AbortSignal,
+  ): Promise<boolean> {
     const attempts = check.retries + 1;
     const budget = attempts * (check.timeoutMs + check.intervalMs) + this.timing.callMarginMs;
     return (await this.call("health", { ...appArgs(app), check }, budget, log, signal)).healthy;

@@ -509,9 +509,7 @@ export function negotiateProtocol(newest: number, oldest: number | undefined): n
  * changed layout from an unchanged one.
  */
 function inventoryRecords(inventory: HostAppInventory[]): Map<string, string> {
-  return new Map(
-    inventory.map((item) => [inventoryKey(item), JSON.stringify(item)]),
-  );
+  return new Map(inventory.map((item) => [inventoryKey(item), JSON.stringify(item)]));
 }
 
 function inventoryKey(item: Pick<HostAppInventory, "app" | "path">): string {

@@ -217,7 +217,12 @@ export class SshHostOps implements HostOps {
    * `timeoutMs`; http: a GET from the host answered 2xx (redirects not
    * followed), command: exit 0 in the current release. An abort is unhealthy.
    */
-  async health(app: AppTarget, check: HealthCheckConfig, log: HostLog, signal: AbortSignal): Promise<boolean> {
+  async health(
+    app: AppTarget,
+    check: HealthCheckConfig,
+    log: HostLog,
+    signal: AbortSignal,
+  ): Promise<boolean> {
     this.place(app);
     if ((check.http === undefined) === (check.command === undefined)) {
       throw new TurnoutError("E_VALIDATION", "a health check needs exactly one of http or command");
