@@ -1,6 +1,7 @@
 import type * as z from "zod/mini";
 import { type ArtifactEntry, type ArtifactManifest, manifestDigest } from "../domain/artifact.js";
 import { isTurnoutError, TurnoutError } from "../domain/errors.js";
+import { appTarget } from "../domain/fleet.js";
 import { applyManifestDiff } from "../domain/manifest-diff.js";
 import type { BlobSource, HostLog, HostOps } from "../providers/fleet/host-ops.js";
 import type { KeptManifests } from "./kept-manifests.js";
@@ -38,23 +39,32 @@ export async function executeCall(
     }
     case "switchTo": {
       const args = parse(op, raw);
-      return ops.switchTo(args.app, args.releaseId, args.slot);
+      return ops.switchTo(appTarget(args.app, args.path), args.releaseId, args.slot);
     }
     case "promoteSlot": {
       const args = parse(op, raw);
-      return ops.promoteSlot(args.app, args.slot);
+      return ops.promoteSlot(appTarget(args.app, args.path), args.slot);
     }
     case "run": {
       const args = parse(op, raw);
-      return { exitCode: await ops.run(args.app, args.argv, args.env, args.timeoutMs, log, signal) };
+      return {
+        exitCode: await ops.run(
+          appTarget(args.app, args.path),
+          args.argv,
+          args.env,
+          args.timeoutMs,
+          log,
+          signal,
+        ),
+      };
     }
     case "health": {
       const args = parse(op, raw);
-      return { healthy: await ops.health(args.app, args.check, log, signal) };
+      return { healthy: await ops.health(appTarget(args.app, args.path), args.check, log, signal) };
     }
     case "prune": {
       const args = parse(op, raw);
-      return ops.prune(args.app, args.keep);
+      return ops.prune(appTarget(args.app, args.path), args.keep);
     }
     case "inventory":
       parse(op, raw);

@@ -22,9 +22,15 @@ export const AGENT_CONNECT_PATH = "/api/v1/agents/connect";
  * The newest protocol this build speaks. 2 added: `minProtocol` and
  * `manifests` in hello and heartbeat, `protocol` in welcome, stage specs
  * with a `manifestDiff` instead of the whole manifest, and close code
- * `tooOld`. Upgrade order: the server first (it speaks both), then agents.
+ * `tooOld`. 3 added: an environment's own deploy `path` in the arguments of
+ * every operation on an app and in inventory entries; a call with a path is
+ * refused before it is sent to an agent of protocol 1 or 2 (it would ignore
+ * the path and deploy to <root>/<app>). Upgrade order: the server first (it
+ * speaks all three), then agents.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
+/** The first protocol whose agents understand an environment's own deploy path. */
+export const DEPLOY_PATH_PROTOCOL = 3;
 /** The oldest protocol this server still accepts: agents of protocol 1 get whole manifests. */
 export const MIN_PROTOCOL_VERSION = 1;
 /** How many manifests an agent keeps (and names in hello) to be sent differences against. */
@@ -80,10 +86,16 @@ const env = z.record(z.string(), z.string());
 const sha256 = z.string().check(z.regex(/^[0-9a-f]{64}$/, "invalid digest"));
 const argv = z.array(z.string()).check(z.minLength(1));
 const timeoutMs = z.int().check(z.positive());
+// Checked again on the host against its root (layout.ts assertDeployPath).
+const deployPath = z
+  .string()
+  .check(z.maxLength(1024), z.regex(/^\/[A-Za-z0-9/._-]*$/, "invalid deploy path"));
 
 export const inventorySchema = z.array(
   z.strictObject({
     app: name,
+    // Protocol 3: the layout is at this deploy path, not <root>/<app>.
+    path: z.optional(deployPath),
     releases: z.array(releaseId),
     current: z.nullable(releaseId),
     slots: z.record(z.string(), releaseId),
@@ -95,6 +107,8 @@ export const inventorySchema = z.array(
 // so a newer server can add optional fields without breaking older agents.
 const stageSpec = z.object({
   app: name,
+  // Protocol 3. Agents of 1 and 2 would drop it (this object is not strict): never sent to them.
+  path: z.optional(deployPath),
   releaseId,
   // Named back to the server when the blobs are downloaded (older servers do not send it).
   artifact: z.optional(sha256),
@@ -127,11 +141,11 @@ const healthCheck = z.object({
 /** Arguments of each operation, as the server sends them (HostOps, minus callbacks and signals). */
 export const callArgs = {
   stage: z.strictObject({ spec: stageSpec }),
-  switchTo: z.strictObject({ app: name, releaseId, slot: name }),
-  promoteSlot: z.strictObject({ app: name, slot: name }),
-  run: z.strictObject({ app: name, argv, env, timeoutMs }),
-  health: z.strictObject({ app: name, check: healthCheck }),
-  prune: z.strictObject({ app: name, keep: z.int().check(z.nonnegative()) }),
+  switchTo: z.strictObject({ app: name, path: z.optional(deployPath), releaseId, slot: name }),
+  promoteSlot: z.strictObject({ app: name, path: z.optional(deployPath), slot: name }),
+  run: z.strictObject({ app: name, path: z.optional(deployPath), argv, env, timeoutMs }),
+  health: z.strictObject({ app: name, path: z.optional(deployPath), check: healthCheck }),
+  prune: z.strictObject({ app: name, path: z.optional(deployPath), keep: z.int().check(z.nonnegative()) }),
   inventory: z.strictObject({}),
 } satisfies Record<HostOp, z.ZodMiniType>;
 
@@ -212,6 +226,14 @@ export const serverMessageSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("ping") }),
 ]);
 export type ServerMessage = z.infer<typeof serverMessageSchema>;
+
+/** The deploy path a call's arguments carry, if any (stage: in its spec). */
+export function callDeployPath(op: HostOp, args: unknown): string | undefined {
+  const holder = (op === "stage" ? (args as { spec?: unknown })?.spec : args) as
+    | { path?: unknown }
+    | undefined;
+  return typeof holder?.path === "string" ? holder.path : undefined;
+}
 
 /** Parses one frame; throws E_BAD_REQUEST with a short reason (it may end up in a close frame). */
 export function parseMessage<T>(schema: z.ZodMiniType<T>, data: unknown): T {

@@ -253,6 +253,7 @@ function toFleetDeploy(
       : {}),
     artifactPath: d.artifact ?? ".",
     shared: d.shared ?? [],
+    ...(d.path ? { path: d.path } : {}),
     ...(d.before_switch ? { beforeSwitch: d.before_switch } : {}),
     ...(d.restart ? { restart: d.restart } : {}),
     ...(d.depool ? { depool: d.depool } : {}),

@@ -2,6 +2,8 @@ import { z } from "zod";
 import { parseClock, parseDays, timezoneProblem } from "../domain/deploy-window.js";
 import { parseDuration, parseTimerDuration } from "../domain/duration.js";
 import {
+  deployPathProblem,
+  deployPathRootProblem,
   healthUrlProblem,
   releaseRootProblem,
   sshAddressProblem,
@@ -173,6 +175,8 @@ const fleetDeploy = z
     build_script: z.string().min(1).optional(),
     artifact: relativePath.or(z.literal(".")).optional(),
     shared: z.array(relativePath).optional(),
+    /** This environment's own place on the hosts instead of <root>/<app> (docs/fleets.md "the host layout"). */
+    path: ruled(deployPathProblem).optional(),
     before_switch: argv.optional(),
     restart: argv.optional(),
     depool: hostArgv.optional(),
@@ -222,6 +226,11 @@ const fleetDeploy = z
           });
         }
       }
+      // An SSH host's root is known here (an agent's is checked by the agent, at the deploy).
+      const root = host.root ?? d.ssh_defaults?.root ?? "/srv/turnout";
+      const problem = d.path === undefined ? undefined : deployPathRootProblem(d.path, root);
+      if (problem)
+        ctx.addIssue({ code: "custom", path: ["path"], message: `${problem} (host ${host.name})` });
     }
   })
   .refine((d) => d.build === undefined || d.build_script === undefined, {

@@ -48,3 +48,37 @@ export function healthUrlProblem(url: string): string | undefined {
   if (/[\s\u0000-\u001f\u007f]/.test(url)) return "a URL without spaces or control characters";
   return undefined;
 }
+
+/**
+ * An environment's own deploy path on its hosts (issue 15): absolute,
+ * normalized (no `.`/`..`/empty components, no trailing '/'), not `/`, and of
+ * plain characters, since it goes on an SSH host's command line as an argument.
+ */
+export function deployPathProblem(path: string): string | undefined {
+  if (path === "/") return "not '/' itself: releases need a directory of their own";
+  if (!ROOT.test(path) || path.length > 1024) {
+    return "an absolute path of letters, digits, '/', '.', '_' and '-'";
+  }
+  if (
+    path.endsWith("/") ||
+    path
+      .split("/")
+      .slice(1)
+      .some((part) => part === "" || part === "." || part === "..")
+  ) {
+    return "a normalized path (no '.', '..' or empty components, no trailing '/')";
+  }
+  return undefined;
+}
+
+/**
+ * Where a deploy path may not be on a host whose release root is `root`: the
+ * root itself (its entries are apps) or inside `<root>/.turnout`, where the
+ * host keeps its blob cache, manifests, token and jobs.
+ */
+export function deployPathRootProblem(path: string, root: string): string | undefined {
+  const state = `${root === "/" ? "" : root}/.turnout`;
+  if (path === root) return `not the release root ${root} itself`;
+  if (path === state || path.startsWith(`${state}/`)) return `not inside ${state} (Turnout's own state)`;
+  return undefined;
+}

@@ -71,6 +71,11 @@ export interface FleetDeployConfig {
   artifactPath: string;
   /** Paths linked from <root>/<app>/shared/ into every release. */
   shared: string[];
+  /**
+   * The environment's own place on its hosts (absolute): releases, current,
+   * slots and shared live under it instead of `<root>/<app>`. Absent: `<root>/<app>`.
+   */
+  path?: string;
   beforeSwitch?: string[];
   restart?: string[];
   depool?: string[];
@@ -111,9 +116,11 @@ export interface Host {
   lastSeenAt: string | null;
 }
 
-/** What a host holds of one app, as it reported it. */
+/** What a host holds of one app at one place, as it reported it. */
 export interface HostAppInventory {
   app: string;
+  /** The environment's own deploy path, when not `<root>/<app>` (absent: the default place). */
+  path?: string;
   /** Release ids present under releases/. */
   releases: string[];
   /** Where `current` points (null: nowhere yet). */
@@ -235,4 +242,32 @@ export function hostServes(
 /** Whether a host's labels include every wanted label. */
 export function labelsMatch(wanted: Record<string, string>, labels: Record<string, string>): boolean {
   return Object.entries(wanted).every(([k, v]) => labels[k] === v);
+}
+
+/**
+ * Which layout of an app an operation on a host works on: the app's name
+ * alone (`<root>/<app>`), or the app with an environment's own deploy path.
+ */
+export type AppTarget = string | { app: string; path: string };
+
+/** The target for an app and an optional deploy path: the plain name when there is no path. */
+export function appTarget(app: string, path?: string | null): AppTarget {
+  return path ? { app, path } : app;
+}
+
+export function targetApp(target: AppTarget): string {
+  return typeof target === "string" ? target : target.app;
+}
+
+export function targetPath(target: AppTarget): string | undefined {
+  return typeof target === "string" ? undefined : target.path;
+}
+
+/** The inventory entry of one app at one place (path undefined: `<root>/<app>`). */
+export function inventoryOf<T extends Pick<HostAppInventory, "app" | "path">>(
+  inventory: readonly T[],
+  app: string,
+  path?: string | null,
+): T | undefined {
+  return inventory.find((entry) => entry.app === app && (entry.path ?? null) === (path ?? null));
 }

@@ -3,7 +3,7 @@ import { hostReleaseId } from "../domain/artifact.js";
 import { auditActor } from "../domain/audit.js";
 import { type Deploy, deployLabel } from "../domain/deploy.js";
 import { TurnoutError } from "../domain/errors.js";
-import { inFleet } from "../domain/fleet.js";
+import { inFleet, inventoryOf } from "../domain/fleet.js";
 import { checkLock } from "../domain/lock.js";
 import { assertName } from "../domain/names.js";
 import type { Release } from "../domain/release.js";
@@ -51,7 +51,7 @@ export class FleetOps {
       // them (lastSeenAt), else only what Turnout switched them to is known.
       const reported = h.kind === "agent" || h.lastSeenAt !== null;
       const current = reported
-        ? (h.apps.find((a) => a.app === target.app.name)?.current ?? null)
+        ? (inventoryOf(h.apps, target.app.name, config.path)?.current ?? null)
         : (recorded.get(h.id)?.actualRelease ?? null);
       return {
         name: h.name,

@@ -27,7 +27,8 @@ export interface HostRecord extends HostWithApps {
 interface PendingInventoryChange {
   hostId: number;
   changed: HostAppInventory[];
-  removed: string[];
+  /** Layouts gone: an app with its deploy path (undefined: <root>/<app>). */
+  removed: Pick<HostAppInventory, "app" | "path">[];
   seen: { owner: string; at: string } | undefined;
   resolve(): void;
   reject(error: Error): void;
@@ -43,7 +44,7 @@ export class HostStore {
   async list(): Promise<HostRecord[]> {
     const [hosts, apps, pools] = await Promise.all([
       this.db.selectFrom("hosts").selectAll().orderBy("name").execute(),
-      this.db.selectFrom("host_apps").selectAll().orderBy("app").execute(),
+      this.db.selectFrom("host_apps").selectAll().orderBy("app").orderBy("path").execute(),
       this.db
         .selectFrom("host_pool")
         .select(["host_id", "app"])
@@ -323,6 +324,7 @@ export class HostStore {
           inventory.map((item) => ({
             host_id: hostId,
             app: item.app,
+            path: item.path ?? "",
             current_release: item.current,
             slots: toJson(item.slots),
             releases: toJson(item.releases),
@@ -350,7 +352,7 @@ export class HostStore {
    */
   saveInventoryChanges(
     hostId: number,
-    changes: { changed: HostAppInventory[]; removed: string[] },
+    changes: { changed: HostAppInventory[]; removed: Pick<HostAppInventory, "app" | "path">[] },
     seen?: { owner: string; at: string },
   ): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -376,11 +378,13 @@ export class HostStore {
               .where("connected_to", "=", change.seen.owner)
               .execute();
           }
-          if (change.removed.length > 0) {
+          // Rare (an app or a deploy path gone from a host): one statement each.
+          for (const gone of change.removed) {
             await trx
               .deleteFrom("host_apps")
               .where("host_id", "=", change.hostId)
-              .where("app", "in", change.removed)
+              .where("app", "=", gone.app)
+              .where("path", "=", gone.path ?? "")
               .execute();
           }
           if (change.changed.length === 0) continue;
@@ -390,6 +394,7 @@ export class HostStore {
               change.changed.map((item) => ({
                 host_id: change.hostId,
                 app: item.app,
+                path: item.path ?? "",
                 current_release: item.current,
                 slots: toJson(item.slots),
                 releases: toJson(item.releases),
@@ -397,7 +402,7 @@ export class HostStore {
               })),
             )
             .onConflict((oc) =>
-              oc.columns(["host_id", "app"]).doUpdateSet((eb) => ({
+              oc.columns(["host_id", "app", "path"]).doUpdateSet((eb) => ({
                 current_release: eb.ref("excluded.current_release"),
                 slots: eb.ref("excluded.slots"),
                 releases: eb.ref("excluded.releases"),
@@ -485,6 +490,7 @@ function toRecord(row: Selectable<HostsTable>, apps: HostAppInventory[], depoole
 function toInventory(row: Selectable<HostAppsTable>): HostAppInventory {
   return {
     app: row.app,
+    ...(row.path ? { path: row.path } : {}),
     current: row.current_release,
     slots: fromJson<Record<string, string>>(row.slots) ?? {},
     releases: fromJson<string[]>(row.releases) ?? [],

@@ -219,6 +219,8 @@ export interface HostArtifactsTable {
 export interface HostAppsTable {
   host_id: number;
   app: string;
+  /** The environment's deploy path on the host; '' for <root>/<app> (0021). */
+  path: Generated<string>;
   current_release: string | null;
   slots: string;
   releases: string;

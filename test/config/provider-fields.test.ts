@@ -100,3 +100,51 @@ environments:
     ]);
   });
 });
+
+describe("fleet path (an environment's own deploy path)", () => {
+  const fleet = (path: string, root = "") => `repo: https://example.com/x.git
+environments:
+  staging:
+    deploy:
+      provider: fleet
+      path: ${JSON.stringify(path)}
+      ssh:
+        - { name: box-1, address: 10.0.0.1, user: deploy, key_file: /k, known_hosts_file: /kh${root} }
+`;
+
+  it("loads an absolute, normalized path into the environment's fleet settings", () => {
+    const result = load(fleet("/var/www/shop-staging"));
+    if (!("app" in result)) throw new Error(JSON.stringify(result.problems));
+    expect(result.app.environments["staging"]!.deploy).toMatchObject({
+      provider: "fleet",
+      path: "/var/www/shop-staging",
+    });
+    // Without one, none: the layout stays <root>/<app>.
+    const plain = load(fleet("/x").replace('      path: "/x"\n', ""));
+    if (!("app" in plain)) throw new Error(JSON.stringify(plain.problems));
+    expect(plain.app.environments["staging"]!.deploy).not.toHaveProperty("path");
+  });
+
+  it.each([
+    ["www/shop", "", "an absolute path"],
+    ["/srv/../etc", "", "a normalized path"],
+    ["/srv/./www", "", "a normalized path"],
+    ["/srv//www", "", "a normalized path"],
+    ["/srv/www/", "", "a normalized path"],
+    ["/", "", "not '/' itself"],
+    ["/srv/w w", "", "an absolute path"],
+    ["/srv/$(id)", "", "an absolute path"],
+    ["/srv/turnout/.turnout", "", "not inside /srv/turnout/.turnout (Turnout's own state) (host box-1)"],
+    ["/opt/t/.turnout/blobs/x", ", root: /opt/t", "not inside /opt/t/.turnout"],
+    ["/opt/t", ", root: /opt/t", "not the release root /opt/t itself"],
+  ])("refuses path %s%s with the field and why", (path, root, why) => {
+    const result = load(fleet(path, root));
+    expect("problems" in result && result.problems).toEqual([
+      expect.objectContaining({
+        field: "environments.staging.deploy.path",
+        line: 6,
+        message: expect.stringContaining(why),
+      }),
+    ]);
+  });
+});

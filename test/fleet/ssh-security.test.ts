@@ -255,12 +255,13 @@ describe("hostile input is refused before ssh is invoked", () => {
     const command = remoteCommand("switch", [
       "/srv/turnout",
       "shop",
+      "-",
       "0123456789abcdef",
       "current",
       "00ff00ff00ff00ff",
     ]);
     expect(command).toBe(
-      `sh -c '${REMOTE_SCRIPT}' turnout-host switch '/srv/turnout' 'shop' '0123456789abcdef' 'current' '00ff00ff00ff00ff'`,
+      `sh -c '${REMOTE_SCRIPT}' turnout-host switch '/srv/turnout' 'shop' '-' '0123456789abcdef' 'current' '00ff00ff00ff00ff'`,
     );
     for (const bad of ["a;b", "$(id)", "a'b", "a b", "`id`", "x\ny", ""]) {
       expect(() => remoteCommand("switch", ["/srv/turnout", bad])).toThrow(/refusing to pass/);
@@ -348,7 +349,7 @@ describe("the host checks again", () => {
     const sha = [...good.blobs.keys()][0]!;
     const b64 = (s: string) => Buffer.from(s).toString("base64");
     const stage = (input: string | Buffer, id = "00000000000000aa") =>
-      connection.exec("stage", [sshd.root, "direct", id, "30", "00000000000000bb", "new"], {
+      connection.exec("stage", [sshd.root, "direct", "-", id, "30", "00000000000000bb", "new"], {
         input,
         timeoutMs: 30_000,
       });
@@ -405,14 +406,30 @@ describe("the host checks again", () => {
       expect(intoCache.exitCode).toBe(0);
       expect(existsSync(path.join(sshd.root, ".turnout/blobs", sha.slice(0, 2), "0".repeat(64)))).toBe(false);
       expect(await readdir(path.join(sshd.root, "direct/releases/00000000000000cc"))).toEqual([]);
+      // The honest form first, so that the refusals below are refusals of their argument, not of the usage.
+      const honest = [sshd.root, "direct", "-", good.id, "current", "00000000000000bb"];
+      expect((await connection.exec("switch", honest, { timeoutMs: 30_000 })).exitCode).toBe(0);
       for (const args of [
-        [sshd.root, "A..B", "00000000000000aa", "current", "00000000000000bb"],
-        [sshd.root, "direct", "00000000000000aa", "Current", "00000000000000bb"],
-        ["/tmp/../etc", "direct", "00000000000000aa", "current", "00000000000000bb"],
-        ["relative/root", "direct", "00000000000000aa", "current", "00000000000000bb"],
+        [sshd.root, "A..B", "-", "00000000000000aa", "current", "00000000000000bb"],
+        [sshd.root, "direct", "-", "00000000000000aa", "Current", "00000000000000bb"],
+        ["/tmp/../etc", "direct", "-", "00000000000000aa", "current", "00000000000000bb"],
+        ["relative/root", "direct", "-", "00000000000000aa", "current", "00000000000000bb"],
+        // Deploy paths the server would never send: not absolute, not normalized, the root, its state.
+        [sshd.root, "direct", "relative/www", good.id, "current", "00000000000000bb"],
+        [sshd.root, "direct", "/tmp/../etc", good.id, "current", "00000000000000bb"],
+        [sshd.root, "direct", "/tmp//www", good.id, "current", "00000000000000bb"],
+        [sshd.root, "direct", "/tmp/www/", good.id, "current", "00000000000000bb"],
+        [sshd.root, "direct", "/", good.id, "current", "00000000000000bb"],
+        [sshd.root, "direct", sshd.root, good.id, "current", "00000000000000bb"],
+        [sshd.root, "direct", `${sshd.root}/.turnout`, good.id, "current", "00000000000000bb"],
+        [sshd.root, "direct", `${sshd.root}/.turnout/blobs`, good.id, "current", "00000000000000bb"],
       ]) {
-        expect((await connection.exec("switch", args, { timeoutMs: 30_000 })).exitCode).toBe(10);
+        const refused = await connection.exec("switch", args, { timeoutMs: 30_000 });
+        expect({ args, exitCode: refused.exitCode }).toEqual({ args, exitCode: 10 });
+        expect(refused.stderr).not.toContain("usage");
       }
+      expect(existsSync(path.join(sshd.root, ".turnout/current"))).toBe(false);
+      expect(existsSync(path.join(sshd.root, "current"))).toBe(false);
       expect(existsSync(path.join(sshd.root, "escaped"))).toBe(false);
       expect(existsSync(path.join(sshd.root, "direct/escaped"))).toBe(false);
       expect(existsSync(path.join(sshd.root, "direct/releases/00000000000000aa"))).toBe(false);

@@ -23,7 +23,7 @@ describe.each(BACKENDS)("agent inventory changes on %s", (backend) => {
     await Promise.all([
       store.hosts.saveInventoryChanges(a.id, {
         changed: [{ app: "shop", releases: ["r1", "r2"], current: "r2", slots: { next: "r2" } }],
-        removed: ["blog"],
+        removed: [{ app: "blog" }],
       }),
       store.hosts.saveInventoryChanges(
         b.id,
@@ -47,6 +47,34 @@ describe.each(BACKENDS)("agent inventory changes on %s", (backend) => {
       { owner: "s2", at: "2026-12-07T05:00:00.000Z" },
     );
     expect((await store.hosts.get("web-1"))?.lastSeenAt).not.toBe("2026-12-07T05:00:00.000Z");
+  });
+
+  it("keeps one record per app and deploy path: two layouts of one app on one host, changed and removed apart", async () => {
+    const a = await enroll(store, "web-1");
+    const staging = "/var/www/shop-staging";
+    await store.hosts.saveInventory(a.id, [
+      { app: "shop", releases: ["r1"], current: "r1", slots: {} },
+      { app: "shop", path: staging, releases: ["r1", "r2"], current: "r2", slots: {} },
+    ]);
+    expect((await store.hosts.get("web-1"))?.apps).toEqual([
+      { app: "shop", releases: ["r1"], current: "r1", slots: {} },
+      { app: "shop", path: staging, releases: ["r1", "r2"], current: "r2", slots: {} },
+    ]);
+    await store.hosts.saveInventoryChanges(a.id, {
+      changed: [{ app: "shop", path: staging, releases: ["r2", "r3"], current: "r3", slots: {} }],
+      removed: [],
+    });
+    expect((await store.hosts.get("web-1"))?.apps.map((x) => [x.path ?? null, x.current])).toEqual([
+      [null, "r1"],
+      [staging, "r3"],
+    ]);
+    // Removing the default layout leaves the one at the path (and the other way round).
+    await store.hosts.saveInventoryChanges(a.id, { changed: [], removed: [{ app: "shop" }] });
+    expect((await store.hosts.list()).find((h) => h.name === "web-1")?.apps).toEqual([
+      { app: "shop", path: staging, releases: ["r2", "r3"], current: "r3", slots: {} },
+    ]);
+    await store.hosts.saveInventoryChanges(a.id, { changed: [], removed: [{ app: "shop", path: staging }] });
+    expect((await store.hosts.get("web-1"))?.apps).toEqual([]);
   });
 
   it("fails every change of a turn when its transaction fails", async () => {

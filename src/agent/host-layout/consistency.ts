@@ -1,6 +1,7 @@
 import { lstat, readdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { isValidName } from "../../domain/names.js";
+import { readDeployPaths } from "./deploy-paths.js";
 import { errorCode } from "./fs-util.js";
 import { CURRENT, type PointerKind, parsePointerTarget } from "./layout.js";
 
@@ -8,15 +9,20 @@ import { CURRENT, type PointerKind, parsePointerTarget } from "./layout.js";
  * The invariant of the host layout, for tests: every `current` and every
  * slot is a symlink naming `releases/<id>` (or `../releases/<id>`) and that
  * is a complete release directory (only complete releases ever get that
- * name; work in progress lives under `.staging-*`). Throws listing every
+ * name; work in progress lives under `.staging-*`). The same for the
+ * layouts at the deploy paths the host recorded. Throws listing every
  * violation.
  */
 export async function assertHostConsistent(root: string): Promise<void> {
   const problems: string[] = [];
+  const dirs: [label: string, dir: string][] = [];
   for (const app of await list(root)) {
-    if (!isValidName(app)) continue;
-    const appDir = join(root, app);
-    if (!(await lstat(appDir)).isDirectory()) continue;
+    if (isValidName(app)) dirs.push([app, join(root, app)]);
+  }
+  for (const { path } of await readDeployPaths(root)) dirs.push([path, path]);
+  for (const [app, appDir] of dirs) {
+    const stat = await lstat(appDir).catch(() => null);
+    if (!stat?.isDirectory()) continue;
     await checkPointer(appDir, join(appDir, CURRENT), "current", `${app}/current`, problems);
     for (const slot of await list(join(appDir, "slots"))) {
       if (slot.startsWith(".")) {

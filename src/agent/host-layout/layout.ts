@@ -2,6 +2,8 @@ import { readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { isHostReleaseId } from "../../domain/artifact.js";
 import { TurnoutError } from "../../domain/errors.js";
+import { type AppTarget, targetApp, targetPath } from "../../domain/fleet.js";
+import { deployPathProblem, deployPathRootProblem } from "../../domain/fleet-rules.js";
 import { assertName } from "../../domain/names.js";
 import { errorCode } from "./fs-util.js";
 
@@ -15,7 +17,11 @@ import { errorCode } from "./fs-util.js";
  *   <root>/<app>/shared/
  *   <root>/<app>/.releases          staging order, oldest first, one id a line
  *
- * Every name is validated here, so nothing built from a request can leave the root.
+ * An environment with its own deploy path has the same layout at <path>/
+ * instead of <root>/<app>/ (the cache stays in <root>/.turnout).
+ *
+ * Every name is validated here, so nothing built from a request can leave the
+ * root (or the deploy path, which is checked too).
  */
 export const CURRENT = "current";
 export const STAGING_PREFIX = ".staging-";
@@ -32,6 +38,8 @@ export interface Pointer {
 
 export class AppLayout {
   readonly app: string;
+  /** The deploy path, when the layout is not <root>/<app> (a path equal to <root>/<app> counts as none). */
+  readonly path: string | undefined;
   readonly dir: string;
   readonly releases: string;
   readonly slots: string;
@@ -40,10 +48,13 @@ export class AppLayout {
 
   constructor(
     readonly root: string,
-    app: string,
+    target: AppTarget,
   ) {
-    this.app = assertName("app", app);
-    this.dir = join(root, this.app);
+    this.app = assertName("app", targetApp(target));
+    const path = targetPath(target);
+    if (path !== undefined) assertDeployPath(path, root);
+    this.path = path === undefined || path === join(root, this.app) ? undefined : path;
+    this.dir = this.path ?? join(root, this.app);
     this.releases = join(this.dir, "releases");
     this.slots = join(this.dir, "slots");
     this.shared = join(this.dir, "shared");
@@ -60,6 +71,20 @@ export class AppLayout {
     const name = assertName("slot", slot);
     return { kind: "slot", name, path: join(this.slots, name) };
   }
+}
+
+/** A deploy path the host accepts: the rules of the manifest, and not the root or inside its state. */
+export function assertDeployPath(path: unknown, root: string): string {
+  const problem =
+    typeof path !== "string"
+      ? "not a string"
+      : (deployPathProblem(path) ?? deployPathRootProblem(path, root));
+  if (problem) {
+    throw new TurnoutError("E_VALIDATION", `invalid deploy path ${JSON.stringify(path)}: ${problem}`, {
+      path: String(path),
+    });
+  }
+  return path as string;
 }
 
 export function assertReleaseId(id: unknown): string {

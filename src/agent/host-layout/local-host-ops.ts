@@ -2,11 +2,17 @@ import { rmSync } from "node:fs";
 import { readdir, rename } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { TurnoutError } from "../../domain/errors.js";
-import type { HealthCheckConfig, HostAppInventory } from "../../domain/fleet.js";
+import {
+  type AppTarget,
+  appTarget,
+  type HealthCheckConfig,
+  type HostAppInventory,
+} from "../../domain/fleet.js";
 import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "../../providers/fleet/host-ops.js";
 import { BlobCache, cachedFileMode } from "./blob-cache.js";
 import { type BlobToFetch, fetchBlobs } from "./blob-fetch.js";
 import { assertArgv, assertEnv, assertTimeout, checkHealth, runCommand } from "./commands.js";
+import { recordDeployPath } from "./deploy-paths.js";
 import {
   atomicSymlink,
   ensureRealDir,
@@ -37,8 +43,8 @@ import { createShared, missingShared } from "./shared-paths.js";
  * HostOps on the local filesystem: what an agent does when the server asks,
  * and what tests and benchmarks drive directly with a temp root.
  *
- * Concurrency: operations on one app's pointers, order file and release
- * directories are serialized per app within this process (a prune cannot
+ * Concurrency: operations on one layout's pointers, order file and release
+ * directories are serialized per layout (its directory) within this process (a prune cannot
  * remove a release a switch is about to point at). Staging runs outside that
  * lock, in a private `.staging-*` directory, and only takes it to publish.
  * One process owns a root; two agents on the same root are not supported.
@@ -58,6 +64,9 @@ export interface LocalHostOptions {
   /** Remove cache blobs no release links any more after each prune (default true). */
   collectBlobs?: boolean;
 }
+
+/** The lock key of <root>/.turnout/paths (layout keys are absolute directories: this never is one). */
+const PATHS_LOCK = "deploy-paths";
 
 const PASSED_ENV = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "SHELL", "TMPDIR"];
 
@@ -96,7 +105,7 @@ export class LocalHostOps implements HostOps {
 
   async stage(spec: StageSpec, blobs: BlobSource, log: HostLog, signal: AbortSignal): Promise<StageResult> {
     // Everything is checked before the first write.
-    const layout = new AppLayout(this.root, spec.app);
+    const layout = new AppLayout(this.root, appTarget(spec.app, spec.path));
     const id = assertReleaseId(spec.releaseId);
     const plan = planRelease(spec.manifest, spec.shared ?? []);
     const beforeSwitch =
@@ -114,7 +123,7 @@ export class LocalHostOps implements HostOps {
       const problems = releaseProblems(final, plan, this.cache);
       this.logRepairs(log);
       if (problems.length === 0) {
-        await this.locks.run(layout.app, () => this.recordOrder(layout, id));
+        await this.locks.run(layout.dir, () => this.recordOrder(layout, id));
         log(`release ${id} is already staged`);
         return { staged: false, blobsFetched: 0, bytesFetched: 0 };
       }
@@ -129,7 +138,7 @@ export class LocalHostOps implements HostOps {
     this.cacheUsers++;
     try {
       if (this.gc) await this.gc.catch(() => undefined);
-      await this.locks.run(layout.app, () => this.sweep(layout));
+      await this.locks.run(layout.dir, () => this.sweep(layout));
       await ensureRealDir(this.cache.dir);
 
       // 1. Blobs this host lacks, each downloaded once, verified, and written
@@ -201,7 +210,7 @@ export class LocalHostOps implements HostOps {
       if (this.fsyncs) await syncTree(staging, plan, beforeSwitch !== undefined, signal);
       signal.throwIfAborted();
       let replaced: string | undefined;
-      const published = await this.locks.run(layout.app, async () => {
+      const published = await this.locks.run(layout.dir, async () => {
         if (await isRealDir(final)) {
           if (!damaged) return false; // a concurrent staging of the same release won
           // Out of its name first, then the new one in: a pointer at it dangles for
@@ -236,18 +245,18 @@ export class LocalHostOps implements HostOps {
     }
   }
 
-  async switchTo(app: string, releaseId: string, slot: string): Promise<{ previous: string | null }> {
+  async switchTo(app: AppTarget, releaseId: string, slot: string): Promise<{ previous: string | null }> {
     const layout = new AppLayout(this.root, app);
     const id = assertReleaseId(releaseId);
     const pointer = layout.pointer(slot);
-    return this.locks.run(layout.app, async () => ({ previous: await this.point(layout, pointer, id) }));
+    return this.locks.run(layout.dir, async () => ({ previous: await this.point(layout, pointer, id) }));
   }
 
-  async promoteSlot(app: string, slot: string): Promise<{ previous: string | null; current: string }> {
+  async promoteSlot(app: AppTarget, slot: string): Promise<{ previous: string | null; current: string }> {
     const layout = new AppLayout(this.root, app);
     const from = layout.pointer(slot);
     if (from.kind === "current") throw new TurnoutError("E_VALIDATION", "promote a slot, not current itself");
-    return this.locks.run(layout.app, async () => {
+    return this.locks.run(layout.dir, async () => {
       const id = await readPointer(from);
       if (id === null)
         throw new TurnoutError("E_NOT_FOUND", `slot ${from.name} of ${layout.app} points at no release`);
@@ -257,7 +266,7 @@ export class LocalHostOps implements HostOps {
   }
 
   async run(
-    app: string,
+    app: AppTarget,
     argv: string[],
     env: Record<string, string>,
     timeoutMs: number,
@@ -286,7 +295,12 @@ export class LocalHostOps implements HostOps {
     });
   }
 
-  async health(app: string, check: HealthCheckConfig, log: HostLog, signal: AbortSignal): Promise<boolean> {
+  async health(
+    app: AppTarget,
+    check: HealthCheckConfig,
+    log: HostLog,
+    signal: AbortSignal,
+  ): Promise<boolean> {
     const layout = new AppLayout(this.root, app);
     const { id, dir } = await this.currentRelease(layout);
     return checkHealth(check, {
@@ -298,12 +312,12 @@ export class LocalHostOps implements HostOps {
     });
   }
 
-  async prune(app: string, keep: number): Promise<{ removed: string[] }> {
+  async prune(app: AppTarget, keep: number): Promise<{ removed: string[] }> {
     const layout = new AppLayout(this.root, app);
     if (!Number.isInteger(keep) || keep < 0) {
       throw new TurnoutError("E_VALIDATION", `keep must be a whole number of releases, got ${keep}`);
     }
-    const removed = await this.locks.run(layout.app, async () => {
+    const removed = await this.locks.run(layout.dir, async () => {
       if (!(await isRealDir(layout.releases))) return [];
       await this.sweep(layout);
       const ordered = await releasesInOrder(layout);
@@ -400,6 +414,11 @@ export class LocalHostOps implements HostOps {
 
   private async ensureAppDirs(layout: AppLayout): Promise<void> {
     await ensureRealDir(this.root);
+    // Recorded before the first write there, so the inventory finds a layout at a deploy path.
+    if (layout.path !== undefined) {
+      const path = layout.path;
+      await this.locks.run(PATHS_LOCK, () => recordDeployPath(this.root, layout.app, path, this.fsyncs));
+    }
     await ensureRealDir(layout.dir);
     await ensureRealDir(layout.releases);
     await ensureRealDir(layout.shared);

@@ -1,11 +1,16 @@
 import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
 import { TurnoutError } from "../../domain/errors.js";
-import type { HealthCheckConfig, HostAppInventory } from "../../domain/fleet.js";
+import {
+  type AppTarget,
+  appTarget,
+  type HealthCheckConfig,
+  type HostAppInventory,
+} from "../../domain/fleet.js";
 import { assertName } from "../../domain/names.js";
 import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "../../providers/fleet/host-ops.js";
 import { assertArgv, assertEnv, assertTimeout } from "../host-layout/commands.js";
-import { assertReleaseId, CURRENT } from "../host-layout/layout.js";
+import { AppLayout, assertReleaseId, CURRENT } from "../host-layout/layout.js";
 import { planRelease } from "../host-layout/release-plan.js";
 
 /**
@@ -29,7 +34,13 @@ export interface SimHostOptions {
   fetchBlobs?: boolean;
 }
 
+/** The root the simulator's hosts have, for checking deploy paths as an agent with the default root would. */
+const SIM_ROOT = "/srv/turnout";
+
 interface SimApp {
+  name: string;
+  /** The deploy path (undefined: <root>/<app>). */
+  path: string | undefined;
   /** Staging order, oldest first (what prune decides by, like the real order file). */
   releases: string[];
   current: string | null;
@@ -55,14 +66,13 @@ export class SimHostOps implements HostOps {
 
   async stage(spec: StageSpec, blobs: BlobSource, log: HostLog, signal: AbortSignal): Promise<StageResult> {
     // Checked as the real host checks it, before anything "happens".
-    const appName = assertName("app", spec.app);
+    const app = this.app(appTarget(spec.app, spec.path));
     const id = assertReleaseId(spec.releaseId);
     const plan = planRelease(spec.manifest, spec.shared ?? []);
     if (spec.beforeSwitch !== undefined) assertArgv(spec.beforeSwitch, "before_switch");
     assertEnv(spec.env);
     assertTimeout(spec.timeoutMs, "timeout");
     signal.throwIfAborted();
-    const app = this.app(appName);
     if (app.releases.includes(id)) {
       log(`release ${id} is already staged`);
       return { staged: false, blobsFetched: 0, bytesFetched: 0 };
@@ -88,9 +98,9 @@ export class SimHostOps implements HostOps {
     return { staged: true, blobsFetched: missing.length, bytesFetched };
   }
 
-  async switchTo(appName: string, releaseId: string, slot: string): Promise<{ previous: string | null }> {
-    const app = this.app(assertName("app", appName));
-    const id = this.assertStaged(appName, app, releaseId);
+  async switchTo(target: AppTarget, releaseId: string, slot: string): Promise<{ previous: string | null }> {
+    const app = this.app(target);
+    const id = this.assertStaged(app, releaseId);
     if (slot === CURRENT) {
       const previous = app.current;
       app.current = id;
@@ -102,27 +112,27 @@ export class SimHostOps implements HostOps {
     return { previous };
   }
 
-  async promoteSlot(appName: string, slot: string): Promise<{ previous: string | null; current: string }> {
-    const app = this.app(assertName("app", appName));
+  async promoteSlot(target: AppTarget, slot: string): Promise<{ previous: string | null; current: string }> {
+    const app = this.app(target);
     if (slot === CURRENT) throw new TurnoutError("E_VALIDATION", "promote a slot, not current itself");
     const name = assertName("slot", slot);
     const id = app.slots.get(name);
     if (id === undefined)
-      throw new TurnoutError("E_NOT_FOUND", `slot ${name} of ${appName} points at no release`);
+      throw new TurnoutError("E_NOT_FOUND", `slot ${name} of ${app.name} points at no release`);
     const previous = app.current;
     app.current = id;
     return { previous, current: id };
   }
 
   async run(
-    appName: string,
+    target: AppTarget,
     argv: string[],
     env: Record<string, string>,
     timeoutMs: number,
     _log: HostLog,
     signal: AbortSignal,
   ): Promise<number> {
-    assertName("app", appName);
+    new AppLayout(SIM_ROOT, target);
     assertArgv(argv, "command");
     assertEnv(env);
     assertTimeout(timeoutMs, "timeout");
@@ -131,18 +141,18 @@ export class SimHostOps implements HostOps {
   }
 
   async health(
-    appName: string,
+    target: AppTarget,
     _check: HealthCheckConfig,
     _log: HostLog,
     signal: AbortSignal,
   ): Promise<boolean> {
-    assertName("app", appName);
+    new AppLayout(SIM_ROOT, target);
     await delay(this.runDelayMs, signal);
     return true;
   }
 
-  async prune(appName: string, keep: number): Promise<{ removed: string[] }> {
-    const app = this.app(assertName("app", appName));
+  async prune(target: AppTarget, keep: number): Promise<{ removed: string[] }> {
+    const app = this.app(target);
     if (!Number.isInteger(keep) || keep < 0) {
       throw new TurnoutError("E_VALIDATION", `keep must be a whole number of releases, got ${keep}`);
     }
@@ -157,8 +167,9 @@ export class SimHostOps implements HostOps {
     return [...this.apps.entries()]
       .filter(([, app]) => app.releases.length > 0)
       .sort(([a], [b]) => (a < b ? -1 : 1))
-      .map(([name, app]) => ({
-        app: name,
+      .map(([, app]) => ({
+        app: app.name,
+        ...(app.path ? { path: app.path } : {}),
         releases: [...app.releases],
         current: app.current,
         slots: Object.fromEntries(app.slots),
@@ -170,20 +181,24 @@ export class SimHostOps implements HostOps {
     return this.blobs.size;
   }
 
-  private app(name: string): SimApp {
-    let app = this.apps.get(name);
+  /** One layout per app and deploy path, checked as LocalHostOps checks them (AppLayout). */
+  private app(target: AppTarget): SimApp {
+    const layout = new AppLayout(SIM_ROOT, target);
+    // "\0" sorts an app's default place before its deploy paths.
+    const key = `${layout.app}\0${layout.path ?? ""}`;
+    let app = this.apps.get(key);
     if (!app) {
-      app = { releases: [], current: null, slots: new Map() };
-      this.apps.set(name, app);
+      app = { name: layout.app, path: layout.path, releases: [], current: null, slots: new Map() };
+      this.apps.set(key, app);
     }
     return app;
   }
 
-  private assertStaged(appName: string, app: SimApp, releaseId: string): string {
+  private assertStaged(app: SimApp, releaseId: string): string {
     const id = assertReleaseId(releaseId);
     if (!app.releases.includes(id)) {
-      throw new TurnoutError("E_NOT_FOUND", `release ${id} of ${appName} is not staged on ${this.name}`, {
-        app: appName,
+      throw new TurnoutError("E_NOT_FOUND", `release ${id} of ${app.name} is not staged on ${this.name}`, {
+        app: app.name,
         releaseId: id,
       });
     }

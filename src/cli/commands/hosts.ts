@@ -160,10 +160,12 @@ export function labelsText(labels: Record<string, string>): string {
 }
 
 function currentOf(host: HostJson, app: string): string {
-  return host.apps.find((a) => a.app === app)?.current ?? "-";
+  return host.apps.find((a) => a.app === app && !a.path)?.current ?? "-";
 }
 
 function currentPairs(host: HostJson): string {
-  const pairs = host.apps.filter((a) => a.current !== null).map((a) => `${a.app}=${a.current}`);
+  const pairs = host.apps
+    .filter((a) => a.current !== null)
+    .map((a) => `${a.app}${a.path ? `@${a.path}` : ""}=${a.current}`);
   return pairs.length === 0 ? "-" : pairs.join(",");
 }

@@ -118,6 +118,12 @@ export function hostJson(host: HostRecord, principal: Principal): HostJson {
     connected: host.connected,
     lastSeenAt: host.lastSeenAt,
     tokenLastUsedAt: host.tokenLastUsedAt,
-    apps: host.apps.map((a) => ({ app: a.app, current: a.current, slots: a.slots, releases: a.releases })),
+    apps: host.apps.map((a) => ({
+      app: a.app,
+      ...(a.path ? { path: a.path } : {}),
+      current: a.current,
+      slots: a.slots,
+      releases: a.releases,
+    })),
   };
 }

@@ -3,13 +3,16 @@ import {
   type AgentMessage,
   type CallArgs,
   type CallResult,
+  callDeployPath,
   callResults,
   closeReason,
+  DEPLOY_PATH_PROTOCOL,
   type HostOp,
   type ServerMessage,
 } from "../../agent/protocol.js";
 import { ERROR_CODES, type ErrorCode, TurnoutError } from "../../domain/errors.js";
 import type { HostAppInventory } from "../../domain/fleet.js";
+import { VERSION } from "../../server/version.js";
 import type { HostLog } from "./host-ops.js";
 
 interface Pending {
@@ -81,6 +84,16 @@ export class AgentConnection {
 
   async call<Op extends HostOp>(op: Op, args: CallArgs<Op>, options: CallOptions): Promise<CallResult<Op>> {
     if (this.closedError) throw this.closedError;
+    // An older agent would drop the path and work on <root>/<app>: refused here, before anything is sent.
+    // (Here rather than in AgentHostOps: calls routed from another server arrive here too.)
+    const path = callDeployPath(op, args);
+    if (path !== undefined && this.protocol < DEPLOY_PATH_PROTOCOL) {
+      throw new TurnoutError(
+        "E_PROVIDER_UNSUPPORTED",
+        `host ${this.name}: its agent (turnout ${this.version}, protocol ${this.protocol}) cannot place releases at a deploy path (${path}); upgrade the agent to turnout ${VERSION} (protocol ${DEPLOY_PATH_PROTOCOL})`,
+        { host: this.name, op, path, protocol: this.protocol },
+      );
+    }
     const { signal } = options;
     if (signal?.aborted) throw abortError(this.name, op);
     const id = this.nextId++;

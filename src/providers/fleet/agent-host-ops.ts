@@ -1,6 +1,13 @@
 import type { CallArgs, CallResult, HostOp } from "../../agent/protocol.js";
 import { TurnoutError } from "../../domain/errors.js";
-import type { HealthCheckConfig, HostAppInventory } from "../../domain/fleet.js";
+import {
+  type AppTarget,
+  type HealthCheckConfig,
+  type HostAppInventory,
+  inventoryOf,
+  targetApp,
+  targetPath,
+} from "../../domain/fleet.js";
 import type { AgentConnection } from "./agent-connection.js";
 import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "./host-ops.js";
 import type { ManifestDiffs } from "./manifest-diffs.js";
@@ -43,7 +50,7 @@ export class AgentHostOps implements HostOps {
     const connection = this.connection();
     const diffArgs =
       this.diffs && connection && !connection.closed && connection.protocol >= 2
-        ? await this.diffs.argsFor(spec, connection.manifests, currentOf(connection, spec.app))
+        ? await this.diffs.argsFor(spec, connection.manifests, currentOf(connection, spec.app, spec.path))
         : undefined;
     let args = diffArgs ?? stageArgs.get(spec);
     if (!args) {
@@ -53,16 +60,16 @@ export class AgentHostOps implements HostOps {
     return this.call("stage", args, spec.timeoutMs + this.timing.callMarginMs, log, signal);
   }
 
-  switchTo(app: string, releaseId: string, slot: string): Promise<{ previous: string | null }> {
-    return this.call("switchTo", { app, releaseId, slot }, this.timing.callTimeoutMs);
+  switchTo(app: AppTarget, releaseId: string, slot: string): Promise<{ previous: string | null }> {
+    return this.call("switchTo", { ...appArgs(app), releaseId, slot }, this.timing.callTimeoutMs);
   }
 
-  promoteSlot(app: string, slot: string): Promise<{ previous: string | null; current: string }> {
-    return this.call("promoteSlot", { app, slot }, this.timing.callTimeoutMs);
+  promoteSlot(app: AppTarget, slot: string): Promise<{ previous: string | null; current: string }> {
+    return this.call("promoteSlot", { ...appArgs(app), slot }, this.timing.callTimeoutMs);
   }
 
   async run(
-    app: string,
+    app: AppTarget,
     argv: string[],
     env: Record<string, string>,
     timeoutMs: number,
@@ -71,7 +78,7 @@ export class AgentHostOps implements HostOps {
   ): Promise<number> {
     const result = await this.call(
       "run",
-      { app, argv, env, timeoutMs },
+      { ...appArgs(app), argv, env, timeoutMs },
       timeoutMs + this.timing.callMarginMs,
       log,
       signal,
@@ -79,14 +86,19 @@ export class AgentHostOps implements HostOps {
     return result.exitCode;
   }
 
-  async health(app: string, check: HealthCheckConfig, log: HostLog, signal: AbortSignal): Promise<boolean> {
+  async health(
+    app: AppTarget,
+    check: HealthCheckConfig,
+    log: HostLog,
+    signal: AbortSignal,
+  ): Promise<boolean> {
     const attempts = check.retries + 1;
     const budget = attempts * (check.timeoutMs + check.intervalMs) + this.timing.callMarginMs;
-    return (await this.call("health", { app, check }, budget, log, signal)).healthy;
+    return (await this.call("health", { ...appArgs(app), check }, budget, log, signal)).healthy;
   }
 
-  prune(app: string, keep: number): Promise<{ removed: string[] }> {
-    return this.call("prune", { app, keep }, this.timing.callTimeoutMs);
+  prune(app: AppTarget, keep: number): Promise<{ removed: string[] }> {
+    return this.call("prune", { ...appArgs(app), keep }, this.timing.callTimeoutMs);
   }
 
   async inventory(): Promise<HostAppInventory[]> {
@@ -111,7 +123,13 @@ export class AgentHostOps implements HostOps {
   }
 }
 
-/** The release `current` points at for `app` on the host, as it last reported. */
-function currentOf(connection: AgentConnection, app: string): string | null {
-  return connection.inventory.find((entry) => entry.app === app)?.current ?? null;
+/** The release `current` points at for `app` (at `path`) on the host, as it last reported. */
+function currentOf(connection: AgentConnection, app: string, path: string | undefined): string | null {
+  return inventoryOf(connection.inventory, app, path)?.current ?? null;
+}
+
+/** `app`, and `path` only when there is one: an agent of protocol 1 or 2 refuses keys it does not know. */
+function appArgs(target: AppTarget): { app: string; path?: string } {
+  const path = targetPath(target);
+  return path === undefined ? { app: targetApp(target) } : { app: targetApp(target), path };
 }

@@ -279,8 +279,10 @@ export class AgentHub {
   private inventory(connection: AgentConnection, inventory: HostAppInventory[]): void {
     const records = inventoryRecords(inventory);
     const saved = connection.savedInventory;
-    const changed = saved ? inventory.filter((item) => saved.get(item.app) !== records.get(item.app)) : [];
-    const removed = saved ? [...saved.keys()].filter((app) => !records.has(app)) : [];
+    const changed = saved
+      ? inventory.filter((item) => saved.get(inventoryKey(item)) !== records.get(inventoryKey(item)))
+      : [];
+    const removed = saved ? [...saved.keys()].filter((key) => !records.has(key)).map(placeOfKey) : [];
     const seenDue = Date.now() - connection.lastPersistedAt >= this.timing.persistSeenMs;
     if (saved && changed.length === 0 && removed.length === 0) {
       if (seenDue) this.persistSeen(connection);
@@ -501,7 +503,20 @@ export function negotiateProtocol(newest: number, oldest: number | undefined): n
   return speak;
 }
 
-/** Each app's inventory record as JSON: what tells a changed app from an unchanged one. */
+/**
+ * Each layout's inventory record as JSON, keyed by app and deploy path
+ * (`shop`, `shop /var/www/shop-staging`; paths hold no spaces): what tells a
+ * changed layout from an unchanged one.
+ */
 function inventoryRecords(inventory: HostAppInventory[]): Map<string, string> {
-  return new Map(inventory.map((item) => [item.app, JSON.stringify(item)]));
+  return new Map(inventory.map((item) => [inventoryKey(item), JSON.stringify(item)]));
+}
+
+function inventoryKey(item: Pick<HostAppInventory, "app" | "path">): string {
+  return item.path ? `${item.app} ${item.path}` : item.app;
+}
+
+function placeOfKey(key: string): Pick<HostAppInventory, "app" | "path"> {
+  const [app, path] = key.split(" ");
+  return path ? { app: app!, path } : { app: app! };
 }

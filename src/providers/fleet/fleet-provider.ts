@@ -8,7 +8,7 @@ import type { Deploy, FailureCode } from "../../domain/deploy.js";
 import { formatDuration } from "../../domain/duration.js";
 import { isTurnoutError, TurnoutError } from "../../domain/errors.js";
 import type { FleetDeployConfig, Host, SshHostConfig } from "../../domain/fleet.js";
-import { defaultStageConcurrency, inFleet } from "../../domain/fleet.js";
+import { appTarget, defaultStageConcurrency, inFleet } from "../../domain/fleet.js";
 import { placeholderValues, substitute } from "../../domain/placeholders.js";
 import type { GitTreeReader } from "../../git/tree-reader.js";
 import type { Store } from "../../store/store.js";
@@ -182,8 +182,9 @@ async function promote(
       continue;
     }
     let previous: string | null = null;
+    const place = appTarget(deploy.app, config.path);
     try {
-      const switched = await ops.promoteSlot(deploy.app, slot);
+      const switched = await ops.promoteSlot(place, slot);
       previous = switched.previous;
       hostLog(`current → ${switched.current} (was ${switched.previous ?? "nothing"})`);
       await deps.store.fleet.updateDeployHost(deploy.id, target.hostId, {
@@ -193,11 +194,11 @@ async function promote(
       });
       if (
         config.restart &&
-        (await ops.run(deploy.app, config.restart, run.env, config.timeoutMs, hostLog, run.signal)) !== 0
+        (await ops.run(place, config.restart, run.env, config.timeoutMs, hostLog, run.signal)) !== 0
       ) {
         throw new Error("restart failed");
       }
-      if (config.health && !(await ops.health(deploy.app, config.health, hostLog, run.signal)))
+      if (config.health && !(await ops.health(place, config.health, hostLog, run.signal)))
         throw new Error("health check failed");
       await deps.store.fleet.setTarget({
         hostId: target.hostId,
@@ -212,7 +213,7 @@ async function promote(
     } catch (error) {
       failed++;
       hostLog(`failed: ${(error as Error).message}`);
-      if (previous) await ops.switchTo(deploy.app, previous, "current").catch(() => undefined);
+      if (previous) await ops.switchTo(place, previous, "current").catch(() => undefined);
       await deps.store.fleet.updateDeployHost(deploy.id, target.hostId, {
         step: previous ? "rolled_back" : "failed",
         error: run.mask((error as Error).message),

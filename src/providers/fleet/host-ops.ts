@@ -1,6 +1,6 @@
 import type { Readable } from "node:stream";
 import type { ArtifactManifest } from "../../domain/artifact.js";
-import type { HealthCheckConfig, HostAppInventory } from "../../domain/fleet.js";
+import type { AppTarget, HealthCheckConfig, HostAppInventory } from "../../domain/fleet.js";
 
 /**
  * What the fleet orchestrator can do on one host. Agents (connected over
@@ -12,6 +12,10 @@ import type { HealthCheckConfig, HostAppInventory } from "../../domain/fleet.js"
  *   <root>/<app>/slots/<name> -> ../releases/<id>
  *   <root>/<app>/shared/                  state that outlives releases, linked into each
  *   <root>/.turnout/blobs/<sha256>        the host's blob cache
+ *
+ * An environment with its own deploy path has that layout at `<path>/…`
+ * instead of `<root>/<app>/…` (operations take an AppTarget: the app's
+ * name, or the app and the path); the cache stays under `<root>/.turnout`.
  *
  * A half-staged release is never visible under its final name: staging
  * happens in `releases/.staging-<id>-<nonce>` and is renamed when complete.
@@ -41,6 +45,8 @@ export interface BlobSource {
 
 export interface StageSpec {
   app: string;
+  /** The environment's own deploy path on the host (absent: `<root>/<app>`). */
+  path?: string;
   releaseId: string;
   /**
    * The artifact's digest. An agent names it when it downloads the blobs: a
@@ -75,20 +81,21 @@ export interface HostOps {
   readonly name: string;
   stage(spec: StageSpec, blobs: BlobSource, log: HostLog, signal: AbortSignal): Promise<StageResult>;
   /** Points `slot` ("current" or a slot name) at a staged release, atomically; returns what it pointed at before. */
-  switchTo(app: string, releaseId: string, slot: string): Promise<{ previous: string | null }>;
+  switchTo(app: AppTarget, releaseId: string, slot: string): Promise<{ previous: string | null }>;
   /** Points `current` where `slot` points, atomically; returns the previous and new targets. */
-  promoteSlot(app: string, slot: string): Promise<{ previous: string | null; current: string }>;
+  promoteSlot(app: AppTarget, slot: string): Promise<{ previous: string | null; current: string }>;
   /** Runs argv in <root>/<app>/current (restart, depool, pool); resolves with the exit code. */
   run(
-    app: string,
+    app: AppTarget,
     argv: string[],
     env: Record<string, string>,
     timeoutMs: number,
     log: HostLog,
     signal: AbortSignal,
   ): Promise<number>;
-  health(app: string, check: HealthCheckConfig, log: HostLog, signal: AbortSignal): Promise<boolean>;
+  health(app: AppTarget, check: HealthCheckConfig, log: HostLog, signal: AbortSignal): Promise<boolean>;
   /** Removes all but the newest `keep` releases; never one `current` or a slot points at. */
-  prune(app: string, keep: number): Promise<{ removed: string[] }>;
+  prune(app: AppTarget, keep: number): Promise<{ removed: string[] }>;
+  /** Every app layout on the host: those under the root, and those at the deploy paths it has staged to. */
   inventory(): Promise<HostAppInventory[]>;
 }

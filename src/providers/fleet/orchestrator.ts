@@ -3,10 +3,13 @@ import type { Deploy } from "../../domain/deploy.js";
 import { formatDuration } from "../../domain/duration.js";
 import { isTurnoutError } from "../../domain/errors.js";
 import {
+  type AppTarget,
   amountOf,
+  appTarget,
   type FleetDeployConfig,
   failureBudget,
   type HostStep,
+  inventoryOf,
   planBatches,
 } from "../../domain/fleet.js";
 import { interruptionOf } from "../../domain/interruption.js";
@@ -150,6 +153,7 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
   // One spec for every host: agent calls serialise it once (see AgentConnection).
   const spec: StageSpec = {
     app: deploy.app,
+    ...(config.path ? { path: config.path } : {}),
     releaseId: input.releaseId,
     artifact: input.artifact,
     manifest: input.manifest,
@@ -206,7 +210,7 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
   if (input.skipHostsOnRelease) {
     const onRelease: HostRun[] = [];
     for (const run of candidates) {
-      const current = await currentOf(input, run.target, deploy.app, input.slot);
+      const current = await currentOf(input, run.target, input.slot);
       if (current === input.releaseId && !run.staged) onRelease.push(run);
     }
     for (const run of onRelease) {
@@ -270,7 +274,7 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
   for (const run of candidates.filter((r) => !r.failed)) {
     try {
       const { removed } = await withHost(input, run.target, (ops) =>
-        ops.prune(deploy.app, config.keepReleases),
+        ops.prune(placeOf(input), config.keepReleases),
       );
       if (removed.length > 0) hostLog(run)(`pruned ${removed.join(", ")}`);
     } catch (error) {
@@ -291,7 +295,7 @@ async function switchHost(
   await record(run, "switching", { batch });
   try {
     const { previous } = await withHost(input, run.target, (ops) =>
-      ops.switchTo(deploy.app, input.releaseId, input.slot),
+      ops.switchTo(placeOf(input), input.releaseId, input.slot),
     );
     run.previous = previous;
     run.switched = true;
@@ -309,13 +313,13 @@ async function switchHost(
     if (input.slot === "current") {
       if (config.restart) {
         const code = await withHost(input, run.target, (ops) =>
-          ops.run(deploy.app, config.restart!, input.env, config.timeoutMs, log, input.signal),
+          ops.run(placeOf(input), config.restart!, input.env, config.timeoutMs, log, input.signal),
         );
         if (code !== 0) throw new Error(`restart exited with status ${code}`);
       }
       if (config.health) {
         const healthy = await withHost(input, run.target, (ops) =>
-          ops.health(deploy.app, config.health!, log, input.signal),
+          ops.health(placeOf(input), config.health!, log, input.signal),
         );
         if (!healthy) throw new Error("health check failed");
         log("healthy");
@@ -352,10 +356,10 @@ async function switchBack(
   try {
     // The switch back must happen even when the deploy is being cancelled.
     const never = new AbortController().signal;
-    await withHost(input, run.target, (ops) => ops.switchTo(input.deploy.app, run.previous!, input.slot));
+    await withHost(input, run.target, (ops) => ops.switchTo(placeOf(input), run.previous!, input.slot));
     if (input.slot === "current" && input.config.restart) {
       await withHost(input, run.target, (ops) =>
-        ops.run(input.deploy.app, input.config.restart!, input.env, input.config.timeoutMs, log, never),
+        ops.run(placeOf(input), input.config.restart!, input.env, input.config.timeoutMs, log, never),
       );
     }
     await input.fleet.setTarget({
@@ -460,15 +464,15 @@ async function depool(input: OrchestrateInput, run: HostRun, log: HostLog, recor
   await record(run, "depooled");
 }
 
-async function currentOf(
-  input: OrchestrateInput,
-  target: FleetTarget,
-  app: string,
-  slot: string,
-): Promise<string | null> {
+/** Which layout on the hosts the deploy works on: <root>/<app>, or the environment's own path. */
+function placeOf(input: OrchestrateInput): AppTarget {
+  return appTarget(input.deploy.app, input.config.path);
+}
+
+async function currentOf(input: OrchestrateInput, target: FleetTarget, slot: string): Promise<string | null> {
   try {
     const inventory = await withHost(input, target, (ops) => ops.inventory());
-    const mine = inventory.find((i) => i.app === app);
+    const mine = inventoryOf(inventory, input.deploy.app, input.config.path);
     return slot === "current" ? (mine?.current ?? null) : (mine?.slots[slot] ?? null);
   } catch {
     return null;

@@ -18,6 +18,7 @@ import * as m0017 from "./0017-pool-per-app.js";
 import * as m0018 from "./0018-shared-artifacts.js";
 import * as m0019 from "./0019-shared-hosted-repos.js";
 import * as m0020 from "./0020-host-calls.js";
+import * as m0021 from "./0021-env-paths.js";
 
 /**
  * The numbered migrations, in order. One list serves both backends; a
@@ -47,4 +48,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   "0018-shared-artifacts": m0018,
   "0019-shared-hosted-repos": m0019,
   "0020-host-calls": m0020,
+  "0021-env-paths": m0021,
 };

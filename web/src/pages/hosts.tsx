@@ -185,8 +185,9 @@ export function HostsPage() {
                       {host.apps.map((inventory) => {
                         const envs = placed.filter((p) => p.app === inventory.app);
                         return (
-                          <div key={inventory.app} class="run-line">
+                          <div key={`${inventory.app} ${inventory.path ?? ""}`} class="run-line">
                             <span class="app">{inventory.app}</span>{" "}
+                            {inventory.path && <span class="muted">at {inventory.path} </span>}
                             <code class="sha" title={inventory.current ?? undefined}>
                               {shortSha(inventory.current, 12)}
                             </code>

@@ -15,7 +15,7 @@ op_hello() {
 # Mode "any": without a current release, in the app directory (depool and pool
 # may come first); mode "current": prints "ok nocurrent" instead (health).
 op_run() {
-  set_root "$1"; set_app "$2"; valid_count "$3" || refuse "bad timeout"
+  set_root "$1"; set_app "$2" "$3"; shift; valid_count "$3" || refuse "bad timeout"
   valid_nonce "$4" || refuse "bad nonce"; SECS=$3; NONCE=$4; _mode=$5
   case $_mode in any|current) ;; *) refuse "bad mode";; esac
   shift 5

@@ -75,10 +75,32 @@ set_root() {
   valid_root "$1" || refuse "bad root"
   ROOT=$1; CACHE=$ROOT/.turnout/blobs; JOBS=$ROOT/.turnout/jobs
 }
+# A deploy path: valid_root, and normalized (no empty component, no trailing slash), not the file system root.
+valid_path() {
+  valid_root "$1" && [ "$1" != / ] || return 1
+  case $1 in *//*|*/) return 1;; esac
+}
+# $1 the app, $2 its environment deploy path or "-" (<root>/<app>). APPPATH is the path when
+# the layout is not <root>/<app>; never the root itself, nor inside <root>/.turnout.
 set_app() {
   valid_name "$1" || refuse "bad app name"
-  APP=$1; APPDIR=$ROOT/$APP; REL=$APPDIR/releases; SHARED=$APPDIR/shared
+  APP=$1; APPPATH=; APPDIR=$ROOT/$APP
+  if [ "$2" != - ]; then
+    valid_path "$2" || refuse "bad deploy path"
+    [ "$2" != "$ROOT" ] || refuse "bad deploy path: not the release root itself"
+    case $2/ in "$ROOT/.turnout/"*) refuse "bad deploy path: not inside $ROOT/.turnout";; esac
+    if [ "$2" != "$ROOT/$APP" ]; then APPPATH=$2; APPDIR=$2; fi
+  fi
+  REL=$APPDIR/releases; SHARED=$APPDIR/shared
   if [ -e "$APPDIR" ] || [ -L "$APPDIR" ]; then real_dir "$APPDIR" || die 12 "$APPDIR is not a directory"; fi
+}
+# The deploy path, recorded once in <root>/.turnout/paths ("<app> <path>" lines) so the inventory
+# finds it; a duplicate line from two connections at once is harmless (readers skip it).
+record_path() {
+  [ -n "$APPPATH" ] || return 0
+  ensure_real_dir "$ROOT/.turnout"
+  grep -qxF -- "$APP $APPPATH" "$ROOT/.turnout/paths" 2>/dev/null ||
+    printf "%s %s\n" "$APP" "$APPPATH" >>"$ROOT/.turnout/paths" || die 12 "cannot write $ROOT/.turnout/paths"
 }
 # Serializes pointers, the order file and release directories of one app across connections.
 lock_app() {

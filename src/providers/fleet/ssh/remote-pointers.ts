@@ -8,7 +8,7 @@ import { sh } from "./sh-source.js";
  */
 export const REMOTE_POINTERS = sh`
 op_switch() {
-  set_root "$1"; set_app "$2"; valid_id "$3" || refuse "bad release id"
+  set_root "$1"; set_app "$2" "$3"; shift; valid_id "$3" || refuse "bad release id"
   valid_name "$4" || refuse "bad slot name"; valid_nonce "$5" || refuse "bad nonce"; NONCE=$5
   real_dir "$REL/$3" || die 11 "release $3 of $APP is not staged"
   lock_app
@@ -23,7 +23,7 @@ op_switch() {
 }
 
 op_promote() {
-  set_root "$1"; set_app "$2"; valid_name "$3" || refuse "bad slot name"
+  set_root "$1"; set_app "$2" "$3"; shift; valid_name "$3" || refuse "bad slot name"
   [ "$3" != current ] || refuse "promote a slot, not current itself"
   valid_nonce "$4" || refuse "bad nonce"; NONCE=$4
   real_dir "$APPDIR" || die 11 "slot $3 of $APP points at no release"
@@ -40,7 +40,7 @@ op_promote() {
 # The newest "keep" releases stay (staging order, see ordered_releases), and so
 # does every release current or a slot points at. Prints "removed <id>" lines.
 op_prune() {
-  set_root "$1"; set_app "$2"; valid_count "$3" || refuse "bad count"
+  set_root "$1"; set_app "$2" "$3"; shift; valid_count "$3" || refuse "bad count"
   _keep=$3
   real_dir "$REL" || { echo "ok pruned"; return 0; }
   lock_app
@@ -86,27 +86,51 @@ collect_blobs() {
   return 0
 }
 
+# The releases, current and slots (APP, APPDIR, REL set). A pointer counts only while
+# its release is there (one deleted by hand is drift, as on agents).
+inventory_of() {
+  if real_dir "$REL"; then
+    ordered_releases
+    for _id in $ORDERED; do echo "release $_id"; done
+  fi
+  link_release "$APPDIR/current" current; if [ -n "$LINKED" ] && real_dir "$REL/$LINKED"; then echo "current $LINKED"; fi
+  for _s in "$APPDIR"/slots/*; do
+    _slot=\${_s##*/}
+    valid_name "$_slot" || continue
+    link_release "$_s" slot; if [ -n "$LINKED" ] && real_dir "$REL/$LINKED"; then echo "slot $_slot $LINKED"; fi
+  done
+}
+
+# The apps under the root ("app <name>"), then the layouts at recorded deploy paths
+# ("app <name> <path>"); a directory of the root that is a deploy path is only the latter.
 op_inventory() {
   set_root "$1"
+  _paths=
+  if [ -f "$ROOT/.turnout/paths" ]; then
+    while IFS=" " read -r _app _path _extra || [ -n "$_app" ]; do
+      [ -z "$_extra" ] && valid_name "$_app" && valid_path "$_path" || continue
+      [ "$_path" != "$ROOT" ] && [ "$_path" != "$ROOT/$_app" ] || continue
+      case $_path/ in "$ROOT/.turnout/"*) continue;; esac
+      case " $_paths " in *" $_app:$_path "*) continue;; esac
+      _paths="$_paths $_app:$_path"
+    done <"$ROOT/.turnout/paths"
+  fi
   if real_dir "$ROOT"; then
     for _a in "$ROOT"/*; do
       _app=\${_a##*/}
       valid_name "$_app" && real_dir "$_a" || continue
+      case " $_paths " in *":$_a "*) continue;; esac
       APP=$_app; APPDIR=$_a; REL=$_a/releases
       echo "app $_app"
-      if real_dir "$REL"; then
-        ordered_releases
-        for _id in $ORDERED; do echo "release $_id"; done
-      fi
-      # A pointer counts only while its release is there (one deleted by hand is drift, as on agents).
-      link_release "$_a/current" current; if [ -n "$LINKED" ] && real_dir "$REL/$LINKED"; then echo "current $LINKED"; fi
-      for _s in "$_a"/slots/*; do
-        _slot=\${_s##*/}
-        valid_name "$_slot" || continue
-        link_release "$_s" slot; if [ -n "$LINKED" ] && real_dir "$REL/$LINKED"; then echo "slot $_slot $LINKED"; fi
-      done
+      inventory_of
     done
   fi
+  for _p in $_paths; do
+    APP=\${_p%%:*}; APPDIR=\${_p#*:}; REL=$APPDIR/releases
+    real_dir "$APPDIR" || continue
+    echo "app $APP $APPDIR"
+    inventory_of
+  done
   echo "ok inventory"
 }
 `;

@@ -40,14 +40,14 @@ echo "turnout-host:begin"
 _op=$1; shift
 case $_op in
   hello) [ "$#" -eq 0 ] || refuse "usage"; op_hello;;
-  missing) [ "$#" -eq 3 ] || refuse "usage"; op_missing "$@";;
+  missing) [ "$#" -eq 4 ] || refuse "usage"; op_missing "$@";;
   receive) [ "$#" -eq 2 ] || refuse "usage"; op_receive "$@";;
-  stage) [ "$#" -eq 6 ] || refuse "usage"; op_stage "$@";;
-  switch) [ "$#" -eq 5 ] || refuse "usage"; op_switch "$@";;
-  promote) [ "$#" -eq 4 ] || refuse "usage"; op_promote "$@";;
-  run) [ "$#" -eq 5 ] || refuse "usage"; op_run "$@";;
+  stage) [ "$#" -eq 7 ] || refuse "usage"; op_stage "$@";;
+  switch) [ "$#" -eq 6 ] || refuse "usage"; op_switch "$@";;
+  promote) [ "$#" -eq 5 ] || refuse "usage"; op_promote "$@";;
+  run) [ "$#" -eq 6 ] || refuse "usage"; op_run "$@";;
   http) [ "$#" -eq 1 ] || refuse "usage"; op_http "$@";;
-  prune) [ "$#" -eq 3 ] || refuse "usage"; op_prune "$@";;
+  prune) [ "$#" -eq 4 ] || refuse "usage"; op_prune "$@";;
   inventory) [ "$#" -eq 1 ] || refuse "usage"; op_inventory "$@";;
   cancel) [ "$#" -eq 2 ] || refuse "usage"; op_cancel "$@";;
   *) refuse "unknown operation";;

@@ -84,7 +84,7 @@ check_cache() {
 # the release is there but not whole, "missing <name>" for each blob
 # the cache lacks or holds with another size, and "ok exists" (whole) or "ok missing".
 op_missing() {
-  set_root "$1"; set_app "$2"; valid_id "$3" || refuse "bad release id"
+  set_root "$1"; set_app "$2" "$3"; shift; valid_id "$3" || refuse "bad release id"
   ensure_cache
   WORK=$CACHE/tmp/missing-$$
   trap cleanup_work EXIT
@@ -204,12 +204,12 @@ cleanup_stage() {
 # hard links to "C/<aa>/<name>"). $6: "new", or "replace" (the release there
 # is damaged: the staged one takes its name).
 op_stage() {
-  set_root "$1"; set_app "$2"; valid_id "$3" || refuse "bad release id"
+  set_root "$1"; set_app "$2" "$3"; shift; valid_id "$3" || refuse "bad release id"
   valid_count "$4" || refuse "bad timeout"; valid_nonce "$5" || refuse "bad nonce"
   case $6 in new|replace) ;; *) refuse "bad staging mode";; esac
   ID=$3; SECS=$4; NONCE=$5; _replace=$6
   shift 6
-  ensure_cache; ensure_real_dir "$APPDIR"; ensure_real_dir "$REL"; ensure_real_dir "$SHARED"
+  ensure_cache; record_path; ensure_real_dir "$APPDIR"; ensure_real_dir "$REL"; ensure_real_dir "$SHARED"
   if [ "$_replace" = new ] && real_dir "$REL/$ID"; then already_staged "$ID"; return 0; fi
   lock_app; sweep_app; unlock_app
   STAGE=$REL/.staging-$ID-$NONCE

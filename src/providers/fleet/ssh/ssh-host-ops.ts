@@ -1,13 +1,22 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { TurnoutError } from "../../../domain/errors.js";
-import type { HealthCheckConfig, HostAppInventory, SshHostConfig } from "../../../domain/fleet.js";
+import {
+  type AppTarget,
+  appTarget,
+  type HealthCheckConfig,
+  type HostAppInventory,
+  type SshHostConfig,
+  targetApp,
+  targetPath,
+} from "../../../domain/fleet.js";
 import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "../host-ops.js";
 import { writeBlobTar } from "./blob-tar.js";
 import { ANSWER_BEGINS, type RemoteOp } from "./remote-script.js";
 import { type ExecOptions, type ExecResult, type SshClientOptions, SshConnection } from "./ssh-connection.js";
 import {
   assertAppName,
+  assertDeployPathFor,
   assertReleaseId,
   assertSlotName,
   checkArgv,
@@ -58,7 +67,8 @@ export class SshHostOps implements HostOps {
 
   async stage(spec: StageSpec, blobs: BlobSource, log: HostLog, signal: AbortSignal): Promise<StageResult> {
     // Everything is checked before ssh starts.
-    const app = assertAppName(spec.app);
+    const place = this.place(appTarget(spec.app, spec.path));
+    const app = place[0];
     const id = assertReleaseId(spec.releaseId);
     const plan = planForHost(spec.manifest, spec.shared ?? []);
     const hook = spec.beforeSwitch === undefined ? null : checkArgv(spec.beforeSwitch, "before_switch");
@@ -70,7 +80,7 @@ export class SshHostOps implements HostOps {
       const needed = neededBlobs(plan);
       const asked = await this.call(
         "missing",
-        [this.host.root, app, id],
+        [this.host.root, ...place, id],
         { input: missingInput(plan, needed), timeoutMs: this.opTimeoutMs, signal },
         `staging ${app} ${id}`,
       );
@@ -137,7 +147,7 @@ export class SshHostOps implements HostOps {
       const staged = await this.withCancel(job, signal, () =>
         this.call(
           "stage",
-          [this.host.root, app, id, String(hookSeconds), job, damage.length > 0 ? "replace" : "new"],
+          [this.host.root, ...place, id, String(hookSeconds), job, damage.length > 0 ? "replace" : "new"],
           {
             input,
             onStderrLine: log,
@@ -160,40 +170,40 @@ export class SshHostOps implements HostOps {
     }
   }
 
-  async switchTo(app: string, releaseId: string, slot: string): Promise<{ previous: string | null }> {
-    assertAppName(app);
+  async switchTo(target: AppTarget, releaseId: string, slot: string): Promise<{ previous: string | null }> {
+    const place = this.place(target);
     assertReleaseId(releaseId);
     if (slot !== "current") assertSlotName(slot);
     const { last } = await this.simple(
       "switch",
-      [this.host.root, app, releaseId, slot, nonce()],
-      `switching ${app}`,
+      [this.host.root, ...place, releaseId, slot, nonce()],
+      `switching ${place[0]}`,
     );
     return { previous: releaseOrNull(last.replace(/^ok previous /, "")) };
   }
 
-  async promoteSlot(app: string, slot: string): Promise<{ previous: string | null; current: string }> {
-    assertAppName(app);
+  async promoteSlot(target: AppTarget, slot: string): Promise<{ previous: string | null; current: string }> {
+    const place = this.place(target);
     assertSlotName(slot);
     if (slot === "current") throw new TurnoutError("E_VALIDATION", "promote a slot, not current itself");
     const { last } = await this.simple(
       "promote",
-      [this.host.root, app, slot, nonce()],
-      `promoting ${app}/${slot}`,
+      [this.host.root, ...place, slot, nonce()],
+      `promoting ${place[0]}/${slot}`,
     );
     const [, , previous, current] = last.split(" ");
     return { previous: releaseOrNull(previous ?? "-"), current: assertReleaseId(current ?? "") };
   }
 
   async run(
-    app: string,
+    app: AppTarget,
     argv: string[],
     env: Record<string, string>,
     timeoutMs: number,
     log: HostLog,
     signal: AbortSignal,
   ): Promise<number> {
-    assertAppName(app);
+    this.place(app);
     const command = checkArgv(argv, "command");
     const vars = checkEnv(env);
     timeoutSeconds(timeoutMs);
@@ -207,8 +217,13 @@ export class SshHostOps implements HostOps {
    * `timeoutMs`; http: a GET from the host answered 2xx (redirects not
    * followed), command: exit 0 in the current release. An abort is unhealthy.
    */
-  async health(app: string, check: HealthCheckConfig, log: HostLog, signal: AbortSignal): Promise<boolean> {
-    assertAppName(app);
+  async health(
+    app: AppTarget,
+    check: HealthCheckConfig,
+    log: HostLog,
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    this.place(app);
     if ((check.http === undefined) === (check.command === undefined)) {
       throw new TurnoutError("E_VALIDATION", "a health check needs exactly one of http or command");
     }
@@ -241,12 +256,16 @@ export class SshHostOps implements HostOps {
     return false;
   }
 
-  async prune(app: string, keep: number): Promise<{ removed: string[] }> {
-    assertAppName(app);
+  async prune(target: AppTarget, keep: number): Promise<{ removed: string[] }> {
+    const place = this.place(target);
     if (!Number.isInteger(keep) || keep < 0 || keep > 9_999_999) {
       throw new TurnoutError("E_VALIDATION", `keep must be a whole number of releases, got ${keep}`);
     }
-    const { lines } = await this.simple("prune", [this.host.root, app, String(keep)], `pruning ${app}`);
+    const { lines } = await this.simple(
+      "prune",
+      [this.host.root, ...place, String(keep)],
+      `pruning ${place[0]}`,
+    );
     return { removed: lines.map((line) => assertReleaseId(line.replace(/^removed /, ""))) };
   }
 
@@ -256,14 +275,33 @@ export class SshHostOps implements HostOps {
     for (const line of lines) {
       const [kind, a, b] = line.split(" ");
       const current = apps.at(-1);
-      if (kind === "app" && a) apps.push({ app: assertAppName(a), releases: [], current: null, slots: {} });
+      if (kind === "app" && a)
+        apps.push({
+          app: assertAppName(a),
+          ...(b ? { path: assertDeployPathFor(b, this.host.root) } : {}),
+          releases: [],
+          current: null,
+          slots: {},
+        });
       else if (kind === "release" && a && current) current.releases.push(assertReleaseId(a));
       else if (kind === "current" && a && current) current.current = assertReleaseId(a);
       else if (kind === "slot" && a && b && current) current.slots[assertSlotName(a)] = assertReleaseId(b);
       else
         throw new TurnoutError("E_UNAVAILABLE", `host ${this.name} answered oddly: ${JSON.stringify(line)}`);
     }
-    return apps.sort((x, y) => (x.app < y.app ? -1 : 1));
+    return apps.sort((x, y) =>
+      x.app !== y.app ? (x.app < y.app ? -1 : 1) : (x.path ?? "") < (y.path ?? "") ? -1 : 1,
+    );
+  }
+
+  /**
+   * The app and its deploy path as the script's two arguments ("-": <root>/<app>), both checked:
+   * a path reaches the host as one argv element on the command line, never as shell text.
+   */
+  private place(target: AppTarget): [string, string] {
+    const app = assertAppName(targetApp(target));
+    const path = targetPath(target);
+    return [app, path === undefined ? "-" : assertDeployPathFor(path, this.host.root)];
   }
 
   /** Ends the shared SSH connection. The object stays usable: the next operation connects again. */
@@ -287,7 +325,7 @@ export class SshHostOps implements HostOps {
   }
 
   private async commandTry(
-    app: string,
+    app: AppTarget,
     argv: string[],
     timeoutMs: number,
     log: HostLog,
@@ -304,7 +342,7 @@ export class SshHostOps implements HostOps {
 
   /** argv on the host, in the current release; its exit code (124 timed out, 130 aborted). */
   private async runJob(
-    app: string,
+    app: AppTarget,
     argv: string[],
     env: Record<string, string>,
     timeoutMs: number,
@@ -323,14 +361,14 @@ export class SshHostOps implements HostOps {
       const { last } = await this.withCancel(job, signal, () =>
         this.call(
           "run",
-          [this.host.root, app, String(timeoutSeconds(timeoutMs)), job, mode],
+          [this.host.root, ...this.place(app), String(timeoutSeconds(timeoutMs)), job, mode],
           {
             input: commandInput(argv, env),
             onStderrLine: log,
             timeoutMs: timeoutMs + LOCAL_GRACE_MS,
             signal,
           },
-          `running ${label} for ${app}`,
+          `running ${label} for ${targetApp(app)}`,
         ),
       );
       if (last === "ok nocurrent") return "nocurrent";

@@ -5,6 +5,8 @@ import { type ArtifactManifest, isHostReleaseId } from "../../../domain/artifact
 import { TurnoutError } from "../../../domain/errors.js";
 import type { SshHostConfig } from "../../../domain/fleet.js";
 import {
+  deployPathProblem,
+  deployPathRootProblem,
   healthUrlProblem,
   releaseRootProblem,
   sshAddressProblem,
@@ -40,6 +42,13 @@ export function assertReleaseId(id: string): string {
     });
   }
   return id;
+}
+
+/** An environment's deploy path on a host whose root is `root` (the script checks again). */
+export function assertDeployPathFor(path: string, root: string): string {
+  const problem = deployPathProblem(path) ?? deployPathRootProblem(path, root);
+  if (problem) throw invalid(`invalid deploy path ${JSON.stringify(path)}: ${problem}`, { path });
+  return path;
 }
 
 export function assertRoot(root: string): string {
