@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { raw, released } from "../engine/retention-fixtures.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/databases.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
-import { blobFiles, damageBlob, packTar } from "./helpers.js";
+import { blobFiles, damageBlob } from "./helpers.js";
+import { age, get, upload } from "./two-servers.js";
 
 /**
  * Two real servers on one PostgreSQL database, each with its own data
@@ -39,41 +40,6 @@ afterAll(async () => {
   await database?.drop();
   if (rootB) await rm(rootB, { recursive: true, force: true });
 });
-
-async function upload(t: TestTurnout, files: Record<string, string>): Promise<{ digest: string }> {
-  const body = await packTar(Object.entries(files).map(([name, content]) => ({ name, content })));
-  const res = await fetch(`${t.url}/api/v1/apps/shop/artifacts`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${t.adminToken}`, "content-type": "application/x-tar" },
-    body,
-  });
-  expect(res.status).toBe(201);
-  return ((await res.json()) as { artifact: { digest: string } }).artifact;
-}
-
-async function get(t: TestTurnout, urlPath: string, init: RequestInit = {}) {
-  const res = await fetch(`${t.url}${urlPath}`, {
-    ...init,
-    headers: { authorization: `Bearer ${t.adminToken}`, ...(init.headers ?? {}) },
-  });
-  return { status: res.status, bytes: Buffer.from(await res.arrayBuffer()) };
-}
-
-/** Makes an artifact look a week old to retention: its record and its shared blobs. */
-async function age(t: TestTurnout, digests: string[]): Promise<void> {
-  const old = new Date(Date.now() - 7 * 24 * 3_600_000).toISOString();
-  const db = raw(t.store);
-  await db
-    .updateTable("artifact_blobs")
-    .set({ touched_at: old, created_at: old })
-    .where("digest", "in", digests)
-    .execute();
-  await db
-    .updateTable("artifacts")
-    .set({ created_at: old, stored_at: old })
-    .where("digest", "in", digests)
-    .execute();
-}
 
 async function sharedHas(t: TestTurnout, digests: string[]): Promise<string[]> {
   return [...(await t.store.artifactBlobs.sizes(digests)).keys()].sort();
