@@ -61,15 +61,41 @@ export class HostCallStore {
 
   /** Records a call and wakes its target, in one statement. */
   async create(call: NewHostCall): Promise<void> {
-    const message = JSON.stringify({ to: call.target, k: "call", id: call.id } satisfies HostCallMessage);
+    await this.createMany([call]);
+  }
+
+  /**
+   * Records calls and wakes each of their targets once, in one statement: a
+   * batch of a fleet deploy asks the same operation of many hosts in the
+   * same turn of the event loop, and one INSERT and one NOTIFY per call was
+   * most of the routing's round trips (docs/benchmarks.md). All or none.
+   */
+  async createMany(calls: NewHostCall[]): Promise<void> {
+    if (calls.length === 0) return;
+    const wake = new Map<string, string>();
+    for (const call of calls) {
+      if (!wake.has(call.target))
+        wake.set(
+          call.target,
+          JSON.stringify({ to: call.target, k: "call", id: call.id } satisfies HostCallMessage),
+        );
+    }
+    const now = new Date().toISOString();
+    const column = <T>(pick: (call: NewHostCall) => T) => calls.map(pick);
     await sql`
       WITH c AS (
         INSERT INTO host_calls (id, deploy_id, host, caller, target, op, args, timeout_ms, status, created_at)
-        VALUES (${call.id}, ${call.deployId}, ${call.host}, ${call.caller}, ${call.target}, ${call.op},
-                ${call.args}, ${call.timeoutMs}, 'pending', ${new Date().toISOString()})
-        RETURNING id
+        SELECT t.id, t.deploy_id, t.host, t.caller, t.target, t.op, t.args, t.timeout_ms, 'pending', ${now}
+        FROM unnest(${column((c) => c.id)}::text[], ${column((c) => c.deployId)}::int[],
+                    ${column((c) => c.host)}::text[], ${column((c) => c.caller)}::text[],
+                    ${column((c) => c.target)}::text[], ${column((c) => c.op)}::text[],
+                    ${column((c) => c.args)}::text[], ${column((c) => c.timeoutMs)}::int[])
+             AS t(id, deploy_id, host, caller, target, op, args, timeout_ms)
+        RETURNING 1
       )
-      SELECT pg_notify(${CHANNEL}, ${message}) FROM c`.execute(this.db);
+      SELECT pg_notify(${CHANNEL}, m.message)
+      FROM unnest(${[...wake.values()]}::text[]) AS m(message)
+      WHERE (SELECT count(*) FROM c) > 0`.execute(this.db);
   }
 
   /**

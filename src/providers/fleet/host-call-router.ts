@@ -1,7 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { type CallArgs, type CallResult, callResults, type HostOp } from "../../agent/protocol.js";
 import { ERROR_CODES, type ErrorCode, isTurnoutError, TurnoutError } from "../../domain/errors.js";
-import type { HostCallMessage, HostCallOutcome, HostCallRow, HostCallStore } from "../../store/host-calls.js";
+import type {
+  HostCallMessage,
+  HostCallOutcome,
+  HostCallRow,
+  HostCallStore,
+  NewHostCall,
+} from "../../store/host-calls.js";
 import type { AgentConnection } from "./agent-connection.js";
 import type { HostLog } from "./host-ops.js";
 
@@ -72,6 +78,8 @@ export class HostCallRouter {
   private readonly waiting = new Map<string, Waiter>();
   private readonly running = new Map<string, Running>();
   private readonly executions = new Set<Promise<void>>();
+  /** Calls to record in the next group (see queueCreate). */
+  private creates: { call: NewHostCall; waiter: Waiter; failed: (error: Error) => void }[] = [];
   /** Agent hosts held by other live servers: host name → server. */
   private remote = new Map<string, string>();
   private servers = new Map<string, number>();
@@ -179,31 +187,46 @@ export class HostCallRouter {
       );
     }, options.timeoutMs);
     signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      this.stats.roundTrips++;
-      await this.options.store.create({
+    this.queueCreate(
+      {
         id,
         deployId,
         host,
         caller: this.options.owner,
         target,
         op,
-        args: JSON.stringify(args),
+        args: argsText(args),
         timeoutMs: options.timeoutMs,
-      });
-    } catch (error) {
-      waiter.reject(
-        new TurnoutError(
-          "E_UNAVAILABLE",
-          `host ${host}: could not route ${op}: ${(error as Error).message}`,
-          {
+      },
+      waiter,
+      (error) =>
+        waiter.reject(
+          new TurnoutError("E_UNAVAILABLE", `host ${host}: could not route ${op}: ${error.message}`, {
             host,
             op,
-          },
+          }),
         ),
-      );
-    }
+    );
     return result;
+  }
+
+  /**
+   * Calls made in the same turn of the event loop (a batch of a fleet
+   * deploy: one operation on many hosts) are recorded in one statement
+   * (HostCallStore.createMany); a failed statement fails each of them.
+   */
+  private queueCreate(call: NewHostCall, waiter: Waiter, failed: (error: Error) => void): void {
+    this.creates.push({ call, waiter, failed });
+    if (this.creates.length > 1) return;
+    setImmediate(() => {
+      // A call given up on before it was recorded (cancelled, timed out) is not recorded at all.
+      const batch = this.creates.splice(0).filter((b) => !b.waiter.settled);
+      if (batch.length === 0) return;
+      this.stats.roundTrips++;
+      this.options.store.createMany(batch.map((b) => b.call)).catch((error: Error) => {
+        for (const b of batch) b.failed(error);
+      });
+    });
   }
 
   /** Stops waiting: a pending call is never executed, a running one is told to stop. */
@@ -500,6 +523,22 @@ export class HostCallRouter {
     await Promise.allSettled([...this.executions]);
     await this.options.store.leave(this.options.owner).catch(() => undefined);
   }
+}
+
+/**
+ * Call arguments as JSON, made once per arguments object: a fleet's hosts
+ * share one stage spec (AgentHostOps), whose manifest can be large. Keyed
+ * weakly, like AgentConnection's argsJson; arguments are never changed once sent.
+ */
+const argsTexts = new WeakMap<object, string>();
+
+function argsText(args: object): string {
+  let text = argsTexts.get(args);
+  if (text === undefined) {
+    text = JSON.stringify(args);
+    argsTexts.set(args, text);
+  }
+  return text;
 }
 
 function outcomeOf(row: HostCallRow): HostCallOutcome {
