@@ -58,6 +58,8 @@ interface Waiter {
   reject(error: Error): void;
 }
 
+type FinishedCall = Parameters<HostCallStore["finishMany"]>[0][number];
+
 interface Running {
   controller: AbortController;
 }
@@ -79,6 +81,8 @@ export class HostCallRouter {
   private readonly running = new Map<string, Running>();
   private readonly executions = new Set<Promise<void>>();
   /** Calls to record in the next group (see queueCreate). */
+  /** Outcomes to record in the next group (see queueFinish). */
+  private finishes: { finished: FinishedCall; resolve(): void; reject(error: Error): void }[] = [];
   private creates: { call: NewHostCall; waiter: Waiter; failed: (error: Error) => void }[] = [];
   /** Agent hosts held by other live servers: host name → server. */
   private remote = new Map<string, string>();
@@ -259,9 +263,22 @@ export class HostCallRouter {
     }
   }
 
-  private onDone(waiter: Waiter, lineCount: number, outcome: HostCallOutcome | undefined): void {
+  private onDone(
+    waiter: Waiter,
+    lineCount: number,
+    outcome: HostCallOutcome | undefined,
+    last?: { s: number; l: [string, number][] },
+  ): void {
     waiter.lines = waiter.lines
       .then(async () => {
+        // The last lines came with the outcome: read only what is missing before them.
+        if (last && waiter.nextSeq < last.s) await this.fetchLines(waiter);
+        if (last && waiter.nextSeq >= last.s) {
+          for (const [line, continued] of last.l.slice(waiter.nextSeq - last.s)) {
+            waiter.log?.(line, continued === 1);
+            waiter.nextSeq++;
+          }
+        }
         if (waiter.nextSeq < lineCount) await this.fetchLines(waiter);
         let settled = outcome;
         if (!settled) {
@@ -373,11 +390,35 @@ export class HostCallRouter {
     } finally {
       this.running.delete(call.id);
     }
-    await flush();
-    this.stats.roundTrips++;
-    await store
-      .finish(call.id, call.caller, outcome, seq)
-      .catch((e: Error) => this.options.report(`host calls: recording an outcome failed: ${e.message}`));
+    // Lines not sent yet go with the outcome, in its statement and notification (see finishMany).
+    clearTimeout(flushTimer);
+    await flushing;
+    const last = { firstSeq: seq, lines: buffer };
+    buffer = [];
+    seq += last.lines.length;
+    await this.queueFinish({ callId: call.id, caller: call.caller, outcome, lines: seq, last }).catch(
+      (e: Error) => this.options.report(`host calls: recording an outcome failed: ${e.message}`),
+    );
+  }
+
+  /** Outcomes of calls that end in the same turn of the event loop are recorded in one statement. */
+  private queueFinish(finished: FinishedCall): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.finishes.push({ finished, resolve, reject });
+      if (this.finishes.length > 1) return;
+      setImmediate(() => {
+        const batch = this.finishes.splice(0);
+        this.stats.roundTrips++;
+        this.options.store.finishMany(batch.map((b) => b.finished)).then(
+          () => {
+            for (const b of batch) b.resolve();
+          },
+          (error: Error) => {
+            for (const b of batch) b.reject(error);
+          },
+        );
+      });
+    });
   }
 
   // ---- both ------------------------------------------------------------------
@@ -409,7 +450,13 @@ export class HostCallRouter {
       }
       case "done": {
         const waiter = this.waiting.get(message.id);
-        if (waiter) this.onDone(waiter, message.n, message.r);
+        if (waiter)
+          this.onDone(
+            waiter,
+            message.n,
+            message.r,
+            message.l && message.s !== undefined ? { s: message.s, l: message.l } : undefined,
+          );
         return;
       }
     }
