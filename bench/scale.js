@@ -13,6 +13,7 @@
 //   TURNOUT_BENCH_SCALE_STAGE_DELAY=50  ms each simulated host takes to stage
 //   TURNOUT_BENCH_SCALE_REPEAT=1        one-file deploys per size (median reported)
 //   TURNOUT_BENCH_PG_URL                PostgreSQL (default postgres://postgres@127.0.0.1:5432/test)
+//   TURNOUT_BENCH_SCALE_DEPLOY_TIMEOUT=900  seconds a deploy may take before the run stops and says where it was
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -26,6 +27,7 @@ const SETUPS = (process.env.TURNOUT_BENCH_SCALE_SETUPS ?? "sqlite,pg,pg3").split
 const STAGE_DELAY_MS = Number(process.env.TURNOUT_BENCH_SCALE_STAGE_DELAY ?? 50);
 const REPEAT = Number(process.env.TURNOUT_BENCH_SCALE_REPEAT ?? 1);
 const PG_URL = process.env.TURNOUT_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const DEPLOY_TIMEOUT_MS = Number(process.env.TURNOUT_BENCH_SCALE_DEPLOY_TIMEOUT ?? 900) * 1000;
 const DEPLOYS = "/api/v1/apps/bench/environments/production/deploys";
 const KNOWN_SETUPS = {
   sqlite: { servers: 1, pg: false },
@@ -79,6 +81,8 @@ async function api(server, method, urlPath, body) {
     method,
     headers: { authorization: `Bearer ${server.token}`, "content-type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
+    // A server that stops answering ends the run with an error rather than holding it forever.
+    signal: AbortSignal.timeout(120_000),
   });
   const json = await res.json();
   if (!res.ok) throw new Error(`${method} ${urlPath}: HTTP ${res.status} ${JSON.stringify(json)}`);
@@ -149,12 +153,21 @@ async function deployAndMeasure(servers, sim, ref, n) {
   const queriesBefore = await queriesOf(servers);
   const started = performance.now();
   const markedAt = process.hrtime.bigint();
+  const reconnectsBefore = reconnections(sim);
   const { deploy } = await api(servers[0], "POST", DEPLOYS, { ref });
   let final;
   for (;;) {
     await sleep(500);
     final = (await api(servers[0], "GET", `/api/v1/deploys/${deploy.id}`)).deploy;
     if (["succeeded", "failed", "cancelled"].includes(final.status)) break;
+    // A deploy that does not end is a finding, not a reason to wait forever: say where it stands.
+    if (performance.now() - started > DEPLOY_TIMEOUT_MS) {
+      throw new Error(
+        `deploy ${deploy.id} still ${final.status} (phase ${final.phase}) after ${DEPLOY_TIMEOUT_MS / 1000} s; ` +
+          `hosts by step ${JSON.stringify(await stepCounts(servers[0], deploy.id))}; ` +
+          `${reconnections(sim) - reconnectsBefore} agent reconnection(s) during it`,
+      );
+    }
   }
   const wallMs = performance.now() - started;
   // The monotonic clock of --cpu-prof profiles (µs): bench/profile-window.js sums a profile over this window.
@@ -184,8 +197,24 @@ async function deployAndMeasure(servers, sim, ref, n) {
     queries,
     queriesPerHost: queries / n,
     simPerHostMs: simMs / n,
+    reconnects: reconnections(sim) - reconnectsBefore,
     bytesPerHost: sum(hosts.map((h) => h.bytesFetched)) / n,
   };
+}
+
+/** Agents that lost their connection so far (the simulator prints a line for each; see agent-simulator.ts). */
+function reconnections(sim) {
+  return sim
+    .output()
+    .split("\n")
+    .filter((line) => line.includes("reconnecting in")).length;
+}
+
+async function stepCounts(server, deployId) {
+  const { hosts } = await api(server, "GET", `/api/v1/deploys/${deployId}/hosts`);
+  const counts = {};
+  for (const h of hosts) counts[h.step] = (counts[h.step] ?? 0) + 1;
+  return counts;
 }
 
 /** Retries while the server is still loading its manifests (503). */
@@ -302,7 +331,8 @@ function printRow(r) {
   console.log(
     `${tag} first release ${f1(r.first.wallMs / 1000)} s, ${f1(r.first.cpuPerHostMs)} ms/host, ${f1(r.first.queriesPerHost)} statements/host; ` +
       `git+build children ${r.oneFile.childMs.toFixed(0)} ms; simulator CPU ${f1(r.oneFile.simPerHostMs)} ms/host; ` +
-      `${r.n} agents connected in ${f1(r.connectMs / 1000)} s; idle: ${f1(r.idle.queriesPerHostMinute)} statements/host/min, servers ${f1(r.idle.cpuPercent)}% of a core`,
+      `${r.n} agents connected in ${f1(r.connectMs / 1000)} s; idle: ${f1(r.idle.queriesPerHostMinute)} statements/host/min, servers ${f1(r.idle.cpuPercent)}% of a core; ` +
+      `agent reconnections during the deploys ${r.first.reconnects} + ${r.oneFile.reconnects}`,
   );
 }
 

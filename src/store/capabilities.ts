@@ -24,6 +24,11 @@ export interface Capabilities {
    * data directory is the only store.
    */
   sharedArtifacts: boolean;
+  /**
+   * Array parameters (`unnest($1::int[], …)`): one statement can write many
+   * rows with different values, where SQLite needs a statement per row.
+   */
+  arrayParameters: boolean;
   /** SQLSTATE / message test for a unique-constraint violation. */
   isUniqueViolation(error: unknown): boolean;
 }
@@ -34,6 +39,7 @@ export const SQLITE: Capabilities = {
   sharedBetweenProcesses: false,
   rowLocking: false,
   sharedArtifacts: false,
+  arrayParameters: false,
   isUniqueViolation: (error) =>
     typeof error === "object" &&
     error !== null &&
@@ -46,6 +52,7 @@ export const POSTGRES: Capabilities = {
   sharedBetweenProcesses: true,
   rowLocking: true,
   sharedArtifacts: true,
+  arrayParameters: true,
   isUniqueViolation: (error) =>
     typeof error === "object" && error !== null && (error as { code?: unknown }).code === "23505",
 };

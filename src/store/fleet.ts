@@ -1,7 +1,8 @@
-import type { Kysely } from "kysely";
+import { type Kysely, sql } from "kysely";
 import { TurnoutError } from "../domain/errors.js";
 import type { HostStep, PoolState } from "../domain/fleet.js";
 import { fleetEvent } from "../domain/notification-event.js";
+import type { Capabilities } from "./capabilities.js";
 import { recordNotifyEvent } from "./notify-outbox.js";
 import { nowIso } from "./rows.js";
 import type { Schema } from "./schema.js";
@@ -47,7 +48,10 @@ interface PendingHostUpdate {
 }
 
 export class FleetStore {
-  constructor(private readonly db: Kysely<Schema>) {}
+  constructor(
+    private readonly db: Kysely<Schema>,
+    private readonly caps: Capabilities,
+  ) {}
 
   async addDeployHosts(
     deployId: number,
@@ -112,22 +116,73 @@ export class FleetStore {
   private async writeHostUpdates(): Promise<void> {
     const batch = this.hostUpdates.splice(0);
     try {
-      await this.db.transaction().execute(async (trx) => {
-        // In the order asked: two steps of one host in a batch end on the later.
-        for (const u of batch) {
-          await trx
-            .updateTable("deploy_hosts")
-            .set(u.set)
-            .where("deploy_id", "=", u.deployId)
-            .where("host_id", "=", u.hostId)
-            .execute();
-        }
-      });
+      // In the order asked: two steps of one host in a batch end on the later.
+      const merged = new Map<string, { deployId: number; hostId: number; set: Record<string, unknown> }>();
+      for (const u of batch) {
+        const key = `${u.deployId}:${u.hostId}`;
+        const known = merged.get(key);
+        if (known) Object.assign(known.set, u.set);
+        else merged.set(key, { deployId: u.deployId, hostId: u.hostId, set: { ...u.set } });
+      }
+      const rows = [...merged.values()];
+      if (rows.length === 1) {
+        // One statement is atomic by itself: no BEGIN and COMMIT around it.
+        await this.updateOne(this.db, rows[0]!);
+      } else if (this.caps.arrayParameters) {
+        await this.updateMany(rows);
+      } else {
+        await this.db.transaction().execute(async (trx) => {
+          for (const row of rows) await this.updateOne(trx, row);
+        });
+      }
     } catch (error) {
       for (const u of batch) u.reject(error as Error);
       return;
     }
     for (const u of batch) u.resolve();
+  }
+
+  private async updateOne(
+    db: Kysely<Schema>,
+    row: { deployId: number; hostId: number; set: Record<string, unknown> },
+  ): Promise<void> {
+    await db
+      .updateTable("deploy_hosts")
+      .set(row.set)
+      .where("deploy_id", "=", row.deployId)
+      .where("host_id", "=", row.hostId)
+      .execute();
+  }
+
+  /**
+   * Many hosts' steps in one statement (PostgreSQL): each column comes with
+   * a flag saying whether that host's update sets it, so hosts moving to
+   * different steps with different fields still share the statement. On
+   * PostgreSQL each statement is a round trip, and a fleet batch's hosts
+   * were BEGIN, one UPDATE each, COMMIT.
+   */
+  private async updateMany(rows: { deployId: number; hostId: number; set: Record<string, unknown> }[]) {
+    const values = (column: string) => rows.map((r) => (column in r.set ? r.set[column] : null));
+    const given = (column: string) => rows.map((r) => column in r.set);
+    const column = (name: string, type: string) =>
+      sql`${sql.ref(name)} = CASE WHEN v.${sql.raw(`${name}_set`)} THEN v.${sql.raw(name)}::${sql.raw(type)} ELSE d.${sql.ref(name)} END`;
+    await sql`
+      UPDATE deploy_hosts AS d
+      SET updated_at = v.updated_at,
+          ${column("step", "text")}, ${column("batch", "int")}, ${column("previous_release", "text")},
+          ${column("switched", "int")}, ${column("switched_at", "text")}, ${column("bytes_fetched", "bigint")},
+          ${column("error", "text")}
+      FROM unnest(
+        ${rows.map((r) => r.deployId)}::int[], ${rows.map((r) => r.hostId)}::int[], ${values("updated_at")}::text[],
+        ${values("step")}::text[], ${given("step")}::bool[], ${values("batch")}::int[], ${given("batch")}::bool[],
+        ${values("previous_release")}::text[], ${given("previous_release")}::bool[],
+        ${values("switched")}::int[], ${given("switched")}::bool[],
+        ${values("switched_at")}::text[], ${given("switched_at")}::bool[],
+        ${values("bytes_fetched")}::bigint[], ${given("bytes_fetched")}::bool[],
+        ${values("error")}::text[], ${given("error")}::bool[]
+      ) AS v(deploy_id, host_id, updated_at, step, step_set, batch, batch_set, previous_release, previous_release_set,
+             switched, switched_set, switched_at, switched_at_set, bytes_fetched, bytes_fetched_set, error, error_set)
+      WHERE d.deploy_id = v.deploy_id AND d.host_id = v.host_id`.execute(this.db);
   }
 
   async deployHosts(deployId: number): Promise<DeployHost[]> {

@@ -18,7 +18,7 @@ export type HostCallMessage =
   | { to: string; k: "call"; id: string }
   | { to: string; k: "cancel"; id: string }
   | { to: string; k: "log"; id: string; s: number; l?: [string, number][] }
-  | { to: string; k: "done"; id: string; n: number; r?: HostCallOutcome }
+  | { to: string; k: "done"; id: string; n: number; r?: HostCallOutcome; s?: number; l?: [string, number][] }
   | { to: "*"; k: "hosts" };
 
 export type HostCallOutcome =
@@ -47,6 +47,36 @@ const ACTIVE_SQL = sql`('waiting', 'running')`;
 /** One channel per schema: tests (and several installations) share a database, each in its own schema. */
 const CHANNEL = sql`'turnout_hc_' || substr(md5(current_schema()), 1, 20)`;
 
+/** A call's "done" notification: with its outcome and last lines when they fit, else with what fits. */
+function doneMessage(call: {
+  callId: string;
+  caller: string;
+  outcome: HostCallOutcome;
+  lines: number;
+  last?: { firstSeq: number; lines: { line: string; continued: boolean }[] };
+}): string {
+  const base = { to: call.caller, k: "done" as const, id: call.callId, n: call.lines };
+  const last = call.last && call.last.lines.length > 0 ? call.last : undefined;
+  const candidates: HostCallMessage[] = [
+    ...(last
+      ? [
+          {
+            ...base,
+            r: call.outcome,
+            s: last.firstSeq,
+            l: last.lines.map((l): [string, number] => [l.line, l.continued ? 1 : 0]),
+          },
+        ]
+      : []),
+    { ...base, r: call.outcome },
+  ];
+  for (const message of candidates) {
+    const text = JSON.stringify(message);
+    if (Buffer.byteLength(text) <= PAYLOAD_LIMIT) return text;
+  }
+  return JSON.stringify(base);
+}
+
 export class HostCallStore {
   constructor(
     private readonly db: Kysely<Schema>,
@@ -61,15 +91,41 @@ export class HostCallStore {
 
   /** Records a call and wakes its target, in one statement. */
   async create(call: NewHostCall): Promise<void> {
-    const message = JSON.stringify({ to: call.target, k: "call", id: call.id } satisfies HostCallMessage);
+    await this.createMany([call]);
+  }
+
+  /**
+   * Records calls and wakes each of their targets once, in one statement: a
+   * batch of a fleet deploy asks the same operation of many hosts in the
+   * same turn of the event loop, and one INSERT and one NOTIFY per call was
+   * most of the routing's round trips (docs/benchmarks.md). All or none.
+   */
+  async createMany(calls: NewHostCall[]): Promise<void> {
+    if (calls.length === 0) return;
+    const wake = new Map<string, string>();
+    for (const call of calls) {
+      if (!wake.has(call.target))
+        wake.set(
+          call.target,
+          JSON.stringify({ to: call.target, k: "call", id: call.id } satisfies HostCallMessage),
+        );
+    }
+    const now = new Date().toISOString();
+    const column = <T>(pick: (call: NewHostCall) => T) => calls.map(pick);
     await sql`
       WITH c AS (
         INSERT INTO host_calls (id, deploy_id, host, caller, target, op, args, timeout_ms, status, created_at)
-        VALUES (${call.id}, ${call.deployId}, ${call.host}, ${call.caller}, ${call.target}, ${call.op},
-                ${call.args}, ${call.timeoutMs}, 'pending', ${new Date().toISOString()})
-        RETURNING id
+        SELECT t.id, t.deploy_id, t.host, t.caller, t.target, t.op, t.args, t.timeout_ms, 'pending', ${now}
+        FROM unnest(${column((c) => c.id)}::text[], ${column((c) => c.deployId)}::int[],
+                    ${column((c) => c.host)}::text[], ${column((c) => c.caller)}::text[],
+                    ${column((c) => c.target)}::text[], ${column((c) => c.op)}::text[],
+                    ${column((c) => c.args)}::text[], ${column((c) => c.timeoutMs)}::int[])
+             AS t(id, deploy_id, host, caller, target, op, args, timeout_ms)
+        RETURNING 1
       )
-      SELECT pg_notify(${CHANNEL}, ${message}) FROM c`.execute(this.db);
+      SELECT pg_notify(${CHANNEL}, m.message)
+      FROM unnest(${[...wake.values()]}::text[]) AS m(message)
+      WHERE (SELECT count(*) FROM c) > 0`.execute(this.db);
   }
 
   /**
@@ -180,28 +236,59 @@ export class HostCallStore {
 
   /** Records a running call's outcome and tells the caller (with the outcome when it fits), in one statement. */
   async finish(callId: string, caller: string, outcome: HostCallOutcome, lines = 0): Promise<void> {
-    let message = JSON.stringify({
-      to: caller,
-      k: "done",
-      id: callId,
-      n: lines,
-      r: outcome,
-    } satisfies HostCallMessage);
-    if (Buffer.byteLength(message) > PAYLOAD_LIMIT) {
-      message = JSON.stringify({ to: caller, k: "done", id: callId, n: lines } satisfies HostCallMessage);
-    }
-    const status = outcome.ok ? "done" : outcome.abandoned ? "abandoned" : "failed";
+    await this.finishMany([{ callId, caller, outcome, lines }]);
+  }
+
+  /**
+   * Records calls' outcomes, with each call's last output lines (numbered
+   * from `firstSeq`, the call's `lines` in all), and tells each caller, in
+   * one statement. The notification carries the outcome and those lines when
+   * they fit, so a short call costs its caller no read at all; calls that
+   * end in the same turn of the event loop share the statement (the
+   * holder's side of a fleet batch). All or none.
+   */
+  async finishMany(
+    calls: {
+      callId: string;
+      caller: string;
+      outcome: HostCallOutcome;
+      lines: number;
+      last?: { firstSeq: number; lines: { line: string; continued: boolean }[] };
+    }[],
+  ): Promise<void> {
+    if (calls.length === 0) return;
+    const lineRows = calls.flatMap((c) =>
+      (c.last?.lines ?? []).map((l, i) => ({
+        callId: c.callId,
+        seq: c.last!.firstSeq + i,
+        line: l.line,
+        continued: l.continued ? 1 : 0,
+      })),
+    );
+    const statusOf = (o: HostCallOutcome) => (o.ok ? "done" : o.abandoned ? "abandoned" : "failed");
     await sql`
-      WITH u AS (
-        UPDATE host_calls
-        SET status = ${status}, finished_at = ${new Date().toISOString()},
-            started_at = CASE WHEN ${status} = 'abandoned' THEN NULL ELSE started_at END,
-            result = ${outcome.ok ? JSON.stringify(outcome.result ?? null) : null},
-            error_code = ${outcome.ok ? null : outcome.code}, error_message = ${outcome.ok ? null : outcome.message}
-        WHERE id = ${callId} AND status IN ('pending', 'running')
-        RETURNING id
+      WITH v AS (
+        SELECT * FROM unnest(${calls.map((c) => c.callId)}::text[], ${calls.map((c) => statusOf(c.outcome))}::text[],
+                             ${calls.map((c) => (c.outcome.ok ? JSON.stringify(c.outcome.result ?? null) : null))}::text[],
+                             ${calls.map((c) => (c.outcome.ok ? null : c.outcome.code))}::text[],
+                             ${calls.map((c) => (c.outcome.ok ? null : c.outcome.message))}::text[],
+                             ${calls.map(doneMessage)}::text[])
+          AS v(id, status, result, error_code, error_message, message)
+      ), l AS (
+        INSERT INTO host_call_lines (call_id, seq, line, continued)
+        SELECT * FROM unnest(${lineRows.map((r) => r.callId)}::text[], ${lineRows.map((r) => r.seq)}::int[],
+                             ${lineRows.map((r) => r.line)}::text[], ${lineRows.map((r) => r.continued)}::int[])
+        RETURNING 1
+      ), u AS (
+        UPDATE host_calls h
+        SET status = v.status, finished_at = ${new Date().toISOString()},
+            started_at = CASE WHEN v.status = 'abandoned' THEN NULL ELSE h.started_at END,
+            result = v.result, error_code = v.error_code, error_message = v.error_message
+        FROM v WHERE h.id = v.id AND h.status IN ('pending', 'running')
+        RETURNING h.id
       )
-      SELECT pg_notify(${CHANNEL}, ${message}) FROM u`.execute(this.db);
+      SELECT pg_notify(${CHANNEL}, v.message) FROM v JOIN u ON u.id = v.id
+      WHERE (SELECT count(*) FROM l) >= 0`.execute(this.db);
   }
 
   /** A call's state, for a caller that missed its notification or whose result was too big for one. */

@@ -98,7 +98,7 @@ export class Store {
     this.artifacts = new ArtifactRecords(db, caps);
     this.artifactBlobs = sharedBlobBackend(db, caps.sharedArtifacts ? options.artifactStore : undefined);
     this.hosts = new HostStore(db, caps, usage);
-    this.fleet = new FleetStore(db);
+    this.fleet = new FleetStore(db, caps);
     this.retention = new RetentionStore(db);
     this.phases = new PhaseStore(db);
     this.commits = new CommitDescriptions(db);

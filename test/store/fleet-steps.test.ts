@@ -1,6 +1,7 @@
 import Database from "better-sqlite3";
 import { Kysely, SqliteDialect } from "kysely";
 import { beforeEach, describe, expect, it, vi } from "vitest";
+import { SQLITE } from "../../src/store/capabilities.js";
 import { FleetStore } from "../../src/store/fleet.js";
 import type { Schema } from "../../src/store/schema.js";
 import type { Store } from "../../src/store/store.js";
@@ -49,6 +50,54 @@ describe.each(BACKENDS)("fleet host steps on %s", (backend) => {
       error: "disk full",
     });
   });
+
+  it("keeps each host's own fields when hosts of one turn set different ones (null included)", async () => {
+    const { deploy, hosts } = await deployWithHosts(store, 4);
+    const [a, b, c, d] = hosts as [
+      (typeof hosts)[0],
+      (typeof hosts)[0],
+      (typeof hosts)[0],
+      (typeof hosts)[0],
+    ];
+    await store.fleet.updateDeployHost(deploy.id, a.id, { step: "failed", error: "boom", bytesFetched: 12 });
+    await Promise.all([
+      store.fleet.updateDeployHost(deploy.id, a.id, { step: "rolled_back", switched: false }),
+      store.fleet.updateDeployHost(deploy.id, b.id, {
+        step: "switched",
+        previousRelease: null,
+        switched: true,
+      }),
+      store.fleet.updateDeployHost(deploy.id, c.id, { step: "switching", batch: 3 }),
+      store.fleet.updateDeployHost(deploy.id, d.id, { step: "staged", bytesFetched: 5_000_000_000 }),
+    ]);
+    const byName = Object.fromEntries((await store.fleet.deployHosts(deploy.id)).map((r) => [r.hostName, r]));
+    expect(byName["web-1"]).toMatchObject({
+      step: "rolled_back",
+      error: "boom",
+      bytesFetched: 12,
+      switched: false,
+    });
+    expect(byName["web-2"]).toMatchObject({
+      step: "switched",
+      previousRelease: null,
+      switched: true,
+      batch: null,
+    });
+    expect(byName["web-3"]).toMatchObject({ step: "switching", batch: 3, switched: false, error: null });
+    expect(byName["web-4"]).toMatchObject({ step: "staged", bytesFetched: 5_000_000_000 });
+  });
+
+  it("writes one turn's updates of many hosts in one statement where the database takes arrays", async () => {
+    const { deploy, hosts } = await deployWithHosts(store, 10);
+    const before = store.queries();
+    await Promise.all(
+      hosts.map((h, i) => store.fleet.updateDeployHost(deploy.id, h.id, { step: "switching", batch: i })),
+    );
+    // PostgreSQL: one UPDATE; SQLite: BEGIN, one UPDATE per host, COMMIT (statements there are not round trips).
+    expect(store.queries() - before).toBe(backend === "postgres" ? 1 : 12);
+    const rows = await store.fleet.deployHosts(deploy.id);
+    expect(rows.map((r) => r.batch).sort((x, y) => x! - y!)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
 });
 
 describe("fleet host steps, group commit", () => {
@@ -61,12 +110,13 @@ describe("fleet host steps, group commit", () => {
     try {
       const { deploy, hosts } = await deployWithHosts(store, 20);
       await store.close();
-      const fleet = new FleetStore(db);
+      const fleet = new FleetStore(db, SQLITE);
       const transaction = vi.spyOn(db, "transaction");
       await Promise.all(hosts.map((h) => fleet.updateDeployHost(deploy.id, h.id, { step: "switching" })));
       expect(transaction).toHaveBeenCalledTimes(1);
+      // A turn with one update is one statement, atomic without a transaction around it.
       await fleet.updateDeployHost(deploy.id, hosts[0]!.id, { step: "switched" });
-      expect(transaction).toHaveBeenCalledTimes(2);
+      expect(transaction).toHaveBeenCalledTimes(1);
       const steps = (await fleet.deployHosts(deploy.id)).map((r) => r.step);
       expect(steps.filter((s) => s === "switching")).toHaveLength(19);
       expect(steps.filter((s) => s === "switched")).toHaveLength(1);

@@ -1,7 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { type CallArgs, type CallResult, callResults, type HostOp } from "../../agent/protocol.js";
 import { ERROR_CODES, type ErrorCode, isTurnoutError, TurnoutError } from "../../domain/errors.js";
-import type { HostCallMessage, HostCallOutcome, HostCallRow, HostCallStore } from "../../store/host-calls.js";
+import type {
+  HostCallMessage,
+  HostCallOutcome,
+  HostCallRow,
+  HostCallStore,
+  NewHostCall,
+} from "../../store/host-calls.js";
 import type { AgentConnection } from "./agent-connection.js";
 import type { HostLog } from "./host-ops.js";
 
@@ -52,6 +58,8 @@ interface Waiter {
   reject(error: Error): void;
 }
 
+type FinishedCall = Parameters<HostCallStore["finishMany"]>[0][number];
+
 interface Running {
   controller: AbortController;
 }
@@ -72,6 +80,10 @@ export class HostCallRouter {
   private readonly waiting = new Map<string, Waiter>();
   private readonly running = new Map<string, Running>();
   private readonly executions = new Set<Promise<void>>();
+  /** Calls to record in the next group (see queueCreate). */
+  /** Outcomes to record in the next group (see queueFinish). */
+  private finishes: { finished: FinishedCall; resolve(): void; reject(error: Error): void }[] = [];
+  private creates: { call: NewHostCall; waiter: Waiter; failed: (error: Error) => void }[] = [];
   /** Agent hosts held by other live servers: host name → server. */
   private remote = new Map<string, string>();
   private servers = new Map<string, number>();
@@ -179,31 +191,46 @@ export class HostCallRouter {
       );
     }, options.timeoutMs);
     signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      this.stats.roundTrips++;
-      await this.options.store.create({
+    this.queueCreate(
+      {
         id,
         deployId,
         host,
         caller: this.options.owner,
         target,
         op,
-        args: JSON.stringify(args),
+        args: argsText(args),
         timeoutMs: options.timeoutMs,
-      });
-    } catch (error) {
-      waiter.reject(
-        new TurnoutError(
-          "E_UNAVAILABLE",
-          `host ${host}: could not route ${op}: ${(error as Error).message}`,
-          {
+      },
+      waiter,
+      (error) =>
+        waiter.reject(
+          new TurnoutError("E_UNAVAILABLE", `host ${host}: could not route ${op}: ${error.message}`, {
             host,
             op,
-          },
+          }),
         ),
-      );
-    }
+    );
     return result;
+  }
+
+  /**
+   * Calls made in the same turn of the event loop (a batch of a fleet
+   * deploy: one operation on many hosts) are recorded in one statement
+   * (HostCallStore.createMany); a failed statement fails each of them.
+   */
+  private queueCreate(call: NewHostCall, waiter: Waiter, failed: (error: Error) => void): void {
+    this.creates.push({ call, waiter, failed });
+    if (this.creates.length > 1) return;
+    setImmediate(() => {
+      // A call given up on before it was recorded (cancelled, timed out) is not recorded at all.
+      const batch = this.creates.splice(0).filter((b) => !b.waiter.settled);
+      if (batch.length === 0) return;
+      this.stats.roundTrips++;
+      this.options.store.createMany(batch.map((b) => b.call)).catch((error: Error) => {
+        for (const b of batch) b.failed(error);
+      });
+    });
   }
 
   /** Stops waiting: a pending call is never executed, a running one is told to stop. */
@@ -236,9 +263,22 @@ export class HostCallRouter {
     }
   }
 
-  private onDone(waiter: Waiter, lineCount: number, outcome: HostCallOutcome | undefined): void {
+  private onDone(
+    waiter: Waiter,
+    lineCount: number,
+    outcome: HostCallOutcome | undefined,
+    last?: { s: number; l: [string, number][] },
+  ): void {
     waiter.lines = waiter.lines
       .then(async () => {
+        // The last lines came with the outcome: read only what is missing before them.
+        if (last && waiter.nextSeq < last.s) await this.fetchLines(waiter);
+        if (last && waiter.nextSeq >= last.s) {
+          for (const [line, continued] of last.l.slice(waiter.nextSeq - last.s)) {
+            waiter.log?.(line, continued === 1);
+            waiter.nextSeq++;
+          }
+        }
         if (waiter.nextSeq < lineCount) await this.fetchLines(waiter);
         let settled = outcome;
         if (!settled) {
@@ -350,11 +390,35 @@ export class HostCallRouter {
     } finally {
       this.running.delete(call.id);
     }
-    await flush();
-    this.stats.roundTrips++;
-    await store
-      .finish(call.id, call.caller, outcome, seq)
-      .catch((e: Error) => this.options.report(`host calls: recording an outcome failed: ${e.message}`));
+    // Lines not sent yet go with the outcome, in its statement and notification (see finishMany).
+    clearTimeout(flushTimer);
+    await flushing;
+    const last = { firstSeq: seq, lines: buffer };
+    buffer = [];
+    seq += last.lines.length;
+    await this.queueFinish({ callId: call.id, caller: call.caller, outcome, lines: seq, last }).catch(
+      (e: Error) => this.options.report(`host calls: recording an outcome failed: ${e.message}`),
+    );
+  }
+
+  /** Outcomes of calls that end in the same turn of the event loop are recorded in one statement. */
+  private queueFinish(finished: FinishedCall): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.finishes.push({ finished, resolve, reject });
+      if (this.finishes.length > 1) return;
+      setImmediate(() => {
+        const batch = this.finishes.splice(0);
+        this.stats.roundTrips++;
+        this.options.store.finishMany(batch.map((b) => b.finished)).then(
+          () => {
+            for (const b of batch) b.resolve();
+          },
+          (error: Error) => {
+            for (const b of batch) b.reject(error);
+          },
+        );
+      });
+    });
   }
 
   // ---- both ------------------------------------------------------------------
@@ -386,7 +450,13 @@ export class HostCallRouter {
       }
       case "done": {
         const waiter = this.waiting.get(message.id);
-        if (waiter) this.onDone(waiter, message.n, message.r);
+        if (waiter)
+          this.onDone(
+            waiter,
+            message.n,
+            message.r,
+            message.l && message.s !== undefined ? { s: message.s, l: message.l } : undefined,
+          );
         return;
       }
     }
@@ -500,6 +570,22 @@ export class HostCallRouter {
     await Promise.allSettled([...this.executions]);
     await this.options.store.leave(this.options.owner).catch(() => undefined);
   }
+}
+
+/**
+ * Call arguments as JSON, made once per arguments object: a fleet's hosts
+ * share one stage spec (AgentHostOps), whose manifest can be large. Keyed
+ * weakly, like AgentConnection's argsJson; arguments are never changed once sent.
+ */
+const argsTexts = new WeakMap<object, string>();
+
+function argsText(args: object): string {
+  let text = argsTexts.get(args);
+  if (text === undefined) {
+    text = JSON.stringify(args);
+    argsTexts.set(args, text);
+  }
+  return text;
 }
 
 function outcomeOf(row: HostCallRow): HostCallOutcome {
