@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { ArtifactStore } from "../artifacts/artifact-store.js";
+import { PrefetchGrants } from "../artifacts/prefetch-grants.js";
 import type { ConfigProvider } from "../config/config-provider.js";
 import { configRepoAuth } from "../config/config-repo-auth.js";
 import { DirConfigSource } from "../config/dir-config-source.js";
@@ -234,6 +235,7 @@ export async function startServer(
       dir: path.join(settings.dataDir, "artifacts"),
       ...(store.caps.sharedArtifacts ? { shared: store.artifactBlobs } : {}),
     });
+    const prefetchGrants = new PrefetchGrants();
     const agents = new AgentHub({
       store,
       owner,
@@ -283,6 +285,7 @@ export async function startServer(
           ? { reconnectGraceMs: options.fleetReconnectGraceMs }
           : {}),
         onStaged: (host, outcome, seconds, bytes) => metrics.staged(host, outcome, seconds, bytes),
+        prefetchGrants,
       },
       report: (message) => log.trouble(`engine: ${message}`),
       events: {
@@ -323,6 +326,7 @@ export async function startServer(
       version: VERSION,
       agents,
       artifacts,
+      prefetchGrants,
       gc,
       webRoot: defaultWebRoot(),
       agentBundle: defaultAgentBundle(),
