@@ -98,6 +98,8 @@ export interface StartOptions {
   fleetReconnectGraceMs?: number;
   /** The clock deploy windows and min_interval are read by (tests move it). */
   clock?: () => Date;
+  /** Read access for fleet prefetch (tests put one in that refuses, to see a prefetch fail). */
+  prefetchGrants?: PrefetchGrants;
 }
 
 /** How long webhook delivery ids are remembered for spotting redeliveries. */
@@ -235,7 +237,7 @@ export async function startServer(
       dir: path.join(settings.dataDir, "artifacts"),
       ...(store.caps.sharedArtifacts ? { shared: store.artifactBlobs } : {}),
     });
-    const prefetchGrants = new PrefetchGrants();
+    const prefetchGrants = options.prefetchGrants ?? new PrefetchGrants();
     const agents = new AgentHub({
       store,
       owner,

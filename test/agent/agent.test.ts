@@ -102,7 +102,7 @@ describe("turnout agent", () => {
     });
     expect(Date.parse(shown.lastSeenAt)).toBeGreaterThanOrEqual(before - 1000);
     expect(a.output()).toMatch(
-      /agent web-1: connected to http:\/\/127\.0\.0\.1:\d+ \(host id \d+, protocol 2\)/,
+      /agent web-1: connected to http:\/\/127\.0\.0\.1:\d+ \(host id \d+, protocol 3\)/,
     );
 
     // The host token: issued once, saved 0600 in a 0700 directory.

@@ -108,7 +108,7 @@ describe("the bundled agent (dist/agent/turnout-agent.cjs)", () => {
     ]);
     await waitForHosts(t.api, ["web-1"]);
     // The server may see the host before the agent's own line has come through its stdout.
-    const connected = /connected to http:\/\/127\.0\.0\.1:\d+ \(host id \d+, protocol 2\)/;
+    const connected = /connected to http:\/\/127\.0\.0\.1:\d+ \(host id \d+, protocol 3\)/;
     await until(() => connected.test(agent.output()), 10_000, "the agent's connected line");
 
     const deploy = async () => {

@@ -121,7 +121,7 @@ describe("agent connect endpoint", () => {
     const refused = await old.closed;
     expect(refused.code).toBe(CLOSE.unsupportedProtocol);
     expect(refused.reason).toMatch(
-      /^agent protocol 0 is too old for this server \(protocol 1-2\): upgrade the agent to turnout \S+$/,
+      /^agent protocol 0 is too old for this server \(protocol 1-3\): upgrade the agent to turnout \S+$/,
     );
     expect(old.messages.filter((m) => m.type === "welcome")).toEqual([]);
     expect(await t.store.hosts.get("old-1")).toBeUndefined();
@@ -141,10 +141,12 @@ describe("agent connect endpoint", () => {
     v1.socket.close();
 
     // A newer agent that still speaks this server's protocol gets it, and says so back.
-    const v3 = await connect(enroll);
-    v3.send(hello("v3-1", { protocol: PROTOCOL_VERSION + 1, minProtocol: 1, manifests: ["a".repeat(64)] }));
-    expect(await v3.next("welcome")).toMatchObject({ type: "welcome", protocol: PROTOCOL_VERSION });
-    v3.socket.close();
+    const newer = await connect(enroll);
+    newer.send(
+      hello("newer-1", { protocol: PROTOCOL_VERSION + 1, minProtocol: 1, manifests: ["a".repeat(64)] }),
+    );
+    expect(await newer.next("welcome")).toMatchObject({ type: "welcome", protocol: PROTOCOL_VERSION });
+    newer.socket.close();
 
     // Kept-manifest lists are bounded like everything else an agent says.
     const many = await connect(enroll);
