@@ -69,6 +69,14 @@ export async function executeCall(
     case "inventory":
       parse(op, raw);
       return { inventory: await ops.inventory() };
+    case "prefetch": {
+      // Protocol 3: the blob endpoint is told the grant where it is told an artifact otherwise.
+      const args = parse(op, raw);
+      const result = ops.prefetch
+        ? await ops.prefetch(args.app, args.grant, args.blobs, blobsFor(args.grant), signal)
+        : null;
+      return result ?? { fetched: 0, bytes: 0, cached: 0 };
+    }
   }
 }
 

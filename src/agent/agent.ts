@@ -36,6 +36,8 @@ export interface AgentOptions {
   /** No message from the server for this long (it pings every few seconds): reconnect. */
   serverSilenceMs?: number;
   backoff?: Backoff;
+  /** The newest protocol to speak (default PROTOCOL_VERSION): lower only to act as an older agent. */
+  protocol?: number;
 }
 
 /** Why a session ended, and what the loop should do about it. */
@@ -284,7 +286,7 @@ export class Agent {
           lastManifests = kept.join(",");
           send({
             type: "hello",
-            protocol: PROTOCOL_VERSION,
+            protocol: Math.min(this.options.protocol ?? PROTOCOL_VERSION, PROTOCOL_VERSION),
             // Protocol 1 servers would take this agent's calls too, but refuse the hello's new fields.
             minProtocol: 1,
             manifests: kept,

@@ -23,14 +23,21 @@ export const AGENT_CONNECT_PATH = "/api/v1/agents/connect";
  * `manifests` in hello and heartbeat, `protocol` in welcome, stage specs
  * with a `manifestDiff` instead of the whole manifest, and close code
  * `tooOld`. 3 added: an environment's own deploy `path` in the arguments of
- * every operation on an app and in inventory entries; a call with a path is
- * refused before it is sent to an agent of protocol 1 or 2 (it would ignore
- * the path and deploy to <root>/<app>). Upgrade order: the server first (it
- * speaks all three), then agents.
+ * every operation on an app and in inventory entries (a call with a path is
+ * refused before it is sent to an agent of protocol 1 or 2: it would ignore
+ * the path and deploy to <root>/<app>), and the `prefetch` call (blobs of a
+ * release still being built, into the host's blob cache; older agents refuse
+ * an op they do not know, so the server sends it only on connections of
+ * protocol 3). Upgrade order: the server first (it speaks them all), then
+ * agents.
  */
 export const PROTOCOL_VERSION = 3;
 /** The first protocol whose agents understand an environment's own deploy path. */
 export const DEPLOY_PATH_PROTOCOL = 3;
+/** The first protocol whose agents take `prefetch` calls. */
+export const PREFETCH_PROTOCOL = 3;
+/** Blobs named in one `prefetch` call at most. */
+export const MAX_PREFETCH_BLOBS = 5000;
 /** The oldest protocol this server still accepts: agents of protocol 1 get whole manifests. */
 export const MIN_PROTOCOL_VERSION = 1;
 /** How many manifests an agent keeps (and names in hello) to be sent differences against. */
@@ -59,7 +66,16 @@ export const CLOSE = {
 /** The longest text one `log` message carries; longer lines are sent in pieces marked `partial`. */
 export const MAX_LOG_LINE = 65_536;
 
-export const HOST_OPS = ["stage", "switchTo", "promoteSlot", "run", "health", "prune", "inventory"] as const;
+export const HOST_OPS = [
+  "stage",
+  "switchTo",
+  "promoteSlot",
+  "run",
+  "health",
+  "prune",
+  "inventory",
+  "prefetch",
+] as const;
 export type HostOp = (typeof HOST_OPS)[number];
 
 // ---- shared value schemas -------------------------------------------------
@@ -147,6 +163,15 @@ export const callArgs = {
   health: z.strictObject({ app: name, path: z.optional(deployPath), check: healthCheck }),
   prune: z.strictObject({ app: name, path: z.optional(deployPath), keep: z.int().check(z.nonnegative()) }),
   inventory: z.strictObject({}),
+  // Protocol 3. `grant` is named to the blob endpoint where an artifact's digest goes otherwise:
+  // the server lets a host read the blobs it offered it in prefetch calls under that grant.
+  prefetch: z.strictObject({
+    app: name,
+    grant: sha256,
+    blobs: z
+      .array(z.strictObject({ sha256, size: z.int().check(z.nonnegative()) }))
+      .check(z.maxLength(MAX_PREFETCH_BLOBS)),
+  }),
 } satisfies Record<HostOp, z.ZodMiniType>;
 
 /** What each operation answers, as the agent sends it back. */
@@ -167,6 +192,12 @@ export const callResults = {
   health: z.object({ healthy: z.boolean() }),
   prune: z.object({ removed: z.array(releaseId) }),
   inventory: z.object({ inventory: inventorySchema }),
+  // fetched: downloaded now; cached: already in the cache (or being fetched by an earlier call).
+  prefetch: z.object({
+    fetched: z.int().check(z.nonnegative()),
+    bytes: z.number().check(z.nonnegative()),
+    cached: z.int().check(z.nonnegative()),
+  }),
 } satisfies Record<HostOp, z.ZodMiniType>;
 
 export type CallArgs<Op extends HostOp> = z.infer<(typeof callArgs)[Op]>;

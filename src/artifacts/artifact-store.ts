@@ -15,7 +15,7 @@ import { BlobDigestMemo } from "./blob-digest-memo.js";
 import { BlobDir, type ConcatenatedBlobs } from "./blob-dir.js";
 import { readDirectory } from "./directory-source.js";
 import { compileExcludes } from "./exclude.js";
-import { readGitTree, readGitTreeChanges } from "./git-tree-source.js";
+import { type BlobAnnounce, readGitTree, readGitTreeChanges } from "./git-tree-source.js";
 import type { SharedBlobStore } from "./shared-blobs.js";
 import { SharedCache } from "./shared-cache.js";
 import { StoreGate } from "./store-gate.js";
@@ -123,23 +123,31 @@ export class ArtifactStore {
    * stored nothing, when the tree needs a real checkout (submodules,
    * .gitattributes): see git-tree-source.ts.
    */
-  fromGitTree(reader: GitTreeReader, subdir: string | null): Promise<StoredArtifact | null> {
-    return this.hold(() => this.readGitTree(reader, subdir));
+  fromGitTree(
+    reader: GitTreeReader,
+    subdir: string | null,
+    options: { onBlobs?: BlobAnnounce } = {},
+  ): Promise<StoredArtifact | null> {
+    return this.hold(() => this.readGitTree(reader, subdir, options.onBlobs));
   }
 
-  private async readGitTree(reader: GitTreeReader, subdir: string | null): Promise<StoredArtifact | null> {
+  private async readGitTree(
+    reader: GitTreeReader,
+    subdir: string | null,
+    announce: BlobAnnounce | undefined,
+  ): Promise<StoredArtifact | null> {
     await this.blobs.ensureReady();
     const key = `${reader.repository}\0${subdir ?? ""}`;
     const previous = this.lastTree.get(key);
     const changed = previous
-      ? await readGitTreeChanges(reader, subdir, previous, this.blobs, this.memo)
+      ? await readGitTreeChanges(reader, subdir, previous, this.blobs, this.memo, announce)
       : null;
     let stored: StoredArtifact;
     if (changed) {
       stored = await this.finish(changed);
     } else {
       const builder = new TreeBuilder();
-      if (!(await readGitTree(reader, subdir, builder, this.blobs, this.memo))) return null;
+      if (!(await readGitTree(reader, subdir, builder, this.blobs, this.memo, announce))) return null;
       stored = await this.finish(builder.finish());
     }
     this.lastTree.set(key, { commit: reader.commit, manifest: stored.manifest });
@@ -152,13 +160,16 @@ export class ArtifactStore {
    * stay inside the tree; fifos, sockets and devices are refused (E_VALIDATION
    * naming the path); of file modes only the executable bit is kept.
    */
-  fromDirectory(dir: string, options: { exclude?: string[] } = {}): Promise<StoredArtifact> {
+  fromDirectory(
+    dir: string,
+    options: { exclude?: string[]; onBlobs?: BlobAnnounce } = {},
+  ): Promise<StoredArtifact> {
     return this.hold(async () => {
       await this.blobs.ensureReady();
       const builder = new TreeBuilder();
       const out = { pack: this.blobs.beginPack(), batch: this.blobs.batch() };
       try {
-        await readDirectory(dir, compileExcludes(options.exclude), builder, this.blobs, out);
+        await readDirectory(dir, compileExcludes(options.exclude), builder, this.blobs, out, options.onBlobs);
       } catch (error) {
         out.pack.abort();
         await out.batch.discard();

@@ -7,6 +7,7 @@ import { TurnoutError } from "../domain/errors.js";
 import type { BlobDir } from "./blob-dir.js";
 import type { PackWriter } from "./blob-packs.js";
 import type { ExcludeMatcher } from "./exclude.js";
+import { type BlobAnnounce, PREFETCH_PACK_BYTES } from "./git-tree-source.js";
 import { forEachLimited } from "./limit.js";
 import { fileMode, refuse, type TreeBuilder } from "./tree-builder.js";
 import type { WriteBatch } from "./write-batch.js";
@@ -40,6 +41,8 @@ export async function readDirectory(
   builder: TreeBuilder,
   blobs: BlobDir,
   out: { pack: PackWriter; batch: WriteBatch },
+  /** Told of blobs as they become readable (fleet prefetch): then the pack is committed in rounds. */
+  announce?: BlobAnnounce,
 ): Promise<void> {
   // A build that produced no output directory should say so, not fail on ENOENT.
   const info = await stat(root).catch(() => undefined);
@@ -54,15 +57,45 @@ export async function readDirectory(
   }
   const files = await walk(root, exclude, builder);
   const large: FoundFile[] = [];
+  // With an announce: blobs stored before (readable now) and blobs of the pack being written.
+  let ready: { sha256: string; size: number }[] = [];
+  let packed: { sha256: string; size: number }[] = [];
+  let packedBytes = 0;
   for (const [index, file] of files.entries()) {
-    if (index % SMALL_FILES_PER_TURN === SMALL_FILES_PER_TURN - 1) await yieldToEvents();
+    if (index % SMALL_FILES_PER_TURN === SMALL_FILES_PER_TURN - 1) {
+      if (announce) {
+        if (packedBytes >= PREFETCH_PACK_BYTES) {
+          // This round's pack committed (durable, visible) and a new one begun: hosts may fetch it now.
+          await out.pack.commit();
+          out.pack = blobs.beginPack();
+          ready.push(...packed);
+          packed = [];
+          packedBytes = 0;
+        }
+        if (ready.length > 0) announce(ready);
+        ready = [];
+      }
+      await yieldToEvents();
+    }
     const stored = storeSmallFile(file, blobs, out.pack);
-    if (stored) builder.add({ path: file.path, type: "file", ...stored });
-    else large.push(file);
+    if (stored) {
+      builder.add({ path: file.path, type: "file", ...stored });
+      if (announce) {
+        const blob = { sha256: stored.sha256, size: stored.size };
+        if (blobs.holds(stored.sha256)) ready.push(blob);
+        else {
+          packed.push(blob);
+          packedBytes += stored.size;
+        }
+      }
+    } else large.push(file);
   }
+  if (announce && ready.length > 0) announce(ready);
   await forEachLimited(large, CONCURRENCY, async (file) => {
     const { sha256, size, mode } = await storeFile(file, blobs, out.batch);
     builder.add({ path: file.path, type: "file", mode, size, sha256 });
+    // A new large file is named when the batch commits, with the manifest: only stored ones go ahead.
+    if (announce && blobs.holds(sha256)) announce([{ sha256, size }]);
   });
 }
 

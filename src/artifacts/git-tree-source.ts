@@ -5,6 +5,21 @@ import type { BlobDir } from "./blob-dir.js";
 import { refuse, type TreeBuilder } from "./tree-builder.js";
 
 /**
+ * Told of blobs as they become readable from the store while a tree is
+ * still being read (fleet prefetch): stored ones at once, new ones each time
+ * a pack is committed. Without it, a tree's new blobs go into one pack.
+ */
+export type BlobAnnounce = (blobs: { sha256: string; size: number }[]) => void;
+
+/**
+ * With an announce, new blobs are packed in rounds of about this many bytes
+ * (or PREFETCH_PACK_BLOBS blobs), each committed on its own so hosts can start
+ * fetching it: a few more flushes and `git cat-file` runs for a large tree.
+ */
+export const PREFETCH_PACK_BYTES = 8 * 1024 * 1024;
+export const PREFETCH_PACK_BLOBS = 2000;
+
+/**
  * A commit's tree → entries and blobs, read from the mirror without a
  * checkout. Only blobs the memo does not know are read (one `git cat-file
  * --batch`), hashed and stored, together in one pack; symlink targets are
@@ -22,18 +37,27 @@ export async function readGitTree(
   builder: TreeBuilder,
   blobs: BlobDir,
   memo: BlobDigestMemo,
+  announce?: BlobAnnounce,
 ): Promise<boolean> {
   const entries = await reader.list(subdir);
   if (entries.some((e) => e.kind === "submodule" || isAttributes(e.path))) return false;
 
   const unknown = new Set<string>();
   const linkIds = new Set<string>();
+  const sizes = new Map<string, number>();
+  const ready: { sha256: string; size: number }[] = [];
   for (const entry of entries) {
     builder.checkPath(entry.path);
     if (entry.kind === "symlink") linkIds.add(entry.objectId);
-    else if (!stored(memo, blobs, entry.objectId)) unknown.add(entry.objectId);
+    else if (!stored(memo, blobs, entry.objectId)) {
+      unknown.add(entry.objectId);
+      if (entry.size !== undefined) sizes.set(entry.objectId, entry.size);
+    } else if (announce) ready.push(memo.get(entry.objectId)!);
   }
-  const targets = await storeBlobs(reader, unknown, linkIds, blobs, memo);
+  if (announce && ready.length > 0) announce(ready);
+  const targets = announce
+    ? await storeInRounds(reader, unknown, linkIds, sizes, blobs, memo, announce)
+    : await storeBlobs(reader, unknown, linkIds, blobs, memo);
 
   for (const entry of entries) {
     if (entry.kind === "symlink") {
@@ -60,6 +84,7 @@ export async function readGitTreeChanges(
   previous: { commit: string; manifest: ArtifactManifest },
   blobs: BlobDir,
   memo: BlobDigestMemo,
+  announce?: BlobAnnounce,
 ): Promise<ArtifactManifest | null> {
   const changes = await reader.diff(previous.commit, subdir);
   if (changes === null) return null;
@@ -74,7 +99,17 @@ export async function readGitTreeChanges(
   let found = 0;
   for (const entry of previous.manifest.entries) if (entry.type === "file" && byPath.has(entry.path)) found++;
   if (found !== byPath.size) return null; // a change to a path that was not a file: not a content change
-  await storeBlobs(reader, unknown, new Set(), blobs, memo);
+  if (announce) {
+    // The earlier tree's files that stay, and changed ones stored already: readable now.
+    const ready: { sha256: string; size: number }[] = [];
+    for (const entry of previous.manifest.entries)
+      if (entry.type === "file" && !byPath.has(entry.path)) ready.push(entry);
+    for (const change of changes) if (!unknown.has(change.objectId)) ready.push(memo.get(change.objectId)!);
+    if (ready.length > 0) announce(ready);
+    await storeInRounds(reader, unknown, new Set(), new Map(), blobs, memo, announce);
+  } else {
+    await storeBlobs(reader, unknown, new Set(), blobs, memo);
+  }
   const entries: ArtifactEntry[] = previous.manifest.entries.map((entry) => {
     const change = byPath.get(entry.path);
     if (!change) return entry;
@@ -106,6 +141,44 @@ function fileEntry(
 }
 
 /**
+ * storeBlobs in rounds of about PREFETCH_PACK_BYTES (sizes as git listed
+ * them; unknown sizes count by number only), each pack committed and
+ * announced before the next is read. Link targets are read in the first round.
+ */
+async function storeInRounds(
+  reader: GitTreeReader,
+  unknown: ReadonlySet<string>,
+  links: ReadonlySet<string>,
+  sizes: ReadonlyMap<string, number>,
+  blobs: BlobDir,
+  memo: BlobDigestMemo,
+  announce: BlobAnnounce,
+): Promise<Map<string, string>> {
+  const rounds: string[][] = [];
+  let round: string[] = [];
+  let bytes = 0;
+  for (const id of unknown) {
+    const size = sizes.get(id) ?? 0;
+    if (round.length > 0 && (round.length >= PREFETCH_PACK_BLOBS || bytes + size > PREFETCH_PACK_BYTES)) {
+      rounds.push(round);
+      round = [];
+      bytes = 0;
+    }
+    round.push(id);
+    bytes += size;
+  }
+  if (round.length > 0 || rounds.length === 0) rounds.push(round);
+  const targets = new Map<string, string>();
+  for (const [index, ids] of rounds.entries()) {
+    const learned: { sha256: string; size: number }[] = [];
+    const got = await storeBlobs(reader, new Set(ids), index === 0 ? links : new Set(), blobs, memo, learned);
+    for (const [id, target] of got) targets.set(id, target);
+    if (learned.length > 0) announce(learned);
+  }
+  return targets;
+}
+
+/**
  * Reads `unknown` blobs into one pack (two files created however many blobs
  * are new) and remembers their digests once the pack is durable; returns
  * the text of the `links` blobs (symlink targets).
@@ -116,6 +189,8 @@ async function storeBlobs(
   links: ReadonlySet<string>,
   blobs: BlobDir,
   memo: BlobDigestMemo,
+  /** Given: told the blobs stored (once the pack is durable). */
+  stored?: { sha256: string; size: number }[],
 ): Promise<Map<string, string>> {
   const targets = new Map<string, string>();
   if (unknown.size === 0 && links.size === 0) return targets;
@@ -149,5 +224,6 @@ async function storeBlobs(
     throw error;
   }
   memo.remember(learned);
+  if (stored) for (const blob of learned) stored.push({ sha256: blob.sha256, size: blob.size });
   return targets;
 }

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from "fastify";
 import type { ArtifactStore } from "../artifacts/artifact-store.js";
+import type { PrefetchGrants } from "../artifacts/prefetch-grants.js";
 import type { ServerSettings } from "../config/settings.js";
 import type { SlackSettings } from "../config/slack-settings.js";
 import type { EngineApi } from "../engine/api.js";
@@ -33,6 +34,8 @@ export interface HttpDeps {
   agents?: AgentHub;
   /** Content-addressed artifacts (uploads, blob downloads by agents). */
   artifacts?: ArtifactStore;
+  /** Blobs offered to hosts while their release is still being built (fleet prefetch); absent: none. */
+  prefetchGrants?: PrefetchGrants;
   /** Retention's garbage collector (`POST /api/v1/gc`); without it that route answers 503. */
   gc?: GarbageCollectorApi;
   /** GET /metrics (Prometheus); absent: no such route. */

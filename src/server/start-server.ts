@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { ArtifactStore } from "../artifacts/artifact-store.js";
+import { PrefetchGrants } from "../artifacts/prefetch-grants.js";
 import type { ConfigProvider } from "../config/config-provider.js";
 import { configRepoAuth } from "../config/config-repo-auth.js";
 import { DirConfigSource } from "../config/dir-config-source.js";
@@ -99,6 +100,8 @@ export interface StartOptions {
   fleetReconnectGraceMs?: number;
   /** The clock deploy windows and min_interval are read by (tests move it). */
   clock?: () => Date;
+  /** Read access for fleet prefetch (tests put one in that refuses, to see a prefetch fail). */
+  prefetchGrants?: PrefetchGrants;
 }
 
 /** How long webhook delivery ids are remembered for spotting redeliveries. */
@@ -247,6 +250,7 @@ export async function startServer(
       dir: path.join(settings.dataDir, "artifacts"),
       ...(store.caps.sharedArtifacts ? { shared: store.artifactBlobs } : {}),
     });
+    const prefetchGrants = options.prefetchGrants ?? new PrefetchGrants();
     const agents = new AgentHub({
       store,
       owner,
@@ -296,6 +300,7 @@ export async function startServer(
           ? { reconnectGraceMs: options.fleetReconnectGraceMs }
           : {}),
         onStaged: (host, outcome, seconds, bytes) => metrics.staged(host, outcome, seconds, bytes),
+        prefetchGrants,
       },
       report: (message) => log.trouble(`engine: ${message}`),
       events: {
@@ -336,6 +341,7 @@ export async function startServer(
       version: VERSION,
       agents,
       artifacts,
+      prefetchGrants,
       gc,
       webRoot: defaultWebRoot(),
       agentBundle: defaultAgentBundle(),

@@ -25,6 +25,8 @@ export interface AgentOptions {
   name: string;
   root: string;
   labels?: Record<string, string>;
+  /** More `turnout agent` flags (e.g. --max-protocol to act as an older agent). */
+  extraArgs?: string[];
 }
 
 export function startAgent(options: AgentOptions): AgentProcess {
@@ -44,6 +46,7 @@ export function startAgent(options: AgentOptions): AgentProcess {
       "--root",
       options.root,
       ...labels,
+      ...(options.extraArgs ?? []),
     ],
     { env: { PATH: process.env["PATH"], HOME: options.root }, stdio: ["ignore", "pipe", "pipe"] },
   );

@@ -58,6 +58,8 @@ export interface TestTurnoutOptions {
   notify?: StartOptions["notify"];
   /** A database made by the test (PostgreSQL), instead of one of its own. */
   database?: TestDatabase;
+  /** Fleet prefetch read access (a test's own, to watch or break it). */
+  prefetchGrants?: StartOptions["prefetchGrants"];
   /** Reuse this data directory and database (a restart of an earlier server); not removed by stop(). */
   reuse?: { root: string; database?: TestDatabase };
 }
@@ -147,6 +149,7 @@ export async function startTurnout(options: TestTurnoutOptions = {}): Promise<Te
     fleetReconnectGraceMs: options.fleetReconnectGraceMs ?? 3000,
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.notify ? { notify: options.notify } : {}),
+    ...(options.prefetchGrants ? { prefetchGrants: options.prefetchGrants } : {}),
   });
   const adminToken = readFileSync(path.join(dataDir, "admin-token"), "utf8").trim();
 

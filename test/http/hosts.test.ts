@@ -141,10 +141,12 @@ describe("agent connect endpoint", () => {
     v1.socket.close();
 
     // A newer agent that still speaks this server's protocol gets it, and says so back.
-    const v3 = await connect(enroll);
-    v3.send(hello("v3-1", { protocol: PROTOCOL_VERSION + 1, minProtocol: 1, manifests: ["a".repeat(64)] }));
-    expect(await v3.next("welcome")).toMatchObject({ type: "welcome", protocol: PROTOCOL_VERSION });
-    v3.socket.close();
+    const newer = await connect(enroll);
+    newer.send(
+      hello("newer-1", { protocol: PROTOCOL_VERSION + 1, minProtocol: 1, manifests: ["a".repeat(64)] }),
+    );
+    expect(await newer.next("welcome")).toMatchObject({ type: "welcome", protocol: PROTOCOL_VERSION });
+    newer.socket.close();
 
     // Kept-manifest lists are bounded like everything else an agent says.
     const many = await connect(enroll);

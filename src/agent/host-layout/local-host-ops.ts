@@ -8,9 +8,18 @@ import {
   type HealthCheckConfig,
   type HostAppInventory,
 } from "../../domain/fleet.js";
-import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "../../providers/fleet/host-ops.js";
+import type {
+  BlobSource,
+  HostLog,
+  HostOps,
+  PrefetchBlob,
+  PrefetchResult,
+  StageResult,
+  StageSpec,
+} from "../../providers/fleet/host-ops.js";
 import { BlobCache, cachedFileMode } from "./blob-cache.js";
 import { type BlobToFetch, fetchBlobs } from "./blob-fetch.js";
+import { BlobPrefetcher } from "./blob-prefetch.js";
 import { assertArgv, assertEnv, assertTimeout, checkHealth, runCommand } from "./commands.js";
 import { recordDeployPath } from "./deploy-paths.js";
 import {
@@ -85,6 +94,7 @@ export class LocalHostOps implements HostOps {
   private cacheUsers = 0;
   private gc: Promise<unknown> | null = null;
   private copiedFiles = false;
+  private readonly prefetcher: BlobPrefetcher;
 
   constructor(options: LocalHostOptions) {
     this.name = options.name;
@@ -101,6 +111,28 @@ export class LocalHostOps implements HostOps {
       );
     this.killGraceMs = options.killGraceMs ?? 5000;
     this.collectBlobs = options.collectBlobs ?? true;
+    this.prefetcher = new BlobPrefetcher(this.cache);
+  }
+
+  /**
+   * Blobs of a release still being built, into the cache (see
+   * blob-prefetch.ts). Counts as a user of the cache: a fresh blob has no
+   * link from a release yet, and the blob collector would take it.
+   */
+  async prefetch(
+    _app: string,
+    _grant: string,
+    blobs: PrefetchBlob[],
+    source: BlobSource,
+    signal: AbortSignal,
+  ): Promise<PrefetchResult> {
+    this.cacheUsers++;
+    try {
+      // Registered with the prefetcher before any await: a stage call right behind it waits for it.
+      return await this.prefetcher.run(blobs, source, signal, this.gc ?? undefined);
+    } finally {
+      this.cacheUsers--;
+    }
   }
 
   async stage(spec: StageSpec, blobs: BlobSource, log: HostLog, signal: AbortSignal): Promise<StageResult> {
@@ -140,6 +172,8 @@ export class LocalHostOps implements HostOps {
       if (this.gc) await this.gc.catch(() => undefined);
       await this.locks.run(layout.dir, () => this.sweep(layout));
       await ensureRealDir(this.cache.dir);
+      // Prefetches in flight are fetching blobs of this release: wait for them rather than fetch twice.
+      if (await this.prefetcher.settled()) log(`staging ${id}: waited for the prefetch in flight`);
 
       // 1. Blobs this host lacks, each downloaded once, verified, and written
       //    where it will live: at its first path in the release, or (a shared

@@ -15,6 +15,7 @@ export interface AgentFlags {
   label?: Record<string, string>;
   root?: string;
   heartbeat?: number;
+  maxProtocol?: number;
   logLevel?: LogLevel;
 }
 
@@ -52,6 +53,12 @@ export function addAgentOptions(command: Command): Command {
     )
     .addOption(
       new Option("--heartbeat <ms>", "heartbeat interval in ms (tests)")
+        .argParser(parsePositiveInt)
+        .hideHelp(),
+    )
+    .addOption(
+      // Speak an older protocol, as an agent of an earlier release would (mixed-version tests).
+      new Option("--max-protocol <n>", "the newest agent protocol to speak (tests)")
         .argParser(parsePositiveInt)
         .hideHelp(),
     )
@@ -119,6 +126,7 @@ export async function runAgent(
     ops: new LocalHostOps({ name, root }),
     print,
     ...(flags.heartbeat ? { heartbeatMs: flags.heartbeat } : {}),
+    ...(flags.maxProtocol ? { protocol: flags.maxProtocol } : {}),
   }).run(stop.signal);
   return 0;
 }

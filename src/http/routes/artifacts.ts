@@ -68,6 +68,9 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
     wasSent: (hostId, digest) => store.fleet.wasSent(hostId, digest),
     findArtifact: (digest) => store.artifacts.find(digest),
     manifest: (digest) => artifactStore().manifest(digest),
+    ...(deps.prefetchGrants
+      ? { prefetched: (hostId, grant, digests) => deps.prefetchGrants!.allows(hostId, grant, digests) }
+      : {}),
   });
 
   api.register(async (scope) => {

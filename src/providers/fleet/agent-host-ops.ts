@@ -1,4 +1,4 @@
-import type { CallArgs, CallResult, HostOp } from "../../agent/protocol.js";
+import { type CallArgs, type CallResult, type HostOp, PREFETCH_PROTOCOL } from "../../agent/protocol.js";
 import { TurnoutError } from "../../domain/errors.js";
 import {
   type AppTarget,
@@ -9,7 +9,15 @@ import {
   targetPath,
 } from "../../domain/fleet.js";
 import type { AgentConnection } from "./agent-connection.js";
-import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "./host-ops.js";
+import type {
+  BlobSource,
+  HostLog,
+  HostOps,
+  PrefetchBlob,
+  PrefetchResult,
+  StageResult,
+  StageSpec,
+} from "./host-ops.js";
 import type { ManifestDiffs } from "./manifest-diffs.js";
 
 /**
@@ -58,6 +66,22 @@ export class AgentHostOps implements HostOps {
       stageArgs.set(spec, args);
     }
     return this.call("stage", args, spec.timeoutMs + this.timing.callMarginMs, log, signal);
+  }
+
+  /**
+   * Agents of protocol 3 download the blobs themselves, naming `grant`; older
+   * ones would refuse the call (and drop the connection), so they get none.
+   */
+  async prefetch(
+    app: string,
+    grant: string,
+    blobs: PrefetchBlob[],
+    _source: BlobSource,
+    signal: AbortSignal,
+  ): Promise<PrefetchResult | null> {
+    const connection = this.connection();
+    if (!connection || connection.closed || connection.protocol < PREFETCH_PROTOCOL) return null;
+    return this.call("prefetch", { app, grant, blobs }, this.timing.callTimeoutMs, undefined, signal);
   }
 
   switchTo(app: AppTarget, releaseId: string, slot: string): Promise<{ previous: string | null }> {

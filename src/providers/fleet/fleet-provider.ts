@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
+import type { PrefetchGrants } from "../../artifacts/prefetch-grants.js";
 import type { AppConfig } from "../../domain/app-config.js";
 import { type ArtifactManifest, hostReleaseId } from "../../domain/artifact.js";
 import { type BuildInputs, buildEnvironment, buildInputsOf, buildKey } from "../../domain/build-key.js";
@@ -13,7 +14,8 @@ import { placeholderValues, substitute } from "../../domain/placeholders.js";
 import type { GitTreeReader } from "../../git/tree-reader.js";
 import type { Store } from "../../store/store.js";
 import { runProcess } from "../process-runner.js";
-import type { BlobSource, HostLog, HostOps } from "./host-ops.js";
+import { FleetPrefetch } from "./fleet-prefetch.js";
+import type { BlobSource, HostLog, HostOps, PrefetchBlob } from "./host-ops.js";
 import { type FleetTarget, orchestrate, type StagingObserver } from "./orchestrator.js";
 
 /**
@@ -24,13 +26,15 @@ import { type FleetTarget, orchestrate, type StagingObserver } from "./orchestra
  * to the orchestrator.
  */
 export interface ArtifactSource {
+  /** `onBlobs`: told of blobs as they become readable, while the rest is still being read (prefetch). */
   fromDirectory(
     dir: string,
-    options?: { exclude?: string[] },
+    options?: { exclude?: string[]; onBlobs?: (blobs: PrefetchBlob[]) => void },
   ): Promise<{ digest: string; manifest: ArtifactManifest; files: number; bytes: number }>;
   fromGitTree(
     reader: GitTreeReader,
     subdir: string | null,
+    options?: { onBlobs?: (blobs: PrefetchBlob[]) => void },
   ): Promise<{ digest: string; manifest: ArtifactManifest; files: number; bytes: number } | null>;
   manifest(digest: string): Promise<ArtifactManifest>;
   openBlob(sha256: string): Promise<Readable>;
@@ -63,6 +67,8 @@ export interface FleetDeps {
   reconnectGraceMs?: number;
   /** Told how each host's staging went (the server's metrics). */
   onStaged?: StagingObserver;
+  /** Read access for blobs offered to agents while the artifact is built; absent: no prefetch. */
+  prefetchGrants?: PrefetchGrants;
 }
 
 export interface FleetRun {
@@ -101,8 +107,23 @@ export type FleetOutcome =
 
 export async function runFleetDeploy(deps: FleetDeps, given: FleetRun): Promise<FleetOutcome> {
   const run: FleetRun = { ...given, config: withPlaceholders(given.config, given.deploy) };
+  const prefetch: Prefetching = {};
+  try {
+    return await deployFleet(deps, run, prefetch);
+  } finally {
+    // Calls still in flight at the end would fetch for nothing: cancelled.
+    prefetch.current?.stop();
+  }
+}
+
+/** The deploy's prefetch, once the artifact is being read (see fleet-prefetch.ts). */
+interface Prefetching {
+  current?: FleetPrefetch;
+}
+
+async function deployFleet(deps: FleetDeps, run: FleetRun, prefetch: Prefetching): Promise<FleetOutcome> {
   const { deploy, config, log } = run;
-  const artifact = await artifactFor(deps, run);
+  const artifact = await artifactFor(deps, run, prefetch);
   if ("status" in artifact) return artifact;
   const releaseId = hostReleaseId(artifact.digest);
   const manifest = artifact.manifest ?? (await deps.artifacts.manifest(artifact.digest));
@@ -241,6 +262,7 @@ async function promote(
 async function artifactFor(
   deps: FleetDeps,
   run: FleetRun,
+  prefetch: Prefetching,
 ): Promise<{ digest: string; manifest?: ArtifactManifest } | FleetOutcome> {
   const { deploy, log } = run;
   const use = async <T extends { digest: string }>(artifact: T): Promise<T> => {
@@ -280,7 +302,7 @@ async function artifactFor(
   }
   const build = run.config.build;
   if (!build && run.gitTree) {
-    const fromGit = await artifactFromGit(deps, run, run.gitTree, inputs, key);
+    const fromGit = await artifactFromGit(deps, run, run.gitTree, inputs, key, prefetch);
     if (fromGit) return fromGit;
   }
   await run.ensureWorkspace();
@@ -326,8 +348,17 @@ async function artifactFor(
       errorMessage: "the artifact path leaves the workspace",
     };
   }
+  const prefetching = await startPrefetch(deps, run, prefetch);
   return deps.artifacts.hold(async () => {
-    const stored = await deps.artifacts.fromDirectory(dir, { exclude: inputs.exclude });
+    let stored: Awaited<ReturnType<ArtifactSource["fromDirectory"]>>;
+    try {
+      stored = await deps.artifacts.fromDirectory(dir, {
+        exclude: inputs.exclude,
+        ...(prefetching ? { onBlobs: (blobs: PrefetchBlob[]) => prefetching.offer(blobs) } : {}),
+      });
+    } finally {
+      prefetching?.finish();
+    }
     return use(await recordBuilt(deps, run, stored, key));
   });
 }
@@ -352,17 +383,25 @@ async function artifactFromGit(
   reader: GitTreeReader,
   inputs: BuildInputs,
   key: string,
+  prefetch: Prefetching,
 ): Promise<{ digest: string; manifest: ArtifactManifest } | undefined> {
   await run.setPhase("artifact");
   const subdir = inputs.artifactPath === "." ? null : path.posix.normalize(inputs.artifactPath);
+  const prefetching = await startPrefetch(deps, run, prefetch);
   return deps.artifacts.hold(async () => {
     let stored: Awaited<ReturnType<ArtifactSource["fromGitTree"]>>;
     try {
-      stored = await deps.artifacts.fromGitTree(reader, subdir);
+      stored = await deps.artifacts.fromGitTree(
+        reader,
+        subdir,
+        prefetching ? { onBlobs: (blobs) => prefetching.offer(blobs) } : {},
+      );
     } catch (error) {
       if (!isTurnoutError(error) || error.code !== "E_GIT") throw error;
       run.log(`==> cannot read the tree from git (${error.message}); using a checkout`);
       return undefined;
+    } finally {
+      prefetching?.finish();
     }
     if (!stored) {
       run.log("==> the tree has submodules or .gitattributes: building the artifact from a checkout");
@@ -394,6 +433,45 @@ async function recordBuilt(
   return { digest: stored.digest, manifest: stored.manifest };
 }
 
+/**
+ * Prefetch to the agents this deploy will stage on: the environment's
+ * fleet by granted labels (the same selection as targetsFor), for a deploy
+ * that stages everywhere (a repair skips hosts already on the release, and
+ * the release is not known yet). SSH hosts get none (see docs/architecture.md).
+ */
+async function startPrefetch(
+  deps: FleetDeps,
+  run: FleetRun,
+  prefetch: Prefetching,
+): Promise<FleetPrefetch | undefined> {
+  if (!deps.prefetchGrants || run.repair || !run.config.hostLabels || run.signal.aborted) return undefined;
+  // A second tree (a checkout after the git read gave up) takes over from the first.
+  prefetch.current?.stop();
+  const hosts = await fleetAgents(deps, run);
+  if (hosts.length === 0) return undefined;
+  prefetch.current = new FleetPrefetch({
+    app: run.deploy.app,
+    grants: deps.prefetchGrants,
+    targets: hosts.map((host) => ({
+      hostId: host.id,
+      name: host.name,
+      ops: () => deps.agents.opsFor(host.name, run.deploy.id),
+    })),
+    log: run.log,
+    signal: run.signal,
+  });
+  return prefetch.current;
+}
+
+/** The agent hosts of the environment's fleet: granted labels and apps only. */
+async function fleetAgents(deps: FleetDeps, run: FleetRun): Promise<Host[]> {
+  if (!run.config.hostLabels) return [];
+  // A host's own hello cannot put it into another app's fleet.
+  return (await deps.agents.hosts()).filter(
+    (host) => host.kind === "agent" && inFleet(host, run.deploy.app, run.config),
+  );
+}
+
 async function targetsFor(
   deps: FleetDeps,
   run: FleetRun,
@@ -404,9 +482,7 @@ async function targetsFor(
   if (run.config.hostLabels) {
     // Pool state is this app's: another app's failure on a shared host does not count here.
     const depooled = await deps.store.fleet.depooled(run.deploy.app);
-    for (const host of await deps.agents.hosts()) {
-      // Granted labels and apps only: a host's own hello cannot put it into another app's fleet.
-      if (host.kind !== "agent" || !inFleet(host, run.deploy.app, run.config)) continue;
+    for (const host of await fleetAgents(deps, run)) {
       targets.push({
         hostId: host.id,
         name: host.name,

@@ -77,8 +77,35 @@ export interface StageResult {
   manifest?: "full" | "diff" | "fetched" | undefined;
 }
 
+/** A blob offered ahead of staging: its digest and size (the host checks both). */
+export interface PrefetchBlob {
+  sha256: string;
+  size: number;
+}
+
+export interface PrefetchResult {
+  /** Blobs downloaded into the cache by this call. */
+  fetched: number;
+  bytes: number;
+  /** Blobs the cache held already, or an earlier prefetch was fetching. */
+  cached: number;
+}
+
 export interface HostOps {
   readonly name: string;
+  /**
+   * Optional, best-effort: downloads `blobs` the host lacks into its blob
+   * cache while the release is still being built, so that staging finds them
+   * there. Resolves null when this host cannot take prefetches (an agent of
+   * an older protocol, a host reached through another server, SSH hosts).
+   */
+  prefetch?(
+    app: string,
+    grant: string,
+    blobs: PrefetchBlob[],
+    source: BlobSource,
+    signal: AbortSignal,
+  ): Promise<PrefetchResult | null>;
   stage(spec: StageSpec, blobs: BlobSource, log: HostLog, signal: AbortSignal): Promise<StageResult>;
   /** Points `slot` ("current" or a slot name) at a staged release, atomically; returns what it pointed at before. */
   switchTo(app: AppTarget, releaseId: string, slot: string): Promise<{ previous: string | null }>;

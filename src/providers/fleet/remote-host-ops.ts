@@ -1,7 +1,7 @@
 import type { CallArgs, CallResult, HostOp } from "../../agent/protocol.js";
 import { type AgentCallTiming, AgentHostOps } from "./agent-host-ops.js";
 import type { HostCallRouter } from "./host-call-router.js";
-import type { HostLog } from "./host-ops.js";
+import type { HostLog, PrefetchResult } from "./host-ops.js";
 
 /**
  * HostOps for an agent that another server holds (PostgreSQL only): the
@@ -20,6 +20,15 @@ export class RemoteHostOps extends AgentHostOps {
     timing: AgentCallTiming,
   ) {
     super(name, () => undefined, timing);
+  }
+
+  /**
+   * No prefetch through another server: the agent would download from the
+   * server that holds it, which neither knows the grant nor has the blobs of
+   * an artifact still being built here (see docs/architecture.md).
+   */
+  override prefetch(): Promise<PrefetchResult | null> {
+    return Promise.resolve(null);
   }
 
   protected override call<Op extends HostOp>(
