@@ -57,7 +57,8 @@ export async function readDirectory(
   }
   const files = await walk(root, exclude, builder);
   const large: FoundFile[] = [];
-  // With an announce: blobs stored before (readable now) and blobs of the pack being written.
+  // With an announce: the blobs of the packs this build writes (not those stored before, which
+  // hosts mostly hold already; see readGitTree).
   let ready: { sha256: string; size: number }[] = [];
   let packed: { sha256: string; size: number }[] = [];
   let packedBytes = 0;
@@ -81,21 +82,18 @@ export async function readDirectory(
     if (stored) {
       builder.add({ path: file.path, type: "file", ...stored });
       if (announce) {
-        const blob = { sha256: stored.sha256, size: stored.size };
-        if (blobs.holds(stored.sha256)) ready.push(blob);
-        else {
-          packed.push(blob);
+        if (!blobs.holds(stored.sha256)) {
+          packed.push({ sha256: stored.sha256, size: stored.size });
           packedBytes += stored.size;
         }
       }
     } else large.push(file);
   }
   if (announce && ready.length > 0) announce(ready);
+  // A new large file is named when the batch commits, with the manifest: none goes ahead.
   await forEachLimited(large, CONCURRENCY, async (file) => {
     const { sha256, size, mode } = await storeFile(file, blobs, out.batch);
     builder.add({ path: file.path, type: "file", mode, size, sha256 });
-    // A new large file is named when the batch commits, with the manifest: only stored ones go ahead.
-    if (announce && blobs.holds(sha256)) announce([{ sha256, size }]);
   });
 }
 
