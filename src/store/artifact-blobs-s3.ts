@@ -3,7 +3,6 @@ import { forEachLimited } from "../artifacts/limit.js";
 import type { S3Bucket } from "../artifacts/s3-bucket.js";
 import type { SharedBlobInput, SharedBlobStore } from "../artifacts/shared-blobs.js";
 import { ArtifactBlobRows, batches, DIGESTS_PER_STATEMENT } from "./artifact-blobs.js";
-import { nowIso } from "./rows.js";
 import type { Schema } from "./schema.js";
 
 /** Blobs whose rows one transaction holds while their objects are uploaded. */
@@ -56,14 +55,7 @@ export class S3ArtifactBlobs extends ArtifactBlobRows implements SharedBlobStore
   override async put(blobs: readonly SharedBlobInput[]): Promise<void> {
     for (const group of batches(blobs, BLOBS_PER_TRANSACTION)) {
       await this.db.transaction().execute(async (trx) => {
-        const now = nowIso();
-        const inserted = await trx
-          .insertInto("artifact_blobs")
-          .values(group.map((b) => ({ digest: b.sha256, size: b.size, created_at: now, touched_at: now })))
-          .onConflict((oc) => oc.column("digest").doNothing())
-          .returning("digest")
-          .execute();
-        const ours = new Set(inserted.map((r) => r.digest));
+        const ours = await this.insertRows(trx, group);
         await forEachLimited(
           group.filter((b) => ours.has(b.sha256)),
           BUCKET_CONCURRENCY,

@@ -68,18 +68,29 @@ export class ArtifactBlobRows implements SharedBlobStore {
     if (group.length > 0) await this.putGroup(group);
   }
 
+  /**
+   * Inserts the rows of the blobs not stored yet and says which are ours to
+   * write. Another server storing the same blob now: its insert wins (or
+   * ours waits for it until its transaction ends), never both.
+   */
+  protected async insertRows(
+    trx: Transaction<Schema>,
+    group: readonly SharedBlobInput[],
+  ): Promise<Set<string>> {
+    const now = nowIso();
+    const inserted = await trx
+      .insertInto("artifact_blobs")
+      .values(group.map((b) => ({ digest: b.sha256, size: b.size, created_at: now, touched_at: now })))
+      .onConflict((oc) => oc.column("digest").doNothing())
+      .returning("digest")
+      .execute();
+    return new Set(inserted.map((r) => r.digest));
+  }
+
   /** One transaction: the blobs' rows (those not stored yet), then their chunks, committed together. */
   private putGroup(group: readonly SharedBlobInput[]): Promise<void> {
     return this.db.transaction().execute(async (trx) => {
-      const now = nowIso();
-      // Another server storing the same blob now: its insert wins (or ours waits for it), never both.
-      const inserted = await trx
-        .insertInto("artifact_blobs")
-        .values(group.map((b) => ({ digest: b.sha256, size: b.size, created_at: now, touched_at: now })))
-        .onConflict((oc) => oc.column("digest").doNothing())
-        .returning("digest")
-        .execute();
-      const ours = new Set(inserted.map((r) => r.digest));
+      const ours = await this.insertRows(trx, group);
       const pending: { digest: string; seq: number; data: Buffer }[] = [];
       let pendingBytes = 0;
       const flush = async () => {

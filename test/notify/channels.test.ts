@@ -102,8 +102,14 @@ describe("notification channels", () => {
     expect(done.event.deploy).toMatchObject({ status: "succeeded", user: "admin", sha: t.repo.head });
     expect(done.links.deploy).toBe(`${t.url}/#/deploys/${done.event.deploy.id}`);
 
-    // The API shows each delivery and its outcome, and never a channel's secret.
-    const list = await t.api("GET", `/api/v1/apps/shop/deliveries?channel=audit&deploy=${ids[0]}`);
+    // The API shows each delivery and its outcome, and never a channel's secret. The outcomes of a
+    // round are recorded once all its chains are answered: a moment after the receiver saw the last one.
+    const deliveries = () => t.api("GET", `/api/v1/apps/shop/deliveries?channel=audit&deploy=${ids[0]}`);
+    await until(
+      async () => (await deliveries()).body.deliveries.every((d: any) => d.status === "delivered"),
+      10_000,
+    );
+    const list = await deliveries();
     expect(list.body.deliveries.map((d: any) => [d.kind, d.status])).toEqual(
       [...DEPLOY_EVENTS].reverse().map((k) => [k, "delivered"]),
     );

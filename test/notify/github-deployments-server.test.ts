@@ -103,7 +103,13 @@ describe("GitHub Deployments, wired in the server", () => {
     expect(github.deployments).toHaveLength(2);
     // GitHub retired the deployment before it.
     expect(github.deployments[0]!.statuses.at(-1)!.state).toBe("inactive");
-    const deliveries = await t.api("GET", `/api/v1/apps/shop/deliveries?deploy=${id}`);
+    // Outcomes are recorded when the round's chains are all answered, a moment after GitHub saw them.
+    const list = () => t.api("GET", `/api/v1/apps/shop/deliveries?deploy=${id}`);
+    await until(
+      async () => (await list()).body.deliveries.every((d: any) => d.status === "delivered"),
+      10_000,
+    );
+    const deliveries = await list();
     expect(deliveries.status).toBe(200);
     expect(deliveries.body.deliveries.map((d: any) => d.status)).toEqual([
       "delivered",
