@@ -12,7 +12,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import { api, BIN, sleep, startServer, track } from "../lib.js";
+import { api, BIN, ROOT, sleep, startServer, track } from "../lib.js";
 import { hostAddress, MOUNT, SSH_PORT, startProxy } from "./hosts.js";
 
 const DEPLOYS = "/api/v1/apps/bench/environments/production/deploys";
@@ -45,14 +45,22 @@ function statusKb(pid, field) {
   }
 }
 
+/**
+ * The agent hosts run: the bundled file users install (the default), or
+ * `turnout agent` from the package with TURNOUT_BENCH_AGENT=cli.
+ */
+const AGENT_COMMAND =
+  process.env.TURNOUT_BENCH_AGENT === "cli"
+    ? [BIN, "agent"]
+    : [path.join(ROOT, "dist", "agent", "turnout-agent.cjs")];
+
 function startAgent(url, token, host, root) {
   mkdirSync(root, { recursive: true });
   const child = track(
     spawn(
       process.execPath,
       [
-        BIN,
-        "agent",
+        ...AGENT_COMMAND,
         "--server",
         url,
         "--token",

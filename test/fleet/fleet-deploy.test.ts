@@ -62,8 +62,11 @@ describe("fleet deploys through agents", () => {
     await rm(work, { recursive: true, force: true });
   });
 
-  async function start(strategy: string, count = 3, extra = "") {
-    t = await startTurnout({ manifest: fleetManifest(strategy, extra) });
+  async function start(strategy: string, count = 3, extra = "", reconnectGraceMs?: number) {
+    t = await startTurnout({
+      manifest: fleetManifest(strategy, extra),
+      ...(reconnectGraceMs !== undefined ? { fleetReconnectGraceMs: reconnectGraceMs } : {}),
+    });
     work = await mkdtemp(path.join(tmpdir(), "turnout-fleet-"));
     const token = (
       await t.api("POST", "/api/v1/tokens", {
@@ -229,7 +232,8 @@ describe("fleet deploys through agents", () => {
   });
 
   it("an agent that reconnects during a deploy: the deploy carries on", async () => {
-    await start("{ canary: 1, batch: 2 }");
+    // A restarted agent process takes 1–3 s to come back on a loaded machine: the grace must outlast that.
+    await start("{ canary: 1, batch: 2 }", 3, "", 20_000);
     await t.repo.commit(manyFiles("z"), "a large artifact");
     const res = await t.api("POST", "/api/v1/apps/shop/environments/production/deploys", {});
     const id = res.body.deploy.id;
