@@ -82,3 +82,32 @@ export function deployPathRootProblem(path: string, root: string): string | unde
   if (path === state || path.startsWith(`${state}/`)) return `not inside ${state} (Turnout's own state)`;
   return undefined;
 }
+
+/**
+ * Why `app` may not have its layout at `place` on a host where `others` are
+ * the places of other apps' layouts (their recorded deploy paths, and
+ * `<root>/<name>` default places that hold releases): a place equal to,
+ * around or inside another app's would share `current` and `releases/`, so
+ * one app's deploy would switch the other's service. Undefined when free.
+ */
+export function deployPathConflict(
+  place: string,
+  app: string,
+  others: readonly { app: string; path: string }[],
+): string | undefined {
+  for (const other of others) {
+    if (other.app === app) continue;
+    const a = place;
+    const b = other.path;
+    if (a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`))
+      return `${place} overlaps ${other.path}, the place of app ${other.app} on this host`;
+  }
+  return undefined;
+}
+
+/** The name of the entry of `root` that `path` is inside (or is), if it is inside the root. */
+export function rootEntryOf(path: string, root: string): string | undefined {
+  const base = root === "/" ? "" : root;
+  if (!path.startsWith(`${base}/`)) return undefined;
+  return path.slice(base.length + 1).split("/")[0] || undefined;
+}

@@ -175,6 +175,46 @@ describe("a deploy path on an agent's host layout", () => {
     expect(await exists("marker")).toBe(false);
   });
 
+  it("refuses a layout at, around or inside another app's, before writing anything (E_CONFLICT)", async () => {
+    const a = artifact({ "x.txt": "x" });
+    const source = new MemorySource().add(a);
+    const www = join(dir, "www");
+    const asApp = (app: string, path?: string): StageSpec => ({ ...spec(a, path), app });
+    expect((await host.stage(asApp("web", www), source, () => {}, live())).staged).toBe(true);
+    expect((await host.stage(asApp("api"), source, () => {}, live())).staged).toBe(true);
+    const refused = [
+      ["blog", www, `overlaps ${www}, the place of app web`],
+      ["blog", join(www, "blog"), `overlaps ${www}, the place of app web`],
+      ["blog", dir, `overlaps ${www}, the place of app web`],
+      // api's default place, <root>/api, holds its releases.
+      ["blog", join(root, "api", "blog"), `overlaps ${join(root, "api")}, the place of app api`],
+    ] as const;
+    for (const [app, path, why] of refused) {
+      await expect(
+        host.stage(asApp(app, path), source, () => {}, live()),
+        path,
+      ).rejects.toMatchObject({
+        code: "E_CONFLICT",
+        message: expect.stringContaining(why),
+      });
+      if (path !== www) expect(await exists(join(path, "releases")), path).toBe(false);
+    }
+    expect(await readFile(join(root, ".turnout", "paths"), "utf8")).not.toContain("blog");
+    // An app whose default place would hold another app's deploy path.
+    const inner = join(root, "docs", "site");
+    expect((await host.stage(asApp("wiki", inner), source, () => {}, live())).staged).toBe(true);
+    await expect(host.stage(asApp("docs"), source, () => {}, live())).rejects.toMatchObject({
+      code: "E_CONFLICT",
+      message: expect.stringContaining(`overlaps ${inner}, the place of app wiki`),
+    });
+    expect(await exists(join(root, "docs", "releases"))).toBe(false);
+    // Neighbours are fine, and so is the app's own place again.
+    expect((await host.stage(asApp("blog", join(dir, "www-blog")), source, () => {}, live())).staged).toBe(
+      true,
+    );
+    expect((await host.stage(asApp("web", www), source, () => {}, live())).staged).toBe(false);
+  });
+
   it("copies files into a path on another file system than the cache (no hard links across file systems)", async () => {
     const shm = await mkdtemp("/dev/shm/turnout-path-");
     try {

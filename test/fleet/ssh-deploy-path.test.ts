@@ -130,6 +130,36 @@ describe("SshHostOps at a deploy path", () => {
     expect(existsSync(path.join(production, "releases", v3.id))).toBe(true);
   });
 
+  it("refuses a layout at, around or inside another app's, before writing anything", async () => {
+    const place = path.join(www, "taken");
+    const as = (app: string, where?: string): StageSpec => ({ ...spec(v1, where), app });
+    expect((await host.stage(as("taken", place), v1.source, () => {}, never)).staged).toBe(true);
+    expect((await host.stage(as("other"), v1.source, () => {}, never)).staged).toBe(true);
+    for (const [app, where, why] of [
+      ["blog", place, `overlaps ${place}, the place of app taken`],
+      ["blog", path.join(place, "blog"), `overlaps ${place}, the place of app taken`],
+      ["blog", path.join(sshd.root, "other", "blog"), `the place of app other`],
+    ] as const) {
+      await expect(
+        host.stage(as(app, where), v1.source, () => {}, never),
+        where,
+      ).rejects.toMatchObject({
+        code: "E_CONFLICT",
+        message: expect.stringContaining(why),
+      });
+      if (where !== place) expect(existsSync(path.join(where, "releases")), where).toBe(false);
+    }
+    expect(await readFile(path.join(sshd.root, ".turnout", "paths"), "utf8")).not.toContain("blog");
+    // An app whose default place would hold another app's deploy path.
+    const inner = path.join(sshd.root, "docs", "site");
+    expect((await host.stage(as("wiki", inner), v1.source, () => {}, never)).staged).toBe(true);
+    await expect(host.stage(as("docs"), v1.source, () => {}, never)).rejects.toMatchObject({
+      code: "E_CONFLICT",
+      message: expect.stringContaining(`overlaps ${inner}, the place of app wiki`),
+    });
+    expect((await host.stage(as("taken", place), v1.source, () => {}, never)).staged).toBe(false);
+  });
+
   it("refuses bad deploy paths before ssh starts", async () => {
     for (const bad of [
       "relative",

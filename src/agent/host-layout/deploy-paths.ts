@@ -1,8 +1,14 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { deployPathProblem, deployPathRootProblem } from "../../domain/fleet-rules.js";
+import { TurnoutError } from "../../domain/errors.js";
+import {
+  deployPathConflict,
+  deployPathProblem,
+  deployPathRootProblem,
+  rootEntryOf,
+} from "../../domain/fleet-rules.js";
 import { isValidName } from "../../domain/names.js";
-import { ensureRealDir, errorCode } from "./fs-util.js";
+import { ensureRealDir, errorCode, isRealDir } from "./fs-util.js";
 import { appendOrder } from "./release-order.js";
 
 /**
@@ -40,6 +46,33 @@ export async function readDeployPaths(root: string): Promise<DeployPath[]> {
     pairs.push({ app, path });
   }
   return pairs;
+}
+
+/**
+ * Refuses (E_CONFLICT, before anything is written) a layout of `app` at
+ * `dir` (its deploy path, or `<root>/<app>`) that another app's layout on
+ * this host already holds, surrounds or sits inside: another app's recorded
+ * deploy path, or, for a deploy path under the root, the default place
+ * `<root>/<name>` of an app whose releases are there.
+ */
+export async function assertPlaceFree(root: string, app: string, dir: string): Promise<void> {
+  const known = await readDeployPaths(root);
+  const others = known.filter((p) => p.app !== app);
+  const entry = rootEntryOf(dir, root);
+  const entryPlace = entry === undefined ? undefined : join(root, entry);
+  // <root>/<entry> is app <entry>'s default place, unless it is recorded as a deploy path itself.
+  if (
+    entry !== undefined &&
+    entryPlace !== undefined &&
+    entry !== app &&
+    !known.some((p) => p.path === entryPlace) &&
+    (await isRealDir(join(entryPlace, "releases")))
+  )
+    others.push({ app: entry, path: entryPlace });
+  const conflict = deployPathConflict(dir, app, others);
+  if (conflict) {
+    throw new TurnoutError("E_CONFLICT", `layout refused for app ${app}: ${conflict}`, { app, path: dir });
+  }
 }
 
 /** Adds the pair unless it is there (callers serialize calls on one root). */

@@ -95,8 +95,32 @@ set_app() {
   if [ -e "$APPDIR" ] || [ -L "$APPDIR" ]; then real_dir "$APPDIR" || die 12 "$APPDIR is not a directory"; fi
 }
 # The deploy path, recorded once in <root>/.turnout/paths ("<app> <path>" lines) so the inventory
-# finds it; a duplicate line from two connections at once is harmless (readers skip it).
+# finds it; a duplicate line from two connections at once is harmless (readers skip it). Before
+# that, a layout at, around or inside the place of another app is refused, as the agent does
+# (assertPlaceFree): a recorded deploy path of another app, or, for a deploy path under the root,
+# <root>/<name> holding releases that are not a recorded deploy path (the default place of app
+# <name>). Two apps in one layout would share current.
+check_place() {
+  _base=\${ROOT%/}; _entry=
+  if [ -n "$APPPATH" ]; then
+    case $APPPATH in "$_base"/*) _entry=\${APPPATH#"$_base"/}; _entry=\${_entry%%/*};; esac
+    [ "$_entry" != "$APP" ] || _entry=
+  fi
+  if [ -f "$ROOT/.turnout/paths" ]; then
+    while read -r _a _p _x; do
+      [ -n "$_p" ] && [ -z "$_x" ] || continue
+      if [ -n "$_entry" ] && [ "$_p" = "$_base/$_entry" ]; then _entry=; fi
+      [ "$_a" != "$APP" ] || continue
+      case $APPDIR/ in "$_p"/*) _hit=1;; *) case $_p/ in "$APPDIR"/*) _hit=1;; *) _hit=;; esac;; esac
+      [ -z "$_hit" ] || die 12 "layout refused for app $APP: $APPDIR overlaps $_p, the place of app $_a on this host"
+    done <"$ROOT/.turnout/paths"
+  fi
+  if [ -n "$_entry" ] && real_dir "$_base/$_entry/releases"; then
+    die 12 "layout refused for app $APP: $APPPATH overlaps $_base/$_entry, the place of app $_entry on this host"
+  fi
+}
 record_path() {
+  check_place
   [ -n "$APPPATH" ] || return 0
   ensure_real_dir "$ROOT/.turnout"
   grep -qxF -- "$APP $APPPATH" "$ROOT/.turnout/paths" 2>/dev/null ||

@@ -85,6 +85,7 @@ check_cache() {
 # the cache lacks or holds with another size, and "ok exists" (whole) or "ok missing".
 op_missing() {
   set_root "$1"; set_app "$2" "$3"; shift; valid_id "$3" || refuse "bad release id"
+  check_place
   ensure_cache
   WORK=$CACHE/tmp/missing-$$
   trap cleanup_work EXIT
