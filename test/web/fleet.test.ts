@@ -13,10 +13,22 @@ import { launchBrowser, openPage, poll, textOf } from "./browser.js";
  * grid fills and moves through its steps live, the deploy waits for
  * approval after its canary and is approved from the page, each host's own
  * output opens on click; the hosts page shows the inventory and each host
- * its history.
+ * its history, and a layout at an environment's own deploy path with it.
  */
+/** staging's deploy path on its one host (outside every agent's root). */
+const EDGE_PATH = path.join(tmpdir(), `turnout-web-edge-${process.pid}-${Date.now()}`);
 const MANIFEST = `repo: "{repo}"
 environments:
+  staging:
+    deploy:
+      provider: fleet
+      hosts: { labels: { role: edge } }
+      path: ${EDGE_PATH}
+      build_script: |
+        mkdir -p dist
+        cp VERSION dist/VERSION
+      artifact: dist
+      restart: [sh, -c, 'echo restarted']
   production:
     deploy:
       provider: fleet
@@ -72,6 +84,7 @@ afterAll(async () => {
   await assertConsistent(agents.map((a) => a.root)).catch(() => undefined);
   await t?.stop();
   if (work) await rm(work, { recursive: true, force: true });
+  await rm(EDGE_PATH, { recursive: true, force: true });
 });
 
 describe("a fleet deploy in the browser", () => {
@@ -139,6 +152,40 @@ describe("a fleet deploy in the browser", () => {
     await poll(() => history.locator("tbody tr").count(), { timeout: 15_000 }).toBe(1);
     expect(await textOf(page, '[data-testid="host-history"]')).toContain("shop/production#1");
     expect(await textOf(page, '[data-testid="host-history"]')).toContain("healthy");
+    await context.close();
+  });
+
+  it("shows a layout at an environment's own deploy path on the hosts page", async () => {
+    const token = (
+      await t.api("POST", "/api/v1/tokens", {
+        name: "enroll-edge",
+        role: "agent",
+        apps: ["shop"],
+        labels: ["role=edge"],
+      })
+    ).body.token;
+    const edge = startAgent({
+      serverUrl: t.url,
+      token,
+      name: "edge-1",
+      root: path.join(work, "edge-1"),
+      labels: { role: "edge" },
+    });
+    agents.push(edge);
+    await waitForHosts(t.api, ["edge-1"]);
+    const { body } = await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {});
+    expect((await t.waitForDeploy(body.deploy.id, 60_000)).status).toBe("succeeded");
+    const { page, context, problems } = await openPage(browser, { token: t.adminToken });
+    await page.goto(`${t.url}/#/hosts`);
+    const row = page.getByTestId("hosts-table").locator('tr[data-host="edge-1"]');
+    const release = (await t.store.releases.current("shop", "staging"))!.artifact!.slice(0, 12);
+    await poll(async () => (await row.textContent()) ?? "", { timeout: 15_000 }).toContain(`at ${EDGE_PATH}`);
+    expect(await row.textContent()).toContain(release);
+    // The production hosts hold no layout there.
+    expect(
+      await page.getByTestId("hosts-table").locator('tr[data-host="web-1"]').textContent(),
+    ).not.toContain(EDGE_PATH);
+    expect(problems).toEqual([]);
     await context.close();
   });
 });
