@@ -26,6 +26,8 @@ export interface FleetHostState {
   /** The environment's release, as hosts name it. */
   desired: string | null;
   drifted: boolean;
+  /** The environment's deploy path, or null for <root>/<app>: which of the host's layouts of the app `current` is. */
+  path: string | null;
 }
 
 type Target = { app: AppConfig; environment: EnvironmentConfig };
@@ -63,6 +65,7 @@ export class FleetOps {
         current,
         desired,
         drifted: desired !== null && current !== desired,
+        path: config.path ?? null,
       };
     });
   }

@@ -189,6 +189,8 @@ export interface FleetHostJson {
   current: string | null;
   desired: string | null;
   drifted: boolean;
+  /** The environment's deploy path (null: <root>/<app>), the layout `current` was read from. */
+  path: string | null;
 }
 
 /** `GET /api/v1/apps/:app/environments/:env/pending`. */

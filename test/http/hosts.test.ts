@@ -578,5 +578,26 @@ describe("hostsTable", () => {
     expect(lines[1]).toMatch(/ bbbbbbbbbbbbbbbb$/);
     expect(lines[2]).toMatch(/ -$/);
     expect(hostsTable([])).toMatch(/^no hosts/);
+    // Every layout of the app on a host: its default place and each deploy path.
+    const twoLayouts: HostJson = {
+      ...hosts[0]!,
+      apps: [
+        { app: "shop", current: "aaaaaaaaaaaaaaaa", slots: {}, releases: ["aaaaaaaaaaaaaaaa"] },
+        {
+          app: "shop",
+          path: "/var/www/shop-staging",
+          current: "cccccccccccccccc",
+          slots: {},
+          releases: ["cccccccccccccccc"],
+        },
+      ],
+    };
+    expect(hostsTable([twoLayouts], "shop").split("\n")[1]).toMatch(
+      / aaaaaaaaaaaaaaaa,\/var\/www\/shop-staging=cccccccccccccccc$/,
+    );
+    const pathOnly: HostJson = { ...twoLayouts, apps: [twoLayouts.apps[1]!] };
+    expect(hostsTable([pathOnly], "shop").split("\n")[1]).toMatch(
+      / \/var\/www\/shop-staging=cccccccccccccccc$/,
+    );
   });
 });

@@ -76,6 +76,7 @@ describe("the drift watch", () => {
     current: drifted ? "r-old" : "r-new",
     desired: "r-new",
     drifted,
+    path: null,
   });
 
   it("announces each host once when it drifts, not while a deploy moves the hosts, and again after it came back", async () => {

@@ -22,7 +22,7 @@ environments:
   staging:
     deploy:
       provider: fleet
-      hosts: { labels: { role: edge } }
+      hosts: { labels: { stage: "yes" } }
       path: ${EDGE_PATH}
       build_script: |
         mkdir -p dist
@@ -161,7 +161,7 @@ describe("a fleet deploy in the browser", () => {
         name: "enroll-edge",
         role: "agent",
         apps: ["shop"],
-        labels: ["role=edge"],
+        labels: ["role=web", "stage=yes"],
       })
     ).body.token;
     const edge = startAgent({
@@ -169,7 +169,8 @@ describe("a fleet deploy in the browser", () => {
       token,
       name: "edge-1",
       root: path.join(work, "edge-1"),
-      labels: { role: "edge" },
+      // In production's fleet too (role=web), which has not deployed to it: one app, two layouts.
+      labels: { role: "web", stage: "yes" },
     });
     agents.push(edge);
     await waitForHosts(t.api, ["edge-1"]);
@@ -181,6 +182,10 @@ describe("a fleet deploy in the browser", () => {
     const release = (await t.store.releases.current("shop", "staging"))!.artifact!.slice(0, 12);
     await poll(async () => (await row.textContent()) ?? "", { timeout: 15_000 }).toContain(`at ${EDGE_PATH}`);
     expect(await row.textContent()).toContain(release);
+    // Each environment's state sits on the line of its own layout: staging's at the path only.
+    const line = row.locator(".run-line", { hasText: `at ${EDGE_PATH}` });
+    await poll(async () => (await line.textContent()) ?? "").toContain("in sync");
+    expect(await line.locator(".env-state a").allTextContents()).toEqual(["staging"]);
     // The production hosts hold no layout there.
     expect(
       await page.getByTestId("hosts-table").locator('tr[data-host="web-1"]').textContent(),

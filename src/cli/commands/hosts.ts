@@ -101,6 +101,7 @@ export interface FleetHostJson {
   current: string | null;
   desired: string | null;
   drifted: boolean;
+  path?: string | null;
 }
 
 /** NAME KIND STATE POOL CURRENT DESIRED DRIFT: what `turnout reconcile` would fix. */
@@ -159,8 +160,12 @@ export function labelsText(labels: Record<string, string>): string {
   return entries.length === 0 ? "-" : entries.map(([k, v]) => `${k}=${v}`).join(",");
 }
 
+/** The app's release in each of its layouts on the host: `<id>` at <root>/<app>, `<path>=<id>` at a deploy path. */
 function currentOf(host: HostJson, app: string): string {
-  return host.apps.find((a) => a.app === app && !a.path)?.current ?? "-";
+  const layouts = host.apps
+    .filter((a) => a.app === app && a.current !== null)
+    .map((a) => (a.path ? `${a.path}=${a.current}` : `${a.current}`));
+  return layouts.length === 0 ? "-" : layouts.join(",");
 }
 
 function currentPairs(host: HostJson): string {

@@ -10,6 +10,8 @@ import { href } from "../lib/router.js";
 export interface HostPlacement {
   app: string;
   env: string;
+  /** The environment's deploy path (null: <root>/<app>): which layout of the app it is. */
+  path: string | null;
   current: string | null;
   desired: string | null;
   drifted: boolean;
@@ -27,6 +29,7 @@ export async function placements(): Promise<Map<string, HostPlacement[]>> {
             host: h.name,
             app: e.app,
             env: e.name,
+            path: h.path ?? null,
             current: h.current,
             desired: h.desired,
             drifted: h.drifted,
@@ -41,6 +44,7 @@ export async function placements(): Promise<Map<string, HostPlacement[]>> {
     list.push({
       app: entry.app,
       env: entry.env,
+      path: entry.path,
       current: entry.current,
       desired: entry.desired,
       drifted: entry.drifted,
@@ -183,7 +187,10 @@ export function HostsPage() {
                         <span class="muted">nothing yet</span>
                       )}
                       {host.apps.map((inventory) => {
-                        const envs = placed.filter((p) => p.app === inventory.app);
+                        // Each layout with the environments placed there: a host may hold one app at several paths.
+                        const envs = placed.filter(
+                          (p) => p.app === inventory.app && p.path === (inventory.path ?? null),
+                        );
                         return (
                           <div key={`${inventory.app} ${inventory.path ?? ""}`} class="run-line">
                             <span class="app">{inventory.app}</span>{" "}
