@@ -8,6 +8,7 @@ import type { AppConfig } from "../../src/domain/app-config.js";
 import { moveLegacyHostedRepos } from "../../src/git/hosted-repos.js";
 import { startServer } from "../../src/server/start-server.js";
 import { git, makeRepo, type TestRepo } from "../helpers/git-fixtures.js";
+import { until } from "../helpers/wait.js";
 
 /**
  * Hosted components of multi-repo apps used to live at
@@ -113,7 +114,12 @@ describe("on server start", () => {
     );
     const server = await startServer(settings, { print: (line) => printed.push(line), polling: false });
     try {
-      expect(printed).toContain("hosted: moved suite-api.git to suite/api.git");
+      // At start, or (a manifest still being parsed on a loaded machine) as soon as it is parsed.
+      await until(
+        () => printed.includes("hosted: moved suite-api.git to suite/api.git"),
+        30_000,
+        "the legacy repository moved",
+      );
       const token = readFileSync(path.join(dataDir, "admin-token"), "utf8").trim();
       const clone = path.join(root, "clone");
       await git(

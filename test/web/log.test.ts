@@ -1,3 +1,6 @@
+import { rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stagingScript, startTurnout, type TestTurnout } from "../helpers/turnout.js";
@@ -101,9 +104,11 @@ describe("a 50,000-line log", () => {
 
 describe("following a log while it streams", () => {
   it("pauses when the reader scrolls up and shows new lines after Jump to end", async () => {
+    // The late lines wait for the test (a gate file), not for a clock: a loaded machine may open the page late.
+    const gate = path.join(tmpdir(), `turnout-log-gate-${process.pid}-${Date.now()}`);
     await t.writeManifest(
       "slow",
-      `repo: "{repo}"\nenvironments:\n  live:\n    deploy:\n      provider: shell\n      script: |\n        for i in $(seq 1 400); do echo "early $i"; done\n        sleep 1.5\n        for i in $(seq 1 400); do echo "late $i"; done\n        sleep 1\n      timeout: 1m\n`,
+      `repo: "{repo}"\nenvironments:\n  live:\n    deploy:\n      provider: shell\n      script: |\n        for i in $(seq 1 400); do echo "early $i"; done\n        while [ ! -e ${gate} ]; do sleep 0.1; done\n        for i in $(seq 1 400); do echo "late $i"; done\n        sleep 1\n      timeout: 1m\n`,
     );
     const { body } = await t.api("POST", "/api/v1/apps/slow/environments/live/deploys", {});
     const { page, context } = await openPage(browser, { token: t.adminToken });
@@ -114,6 +119,7 @@ describe("following a log while it streams", () => {
       el.scrollTop = 0;
     });
     await poll(() => page.locator("[data-follow]").getAttribute("data-follow")).toBe("off");
+    writeFileSync(gate, "");
     // New lines arrive, but the view stays where the reader is.
     await poll(() => textOf(page, ".log-toolbar"), { timeout: 15_000 }).toMatch(/8\d\d lines/);
     expect(await page.locator(".log-scroll").evaluate((el) => el.scrollTop)).toBe(0);
@@ -121,5 +127,6 @@ describe("following a log while it streams", () => {
     await page.locator('[data-action="jump-to-end"]').click();
     await poll(() => textOf(page, ".log-scroll")).toContain("late 400");
     await context.close();
+    rmSync(gate, { force: true });
   });
 });
