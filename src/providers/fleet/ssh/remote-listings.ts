@@ -150,7 +150,7 @@ parse_delta() {
 # The tree being staged, one sorted line per entry in the form of the listing
 # (files by inode; directories with their mode when $1 is "mode").
 staged_tree() {
-  if [ "$1" = mode ]; then _dfmt="%P\td %m\n"; else _dfmt="%P\td\n"; fi
+  if [ "\${1:-}" = mode ]; then _dfmt="%P\td %m\n"; else _dfmt="%P\td\n"; fi
   find "$STAGE" -mindepth 1 \( -type d -printf "$_dfmt" \) -o \( -type f -printf "%P\tf %i\n" \) \
     -o \( -type l -printf "%P\tl %l\n" \) -o -printf "%P\t?\n" | LC_ALL=C sort
 }
