@@ -12,6 +12,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import path from "node:path";
+import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cachedFileMode } from "../../src/agent/host-layout/blob-cache.js";
 import { type ArtifactManifest, manifestDigest } from "../../src/domain/artifact.js";
@@ -287,6 +288,72 @@ describe("SSH staging from a kept listing", () => {
     expectExact("leak", v3);
     expect(readFileSync(path.join(releaseDir("leak", v3.id), "lib", "b.txt"), "utf8")).toBe("bravo leak\n");
   }, 300_000);
+});
+
+describe("SSH listing input on the host (defence in depth)", () => {
+  it("refuses listings the server would never send, and says when a base is not there", async () => {
+    const good = release("hostile", smallTree("hostile"));
+    await stage("hostile", good);
+    const connection = new SshConnection(sshd.config("web-1"));
+    const sha = "a".repeat(64);
+    const art = `${good.id}${"0".repeat(48)}`;
+    const digestOf = (lines: string[]) =>
+      createHash("sha256")
+        .update(lines.map((l) => `${l}\n`).join(""))
+        .digest("hex");
+    const missing = (body: string[], tail = "END\n") =>
+      connection.exec("missing", [sshd.root, "hostile", "-", good.id, art], {
+        input: gzipSync(`${body.join("\n")}\n${tail}`),
+        timeoutMs: 30_000,
+      });
+    const full = (lines: string[]) => ["M full", `N ${digestOf(lines)}`, ...lines.map((l) => `+ ${l}`)];
+    try {
+      for (const lines of [
+        ["../escaped\tf " + sha + " 1"],
+        ["/absolute\td 755"],
+        ["a/./b\td 755"],
+        ["a//b\td 755"],
+        ["back\\slash\tl x"],
+        ["ctl\rchar\tf " + sha + " 1"],
+        ["no tab f " + sha + " 1"],
+        ["mode\td 055"],
+        ["sized\tf " + sha + " -1"],
+      ]) {
+        const result = await missing(full(lines));
+        expect({ lines, exitCode: result.exitCode }).toEqual({ lines, exitCode: 10 });
+      }
+      // Cut short, or a whole listing that is not what its digest says: refused.
+      expect((await missing(full(["ok.txt\tf " + sha + " 1"]), "")).exitCode).toBe(10);
+      expect((await missing(["M full", `N ${sha}`, "+ ok.txt\tf " + sha + " 1"])).exitCode).toBe(10);
+      expect((await missing(["N " + sha, "M full"])).exitCode).toBe(10);
+      // A difference from a base the host does not keep: it says so, and the server sends it whole.
+      const nobase = await missing([`M delta ${sha} ${sha}`, `N ${sha}`, "- a\td 755"]);
+      expect(nobase.exitCode).toBe(0);
+      expect(nobase.stdout.trim().split("\n").at(-1)).toBe("ok nobase");
+
+      const stageWith = (line: string) =>
+        connection.exec(
+          "stage",
+          [sshd.root, "hostile", "-", "00000000000000aa", "30", "00000000000000bb", "new"],
+          {
+            input: `${line}\nTAR\n`,
+            timeoutMs: 30_000,
+          },
+        );
+      // A D line out of form is refused; one naming listings the host lacks falls back.
+      for (const line of [`D ${sha} ${sha} ${sha}`, `D ${sha} ${sha} ${sha} ../${sha.slice(3)}`]) {
+        expect((await stageWith(line)).exitCode).toBe(10);
+      }
+      expect((await stageWith(`D ${sha} ${sha} 00000000000000aa${"0".repeat(48)} ${sha}`)).stdout).toMatch(
+        /ok fallback\n$/,
+      );
+      expect(
+        readdirSync(path.join(sshd.root, "hostile", "releases")).filter((n) => n.startsWith(".")),
+      ).toEqual([]);
+    } finally {
+      await connection.close();
+    }
+  });
 });
 
 function smallTree(salt: string): Record<string, MemoryEntry> {
