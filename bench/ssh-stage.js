@@ -72,8 +72,10 @@ async function release(dist, files) {
     builder.add({ path: file.path, type: "file", mode: 0o644, size: file.content.length, sha256 });
   }
   const manifest = builder.finish();
+  const digest = manifestDigest(manifest);
   return {
-    id: hostReleaseId(manifestDigest(manifest)),
+    id: hostReleaseId(digest),
+    digest,
     manifest,
     source: { open: async (sha) => Readable.from([blobs.get(sha)]) },
   };
@@ -186,6 +188,9 @@ async function round(dist, files, changed) {
   const sent = countStdin(SshConnection);
   const full = await release(dist, files);
   const oneFile = await release(dist, changed);
+  // The server's artifact store: bases of the listing differences (builds that have them).
+  const stored = new Map([full, oneFile].map((rel) => [rel.digest, { app: "bench", manifest: rel.manifest }]));
+  const manifests = async (digest) => stored.get(digest);
   const hosts = [];
   for (let i = 0; i < HOSTS; i++) hosts.push(await startSshd());
   const signal = new AbortController().signal;
@@ -198,7 +203,7 @@ async function round(dist, files, changed) {
       const cpu0 = hosts.map((h) => h.childCpu());
       const server0 = process.cpuUsage();
       const bytes0 = sent();
-      const ops = hosts.map((h, i) => new SshHostOps(h.config(`h${i}`)));
+      const ops = hosts.map((h, i) => new SshHostOps(h.config(`h${i}`), { manifests }));
       const t0 = performance.now();
       await Promise.all(
         ops.map(async (op) => {
