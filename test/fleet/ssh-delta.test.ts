@@ -252,6 +252,26 @@ describe("SSH staging from a kept listing", () => {
     expect(whole).toBeGreaterThan(3 * overhead());
   }, 300_000);
 
+  it("sends added directories, removed files, a repointed link and a mode change as a difference", async () => {
+    const tree = smallTree("kinds");
+    const v1 = release("kinds", tree);
+    await stage("kinds", v1);
+    const { "lib/deep/c.txt": _gone, "many/f3.txt": _gone2, ...rest } = tree;
+    const v2 = release("kinds", {
+      ...rest,
+      "new dir/ü/x.txt": "new\n",
+      empty: { dir: 0o750 },
+      private: { dir: 0o755 },
+      latest: { link: "a.txt" },
+      "a.txt": { content: "alpha kinds\n", mode: 0o755 },
+    });
+    const lines: string[] = [];
+    const second = await stage("kinds", v2, lines);
+    expect(second.manifest).toBe("diff");
+    expect(lines.join("\n")).toMatch(/listing difference: [0-9]+ lines out, [0-9]+ in/);
+    expectExact("kinds", v2);
+  }, 300_000);
+
   it("never lets what changed in the base release leak into the new one", async () => {
     const tree = smallTree("leak");
     const v1 = release("leak", tree);

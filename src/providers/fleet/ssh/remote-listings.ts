@@ -173,12 +173,13 @@ delta_prepare() {
   find "$STAGE" -type d ! -perm -700 -exec chmod u+rwx -- {} + || return 1
   find "$CACHE" -mindepth 2 -maxdepth 2 -path "$CACHE/??/*" -type f -printf "%f\t%i\n" |
     LC_ALL=C sort -t "$TAB" -k 1,1 >"$WORK/inodes"
-  # What may stay of the base: the directories of the new listing (of any mode, for
-  # now) and the files and links it shares with the base, as they should be.
-  LC_ALL=C comm -12 "$DELTA_OLD" "$DELTA_NEW" >"$WORK/same"
-  { sed -n "s/^\([^$TAB]*\)\${TAB}d .*/\1\${TAB}d/p" "$DELTA_NEW"
-    sed -n "/^[^$TAB]*\${TAB}l /p" "$WORK/same"
-    listing_files "$WORK/same"; } | LC_ALL=C sort >"$WORK/keep"
+  # The tree as it must end (delta_finish checks it), and what may stay of the
+  # base: the same less the files and links the base lacks or has otherwise,
+  # directories of any mode for now (they get theirs after the tar).
+  { sed -n "/^[^$TAB]*\${TAB}[dl] /p" "$DELTA_NEW"; listing_files "$DELTA_NEW"; } | LC_ALL=C sort >"$WORK/want"
+  LC_ALL=C comm -13 "$DELTA_OLD" "$DELTA_NEW" >"$WORK/added"
+  { sed -n "/^[^$TAB]*\${TAB}l /p" "$WORK/added"; listing_files "$WORK/added"; } | LC_ALL=C sort >"$WORK/changed"
+  LC_ALL=C comm -23 "$WORK/want" "$WORK/changed" | sed "s/^\([^$TAB]*\${TAB}d\) .*/\1/" >"$WORK/keep"
   staged_tree >"$WORK/have"
   LC_ALL=C comm -13 "$WORK/keep" "$WORK/have" | sed "s/$TAB.*//" >"$WORK/extra"
   # Names as find gave them, relative and without line breaks: checked anyway before rm.
@@ -195,7 +196,6 @@ delta_finish() {
     valid_mode "$_m" || return 1
     sed -n "s/^\([^$TAB]*\)\${TAB}d $_m$/\1/p" "$DELTA_NEW" | (cd "$STAGE" && xargs -r -d "\n" chmod "$_m" --) || return 1
   done <"$WORK/modes"
-  { sed -n "/^[^$TAB]*\${TAB}[dl] /p" "$DELTA_NEW"; listing_files "$DELTA_NEW"; } | LC_ALL=C sort >"$WORK/want"
   staged_tree mode >"$WORK/have"
   LC_ALL=C comm -3 "$WORK/want" "$WORK/have" >"$WORK/diff"
   if [ -s "$WORK/diff" ]; then
