@@ -4,16 +4,20 @@
 // drives SshHostOps directly (no server, no git) so that what it measures is
 // the staging protocol itself: wall time, CPU of the host side (every
 // process the sshd instances ran, read from their reaped children's times
-// once the connections are closed) and bytes on the wire (stdin of the
-// remote operations).
+// once the connections are closed), the bytes of data (stdin of the remote
+// operations) and, with --wire, the bytes on the wire (TCP, both ways,
+// through a counting proxy in front of each sshd: ssh's own framing, and the
+// remote script that every session's command line carries; the proxy runs in
+// this process, so server CPU then counts it too).
 //
-//   node bench/ssh-stage.js [--hosts 5] [--rounds 3] [--dist DIR[,DIR…]]
+//   node bench/ssh-stage.js [--hosts 5] [--rounds 3] [--dist DIR[,DIR…]] [--wire]
 //
 // Several --dist directories (builds of different commits) are run in turn,
 // round after round (A, B, A, B…), and reported side by side.
 import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
@@ -29,6 +33,7 @@ const opt = (name, fallback) => {
 const HOSTS = Number(opt("hosts", "5"));
 const ROUNDS = Number(opt("rounds", "3"));
 const DISTS = opt("dist", path.join(ROOT, "dist")).split(",");
+const WIRE = args.includes("--wire");
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 const FILES = 3000;
 const BYTES = 50 * 1024 * 1024;
@@ -72,8 +77,10 @@ async function release(dist, files) {
     builder.add({ path: file.path, type: "file", mode: 0o644, size: file.content.length, sha256 });
   }
   const manifest = builder.finish();
+  const digest = manifestDigest(manifest);
   return {
-    id: hostReleaseId(manifestDigest(manifest)),
+    id: hostReleaseId(digest),
+    digest,
     manifest,
     source: { open: async (sha) => Readable.from([blobs.get(sha)]) },
   };
@@ -116,7 +123,9 @@ async function startSshd() {
     ].join("\n"),
   );
   const hostPub = readFileSync(`${hostKey}.pub`, "utf8").trim().split(" ").slice(0, 2).join(" ");
-  writeFileSync(path.join(dir, "known_hosts"), `[127.0.0.1]:${port} ${hostPub}\n`);
+  // ssh talks to sshd through the counting proxy: the key is pinned for its port.
+  const wire = WIRE ? await countingProxy(port) : { port, bytes: 0, close: () => undefined };
+  writeFileSync(path.join(dir, "known_hosts"), `[127.0.0.1]:${wire.port} ${hostPub}\n`);
   const child = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", path.join(dir, "sshd_config")], {
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -133,7 +142,7 @@ async function startSshd() {
     config: (name) => ({
       name,
       address: "127.0.0.1",
-      port,
+      port: wire.port,
       user: os.userInfo().username,
       keyFile: clientKey,
       knownHostsFile: path.join(dir, "known_hosts"),
@@ -146,11 +155,43 @@ async function startSshd() {
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       return (Number(fields[13]) + Number(fields[14])) / CLK_TCK;
     },
+    /** Bytes through the proxy so far, both ways. */
+    wireBytes: () => wire.bytes,
     async stop() {
+      wire.close();
       child.kill("SIGTERM");
       await new Promise((r) => child.once("close", r));
       rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/** A TCP proxy on a free loopback port in front of `port`, counting the bytes both ways. */
+async function countingProxy(port) {
+  const counter = { bytes: 0 };
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, "127.0.0.1");
+    client.on("data", (d) => {
+      counter.bytes += d.length;
+      upstream.write(d);
+    });
+    upstream.on("data", (d) => {
+      counter.bytes += d.length;
+      client.write(d);
+    });
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+    client.on("error", () => undefined);
+    upstream.on("error", () => undefined);
+  });
+  const listen = await freePort();
+  await new Promise((resolve) => server.listen(listen, "127.0.0.1", resolve));
+  return {
+    port: listen,
+    get bytes() {
+      return counter.bytes;
+    },
+    close: () => server.close(),
   };
 }
 
@@ -186,6 +227,11 @@ async function round(dist, files, changed) {
   const sent = countStdin(SshConnection);
   const full = await release(dist, files);
   const oneFile = await release(dist, changed);
+  // The server's artifact store: bases of the listing differences (builds that have them).
+  const stored = new Map(
+    [full, oneFile].map((rel) => [rel.digest, { app: "bench", manifest: rel.manifest }]),
+  );
+  const manifests = async (digest) => stored.get(digest);
   const hosts = [];
   for (let i = 0; i < HOSTS; i++) hosts.push(await startSshd());
   const signal = new AbortController().signal;
@@ -198,7 +244,8 @@ async function round(dist, files, changed) {
       const cpu0 = hosts.map((h) => h.childCpu());
       const server0 = process.cpuUsage();
       const bytes0 = sent();
-      const ops = hosts.map((h, i) => new SshHostOps(h.config(`h${i}`)));
+      const wire0 = hosts.map((h) => h.wireBytes());
+      const ops = hosts.map((h, i) => new SshHostOps(h.config(`h${i}`), { manifests }));
       const t0 = performance.now();
       await Promise.all(
         ops.map(async (op) => {
@@ -225,6 +272,7 @@ async function round(dist, files, changed) {
         hostCpu: median(hostCpu),
         serverCpu: (server.user + server.system) / 1e6 / HOSTS,
         bytes: (sent() - bytes0) / HOSTS,
+        wire: hosts.reduce((sum, h, i) => sum + h.wireBytes() - wire0[i], 0) / HOSTS,
       };
     }
   } finally {
@@ -248,7 +296,7 @@ for (const [i, dist] of DISTS.entries()) {
   for (const label of ["full", "one-file"]) {
     const m = (k) => median(results[i].map((x) => x[label][k]));
     console.log(
-      `${dist} ${label}: wall ${m("wall").toFixed(2)} s, host CPU ${m("hostCpu").toFixed(2)} s/host, server CPU ${(m("serverCpu") * 1000).toFixed(0)} ms/host, stdin ${(m("bytes") / 1024).toFixed(0)} KiB/host`,
+      `${dist} ${label}: wall ${m("wall").toFixed(2)} s, host CPU ${m("hostCpu").toFixed(2)} s/host, server CPU ${(m("serverCpu") * 1000).toFixed(0)} ms/host, stdin ${(m("bytes") / 1024).toFixed(0)} KiB/host, wire ${(m("wire") / 1024).toFixed(0)} KiB/host`,
     );
   }
 }

@@ -251,16 +251,18 @@ export async function startServer(
       ...(store.caps.sharedArtifacts ? { shared: store.artifactBlobs } : {}),
     });
     const prefetchGrants = options.prefetchGrants ?? new PrefetchGrants();
+    // Bases of the differences sent to agents (manifests) and SSH hosts (listings).
+    const baseManifests = async (digest: string) => {
+      const info = await store.artifacts.find(digest);
+      return info ? { app: info.app, manifest: await artifacts.manifest(digest) } : undefined;
+    };
     const agents = new AgentHub({
       store,
       owner,
       timing: options.agentTiming,
       report: print,
       // Bases of the manifest differences sent to agents (protocol 2).
-      manifests: async (digest) => {
-        const info = await store.artifacts.find(digest);
-        return info ? { app: info.app, manifest: await artifacts.manifest(digest) } : undefined;
-      },
+      manifests: baseManifests,
     });
     await agents.start((holder) => ownerIsDead(holder, owner, store.caps.sharedBetweenProcesses));
     cleanups.unshift(() => agents.close());
@@ -294,7 +296,7 @@ export async function startServer(
         store,
         artifacts,
         agents: { hosts: () => agents.hosts(), opsFor: (name, deployId) => agents.opsFor(name, deployId) },
-        ssh: { open: (host) => new SshHostOps(host) },
+        ssh: { open: (host) => new SshHostOps(host, { manifests: baseManifests }) },
         onHostsChange: (listener) => agents.onChange(() => listener()),
         ...(options.fleetReconnectGraceMs !== undefined
           ? { reconnectGraceMs: options.fleetReconnectGraceMs }

@@ -81,10 +81,21 @@ ${hosts
     expect(listed.lastSeenAt).not.toBeNull();
     expect(listed.apps.map((a: any) => [a.app, a.current])).toEqual([["shop", null]]);
 
+    let last = first;
     for (const v of ["2", "3", "4"]) {
-      await t.repo.commit({ VERSION: `${v}\n` }, v);
-      expect((await deploy()).status).toBe("succeeded");
+      // A few more files first: a difference as large as the tree is not worth sending.
+      const more: Record<string, string> =
+        v === "2" ? { "a.txt": "a\n", "b.txt": "b\n", "lib/c.txt": "c\n", "lib/d.txt": "d\n" } : {};
+      await t.repo.commit({ VERSION: `${v}\n`, ...more }, v);
+      last = await deploy();
+      expect(last.status).toBe("succeeded");
     }
+    // A one-file change goes to each host as the difference from the listing it keeps of current.
+    const lastLog = await logOf(last.id);
+    for (const name of ["box-1", "box-2"])
+      expect(lastLog).toMatch(
+        new RegExp(`\\[${name}\\] staged \\(1 blobs, [0-9]+ bytes fetched; manifest: difference\\)`),
+      );
     const { readdirSync } = await import("node:fs");
     for (const h of hosts) {
       const kept = readdirSync(`${h.root}/shop/releases`).filter((n) => !n.startsWith("."));

@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalHostOps } from "../../src/agent/host-layout/local-host-ops.js";
+import { manifestDigest } from "../../src/domain/artifact.js";
 import type { HostOps, StageSpec } from "../../src/providers/fleet/host-ops.js";
 import { SshHostOps } from "../../src/providers/fleet/ssh/ssh-host-ops.js";
 import { type MemoryRelease, memoryRelease, type SshdInstance, startSshd } from "../helpers/sshd.js";
@@ -13,6 +14,19 @@ import { type MemoryRelease, memoryRelease, type SshdInstance, startSshd } from 
  * must end up with the same files: same tree, modes, links, hard-link
  * groups, cache, order file and shared state, and the same answers.
  */
+const releases = [0, 1, 2, 3].map((i) =>
+  memoryRelease({
+    "index.html": `<h1>version ${i}</h1>\n`,
+    "bin/start": { content: "#!/bin/sh\nexec server\n", mode: 0o755 },
+    "lib/common.js": "export const common = true;\n",
+    "lib/link": { link: "common.js" },
+    "docs/private": { dir: 0o750 },
+    "docs/private/notes.txt": "notes\n",
+    "log/ignored.txt": "under a shared path\n",
+    "config/app.yml": { content: "default: true\n", mode: 0o640 },
+  }),
+);
+
 let sshd: SshdInstance;
 let ssh: SshHostOps;
 let local: LocalHostOps;
@@ -21,7 +35,13 @@ const never = new AbortController().signal;
 
 beforeAll(async () => {
   sshd = await startSshd();
-  ssh = new SshHostOps(sshd.config("web-ssh"));
+  // With the releases' manifests: the SSH host is sent differences from the listings it keeps.
+  ssh = new SshHostOps(sshd.config("web-ssh"), {
+    manifests: async (digest) => {
+      const found = releases.find((r) => manifestDigest(r.manifest) === digest);
+      return found ? { app: "shop", manifest: found.manifest } : undefined;
+    },
+  });
   localRoot = await mkdtemp(path.join(os.tmpdir(), "turnout-parity-"));
   local = new LocalHostOps({ name: "web-local", root: localRoot, fsyncs: false, collectBlobs: false });
 });
@@ -38,10 +58,11 @@ async function snapshot(root: string): Promise<string[]> {
   const walk = async (dir: string, rel: string) => {
     for (const name of (await readdir(dir)).sort()) {
       const relPath = rel ? `${rel}/${name}` : name;
-      // Bookkeeping of the SSH side alone: its lock file, job records, transfer area and cache check stamp.
+      // Bookkeeping of the SSH side alone: its lock file, job records, kept listings, transfer area and cache check stamp.
       if (
         name === ".lock" ||
         relPath === ".turnout/jobs" ||
+        relPath === ".turnout/listings" ||
         relPath === ".turnout/blobs/tmp" ||
         relPath === ".turnout/blobs/.verified"
       )
@@ -81,26 +102,23 @@ function spec(release: MemoryRelease, extra: Partial<StageSpec> = {}): StageSpec
   };
 }
 
+/** How each SSH staging came by its tree (StageResult.manifest): "diff" when from a kept listing. */
+const sshManifests: unknown[] = [];
+
 async function both<T>(step: (ops: HostOps) => Promise<T>): Promise<T> {
   const [fromSsh, fromLocal] = await Promise.all([step(ssh), step(local)]);
+  // The one field an agent of protocol 2 reports differently: how the tree was sent.
+  if (fromSsh && typeof fromSsh === "object" && "blobsFetched" in fromSsh) {
+    const { manifest, ...rest } = fromSsh as { manifest?: unknown };
+    sshManifests.push(manifest);
+    expect(rest).toEqual(fromLocal);
+    return fromSsh;
+  }
   expect(fromSsh).toEqual(fromLocal);
   return fromSsh;
 }
 
 describe("SSH hosts and agents build the same layout", () => {
-  const releases = [0, 1, 2, 3].map((i) =>
-    memoryRelease({
-      "index.html": `<h1>version ${i}</h1>\n`,
-      "bin/start": { content: "#!/bin/sh\nexec server\n", mode: 0o755 },
-      "lib/common.js": "export const common = true;\n",
-      "lib/link": { link: "common.js" },
-      "docs/private": { dir: 0o750 },
-      "docs/private/notes.txt": "notes\n",
-      "log/ignored.txt": "under a shared path\n",
-      "config/app.yml": { content: "default: true\n", mode: 0o640 },
-    }),
-  );
-
   it("through staging, switching, slots, promotion and pruning", async () => {
     const first = await both((ops) => ops.stage(spec(releases[0]!), releases[0]!.source, () => {}, never));
     expect(first).toMatchObject({ staged: true });
@@ -117,6 +135,9 @@ describe("SSH hosts and agents build the same layout", () => {
     });
     for (const r of releases.slice(2)) await both((ops) => ops.stage(spec(r), r.source, () => {}, never));
     expect(await snapshot(sshd.root)).toEqual(await snapshot(localRoot));
+    // The first went whole; releases 1 to 3 went as differences from a kept listing (hook
+    // output and shared links in the base taken out, then made again), and still match.
+    expect(sshManifests).toEqual([undefined, "diff", undefined, "diff", "diff"]);
 
     expect(await both((ops) => ops.prune("shop", 1))).toEqual({
       removed: [releases[1]!.id, releases[2]!.id],

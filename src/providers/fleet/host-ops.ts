@@ -72,7 +72,8 @@ export interface StageResult {
   repaired?: boolean;
   /**
    * Agents of protocol 2: the manifest as sent whole, rebuilt from a difference, or read from the
-   * server (the difference's base was not on the host, or did not add up).
+   * server (the difference's base was not on the host, or did not add up). SSH hosts: "diff" when
+   * the release was staged from a kept listing and its base release (undefined otherwise).
    */
   manifest?: "full" | "diff" | "fetched" | undefined;
 }

@@ -1,6 +1,7 @@
 import { TurnoutError } from "../../../domain/errors.js";
 import { REMOTE_COMMANDS } from "./remote-commands.js";
 import { REMOTE_COMMON } from "./remote-common.js";
+import { REMOTE_LISTINGS } from "./remote-listings.js";
 import { REMOTE_POINTERS } from "./remote-pointers.js";
 import { REMOTE_STAGING } from "./remote-staging.js";
 import { sh } from "./sh-source.js";
@@ -23,7 +24,8 @@ import { sh } from "./sh-source.js";
  * Exit codes: see EXIT_*. The script checks every name, id and path again.
  *
  * Written for POSIX sh (dash) with GNU coreutils (`mv -T`, `ln -T`, `cp -l`,
- * `timeout`, `base64`, `sha256sum`, `sort`, `comm`), GNU find (`-printf`),
+ * `timeout`, `base64`, `sha256sum`, `sort`, `comm`, `join`), GNU find (`-printf`)
+ * and xargs (`-d`),
  * grep, sed, gzip and GNU tar (hard-link entries to files already on disk,
  * through symlinked directories); `flock` is used when
  * present. The SSH user's login shell must be a POSIX shell. Character classes
@@ -40,7 +42,8 @@ echo "turnout-host:begin"
 _op=$1; shift
 case $_op in
   hello) [ "$#" -eq 0 ] || refuse "usage"; op_hello;;
-  missing) [ "$#" -eq 4 ] || refuse "usage"; op_missing "$@";;
+  bases) [ "$#" -eq 3 ] || refuse "usage"; op_bases "$@";;
+  missing) [ "$#" -eq 5 ] || refuse "usage"; op_missing "$@";;
   receive) [ "$#" -eq 2 ] || refuse "usage"; op_receive "$@";;
   stage) [ "$#" -eq 7 ] || refuse "usage"; op_stage "$@";;
   switch) [ "$#" -eq 6 ] || refuse "usage"; op_switch "$@";;
@@ -57,6 +60,7 @@ esac
 /** Comments and indentation stay in the source: every connection carries the script. */
 export const REMOTE_SCRIPT: string = [
   REMOTE_COMMON,
+  REMOTE_LISTINGS,
   REMOTE_STAGING,
   REMOTE_POINTERS,
   REMOTE_COMMANDS,
@@ -73,6 +77,7 @@ export const ANSWER_BEGINS = "turnout-host:begin";
 
 export type RemoteOp =
   | "hello"
+  | "bases"
   | "missing"
   | "receive"
   | "stage"

@@ -8,6 +8,8 @@ import { sh } from "./sh-source.js";
  *    manifest says: damaged), and, for a release already there, whether it
  *    is still whole (every planned entry present with its kind, mode, size
  *    and link target). One `find` and `sort`/`comm`, no process per file.
+ *    The server sends the release's listing, or only its difference from a
+ *    listing the host keeps (remote-listings.ts); the host keeps the new one.
  * 2. `receive`: one tar of the blobs, laid out as the cache (`<aa>/<name>`),
  *    unpacked under a temporary name, hashed in one `sha256sum` run and only
  *    then given modes, made durable and named in the cache, all at once with
@@ -17,7 +19,9 @@ import { sh } from "./sh-source.js";
  *    unpacked by one `tar -x` in a private `.staging-*` directory that
  *    becomes `releases/<id>` in one rename. Where the cache cannot be
  *    hard-linked from the release (another filesystem), the tree is unpacked
- *    beside the cache and copied over by one `cp`.
+ *    beside the cache and copied over by one `cp`. With a kept base, the tar
+ *    holds only the changed files and links, the rest is linked from the
+ *    base release and the whole tree checked (remote-listings.ts).
  *
  * The blob cache is the agent's: `<sha256>` read-only (0444), and one sibling
  * `<sha256>.<mode>` per other mode (write bits never set: a hard link shares
@@ -78,26 +82,34 @@ check_cache() {
   if [ -n "$_records" ]; then rm -f -- $_records; fi
 }
 
-# stdin, gzipped: "B <name> <size>" (cache names the release needs), "R <entry>"
-# (the release as find prints it below), END. Prints "repaired <name>" for each
-# cache blob found damaged (and removed), "damaged <entry>" (at most five) when
-# the release is there but not whole, "missing <name>" for each blob
-# the cache lacks or holds with another size, and "ok exists" (whole) or "ok missing".
+# stdin, gzipped: the listing of the release, whole or as a difference from a kept
+# one, plus the blobs and links of shared paths (release-listing.ts). $4: the
+# artifact digest, to keep the listing under ("-": not kept). Prints
+# "repaired <name>" for each cache blob found damaged (and removed),
+# "damaged <entry>" (at most five) when the release is there but not whole,
+# "missing <name>" for each blob the cache lacks or holds with another size,
+# and "ok exists" (whole) or "ok missing"; "ok nobase" alone when the
+# difference has no usable base here (the server then sends every line).
 op_missing() {
   set_root "$1"; set_app "$2" "$3"; shift; valid_id "$3" || refuse "bad release id"
   check_place
-  ensure_cache
+  _art=$4
+  if [ "$_art" != - ]; then
+    valid_sha "$_art" || refuse "bad artifact digest"
+    case $_art in "$3"*) ;; *) refuse "artifact $_art is not that of release $3";; esac
+  fi
+  ensure_cache; set_listings
   WORK=$CACHE/tmp/missing-$$
   trap cleanup_work EXIT
   mkdir -m 700 -- "$WORK" || die 12 "cannot create $WORK"
   gzip -dc >"$WORK/in" || refuse "bad input"
   [ "$(tail -n 1 -- "$WORK/in")" = END ] || refuse "truncated input"
-  if LC_ALL=C grep -qvE "^(B [0123456789abcdef]{64}(\.[1234567][01234567]{0,2})? [0123456789]{1,15}|R [dfl] .+|END)$" "$WORK/in"; then
-    refuse "bad input line"
-  fi
+  check_listing_input "$WORK/in"
+  if ! read_listing "$WORK/in" "$WORK/listing"; then echo "ok nobase"; return 0; fi
   check_cache
+  if [ "$_art" != - ]; then keep_listing "$WORK/listing" "$_art" "$LISTING_DIGEST"; fi
   if real_dir "$REL/$3"; then
-    sed -n "s/^R //p" "$WORK/in" | LC_ALL=C sort >"$WORK/want"
+    { listing_tree "$WORK/listing"; sed -n "s/^R //p" "$WORK/in"; } | LC_ALL=C sort >"$WORK/want"
     (cd "$REL/$3" && find . -mindepth 1 \( -type d -printf "d %P\n" \) -o \( -type f -printf "f %m %s %P\n" \) \
       -o \( -type l -printf "l %P -> %l\n" \)) | LC_ALL=C sort >"$WORK/have"
     LC_ALL=C comm -23 "$WORK/want" "$WORK/have" >"$WORK/bad"
@@ -110,7 +122,7 @@ op_missing() {
     if [ ! -s "$WORK/bad" ]; then already_staged "$3"; return 0; fi
     head -n 5 -- "$WORK/bad" | sed "s/^/damaged /"
   fi
-  sed -n "s/^B //p" "$WORK/in" | LC_ALL=C sort -u >"$WORK/need"
+  { listing_blobs "$WORK/listing"; sed -n "s/^B //p" "$WORK/in"; } | LC_ALL=C sort -u >"$WORK/need"
   find "$CACHE" -mindepth 2 -maxdepth 2 -path "$CACHE/??/*" -type f -printf "%f %s\n" | LC_ALL=C sort >"$WORK/cached"
   LC_ALL=C comm -23 "$WORK/need" "$WORK/cached" | sed "s/ .*//; s/^/missing /"
   echo "ok missing"
@@ -201,9 +213,11 @@ cleanup_stage() {
   cleanup_work
 }
 # stdin, as stage-input.ts writes it: E/A (before_switch env and argv), S
-# (shared paths), TAR, then the gzipped tar of the tree (entries "T/<path>",
-# hard links to "C/<aa>/<name>"). $6: "new", or "replace" (the release there
-# is damaged: the staged one takes its name).
+# (shared paths), D (staged from a base, remote-listings.ts), TAR, then the
+# gzipped tar of the tree (entries "T/<path>", hard links to
+# "C/<aa>/<name>"). $6: "new", or "replace" (the release there is damaged:
+# the staged one takes its name). "ok fallback": the base could not serve
+# (the server then sends the whole tree).
 op_stage() {
   set_root "$1"; set_app "$2" "$3"; shift; valid_id "$3" || refuse "bad release id"
   valid_count "$4" || refuse "bad timeout"; valid_nonce "$5" || refuse "bad nonce"
@@ -217,17 +231,21 @@ op_stage() {
   trap cleanup_stage EXIT
   mkdir -m 700 -- "$STAGE" || die 12 "cannot create $STAGE"
   : >"$STAGE.shared"
-  _end=
+  _end=; _delta=
   # read takes one byte at a time from a pipe: the tar that follows TAR stays on stdin.
   while IFS= read -r _line; do
     if command_line "$_line"; then set -- "$@" "$DECODED"; continue; fi
     case $_line in
       "S "*) printf "%s\n" "\${_line#S }" >>"$STAGE.shared";;
+      "D "*) _delta=\${_line#D };;
       TAR) _end=1; break;;
       *) refuse "bad input line";;
     esac
   done
   [ -n "$_end" ] || refuse "truncated input"
+  if [ -n "$_delta" ] && ! parse_delta "$_delta"; then
+    info "staging $ID: a kept listing is gone or damaged: staging the whole tree"; echo "ok fallback"; return 0
+  fi
   # tar unpacks below WORK, where C is the cache and T the tree: the staging
   # directory, or a directory beside the cache when no hard link reaches it.
   WORK=$CACHE/tmp/tree-$NONCE
@@ -241,8 +259,13 @@ op_stage() {
     info "staging $ID: files are copied (the cache cannot be hard-linked from $REL)"
   fi
   ln -s -- "$_tree" "$WORK/T" || die 12 "cannot prepare $WORK"
+  if [ -n "$_delta" ]; then
+    # Files are checked by inode against the cache: only where they are hard links to it.
+    if [ "$_tree" != "$STAGE" ] || ! delta_prepare; then echo "ok fallback"; return 0; fi
+  fi
   # Only T is written: nothing of the archive lands in the cache unverified.
   tar -x -z -p -m -f - -C "$WORK" --no-same-owner --anchored --exclude=C --exclude=probe || die 12 "cannot unpack release $ID (a blob missing from the cache?)"
+  if [ -n "$_delta" ] && ! delta_finish; then echo "ok fallback"; return 0; fi
   if [ "$_tree" != "$STAGE" ]; then
     cp -R -p -- "$_tree/." "$STAGE/" || die 12 "cannot copy release $ID"
   fi

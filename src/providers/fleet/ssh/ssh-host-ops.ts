@@ -11,7 +11,10 @@ import {
   targetPath,
 } from "../../../domain/fleet.js";
 import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "../host-ops.js";
+import type { BaseManifestSource } from "../manifest-diffs.js";
 import { writeBlobTar } from "./blob-tar.js";
+import { type ChosenBase, chooseBase, type OfferedBase, specListing } from "./listing-bases.js";
+import { listingMissingInput } from "./release-listing.js";
 import { ANSWER_BEGINS, type RemoteOp } from "./remote-script.js";
 import { type ExecOptions, type ExecResult, type SshClientOptions, SshConnection } from "./ssh-connection.js";
 import {
@@ -26,11 +29,16 @@ import {
   planForHost,
   timeoutSeconds,
 } from "./ssh-validate.js";
-import { commandInput, missingInput, neededBlobs, stageInput } from "./stage-input.js";
+import { commandInput, neededBlobs, stageInput } from "./stage-input.js";
 
 export interface SshHostOpsOptions extends SshClientOptions {
   /** Time limit of steps that run no user command (switch, prune, inventory, materializing). */
   opTimeoutMs?: number;
+  /**
+   * Manifests of stored artifacts: with it, a host that keeps the listing of
+   * a release of the app is sent only the difference from it (release-listing.ts).
+   */
+  manifests?: BaseManifestSource;
 }
 
 /** How much longer than the host's own `timeout` the local ssh may take: the host reports first. */
@@ -56,6 +64,7 @@ export class SshHostOps implements HostOps {
   private readonly host: SshHostConfig;
   private readonly connection: SshConnection;
   private readonly opTimeoutMs: number;
+  private readonly manifests: BaseManifestSource | undefined;
   private ready: Promise<void> | null = null;
 
   constructor(host: SshHostConfig, options: SshHostOpsOptions = {}) {
@@ -63,6 +72,7 @@ export class SshHostOps implements HostOps {
     this.name = host.name;
     this.connection = new SshConnection(this.host, options);
     this.opTimeoutMs = options.opTimeoutMs ?? 120_000;
+    this.manifests = options.manifests;
   }
 
   async stage(spec: StageSpec, blobs: BlobSource, log: HostLog, signal: AbortSignal): Promise<StageResult> {
@@ -78,12 +88,28 @@ export class SshHostOps implements HostOps {
     try {
       await this.connect();
       const needed = neededBlobs(plan);
-      const asked = await this.call(
-        "missing",
-        [this.host.root, ...place, id],
-        { input: missingInput(plan, needed), timeoutMs: this.opTimeoutMs, signal },
-        `staging ${app} ${id}`,
-      );
+      const { listing, artifact } = specListing(spec, plan);
+      let base = artifact ? await this.baseFor(spec, place, signal) : undefined;
+      const ask = (from: ChosenBase | undefined) =>
+        this.call(
+          "missing",
+          [this.host.root, ...place, id, artifact ?? "-"],
+          { input: listingMissingInput(plan, listing, from), timeoutMs: this.opTimeoutMs, signal },
+          `staging ${app} ${id}`,
+        );
+      let asked = await ask(base);
+      if (asked.last === "ok nobase") {
+        // The kept listing went missing or is damaged since the host offered it.
+        log(
+          `staging ${id}: the host no longer keeps the listing of ${base?.artifact.slice(0, 16)}: sending the whole listing`,
+        );
+        base = undefined;
+        asked = await ask(undefined);
+      }
+      if (base)
+        log(
+          `staging ${id}: from release ${base.artifact.slice(0, 16)} (listing difference: ${base.removed} lines out, ${base.added} in)`,
+        );
       const repairs = asked.lines.filter((line) => line.startsWith("repaired ")).map((line) => line.slice(9));
       // Damaged cache blobs (bytes that no longer match their digest) were removed: they are sent again.
       if (repairs.length > 0)
@@ -142,32 +168,80 @@ export class SshHostOps implements HostOps {
 
       if (plan.dropped > 0) log(`staging ${id}: ${plan.dropped} entries replaced by links to shared/`);
       if (hook) log(`before_switch: ${JSON.stringify(hook)}`);
-      const job = nonce();
-      const input = await stageInput(plan, hook, env);
-      const staged = await this.withCancel(job, signal, () =>
-        this.call(
-          "stage",
-          [this.host.root, ...place, id, String(hookSeconds), job, damage.length > 0 ? "replace" : "new"],
-          {
-            input,
-            onStderrLine: log,
-            timeoutMs: this.opTimeoutMs + (hook ? spec.timeoutMs + LOCAL_GRACE_MS : 0),
-            signal,
-          },
-          `staging ${app} ${id}`,
-        ),
-      );
+      const stageOnce = async (from: ChosenBase | undefined) => {
+        const job = nonce();
+        const input = await stageInput(
+          plan,
+          hook,
+          env,
+          from && artifact
+            ? {
+                baseArtifact: from.artifact,
+                baseDigest: from.digest,
+                artifact,
+                digest: listing.digest,
+                paths: from.paths,
+              }
+            : undefined,
+        );
+        return this.withCancel(job, signal, () =>
+          this.call(
+            "stage",
+            [this.host.root, ...place, id, String(hookSeconds), job, damage.length > 0 ? "replace" : "new"],
+            {
+              input,
+              onStderrLine: log,
+              timeoutMs: this.opTimeoutMs + (hook ? spec.timeoutMs + LOCAL_GRACE_MS : 0),
+              signal,
+            },
+            `staging ${app} ${id}`,
+          ),
+        );
+      };
+      let staged = await stageOnce(base);
+      // The host said why (its log line): the base release differs from its listing, or is gone.
+      if (staged.last === "ok fallback") {
+        base = undefined;
+        staged = await stageOnce(undefined);
+      }
+      const how = base ? { manifest: "diff" as const } : {};
       if (staged.last === "ok staged") log(`staged ${id}`);
       if (staged.last === "ok replaced") {
         log(`staged ${id} again: repaired`);
-        return { staged: true, blobsFetched: digests.size, bytesFetched, repaired: true };
+        return { staged: true, blobsFetched: digests.size, bytesFetched, repaired: true, ...how };
       }
-      return { staged: staged.last === "ok staged", blobsFetched: digests.size, bytesFetched };
+      return { staged: staged.last === "ok staged", blobsFetched: digests.size, bytesFetched, ...how };
     } catch (error) {
       // Aborted: say so the way an agent does, whatever the connection made of it.
       if (signal.aborted) throw signal.reason ?? error;
       throw error;
     }
+  }
+
+  /**
+   * The cheap first question: which listings the host keeps for releases of
+   * this app it still has (current first). Only with manifests to diff from.
+   */
+  private async baseFor(
+    spec: StageSpec,
+    place: [string, string],
+    signal: AbortSignal,
+  ): Promise<ChosenBase | undefined> {
+    if (!this.manifests) return undefined;
+    const { lines } = await this.call(
+      "bases",
+      [this.host.root, ...place],
+      { timeoutMs: this.opTimeoutMs, signal },
+      `asking ${place[0]}'s kept listings`,
+    );
+    const offered: OfferedBase[] = [];
+    for (const line of lines) {
+      const match = /^base ([0-9a-f]{64}) ([0-9a-f]{64})$/.exec(line);
+      if (!match)
+        throw new TurnoutError("E_UNAVAILABLE", `host ${this.name} answered oddly: ${JSON.stringify(line)}`);
+      offered.push({ artifact: match[1]!, digest: match[2]! });
+    }
+    return chooseBase(spec, offered, this.manifests);
   }
 
   async switchTo(target: AppTarget, releaseId: string, slot: string): Promise<{ previous: string | null }> {

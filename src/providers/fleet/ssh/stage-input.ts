@@ -1,7 +1,7 @@
 import { gzipSync } from "node:zlib";
 import tar from "tar-stream";
 import { cachedFileMode } from "../../../agent/host-layout/blob-cache.js";
-import { type ReleasePlan, sharedLinkTarget } from "../../../agent/host-layout/release-plan.js";
+import type { ReleasePlan } from "../../../agent/host-layout/release-plan.js";
 
 /**
  * What the remote script reads on stdin for staging (remote-staging.ts).
@@ -34,44 +34,12 @@ export function neededBlobs(plan: ReleasePlan): Map<string, { sha256: string; si
 }
 
 /**
- * The `missing` question, gzipped (hex digests and paths compress well):
- *
- *   B <name> <size>     a cache name the release needs
- *   R <entry>           the release as `find` prints it on the host (d, f, l lines)
- *   END
- */
-export function missingInput(plan: ReleasePlan, needed: ReadonlyMap<string, { size: number }>): Buffer {
-  const lines: string[] = [];
-  for (const [name, { size }] of needed) lines.push(`B ${name} ${size}`);
-  for (const line of expectedTree(plan)) lines.push(`R ${line}`);
-  lines.push("END", "");
-  return gzipSync(lines.join("\n"), { level: 6 });
-}
-
-/**
- * What a whole release looks like on the host, one line per planned entry in
- * the form the host's `find -printf` gives (directories by kind only, as the
- * agent checks them: a before_switch hook may change their modes). A link
- * whose target holds a line break cannot be compared as a line: only its
- * kind is then left to chance.
- */
-function expectedTree(plan: ReleasePlan): string[] {
-  const lines: string[] = [];
-  for (const dir of plan.dirs) lines.push(`d ${dir.path}`);
-  for (const file of plan.files)
-    lines.push(`f ${cachedFileMode(file.mode).toString(8)} ${file.size} ${file.path}`);
-  for (const link of plan.links)
-    if (!/[\r\n]/.test(link.target)) lines.push(`l ${link.path} -> ${link.target}`);
-  for (const path of plan.shared) lines.push(`l ${path} -> ${sharedLinkTarget(path)}`);
-  return lines;
-}
-
-/**
  * The `stage` input: the before_switch command and the shared paths as lines,
  *
  *   E <base64 NAME=value>          environment of the command
  *   A <base64 argument>            argv of the command, in order
  *   S <mode|-> <sha256|-> <path>   shared path; mode and digest of the file that seeds it, if any
+ *   D <base artifact> <base listing> <artifact> <listing>   staged from a kept base (StageDelta)
  *   TAR
  *
  * then one gzipped tar of the tree: directories (parents first, final
@@ -83,18 +51,37 @@ export async function stageInput(
   plan: ReleasePlan,
   beforeSwitch: readonly string[] | null,
   env: Record<string, string>,
+  delta?: StageDelta,
 ): Promise<Buffer> {
   const lines: string[] = beforeSwitch ? commandLines(beforeSwitch, env) : [];
+  if (delta) lines.push(`D ${delta.baseArtifact} ${delta.baseDigest} ${delta.artifact} ${delta.digest}`);
   // The script links each to `../` × (depth + 2) + `shared/<path>`, as sharedLinkTarget does.
   for (const path of plan.shared) {
     const seed = plan.seeds.get(path);
     lines.push(seed ? `S ${octal((seed.mode & 0o777) | 0o600)} ${seed.sha256} ${path}` : `S - - ${path}`);
   }
   lines.push("TAR", "");
-  return Buffer.concat([Buffer.from(lines.join("\n"), "utf8"), gzipSync(await treeTar(plan), { level: 6 })]);
+  const tree = await treeTar(plan, delta?.paths);
+  return Buffer.concat([Buffer.from(lines.join("\n"), "utf8"), gzipSync(tree, { level: 6 })]);
 }
 
-async function treeTar(plan: ReleasePlan): Promise<Buffer> {
+/**
+ * A stage from a base release the host keeps (remote-listings.ts): the
+ * `D <base artifact> <base listing digest> <artifact> <listing digest>`
+ * line, and a tree tar of only the files and symlinks the base lacks or has
+ * otherwise (`paths`); the host makes the directories and takes the rest
+ * from the base, then checks the whole tree against the listing.
+ */
+export interface StageDelta {
+  baseArtifact: string;
+  baseDigest: string;
+  artifact: string;
+  digest: string;
+  paths: ReadonlySet<string>;
+}
+
+/** Directories, files and links of the plan; only the files and links in `only` when given (no directories then). */
+async function treeTar(plan: ReleasePlan, only?: ReadonlySet<string>): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   pack.on("data", (chunk: unknown) => chunks.push(chunk as Buffer));
@@ -103,9 +90,11 @@ async function treeTar(plan: ReleasePlan): Promise<Buffer> {
     pack.on("error", reject);
   });
   const mtime = new Date(0);
-  for (const dir of plan.dirs)
-    pack.entry({ name: `T/${dir.path}`, type: "directory", mode: dir.mode & 0o777, mtime });
+  if (!only)
+    for (const dir of plan.dirs)
+      pack.entry({ name: `T/${dir.path}`, type: "directory", mode: dir.mode & 0o777, mtime });
   for (const file of plan.files) {
+    if (only && !only.has(file.path)) continue;
     const name = cacheName(file.sha256, file.mode);
     pack.entry({
       name: `T/${file.path}`,
@@ -116,7 +105,8 @@ async function treeTar(plan: ReleasePlan): Promise<Buffer> {
     });
   }
   for (const link of plan.links)
-    pack.entry({ name: `T/${link.path}`, type: "symlink", linkname: link.target, mode: 0o777, mtime });
+    if (!only || only.has(link.path))
+      pack.entry({ name: `T/${link.path}`, type: "symlink", linkname: link.target, mode: 0o777, mtime });
   pack.finalize();
   await ended;
   return Buffer.concat(chunks);
