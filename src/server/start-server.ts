@@ -27,6 +27,7 @@ import { ServerMetrics } from "../observability/metrics.js";
 import { AgentHub, type AgentHubTiming } from "../providers/fleet/agent-hub.js";
 import type { HostCallRouterTiming } from "../providers/fleet/host-call-router.js";
 import { startHostCallRouting } from "../providers/fleet/host-call-routing.js";
+import type { KeptScripts } from "../providers/fleet/ssh/ssh-connection.js";
 import { SshHostOps } from "../providers/fleet/ssh/ssh-host-ops.js";
 import { Store } from "../store/store.js";
 import { bootstrapAdminToken } from "./admin-token.js";
@@ -251,6 +252,8 @@ export async function startServer(
       ...(store.caps.sharedArtifacts ? { shared: store.artifactBlobs } : {}),
     });
     const prefetchGrants = options.prefetchGrants ?? new PrefetchGrants();
+    // SSH hosts known to hold this version's remote script: asked once per host and server.
+    const keptScripts: KeptScripts = new Set();
     // Bases of the differences sent to agents (manifests) and SSH hosts (listings).
     const baseManifests = async (digest: string) => {
       const info = await store.artifacts.find(digest);
@@ -296,7 +299,7 @@ export async function startServer(
         store,
         artifacts,
         agents: { hosts: () => agents.hosts(), opsFor: (name, deployId) => agents.opsFor(name, deployId) },
-        ssh: { open: (host) => new SshHostOps(host, { manifests: baseManifests }) },
+        ssh: { open: (host) => new SshHostOps(host, { manifests: baseManifests, keptScripts }) },
         onHostsChange: (listener) => agents.onChange(() => listener()),
         ...(options.fleetReconnectGraceMs !== undefined
           ? { reconnectGraceMs: options.fleetReconnectGraceMs }

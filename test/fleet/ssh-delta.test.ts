@@ -46,10 +46,19 @@ const stored = new Map<string, { app: string; manifest: ArtifactManifest }>();
 /** Bytes written to the stdin of every ssh process, by operation. */
 const sent = new Map<string, number>();
 const originalExec = SshConnection.prototype.exec;
+/** Bytes of the remote command lines of the sessions (the launcher of the kept script, or the whole script). */
+let commandBytes = 0;
+type Run = (command: string, options: ExecOptions) => Promise<unknown>;
+const connection = SshConnection.prototype as unknown as { run: Run };
+const originalRun = connection.run;
 /** Runs between the `bases` answer and the `missing` question, once. */
 let afterBases: (() => void) | undefined;
 
 beforeAll(async () => {
+  connection.run = function (this: SshConnection, command: string, options: ExecOptions) {
+    commandBytes += Buffer.byteLength(command);
+    return originalRun.call(this, command, options);
+  };
   SshConnection.prototype.exec = async function (this: SshConnection, op, args, options: ExecOptions) {
     const count = (bytes: number) => sent.set(op, (sent.get(op) ?? 0) + bytes);
     const input = options.input;
@@ -80,6 +89,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   SshConnection.prototype.exec = originalExec;
+  connection.run = originalRun;
   await host?.close();
   await sshd?.stop();
 });
@@ -126,6 +136,7 @@ async function stage(
     timeoutMs: 60_000,
   };
   sent.clear();
+  commandBytes = 0;
   const result = await ops.stage(spec, made.source, (line) => lines.push(line), never);
   await ops.switchTo(app, made.id, "current");
   return result;
@@ -195,6 +206,9 @@ describe("SSH staging from a kept listing", () => {
     // Of which the changed file itself is 8 KiB: the rest is the two small questions and a one-entry tar.
     expect(sent.get("receive")).toBeGreaterThan(8192);
     expect(totalSent() - (sent.get("receive") ?? 0)).toBeLessThan(2_000);
+    // With the sessions' command lines (the kept script's launcher, not the script): under 20 KB all told.
+    expect(commandBytes).toBeGreaterThan(0);
+    expect(totalSent() + commandBytes).toBeLessThan(20_000);
     expectExact("big", v2);
     expect(readdirSync(listingsDir())).toHaveLength(2);
 

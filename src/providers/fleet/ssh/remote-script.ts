@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { TurnoutError } from "../../../domain/errors.js";
 import { REMOTE_COMMANDS } from "./remote-commands.js";
 import { REMOTE_COMMON } from "./remote-common.js";
@@ -72,6 +73,55 @@ export const REMOTE_SCRIPT: string = [
   .filter((line) => line !== "" && !line.startsWith("#"))
   .join("\n");
 
+/** The script's sha256: the name it is kept under on a host, and what that copy must hash to. */
+export const REMOTE_SCRIPT_DIGEST = createHash("sha256").update(REMOTE_SCRIPT).digest("hex");
+
+/**
+ * The script is kept on the host, so that a session's command line is a few
+ * hundred bytes instead of the whole script (about 30 KB, six sessions in a
+ * one-file deploy): `<root>/.turnout/bin/turnout-host-<digest>`. The
+ * launcher runs that copy only when it is a regular file that hashes to the
+ * digest (one damaged or edited by hand is never run); otherwise it exits
+ * EXIT_NO_KEPT_SCRIPT and the server installs the script again (or, where
+ * it cannot, sends it in the command line as before). The copy is written by
+ * the SSH user, who runs it: no privilege changes hands.
+ *
+ *   sh -c '<LAUNCHER>' turnout-host '<root>' '<digest>' <op> '<arg>'…
+ */
+const LAUNCHER = sh`
+_f=$1/.turnout/bin/turnout-host-$2; _d=$2; shift 2
+if [ -f "$_f" ] && [ ! -L "$_f" ] && _s=$(sha256sum -- "$_f" 2>/dev/null) && [ "\${_s%% *}" = "$_d" ]; then
+  exec sh "$_f" "$@"
+fi
+exit 96
+`;
+
+/**
+ * Writes the script read from stdin to the host (a temporary name, checked
+ * against the digest, then renamed), and keeps the four newest versions: a
+ * server of the previous version may still be deploying during an upgrade.
+ *
+ *   sh -c '<INSTALLER>' turnout-host '<root>' '<digest>'
+ */
+const INSTALLER = sh`
+case $1 in /*) ;; *) exit 10;; esac
+case $2 in *[!0123456789abcdef]*) exit 10;; esac
+[ \${#2} -eq 64 ] || exit 10
+_t=$1/.turnout; _b=$_t/bin
+mkdir -p -- "$_b" 2>/dev/null
+for _d in "$_t" "$_b"; do [ -d "$_d" ] && [ ! -L "$_d" ] || exit 12; done
+_tmp=$_b/.tmp-$$
+cat >"$_tmp" || { rm -f -- "$_tmp"; exit 12; }
+_s=$(sha256sum -- "$_tmp") && [ "\${_s%% *}" = "$2" ] || { rm -f -- "$_tmp"; exit 10; }
+chmod 0400 -- "$_tmp" && mv -f -- "$_tmp" "$_b/turnout-host-$2" || { rm -f -- "$_tmp"; exit 12; }
+ls -t -- "$_b" | grep -E "^turnout-host-[0123456789abcdef]{64}$" | tail -n +5 | (cd "$_b" && xargs -r rm -f --)
+echo "turnout-host:begin"
+echo "ok installed"
+`;
+
+/** The launcher's exit status when the host holds no good copy of this script. */
+export const EXIT_NO_KEPT_SCRIPT = 96;
+
 /** The first line of every answer: what a login script may print before it is ignored. */
 export const ANSWER_BEGINS = "turnout-host:begin";
 
@@ -109,12 +159,37 @@ const PLAIN_ARG = /^[A-Za-z0-9/._-]{1,4096}$/;
  * set is refused here, before ssh is started.
  */
 export function remoteCommand(op: RemoteOp, args: readonly string[]): string {
+  return ["sh", "-c", quote(REMOTE_SCRIPT), "turnout-host", op, ...plainArgs(args).map(quote)].join(" ");
+}
+
+/** The command for one operation run by the copy of the script kept under `root` (see LAUNCHER). */
+export function keptScriptCommand(root: string, op: RemoteOp, args: readonly string[]): string {
+  const [plainRoot, ...rest] = plainArgs([root, ...args]);
+  return [
+    "sh",
+    "-c",
+    quote(LAUNCHER),
+    "turnout-host",
+    quote(plainRoot!),
+    REMOTE_SCRIPT_DIGEST,
+    op,
+    ...rest.map(quote),
+  ].join(" ");
+}
+
+/** The command that writes the script (its stdin) to `root` on the host (see INSTALLER). */
+export function installScriptCommand(root: string): string {
+  const [plainRoot] = plainArgs([root]);
+  return ["sh", "-c", quote(INSTALLER), "turnout-host", quote(plainRoot!), REMOTE_SCRIPT_DIGEST].join(" ");
+}
+
+function plainArgs(args: readonly string[]): string[] {
   for (const arg of args) {
     if (!PLAIN_ARG.test(arg)) {
       throw new TurnoutError("E_VALIDATION", `refusing to pass ${JSON.stringify(arg)} to an SSH host`);
     }
   }
-  return ["sh", "-c", quote(REMOTE_SCRIPT), "turnout-host", op, ...args.map(quote)].join(" ");
+  return [...args];
 }
 
 function quote(text: string): string {

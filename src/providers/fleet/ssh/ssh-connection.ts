@@ -8,9 +8,13 @@ import { TurnoutError } from "../../../domain/errors.js";
 import type { SshHostConfig } from "../../../domain/fleet.js";
 import {
   EXIT_HOOK_FAILED,
+  EXIT_NO_KEPT_SCRIPT,
   EXIT_NOT_FOUND,
   EXIT_REFUSED,
   EXIT_UNUSABLE,
+  installScriptCommand,
+  keptScriptCommand,
+  REMOTE_SCRIPT,
   type RemoteOp,
   remoteCommand,
 } from "./remote-script.js";
@@ -31,7 +35,16 @@ export interface SshClientOptions {
   controlPersistSeconds?: number;
   /** Where the private directory of the control socket is made (default: the temp directory). */
   controlBase?: string;
+  /**
+   * Hosts known to hold this version of the script (remote-script.ts,
+   * LAUNCHER), shared by every connection of a server so that only its first
+   * deploy to a host asks. Without it, each connection asks once.
+   */
+  keptScripts?: KeptScripts;
 }
+
+/** Hosts (by keptScriptKey) known to hold the script; what is not known is asked. */
+export type KeptScripts = Set<string>;
 
 export interface ExecOptions {
   /** The script's stdin: text, or a writer that streams into it (and must end it). */
@@ -72,11 +85,60 @@ export class SshConnection {
     this.connectTimeout = options.connectTimeoutSeconds ?? 10;
     this.persist = options.controlPersistSeconds ?? 60;
     this.base = controlBase(options.controlBase);
+    this.kept = options.keptScripts ?? new Set();
+    this.keptKey = keptScriptKey(host);
   }
 
-  /** Runs one operation of the remote script. Never throws for a non-zero exit: see `failure`. */
+  /**
+   * Runs one operation of the remote script: by the copy kept on the host
+   * (installed by the first operation that finds none), else with the whole
+   * script in the command line. Never throws for a non-zero exit: see `failure`.
+   */
   async exec(op: RemoteOp, args: readonly string[], options: ExecOptions): Promise<ExecResult> {
-    const command = remoteCommand(op, args);
+    if (!(await this.scriptKept(options))) return this.run(remoteCommand(op, args), options);
+    const result = await this.run(keptScriptCommand(this.host.root, op, args), options);
+    if (result.exitCode !== EXIT_NO_KEPT_SCRIPT) return result;
+    // Removed or damaged since (by hand): installed again, and the operation
+    // runs again when its input can be given twice (a stream cannot: it failed).
+    this.kept.delete(this.keptKey);
+    this.keptChecked = null;
+    if (typeof options.input === "function" || !(await this.scriptKept(options))) return result;
+    return this.run(keptScriptCommand(this.host.root, op, args), options);
+  }
+
+  private readonly kept: KeptScripts;
+  private readonly keptKey: string;
+  /** This connection's one question (and install): whether the host holds the script. */
+  private keptChecked: Promise<boolean> | null = null;
+
+  /** Whether the host holds this version of the script now; installs it when it does not. */
+  private scriptKept(options: Pick<ExecOptions, "timeoutMs" | "signal">): Promise<boolean> {
+    if (this.kept.has(this.keptKey)) return Promise.resolve(true);
+    this.keptChecked ??= this.checkScript(options).then(
+      (kept) => {
+        if (kept) this.kept.add(this.keptKey);
+        return kept;
+      },
+      () => false,
+    );
+    return this.keptChecked;
+  }
+
+  private async checkScript(options: Pick<ExecOptions, "timeoutMs" | "signal">): Promise<boolean> {
+    const bounds = { timeoutMs: options.timeoutMs, ...(options.signal ? { signal: options.signal } : {}) };
+    // A question that reads nothing: the launcher answers it only with a good copy (`hello` is cheap).
+    const probe = await this.run(keptScriptCommand(this.host.root, "hello", []), bounds);
+    if (probe.exitCode === 0) return true;
+    if (probe.exitCode !== EXIT_NO_KEPT_SCRIPT) return false;
+    const installed = await this.run(installScriptCommand(this.host.root), {
+      ...bounds,
+      input: REMOTE_SCRIPT,
+    });
+    // Where it cannot be kept (a read-only root, no space), every command line carries the script.
+    return installed.exitCode === 0;
+  }
+
+  private async run(command: string, options: ExecOptions): Promise<ExecResult> {
     const argv = [...(await this.options()), "--", this.host.address, command];
     return new Promise<ExecResult>((resolve, reject) => {
       const child = spawn(this.ssh, argv, { stdio: ["pipe", "pipe", "pipe"], detached: true, shell: false });
@@ -338,4 +400,9 @@ class LineTail {
 function hostMessage(stderr: string): string | undefined {
   const lines = stderr.split("\n").filter((l) => l.startsWith("turnout-host: "));
   return lines.at(-1)?.slice("turnout-host: ".length);
+}
+
+/** One host's file system as far as the kept script goes: where ssh lands and the root there. */
+export function keptScriptKey(host: Pick<SshHostConfig, "address" | "port" | "user" | "root">): string {
+  return `${host.user}@${host.address}:${host.port}${host.root}`;
 }
