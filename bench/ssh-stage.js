@@ -232,6 +232,9 @@ async function round(dist, files, changed) {
     [full, oneFile].map((rel) => [rel.digest, { app: "bench", manifest: rel.manifest }]),
   );
   const manifests = async (digest) => stored.get(digest);
+  // Which hosts hold the remote script, shared by the round's connections as a server shares it
+  // across deploys (builds before the kept script ignore it).
+  const keptScripts = new Set();
   const hosts = [];
   for (let i = 0; i < HOSTS; i++) hosts.push(await startSshd());
   const signal = new AbortController().signal;
@@ -245,7 +248,7 @@ async function round(dist, files, changed) {
       const server0 = process.cpuUsage();
       const bytes0 = sent();
       const wire0 = hosts.map((h) => h.wireBytes());
-      const ops = hosts.map((h, i) => new SshHostOps(h.config(`h${i}`), { manifests }));
+      const ops = hosts.map((h, i) => new SshHostOps(h.config(`h${i}`), { manifests, keptScripts }));
       const t0 = performance.now();
       await Promise.all(
         ops.map(async (op) => {

@@ -77,8 +77,8 @@ export const REMOTE_SCRIPT: string = [
 export const REMOTE_SCRIPT_DIGEST = createHash("sha256").update(REMOTE_SCRIPT).digest("hex");
 
 /**
- * The script is kept on the host, so that a session's command line is a few
- * hundred bytes instead of the whole script (about 30 KB, six sessions in a
+ * The script is kept on the host, so that a session's command line is about
+ * 250 bytes instead of the whole script (about 30 KB, six sessions in a
  * one-file deploy): `<root>/.turnout/bin/turnout-host-<digest>`. The
  * launcher runs that copy only when it is a regular file that hashes to the
  * digest (one damaged or edited by hand is never run); otherwise it exits
@@ -88,14 +88,7 @@ export const REMOTE_SCRIPT_DIGEST = createHash("sha256").update(REMOTE_SCRIPT).d
  *
  *   sh -c '<LAUNCHER>' turnout-host '<root>' '<digest>' <op> '<arg>'…
  */
-const LAUNCHER = sh`
-_f=$1/.turnout/bin/turnout-host-$2; _d=$2; shift 2
-if [ -f "$_f" ] && [ ! -L "$_f" ] && _s=$(sha256sum -- "$_f" 2>/dev/null) && [ "\${_s%% *}" = "$_d" ]; then
-  exec sh "$_f" "$@"
-fi
-exit 96
-`;
-
+const LAUNCHER = sh`f=$1/.turnout/bin/turnout-host-$2;d=$2;shift 2;[ -f "$f" ]&&[ ! -L "$f" ]&&s=$(sha256sum -- "$f" 2>/dev/null)&&[ "\${s%% *}" = "$d" ]&&exec sh "$f" "$@";exit 96`;
 /**
  * Writes the script read from stdin to the host (a temporary name, checked
  * against the digest, then renamed), and keeps the four newest versions: a
