@@ -379,14 +379,58 @@ export class HostStore {
 
   private readonly inventoryChanges: PendingInventoryChange[] = [];
 
+  /**
+   * PostgreSQL: a turn's changes as few statements as they allow, each a
+   * round trip — every changed record of every host in one upsert, then the
+   * rare removals and last-seen updates; BEGIN and COMMIT only when there is
+   * more than that one statement. (A report per host after staging and after
+   * switching was BEGIN, upsert, COMMIT: three round trips apiece.)
+   */
   private async writeInventoryChanges(): Promise<void> {
     const batch = this.inventoryChanges.splice(0);
     const now = nowIso();
+    // In the order asked: two changes of one host in a batch end on the later.
+    const last = new Map<
+      string,
+      | { hostId: number; item: HostAppInventory }
+      | { hostId: number; gone: Pick<HostAppInventory, "app" | "path"> }
+    >();
+    for (const change of batch) {
+      for (const gone of change.removed)
+        last.set(`${change.hostId}\n${gone.app}\n${gone.path ?? ""}`, { hostId: change.hostId, gone });
+      for (const item of change.changed)
+        last.set(`${change.hostId}\n${item.app}\n${item.path ?? ""}`, { hostId: change.hostId, item });
+    }
+    const upserts = [...last.values()].flatMap((v) =>
+      "item" in v ? [{ hostId: v.hostId, item: v.item }] : [],
+    );
+    const removals = [...last.values()].flatMap((v) =>
+      "gone" in v ? [{ hostId: v.hostId, gone: v.gone }] : [],
+    );
+    const seen = batch.filter((c) => c.seen);
+    const write = async (db: Kysely<Schema>) => {
+      if (upserts.length > 0) await this.upsertApps(db, upserts, now);
+      for (const { hostId, gone } of removals) {
+        await db
+          .deleteFrom("host_apps")
+          .where("host_id", "=", hostId)
+          .where("app", "=", gone.app)
+          .where("path", "=", gone.path ?? "")
+          .execute();
+      }
+      for (const change of seen) {
+        await db
+          .updateTable("hosts")
+          .set({ last_seen_at: change.seen!.at, connected: 1 })
+          .where("id", "=", change.hostId)
+          .where("connected_to", "=", change.seen!.owner)
+          .execute();
+      }
+    };
     try {
-      await this.db.transaction().execute(async (trx) => {
-        // In the order asked: two changes of one host in a batch end on the later.
-        for (const change of batch) await this.writeInventoryChange(trx, change, now);
-      });
+      const statements = (upserts.length > 0 ? 1 : 0) + removals.length + seen.length;
+      if (statements <= 1) await write(this.db);
+      else await this.db.transaction().execute(write);
     } catch (error) {
       for (const change of batch) change.reject(error as Error);
       return;
@@ -417,11 +461,24 @@ export class HostStore {
         .execute();
     }
     if (change.changed.length === 0) return;
+    await this.upsertApps(
+      db,
+      change.changed.map((item) => ({ hostId: change.hostId, item })),
+      now,
+    );
+  }
+
+  /** Hosts' app records, inserted or replaced, in one statement (at most one row per host, app and path). */
+  private async upsertApps(
+    db: Kysely<Schema>,
+    rows: { hostId: number; item: HostAppInventory }[],
+    now: string,
+  ) {
     await db
       .insertInto("host_apps")
       .values(
-        change.changed.map((item) => ({
-          host_id: change.hostId,
+        rows.map(({ hostId, item }) => ({
+          host_id: hostId,
           app: item.app,
           path: item.path ?? "",
           current_release: item.current,
