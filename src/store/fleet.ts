@@ -218,33 +218,56 @@ export class FleetStore {
 
   /** Records what a host should run and what it runs now for an environment. */
   setTarget(target: HostTarget): Promise<void> {
-    return this.group
-      ? this.group.run((db) => this.writeTarget(db, target))
-      : this.writeTarget(this.db, target);
+    if (this.group) return this.group.run((db) => this.writeTargets(db, [target]));
+    // PostgreSQL: the targets set in one turn (a fleet batch's hosts, switched together) are one
+    // statement, not a round trip per host; a failed statement fails every target of its turn.
+    return new Promise((resolve, reject) => {
+      this.targetWrites.push({ target, resolve, reject });
+      if (this.targetWrites.length > 1) return;
+      setImmediate(() => {
+        const batch = this.targetWrites.splice(0);
+        // One row per host, app and environment (a statement may not change a row twice): the later wins.
+        const last = new Map(
+          batch.map((b) => [`${b.target.hostId}\n${b.target.app}\n${b.target.env}`, b.target]),
+        );
+        this.writeTargets(this.db, [...last.values()]).then(
+          () => {
+            for (const b of batch) b.resolve();
+          },
+          (error: Error) => {
+            for (const b of batch) b.reject(error);
+          },
+        );
+      });
+    });
   }
 
-  private async writeTarget(db: Kysely<Schema>, target: HostTarget): Promise<void> {
+  private targetWrites: { target: HostTarget; resolve(): void; reject(error: Error): void }[] = [];
+
+  private async writeTargets(db: Kysely<Schema>, targets: HostTarget[]): Promise<void> {
     const now = nowIso();
     await db
       .insertInto("host_targets")
-      .values({
-        host_id: target.hostId,
-        app: target.app,
-        env: target.env,
-        desired_release: target.desiredRelease,
-        actual_release: target.actualRelease,
-        previous_release: target.previousRelease,
-        deploy_id: target.deployId,
-        updated_at: now,
-      })
-      .onConflict((oc) =>
-        oc.columns(["host_id", "app", "env"]).doUpdateSet({
+      .values(
+        targets.map((target) => ({
+          host_id: target.hostId,
+          app: target.app,
+          env: target.env,
           desired_release: target.desiredRelease,
           actual_release: target.actualRelease,
           previous_release: target.previousRelease,
           deploy_id: target.deployId,
           updated_at: now,
-        }),
+        })),
+      )
+      .onConflict((oc) =>
+        oc.columns(["host_id", "app", "env"]).doUpdateSet((eb) => ({
+          desired_release: eb.ref("excluded.desired_release"),
+          actual_release: eb.ref("excluded.actual_release"),
+          previous_release: eb.ref("excluded.previous_release"),
+          deploy_id: eb.ref("excluded.deploy_id"),
+          updated_at: eb.ref("excluded.updated_at"),
+        })),
       )
       .execute();
   }
