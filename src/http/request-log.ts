@@ -2,6 +2,17 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 
+declare module "fastify" {
+  interface FastifyContextConfig {
+    /**
+     * A request that only reads although its method is not GET (an agent's
+     * blob batch: POST for its list of digests): logged at debug like reads.
+     * One per host and deploy, it was an info line per host in a fleet deploy.
+     */
+    logAsRead?: boolean;
+  }
+}
+
 /** The response header carrying each request's id (the same name is read from the request). */
 export const REQUEST_ID_HEADER = "x-request-id";
 
@@ -35,7 +46,11 @@ export function installRequestLog(app: FastifyInstance, observe?: RequestObserve
     const seconds = reply.elapsedTime / 1000;
     observe?.(request, reply, seconds);
     const status = reply.statusCode;
-    const reading = request.method === "GET" || request.method === "HEAD" || request.method === "OPTIONS";
+    const reading =
+      request.method === "GET" ||
+      request.method === "HEAD" ||
+      request.method === "OPTIONS" ||
+      request.routeOptions.config?.logAsRead === true;
     const level = status >= 500 ? "warn" : reading ? "debug" : "info";
     const path = request.url.split("?")[0] ?? "";
     const ms = Math.round(reply.elapsedTime);

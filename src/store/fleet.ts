@@ -3,6 +3,7 @@ import { TurnoutError } from "../domain/errors.js";
 import type { HostStep, PoolState } from "../domain/fleet.js";
 import { fleetEvent } from "../domain/notification-event.js";
 import type { Capabilities } from "./capabilities.js";
+import { GroupCommit } from "./group-commit.js";
 import { recordNotifyEvent } from "./notify-outbox.js";
 import { nowIso } from "./rows.js";
 import type { Schema } from "./schema.js";
@@ -51,6 +52,10 @@ export class FleetStore {
   constructor(
     private readonly db: Kysely<Schema>,
     private readonly caps: Capabilities,
+    /** SQLite: the writes of a turn, of every store, in one commit (group-commit.ts). */
+    private readonly group: GroupCommit | undefined = caps.dialect === "sqlite"
+      ? new GroupCommit(db)
+      : undefined,
   ) {}
 
   async addDeployHosts(
@@ -86,8 +91,11 @@ export class FleetStore {
    * event loop are written in one transaction (group commit): a fleet's hosts
    * move through their steps together, and one durable commit per host and
    * step was a flush each, with the event loop waiting on SQLite for every
-   * one of them. Each promise still settles only once its update is durable;
-   * a failed transaction fails every update of its turn (none was written).
+   * one of them. Each promise still settles only once its update is durable.
+   * On SQLite the turn's transaction is the one of every store's writes
+   * (GroupCommit: inventories, last seen, targets too); on PostgreSQL the
+   * turn's updates are one statement (updateMany), and a failed statement
+   * fails every update of its turn (none was written).
    */
   updateDeployHost(
     deployId: number,
@@ -105,6 +113,7 @@ export class FleetStore {
     if (changes.switched === true) set["switched_at"] = set["updated_at"];
     if (changes.bytesFetched !== undefined) set["bytes_fetched"] = changes.bytesFetched;
     if (changes.error !== undefined) set["error"] = changes.error;
+    if (this.group) return this.group.run((db) => this.updateOne(db, { deployId, hostId, set }));
     return new Promise((resolve, reject) => {
       this.hostUpdates.push({ deployId, hostId, set, resolve, reject });
       if (this.hostUpdates.length === 1) setImmediate(() => void this.writeHostUpdates());
@@ -208,28 +217,57 @@ export class FleetStore {
   }
 
   /** Records what a host should run and what it runs now for an environment. */
-  async setTarget(target: HostTarget): Promise<void> {
+  setTarget(target: HostTarget): Promise<void> {
+    if (this.group) return this.group.run((db) => this.writeTargets(db, [target]));
+    // PostgreSQL: the targets set in one turn (a fleet batch's hosts, switched together) are one
+    // statement, not a round trip per host; a failed statement fails every target of its turn.
+    return new Promise((resolve, reject) => {
+      this.targetWrites.push({ target, resolve, reject });
+      if (this.targetWrites.length > 1) return;
+      setImmediate(() => {
+        const batch = this.targetWrites.splice(0);
+        // One row per host, app and environment (a statement may not change a row twice): the later wins.
+        const last = new Map(
+          batch.map((b) => [`${b.target.hostId}\n${b.target.app}\n${b.target.env}`, b.target]),
+        );
+        this.writeTargets(this.db, [...last.values()]).then(
+          () => {
+            for (const b of batch) b.resolve();
+          },
+          (error: Error) => {
+            for (const b of batch) b.reject(error);
+          },
+        );
+      });
+    });
+  }
+
+  private targetWrites: { target: HostTarget; resolve(): void; reject(error: Error): void }[] = [];
+
+  private async writeTargets(db: Kysely<Schema>, targets: HostTarget[]): Promise<void> {
     const now = nowIso();
-    await this.db
+    await db
       .insertInto("host_targets")
-      .values({
-        host_id: target.hostId,
-        app: target.app,
-        env: target.env,
-        desired_release: target.desiredRelease,
-        actual_release: target.actualRelease,
-        previous_release: target.previousRelease,
-        deploy_id: target.deployId,
-        updated_at: now,
-      })
-      .onConflict((oc) =>
-        oc.columns(["host_id", "app", "env"]).doUpdateSet({
+      .values(
+        targets.map((target) => ({
+          host_id: target.hostId,
+          app: target.app,
+          env: target.env,
           desired_release: target.desiredRelease,
           actual_release: target.actualRelease,
           previous_release: target.previousRelease,
           deploy_id: target.deployId,
           updated_at: now,
-        }),
+        })),
+      )
+      .onConflict((oc) =>
+        oc.columns(["host_id", "app", "env"]).doUpdateSet((eb) => ({
+          desired_release: eb.ref("excluded.desired_release"),
+          actual_release: eb.ref("excluded.actual_release"),
+          previous_release: eb.ref("excluded.previous_release"),
+          deploy_id: eb.ref("excluded.deploy_id"),
+          updated_at: eb.ref("excluded.updated_at"),
+        })),
       )
       .execute();
   }

@@ -38,6 +38,22 @@ export interface NewHostCall {
 
 export type HostCallRow = Selectable<HostCallsTable>;
 
+/**
+ * A line sent back to the caller: the host's output (`continued`: a piece of
+ * a longer line), or (`progress`) a routed activation's report that the host
+ * was switched (providers/fleet/activation.ts), never shown in a log.
+ * Stored and notified as one number: 0 a line, 1 a piece, 2 a report.
+ */
+export interface HostCallLine {
+  line: string;
+  continued: boolean;
+  progress?: boolean | undefined;
+}
+
+function kindOf(line: HostCallLine): number {
+  return line.progress ? 2 : line.continued ? 1 : 0;
+}
+
 /** NOTIFY payloads are limited to 8000 bytes; bigger results and line batches are read from the rows. */
 const PAYLOAD_LIMIT = 7000;
 
@@ -53,7 +69,7 @@ function doneMessage(call: {
   caller: string;
   outcome: HostCallOutcome;
   lines: number;
-  last?: { firstSeq: number; lines: { line: string; continued: boolean }[] };
+  last?: { firstSeq: number; lines: HostCallLine[] };
 }): string {
   const base = { to: call.caller, k: "done" as const, id: call.callId, n: call.lines };
   const last = call.last && call.last.lines.length > 0 ? call.last : undefined;
@@ -64,7 +80,7 @@ function doneMessage(call: {
             ...base,
             r: call.outcome,
             s: last.firstSeq,
-            l: last.lines.map((l): [string, number] => [l.line, l.continued ? 1 : 0]),
+            l: last.lines.map((l): [string, number] => [l.line, kindOf(l)]),
           },
         ]
       : []),
@@ -191,14 +207,9 @@ export class HostCallStore {
   }
 
   /** Appends output lines (numbered from `firstSeq`) and tells the caller, in one statement. */
-  async appendLines(
-    callId: string,
-    caller: string,
-    firstSeq: number,
-    lines: { line: string; continued: boolean }[],
-  ): Promise<void> {
+  async appendLines(callId: string, caller: string, firstSeq: number, lines: HostCallLine[]): Promise<void> {
     if (lines.length === 0) return;
-    const pairs: [string, number][] = lines.map((l) => [l.line, l.continued ? 1 : 0]);
+    const pairs: [string, number][] = lines.map((l) => [l.line, kindOf(l)]);
     let message = JSON.stringify({
       to: caller,
       k: "log",
@@ -220,10 +231,7 @@ export class HostCallStore {
       SELECT pg_notify(${CHANNEL}, ${message}), (SELECT count(*) FROM ins)`.execute(this.db);
   }
 
-  async linesSince(
-    callId: string,
-    seq: number,
-  ): Promise<{ seq: number; line: string; continued: boolean }[]> {
+  async linesSince(callId: string, seq: number): Promise<({ seq: number } & HostCallLine)[]> {
     const rows = await this.db
       .selectFrom("host_call_lines")
       .select(["seq", "line", "continued"])
@@ -231,7 +239,12 @@ export class HostCallStore {
       .where("seq", ">=", seq)
       .orderBy("seq")
       .execute();
-    return rows.map((r) => ({ seq: r.seq, line: r.line, continued: r.continued === 1 }));
+    return rows.map((r) => ({
+      seq: r.seq,
+      line: r.line,
+      continued: r.continued === 1,
+      ...(r.continued === 2 ? { progress: true } : {}),
+    }));
   }
 
   /** Records a running call's outcome and tells the caller (with the outcome when it fits), in one statement. */
@@ -253,7 +266,7 @@ export class HostCallStore {
       caller: string;
       outcome: HostCallOutcome;
       lines: number;
-      last?: { firstSeq: number; lines: { line: string; continued: boolean }[] };
+      last?: { firstSeq: number; lines: HostCallLine[] };
     }[],
   ): Promise<void> {
     if (calls.length === 0) return;
@@ -262,7 +275,7 @@ export class HostCallStore {
         callId: c.callId,
         seq: c.last!.firstSeq + i,
         line: l.line,
-        continued: l.continued ? 1 : 0,
+        continued: kindOf(l),
       })),
     );
     const statusOf = (o: HostCallOutcome) => (o.ok ? "done" : o.abandoned ? "abandoned" : "failed");

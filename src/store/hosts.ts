@@ -6,6 +6,7 @@ import { applyGrant, grantCovers, type HostGrant } from "../domain/host-grant.js
 import type { Principal } from "../domain/roles.js";
 import { insertAudit } from "./audit.js";
 import type { Capabilities } from "./capabilities.js";
+import { GroupCommit } from "./group-commit.js";
 import { fromJson, nowIso, toJson } from "./rows.js";
 import type { HostAppsTable, HostsTable, Schema } from "./schema.js";
 import { TokenUsage } from "./token-usage.js";
@@ -39,6 +40,10 @@ export class HostStore {
     private readonly db: Kysely<Schema>,
     private readonly caps: Capabilities,
     private readonly usage: TokenUsage = new TokenUsage(),
+    /** SQLite: the writes of a turn, of every store, in one commit (group-commit.ts). */
+    private readonly group: GroupCommit | undefined = caps.dialect === "sqlite"
+      ? new GroupCommit(db)
+      : undefined,
   ) {}
 
   async list(): Promise<HostRecord[]> {
@@ -256,13 +261,17 @@ export class HostStore {
   }
 
   /** Only this owner's connection counts: a newer one held by another server is left alone. */
-  async markSeen(hostId: number, owner: string, at: string = nowIso()): Promise<void> {
-    await this.db
-      .updateTable("hosts")
-      .set({ last_seen_at: at, connected: 1 })
-      .where("id", "=", hostId)
-      .where("connected_to", "=", owner)
-      .execute();
+  /** Records a connected host as seen; on SQLite in the turn's group commit (a flush of its own was most of its cost). */
+  markSeen(hostId: number, owner: string, at: string = nowIso()): Promise<void> {
+    const write = async (db: Kysely<Schema>) => {
+      await db
+        .updateTable("hosts")
+        .set({ last_seen_at: at, connected: 1 })
+        .where("id", "=", hostId)
+        .where("connected_to", "=", owner)
+        .execute();
+    };
+    return this.group ? this.group.run(write) : write(this.db);
   }
 
   async markDisconnected(hostId: number, owner: string, lastSeenAt: string): Promise<void> {
@@ -348,13 +357,20 @@ export class HostStore {
    * transaction (group commit, as FleetStore.updateDeployHost): a thousand
    * hosts reporting after a switch were a thousand transactions of three
    * statements each, a flush apiece on SQLite. Each promise settles once its
-   * change is durable; a failed transaction fails every change of its turn.
+   * change is durable. On SQLite the turn's transaction is the one of every
+   * store's writes (GroupCommit: the deploy's step updates too); on
+   * PostgreSQL a failed transaction fails every change of its turn.
    */
   saveInventoryChanges(
     hostId: number,
     changes: { changed: HostAppInventory[]; removed: Pick<HostAppInventory, "app" | "path">[] },
     seen?: { owner: string; at: string },
   ): Promise<void> {
+    if (this.group) {
+      const change = { hostId, ...changes, seen };
+      const statements = (seen ? 1 : 0) + changes.removed.length + (changes.changed.length > 0 ? 1 : 0);
+      return this.group.run((db) => this.writeInventoryChange(db, change, nowIso()), statements);
+    }
     return new Promise((resolve, reject) => {
       this.inventoryChanges.push({ hostId, ...changes, seen, resolve, reject });
       if (this.inventoryChanges.length === 1) setImmediate(() => void this.writeInventoryChanges());
@@ -363,60 +379,123 @@ export class HostStore {
 
   private readonly inventoryChanges: PendingInventoryChange[] = [];
 
+  /**
+   * PostgreSQL: a turn's changes as few statements as they allow, each a
+   * round trip — every changed record of every host in one upsert, then the
+   * rare removals and last-seen updates; BEGIN and COMMIT only when there is
+   * more than that one statement. (A report per host after staging and after
+   * switching was BEGIN, upsert, COMMIT: three round trips apiece.)
+   */
   private async writeInventoryChanges(): Promise<void> {
     const batch = this.inventoryChanges.splice(0);
     const now = nowIso();
+    // In the order asked: two changes of one host in a batch end on the later.
+    const last = new Map<
+      string,
+      | { hostId: number; item: HostAppInventory }
+      | { hostId: number; gone: Pick<HostAppInventory, "app" | "path"> }
+    >();
+    for (const change of batch) {
+      for (const gone of change.removed)
+        last.set(`${change.hostId}\n${gone.app}\n${gone.path ?? ""}`, { hostId: change.hostId, gone });
+      for (const item of change.changed)
+        last.set(`${change.hostId}\n${item.app}\n${item.path ?? ""}`, { hostId: change.hostId, item });
+    }
+    const upserts = [...last.values()].flatMap((v) =>
+      "item" in v ? [{ hostId: v.hostId, item: v.item }] : [],
+    );
+    const removals = [...last.values()].flatMap((v) =>
+      "gone" in v ? [{ hostId: v.hostId, gone: v.gone }] : [],
+    );
+    const seen = batch.filter((c) => c.seen);
+    const write = async (db: Kysely<Schema>) => {
+      if (upserts.length > 0) await this.upsertApps(db, upserts, now);
+      for (const { hostId, gone } of removals) {
+        await db
+          .deleteFrom("host_apps")
+          .where("host_id", "=", hostId)
+          .where("app", "=", gone.app)
+          .where("path", "=", gone.path ?? "")
+          .execute();
+      }
+      for (const change of seen) {
+        await db
+          .updateTable("hosts")
+          .set({ last_seen_at: change.seen!.at, connected: 1 })
+          .where("id", "=", change.hostId)
+          .where("connected_to", "=", change.seen!.owner)
+          .execute();
+      }
+    };
     try {
-      await this.db.transaction().execute(async (trx) => {
-        // In the order asked: two changes of one host in a batch end on the later.
-        for (const change of batch) {
-          if (change.seen) {
-            await trx
-              .updateTable("hosts")
-              .set({ last_seen_at: change.seen.at, connected: 1 })
-              .where("id", "=", change.hostId)
-              .where("connected_to", "=", change.seen.owner)
-              .execute();
-          }
-          // Rare (an app or a deploy path gone from a host): one statement each.
-          for (const gone of change.removed) {
-            await trx
-              .deleteFrom("host_apps")
-              .where("host_id", "=", change.hostId)
-              .where("app", "=", gone.app)
-              .where("path", "=", gone.path ?? "")
-              .execute();
-          }
-          if (change.changed.length === 0) continue;
-          await trx
-            .insertInto("host_apps")
-            .values(
-              change.changed.map((item) => ({
-                host_id: change.hostId,
-                app: item.app,
-                path: item.path ?? "",
-                current_release: item.current,
-                slots: toJson(item.slots),
-                releases: toJson(item.releases),
-                updated_at: now,
-              })),
-            )
-            .onConflict((oc) =>
-              oc.columns(["host_id", "app", "path"]).doUpdateSet((eb) => ({
-                current_release: eb.ref("excluded.current_release"),
-                slots: eb.ref("excluded.slots"),
-                releases: eb.ref("excluded.releases"),
-                updated_at: eb.ref("excluded.updated_at"),
-              })),
-            )
-            .execute();
-        }
-      });
+      const statements = (upserts.length > 0 ? 1 : 0) + removals.length + seen.length;
+      if (statements <= 1) await write(this.db);
+      else await this.db.transaction().execute(write);
     } catch (error) {
       for (const change of batch) change.reject(error as Error);
       return;
     }
     for (const change of batch) change.resolve();
+  }
+
+  private async writeInventoryChange(
+    db: Kysely<Schema>,
+    change: Omit<PendingInventoryChange, "resolve" | "reject">,
+    now: string,
+  ): Promise<void> {
+    if (change.seen) {
+      await db
+        .updateTable("hosts")
+        .set({ last_seen_at: change.seen.at, connected: 1 })
+        .where("id", "=", change.hostId)
+        .where("connected_to", "=", change.seen.owner)
+        .execute();
+    }
+    // Rare (an app or a deploy path gone from a host): one statement each.
+    for (const gone of change.removed) {
+      await db
+        .deleteFrom("host_apps")
+        .where("host_id", "=", change.hostId)
+        .where("app", "=", gone.app)
+        .where("path", "=", gone.path ?? "")
+        .execute();
+    }
+    if (change.changed.length === 0) return;
+    await this.upsertApps(
+      db,
+      change.changed.map((item) => ({ hostId: change.hostId, item })),
+      now,
+    );
+  }
+
+  /** Hosts' app records, inserted or replaced, in one statement (at most one row per host, app and path). */
+  private async upsertApps(
+    db: Kysely<Schema>,
+    rows: { hostId: number; item: HostAppInventory }[],
+    now: string,
+  ) {
+    await db
+      .insertInto("host_apps")
+      .values(
+        rows.map(({ hostId, item }) => ({
+          host_id: hostId,
+          app: item.app,
+          path: item.path ?? "",
+          current_release: item.current,
+          slots: toJson(item.slots),
+          releases: toJson(item.releases),
+          updated_at: now,
+        })),
+      )
+      .onConflict((oc) =>
+        oc.columns(["host_id", "app", "path"]).doUpdateSet((eb) => ({
+          current_release: eb.ref("excluded.current_release"),
+          slots: eb.ref("excluded.slots"),
+          releases: eb.ref("excluded.releases"),
+          updated_at: eb.ref("excluded.updated_at"),
+        })),
+      )
+      .execute();
   }
 
   async saveSshInventory(

@@ -10,6 +10,7 @@ import { type Database, type DatabaseOptions, openDatabase } from "./database.js
 import { DeployStore } from "./deploys.js";
 import { StatsStore } from "./environment-stats.js";
 import { FleetStore } from "./fleet.js";
+import { GroupCommit } from "./group-commit.js";
 import { HostCallStore } from "./host-calls.js";
 import { HostHistoryStore } from "./host-history.js";
 import { HostedRepoLog } from "./hosted-repo-log.js";
@@ -97,8 +98,10 @@ export class Store {
     this.autoDeploys = new AutoAdmission(db);
     this.artifacts = new ArtifactRecords(db, caps);
     this.artifactBlobs = sharedBlobBackend(db, caps.sharedArtifacts ? options.artifactStore : undefined);
-    this.hosts = new HostStore(db, caps, usage);
-    this.fleet = new FleetStore(db, caps);
+    // SQLite: one commit per turn for the writes a fleet's hosts cause, whichever store makes them.
+    const group = caps.dialect === "sqlite" ? new GroupCommit(db) : undefined;
+    this.hosts = new HostStore(db, caps, usage, group);
+    this.fleet = new FleetStore(db, caps, group);
     this.retention = new RetentionStore(db);
     this.phases = new PhaseStore(db);
     this.commits = new CommitDescriptions(db);

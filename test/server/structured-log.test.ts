@@ -75,6 +75,14 @@ describe("structured server log", () => {
     expect(refused.status).toBe(401);
     expect(refused.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
 
+    // A blob batch is a POST that only reads (one per host of a fleet deploy): logged at debug.
+    const blobs = await fetch(`${server.url}/api/v1/blobs/batch`, {
+      method: "POST",
+      headers: { ...auth, "x-request-id": "blob-batch-1" },
+      body: JSON.stringify({ digests: ["0".repeat(64)] }),
+    });
+    expect(blobs.status).toBe(404);
+
     await server.config.refresh(); // nothing changed: no reload line
     await server.close();
     server = undefined;
@@ -97,6 +105,15 @@ describe("structured server log", () => {
       route: "/api/v1/apps/:app/environments/:env/deploys",
       status: 202,
     });
+    expect(request?.["level"]).toBe(30); // info: it changes something
+    expect(records.find((r) => r["event"] === "http.request" && r["reqId"] === "blob-batch-1")).toMatchObject(
+      {
+        method: "POST",
+        route: "/api/v1/blobs/batch",
+        status: 404,
+        level: 20, // debug, like every read
+      },
+    );
     expect(records.some((r) => r["event"] === "http.request" && r["reqId"] === generated)).toBe(true);
     expect(records.find((r) => r["event"] === "deploy.started")).toMatchObject({
       app: "shop",

@@ -100,6 +100,42 @@ describe.each(BACKENDS)("fleet host steps on %s", (backend) => {
   });
 });
 
+describe.each(BACKENDS)("host targets on %s", (backend) => {
+  const current = useTestStore(backend);
+  let store: Store;
+  beforeEach(() => {
+    store = current();
+  });
+
+  it("writes one turn's targets together; a host set twice in a turn ends on the later", async () => {
+    const { deploy, hosts } = await deployWithHosts(store, 5);
+    const target = (hostId: number, release: string) => ({
+      hostId,
+      app: "shop",
+      env: "production",
+      desiredRelease: release,
+      actualRelease: release,
+      previousRelease: "r0",
+      deployId: deploy.id,
+    });
+    await store.fleet.setTarget(target(hosts[0]!.id, "r0"));
+    const before = store.queries();
+    await Promise.all([
+      ...hosts.map((h) => store.fleet.setTarget(target(h.id, "r1"))),
+      store.fleet.setTarget(target(hosts[4]!.id, "r2")),
+    ]);
+    // PostgreSQL: one upsert for the turn; SQLite: the turn's group commit (BEGIN, 6 upserts, COMMIT).
+    expect(store.queries() - before).toBe(backend === "postgres" ? 1 : 8);
+    const byHost = new Map((await store.fleet.targets("shop", "production")).map((t) => [t.hostId, t]));
+    expect(hosts.map((h) => byHost.get(h.id)?.actualRelease)).toEqual(["r1", "r1", "r1", "r1", "r2"]);
+    expect(byHost.get(hosts[0]!.id)).toMatchObject({
+      desiredRelease: "r1",
+      previousRelease: "r0",
+      deployId: deploy.id,
+    });
+  });
+});
+
 describe("fleet host steps, group commit", () => {
   it("makes one transaction of a turn's updates (one flush, not one per host)", async () => {
     const database = await createTestDatabase("sqlite");

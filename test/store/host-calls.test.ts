@@ -66,12 +66,14 @@ describe("host calls in groups (PostgreSQL)", () => {
         callId: "a",
         caller: "caller",
         outcome: { ok: true, result: { previous: null } },
-        lines: 3,
+        lines: 4,
         last: {
           firstSeq: 1,
           lines: [
             { line: "switched", continued: false },
             { line: "ok", continued: true },
+            // An activation's progress report travels as a line of its own kind (2).
+            { line: '{"previous":null}', continued: false, progress: true },
           ],
         },
       },
@@ -91,6 +93,7 @@ describe("host calls in groups (PostgreSQL)", () => {
     expect(await store.hostCalls.linesSince("a", 0)).toEqual([
       { seq: 1, line: "switched", continued: false },
       { seq: 2, line: "ok", continued: true },
+      { seq: 3, line: '{"previous":null}', continued: false, progress: true },
     ]);
     expect((await store.hostCalls.linesSince("b", 0))[0]?.line).toBe(huge);
 
@@ -98,11 +101,12 @@ describe("host calls in groups (PostgreSQL)", () => {
     const byId = Object.fromEntries(heard.map((m) => [(m as { id: string }).id, m]));
     expect(byId["a"]).toMatchObject({
       k: "done",
-      n: 3,
+      n: 4,
       s: 1,
       l: [
         ["switched", 0],
         ["ok", 1],
+        ['{"previous":null}', 2],
       ],
       r: { ok: true, result: { previous: null } },
     });

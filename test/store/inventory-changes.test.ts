@@ -31,8 +31,9 @@ describe.each(BACKENDS)("agent inventory changes on %s", (backend) => {
         { owner: "s1", at: "2026-12-07T04:00:00.000Z" },
       ),
     ]);
-    // One transaction for both hosts: BEGIN, upsert, delete, update, upsert, COMMIT.
-    expect(store.queries() - before).toBe(6);
+    // One transaction for both hosts. SQLite: BEGIN, upsert, delete, update, upsert, COMMIT;
+    // PostgreSQL (a statement is a round trip): BEGIN, one upsert for both hosts, delete, update, COMMIT.
+    expect(store.queries() - before).toBe(backend === "postgres" ? 5 : 6);
     const web1 = await store.hosts.get("web-1");
     expect(web1?.apps).toEqual([
       { app: "shop", releases: ["r1", "r2"], current: "r2", slots: { next: "r2" } },
@@ -47,6 +48,29 @@ describe.each(BACKENDS)("agent inventory changes on %s", (backend) => {
       { owner: "s2", at: "2026-12-07T05:00:00.000Z" },
     );
     expect((await store.hosts.get("web-1"))?.lastSeenAt).not.toBe("2026-12-07T05:00:00.000Z");
+  });
+
+  it("writes a turn of plain reports from many hosts as one statement (PostgreSQL) or one commit (SQLite)", async () => {
+    const hosts = [];
+    for (const name of ["web-1", "web-2", "web-3"]) hosts.push(await enroll(store, name));
+    for (const h of hosts)
+      await store.hosts.saveInventory(h.id, [{ app: "shop", releases: ["r1"], current: "r1", slots: {} }]);
+    const before = store.queries();
+    await Promise.all(
+      hosts.map((h, i) =>
+        store.hosts.saveInventoryChanges(h.id, {
+          changed: [{ app: "shop", releases: ["r1", `r${i + 2}`], current: `r${i + 2}`, slots: {} }],
+          removed: [],
+        }),
+      ),
+    );
+    // PostgreSQL: one upsert, no BEGIN and COMMIT; SQLite: the turn's group commit (BEGIN, 3 upserts, COMMIT).
+    expect(store.queries() - before).toBe(backend === "postgres" ? 1 : 5);
+    for (const [i, name] of ["web-1", "web-2", "web-3"].entries()) {
+      expect((await store.hosts.get(name))?.apps).toEqual([
+        { app: "shop", releases: ["r1", `r${i + 2}`], current: `r${i + 2}`, slots: {} },
+      ]);
+    }
   });
 
   it("keeps one record per app and deploy path: two layouts of one app on one host, changed and removed apart", async () => {
@@ -77,20 +101,28 @@ describe.each(BACKENDS)("agent inventory changes on %s", (backend) => {
     expect((await store.hosts.get("web-1"))?.apps).toEqual([]);
   });
 
-  it("fails every change of a turn when its transaction fails", async () => {
+  it("fails the change its database refuses; on PostgreSQL with every change of its turn", async () => {
     const a = await enroll(store, "web-1");
     const results = await Promise.allSettled([
       store.hosts.saveInventoryChanges(a.id, {
         changed: [{ app: "shop", releases: ["r1"], current: "r1", slots: {} }],
         removed: [],
       }),
-      // A record the table refuses (no app): the transaction fails, for both hosts.
+      // A record the table refuses (no app): the turn's transaction fails. On SQLite (GroupCommit)
+      // each change is then written alone, so only this one fails.
       store.hosts.saveInventoryChanges(a.id, {
         changed: [{ app: null as unknown as string, releases: [], current: null, slots: {} }],
         removed: [],
       }),
     ]);
-    expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
-    expect((await store.hosts.get("web-1"))?.apps).toEqual([]);
+    if (backend === "sqlite") {
+      expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected"]);
+      expect((await store.hosts.get("web-1"))?.apps).toEqual([
+        { app: "shop", releases: ["r1"], current: "r1", slots: {} },
+      ]);
+    } else {
+      expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
+      expect((await store.hosts.get("web-1"))?.apps).toEqual([]);
+    }
   });
 });

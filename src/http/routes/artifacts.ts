@@ -221,8 +221,9 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
     r.post(
       "/blobs/batch",
       {
-        // A read (POST only for the list of digests): running fleet deploys need it while the server drains.
-        config: { duringShutdown: true },
+        // A read (POST only for the list of digests): running fleet deploys need it while the server
+        // drains, and its log line is at debug like the other reads'.
+        config: { duringShutdown: true, logAsRead: true },
         schema: {
           tags: ["artifacts"],
           summary: "Many blobs in one stream, for agents",

@@ -8,7 +8,19 @@ import type {
   HostCallStore,
   NewHostCall,
 } from "../../store/host-calls.js";
+import {
+  ACTIVATE_OP,
+  type ActivationArgs,
+  type ActivationResult,
+  activationArgs,
+  activationProgress,
+  activationResult,
+  activationSpecOf,
+  type OnSwitched,
+  runActivation,
+} from "./activation.js";
 import type { AgentConnection } from "./agent-connection.js";
+import { type AgentCallTiming, AgentHostOps } from "./agent-host-ops.js";
 import type { HostLog } from "./host-ops.js";
 
 export interface HostCallRouterTiming {
@@ -39,7 +51,8 @@ export interface HostCallRouterOptions {
   local(name: string): AgentConnection | undefined;
   /** Whether a server process is certainly gone by other means (same machine, pid gone: engine/owner.ts). */
   ownerIsDead(owner: string): boolean;
-  cancelGraceMs: number;
+  /** The timeouts of the agent calls an activation makes here (activation.ts). */
+  callTiming: AgentCallTiming;
   timing?: Partial<HostCallRouterTiming>;
   report(message: string): void;
 }
@@ -47,9 +60,13 @@ export interface HostCallRouterOptions {
 interface Waiter {
   id: string;
   host: string;
-  op: HostOp;
+  op: string;
   target: string;
   log: HostLog | undefined;
+  /** An activation's progress report (lines of kind PROGRESS). */
+  progress: ((text: string) => void) | undefined;
+  /** Checks the result the holder recorded. */
+  parse(result: unknown): { success: true; data: unknown } | { success: false };
   nextSeq: number;
   /** Line fetches and deliveries, one after the other. */
   lines: Promise<void>;
@@ -59,6 +76,9 @@ interface Waiter {
 }
 
 type FinishedCall = Parameters<HostCallStore["finishMany"]>[0][number];
+
+/** The `continued` value of a line that is not output but an activation's progress report (activation.ts). */
+const PROGRESS = 2;
 
 interface Running {
   controller: AbortController;
@@ -130,7 +150,7 @@ export class HostCallRouter {
   // ---- the caller's side ---------------------------------------------------
 
   /** Runs `op` on `host` through the server `target` that holds it, for deploy `deployId`. */
-  async call<Op extends HostOp>(
+  call<Op extends HostOp>(
     target: string,
     deployId: number,
     host: string,
@@ -138,6 +158,58 @@ export class HostCallRouter {
     args: CallArgs<Op>,
     options: { timeoutMs: number; log?: HostLog | undefined; signal?: AbortSignal | undefined },
   ): Promise<CallResult<Op>> {
+    return this.route(target, deployId, host, op, args, {
+      ...options,
+      parse: (result) => callResults[op].safeParse(result),
+      graceMs: this.options.callTiming.cancelGraceMs,
+    }) as Promise<CallResult<Op>>;
+  }
+
+  /**
+   * Switches, restarts and health-checks `host` through the server holding it,
+   * in one routed call (activation.ts); `onSwitched` is told when the switch
+   * is done. A cancel stops the restart or health check there; the caller
+   * still waits for the answer (a switch cannot be stopped half-way), so that
+   * it knows whether the host was switched and must be switched back.
+   */
+  activate(
+    target: string,
+    deployId: number,
+    host: string,
+    args: ActivationArgs,
+    options: { timeoutMs: number; log: HostLog; signal: AbortSignal; onSwitched: OnSwitched },
+  ): Promise<ActivationResult> {
+    const timing = this.options.callTiming;
+    let told = false;
+    return this.route(target, deployId, host, ACTIVATE_OP, args, {
+      ...options,
+      parse: (result) => activationResult.safeParse(result),
+      progress: (text) => {
+        const parsed = activationProgress.safeParse(safeJson(text));
+        if (told || !parsed.success) return;
+        told = true;
+        options.onSwitched(parsed.data.previous);
+      },
+      graceMs: timing.callTimeoutMs + timing.callMarginMs + timing.cancelGraceMs,
+    }) as Promise<ActivationResult>;
+  }
+
+  private async route(
+    target: string,
+    deployId: number,
+    host: string,
+    op: string,
+    args: object,
+    options: {
+      timeoutMs: number;
+      log?: HostLog | undefined;
+      signal?: AbortSignal | undefined;
+      parse: Waiter["parse"];
+      progress?: Waiter["progress"];
+      /** How long a cancelled call is still waited for (its holder reports how far it got). */
+      graceMs: number;
+    },
+  ): Promise<unknown> {
     const { signal } = options;
     if (signal?.aborted) throw cancelled(host, op);
     if (this.closed) throw new TurnoutError("E_UNAVAILABLE", `host ${host}: this server is shutting down`);
@@ -147,7 +219,7 @@ export class HostCallRouter {
     let graceTimer: NodeJS.Timeout | undefined;
     const onAbort = () => {
       this.giveUp(waiter);
-      graceTimer = setTimeout(() => waiter.reject(cancelled(host, op)), this.options.cancelGraceMs);
+      graceTimer = setTimeout(() => waiter.reject(cancelled(host, op)), options.graceMs);
     };
     const waiter: Waiter = {
       id,
@@ -155,13 +227,15 @@ export class HostCallRouter {
       op,
       target,
       log: options.log,
+      progress: options.progress,
+      parse: options.parse,
       nextSeq: 0,
       lines: Promise.resolve(),
       settled: false,
       resolve: () => undefined,
       reject: () => undefined,
     };
-    const result = new Promise<CallResult<Op>>((resolve, reject) => {
+    const result = new Promise<unknown>((resolve, reject) => {
       const finish = () => {
         waiter.settled = true;
         clearTimeout(timer);
@@ -172,7 +246,7 @@ export class HostCallRouter {
       waiter.resolve = (value) => {
         if (waiter.settled) return;
         finish();
-        resolve(value as CallResult<Op>);
+        resolve(value);
       };
       waiter.reject = (error) => {
         if (waiter.settled) return;
@@ -245,7 +319,7 @@ export class HostCallRouter {
     waiter.lines = waiter.lines.then(async () => {
       if (message.s + (message.l?.length ?? 0) <= waiter.nextSeq) return;
       if (message.l && message.s === waiter.nextSeq) {
-        for (const [line, continued] of message.l) waiter.log?.(line, continued === 1);
+        for (const [line, continued] of message.l) deliver(waiter, line, continued);
         waiter.nextSeq += message.l.length;
         return;
       }
@@ -258,7 +332,7 @@ export class HostCallRouter {
     const lines = await this.options.store.linesSince(waiter.id, waiter.nextSeq);
     for (const l of lines) {
       if (l.seq !== waiter.nextSeq) break;
-      waiter.log?.(l.line, l.continued);
+      deliver(waiter, l.line, l.progress ? PROGRESS : l.continued ? 1 : 0);
       waiter.nextSeq++;
     }
   }
@@ -275,7 +349,7 @@ export class HostCallRouter {
         if (last && waiter.nextSeq < last.s) await this.fetchLines(waiter);
         if (last && waiter.nextSeq >= last.s) {
           for (const [line, continued] of last.l.slice(waiter.nextSeq - last.s)) {
-            waiter.log?.(line, continued === 1);
+            deliver(waiter, line, continued);
             waiter.nextSeq++;
           }
         }
@@ -303,7 +377,7 @@ export class HostCallRouter {
       );
       return;
     }
-    const parsed = callResults[waiter.op].safeParse(outcome.result);
+    const parsed = waiter.parse(outcome.result);
     if (!parsed.success) {
       waiter.reject(new TurnoutError("E_INTERNAL", `host ${waiter.host}: malformed ${waiter.op} result`));
       return;
@@ -344,7 +418,7 @@ export class HostCallRouter {
     this.running.set(call.id, { controller });
     const store = this.options.store;
     let seq = 0;
-    let buffer: { line: string; continued: boolean }[] = [];
+    let buffer: { line: string; continued: boolean; progress?: boolean }[] = [];
     let flushing = Promise.resolve();
     let flushTimer: NodeJS.Timeout | undefined;
     const flush = () => {
@@ -374,12 +448,23 @@ export class HostCallRouter {
       if (!connection || connection.closed) {
         throw new TurnoutError("E_UNAVAILABLE", `host ${call.host} is not connected to this server any more`);
       }
-      const result = await connection.call(call.op as HostOp, JSON.parse(call.args), {
-        log,
-        signal: controller.signal,
-        timeoutMs: call.timeout_ms,
-        cancelGraceMs: this.options.cancelGraceMs,
-      });
+      let result: unknown;
+      if (call.op === ACTIVATE_OP) {
+        // The progress goes with the next line batch, or with the outcome when the restart and
+        // health check end within logFlushMs: then the whole activation costs one statement here.
+        const progress = (previous: string | null) => {
+          buffer.push({ line: JSON.stringify({ previous }), continued: false, progress: true });
+          flushTimer ??= setTimeout(flush, this.timing.logFlushMs);
+        };
+        result = await this.activateHere(call, connection, log, controller.signal, progress);
+      } else {
+        result = await connection.call(call.op as HostOp, JSON.parse(call.args), {
+          log,
+          signal: controller.signal,
+          timeoutMs: call.timeout_ms,
+          cancelGraceMs: this.options.callTiming.cancelGraceMs,
+        });
+      }
       outcome = { ok: true, result };
     } catch (error) {
       outcome = {
@@ -399,6 +484,22 @@ export class HostCallRouter {
     await this.queueFinish({ callId: call.id, caller: call.caller, outcome, lines: seq, last }).catch(
       (e: Error) => this.options.report(`host calls: recording an outcome failed: ${e.message}`),
     );
+  }
+
+  /** A routed activation, run here as the agent calls it is made of (activation.ts). */
+  private activateHere(
+    call: HostCallRow,
+    connection: AgentConnection,
+    log: HostLog,
+    signal: AbortSignal,
+    onSwitched: OnSwitched,
+  ): Promise<ActivationResult> {
+    const args = activationArgs.safeParse(safeJson(call.args));
+    if (!args.success) {
+      throw new TurnoutError("E_INTERNAL", `host ${call.host}: malformed ${ACTIVATE_OP} arguments`);
+    }
+    const ops = new AgentHostOps(call.host, () => connection, this.options.callTiming);
+    return runActivation(ops, activationSpecOf(args.data), log, signal, onSwitched);
   }
 
   /** Outcomes of calls that end in the same turn of the event loop are recorded in one statement. */
@@ -586,6 +687,20 @@ function argsText(args: object): string {
     argsTexts.set(args, text);
   }
   return text;
+}
+
+/** A line to the caller's waiter: output to its log, or an activation's progress report. */
+function deliver(waiter: Waiter, line: string, continued: number): void {
+  if (continued === PROGRESS) waiter.progress?.(line);
+  else waiter.log?.(line, continued === 1);
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 function outcomeOf(row: HostCallRow): HostCallOutcome {

@@ -23,7 +23,7 @@ export async function startHostCallRouting(options: {
     owner,
     local: (name) => agents.connection(name),
     ownerIsDead: (holder) => ownerIsDead(holder, owner, true),
-    cancelGraceMs: agents.timing.cancelGraceMs,
+    callTiming: agents.timing,
     report: options.report,
     ...(options.timing ? { timing: options.timing } : {}),
   });

@@ -1,6 +1,7 @@
 import type { Readable } from "node:stream";
 import type { ArtifactManifest } from "../../domain/artifact.js";
 import type { AppTarget, HealthCheckConfig, HostAppInventory } from "../../domain/fleet.js";
+import type { ActivationResult, ActivationSpec, OnSwitched } from "./activation.js";
 
 /**
  * What the fleet orchestrator can do on one host. Agents (connected over
@@ -112,6 +113,18 @@ export interface HostOps {
   switchTo(app: AppTarget, releaseId: string, slot: string): Promise<{ previous: string | null }>;
   /** Points `current` where `slot` points, atomically; returns the previous and new targets. */
   promoteSlot(app: AppTarget, slot: string): Promise<{ previous: string | null; current: string }>;
+  /**
+   * Optional: switchTo, then run the restart and the health check, as one
+   * exchange (a host reached through another server: one routed call instead
+   * of three, see activation.ts). `onSwitched` is told once the switch is
+   * done. Hosts without it get the three operations one by one.
+   */
+  activate?(
+    spec: ActivationSpec,
+    log: HostLog,
+    signal: AbortSignal,
+    onSwitched: OnSwitched,
+  ): Promise<ActivationResult>;
   /** Runs argv in <root>/<app>/current (restart, depool, pool); resolves with the exit code. */
   run(
     app: AppTarget,

@@ -14,6 +14,7 @@ import {
 } from "../../domain/fleet.js";
 import { interruptionOf } from "../../domain/interruption.js";
 import type { FleetStore } from "../../store/fleet.js";
+import type { ActivationSpec } from "./activation.js";
 import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "./host-ops.js";
 
 /**
@@ -291,40 +292,26 @@ async function switchHost(
   log: HostLog,
   record: Recorder,
 ): Promise<void> {
-  const { deploy, config } = input;
+  const { config } = input;
   await record(run, "switching", { batch });
   try {
-    const { previous } = await withHost(input, run.target, (ops) =>
-      ops.switchTo(placeOf(input), input.releaseId, input.slot),
+    const serving = input.slot === "current";
+    await activate(
+      input,
+      run,
+      {
+        app: placeOf(input),
+        releaseId: input.releaseId,
+        slot: input.slot,
+        restart:
+          serving && config.restart
+            ? { argv: config.restart, env: input.env, timeoutMs: config.timeoutMs }
+            : undefined,
+        health: serving ? config.health : undefined,
+      },
+      log,
+      record,
     );
-    run.previous = previous;
-    run.switched = true;
-    await record(run, "switched", { previousRelease: previous, switched: true });
-    await input.fleet.setTarget({
-      hostId: run.target.hostId,
-      app: deploy.app,
-      env: deploy.env,
-      desiredRelease: input.releaseId,
-      actualRelease: input.releaseId,
-      previousRelease: previous,
-      deployId: deploy.id,
-    });
-    log(`switched ${input.slot} to ${input.releaseId}${previous ? ` (was ${previous})` : ""}`);
-    if (input.slot === "current") {
-      if (config.restart) {
-        const code = await withHost(input, run.target, (ops) =>
-          ops.run(placeOf(input), config.restart!, input.env, config.timeoutMs, log, input.signal),
-        );
-        if (code !== 0) throw new Error(`restart exited with status ${code}`);
-      }
-      if (config.health) {
-        const healthy = await withHost(input, run.target, (ops) =>
-          ops.health(placeOf(input), config.health!, log, input.signal),
-        );
-        if (!healthy) throw new Error("health check failed");
-        log("healthy");
-      }
-    }
     await record(run, "healthy");
     if (run.target.depooled && input.slot === "current") await repool(input, run, log);
   } catch (error) {
@@ -340,6 +327,95 @@ async function switchHost(
       await depool(input, run, log, record);
     }
   }
+}
+
+/**
+ * Switches one host to the release, then restarts and health-checks it;
+ * throws when it does not serve the release. A host that can do the three
+ * as one exchange (reached through another server: one routed call, see
+ * activation.ts) is asked so; if that exchange breaks off (the agent or the
+ * server holding it went away), what is left is done one operation at a
+ * time where the host is then, exactly as for any other host. Either way
+ * the host is recorded switched as soon as it is, before its restart.
+ */
+async function activate(
+  input: OrchestrateInput,
+  run: HostRun,
+  spec: ActivationSpec,
+  log: HostLog,
+  record: Recorder,
+): Promise<void> {
+  const ops = run.target.ops();
+  if (ops?.activate && !input.signal.aborted) {
+    let recording: Promise<void> = Promise.resolve();
+    let recordError: unknown;
+    const onSwitched = (previous: string | null) => {
+      // Caught at once: the exchange may still be going on when it fails (awaited below).
+      recording = switched(input, run, previous, log, record).catch((error: unknown) => {
+        recordError = error;
+      });
+    };
+    let result: Awaited<ReturnType<NonNullable<HostOps["activate"]>>> | undefined;
+    let callError: unknown;
+    try {
+      result = await ops.activate(spec, log, input.signal, onSwitched);
+    } catch (error) {
+      callError = error;
+    }
+    await recording;
+    if (recordError !== undefined) throw recordError;
+    if (result) {
+      if (result.failure) throw new Error(result.failure);
+      if (spec.health) log("healthy");
+      return;
+    }
+    if (!(isTurnoutError(callError) && callError.code === "E_UNAVAILABLE") || input.signal.aborted) {
+      throw callError;
+    }
+  }
+  if (!run.switched) {
+    const { previous } = await withHost(input, run.target, (o) =>
+      o.switchTo(spec.app, spec.releaseId, spec.slot),
+    );
+    await switched(input, run, previous, log, record);
+  }
+  if (spec.restart) {
+    const { argv, env, timeoutMs } = spec.restart;
+    const code = await withHost(input, run.target, (o) =>
+      o.run(spec.app, argv, env, timeoutMs, log, input.signal),
+    );
+    if (code !== 0) throw new Error(`restart exited with status ${code}`);
+  }
+  if (spec.health) {
+    const check = spec.health;
+    const healthy = await withHost(input, run.target, (o) => o.health(spec.app, check, log, input.signal));
+    if (!healthy) throw new Error("health check failed");
+    log("healthy");
+  }
+}
+
+/** The host now runs the release: recorded (with what it ran before) before anything else happens to it. */
+async function switched(
+  input: OrchestrateInput,
+  run: HostRun,
+  previous: string | null,
+  log: HostLog,
+  record: Recorder,
+): Promise<void> {
+  const { deploy } = input;
+  run.previous = previous;
+  run.switched = true;
+  log(`switched ${input.slot} to ${input.releaseId}${previous ? ` (was ${previous})` : ""}`);
+  await record(run, "switched", { previousRelease: previous, switched: true });
+  await input.fleet.setTarget({
+    hostId: run.target.hostId,
+    app: deploy.app,
+    env: deploy.env,
+    desiredRelease: input.releaseId,
+    actualRelease: input.releaseId,
+    previousRelease: previous,
+    deployId: deploy.id,
+  });
 }
 
 /** Puts one switched host back on the release it ran before (and restarts it). */

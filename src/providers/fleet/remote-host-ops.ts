@@ -1,4 +1,10 @@
 import type { CallArgs, CallResult, HostOp } from "../../agent/protocol.js";
+import {
+  type ActivationResult,
+  type ActivationSpec,
+  activationArgsOf,
+  type OnSwitched,
+} from "./activation.js";
 import { type AgentCallTiming, AgentHostOps } from "./agent-host-ops.js";
 import type { HostCallRouter } from "./host-call-router.js";
 import type { HostLog, PrefetchResult } from "./host-ops.js";
@@ -29,6 +35,31 @@ export class RemoteHostOps extends AgentHostOps {
    */
   override prefetch(): Promise<PrefetchResult | null> {
     return Promise.resolve(null);
+  }
+
+  /**
+   * Switch, restart and health check as one routed call: the holder makes
+   * the three agent calls and answers once (activation.ts). Its timeout is
+   * the sum of theirs.
+   */
+  activate(
+    spec: ActivationSpec,
+    log: HostLog,
+    signal: AbortSignal,
+    onSwitched: OnSwitched,
+  ): Promise<ActivationResult> {
+    const { callTimeoutMs, callMarginMs } = this.timing;
+    const restartMs = spec.restart ? spec.restart.timeoutMs + callMarginMs : 0;
+    const health = spec.health;
+    const healthMs = health
+      ? (health.retries + 1) * (health.timeoutMs + health.intervalMs) + callMarginMs
+      : 0;
+    return this.router.activate(this.holder, this.deployId, this.name, activationArgsOf(spec), {
+      timeoutMs: callTimeoutMs + callMarginMs + restartMs + healthMs,
+      log,
+      signal,
+      onSwitched,
+    });
   }
 
   protected override call<Op extends HostOp>(

@@ -1,0 +1,183 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import pg from "pg";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ensureBuilt } from "../helpers/built-cli.js";
+import { type Cluster, startCluster, waitForClusterHosts } from "../helpers/cluster.js";
+import { createTestDatabase, type TestDatabase } from "../helpers/databases.js";
+import { type AgentProcess, assertConsistent, currentOf, startAgent } from "../helpers/fleet.js";
+import { makeRepo } from "../helpers/git-fixtures.js";
+import { until } from "../helpers/wait.js";
+
+beforeAll(ensureBuilt, 180_000);
+
+/**
+ * A host held by another server is switched, restarted and health-checked
+ * by one routed call (providers/fleet/activation.ts): the holder makes the
+ * three agent calls and answers once. The deploy's records, log and
+ * failure handling are those of three single calls: a host whose health
+ * check fails there is recorded switched, then failed, switched back and
+ * depooled, and the deploy rolls back.
+ */
+describe("routed activation", () => {
+  let root: string;
+  let database: TestDatabase | undefined;
+  let cluster: Cluster | undefined;
+  let agents: AgentProcess[] = [];
+
+  afterEach(async () => {
+    for (const a of agents) await a.kill().catch(() => undefined);
+    await assertConsistent(agents.map((a) => a.root));
+    agents = [];
+    await cluster?.stop();
+    await database?.drop();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it("is one call per routed host, and a failing health check there still rolls the host back", async () => {
+    root = await mkdtemp(path.join(tmpdir(), "turnout-activation-"));
+    database = await createTestDatabase("postgres");
+    const configDir = path.join(root, "turnout.d");
+    mkdirSync(configDir);
+    const repo = await makeRepo(path.join(root, "origin"));
+    await repo.commit({ VERSION: "1\n" }, "one");
+    // The health check fails on a host whose root holds a file named `unhealthy`
+    // (run in <root>/shop/releases/<id>: three levels below the root).
+    writeFileSync(
+      path.join(configDir, "shop.yaml"),
+      `repo: ${JSON.stringify(repo.path)}
+environments:
+  production:
+    deploy:
+      provider: fleet
+      hosts: { labels: { role: web } }
+      restart: [sh, -c, 'echo "restarted in $(pwd -P)"']
+      health: { command: [sh, -c, 'test ! -e ../../../unhealthy'], retries: 0, interval: 100ms }
+      strategy: { canary: 1, batch: 2 }
+`,
+    );
+    cluster = await startCluster({
+      count: 2,
+      root,
+      configDir,
+      databaseUrl: database.url!,
+      shareArtifacts: true,
+    });
+    const [a, b] = cluster.servers as [Cluster["servers"][0], Cluster["servers"][0]];
+    const enroll = (
+      await cluster.api(a, "POST", "/api/v1/tokens", {
+        name: "enroll",
+        role: "agent",
+        apps: ["shop"],
+        labels: ["role=web"],
+      })
+    ).body.token;
+    // web-1 on A (where the deploys run), web-2 and web-3 on B: reached through routed calls.
+    const spec = [
+      { name: "web-1", server: a },
+      { name: "web-2", server: b },
+      { name: "web-3", server: b },
+    ];
+    agents = spec.map(({ name, server }) =>
+      startAgent({
+        serverUrl: server.url,
+        token: enroll,
+        name,
+        root: path.join(root, name),
+        labels: { role: "web" },
+      }),
+    );
+    await waitForClusterHosts(
+      cluster,
+      spec.map((s) => s.name),
+    );
+    const deploy = async () => {
+      const id = (await cluster!.api(a, "POST", "/api/v1/apps/shop/environments/production/deploys", {})).body
+        .deploy.id as number;
+      await until(
+        async () =>
+          ["succeeded", "failed", "cancelled"].includes(
+            (await cluster!.api(a, "GET", `/api/v1/deploys/${id}`)).body.deploy.status,
+          ),
+        60_000,
+        `deploy ${id} finished`,
+      );
+      const log = await (
+        await fetch(`${a.url}/api/v1/deploys/${id}/log`, {
+          headers: { authorization: `Bearer ${cluster!.admin()}` },
+        })
+      ).text();
+      return { id, deploy: (await cluster!.api(a, "GET", `/api/v1/deploys/${id}`)).body.deploy, log };
+    };
+    const client = new pg.Client({ connectionString: database.url });
+    await client.connect();
+    const callsOf = async (deployId: number) =>
+      (
+        await client.query<{ host: string; op: string; status: string }>(
+          "select host, op, status from host_calls where deploy_id = $1 order by created_at",
+          [deployId],
+        )
+      ).rows;
+    const stepsOf = async (deployId: number) =>
+      (
+        await client.query<{ name: string; step: string; switched: number; error: string | null }>(
+          `select h.name, dh.step, dh.switched, dh.error from deploy_hosts dh join hosts h on h.id = dh.host_id
+           where dh.deploy_id = $1 order by h.name`,
+          [deployId],
+        )
+      ).rows;
+
+    try {
+      const first = await deploy();
+      expect(first.deploy.status, first.log).toBe("succeeded");
+      const release1 = await currentOf(agents[0]!.root, "shop");
+      for (const agent of agents) expect(await currentOf(agent.root, "shop")).toBe(release1);
+      // Each routed host: staged, then activated in one call (no switchTo, run or health call of its own).
+      const calls = await callsOf(first.id);
+      for (const host of ["web-2", "web-3"]) {
+        const ops = calls.filter((c) => c.host === host).map((c) => c.op);
+        expect(
+          ops.filter((op) => op === "activate"),
+          `${host}: ${ops.join(", ")}`,
+        ).toHaveLength(1);
+        expect(ops.filter((op) => ["switchTo", "run", "health"].includes(op))).toEqual([]);
+      }
+      expect(calls.some((c) => c.host === "web-1")).toBe(false);
+      expect(calls.every((c) => c.status === "done")).toBe(true);
+      // The holder's output (the restart) is in the deploy log, with the caller's own lines about the host.
+      for (const agent of agents) {
+        expect(first.log).toContain(`restarted in ${path.join(agent.root, "shop", "releases")}`);
+      }
+      expect(first.log).toMatch(/web-2.*switched current to [0-9a-f]{16}/);
+      expect(first.log).toMatch(/web-3.*healthy/);
+      expect((await stepsOf(first.id)).map((h) => [h.name, h.step, h.switched])).toEqual([
+        ["web-1", "healthy", 1],
+        ["web-2", "healthy", 1],
+        ["web-3", "healthy", 1],
+      ]);
+
+      // A new release whose health check fails on web-3 (routed): web-3 is switched, fails,
+      // goes back to release 1 and out of the pool; the deploy rolls the others back too.
+      writeFileSync(path.join(agents[2]!.root, "unhealthy"), "");
+      await repo.commit({ VERSION: "2\n" }, "two");
+      const second = await deploy();
+      expect(second.deploy.status, second.log).toBe("failed");
+      expect(second.deploy.errorCode, second.log).toBe("E_ROLLED_BACK");
+      for (const agent of agents) expect(await currentOf(agent.root, "shop"), agent.name).toBe(release1);
+      const steps = await stepsOf(second.id);
+      const web3 = steps.find((h) => h.name === "web-3")!;
+      expect(web3.step, second.log).toBe("depooled");
+      expect(web3.error).toBe("health check failed");
+      expect(second.log).toMatch(/web-3.*failed: health check failed/);
+      expect(second.log).toMatch(/web-3.*switched back to/);
+      // The activation failed as a whole (one call), the switch back was single calls.
+      const web3Ops = (await callsOf(second.id)).filter((c) => c.host === "web-3").map((c) => c.op);
+      expect(web3Ops.filter((op) => op === "activate")).toHaveLength(1);
+      expect(web3Ops).toContain("switchTo");
+    } finally {
+      await client.end();
+    }
+  });
+});
