@@ -168,8 +168,10 @@ export const DEFAULT_HTTP_LIMITS = {
   bodyTimeoutMs: 30_000,
   uploadMinRate: 1024,
   keepAliveTimeoutMs: 5_000,
-  // Agents hold one connection each: room for a thousand hosts and their API clients.
-  maxConnections: 2_000,
+  // An agent holds one connection, and up to four more while it downloads a
+  // release (two batch requests, and a prefetch's): room for a thousand hosts
+  // staging at once and their API clients (2,000 was hit at 1,000 hosts).
+  maxConnections: 10_000,
 } as const;
 
 export function resolveSettings(

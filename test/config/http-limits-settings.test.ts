@@ -21,9 +21,9 @@ describe("HTTP limits settings", () => {
       bodyTimeoutMs: 30_000,
       uploadMinRate: 1024,
       keepAliveTimeoutMs: 5_000,
-      maxConnections: 2_000,
+      maxConnections: 10_000,
     });
-    expect(DEFAULT_HTTP_LIMITS.maxConnections).toBe(2_000);
+    expect(DEFAULT_HTTP_LIMITS.maxConnections).toBe(10_000);
   });
 
   it("come from the settings file, and the environment wins over it", () => {
