@@ -1,14 +1,10 @@
-import { mkdirSync, writeFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import path from "node:path";
 import pg from "pg";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../helpers/built-cli.js";
-import { type Cluster, startCluster, waitForClusterHosts } from "../helpers/cluster.js";
-import { createTestDatabase, type TestDatabase } from "../helpers/databases.js";
-import { type AgentProcess, assertConsistent, currentOf, startAgent } from "../helpers/fleet.js";
-import { makeRepo } from "../helpers/git-fixtures.js";
+import { currentOf } from "../helpers/fleet.js";
+import { startTwoServerFleet, type TwoServerFleet } from "../helpers/two-server-fleet.js";
 import { until } from "../helpers/wait.js";
 
 beforeAll(ensureBuilt, 180_000);
@@ -22,32 +18,20 @@ beforeAll(ensureBuilt, 180_000);
  * depooled, and the deploy rolls back.
  */
 describe("routed activation", () => {
-  let root: string;
-  let database: TestDatabase | undefined;
-  let cluster: Cluster | undefined;
-  let agents: AgentProcess[] = [];
+  let fleet: TwoServerFleet | undefined;
 
   afterEach(async () => {
-    for (const a of agents) await a.kill().catch(() => undefined);
-    await assertConsistent(agents.map((a) => a.root));
-    agents = [];
-    await cluster?.stop();
-    await database?.drop();
-    await rm(root, { recursive: true, force: true });
+    await fleet?.stop();
+    fleet = undefined;
   });
 
   it("is one call per routed host, and a failing health check there still rolls the host back", async () => {
-    root = await mkdtemp(path.join(tmpdir(), "turnout-activation-"));
-    database = await createTestDatabase("postgres");
-    const configDir = path.join(root, "turnout.d");
-    mkdirSync(configDir);
-    const repo = await makeRepo(path.join(root, "origin"));
-    await repo.commit({ VERSION: "1\n" }, "one");
     // The health check fails on a host whose root holds a file named `unhealthy`
     // (run in <root>/shop/releases/<id>: three levels below the root).
-    writeFileSync(
-      path.join(configDir, "shop.yaml"),
-      `repo: ${JSON.stringify(repo.path)}
+    // web-1 on A (where the deploys run), web-2 and web-3 on B: reached through routed calls.
+    fleet = await startTwoServerFleet({
+      prefix: "turnout-activation-",
+      manifest: (repo) => `repo: ${JSON.stringify(repo)}
 environments:
   production:
     deploy:
@@ -57,59 +41,30 @@ environments:
       health: { command: [sh, -c, 'test ! -e ../../../unhealthy'], retries: 0, interval: 100ms }
       strategy: { canary: 1, batch: 2 }
 `,
-    );
-    cluster = await startCluster({
-      count: 2,
-      root,
-      configDir,
-      databaseUrl: database.url!,
-      shareArtifacts: true,
+      hosts: [
+        { name: "web-1", on: "a" },
+        { name: "web-2", on: "b" },
+        { name: "web-3", on: "b" },
+      ],
     });
-    const [a, b] = cluster.servers as [Cluster["servers"][0], Cluster["servers"][0]];
-    const enroll = (
-      await cluster.api(a, "POST", "/api/v1/tokens", {
-        name: "enroll",
-        role: "agent",
-        apps: ["shop"],
-        labels: ["role=web"],
-      })
-    ).body.token;
-    // web-1 on A (where the deploys run), web-2 and web-3 on B: reached through routed calls.
-    const spec = [
-      { name: "web-1", server: a },
-      { name: "web-2", server: b },
-      { name: "web-3", server: b },
-    ];
-    agents = spec.map(({ name, server }) =>
-      startAgent({
-        serverUrl: server.url,
-        token: enroll,
-        name,
-        root: path.join(root, name),
-        labels: { role: "web" },
-      }),
-    );
-    await waitForClusterHosts(
-      cluster,
-      spec.map((s) => s.name),
-    );
+    const { cluster, a, agents, database, repo } = fleet;
     const deploy = async () => {
-      const id = (await cluster!.api(a, "POST", "/api/v1/apps/shop/environments/production/deploys", {})).body
+      const id = (await cluster.api(a, "POST", "/api/v1/apps/shop/environments/production/deploys", {})).body
         .deploy.id as number;
       await until(
         async () =>
           ["succeeded", "failed", "cancelled"].includes(
-            (await cluster!.api(a, "GET", `/api/v1/deploys/${id}`)).body.deploy.status,
+            (await cluster.api(a, "GET", `/api/v1/deploys/${id}`)).body.deploy.status,
           ),
         60_000,
         `deploy ${id} finished`,
       );
       const log = await (
         await fetch(`${a.url}/api/v1/deploys/${id}/log`, {
-          headers: { authorization: `Bearer ${cluster!.admin()}` },
+          headers: { authorization: `Bearer ${cluster.admin()}` },
         })
       ).text();
-      return { id, deploy: (await cluster!.api(a, "GET", `/api/v1/deploys/${id}`)).body.deploy, log };
+      return { id, deploy: (await cluster.api(a, "GET", `/api/v1/deploys/${id}`)).body.deploy, log };
     };
     const client = new pg.Client({ connectionString: database.url });
     await client.connect();

@@ -1,14 +1,9 @@
-import { mkdirSync, writeFileSync } from "node:fs";
-import { mkdtemp, readlink, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readlink } from "node:fs/promises";
 import path from "node:path";
 import pg from "pg";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../helpers/built-cli.js";
-import { type Cluster, startCluster, waitForClusterHosts } from "../helpers/cluster.js";
-import { createTestDatabase, type TestDatabase } from "../helpers/databases.js";
-import { type AgentProcess, assertConsistent, startAgent } from "../helpers/fleet.js";
-import { makeRepo } from "../helpers/git-fixtures.js";
+import { startTwoServerFleet, type TwoServerFleet } from "../helpers/two-server-fleet.js";
 import { until } from "../helpers/wait.js";
 
 beforeAll(ensureBuilt, 180_000);
@@ -19,66 +14,30 @@ beforeAll(ensureBuilt, 180_000);
  * (host_calls.args) carry the environment's path, so the release lands there.
  */
 describe("a deploy path across two servers", () => {
-  let root: string;
-  let database: TestDatabase | undefined;
-  let cluster: Cluster | undefined;
-  let agents: AgentProcess[] = [];
+  let fleet: TwoServerFleet | undefined;
 
   afterEach(async () => {
-    for (const a of agents) await a.kill().catch(() => undefined);
-    await assertConsistent(agents.map((a) => a.root));
-    agents = [];
-    await cluster?.stop();
-    await database?.drop();
-    await rm(root, { recursive: true, force: true });
+    await fleet?.stop();
+    fleet = undefined;
   });
 
   it("routes every operation with the path to the server holding the agent", async () => {
-    root = await mkdtemp(path.join(tmpdir(), "turnout-routing-path-"));
-    database = await createTestDatabase("postgres");
-    const configDir = path.join(root, "turnout.d");
-    mkdirSync(configDir);
-    const place = path.join(root, "www", "shop-staging");
-    const repo = await makeRepo(path.join(root, "origin"));
-    await repo.commit({ VERSION: "1\n" }, "one");
-    writeFileSync(
-      path.join(configDir, "shop.yaml"),
-      `repo: ${JSON.stringify(repo.path)}
+    const placeIn = (root: string) => path.join(root, "www", "shop-staging");
+    fleet = await startTwoServerFleet({
+      prefix: "turnout-routing-path-",
+      manifest: (repo, root) => `repo: ${JSON.stringify(repo)}
 environments:
   staging:
     deploy:
       provider: fleet
       hosts: { labels: { role: web } }
-      path: ${place}
+      path: ${placeIn(root)}
       restart: [sh, -c, 'echo "restart in $(pwd -P)"']
 `,
-    );
-    cluster = await startCluster({
-      count: 2,
-      root,
-      configDir,
-      databaseUrl: database.url!,
-      shareArtifacts: true,
+      hosts: [{ name: "web-1", on: "b" }],
     });
-    const [a, b] = cluster.servers as [Cluster["servers"][0], Cluster["servers"][0]];
-    const enroll = (
-      await cluster.api(a, "POST", "/api/v1/tokens", {
-        name: "enroll",
-        role: "agent",
-        apps: ["shop"],
-        labels: ["role=web"],
-      })
-    ).body.token;
-    agents = [
-      startAgent({
-        serverUrl: b.url,
-        token: enroll,
-        name: "web-1",
-        root: path.join(root, "web-1"),
-        labels: { role: "web" },
-      }),
-    ];
-    await waitForClusterHosts(cluster, ["web-1"]);
+    const { cluster, a, database, repo } = fleet;
+    const place = placeIn(fleet.root);
 
     const client = new pg.Client({ connectionString: database.url });
     await client.connect();
@@ -94,7 +53,7 @@ environments:
       await until(
         async () =>
           ["succeeded", "failed", "cancelled"].includes(
-            (await cluster!.api(a, "GET", `/api/v1/deploys/${id}`)).body.deploy.status,
+            (await cluster.api(a, "GET", `/api/v1/deploys/${id}`)).body.deploy.status,
           ),
         60_000,
         `deploy ${id} finished`,

@@ -1,14 +1,10 @@
-import { mkdirSync, writeFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../helpers/built-cli.js";
-import { type Cluster, startCluster, waitForClusterHosts } from "../helpers/cluster.js";
-import { createTestDatabase, type TestDatabase } from "../helpers/databases.js";
-import { type AgentProcess, assertConsistent, currentOf, startAgent } from "../helpers/fleet.js";
-import { makeRepo } from "../helpers/git-fixtures.js";
+import { waitForClusterHosts } from "../helpers/cluster.js";
+import { type AgentProcess, currentOf, startAgent } from "../helpers/fleet.js";
+import { startTwoServerFleet, type TwoServerFleet } from "../helpers/two-server-fleet.js";
 import { until } from "../helpers/wait.js";
 
 beforeAll(ensureBuilt, 180_000);
@@ -20,30 +16,17 @@ beforeAll(ensureBuilt, 180_000);
  * deploys is reached there.
  */
 describe("fleet deploys across two servers", () => {
-  let root: string;
-  let database: TestDatabase | undefined;
-  let cluster: Cluster | undefined;
-  let agents: AgentProcess[] = [];
+  let fleet: TwoServerFleet | undefined;
 
   afterEach(async () => {
-    for (const a of agents) await a.kill().catch(() => undefined);
-    await assertConsistent(agents.map((a) => a.root));
-    agents = [];
-    await cluster?.stop();
-    await database?.drop();
-    await rm(root, { recursive: true, force: true });
+    await fleet?.stop();
+    fleet = undefined;
   });
 
   it("routes host operations to the server holding each agent", async () => {
-    root = await mkdtemp(path.join(tmpdir(), "turnout-routing-"));
-    database = await createTestDatabase("postgres");
-    const configDir = path.join(root, "turnout.d");
-    mkdirSync(configDir);
-    const repo = await makeRepo(path.join(root, "origin"));
-    await repo.commit({ VERSION: "1\n" }, "one");
-    writeFileSync(
-      path.join(configDir, "shop.yaml"),
-      `repo: ${JSON.stringify(repo.path)}
+    fleet = await startTwoServerFleet({
+      prefix: "turnout-routing-",
+      manifest: (repo) => `repo: ${JSON.stringify(repo)}
 environments:
   production:
     deploy:
@@ -52,57 +35,29 @@ environments:
       restart: [sh, -c, 'echo "restart says hello from $(pwd -P)"']
       strategy: { canary: 1, batch: 2 }
 `,
-    );
-    cluster = await startCluster({
-      count: 2,
-      root,
-      configDir,
-      databaseUrl: database.url!,
-      shareArtifacts: true,
+      hosts: [
+        { name: "web-1", on: "a" },
+        { name: "web-2", on: "b" },
+        { name: "web-3", on: "b" },
+      ],
     });
-    const [a, b] = cluster.servers as [Cluster["servers"][0], Cluster["servers"][0]];
-    const enroll = (
-      await cluster.api(a, "POST", "/api/v1/tokens", {
-        name: "enroll",
-        role: "agent",
-        apps: ["shop"],
-        labels: ["role=web"],
-      })
-    ).body.token;
-    const spec = [
-      { name: "web-1", server: a },
-      { name: "web-2", server: b },
-      { name: "web-3", server: b },
-    ];
-    agents = spec.map(({ name, server }) =>
-      startAgent({
-        serverUrl: server.url,
-        token: enroll,
-        name,
-        root: path.join(root, name),
-        labels: { role: "web" },
-      }),
-    );
-    await waitForClusterHosts(
-      cluster,
-      spec.map((s) => s.name),
-    );
+    const { cluster, a, b, agents, database, repo, enroll } = fleet;
 
     const deployOn = async (server: typeof a) => {
-      const id = (await cluster!.api(server, "POST", "/api/v1/apps/shop/environments/production/deploys", {}))
+      const id = (await cluster.api(server, "POST", "/api/v1/apps/shop/environments/production/deploys", {}))
         .body.deploy.id as number;
       await until(
         async () =>
           ["succeeded", "failed", "cancelled"].includes(
-            (await cluster!.api(server, "GET", `/api/v1/deploys/${id}`)).body.deploy.status,
+            (await cluster.api(server, "GET", `/api/v1/deploys/${id}`)).body.deploy.status,
           ),
         60_000,
         `deploy ${id} finished`,
       );
-      const deploy = (await cluster!.api(server, "GET", `/api/v1/deploys/${id}`)).body.deploy;
+      const deploy = (await cluster.api(server, "GET", `/api/v1/deploys/${id}`)).body.deploy;
       const log = await (
         await fetch(`${server.url}/api/v1/deploys/${id}/log`, {
-          headers: { authorization: `Bearer ${cluster!.admin()}` },
+          headers: { authorization: `Bearer ${cluster.admin()}` },
         })
       ).text();
       return { deploy, log };
@@ -142,7 +97,7 @@ environments:
     agents[1] = await restartAt(agents[1]!, a.url, enroll);
     await waitForClusterHosts(
       cluster,
-      spec.map((s) => s.name),
+      agents.map((agent) => agent.name),
     );
     // New bytes, built on whichever server runs it and fetched by agents from the server they are on.
     await repo.commit({ VERSION: "2\n" }, "two");
