@@ -329,17 +329,7 @@ export class HostStore {
       if (inventory.length === 0) return;
       await trx
         .insertInto("host_apps")
-        .values(
-          inventory.map((item) => ({
-            host_id: hostId,
-            app: item.app,
-            path: item.path ?? "",
-            current_release: item.current,
-            slots: toJson(item.slots),
-            releases: toJson(item.releases),
-            updated_at: now,
-          })),
-        )
+        .values(inventory.map((item) => hostAppRow(hostId, item, now)))
         .execute();
     });
   }
@@ -476,17 +466,7 @@ export class HostStore {
   ) {
     await db
       .insertInto("host_apps")
-      .values(
-        rows.map(({ hostId, item }) => ({
-          host_id: hostId,
-          app: item.app,
-          path: item.path ?? "",
-          current_release: item.current,
-          slots: toJson(item.slots),
-          releases: toJson(item.releases),
-          updated_at: now,
-        })),
-      )
+      .values(rows.map(({ hostId, item }) => hostAppRow(hostId, item, now)))
       .onConflict((oc) =>
         oc.columns(["host_id", "app", "path"]).doUpdateSet((eb) => ({
           current_release: eb.ref("excluded.current_release"),
@@ -573,5 +553,18 @@ function toInventory(row: Selectable<HostAppsTable>): HostAppInventory {
     current: row.current_release,
     slots: fromJson<Record<string, string>>(row.slots) ?? {},
     releases: fromJson<string[]>(row.releases) ?? [],
+  };
+}
+
+/** One layout of an app on a host, as `host_apps` keeps it (no deploy path: the empty string). */
+function hostAppRow(hostId: number, item: HostAppInventory, now: string) {
+  return {
+    host_id: hostId,
+    app: item.app,
+    path: item.path ?? "",
+    current_release: item.current,
+    slots: toJson(item.slots),
+    releases: toJson(item.releases),
+    updated_at: now,
   };
 }
