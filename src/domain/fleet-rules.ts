@@ -97,9 +97,7 @@ export function deployPathConflict(
 ): string | undefined {
   for (const other of others) {
     if (other.app === app) continue;
-    const a = place;
-    const b = other.path;
-    if (a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`))
+    if (place === other.path || place.startsWith(`${other.path}/`) || other.path.startsWith(`${place}/`))
       return `${place} overlaps ${other.path}, the place of app ${other.app} on this host`;
   }
   return undefined;

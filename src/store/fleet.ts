@@ -3,7 +3,7 @@ import { TurnoutError } from "../domain/errors.js";
 import type { HostStep, PoolState } from "../domain/fleet.js";
 import { fleetEvent } from "../domain/notification-event.js";
 import type { Capabilities } from "./capabilities.js";
-import { GroupCommit } from "./group-commit.js";
+import { type GroupCommit, groupCommitFor } from "./group-commit.js";
 import { recordNotifyEvent } from "./notify-outbox.js";
 import { nowIso } from "./rows.js";
 import type { Schema } from "./schema.js";
@@ -53,9 +53,7 @@ export class FleetStore {
     private readonly db: Kysely<Schema>,
     private readonly caps: Capabilities,
     /** SQLite: the writes of a turn, of every store, in one commit (group-commit.ts). */
-    private readonly group: GroupCommit | undefined = caps.dialect === "sqlite"
-      ? new GroupCommit(db)
-      : undefined,
+    private readonly group: GroupCommit | undefined = groupCommitFor(db, caps),
   ) {}
 
   async addDeployHosts(

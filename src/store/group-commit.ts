@@ -1,4 +1,5 @@
 import type { Kysely } from "kysely";
+import type { Capabilities } from "./capabilities.js";
 import type { Schema } from "./schema.js";
 
 type Write = (db: Kysely<Schema>) => Promise<void>;
@@ -68,4 +69,9 @@ export class GroupCommit {
     }
     for (const p of batch) p.resolve();
   }
+}
+
+/** A group commit where the dialect wants one (SQLite), else none. */
+export function groupCommitFor(db: Kysely<Schema>, caps: Capabilities): GroupCommit | undefined {
+  return caps.dialect === "sqlite" ? new GroupCommit(db) : undefined;
 }

@@ -6,7 +6,7 @@ import { applyGrant, grantCovers, type HostGrant } from "../domain/host-grant.js
 import type { Principal } from "../domain/roles.js";
 import { insertAudit } from "./audit.js";
 import type { Capabilities } from "./capabilities.js";
-import { GroupCommit } from "./group-commit.js";
+import { type GroupCommit, groupCommitFor } from "./group-commit.js";
 import { fromJson, nowIso, toJson } from "./rows.js";
 import type { HostAppsTable, HostsTable, Schema } from "./schema.js";
 import { TokenUsage } from "./token-usage.js";
@@ -41,9 +41,7 @@ export class HostStore {
     private readonly caps: Capabilities,
     private readonly usage: TokenUsage = new TokenUsage(),
     /** SQLite: the writes of a turn, of every store, in one commit (group-commit.ts). */
-    private readonly group: GroupCommit | undefined = caps.dialect === "sqlite"
-      ? new GroupCommit(db)
-      : undefined,
+    private readonly group: GroupCommit | undefined = groupCommitFor(db, caps),
   ) {}
 
   async list(): Promise<HostRecord[]> {

@@ -10,7 +10,7 @@ import { type Database, type DatabaseOptions, openDatabase } from "./database.js
 import { DeployStore } from "./deploys.js";
 import { StatsStore } from "./environment-stats.js";
 import { FleetStore } from "./fleet.js";
-import { GroupCommit } from "./group-commit.js";
+import { groupCommitFor } from "./group-commit.js";
 import { HostCallStore } from "./host-calls.js";
 import { HostHistoryStore } from "./host-history.js";
 import { HostedRepoLog } from "./hosted-repo-log.js";
@@ -99,7 +99,7 @@ export class Store {
     this.artifacts = new ArtifactRecords(db, caps);
     this.artifactBlobs = sharedBlobBackend(db, caps.sharedArtifacts ? options.artifactStore : undefined);
     // SQLite: one commit per turn for the writes a fleet's hosts cause, whichever store makes them.
-    const group = caps.dialect === "sqlite" ? new GroupCommit(db) : undefined;
+    const group = groupCommitFor(db, caps);
     this.hosts = new HostStore(db, caps, usage, group);
     this.fleet = new FleetStore(db, caps, group);
     this.retention = new RetentionStore(db);

@@ -49,41 +49,35 @@ export async function readDeployPaths(root: string): Promise<DeployPath[]> {
 }
 
 /**
- * Refuses (E_CONFLICT, before anything is written) a layout of `app` at
- * `dir` (its deploy path, or `<root>/<app>`) that another app's layout on
- * this host already holds, surrounds or sits inside: another app's recorded
- * deploy path, or, for a deploy path under the root, the default place
- * `<root>/<name>` of an app whose releases are there.
+ * Claims the place of a layout of `app` at `dir` (its deploy path, or
+ * `<root>/<app>` when `path` is undefined), reading the recorded paths once:
+ * refuses (E_CONFLICT, before anything is written) a place that another
+ * app's layout on this host holds, surrounds or sits inside — another app's
+ * recorded deploy path, or, for a place under the root, `<root>/<name>`
+ * holding app `name`'s releases (unless that is a recorded deploy path
+ * itself) — then records a deploy path unless it is there, so the inventory
+ * finds it. Callers serialize calls on one root.
  */
-export async function assertPlaceFree(root: string, app: string, dir: string): Promise<void> {
+export async function claimPlace(
+  root: string,
+  app: string,
+  dir: string,
+  path: string | undefined,
+  fsyncs: boolean,
+): Promise<void> {
   const known = await readDeployPaths(root);
-  const others = known.filter((p) => p.app !== app);
+  const others = [...known];
   const entry = rootEntryOf(dir, root);
-  const entryPlace = entry === undefined ? undefined : join(root, entry);
-  // <root>/<entry> is app <entry>'s default place, unless it is recorded as a deploy path itself.
-  if (
-    entry !== undefined &&
-    entryPlace !== undefined &&
-    entry !== app &&
-    !known.some((p) => p.path === entryPlace) &&
-    (await isRealDir(join(entryPlace, "releases")))
-  )
-    others.push({ app: entry, path: entryPlace });
+  if (entry !== undefined && entry !== app) {
+    const entryPlace = join(root, entry);
+    if (!known.some((p) => p.path === entryPlace) && (await isRealDir(join(entryPlace, "releases"))))
+      others.push({ app: entry, path: entryPlace });
+  }
   const conflict = deployPathConflict(dir, app, others);
   if (conflict) {
     throw new TurnoutError("E_CONFLICT", `layout refused for app ${app}: ${conflict}`, { app, path: dir });
   }
-}
-
-/** Adds the pair unless it is there (callers serialize calls on one root). */
-export async function recordDeployPath(
-  root: string,
-  app: string,
-  path: string,
-  fsyncs: boolean,
-): Promise<void> {
-  const known = await readDeployPaths(root);
-  if (known.some((p) => p.app === app && p.path === path)) return;
+  if (path === undefined || known.some((p) => p.app === app && p.path === path)) return;
   await ensureRealDir(join(root, ".turnout"));
   // One line per append: the order file's writer does exactly that.
   await appendOrder(join(root, PATHS_FILE), `${app} ${path}`, fsyncs);

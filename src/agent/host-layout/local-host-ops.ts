@@ -21,7 +21,7 @@ import { BlobCache, cachedFileMode } from "./blob-cache.js";
 import { type BlobToFetch, fetchBlobs } from "./blob-fetch.js";
 import { BlobPrefetcher } from "./blob-prefetch.js";
 import { assertArgv, assertEnv, assertTimeout, checkHealth, runCommand } from "./commands.js";
-import { assertPlaceFree, recordDeployPath } from "./deploy-paths.js";
+import { claimPlace } from "./deploy-paths.js";
 import {
   atomicSymlink,
   ensureRealDir,
@@ -448,11 +448,10 @@ export class LocalHostOps implements HostOps {
 
   private async ensureAppDirs(layout: AppLayout): Promise<void> {
     await ensureRealDir(this.root);
-    await this.locks.run(PATHS_LOCK, async () => {
-      await assertPlaceFree(this.root, layout.app, layout.dir);
-      // Recorded before the first write there, so the inventory finds a layout at a deploy path.
-      if (layout.path !== undefined) await recordDeployPath(this.root, layout.app, layout.path, this.fsyncs);
-    });
+    // Checked and recorded before the first write there.
+    await this.locks.run(PATHS_LOCK, () =>
+      claimPlace(this.root, layout.app, layout.dir, layout.path, this.fsyncs),
+    );
     await ensureRealDir(layout.dir);
     await ensureRealDir(layout.releases);
     await ensureRealDir(layout.shared);

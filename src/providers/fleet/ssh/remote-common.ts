@@ -97,7 +97,7 @@ set_app() {
 # The deploy path, recorded once in <root>/.turnout/paths ("<app> <path>" lines) so the inventory
 # finds it; a duplicate line from two connections at once is harmless (readers skip it). Before
 # that, a layout at, around or inside the place of another app is refused, as the agent does
-# (assertPlaceFree): a recorded deploy path of another app, or, for a deploy path under the root,
+# (claimPlace): a recorded deploy path of another app, or, for a deploy path under the root,
 # <root>/<name> holding releases that are not a recorded deploy path (the default place of app
 # <name>). Two apps in one layout would share current.
 check_place() {
