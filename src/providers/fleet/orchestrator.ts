@@ -14,7 +14,7 @@ import {
 } from "../../domain/fleet.js";
 import { interruptionOf } from "../../domain/interruption.js";
 import type { FleetStore } from "../../store/fleet.js";
-import type { ActivationSpec } from "./activation.js";
+import type { ActivationResult, ActivationSpec } from "./activation.js";
 import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "./host-ops.js";
 
 /**
@@ -333,10 +333,11 @@ async function switchHost(
  * Switches one host to the release, then restarts and health-checks it;
  * throws when it does not serve the release. A host that can do the three
  * as one exchange (reached through another server: one routed call, see
- * activation.ts) is asked so; if that exchange breaks off (the agent or the
- * server holding it went away), what is left is done one operation at a
- * time where the host is then, exactly as for any other host. Either way
- * the host is recorded switched as soon as it is, before its restart.
+ * activation.ts) is asked so, once it is reachable, as for any operation;
+ * if that exchange breaks off (the agent or the server holding it went
+ * away), what is left is done one operation at a time where the host is
+ * then, exactly as for any other host. Either way the host is recorded
+ * switched as soon as it is, before its restart.
  */
 async function activate(
   input: OrchestrateInput,
@@ -345,33 +346,22 @@ async function activate(
   log: HostLog,
   record: Recorder,
 ): Promise<void> {
-  const ops = run.target.ops();
-  if (ops?.activate && !input.signal.aborted) {
-    let recording: Promise<void> = Promise.resolve();
-    let recordError: unknown;
-    const onSwitched = (previous: string | null) => {
-      // Caught at once: the exchange may still be going on when it fails (awaited below).
-      recording = switched(input, run, previous, log, record).catch((error: unknown) => {
-        recordError = error;
-      });
-    };
-    let result: Awaited<ReturnType<NonNullable<HostOps["activate"]>>> | undefined;
-    let callError: unknown;
+  let atOnce: ActivationResult | undefined;
+  if (!input.signal.aborted) {
     try {
-      result = await ops.activate(spec, log, input.signal, onSwitched);
+      atOnce = await withHost(input, run.target, (ops) =>
+        ops.activate && !run.switched
+          ? activateAtOnce(input, run, ops.activate.bind(ops), spec, log, record)
+          : Promise.resolve(undefined),
+      );
     } catch (error) {
-      callError = error;
+      if (!(isTurnoutError(error) && error.code === "E_UNAVAILABLE") || input.signal.aborted) throw error;
     }
-    await recording;
-    if (recordError !== undefined) throw recordError;
-    if (result) {
-      if (result.failure) throw new Error(result.failure);
-      if (spec.health) log("healthy");
-      return;
-    }
-    if (!(isTurnoutError(callError) && callError.code === "E_UNAVAILABLE") || input.signal.aborted) {
-      throw callError;
-    }
+  }
+  if (atOnce) {
+    if (atOnce.failure) throw new Error(atOnce.failure);
+    if (spec.health) log("healthy");
+    return;
   }
   if (!run.switched) {
     const { previous } = await withHost(input, run.target, (o) =>
@@ -392,6 +382,36 @@ async function activate(
     if (!healthy) throw new Error("health check failed");
     log("healthy");
   }
+}
+
+/** One activation exchange; the host is recorded switched as soon as the holder says so. */
+async function activateAtOnce(
+  input: OrchestrateInput,
+  run: HostRun,
+  activateOn: NonNullable<HostOps["activate"]>,
+  spec: ActivationSpec,
+  log: HostLog,
+  record: Recorder,
+): Promise<ActivationResult> {
+  let recording: Promise<void> = Promise.resolve();
+  let recordError: unknown;
+  const onSwitched = (previous: string | null) => {
+    // Caught at once: the exchange may still be going on when it fails (awaited below).
+    recording = switched(input, run, previous, log, record).catch((error: unknown) => {
+      recordError = error;
+    });
+  };
+  let result: ActivationResult | undefined;
+  let callError: unknown;
+  try {
+    result = await activateOn(spec, log, input.signal, onSwitched);
+  } catch (error) {
+    callError = error;
+  }
+  await recording;
+  if (recordError !== undefined) throw recordError;
+  if (result === undefined) throw callError;
+  return result;
 }
 
 /** The host now runs the release: recorded (with what it ran before) before anything else happens to it. */
