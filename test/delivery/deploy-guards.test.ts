@@ -35,13 +35,23 @@ const WORKDAY_HOURS = `deploy_windows:
 /** A clock the test moves: set(iso) makes the engine's now read that instant, then run on. */
 function testClock() {
   let offset = 0;
+  let frozen: number | undefined;
   return {
-    now: () => new Date(Date.now() + offset),
+    now: () => new Date(frozen ?? Date.now() + offset),
     set(iso: string) {
       offset = Date.parse(iso) - Date.now();
     },
     advance(ms: number) {
       offset += ms;
+    },
+    /** Stands still at `iso` (checks made then see that very time) until resume(). */
+    freeze(iso: string) {
+      frozen = Date.parse(iso);
+    },
+    /** Runs on from where it stood: a timer set while frozen fires early, and the look it makes asks again. */
+    resume() {
+      if (frozen !== undefined) offset = frozen - Date.now();
+      frozen = undefined;
     },
   };
 }
@@ -76,8 +86,9 @@ describe.each(BACKENDS)("deploy windows on %s", (backend) => {
     expect((await deploysOf(t)).map((d) => d.sha)).toEqual([t.repo.head]);
 
     const next = await t.repo.commit({ VERSION: "2\n" }, "two");
-    // Tuesday 08:59:45 in Berlin (07:59:45 UTC): the window opens in 15 seconds.
-    clock.set("2030-01-08T07:59:45Z");
+    // Tuesday 08:59:57 in Berlin (07:59:57 UTC): the window opens in 3 seconds. The clock
+    // stands still while the held deploy is checked, so a slow machine cannot open the window meanwhile.
+    clock.freeze("2030-01-08T07:59:57Z");
     await t.engine.poke("shop", "poll");
     expect(await deploysOf(t)).toHaveLength(1);
     expect(t.engine.wakeTimers.pending()).toEqual({ "shop/staging": "2030-01-08T08:00:00.000Z" });
@@ -94,6 +105,7 @@ describe.each(BACKENDS)("deploy windows on %s", (backend) => {
     );
 
     // No poke, no request: the timer looks again when the window opens.
+    clock.resume();
     await until(async () => (await deploysOf(t)).length === 2, 60_000, "deploy when the window opens");
     await settle(t);
     expect((await deploysOf(t))[1]).toMatchObject({ sha: next, trigger: "auto", status: "succeeded" });
