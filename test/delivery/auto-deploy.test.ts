@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { environmentRevision } from "../../src/domain/app-revision.js";
 import { BACKENDS } from "../helpers/databases.js";
@@ -49,9 +52,14 @@ describe.each(BACKENDS)("auto-deploy on %s", (backend) => {
   });
 
   it("coalesces: while one auto-deploy is queued, a newer commit replaces it", async () => {
+    // The first deploy runs until the test opens its gate, after the newer commits are queued.
+    const gateDir = mkdtempSync(path.join(tmpdir(), "turnout-gate-"));
+    const gate = path.join(gateDir, "open");
     t = await startTurnout({
       backend,
-      manifest: AUTO('if [ -f "$TURNOUT_WORKSPACE/SLOW" ]; then sleep 3; fi'),
+      manifest: AUTO(
+        `if [ -f "$TURNOUT_WORKSPACE/SLOW" ]; then while [ ! -e ${JSON.stringify(gate)} ]; do sleep 0.05; done; fi`,
+      ),
     });
     await t.repo.commit({ SLOW: "1\n" }, "slow");
     await t.engine.poke("shop", "poll");
@@ -63,10 +71,12 @@ describe.each(BACKENDS)("auto-deploy on %s", (backend) => {
     const queued = (await deploysOf(t)).filter((d) => d.status === "queued");
     expect(queued.map((d) => d.sha)).toEqual([c]);
     expect(queued[0]!.number).toBe(2);
+    writeFileSync(gate, "");
     await settle(t);
     const all = await deploysOf(t);
     expect(all).toHaveLength(2);
     expect(all.map((d) => d.sha)).not.toContain(b);
+    rmSync(gateDir, { recursive: true, force: true });
   });
 
   it("does not deploy into a locked environment, and catches up after unlock", async () => {
