@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import type { GithubChecks } from "../checks/github-checks.js";
@@ -186,6 +187,8 @@ export class Worker {
       const deploy = await this.options.store.deploys.claimNext(this.options.owner, this.options.leaseMs);
       if (!deploy) return;
       const run: Run = { deploy, controller: new AbortController(), awaitingApproval: false };
+      // A fleet deploy waits on many hosts at once, each call listening for the cancel: not a leak.
+      setMaxListeners(0, run.controller.signal);
       this.running.set(deploy.id, run);
       const done = this.execute(run)
         .catch((error) => this.options.report(error))
