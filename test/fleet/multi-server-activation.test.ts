@@ -84,8 +84,21 @@ environments:
         )
       ).rows;
 
+    // The deploy is asked of server A, but whichever server claims it runs it: the hosts routed
+    // (through host_calls) are B's only when A ran it. When B took it (its calls name web-1),
+    // it is asked again with a new commit, as in multi-server-deploy-path.test.ts.
+    const deployOnA = async (label: string) => {
+      for (let attempt = 1; ; attempt++) {
+        if (attempt > 1) await repo.commit({ AGAIN: `${label} ${attempt}\n` }, `${label}, again`);
+        const result = await deploy();
+        const ranOnB = (await callsOf(result.id)).some((c) => c.host === "web-1");
+        if (!ranOnB) return result;
+        if (attempt === 5) throw new Error(`server B ran all five deploys of ${label}`);
+        console.log(`deploy ${label}: server B ran it (${result.id}); asking again`);
+      }
+    };
     try {
-      const first = await deploy();
+      const first = await deployOnA("one");
       expect(first.deploy.status, first.log).toBe("succeeded");
       const release1 = await currentOf(agents[0]!.root, "shop");
       for (const agent of agents) expect(await currentOf(agent.root, "shop")).toBe(release1);
@@ -117,7 +130,7 @@ environments:
       // goes back to release 1 and out of the pool; the deploy rolls the others back too.
       writeFileSync(path.join(agents[2]!.root, "unhealthy"), "");
       await repo.commit({ VERSION: "2\n" }, "two");
-      const second = await deploy();
+      const second = await deployOnA("two");
       expect(second.deploy.status, second.log).toBe("failed");
       expect(second.deploy.errorCode, second.log).toBe("E_ROLLED_BACK");
       for (const agent of agents) expect(await currentOf(agent.root, "shop"), agent.name).toBe(release1);

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, symlinkSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { freePort } from "./fleet.js";
 import { type ServerProcess, startServerProcess } from "./server-process.js";
@@ -40,20 +40,11 @@ export async function startCluster(options: {
   configDir: string;
   databaseUrl: string;
   env?: Record<string, string>;
-  /**
-   * Until artifacts are shared through PostgreSQL (issue 14 point 2, branch
-   * feat/ha-artifacts), an agent downloads blobs from the server it is
-   * connected to: the servers' artifact directories are made one here.
-   */
-  shareArtifacts?: boolean;
 }): Promise<Cluster> {
-  const shared = path.join(options.root, "shared-artifacts");
-  if (options.shareArtifacts) mkdirSync(shared, { recursive: true });
   const servers: ClusterServer[] = [];
   for (let index = 0; index < options.count; index++) {
     const dataDir = path.join(options.root, `server-${index}`);
     mkdirSync(dataDir, { recursive: true });
-    if (options.shareArtifacts) symlinkSync(shared, path.join(dataDir, "artifacts"));
     const port = await freePort();
     servers.push({ index, port, url: `http://127.0.0.1:${port}`, dataDir, process: undefined });
   }

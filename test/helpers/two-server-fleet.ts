@@ -48,7 +48,6 @@ export async function startTwoServerFleet(options: {
     root,
     configDir,
     databaseUrl: database.url!,
-    shareArtifacts: true,
   });
   const [a, b] = cluster.servers as [ClusterServer, ClusterServer];
   const enroll = (
