@@ -4,7 +4,7 @@ import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { StageSpec } from "../../src/providers/fleet/host-ops.js";
 import { REMOTE_SCRIPT, REMOTE_SCRIPT_DIGEST } from "../../src/providers/fleet/ssh/remote-script.js";
-import type { KeptScripts } from "../../src/providers/fleet/ssh/ssh-connection.js";
+import { type KeptScripts, SshConnection } from "../../src/providers/fleet/ssh/ssh-connection.js";
 import { SshHostOps } from "../../src/providers/fleet/ssh/ssh-host-ops.js";
 import { type MemoryRelease, memoryRelease, type SshdInstance, startSshd } from "../helpers/sshd.js";
 
@@ -131,6 +131,33 @@ describe("the remote script kept on an SSH host", () => {
     }
     expect(existsSync(marker)).toBe(false);
     expect(await readFile(kept(), "utf8")).toBe(REMOTE_SCRIPT);
+  });
+
+  it("says so when the copy goes away under an operation whose input is a stream, and installs it again", async () => {
+    const known: KeptScripts = new Set();
+    const connection = new SshConnection(sshd.config("web-1"), { keptScripts: known });
+    try {
+      expect((await connection.exec("hello", [], { timeoutMs: 30_000 })).exitCode).toBe(0);
+      expect(existsSync(kept())).toBe(true);
+      await rm(kept());
+      // A stream cannot be given twice: the operation fails, with a message that says why.
+      const streamed = await connection.exec("hello", [], {
+        timeoutMs: 30_000,
+        input: async (stdin) => {
+          stdin.end("data\n");
+        },
+      });
+      expect(streamed.exitCode).toBe(96);
+      const error = connection.failure(streamed, "receive");
+      expect(error.code).toBe("E_UNAVAILABLE");
+      expect(error.message).toContain("script kept on the host");
+      expect(error.message).toContain("installed again");
+      // The next operation installs it again and runs.
+      expect((await connection.exec("hello", [], { timeoutMs: 30_000 })).exitCode).toBe(0);
+      expect(await readFile(kept(), "utf8")).toBe(REMOTE_SCRIPT);
+    } finally {
+      await connection.close();
+    }
   });
 
   it("sends the script in every command line where it cannot be kept", async () => {

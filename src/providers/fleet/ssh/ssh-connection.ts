@@ -251,6 +251,15 @@ export class SshConnection {
       }
       case EXIT_UNUSABLE:
         return new TurnoutError("E_UNAVAILABLE", message, details);
+      case EXIT_NO_KEPT_SCRIPT:
+        // Only an operation whose input was a stream gets here (any other ran again): the
+        // copy went away during the deploy. It is installed again by the next operation,
+        // and E_UNAVAILABLE has the orchestrator try this one once more.
+        return new TurnoutError(
+          "E_UNAVAILABLE",
+          `${what} on ${name} failed: Turnout's script kept on the host (${this.host.root}/.turnout/bin) was removed or damaged meanwhile; it is installed again`,
+          details,
+        );
       default:
         return new TurnoutError("E_CONFLICT", message, details);
     }
