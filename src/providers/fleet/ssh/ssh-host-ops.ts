@@ -30,6 +30,7 @@ import {
   timeoutSeconds,
 } from "./ssh-validate.js";
 import { commandInput, neededBlobs, stageInput } from "./stage-input.js";
+import { patchTree, type StageTree, wholeTree } from "./stage-trees.js";
 
 export interface SshHostOpsOptions extends SshClientOptions {
   /** Time limit of steps that run no user command (switch, prune, inventory, materializing). */
@@ -89,7 +90,8 @@ export class SshHostOps implements HostOps {
       await this.connect();
       const needed = neededBlobs(plan);
       const { listing, artifact } = specListing(spec, plan);
-      let base = artifact ? await this.baseFor(spec, place, signal) : undefined;
+      const keptTars = new Map<string, Set<string>>();
+      let base = artifact ? await this.baseFor(spec, place, keptTars, signal) : undefined;
       const ask = (from: ChosenBase | undefined) =>
         this.call(
           "missing",
@@ -168,22 +170,15 @@ export class SshHostOps implements HostOps {
 
       if (plan.dropped > 0) log(`staging ${id}: ${plan.dropped} entries replaced by links to shared/`);
       if (hook) log(`before_switch: ${JSON.stringify(hook)}`);
-      const stageOnce = async (from: ChosenBase | undefined) => {
-        const job = nonce();
-        const input = await stageInput(
-          plan,
-          hook,
-          env,
-          from && artifact
-            ? {
-                baseArtifact: from.artifact,
-                baseDigest: from.digest,
-                artifact,
-                digest: listing.digest,
-                paths: from.paths,
-              }
-            : undefined,
+      // A host that keeps the base's stage tar is sent a patch of it, else the whole tree.
+      let tree = base ? await patchTree(spec, plan, base, keptTars.get(base.artifact) ?? new Set()) : undefined;
+      if (tree?.patch)
+        log(
+          `staging ${id}: the tree as a patch of release ${tree.base.artifact.slice(0, 16)}'s (${tree.patch.ranges.length} ranges, ${tree.patch.literal.length} bytes new)`,
         );
+      const stageOnce = async (sent: StageTree) => {
+        const job = nonce();
+        const input = stageInput(plan, hook, env, sent, artifact);
         return this.withCancel(job, signal, () =>
           this.call(
             "stage",
@@ -198,13 +193,13 @@ export class SshHostOps implements HostOps {
           ),
         );
       };
-      let staged = await stageOnce(base);
-      // The host said why (its log line): the base release differs from its listing, or is gone.
+      let staged = await stageOnce(tree ?? (await wholeTree(spec, plan)));
+      // The host said why (its log line): its kept tar is gone or damaged, or the patch did not add up.
       if (staged.last === "ok fallback") {
-        base = undefined;
-        staged = await stageOnce(undefined);
+        tree = undefined;
+        staged = await stageOnce(await wholeTree(spec, plan));
       }
-      const how = base ? { manifest: "diff" as const } : {};
+      const how = tree?.patch ? { manifest: "diff" as const } : {};
       if (staged.last === "ok staged") log(`staged ${id}`);
       if (staged.last === "ok replaced") {
         log(`staged ${id} again: repaired`);
@@ -220,11 +215,13 @@ export class SshHostOps implements HostOps {
 
   /**
    * The cheap first question: which listings the host keeps for releases of
-   * this app it still has (current first). Only with manifests to diff from.
+   * this app it still has (current first), and which stage tars (their
+   * digests go into `keptTars`, by artifact). Only with manifests to diff from.
    */
   private async baseFor(
     spec: StageSpec,
     place: [string, string],
+    keptTars: Map<string, Set<string>>,
     signal: AbortSignal,
   ): Promise<ChosenBase | undefined> {
     if (!this.manifests) return undefined;
@@ -236,10 +233,11 @@ export class SshHostOps implements HostOps {
     );
     const offered: OfferedBase[] = [];
     for (const line of lines) {
-      const match = /^base ([0-9a-f]{64}) ([0-9a-f]{64})$/.exec(line);
+      const match = /^(base|tar) ([0-9a-f]{64}) ([0-9a-f]{64})$/.exec(line);
       if (!match)
         throw new TurnoutError("E_UNAVAILABLE", `host ${this.name} answered oddly: ${JSON.stringify(line)}`);
-      offered.push({ artifact: match[1]!, digest: match[2]! });
+      if (match[1] === "base") offered.push({ artifact: match[2]!, digest: match[3]! });
+      else keptTars.set(match[2]!, (keptTars.get(match[2]!) ?? new Set()).add(match[3]!));
     }
     return chooseBase(spec, offered, this.manifests);
   }

@@ -1,0 +1,84 @@
+import { gzipSync } from "node:zlib";
+import type { ReleasePlan } from "../../../agent/host-layout/release-plan.js";
+import type { StageSpec } from "../host-ops.js";
+import type { ChosenBase } from "./listing-bases.js";
+import { type StageTar, stageTar } from "./stage-tar.js";
+import { type TarPatch, tarPatch } from "./tar-patch.js";
+
+/**
+ * What the `stage` session sends after its lines (stage-input.ts): the
+ * release's stage tar gzipped whole, or, for a host that keeps the stage
+ * tar of a base release, a patch of it (tar-patch.ts) and the new records
+ * gzipped. Either way the host ends with the same tar (checked against
+ * `digest`) and unpacks it with the same one `tar -x`.
+ */
+export type StageTree =
+  | { digest: string; gzipped: Buffer; patch?: undefined }
+  | {
+      digest: string;
+      gzipped: Buffer;
+      patch: TarPatch;
+      base: { artifact: string; digest: string };
+    };
+
+interface SpecTrees {
+  whole: Promise<{ tar: StageTar; tree: StageTree }>;
+  patches: Map<string, Promise<StageTree | undefined>>;
+}
+
+/**
+ * Per deploy, not per host: hosts of a fleet mostly hold the same base, so
+ * the tar, its gzip and each patch are made once (the cache hangs off the
+ * stage spec, which lives as long as the deploy, as listing-bases.ts does).
+ */
+const perSpec = new WeakMap<StageSpec, SpecTrees>();
+
+function trees(spec: StageSpec, plan: ReleasePlan): SpecTrees {
+  let found = perSpec.get(spec);
+  if (!found) {
+    const whole = stageTar(plan).then((tar) => ({
+      tar,
+      tree: { digest: tar.digest, gzipped: gzipSync(tar.bytes, { level: 6 }) },
+    }));
+    whole.catch(() => undefined);
+    found = { whole, patches: new Map() };
+    perSpec.set(spec, found);
+  }
+  return found;
+}
+
+export async function wholeTree(spec: StageSpec, plan: ReleasePlan): Promise<StageTree> {
+  return (await trees(spec, plan).whole).tree;
+}
+
+/**
+ * The tree as a patch of the base's stage tar, made again from the base
+ * manifest; undefined when the host keeps no tar of that digest (another
+ * version of the tar, or none) or the patch is not worth it.
+ */
+export async function patchTree(
+  spec: StageSpec,
+  plan: ReleasePlan,
+  base: ChosenBase,
+  keptDigests: ReadonlySet<string>,
+): Promise<StageTree | undefined> {
+  if (keptDigests.size === 0) return undefined;
+  const own = trees(spec, plan);
+  let found = own.patches.get(base.artifact);
+  if (!found) {
+    found = (async () => {
+      const [{ tar }, baseTar] = await Promise.all([own.whole, stageTar(base.plan)]);
+      const patch = tarPatch(baseTar.bytes, tar.bytes);
+      if (!patch) return undefined;
+      return {
+        digest: tar.digest,
+        gzipped: gzipSync(patch.literal, { level: 6 }),
+        patch,
+        base: { artifact: base.artifact, digest: baseTar.digest },
+      };
+    })();
+    own.patches.set(base.artifact, found);
+  }
+  const tree = await found;
+  return tree?.patch && keptDigests.has(tree.base.digest) ? tree : undefined;
+}
