@@ -250,6 +250,7 @@ async function round(dist, files, changed) {
       const wire0 = hosts.map((h) => h.wireBytes());
       const ops = hosts.map((h, i) => new SshHostOps(h.config(`h${i}`), { manifests, keptScripts }));
       const t0 = performance.now();
+      let fromBase = 0;
       await Promise.all(
         ops.map(async (op) => {
           const spec = {
@@ -262,6 +263,8 @@ async function round(dist, files, changed) {
           };
           const result = await op.stage(spec, rel.source, () => undefined, signal);
           if (!result.staged) throw new Error("not staged");
+          // "diff": staged from what the host kept of a base (builds that can).
+          if (result.manifest === "diff") fromBase++;
           await op.switchTo("bench", rel.id, "current");
         }),
       );
@@ -276,6 +279,7 @@ async function round(dist, files, changed) {
         serverCpu: (server.user + server.system) / 1e6 / HOSTS,
         bytes: (sent() - bytes0) / HOSTS,
         wire: hosts.reduce((sum, h, i) => sum + h.wireBytes() - wire0[i], 0) / HOSTS,
+        fromBase,
       };
     }
   } finally {
@@ -299,7 +303,7 @@ for (const [i, dist] of DISTS.entries()) {
   for (const label of ["full", "one-file"]) {
     const m = (k) => median(results[i].map((x) => x[label][k]));
     console.log(
-      `${dist} ${label}: wall ${m("wall").toFixed(2)} s, host CPU ${m("hostCpu").toFixed(2)} s/host, server CPU ${(m("serverCpu") * 1000).toFixed(0)} ms/host, stdin ${(m("bytes") / 1024).toFixed(0)} KiB/host, wire ${(m("wire") / 1024).toFixed(0)} KiB/host`,
+      `${dist} ${label}: wall ${m("wall").toFixed(2)} s, host CPU ${m("hostCpu").toFixed(2)} s/host, server CPU ${(m("serverCpu") * 1000).toFixed(0)} ms/host, stdin ${(m("bytes") / 1024).toFixed(0)} KiB/host (${m("bytes").toFixed(0)} B), wire ${(m("wire") / 1024).toFixed(0)} KiB/host, from a base on ${m("fromBase")} of ${HOSTS} hosts`,
     );
   }
 }

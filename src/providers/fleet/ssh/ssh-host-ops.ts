@@ -171,7 +171,9 @@ export class SshHostOps implements HostOps {
       if (plan.dropped > 0) log(`staging ${id}: ${plan.dropped} entries replaced by links to shared/`);
       if (hook) log(`before_switch: ${JSON.stringify(hook)}`);
       // A host that keeps the base's stage tar is sent a patch of it, else the whole tree.
-      let tree = base ? await patchTree(spec, plan, base, keptTars.get(base.artifact) ?? new Set()) : undefined;
+      let tree = base
+        ? await patchTree(spec, plan, base, keptTars.get(base.artifact) ?? new Set())
+        : undefined;
       if (tree?.patch)
         log(
           `staging ${id}: the tree as a patch of release ${tree.base.artifact.slice(0, 16)}'s (${tree.patch.ranges.length} ranges, ${tree.patch.literal.length} bytes new)`,

@@ -43,14 +43,28 @@ export function tarPatch(base: Buffer, next: Buffer, maxRanges = MAX_PATCH_RANGE
     const key = record(base, i);
     if (!where.has(key)) where.set(key, i);
   }
-  // Greedy: carry on the current copy while the records match, else start one where the record is.
+  // Greedy: carry on the current copy while the records match. After new
+  // records, the base is taken up where they replaced records of it, or where
+  // they were inserted, before anywhere else: records that are not unique (the
+  // header of a PAX record, the end-of-archive zeros) would start a run in the
+  // wrong place.
   const count = next.length / TAR_RECORD;
   const from: number[] = new Array<number>(count);
+  let copied = -1; // the base record the last copy ended on
+  let since = 0; // new records since then
+  const matches = (j: number, key: string) => j >= 0 && j < baseCount && record(base, j) === key;
   for (let i = 0; i < count; i++) {
     const key = record(next, i);
-    const previous = i > 0 ? from[i - 1]! : -1;
-    if (previous >= 0 && previous + 1 < baseCount && record(base, previous + 1) === key) from[i] = previous + 1;
-    else from[i] = where.get(key) ?? -1;
+    let j = -1;
+    if (since === 0 && matches(copied + 1, key)) j = copied + 1;
+    else if (since > 0 && matches(copied + 1 + since, key)) j = copied + 1 + since;
+    else if (since > 0 && matches(copied + 1, key)) j = copied + 1;
+    else j = where.get(key) ?? -1;
+    from[i] = j;
+    if (j >= 0) {
+      copied = j;
+      since = 0;
+    } else since++;
   }
   let ranges = toRanges(from, 0);
   if (ranges.length > maxRanges) {
