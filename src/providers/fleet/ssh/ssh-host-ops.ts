@@ -36,8 +36,9 @@ export interface SshHostOpsOptions extends SshClientOptions {
   /** Time limit of steps that run no user command (switch, prune, inventory, materializing). */
   opTimeoutMs?: number;
   /**
-   * Manifests of stored artifacts: with it, a host that keeps the listing of
-   * a release of the app is sent only the difference from it (release-listing.ts).
+   * Manifests of stored artifacts: with it, a host that keeps the listing and
+   * the stage tar of a release of the app is sent only the difference from
+   * them (release-listing.ts, tar-patch.ts).
    */
   manifests?: BaseManifestSource;
 }
