@@ -212,7 +212,14 @@ function countStdin(SshConnection) {
         };
         return input(stdin);
       };
-    return exec.call(this, op, opArgs, { ...options, input: counted });
+    // SSH_STAGE_OPS=1: each session's wall time on stderr, to see where a staging spends it
+    // (once: each round wraps exec again).
+    if (!process.env.SSH_STAGE_OPS || options.timed)
+      return exec.call(this, op, opArgs, { ...options, input: counted });
+    const t0 = performance.now();
+    return exec.call(this, op, opArgs, { ...options, input: counted, timed: true }).finally(() => {
+      console.error(`  ${op}: ${(performance.now() - t0).toFixed(0)} ms`);
+    });
   };
   return () => bytes;
 }

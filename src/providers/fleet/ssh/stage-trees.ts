@@ -22,7 +22,9 @@ export type StageTree =
     };
 
 interface SpecTrees {
-  whole: Promise<{ tar: StageTar; tree: StageTree }>;
+  tar: Promise<StageTar>;
+  /** Gzipped only when a host needs the whole tree. */
+  whole?: Promise<StageTree>;
   patches: Map<string, Promise<StageTree | undefined>>;
 }
 
@@ -36,19 +38,18 @@ const perSpec = new WeakMap<StageSpec, SpecTrees>();
 function trees(spec: StageSpec, plan: ReleasePlan): SpecTrees {
   let found = perSpec.get(spec);
   if (!found) {
-    const whole = stageTar(plan).then((tar) => ({
-      tar,
-      tree: { digest: tar.digest, gzipped: gzipSync(tar.bytes, { level: 6 }) },
-    }));
-    whole.catch(() => undefined);
-    found = { whole, patches: new Map() };
+    const tar = stageTar(plan);
+    tar.catch(() => undefined);
+    found = { tar, patches: new Map() };
     perSpec.set(spec, found);
   }
   return found;
 }
 
-export async function wholeTree(spec: StageSpec, plan: ReleasePlan): Promise<StageTree> {
-  return (await trees(spec, plan).whole).tree;
+export function wholeTree(spec: StageSpec, plan: ReleasePlan): Promise<StageTree> {
+  const own = trees(spec, plan);
+  own.whole ??= own.tar.then((tar) => ({ digest: tar.digest, gzipped: gzipSync(tar.bytes, { level: 6 }) }));
+  return own.whole;
 }
 
 /**
@@ -67,7 +68,7 @@ export async function patchTree(
   let found = own.patches.get(base.artifact);
   if (!found) {
     found = (async () => {
-      const [{ tar }, baseTar] = await Promise.all([own.whole, stageTar(base.plan)]);
+      const [tar, baseTar] = await Promise.all([own.tar, stageTar(base.plan)]);
       const patch = tarPatch(baseTar.bytes, tar.bytes);
       if (!patch) return undefined;
       return {
