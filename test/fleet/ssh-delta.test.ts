@@ -456,10 +456,10 @@ describe("SSH listing input on the host (defence in depth)", () => {
         [],
         [`K ${own}`],
         [`K ${sha} ${sha}`],
-        [`K - ${sha}`, `P ${sha} ../${sha.slice(3)}`],
+        [`K - ${sha}`, `P ../${sha.slice(3)}`],
         // Ranges without a base, or more than the bound.
         [`K - ${sha}`, "C 0 1"],
-        [`K - ${sha}`, `P ${sha} ${sha}`, ...Array.from({ length: 65 }, () => "L 1")],
+        [`K - ${sha}`, `P ${sha}`, ...Array.from({ length: 65 }, () => "L 1")],
       ]) {
         const result = await stageWith(lines);
         expect({ lines: lines.slice(0, 3), exitCode: result.exitCode }).toEqual({
@@ -471,7 +471,7 @@ describe("SSH listing input on the host (defence in depth)", () => {
       expect((await stageWith([`K - ${sha}`], gzipSync(emptyTar))).exitCode).toBe(10);
       // A patch of a tar the host does not keep: it says so, and the server sends the tree whole.
       expect(
-        (await stageWith([`K ${own} ${emptyDigest}`, `P ${sha} ${sha}`, "L 2"], gzipSync(emptyTar))).stdout,
+        (await stageWith([`K ${own} ${emptyDigest}`, `P ${sha}`, "L 2"], gzipSync(emptyTar))).stdout,
       ).toMatch(/ok fallback\n$/);
       expect(
         readdirSync(path.join(sshd.root, ".turnout", "blobs", "tmp")).filter((n) => n.startsWith("tree-")),

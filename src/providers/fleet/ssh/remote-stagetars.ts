@@ -28,13 +28,14 @@ MAX_PATCH_RANGES=64
 TARS=
 set_tars() { TARS=$ROOT/.turnout/stagetars; }
 
-# "tar <artifact> <digest>" for each stage tar kept for release $1 (not hashed here: patch_tar does).
+# "tar <first 16 digits of the digest>" for each stage tar kept for release $1:
+# a hint (a few bytes on the wire), not hashed here; patch_tar checks the tar it uses.
 kept_tars() {
   real_dir "$TARS" || return 0
   for _t in "$TARS/$1"*; do
     _tn=\${_t##*/}
     valid_sha "\${_tn%-*}" && valid_sha "\${_tn#*-}" && [ -f "$_t" ] && [ ! -L "$_t" ] || continue
-    echo "tar \${_tn%-*} \${_tn#*-}"
+    _tn=\${_tn#*-}; echo "tar \${_tn%\${_tn#????????????????}}"
   done
 }
 
@@ -48,37 +49,42 @@ keep_tar() {
   return 0
 }
 
-# Rebuilds into $4 the stage tar of release ID from the kept tar of artifact
-# $1 (digest $2), the ranges in file $3 (C <start> <count>: records of the
-# base; L <count>: the next new records) and the new records, gzipped, on
-# stdin; it must hash to $5. Returns 1 when it cannot (stage whole).
+# Rebuilds into $3 the stage tar of release ID from the kept tar of digest
+# $1, the ranges in file $2 (C <start> <count>: records of the base; L
+# <count>: the next new records) and the new records, gzipped, on stdin; it
+# must hash to $4. Returns 1 when it cannot (stage whole).
 patch_tar() {
   set_tars
-  _base=$TARS/$1-$2
-  if ! listing_ok "$_base" "$2"; then
-    if [ -e "$_base" ] || [ -L "$_base" ]; then
-      rm -f -- "$_base"; info "staging $ID: the kept stage tar of \${1%\${1#????????????????}} is damaged (removed): staging the whole tree"
-    else
-      info "staging $ID: the stage tar of \${1%\${1#????????????????}} is no longer kept: staging the whole tree"
-    fi
+  _base=
+  for _t in "$TARS"/*-"$1"; do
+    _tn=\${_t##*/}
+    if valid_sha "\${_tn%-*}" && [ -f "$_t" ] && [ ! -L "$_t" ]; then _base=$_t; break; fi
+  done
+  _bid=\${1%\${1#????????????????}}
+  if [ -z "$_base" ]; then
+    info "staging $ID: the stage tar $_bid is no longer kept: staging the whole tree"; return 1
+  fi
+  _bid=\${_base##*/}; _bid=\${_bid%\${_bid#????????????????}}
+  if ! listing_ok "$_base" "$1"; then
+    rm -f -- "$_base"; info "staging $ID: the kept stage tar of $_bid is damaged (removed): staging the whole tree"
     return 1
   fi
-  gzip -dc >"$4.new" || refuse "bad patch of the tree"
+  gzip -dc >"$3.new" || refuse "bad patch of the tree"
   _lp=0
   while read -r _k _a _b; do
     case $_k in
       C) valid_count "$_a" && valid_count "$_b" || refuse "bad patch range"
         dd if="$_base" bs=512 skip="$_a" count="$_b" 2>/dev/null || return 1;;
       L) valid_count "$_a" && [ -z "$_b" ] || refuse "bad patch range"
-        dd if="$4.new" bs=512 skip="$_lp" count="$_a" 2>/dev/null || return 1
+        dd if="$3.new" bs=512 skip="$_lp" count="$_a" 2>/dev/null || return 1
         _lp=$((_lp + _a));;
       *) refuse "bad patch range";;
     esac
-  done <"$3" >"$4"
-  rm -f -- "$4.new"
-  _sum=$(sha256sum -- "$4") || die 12 "cannot hash the stage tar"
-  if [ "\${_sum%% *}" != "$5" ]; then
-    info "staging $ID: the tree rebuilt from the stage tar of \${1%\${1#????????????????}} does not match its digest: staging the whole tree"
+  done <"$2" >"$3"
+  rm -f -- "$3.new"
+  _sum=$(sha256sum -- "$3") || die 12 "cannot hash the stage tar"
+  if [ "\${_sum%% *}" != "$4" ]; then
+    info "staging $ID: the tree rebuilt from the stage tar of $_bid does not match its digest: staging the whole tree"
     return 1
   fi
 }

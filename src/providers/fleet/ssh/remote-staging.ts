@@ -258,9 +258,7 @@ op_stage() {
     valid_sha "$_ka" || refuse "bad tree digest"
     case $_ka in "$ID"*) ;; *) refuse "the tree is not that of release $ID";; esac
   fi
-  if [ -n "$_from" ]; then
-    valid_sha "\${_from%% *}" && valid_sha "\${_from#* }" || refuse "bad patch base"
-  fi
+  if [ -n "$_from" ]; then valid_sha "$_from" || refuse "bad patch base"; fi
   # tar unpacks below WORK, where C is the cache and T the tree: the staging
   # directory, or a directory beside the cache when no hard link reaches it.
   WORK=$CACHE/tmp/tree-$NONCE; STAGE_TAR=$WORK.tar
@@ -276,7 +274,7 @@ op_stage() {
   ln -s -- "$_tree" "$WORK/T" || die 12 "cannot prepare $WORK"
   # The stage tar, sent whole or rebuilt from a kept one, is the digest the server sent.
   if [ -n "$_from" ]; then
-    if ! patch_tar "\${_from%% *}" "\${_from#* }" "$STAGE.patch" "$STAGE_TAR" "$_kd"; then echo "ok fallback"; return 0; fi
+    if ! patch_tar "$_from" "$STAGE.patch" "$STAGE_TAR" "$_kd"; then echo "ok fallback"; return 0; fi
   else
     [ "$_ranges" -eq 0 ] || refuse "patch ranges without a base"
     gzip -dc >"$STAGE_TAR" || refuse "bad tree of release $ID"

@@ -91,7 +91,7 @@ export class SshHostOps implements HostOps {
       await this.connect();
       const needed = neededBlobs(plan);
       const { listing, artifact } = specListing(spec, plan);
-      const keptTars = new Map<string, Set<string>>();
+      const keptTars = new Set<string>();
       let base = artifact ? await this.baseFor(spec, place, keptTars, signal) : undefined;
       const ask = (from: ChosenBase | undefined) =>
         this.call(
@@ -172,9 +172,7 @@ export class SshHostOps implements HostOps {
       if (plan.dropped > 0) log(`staging ${id}: ${plan.dropped} entries replaced by links to shared/`);
       if (hook) log(`before_switch: ${JSON.stringify(hook)}`);
       // A host that keeps the base's stage tar is sent a patch of it, else the whole tree.
-      let tree = base
-        ? await patchTree(spec, plan, base, keptTars.get(base.artifact) ?? new Set())
-        : undefined;
+      let tree = base ? await patchTree(spec, plan, base, keptTars) : undefined;
       if (tree?.patch)
         log(
           `staging ${id}: the tree as a patch of release ${tree.base.artifact.slice(0, 16)}'s (${tree.patch.ranges.length} ranges, ${tree.patch.literal.length} bytes new)`,
@@ -218,13 +216,13 @@ export class SshHostOps implements HostOps {
 
   /**
    * The cheap first question: which listings the host keeps for releases of
-   * this app it still has (current first), and which stage tars (their
-   * digests go into `keptTars`, by artifact). Only with manifests to diff from.
+   * this app it still has (current first), and which stage tars (the first
+   * digits of their digests go into `keptTars`). Only with manifests to diff from.
    */
   private async baseFor(
     spec: StageSpec,
     place: [string, string],
-    keptTars: Map<string, Set<string>>,
+    keptTars: Set<string>,
     signal: AbortSignal,
   ): Promise<ChosenBase | undefined> {
     if (!this.manifests) return undefined;
@@ -236,11 +234,15 @@ export class SshHostOps implements HostOps {
     );
     const offered: OfferedBase[] = [];
     for (const line of lines) {
-      const match = /^(base|tar) ([0-9a-f]{64}) ([0-9a-f]{64})$/.exec(line);
+      const tar = /^tar ([0-9a-f]{16})$/.exec(line);
+      if (tar) {
+        keptTars.add(tar[1]!);
+        continue;
+      }
+      const match = /^base ([0-9a-f]{64}) ([0-9a-f]{64})$/.exec(line);
       if (!match)
         throw new TurnoutError("E_UNAVAILABLE", `host ${this.name} answered oddly: ${JSON.stringify(line)}`);
-      if (match[1] === "base") offered.push({ artifact: match[2]!, digest: match[3]! });
-      else keptTars.set(match[2]!, (keptTars.get(match[2]!) ?? new Set()).add(match[3]!));
+      offered.push({ artifact: match[1]!, digest: match[2]! });
     }
     return chooseBase(spec, offered, this.manifests);
   }

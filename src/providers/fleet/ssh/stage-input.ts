@@ -40,7 +40,7 @@ export function neededBlobs(plan: ReleasePlan): Map<string, { sha256: string; si
  *   A <base64 argument>            argv of the command, in order
  *   S <mode|-> <sha256|-> <path>   shared path; mode and digest of the file that seeds it, if any
  *   K <artifact> <tar digest>      the stage tar's sha256, and the artifact to keep it under (if kept)
- *   P <base artifact> <base tar digest>   the tree is a patch of that kept stage tar, made of
+ *   P <base tar digest>            the tree is a patch of the stage tar kept with that digest, made of
  *   C <start> <count>              records of the base tar (512 bytes each), and
  *   L <count>                      the next new records, in order
  *   TAR
@@ -63,7 +63,7 @@ export function stageInput(
   }
   lines.push(`K ${artifact ?? "-"} ${tree.digest}`);
   if (tree.patch) {
-    lines.push(`P ${tree.base.artifact} ${tree.base.digest}`);
+    lines.push(`P ${tree.base.digest}`);
     for (const range of tree.patch.ranges)
       lines.push(range.copy === undefined ? `L ${range.count}` : `C ${range.copy} ${range.count}`);
   }

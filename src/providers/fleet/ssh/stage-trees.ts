@@ -21,6 +21,9 @@ export type StageTree =
       base: { artifact: string; digest: string };
     };
 
+/** Digits of a kept tar's digest the host names in its answer to `bases` (it checks the whole digest when it uses one). */
+export const KEPT_PREFIX = 16;
+
 interface SpecTrees {
   tar: Promise<StageTar>;
   /** Gzipped only when a host needs the whole tree. */
@@ -54,16 +57,17 @@ export function wholeTree(spec: StageSpec, plan: ReleasePlan): Promise<StageTree
 
 /**
  * The tree as a patch of the base's stage tar, made again from the base
- * manifest; undefined when the host keeps no tar of that digest (another
+ * manifest; undefined when the host keeps no tar of that digest (`kept`:
+ * the first KEPT_PREFIX digits of each, as the host names them; another
  * version of the tar, or none) or the patch is not worth it.
  */
 export async function patchTree(
   spec: StageSpec,
   plan: ReleasePlan,
   base: ChosenBase,
-  keptDigests: ReadonlySet<string>,
+  kept: ReadonlySet<string>,
 ): Promise<StageTree | undefined> {
-  if (keptDigests.size === 0) return undefined;
+  if (kept.size === 0) return undefined;
   const own = trees(spec, plan);
   let found = own.patches.get(base.artifact);
   if (!found) {
@@ -81,5 +85,5 @@ export async function patchTree(
     own.patches.set(base.artifact, found);
   }
   const tree = await found;
-  return tree?.patch && keptDigests.has(tree.base.digest) ? tree : undefined;
+  return tree?.patch && kept.has(tree.base.digest.slice(0, KEPT_PREFIX)) ? tree : undefined;
 }
