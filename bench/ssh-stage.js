@@ -258,16 +258,18 @@ async function round(dist, files, changed) {
       const ops = hosts.map((h, i) => new SshHostOps(h.config(`h${i}`), { manifests, keptScripts }));
       const t0 = performance.now();
       let fromBase = 0;
+      // One spec for every host, as the orchestrator makes it: what the server works out per
+      // deploy (listings, differences, stage tars, patches) hangs off it, once for all hosts.
+      const spec = {
+        app: "bench",
+        releaseId: rel.id,
+        manifest: rel.manifest,
+        shared: [],
+        env: {},
+        timeoutMs: 600_000,
+      };
       await Promise.all(
         ops.map(async (op) => {
-          const spec = {
-            app: "bench",
-            releaseId: rel.id,
-            manifest: rel.manifest,
-            shared: [],
-            env: {},
-            timeoutMs: 600_000,
-          };
           const result = await op.stage(spec, rel.source, () => undefined, signal);
           if (!result.staged) throw new Error("not staged");
           // "diff": staged from what the host kept of a base (builds that can).

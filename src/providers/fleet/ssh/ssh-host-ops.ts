@@ -93,6 +93,9 @@ export class SshHostOps implements HostOps {
       const { listing, artifact } = specListing(spec, plan);
       const keptTars = new Set<string>();
       let base = artifact ? await this.baseFor(spec, place, keptTars, signal) : undefined;
+      // The patch of the tree is made while the host answers `missing` and receives the blobs.
+      let patched = base ? patchTree(spec, plan, base, keptTars) : undefined;
+      patched?.catch(() => undefined);
       const ask = (from: ChosenBase | undefined) =>
         this.call(
           "missing",
@@ -107,6 +110,7 @@ export class SshHostOps implements HostOps {
           `staging ${id}: the host no longer keeps the listing of ${base?.artifact.slice(0, 16)}: sending the whole listing`,
         );
         base = undefined;
+        patched = undefined;
         asked = await ask(undefined);
       }
       if (base)
@@ -172,7 +176,7 @@ export class SshHostOps implements HostOps {
       if (plan.dropped > 0) log(`staging ${id}: ${plan.dropped} entries replaced by links to shared/`);
       if (hook) log(`before_switch: ${JSON.stringify(hook)}`);
       // A host that keeps the base's stage tar is sent a patch of it, else the whole tree.
-      let tree = base ? await patchTree(spec, plan, base, keptTars) : undefined;
+      let tree = await patched;
       if (tree?.patch)
         log(
           `staging ${id}: the tree as a patch of release ${tree.base.artifact.slice(0, 16)}'s (${tree.patch.ranges.length} ranges, ${tree.patch.literal.length} bytes new)`,

@@ -81,7 +81,7 @@ export async function patchTree(
         patch,
         base: { artifact: base.artifact, digest: baseTar.digest },
       };
-    })();
+    })().catch(() => undefined); // a base whose tar cannot be made is no base: the whole tree goes
     own.patches.set(base.artifact, found);
   }
   const tree = await found;
