@@ -10,7 +10,7 @@
 // remote script that every session's command line carries; the proxy runs in
 // this process, so server CPU then counts it too).
 //
-//   node bench/ssh-stage.js [--hosts 5] [--rounds 3] [--dist DIR[,DIR…]] [--wire]
+//   node bench/ssh-stage.js [--hosts 5] [--rounds 3] [--dist DIR[,DIR…]] [--wire] [--no-bases]
 //
 // Several --dist directories (builds of different commits) are run in turn,
 // round after round (A, B, A, B…), and reported side by side.
@@ -34,6 +34,9 @@ const HOSTS = Number(opt("hosts", "5"));
 const ROUNDS = Number(opt("rounds", "3"));
 const DISTS = opt("dist", path.join(ROOT, "dist")).split(",");
 const WIRE = args.includes("--wire");
+// --no-bases: the server has no manifests to diff from, so every release goes whole (the reference
+// for what a full staging of the one-file release costs the host).
+const BASES = !args.includes("--no-bases");
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 const FILES = 3000;
 const BYTES = 50 * 1024 * 1024;
@@ -255,7 +258,9 @@ async function round(dist, files, changed) {
       const server0 = process.cpuUsage();
       const bytes0 = sent();
       const wire0 = hosts.map((h) => h.wireBytes());
-      const ops = hosts.map((h, i) => new SshHostOps(h.config(`h${i}`), { manifests, keptScripts }));
+      const ops = hosts.map(
+        (h, i) => new SshHostOps(h.config(`h${i}`), { ...(BASES ? { manifests } : {}), keptScripts }),
+      );
       const t0 = performance.now();
       let fromBase = 0;
       // One spec for every host, as the orchestrator makes it: what the server works out per
