@@ -10,17 +10,20 @@ import { sh } from "./sh-source.js";
  *
  * `<root>/.turnout/stagetars/<artifact>-<sha256 of the tar>`, the newest
  * KEEP_TARS (by modification time), about 512 bytes per entry of the
- * release (1.5 MB for 3,000 files). A kept tar is used only when it hashes
+ * release (1.5 MB for 3,000 files). Eight, not the 16 listings: a host
+ * offers at most three bases per app (op_bases), so eight serve two or
+ * three apps deployed in turn, at most about 12 MB for 3,000-file
+ * releases; past that an app gets the whole tree (its listing still goes
+ * as a difference). A kept tar is used only when it hashes
  * to the digest in its name, which is the digest of the tar the server made
  * again from the base manifest; the rebuilt tar must hash to the digest the
  * server sends for the new one. Anything else (no such tar, damaged,
  * a patch that does not add up) answers "ok fallback": the server sends the
  * whole tree.
  *
- * Rebuilding is one `dd` per range of the patch (at most MAX_PATCH_RANGES, as
- * tar-patch.ts says; records of 512 bytes),
- * plus one `gzip` and two `sha256sum`: a few processes for a small change,
- * whatever the file count.
+ * Rebuilding is one `dd` per range of the patch (at most MAX_PATCH_RANGES,
+ * as tar-patch.ts says; records of 512 bytes), plus one `gzip` and two
+ * `sha256sum`: a few processes for a small change, whatever the file count.
  */
 export const REMOTE_STAGETARS = sh`
 KEEP_TARS=8
