@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   appendFileSync,
@@ -375,6 +376,32 @@ describe("SSH staging from a kept listing", () => {
     const v5 = release("tars", oneFileChange(tree, "v5"));
     expect((await stage("tars", v5)).manifest).toBe("diff");
     expectExact("tars", v5);
+  }, 300_000);
+
+  it("patches the tree where the release directory is on another file system than the cache (files copied)", async () => {
+    const dir = path.join(sshd.root, "copied");
+    mkdirSync(dir);
+    // A file system of its own for the app directory (the tests run as root, as in CI).
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=16m", "turnout-delta-test", dir]);
+    try {
+      const tree = smallTree("copied");
+      const v1 = release("copied", tree);
+      await stage("copied", v1);
+      const v2 = release("copied", oneFileChange(tree, "copied v2"));
+      const lines: string[] = [];
+      expect((await stage("copied", v2, lines)).manifest).toBe("diff");
+      expect(lines.join("\n")).toContain("files are copied");
+      // Copies, not cache inodes, and otherwise exactly the planned tree.
+      const copies = treeOnDisk(releaseDir("copied", v2.id));
+      expect(
+        copies
+          .filter((line) => line.startsWith("f "))
+          .every((line) => line.endsWith(" (not the cache inode)")),
+      ).toBe(true);
+      expect(copies.map((line) => line.replace(/ \(not the cache inode\)$/, ""))).toEqual(plannedTree(v2));
+    } finally {
+      execFileSync("umount", ["-l", dir]);
+    }
   }, 300_000);
 
   it("never patches from the stage tar of another app", async () => {
