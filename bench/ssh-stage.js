@@ -10,7 +10,7 @@
 // remote script that every session's command line carries; the proxy runs in
 // this process, so server CPU then counts it too).
 //
-//   node bench/ssh-stage.js [--hosts 5] [--rounds 3] [--dist DIR[,DIR…]] [--wire]
+//   node bench/ssh-stage.js [--hosts 5] [--rounds 3] [--dist DIR[,DIR…]] [--wire] [--no-bases]
 //
 // Several --dist directories (builds of different commits) are run in turn,
 // round after round (A, B, A, B…), and reported side by side.
@@ -34,6 +34,9 @@ const HOSTS = Number(opt("hosts", "5"));
 const ROUNDS = Number(opt("rounds", "3"));
 const DISTS = opt("dist", path.join(ROOT, "dist")).split(",");
 const WIRE = args.includes("--wire");
+// --no-bases: the server has no manifests to diff from, so every release goes whole (the reference
+// for what a full staging of the one-file release costs the host).
+const BASES = !args.includes("--no-bases");
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 const FILES = 3000;
 const BYTES = 50 * 1024 * 1024;
@@ -212,7 +215,14 @@ function countStdin(SshConnection) {
         };
         return input(stdin);
       };
-    return exec.call(this, op, opArgs, { ...options, input: counted });
+    // SSH_STAGE_OPS=1: each session's wall time on stderr, to see where a staging spends it
+    // (once: each round wraps exec again).
+    if (!process.env.SSH_STAGE_OPS || options.timed)
+      return exec.call(this, op, opArgs, { ...options, input: counted });
+    const t0 = performance.now();
+    return exec.call(this, op, opArgs, { ...options, input: counted, timed: true }).finally(() => {
+      console.error(`  ${op}: ${(performance.now() - t0).toFixed(0)} ms`);
+    });
   };
   return () => bytes;
 }
@@ -248,20 +258,27 @@ async function round(dist, files, changed) {
       const server0 = process.cpuUsage();
       const bytes0 = sent();
       const wire0 = hosts.map((h) => h.wireBytes());
-      const ops = hosts.map((h, i) => new SshHostOps(h.config(`h${i}`), { manifests, keptScripts }));
+      const ops = hosts.map(
+        (h, i) => new SshHostOps(h.config(`h${i}`), { ...(BASES ? { manifests } : {}), keptScripts }),
+      );
       const t0 = performance.now();
+      let fromBase = 0;
+      // One spec for every host, as the orchestrator makes it: what the server works out per
+      // deploy (listings, differences, stage tars, patches) hangs off it, once for all hosts.
+      const spec = {
+        app: "bench",
+        releaseId: rel.id,
+        manifest: rel.manifest,
+        shared: [],
+        env: {},
+        timeoutMs: 600_000,
+      };
       await Promise.all(
         ops.map(async (op) => {
-          const spec = {
-            app: "bench",
-            releaseId: rel.id,
-            manifest: rel.manifest,
-            shared: [],
-            env: {},
-            timeoutMs: 600_000,
-          };
           const result = await op.stage(spec, rel.source, () => undefined, signal);
           if (!result.staged) throw new Error("not staged");
+          // "diff": staged from what the host kept of a base (builds that can).
+          if (result.manifest === "diff") fromBase++;
           await op.switchTo("bench", rel.id, "current");
         }),
       );
@@ -276,6 +293,7 @@ async function round(dist, files, changed) {
         serverCpu: (server.user + server.system) / 1e6 / HOSTS,
         bytes: (sent() - bytes0) / HOSTS,
         wire: hosts.reduce((sum, h, i) => sum + h.wireBytes() - wire0[i], 0) / HOSTS,
+        fromBase,
       };
     }
   } finally {
@@ -299,7 +317,7 @@ for (const [i, dist] of DISTS.entries()) {
   for (const label of ["full", "one-file"]) {
     const m = (k) => median(results[i].map((x) => x[label][k]));
     console.log(
-      `${dist} ${label}: wall ${m("wall").toFixed(2)} s, host CPU ${m("hostCpu").toFixed(2)} s/host, server CPU ${(m("serverCpu") * 1000).toFixed(0)} ms/host, stdin ${(m("bytes") / 1024).toFixed(0)} KiB/host, wire ${(m("wire") / 1024).toFixed(0)} KiB/host`,
+      `${dist} ${label}: wall ${m("wall").toFixed(2)} s, host CPU ${m("hostCpu").toFixed(2)} s/host, server CPU ${(m("serverCpu") * 1000).toFixed(0)} ms/host, stdin ${(m("bytes") / 1024).toFixed(0)} KiB/host (${m("bytes").toFixed(0)} B), wire ${(m("wire") / 1024).toFixed(0)} KiB/host, from a base on ${m("fromBase")} of ${HOSTS} hosts`,
     );
   }
 }

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   appendFileSync,
@@ -21,6 +22,7 @@ import { type ExecOptions, SshConnection } from "../../src/providers/fleet/ssh/s
 import { SshHostOps } from "../../src/providers/fleet/ssh/ssh-host-ops.js";
 import { planForHost } from "../../src/providers/fleet/ssh/ssh-validate.js";
 import { cacheName } from "../../src/providers/fleet/ssh/stage-input.js";
+import { stageTar } from "../../src/providers/fleet/ssh/stage-tar.js";
 import {
   type MemoryEntry,
   type MemoryRelease,
@@ -30,12 +32,14 @@ import {
 } from "../helpers/sshd.js";
 
 /**
- * Issue 15 point 3 on SSH hosts: a host keeps the listing of each release it
- * staged (<root>/.turnout/listings) and the next release is sent as the
- * difference from the one `current` points at: a one-file change of a
- * 3,000-file release costs under 20 KB of ssh stdin per host. The staged tree
- * is exactly the planned one whatever happened to the base release on the
- * host, and a host without a usable kept listing gets the whole tree.
+ * Issue 15 point 3 on SSH hosts: a host keeps the listing and the stage tar
+ * of each release it staged (<root>/.turnout/listings, .../stagetars) and
+ * the next release is sent as the difference from the one `current` points
+ * at (the listing's changed lines, a patch of the tar): a one-file change of
+ * a 3,000-file release costs under 20 KB of ssh stdin per host. The staged
+ * tree is exactly the planned one whatever happened to the base release on
+ * the host (it is never read), and a host without a usable kept listing or
+ * tar gets the whole tree.
  */
 let sshd: SshdInstance;
 let host: SshHostOps;
@@ -98,6 +102,10 @@ afterAll(async () => {
 const overhead = () => totalSent() - (sent.get("receive") ?? 0);
 const totalSent = () => [...sent.values()].reduce((a, b) => a + b, 0);
 const listingsDir = () => path.join(sshd.root, ".turnout", "listings");
+const tarsDir = () => path.join(sshd.root, ".turnout", "stagetars");
+/** The name a host keeps a release's stage tar under: the artifact, and the digest of the tar the server makes. */
+const tarName = async (made: MemoryRelease) =>
+  `${manifestDigest(made.manifest)}-${(await stageTar(planForHost(made.manifest, []))).digest}`;
 const releaseDir = (app: string, id: string) => path.join(sshd.root, app, "releases", id);
 
 /** 3,000 small files in nested directories, with spaces, unicode, a leading dash, an executable and links. */
@@ -196,12 +204,16 @@ describe("SSH staging from a kept listing", () => {
     expect(totalSent()).toBeGreaterThan(100_000);
     expectExact("big", v1);
     expect(readdirSync(listingsDir())).toHaveLength(1);
+    // The host keeps the stage tar under the digest the server makes again from the manifest.
+    expect(readdirSync(tarsDir())).toEqual([await tarName(v1)]);
 
     const v2 = release("big", oneFileChange(tree, "two"));
     const lines: string[] = [];
     const second = await stage("big", v2, lines);
     expect(second).toMatchObject({ staged: true, blobsFetched: 1, bytesFetched: 8192, manifest: "diff" });
     expect(lines.join("\n")).toContain(`from release ${v1.id} (listing difference: 1 lines out, 1 in)`);
+    // One header record changed: copy, one new record, copy.
+    expect(lines.join("\n")).toContain(`the tree as a patch of release ${v1.id}'s (3 ranges, 512 bytes new)`);
     expect(totalSent()).toBeLessThan(20_000);
     // Of which the changed file itself is 8 KiB: the rest is the two small questions and a one-entry tar.
     expect(sent.get("receive")).toBeGreaterThan(8192);
@@ -211,6 +223,11 @@ describe("SSH staging from a kept listing", () => {
     expect(totalSent() + commandBytes).toBeLessThan(20_000);
     expectExact("big", v2);
     expect(readdirSync(listingsDir())).toHaveLength(2);
+    expect(readdirSync(tarsDir()).sort()).toEqual([await tarName(v1), await tarName(v2)].sort());
+    // Nothing of the staging is left in the cache's temporary directory.
+    expect(
+      readdirSync(path.join(sshd.root, ".turnout", "blobs", "tmp")).filter((n) => n.startsWith("tree-")),
+    ).toEqual([]);
 
     // The whole-release check of a full `missing` question holds for it: a host
     // staging without bases (no manifests) finds it already staged.
@@ -286,41 +303,125 @@ describe("SSH staging from a kept listing", () => {
     expectExact("kinds", v2);
   }, 300_000);
 
-  it("never lets what changed in the base release leak into the new one", async () => {
+  it("builds the new release from the kept tar alone: nothing of the base release directory leaks in", async () => {
     const tree = smallTree("leak");
     const v1 = release("leak", tree);
     await stage("leak", v1);
     const base = releaseDir("leak", v1.id);
-    // An app writes into its release, a hook changes modes.
+    // An app writes into its release, a hook changes modes, a file and a link are replaced.
     writeFileSync(path.join(base, "written by the app.log"), "log\n");
     mkdirSync(path.join(base, "tmp", "cache"), { recursive: true });
     writeFileSync(path.join(base, "tmp", "cache", "x"), "x\n");
     chmodSync(path.join(base, "tmp"), 0o500);
     chmodSync(path.join(base, "private"), 0o755);
     chmodSync(path.join(base, "lib"), 0o777);
+    rmSync(path.join(base, "lib", "b.txt"));
+    writeFileSync(path.join(base, "lib", "b.txt"), "BRAVO leak\n");
+    rmSync(path.join(base, "latest"));
+    writeFileSync(path.join(base, "latest"), "a file now\n");
 
     const v2 = release("leak", oneFileChange(tree, "v2"));
     const lines: string[] = [];
     const second = await stage("leak", v2, lines);
-    // Extras are taken out and modes set: still staged from the base.
     expect(second.manifest).toBe("diff");
+    expect(lines.join("\n")).toContain(`the tree as a patch of release ${v1.id}'s`);
     expectExact("leak", v2);
+    expect(readFileSync(path.join(releaseDir("leak", v2.id), "lib", "b.txt"), "utf8")).toBe("bravo leak\n");
+    chmodSync(path.join(base, "tmp"), 0o755);
+  }, 300_000);
 
-    // A file of the base replaced by other bytes (not the cache blob) and a
-    // link replaced by a file: the check finds them, and the whole tree is sent.
-    const base2 = releaseDir("leak", v2.id);
-    rmSync(path.join(base2, "lib", "b.txt"));
-    writeFileSync(path.join(base2, "lib", "b.txt"), "BRAVO leak\n");
-    rmSync(path.join(base2, "latest"));
-    writeFileSync(path.join(base2, "latest"), "a file now\n");
-    const v3 = release("leak", oneFileChange(tree, "v3"));
+  it("sends the whole tree when the kept stage tar is deleted or damaged by hand", async () => {
+    const tree = smallTree("tars");
+    const v1 = release("tars", tree);
+    await stage("tars", v1);
+
+    // Deleted: the host names none, the listing still goes as a difference, the tree whole.
+    rmSync(tarsDir(), { recursive: true });
+    const v2 = release("tars", oneFileChange(tree, "v2"));
+    const lines: string[] = [];
+    const deleted = await stage("tars", v2, lines);
+    expect(deleted.staged).toBe(true);
+    expect(deleted.manifest).toBeUndefined();
+    expect(lines.join("\n")).toContain(`from release ${v1.id} (listing difference`);
+    expect(lines.join("\n")).not.toContain("as a patch");
+    expectExact("tars", v2);
+    expect(readdirSync(tarsDir())).toEqual([await tarName(v2)]);
+
+    // Damaged: named by the host (not hashed then), refused when used, removed; the whole tree follows.
+    const kept = path.join(tarsDir(), await tarName(v2));
+    const bytes = readFileSync(kept);
+    bytes[700] = bytes[700]! ^ 1;
+    writeFileSync(kept, bytes);
+    const v3 = release("tars", oneFileChange(tree, "v3"));
     lines.length = 0;
-    const third = await stage("leak", v3, lines);
-    expect(third.staged).toBe(true);
-    expect(third.manifest).toBeUndefined();
-    expect(lines.join("\n")).toContain("is not the planned one (latest: l bin/run): staging the whole tree");
-    expectExact("leak", v3);
-    expect(readFileSync(path.join(releaseDir("leak", v3.id), "lib", "b.txt"), "utf8")).toBe("bravo leak\n");
+    const damaged = await stage("tars", v3, lines);
+    expect(damaged.staged).toBe(true);
+    expect(damaged.manifest).toBeUndefined();
+    expect(lines.join("\n")).toContain(
+      `the kept stage tar of ${v2.id} is damaged (removed): staging the whole tree`,
+    );
+    expectExact("tars", v3);
+    expect(readdirSync(tarsDir())).toEqual([await tarName(v3)]);
+
+    // A tar cut short is refused the same way.
+    const v3tar = path.join(tarsDir(), await tarName(v3));
+    writeFileSync(v3tar, readFileSync(v3tar).subarray(0, 1024));
+    const v4 = release("tars", oneFileChange(tree, "v4"));
+    lines.length = 0;
+    expect((await stage("tars", v4, lines)).manifest).toBeUndefined();
+    expect(lines.join("\n")).toContain("is damaged (removed)");
+    expectExact("tars", v4);
+
+    // And the next change goes as a patch again.
+    const v5 = release("tars", oneFileChange(tree, "v5"));
+    expect((await stage("tars", v5)).manifest).toBe("diff");
+    expectExact("tars", v5);
+  }, 300_000);
+
+  it("patches the tree where the release directory is on another file system than the cache (files copied)", async () => {
+    const dir = path.join(sshd.root, "copied");
+    mkdirSync(dir);
+    // A file system of its own for the app directory (the tests run as root, as in CI).
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=16m", "turnout-delta-test", dir]);
+    try {
+      const tree = smallTree("copied");
+      const v1 = release("copied", tree);
+      await stage("copied", v1);
+      const v2 = release("copied", oneFileChange(tree, "copied v2"));
+      const lines: string[] = [];
+      expect((await stage("copied", v2, lines)).manifest).toBe("diff");
+      expect(lines.join("\n")).toContain("files are copied");
+      // Copies, not cache inodes, and otherwise exactly the planned tree.
+      const copies = treeOnDisk(releaseDir("copied", v2.id));
+      expect(
+        copies
+          .filter((line) => line.startsWith("f "))
+          .every((line) => line.endsWith(" (not the cache inode)")),
+      ).toBe(true);
+      expect(copies.map((line) => line.replace(/ \(not the cache inode\)$/, ""))).toEqual(plannedTree(v2));
+    } finally {
+      execFileSync("umount", ["-l", dir]);
+    }
+  }, 300_000);
+
+  it("never patches from the stage tar of another app", async () => {
+    const tree = smallTree("apps");
+    const a1 = release("app-a", tree);
+    await stage("app-a", a1);
+    // App b's first release is a one-file change of a's: a's tar would make a small patch, but is not b's.
+    const b1 = release("app-b", oneFileChange(tree, "b1"));
+    const lines: string[] = [];
+    const first = await stage("app-b", b1, lines);
+    expect(first.staged).toBe(true);
+    expect(first.manifest).toBeUndefined();
+    expect(lines.join("\n")).not.toContain("as a patch");
+    expectExact("app-b", b1);
+    // Its next release is patched from its own.
+    const b2 = release("app-b", oneFileChange(tree, "b2"));
+    lines.length = 0;
+    expect((await stage("app-b", b2, lines)).manifest).toBe("diff");
+    expect(lines.join("\n")).toContain(`the tree as a patch of release ${b1.id}'s`);
+    expectExact("app-b", b2);
   }, 300_000);
 });
 
@@ -365,22 +466,43 @@ describe("SSH listing input on the host (defence in depth)", () => {
       expect(nobase.exitCode).toBe(0);
       expect(nobase.stdout.trim().split("\n").at(-1)).toBe("ok nobase");
 
-      const stageWith = (line: string) =>
+      const stageWith = (lines: string[], tail: Buffer = Buffer.alloc(0)) =>
         connection.exec(
           "stage",
           [sshd.root, "hostile", "-", "00000000000000aa", "30", "00000000000000bb", "new"],
           {
-            input: `${line}\nTAR\n`,
+            input: Buffer.concat([Buffer.from(`${[...lines, "TAR"].join("\n")}\n`), tail]),
             timeoutMs: 30_000,
           },
         );
-      // A D line out of form is refused; one naming listings the host lacks falls back.
-      for (const line of [`D ${sha} ${sha} ${sha}`, `D ${sha} ${sha} ${sha} ../${sha.slice(3)}`]) {
-        expect((await stageWith(line)).exitCode).toBe(10);
+      const own = `00000000000000aa${"0".repeat(48)}`;
+      const emptyTar = Buffer.alloc(1024);
+      const emptyDigest = createHash("sha256").update(emptyTar).digest("hex");
+      for (const lines of [
+        // No digest of the tree, or a malformed one, or the artifact of another release.
+        [],
+        [`K ${own}`],
+        [`K ${sha} ${sha}`],
+        [`K - ${sha}`, `P ../${sha.slice(3)}`],
+        // Ranges without a base, or more than the bound.
+        [`K - ${sha}`, "C 0 1"],
+        [`K - ${sha}`, `P ${sha}`, ...Array.from({ length: 65 }, () => "L 1")],
+      ]) {
+        const result = await stageWith(lines);
+        expect({ lines: lines.slice(0, 3), exitCode: result.exitCode }).toEqual({
+          lines: lines.slice(0, 3),
+          exitCode: 10,
+        });
       }
-      expect((await stageWith(`D ${sha} ${sha} 00000000000000aa${"0".repeat(48)} ${sha}`)).stdout).toMatch(
-        /ok fallback\n$/,
-      );
+      // A whole tree that is not what its digest says.
+      expect((await stageWith([`K - ${sha}`], gzipSync(emptyTar))).exitCode).toBe(10);
+      // A patch of a tar the host does not keep: it says so, and the server sends the tree whole.
+      expect(
+        (await stageWith([`K ${own} ${emptyDigest}`, `P ${sha}`, "L 2"], gzipSync(emptyTar))).stdout,
+      ).toMatch(/ok fallback\n$/);
+      expect(
+        readdirSync(path.join(sshd.root, ".turnout", "blobs", "tmp")).filter((n) => n.startsWith("tree-")),
+      ).toEqual([]);
       expect(
         readdirSync(path.join(sshd.root, "hostile", "releases")).filter((n) => n.startsWith(".")),
       ).toEqual([]);

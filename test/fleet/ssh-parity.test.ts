@@ -58,12 +58,13 @@ async function snapshot(root: string): Promise<string[]> {
   const walk = async (dir: string, rel: string) => {
     for (const name of (await readdir(dir)).sort()) {
       const relPath = rel ? `${rel}/${name}` : name;
-      // Bookkeeping of the SSH side alone: its lock file, job records, kept listings and script, transfer area and cache check stamp.
+      // Bookkeeping of the SSH side alone: its lock file, job records, kept listings, stage tars and script, transfer area and cache check stamp.
       if (
         name === ".lock" ||
         relPath === ".turnout/jobs" ||
         relPath === ".turnout/bin" ||
         relPath === ".turnout/listings" ||
+        relPath === ".turnout/stagetars" ||
         relPath === ".turnout/blobs/tmp" ||
         relPath === ".turnout/blobs/.verified"
       )

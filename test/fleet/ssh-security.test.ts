@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -365,10 +366,15 @@ describe("the host checks again", () => {
       }
       pack.finalize();
       await ended;
-      return gzipSync(Buffer.concat(chunks));
+      return Buffer.concat(chunks);
     };
-    const withTar = async (lines: string, entries: Entry[]) =>
-      Buffer.concat([Buffer.from(lines), await archive(entries)]);
+    // With the K line of the tar's digest (the host refuses a tree that is not what it says), as the server sends it.
+    const withTar = async (lines: string, entries: Entry[]) => {
+      const tarBytes = await archive(entries);
+      const digest = createHash("sha256").update(tarBytes).digest("hex");
+      const head = lines.endsWith("TAR\n") ? `${lines.slice(0, -4)}K - ${digest}\nTAR\n` : lines;
+      return Buffer.concat([Buffer.from(head), gzipSync(tarBytes)]);
+    };
     try {
       for (const input of [
         `E ${b64("A;B=1")}\nA ${b64("true")}\nTAR\n`,

@@ -74,7 +74,7 @@ export interface StageResult {
   /**
    * Agents of protocol 2: the manifest as sent whole, rebuilt from a difference, or read from the
    * server (the difference's base was not on the host, or did not add up). SSH hosts: "diff" when
-   * the release was staged from a kept listing and its base release (undefined otherwise).
+   * the tree was sent as a patch of the stage tar the host kept of a base release (undefined otherwise).
    */
   manifest?: "full" | "diff" | "fetched" | undefined;
 }

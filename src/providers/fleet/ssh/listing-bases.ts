@@ -16,8 +16,8 @@ export interface OfferedBase {
 
 /** The base chosen for one host, with what staging from it sends. */
 export interface ChosenBase extends ListingBase {
-  /** Files and symlinks the base lacks or has otherwise: the only entries of the stage tar. */
-  paths: Set<string>;
+  /** The base release as planned with this deploy's shared paths: its stage tar is made from it (stage-trees.ts). */
+  plan: ReleasePlan;
   removed: number;
   added: number;
 }
@@ -87,20 +87,16 @@ async function build(
   try {
     const found = await source(artifact);
     if (!found || found.app !== spec.app) return undefined;
-    const base = releaseListing(planForHost(found.manifest, spec.shared ?? []));
+    const plan = planForHost(found.manifest, spec.shared ?? []);
+    const base = releaseListing(plan);
     if (!base.complete) return undefined;
     const delta = listingDelta(base, listing);
     if (delta.removed.length + delta.added.length >= listing.lines.length) return undefined;
-    const paths = new Set<string>();
-    for (const line of delta.added) {
-      const tab = line.indexOf("\t");
-      if (line[tab + 1] !== "d") paths.add(line.slice(0, tab));
-    }
     return {
       artifact,
       digest: base.digest,
       listing: base,
-      paths,
+      plan,
       removed: delta.removed.length,
       added: delta.added.length,
     };

@@ -7,7 +7,7 @@ import { sh } from "./sh-source.js";
  */
 export const REMOTE_COMMANDS = sh`
 op_hello() {
-  need_tools tar gzip sha256sum base64 timeout ln mv rm mkdir chmod readlink cp find grep sed sort comm join head tail sync xargs cat
+  need_tools tar gzip sha256sum base64 timeout ln mv rm mkdir chmod readlink cp find grep sed sort comm head tail dd sync xargs cat
   echo "ok turnout-host 1"
 }
 

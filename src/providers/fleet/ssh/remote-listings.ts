@@ -1,29 +1,19 @@
 import { sh } from "./sh-source.js";
 
 /**
- * Kept listings on the host (release-listing.ts has the format), and staging
- * from a base release with them: the server then sends only the lines and
- * the blobs that changed, however big the tree.
+ * Kept listings on the host (release-listing.ts has the format): with one,
+ * the server sends the `missing` question as the lines that changed, and
+ * the blobs that changed, however big the tree (the tree itself goes as a
+ * patch of a kept stage tar: remote-stagetars.ts).
  *
  * `<root>/.turnout/listings/<artifact>-<listing digest>`: the listing of a
  * release staged here, the newest KEEP_LISTINGS kept (by modification time;
  * staging a release writes its listing again). A listing is used only when
  * it hashes to the digest in its name: one deleted or damaged by hand means
- * the server sends the whole tree, as before.
- *
- * Staging from a base never trusts the base release directory (an app may
- * have written into it, a hook may have changed modes, a file may have been
- * replaced): its tree is linked into the staging directory by one `cp -l`,
- * everything the new listing does not hold is taken out, the directories are
- * made and given their modes, the changed files and links come from the
- * server's tar as in a full staging, and the whole tree is then compared
- * with the listing, files by inode (the very cache blob a full staging
- * links). Any difference: the staging directory is dropped and the server
- * sends the whole tree. A fixed number of processes whatever the file count.
+ * the server sends the whole listing, as before.
  */
 export const REMOTE_LISTINGS = sh`
 TAB=$(printf "\t")
-NL=$(printf "\nx"); NL=\${NL%x}
 HEX64="[0123456789abcdef]{64}"
 KEEP_LISTINGS=16
 LISTINGS=
@@ -104,9 +94,10 @@ listing_blobs() {
 
 # stdin: nothing. The listings kept for releases of this app the host still
 # has, the one current points at first, then the newest; each verified.
-# Prints "base <artifact> <listing digest>" lines.
+# Prints "base <artifact> <listing digest>" lines, and "tar <artifact> <tar
+# digest>" for the stage tars kept for the same releases (checked when used).
 op_bases() {
-  set_root "$1"; set_app "$2" "$3"; set_listings
+  set_root "$1"; set_app "$2" "$3"; set_listings; set_tars
   if real_dir "$LISTINGS" && real_dir "$REL"; then
     link_release "$APPDIR/current" current; _cur=$LINKED
     ordered_releases
@@ -118,6 +109,7 @@ op_bases() {
       real_dir "$REL/$_id" || continue
       [ "$_n" -lt 3 ] || break
       _n=$((_n + 1))
+      kept_tars "$_id"
       for _f in "$LISTINGS/$_id"*; do
         _name=\${_f##*/}
         valid_sha "\${_name%-*}" && valid_sha "\${_name#*-}" && [ -f "$_f" ] || continue
@@ -134,73 +126,4 @@ op_bases() {
   echo "ok bases"
 }
 
-# The D line of the stage input: base artifact and listing, then those of this release.
-DELTA_BASE=; DELTA_OLD=; DELTA_NEW=; DELTA_NEW_DIGEST=
-parse_delta() {
-  _r=$1; _ba=\${_r%% *}; _r=\${_r#* }; _bd=\${_r%% *}; _r=\${_r#* }; _na=\${_r%% *}; _nd=\${_r#* }
-  valid_sha "$_ba" && valid_sha "$_bd" && valid_sha "$_na" && valid_sha "$_nd" || refuse "bad delta line"
-  case $_na in "$ID"*) ;; *) refuse "the delta is not that of release $ID";; esac
-  set_listings
-  DELTA_BASE=\${_ba%\${_ba#????????????????}}
-  DELTA_OLD=$LISTINGS/$_ba-$_bd; DELTA_NEW=$LISTINGS/$_na-$_nd
-  [ "$DELTA_BASE" != "$ID" ] || refuse "a release is not its own base"
-  listing_ok "$DELTA_OLD" "$_bd" && listing_ok "$DELTA_NEW" "$_nd"
-}
-
-# The tree being staged, one sorted line per entry in the form of the listing
-# (files by inode; directories with their mode when $1 is "mode").
-staged_tree() {
-  if [ "\${1:-}" = mode ]; then _dfmt="%P\td %m\n"; else _dfmt="%P\td\n"; fi
-  find "$STAGE" -mindepth 1 \( -type d -printf "$_dfmt" \) -o \( -type f -printf "%P\tf %i\n" \) \
-    -o \( -type l -printf "%P\tl %l\n" \) -o -printf "%P\t?\n" | LC_ALL=C sort
-}
-# The files of listing $1 as "<path>\tf <inode of their cache blob>" (WORK/inodes: those of the cache).
-listing_files() {
-  sed -n "s/^\([^$TAB]*\)\${TAB}f \([^ ]*\) .*/\2$TAB\1/p" "$1" | LC_ALL=C sort -t "$TAB" -k 1,1 >"$WORK/names"
-  LC_ALL=C join -t "$TAB" "$WORK/names" "$WORK/inodes" |
-    sed "s/^[^$TAB]*$TAB\(.*\)$TAB\([0123456789]*\)$/\1\${TAB}f \2/"
-}
-
-# Before the tar: the base linked in, what the new listing lacks taken out,
-# the directories made. Returns 1 when the base cannot serve (stage whole).
-delta_prepare() {
-  real_dir "$REL/$DELTA_BASE" || { info "staging $ID: release $DELTA_BASE is gone: staging the whole tree"; return 1; }
-  cp -R -P -l -- "$REL/$DELTA_BASE/." "$STAGE/" 2>/dev/null ||
-    info "staging $ID: some entries of release $DELTA_BASE could not be linked"
-  if [ -n "$(find "$STAGE" -name "*$NL*" -print -quit)" ]; then
-    info "staging $ID: release $DELTA_BASE holds a name with a line break: staging the whole tree"; return 1
-  fi
-  find "$STAGE" -type d ! -perm -700 -exec chmod u+rwx -- {} + || return 1
-  find "$CACHE" -mindepth 2 -maxdepth 2 -path "$CACHE/??/*" -type f -printf "%f\t%i\n" |
-    LC_ALL=C sort -t "$TAB" -k 1,1 >"$WORK/inodes"
-  # The tree as it must end (delta_finish checks it), and what may stay of the
-  # base: the same less the files and links the base lacks or has otherwise,
-  # directories of any mode for now (they get theirs after the tar).
-  { sed -n "/^[^$TAB]*\${TAB}[dl] /p" "$DELTA_NEW"; listing_files "$DELTA_NEW"; } | LC_ALL=C sort >"$WORK/want"
-  LC_ALL=C comm -13 "$DELTA_OLD" "$DELTA_NEW" >"$WORK/added"
-  { sed -n "/^[^$TAB]*\${TAB}l /p" "$WORK/added"; listing_files "$WORK/added"; } | LC_ALL=C sort >"$WORK/changed"
-  LC_ALL=C comm -23 "$WORK/want" "$WORK/changed" | sed "s/^\([^$TAB]*\${TAB}d\) .*/\1/" >"$WORK/keep"
-  staged_tree >"$WORK/have"
-  LC_ALL=C comm -13 "$WORK/keep" "$WORK/have" | sed "s/$TAB.*//" >"$WORK/extra"
-  # Names as find gave them, relative and without line breaks: checked anyway before rm.
-  if LC_ALL=C grep -qE "(^|/)\.{0,2}(/|$)" "$WORK/extra"; then return 1; fi
-  if [ -s "$WORK/extra" ]; then (cd "$STAGE" && xargs -r -d "\n" rm -rf -- <"$WORK/extra") || return 1; fi
-  sed -n "s/^\([^$TAB]*\)\${TAB}d .*/\1/p" "$DELTA_NEW" | (cd "$STAGE" && xargs -r -d "\n" mkdir -p --) || return 1
-}
-
-# After the tar: directory modes (one chmod per mode), then the whole tree
-# against the listing. Returns 1 on any difference (stage whole).
-delta_finish() {
-  sed -n "s/^[^$TAB]*\${TAB}d \([01234567]*\)$/\1/p" "$DELTA_NEW" | LC_ALL=C sort -u >"$WORK/modes"
-  while IFS= read -r _m; do
-    valid_mode "$_m" || return 1
-    sed -n "s/^\([^$TAB]*\)\${TAB}d $_m$/\1/p" "$DELTA_NEW" | (cd "$STAGE" && xargs -r -d "\n" chmod "$_m" --) || return 1
-  done <"$WORK/modes"
-  staged_tree mode >"$WORK/have"
-  LC_ALL=C comm -3 "$WORK/want" "$WORK/have" >"$WORK/diff"
-  if [ -s "$WORK/diff" ]; then
-    info "staging $ID: the tree built from release $DELTA_BASE is not the planned one ($(head -n 1 "$WORK/diff" | sed "s/^$TAB*//; s/$TAB/: /")): staging the whole tree"
-    return 1
-  fi
-}
 `;

@@ -4,6 +4,7 @@ import { REMOTE_COMMANDS } from "./remote-commands.js";
 import { REMOTE_COMMON } from "./remote-common.js";
 import { REMOTE_LISTINGS } from "./remote-listings.js";
 import { REMOTE_POINTERS } from "./remote-pointers.js";
+import { REMOTE_STAGETARS } from "./remote-stagetars.js";
 import { REMOTE_STAGING } from "./remote-staging.js";
 import { sh } from "./sh-source.js";
 
@@ -25,7 +26,7 @@ import { sh } from "./sh-source.js";
  * Exit codes: see EXIT_*. The script checks every name, id and path again.
  *
  * Written for POSIX sh (dash) with GNU coreutils (`mv -T`, `ln -T`, `cp -l`,
- * `timeout`, `base64`, `sha256sum`, `sort`, `comm`, `join`), GNU find (`-printf`)
+ * `timeout`, `base64`, `sha256sum`, `sort`, `comm`, `dd`), GNU find (`-printf`)
  * and xargs (`-d`),
  * grep, sed, gzip and GNU tar (hard-link entries to files already on disk,
  * through symlinked directories); `flock` is used when
@@ -62,6 +63,7 @@ esac
 export const REMOTE_SCRIPT: string = [
   REMOTE_COMMON,
   REMOTE_LISTINGS,
+  REMOTE_STAGETARS,
   REMOTE_STAGING,
   REMOTE_POINTERS,
   REMOTE_COMMANDS,

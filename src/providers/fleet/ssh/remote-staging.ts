@@ -19,9 +19,10 @@ import { sh } from "./sh-source.js";
  *    unpacked by one `tar -x` in a private `.staging-*` directory that
  *    becomes `releases/<id>` in one rename. Where the cache cannot be
  *    hard-linked from the release (another filesystem), the tree is unpacked
- *    beside the cache and copied over by one `cp`. With a kept base, the tar
- *    holds only the changed files and links, the rest is linked from the
- *    base release and the whole tree checked (remote-listings.ts).
+ *    beside the cache and copied over by one `cp`. The host keeps the tar
+ *    (uncompressed, checked against the digest the server sends), and the
+ *    next release can come as a patch of it (remote-stagetars.ts): rebuilt,
+ *    checked again, and unpacked by the same one `tar -x`.
  *
  * The blob cache is the agent's: `<sha256>` read-only (0444), and one sibling
  * `<sha256>.<mode>` per other mode (write bits never set: a hard link shares
@@ -207,17 +208,20 @@ ensure_shared() {
   fi
 }
 
-STAGE=
+STAGE=; STAGE_TAR=
 cleanup_stage() {
-  if [ -n "$STAGE" ]; then rm -rf -- "$STAGE" "$STAGE.shared"; fi
+  if [ -n "$STAGE" ]; then rm -rf -- "$STAGE" "$STAGE.shared" "$STAGE.patch"; fi
+  if [ -n "$STAGE_TAR" ]; then rm -f -- "$STAGE_TAR" "$STAGE_TAR.new"; fi
   cleanup_work
 }
 # stdin, as stage-input.ts writes it: E/A (before_switch env and argv), S
-# (shared paths), D (staged from a base, remote-listings.ts), TAR, then the
-# gzipped tar of the tree (entries "T/<path>", hard links to
-# "C/<aa>/<name>"). $6: "new", or "replace" (the release there is damaged:
-# the staged one takes its name). "ok fallback": the base could not serve
-# (the server then sends the whole tree).
+# (shared paths), K (the digest of the stage tar, and the artifact to keep it
+# under), P, C and L (the tree as a patch of a kept stage tar,
+# remote-stagetars.ts), TAR, then gzipped: the stage tar (entries
+# "T/<path>", hard links to "C/<aa>/<name>"), or the new records of the
+# patch. $6: "new", or "replace" (the release there is damaged: the staged
+# one takes its name). "ok fallback": the patch could not be applied (the
+# server then sends the whole tree).
 op_stage() {
   set_root "$1"; set_app "$2" "$3"; shift; valid_id "$3" || refuse "bad release id"
   valid_count "$4" || refuse "bad timeout"; valid_nonce "$5" || refuse "bad nonce"
@@ -230,25 +234,34 @@ op_stage() {
   STAGE=$REL/.staging-$ID-$NONCE
   trap cleanup_stage EXIT
   mkdir -m 700 -- "$STAGE" || die 12 "cannot create $STAGE"
-  : >"$STAGE.shared"
-  _end=; _delta=
-  # read takes one byte at a time from a pipe: the tar that follows TAR stays on stdin.
+  : >"$STAGE.shared"; : >"$STAGE.patch"
+  _end=; _keep=; _from=; _ranges=0
+  # read takes one byte at a time from a pipe: the gzip stream that follows TAR stays on stdin.
   while IFS= read -r _line; do
     if command_line "$_line"; then set -- "$@" "$DECODED"; continue; fi
     case $_line in
       "S "*) printf "%s\n" "\${_line#S }" >>"$STAGE.shared";;
-      "D "*) _delta=\${_line#D };;
+      "K "*) _keep=\${_line#K };;
+      "P "*) _from=\${_line#P };;
+      "C "*|"L "*) _ranges=$((_ranges + 1))
+        [ "$_ranges" -le "$MAX_PATCH_RANGES" ] || refuse "too many patch ranges"
+        printf "%s\n" "$_line" >>"$STAGE.patch";;
       TAR) _end=1; break;;
       *) refuse "bad input line";;
     esac
   done
   [ -n "$_end" ] || refuse "truncated input"
-  if [ -n "$_delta" ] && ! parse_delta "$_delta"; then
-    info "staging $ID: a kept listing is gone or damaged: staging the whole tree"; echo "ok fallback"; return 0
+  # The digest of the tar, and the artifact it is kept under ("-": not kept).
+  _ka=\${_keep%% *}; _kd=\${_keep#* }
+  [ -n "$_keep" ] && valid_sha "$_kd" || refuse "bad tree digest"
+  if [ "$_ka" != - ]; then
+    valid_sha "$_ka" || refuse "bad tree digest"
+    case $_ka in "$ID"*) ;; *) refuse "the tree is not that of release $ID";; esac
   fi
+  if [ -n "$_from" ]; then valid_sha "$_from" || refuse "bad patch base"; fi
   # tar unpacks below WORK, where C is the cache and T the tree: the staging
   # directory, or a directory beside the cache when no hard link reaches it.
-  WORK=$CACHE/tmp/tree-$NONCE
+  WORK=$CACHE/tmp/tree-$NONCE; STAGE_TAR=$WORK.tar
   mkdir -m 700 -- "$WORK" || die 12 "cannot create $WORK"
   ln -s -- "$CACHE" "$WORK/C" || die 12 "cannot prepare $WORK"
   : >"$WORK/probe"
@@ -259,13 +272,18 @@ op_stage() {
     info "staging $ID: files are copied (the cache cannot be hard-linked from $REL)"
   fi
   ln -s -- "$_tree" "$WORK/T" || die 12 "cannot prepare $WORK"
-  if [ -n "$_delta" ]; then
-    # Files are checked by inode against the cache: only where they are hard links to it.
-    if [ "$_tree" != "$STAGE" ] || ! delta_prepare; then echo "ok fallback"; return 0; fi
+  # The stage tar, sent whole or rebuilt from a kept one, is the digest the server sent.
+  if [ -n "$_from" ]; then
+    if ! patch_tar "$_from" "$STAGE.patch" "$STAGE_TAR" "$_kd"; then echo "ok fallback"; return 0; fi
+  else
+    [ "$_ranges" -eq 0 ] || refuse "patch ranges without a base"
+    gzip -dc >"$STAGE_TAR" || refuse "bad tree of release $ID"
+    _sum=$(sha256sum -- "$STAGE_TAR") || die 12 "cannot hash the stage tar"
+    [ "\${_sum%% *}" = "$_kd" ] || refuse "the tree of release $ID does not match its digest"
   fi
   # Only T is written: nothing of the archive lands in the cache unverified.
-  tar -x -z -p -m -f - -C "$WORK" --no-same-owner --anchored --exclude=C --exclude=probe || die 12 "cannot unpack release $ID (a blob missing from the cache?)"
-  if [ -n "$_delta" ] && ! delta_finish; then echo "ok fallback"; return 0; fi
+  tar -x -p -m -f "$STAGE_TAR" -C "$WORK" --no-same-owner --anchored --exclude=C --exclude=probe || die 12 "cannot unpack release $ID (a blob missing from the cache?)"
+  if [ "$_ka" != - ]; then keep_tar "$STAGE_TAR" "$_ka" "$_kd"; fi
   if [ "$_tree" != "$STAGE" ]; then
     cp -R -p -- "$_tree/." "$STAGE/" || die 12 "cannot copy release $ID"
   fi
@@ -281,7 +299,7 @@ op_stage() {
     while :; do case $_p in */*) _p=\${_p#*/}; _up=../$_up;; *) break;; esac; done
     ln -s -- "\${_up}shared/$_path" "$STAGE/$_path" || die 12 "cannot link shared/$_path"
   done <"$STAGE.shared"
-  rm -f -- "$STAGE.shared"
+  rm -f -- "$STAGE.shared" "$STAGE.patch"
   chmod 755 -- "$STAGE" || die 12 "cannot set the mode of $STAGE"
   if [ "$JOB_ARGS" -gt 0 ]; then
     JOB_ID=$ID; JOB_DIR=$STAGE; JOB_FINAL=$REL/$ID

@@ -30,13 +30,15 @@ import {
   timeoutSeconds,
 } from "./ssh-validate.js";
 import { commandInput, neededBlobs, stageInput } from "./stage-input.js";
+import { patchTree, type StageTree, wholeTree } from "./stage-trees.js";
 
 export interface SshHostOpsOptions extends SshClientOptions {
   /** Time limit of steps that run no user command (switch, prune, inventory, materializing). */
   opTimeoutMs?: number;
   /**
-   * Manifests of stored artifacts: with it, a host that keeps the listing of
-   * a release of the app is sent only the difference from it (release-listing.ts).
+   * Manifests of stored artifacts: with it, a host that keeps the listing and
+   * the stage tar of a release of the app is sent only the difference from
+   * them (release-listing.ts, tar-patch.ts).
    */
   manifests?: BaseManifestSource;
 }
@@ -89,7 +91,11 @@ export class SshHostOps implements HostOps {
       await this.connect();
       const needed = neededBlobs(plan);
       const { listing, artifact } = specListing(spec, plan);
-      let base = artifact ? await this.baseFor(spec, place, signal) : undefined;
+      const keptTars = new Set<string>();
+      let base = artifact ? await this.baseFor(spec, place, keptTars, signal) : undefined;
+      // The patch of the tree is made while the host answers `missing` and receives the blobs.
+      let patched = base ? patchTree(spec, plan, base, keptTars) : undefined;
+      patched?.catch(() => undefined);
       const ask = (from: ChosenBase | undefined) =>
         this.call(
           "missing",
@@ -104,6 +110,7 @@ export class SshHostOps implements HostOps {
           `staging ${id}: the host no longer keeps the listing of ${base?.artifact.slice(0, 16)}: sending the whole listing`,
         );
         base = undefined;
+        patched = undefined;
         asked = await ask(undefined);
       }
       if (base)
@@ -168,22 +175,15 @@ export class SshHostOps implements HostOps {
 
       if (plan.dropped > 0) log(`staging ${id}: ${plan.dropped} entries replaced by links to shared/`);
       if (hook) log(`before_switch: ${JSON.stringify(hook)}`);
-      const stageOnce = async (from: ChosenBase | undefined) => {
-        const job = nonce();
-        const input = await stageInput(
-          plan,
-          hook,
-          env,
-          from && artifact
-            ? {
-                baseArtifact: from.artifact,
-                baseDigest: from.digest,
-                artifact,
-                digest: listing.digest,
-                paths: from.paths,
-              }
-            : undefined,
+      // A host that keeps the base's stage tar is sent a patch of it, else the whole tree.
+      let tree = await patched;
+      if (tree?.patch)
+        log(
+          `staging ${id}: the tree as a patch of release ${tree.base.artifact.slice(0, 16)}'s (${tree.patch.ranges.length} ranges, ${tree.patch.literal.length} bytes new)`,
         );
+      const stageOnce = async (sent: StageTree) => {
+        const job = nonce();
+        const input = stageInput(plan, hook, env, sent, artifact);
         return this.withCancel(job, signal, () =>
           this.call(
             "stage",
@@ -198,13 +198,13 @@ export class SshHostOps implements HostOps {
           ),
         );
       };
-      let staged = await stageOnce(base);
-      // The host said why (its log line): the base release differs from its listing, or is gone.
+      let staged = await stageOnce(tree ?? (await wholeTree(spec, plan)));
+      // The host said why (its log line): its kept tar is gone or damaged, or the patch did not add up.
       if (staged.last === "ok fallback") {
-        base = undefined;
-        staged = await stageOnce(undefined);
+        tree = undefined;
+        staged = await stageOnce(await wholeTree(spec, plan));
       }
-      const how = base ? { manifest: "diff" as const } : {};
+      const how = tree?.patch ? { manifest: "diff" as const } : {};
       if (staged.last === "ok staged") log(`staged ${id}`);
       if (staged.last === "ok replaced") {
         log(`staged ${id} again: repaired`);
@@ -220,11 +220,13 @@ export class SshHostOps implements HostOps {
 
   /**
    * The cheap first question: which listings the host keeps for releases of
-   * this app it still has (current first). Only with manifests to diff from.
+   * this app it still has (current first), and which stage tars (the first
+   * digits of their digests go into `keptTars`). Only with manifests to diff from.
    */
   private async baseFor(
     spec: StageSpec,
     place: [string, string],
+    keptTars: Set<string>,
     signal: AbortSignal,
   ): Promise<ChosenBase | undefined> {
     if (!this.manifests) return undefined;
@@ -236,6 +238,11 @@ export class SshHostOps implements HostOps {
     );
     const offered: OfferedBase[] = [];
     for (const line of lines) {
+      const tar = /^tar ([0-9a-f]{16})$/.exec(line);
+      if (tar) {
+        keptTars.add(tar[1]!);
+        continue;
+      }
       const match = /^base ([0-9a-f]{64}) ([0-9a-f]{64})$/.exec(line);
       if (!match)
         throw new TurnoutError("E_UNAVAILABLE", `host ${this.name} answered oddly: ${JSON.stringify(line)}`);

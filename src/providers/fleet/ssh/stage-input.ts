@@ -1,14 +1,13 @@
-import { gzipSync } from "node:zlib";
-import tar from "tar-stream";
 import { cachedFileMode } from "../../../agent/host-layout/blob-cache.js";
 import type { ReleasePlan } from "../../../agent/host-layout/release-plan.js";
+import type { StageTree } from "./stage-trees.js";
 
 /**
  * What the remote script reads on stdin for staging (remote-staging.ts).
  * Paths are sent as they are (the artifact rules exclude control characters
  * and backslashes, so a path is one line); text that may hold anything
  * (argv elements, env values) is base64. Every message ends with END (or
- * TAR and an archive, which has its own end): input cut short by a broken
+ * TAR and a gzip stream, which has its own end): input cut short by a broken
  * connection is refused rather than taken for a smaller release.
  */
 
@@ -34,82 +33,42 @@ export function neededBlobs(plan: ReleasePlan): Map<string, { sha256: string; si
 }
 
 /**
- * The `stage` input: the before_switch command and the shared paths as lines,
+ * The `stage` input: the before_switch command, the shared paths and the
+ * tree (stage-trees.ts) as lines,
  *
  *   E <base64 NAME=value>          environment of the command
  *   A <base64 argument>            argv of the command, in order
  *   S <mode|-> <sha256|-> <path>   shared path; mode and digest of the file that seeds it, if any
- *   D <base artifact> <base listing> <artifact> <listing>   staged from a kept base (StageDelta)
+ *   K <artifact> <tar digest>      the stage tar's sha256, and the artifact to keep it under (if kept)
+ *   P <base tar digest>            the tree is a patch of the stage tar kept with that digest, made of
+ *   C <start> <count>              records of the base tar (512 bytes each), and
+ *   L <count>                      the next new records, in order
  *   TAR
  *
- * then one gzipped tar of the tree: directories (parents first, final
- * modes), files as hard links to `C/<aa>/<cache name>` (C is the cache on
- * the host) and symlinks, all under `T/` (the tree being staged). One
- * `tar -x` on the host writes it all, however many files.
+ * then gzipped: the stage tar (stage-tar.ts), or the new records of the
+ * patch. The host unpacks the tar, whole or rebuilt, with one `tar -x`.
  */
-export async function stageInput(
+export function stageInput(
   plan: ReleasePlan,
   beforeSwitch: readonly string[] | null,
   env: Record<string, string>,
-  delta?: StageDelta,
-): Promise<Buffer> {
+  tree: StageTree,
+  artifact: string | undefined,
+): Buffer {
   const lines: string[] = beforeSwitch ? commandLines(beforeSwitch, env) : [];
-  if (delta) lines.push(`D ${delta.baseArtifact} ${delta.baseDigest} ${delta.artifact} ${delta.digest}`);
   // The script links each to `../` × (depth + 2) + `shared/<path>`, as sharedLinkTarget does.
   for (const path of plan.shared) {
     const seed = plan.seeds.get(path);
     lines.push(seed ? `S ${octal((seed.mode & 0o777) | 0o600)} ${seed.sha256} ${path}` : `S - - ${path}`);
   }
-  lines.push("TAR", "");
-  const tree = await treeTar(plan, delta?.paths);
-  return Buffer.concat([Buffer.from(lines.join("\n"), "utf8"), gzipSync(tree, { level: 6 })]);
-}
-
-/**
- * A stage from a base release the host keeps (remote-listings.ts): the
- * `D <base artifact> <base listing digest> <artifact> <listing digest>`
- * line, and a tree tar of only the files and symlinks the base lacks or has
- * otherwise (`paths`); the host makes the directories and takes the rest
- * from the base, then checks the whole tree against the listing.
- */
-export interface StageDelta {
-  baseArtifact: string;
-  baseDigest: string;
-  artifact: string;
-  digest: string;
-  paths: ReadonlySet<string>;
-}
-
-/** Directories, files and links of the plan; only the files and links in `only` when given (no directories then). */
-async function treeTar(plan: ReleasePlan, only?: ReadonlySet<string>): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  pack.on("data", (chunk: unknown) => chunks.push(chunk as Buffer));
-  const ended = new Promise<void>((resolve, reject) => {
-    pack.on("end", resolve);
-    pack.on("error", reject);
-  });
-  const mtime = new Date(0);
-  if (!only)
-    for (const dir of plan.dirs)
-      pack.entry({ name: `T/${dir.path}`, type: "directory", mode: dir.mode & 0o777, mtime });
-  for (const file of plan.files) {
-    if (only && !only.has(file.path)) continue;
-    const name = cacheName(file.sha256, file.mode);
-    pack.entry({
-      name: `T/${file.path}`,
-      type: "link",
-      linkname: `C/${name.slice(0, 2)}/${name}`,
-      mode: 0o444,
-      mtime,
-    });
+  lines.push(`K ${artifact ?? "-"} ${tree.digest}`);
+  if (tree.patch) {
+    lines.push(`P ${tree.base.digest}`);
+    for (const range of tree.patch.ranges)
+      lines.push(range.copy === undefined ? `L ${range.count}` : `C ${range.copy} ${range.count}`);
   }
-  for (const link of plan.links)
-    if (!only || only.has(link.path))
-      pack.entry({ name: `T/${link.path}`, type: "symlink", linkname: link.target, mode: 0o777, mtime });
-  pack.finalize();
-  await ended;
-  return Buffer.concat(chunks);
+  lines.push("TAR", "");
+  return Buffer.concat([Buffer.from(lines.join("\n"), "utf8"), tree.gzipped]);
 }
 
 export function commandInput(argv: readonly string[], env: Record<string, string>): string {
