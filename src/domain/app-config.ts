@@ -213,3 +213,9 @@ export const PRIMARY_COMPONENT = "app";
 export function hostedRepoName(app: string, component: string | null): string {
   return component === null ? `${app}.git` : `${app}/${component}.git`;
 }
+
+/** An environment with the app it belongs to: what a request or a deploy acts on. */
+export interface EnvironmentTarget {
+  app: AppConfig;
+  environment: EnvironmentConfig;
+}

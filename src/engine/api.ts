@@ -1,5 +1,5 @@
 import type { ConfigStatus } from "../config/config-provider.js";
-import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
+import type { AppConfig, ConfigSnapshot, EnvironmentTarget } from "../domain/app-config.js";
 import type { Deploy, Trigger } from "../domain/deploy.js";
 import type { CommitLock } from "../domain/deploy-guards.js";
 import type { Lock } from "../domain/lock.js";
@@ -93,12 +93,7 @@ export interface EngineApi {
    */
   app(principal: Principal, app: string, permission: Permission): AppConfig;
   /** An environment the caller names: `app`, then the environment (E_NOT_FOUND). */
-  target(
-    principal: Principal,
-    app: string,
-    env: string,
-    permission: Permission,
-  ): { app: AppConfig; environment: EnvironmentConfig };
+  target(principal: Principal, app: string, env: string, permission: Permission): EnvironmentTarget;
   /** A deploy by id or label; one of an app the caller may not see is answered like a missing one. */
   findDeploy(
     principal: Principal,

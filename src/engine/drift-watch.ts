@@ -1,8 +1,8 @@
-import type { AppConfig, EnvironmentConfig } from "../domain/app-config.js";
+import type { EnvironmentTarget } from "../domain/app-config.js";
 import { fleetEvent, type NewNotificationEvent } from "../domain/notification-event.js";
 import type { FleetHostState } from "./fleet-ops.js";
 
-type Target = { app: AppConfig; environment: EnvironmentConfig };
+type Target = EnvironmentTarget;
 
 export interface DriftWatchDeps {
   hosts(target: Target): Promise<FleetHostState[]>;

@@ -2,17 +2,13 @@ import path from "node:path";
 import { GithubChecks } from "../checks/github-checks.js";
 import { configProblemFor } from "../config/app-availability.js";
 import type { ConfigProvider, ConfigStatus } from "../config/config-provider.js";
-import type { AppConfig, ConfigSnapshot, EnvironmentConfig } from "../domain/app-config.js";
-import { appRevision } from "../domain/app-revision.js";
-import { isSha256 } from "../domain/artifact.js";
+import type { AppConfig, ConfigSnapshot, EnvironmentTarget } from "../domain/app-config.js";
 import { auditActor } from "../domain/audit.js";
-import { type Deploy, deployLabel, deployNotFound, isFinished, type Trigger } from "../domain/deploy.js";
-import { type CommitLock, checkCommitLocks, checkWindow } from "../domain/deploy-guards.js";
+import { type Deploy, deployLabel, deployNotFound, isFinished } from "../domain/deploy.js";
+import type { CommitLock } from "../domain/deploy-guards.js";
 import { appNotFound, notFound, TurnoutError } from "../domain/errors.js";
-import { checkLock, type Lock } from "../domain/lock.js";
-import { assertName, assertParams } from "../domain/names.js";
-import { checkDirectDeploy } from "../domain/promotion.js";
-import type { Release } from "../domain/release.js";
+import type { Lock } from "../domain/lock.js";
+import { assertName } from "../domain/names.js";
 import type { PipelineRun } from "../domain/release-pipeline.js";
 import { authorize, canSee, type Permission, type Principal } from "../domain/roles.js";
 import type { GitMirrors } from "../git/mirrors.js";
@@ -33,12 +29,16 @@ import { type Change, ChangeFeed } from "./change-feed.js";
 import { CoalescedRunner } from "./coalesced-runner.js";
 import { describeCommits } from "./commit-info.js";
 import { lockCommit, unlockCommit } from "./commit-lock-ops.js";
-import { resolveComponents } from "./components.js";
+import {
+  type AdmissionDeps,
+  admitDeploy,
+  admitRollback,
+  rollbackTarget,
+  withArtifact,
+} from "./deploy-admission.js";
 import { DriftWatch } from "./drift-watch.js";
-import { admitEmergency } from "./emergency.js";
 import { EventHub } from "./event-hub.js";
 import { type FleetHostState, FleetOps } from "./fleet-ops.js";
-import { lockedInRange } from "./guards.js";
 import { newOwnerId } from "./owner.js";
 import { pendingChanges } from "./pending.js";
 import { answerRun, type PipelineView, pipelineView, type RunChoice } from "./pipeline-view.js";
@@ -389,183 +389,35 @@ export class Engine implements EngineApi {
   }
 
   /** Every fleet environment of the configuration. */
-  private *fleetTargets(): Iterable<{ app: AppConfig; environment: EnvironmentConfig }> {
+  private *fleetTargets(): Iterable<EnvironmentTarget> {
     for (const app of this.config().apps.values())
       for (const environment of Object.values(app.environments))
         if (environment.deploy.provider === "fleet") yield { app, environment };
   }
 
   async requestDeploy(principal: Principal, request: DeployRequest): Promise<Deploy> {
-    const { app, environment } = this.target(principal, request.app, request.env, "deploy");
-    const params = assertParams(request.params);
-    const force = request.force === true;
-    // An environment that takes promoted releases only: a direct deploy is an admin's call, with a reason.
-    const direct = checkDirectDeploy(app.name, environment, principal, request.reason);
-    const reason = request.reason?.trim() || null;
-    const urgent = request.emergency
-      ? admitEmergency(principal, app, environment, { ...request, emergency: request.emergency })
-      : undefined;
-    if (request.slot !== undefined || request.artifact !== undefined) {
-      if (environment.deploy.provider !== "fleet") {
-        throw new TurnoutError("E_VALIDATION", "slots and uploaded artifacts are for fleet environments");
-      }
-      if (request.slot !== undefined) assertName("slot", request.slot);
-      if (request.artifact !== undefined) {
-        if (!isSha256(request.artifact))
-          throw new TurnoutError("E_VALIDATION", "artifact must be a sha256 digest");
-        const known = await this.options.store.artifacts.get(request.artifact).catch(() => undefined);
-        if (!known || known.app !== app.name) {
-          throw new TurnoutError(
-            "E_NOT_FOUND",
-            `artifact ${request.artifact.slice(0, 12)} was not uploaded for ${app.name}`,
-          );
-        }
-      }
-    }
-    // Refuse early (before fetching) when locked; the transaction checks again.
-    checkLock(await this.options.store.locks.get(app.name, environment.name), principal, force);
-    const outsideWindow = checkWindow(
-      { app: app.name, env: environment.name, windows: environment.windows },
-      this.now(),
-      { force, reason: request.reason },
-    ).ignoredSafeties;
-    const resolved = await resolveComponents(
-      this.options.git,
-      app,
-      environment,
-      { primary: urgent ? urgent.ref : request.ref, others: request.refs },
-      { fetch: true },
-    );
-    const current = await this.options.store.releases.current(app.name, environment.name);
-    const lockedCommits = await lockedInRange(
-      { git: this.options.git, store: this.options.store },
-      app,
-      current?.components ?? null,
-      resolved.components,
-    );
-    const guarded = [
-      ...outsideWindow,
-      ...checkCommitLocks({ app: app.name, env: environment.name }, lockedCommits, force).ignoredSafeties,
-    ];
-    // Forcing past a CI gate, like past a lock, is an admin's call.
-    const skipsChecks = force && environment.checks !== undefined;
-    if (skipsChecks && principal.role !== "admin") {
-      throw new TurnoutError(
-        "E_FORBIDDEN",
-        `only an admin may force a deploy past the checks of ${app.name}/${environment.name}`,
-      );
-    }
-    const create = () =>
-      this.options.store.deploys.create(
-        {
-          app: app.name,
-          env: environment.name,
-          trigger: request.trigger,
-          user: principal.name,
-          actor: auditActor(principal),
-          ref: resolved.ref,
-          sha: resolved.sha,
-          components: resolved.components,
-          params,
-          force,
-          configRevision: this.config().revision,
-          appRevision: appRevision(app, environment),
-          slot: request.slot ?? null,
-          artifact: request.artifact ?? null,
-          reason,
-          emergency: urgent?.emergency ?? null,
-        },
-        (lock) => {
-          const { ignoredSafeties } = checkLock(lock, principal, force);
-          const ignored = [...ignoredSafeties, ...direct.ignoredSafeties, ...guarded];
-          return { ignoredSafeties: skipsChecks ? [...ignored, "checks"] : ignored };
-        },
-      );
-    const given = request.artifact;
-    const deploy =
-      given === undefined
-        ? await create()
-        : await this.withArtifact(given, create, () =>
-            notFound(`artifact ${given.slice(0, 12)} (removed by retention, or lost)`, { artifact: given }),
-          );
-    if (guarded.length > 0)
-      await this.recordForced(principal, deploy, guarded, lockedCommits, request.reason);
-    if (urgent) await this.recordEmergency(principal, deploy);
+    const target = this.target(principal, request.app, request.env, "deploy");
+    const deploy = await admitDeploy(this.admissionDeps(), principal, target, request);
     this.announce(deploy);
     return deploy;
-  }
-
-  /**
-   * Queues a deploy that installs a stored artifact: checked to be there and
-   * queued in one section of the artifact store, so the garbage collector
-   * either removed it before (refused here) or sees the queued deploy.
-   */
-  private withArtifact(digest: string, create: () => Promise<Deploy>, gone: () => Error): Promise<Deploy> {
-    const artifacts = this.options.fleet?.artifacts;
-    if (!artifacts) return create();
-    return artifacts.hold(async () => {
-      if (!(await artifacts.hasBlob(digest))) throw gone();
-      return create();
-    });
   }
 
   async requestRollback(principal: Principal, request: RollbackRequest): Promise<Deploy> {
-    const { app, environment } = this.target(principal, request.app, request.env, "deploy");
-    // After an interrupted fleet deploy, "roll back" puts the hosts it switched
-    // back on the environment's release; otherwise it goes to an earlier one.
-    const repair =
-      request.to === undefined
-        ? await this.fleetOps.interruptedRepairTarget({ app, environment })
-        : undefined;
-    const release = repair ?? (await this.rollbackTarget(app.name, environment.name, request.to));
-    const current = await this.options.store.releases.current(app.name, environment.name);
-    const primary = app.components[0]!.name;
-    const sha = release.components[primary] ?? Object.values(release.components)[0]!;
-    const force = request.force === true;
-    const create = () =>
-      this.options.store.deploys.create(
-        {
-          app: app.name,
-          env: environment.name,
-          trigger: (request.trigger ?? "rollback") as Trigger,
-          user: principal.name,
-          actor: auditActor(principal),
-          ref: sha,
-          sha,
-          components: release.components,
-          params: {},
-          force,
-          configRevision: release.configRevision,
-          appRevision: release.appRevision,
-          rollbackOf: release.deployNumber,
-          rolledBackFrom: repair ? null : (current?.components ?? null),
-          environmentConfig: release.environmentConfig,
-          artifact: release.artifact,
-        },
-        (lock) => {
-          // A rollback brings back code that already ran here: its checks passed then.
-          const { ignoredSafeties } = checkLock(lock, principal, force);
-          const gated = (release.environmentConfig as EnvironmentConfig | null)?.checks !== undefined;
-          return { ignoredSafeties: gated ? [...ignoredSafeties, "checks"] : ignoredSafeties };
-        },
-      );
-    const artifact = release.artifact;
-    const deploy =
-      artifact === null
-        ? await create()
-        : await this.withArtifact(
-            artifact,
-            create,
-            () =>
-              new TurnoutError(
-                "E_NO_RELEASE",
-                `the artifact of ${app.name}/${environment.name}#${release.deployNumber} was removed by retention ` +
-                  "(artifacts of the newest releases of each environment are kept; see retention in docs/operations.md)",
-                { app: app.name, env: environment.name, to: release.deployNumber, artifact },
-              ),
-          );
+    const target = this.target(principal, request.app, request.env, "deploy");
+    const deploy = await admitRollback(this.admissionDeps(), principal, target, request);
     this.announce(deploy);
     return deploy;
+  }
+
+  private admissionDeps(): AdmissionDeps {
+    return {
+      store: this.options.store,
+      git: this.options.git,
+      artifacts: this.options.fleet?.artifacts,
+      configRevision: () => this.config().revision,
+      now: () => this.now(),
+      interruptedRepairTarget: (target) => this.fleetOps.interruptedRepairTarget(target),
+    };
   }
 
   async requestPromotion(principal: Principal, request: PromotionRequest): Promise<Deploy> {
@@ -607,25 +459,8 @@ export class Engine implements EngineApi {
       store: this.options.store,
       configRevision: () => this.config().revision,
       withArtifact: (digest: string, create: () => Promise<Deploy>, gone: () => Error) =>
-        this.withArtifact(digest, create, gone),
+        withArtifact(this.options.fleet?.artifacts, digest, create, gone),
     };
-  }
-
-  /** Emergency deploys leave an audit entry: who shipped what unreviewed, and why. */
-  private async recordEmergency(principal: Principal, deploy: Deploy): Promise<void> {
-    await this.options.store.audit.record({
-      actor: auditActor(principal),
-      action: "deploy.emergency",
-      app: deploy.app,
-      env: deploy.env,
-      details: {
-        deploy: deployLabel(deploy),
-        base: deploy.emergency?.base ?? null,
-        files: deploy.emergency?.files.length ?? 0,
-        reason: deploy.emergency?.reason ?? "",
-        artifact: deploy.artifact,
-      },
-    });
   }
 
   async cancel(principal: Principal, deployId: number): Promise<Deploy> {
@@ -670,28 +505,6 @@ export class Engine implements EngineApi {
     // Auto-deploys held back by the lock catch up now rather than at the next poll.
     if (removed && target.environment.autoDeploy) void this.poller.poke(target.app.name, "poll");
     return removed;
-  }
-
-  /** A deploy forced past a deploy window or a locked commit: who, why and past what, in the audit log. */
-  private async recordForced(
-    principal: Principal,
-    deploy: Deploy,
-    ignored: string[],
-    commits: CommitLock[],
-    reason: string | undefined,
-  ): Promise<void> {
-    await this.options.store.audit.record({
-      actor: auditActor(principal),
-      action: "deploy.force",
-      app: deploy.app,
-      env: deploy.env,
-      details: {
-        deploy: deployLabel(deploy),
-        ignored,
-        ...(commits.length > 0 ? { commits: commits.map((c) => c.sha) } : {}),
-        ...(reason?.trim() ? { reason: reason.trim() } : {}),
-      },
-    });
   }
 
   async commitLocks(principal: Principal, app: string, history = false): Promise<CommitLock[]> {
@@ -801,7 +614,8 @@ export class Engine implements EngineApi {
       to === undefined
         ? await this.fleetOps.interruptedRepairTarget({ app: target.app, environment: target.environment })
         : undefined;
-    const release = repair ?? (await this.rollbackTarget(target.app.name, target.environment.name, to));
+    const release =
+      repair ?? (await rollbackTarget(this.options.store, target.app.name, target.environment.name, to));
     return previewRollback({
       store: this.options.store,
       git: this.options.git,
@@ -910,12 +724,7 @@ export class Engine implements EngineApi {
   }
 
   /** `app`, then its environment: an environment of an app the caller may not see is the app not found. */
-  target(
-    principal: Principal,
-    appName: string,
-    envName: string,
-    permission: Permission,
-  ): { app: AppConfig; environment: EnvironmentConfig } {
+  target(principal: Principal, appName: string, envName: string, permission: Permission): EnvironmentTarget {
     assertName("app", appName);
     assertName("environment", envName);
     const app = this.app(principal, appName, permission);
@@ -942,31 +751,6 @@ export class Engine implements EngineApi {
         : await this.options.store.deploys.getByNumber(ref.app, ref.env, ref.number);
     authorize(principal, permission, deploy.app, hidden);
     return deploy;
-  }
-
-  private async rollbackTarget(app: string, env: string, to: number | undefined): Promise<Release> {
-    const { releases } = this.options.store;
-    if (to !== undefined) {
-      const release = await releases.byDeployNumber(app, env, to);
-      if (!release) {
-        throw new TurnoutError("E_NO_RELEASE", `${app}/${env}#${to} did not produce a release`, {
-          app,
-          env,
-          to,
-        });
-      }
-      return release;
-    }
-    const history = await releases.history(app, env, 100);
-    const current = history[0];
-    const previous = current && history.find((r) => r.fingerprint !== current.fingerprint);
-    if (!previous) {
-      throw new TurnoutError("E_NO_RELEASE", `${app}/${env} has no earlier release to roll back to`, {
-        app,
-        env,
-      });
-    }
-    return previous;
   }
 
   private report(error: unknown): void {

@@ -1,4 +1,4 @@
-import type { AppConfig, EnvironmentConfig } from "../domain/app-config.js";
+import type { EnvironmentTarget } from "../domain/app-config.js";
 import { hostReleaseId } from "../domain/artifact.js";
 import { auditActor } from "../domain/audit.js";
 import { type Deploy, deployLabel } from "../domain/deploy.js";
@@ -30,7 +30,7 @@ export interface FleetHostState {
   path: string | null;
 }
 
-type Target = { app: AppConfig; environment: EnvironmentConfig };
+type Target = EnvironmentTarget;
 
 export class FleetOps {
   constructor(

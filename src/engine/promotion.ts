@@ -1,4 +1,4 @@
-import type { AppConfig, EnvironmentConfig } from "../domain/app-config.js";
+import type { EnvironmentTarget } from "../domain/app-config.js";
 import { appRevision } from "../domain/app-revision.js";
 import { auditActor } from "../domain/audit.js";
 import type { Deploy } from "../domain/deploy.js";
@@ -36,7 +36,7 @@ export interface PromotionDeps {
 export async function queuePromotion(
   deps: PromotionDeps,
   principal: Principal,
-  target: { app: AppConfig; environment: EnvironmentConfig },
+  target: EnvironmentTarget,
   request: PromotionRequest,
 ): Promise<Deploy> {
   const { app, environment } = target;
