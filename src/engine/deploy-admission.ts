@@ -17,6 +17,7 @@ import type { DeployRequest, RollbackRequest } from "./api.js";
 import { resolveComponents } from "./components.js";
 import { admitEmergency } from "./emergency.js";
 import { lockedInRange } from "./guards.js";
+import { releaseDeploy } from "./release-deploy.js";
 
 /**
  * Admission of deploy and rollback requests into the queue, for an
@@ -170,28 +171,15 @@ export async function admitRollback(
     request.to === undefined ? await deps.interruptedRepairTarget({ app, environment }) : undefined;
   const release = repair ?? (await rollbackTarget(deps.store, app.name, environment.name, request.to));
   const current = await deps.store.releases.current(app.name, environment.name);
-  const primary = app.components[0]!.name;
-  const sha = release.components[primary] ?? Object.values(release.components)[0]!;
   const force = request.force === true;
   const create = () =>
     deps.store.deploys.create(
       {
-        app: app.name,
-        env: environment.name,
+        ...releaseDeploy({ app, environment }, release, principal),
         trigger: (request.trigger ?? "rollback") as Trigger,
-        user: principal.name,
-        actor: auditActor(principal),
-        ref: sha,
-        sha,
-        components: release.components,
-        params: {},
         force,
-        configRevision: release.configRevision,
-        appRevision: release.appRevision,
         rollbackOf: release.deployNumber,
         rolledBackFrom: repair ? null : (current?.components ?? null),
-        environmentConfig: release.environmentConfig,
-        artifact: release.artifact,
       },
       (lock) => {
         // A rollback brings back code that already ran here: its checks passed then.

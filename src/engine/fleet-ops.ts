@@ -9,6 +9,7 @@ import { assertName } from "../domain/names.js";
 import type { Release } from "../domain/release.js";
 import { authorize, type Principal } from "../domain/roles.js";
 import type { Store } from "../store/store.js";
+import { releaseDeploy } from "./release-deploy.js";
 
 /**
  * The fleet side of the engine: which hosts an environment targets and
@@ -143,24 +144,11 @@ export class FleetOps {
     release: Release,
     options: { trigger: "reconcile" | "promote"; slot: string | null },
   ): Promise<Deploy> {
-    const primary = target.app.components[0]!.name;
-    const sha = release.components[primary] ?? Object.values(release.components)[0]!;
     const deploy = await this.store.deploys.create(
       {
-        app: target.app.name,
-        env: target.environment.name,
+        ...releaseDeploy(target, release, principal),
         trigger: options.trigger,
-        user: principal.name,
-        actor: auditActor(principal),
-        ref: sha,
-        sha,
-        components: release.components,
-        params: {},
         force: false,
-        configRevision: release.configRevision,
-        appRevision: release.appRevision,
-        environmentConfig: release.environmentConfig,
-        artifact: release.artifact,
         slot: options.slot,
       },
       (lock) => {
