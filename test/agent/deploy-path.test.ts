@@ -250,6 +250,20 @@ describe("a deploy path on an agent's host layout", () => {
       { app: "web", path: "/var/www/web-staging", releases: [a.id], current: a.id, slots: {} },
     ]);
     await expect(sim.switchTo("web", a.id, "current")).rejects.toMatchObject({ code: "E_NOT_FOUND" });
+    // Another app in web's place, or around it, is refused as on a real host.
+    for (const place of ["/var/www/web-staging", "/var/www/web-staging/blog", "/var/www"]) {
+      await expect(
+        sim.stage({ ...spec(a, place), app: "blog" }, new MemorySource(), () => {}, live()),
+        place,
+      ).rejects.toMatchObject({
+        code: "E_CONFLICT",
+        message: expect.stringContaining("the place of app web"),
+      });
+    }
+    expect(
+      (await sim.stage({ ...spec(a, "/var/www/blog"), app: "blog" }, new MemorySource(), () => {}, live()))
+        .staged,
+    ).toBe(true);
     await expect(
       sim.stage(spec(a, "/srv/turnout/.turnout/x"), new MemorySource(), () => {}, live()),
     ).rejects.toMatchObject({ code: "E_VALIDATION" });

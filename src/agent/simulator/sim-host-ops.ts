@@ -7,6 +7,7 @@ import {
   type HealthCheckConfig,
   type HostAppInventory,
 } from "../../domain/fleet.js";
+import { deployPathConflict } from "../../domain/fleet-rules.js";
 import { assertName } from "../../domain/names.js";
 import type { BlobSource, HostLog, HostOps, StageResult, StageSpec } from "../../providers/fleet/host-ops.js";
 import { assertArgv, assertEnv, assertTimeout } from "../host-layout/commands.js";
@@ -41,6 +42,8 @@ interface SimApp {
   name: string;
   /** The deploy path (undefined: <root>/<app>). */
   path: string | undefined;
+  /** Where its releases are: the deploy path, or <root>/<app>. */
+  dir: string;
   /** Staging order, oldest first (what prune decides by, like the real order file). */
   releases: string[];
   current: string | null;
@@ -67,6 +70,7 @@ export class SimHostOps implements HostOps {
   async stage(spec: StageSpec, blobs: BlobSource, log: HostLog, signal: AbortSignal): Promise<StageResult> {
     // Checked as the real host checks it, before anything "happens".
     const app = this.app(appTarget(spec.app, spec.path));
+    this.claimPlace(app);
     const id = assertReleaseId(spec.releaseId);
     const plan = planRelease(spec.manifest, spec.shared ?? []);
     if (spec.beforeSwitch !== undefined) assertArgv(spec.beforeSwitch, "before_switch");
@@ -188,10 +192,31 @@ export class SimHostOps implements HostOps {
     const key = `${layout.app}\0${layout.path ?? ""}`;
     let app = this.apps.get(key);
     if (!app) {
-      app = { name: layout.app, path: layout.path, releases: [], current: null, slots: new Map() };
+      app = {
+        name: layout.app,
+        path: layout.path,
+        dir: layout.dir,
+        releases: [],
+        current: null,
+        slots: new Map(),
+      };
       this.apps.set(key, app);
     }
     return app;
+  }
+
+  /** Two apps never share a place, as on a real host (deploy-paths.ts claimPlace). */
+  private claimPlace(app: SimApp): void {
+    const others = [...this.apps.values()]
+      .filter((other) => other.releases.length > 0)
+      .map((other) => ({ app: other.name, path: other.dir }));
+    const conflict = deployPathConflict(app.dir, app.name, others);
+    if (conflict) {
+      throw new TurnoutError("E_CONFLICT", `layout refused for app ${app.name}: ${conflict}`, {
+        app: app.name,
+        path: app.dir,
+      });
+    }
   }
 
   private assertStaged(app: SimApp, releaseId: string): string {
