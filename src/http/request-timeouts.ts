@@ -122,6 +122,10 @@ export function installBodyTimeouts(app: FastifyInstance, limits: BodyTimeouts):
     const message = request.raw as IncomingMessage;
     const body = new WatchedBody();
     watch.body = body;
+    // Whoever reads the body hears of its error; but a reader may have stopped
+    // (a body over the size limit is answered 413 unread), and an error nobody
+    // listens for would be an uncaught exception: the whole server down.
+    body.on("error", () => {});
     message.pipe(body);
     const gone = () => {
       if (!message.complete) body.destroy(aborted());

@@ -100,6 +100,28 @@ describe("stalled clients are cut off", () => {
     }
   });
 
+  it.each([
+    [
+      "an API request",
+      () => `PUT /api/v1/apps/shop/environments/staging/lock HTTP/1.1\r\nHost: x\r\n${auth()}`,
+    ],
+    ["a webhook from anyone", () => "POST /api/v1/webhooks/gitlab HTTP/1.1\r\nHost: x\r\n"],
+  ])(
+    "%s over the size limit, answered 413 while its client stalls: the server carries on",
+    async (_, head) => {
+      const socket = await openSocket(t.url);
+      const answer = readUntilClosed(socket, BOUND_MS);
+      socket.write(`${head()}Content-Type: application/json\r\nContent-Length: 8000000\r\n\r\n{"reason": "`);
+      socket.write("x".repeat(3_000_000));
+      const { text, closed } = await answer;
+      expect(parseResponse(text)?.status).toBe(413);
+      expect(closed).toBe(true);
+      // Past the body timeout: a body no one reads any more must not take the server down.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect((await t.api("GET", "/api/v1/apps")).status).toBe(200);
+    },
+  );
+
   it("headers that never end: 408 E_REQUEST_TIMEOUT and the connection is closed", async () => {
     const socket = await openSocket(t.url);
     const answer = readUntilClosed(socket, BOUND_MS);
