@@ -8,6 +8,7 @@ import type {
   HostCallStore,
   NewHostCall,
 } from "../../store/host-calls.js";
+import { WriteBatcher } from "../../store/write-batcher.js";
 import {
   ACTIVATE_OP,
   type ActivationArgs,
@@ -100,10 +101,19 @@ export class HostCallRouter {
   private readonly waiting = new Map<string, Waiter>();
   private readonly running = new Map<string, Running>();
   private readonly executions = new Set<Promise<void>>();
-  /** Calls to record in the next group (see queueCreate). */
-  /** Outcomes to record in the next group (see queueFinish). */
-  private finishes: { finished: FinishedCall; resolve(): void; reject(error: Error): void }[] = [];
-  private creates: { call: NewHostCall; waiter: Waiter; failed: (error: Error) => void }[] = [];
+  /** Calls to record, together (see queueCreate). */
+  private readonly creates = new WriteBatcher<{ call: NewHostCall; waiter: Waiter }>((batch) => {
+    // A call given up on before it was recorded (cancelled, timed out) is not recorded at all.
+    const calls = batch.filter((b) => !b.waiter.settled).map((b) => b.call);
+    if (calls.length === 0) return Promise.resolve();
+    this.stats.roundTrips++;
+    return this.options.store.createMany(calls);
+  });
+  /** Outcomes to record, together (see queueFinish). */
+  private readonly finishes = new WriteBatcher<FinishedCall>((batch) => {
+    this.stats.roundTrips++;
+    return this.options.store.finishMany(batch);
+  });
   /** Agent hosts held by other live servers: host name → server. */
   private remote = new Map<string, string>();
   private servers = new Map<string, number>();
@@ -290,21 +300,12 @@ export class HostCallRouter {
 
   /**
    * Calls made in the same turn of the event loop (a batch of a fleet
-   * deploy: one operation on many hosts) are recorded in one statement
-   * (HostCallStore.createMany); a failed statement fails each of them.
+   * deploy: one operation on many hosts), or while the previous group is
+   * being recorded, are recorded in one statement (HostCallStore.createMany,
+   * WriteBatcher); a failed statement fails each of them.
    */
   private queueCreate(call: NewHostCall, waiter: Waiter, failed: (error: Error) => void): void {
-    this.creates.push({ call, waiter, failed });
-    if (this.creates.length > 1) return;
-    setImmediate(() => {
-      // A call given up on before it was recorded (cancelled, timed out) is not recorded at all.
-      const batch = this.creates.splice(0).filter((b) => !b.waiter.settled);
-      if (batch.length === 0) return;
-      this.stats.roundTrips++;
-      this.options.store.createMany(batch.map((b) => b.call)).catch((error: Error) => {
-        for (const b of batch) b.failed(error);
-      });
-    });
+    this.creates.add({ call, waiter }).catch(failed);
   }
 
   /** Stops waiting: a pending call is never executed, a running one is told to stop. */
@@ -502,24 +503,12 @@ export class HostCallRouter {
     return runActivation(ops, activationSpecOf(args.data), log, signal, onSwitched);
   }
 
-  /** Outcomes of calls that end in the same turn of the event loop are recorded in one statement. */
+  /**
+   * Outcomes of calls that end in the same turn of the event loop, or while
+   * the previous group is being recorded, are recorded in one statement.
+   */
   private queueFinish(finished: FinishedCall): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.finishes.push({ finished, resolve, reject });
-      if (this.finishes.length > 1) return;
-      setImmediate(() => {
-        const batch = this.finishes.splice(0);
-        this.stats.roundTrips++;
-        this.options.store.finishMany(batch.map((b) => b.finished)).then(
-          () => {
-            for (const b of batch) b.resolve();
-          },
-          (error: Error) => {
-            for (const b of batch) b.reject(error);
-          },
-        );
-      });
-    });
+    return this.finishes.add(finished);
   }
 
   // ---- both ------------------------------------------------------------------
