@@ -130,4 +130,18 @@ describe("artifact stores sharing PostgreSQL", () => {
     expect(store().queries() - before).toBe(0);
     expect(stored.digest).toBeDefined();
   });
+
+  it("hosts asking for the same blob at once wait for one fetch from the shared store", async () => {
+    await one.fromDirectory(path.join(scratch.dir, "tree"));
+    const util = sha("module.exports = 1;\n");
+    const three = new ArtifactStore({ dir: path.join(scratch.dir, "three"), shared: store().artifactBlobs });
+    let before = store().queries();
+    await two.openConcatenated([util]);
+    const one_fetch = store().queries() - before;
+    expect(one_fetch).toBeGreaterThan(0);
+    before = store().queries();
+    const all = await Promise.all(Array.from({ length: 8 }, () => three.openConcatenated([util])));
+    expect(store().queries() - before).toBe(one_fetch);
+    expect(all.every((blobs) => blobs.size === 20)).toBe(true);
+  });
 });
