@@ -114,6 +114,13 @@ export class HostCallRouter {
     this.stats.roundTrips++;
     return this.options.store.finishMany(batch);
   });
+  /** Output lines to send, of every call running here, together (see execute). */
+  private readonly lineWrites = new WriteBatcher<Parameters<HostCallStore["appendLinesMany"]>[0][number]>(
+    (batch) => {
+      this.stats.roundTrips++;
+      return this.options.store.appendLinesMany(batch);
+    },
+  );
   /** Agent hosts held by other live servers: host name → server. */
   private remote = new Map<string, string>();
   private servers = new Map<string, number>();
@@ -417,7 +424,6 @@ export class HostCallRouter {
     this.stats.executed++;
     const controller = new AbortController();
     this.running.set(call.id, { controller });
-    const store = this.options.store;
     let seq = 0;
     let buffer: { line: string; continued: boolean; progress?: boolean }[] = [];
     let flushing = Promise.resolve();
@@ -431,10 +437,9 @@ export class HostCallRouter {
       const first = seq;
       seq += batch.length;
       flushing = flushing.then(async () => {
-        this.stats.roundTrips++;
         this.stats.lineBatches++;
-        await store
-          .appendLines(call.id, call.caller, first, batch)
+        await this.lineWrites
+          .add({ callId: call.id, caller: call.caller, firstSeq: first, lines: batch })
           .catch((e: Error) => this.options.report(`host calls: sending output failed: ${e.message}`));
       });
       return flushing;
