@@ -164,6 +164,22 @@ export class HostCallRouter {
     return seen === undefined || Date.now() - seen > this.timing.serverDeadMs;
   }
 
+  /**
+   * Whether the server that made a call is gone, for the holder deciding to
+   * start or stop it. A caller this server has not heard from yet (started
+   * since its last heartbeat read) is not: it has just made the call, and
+   * its deploy's lease, checked with the call, says it is alive. Taking it
+   * for dead, as isDead does for an unknown target, abandoned every call of
+   * a deploy started on a freshly restarted server before the holders' next
+   * heartbeat read ("the server that made this call is gone").
+   */
+  private callerIsGone(owner: string): boolean {
+    if (owner === this.options.owner) return false;
+    if (this.options.ownerIsDead(owner)) return true;
+    const seen = this.servers.get(owner);
+    return seen !== undefined && Date.now() - seen > this.timing.serverDeadMs;
+  }
+
   // ---- the caller's side ---------------------------------------------------
 
   /** Runs `op` on `host` through the server `target` that holds it, for deploy `deployId`. */
@@ -405,7 +421,7 @@ export class HostCallRouter {
         this.claimAgain = false;
         this.stats.roundTrips++;
         const calls = await this.options.store.claim(this.options.owner, this.timing.leaseMarginMs, (o) =>
-          this.isDead(o),
+          this.callerIsGone(o),
         );
         for (const call of calls) {
           const execution = this.execute(call);
@@ -604,7 +620,7 @@ export class HostCallRouter {
     void this.checkWaiters(this.sweeps % 3 === 0);
     if (this.running.size > 0) {
       this.options.store
-        .invalidRunning(this.options.owner, (o) => this.isDead(o))
+        .invalidRunning(this.options.owner, (o) => this.callerIsGone(o))
         .then((ids) => {
           for (const id of ids) this.running.get(id)?.controller.abort();
         })
