@@ -97,6 +97,21 @@ async function scrape(server) {
   return { queries: value("turnout_database_queries_total"), heap: value("nodejs_heap_size_used_bytes") };
 }
 
+/** turnout_database_statements_total by kind, summed over the servers (empty for a server without it). */
+async function kindsOf(servers) {
+  const kinds = new Map();
+  for (const server of servers) {
+    const res = await fetch(`${server.url}/metrics`, {
+      headers: { authorization: `Bearer ${server.token}` },
+    });
+    for (const [, kind, value] of (await res.text()).matchAll(
+      /^turnout_database_statements_total\{kind="([^"]*)"\} (\S+)$/gm,
+    ))
+      kinds.set(kind, (kinds.get(kind) ?? 0) + Number(value));
+  }
+  return kinds;
+}
+
 const sum = (values) => values.reduce((a, b) => a + b, 0);
 const queriesOf = async (servers) =>
   sum(await Promise.all(servers.map(async (s) => (await scrape(s)).queries)));
@@ -150,6 +165,7 @@ async function deployAndMeasure(servers, sim, ref, n) {
   const cpuBefore = cpuOf(servers);
   const childBefore = childCpuOf(servers);
   const simBefore = processCpu(sim.child.pid).own;
+  const kindsBefore = await kindsOf(servers);
   const queriesBefore = await queriesOf(servers);
   const started = performance.now();
   const markedAt = process.hrtime.bigint();
@@ -178,6 +194,11 @@ async function deployAndMeasure(servers, sim, ref, n) {
   }
   const cpuMs = cpuOf(servers) - cpuBefore;
   const queries = (await queriesOf(servers)) - queriesBefore;
+  const kindsAfter = await kindsOf(servers);
+  const kinds = [...kindsAfter]
+    .map(([kind, count]) => [kind, count - (kindsBefore.get(kind) ?? 0)])
+    .filter(([, count]) => count > 0)
+    .sort((a, b) => b[1] - a[1]);
   const childMs = childCpuOf(servers) - childBefore;
   const simMs = processCpu(sim.child.pid).own - simBefore;
   if (final.status !== "succeeded") {
@@ -199,6 +220,7 @@ async function deployAndMeasure(servers, sim, ref, n) {
     simPerHostMs: simMs / n,
     reconnects: reconnections(sim) - reconnectsBefore,
     bytesPerHost: sum(hosts.map((h) => h.bytesFetched)) / n,
+    kinds,
   };
 }
 
@@ -306,7 +328,12 @@ async function runOne(work, setupName, n) {
       changes.push(await deployAndMeasure(servers, sim, git(repo, "rev-parse", "HEAD"), n));
     }
     const pick = (key) => median(changes.map((c) => c[key]));
-    const oneFile = Object.fromEntries(Object.keys(changes[0]).map((k) => [k, pick(k)]));
+    const oneFile = Object.fromEntries(
+      Object.keys(changes[0])
+        .filter((k) => k !== "kinds")
+        .map((k) => [k, pick(k)]),
+    );
+    oneFile.kinds = changes.at(-1).kinds;
     return { setup: setupName, servers: setup.servers, n, connectMs, memory, idle, first, oneFile };
   } catch (error) {
     for (const s of servers)
@@ -334,6 +361,11 @@ function printRow(r) {
       `${r.n} agents connected in ${f1(r.connectMs / 1000)} s; idle: ${f1(r.idle.queriesPerHostMinute)} statements/host/min, servers ${f1(r.idle.cpuPercent)}% of a core; ` +
       `agent reconnections during the deploys ${r.first.reconnects} + ${r.oneFile.reconnects}`,
   );
+  // Where the statements go (the last one-file deploy; the /metrics scrapes of the measurement included).
+  for (const [kind, count] of r.oneFile.kinds)
+    console.log(
+      `${tag} statements by kind: ${f1(count / r.n).padStart(5)}/host ${String(count).padStart(6)}  ${kind}`,
+    );
 }
 
 export async function runScale(work) {

@@ -12,13 +12,20 @@ import { authorize, can, type Principal } from "../domain/roles.js";
  * "does not exist" (404 E_NOT_FOUND naming the digest asked for), so a host
  * learns nothing of other apps' artifacts by probing.
  *
- * Cost: one indexed look-up per request, whatever the batch size; the
+ * Cost: one indexed look-up per request, whatever the batch size, and none
+ * while this server waits for the host to stage that very artifact; the
  * blob sets of recently used manifests are kept in memory (content-addressed,
  * so never stale), so a batch of a thousand blobs is a thousand set look-ups.
  */
 export interface ReadAccessDeps {
   /** Whether the server sent this artifact to this host. */
   wasSent(hostId: number, digest: string): Promise<boolean>;
+  /**
+   * Whether this server is waiting, now, for this host to stage this
+   * artifact (a stage call on its connection here): sent for certain, known
+   * without a statement (the record is written before the call).
+   */
+  staging?(host: { id: number; name: string }, digest: string): boolean;
   /** The artifact's record (its app), if any. */
   findArtifact(digest: string): Promise<ArtifactInfo | undefined>;
   manifest(digest: string): Promise<ArtifactManifest>;
@@ -44,7 +51,7 @@ export class ArtifactReadAccess {
     authorize(principal, "agent");
     const missing = () => artifactNotFound(digest);
     if (principal.host) {
-      if (!(await this.deps.wasSent(principal.host.id, digest))) throw missing();
+      if (!(await this.wasSent(principal.host, digest))) throw missing();
       return;
     }
     refuseEnrollmentToken(principal);
@@ -75,7 +82,7 @@ export class ArtifactReadAccess {
     if (principal.host) {
       // A grant is in memory and names exactly the blobs offered: no manifest to read.
       if (this.deps.prefetched?.(principal.host.id, artifact, digests)) return;
-      if (!(await this.deps.wasSent(principal.host.id, artifact))) throw missing(first);
+      if (!(await this.wasSent(principal.host, artifact))) throw missing(first);
     } else {
       const info = await this.deps.findArtifact(artifact);
       if (!info || !can(principal, "agent", info.app)) throw missing(first);
@@ -87,6 +94,10 @@ export class ArtifactReadAccess {
       throw missing(first);
     }
     for (const sha256 of digests) if (!members.has(sha256)) throw missing(sha256);
+  }
+
+  private async wasSent(host: { id: number; name: string }, digest: string): Promise<boolean> {
+    return this.deps.staging?.(host, digest) === true || (await this.deps.wasSent(host.id, digest));
   }
 
   /** The blobs an artifact's manifest lists (and the manifest itself). */

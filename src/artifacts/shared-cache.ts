@@ -95,11 +95,14 @@ export class SharedCache {
 
   /**
    * Makes every digest present here, checked; E_NOT_FOUND naming the first
-   * that neither this cache nor the shared store holds.
+   * that neither this cache nor the shared store holds. A digest being
+   * checked or fetched for one caller is waited for by the others: the hosts
+   * of a fleet download the same blobs at the same moment, and each used to
+   * hash the cached copy, or fetch it from the shared store into a pack of
+   * its own, once per host (docs/benchmarks.md, "third round").
    */
   async ensure(digests: readonly string[]): Promise<void> {
     const need: string[] = [];
-    const unchecked: string[] = [];
     const waits: Promise<void>[] = [];
     for (const digest of new Set(digests)) {
       const inFlight = this.fetching.get(digest);
@@ -109,24 +112,32 @@ export class SharedCache {
       }
       if (this.verified.has(digest) && this.blobs.holds(digest)) continue;
       this.verified.delete(digest);
-      if (this.blobs.holds(digest)) unchecked.push(digest);
-      else need.push(digest);
+      need.push(digest);
     }
+    if (need.length > 0) {
+      // Marked in flight before anything is awaited, so a caller arriving meanwhile waits for this.
+      const done = this.checkOrFetch(need);
+      for (const digest of need) this.fetching.set(digest, done);
+      done
+        .finally(() => {
+          for (const digest of need) if (this.fetching.get(digest) === done) this.fetching.delete(digest);
+        })
+        .catch(() => undefined);
+      waits.push(done);
+    }
+    await Promise.all(waits);
+  }
+
+  /** Checks the cached copies of `digests` and fetches the others (and the damaged ones). */
+  private async checkOrFetch(digests: readonly string[]): Promise<void> {
+    const need: string[] = [];
+    const unchecked: string[] = [];
+    for (const digest of digests) (this.blobs.holds(digest) ? unchecked : need).push(digest);
     // A release's first download checks thousands of small cached blobs: a few reads at a time.
     await forEachLimited(unchecked, CHECK_CONCURRENCY, async (digest) => {
       if (!(await this.check(digest))) need.push(digest);
     });
-    if (need.length > 0) {
-      const fetched = this.fetch(need);
-      for (const digest of need) this.fetching.set(digest, fetched);
-      fetched
-        .finally(() => {
-          for (const digest of need) if (this.fetching.get(digest) === fetched) this.fetching.delete(digest);
-        })
-        .catch(() => undefined);
-      waits.push(fetched);
-    }
-    await Promise.all(waits);
+    if (need.length > 0) await this.fetch(need);
   }
 
   /** Hashes the cached copy; a damaged one is dropped (a loose file removed, a packed one no longer served). */

@@ -89,5 +89,11 @@ export function serverMetricSources(deps: {
       help: "Statements (BEGIN and COMMIT included) this server process has sent to the database since it started",
       collect: () => [{ value: store.queries() }],
     },
+    {
+      name: "turnout_database_statements_total",
+      help: 'The statements of turnout_database_queries_total by kind: verb and first table (e.g. "update deploy_hosts")',
+      labelNames: ["kind"],
+      collect: () => [...store.queriesByKind()].map(([kind, value]) => ({ labels: { kind }, value })),
+    },
   ];
 }

@@ -1,7 +1,14 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import SqliteDatabase from "better-sqlite3";
-import { Kysely, type Migration as KyselyMigration, Migrator, SqliteDialect, sql } from "kysely";
+import {
+  Kysely,
+  type Migration as KyselyMigration,
+  type LogEvent,
+  Migrator,
+  SqliteDialect,
+  sql,
+} from "kysely";
 import pg from "pg";
 import { TurnoutError } from "../domain/errors.js";
 import { type Capabilities, POSTGRES, SQLITE } from "./capabilities.js";
@@ -9,12 +16,15 @@ import { MIGRATIONS } from "./migrations/index.js";
 import { OwnSchemaPostgresDialect } from "./own-schema-dialect.js";
 import type { Schema } from "./schema.js";
 import { withStatementCache } from "./statement-cache.js";
+import { StatementKinds } from "./statement-kinds.js";
 
 export interface Database {
   db: Kysely<Schema>;
   caps: Capabilities;
   /** Statements sent to the database by this process so far, BEGIN and COMMIT included (see countQueries). */
   queries(): number;
+  /** The same statements by kind (statementKind): where they go. */
+  queriesByKind(): ReadonlyMap<string, number>;
   close(): Promise<void>;
 }
 
@@ -24,13 +34,20 @@ export interface Database {
  * of this process, served as turnout_database_queries_total. It costs one
  * call per statement, nothing per row.
  */
-function countQueries(): { log: () => void; queries: () => number } {
+function countQueries(): {
+  log: (event: LogEvent) => void;
+  queries: () => number;
+  queriesByKind: () => ReadonlyMap<string, number>;
+} {
   let count = 0;
+  const kinds = new StatementKinds();
   return {
-    log: () => {
+    log: (event) => {
       count++;
+      kinds.count(event.query.sql);
     },
     queries: () => count,
+    queriesByKind: () => kinds.snapshot(),
   };
 }
 
@@ -66,14 +83,26 @@ function openSqlite(file: string | undefined): Database {
     dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
     log: counter.log,
   });
-  return { db, caps: SQLITE, queries: counter.queries, close: () => db.destroy() };
+  return {
+    db,
+    caps: SQLITE,
+    queries: counter.queries,
+    queriesByKind: counter.queriesByKind,
+    close: () => db.destroy(),
+  };
 }
 
 function openPostgres(url: string): Database {
   const pool = new pg.Pool({ connectionString: url, max: 10 });
   const counter = countQueries();
   const db = new Kysely<Schema>({ dialect: new OwnSchemaPostgresDialect({ pool }), log: counter.log });
-  return { db, caps: POSTGRES, queries: counter.queries, close: () => db.destroy() };
+  return {
+    db,
+    caps: POSTGRES,
+    queries: counter.queries,
+    queriesByKind: counter.queriesByKind,
+    close: () => db.destroy(),
+  };
 }
 
 async function migrate({ db, caps }: Database): Promise<void> {

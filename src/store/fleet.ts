@@ -7,6 +7,7 @@ import { type GroupCommit, groupCommitFor } from "./group-commit.js";
 import { recordNotifyEvent } from "./notify-outbox.js";
 import { nowIso } from "./rows.js";
 import type { Schema } from "./schema.js";
+import { WriteBatcher } from "./write-batcher.js";
 
 /**
  * The server's record of fleet deploys: per deploy and host, the step reached
@@ -40,12 +41,11 @@ export interface HostTarget {
 
 export type Approval = "requested" | "approved" | "aborted";
 
-interface PendingHostUpdate {
+/** One host's step update of a deploy: the columns it sets. */
+interface HostUpdate {
   deployId: number;
   hostId: number;
   set: Record<string, unknown>;
-  resolve(): void;
-  reject(error: Error): void;
 }
 
 export class FleetStore {
@@ -92,8 +92,9 @@ export class FleetStore {
    * one of them. Each promise still settles only once its update is durable.
    * On SQLite the turn's transaction is the one of every store's writes
    * (GroupCommit: inventories, last seen, targets too); on PostgreSQL the
-   * turn's updates are one statement (updateMany), and a failed statement
-   * fails every update of its turn (none was written).
+   * updates of a turn, and those asked for while the previous group is
+   * written, are one statement (updateMany, WriteBatcher), and a failed
+   * statement fails every update of its group (none was written).
    */
   updateDeployHost(
     deployId: number,
@@ -112,41 +113,31 @@ export class FleetStore {
     if (changes.bytesFetched !== undefined) set["bytes_fetched"] = changes.bytesFetched;
     if (changes.error !== undefined) set["error"] = changes.error;
     if (this.group) return this.group.run((db) => this.updateOne(db, { deployId, hostId, set }));
-    return new Promise((resolve, reject) => {
-      this.hostUpdates.push({ deployId, hostId, set, resolve, reject });
-      if (this.hostUpdates.length === 1) setImmediate(() => void this.writeHostUpdates());
-    });
+    return this.hostUpdates.add({ deployId, hostId, set });
   }
 
-  private readonly hostUpdates: PendingHostUpdate[] = [];
+  private readonly hostUpdates = new WriteBatcher<HostUpdate>((batch) => this.writeHostUpdates(batch));
 
-  private async writeHostUpdates(): Promise<void> {
-    const batch = this.hostUpdates.splice(0);
-    try {
-      // In the order asked: two steps of one host in a batch end on the later.
-      const merged = new Map<string, { deployId: number; hostId: number; set: Record<string, unknown> }>();
-      for (const u of batch) {
-        const key = `${u.deployId}:${u.hostId}`;
-        const known = merged.get(key);
-        if (known) Object.assign(known.set, u.set);
-        else merged.set(key, { deployId: u.deployId, hostId: u.hostId, set: { ...u.set } });
-      }
-      const rows = [...merged.values()];
-      if (rows.length === 1) {
-        // One statement is atomic by itself: no BEGIN and COMMIT around it.
-        await this.updateOne(this.db, rows[0]!);
-      } else if (this.caps.arrayParameters) {
-        await this.updateMany(rows);
-      } else {
-        await this.db.transaction().execute(async (trx) => {
-          for (const row of rows) await this.updateOne(trx, row);
-        });
-      }
-    } catch (error) {
-      for (const u of batch) u.reject(error as Error);
-      return;
+  private async writeHostUpdates(batch: HostUpdate[]): Promise<void> {
+    // In the order asked: two steps of one host in a batch end on the later.
+    const merged = new Map<string, HostUpdate>();
+    for (const u of batch) {
+      const key = `${u.deployId}:${u.hostId}`;
+      const known = merged.get(key);
+      if (known) Object.assign(known.set, u.set);
+      else merged.set(key, { deployId: u.deployId, hostId: u.hostId, set: { ...u.set } });
     }
-    for (const u of batch) u.resolve();
+    const rows = [...merged.values()];
+    if (rows.length === 1) {
+      // One statement is atomic by itself: no BEGIN and COMMIT around it.
+      await this.updateOne(this.db, rows[0]!);
+    } else if (this.caps.arrayParameters) {
+      await this.updateMany(rows);
+    } else {
+      await this.db.transaction().execute(async (trx) => {
+        for (const row of rows) await this.updateOne(trx, row);
+      });
+    }
   }
 
   private async updateOne(
@@ -217,30 +208,16 @@ export class FleetStore {
   /** Records what a host should run and what it runs now for an environment. */
   setTarget(target: HostTarget): Promise<void> {
     if (this.group) return this.group.run((db) => this.writeTargets(db, [target]));
-    // PostgreSQL: the targets set in one turn (a fleet batch's hosts, switched together) are one
-    // statement, not a round trip per host; a failed statement fails every target of its turn.
-    return new Promise((resolve, reject) => {
-      this.targetWrites.push({ target, resolve, reject });
-      if (this.targetWrites.length > 1) return;
-      setImmediate(() => {
-        const batch = this.targetWrites.splice(0);
-        // One row per host, app and environment (a statement may not change a row twice): the later wins.
-        const last = new Map(
-          batch.map((b) => [`${b.target.hostId}\n${b.target.app}\n${b.target.env}`, b.target]),
-        );
-        this.writeTargets(this.db, [...last.values()]).then(
-          () => {
-            for (const b of batch) b.resolve();
-          },
-          (error: Error) => {
-            for (const b of batch) b.reject(error);
-          },
-        );
-      });
-    });
+    // PostgreSQL: the targets set together (a fleet batch's hosts, switched together) are one
+    // statement, not a round trip per host; a failed statement fails every target of its group.
+    return this.targetWrites.add(target);
   }
 
-  private targetWrites: { target: HostTarget; resolve(): void; reject(error: Error): void }[] = [];
+  private readonly targetWrites = new WriteBatcher<HostTarget>((batch) => {
+    // One row per host, app and environment (a statement may not change a row twice): the later wins.
+    const last = new Map(batch.map((t) => [`${t.hostId}\n${t.app}\n${t.env}`, t]));
+    return this.writeTargets(this.db, [...last.values()]);
+  });
 
   private async writeTargets(db: Kysely<Schema>, targets: HostTarget[]): Promise<void> {
     const now = nowIso();

@@ -208,27 +208,44 @@ export class HostCallStore {
 
   /** Appends output lines (numbered from `firstSeq`) and tells the caller, in one statement. */
   async appendLines(callId: string, caller: string, firstSeq: number, lines: HostCallLine[]): Promise<void> {
-    if (lines.length === 0) return;
-    const pairs: [string, number][] = lines.map((l) => [l.line, kindOf(l)]);
-    let message = JSON.stringify({
-      to: caller,
-      k: "log",
-      id: callId,
-      s: firstSeq,
-      l: pairs,
-    } satisfies HostCallMessage);
-    if (Buffer.byteLength(message) > PAYLOAD_LIMIT) {
-      message = JSON.stringify({ to: caller, k: "log", id: callId, s: firstSeq } satisfies HostCallMessage);
-    }
-    const seqs = lines.map((_, i) => firstSeq + i);
+    await this.appendLinesMany([{ callId, caller, firstSeq, lines }]);
+  }
+
+  /**
+   * Appends output lines of several calls and tells each caller, in one
+   * statement: the calls a holder claimed together (a fleet batch's hosts)
+   * print their lines at about the same moments. All or none.
+   */
+  async appendLinesMany(
+    batches: { callId: string; caller: string; firstSeq: number; lines: HostCallLine[] }[],
+  ): Promise<void> {
+    const some = batches.filter((b) => b.lines.length > 0);
+    if (some.length === 0) return;
+    const messages = some.map(({ callId, caller, firstSeq, lines }) => {
+      const message = JSON.stringify({
+        to: caller,
+        k: "log",
+        id: callId,
+        s: firstSeq,
+        l: lines.map((l): [string, number] => [l.line, kindOf(l)]),
+      } satisfies HostCallMessage);
+      return Buffer.byteLength(message) <= PAYLOAD_LIMIT
+        ? message
+        : JSON.stringify({ to: caller, k: "log", id: callId, s: firstSeq } satisfies HostCallMessage);
+    });
+    const rows = some.flatMap((b) =>
+      b.lines.map((l, i) => ({ callId: b.callId, seq: b.firstSeq + i, line: l.line, kind: kindOf(l) })),
+    );
     await sql`
       WITH ins AS (
         INSERT INTO host_call_lines (call_id, seq, line, continued)
-        SELECT ${callId}, t.s, t.l, t.c
-        FROM unnest(${seqs}::int[], ${lines.map((l) => l.line)}::text[], ${pairs.map((p) => p[1])}::int[]) AS t(s, l, c)
+        SELECT * FROM unnest(${rows.map((r) => r.callId)}::text[], ${rows.map((r) => r.seq)}::int[],
+                             ${rows.map((r) => r.line)}::text[], ${rows.map((r) => r.kind)}::int[])
         RETURNING 1
       )
-      SELECT pg_notify(${CHANNEL}, ${message}), (SELECT count(*) FROM ins)`.execute(this.db);
+      SELECT pg_notify(${CHANNEL}, m.message)
+      FROM unnest(${messages}::text[]) AS m(message)
+      WHERE (SELECT count(*) FROM ins) >= 0`.execute(this.db);
   }
 
   async linesSince(callId: string, seq: number): Promise<({ seq: number } & HostCallLine)[]> {

@@ -11,6 +11,7 @@ import { fromJson, nowIso, toJson } from "./rows.js";
 import type { HostAppsTable, HostsTable, Schema } from "./schema.js";
 import { TokenUsage } from "./token-usage.js";
 import { hashToken } from "./tokens.js";
+import { WriteBatcher } from "./write-batcher.js";
 
 /** A host with what it last reported holding, per app (sorted by app). */
 export interface HostRecord extends HostWithApps {
@@ -25,14 +26,12 @@ export interface HostRecord extends HostWithApps {
  * themselves here when they say hello; host tokens, like API tokens, are
  * stored only as a sha256.
  */
-interface PendingInventoryChange {
+interface InventoryChange {
   hostId: number;
   changed: HostAppInventory[];
   /** Layouts gone: an app with its deploy path (undefined: <root>/<app>). */
   removed: Pick<HostAppInventory, "app" | "path">[];
   seen: { owner: string; at: string } | undefined;
-  resolve(): void;
-  reject(error: Error): void;
 }
 
 export class HostStore {
@@ -359,23 +358,22 @@ export class HostStore {
       const statements = (seen ? 1 : 0) + changes.removed.length + (changes.changed.length > 0 ? 1 : 0);
       return this.group.run((db) => this.writeInventoryChange(db, change, nowIso()), statements);
     }
-    return new Promise((resolve, reject) => {
-      this.inventoryChanges.push({ hostId, ...changes, seen, resolve, reject });
-      if (this.inventoryChanges.length === 1) setImmediate(() => void this.writeInventoryChanges());
-    });
+    return this.inventoryChanges.add({ hostId, ...changes, seen });
   }
 
-  private readonly inventoryChanges: PendingInventoryChange[] = [];
+  private readonly inventoryChanges = new WriteBatcher<InventoryChange>((batch) =>
+    this.writeInventoryChanges(batch),
+  );
 
   /**
-   * PostgreSQL: a turn's changes as few statements as they allow, each a
+   * PostgreSQL: a group's changes (a turn's, and those asked for while the
+   * previous group is written: WriteBatcher) as few statements as they allow, each a
    * round trip — every changed record of every host in one upsert, then the
    * rare removals and last-seen updates; BEGIN and COMMIT only when there is
    * more than that one statement. (A report per host after staging and after
    * switching was BEGIN, upsert, COMMIT: three round trips apiece.)
    */
-  private async writeInventoryChanges(): Promise<void> {
-    const batch = this.inventoryChanges.splice(0);
+  private async writeInventoryChanges(batch: InventoryChange[]): Promise<void> {
     const now = nowIso();
     // In the order asked: two changes of one host in a batch end on the later.
     const last = new Map<
@@ -415,20 +413,14 @@ export class HostStore {
           .execute();
       }
     };
-    try {
-      const statements = (upserts.length > 0 ? 1 : 0) + removals.length + seen.length;
-      if (statements <= 1) await write(this.db);
-      else await this.db.transaction().execute(write);
-    } catch (error) {
-      for (const change of batch) change.reject(error as Error);
-      return;
-    }
-    for (const change of batch) change.resolve();
+    const statements = (upserts.length > 0 ? 1 : 0) + removals.length + seen.length;
+    if (statements <= 1) await write(this.db);
+    else await this.db.transaction().execute(write);
   }
 
   private async writeInventoryChange(
     db: Kysely<Schema>,
-    change: Omit<PendingInventoryChange, "resolve" | "reject">,
+    change: InventoryChange,
     now: string,
   ): Promise<void> {
     if (change.seen) {

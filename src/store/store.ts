@@ -125,6 +125,11 @@ export class Store {
     return this.database.queries();
   }
 
+  /** The same by kind (turnout_database_statements_total). */
+  queriesByKind(): ReadonlyMap<string, number> {
+    return this.database.queriesByKind();
+  }
+
   close(): Promise<void> {
     this.artifactBlobs.close?.();
     return this.database.close();

@@ -108,4 +108,40 @@ describe("artifact stores sharing PostgreSQL", () => {
     for await (const chunk of stream) chunks.push(chunk as Buffer);
     expect(Buffer.concat(chunks).toString()).toBe("module.exports = 1;\n");
   });
+
+  it("a blob read through is fetched from the shared store once, then served from the data directory", async () => {
+    const stored = await one.fromDirectory(path.join(scratch.dir, "tree"));
+    const util = sha("module.exports = 1;\n");
+    const read = async () => {
+      const blobs = await two.openConcatenated([util]);
+      const out: Buffer[] = [];
+      await blobs.writeTo({
+        write: (chunk, callback) => {
+          out.push(Buffer.from(chunk));
+          callback();
+        },
+      });
+      return Buffer.concat(out).toString();
+    };
+    expect(await read()).toBe("module.exports = 1;\n");
+    const before = store().queries();
+    for (let i = 0; i < 5; i++) expect(await read()).toBe("module.exports = 1;\n");
+    // Five hosts downloading the same blob from this server: no statement at all.
+    expect(store().queries() - before).toBe(0);
+    expect(stored.digest).toBeDefined();
+  });
+
+  it("hosts asking for the same blob at once wait for one fetch from the shared store", async () => {
+    await one.fromDirectory(path.join(scratch.dir, "tree"));
+    const util = sha("module.exports = 1;\n");
+    const three = new ArtifactStore({ dir: path.join(scratch.dir, "three"), shared: store().artifactBlobs });
+    let before = store().queries();
+    await two.openConcatenated([util]);
+    const one_fetch = store().queries() - before;
+    expect(one_fetch).toBeGreaterThan(0);
+    before = store().queries();
+    const all = await Promise.all(Array.from({ length: 8 }, () => three.openConcatenated([util])));
+    expect(store().queries() - before).toBe(one_fetch);
+    expect(all.every((blobs) => blobs.size === 20)).toBe(true);
+  });
 });

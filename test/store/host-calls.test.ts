@@ -55,6 +55,47 @@ describe("host calls in groups (PostgreSQL)", () => {
     expect(heard.every((m) => m.k === "call")).toBe(true);
   });
 
+  it("records several calls' output lines in one statement and tells each caller", async () => {
+    await store.hostCalls.createMany([call("a", "s1"), call("b", "s1")]);
+    await until(() => heard.length >= 1, 5000);
+    heard = [];
+    const huge = "y".repeat(8000);
+    const before = store.queries();
+    await store.hostCalls.appendLinesMany([
+      {
+        callId: "a",
+        caller: "one",
+        firstSeq: 0,
+        lines: [
+          { line: "staging", continued: false },
+          { line: "half", continued: true },
+        ],
+      },
+      { callId: "b", caller: "two", firstSeq: 3, lines: [{ line: huge, continued: false }] },
+      { callId: "a", caller: "one", firstSeq: 2, lines: [] },
+    ]);
+    expect(store.queries() - before).toBe(1);
+    expect(await store.hostCalls.linesSince("a", 0)).toEqual([
+      { seq: 0, line: "staging", continued: false },
+      { seq: 1, line: "half", continued: true },
+    ]);
+    expect(await store.hostCalls.linesSince("b", 0)).toEqual([{ seq: 3, line: huge, continued: false }]);
+    await until(() => heard.length >= 2, 5000);
+    const byId = Object.fromEntries(heard.map((m) => [(m as { id: string }).id, m]));
+    expect(byId["a"]).toEqual({
+      to: "one",
+      k: "log",
+      id: "a",
+      s: 0,
+      l: [
+        ["staging", 0],
+        ["half", 1],
+      ],
+    });
+    // Too big for a notification: the caller is told where to read from.
+    expect(byId["b"]).toEqual({ to: "two", k: "log", id: "b", s: 3 });
+  });
+
   it("records outcomes with their last lines in one statement; the notification carries what fits", async () => {
     await store.hostCalls.createMany([call("a", "s1"), call("b", "s1"), call("c", "s1")]);
     await until(() => heard.length >= 1, 5000);

@@ -66,6 +66,11 @@ export function registerArtifactRoutes(api: FastifyInstance, deps: HttpDeps): vo
   const { engine, store } = deps;
   const access = new ArtifactReadAccess({
     wasSent: (hostId, digest) => store.fleet.wasSent(hostId, digest),
+    // The host's connection to this server, and that very host (not a namesake since re-enrolled).
+    staging: (host, digest) => {
+      const connection = deps.agents?.connection(host.name);
+      return connection !== undefined && connection.hostId === host.id && connection.isStaging(digest);
+    },
     findArtifact: (digest) => store.artifacts.find(digest),
     manifest: (digest) => artifactStore().manifest(digest),
     ...(deps.prefetchGrants

@@ -53,6 +53,8 @@ export class AgentConnection {
   inventory: HostAppInventory[] = [];
   /** Protocol 2: artifact digests whose manifests the agent keeps, most recent first. */
   manifests: string[] = [];
+  /** Artifacts of the stage calls waiting for this host's answer, with how many calls name each. */
+  private readonly staging = new Map<string, number>();
 
   constructor(
     readonly hostId: number,
@@ -97,9 +99,18 @@ export class AgentConnection {
     const { signal } = options;
     if (signal?.aborted) throw abortError(this.name, op);
     const id = this.nextId++;
+    const staged = op === "stage" ? (args as CallArgs<"stage">).spec.artifact : undefined;
+    if (staged !== undefined) this.staging.set(staged, (this.staging.get(staged) ?? 0) + 1);
     return new Promise<CallResult<Op>>((resolve, reject) => {
       let graceTimer: NodeJS.Timeout | undefined;
+      let finished = false;
       const finish = () => {
+        if (!finished && staged !== undefined) {
+          const left = (this.staging.get(staged) ?? 1) - 1;
+          if (left > 0) this.staging.set(staged, left);
+          else this.staging.delete(staged);
+        }
+        finished = true;
         clearTimeout(timer);
         clearTimeout(graceTimer);
         signal?.removeEventListener("abort", onAbort);
@@ -187,6 +198,17 @@ export class AgentConnection {
     );
     for (const pending of [...this.pending.values()]) pending.reject(this.closedError);
     this.pending.clear();
+  }
+
+  /**
+   * Whether this server has asked this host, on this connection, to stage
+   * `artifact` and is waiting for its answer: the host then downloads that
+   * artifact's blobs (read-access.ts). The record that the artifact was sent
+   * (host_artifacts) was written before the call (FleetStore.sendArtifact),
+   * so this answers what the store would, without a statement per download.
+   */
+  isStaging(artifact: string): boolean {
+    return this.staging.has(artifact);
   }
 
   get callsInFlight(): number {

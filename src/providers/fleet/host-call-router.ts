@@ -8,6 +8,7 @@ import type {
   HostCallStore,
   NewHostCall,
 } from "../../store/host-calls.js";
+import { WriteBatcher } from "../../store/write-batcher.js";
 import {
   ACTIVATE_OP,
   type ActivationArgs,
@@ -100,10 +101,26 @@ export class HostCallRouter {
   private readonly waiting = new Map<string, Waiter>();
   private readonly running = new Map<string, Running>();
   private readonly executions = new Set<Promise<void>>();
-  /** Calls to record in the next group (see queueCreate). */
-  /** Outcomes to record in the next group (see queueFinish). */
-  private finishes: { finished: FinishedCall; resolve(): void; reject(error: Error): void }[] = [];
-  private creates: { call: NewHostCall; waiter: Waiter; failed: (error: Error) => void }[] = [];
+  /** Calls to record, together (see queueCreate). */
+  private readonly creates = new WriteBatcher<{ call: NewHostCall; waiter: Waiter }>((batch) => {
+    // A call given up on before it was recorded (cancelled, timed out) is not recorded at all.
+    const calls = batch.filter((b) => !b.waiter.settled).map((b) => b.call);
+    if (calls.length === 0) return Promise.resolve();
+    this.stats.roundTrips++;
+    return this.options.store.createMany(calls);
+  });
+  /** Outcomes to record, together (see queueFinish). */
+  private readonly finishes = new WriteBatcher<FinishedCall>((batch) => {
+    this.stats.roundTrips++;
+    return this.options.store.finishMany(batch);
+  });
+  /** Output lines to send, of every call running here, together (see execute). */
+  private readonly lineWrites = new WriteBatcher<Parameters<HostCallStore["appendLinesMany"]>[0][number]>(
+    (batch) => {
+      this.stats.roundTrips++;
+      return this.options.store.appendLinesMany(batch);
+    },
+  );
   /** Agent hosts held by other live servers: host name → server. */
   private remote = new Map<string, string>();
   private servers = new Map<string, number>();
@@ -145,6 +162,22 @@ export class HostCallRouter {
     if (this.options.ownerIsDead(owner)) return true;
     const seen = this.servers.get(owner);
     return seen === undefined || Date.now() - seen > this.timing.serverDeadMs;
+  }
+
+  /**
+   * Whether the server that made a call is gone, for the holder deciding to
+   * start or stop it. A caller this server has not heard from yet (started
+   * since its last heartbeat read) is not: it has just made the call, and
+   * its deploy's lease, checked with the call, says it is alive. Taking it
+   * for dead, as isDead does for an unknown target, abandoned every call of
+   * a deploy started on a freshly restarted server before the holders' next
+   * heartbeat read ("the server that made this call is gone").
+   */
+  private callerIsGone(owner: string): boolean {
+    if (owner === this.options.owner) return false;
+    if (this.options.ownerIsDead(owner)) return true;
+    const seen = this.servers.get(owner);
+    return seen !== undefined && Date.now() - seen > this.timing.serverDeadMs;
   }
 
   // ---- the caller's side ---------------------------------------------------
@@ -290,21 +323,12 @@ export class HostCallRouter {
 
   /**
    * Calls made in the same turn of the event loop (a batch of a fleet
-   * deploy: one operation on many hosts) are recorded in one statement
-   * (HostCallStore.createMany); a failed statement fails each of them.
+   * deploy: one operation on many hosts), or while the previous group is
+   * being recorded, are recorded in one statement (HostCallStore.createMany,
+   * WriteBatcher); a failed statement fails each of them.
    */
   private queueCreate(call: NewHostCall, waiter: Waiter, failed: (error: Error) => void): void {
-    this.creates.push({ call, waiter, failed });
-    if (this.creates.length > 1) return;
-    setImmediate(() => {
-      // A call given up on before it was recorded (cancelled, timed out) is not recorded at all.
-      const batch = this.creates.splice(0).filter((b) => !b.waiter.settled);
-      if (batch.length === 0) return;
-      this.stats.roundTrips++;
-      this.options.store.createMany(batch.map((b) => b.call)).catch((error: Error) => {
-        for (const b of batch) b.failed(error);
-      });
-    });
+    this.creates.add({ call, waiter }).catch(failed);
   }
 
   /** Stops waiting: a pending call is never executed, a running one is told to stop. */
@@ -397,7 +421,7 @@ export class HostCallRouter {
         this.claimAgain = false;
         this.stats.roundTrips++;
         const calls = await this.options.store.claim(this.options.owner, this.timing.leaseMarginMs, (o) =>
-          this.isDead(o),
+          this.callerIsGone(o),
         );
         for (const call of calls) {
           const execution = this.execute(call);
@@ -416,7 +440,6 @@ export class HostCallRouter {
     this.stats.executed++;
     const controller = new AbortController();
     this.running.set(call.id, { controller });
-    const store = this.options.store;
     let seq = 0;
     let buffer: { line: string; continued: boolean; progress?: boolean }[] = [];
     let flushing = Promise.resolve();
@@ -430,10 +453,9 @@ export class HostCallRouter {
       const first = seq;
       seq += batch.length;
       flushing = flushing.then(async () => {
-        this.stats.roundTrips++;
         this.stats.lineBatches++;
-        await store
-          .appendLines(call.id, call.caller, first, batch)
+        await this.lineWrites
+          .add({ callId: call.id, caller: call.caller, firstSeq: first, lines: batch })
           .catch((e: Error) => this.options.report(`host calls: sending output failed: ${e.message}`));
       });
       return flushing;
@@ -502,24 +524,12 @@ export class HostCallRouter {
     return runActivation(ops, activationSpecOf(args.data), log, signal, onSwitched);
   }
 
-  /** Outcomes of calls that end in the same turn of the event loop are recorded in one statement. */
+  /**
+   * Outcomes of calls that end in the same turn of the event loop, or while
+   * the previous group is being recorded, are recorded in one statement.
+   */
   private queueFinish(finished: FinishedCall): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.finishes.push({ finished, resolve, reject });
-      if (this.finishes.length > 1) return;
-      setImmediate(() => {
-        const batch = this.finishes.splice(0);
-        this.stats.roundTrips++;
-        this.options.store.finishMany(batch.map((b) => b.finished)).then(
-          () => {
-            for (const b of batch) b.resolve();
-          },
-          (error: Error) => {
-            for (const b of batch) b.reject(error);
-          },
-        );
-      });
-    });
+    return this.finishes.add(finished);
   }
 
   // ---- both ------------------------------------------------------------------
@@ -610,7 +620,7 @@ export class HostCallRouter {
     void this.checkWaiters(this.sweeps % 3 === 0);
     if (this.running.size > 0) {
       this.options.store
-        .invalidRunning(this.options.owner, (o) => this.isDead(o))
+        .invalidRunning(this.options.owner, (o) => this.callerIsGone(o))
         .then((ids) => {
           for (const id of ids) this.running.get(id)?.controller.abort();
         })

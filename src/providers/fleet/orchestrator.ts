@@ -271,17 +271,23 @@ export async function orchestrate(input: OrchestrateInput): Promise<OrchestrateO
     }
   }
 
-  // 3. Keep the hosts tidy: old releases go, never one a slot points at.
-  for (const run of candidates.filter((r) => !r.failed)) {
-    try {
-      const { removed } = await withHost(input, run.target, (ops) =>
-        ops.prune(placeOf(input), config.keepReleases),
-      );
-      if (removed.length > 0) hostLog(run)(`pruned ${removed.join(", ")}`);
-    } catch (error) {
-      hostLog(run)(`prune failed (ignored): ${messageOf(error)}`);
-    }
-  }
+  // 3. Keep the hosts tidy: old releases go, never one a slot points at. All hosts at once (as
+  // many as stage at once): one after the other, each routed prune was its own insert, claim
+  // and outcome statement, two of every three statements per host with three servers.
+  await inParallel(
+    candidates.filter((r) => !r.failed),
+    stageConcurrency,
+    async (run) => {
+      try {
+        const { removed } = await withHost(input, run.target, (ops) =>
+          ops.prune(placeOf(input), config.keepReleases),
+        );
+        if (removed.length > 0) hostLog(run)(`pruned ${removed.join(", ")}`);
+      } catch (error) {
+        hostLog(run)(`prune failed (ignored): ${messageOf(error)}`);
+      }
+    },
+  );
   return { ok: true, switched: candidates.filter((r) => r.switched).length, skipped };
 }
 
