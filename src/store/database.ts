@@ -78,31 +78,19 @@ function openSqlite(file: string | undefined): Database {
   sqlite.pragma("synchronous = FULL");
   sqlite.pragma("busy_timeout = 5000");
   sqlite.pragma("foreign_keys = ON");
-  const counter = countQueries();
+  const { log, ...counted } = countQueries();
   const db = new Kysely<Schema>({
     dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
-    log: counter.log,
+    log,
   });
-  return {
-    db,
-    caps: SQLITE,
-    queries: counter.queries,
-    queriesByKind: counter.queriesByKind,
-    close: () => db.destroy(),
-  };
+  return { db, caps: SQLITE, ...counted, close: () => db.destroy() };
 }
 
 function openPostgres(url: string): Database {
   const pool = new pg.Pool({ connectionString: url, max: 10 });
-  const counter = countQueries();
-  const db = new Kysely<Schema>({ dialect: new OwnSchemaPostgresDialect({ pool }), log: counter.log });
-  return {
-    db,
-    caps: POSTGRES,
-    queries: counter.queries,
-    queriesByKind: counter.queriesByKind,
-    close: () => db.destroy(),
-  };
+  const { log, ...counted } = countQueries();
+  const db = new Kysely<Schema>({ dialect: new OwnSchemaPostgresDialect({ pool }), log });
+  return { db, caps: POSTGRES, ...counted, close: () => db.destroy() };
 }
 
 async function migrate({ db, caps }: Database): Promise<void> {
