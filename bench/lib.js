@@ -1,7 +1,7 @@
 // Shared by the benchmarks of bench/: the built server as a real process, its
 // API, and the figures' output format.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -162,6 +162,27 @@ export function processCpu(pid) {
     children: ms(fields[13] + fields[14]),
     mainThread: ms(main[11] + main[12]),
   };
+}
+
+/**
+ * CPU ms by thread name (/proc/<pid>/task/<tid>/comm: "node" is the main
+ * thread, "V8 Worker" the GC and compiler helpers, "libuv-worker" the thread
+ * pool, worker threads by the name they were given), summed over threads of a
+ * name. Threads that ended before the call are not counted.
+ */
+export function threadCpu(pid) {
+  const byName = new Map();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const name = tid === String(pid) ? "main" : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const fields = stat.split(")").pop().trim().split(/\s+/).map(Number);
+      byName.set(name, (byName.get(name) ?? 0) + ((fields[11] + fields[12]) * 1000) / CLK_TCK);
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return byName;
 }
 
 export function rssMb(pid) {

@@ -20,7 +20,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import pg from "pg";
-import { median, nodeArgs, processCpu, ROOT, sleep, startServer, track } from "./lib.js";
+import { median, nodeArgs, processCpu, ROOT, sleep, startServer, threadCpu, track } from "./lib.js";
 
 const SIZES = (process.env.TURNOUT_BENCH_SCALE ?? "100,300,1000").split(",").map(Number);
 const SETUPS = (process.env.TURNOUT_BENCH_SCALE_SETUPS ?? "sqlite,pg,pg3").split(",");
@@ -116,6 +116,14 @@ const sum = (values) => values.reduce((a, b) => a + b, 0);
 const queriesOf = async (servers) =>
   sum(await Promise.all(servers.map(async (s) => (await scrape(s)).queries)));
 const cpuOf = (servers) => sum(servers.map((s) => processCpu(s.child.pid).own));
+const systemCpuOf = (servers) => sum(servers.map((s) => processCpu(s.child.pid).system));
+/** CPU ms by thread name, summed over the servers (see threadCpu). */
+function threadsOf(servers) {
+  const byName = new Map();
+  for (const s of servers)
+    for (const [name, ms] of threadCpu(s.child.pid)) byName.set(name, (byName.get(name) ?? 0) + ms);
+  return byName;
+}
 const childCpuOf = (servers) => sum(servers.map((s) => processCpu(s.child.pid).children));
 
 /** Starts bench/agent-sim.js with n hosts spread over the servers; resolves once all are connected. */
@@ -163,6 +171,8 @@ async function waitListedConnected(server, n) {
 /** One deploy of `ref`, measured from the POST to its end as seen by polling server 0 twice a second. */
 async function deployAndMeasure(servers, sim, ref, n) {
   const cpuBefore = cpuOf(servers);
+  const threadsBefore = threadsOf(servers);
+  const systemBefore = systemCpuOf(servers);
   const childBefore = childCpuOf(servers);
   const simBefore = processCpu(sim.child.pid).own;
   const kindsBefore = await kindsOf(servers);
@@ -193,6 +203,10 @@ async function deployAndMeasure(servers, sim, ref, n) {
     );
   }
   const cpuMs = cpuOf(servers) - cpuBefore;
+  const threads = [...threadsOf(servers)]
+    .map(([name, ms]) => [name, ms - (threadsBefore.get(name) ?? 0)])
+    .filter(([, ms]) => ms > 0)
+    .sort((a, b) => b[1] - a[1]);
   const queries = (await queriesOf(servers)) - queriesBefore;
   const kindsAfter = await kindsOf(servers);
   const kinds = [...kindsAfter]
@@ -214,6 +228,7 @@ async function deployAndMeasure(servers, sim, ref, n) {
     wallMs,
     cpuMs,
     cpuPerHostMs: cpuMs / n,
+    systemPerHostMs: (systemCpuOf(servers) - systemBefore) / n,
     childMs,
     queries,
     queriesPerHost: queries / n,
@@ -221,6 +236,7 @@ async function deployAndMeasure(servers, sim, ref, n) {
     reconnects: reconnections(sim) - reconnectsBefore,
     bytesPerHost: sum(hosts.map((h) => h.bytesFetched)) / n,
     kinds,
+    threads,
   };
 }
 
@@ -326,14 +342,16 @@ async function runOne(work, setupName, n) {
       writeFileSync(path.join(repo, "VERSION"), `${r + 2}\n`);
       git(repo, "commit", "-qam", `change ${r + 2}`);
       changes.push(await deployAndMeasure(servers, sim, git(repo, "rev-parse", "HEAD"), n));
+      if (process.env.TURNOUT_BENCH_SCALE_EACH) console.log(`scale: one-file deploy ${r + 1}: ${f1(changes.at(-1).wallMs / 1000)} s, ${f1(changes.at(-1).cpuPerHostMs)} ms/host`);
     }
     const pick = (key) => median(changes.map((c) => c[key]));
     const oneFile = Object.fromEntries(
       Object.keys(changes[0])
-        .filter((k) => k !== "kinds")
+        .filter((k) => k !== "kinds" && k !== "threads")
         .map((k) => [k, pick(k)]),
     );
     oneFile.kinds = changes.at(-1).kinds;
+    oneFile.threads = changes.at(-1).threads;
     return { setup: setupName, servers: setup.servers, n, connectMs, memory, idle, first, oneFile };
   } catch (error) {
     for (const s of servers)
@@ -360,6 +378,10 @@ function printRow(r) {
       `git+build children ${r.oneFile.childMs.toFixed(0)} ms; simulator CPU ${f1(r.oneFile.simPerHostMs)} ms/host; ` +
       `${r.n} agents connected in ${f1(r.connectMs / 1000)} s; idle: ${f1(r.idle.queriesPerHostMinute)} statements/host/min, servers ${f1(r.idle.cpuPercent)}% of a core; ` +
       `agent reconnections during the deploys ${r.first.reconnects} + ${r.oneFile.reconnects}`,
+  );
+  // Which threads spent the CPU (the last one-file deploy, summed over the servers).
+  console.log(
+    `${tag} CPU in the kernel ${f1(r.oneFile.systemPerHostMs)} ms/host; by thread: ${r.oneFile.threads.map(([name, ms]) => `${name} ${f1(ms / r.n)}`).join(", ")} ms/host`,
   );
   // Where the statements go (the last one-file deploy; the /metrics scrapes of the measurement included).
   for (const [kind, count] of r.oneFile.kinds)
