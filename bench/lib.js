@@ -1,6 +1,6 @@
 // Shared by the benchmarks of bench/: the built server as a real process, its
 // API, and the figures' output format.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
@@ -183,6 +183,39 @@ export function threadCpu(pid) {
     }
   }
   return byName;
+}
+
+/**
+ * What this machine charges for the operations a server repeats, so that
+ * figures taken on two machines can be compared: the CPU of a process
+ * creation (spawnSync of `true`, the parent's share), a fixed JavaScript
+ * loop, and — given a PostgreSQL URL — the client CPU of one trivial
+ * statement through node-postgres (sequential, after a warm-up).
+ */
+export async function machineCalibration(pgUrl) {
+  const cpuMs = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
+  let before = cpuMs();
+  for (let i = 0; i < 20; i++) spawnSync("true");
+  const spawnMs = (cpuMs() - before) / 20;
+  before = performance.now();
+  let x = 0;
+  for (let i = 0; i < 1e8; i++) x += i % 7;
+  const loopMs = performance.now() - before + (x < 0 ? 1 : 0);
+  let statementUs;
+  if (pgUrl) {
+    const { default: pg } = await import("pg");
+    const client = new pg.Client({ connectionString: pgUrl });
+    await client.connect();
+    for (let i = 0; i < 200; i++) await client.query("select $1::int as x", [i]);
+    before = cpuMs();
+    for (let i = 0; i < 1000; i++) await client.query("select $1::int as x", [i]);
+    statementUs = ((cpuMs() - before) / 1000) * 1000;
+    await client.end();
+  }
+  return { spawnMs, loopMs, statementUs };
 }
 
 export function rssMb(pid) {

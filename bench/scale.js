@@ -4,9 +4,14 @@
 // server on SQLite, one server on PostgreSQL and three servers sharing one
 // PostgreSQL (the hosts spread over them in turn, as a load balancer would).
 // Per deploy: wall time, server CPU per host (every server's utime+stime from
-// /proc), database statements per host (turnout_database_queries_total),
-// and server memory per connected agent (RSS after the agents connected
-// minus before, over N). Run through bench/run.js (`node bench/run.js scale`).
+// /proc; also above idle: less what the servers spend anyway with N agents
+// connected, for as long as the deploy took; and by thread and in the
+// kernel), database statements per host (turnout_database_queries_total and
+// by kind, less the harness's own /metrics scrapes), and server memory per
+// connected agent (RSS after the agents connected minus before, over N).
+// First it prints what this machine charges for a process creation and a
+// PostgreSQL statement (lib.js machineCalibration), to compare machines.
+// Run through bench/run.js (`node bench/run.js scale`).
 //
 //   TURNOUT_BENCH_SCALE=100,300         fleet sizes (default 100,300,1000)
 //   TURNOUT_BENCH_SCALE_SETUPS=sqlite,pg,pg3   which setups (default all three)
@@ -20,7 +25,17 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import pg from "pg";
-import { median, nodeArgs, processCpu, ROOT, sleep, startServer, threadCpu, track } from "./lib.js";
+import {
+  machineCalibration,
+  median,
+  nodeArgs,
+  processCpu,
+  ROOT,
+  sleep,
+  startServer,
+  threadCpu,
+  track,
+} from "./lib.js";
 
 const SIZES = (process.env.TURNOUT_BENCH_SCALE ?? "100,300,1000").split(",").map(Number);
 const SETUPS = (process.env.TURNOUT_BENCH_SCALE_SETUPS ?? "sqlite,pg,pg3").split(",");
@@ -196,7 +211,7 @@ async function waitListedConnected(server, n) {
 }
 
 /** One deploy of `ref`, measured from the POST to its end as seen by polling server 0 twice a second. */
-async function deployAndMeasure(servers, sim, ref, n, scraping) {
+async function deployAndMeasure(servers, sim, ref, n, scraping, idle) {
   // The scrape first, then the CPU: the window holds the deploy, not the harness's scrapes.
   const statementsBefore = await statementsOf(servers);
   const cpuBefore = cpuOf(servers);
@@ -259,6 +274,9 @@ async function deployAndMeasure(servers, sim, ref, n, scraping) {
     wallMs,
     cpuMs,
     cpuPerHostMs: cpuMs / n,
+    // What the servers spend anyway with N agents connected (heartbeats, polls), measured just
+    // before, taken off for the time the deploy took: the deploy's own cost.
+    cpuAboveIdlePerHostMs: (cpuMs - (idle.cpuMsPerSecond * wallMs) / 1000) / n,
     systemPerHostMs: systemMs / n,
     childMs,
     queries,
@@ -353,30 +371,34 @@ async function runOne(work, setupName, n) {
     await sleep(5000);
     const rssAfter = servers.map((s) => rssKb(s.child.pid));
     const heapAfter = sum(await Promise.all(servers.map(async (s) => (await scrape(s)).heap)));
+    const scraping = await scrapeCost(servers);
     const idleStart = await queriesOf(servers);
     const idleCpu = cpuOf(servers);
     const idleStarted = performance.now();
     await sleep(15_000);
     const idleSeconds = (performance.now() - idleStarted) / 1000;
+    // The CPU before the scrape, which would count its own.
+    const idleCpuMs = cpuOf(servers) - idleCpu;
     const idle = {
-      queriesPerHostMinute: (((await queriesOf(servers)) - idleStart) / n / idleSeconds) * 60,
-      cpuPercent: ((cpuOf(servers) - idleCpu) / (idleSeconds * 1000)) * 100,
+      queriesPerHostMinute:
+        (((await queriesOf(servers)) - idleStart - scraping.queries) / n / idleSeconds) * 60,
+      cpuPercent: (idleCpuMs / (idleSeconds * 1000)) * 100,
+      cpuMsPerSecond: idleCpuMs / idleSeconds,
     };
     const memory = {
       rssKbPerAgent: sum(rssAfter.map((v, i) => v - rssBefore[i])) / n,
       heapKbPerAgent: (heapAfter - heapBefore) / 1024 / n,
     };
 
-    const scraping = await scrapeCost(servers);
-    const first = await deployAndMeasure(servers, sim, git(repo, "rev-parse", "HEAD"), n, scraping);
+    const first = await deployAndMeasure(servers, sim, git(repo, "rev-parse", "HEAD"), n, scraping, idle);
     const changes = [];
     for (let r = 0; r < REPEAT; r++) {
       writeFileSync(path.join(repo, "VERSION"), `${r + 2}\n`);
       git(repo, "commit", "-qam", `change ${r + 2}`);
-      changes.push(await deployAndMeasure(servers, sim, git(repo, "rev-parse", "HEAD"), n, scraping));
+      changes.push(await deployAndMeasure(servers, sim, git(repo, "rev-parse", "HEAD"), n, scraping, idle));
       if (process.env.TURNOUT_BENCH_SCALE_EACH)
         console.log(
-          `scale: one-file deploy ${r + 1}: ${f1(changes.at(-1).wallMs / 1000)} s, ${f1(changes.at(-1).cpuPerHostMs)} ms/host`,
+          `scale: one-file deploy ${r + 1}: ${f1(changes.at(-1).wallMs / 1000)} s, ${f1(changes.at(-1).cpuPerHostMs)} ms/host (${f1(changes.at(-1).cpuAboveIdlePerHostMs)} above idle)`,
         );
     }
     const pick = (key) => median(changes.map((c) => c[key]));
@@ -416,7 +438,7 @@ function printRow(r) {
   );
   // Which threads spent the CPU (the last one-file deploy, summed over the servers).
   console.log(
-    `${tag} CPU in the kernel ${f1(r.oneFile.systemPerHostMs)} ms/host; by thread: ${r.oneFile.threads.map(([name, ms]) => `${name} ${f1(ms / r.n)}`).join(", ")} ms/host`,
+    `${tag} CPU above idle ${f1(r.oneFile.cpuAboveIdlePerHostMs)} ms/host (the servers' idle rate with N agents, ${f1(r.idle.cpuPercent)}% of a core, taken off for the deploy's wall time); in the kernel ${f1(r.oneFile.systemPerHostMs)} ms/host; by thread: ${r.oneFile.threads.map(([name, ms]) => `${name} ${f1(ms / r.n)}`).join(", ")} ms/host`,
   );
   // Where the statements go (the last one-file deploy; the harness's own /metrics scrapes taken off, see scrapeCost).
   for (const [kind, count] of r.oneFile.kinds)
@@ -433,6 +455,15 @@ export async function runScale(work) {
   console.log(
     `scale: setups ${SETUPS.join(", ")}; N = ${SIZES.join(", ")}; simulated staging ${STAGE_DELAY_MS} ms per host; ${REPEAT} one-file deploy(s) per size`,
   );
+  // This machine's prices for what a server repeats (see machineCalibration): figures from two
+  // machines compare only with these beside them.
+  const machine = await machineCalibration(SETUPS.some((s) => KNOWN_SETUPS[s].pg) ? PG_URL : undefined);
+  console.log(
+    `scale: machine: process creation ${f1(machine.spawnMs)} ms CPU, a 1e8 loop ${machine.loopMs.toFixed(0)} ms` +
+      (machine.statementUs === undefined
+        ? ""
+        : `, a trivial PostgreSQL statement ${machine.statementUs.toFixed(0)} µs of client CPU`),
+  );
   const rows = [];
   for (const setup of SETUPS) {
     for (const n of SIZES) {
@@ -443,7 +474,7 @@ export async function runScale(work) {
   }
   console.log("");
   console.log(
-    " setup  |    N | servers | one-file s | CPU ms/host | statements/host | RSS KB/agent | heap KB/agent | first release s (CPU ms/host)",
+    " setup  |    N | servers | one-file s | CPU ms/host | above idle | statements/host | RSS KB/agent | heap KB/agent | first release s (CPU ms/host)",
   );
   for (const r of rows) {
     console.log(
@@ -453,6 +484,7 @@ export async function runScale(work) {
         String(r.servers).padStart(7),
         f1(r.oneFile.wallMs / 1000).padStart(10),
         f1(r.oneFile.cpuPerHostMs).padStart(11),
+        f1(r.oneFile.cpuAboveIdlePerHostMs).padStart(10),
         f1(r.oneFile.queriesPerHost).padStart(15),
         f1(r.memory.rssKbPerAgent).padStart(12),
         f1(r.memory.heapKbPerAgent).padStart(13),
