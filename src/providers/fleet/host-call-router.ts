@@ -27,6 +27,15 @@ import type { HostLog } from "./host-ops.js";
 export interface HostCallRouterTiming {
   /** How often missed notifications are made up for, dead servers noticed and invalid calls stopped. */
   sweepMs: number;
+  /**
+   * How often who holds which host is re-read with no announcement
+   * (a safety net: agents coming and going are announced, and the map is
+   * re-read at once then and whenever the listener reconnects). The read
+   * returns every connected agent, a thousand rows with a thousand hosts:
+   * once a second on every server it was most of an idle server's
+   * statements by volume.
+   */
+  hostsRefreshMs: number;
   /** How often this server writes its heartbeat and reads the others'. */
   heartbeatMs: number;
   /** A server whose heartbeat is older than this is gone. */
@@ -39,6 +48,7 @@ export interface HostCallRouterTiming {
 
 export const DEFAULT_ROUTER_TIMING: HostCallRouterTiming = {
   sweepMs: 1000,
+  hostsRefreshMs: 10_000,
   heartbeatMs: 2000,
   serverDeadMs: 7000,
   leaseMarginMs: 1000,
@@ -616,7 +626,8 @@ export class HostCallRouter {
     if (this.closed) return;
     this.sweeps++;
     this.claim();
-    this.refreshHosts();
+    if (this.sweeps % Math.max(1, Math.round(this.timing.hostsRefreshMs / this.timing.sweepMs)) === 0)
+      this.refreshHosts();
     void this.checkWaiters(this.sweeps % 3 === 0);
     if (this.running.size > 0) {
       this.options.store
