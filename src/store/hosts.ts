@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from "kysely";
+import { type Kysely, type Selectable, sql } from "kysely";
 import type { AuditActor } from "../domain/audit.js";
 import { notFound, TurnoutError } from "../domain/errors.js";
 import type { HostAppInventory, HostKind, HostWithApps } from "../domain/fleet.js";
@@ -257,19 +257,24 @@ export class HostStore {
     return this.withApps(row);
   }
 
-  /** Only this owner's connection counts: a newer one held by another server is left alone. */
-  /** Records a connected host as seen; on SQLite in the turn's group commit (a flush of its own was most of its cost). */
+  /**
+   * Records a connected host as seen. Only this owner's connection counts: a
+   * newer one held by another server is left alone. On SQLite in the turn's
+   * group commit (a flush of its own was most of its cost); on PostgreSQL
+   * the marks of up to SEEN_LINGER_MS go in one statement (with a thousand
+   * agents, one a second per server instead of one per heartbeat due, some
+   * seventy a second: most of an idle fleet's statements).
+   */
   markSeen(hostId: number, owner: string, at: string = nowIso()): Promise<void> {
-    const write = async (db: Kysely<Schema>) => {
-      await db
-        .updateTable("hosts")
-        .set({ last_seen_at: at, connected: 1 })
-        .where("id", "=", hostId)
-        .where("connected_to", "=", owner)
-        .execute();
-    };
+    const mark = { hostId, owner, at };
+    if (this.caps.arrayParameters) return this.seenMarks.add(mark);
+    const write = (db: Kysely<Schema>) => writeSeen(db, [mark], false);
     return this.group ? this.group.run(write) : write(this.db);
   }
+
+  private readonly seenMarks = new WriteBatcher<SeenMark>((marks) => writeSeen(this.db, marks, true), {
+    lingerMs: SEEN_LINGER_MS,
+  });
 
   async markDisconnected(hostId: number, owner: string, lastSeenAt: string): Promise<void> {
     await this.db
@@ -404,16 +409,14 @@ export class HostStore {
           .where("path", "=", gone.path ?? "")
           .execute();
       }
-      for (const change of seen) {
-        await db
-          .updateTable("hosts")
-          .set({ last_seen_at: change.seen!.at, connected: 1 })
-          .where("id", "=", change.hostId)
-          .where("connected_to", "=", change.seen!.owner)
-          .execute();
-      }
+      if (seen.length > 0)
+        await writeSeen(
+          db,
+          seen.map((c) => ({ hostId: c.hostId, ...c.seen! })),
+          this.caps.arrayParameters,
+        );
     };
-    const statements = (upserts.length > 0 ? 1 : 0) + removals.length + seen.length;
+    const statements = (upserts.length > 0 ? 1 : 0) + removals.length + (seen.length > 0 ? 1 : 0);
     if (statements <= 1) await write(this.db);
     else await this.db.transaction().execute(write);
   }
@@ -557,4 +560,45 @@ function hostAppRow(hostId: number, item: HostAppInventory, now: string) {
     releases: toJson(item.releases),
     updated_at: now,
   };
+}
+
+/** A host's last message time, written by the server holding its connection. */
+interface SeenMark {
+  hostId: number;
+  owner: string;
+  at: string;
+}
+
+/** How long a last-seen mark waits for others on PostgreSQL (they are written at most every 15 s per host). */
+const SEEN_LINGER_MS = 1000;
+
+/**
+ * Last-seen marks: with array parameters (PostgreSQL) all in one statement,
+ * else one per host. A mark counts only where its owner still holds the
+ * host's connection; of two marks of one host, the later time wins.
+ */
+async function writeSeen(db: Kysely<Schema>, marks: SeenMark[], arrays: boolean): Promise<void> {
+  if (!arrays) {
+    for (const mark of marks) {
+      await db
+        .updateTable("hosts")
+        .set({ last_seen_at: mark.at, connected: 1 })
+        .where("id", "=", mark.hostId)
+        .where("connected_to", "=", mark.owner)
+        .execute();
+    }
+    return;
+  }
+  const latest = new Map<string, SeenMark>();
+  for (const mark of marks) {
+    const key = `${mark.hostId}\n${mark.owner}`;
+    const known = latest.get(key);
+    if (!known || known.at < mark.at) latest.set(key, mark);
+  }
+  const rows = [...latest.values()];
+  await sql`
+    UPDATE hosts AS h SET last_seen_at = v.at, connected = 1
+    FROM unnest(${rows.map((r) => r.hostId)}::int[], ${rows.map((r) => r.owner)}::text[], ${rows.map((r) => r.at)}::text[])
+      AS v(id, owner, at)
+    WHERE h.id = v.id AND h.connected_to = v.owner`.execute(db);
 }

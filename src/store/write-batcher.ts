@@ -17,6 +17,11 @@
  * Used by the stores that group by statement on PostgreSQL (FleetStore,
  * HostStore) and by the routing of host calls (HostCallRouter); SQLite
  * groups by transaction instead (GroupCommit).
+ *
+ * `lingerMs`: a write that may wait (a host's last-seen time, good to 15 s)
+ * waits that long for others before its group goes, so writes that arrive
+ * spread out (heartbeats, a few a second per server) still share one
+ * statement.
  */
 export class WriteBatcher<T> {
   private queue: { item: T; resolve(): void; reject(error: Error): void }[] = [];
@@ -24,12 +29,19 @@ export class WriteBatcher<T> {
   /** Groups written and items in them, for tests and benchmarks. */
   readonly stats = { groups: 0, items: 0 };
 
-  constructor(private readonly write: (items: T[]) => Promise<void>) {}
+  constructor(
+    private readonly write: (items: T[]) => Promise<void>,
+    private readonly options: { lingerMs?: number } = {},
+  ) {}
 
   add(item: T): Promise<void> {
     return new Promise((resolve, reject) => {
       this.queue.push({ item, resolve, reject });
-      if (this.queue.length === 1 && !this.writing) setImmediate(() => void this.drain());
+      if (this.queue.length === 1 && !this.writing) {
+        const linger = this.options.lingerMs ?? 0;
+        if (linger > 0) setTimeout(() => void this.drain(), linger);
+        else setImmediate(() => void this.drain());
+      }
     });
   }
 

@@ -50,6 +50,33 @@ describe.each(BACKENDS)("agent inventory changes on %s", (backend) => {
     expect((await store.hosts.get("web-1"))?.lastSeenAt).not.toBe("2026-12-07T05:00:00.000Z");
   });
 
+  it("writes last-seen marks that arrive spread out as one statement (PostgreSQL), for this owner's hosts only", async () => {
+    const hosts = [];
+    for (const name of ["web-1", "web-2", "web-3", "web-4"]) hosts.push(await enroll(store, name));
+    // web-4 has since moved to another server: a mark of s1 must not touch it.
+    await store.hosts.enrollAgent({ name: "web-4", labels: {}, owner: "s2", tokenHash: null, grant: null });
+    const before = store.queries();
+    const marks: Promise<void>[] = [];
+    // Heartbeats come a few milliseconds apart, each in a turn of its own.
+    for (const [i, h] of hosts.entries()) {
+      marks.push(store.hosts.markSeen(h.id, "s1", `2026-12-07T06:00:0${i}.000Z`));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // Two marks of one host in a group: the later time stands.
+    marks.push(store.hosts.markSeen(hosts[0]!.id, "s1", "2026-12-07T06:00:09.000Z"));
+    await Promise.all(marks);
+    // PostgreSQL: one UPDATE for all of them; SQLite: one per mark (each in its turn's commit).
+    if (backend === "postgres") expect(store.queries() - before).toBe(1);
+    else expect(store.queries() - before).toBeGreaterThanOrEqual(5);
+    const seen = await Promise.all(["web-1", "web-2", "web-3", "web-4"].map((n) => store.hosts.get(n)));
+    expect(seen.map((h) => h?.lastSeenAt)).toEqual([
+      "2026-12-07T06:00:09.000Z",
+      "2026-12-07T06:00:01.000Z",
+      "2026-12-07T06:00:02.000Z",
+      expect.not.stringMatching(/^2026-12-07T06:00:03/),
+    ]);
+  });
+
   it("writes a turn of plain reports from many hosts as one statement (PostgreSQL) or one commit (SQLite)", async () => {
     const hosts = [];
     for (const name of ["web-1", "web-2", "web-3"]) hosts.push(await enroll(store, name));
