@@ -164,7 +164,10 @@ export async function buildHttpApp(deps: HttpDeps, options: HttpOptions = {}): P
 
   await app.register(
     async (api) => {
-      api.addHook("onRequest", authenticator(deps.store));
+      api.addHook(
+        "onRequest",
+        authenticator(deps.store, deps.agents && ((hash) => deps.agents!.stagingHost(hash))),
+      );
       registerAppRoutes(api, deps);
       registerEnvironmentDeployRoutes(api, deps);
       registerLockRoutes(api, deps);

@@ -3,6 +3,7 @@ import { HOST_TOKEN_PREFIX } from "../agent/protocol.js";
 import { TurnoutError } from "../domain/errors.js";
 import type { Principal } from "../domain/roles.js";
 import type { Store } from "../store/store.js";
+import { hashToken } from "../store/tokens.js";
 
 /**
  * Bearer tokens → Principal. Authentication happens in an onRequest hook, i.e.
@@ -20,21 +21,48 @@ export function bearerToken(header: string | undefined): string | undefined {
   return match?.[1];
 }
 
-export function authenticator(store: Store): (request: FastifyRequest) => Promise<void> {
+/**
+ * A host this server is waiting on to stage, by the hash of its host token
+ * (AgentHub.stagingHost): its downloads then need no look-up.
+ */
+export type StagingHostLookup = (
+  tokenHash: string,
+) => { id: number; name: string; apps: string[] | null } | undefined;
+
+export function authenticator(
+  store: Store,
+  stagingHost?: StagingHostLookup,
+): (request: FastifyRequest) => Promise<void> {
   return async (request) => {
     const token = bearerToken(request.headers.authorization);
     if (!token) {
       throw new TurnoutError("E_UNAUTHORIZED", "missing bearer token: send 'Authorization: Bearer <token>'");
     }
     // Host tokens (agents after enrollment, agent permission only) say so by their prefix: one
-    // lookup, not a miss in the API tokens first (every blob download of every host is one).
+    // lookup, not a miss in the API tokens first (every blob download of every host is one),
+    // and none while this server waits for that host to stage.
     const principal = token.startsWith(HOST_TOKEN_PREFIX)
-      ? await store.hosts.authenticate(token)
+      ? (hostPrincipal(stagingHost?.(hashToken(token))) ?? (await store.hosts.authenticate(token)))
       : await store.tokens.authenticate(token);
     if (!principal) throw new TurnoutError("E_UNAUTHORIZED", "invalid or revoked token");
     // A copy: the store may hand the same (cached) principal to other requests.
     (request as WithPrincipal)[PRINCIPAL] = { ...principal, source: requestSource(request) };
   };
+}
+
+function hostPrincipal(
+  host: { id: number; name: string; apps: string[] | null } | undefined,
+): Principal | undefined {
+  // As HostStore.authenticate makes it.
+  return (
+    host && {
+      tokenId: -host.id,
+      name: `host:${host.name}`,
+      role: "agent",
+      apps: host.apps,
+      host: { id: host.id, name: host.name },
+    }
+  );
 }
 
 /** The header Turnout's command-line client sends, so the audit trail can tell it from other API callers. */

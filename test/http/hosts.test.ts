@@ -245,6 +245,61 @@ describe("agent connect endpoint", () => {
     ]);
   });
 
+  it("lets a host's downloads in without looking up its token only while this server waits for it to stage", async () => {
+    const { fake, welcome } = await enrolled("stager-1");
+    const connection = t.server.agents.connection("stager-1")!;
+    const artifact = "ab".repeat(32);
+    const selectHosts = () => t.store.queriesByKind().get("select hosts") ?? 0;
+    const manifestOf = (token: string) =>
+      t.api("GET", `/api/v1/artifacts/${artifact}/manifest`, undefined, token);
+
+    // Not staging: the token is looked up (and the artifact, never sent to this host, is not found).
+    let before = selectHosts();
+    expect((await manifestOf(welcome.hostToken)).status).toBe(404);
+    expect(selectHosts() - before).toBe(1);
+
+    // A stage call waits for the host: its downloads are let in on the connection's token alone.
+    const staged = connection.call(
+      "stage",
+      {
+        spec: {
+          app: "shop",
+          releaseId: "r1",
+          artifact,
+          manifest: { version: 1, entries: [] },
+          shared: [],
+          env: {},
+          timeoutMs: 5_000,
+        },
+      } as never,
+      { timeoutMs: 5_000, cancelGraceMs: 100 },
+    );
+    const call = await fake.next("call");
+    before = selectHosts();
+    const during = await manifestOf(welcome.hostToken);
+    expect(selectHosts() - before).toBe(0);
+    // Let in: past the token, to the artifact itself (which this test never stored).
+    expect(during.status).toBe(404);
+    expect(during.body.error.message).toContain(artifact);
+    // Another token is still looked up, and a wrong one refused, while the call waits.
+    before = selectHosts();
+    expect((await manifestOf(`${welcome.hostToken.slice(0, -4)}AAAA`)).status).toBe(401);
+    expect(selectHosts() - before).toBe(1);
+
+    // The call answered: the look-up is back.
+    fake.send({
+      type: "result",
+      id: call.id,
+      ok: true,
+      result: { staged: true, blobsFetched: 0, bytesFetched: 0 },
+    });
+    await staged;
+    before = selectHosts();
+    expect((await manifestOf(welcome.hostToken)).status).toBe(404);
+    expect(selectHosts() - before).toBe(1);
+    fake.socket.close();
+  });
+
   it("keeps host_apps in step with reported inventories", async () => {
     const { fake } = await enrolled("web-8");
     const inventory = [

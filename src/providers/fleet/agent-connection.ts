@@ -55,6 +55,14 @@ export class AgentConnection {
   manifests: string[] = [];
   /** Artifacts of the stage calls waiting for this host's answer, with how many calls name each. */
   private readonly staging = new Map<string, number>();
+  /**
+   * The hash of the host token this connection was made with (or issued at
+   * its enrollment), and the host's grant of apps then: what a download with
+   * that token is, without a look-up, while this server waits for the host
+   * to stage (see AgentHub.stagingHost).
+   */
+  tokenHash: string | undefined;
+  grantApps: string[] | null = [];
 
   constructor(
     readonly hostId: number,
@@ -209,6 +217,11 @@ export class AgentConnection {
    */
   isStaging(artifact: string): boolean {
     return this.staging.has(artifact);
+  }
+
+  /** Whether a stage call on this connection waits for the host's answer. */
+  get stagingAnything(): boolean {
+    return this.staging.size > 0;
   }
 
   get callsInFlight(): number {

@@ -27,7 +27,9 @@ import { type BaseManifestSource, ManifestDiffs } from "./manifest-diffs.js";
 import { RemoteHostOps } from "./remote-host-ops.js";
 
 /** Who is knocking: an enrollment token (any host name) or one host's own token. */
-export type AgentAuth = { kind: "enrollment"; principal: Principal } | { kind: "host"; host: HostRecord };
+export type AgentAuth =
+  | { kind: "enrollment"; principal: Principal }
+  | { kind: "host"; host: HostRecord; tokenHash: string };
 
 export type AgentChange = { type: "connected" | "disconnected" | "inventory"; host: string };
 
@@ -84,6 +86,8 @@ export class AgentHub {
   private readonly owner: string;
   private readonly report: (message: string) => void;
   private readonly connections = new Map<string, AgentConnection>();
+  /** The same connections by the hash of their host token (see stagingHost). */
+  private readonly byTokenHash = new Map<string, AgentConnection>();
   private readonly waitingForHello = new Set<WebSocket>();
   private readonly writes = new Map<string, Promise<void>>();
   private readonly listeners = new Set<(change: AgentChange) => void>();
@@ -119,7 +123,7 @@ export class AgentHub {
   async authenticate(token: string): Promise<AgentAuth | undefined> {
     if (token.startsWith(HOST_TOKEN_PREFIX)) {
       const host = await this.store.hosts.findByToken(token);
-      return host ? { kind: "host", host } : undefined;
+      return host ? { kind: "host", host, tokenHash: hashToken(token) } : undefined;
     }
     const principal = await this.store.tokens.authenticate(token);
     if (!principal) return undefined;
@@ -224,12 +228,16 @@ export class AgentHub {
     }
     this.waitingForHello.delete(socket);
     const accepted = new AgentConnection(connection.id, name, hello.version, socket, protocol);
+    accepted.tokenHash = hostToken ? hashToken(hostToken) : auth.kind === "host" ? auth.tokenHash : undefined;
+    accepted.grantApps = connection.grant.apps;
     accepted.inventory = hello.inventory;
     accepted.manifests = hello.manifests ?? [];
     accepted.lastPersistedAt = Date.now();
     accepted.savedInventory = inventoryRecords(hello.inventory);
     const previous = this.connections.get(name);
     this.connections.set(name, accepted);
+    if (previous?.tokenHash !== undefined) this.byTokenHash.delete(previous.tokenHash);
+    if (accepted.tokenHash !== undefined) this.byTokenHash.set(accepted.tokenHash, accepted);
     if (previous) {
       previous.closedWith("replaced by a new connection");
       previous.close(CLOSE.replaced, "replaced by a new connection of the same host");
@@ -322,6 +330,8 @@ export class AgentHub {
     // A newer connection of the same host has taken over: the host is not gone.
     if (this.connections.get(connection.name) !== connection) return;
     this.connections.delete(connection.name);
+    if (connection.tokenHash !== undefined && this.byTokenHash.get(connection.tokenHash) === connection)
+      this.byTokenHash.delete(connection.tokenHash);
     const seen = new Date(connection.lastMessageAt).toISOString();
     this.report(`agents: ${connection.name} disconnected${reason ? ` (${reason})` : ""}`);
     this.serial(connection.name, async () => {
@@ -401,6 +411,22 @@ export class AgentHub {
     const holder = this.router?.holderOf(name);
     if (holder === undefined || deployId === undefined || !this.router) return undefined;
     return new RemoteHostOps(name, holder, deployId, this.router, this.timing);
+  }
+
+  /**
+   * The host whose live connection here was made with this host token, while
+   * this server waits for it to stage: a download it makes then needs no
+   * look-up of the token (one statement per host and deploy). Outside a
+   * stage call, or for a token this server holds no connection of, the
+   * store decides, so a re-enrolled host's old token is refused as ever
+   * once its last stage call here has ended. A host principal can only
+   * read what the server sent that host (artifacts/read-access.ts), so the
+   * grant as of the hello gives it nothing the current one would not.
+   */
+  stagingHost(tokenHash: string): { id: number; name: string; apps: string[] | null } | undefined {
+    const connection = this.byTokenHash.get(tokenHash);
+    if (!connection || connection.closed || !connection.stagingAnything) return undefined;
+    return { id: connection.hostId, name: connection.name, apps: connection.grantApps };
   }
 
   /** The live connection of a host this server holds (the router executes routed calls on it). */
