@@ -29,6 +29,14 @@ export interface Capabilities {
    * rows with different values, where SQLite needs a statement per row.
    */
   arrayParameters: boolean;
+  /**
+   * Each statement, BEGIN and COMMIT included, is a round trip to another
+   * process (PostgreSQL): a claim that usually finds nothing first looks
+   * with one plain read, and opens its transaction only when there is
+   * something to claim. On SQLite a statement is a function call and an
+   * empty transaction costs nothing.
+   */
+  statementRoundTrips: boolean;
   /** SQLSTATE / message test for a unique-constraint violation. */
   isUniqueViolation(error: unknown): boolean;
 }
@@ -40,6 +48,7 @@ export const SQLITE: Capabilities = {
   rowLocking: false,
   sharedArtifacts: false,
   arrayParameters: false,
+  statementRoundTrips: false,
   isUniqueViolation: (error) =>
     typeof error === "object" &&
     error !== null &&
@@ -53,6 +62,7 @@ export const POSTGRES: Capabilities = {
   rowLocking: true,
   sharedArtifacts: true,
   arrayParameters: true,
+  statementRoundTrips: true,
   isUniqueViolation: (error) =>
     typeof error === "object" && error !== null && (error as { code?: unknown }).code === "23505",
 };

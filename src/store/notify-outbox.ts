@@ -136,11 +136,37 @@ export class NotifyStore {
     limit: number,
   ): Promise<{ fanned: number; claimed: ClaimedDelivery[] }> {
     let fanned = 0;
+    // Every server's dispatcher looks at least once a second and mostly finds nothing: one
+    // read then, instead of BEGIN, two reads and COMMIT (the transaction locks what it reads).
+    if (this.caps.statementRoundTrips && !(await this.anythingToDo())) return { fanned: 0, claimed: [] };
     const claimed = await this.db.transaction().execute(async (trx) => {
       fanned = await this.fanOutIn(trx, limit, plan);
       return this.claimIn(trx, owner, leaseMs, limit);
     });
     return { fanned, claimed: await this.withStates(claimed) };
+  }
+
+  /** Whether there is an event to fan out or a delivery that may be due (without locking anything). */
+  private async anythingToDo(): Promise<boolean> {
+    const now = nowIso();
+    const row = await this.db
+      .selectNoFrom((eb) => [
+        eb
+          .or([
+            eb.exists(eb.selectFrom("notify_events").select("id")),
+            eb.exists(
+              eb
+                .selectFrom("notify_deliveries")
+                .select("id")
+                .where("status", "=", "pending")
+                .where("next_attempt_at", "<=", now)
+                .where((w) => w.or([w("lease_until", "is", null), w("lease_until", "<", now)])),
+            ),
+          ])
+          .as("due"),
+      ])
+      .executeTakeFirstOrThrow();
+    return Boolean(row.due);
   }
 
   private async fanOutIn(trx: Kysely<Schema>, limit: number, plan: FanOutPlan): Promise<number> {

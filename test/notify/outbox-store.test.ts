@@ -116,6 +116,20 @@ for (const backend of BACKENDS) {
       expect(await s.notify.claim("w2", 60_000, 100)).toEqual([]);
     });
 
+    it("a round with nothing to do is one read on PostgreSQL; with an event, the round fans it out and claims", async () => {
+      const s = store();
+      const plan = () => ["hook"];
+      let before = s.queries();
+      expect(await s.notify.fanOutAndClaim(plan, "w1", 30_000, 100)).toEqual({ fanned: 0, claimed: [] });
+      // PostgreSQL: one look, not BEGIN, two reads and COMMIT. SQLite: the transaction, local and cheap.
+      expect(s.queries() - before).toBe(backend === "postgres" ? 1 : 4);
+      await s.locks.lock("shop", "staging", "ann", "freeze");
+      before = s.queries();
+      const round = await s.notify.fanOutAndClaim(plan, "w1", 30_000, 100);
+      expect(round.fanned).toBe(1);
+      expect(round.claimed.map((d) => d.kind)).toEqual(["lock.locked"]);
+    });
+
     it("two claimers at once never get the same delivery", async () => {
       const s = store();
       for (let i = 0; i < 40; i++) await s.notify.record(lock(`env-${i}`, String(i)));

@@ -58,6 +58,16 @@ describe.each(BACKENDS)("deploy store on %s", (backend) => {
     await expect(raw.insertInto("deploys").values(row).execute()).rejects.toThrow();
   });
 
+  it("an idle claim is one read on PostgreSQL, and a queued deploy is still claimed", async () => {
+    let before = store.queries();
+    expect(await store.deploys.claimNext("w", 30_000)).toBeUndefined();
+    // PostgreSQL: a look for anything queued, not BEGIN, the candidate read and COMMIT.
+    expect(store.queries() - before).toBe(backend === "postgres" ? 1 : 3);
+    const queued = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    before = store.queries();
+    expect((await store.deploys.claimNext("w", 30_000))?.id).toBe(queued.id);
+  });
+
   it("claims FIFO per environment and lets environments run side by side", async () => {
     const s1 = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
     const s2 = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
