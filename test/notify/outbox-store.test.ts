@@ -119,12 +119,11 @@ for (const backend of BACKENDS) {
     it("a round with nothing to do is one read on PostgreSQL; with an event, the round fans it out and claims", async () => {
       const s = store();
       const plan = () => ["hook"];
-      let before = s.queries();
+      const before = s.queries();
       expect(await s.notify.fanOutAndClaim(plan, "w1", 30_000, 100)).toEqual({ fanned: 0, claimed: [] });
       // PostgreSQL: one look, not BEGIN, two reads and COMMIT. SQLite: the transaction, local and cheap.
       expect(s.queries() - before).toBe(backend === "postgres" ? 1 : 4);
       await s.locks.lock("shop", "staging", "ann", "freeze");
-      before = s.queries();
       const round = await s.notify.fanOutAndClaim(plan, "w1", 30_000, 100);
       expect(round.fanned).toBe(1);
       expect(round.claimed.map((d) => d.kind)).toEqual(["lock.locked"]);

@@ -59,12 +59,11 @@ describe.each(BACKENDS)("deploy store on %s", (backend) => {
   });
 
   it("an idle claim is one read on PostgreSQL, and a queued deploy is still claimed", async () => {
-    let before = store.queries();
+    const before = store.queries();
     expect(await store.deploys.claimNext("w", 30_000)).toBeUndefined();
     // PostgreSQL: a look for anything queued, not BEGIN, the candidate read and COMMIT.
     expect(store.queries() - before).toBe(backend === "postgres" ? 1 : 3);
     const queued = await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
-    before = store.queries();
     expect((await store.deploys.claimNext("w", 30_000))?.id).toBe(queued.id);
   });
 
