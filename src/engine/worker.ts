@@ -46,6 +46,12 @@ export interface WorkerOptions {
   fleet?: FleetDeps | undefined;
   /** Told when a deploy starts and ends here, and when a dead holder's deploy is recovered. */
   events?: DeployLifecycleEvents | undefined;
+  /**
+   * Told when a deploy's own work is under way: its command (a shell deploy's)
+   * has started, or the deploy ended here. What can wait for that (describing
+   * its commits) does not compete with the way to the command.
+   */
+  underWay?: ((deployId: number) => void) | undefined;
   report(error: unknown): void;
 }
 
@@ -303,7 +309,10 @@ export class Worker {
             await recordPhase(phase, shown.status);
             hub.emit({ type: "status", deploy: shown });
           },
-          setPid: (pid) => store.deploys.update(deploy.id, owner, { pid }),
+          setPid: (pid) => {
+            if (pid !== null) this.options.underWay?.(deploy.id);
+            return store.deploys.update(deploy.id, owner, { pid });
+          },
           fleet: this.options.fleet,
           providerReleaseOf: async (number) =>
             (await store.releases.byDeployNumber(deploy.app, deploy.env, number))?.providerRelease ?? null,
@@ -320,6 +329,7 @@ export class Worker {
       }
     } finally {
       clearInterval(renew);
+      this.options.underWay?.(deploy.id);
     }
     if (leaseLost) {
       // Someone recovered this deploy as interrupted; recording more would contradict them.
