@@ -149,7 +149,11 @@ export class Engine implements EngineApi {
       secrets: options.secrets ?? [],
       fleet: options.fleet,
       events: options.events,
-      underWay: (deployId) => this.describing.get(deployId)?.release(),
+      underWay: (deployId) => {
+        const waiting = this.describing.get(deployId);
+        waiting?.release();
+        return waiting?.done;
+      },
       report: (error) => this.report(error),
     });
     this.fleetOps = new FleetOps(options.store, (deploy) => this.announce(deploy));
@@ -706,8 +710,12 @@ export class Engine implements EngineApi {
     timer.unref();
     const done = released.then(async () => {
       clearTimeout(timer);
-      this.describing.delete(deploy.id);
-      await this.describe(deploy);
+      try {
+        await this.describe(deploy);
+      } finally {
+        // Kept until written: the worker records a deploy's outcome only after its description.
+        if (this.describing.get(deploy.id)?.done === done) this.describing.delete(deploy.id);
+      }
     });
     this.describing.set(deploy.id, { release, done });
   }

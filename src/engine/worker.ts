@@ -48,10 +48,12 @@ export interface WorkerOptions {
   events?: DeployLifecycleEvents | undefined;
   /**
    * Told when a deploy's own work is under way: its command (a shell deploy's)
-   * has started, or the deploy ended here. What can wait for that (describing
-   * its commits) does not compete with the way to the command.
+   * has started, or its pipeline ended here. What can wait for that
+   * (describing its commits) does not compete with the way to the command.
+   * At the end, the outcome is recorded once what it returns has settled, so
+   * a finished deploy is a described one.
    */
-  underWay?: ((deployId: number) => void) | undefined;
+  underWay?: ((deployId: number) => Promise<void> | undefined) | undefined;
   report(error: unknown): void;
 }
 
@@ -282,6 +284,7 @@ export class Worker {
     );
 
     let outcome: PipelineOutcome;
+    let underWay: Promise<void> | undefined;
     try {
       if (!target) {
         log.line(`==> ${deployLabel(deploy)}: the app or environment is no longer configured`);
@@ -329,8 +332,10 @@ export class Worker {
       }
     } finally {
       clearInterval(renew);
-      this.options.underWay?.(deploy.id);
+      // Work waiting for this deploy to be under way goes now, whatever ended it.
+      underWay = this.options.underWay?.(deploy.id);
     }
+    await underWay;
     if (leaseLost) {
       // Someone recovered this deploy as interrupted; recording more would contradict them.
       await log.close().catch(() => undefined);
