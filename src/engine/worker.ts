@@ -50,8 +50,8 @@ export interface WorkerOptions {
    * Told when a deploy's own work is under way: its command (a shell deploy's)
    * has started, or its pipeline ended here. What can wait for that
    * (describing its commits) does not compete with the way to the command.
-   * At the end, the outcome is recorded once what it returns has settled, so
-   * a finished deploy is a described one.
+   * At the end, the outcome is recorded once what it returns has settled
+   * (within UNDER_WAY_WAIT_MS), so a finished deploy is a described one.
    */
   underWay?: ((deployId: number) => Promise<void> | undefined) | undefined;
   report(error: unknown): void;
@@ -80,6 +80,9 @@ export interface DrainOptions {
   /** Told right before deploys are interrupted, and why. */
   interrupting?: ((deploys: Deploy[], why: "grace" | "now") => void) | undefined;
 }
+
+/** How long a deploy's outcome waits for what waited for it to be under way (its commits' description). */
+const UNDER_WAY_WAIT_MS = 5_000;
 
 const APPROVAL_INTERRUPTED = "the server shut down while this deploy waited for approval";
 
@@ -335,7 +338,8 @@ export class Worker {
       // Work waiting for this deploy to be under way goes now, whatever ended it.
       underWay = this.options.underWay?.(deploy.id);
     }
-    await underWay;
+    // Bounded: a description is worth a moment, never a deploy's end.
+    if (underWay) await settledWithin(underWay, UNDER_WAY_WAIT_MS);
     if (leaseLost) {
       // Someone recovered this deploy as interrupted; recording more would contradict them.
       await log.close().catch(() => undefined);
@@ -459,4 +463,19 @@ async function waitFor(
     clearTimeout(timer);
     if (onNow) now?.removeEventListener("abort", onNow);
   }
+}
+
+/** Waits for `promise` to settle, at most `ms`. */
+async function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    promise.then(
+      () => undefined,
+      () => undefined,
+    ),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
 }
