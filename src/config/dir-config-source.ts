@@ -10,7 +10,8 @@ import {
   settlesWithin,
 } from "./config-provider.js";
 import { MAX_MANIFEST_BYTES, STARTUP_WAIT_MS, tooLargeMessage } from "./manifest-limits.js";
-import { appNameOf, isManifestName, type ManifestResult } from "./manifest-loader.js";
+import type { ManifestResult } from "./manifest-loader.js";
+import { appNameOf, isManifestName } from "./manifest-names.js";
 import type { ManifestParser } from "./manifest-parser.js";
 import { SingleFlight } from "./single-flight.js";
 import { buildSnapshot } from "./snapshot-builder.js";

@@ -11,7 +11,8 @@ import {
 } from "./config-provider.js";
 import { listManifestsAt, type ReadOptions, readBlob } from "./git-config-reader.js";
 import { STARTUP_WAIT_MS } from "./manifest-limits.js";
-import { appNameOf, type ManifestResult } from "./manifest-loader.js";
+import type { ManifestResult } from "./manifest-loader.js";
+import { appNameOf } from "./manifest-names.js";
 import type { ManifestParser } from "./manifest-parser.js";
 import { SingleFlight } from "./single-flight.js";
 import { buildSnapshot, type ManifestOutcome } from "./snapshot-builder.js";

@@ -1,4 +1,3 @@
-import path from "node:path";
 import { isMap, isSeq, type LineCounter, type Node as YamlNode } from "yaml";
 import type { z } from "zod";
 import type { AppConfig, ConfigProblem } from "../domain/app-config.js";
@@ -33,17 +32,9 @@ export interface LoadOptions {
 
 export type ManifestResult = { app: AppConfig } | { problems: ConfigProblem[] };
 
-const MANIFEST_FILE = /\.ya?ml$/;
+import { appNameOf } from "./manifest-names.js";
 
-/** Whether a directory entry is a manifest: `<app>.yaml` or `<app>.yml`, not a dot-file. */
-export function isManifestName(name: string): boolean {
-  return MANIFEST_FILE.test(name) && !name.startsWith(".");
-}
-
-/** The app a manifest file declares: its name without `.yaml` / `.yml`. */
-export function appNameOf(file: string): string {
-  return path.basename(file).replace(MANIFEST_FILE, "");
-}
+export { appNameOf, isManifestName } from "./manifest-names.js";
 
 let parsesHere = 0;
 

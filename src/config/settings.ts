@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import path from "node:path";
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { parseDuration, parseTimerDuration } from "../domain/duration.js";
 import { TurnoutError } from "../domain/errors.js";
@@ -360,7 +360,10 @@ function retentionDuration(name: string, value: string | number): number {
 function readSettingsFile(file: string): z.infer<typeof fileSchema> {
   let raw: unknown;
   try {
-    raw = parseYaml(readFileSync(file, "utf8"));
+    // yaml is loaded only when there is a settings file (synchronously: settings are read so, and the
+    // package is CommonJS too): a server started with flags and variables alone never loads it.
+    const { parse } = createRequire(import.meta.url)("yaml") as typeof import("yaml");
+    raw = parse(readFileSync(file, "utf8"));
   } catch (error) {
     throw new TurnoutError("E_CONFIG", `cannot read settings file ${file}: ${(error as Error).message}`);
   }

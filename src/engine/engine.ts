@@ -53,6 +53,8 @@ import { type DeployLifecycleEvents, type DrainOptions, Worker } from "./worker.
 
 /** Drift watch and self-heal react to host reports at most this often (see CoalescedRunner). */
 const HOST_REACTION_INTERVAL_MS = 1000;
+/** How long a deploy's commits wait to be described when its work is not under way here (describeSoon). */
+const DESCRIBE_WAIT_MS = 1000;
 
 export interface EngineOptions {
   /** This process's lease-holder identity (default: a new one). */
@@ -105,6 +107,8 @@ export class Engine implements EngineApi {
   private unsubscribeHostFeed: (() => void) | undefined;
   /** Apps whose undeployed commits are being counted again, and whether once more is due after. */
   private readonly counting = new Map<string, { again: boolean; done: Promise<void> }>();
+  /** Announced deploys whose commits wait to be described (see describeSoon): release, and the description. */
+  private readonly describing = new Map<number, { release: () => void; done: Promise<void> }>();
   private readonly worker: Worker;
   private readonly poller: Poller;
   private readonly pipelines: ReleasePipelines;
@@ -145,6 +149,11 @@ export class Engine implements EngineApi {
       secrets: options.secrets ?? [],
       fleet: options.fleet,
       events: options.events,
+      underWay: (deployId) => {
+        const waiting = this.describing.get(deployId);
+        waiting?.release();
+        return waiting?.done;
+      },
       report: (error) => this.report(error),
     });
     this.fleetOps = new FleetOps(options.store, (deploy) => this.announce(deploy));
@@ -287,8 +296,14 @@ export class Engine implements EngineApi {
   async finishRunning(options: DrainOptions): Promise<void> {
     await this.stopTakingWork();
     await this.worker.drain(options);
-    // The last deploys to finish start counts of undeployed commits: they end before the store closes.
-    await Promise.allSettled([...this.counting.values()].map((count) => count.done));
+    // Descriptions still waiting are written now, and like the last counts of undeployed commits
+    // (started by the last deploys to finish) they end before the store closes.
+    const describing = [...this.describing.values()];
+    for (const waiting of describing) waiting.release();
+    await Promise.allSettled([
+      ...describing.map((waiting) => waiting.done),
+      ...[...this.counting.values()].map((count) => count.done),
+    ]);
   }
 
   /** Stops at once: running deploys are interrupted. */
@@ -675,7 +690,34 @@ export class Engine implements EngineApi {
   private announce(deploy: Deploy): void {
     this.hub.emit({ type: "status", deploy });
     this.worker.wake();
-    void this.describe(deploy);
+    this.describeSoon(deploy);
+  }
+
+  /**
+   * Describes a deploy's commits once its own work is under way here (its
+   * command started, or it ended), or after DESCRIBE_WAIT_MS if it is not
+   * (queued behind another deploy, or run by another server). The
+   * description is one `git log`, and starting a process blocks this thread
+   * (some 8 ms on a small VM): right after the request, that is time taken
+   * from the worker on its way to the deploy's command.
+   */
+  private describeSoon(deploy: Deploy): void {
+    let release = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const timer = setTimeout(release, DESCRIBE_WAIT_MS);
+    timer.unref();
+    const done = released.then(async () => {
+      clearTimeout(timer);
+      try {
+        await this.describe(deploy);
+      } finally {
+        // Kept until written: the worker records a deploy's outcome only after its description.
+        if (this.describing.get(deploy.id)?.done === done) this.describing.delete(deploy.id);
+      }
+    });
+    this.describing.set(deploy.id, { release, done });
   }
 
   /**

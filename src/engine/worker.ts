@@ -46,6 +46,14 @@ export interface WorkerOptions {
   fleet?: FleetDeps | undefined;
   /** Told when a deploy starts and ends here, and when a dead holder's deploy is recovered. */
   events?: DeployLifecycleEvents | undefined;
+  /**
+   * Told when a deploy's own work is under way: its command (a shell deploy's)
+   * has started, or its pipeline ended here. What can wait for that
+   * (describing its commits) does not compete with the way to the command.
+   * At the end, the outcome is recorded once what it returns has settled
+   * (within UNDER_WAY_WAIT_MS), so a finished deploy is a described one.
+   */
+  underWay?: ((deployId: number) => Promise<void> | undefined) | undefined;
   report(error: unknown): void;
 }
 
@@ -72,6 +80,9 @@ export interface DrainOptions {
   /** Told right before deploys are interrupted, and why. */
   interrupting?: ((deploys: Deploy[], why: "grace" | "now") => void) | undefined;
 }
+
+/** How long a deploy's outcome waits for what waited for it to be under way (its commits' description). */
+const UNDER_WAY_WAIT_MS = 5_000;
 
 const APPROVAL_INTERRUPTED = "the server shut down while this deploy waited for approval";
 
@@ -276,6 +287,7 @@ export class Worker {
     );
 
     let outcome: PipelineOutcome;
+    let underWay: Promise<void> | undefined;
     try {
       if (!target) {
         log.line(`==> ${deployLabel(deploy)}: the app or environment is no longer configured`);
@@ -303,7 +315,10 @@ export class Worker {
             await recordPhase(phase, shown.status);
             hub.emit({ type: "status", deploy: shown });
           },
-          setPid: (pid) => store.deploys.update(deploy.id, owner, { pid }),
+          setPid: (pid) => {
+            if (pid !== null) this.options.underWay?.(deploy.id);
+            return store.deploys.update(deploy.id, owner, { pid });
+          },
           fleet: this.options.fleet,
           providerReleaseOf: async (number) =>
             (await store.releases.byDeployNumber(deploy.app, deploy.env, number))?.providerRelease ?? null,
@@ -320,7 +335,11 @@ export class Worker {
       }
     } finally {
       clearInterval(renew);
+      // Work waiting for this deploy to be under way goes now, whatever ended it.
+      underWay = this.options.underWay?.(deploy.id);
     }
+    // Bounded: a description is worth a moment, never a deploy's end.
+    if (underWay) await settledWithin(underWay, UNDER_WAY_WAIT_MS);
     if (leaseLost) {
       // Someone recovered this deploy as interrupted; recording more would contradict them.
       await log.close().catch(() => undefined);
@@ -444,4 +463,19 @@ async function waitFor(
     clearTimeout(timer);
     if (onNow) now?.removeEventListener("abort", onNow);
   }
+}
+
+/** Waits for `promise` to settle, at most `ms`. */
+async function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    promise.then(
+      () => undefined,
+      () => undefined,
+    ),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
 }

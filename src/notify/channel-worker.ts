@@ -17,7 +17,7 @@ const post = (message: FromChannelWorker) => port.postMessage(message);
 
 let channels: Map<string, Channel>;
 try {
-  channels = createChannels(
+  channels = await createChannels(
     entries,
     { report: (message) => post({ kind: "report", message }) },
     CHANNEL_TYPES,

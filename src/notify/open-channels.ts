@@ -2,7 +2,7 @@ import type { RetryPolicy } from "../domain/notify-retry.js";
 import type { Channel, ChannelContext, ChannelFactory } from "./channel.js";
 import { type ChannelEntry, ChannelThread } from "./channel-thread.js";
 import type { ChainTransport } from "./dispatcher.js";
-import { CHANNEL_TYPES, createChannels } from "./registry.js";
+import { CHANNEL_TYPES, createChannels, loaded } from "./registry.js";
 
 export interface OpenChannelsOptions {
   /** The channels of the server's settings, in their order. */
@@ -34,10 +34,10 @@ export async function openChannels(options: OpenChannelsOptions): Promise<OpenCh
   const portable = new Set(CHANNEL_TYPES.map((t) => t.type));
   const inThread = options.entries.filter((e) => portable.has(e.type));
   // The rest are the server's types or unknown ones, which createChannels refuses with the full list.
-  const onMain = createChannels(
+  const onMain = await createChannels(
     options.entries.filter((e) => !portable.has(e.type)),
     { report: options.report },
-    [...CHANNEL_TYPES, ...options.serverTypes],
+    [...CHANNEL_TYPES, ...options.serverTypes.map(loaded)],
   );
   let thread: ChannelThread | undefined;
   let threaded: Map<string, Channel>;
@@ -48,7 +48,7 @@ export async function openChannels(options: OpenChannelsOptions): Promise<OpenCh
     });
     threaded = thread.channels();
   } else {
-    threaded = createChannels(inThread, { report: options.report }, CHANNEL_TYPES);
+    threaded = await createChannels(inThread, { report: options.report }, CHANNEL_TYPES);
   }
   const channels = new Map<string, Channel>();
   for (const entry of options.entries) {

@@ -1,5 +1,6 @@
+import { createRequire } from "node:module";
 import { pino } from "pino";
-import { prettyFactory } from "pino-pretty";
+import type { prettyFactory as PrettyFactory } from "pino-pretty";
 
 import type { LogLevel } from "./log-levels.js";
 
@@ -52,7 +53,7 @@ export interface LoggerOptions {
 export function createLogger(options: LoggerOptions): Logger {
   const write = options.write ?? ((text: string) => process.stdout.write(text));
   const format = options.pretty
-    ? prettyFactory({
+    ? loadPrettyFactory()({
         colorize: false,
         hideObject: true,
         translateTime: "SYS:HH:MM:ss.l",
@@ -74,6 +75,16 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     { write: (line: string) => write(format ? format(line) : line) },
   );
+}
+
+/**
+ * pino-pretty (some 9 MB and 50 ms to load) only for readable lines: a server
+ * logging JSON (under a service manager, the usual case) never loads it.
+ * Synchronous, as createLogger is: pino-pretty is a CommonJS module.
+ */
+function loadPrettyFactory(): typeof PrettyFactory {
+  return (createRequire(import.meta.url)("pino-pretty") as { prettyFactory: typeof PrettyFactory })
+    .prettyFactory;
 }
 
 /** A destination for tests and embedders: each line's message alone, as the server printed before it logged JSON. */

@@ -142,6 +142,7 @@ export async function startServer(
     const parser = new ManifestParser({ ...options.manifestParser, load: loadOptions(settings) });
     cleanups.unshift(() => parser.close());
     const git = new GitMirrors({ dir: path.join(settings.dataDir, "git") });
+    cleanups.unshift(() => git.close());
     const opening = openConfig(
       settings,
       git,

@@ -1,4 +1,4 @@
-import pg from "pg";
+import type pg from "pg";
 
 export interface PgListenerOptions {
   url: string;
@@ -33,7 +33,9 @@ export class PgListener {
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.options.url });
+    // Loaded here, not with the module: only servers on PostgreSQL listen, and a default one should not load the driver.
+    const { Client } = (await import("pg")).default;
+    const client = new Client({ connectionString: this.options.url });
     client.on("error", (error) => this.lost(client, error));
     client.on("end", () => this.lost(client, new Error("connection ended")));
     client.on("notification", (n) => {

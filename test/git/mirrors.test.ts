@@ -138,3 +138,74 @@ describe("GitMirrors.treeReader and beforeFetch", () => {
     expect(hooked).toHaveLength(1);
   });
 });
+
+describe("GitMirrors: processes per resolve", () => {
+  /** The git subcommand of a spied call (the first argument that is not an option or its value). */
+  const subcommand = (argv: string[]) => argv.filter((a, i) => argv[i - 1] !== "-c" && !a.startsWith("-"))[0];
+
+  it("resolves a full SHA the mirror holds without fetching; an unknown one is fetched", async () => {
+    const mirrors = new GitMirrors({ dir: mirrorsDir });
+    const remote = { url: origin.path, auth: {} };
+    const first = origin.head;
+    await mirrors.fetch(remote);
+    const later = await origin.commit({ "README.md": "later\n" });
+    const log = await withGitLog(async () => {
+      expect(await mirrors.resolve(remote, first)).toBe(first);
+    });
+    expect(log.map((call) => subcommand(call.argv))).not.toContain("fetch");
+    const fetched = await withGitLog(async () => {
+      expect(await mirrors.resolve(remote, later)).toBe(later);
+    });
+    expect(fetched.map((call) => subcommand(call.argv))).toContain("fetch");
+    mirrors.close();
+  });
+
+  it("runs git's maintenance after a fetch that brought something, not after one that brought nothing", async () => {
+    const mirrors = new GitMirrors({ dir: mirrorsDir });
+    const remote = { url: origin.path, auth: {} };
+    await mirrors.fetch(remote);
+    await origin.commit({ "README.md": "new\n" });
+    const log = await withGitLog(async () => {
+      await mirrors.fetch(remote); // brings the commit: maintenance follows
+      await mirrors.fetch(remote); // waits for that maintenance; brings nothing
+      await mirrors.fetch(remote); // nothing again
+    });
+    expect(log.map((call) => subcommand(call.argv))).toEqual(["fetch", "maintenance", "fetch", "fetch"]);
+    // git's own maintenance inside a fetch is off: it would run after every fetch.
+    for (const call of log.filter((c) => subcommand(c.argv) === "fetch")) {
+      expect(call.argv).toContain("--no-auto-maintenance");
+    }
+    expect(log.find((c) => subcommand(c.argv) === "maintenance")!.argv).toEqual([
+      "maintenance",
+      "run",
+      "--auto",
+      "--quiet",
+    ]);
+  });
+
+  it("resolves branch names in one long-lived git process that sees every fetch's changes", async () => {
+    const mirrors = new GitMirrors({ dir: mirrorsDir });
+    const remote = { url: origin.path, auth: {} };
+    await origin.branch("feature");
+    await mirrors.fetch(remote);
+    const seen: string[] = [];
+    const log = await withGitLog(async () => {
+      seen.push(await mirrors.resolve(remote, "main"));
+      const next = await origin.commit({ "README.md": "next\n" });
+      seen.push(await mirrors.resolve(remote, "main"));
+      expect(seen).toEqual([expect.any(String), next]);
+      // Refs packed by maintenance, and a branch deleted at the origin.
+      await git(mirrors.mirrorPath(remote), "pack-refs", "--all");
+      const packedNext = await origin.commit({ "README.md": "after packing\n" });
+      expect(await mirrors.resolve(remote, "main")).toBe(packedNext);
+      expect(await mirrors.resolve(remote, "feature")).toMatch(/^[0-9a-f]{40}$/);
+      await git(origin.path, "branch", "-D", "feature");
+      await expect(mirrors.resolve(remote, "feature")).rejects.toMatchObject({ code: "E_REF_NOT_FOUND" });
+    });
+    // One cat-file for all of it; the "not found" was asked again of a new process to be sure.
+    // (Counted over every argument seen: a maintenance running beside the test's own git commands
+    // can interleave its lines with theirs in the spy's log.)
+    expect(log.flatMap((call) => call.argv).filter((arg) => arg === "cat-file")).toHaveLength(2);
+    mirrors.close();
+  });
+});

@@ -1,6 +1,5 @@
 import path from "node:path";
 import type { Command } from "commander";
-import { validateConfigDir } from "../../config/validate-config-dir.js";
 import type { ConfigProblemJson, ConfigStatusJson } from "../api-types.js";
 import { clientFor, printJson, println } from "../context.js";
 import { clean, formatDate, problemLine } from "../output.js";
@@ -36,6 +35,9 @@ export function registerConfigCommands(program: Command, { ctx, action, globals 
     .option("--check-env", "also check that the variables the manifests name are set in this environment")
     .action(
       action(async (dir: string, flags: { checkEnv?: boolean }, command: Command) => {
+        // Loaded here: the YAML parser and the manifest schema are not for every `turnout` command
+        // (`turnout server` parses manifests in a worker thread, never on its main thread).
+        const { validateConfigDir } = await import("../../config/validate-config-dir.js");
         const report = await validateConfigDir(path.resolve(ctx.cwd, dir), {
           label: dir,
           environment: ctx.env,

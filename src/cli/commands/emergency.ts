@@ -4,7 +4,6 @@ import type { ApiClient } from "../api-client.js";
 import { path as pathSegment, println } from "../context.js";
 import type { Kit } from "../program.js";
 import { t } from "../terminal-text.js";
-import { packTree, readWorkingTree, webStream } from "../working-tree.js";
 
 interface EmergencyFlags {
   fromDir?: string;
@@ -35,6 +34,8 @@ export async function emergencyBody(
     throw new InvalidSettingError(
       "--from-dir deploys the tree itself: give no REF, --artifact, --slot or --component",
     );
+  // Loaded here (tar-stream with it): only an emergency deploy from a directory packs a tree.
+  const { packTree, readWorkingTree, webStream } = await import("../working-tree.js");
   const tree = await readWorkingTree(path.resolve(ctx.cwd, flags.fromDir));
   if (tree.files.length === 0)
     throw new InvalidSettingError(`--from-dir: ${flags.fromDir} holds no files to deploy`);

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { FastifyInstance } from "fastify";
-import { WebSocketServer } from "ws";
+import type { WebSocketServer } from "ws";
 import { AGENT_CONNECT_PATH } from "../../agent/protocol.js";
 import { TurnoutError } from "../../domain/errors.js";
 import type { AgentHub } from "../../providers/fleet/agent-hub.js";
@@ -33,7 +33,16 @@ export function registerAgentConnect(app: FastifyInstance, { agents }: HttpDeps)
   );
   if (!agents) return;
 
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_AGENT_MESSAGE });
+  // ws (some 15 MB and 90 ms to load) is loaded when the first agent connects:
+  // a server without a fleet never does.
+  let wss: WebSocketServer | undefined;
+  const server = async () => {
+    if (!wss) {
+      const { WebSocketServer } = await import("ws");
+      wss ??= new WebSocketServer({ noServer: true, maxPayload: MAX_AGENT_MESSAGE });
+    }
+    return wss;
+  };
   app.server.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     const pathname = (request.url ?? "/").split("?")[0]!.replace(/\/+$/, "");
     if (pathname !== AGENT_CONNECT_PATH) {
@@ -44,16 +53,16 @@ export function registerAgentConnect(app: FastifyInstance, { agents }: HttpDeps)
       return;
     }
     socket.on("error", () => socket.destroy());
-    upgrade(agents, wss, request, socket, head).catch((error: unknown) => refuse(socket, error));
+    upgrade(agents, server, request, socket, head).catch((error: unknown) => refuse(socket, error));
   });
   app.addHook("preClose", async () => {
-    for (const client of wss.clients) client.terminate();
+    for (const client of wss?.clients ?? []) client.terminate();
   });
 }
 
 async function upgrade(
   agents: AgentHub,
-  wss: WebSocketServer,
+  wss: () => Promise<WebSocketServer>,
   request: IncomingMessage,
   socket: Duplex,
   head: Buffer,
@@ -64,8 +73,9 @@ async function upgrade(
   }
   const auth = await agents.authenticate(token);
   if (!auth) throw new TurnoutError("E_UNAUTHORIZED", "invalid or revoked token");
+  const server = await wss();
   if (socket.destroyed) return;
-  wss.handleUpgrade(request, socket, head, (ws) => agents.accept(ws, auth));
+  server.handleUpgrade(request, socket, head, (ws) => agents.accept(ws, auth));
 }
 
 /** An HTTP error response on a socket that was never upgraded. */

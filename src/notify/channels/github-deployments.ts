@@ -1,4 +1,4 @@
-import { Octokit } from "@octokit/rest";
+import type { Octokit } from "@octokit/rest";
 import { z } from "zod";
 import type { AppConfig } from "../../domain/app-config.js";
 import type { Deploy } from "../../domain/deploy.js";
@@ -72,21 +72,32 @@ export function githubDeploymentsFactory(deps: GithubDeploymentsDeps): ChannelFa
 
 export class GithubDeploymentsChannel implements Channel {
   readonly type = "github-deployments";
-  private readonly octokit: Octokit;
+  // @octokit/rest (some 9 MB and 50 ms to load) is loaded at the first send, not when
+  // `turnout server` starts: start-up and idle memory pay nothing for a channel not configured.
+  private client: Promise<Octokit> | undefined;
 
   constructor(
     readonly name: string,
-    token: string,
-    apiUrl: string | undefined,
+    private readonly token: string,
+    private readonly apiUrl: string | undefined,
     private readonly deps: GithubDeploymentsDeps,
-  ) {
-    this.octokit = new Octokit({
-      auth: token,
-      baseUrl: (apiUrl ?? "https://api.github.com").replace(/\/+$/, ""),
-      userAgent: "turnout",
-      // Octokit logs warnings (deprecations) to the console by default; the dispatcher reports what matters.
-      log: { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} },
+  ) {}
+
+  private octokit(): Promise<Octokit> {
+    this.client ??= import("@octokit/rest").then(
+      ({ Octokit }) =>
+        new Octokit({
+          auth: this.token,
+          baseUrl: (this.apiUrl ?? "https://api.github.com").replace(/\/+$/, ""),
+          userAgent: "turnout",
+          // Octokit logs warnings (deprecations) to the console by default; the dispatcher reports what matters.
+          log: { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} },
+        }),
+    );
+    this.client.catch(() => {
+      this.client = undefined; // the next send tries again
     });
+    return this.client;
   }
 
   async send(delivery: ChannelDelivery, signal: AbortSignal): Promise<ChannelResult> {
@@ -102,7 +113,7 @@ export class GithubDeploymentsChannel implements Channel {
     try {
       const state = await this.deployment(delivery, owner, repo, signal);
       const logUrl = delivery.links.deploy;
-      await this.octokit.rest.repos.createDeploymentStatus({
+      await (await this.octokit()).rest.repos.createDeploymentStatus({
         owner,
         repo,
         deployment_id: state.deploymentId,
@@ -139,7 +150,7 @@ export class GithubDeploymentsChannel implements Channel {
     }
     // A retry may follow a create whose answer was lost: look for it before making another.
     if (delivery.attempt > 1) {
-      const { data } = await this.octokit.rest.repos.listDeployments({
+      const { data } = await (await this.octokit()).rest.repos.listDeployments({
         owner,
         repo,
         sha: summary.sha,
@@ -150,7 +161,7 @@ export class GithubDeploymentsChannel implements Channel {
       const mine = data.find((d) => payloadDeploy(d.payload) === summary.id);
       if (mine) return { deploymentId: mine.id };
     }
-    const created = await this.octokit.rest.repos.createDeployment({
+    const created = await (await this.octokit()).rest.repos.createDeployment({
       owner,
       repo,
       ref: summary.sha,
