@@ -6,11 +6,11 @@
 // CPU until /healthz answers, three cold starts. Not part of `npm run bench`.
 //
 //   node bench/core-processes.js [ROOT]   ROOT: another checkout to measure (its bench/lib.js and bin/)
-import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { makeOneCommitRepo } from "./lib.js";
 
 const root = path.resolve(process.argv[2] ?? path.join(path.dirname(fileURLToPath(import.meta.url)), ".."));
 const { api, median, processCpu, sleep, startServer, waitFinished } = await import(
@@ -27,22 +27,8 @@ try {
   }
 
   const repo = path.join(work, "repo");
-  mkdirSync(repo);
-  const git = (...args) =>
-    execFileSync("git", args, {
-      cwd: repo,
-      env: {
-        ...process.env,
-        GIT_AUTHOR_NAME: "b",
-        GIT_AUTHOR_EMAIL: "b@b",
-        GIT_COMMITTER_NAME: "b",
-        GIT_COMMITTER_EMAIL: "b@b",
-      },
-    });
-  git("init", "-q", "--initial-branch=main");
-  writeFileSync(path.join(repo, "VERSION"), "1\n");
-  git("add", "-A");
-  git("commit", "-qm", "one");
+  // From this checkout's lib.js: the other checkout's may predate it.
+  makeOneCommitRepo(repo);
   const trace = path.join(work, "trace");
   mkdirSync(trace);
   const spawns = path.join(work, "spawns.txt");

@@ -1,29 +1,9 @@
 // The server's own budget: cold start, idle memory, deploy latency, read
 // throughput (docs/benchmarks.md, "Server and API"). Run through bench/run.js.
-import { execFileSync } from "node:child_process";
-import { mkdirSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import path from "node:path";
 import autocannon from "autocannon";
-import { api, median, report, rssMb, sleep, startServer, waitFinished } from "./lib.js";
-
-function makeRepo(dir) {
-  mkdirSync(dir, { recursive: true });
-  const git = (...args) =>
-    execFileSync("git", args, {
-      cwd: dir,
-      env: {
-        ...process.env,
-        GIT_AUTHOR_NAME: "b",
-        GIT_AUTHOR_EMAIL: "b@b",
-        GIT_COMMITTER_NAME: "b",
-        GIT_COMMITTER_EMAIL: "b@b",
-      },
-    });
-  git("init", "-q", "--initial-branch=main");
-  writeFileSync(path.join(dir, "VERSION"), "1\n");
-  git("add", "-A");
-  git("commit", "-qm", "one");
-}
+import { api, makeOneCommitRepo, median, report, rssMb, sleep, startServer, waitFinished } from "./lib.js";
 
 // Watches for the probe's file without asking the server anything, so the
 // harness does not compete with the deploy it is timing.
@@ -53,7 +33,7 @@ export async function runCore(work) {
 
   // 2. POST …/deploys to the deploy's first command starting.
   const repo = path.join(work, "repo");
-  makeRepo(repo);
+  makeOneCommitRepo(repo);
   // The probe command is `touch`: its file's mtime is the moment the command ran.
   const traceDir = path.join(work, "trace");
   mkdirSync(traceDir);

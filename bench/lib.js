@@ -218,6 +218,26 @@ export async function machineCalibration(pgUrl) {
   return { spawnMs, loopMs, statementUs };
 }
 
+/** A git repository at `dir` with one commit of one file, VERSION = 1 (the core benchmarks' app). */
+export function makeOneCommitRepo(dir) {
+  mkdirSync(dir, { recursive: true });
+  const git = (...args) =>
+    execFileSync("git", args, {
+      cwd: dir,
+      env: {
+        ...process.env,
+        GIT_AUTHOR_NAME: "b",
+        GIT_AUTHOR_EMAIL: "b@b",
+        GIT_COMMITTER_NAME: "b",
+        GIT_COMMITTER_EMAIL: "b@b",
+      },
+    });
+  git("init", "-q", "--initial-branch=main");
+  writeFileSync(path.join(dir, "VERSION"), "1\n");
+  git("add", "-A");
+  git("commit", "-qm", "one");
+}
+
 export function rssMb(pid) {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   return Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024;
