@@ -183,8 +183,13 @@ describe("rollback", () => {
     await poll(() => page.url()).toMatch(/#\/deploys\/\d+$/);
     await poll(() => textOf(page, ".log"), { timeout: 20_000 }).toContain("==> succeeded");
     expect(await textOf(page, ".deploy-meta")).toContain("rollback to #1");
-    const { body } = await t.api("GET", "/api/v1/apps/shop/environments/production");
-    expect(body.environment.current.sha).toBe(first.sha);
+    // The log's last line comes before the deploy's record (its commits are described first):
+    // the environment's release is what the API says a moment later.
+    await poll(
+      async () =>
+        (await t.api("GET", "/api/v1/apps/shop/environments/production")).body.environment.current.sha,
+      { timeout: 10_000 },
+    ).toBe(first.sha);
     await close();
   });
 });
