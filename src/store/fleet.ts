@@ -63,6 +63,15 @@ export class FleetStore {
   ): Promise<void> {
     if (hosts.length === 0) return;
     const now = nowIso();
+    if (this.caps.arrayParameters) {
+      // One text whatever the number of hosts (HostStore.upsertApps says why).
+      await sql`
+        INSERT INTO deploy_hosts (deploy_id, host_id, host_name, step, release_id, switched, bytes_fetched, updated_at)
+        SELECT ${deployId}::int, h.id, h.name, 'pending', ${releaseId}::text, 0, 0, ${now}::text
+        FROM unnest(${hosts.map((h) => h.id)}::int[], ${hosts.map((h) => h.name)}::text[]) AS h(id, name)
+        ON CONFLICT (deploy_id, host_id) DO NOTHING`.execute(this.db);
+      return;
+    }
     await this.db
       .insertInto("deploy_hosts")
       .values(
@@ -221,6 +230,21 @@ export class FleetStore {
 
   private async writeTargets(db: Kysely<Schema>, targets: HostTarget[]): Promise<void> {
     const now = nowIso();
+    if (this.caps.arrayParameters) {
+      // One text whatever the number of targets (HostStore.upsertApps says why).
+      const column = <T>(pick: (t: HostTarget) => T) => targets.map(pick);
+      await sql`
+        INSERT INTO host_targets (host_id, app, env, desired_release, actual_release, previous_release, deploy_id, updated_at)
+        SELECT t.*, ${now}::text FROM unnest(${column((t) => t.hostId)}::int[], ${column((t) => t.app)}::text[],
+                                       ${column((t) => t.env)}::text[], ${column((t) => t.desiredRelease)}::text[],
+                                       ${column((t) => t.actualRelease)}::text[], ${column((t) => t.previousRelease)}::text[],
+                                       ${column((t) => t.deployId)}::int[]) AS t
+        ON CONFLICT (host_id, app, env) DO UPDATE SET
+          desired_release = excluded.desired_release, actual_release = excluded.actual_release,
+          previous_release = excluded.previous_release, deploy_id = excluded.deploy_id,
+          updated_at = excluded.updated_at`.execute(db);
+      return;
+    }
     await db
       .insertInto("host_targets")
       .values(

@@ -451,12 +451,31 @@ export class HostStore {
     );
   }
 
-  /** Hosts' app records, inserted or replaced, in one statement (at most one row per host, app and path). */
+  /**
+   * Hosts' app records, inserted or replaced, in one statement (at most one
+   * row per host, app and path). With array parameters (PostgreSQL) the rows
+   * are columns of `unnest`: one text whatever the number of rows, where a
+   * multi-row VALUES list was a new text (and a query builder's tree of every
+   * value) per group size, a third of a fleet deploy's query building.
+   */
   private async upsertApps(
     db: Kysely<Schema>,
     rows: { hostId: number; item: HostAppInventory }[],
     now: string,
   ) {
+    if (this.caps.arrayParameters) {
+      const values = rows.map(({ hostId, item }) => hostAppRow(hostId, item, now));
+      const column = <K extends keyof (typeof values)[number]>(key: K) => values.map((v) => v[key]);
+      await sql`
+        INSERT INTO host_apps (host_id, app, path, current_release, slots, releases, updated_at)
+        SELECT * FROM unnest(${column("host_id")}::int[], ${column("app")}::text[], ${column("path")}::text[],
+                             ${column("current_release")}::text[], ${column("slots")}::text[],
+                             ${column("releases")}::text[], ${column("updated_at")}::text[])
+        ON CONFLICT (host_id, app, path) DO UPDATE SET
+          current_release = excluded.current_release, slots = excluded.slots,
+          releases = excluded.releases, updated_at = excluded.updated_at`.execute(db);
+      return;
+    }
     await db
       .insertInto("host_apps")
       .values(rows.map(({ hostId, item }) => hostAppRow(hostId, item, now)))
