@@ -3,11 +3,11 @@ import { TurnoutError } from "../domain/errors.js";
 import type { HostStep, PoolState } from "../domain/fleet.js";
 import { fleetEvent } from "../domain/notification-event.js";
 import type { Capabilities } from "./capabilities.js";
+import { FleetHostWrites } from "./fleet-host-writes.js";
 import { type GroupCommit, groupCommitFor } from "./group-commit.js";
 import { recordNotifyEvent } from "./notify-outbox.js";
 import { nowIso } from "./rows.js";
 import type { Schema } from "./schema.js";
-import { WriteBatcher } from "./write-batcher.js";
 
 /**
  * The server's record of fleet deploys: per deploy and host, the step reached
@@ -41,20 +41,18 @@ export interface HostTarget {
 
 export type Approval = "requested" | "approved" | "aborted";
 
-/** One host's step update of a deploy: the columns it sets. */
-interface HostUpdate {
-  deployId: number;
-  hostId: number;
-  set: Record<string, unknown>;
-}
-
 export class FleetStore {
   constructor(
     private readonly db: Kysely<Schema>,
     private readonly caps: Capabilities,
     /** SQLite: the writes of a turn, of every store, in one commit (group-commit.ts). */
     private readonly group: GroupCommit | undefined = groupCommitFor(db, caps),
-  ) {}
+  ) {
+    this.hostWrites = new FleetHostWrites(db);
+  }
+
+  /** PostgreSQL: hosts' steps and targets, grouped into few statements (fleet-host-writes.ts). */
+  private readonly hostWrites: FleetHostWrites;
 
   async addDeployHosts(
     deployId: number,
@@ -101,9 +99,10 @@ export class FleetStore {
    * one of them. Each promise still settles only once its update is durable.
    * On SQLite the turn's transaction is the one of every store's writes
    * (GroupCommit: inventories, last seen, targets too); on PostgreSQL the
-   * updates of a turn, and those asked for while the previous group is
-   * written, are one statement (updateMany, WriteBatcher), and a failed
-   * statement fails every update of its group (none was written).
+   * updates asked for within a few milliseconds, and those asked for while
+   * the previous group is written, are one statement with the targets set
+   * meanwhile (FleetHostWrites), and a failed statement fails every write of
+   * its group (none was written).
    */
   updateDeployHost(
     deployId: number,
@@ -122,31 +121,7 @@ export class FleetStore {
     if (changes.bytesFetched !== undefined) set["bytes_fetched"] = changes.bytesFetched;
     if (changes.error !== undefined) set["error"] = changes.error;
     if (this.group) return this.group.run((db) => this.updateOne(db, { deployId, hostId, set }));
-    return this.hostUpdates.add({ deployId, hostId, set });
-  }
-
-  private readonly hostUpdates = new WriteBatcher<HostUpdate>((batch) => this.writeHostUpdates(batch));
-
-  private async writeHostUpdates(batch: HostUpdate[]): Promise<void> {
-    // In the order asked: two steps of one host in a batch end on the later.
-    const merged = new Map<string, HostUpdate>();
-    for (const u of batch) {
-      const key = `${u.deployId}:${u.hostId}`;
-      const known = merged.get(key);
-      if (known) Object.assign(known.set, u.set);
-      else merged.set(key, { deployId: u.deployId, hostId: u.hostId, set: { ...u.set } });
-    }
-    const rows = [...merged.values()];
-    if (rows.length === 1) {
-      // One statement is atomic by itself: no BEGIN and COMMIT around it.
-      await this.updateOne(this.db, rows[0]!);
-    } else if (this.caps.arrayParameters) {
-      await this.updateMany(rows);
-    } else {
-      await this.db.transaction().execute(async (trx) => {
-        for (const row of rows) await this.updateOne(trx, row);
-      });
-    }
+    return this.hostWrites.step({ deployId, hostId, set });
   }
 
   private async updateOne(
@@ -159,37 +134,6 @@ export class FleetStore {
       .where("deploy_id", "=", row.deployId)
       .where("host_id", "=", row.hostId)
       .execute();
-  }
-
-  /**
-   * Many hosts' steps in one statement (PostgreSQL): each column comes with
-   * a flag saying whether that host's update sets it, so hosts moving to
-   * different steps with different fields still share the statement. On
-   * PostgreSQL each statement is a round trip, and a fleet batch's hosts
-   * were BEGIN, one UPDATE each, COMMIT.
-   */
-  private async updateMany(rows: { deployId: number; hostId: number; set: Record<string, unknown> }[]) {
-    const values = (column: string) => rows.map((r) => (column in r.set ? r.set[column] : null));
-    const given = (column: string) => rows.map((r) => column in r.set);
-    const column = (name: string, type: string) =>
-      sql`${sql.ref(name)} = CASE WHEN v.${sql.raw(`${name}_set`)} THEN v.${sql.raw(name)}::${sql.raw(type)} ELSE d.${sql.ref(name)} END`;
-    await sql`
-      UPDATE deploy_hosts AS d
-      SET updated_at = v.updated_at,
-          ${column("step", "text")}, ${column("batch", "int")}, ${column("previous_release", "text")},
-          ${column("switched", "int")}, ${column("switched_at", "text")}, ${column("bytes_fetched", "bigint")},
-          ${column("error", "text")}
-      FROM unnest(
-        ${rows.map((r) => r.deployId)}::int[], ${rows.map((r) => r.hostId)}::int[], ${values("updated_at")}::text[],
-        ${values("step")}::text[], ${given("step")}::bool[], ${values("batch")}::int[], ${given("batch")}::bool[],
-        ${values("previous_release")}::text[], ${given("previous_release")}::bool[],
-        ${values("switched")}::int[], ${given("switched")}::bool[],
-        ${values("switched_at")}::text[], ${given("switched_at")}::bool[],
-        ${values("bytes_fetched")}::bigint[], ${given("bytes_fetched")}::bool[],
-        ${values("error")}::text[], ${given("error")}::bool[]
-      ) AS v(deploy_id, host_id, updated_at, step, step_set, batch, batch_set, previous_release, previous_release_set,
-             switched, switched_set, switched_at, switched_at_set, bytes_fetched, bytes_fetched_set, error, error_set)
-      WHERE d.deploy_id = v.deploy_id AND d.host_id = v.host_id`.execute(this.db);
   }
 
   async deployHosts(deployId: number): Promise<DeployHost[]> {
@@ -217,34 +161,13 @@ export class FleetStore {
   /** Records what a host should run and what it runs now for an environment. */
   setTarget(target: HostTarget): Promise<void> {
     if (this.group) return this.group.run((db) => this.writeTargets(db, [target]));
-    // PostgreSQL: the targets set together (a fleet batch's hosts, switched together) are one
-    // statement, not a round trip per host; a failed statement fails every target of its group.
-    return this.targetWrites.add(target);
+    // PostgreSQL: with the hosts' steps of the moment, in one statement (FleetHostWrites).
+    return this.hostWrites.target(target);
   }
 
-  private readonly targetWrites = new WriteBatcher<HostTarget>((batch) => {
-    // One row per host, app and environment (a statement may not change a row twice): the later wins.
-    const last = new Map(batch.map((t) => [`${t.hostId}\n${t.app}\n${t.env}`, t]));
-    return this.writeTargets(this.db, [...last.values()]);
-  });
-
+  /** SQLite, in the turn's group commit. */
   private async writeTargets(db: Kysely<Schema>, targets: HostTarget[]): Promise<void> {
     const now = nowIso();
-    if (this.caps.arrayParameters) {
-      // One text whatever the number of targets (HostStore.upsertApps says why).
-      const column = <T>(pick: (t: HostTarget) => T) => targets.map(pick);
-      await sql`
-        INSERT INTO host_targets (host_id, app, env, desired_release, actual_release, previous_release, deploy_id, updated_at)
-        SELECT t.*, ${now}::text FROM unnest(${column((t) => t.hostId)}::int[], ${column((t) => t.app)}::text[],
-                                       ${column((t) => t.env)}::text[], ${column((t) => t.desiredRelease)}::text[],
-                                       ${column((t) => t.actualRelease)}::text[], ${column((t) => t.previousRelease)}::text[],
-                                       ${column((t) => t.deployId)}::int[]) AS t
-        ON CONFLICT (host_id, app, env) DO UPDATE SET
-          desired_release = excluded.desired_release, actual_release = excluded.actual_release,
-          previous_release = excluded.previous_release, deploy_id = excluded.deploy_id,
-          updated_at = excluded.updated_at`.execute(db);
-      return;
-    }
     await db
       .insertInto("host_targets")
       .values(

@@ -98,6 +98,43 @@ describe.each(BACKENDS)("fleet host steps on %s", (backend) => {
     const rows = await store.fleet.deployHosts(deploy.id);
     expect(rows.map((r) => r.batch).sort((x, y) => x! - y!)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });
+
+  it("writes a batch's hosts answering a moment apart, and their targets, in one statement where the database takes arrays", async () => {
+    const { deploy, hosts } = await deployWithHosts(store, 4);
+    const before = store.queries();
+    const writes: Promise<void>[] = [];
+    // Hosts of a fleet batch answer a little apart, each in a turn of its own; each switched host's
+    // step and target are asked for together (orchestrator.ts switched()).
+    for (const [i, h] of hosts.entries()) {
+      writes.push(
+        store.fleet.updateDeployHost(deploy.id, h.id, {
+          step: "switched",
+          switched: true,
+          previousRelease: "r0",
+        }),
+        store.fleet.setTarget({
+          hostId: h.id,
+          app: "shop",
+          env: "production",
+          desiredRelease: "r1",
+          actualRelease: "r1",
+          previousRelease: "r0",
+          deployId: deploy.id,
+        }),
+      );
+      if (i < hosts.length - 1) await new Promise((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(writes);
+    // PostgreSQL: one statement (the targets' upsert in front of the steps' UPDATE); SQLite: a group
+    // commit per turn (BEGIN, the update, the upsert, COMMIT), statements there are no round trips.
+    expect(store.queries() - before).toBe(backend === "postgres" ? 1 : 16);
+    const rows = await store.fleet.deployHosts(deploy.id);
+    expect(rows.map((r) => [r.step, r.switched, r.previousRelease])).toEqual(
+      hosts.map(() => ["switched", true, "r0"]),
+    );
+    const targets = await store.fleet.targets("shop", "production");
+    expect(targets.map((t) => t.actualRelease)).toEqual(hosts.map(() => "r1"));
+  });
 });
 
 describe.each(BACKENDS)("host targets on %s", (backend) => {

@@ -432,16 +432,19 @@ async function switched(
   run.previous = previous;
   run.switched = true;
   log(`switched ${input.slot} to ${input.releaseId}${previous ? ` (was ${previous})` : ""}`);
-  await record(run, "switched", { previousRelease: previous, switched: true });
-  await input.fleet.setTarget({
-    hostId: run.target.hostId,
-    app: deploy.app,
-    env: deploy.env,
-    desiredRelease: input.releaseId,
-    actualRelease: input.releaseId,
-    previousRelease: previous,
-    deployId: deploy.id,
-  });
+  // Asked for together: on PostgreSQL one statement, with the other hosts' of the moment (FleetHostWrites).
+  await Promise.all([
+    record(run, "switched", { previousRelease: previous, switched: true }),
+    input.fleet.setTarget({
+      hostId: run.target.hostId,
+      app: deploy.app,
+      env: deploy.env,
+      desiredRelease: input.releaseId,
+      actualRelease: input.releaseId,
+      previousRelease: previous,
+      deployId: deploy.id,
+    }),
+  ]);
 }
 
 /** Puts one switched host back on the release it ran before (and restarts it). */
