@@ -44,6 +44,13 @@ export interface HostCallRouterTiming {
   leaseMarginMs: number;
   /** Output lines are sent to the caller at most this often per call. */
   logFlushMs: number;
+  /**
+   * How long an outcome waits for others before its statement goes: the
+   * calls of a fleet batch end a few milliseconds apart, each in a turn of
+   * its own, and were a statement apiece (FleetHostWrites does the same for
+   * the caller's records).
+   */
+  finishLingerMs: number;
 }
 
 export const DEFAULT_ROUTER_TIMING: HostCallRouterTiming = {
@@ -53,6 +60,7 @@ export const DEFAULT_ROUTER_TIMING: HostCallRouterTiming = {
   serverDeadMs: 7000,
   leaseMarginMs: 1000,
   logFlushMs: 100,
+  finishLingerMs: 3,
 };
 
 export interface HostCallRouterOptions {
@@ -120,10 +128,7 @@ export class HostCallRouter {
     return this.options.store.createMany(calls);
   });
   /** Outcomes to record, together (see queueFinish). */
-  private readonly finishes = new WriteBatcher<FinishedCall>((batch) => {
-    this.stats.roundTrips++;
-    return this.options.store.finishMany(batch);
-  });
+  private readonly finishes: WriteBatcher<FinishedCall>;
   /** Output lines to send, of every call running here, together (see execute). */
   private readonly lineWrites = new WriteBatcher<Parameters<HostCallStore["appendLinesMany"]>[0][number]>(
     (batch) => {
@@ -147,6 +152,13 @@ export class HostCallRouter {
 
   constructor(private readonly options: HostCallRouterOptions) {
     this.timing = { ...DEFAULT_ROUTER_TIMING, ...options.timing };
+    this.finishes = new WriteBatcher<FinishedCall>(
+      (batch) => {
+        this.stats.roundTrips++;
+        return this.options.store.finishMany(batch);
+      },
+      { lingerMs: this.timing.finishLingerMs },
+    );
   }
 
   async start(): Promise<void> {
@@ -535,7 +547,7 @@ export class HostCallRouter {
   }
 
   /**
-   * Outcomes of calls that end in the same turn of the event loop, or while
+   * Outcomes of calls that end within finishLingerMs of each other, or while
    * the previous group is being recorded, are recorded in one statement.
    */
   private queueFinish(finished: FinishedCall): Promise<void> {
