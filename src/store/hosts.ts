@@ -366,8 +366,9 @@ export class HostStore {
     return this.inventoryChanges.add({ hostId, ...changes, seen });
   }
 
-  private readonly inventoryChanges = new WriteBatcher<InventoryChange>((batch) =>
-    this.writeInventoryChanges(batch),
+  private readonly inventoryChanges = new WriteBatcher<InventoryChange>(
+    (batch) => this.writeInventoryChanges(batch),
+    { lingerMs: INVENTORY_LINGER_MS },
   );
 
   /**
@@ -587,6 +588,14 @@ interface SeenMark {
   owner: string;
   at: string;
 }
+
+/**
+ * How long an inventory report waits for others on PostgreSQL. Nothing
+ * waits on it (the agent hub saves it in the background), and the hosts of
+ * a fleet batch report as each finishes staging or switching, spread over
+ * that step: a report apiece was a statement apiece.
+ */
+const INVENTORY_LINGER_MS = 100;
 
 /** How long a last-seen mark waits for others on PostgreSQL (they are written at most every 15 s per host). */
 const SEEN_LINGER_MS = 1000;

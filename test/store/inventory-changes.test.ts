@@ -100,6 +100,33 @@ describe.each(BACKENDS)("agent inventory changes on %s", (backend) => {
     }
   });
 
+  it("writes reports that arrive spread out as one statement (PostgreSQL), each settled once written", async () => {
+    const hosts = [];
+    for (const name of ["web-1", "web-2", "web-3", "web-4"]) hosts.push(await enroll(store, name));
+    for (const h of hosts)
+      await store.hosts.saveInventory(h.id, [{ app: "shop", releases: ["r1"], current: "r1", slots: {} }]);
+    const before = store.queries();
+    const reports: Promise<void>[] = [];
+    // Hosts of a fleet batch report as each finishes its step, a few milliseconds apart.
+    for (const [i, h] of hosts.entries()) {
+      reports.push(
+        store.hosts.saveInventoryChanges(h.id, {
+          changed: [{ app: "shop", releases: ["r1", "r2"], current: "r2", slots: { [`s${i}`]: "r2" } }],
+          removed: [],
+        }),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await Promise.all(reports);
+    // PostgreSQL: one upsert for all four; SQLite: one per turn (a lone statement needs no BEGIN and COMMIT).
+    expect(store.queries() - before).toBe(backend === "postgres" ? 1 : 4);
+    for (const [i, name] of ["web-1", "web-2", "web-3", "web-4"].entries()) {
+      expect((await store.hosts.get(name))?.apps).toEqual([
+        { app: "shop", releases: ["r1", "r2"], current: "r2", slots: { [`s${i}`]: "r2" } },
+      ]);
+    }
+  });
+
   it("keeps one record per app and deploy path: two layouts of one app on one host, changed and removed apart", async () => {
     const a = await enroll(store, "web-1");
     const staging = "/var/www/shop-staging";
