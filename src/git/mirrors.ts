@@ -93,19 +93,31 @@ export class GitMirrors {
     const revision = parseRevision(ref);
     // A full SHA the mirror already holds names that commit whatever the origin does since
     // (and so do its ancestry steps): no fetch, which is most of a deploy request's time.
+    // Asked of the long-lived cat-file only: "not there" is answered by the fetch that follows,
+    // with no second process to confirm it (most deploys name a commit the mirror has not seen).
     if (isFullSha(revision.ref) && (await exists(this.mirrorPath(remote)))) {
-      const known = await this.resolveLocal(remote, ref).catch((error: unknown) => {
-        if (isTurnoutError(error) && error.code === "E_REF_NOT_FOUND") return undefined;
-        throw error;
-      });
+      const known = await this.resolveLocal(remote, ref, { confirmMissing: false }).catch(
+        (error: unknown) => {
+          if (isTurnoutError(error) && error.code === "E_REF_NOT_FOUND") return undefined;
+          throw error;
+        },
+      );
       if (known !== undefined) return known;
     }
     await this.fetch(remote, output);
     return this.resolveLocal(remote, ref);
   }
 
-  /** Resolves against the mirror as it is (fetching only if there is no mirror yet). */
-  async resolveLocal(remote: GitRemote, ref: string): Promise<string> {
+  /**
+   * Resolves against the mirror as it is (fetching only if there is no mirror
+   * yet). `confirmMissing: false`: a "not found" from the long-lived cat-file
+   * is taken as it is, for a caller that fetches next anyway.
+   */
+  async resolveLocal(
+    remote: GitRemote,
+    ref: string,
+    { confirmMissing = true }: { confirmMissing?: boolean } = {},
+  ): Promise<string> {
     const revision = parseRevision(ref);
     const mirror = this.mirrorPath(remote);
     if (!(await exists(mirror))) await this.fetch(remote);
@@ -129,11 +141,11 @@ export class GitMirrors {
           candidates.input,
         ),
       );
-    // Names of refs go to the mirror's long-lived cat-file (batch-check.ts); a short SHA, whose
-    // ambiguity that process could judge from a stale cache, and any trouble or "not found"
-    // there (the answer that matters most to get right) go to a new process.
+    // Names of refs and full SHAs go to the mirror's long-lived cat-file (batch-check.ts); a
+    // short SHA, whose ambiguity that process could judge from a stale cache, and any trouble or
+    // "not found" there (the answer that matters most to get right) go to a new process.
     const kept =
-      candidates.shaIndex === undefined
+      candidates.shaIndex === undefined || isFullSha(revision.ref)
         ? await this.batchCheck(mirror)
             .ask(candidates.input)
             .then(
@@ -141,7 +153,7 @@ export class GitMirrors {
               () => undefined,
             )
         : undefined;
-    const picked = kept === undefined || "missing" in kept ? await newProcess() : kept;
+    const picked = kept === undefined || ("missing" in kept && confirmMissing) ? await newProcess() : kept;
     if ("ambiguous" in picked) {
       throw ambiguousError(revision.ref, where, await this.commitsStartingWith(remote, revision.ref));
     }

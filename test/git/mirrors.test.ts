@@ -153,10 +153,20 @@ describe("GitMirrors: processes per resolve", () => {
       expect(await mirrors.resolve(remote, first)).toBe(first);
     });
     expect(log.map((call) => subcommand(call.argv))).not.toContain("fetch");
+    const unknown = "0123456789abcdef0123456789abcdef01234567";
     const fetched = await withGitLog(async () => {
       expect(await mirrors.resolve(remote, later)).toBe(later);
+      // A full SHA no one has: still refused, after a fetch and a look by a fresh process.
+      await expect(mirrors.resolve(remote, unknown)).rejects.toMatchObject({ code: "E_REF_NOT_FOUND" });
     });
-    expect(fetched.map((call) => subcommand(call.argv))).toContain("fetch");
+    // Asked of the mirror's long-lived cat-file before and after each fetch: no other process
+    // (the maintenance follows the fetch that brought something; the next fetch waits for it).
+    expect(fetched.map((call) => subcommand(call.argv))).toEqual([
+      "fetch",
+      "maintenance",
+      "fetch",
+      "cat-file",
+    ]);
     mirrors.close();
   });
 
