@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { type CallArgs, type CallResult, callResults, type HostOp } from "../../agent/protocol.js";
-import { ERROR_CODES, type ErrorCode, isTurnoutError, TurnoutError } from "../../domain/errors.js";
+import { ERROR_CODES, type ErrorCode, TurnoutError } from "../../domain/errors.js";
 import type {
   HostCallMessage,
   HostCallOutcome,
@@ -13,15 +13,13 @@ import {
   ACTIVATE_OP,
   type ActivationArgs,
   type ActivationResult,
-  activationArgs,
   activationProgress,
   activationResult,
-  activationSpecOf,
   type OnSwitched,
-  runActivation,
 } from "./activation.js";
 import type { AgentConnection } from "./agent-connection.js";
-import { type AgentCallTiming, AgentHostOps } from "./agent-host-ops.js";
+import type { AgentCallTiming } from "./agent-host-ops.js";
+import { HostCallHolder, safeJson } from "./host-call-holder.js";
 import type { HostLog } from "./host-ops.js";
 
 export interface HostCallRouterTiming {
@@ -94,14 +92,8 @@ interface Waiter {
   reject(error: Error): void;
 }
 
-type FinishedCall = Parameters<HostCallStore["finishMany"]>[0][number];
-
 /** The `continued` value of a line that is not output but an activation's progress report (activation.ts). */
 const PROGRESS = 2;
-
-interface Running {
-  controller: AbortController;
-}
 
 /**
  * Host operations between servers sharing one PostgreSQL (issue 14). A
@@ -117,8 +109,6 @@ interface Running {
 export class HostCallRouter {
   private readonly timing: HostCallRouterTiming;
   private readonly waiting = new Map<string, Waiter>();
-  private readonly running = new Map<string, Running>();
-  private readonly executions = new Set<Promise<void>>();
   /** Calls to record, together (see queueCreate). */
   private readonly creates = new WriteBatcher<{ call: NewHostCall; waiter: Waiter }>((batch) => {
     // A call given up on before it was recorded (cancelled, timed out) is not recorded at all.
@@ -127,38 +117,32 @@ export class HostCallRouter {
     this.stats.roundTrips++;
     return this.options.store.createMany(calls);
   });
-  /** Outcomes to record, together (see queueFinish). */
-  private readonly finishes: WriteBatcher<FinishedCall>;
-  /** Output lines to send, of every call running here, together (see execute). */
-  private readonly lineWrites = new WriteBatcher<Parameters<HostCallStore["appendLinesMany"]>[0][number]>(
-    (batch) => {
-      this.stats.roundTrips++;
-      return this.options.store.appendLinesMany(batch);
-    },
-  );
   /** Agent hosts held by other live servers: host name → server. */
   private remote = new Map<string, string>();
   private servers = new Map<string, number>();
   private sweeper: NodeJS.Timeout | undefined;
   private beater: NodeJS.Timeout | undefined;
-  private claiming: Promise<void> | undefined;
-  private claimAgain = false;
   private refreshing: Promise<void> | undefined;
   private refreshAgain = false;
   private sweeps = 0;
   private closed = false;
   /** Database round trips made for routed calls, both sides (docs/benchmarks.md). */
   readonly stats = { calls: 0, executed: 0, roundTrips: 0, lineBatches: 0 };
+  /** Calls this server runs for others (host-call-holder.ts). */
+  private readonly holder: HostCallHolder;
 
   constructor(private readonly options: HostCallRouterOptions) {
     this.timing = { ...DEFAULT_ROUTER_TIMING, ...options.timing };
-    this.finishes = new WriteBatcher<FinishedCall>(
-      (batch) => {
-        this.stats.roundTrips++;
-        return this.options.store.finishMany(batch);
-      },
-      { lingerMs: this.timing.finishLingerMs },
-    );
+    this.holder = new HostCallHolder({
+      store: options.store,
+      owner: options.owner,
+      local: options.local,
+      callTiming: options.callTiming,
+      timing: this.timing,
+      callerIsGone: (owner) => this.callerIsGone(owner),
+      stats: this.stats,
+      report: options.report,
+    });
   }
 
   async start(): Promise<void> {
@@ -431,129 +415,6 @@ export class HostCallRouter {
     waiter.resolve(parsed.data);
   }
 
-  // ---- the holder's side ---------------------------------------------------
-
-  private claim(): void {
-    if (this.claiming) {
-      this.claimAgain = true;
-      return;
-    }
-    this.claiming = (async () => {
-      do {
-        this.claimAgain = false;
-        this.stats.roundTrips++;
-        const calls = await this.options.store.claim(this.options.owner, this.timing.leaseMarginMs, (o) =>
-          this.callerIsGone(o),
-        );
-        for (const call of calls) {
-          const execution = this.execute(call);
-          this.executions.add(execution);
-          void execution.finally(() => this.executions.delete(execution));
-        }
-      } while (this.claimAgain && !this.closed);
-    })()
-      .catch((e: Error) => this.options.report(`host calls: claiming failed: ${e.message}`))
-      .finally(() => {
-        this.claiming = undefined;
-      });
-  }
-
-  private async execute(call: HostCallRow): Promise<void> {
-    this.stats.executed++;
-    const controller = new AbortController();
-    this.running.set(call.id, { controller });
-    let seq = 0;
-    let buffer: { line: string; continued: boolean; progress?: boolean }[] = [];
-    let flushing = Promise.resolve();
-    let flushTimer: NodeJS.Timeout | undefined;
-    const flush = () => {
-      clearTimeout(flushTimer);
-      flushTimer = undefined;
-      const batch = buffer;
-      buffer = [];
-      if (batch.length === 0) return flushing;
-      const first = seq;
-      seq += batch.length;
-      flushing = flushing.then(async () => {
-        this.stats.lineBatches++;
-        await this.lineWrites
-          .add({ callId: call.id, caller: call.caller, firstSeq: first, lines: batch })
-          .catch((e: Error) => this.options.report(`host calls: sending output failed: ${e.message}`));
-      });
-      return flushing;
-    };
-    const log: HostLog = (line, continued) => {
-      buffer.push({ line, continued: continued === true });
-      flushTimer ??= setTimeout(flush, this.timing.logFlushMs);
-    };
-    let outcome: HostCallOutcome;
-    try {
-      const connection = this.options.local(call.host);
-      if (!connection || connection.closed) {
-        throw new TurnoutError("E_UNAVAILABLE", `host ${call.host} is not connected to this server any more`);
-      }
-      let result: unknown;
-      if (call.op === ACTIVATE_OP) {
-        // The progress goes with the next line batch, or with the outcome when the restart and
-        // health check end within logFlushMs: then the whole activation costs one statement here.
-        const progress = (previous: string | null) => {
-          buffer.push({ line: JSON.stringify({ previous }), continued: false, progress: true });
-          flushTimer ??= setTimeout(flush, this.timing.logFlushMs);
-        };
-        result = await this.activateHere(call, connection, log, controller.signal, progress);
-      } else {
-        result = await connection.call(call.op as HostOp, JSON.parse(call.args), {
-          log,
-          signal: controller.signal,
-          timeoutMs: call.timeout_ms,
-          cancelGraceMs: this.options.callTiming.cancelGraceMs,
-        });
-      }
-      outcome = { ok: true, result };
-    } catch (error) {
-      outcome = {
-        ok: false,
-        code: isTurnoutError(error) ? error.code : "E_INTERNAL",
-        message: (error as Error).message,
-      };
-    } finally {
-      this.running.delete(call.id);
-    }
-    // Lines not sent yet go with the outcome, in its statement and notification (see finishMany).
-    clearTimeout(flushTimer);
-    await flushing;
-    const last = { firstSeq: seq, lines: buffer };
-    buffer = [];
-    seq += last.lines.length;
-    await this.queueFinish({ callId: call.id, caller: call.caller, outcome, lines: seq, last }).catch(
-      (e: Error) => this.options.report(`host calls: recording an outcome failed: ${e.message}`),
-    );
-  }
-
-  /** A routed activation, run here as the agent calls it is made of (activation.ts). */
-  private activateHere(
-    call: HostCallRow,
-    connection: AgentConnection,
-    log: HostLog,
-    signal: AbortSignal,
-    onSwitched: OnSwitched,
-  ): Promise<ActivationResult> {
-    const args = activationArgs.safeParse(safeJson(call.args));
-    if (!args.success) {
-      throw new TurnoutError("E_INTERNAL", `host ${call.host}: malformed ${ACTIVATE_OP} arguments`);
-    }
-    const ops = new AgentHostOps(call.host, () => connection, this.options.callTiming);
-    return runActivation(ops, activationSpecOf(args.data), log, signal, onSwitched);
-  }
-
-  /**
-   * Outcomes of calls that end within finishLingerMs of each other, or while
-   * the previous group is being recorded, are recorded in one statement.
-   */
-  private queueFinish(finished: FinishedCall): Promise<void> {
-    return this.finishes.add(finished);
-  }
-
   // ---- both ------------------------------------------------------------------
 
   /** A NOTIFY payload from the listener. */
@@ -571,10 +432,10 @@ export class HostCallRouter {
     if (message.to !== this.options.owner) return;
     switch (message.k) {
       case "call":
-        this.claim();
+        this.holder.claim();
         return;
       case "cancel":
-        this.running.get(message.id)?.controller.abort();
+        this.holder.cancel(message.id);
         return;
       case "log": {
         const waiter = this.waiting.get(message.id);
@@ -597,7 +458,7 @@ export class HostCallRouter {
 
   /** Listening (again): whatever was missed meanwhile is looked up. */
   listening(): void {
-    this.claim();
+    this.holder.claim();
     this.refreshHosts();
     void this.checkWaiters(true);
   }
@@ -637,18 +498,11 @@ export class HostCallRouter {
   private sweep(): void {
     if (this.closed) return;
     this.sweeps++;
-    this.claim();
+    this.holder.claim();
     if (this.sweeps % Math.max(1, Math.round(this.timing.hostsRefreshMs / this.timing.sweepMs)) === 0)
       this.refreshHosts();
     void this.checkWaiters(this.sweeps % 3 === 0);
-    if (this.running.size > 0) {
-      this.options.store
-        .invalidRunning(this.options.owner, (o) => this.callerIsGone(o))
-        .then((ids) => {
-          for (const id of ids) this.running.get(id)?.controller.abort();
-        })
-        .catch((e: Error) => this.options.report(`host calls: checking running calls failed: ${e.message}`));
-    }
+    this.holder.stopInvalid();
     if (this.sweeps % 600 === 1) {
       this.options.store
         .prune(3_600_000, 86_400_000)
@@ -695,13 +549,12 @@ export class HostCallRouter {
     this.closed = true;
     clearInterval(this.sweeper);
     clearInterval(this.beater);
-    for (const running of this.running.values()) running.controller.abort();
+    const holderClosed = this.holder.close();
     for (const waiter of [...this.waiting.values()]) {
       this.giveUp(waiter);
       waiter.reject(new TurnoutError("E_UNAVAILABLE", `host ${waiter.host}: this server is shutting down`));
     }
-    await this.claiming;
-    await Promise.allSettled([...this.executions]);
+    await holderClosed;
     await this.options.store.leave(this.options.owner).catch(() => undefined);
   }
 }
@@ -726,14 +579,6 @@ function argsText(args: object): string {
 function deliver(waiter: Waiter, line: string, continued: number): void {
   if (continued === PROGRESS) waiter.progress?.(line);
   else waiter.log?.(line, continued === 1);
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }
 
 function outcomeOf(row: HostCallRow): HostCallOutcome {

@@ -1,0 +1,237 @@
+import type { HostOp } from "../../agent/protocol.js";
+import { isTurnoutError, TurnoutError } from "../../domain/errors.js";
+import type { HostCallOutcome, HostCallRow, HostCallStore } from "../../store/host-calls.js";
+import { WriteBatcher } from "../../store/write-batcher.js";
+import {
+  ACTIVATE_OP,
+  type ActivationResult,
+  activationArgs,
+  activationSpecOf,
+  type OnSwitched,
+  runActivation,
+} from "./activation.js";
+import type { AgentConnection } from "./agent-connection.js";
+import { type AgentCallTiming, AgentHostOps } from "./agent-host-ops.js";
+import type { HostLog } from "./host-ops.js";
+
+/** What a holder needs of the router it belongs to. */
+export interface HostCallHolderOptions {
+  store: HostCallStore;
+  owner: string;
+  /** The agent connection of a host held by this server. */
+  local(name: string): AgentConnection | undefined;
+  /** The timeouts of the agent calls an activation makes here (activation.ts). */
+  callTiming: AgentCallTiming;
+  timing: {
+    /** A call is started only while its deploy's lease has at least this much left. */
+    leaseMarginMs: number;
+    /** Output lines are sent to the caller at most this often per call. */
+    logFlushMs: number;
+    /** How long an outcome waits for others before its statement goes. */
+    finishLingerMs: number;
+  };
+  /** Whether the server that made a call is gone (HostCallRouter.callerIsGone). */
+  callerIsGone(owner: string): boolean;
+  /** The router's counters, shared. */
+  stats: { executed: number; roundTrips: number; lineBatches: number };
+  report(message: string): void;
+}
+
+type FinishedCall = Parameters<HostCallStore["finishMany"]>[0][number];
+
+interface Running {
+  controller: AbortController;
+}
+
+/**
+ * The holder's side of routed host calls (HostCallRouter is the rest): this
+ * server holds the agent a call is for. It claims the calls meant for it,
+ * runs each on the local AgentConnection (an activation as the three agent
+ * calls it is made of, activation.ts), sends the output lines back as they
+ * come and records the outcome. Writes of many calls go together
+ * (WriteBatcher): a fleet batch's calls print and end at about the same
+ * moments.
+ */
+export class HostCallHolder {
+  private readonly running = new Map<string, Running>();
+  private readonly executions = new Set<Promise<void>>();
+  /** Outcomes to record, together (see queueFinish). */
+  private readonly finishes: WriteBatcher<FinishedCall>;
+  /** Output lines to send, of every call running here, together (see execute). */
+  private readonly lineWrites = new WriteBatcher<Parameters<HostCallStore["appendLinesMany"]>[0][number]>(
+    (batch) => {
+      this.options.stats.roundTrips++;
+      return this.options.store.appendLinesMany(batch);
+    },
+  );
+  private claiming: Promise<void> | undefined;
+  private claimAgain = false;
+  private closed = false;
+
+  constructor(private readonly options: HostCallHolderOptions) {
+    this.finishes = new WriteBatcher<FinishedCall>(
+      (batch) => {
+        this.options.stats.roundTrips++;
+        return this.options.store.finishMany(batch);
+      },
+      { lingerMs: options.timing.finishLingerMs },
+    );
+  }
+
+  /** The caller gave up on a call running here: it is stopped (its outcome is still recorded). */
+  cancel(id: string): void {
+    this.running.get(id)?.controller.abort();
+  }
+
+  /** Calls running here whose deploy is no longer held by their caller are stopped. */
+  stopInvalid(): void {
+    if (this.running.size === 0) return;
+    this.options.store
+      .invalidRunning(this.options.owner, (o) => this.options.callerIsGone(o))
+      .then((ids) => {
+        for (const id of ids) this.cancel(id);
+      })
+      .catch((e: Error) => this.options.report(`host calls: checking running calls failed: ${e.message}`));
+  }
+
+  /** Stops every call running here and waits until each has recorded its outcome. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const running of this.running.values()) running.controller.abort();
+    await this.claiming;
+    await Promise.allSettled([...this.executions]);
+  }
+
+  /** Takes the pending calls meant for this server and starts them (once each: SKIP LOCKED). */
+  claim(): void {
+    if (this.claiming) {
+      this.claimAgain = true;
+      return;
+    }
+    this.claiming = (async () => {
+      do {
+        this.claimAgain = false;
+        this.options.stats.roundTrips++;
+        const calls = await this.options.store.claim(
+          this.options.owner,
+          this.options.timing.leaseMarginMs,
+          (o) => this.options.callerIsGone(o),
+        );
+        for (const call of calls) {
+          const execution = this.execute(call);
+          this.executions.add(execution);
+          void execution.finally(() => this.executions.delete(execution));
+        }
+      } while (this.claimAgain && !this.closed);
+    })()
+      .catch((e: Error) => this.options.report(`host calls: claiming failed: ${e.message}`))
+      .finally(() => {
+        this.claiming = undefined;
+      });
+  }
+
+  private async execute(call: HostCallRow): Promise<void> {
+    this.options.stats.executed++;
+    const controller = new AbortController();
+    this.running.set(call.id, { controller });
+    let seq = 0;
+    let buffer: { line: string; continued: boolean; progress?: boolean }[] = [];
+    let flushing = Promise.resolve();
+    let flushTimer: NodeJS.Timeout | undefined;
+    const flush = () => {
+      clearTimeout(flushTimer);
+      flushTimer = undefined;
+      const batch = buffer;
+      buffer = [];
+      if (batch.length === 0) return flushing;
+      const first = seq;
+      seq += batch.length;
+      flushing = flushing.then(async () => {
+        this.options.stats.lineBatches++;
+        await this.lineWrites
+          .add({ callId: call.id, caller: call.caller, firstSeq: first, lines: batch })
+          .catch((e: Error) => this.options.report(`host calls: sending output failed: ${e.message}`));
+      });
+      return flushing;
+    };
+    const log: HostLog = (line, continued) => {
+      buffer.push({ line, continued: continued === true });
+      flushTimer ??= setTimeout(flush, this.options.timing.logFlushMs);
+    };
+    let outcome: HostCallOutcome;
+    try {
+      const connection = this.options.local(call.host);
+      if (!connection || connection.closed) {
+        throw new TurnoutError("E_UNAVAILABLE", `host ${call.host} is not connected to this server any more`);
+      }
+      let result: unknown;
+      if (call.op === ACTIVATE_OP) {
+        // The progress goes with the next line batch, or with the outcome when the restart and
+        // health check end within logFlushMs: then the whole activation costs one statement here.
+        const progress = (previous: string | null) => {
+          buffer.push({ line: JSON.stringify({ previous }), continued: false, progress: true });
+          flushTimer ??= setTimeout(flush, this.options.timing.logFlushMs);
+        };
+        result = await this.activateHere(call, connection, log, controller.signal, progress);
+      } else {
+        result = await connection.call(call.op as HostOp, JSON.parse(call.args), {
+          log,
+          signal: controller.signal,
+          timeoutMs: call.timeout_ms,
+          cancelGraceMs: this.options.callTiming.cancelGraceMs,
+        });
+      }
+      outcome = { ok: true, result };
+    } catch (error) {
+      outcome = {
+        ok: false,
+        code: isTurnoutError(error) ? error.code : "E_INTERNAL",
+        message: (error as Error).message,
+      };
+    } finally {
+      this.running.delete(call.id);
+    }
+    // Lines not sent yet go with the outcome, in its statement and notification (see finishMany).
+    clearTimeout(flushTimer);
+    await flushing;
+    const last = { firstSeq: seq, lines: buffer };
+    buffer = [];
+    seq += last.lines.length;
+    await this.queueFinish({ callId: call.id, caller: call.caller, outcome, lines: seq, last }).catch(
+      (e: Error) => this.options.report(`host calls: recording an outcome failed: ${e.message}`),
+    );
+  }
+
+  /** A routed activation, run here as the agent calls it is made of (activation.ts). */
+  private activateHere(
+    call: HostCallRow,
+    connection: AgentConnection,
+    log: HostLog,
+    signal: AbortSignal,
+    onSwitched: OnSwitched,
+  ): Promise<ActivationResult> {
+    const args = activationArgs.safeParse(safeJson(call.args));
+    if (!args.success) {
+      throw new TurnoutError("E_INTERNAL", `host ${call.host}: malformed ${ACTIVATE_OP} arguments`);
+    }
+    const ops = new AgentHostOps(call.host, () => connection, this.options.callTiming);
+    return runActivation(ops, activationSpecOf(args.data), log, signal, onSwitched);
+  }
+
+  /**
+   * Outcomes of calls that end within finishLingerMs of each other, or while
+   * the previous group is being recorded, are recorded in one statement.
+   */
+  private queueFinish(finished: FinishedCall): Promise<void> {
+    return this.finishes.add(finished);
+  }
+}
+
+/** The value of a JSON text, or undefined when it is not JSON (checked by a schema after). */
+export function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
