@@ -310,9 +310,16 @@ export class Worker {
           killGraceMs: this.options.killGraceMs,
           signal: controller.signal,
           setPhase: async (phase, status) => {
-            await store.deploys.update(deploy.id, owner, { phase, ...(status ? { status } : {}) });
-            shown = { ...shown, phase, ...(status ? { status } : {}) };
-            await recordPhase(phase, shown.status);
+            if (status === "waiting") {
+              // Told to the outside world with the change (DeployStore.update), its entry after.
+              await store.deploys.update(deploy.id, owner, { phase, status });
+              shown = { ...shown, phase, status };
+              await recordPhase(phase, shown.status);
+            } else {
+              // The phase and its timeline entry together (one statement on PostgreSQL).
+              await store.deploys.setPhase(deploy.id, owner, phase, status);
+              shown = { ...shown, phase, ...(status ? { status } : {}) };
+            }
             hub.emit({ type: "status", deploy: shown });
           },
           setPid: (pid) => {

@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from "kysely";
+import { type Kysely, sql, type Transaction } from "kysely";
 import { type AuditActor, sourceOfTrigger } from "../domain/audit.js";
 import {
   type Components,
@@ -308,6 +308,44 @@ export class DeployStore {
         .returningAll()
         .executeTakeFirst();
       if (row) await notifyDeploy(trx, toDeploy(row));
+    });
+  }
+
+  /**
+   * An active deploy's phase (and its status, when it becomes `running`),
+   * with the phase's entry in the deploy's timeline (deploy_phases), while
+   * `owner` holds it: on PostgreSQL one statement (the update, and the entry
+   * made from the row it returns), elsewhere one transaction. A fleet deploy
+   * changes phase at every batch, and the two were a round trip each on the
+   * deploy's way. A change to `waiting` is told to the outside world: see
+   * update(). Nothing is written when the lease is another's.
+   */
+  async setPhase(id: number, owner: string, phase: string, status?: "running"): Promise<void> {
+    const at = nowIso();
+    const set = { phase, ...(status ? { status } : {}) };
+    if (this.caps.statementRoundTrips) {
+      await sql`
+        WITH u AS (
+          UPDATE deploys SET phase = ${phase}, status = COALESCE(${status ?? null}::text, status)
+          WHERE id = ${id} AND lease_owner = ${owner} RETURNING id, status
+        )
+        INSERT INTO deploy_phases (deploy_id, phase, status, at)
+        SELECT u.id, ${phase}::text, u.status, ${at}::text FROM u`.execute(this.db);
+      return;
+    }
+    await this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable("deploys")
+        .set(set)
+        .where("id", "=", id)
+        .where("lease_owner", "=", owner)
+        .returning(["status"])
+        .executeTakeFirst();
+      if (row)
+        await trx
+          .insertInto("deploy_phases")
+          .values({ deploy_id: id, phase, status: row.status, at })
+          .execute();
     });
   }
 

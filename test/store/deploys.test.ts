@@ -24,6 +24,27 @@ describe.each(BACKENDS)("deploy store on %s", (backend) => {
     expect(a.status).toBe("queued");
   });
 
+  it("sets a deploy's phase with its timeline entry in one statement on PostgreSQL, only for the lease holder", async () => {
+    await store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }));
+    const claimed = (await store.deploys.claimNext("w1", 30_000))!;
+    const entries = (await store.phases.list(claimed.id)).length;
+    const before = store.queries();
+    await store.deploys.setPhase(claimed.id, "w1", "batch 1/3", "running");
+    // PostgreSQL: the update and the entry are one statement; SQLite: BEGIN, update, insert, COMMIT.
+    expect(store.queries() - before).toBe(backend === "postgres" ? 1 : 4);
+    await store.deploys.setPhase(claimed.id, "w1", "batch 2/3");
+    expect(await store.deploys.get(claimed.id)).toMatchObject({ phase: "batch 2/3", status: "running" });
+    const list = await store.phases.list(claimed.id);
+    expect(list.slice(entries).map((p) => [p.phase, p.status])).toEqual([
+      ["batch 1/3", "running"],
+      ["batch 2/3", "running"],
+    ]);
+    // Another owner's change writes nothing, neither the phase nor an entry.
+    await store.deploys.setPhase(claimed.id, "w2", "batch 3/3");
+    expect((await store.deploys.get(claimed.id))?.phase).toBe("batch 2/3");
+    expect(await store.phases.list(claimed.id)).toHaveLength(entries + 2);
+  });
+
   it("numbers 30 concurrent creations without gaps or duplicates", async () => {
     const created = await Promise.all(
       Array.from({ length: 30 }, () => store.deploys.create(newDeploy(), () => ({ ignoredSafeties: [] }))),
