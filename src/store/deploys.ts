@@ -83,6 +83,11 @@ export interface Outcome {
 
 const ACTIVE = ["waiting", "running"] as const;
 
+/** An update of deploy `id` that changes it only while `owner` holds its lease. */
+function updateHeld(db: Kysely<Schema>, id: number, owner: string, set: Record<string, unknown>) {
+  return db.updateTable("deploys").set(set).where("id", "=", id).where("lease_owner", "=", owner);
+}
+
 export class DeployStore {
   constructor(
     private readonly db: Kysely<Schema>,
@@ -290,23 +295,12 @@ export class DeployStore {
     if (changes.previousSha !== undefined) set["previous_sha"] = changes.previousSha;
     if (Object.keys(set).length === 0) return;
     if (changes.status !== "waiting") {
-      await this.db
-        .updateTable("deploys")
-        .set(set)
-        .where("id", "=", id)
-        .where("lease_owner", "=", owner)
-        .execute();
+      await updateHeld(this.db, id, owner, set).execute();
       return;
     }
     // Waiting (for an approval): told to the outside world with the change.
     await this.db.transaction().execute(async (trx) => {
-      const row = await trx
-        .updateTable("deploys")
-        .set(set)
-        .where("id", "=", id)
-        .where("lease_owner", "=", owner)
-        .returningAll()
-        .executeTakeFirst();
+      const row = await updateHeld(trx, id, owner, set).returningAll().executeTakeFirst();
       if (row) await notifyDeploy(trx, toDeploy(row));
     });
   }
@@ -334,13 +328,7 @@ export class DeployStore {
       return;
     }
     await this.db.transaction().execute(async (trx) => {
-      const row = await trx
-        .updateTable("deploys")
-        .set(set)
-        .where("id", "=", id)
-        .where("lease_owner", "=", owner)
-        .returning(["status"])
-        .executeTakeFirst();
+      const row = await updateHeld(trx, id, owner, set).returning(["status"]).executeTakeFirst();
       if (row)
         await trx
           .insertInto("deploy_phases")

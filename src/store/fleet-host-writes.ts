@@ -1,4 +1,5 @@
 import { type Kysely, type RawBuilder, sql } from "kysely";
+import type { HostTarget } from "./fleet.js";
 import { nowIso } from "./rows.js";
 import type { Schema } from "./schema.js";
 import { WriteBatcher } from "./write-batcher.js";
@@ -25,17 +26,6 @@ export interface HostStepUpdate {
   set: Record<string, unknown>;
 }
 
-/** What a host should run and runs now for an environment (FleetStore.setTarget). */
-export interface HostTargetRow {
-  hostId: number;
-  app: string;
-  env: string;
-  desiredRelease: string | null;
-  actualRelease: string | null;
-  previousRelease: string | null;
-  deployId: number | null;
-}
-
 /**
  * How long a group of host writes waits for more. A fleet batch's hosts
  * answer within a few milliseconds of each other; each step a host takes
@@ -43,7 +33,7 @@ export interface HostTargetRow {
  */
 export const HOST_WRITE_LINGER_MS = 3;
 
-type HostWrite = { step: HostStepUpdate } | { target: HostTargetRow };
+type HostWrite = { step: HostStepUpdate } | { target: HostTarget };
 
 export class FleetHostWrites {
   private readonly batcher: WriteBatcher<HostWrite>;
@@ -59,7 +49,7 @@ export class FleetHostWrites {
     return this.batcher.add({ step: update });
   }
 
-  target(target: HostTargetRow): Promise<void> {
+  target(target: HostTarget): Promise<void> {
     return this.batcher.add({ target });
   }
 
@@ -67,7 +57,7 @@ export class FleetHostWrites {
     // In the order asked: two steps of one host in a group end on the later, field by field;
     // a statement may not change a row twice, so a target set twice in a group is the later.
     const steps = new Map<string, HostStepUpdate>();
-    const targets = new Map<string, HostTargetRow>();
+    const targets = new Map<string, HostTarget>();
     for (const write of batch) {
       if ("target" in write) {
         const t = write.target;
@@ -118,8 +108,8 @@ function updateStepsSql(rows: HostStepUpdate[]): RawBuilder<unknown> {
 }
 
 /** Targets inserted or replaced in one statement, as unnest columns: one text whatever their number. */
-function upsertTargetsSql(targets: HostTargetRow[], now: string): RawBuilder<unknown> {
-  const column = <T>(pick: (t: HostTargetRow) => T) => targets.map(pick);
+function upsertTargetsSql(targets: HostTarget[], now: string): RawBuilder<unknown> {
+  const column = <T>(pick: (t: HostTarget) => T) => targets.map(pick);
   return sql`
     INSERT INTO host_targets (host_id, app, env, desired_release, actual_release, previous_release, deploy_id, updated_at)
     SELECT t.*, ${now}::text FROM unnest(${column((t) => t.hostId)}::int[], ${column((t) => t.app)}::text[],
