@@ -80,7 +80,10 @@ environments:
           headers: { authorization: `Bearer ${admin}` },
         });
         const { chunks } = (await response.json()) as { chunks: { text: string }[] };
-        return chunks.map((c) => c.text).join("").includes("step 3");
+        return chunks
+          .map((c) => c.text)
+          .join("")
+          .includes("step 3");
       },
       20_000,
       "step 3 logged",

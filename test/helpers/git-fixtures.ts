@@ -76,7 +76,12 @@ export async function makeRepo(dir?: string): Promise<TestRepo> {
   const commitAll = async (message: string) => {
     const { stdout } = await execFileAsync(
       "sh",
-      ["-c", 'git add --all && git commit --quiet --allow-empty -m "$1" && git rev-parse HEAD', "sh", message],
+      [
+        "-c",
+        'git add --all && git commit --quiet --allow-empty -m "$1" && git rev-parse HEAD',
+        "sh",
+        message,
+      ],
       {
         cwd: repoPath,
         env: {
