@@ -71,8 +71,20 @@ environments:
     const next = JSON.parse(second.stdout).deploy;
     expect(next.status).toBe("queued");
 
+    // Polled through the API: a `turnout logs` process per poll cost a Node start each time
+    // (the CLI's logs command is exercised below, on the interrupted deploy).
+    const admin = readFileSync(path.join(dataDir, "admin-token"), "utf8").trim();
     await until(
-      async () => (await cli("logs", "shop/staging#1")).stdout.includes("step 3"),
+      async () => {
+        const response = await fetch(`${server!.url}/api/v1/deploys/${slow.id}/log`, {
+          headers: { authorization: `Bearer ${admin}` },
+        });
+        const { chunks } = (await response.json()) as { chunks: { text: string }[] };
+        return chunks
+          .map((c) => c.text)
+          .join("")
+          .includes("step 3");
+      },
       20_000,
       "step 3 logged",
     );

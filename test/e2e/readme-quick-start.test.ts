@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type CliResult, ensureBuilt, turnout } from "../helpers/built-cli.js";
+import { type CliResult, ensureBuilt, runBuildCheck, turnout } from "../helpers/built-cli.js";
 import { type ServerProcess, spawnServer } from "../helpers/server-process.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -80,9 +80,9 @@ async function npmStart(cwd: string, env: Record<string, string | undefined>): P
   const [commands] = shellCommands(script);
   const last = commands!.pop()!;
   for (const words of commands!) {
-    // The build check (bin/build-if-changed.js): ensureBuilt runs the same script.
+    // The build check (bin/build-if-changed.js): runBuildCheck runs the same script.
     expect(words[0], script).toBe("node");
-    await ensureBuilt();
+    await runBuildCheck();
   }
   expect(last.slice(0, 2), script).toEqual(["node", "bin/turnout.js"]);
   return spawnServer([process.execPath, path.join(ROOT, last[1]!), ...last.slice(2)], { cwd, env });

@@ -5,7 +5,13 @@ import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../helpers/built-cli.js";
-import { type Cluster, type ClusterServer, startCluster, waitForClusterHosts } from "../helpers/cluster.js";
+import {
+  CLUSTER_POLL_MS,
+  type Cluster,
+  type ClusterServer,
+  startCluster,
+  waitForClusterHosts,
+} from "../helpers/cluster.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/databases.js";
 import { type AgentProcess, assertConsistent, currentOf, startAgent } from "../helpers/fleet.js";
 import { makeRepo } from "../helpers/git-fixtures.js";
@@ -125,6 +131,7 @@ environments:
           },
           90_000,
           `deploy ${id} settled (${context})`,
+          CLUSTER_POLL_MS,
         );
       };
 

@@ -117,6 +117,13 @@ export async function startCluster(options: {
   };
 }
 
+/**
+ * How often waits on a cluster ask a server: each poll is an HTTP request and
+ * PostgreSQL queries in a server process, which the servers under test need
+ * their CPU for (multi-server-faults polls for minutes).
+ */
+export const CLUSTER_POLL_MS = 100;
+
 /** Waits until the cluster lists every named host as connected (to whichever server). */
 export async function waitForClusterHosts(
   cluster: Cluster,
@@ -131,5 +138,6 @@ export async function waitForClusterHosts(
     },
     timeoutMs,
     `hosts ${names.join(", ")} connected`,
+    CLUSTER_POLL_MS,
   );
 }
