@@ -53,6 +53,8 @@ import { type DeployLifecycleEvents, type DrainOptions, Worker } from "./worker.
 
 /** Drift watch and self-heal react to host reports at most this often (see CoalescedRunner). */
 const HOST_REACTION_INTERVAL_MS = 1000;
+/** How soon a self-heal held back by a lock or a deploy is tried again. */
+const SELF_HEAL_RETRY_MS = 5000;
 /** How long a deploy's commits wait to be described when its work is not under way here (describeSoon). */
 const DESCRIBE_WAIT_MS = 1000;
 
@@ -242,12 +244,25 @@ export class Engine implements EngineApi {
       );
     }
     // Host reports come in bursts (every host of a deploy, twice or more): reactions are merged.
+    let retry: NodeJS.Timeout | undefined;
     const hostReactions = new CoalescedRunner(
       async () => {
-        await Promise.all([
-          this.selfHeal().catch((error) => this.report(error)),
+        const [held] = await Promise.all([
+          this.selfHeal().catch((error) => {
+            this.report(error);
+            return false;
+          }),
           this.driftWatch.check(this.fleetTargets()).catch((error) => this.report(error)),
         ]);
+        // A heal held back by a lock or a deploy is tried again: nothing else may happen to the
+        // hosts once that deploy ends or the lock goes (on this server or another).
+        if (held && !retry) {
+          retry = setTimeout(() => {
+            retry = undefined;
+            hostReactions.kick();
+          }, SELF_HEAL_RETRY_MS);
+          retry.unref();
+        }
       },
       HOST_REACTION_INTERVAL_MS,
       (error) => this.report(error),
@@ -255,6 +270,7 @@ export class Engine implements EngineApi {
     const unsubscribe = this.options.fleet?.onHostsChange?.(() => hostReactions.kick());
     this.unsubscribeHosts = () => {
       unsubscribe?.();
+      clearTimeout(retry);
       void hostReactions.stop();
     };
     this.unsubscribeHostFeed = this.options.fleet?.onHostsChange?.(() => this.feed.emit({ type: "hosts" }));
@@ -376,9 +392,13 @@ export class Engine implements EngineApi {
    * `self_heal`: fleet environments whose hosts drifted (or a host joined)
    * get a reconcile, unless the environment is locked or already has a
    * deploy queued or running (a rollback in progress included). At most one
-   * attempt per environment every 10 seconds.
+   * attempt per environment every 10 seconds. True when a drifted
+   * environment was held back by a lock or a deploy: the caller tries again
+   * later (a host that joined during a deploy was otherwise never healed,
+   * since nothing about the hosts changes when that deploy ends).
    */
-  async selfHeal(): Promise<void> {
+  async selfHeal(): Promise<boolean> {
+    let held = false;
     const system: Principal = {
       tokenId: 0,
       name: SELF_HEAL_USER,
@@ -394,13 +414,19 @@ export class Engine implements EngineApi {
         const target = { app, environment };
         const hosts = await this.fleetOps.hosts(target);
         if (!hosts.some((h) => h.drifted && h.connected)) continue;
-        if (await this.options.store.locks.get(app.name, environment.name)) continue;
-        if (await this.options.store.deploys.active(app.name, environment.name)) continue;
-        if ((await this.options.store.deploys.queued(app.name, environment.name)).length > 0) continue;
+        if (
+          (await this.options.store.locks.get(app.name, environment.name)) ||
+          (await this.options.store.deploys.active(app.name, environment.name)) ||
+          (await this.options.store.deploys.queued(app.name, environment.name)).length > 0
+        ) {
+          held = true;
+          continue;
+        }
         this.healing.set(key, Date.now() + 10_000);
         await this.fleetOps.reconcile(system, target);
       }
     }
+    return held;
   }
 
   /** Every fleet environment of the configuration. */

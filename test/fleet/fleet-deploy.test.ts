@@ -367,6 +367,31 @@ describe("fleet deploys through agents", () => {
     await until(async () => (await drift()).length === 0, 10_000, "no drift after self-heal");
   });
 
+  it("self_heal: a host that joined while the environment was locked is brought to the release once the lock goes", async () => {
+    const token = await start("{ batch: 100% }", 1, "    self_heal: true\n");
+    expect((await deploy()).status).toBe("succeeded");
+    const lock = await t.api("PUT", "/api/v1/apps/shop/environments/production/lock", { reason: "freeze" });
+    expect(lock.status, JSON.stringify(lock.body)).toBeLessThan(300);
+    const root = path.join(work, "web-7");
+    agents.push(startAgent({ serverUrl: t.url, token, name: "web-7", root, labels: { role: "web" } }));
+    await waitForHosts(t.api, ["web-7"]);
+    // Held back by the lock: the host's arrival started no deploy.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(await currentOf(root, "shop")).toBeNull();
+    expect(await t.store.deploys.list({ app: "shop", limit: 5 })).toHaveLength(1);
+    // Nothing about the hosts changes when the lock goes: the held-back heal is tried again by itself.
+    expect((await t.api("DELETE", "/api/v1/apps/shop/environments/production/lock")).status).toBeLessThan(
+      300,
+    );
+    await until(
+      async () => (await currentOf(root, "shop")) !== null,
+      30_000,
+      "self-healed web-7 after the unlock",
+    );
+    const healed = (await t.store.deploys.list({ app: "shop", limit: 1 }))[0]!;
+    expect(healed, await logOf(healed.id)).toMatchObject({ trigger: "reconcile" });
+  });
+
   it("masks a secret a host prints across the end of a 64 KiB message, or in two halves a moment apart", async () => {
     const secret = "sk-very-secret-value";
     t = await startTurnout({
