@@ -80,7 +80,15 @@ environments:
       async () => (await currentOf(path.join(work, "web-2"), "shop")) !== null,
       60_000,
       "self-heal",
-    );
+    ).catch(async (error: Error) => {
+      // This wait has failed now and then under load, before and after self-heal retried held-back
+      // heals: say what the server saw, so the next failure tells why.
+      const hosts = (await t.api("GET", "/api/v1/apps/shop/environments/production/hosts")).body.hosts;
+      const deploys = (await t.store.deploys.list({ app: "shop", limit: 10 })).map(
+        (d) => `#${d.number} ${d.status} ${d.trigger} ${d.errorMessage ?? ""}`,
+      );
+      throw new Error(`${error.message}; hosts ${JSON.stringify(hosts)}; deploys ${deploys.join(", ")}`);
+    });
     await until(
       async () => (await history("web-2")).some((e) => e.status === "succeeded"),
       30_000,
