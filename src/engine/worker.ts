@@ -202,7 +202,7 @@ export class Worker {
       setMaxListeners(0, run.controller.signal);
       this.running.set(deploy.id, run);
       const done = this.execute(run)
-        .catch((error) => this.options.report(error))
+        .catch((error) => this.endDefective(run, error))
         .finally(() => {
           this.running.delete(deploy.id);
           this.finished.delete(done);
@@ -234,6 +234,40 @@ export class Worker {
       }
     });
     return this.sweeping;
+  }
+
+  /**
+   * A deploy whose run threw: a defect, not a deploy's failure (runPipeline
+   * turns those into outcomes). The record still ends, failed as `internal`,
+   * rather than staying `running` with no lease renewed and no server that
+   * would ever recover it (recovery leaves a live holder's deploys alone).
+   */
+  private async endDefective(run: Run, error: unknown): Promise<void> {
+    const { store, hub, owner } = this.options;
+    this.options.report(error);
+    const message = `internal error: ${(error as Error).message}`;
+    try {
+      const log = new LogWriter(
+        run.deploy.id,
+        store.logs,
+        hub,
+        new SecretMasker(this.options.secrets),
+        this.options.logFlushMs,
+        await store.logs.end(run.deploy.id),
+      );
+      log.line(`==> failed: ${message}`);
+      await log.close();
+      const finished = await store.deploys.finish(run.deploy.id, owner, {
+        status: "failed",
+        errorCode: "internal",
+        errorMessage: log.masker.mask(message),
+      });
+      hub.emit({ type: "status", deploy: finished });
+      this.options.events?.finished(finished);
+    } catch (failed) {
+      // Already ended, or the lease went to a server that recovers it.
+      this.options.report(failed);
+    }
   }
 
   private async execute(run: Run): Promise<void> {

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { BACKENDS } from "../helpers/databases.js";
 import { stagingScript, startTurnout, type TestTurnout } from "../helpers/turnout.js";
 import { isAlive as alive, until } from "../helpers/wait.js";
+import { newDeploy } from "../store/fixtures.js";
 
 async function logOf(t: TestTurnout, id: number): Promise<string> {
   const { chunks } = await t.store.logs.read(id, 0);
@@ -250,6 +251,29 @@ environments:
     expect([to2.sha, to2.rollbackOf]).toEqual([second, 2]);
     const none = await t.api("POST", "/api/v1/apps/shop/environments/production/rollback", {});
     expect(none.body.error.code).toBe("E_NO_RELEASE");
+  });
+
+  it("ends a deploy that meets a defect as failed (internal), never leaves it running", async () => {
+    t = await startTurnout();
+    // Settings pinned by an older server that this one cannot read: running it throws before
+    // the pipeline has a chance to turn the trouble into an outcome.
+    const queued = await t.store.deploys.create(
+      newDeploy({
+        app: "shop",
+        env: "staging",
+        sha: t.repo.head,
+        components: { app: t.repo.head },
+        environmentConfig: {},
+      }),
+      () => ({ ignoredSafeties: [] }),
+    );
+    const ended = await t.waitForDeploy(queued.id);
+    expect(ended).toMatchObject({ status: "failed", errorCode: "internal" });
+    expect(ended.errorMessage).toMatch(/^internal error: /);
+    expect(await logOf(t, ended.id)).toContain("==> failed: internal error: ");
+    // The environment is free again: the next deploy runs.
+    const next = await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {});
+    expect((await t.waitForDeploy(next.body.deploy.id)).status).toBe("succeeded");
   });
 
   it("masks known secret values in the log", async () => {
