@@ -39,6 +39,7 @@ import {
 import { DriftWatch } from "./drift-watch.js";
 import { EventHub } from "./event-hub.js";
 import { type FleetHostState, FleetOps } from "./fleet-ops.js";
+import { hostsInMotion } from "./hosts-in-motion.js";
 import { newOwnerId } from "./owner.js";
 import { pendingChanges } from "./pending.js";
 import { answerRun, type PipelineView, pipelineView, type RunChoice } from "./pipeline-view.js";
@@ -161,9 +162,7 @@ export class Engine implements EngineApi {
     this.fleetOps = new FleetOps(options.store, (deploy) => this.announce(deploy));
     this.driftWatch = new DriftWatch({
       hosts: (target) => this.fleetOps.hosts(target),
-      busy: async (app, env) =>
-        (await options.store.deploys.active(app, env)) !== undefined ||
-        (await options.store.deploys.queued(app, env)).length > 0,
+      motion: (app, env) => hostsInMotion(options.store, app, env, this.now()),
       record: (event) => options.store.notify.record(event),
       now: () => this.now(),
     });
@@ -247,16 +246,18 @@ export class Engine implements EngineApi {
     let retry: NodeJS.Timeout | undefined;
     const hostReactions = new CoalescedRunner(
       async () => {
-        const [held] = await Promise.all([
-          this.selfHeal().catch((error) => {
-            this.report(error);
-            return false;
-          }),
-          this.driftWatch.check(this.fleetTargets()).catch((error) => this.report(error)),
+        const reported = (error: Error) => {
+          this.report(error);
+          return false;
+        };
+        const held = await Promise.all([
+          this.selfHeal().catch(reported),
+          this.driftWatch.check(this.fleetTargets()).catch(reported),
         ]);
-        // A heal held back by a lock or a deploy is tried again: nothing else may happen to the
-        // hosts once that deploy ends or the lock goes (on this server or another).
-        if (held && !retry) {
+        // A heal held back by a lock or a deploy, or a drift check put off because a deploy just
+        // ended, is tried again: nothing else may happen to the hosts once that deploy ends or
+        // the lock goes (on this server or another).
+        if (held.includes(true) && !retry) {
           retry = setTimeout(() => {
             retry = undefined;
             hostReactions.kick();
@@ -390,12 +391,13 @@ export class Engine implements EngineApi {
 
   /**
    * `self_heal`: fleet environments whose hosts drifted (or a host joined)
-   * get a reconcile, unless the environment is locked or already has a
-   * deploy queued or running (a rollback in progress included). At most one
-   * attempt per environment every 10 seconds. True when a drifted
-   * environment was held back by a lock or a deploy: the caller tries again
-   * later (a host that joined during a deploy was otherwise never healed,
-   * since nothing about the hosts changes when that deploy ends).
+   * get a reconcile, unless the environment is locked, has a deploy queued
+   * or running (a rollback in progress included) or one that ended moments
+   * ago (hostsInMotion). At most one attempt per environment every 10
+   * seconds. True when a drifted environment was held back by any of these:
+   * the caller tries again later (a host that joined during a deploy or a
+   * heal was otherwise never healed, since nothing about the hosts changes
+   * when that deploy ends).
    */
   async selfHeal(): Promise<boolean> {
     let held = false;
@@ -410,14 +412,15 @@ export class Engine implements EngineApi {
       for (const environment of Object.values(app.environments)) {
         if (!environment.selfHeal || environment.deploy.provider !== "fleet") continue;
         const key = `${app.name}/${environment.name}`;
-        if ((this.healing.get(key) ?? 0) > Date.now()) continue;
         const target = { app, environment };
         const hosts = await this.fleetOps.hosts(target);
         if (!hosts.some((h) => h.drifted && h.connected)) continue;
+        // A heal just started (a host that joined while it ran may not be in it), a lock, a
+        // deploy, or one that just ended (its hosts' reports may lag): look again later.
         if (
+          (this.healing.get(key) ?? 0) > Date.now() ||
           (await this.options.store.locks.get(app.name, environment.name)) ||
-          (await this.options.store.deploys.active(app.name, environment.name)) ||
-          (await this.options.store.deploys.queued(app.name, environment.name)).length > 0
+          (await hostsInMotion(this.options.store, app.name, environment.name, this.now())) !== null
         ) {
           held = true;
           continue;

@@ -54,7 +54,7 @@ export async function artifactOf(
 export async function released(
   store: Store,
   digest: string,
-  options: { app?: string; env?: string; slot?: string; log?: string } = {},
+  options: { app?: string; env?: string; slot?: string; log?: string; environmentConfig?: unknown } = {},
 ): Promise<{ deployId: number }> {
   const deploy = await store.deploys.create(
     newDeploy({ app: options.app ?? "shop", env: options.env ?? "staging", slot: options.slot ?? null }),
@@ -66,7 +66,11 @@ export async function released(
   if (options.log) await store.logs.append(deploy.id, { seq: 0, offset: 0, text: options.log });
   await store.deploys.finish(deploy.id, "test-owner", {
     status: "succeeded",
-    release: { fingerprint: `release-${digest}`, environmentConfig: {}, artifact: digest },
+    release: {
+      fingerprint: `release-${digest}`,
+      environmentConfig: options.environmentConfig ?? {},
+      artifact: digest,
+    },
   });
   return { deployId: deploy.id };
 }

@@ -84,10 +84,14 @@ environments:
       // This wait has failed now and then under load, before and after self-heal retried held-back
       // heals: say what the server saw, so the next failure tells why.
       const hosts = (await t.api("GET", "/api/v1/apps/shop/environments/production/hosts")).body.hosts;
-      const deploys = (await t.store.deploys.list({ app: "shop", limit: 10 })).map(
-        (d) => `#${d.number} ${d.status} ${d.trigger} ${d.errorMessage ?? ""}`,
+      const listed = await t.store.deploys.list({ app: "shop", limit: 10 });
+      const deploys = listed.map((d) => `#${d.number} ${d.status} ${d.trigger} ${d.errorMessage ?? ""}`);
+      const last = listed[0]
+        ? JSON.stringify((await t.api("GET", `/api/v1/deploys/${listed[0].id}/log`)).body)
+        : "";
+      throw new Error(
+        `${error.message}; hosts ${JSON.stringify(hosts)}; deploys ${deploys.join(", ")}; last log:\n${last}`,
       );
-      throw new Error(`${error.message}; hosts ${JSON.stringify(hosts)}; deploys ${deploys.join(", ")}`);
     });
     await until(
       async () => (await history("web-2")).some((e) => e.status === "succeeded"),
