@@ -48,7 +48,7 @@ import { type PromotionRequest, queuePromotion } from "./promotion.js";
 import { type DeployReadiness, deployReadiness } from "./readiness.js";
 import { ReleasePipelines } from "./release-pipeline.js";
 import { previewRollback, type RollbackPreview } from "./rollback-preview.js";
-import { recordUndeployed } from "./undeployed.js";
+import { recordUndeployed, type UndeployedInputs } from "./undeployed.js";
 import { WakeTimers } from "./wake-timers.js";
 import { type DeployLifecycleEvents, type DrainOptions, Worker } from "./worker.js";
 
@@ -112,6 +112,8 @@ export class Engine implements EngineApi {
   private readonly counting = new Map<string, { again: boolean; done: Promise<void> }>();
   /** Announced deploys whose commits wait to be described (see describeSoon): release, and the description. */
   private readonly describing = new Map<number, { release: () => void; done: Promise<void> }>();
+  /** What each environment's undeployed count was last made from (undeployed.ts). */
+  private readonly undeployedInputs: UndeployedInputs = new Map();
   private readonly worker: Worker;
   private readonly poller: Poller;
   private readonly pipelines: ReleasePipelines;
@@ -621,7 +623,12 @@ export class Engine implements EngineApi {
     const config = this.config().apps.get(app);
     if (!config) return;
     try {
-      const changed = await recordUndeployed(this.options.git, this.options.store, config);
+      const changed = await recordUndeployed(
+        this.options.git,
+        this.options.store,
+        config,
+        this.undeployedInputs,
+      );
       for (const env of changed) this.feed.emit({ type: "undeployed", app, env });
     } catch (error) {
       this.report(error);
