@@ -8,6 +8,7 @@ import { SecretMasker } from "../domain/secrets.js";
 import { BatchCheck } from "./batch-check.js";
 import { FetchQueue } from "./fetch-queue.js";
 import { baseGitEnv, credentialEnv, remoteSecrets } from "./git-env.js";
+import { maintenanceDue } from "./maintenance-due.js";
 import { mirrorName, redactUrl, remoteKind } from "./remote-url.js";
 import {
   ambiguousError,
@@ -396,7 +397,8 @@ export class GitMirrors {
    * changed). git's own `maintenance run --auto` after every fetch is turned
    * off: a fetch that brought nothing has nothing to pack, and the check is
    * one more process (some 8 ms here) on every deploy request's path. A fetch
-   * that changed something gets the same maintenance, from maintain().
+   * that changed something gets the same maintenance when it is due, from
+   * maintain().
    */
   private async fetchInto(gitDir: string, remote: GitRemote, output?: GitOutput): Promise<boolean> {
     let reported = false;
@@ -429,20 +431,26 @@ export class GitMirrors {
   /**
    * `git maintenance run --auto` (what git fetch would have run: packs loose
    * objects and refs when there are many), after the fetch's callers have
-   * their answer; the mirror's next fetch waits for it. A failure is left
-   * for the next one, as git's own auto-maintenance does.
+   * their answer, and only when git's own thresholds say it would do
+   * something (maintenance-due.ts); the mirror's next fetch waits for it. A
+   * failure is left for the next one, as git's own auto-maintenance does.
    */
   private maintain(mirror: string, remote: GitRemote): void {
-    const run = runGit(["maintenance", "run", "--auto", "--quiet"], {
-      what: `git maintenance of the mirror of ${redactUrl(remote.url)}`,
-      cwd: mirror,
-      env: baseGitEnv(),
-      timeoutMs: this.timeoutMs,
-      masker: this.maskerFor(remote),
-    }).then(
-      () => undefined,
-      () => undefined,
-    );
+    const run = maintenanceDue(mirror)
+      .then(async (due) => {
+        if (!due) return;
+        await runGit(["maintenance", "run", "--auto", "--quiet"], {
+          what: `git maintenance of the mirror of ${redactUrl(remote.url)}`,
+          cwd: mirror,
+          env: baseGitEnv(),
+          timeoutMs: this.timeoutMs,
+          masker: this.maskerFor(remote),
+        });
+      })
+      .then(
+        () => undefined,
+        () => undefined,
+      );
     this.maintenance.set(mirror, run);
     void run.then(() => {
       if (this.maintenance.get(mirror) === run) this.maintenance.delete(mirror);

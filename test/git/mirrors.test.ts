@@ -1,7 +1,10 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { deflateSync } from "node:zlib";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { GIT_GC_DEFAULTS, maintenanceDue } from "../../src/git/maintenance-due.js";
 import { GitMirrors } from "../../src/git/mirrors.js";
 import { git, makeRepo, type TestRepo } from "../helpers/git-fixtures.js";
 import { withGitLog } from "./git-spy.js";
@@ -160,20 +163,25 @@ describe("GitMirrors: processes per resolve", () => {
       await expect(mirrors.resolve(remote, unknown)).rejects.toMatchObject({ code: "E_REF_NOT_FOUND" });
     });
     // Asked of the mirror's long-lived cat-file before and after each fetch: no other process
-    // (the maintenance follows the fetch that brought something; the next fetch waits for it).
-    expect(fetched.map((call) => subcommand(call.argv))).toEqual([
-      "fetch",
-      "maintenance",
-      "fetch",
-      "cat-file",
-    ]);
+    // (no maintenance either: a one-commit fetch leaves git's gc nothing to do).
+    expect(fetched.map((call) => subcommand(call.argv))).toEqual(["fetch", "fetch", "cat-file"]);
     mirrors.close();
   });
 
-  it("runs git's maintenance after a fetch that brought something, not after one that brought nothing", async () => {
+  it("runs git's maintenance after a fetch that brought something when git's thresholds say it is due", async () => {
     const mirrors = new GitMirrors({ dir: mirrorsDir });
     const remote = { url: origin.path, auth: {} };
     await mirrors.fetch(remote);
+    await origin.commit({ "README.md": "small\n" });
+    // A fetch of a few objects: git's gc would have nothing to do, so it is not started.
+    const quiet = await withGitLog(async () => {
+      await mirrors.fetch(remote);
+    });
+    expect(quiet.map((call) => subcommand(call.argv))).toEqual(["fetch"]);
+    // More loose objects than git's gc.auto allows (git estimates them from objects/17).
+    expect(await maintenanceDue(mirrors.mirrorPath(remote))).toBe(false);
+    writeLooseBlobs(mirrors.mirrorPath(remote), "17", Math.ceil(GIT_GC_DEFAULTS.looseObjects / 256) + 1);
+    expect(await maintenanceDue(mirrors.mirrorPath(remote))).toBe(true);
     await origin.commit({ "README.md": "new\n" });
     const log = await withGitLog(async () => {
       await mirrors.fetch(remote); // brings the commit: maintenance follows
@@ -219,3 +227,17 @@ describe("GitMirrors: processes per resolve", () => {
     mirrors.close();
   });
 });
+
+/** Writes `count` real loose blobs whose ids start with `prefix` (found by trying contents) into a repository. */
+function writeLooseBlobs(gitDir: string, prefix: string, count: number): void {
+  let written = 0;
+  for (let n = 0; written < count; n++) {
+    const content = Buffer.from(`filler ${n}\n`);
+    const object = Buffer.concat([Buffer.from(`blob ${content.length}\0`), content]);
+    const id = createHash("sha1").update(object).digest("hex");
+    if (!id.startsWith(prefix)) continue;
+    mkdirSync(path.join(gitDir, "objects", prefix), { recursive: true });
+    writeFileSync(path.join(gitDir, "objects", prefix, id.slice(2)), deflateSync(object));
+    written++;
+  }
+}
