@@ -190,6 +190,8 @@ describe("DirConfigSource", () => {
   });
 
   it("parses a large manifest with many keys under the cap in the worker, and a duplicate key keeps its line", async () => {
+    // Other files run earlier in this worker may have parsed in this thread: count from here.
+    const parsesBefore = manifestParsesInThisThread();
     const big = manyKeys(manifest(), 4_000); // about 100 KB
     write("big.yaml", big);
     write("dup.yaml", `${big}        KEY_17: again\n`);
@@ -208,7 +210,7 @@ describe("DirConfigSource", () => {
     ]);
     // Every manifest went to the worker thread; this thread parsed none.
     expect(config.stats().parses).toBeGreaterThanOrEqual(2);
-    expect(manifestParsesInThisThread()).toBe(0);
+    expect(manifestParsesInThisThread()).toBe(parsesBefore);
   });
 
   it("does not parse a file again while its content is unchanged, and does not even read it once it has settled", async () => {
