@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HOST_REPORT_GRACE_MS } from "../../src/engine/hosts-in-motion.js";
 import { SELF_HEAL_USER } from "../../src/store/host-history.js";
+import { SELF_HEALING_WEB_FLEET } from "../helpers/fleet.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
 import { released } from "./retention-fixtures.js";
 
@@ -18,14 +19,7 @@ describe("self-heal", () => {
 
   beforeAll(async () => {
     t = await startTurnout({
-      manifest: `repo: "{repo}"
-environments:
-  production:
-    self_heal: true
-    deploy:
-      provider: fleet
-      hosts: { labels: { role: web } }
-`,
+      manifest: SELF_HEALING_WEB_FLEET,
       clock: () => new Date(Date.now() + offset),
     });
     await t.store.hosts.enrollAgent({

@@ -8,6 +8,7 @@ import {
   type AgentProcess,
   assertConsistent,
   currentOf,
+  SELF_HEALING_WEB_FLEET,
   startAgent,
   waitForHosts,
 } from "../helpers/fleet.js";
@@ -40,14 +41,7 @@ describe.each(BACKENDS)("host history (%s)", (backend) => {
   beforeAll(async () => {
     t = await startTurnout({
       backend,
-      manifest: `repo: "{repo}"
-environments:
-  production:
-    self_heal: true
-    deploy:
-      provider: fleet
-      hosts: { labels: { role: web } }
-`,
+      manifest: SELF_HEALING_WEB_FLEET,
     });
     work = await mkdtemp(path.join(tmpdir(), "turnout-host-history-"));
     enrollToken = (

@@ -19,6 +19,16 @@ export interface AgentProcess {
   restart(): Promise<AgentProcess>;
 }
 
+/** A manifest whose production is a self-healing fleet of the hosts labelled role=web. */
+export const SELF_HEALING_WEB_FLEET = `repo: "{repo}"
+environments:
+  production:
+    self_heal: true
+    deploy:
+      provider: fleet
+      hosts: { labels: { role: web } }
+`;
+
 export interface AgentOptions {
   serverUrl: string;
   token: string;
