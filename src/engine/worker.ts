@@ -70,6 +70,8 @@ interface Run {
   controller: AbortController;
   /** Waiting for `turnout approve|abort`: only a person ends that, so a shutdown does not wait for it. */
   awaitingApproval: boolean;
+  /** The deploy's log, once opened: a run that throws has it stored before its last line (endDefective). */
+  log?: LogWriter;
 }
 
 export interface DrainOptions {
@@ -247,11 +249,14 @@ export class Worker {
     this.options.report(error);
     const message = `internal error: ${(error as Error).message}`;
     try {
+      // What the run's own log still holds goes first, so the two never write the same offsets.
+      await run.log?.close().catch(() => undefined);
       const log = new LogWriter(
         run.deploy.id,
         store.logs,
         hub,
-        new SecretMasker(this.options.secrets),
+        // The app's secrets too, once the run knew them: the message may quote anything.
+        run.log?.masker ?? new SecretMasker(this.options.secrets),
         this.options.logFlushMs,
         await store.logs.end(run.deploy.id),
       );
@@ -305,6 +310,7 @@ export class Worker {
       this.options.logFlushMs,
       await store.logs.end(deploy.id),
     );
+    run.log = log;
 
     let leaseLost = false;
     const renew = setInterval(
