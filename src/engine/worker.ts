@@ -12,8 +12,10 @@ import { freeSlots } from "../domain/queue-policy.js";
 import { SecretMasker } from "../domain/secrets.js";
 import type { GitMirrors } from "../git/mirrors.js";
 import type { FleetDeps } from "../providers/fleet/fleet-provider.js";
+import type { Outcome } from "../store/deploys.js";
 import type { Store } from "../store/store.js";
 import { primarySha } from "./components.js";
+import { finishWhenStored } from "./durable-finish.js";
 import type { EventHub } from "./event-hub.js";
 import { LogWriter } from "./log-writer.js";
 import { orphanBelongsTo, ownerIsDead } from "./owner.js";
@@ -94,6 +96,8 @@ export class Worker {
   private pumping: Promise<void> | undefined;
   private pumpAgain = false;
   private stopped = true;
+  /** Aborted when a shutdown stops waiting for running deploys: their ends are no longer retried. */
+  private givingUp = new AbortController();
   private pollTimer: NodeJS.Timeout | undefined;
   private recoveryTimer: NodeJS.Timeout | undefined;
   private readonly workspacesDir: string;
@@ -107,6 +111,7 @@ export class Worker {
     // Before the first claim: whatever is there was left by a process that is gone.
     await this.sweep();
     this.stopped = false;
+    this.givingUp = new AbortController();
     await this.recover();
     this.pollTimer = setInterval(() => this.wake(), 1000);
     this.recoveryTimer = setInterval(
@@ -161,6 +166,8 @@ export class Worker {
           waited,
         );
         for (const run of stopping) run.controller.abort(new Interruption(message));
+        // Each records its end once; a store that does not answer is the next start's to sort out.
+        this.givingUp.abort();
       }
     }
     await ended;
@@ -248,6 +255,8 @@ export class Worker {
     const { store, hub, owner } = this.options;
     this.options.report(error);
     const message = `internal error: ${(error as Error).message}`;
+    // The app's secrets too, once the run knew them: the message may quote anything.
+    const masker = run.log?.masker ?? new SecretMasker(this.options.secrets);
     try {
       // What the run's own log still holds goes first, so the two never write the same offsets.
       await run.log?.close().catch(() => undefined);
@@ -255,17 +264,21 @@ export class Worker {
         run.deploy.id,
         store.logs,
         hub,
-        // The app's secrets too, once the run knew them: the message may quote anything.
-        run.log?.masker ?? new SecretMasker(this.options.secrets),
+        masker,
         this.options.logFlushMs,
         await store.logs.end(run.deploy.id),
       );
       log.line(`==> failed: ${message}`);
       await log.close();
-      const finished = await store.deploys.finish(run.deploy.id, owner, {
+    } catch (failed) {
+      // A log that cannot be stored does not keep the deploy from ending.
+      this.options.report(failed);
+    }
+    try {
+      const finished = await this.finishWhenStored(run.deploy.id, {
         status: "failed",
         errorCode: "internal",
-        errorMessage: log.masker.mask(message),
+        errorMessage: masker.mask(message),
       });
       hub.emit({ type: "status", deploy: finished });
       this.options.events?.finished(finished);
@@ -273,6 +286,13 @@ export class Worker {
       // Already ended, or the lease went to a server that recovers it.
       this.options.report(failed);
     }
+  }
+
+  private finishWhenStored(deployId: number, outcome: Outcome): Promise<Deploy> {
+    return finishWhenStored(this.options.store, deployId, this.options.owner, outcome, {
+      giveUp: this.givingUp.signal,
+      report: (message) => this.options.report(message),
+    });
   }
 
   private async execute(run: Run): Promise<void> {
@@ -400,8 +420,9 @@ export class Worker {
       outcome = { status: "failed", errorCode: "interrupted", errorMessage: interruption.message };
       log.line(`==> interrupted: ${interruption.message}`);
     } else if (outcome.status === "cancelled") log.line("==> cancelled");
-    await log.close();
-    const finished = await store.deploys.finish(deploy.id, owner, {
+    // The outcome is recorded even when the log's last lines cannot be (the store went away).
+    await log.close().catch((error) => this.options.report(error));
+    const finished = await this.finishWhenStored(deploy.id, {
       status: outcome.status,
       errorCode: outcome.status === "failed" ? outcome.errorCode : null,
       // Messages quote git, hosts and commands: they are masked like the log they end.

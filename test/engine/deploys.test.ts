@@ -253,6 +253,29 @@ environments:
     expect(none.body.error.code).toBe("E_NO_RELEASE");
   });
 
+  it("records a deploy's end once the store answers again, not failed and not left running", async () => {
+    t = await startTurnout();
+    // The store cannot be reached for the first two tries of recording the end (a PostgreSQL
+    // restart, a cut connection): the deploy's own outcome is what gets recorded after it.
+    const deploys = t.store.deploys;
+    const finish = deploys.finish.bind(deploys);
+    let tries = 0;
+    deploys.finish = async (...args: Parameters<typeof finish>) => {
+      tries++;
+      if (tries <= 2) throw new Error("Connection terminated unexpectedly");
+      return finish(...args);
+    };
+    try {
+      const res = await t.api("POST", "/api/v1/apps/shop/environments/staging/deploys", {});
+      const ended = await t.waitForDeploy(res.body.deploy.id);
+      expect(ended).toMatchObject({ status: "succeeded", errorCode: null });
+      expect(tries).toBe(3);
+      expect((await t.store.releases.current("shop", "staging"))?.deployId).toBe(ended.id);
+    } finally {
+      deploys.finish = finish;
+    }
+  });
+
   it("ends a deploy that meets a defect as failed (internal), never leaves it running", async () => {
     t = await startTurnout();
     // Settings pinned by an older server that this one cannot read: running it throws before
