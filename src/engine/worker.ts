@@ -7,6 +7,7 @@ import { type AppConfig, appSecrets, type EnvironmentConfig } from "../domain/ap
 import { appRevision } from "../domain/app-revision.js";
 import { type Deploy, deployLabel } from "../domain/deploy.js";
 import { formatDuration } from "../domain/duration.js";
+import { isTurnoutError } from "../domain/errors.js";
 import { Interruption, interruptionOf } from "../domain/interruption.js";
 import { freeSlots } from "../domain/queue-policy.js";
 import { SecretMasker } from "../domain/secrets.js";
@@ -252,8 +253,11 @@ export class Worker {
    * would ever recover it (recovery leaves a live holder's deploys alone).
    */
   private async endDefective(run: Run, error: unknown): Promise<void> {
-    const { store, hub, owner } = this.options;
+    const { store, hub } = this.options;
     this.options.report(error);
+    // The deploy is no longer this server's (recovered as interrupted elsewhere): recording
+    // more would contradict what was recorded.
+    if (isTurnoutError(error) && error.code === "E_CONFLICT") return;
     const message = `internal error: ${(error as Error).message}`;
     // The app's secrets too, once the run knew them: the message may quote anything.
     const masker = run.log?.masker ?? new SecretMasker(this.options.secrets);
