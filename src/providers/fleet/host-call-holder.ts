@@ -1,5 +1,6 @@
 import type { HostOp } from "../../agent/protocol.js";
 import { isTurnoutError, TurnoutError } from "../../domain/errors.js";
+import { CoalescedRunner } from "../../engine/coalesced-runner.js";
 import type { HostCallOutcome, HostCallRow, HostCallStore } from "../../store/host-calls.js";
 import { WriteBatcher } from "../../store/write-batcher.js";
 import {
@@ -64,9 +65,11 @@ export class HostCallHolder {
       return this.options.store.appendLinesMany(batch);
     },
   );
-  private claiming: Promise<void> | undefined;
-  private claimAgain = false;
-  private closed = false;
+  private readonly claims = new CoalescedRunner(
+    () => this.claimNow(),
+    0,
+    (e) => this.options.report(`host calls: claiming failed: ${(e as Error).message}`),
+  );
 
   constructor(private readonly options: HostCallHolderOptions) {
     this.finishes = new WriteBatcher<FinishedCall>(
@@ -96,38 +99,29 @@ export class HostCallHolder {
 
   /** Stops every call running here and waits until each has recorded its outcome. */
   async close(): Promise<void> {
-    this.closed = true;
     for (const running of this.running.values()) running.controller.abort();
-    await this.claiming;
+    await this.claims.stop();
     await Promise.allSettled([...this.executions]);
   }
 
-  /** Takes the pending calls meant for this server and starts them (once each: SKIP LOCKED). */
+  /**
+   * Takes the pending calls meant for this server and starts them (once each:
+   * SKIP LOCKED). One claim at a time; asks during one share one more after it.
+   */
   claim(): void {
-    if (this.claiming) {
-      this.claimAgain = true;
-      return;
+    this.claims.kick();
+  }
+
+  private async claimNow(): Promise<void> {
+    this.options.stats.roundTrips++;
+    const calls = await this.options.store.claim(this.options.owner, this.options.timing.leaseMarginMs, (o) =>
+      this.options.callerIsGone(o),
+    );
+    for (const call of calls) {
+      const execution = this.execute(call);
+      this.executions.add(execution);
+      void execution.finally(() => this.executions.delete(execution));
     }
-    this.claiming = (async () => {
-      do {
-        this.claimAgain = false;
-        this.options.stats.roundTrips++;
-        const calls = await this.options.store.claim(
-          this.options.owner,
-          this.options.timing.leaseMarginMs,
-          (o) => this.options.callerIsGone(o),
-        );
-        for (const call of calls) {
-          const execution = this.execute(call);
-          this.executions.add(execution);
-          void execution.finally(() => this.executions.delete(execution));
-        }
-      } while (this.claimAgain && !this.closed);
-    })()
-      .catch((e: Error) => this.options.report(`host calls: claiming failed: ${e.message}`))
-      .finally(() => {
-        this.claiming = undefined;
-      });
   }
 
   private async execute(call: HostCallRow): Promise<void> {

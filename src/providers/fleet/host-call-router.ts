@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { type CallArgs, type CallResult, callResults, type HostOp } from "../../agent/protocol.js";
 import { ERROR_CODES, type ErrorCode, TurnoutError } from "../../domain/errors.js";
+import { CoalescedRunner } from "../../engine/coalesced-runner.js";
 import type {
   HostCallMessage,
   HostCallOutcome,
@@ -122,8 +123,12 @@ export class HostCallRouter {
   private servers = new Map<string, number>();
   private sweeper: NodeJS.Timeout | undefined;
   private beater: NodeJS.Timeout | undefined;
-  private refreshing: Promise<void> | undefined;
-  private refreshAgain = false;
+  /** One read of who holds what at a time; asks during one share one more after it. */
+  private readonly hostRefresh = new CoalescedRunner(
+    () => this.readHosts(),
+    0,
+    (e) => this.options.report(`host calls: reading hosts failed: ${(e as Error).message}`),
+  );
   private sweeps = 0;
   private closed = false;
   /** Database round trips made for routed calls, both sides (docs/benchmarks.md). */
@@ -147,7 +152,7 @@ export class HostCallRouter {
 
   async start(): Promise<void> {
     await this.heartbeat();
-    await this.refreshHosts();
+    this.refreshHosts();
     this.sweeper = setInterval(() => this.sweep(), this.timing.sweepMs);
     this.sweeper.unref();
     this.beater = setInterval(() => {
@@ -472,23 +477,15 @@ export class HostCallRouter {
   }
 
   private refreshHosts(): void {
-    if (this.refreshing) {
-      this.refreshAgain = true;
-      return;
-    }
-    this.refreshing = (async () => {
-      do {
-        this.refreshAgain = false;
-        const agents = await this.options.store.connectedAgents();
-        const remote = new Map<string, string>();
-        for (const { name, owner } of agents) if (owner !== this.options.owner) remote.set(name, owner);
-        this.remote = remote;
-      } while (this.refreshAgain && !this.closed);
-    })()
-      .catch((e: Error) => this.options.report(`host calls: reading hosts failed: ${e.message}`))
-      .finally(() => {
-        this.refreshing = undefined;
-      });
+    this.hostRefresh.kick();
+  }
+
+  /** Who holds which agent, as the other servers last recorded it. */
+  private async readHosts(): Promise<void> {
+    const agents = await this.options.store.connectedAgents();
+    const remote = new Map<string, string>();
+    for (const { name, owner } of agents) if (owner !== this.options.owner) remote.set(name, owner);
+    this.remote = remote;
   }
 
   private async heartbeat(): Promise<void> {
@@ -550,11 +547,13 @@ export class HostCallRouter {
     clearInterval(this.sweeper);
     clearInterval(this.beater);
     const holderClosed = this.holder.close();
+    const refreshed = this.hostRefresh.stop();
     for (const waiter of [...this.waiting.values()]) {
       this.giveUp(waiter);
       waiter.reject(new TurnoutError("E_UNAVAILABLE", `host ${waiter.host}: this server is shutting down`));
     }
     await holderClosed;
+    await refreshed;
     await this.options.store.leave(this.options.owner).catch(() => undefined);
   }
 }
