@@ -59,6 +59,9 @@ const gitEnv = {
 };
 const git = (cwd, ...args) => execFileSync("git", args, { cwd, env: gitEnv, encoding: "utf8" }).trim();
 
+// The rollout (TURNOUT_BENCH_SCALE_STRATEGY): how many batches a deploy has weighs on its CPU.
+const STRATEGY = process.env.TURNOUT_BENCH_SCALE_STRATEGY ?? "{ canary: 1, batch: 10% }";
+
 const manifest = (repo) => `repo: ${JSON.stringify(repo)}
 environments:
   production:
@@ -71,7 +74,7 @@ environments:
       artifact: dist
       restart: [systemctl, restart, bench]
       health: { command: [check-health], retries: 0, interval: 100ms }
-      strategy: { canary: 1, batch: 10% }
+      strategy: ${STRATEGY}
       timeout: 20m
 `;
 
