@@ -3,12 +3,19 @@ import { type ArtifactEntry, type ArtifactManifest, manifestDigest } from "../do
 import { isTurnoutError, TurnoutError } from "../domain/errors.js";
 import { appTarget } from "../domain/fleet.js";
 import { applyManifestDiff } from "../domain/manifest-diff.js";
+import { activationSpecOf, type OnSwitched, runActivation } from "../providers/fleet/activation.js";
 import type { BlobSource, HostLog, HostOps } from "../providers/fleet/host-ops.js";
 import type { KeptManifests } from "./kept-manifests.js";
 import { type CallArgs, type CallResult, callArgs, type HostOp } from "./protocol.js";
 
 /** Operations that change what the host holds: the agent reports its inventory right after them. */
-export const MUTATING_OPS: ReadonlySet<HostOp> = new Set(["stage", "switchTo", "promoteSlot", "prune"]);
+export const MUTATING_OPS: ReadonlySet<HostOp> = new Set([
+  "stage",
+  "switchTo",
+  "promoteSlot",
+  "prune",
+  "activate",
+]);
 
 /**
  * Runs one `call` from the server on the local host. Arguments are validated
@@ -24,6 +31,8 @@ export async function executeCall(
   log: HostLog,
   signal: AbortSignal,
   manifests?: StageManifests,
+  /** `activate`: told as soon as the slot is switched (the agent sends `switched`). */
+  onSwitched: OnSwitched = () => undefined,
 ): Promise<CallResult<HostOp>> {
   switch (op) {
     case "stage": {
@@ -76,6 +85,11 @@ export async function executeCall(
         ? await ops.prefetch(args.app, args.grant, args.blobs, blobsFor(args.grant), signal)
         : null;
       return result ?? { fetched: 0, bytes: 0, cached: 0 };
+    }
+    case "activate": {
+      // Protocol 4: the three operations the server would otherwise call one by one, in the same order.
+      const args = parse(op, raw);
+      return runActivation(ops, activationSpecOf(args), log, signal, onSwitched);
     }
   }
 }

@@ -14,7 +14,7 @@ import { labelProblem, MAX_LABELS } from "./agent-labels.js";
  * 50 MB, Node itself takes about 40); zod/mini is the same validator, taken
  * in pieces.
  *
- *   agent → server   hello, heartbeat, result, log
+ *   agent → server   hello, heartbeat, result, log, switched
  *   server → agent   welcome, call, cancel, ping
  */
 export const AGENT_CONNECT_PATH = "/api/v1/agents/connect";
@@ -28,14 +28,19 @@ export const AGENT_CONNECT_PATH = "/api/v1/agents/connect";
  * the path and deploy to <root>/<app>), and the `prefetch` call (blobs of a
  * release still being built, into the host's blob cache; older agents refuse
  * an op they do not know, so the server sends it only on connections of
- * protocol 3). Upgrade order: the server first (it speaks them all), then
- * agents.
+ * protocol 3). 4 added the `activate` call: switch a slot, then restart and
+ * health-check, in one exchange, with a `switched` message as soon as the
+ * switch is done (three calls and answers before; the server sends it only
+ * on connections of protocol 4 and makes the three calls to older agents).
+ * Upgrade order: the server first (it speaks them all), then agents.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 /** The first protocol whose agents understand an environment's own deploy path. */
 export const DEPLOY_PATH_PROTOCOL = 3;
 /** The first protocol whose agents take `prefetch` calls. */
 export const PREFETCH_PROTOCOL = 3;
+/** The first protocol whose agents take `activate` calls. */
+export const ACTIVATE_PROTOCOL = 4;
 /** Blobs named in one `prefetch` call at most. */
 export const MAX_PREFETCH_BLOBS = 5000;
 /** The oldest protocol this server still accepts: agents of protocol 1 get whole manifests. */
@@ -75,6 +80,7 @@ export const HOST_OPS = [
   "prune",
   "inventory",
   "prefetch",
+  "activate",
 ] as const;
 export type HostOp = (typeof HOST_OPS)[number];
 
@@ -172,6 +178,16 @@ export const callArgs = {
       .array(z.strictObject({ sha256, size: z.int().check(z.nonnegative()) }))
       .check(z.maxLength(MAX_PREFETCH_BLOBS)),
   }),
+  // Protocol 4: switchTo, then (when given) run the restart and the health check, stopping at
+  // the first that fails; built from their own checks, so it takes exactly what the three take.
+  activate: z.strictObject({
+    app: name,
+    path: z.optional(deployPath),
+    releaseId,
+    slot: name,
+    restart: z.optional(z.strictObject({ argv, env, timeoutMs })),
+    health: z.optional(healthCheck),
+  }),
 } satisfies Record<HostOp, z.ZodMiniType>;
 
 /** What each operation answers, as the agent sends it back. */
@@ -198,6 +214,9 @@ export const callResults = {
     bytes: z.number().check(z.nonnegative()),
     cached: z.int().check(z.nonnegative()),
   }),
+  // The switch happened (`previous`: what the slot pointed at); `failure`: why the host does not
+  // serve the release after all (the restart's exit status, a failed health check).
+  activate: z.object({ previous: z.nullable(releaseId), failure: z.optional(z.string()) }),
 } satisfies Record<HostOp, z.ZodMiniType>;
 
 export type CallArgs<Op extends HostOp> = z.infer<(typeof callArgs)[Op]>;
@@ -238,6 +257,9 @@ export const agentMessageSchema = z.discriminatedUnion("type", [
     line: z.string().check(z.maxLength(MAX_LOG_LINE)),
     partial: z.optional(z.literal(true)),
   }),
+  // Protocol 4: an `activate` call switched the slot (before its restart), so that the server
+  // records the host switched while the restart runs; sent once per call, before its result.
+  z.strictObject({ type: z.literal("switched"), id: callId, previous: z.nullable(releaseId) }),
 ]);
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
 

@@ -3,6 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { PROTOCOL_VERSION } from "../../src/agent/protocol.js";
 import { type RunningServer, startServer } from "../../src/server/start-server.js";
 import { makeTree, realTar } from "../artifacts/helpers.js";
 import { ensureBuilt, turnout } from "../helpers/built-cli.js";
@@ -102,7 +103,9 @@ describe("turnout agent", () => {
     });
     expect(Date.parse(shown.lastSeenAt)).toBeGreaterThanOrEqual(before - 1000);
     expect(a.output()).toMatch(
-      /agent web-1: connected to http:\/\/127\.0\.0\.1:\d+ \(host id \d+, protocol 3\)/,
+      new RegExp(
+        `agent web-1: connected to http://127\\.0\\.0\\.1:\\d+ \\(host id \\d+, protocol ${PROTOCOL_VERSION}\\)`,
+      ),
     );
 
     // The host token: issued once, saved 0600 in a 0700 directory.

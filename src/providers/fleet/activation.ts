@@ -11,13 +11,14 @@ import type { HostLog, HostOps } from "./host-ops.js";
 
 /**
  * A host's activation: switch a slot to the release, then (slot `current`)
- * restart and health-check it. Between servers sharing one PostgreSQL this
- * is one routed call (host-call-router.ts, op ACTIVATE_OP) that the holding
- * server runs as three agent calls of its own, instead of three routed calls
- * each with its insert, claim, outcome and notifications: the routing was
- * most of a routed host's server CPU (docs/benchmarks.md, "Control plane at
- * scale"). It is a call between servers only; agents never see it, so the
- * agent protocol does not change.
+ * restart and health-check it, as one exchange. To an agent of protocol 4
+ * it is one `activate` call (a call, a `switched` message, the result)
+ * instead of three calls and their answers; between servers sharing one
+ * PostgreSQL it is one routed call (host-call-router.ts, op ACTIVATE_OP)
+ * that the holding server makes as that call, or as the three calls to an
+ * older agent, instead of three routed calls each with its insert, claim,
+ * outcome and notifications. Messages and routing were most of the
+ * server's CPU per host (docs/benchmarks.md, "Control plane at scale").
  */
 export interface ActivationSpec {
   app: AppTarget;
@@ -39,37 +40,32 @@ export interface ActivationResult {
   failure?: string | undefined;
 }
 
-/** The op name of an activation in host_calls; not a HostOp (agents never receive it). */
+/** The op name of an activation in host_calls: the agent call of protocol 4, or its three calls to older agents. */
 export const ACTIVATE_OP = "activate";
 
 /** Told once, as soon as the switch is done, before the restart: the deploy records the host switched. */
 export type OnSwitched = (previous: string | null) => void;
 
-// Built from the agent protocol's own checks, so an activation accepts exactly what its three calls do.
-const switchArgs = callArgs.switchTo.shape;
-export const activationArgs = z.strictObject({
-  app: switchArgs.app,
-  path: switchArgs.path,
-  releaseId: switchArgs.releaseId,
-  slot: switchArgs.slot,
-  restart: z.optional(
-    z.strictObject({
-      argv: callArgs.run.shape.argv,
-      env: callArgs.run.shape.env,
-      timeoutMs: callArgs.run.shape.timeoutMs,
-    }),
-  ),
-  health: z.optional(callArgs.health.shape.check),
-});
+// The agent protocol's own (protocol 4), built there from the checks of the three calls.
+export const activationArgs = callArgs.activate;
 export type ActivationArgs = z.infer<typeof activationArgs>;
 
-export const activationResult = z.strictObject({
-  previous: callResults.switchTo.shape.previous,
-  failure: z.optional(z.string()),
-});
+export const activationResult = callResults.activate;
 
 /** The progress report of an activation (a line of kind "progress" in host_call_lines). */
 export const activationProgress = z.strictObject({ previous: callResults.switchTo.shape.previous });
+
+/** How long an activation may take: its switch, restart and health check, each with the round trip's margin. */
+export function activationTimeoutMs(
+  spec: ActivationSpec,
+  timing: { callTimeoutMs: number; callMarginMs: number },
+): number {
+  const { callTimeoutMs, callMarginMs } = timing;
+  const restartMs = spec.restart ? spec.restart.timeoutMs + callMarginMs : 0;
+  const health = spec.health;
+  const healthMs = health ? (health.retries + 1) * (health.timeoutMs + health.intervalMs) + callMarginMs : 0;
+  return callTimeoutMs + callMarginMs + restartMs + healthMs;
+}
 
 export function activationArgsOf(spec: ActivationSpec): ActivationArgs {
   const path = targetPath(spec.app);
@@ -94,8 +90,9 @@ export function activationSpecOf(args: ActivationArgs): ActivationSpec {
 }
 
 /**
- * The activation as single operations on `ops`, in order; what the holding
- * server runs for a routed activation. Stops at the first step that fails.
+ * The activation as single operations on `ops`, in order: what an agent of
+ * protocol 4 runs for an `activate` call, and what a server runs for an
+ * older agent. Stops at the first step that fails.
  */
 export async function runActivation(
   ops: HostOps,

@@ -18,6 +18,8 @@ import type { HostLog } from "./host-ops.js";
 interface Pending {
   op: HostOp;
   log: HostLog | undefined;
+  /** An `activate` call's `switched` message, told once. */
+  switched: ((previous: string | null) => void) | undefined;
   resolve(value: unknown): void;
   reject(error: Error): void;
 }
@@ -28,6 +30,8 @@ export interface CallOptions {
   timeoutMs: number;
   /** After a cancel, how long the agent gets to answer before the call gives up on it. */
   cancelGraceMs: number;
+  /** `activate` (protocol 4): told once the agent says the slot is switched, before the call's result. */
+  onSwitched?: ((previous: string | null) => void) | undefined;
 }
 
 /**
@@ -147,9 +151,17 @@ export class AgentConnection {
         }, options.cancelGraceMs);
       };
       signal?.addEventListener("abort", onAbort, { once: true });
+      let toldSwitched = false;
       this.pending.set(id, {
         op,
         log: options.log,
+        switched: options.onSwitched
+          ? (previous) => {
+              if (toldSwitched) return;
+              toldSwitched = true;
+              options.onSwitched?.(previous);
+            }
+          : undefined,
         resolve: (value) => {
           finish();
           resolve(value as CallResult<Op>);
@@ -170,12 +182,16 @@ export class AgentConnection {
     this.socket.send(Buffer.concat([head, argsJson(args), CLOSING_BRACE]), { binary: false });
   }
 
-  /** A result or log line from the agent. Unknown ids are late answers to calls given up on. */
-  receive(message: Extract<AgentMessage, { type: "result" | "log" }>): void {
+  /** A result, log line or switch report from the agent. Unknown ids are late answers to calls given up on. */
+  receive(message: Extract<AgentMessage, { type: "result" | "log" | "switched" }>): void {
     const pending = this.pending.get(message.id);
     if (!pending) return;
     if (message.type === "log") {
       pending.log?.(message.line, message.partial === true);
+      return;
+    }
+    if (message.type === "switched") {
+      pending.switched?.(message.previous);
       return;
     }
     if (!message.ok) {

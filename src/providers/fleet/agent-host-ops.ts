@@ -1,4 +1,10 @@
-import { type CallArgs, type CallResult, type HostOp, PREFETCH_PROTOCOL } from "../../agent/protocol.js";
+import {
+  ACTIVATE_PROTOCOL,
+  type CallArgs,
+  type CallResult,
+  type HostOp,
+  PREFETCH_PROTOCOL,
+} from "../../agent/protocol.js";
 import { TurnoutError } from "../../domain/errors.js";
 import {
   type AppTarget,
@@ -8,6 +14,14 @@ import {
   targetApp,
   targetPath,
 } from "../../domain/fleet.js";
+import {
+  type ActivationResult,
+  type ActivationSpec,
+  activationArgsOf,
+  activationTimeoutMs,
+  type OnSwitched,
+  runActivation,
+} from "./activation.js";
 import type { AgentConnection } from "./agent-connection.js";
 import type {
   BlobSource,
@@ -119,6 +133,30 @@ export class AgentHostOps implements HostOps {
     const attempts = check.retries + 1;
     const budget = attempts * (check.timeoutMs + check.intervalMs) + this.timing.callMarginMs;
     return (await this.call("health", { ...appArgs(app), check }, budget, log, signal)).healthy;
+  }
+
+  /**
+   * Switch, restart and health check: one `activate` call to an agent of
+   * protocol 4 (its `switched` message tells `onSwitched`), the three calls
+   * one by one to an older agent.
+   */
+  activate(
+    spec: ActivationSpec,
+    log: HostLog,
+    signal: AbortSignal,
+    onSwitched: OnSwitched,
+  ): Promise<ActivationResult> {
+    const connection = this.connection();
+    if (!connection || connection.closed || connection.protocol < ACTIVATE_PROTOCOL) {
+      return runActivation(this, spec, log, signal, onSwitched);
+    }
+    return connection.call("activate", activationArgsOf(spec), {
+      log,
+      signal,
+      timeoutMs: activationTimeoutMs(spec, this.timing),
+      cancelGraceMs: this.timing.cancelGraceMs,
+      onSwitched,
+    });
   }
 
   prune(app: AppTarget, keep: number): Promise<{ removed: string[] }> {

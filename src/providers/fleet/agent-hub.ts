@@ -264,6 +264,7 @@ export class AgentHub {
     switch (message.type) {
       case "result":
       case "log":
+      case "switched":
         connection.receive(message);
         return;
       case "heartbeat":

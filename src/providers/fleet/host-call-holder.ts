@@ -9,7 +9,6 @@ import {
   activationArgs,
   activationSpecOf,
   type OnSwitched,
-  runActivation,
 } from "./activation.js";
 import type { AgentConnection } from "./agent-connection.js";
 import { type AgentCallTiming, AgentHostOps } from "./agent-host-ops.js";
@@ -196,7 +195,7 @@ export class HostCallHolder {
     );
   }
 
-  /** A routed activation, run here as the agent calls it is made of (activation.ts). */
+  /** A routed activation, run here as one agent call, or as the three an older agent takes (activation.ts). */
   private activateHere(
     call: HostCallRow,
     connection: AgentConnection,
@@ -209,7 +208,7 @@ export class HostCallHolder {
       throw new TurnoutError("E_INTERNAL", `host ${call.host}: malformed ${ACTIVATE_OP} arguments`);
     }
     const ops = new AgentHostOps(call.host, () => connection, this.options.callTiming);
-    return runActivation(ops, activationSpecOf(args.data), log, signal, onSwitched);
+    return ops.activate(activationSpecOf(args.data), log, signal, onSwitched);
   }
 
   /**

@@ -3,6 +3,7 @@ import {
   type ActivationResult,
   type ActivationSpec,
   activationArgsOf,
+  activationTimeoutMs,
   type OnSwitched,
 } from "./activation.js";
 import { type AgentCallTiming, AgentHostOps } from "./agent-host-ops.js";
@@ -39,23 +40,17 @@ export class RemoteHostOps extends AgentHostOps {
 
   /**
    * Switch, restart and health check as one routed call: the holder makes
-   * the three agent calls and answers once (activation.ts). Its timeout is
-   * the sum of theirs.
+   * them as one agent call (or three, to an older agent) and answers once
+   * (activation.ts). Its timeout is the sum of theirs.
    */
-  activate(
+  override activate(
     spec: ActivationSpec,
     log: HostLog,
     signal: AbortSignal,
     onSwitched: OnSwitched,
   ): Promise<ActivationResult> {
-    const { callTimeoutMs, callMarginMs } = this.timing;
-    const restartMs = spec.restart ? spec.restart.timeoutMs + callMarginMs : 0;
-    const health = spec.health;
-    const healthMs = health
-      ? (health.retries + 1) * (health.timeoutMs + health.intervalMs) + callMarginMs
-      : 0;
     return this.router.activate(this.holder, this.deployId, this.name, activationArgsOf(spec), {
-      timeoutMs: callTimeoutMs + callMarginMs + restartMs + healthMs,
+      timeoutMs: activationTimeoutMs(spec, this.timing),
       log,
       signal,
       onSwitched,
