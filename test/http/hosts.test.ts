@@ -121,7 +121,9 @@ describe("agent connect endpoint", () => {
     const refused = await old.closed;
     expect(refused.code).toBe(CLOSE.unsupportedProtocol);
     expect(refused.reason).toMatch(
-      /^agent protocol 0 is too old for this server \(protocol 1-3\): upgrade the agent to turnout \S+$/,
+      new RegExp(
+        `^agent protocol 0 is too old for this server \\(protocol 1-${PROTOCOL_VERSION}\\): upgrade the agent to turnout \\S+$`,
+      ),
     );
     expect(old.messages.filter((m) => m.type === "welcome")).toEqual([]);
     expect(await t.store.hosts.get("old-1")).toBeUndefined();
