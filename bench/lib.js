@@ -165,6 +165,29 @@ export function processCpu(pid) {
 }
 
 /**
+ * A process's own CPU time in ms, to the nanosecond: the sum of its threads'
+ * run time (/proc/<pid>/task/<tid>/schedstat, the scheduler's own count).
+ * /proc/<pid>/stat gives the same total in clock ticks (10 ms), and two
+ * readings per process and deploy made a deploy of 100 hosts, about half a
+ * second of CPU over three servers, ±0.2 ms per host of rounding alone.
+ * The time of threads that ended is not in it: `threads` (their ids) lets
+ * the caller see that the set changed between two readings.
+ */
+export function processCpuPrecise(pid) {
+  let ns = 0;
+  const threads = [];
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
+      threads.push(tid);
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return { ms: ns / 1e6, threads: threads.sort().join(",") };
+}
+
+/**
  * CPU ms by thread name (/proc/<pid>/task/<tid>/comm: "node" is the main
  * thread, "V8 Worker" the GC and compiler helpers, "libuv-worker" the thread
  * pool, worker threads by the name they were given), summed over threads of a

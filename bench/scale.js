@@ -30,6 +30,7 @@ import {
   median,
   nodeArgs,
   processCpu,
+  processCpuPrecise,
   ROOT,
   sleep,
   startServer,
@@ -160,7 +161,20 @@ async function scrapeCost(servers) {
 
 const sum = (values) => values.reduce((a, b) => a + b, 0);
 const queriesOf = async (servers) => (await statementsOf(servers)).queries;
-const cpuOf = (servers) => sum(servers.map((s) => processCpu(s.child.pid).own));
+/**
+ * The servers' CPU ms (processCpuPrecise); a reading remembers each server's
+ * threads, and `cpuSince` falls back to /proc/<pid>/stat (10 ms ticks) for
+ * a server whose threads changed meanwhile (an ended thread's time would be lost).
+ */
+const cpuOf = (servers) =>
+  servers.map((s) => ({ ...processCpuPrecise(s.child.pid), coarse: processCpu(s.child.pid).own }));
+function cpuSince(servers, before) {
+  return sum(
+    cpuOf(servers).map((now, i) =>
+      now.threads === before[i].threads ? now.ms - before[i].ms : now.coarse - before[i].coarse,
+    ),
+  );
+}
 const systemCpuOf = (servers) => sum(servers.map((s) => processCpu(s.child.pid).system));
 /** CPU ms by thread name, summed over the servers (see threadCpu). */
 function threadsOf(servers) {
@@ -247,7 +261,7 @@ async function deployAndMeasure(servers, sim, ref, n, scraping, idle) {
       `scale: deploy ${deploy.id} window ${markedAt / 1000n}-${process.hrtime.bigint() / 1000n} µs`,
     );
   }
-  const cpuMs = cpuOf(servers) - cpuBefore;
+  const cpuMs = cpuSince(servers, cpuBefore);
   const threads = [...threadsOf(servers)]
     .map(([name, ms]) => [name, ms - (threadsBefore.get(name) ?? 0)])
     .filter(([, ms]) => ms > 0)
@@ -381,7 +395,7 @@ async function runOne(work, setupName, n) {
     await sleep(15_000);
     const idleSeconds = (performance.now() - idleStarted) / 1000;
     // The CPU before the scrape, which would count its own.
-    const idleCpuMs = cpuOf(servers) - idleCpu;
+    const idleCpuMs = cpuSince(servers, idleCpu);
     const idle = {
       queriesPerHostMinute:
         (((await queriesOf(servers)) - idleStart - scraping.queries) / n / idleSeconds) * 60,
