@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { PROTOCOL_VERSION } from "../../src/agent/protocol.js";
 import { ensureBuilt } from "../helpers/built-cli.js";
 import { assertConsistent, currentOf, waitForHosts } from "../helpers/fleet.js";
 import { startTurnout, type TestTurnout } from "../helpers/turnout.js";
@@ -108,7 +109,9 @@ describe("the bundled agent (dist/agent/turnout-agent.cjs)", () => {
     ]);
     await waitForHosts(t.api, ["web-1"]);
     // The server may see the host before the agent's own line has come through its stdout.
-    const connected = /connected to http:\/\/127\.0\.0\.1:\d+ \(host id \d+, protocol 3\)/;
+    const connected = new RegExp(
+      `connected to http://127\\.0\\.0\\.1:\\d+ \\(host id \\d+, protocol ${PROTOCOL_VERSION}\\)`,
+    );
     await until(() => connected.test(agent.output()), 10_000, "the agent's connected line");
 
     const deploy = async () => {
