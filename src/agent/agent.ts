@@ -16,6 +16,7 @@ import {
   MAX_LOG_LINE,
   PROTOCOL_VERSION,
   parseMessage,
+  REPORT_IN_RESULT_PROTOCOL,
   type ServerMessage,
   serverMessageSchema,
 } from "./protocol.js";
@@ -130,6 +131,8 @@ export class Agent {
       });
       const calls = new Map<number, AbortController>();
       let welcomed = false;
+      /** The protocol the server chose in its welcome (absent: 1). */
+      let negotiated = 1;
       let ended = false;
       let refusal: string | undefined;
       let refusedStatus: number | undefined;
@@ -176,12 +179,8 @@ export class Agent {
        * beat says the agent is alive, and in a fleet deploy these reports
        * were a fifth of the messages a server takes per host.
        */
-      const sendHeartbeat = async (onlyIfChanged = false) => {
-        if (Date.now() - lastServerMessage > this.serverSilenceMs) {
-          refusal = `no word from the server for ${Math.round((Date.now() - lastServerMessage) / 1000)} s`;
-          socket.terminate();
-          return;
-        }
+      /** What the host holds and which manifests it keeps, each only when it changed since last said. */
+      const changes = async (): Promise<{ inventory?: HostAppInventory[]; manifests?: string[] }> => {
         const current = await inventory();
         const text = current ? JSON.stringify(current) : lastInventory;
         const changed = current !== undefined && text !== lastInventory;
@@ -190,12 +189,23 @@ export class Agent {
         const kept = this.manifests.kept.list();
         const keptChanged = kept.join(",") !== lastManifests;
         if (keptChanged) lastManifests = kept.join(",");
-        if (onlyIfChanged && !changed && !keptChanged) return;
-        send({
-          type: "heartbeat",
-          ...(changed ? { inventory: current } : {}),
-          ...(keptChanged ? { manifests: kept } : {}),
-        });
+        return { ...(changed ? { inventory: current } : {}), ...(keptChanged ? { manifests: kept } : {}) };
+      };
+      /**
+       * `onlyIfChanged`: the report after an operation that changes what the
+       * host holds (to a server of protocol 3 or older, which takes no report
+       * in a result) goes only when it did change (a prune that removed
+       * nothing): the periodic beat says the agent is alive.
+       */
+      const sendHeartbeat = async (onlyIfChanged = false) => {
+        if (Date.now() - lastServerMessage > this.serverSilenceMs) {
+          refusal = `no word from the server for ${Math.round((Date.now() - lastServerMessage) / 1000)} s`;
+          socket.terminate();
+          return;
+        }
+        const report = await changes();
+        if (onlyIfChanged && report.inventory === undefined && report.manifests === undefined) return;
+        send({ type: "heartbeat", ...report });
       };
 
       const runCall = (id: number, op: HostOp, args: unknown) => {
@@ -212,6 +222,7 @@ export class Agent {
           }
           send(continued ? { type: "log", id, line: rest, partial: true } : { type: "log", id, line: rest });
         };
+        let failed = false;
         executeCall(
           this.options.ops,
           (artifact) => this.blobs.forArtifact(artifact),
@@ -223,13 +234,24 @@ export class Agent {
           (previous) => send({ type: "switched", id, previous }),
         )
           .then(
-            (result) => send({ type: "result", id, ok: true, result }),
-            (error: unknown) => send({ type: "result", id, ok: false, error: errorBody(error) }),
+            async (result) => {
+              // Protocol 4: what the operation changed on the host goes with its result, not in a
+              // heartbeat of its own after it (two messages fewer per host and deploy).
+              const report =
+                MUTATING_OPS.has(op) && negotiated >= REPORT_IN_RESULT_PROTOCOL ? await changes() : {};
+              send({ type: "result", id, ok: true, result, ...report });
+            },
+            (error: unknown) => {
+              failed = true;
+              send({ type: "result", id, ok: false, error: errorBody(error) });
+            },
           )
           .finally(() => {
             calls.delete(id);
             // What the host holds changed: tell the server now rather than at the next beat.
-            if (MUTATING_OPS.has(op) && !reportSoon) {
+            // (A failed operation may have changed it too: an activation whose restart was stopped.)
+            const reported = negotiated >= REPORT_IN_RESULT_PROTOCOL && !failed;
+            if (MUTATING_OPS.has(op) && !reported && !reportSoon) {
               reportSoon = true;
               void sendHeartbeat(true).finally(() => {
                 reportSoon = false;
@@ -244,6 +266,7 @@ export class Agent {
           case "welcome": {
             if (welcomed) return;
             welcomed = true;
+            negotiated = message.protocol ?? 1;
             clearTimeout(welcomeTimer);
             if (message.hostToken) {
               // Used from now on even if it cannot be saved: downloads take no other token.

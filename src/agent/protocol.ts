@@ -31,7 +31,10 @@ export const AGENT_CONNECT_PATH = "/api/v1/agents/connect";
  * protocol 3). 4 added the `activate` call: switch a slot, then restart and
  * health-check, in one exchange, with a `switched` message as soon as the
  * switch is done (three calls and answers before; the server sends it only
- * on connections of protocol 4 and makes the three calls to older agents).
+ * on connections of protocol 4 and makes the three calls to older agents),
+ * and `inventory` and `manifests` in the result of an operation that
+ * changes what the host holds (when they changed), where a heartbeat
+ * followed the result before.
  * Upgrade order: the server first (it speaks them all), then agents.
  */
 export const PROTOCOL_VERSION = 4;
@@ -41,6 +44,8 @@ export const DEPLOY_PATH_PROTOCOL = 3;
 export const PREFETCH_PROTOCOL = 3;
 /** The first protocol whose agents take `activate` calls. */
 export const ACTIVATE_PROTOCOL = 4;
+/** The first protocol whose agents say what an operation changed on the host in its result, not in a heartbeat after it. */
+export const REPORT_IN_RESULT_PROTOCOL = 4;
 /** Blobs named in one `prefetch` call at most. */
 export const MAX_PREFETCH_BLOBS = 5000;
 /** The oldest protocol this server still accepts: agents of protocol 1 get whole manifests. */
@@ -247,7 +252,15 @@ export const agentMessageSchema = z.discriminatedUnion("type", [
   }),
   z.strictObject({ type: z.literal("heartbeat"), inventory: z.optional(inventorySchema), manifests }),
   z.discriminatedUnion("ok", [
-    z.strictObject({ type: z.literal("result"), id: callId, ok: z.literal(true), result: z.unknown() }),
+    z.strictObject({
+      type: z.literal("result"),
+      id: callId,
+      ok: z.literal(true),
+      result: z.unknown(),
+      // Protocol 4: what the operation changed on the host, as a heartbeat would say it.
+      inventory: z.optional(inventorySchema),
+      manifests,
+    }),
     z.strictObject({ type: z.literal("result"), id: callId, ok: z.literal(false), error: errorBody }),
   ]),
   // `partial`: the line goes on in the next log message of the same call (see HostLog).

@@ -355,6 +355,40 @@ describe("agent connect endpoint", () => {
     fake.socket.close();
   });
 
+  it("takes what an operation changed on the host from its result (protocol 4), before the call resolves", async () => {
+    const { fake } = await enrolled("web-9");
+    const connection = t.server.agents.connection("web-9")!;
+    const answer = connection.call(
+      "prune",
+      { app: "shop", keep: 1 },
+      { timeoutMs: 5000, cancelGraceMs: 100 },
+    );
+    const call = await fake.next("call");
+    const inventory = [
+      { app: "shop", releases: ["bbbbbbbbbbbbbbbb"], current: "bbbbbbbbbbbbbbbb", slots: {} },
+    ];
+    const kept = ["d".repeat(64)];
+    fake.send({
+      type: "result",
+      id: call.id,
+      ok: true,
+      result: { removed: ["aaaaaaaaaaaaaaaa"] },
+      inventory,
+      manifests: kept,
+    });
+    await expect(answer).resolves.toEqual({ removed: ["aaaaaaaaaaaaaaaa"] });
+    // Known to this server as soon as the caller goes on (the next stage's difference is made from it).
+    expect(connection.inventory).toEqual(inventory);
+    expect(connection.manifests).toEqual(kept);
+    // And recorded, with no heartbeat sent.
+    await until(
+      async () => (await t.store.hosts.get("web-9"))?.apps[0]?.current === "bbbbbbbbbbbbbbbb",
+      5_000,
+      "saved",
+    );
+    fake.socket.close();
+  });
+
   it("routes calls and their answers, and fails them on errors, timeouts, cancels and disconnects", async () => {
     const { fake } = await enrolled("web-9");
     const ops = t.server.agents.opsFor("web-9")!;

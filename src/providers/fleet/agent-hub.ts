@@ -263,21 +263,33 @@ export class AgentHub {
     connection.lastMessageAt = Date.now();
     switch (message.type) {
       case "result":
+        // Protocol 4: what the operation changed on the host, taken in before its caller goes on.
+        if (message.ok && (message.inventory || message.manifests)) this.hostReport(connection, message);
+        connection.receive(message);
+        return;
       case "log":
       case "switched":
         connection.receive(message);
         return;
       case "heartbeat":
-        if (message.manifests) connection.manifests = message.manifests;
-        if (message.inventory) connection.inventory = message.inventory;
-        if (message.inventory) this.inventory(connection, message.inventory);
-        else if (Date.now() - connection.lastPersistedAt >= this.timing.persistSeenMs)
-          this.persistSeen(connection);
+        this.hostReport(connection, message);
         return;
       case "hello":
         connection.close(CLOSE.protocolError, "hello twice");
         return;
     }
+  }
+
+  /** What a heartbeat (or, protocol 4, an operation's result) says the host holds and keeps. */
+  private hostReport(
+    connection: AgentConnection,
+    message: { inventory?: HostAppInventory[] | undefined; manifests?: string[] | undefined },
+  ): void {
+    if (message.manifests) connection.manifests = message.manifests;
+    if (message.inventory) connection.inventory = message.inventory;
+    if (message.inventory) this.inventory(connection, message.inventory);
+    else if (Date.now() - connection.lastPersistedAt >= this.timing.persistSeenMs)
+      this.persistSeen(connection);
   }
 
   /**
