@@ -5,10 +5,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type WebSocket, WebSocketServer } from "ws";
-import { Agent } from "../../src/agent/agent.js";
-import { LocalHostOps } from "../../src/agent/host-layout/index.js";
 import { type ArtifactManifest, manifestDigest } from "../../src/domain/artifact.js";
 import { until } from "../helpers/wait.js";
+import { scriptedServerAgent } from "./agent-helpers.js";
 
 /**
  * The agent's side of `activate` (protocol 4) and of its reports after an
@@ -45,18 +44,8 @@ describe("agent activate and inventory reports", () => {
     });
     await new Promise((resolve) => server!.once("listening", resolve));
     const port = (server.address() as AddressInfo).port;
-    const running = new Agent({
-      server: `http://127.0.0.1:${port}`,
-      enrollmentToken: "tnt_test",
-      name: "web-1",
-      labels: {},
-      root,
-      version: "test",
-      // No periodic beat during the test: every heartbeat seen is a report after an operation.
-      heartbeatMs: 600_000,
-      ops: new LocalHostOps({ name: "web-1", root, fsyncs: false }),
-      print: () => undefined,
-    }).run(stop.signal);
+    // No periodic beat during the test: every heartbeat seen is a report after an operation.
+    const running = scriptedServerAgent(port, root, { heartbeatMs: 600_000 }).run(stop.signal);
 
     let nextId = 1;
     const call = async (op: string, args: unknown) => {

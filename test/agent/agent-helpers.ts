@@ -2,6 +2,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { Agent, type AgentOptions } from "../../src/agent/agent.js";
+import { LocalHostOps } from "../../src/agent/host-layout/index.js";
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../bin/turnout.js");
 
@@ -82,4 +84,23 @@ export function socketCount(pid: number): number {
       return false;
     }
   }).length;
+}
+
+/**
+ * An in-process agent "web-1" with a real host layout under `root`, talking
+ * to a scripted server on loopback `port` (the tests of the agent's side of
+ * the protocol); `options` adds to or replaces its defaults.
+ */
+export function scriptedServerAgent(port: number, root: string, options: Partial<AgentOptions> = {}): Agent {
+  return new Agent({
+    server: `http://127.0.0.1:${port}`,
+    enrollmentToken: "tnt_test",
+    name: "web-1",
+    labels: {},
+    root,
+    version: "test",
+    ops: new LocalHostOps({ name: "web-1", root, fsyncs: false }),
+    print: () => undefined,
+    ...options,
+  });
 }

@@ -4,10 +4,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
-import { Agent } from "../../src/agent/agent.js";
-import { LocalHostOps } from "../../src/agent/host-layout/index.js";
 import { CLOSE, PROTOCOL_VERSION } from "../../src/agent/protocol.js";
 import { until } from "../helpers/wait.js";
+import { scriptedServerAgent } from "./agent-helpers.js";
 
 /**
  * The agent's side of protocol negotiation, against a scripted server on a
@@ -39,14 +38,7 @@ describe("agent protocol negotiation", () => {
     const port = (server.address() as AddressInfo).port;
     const lines: string[] = [];
     const stop = new AbortController();
-    const running = new Agent({
-      server: `http://127.0.0.1:${port}`,
-      enrollmentToken: "tnt_test",
-      name: "web-1",
-      labels: {},
-      root,
-      version: "test",
-      ops: new LocalHostOps({ name: "web-1", root, fsyncs: false }),
+    const running = scriptedServerAgent(port, root, {
       print: (line) => lines.push(line),
       backoff: { minMs: 10, maxMs: 60_000 },
     }).run(stop.signal);
