@@ -8,7 +8,7 @@ import type { BlobSource, HostLog, HostOps } from "../providers/fleet/host-ops.j
 import type { KeptManifests } from "./kept-manifests.js";
 import { type CallArgs, type CallResult, callArgs, type HostOp } from "./protocol.js";
 
-/** Operations that change what the host holds: the agent reports its inventory right after them. */
+/** Operations that change what the host holds: what they changed goes with their result (protocol 4), or in a heartbeat right after it. */
 export const MUTATING_OPS: ReadonlySet<HostOp> = new Set([
   "stage",
   "switchTo",

@@ -172,13 +172,6 @@ export class Agent {
           return undefined;
         }
       };
-      /**
-       * `onlyIfChanged`: the report after an operation that changes what the
-       * host holds goes only when it did change (a prune that removed
-       * nothing, a switch to where `current` already pointed): the periodic
-       * beat says the agent is alive, and in a fleet deploy these reports
-       * were a fifth of the messages a server takes per host.
-       */
       /** What the host holds and which manifests it keeps, each only when it changed since last said. */
       const changes = async (): Promise<{ inventory?: HostAppInventory[]; manifests?: string[] }> => {
         const current = await inventory();
@@ -237,8 +230,11 @@ export class Agent {
             async (result) => {
               // Protocol 4: what the operation changed on the host goes with its result, not in a
               // heartbeat of its own after it (two messages fewer per host and deploy).
+              // A report that cannot be made never holds the result back: the next beat says it.
               const report =
-                MUTATING_OPS.has(op) && negotiated >= REPORT_IN_RESULT_PROTOCOL ? await changes() : {};
+                MUTATING_OPS.has(op) && negotiated >= REPORT_IN_RESULT_PROTOCOL
+                  ? await changes().catch(() => ({}))
+                  : {};
               send({ type: "result", id, ok: true, result, ...report });
             },
             (error: unknown) => {
