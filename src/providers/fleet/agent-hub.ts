@@ -93,7 +93,8 @@ export class AgentHub {
   private readonly listeners = new Set<(change: AgentChange) => void>();
   private readonly ticker: NodeJS.Timeout;
   private lastPing = Date.now();
-  private readonly diffs: ManifestDiffs | undefined;
+  /** Differences from the manifests agents keep (undefined: whole manifests); routed stage calls use them too. */
+  readonly manifestDiffs: ManifestDiffs | undefined;
   private closing = false;
   /** With a shared PostgreSQL: how this server reaches agents other servers hold (see routeThrough). */
   private router: HostCallRouter | undefined;
@@ -103,7 +104,7 @@ export class AgentHub {
     this.owner = options.owner;
     this.timing = { ...DEFAULT_AGENT_HUB_TIMING, ...options.timing };
     this.report = options.report ?? (() => undefined);
-    this.diffs = options.manifests ? new ManifestDiffs(options.manifests) : undefined;
+    this.manifestDiffs = options.manifests ? new ManifestDiffs(options.manifests) : undefined;
     this.ticker = setInterval(() => this.tick(), 250);
     this.ticker.unref();
   }
@@ -420,7 +421,7 @@ export class AgentHub {
    */
   opsFor(name: string, deployId?: number): HostOps | undefined {
     if (this.connections.has(name))
-      return new AgentHostOps(name, () => this.connections.get(name), this.timing, this.diffs);
+      return new AgentHostOps(name, () => this.connections.get(name), this.timing, this.manifestDiffs);
     const holder = this.router?.holderOf(name);
     if (holder === undefined || deployId === undefined || !this.router) return undefined;
     return new RemoteHostOps(name, holder, deployId, this.router, this.timing);

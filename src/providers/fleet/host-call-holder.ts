@@ -1,4 +1,4 @@
-import type { HostOp } from "../../agent/protocol.js";
+import { callArgs, type HostOp } from "../../agent/protocol.js";
 import { isTurnoutError, TurnoutError } from "../../domain/errors.js";
 import { CoalescedRunner } from "../../engine/coalesced-runner.js";
 import type { HostCallOutcome, HostCallRow, HostCallStore } from "../../store/host-calls.js";
@@ -12,7 +12,8 @@ import {
 } from "./activation.js";
 import type { AgentConnection } from "./agent-connection.js";
 import { type AgentCallTiming, AgentHostOps } from "./agent-host-ops.js";
-import type { HostLog } from "./host-ops.js";
+import type { BlobSource, HostLog, StageResult, StageSpec } from "./host-ops.js";
+import type { ManifestDiffs } from "./manifest-diffs.js";
 
 /** What a holder needs of the router it belongs to. */
 export interface HostCallHolderOptions {
@@ -22,6 +23,13 @@ export interface HostCallHolderOptions {
   local(name: string): AgentConnection | undefined;
   /** The timeouts of the agent calls an activation makes here (activation.ts). */
   callTiming: AgentCallTiming;
+  /**
+   * Differences from the manifests this server's agents keep (agent
+   * protocol 2): a routed stage call carries the whole manifest (the caller
+   * does not know what the host keeps), and the holder, which does, sends
+   * the agent the difference, as for a deploy of its own.
+   */
+  diffs?: ManifestDiffs | undefined;
   timing: {
     /** A call is started only while its deploy's lease has at least this much left. */
     leaseMarginMs: number;
@@ -39,6 +47,14 @@ export interface HostCallHolderOptions {
 
 type FinishedCall = Parameters<HostCallStore["finishMany"]>[0][number];
 
+/** Stage specs of routed stage calls kept parsed (a deploy or two at a time). */
+const KEPT_STAGE_SPECS = 8;
+
+/** An agent downloads a release's blobs itself (AgentHostOps.stage does not read this source). */
+const AGENTS_FETCH_THEIR_OWN: BlobSource = {
+  open: () => Promise.reject(new Error("an agent downloads its blobs from the server itself")),
+};
+
 interface Running {
   controller: AbortController;
 }
@@ -46,14 +62,17 @@ interface Running {
 /**
  * The holder's side of routed host calls (HostCallRouter is the rest): this
  * server holds the agent a call is for. It claims the calls meant for it,
- * runs each on the local AgentConnection (an activation as the three agent
- * calls it is made of, activation.ts), sends the output lines back as they
+ * runs each on the local AgentConnection (an activation as one `activate`
+ * call, or the three an older agent takes, activation.ts; a stage with the
+ * difference from a manifest the agent keeps), sends the output lines back as they
  * come and records the outcome. Writes of many calls go together
  * (WriteBatcher): a fleet batch's calls print and end at about the same
  * moments.
  */
 export class HostCallHolder {
   private readonly running = new Map<string, Running>();
+  /** Parsed stage specs by arguments text (see stageSpecOf). */
+  private readonly stageSpecs = new Map<string, StageSpec>();
   private readonly executions = new Set<Promise<void>>();
   /** Outcomes to record, together (see queueFinish). */
   private readonly finishes: WriteBatcher<FinishedCall>;
@@ -158,7 +177,10 @@ export class HostCallHolder {
         throw new TurnoutError("E_UNAVAILABLE", `host ${call.host} is not connected to this server any more`);
       }
       let result: unknown;
-      if (call.op === ACTIVATE_OP) {
+      const stageSpec = call.op === "stage" ? this.stageSpecOf(call.args) : undefined;
+      if (stageSpec) {
+        result = await this.stageHere(call, connection, stageSpec, log, controller.signal);
+      } else if (call.op === ACTIVATE_OP) {
         // The progress goes with the next line batch, or with the outcome when the restart and
         // health check end within logFlushMs: then the whole activation costs one statement here.
         const progress = (previous: string | null) => {
@@ -193,6 +215,38 @@ export class HostCallHolder {
     await this.queueFinish({ callId: call.id, caller: call.caller, outcome, lines: seq, last }).catch(
       (e: Error) => this.options.report(`host calls: recording an outcome failed: ${e.message}`),
     );
+  }
+
+  /**
+   * The stage spec of a routed stage call that carries a whole manifest,
+   * parsed once per arguments text: the calls of one deploy's hosts share
+   * it, so the difference for a base is made and serialised once
+   * (ManifestDiffs and AgentConnection key their caches on the objects).
+   */
+  private stageSpecOf(args: string): StageSpec | undefined {
+    if (!this.options.diffs) return undefined;
+    const known = this.stageSpecs.get(args);
+    if (known) return known;
+    const parsed = callArgs.stage.safeParse(safeJson(args));
+    if (!parsed.success || !parsed.data.spec.manifest) return undefined;
+    // The entries are checked on the host (planRelease), as for a call of this server's own.
+    const spec = parsed.data.spec as unknown as StageSpec;
+    if (this.stageSpecs.size >= KEPT_STAGE_SPECS)
+      this.stageSpecs.delete(this.stageSpecs.keys().next().value!);
+    this.stageSpecs.set(args, spec);
+    return spec;
+  }
+
+  /** A routed stage, sent to the agent as a difference from a manifest it keeps when there is one. */
+  private stageHere(
+    call: HostCallRow,
+    connection: AgentConnection,
+    spec: StageSpec,
+    log: HostLog,
+    signal: AbortSignal,
+  ): Promise<StageResult> {
+    const ops = new AgentHostOps(call.host, () => connection, this.options.callTiming, this.options.diffs);
+    return ops.stage(spec, AGENTS_FETCH_THEIR_OWN, log, signal);
   }
 
   /** A routed activation, run here as one agent call, or as the three an older agent takes (activation.ts). */

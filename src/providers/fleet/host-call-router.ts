@@ -22,6 +22,7 @@ import type { AgentConnection } from "./agent-connection.js";
 import type { AgentCallTiming } from "./agent-host-ops.js";
 import { HostCallHolder, safeJson } from "./host-call-holder.js";
 import type { HostLog } from "./host-ops.js";
+import type { ManifestDiffs } from "./manifest-diffs.js";
 
 export interface HostCallRouterTiming {
   /** How often missed notifications are made up for, dead servers noticed and invalid calls stopped. */
@@ -71,6 +72,8 @@ export interface HostCallRouterOptions {
   ownerIsDead(owner: string): boolean;
   /** The timeouts of the agent calls an activation makes here (activation.ts). */
   callTiming: AgentCallTiming;
+  /** Differences from the manifests this server's agents keep, for the stage calls routed here. */
+  diffs?: ManifestDiffs | undefined;
   timing?: Partial<HostCallRouterTiming>;
   report(message: string): void;
 }
@@ -143,6 +146,7 @@ export class HostCallRouter {
       owner: options.owner,
       local: options.local,
       callTiming: options.callTiming,
+      diffs: options.diffs,
       timing: this.timing,
       callerIsGone: (owner) => this.callerIsGone(owner),
       stats: this.stats,

@@ -24,6 +24,7 @@ export async function startHostCallRouting(options: {
     local: (name) => agents.connection(name),
     ownerIsDead: (holder) => ownerIsDead(holder, owner, true),
     callTiming: agents.timing,
+    diffs: agents.manifestDiffs,
     report: options.report,
     ...(options.timing ? { timing: options.timing } : {}),
   });
