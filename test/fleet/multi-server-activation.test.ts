@@ -4,15 +4,14 @@ import pg from "pg";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../helpers/built-cli.js";
 import { currentOf } from "../helpers/fleet.js";
-import { startTwoServerFleet, type TwoServerFleet } from "../helpers/two-server-fleet.js";
-import { until } from "../helpers/wait.js";
+import { deployAndWait, startTwoServerFleet, type TwoServerFleet } from "../helpers/two-server-fleet.js";
 
 beforeAll(ensureBuilt, 180_000);
 
 /**
  * A host held by another server is switched, restarted and health-checked
- * by one routed call (providers/fleet/activation.ts): the holder makes the
- * three agent calls and answers once. The deploy's records, log and
+ * by one routed call (providers/fleet/activation.ts): the holder makes one
+ * `activate` agent call (three calls to an older agent) and answers once. The deploy's records, log and
  * failure handling are those of three single calls: a host whose health
  * check fails there is recorded switched, then failed, switched back and
  * depooled, and the deploy rolls back.
@@ -48,24 +47,7 @@ environments:
       ],
     });
     const { cluster, a, agents, database, repo } = fleet;
-    const deploy = async () => {
-      const id = (await cluster.api(a, "POST", "/api/v1/apps/shop/environments/production/deploys", {})).body
-        .deploy.id as number;
-      await until(
-        async () =>
-          ["succeeded", "failed", "cancelled"].includes(
-            (await cluster.api(a, "GET", `/api/v1/deploys/${id}`)).body.deploy.status,
-          ),
-        60_000,
-        `deploy ${id} finished`,
-      );
-      const log = await (
-        await fetch(`${a.url}/api/v1/deploys/${id}/log`, {
-          headers: { authorization: `Bearer ${cluster.admin()}` },
-        })
-      ).text();
-      return { id, deploy: (await cluster.api(a, "GET", `/api/v1/deploys/${id}`)).body.deploy, log };
-    };
+    const deploy = () => deployAndWait(cluster, a, "production");
     const client = new pg.Client({ connectionString: database.url });
     await client.connect();
     const callsOf = async (deployId: number) =>

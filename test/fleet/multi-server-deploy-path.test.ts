@@ -3,8 +3,7 @@ import path from "node:path";
 import pg from "pg";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../helpers/built-cli.js";
-import { startTwoServerFleet, type TwoServerFleet } from "../helpers/two-server-fleet.js";
-import { until } from "../helpers/wait.js";
+import { deployAndWait, startTwoServerFleet, type TwoServerFleet } from "../helpers/two-server-fleet.js";
 
 beforeAll(ensureBuilt, 180_000);
 
@@ -48,22 +47,7 @@ environments:
     let release = "";
     for (let attempt = 1; attempt <= 3 && !(await routedCalls()); attempt++) {
       if (attempt > 1) await repo.commit({ VERSION: `${attempt}\n` }, `again ${attempt}`);
-      const id = (await cluster.api(a, "POST", "/api/v1/apps/shop/environments/staging/deploys", {})).body
-        .deploy.id as number;
-      await until(
-        async () =>
-          ["succeeded", "failed", "cancelled"].includes(
-            (await cluster.api(a, "GET", `/api/v1/deploys/${id}`)).body.deploy.status,
-          ),
-        60_000,
-        `deploy ${id} finished`,
-      );
-      const deploy = (await cluster.api(a, "GET", `/api/v1/deploys/${id}`)).body.deploy;
-      const log = await (
-        await fetch(`${a.url}/api/v1/deploys/${id}/log`, {
-          headers: { authorization: `Bearer ${cluster.admin()}` },
-        })
-      ).text();
+      const { deploy, log } = await deployAndWait(cluster, a, "staging");
       expect(deploy.status, log).toBe("succeeded");
       release = path.basename(await readlink(path.join(place, "current")));
       expect(release).toMatch(/^[0-9a-f]{16}$/);

@@ -4,8 +4,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../helpers/built-cli.js";
 import { waitForClusterHosts } from "../helpers/cluster.js";
 import { type AgentProcess, currentOf, startAgent } from "../helpers/fleet.js";
-import { startTwoServerFleet, type TwoServerFleet } from "../helpers/two-server-fleet.js";
-import { until } from "../helpers/wait.js";
+import { deployAndWait, startTwoServerFleet, type TwoServerFleet } from "../helpers/two-server-fleet.js";
 
 beforeAll(ensureBuilt, 180_000);
 
@@ -43,25 +42,7 @@ environments:
     });
     const { cluster, a, b, agents, database, repo, enroll } = fleet;
 
-    const deployOn = async (server: typeof a) => {
-      const id = (await cluster.api(server, "POST", "/api/v1/apps/shop/environments/production/deploys", {}))
-        .body.deploy.id as number;
-      await until(
-        async () =>
-          ["succeeded", "failed", "cancelled"].includes(
-            (await cluster.api(server, "GET", `/api/v1/deploys/${id}`)).body.deploy.status,
-          ),
-        60_000,
-        `deploy ${id} finished`,
-      );
-      const deploy = (await cluster.api(server, "GET", `/api/v1/deploys/${id}`)).body.deploy;
-      const log = await (
-        await fetch(`${server.url}/api/v1/deploys/${id}/log`, {
-          headers: { authorization: `Bearer ${cluster.admin()}` },
-        })
-      ).text();
-      return { deploy, log };
-    };
+    const deployOn = (server: typeof a) => deployAndWait(cluster, server, "production");
 
     const first = await deployOn(a);
     expect(first.deploy.status, first.log).toBe("succeeded");

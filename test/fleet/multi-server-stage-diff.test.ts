@@ -3,8 +3,7 @@ import path from "node:path";
 import pg from "pg";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../helpers/built-cli.js";
-import { startTwoServerFleet, type TwoServerFleet } from "../helpers/two-server-fleet.js";
-import { until } from "../helpers/wait.js";
+import { deployAndWait, startTwoServerFleet, type TwoServerFleet } from "../helpers/two-server-fleet.js";
 
 beforeAll(ensureBuilt, 180_000);
 
@@ -54,17 +53,8 @@ environments:
         // A tree of a few files: a difference as large as the whole listing is never sent.
         if (attempt === 1) await repo.commit({ "a.txt": "a\n", "b.txt": "b\n", "c.txt": "c\n" }, "a tree");
         else await repo.commit({ VERSION: `${attempt}\n` }, `change ${attempt}`);
-        const id = (await cluster.api(a, "POST", "/api/v1/apps/shop/environments/staging/deploys", {})).body
-          .deploy.id as number;
-        await until(
-          async () =>
-            ["succeeded", "failed", "cancelled"].includes(
-              (await cluster.api(a, "GET", `/api/v1/deploys/${id}`)).body.deploy.status,
-            ),
-          60_000,
-          `deploy ${id} finished`,
-        );
-        expect((await cluster.api(a, "GET", `/api/v1/deploys/${id}`)).body.deploy.status).toBe("succeeded");
+        const { deploy, log } = await deployAndWait(cluster, a, "staging");
+        expect(deploy.status, log).toBe("succeeded");
         if (attempt > 1 && (await routedStages()).some((r) => r.manifest === "diff")) break;
       }
       const stages = await routedStages();

@@ -6,6 +6,7 @@ import { type Cluster, type ClusterServer, startCluster, waitForClusterHosts } f
 import { createTestDatabase, type TestDatabase } from "./databases.js";
 import { type AgentProcess, assertConsistent, startAgent } from "./fleet.js";
 import { makeRepo, type TestRepo } from "./git-fixtures.js";
+import { until } from "./wait.js";
 
 /**
  * Two real servers on one PostgreSQL (a fresh database), one app `shop`
@@ -97,4 +98,33 @@ export async function startTwoServerFleet(options: {
     throw error;
   }
   return fleet;
+}
+
+/**
+ * Asks `server` for a deploy of app `shop` to `env` (whichever server claims
+ * it runs it), waits for its end and returns it, with its log, as `server`
+ * shows them.
+ */
+export async function deployAndWait(
+  cluster: Cluster,
+  server: ClusterServer,
+  env: string,
+): Promise<{ id: number; deploy: any; log: string }> {
+  const id = (await cluster.api(server, "POST", `/api/v1/apps/shop/environments/${env}/deploys`, {})).body
+    .deploy.id as number;
+  await until(
+    async () =>
+      ["succeeded", "failed", "cancelled"].includes(
+        (await cluster.api(server, "GET", `/api/v1/deploys/${id}`)).body.deploy.status,
+      ),
+    60_000,
+    `deploy ${id} finished`,
+  );
+  const deploy = (await cluster.api(server, "GET", `/api/v1/deploys/${id}`)).body.deploy;
+  const log = await (
+    await fetch(`${server.url}/api/v1/deploys/${id}/log`, {
+      headers: { authorization: `Bearer ${cluster.admin()}` },
+    })
+  ).text();
+  return { id, deploy, log };
 }
