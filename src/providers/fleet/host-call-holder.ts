@@ -245,8 +245,7 @@ export class HostCallHolder {
     log: HostLog,
     signal: AbortSignal,
   ): Promise<StageResult> {
-    const ops = new AgentHostOps(call.host, () => connection, this.options.callTiming, this.options.diffs);
-    return ops.stage(spec, AGENTS_FETCH_THEIR_OWN, log, signal);
+    return this.opsOn(call, connection).stage(spec, AGENTS_FETCH_THEIR_OWN, log, signal);
   }
 
   /** A routed activation, run here as one agent call, or as the three an older agent takes (activation.ts). */
@@ -261,8 +260,12 @@ export class HostCallHolder {
     if (!args.success) {
       throw new TurnoutError("E_INTERNAL", `host ${call.host}: malformed ${ACTIVATE_OP} arguments`);
     }
-    const ops = new AgentHostOps(call.host, () => connection, this.options.callTiming);
-    return ops.activate(activationSpecOf(args.data), log, signal, onSwitched);
+    return this.opsOn(call, connection).activate(activationSpecOf(args.data), log, signal, onSwitched);
+  }
+
+  /** The call's host as this server reaches it: its agent's connection here, as for a deploy of its own. */
+  private opsOn(call: HostCallRow, connection: AgentConnection): AgentHostOps {
+    return new AgentHostOps(call.host, () => connection, this.options.callTiming, this.options.diffs);
   }
 
   /**
