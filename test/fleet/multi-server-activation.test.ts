@@ -1,10 +1,10 @@
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import pg from "pg";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../helpers/built-cli.js";
 import { currentOf } from "../helpers/fleet.js";
-import { deployAndWait, startTwoServerFleet, type TwoServerFleet } from "../helpers/two-server-fleet.js";
+import { deployAndWait, twoServerFleets } from "../helpers/two-server-fleet.js";
 
 beforeAll(ensureBuilt, 180_000);
 
@@ -17,18 +17,13 @@ beforeAll(ensureBuilt, 180_000);
  * depooled, and the deploy rolls back.
  */
 describe("routed activation", () => {
-  let fleet: TwoServerFleet | undefined;
-
-  afterEach(async () => {
-    await fleet?.stop();
-    fleet = undefined;
-  });
+  const startFleet = twoServerFleets();
 
   it("is one call per routed host, and a failing health check there still rolls the host back", async () => {
     // The health check fails on a host whose root holds a file named `unhealthy`
     // (run in <root>/shop/releases/<id>: three levels below the root).
     // web-1 on A (where the deploys run), web-2 and web-3 on B: reached through routed calls.
-    fleet = await startTwoServerFleet({
+    const fleet = await startFleet({
       prefix: "turnout-activation-",
       manifest: (repo) => `repo: ${JSON.stringify(repo)}
 environments:

@@ -1,9 +1,9 @@
 import { readlink } from "node:fs/promises";
 import path from "node:path";
 import pg from "pg";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../helpers/built-cli.js";
-import { deployAndWait, startTwoServerFleet, type TwoServerFleet } from "../helpers/two-server-fleet.js";
+import { deployAndWait, twoServerFleets } from "../helpers/two-server-fleet.js";
 
 beforeAll(ensureBuilt, 180_000);
 
@@ -13,16 +13,11 @@ beforeAll(ensureBuilt, 180_000);
  * (host_calls.args) carry the environment's path, so the release lands there.
  */
 describe("a deploy path across two servers", () => {
-  let fleet: TwoServerFleet | undefined;
-
-  afterEach(async () => {
-    await fleet?.stop();
-    fleet = undefined;
-  });
+  const startFleet = twoServerFleets();
 
   it("routes every operation with the path to the server holding the agent", async () => {
     const placeIn = (root: string) => path.join(root, "www", "shop-staging");
-    fleet = await startTwoServerFleet({
+    const fleet = await startFleet({
       prefix: "turnout-routing-path-",
       manifest: (repo, root) => `repo: ${JSON.stringify(repo)}
 environments:

@@ -1,10 +1,10 @@
 import path from "node:path";
 import pg from "pg";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../helpers/built-cli.js";
 import { waitForClusterHosts } from "../helpers/cluster.js";
 import { type AgentProcess, currentOf, startAgent } from "../helpers/fleet.js";
-import { deployAndWait, startTwoServerFleet, type TwoServerFleet } from "../helpers/two-server-fleet.js";
+import { deployAndWait, twoServerFleets } from "../helpers/two-server-fleet.js";
 
 beforeAll(ensureBuilt, 180_000);
 
@@ -15,15 +15,10 @@ beforeAll(ensureBuilt, 180_000);
  * deploys is reached there.
  */
 describe("fleet deploys across two servers", () => {
-  let fleet: TwoServerFleet | undefined;
-
-  afterEach(async () => {
-    await fleet?.stop();
-    fleet = undefined;
-  });
+  const startFleet = twoServerFleets();
 
   it("routes host operations to the server holding each agent", async () => {
-    fleet = await startTwoServerFleet({
+    const fleet = await startFleet({
       prefix: "turnout-routing-",
       manifest: (repo) => `repo: ${JSON.stringify(repo)}
 environments:

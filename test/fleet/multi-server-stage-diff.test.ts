@@ -1,9 +1,9 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import pg from "pg";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../helpers/built-cli.js";
-import { deployAndWait, startTwoServerFleet, type TwoServerFleet } from "../helpers/two-server-fleet.js";
+import { deployAndWait, twoServerFleets } from "../helpers/two-server-fleet.js";
 
 beforeAll(ensureBuilt, 180_000);
 
@@ -15,16 +15,11 @@ beforeAll(ensureBuilt, 180_000);
  * bytes to the host, not the whole tree's listing.
  */
 describe("a routed stage call", () => {
-  let fleet: TwoServerFleet | undefined;
-
-  afterEach(async () => {
-    await fleet?.stop();
-    fleet = undefined;
-  });
+  const startFleet = twoServerFleets();
 
   it("reaches the agent as the difference from a manifest it keeps", async () => {
     const placeIn = (root: string) => path.join(root, "www", "shop");
-    fleet = await startTwoServerFleet({
+    const fleet = await startFleet({
       prefix: "turnout-routed-diff-",
       manifest: (repo, root) => `repo: ${JSON.stringify(repo)}
 environments:

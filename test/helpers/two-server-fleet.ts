@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { afterEach } from "vitest";
 import { type Cluster, type ClusterServer, startCluster, waitForClusterHosts } from "./cluster.js";
 import { createTestDatabase, type TestDatabase } from "./databases.js";
 import { type AgentProcess, assertConsistent, startAgent } from "./fleet.js";
@@ -30,13 +31,33 @@ export interface TwoServerFleet {
   stop(): Promise<void>;
 }
 
-export async function startTwoServerFleet(options: {
+/** What startTwoServerFleet makes. */
+export interface TwoServerFleetOptions {
   /** Prefix of the temporary directory. */
   prefix: string;
   /** `shop.yaml`, given the repository's path and the root directory. */
   manifest(repoPath: string, root: string): string;
   hosts: { name: string; on: "a" | "b" }[];
-}): Promise<TwoServerFleet> {
+}
+
+/**
+ * For a test file's tests: a starter of two-server fleets, each stopped
+ * after the test that started it (an afterEach registered where this is
+ * called).
+ */
+export function twoServerFleets(): (options: TwoServerFleetOptions) => Promise<TwoServerFleet> {
+  let started: TwoServerFleet | undefined;
+  afterEach(async () => {
+    await started?.stop();
+    started = undefined;
+  });
+  return async (options) => {
+    started = await startTwoServerFleet(options);
+    return started;
+  };
+}
+
+export async function startTwoServerFleet(options: TwoServerFleetOptions): Promise<TwoServerFleet> {
   const root = await mkdtemp(path.join(tmpdir(), options.prefix));
   const database = await createTestDatabase("postgres");
   const configDir = path.join(root, "turnout.d");
